@@ -1,0 +1,36 @@
+//! ringsoa: Thrift RPC and service governance, thread-per-core on io_uring.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: TBinaryProtocol and TCompactProtocol writers and readers, skipping,
+//!   `TApplicationException`: every byte that crosses the wire.
+//! - [`transport`]: message boundaries: framed (length-prefixed) and buffered
+//!   (unframed, found by a resumable scanner), with a maximum message size.
+//! - [`idl`]: the Thrift IDL lexer, parser and resolver; the result is our AST.
+//! - [`codegen`]: Rust code from the resolved IDL, driven by [`build::compile`].
+//! - [`rpc`]: what generated code stands on: the call context, handler errors, the
+//!   dispatcher and client-channel traits.
+//! - [`dynamic`]: encoding and decoding any method's arguments and results from and
+//!   to JSON with an IDL parsed at run time.
+
+pub mod build;
+pub mod codegen;
+pub mod dynamic;
+pub mod idl;
+pub mod protocol;
+pub mod rpc;
+pub mod transport;
+
+/// Includes the code that [`build::compile`] generated in this crate's `OUT_DIR`.
+///
+/// ```ignore
+/// mod idl {
+///     ringsoa::include_idl!();
+/// }
+/// ```
+#[macro_export]
+macro_rules! include_idl {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/ringsoa_idl.rs"));
+    };
+}

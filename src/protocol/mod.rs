@@ -1,0 +1,226 @@
+//! Thrift wire protocols: TBinaryProtocol and TCompactProtocol.
+//!
+//! Layout:
+//! - [`ttype`]: the wire type codes and message types shared by both protocols.
+//! - [`binary`], [`compact`]: a writer and a reader for each protocol.
+//! - [`error`]: [`ProtocolError`], returned by every reader on bad or short input.
+//! - [`skip`]: skipping a value of any type with a nesting limit.
+//! - [`app_exception`]: `TApplicationException`, the standard error reply.
+//!
+//! Generated code and the dynamic encoder are generic over [`ProtocolWriter`] and
+//! [`ProtocolReader`], so each protocol gets its own monomorphised copy with no
+//! per-field dynamic dispatch. Writers are infallible (they append to a growable
+//! buffer); readers check every length against the bytes that remain before they
+//! allocate, and never panic on wire bytes.
+
+pub mod app_exception;
+pub mod binary;
+pub mod compact;
+pub mod error;
+pub mod skip;
+pub mod ttype;
+
+pub use app_exception::{ApplicationException, ApplicationExceptionKind};
+pub use binary::{BinaryReader, BinaryWriter};
+pub use compact::{CompactReader, CompactWriter};
+pub use error::{ProtocolError, ProtocolErrorKind};
+pub use ttype::{MessageType, TType};
+
+use bytes::Bytes;
+
+/// Nesting limit for structs and skipped values, as thriftpy2's `DEFAULT_MAX_DEPTH`.
+pub const MAX_DEPTH: u16 = 64;
+
+/// The header of a message: method name, message type and sequence id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// Method name, as raw bytes sliced from the input (no copy).
+    pub name: Bytes,
+    /// CALL, REPLY, EXCEPTION or ONEWAY.
+    pub kind: MessageType,
+    /// The caller's sequence id, echoed in the reply.
+    pub seqid: i32,
+}
+
+/// Which of the two protocols a connection or a call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TBinaryProtocol, strict (version `0x8001`).
+    Binary,
+    /// TCompactProtocol (protocol id `0x82`, version 1).
+    Compact,
+}
+
+/// Writes Thrift values into a buffer. Implemented by each protocol.
+///
+/// Struct nesting is tracked by the caller: `write_struct_begin` returns a mark that
+/// is handed back to `write_struct_end` (the compact protocol keeps its last field id
+/// there), so writers need no heap stack.
+pub trait ProtocolWriter {
+    /// Begins a message.
+    fn write_message_begin(&mut self, name: &str, kind: MessageType, seqid: i32);
+    /// Begins a struct; returns the mark for [`ProtocolWriter::write_struct_end`].
+    fn write_struct_begin(&mut self) -> i16;
+    /// Writes the field-stop marker and ends the struct begun with `mark`.
+    fn write_struct_end(&mut self, mark: i16);
+    /// Begins a field (use [`ProtocolWriter::write_bool_field`] for a bool field).
+    fn write_field_begin(&mut self, ttype: TType, id: i16);
+    /// Writes a whole bool field (the compact protocol folds the value into the header).
+    fn write_bool_field(&mut self, id: i16, value: bool);
+    /// Begins a list of `len` elements.
+    fn write_list_begin(&mut self, elem: TType, len: usize);
+    /// Begins a set of `len` elements.
+    fn write_set_begin(&mut self, elem: TType, len: usize);
+    /// Begins a map of `len` entries.
+    fn write_map_begin(&mut self, key: TType, value: TType, len: usize);
+    /// Writes a bool (as a container element or bare value).
+    fn write_bool(&mut self, v: bool);
+    /// Writes a byte (`byte`/`i8`).
+    fn write_i8(&mut self, v: i8);
+    /// Writes an i16.
+    fn write_i16(&mut self, v: i16);
+    /// Writes an i32.
+    fn write_i32(&mut self, v: i32);
+    /// Writes an i64.
+    fn write_i64(&mut self, v: i64);
+    /// Writes a double.
+    fn write_double(&mut self, v: f64);
+    /// Writes a UTF-8 string.
+    fn write_string(&mut self, v: &str) {
+        self.write_binary(v.as_bytes());
+    }
+    /// Writes binary data.
+    fn write_binary(&mut self, v: &[u8]);
+    /// Writes a uuid (16 bytes, big-endian as in Apache Thrift 0.19+).
+    fn write_uuid(&mut self, v: &[u8; 16]);
+    /// Bytes written so far.
+    fn written(&self) -> usize;
+}
+
+/// Reads Thrift values from a buffer. Implemented by each protocol.
+///
+/// Every length is checked against the bytes that remain before anything is
+/// allocated; struct nesting deeper than [`MAX_DEPTH`] is an error.
+pub trait ProtocolReader {
+    /// Reads a message header.
+    fn read_message_begin(&mut self) -> Result<MessageHeader, ProtocolError>;
+    /// Begins a struct; returns the mark for [`ProtocolReader::read_struct_end`].
+    fn read_struct_begin(&mut self) -> Result<i16, ProtocolError>;
+    /// Ends the struct begun with `mark`.
+    fn read_struct_end(&mut self, mark: i16);
+    /// Reads a field header; `TType::Stop` ends the struct (the id is then 0).
+    fn read_field_begin(&mut self) -> Result<(TType, i16), ProtocolError>;
+    /// Reads a list header: element type and length.
+    fn read_list_begin(&mut self) -> Result<(TType, usize), ProtocolError>;
+    /// Reads a set header: element type and length.
+    fn read_set_begin(&mut self) -> Result<(TType, usize), ProtocolError>;
+    /// Reads a map header: key type, value type and length.
+    fn read_map_begin(&mut self) -> Result<(TType, TType, usize), ProtocolError>;
+    /// Reads a bool.
+    fn read_bool(&mut self) -> Result<bool, ProtocolError>;
+    /// Reads a byte.
+    fn read_i8(&mut self) -> Result<i8, ProtocolError>;
+    /// Reads an i16.
+    fn read_i16(&mut self) -> Result<i16, ProtocolError>;
+    /// Reads an i32.
+    fn read_i32(&mut self) -> Result<i32, ProtocolError>;
+    /// Reads an i64.
+    fn read_i64(&mut self) -> Result<i64, ProtocolError>;
+    /// Reads a double.
+    fn read_double(&mut self) -> Result<f64, ProtocolError>;
+    /// Reads a string; invalid UTF-8 is an error.
+    fn read_string(&mut self) -> Result<String, ProtocolError>;
+    /// Reads binary data as a slice of the input (no copy).
+    fn read_binary(&mut self) -> Result<Bytes, ProtocolError>;
+    /// Reads a uuid.
+    fn read_uuid(&mut self) -> Result<[u8; 16], ProtocolError>;
+    /// Bytes not yet consumed.
+    fn remaining(&self) -> usize;
+    /// Bytes consumed so far.
+    fn position(&self) -> usize;
+    /// The fewest bytes one value of `ttype` can take in this protocol (for size checks).
+    fn min_size(ttype: TType) -> usize;
+    /// Skips one value of `ttype`.
+    fn skip(&mut self, ttype: TType) -> Result<(), ProtocolError>
+    where
+        Self: Sized,
+    {
+        skip::skip(self, ttype)
+    }
+}
+
+/// A value that can be written with any protocol.
+pub trait Encode {
+    /// Writes `self`.
+    fn encode<W: ProtocolWriter>(&self, w: &mut W);
+}
+
+/// A value that can be read with any protocol.
+pub trait Decode: Sized {
+    /// Reads a value.
+    fn decode<R: ProtocolReader>(r: &mut R) -> Result<Self, ProtocolError>;
+}
+
+/// Most bytes' worth of elements a decoder pre-allocates for a container before it
+/// has seen them; beyond this the container grows as elements actually arrive.
+const PREALLOC_BYTES: usize = 64 * 1024;
+
+/// The capacity to reserve for a container of `len` elements of type `T`, already
+/// checked against the remaining input: never more than [`PREALLOC_BYTES`] of memory.
+#[inline]
+pub fn prealloc<T>(len: usize) -> usize {
+    len.min(PREALLOC_BYTES / std::mem::size_of::<T>().max(1))
+}
+
+/// Checks that `len` elements of at least `min` bytes each fit in `remaining` bytes.
+#[inline]
+pub(crate) fn check_len(len: usize, min: usize, remaining: usize) -> Result<(), ProtocolError> {
+    if len.saturating_mul(min) > remaining {
+        return Err(ProtocolError::new(
+            ProtocolErrorKind::SizeLimit,
+            format!("container of {len} elements cannot fit in the {remaining} bytes left"),
+        ));
+    }
+    Ok(())
+}
+
+/// Encodes `value` as a bare struct with protocol `P` into a new buffer.
+pub fn to_bytes(value: &impl Encode, protocol: Protocol) -> Bytes {
+    let mut buf = bytes::BytesMut::new();
+    match protocol {
+        Protocol::Binary => value.encode(&mut BinaryWriter::new(&mut buf)),
+        Protocol::Compact => value.encode(&mut CompactWriter::new(&mut buf)),
+    }
+    buf.freeze()
+}
+
+/// Decodes a bare value of type `T` from `bytes` with the given protocol; the input
+/// must be consumed exactly.
+pub fn from_bytes<T: Decode>(bytes: Bytes, protocol: Protocol) -> Result<T, ProtocolError> {
+    fn whole<T: Decode, R: ProtocolReader>(mut r: R) -> Result<T, ProtocolError> {
+        let v = T::decode(&mut r)?;
+        match r.remaining() {
+            0 => Ok(v),
+            n => Err(ProtocolError::new(
+                ProtocolErrorKind::InvalidData,
+                format!("{n} trailing bytes after the value"),
+            )),
+        }
+    }
+    match protocol {
+        Protocol::Binary => whole(BinaryReader::new(bytes)),
+        Protocol::Compact => whole(CompactReader::new(bytes)),
+    }
+}
+
+/// Copies `bytes` into a `String`, rejecting invalid UTF-8.
+#[inline]
+pub(crate) fn utf8(bytes: &[u8]) -> Result<String, ProtocolError> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_owned()),
+        Err(e) => Err(ProtocolError::new(
+            ProtocolErrorKind::InvalidData,
+            format!("string is not valid UTF-8: {e}"),
+        )),
+    }
+}

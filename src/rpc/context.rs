@@ -1,0 +1,59 @@
+//! The per-call context: an explicit value, never a task-local patched in behind the
+//! handler's back (the seed's `threading.local` leaked between greenlets).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What a handler knows about the call it serves, and what it hands to downstream
+/// calls so that they carry the same request id and a derived rpc id.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The caller's app_id from the tracking handshake ("" for native callers).
+    pub caller: String,
+    /// The request id shared by every call of one request chain.
+    pub request_id: String,
+    /// The rpc id of this call: "1", "1.2", "1.2.1", …
+    pub seq: String,
+    /// Request meta from the tracking header.
+    pub meta: BTreeMap<String, String>,
+    /// Negotiated tracking version on the connection: 0 native, 1 or 2.
+    pub version: i32,
+    /// Index of the core serving the call.
+    pub core: usize,
+    /// When the caller stops waiting, if known.
+    pub deadline: Option<Instant>,
+    /// Meta to send back in the version-2 response header.
+    pub response_meta: BTreeMap<String, String>,
+    /// Downstream calls made so far while serving this call (the `i` of `seq.i`).
+    pub(crate) calls_made: u32,
+}
+
+impl CallContext {
+    /// The rpc id for the next downstream call: `seq.i` with `i` counting from 1.
+    pub fn next_child_seq(&mut self) -> String {
+        self.calls_made += 1;
+        if self.seq.is_empty() {
+            self.calls_made.to_string()
+        } else {
+            format!("{}.{}", self.seq, self.calls_made)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_seqs_extend_the_parent_chain() {
+        let mut cx = CallContext {
+            seq: "1.2".into(),
+            ..Default::default()
+        };
+        assert_eq!(cx.next_child_seq(), "1.2.1");
+        assert_eq!(cx.next_child_seq(), "1.2.2");
+        let mut root = CallContext::default();
+        assert_eq!(root.next_child_seq(), "1");
+        assert_eq!(root.next_child_seq(), "2");
+    }
+}

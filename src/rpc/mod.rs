@@ -1,0 +1,19 @@
+//! What generated code stands on.
+//!
+//! - [`context`]: [`CallContext`], the explicit per-call value handed to handlers and
+//!   passed on to downstream calls (caller, request id, rpc-id chain, meta, deadline).
+//! - [`error`]: [`MethodError`] (what a handler returns) and [`CallError`] (what a
+//!   client call returns), and [`Never`] for methods that declare no exceptions.
+//! - [`dispatch`]: the [`Dispatch`] trait a generated service implements, and the
+//!   reply helpers the server shares with it.
+//! - [`channel`]: the [`Channel`] trait a generated client stub calls through.
+
+pub mod channel;
+pub mod context;
+pub mod dispatch;
+pub mod error;
+
+pub use channel::Channel;
+pub use context::CallContext;
+pub use dispatch::{Dispatch, Dispatched};
+pub use error::{CallError, MethodError, Never};

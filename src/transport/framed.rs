@@ -1,0 +1,43 @@
+//! TFramedTransport: each message is preceded by its length as a 4-byte big-endian
+//! integer. The length is checked against the maximum before the body is buffered.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::protocol::{ProtocolError, ProtocolErrorKind};
+
+/// Size of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// The body length of the frame at the start of `buf`, or `None` if fewer than four
+/// bytes have arrived. A length of zero or above `max` is an error: the connection
+/// should be closed without reading further.
+pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolError> {
+    let Some(head) = buf.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len == 0 {
+        return Err(ProtocolError::new(
+            ProtocolErrorKind::InvalidData,
+            "frame of length zero",
+        ));
+    }
+    if len > max {
+        return Err(ProtocolError::new(
+            ProtocolErrorKind::SizeLimit,
+            format!("frame of {len} bytes exceeds the maximum of {max}"),
+        ));
+    }
+    Ok(Some(len))
+}
+
+/// Appends one frame to `buf`: reserves the length prefix, lets `body` write the
+/// message, then fills in the length. Returns the body length.
+pub fn write_frame(buf: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> usize {
+    let start = buf.len();
+    buf.put_u32(0);
+    body(buf);
+    let len = buf.len() - start - HEADER_LEN;
+    buf[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    len
+}

@@ -1,0 +1,23 @@
+//! Message boundaries on a byte stream.
+//!
+//! - [`framed`]: a 4-byte big-endian length before each message.
+//! - [`scan`]: buffered (unframed) transport, where the only way to find where a
+//!   message ends is to walk its values; the [`scan::Scanner`] does that incrementally,
+//!   resuming where it stopped when more bytes arrive.
+//!
+//! Both check the configured maximum message size before anything is allocated.
+
+pub mod framed;
+pub mod scan;
+
+/// Default maximum size of one message (frame body or unframed message): 16 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// How messages are delimited on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// TFramedTransport: a 4-byte big-endian length before each message.
+    Framed,
+    /// TBufferedTransport: messages back to back with no length (thriftpy2's default).
+    Buffered,
+}
