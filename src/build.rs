@@ -1,1 +1,89 @@
-//! TODO
+//! The build-script API: Thrift IDL in, Rust code in `OUT_DIR` out, no external
+//! compiler and no generated code checked in.
+//!
+//! ```ignore
+//! // build.rs
+//! fn main() {
+//!     ringsoa::build::compile(&["idl/demo.thrift"]).unwrap();
+//! }
+//! // lib.rs
+//! mod idl {
+//!     ringsoa::include_idl!();
+//! }
+//! use idl::demo::{DemoHandler, DemoServer, Item};
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::codegen::generate;
+use crate::idl::{load, IdlError};
+
+/// Name of the generated file in `OUT_DIR`, included by [`include_idl!`](crate::include_idl).
+pub const OUTPUT_FILE: &str = "ringsoa_idl.rs";
+
+/// Options for code generation.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    include_dirs: Vec<PathBuf>,
+    crate_path: String,
+    out_dir: Option<PathBuf>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            include_dirs: Vec::new(),
+            crate_path: "::ringsoa".into(),
+            out_dir: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Default options: no include dirs, output to `OUT_DIR`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a directory searched for includes after the including file's own.
+    pub fn include_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.include_dirs.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// How generated code names this crate (default `::ringsoa`).
+    pub fn crate_path(mut self, path: impl Into<String>) -> Self {
+        self.crate_path = path.into();
+        self
+    }
+
+    /// Writes into `dir` instead of `OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.out_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Parses `files` and their includes, generates the code and writes it; prints
+    /// `cargo:rerun-if-changed` for every file read. Returns the output path.
+    pub fn compile(&self, files: &[impl AsRef<Path>]) -> Result<PathBuf, Box<dyn std::error::Error>> {
+        let program = load(files, &self.include_dirs)?;
+        for f in &program.files {
+            println!("cargo:rerun-if-changed={}", f.path.display());
+        }
+        let code = generate(&program, &self.crate_path)?;
+        let dir = match &self.out_dir {
+            Some(d) => d.clone(),
+            None => PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(|| {
+                IdlError::new("OUT_DIR", Default::default(), "OUT_DIR is not set: call compile from a build script or set out_dir")
+            })?),
+        };
+        let path = dir.join(OUTPUT_FILE);
+        std::fs::write(&path, code)?;
+        Ok(path)
+    }
+}
+
+/// Compiles `files` with default options (see [`Builder::compile`]).
+pub fn compile(files: &[impl AsRef<Path>]) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    Builder::new().compile(files)
+}

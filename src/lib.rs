@@ -13,6 +13,9 @@
 //! - [`dynamic`]: encoding and decoding any method's arguments and results from and
 //!   to JSON with an IDL parsed at run time.
 
+/// Re-exported for generated code (`binary` fields are `bytes::Bytes`).
+pub use bytes;
+
 pub mod build;
 pub mod codegen;
 pub mod dynamic;

@@ -224,3 +224,27 @@ pub(crate) fn utf8(bytes: &[u8]) -> Result<String, ProtocolError> {
         )),
     }
 }
+
+/// Checks a container's element type on the wire against the declared one (an empty
+/// container may carry any type: some writers leave it unset).
+#[inline]
+pub fn check_elem(expected: TType, found: TType, len: usize) -> Result<(), ProtocolError> {
+    if found != expected && len > 0 {
+        return Err(ProtocolError::wrong_element_type(expected, found));
+    }
+    Ok(())
+}
+
+impl<T: Encode + ?Sized> Encode for Box<T> {
+    #[inline]
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        (**self).encode(w)
+    }
+}
+
+impl<T: Encode + ?Sized> Encode for &T {
+    #[inline]
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        (**self).encode(w)
+    }
+}

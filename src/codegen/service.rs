@@ -1,0 +1,244 @@
+//! Services: the argument and result structs of each function, the handler trait,
+//! the dispatcher (`<Service>Server`) and the typed client stub (`<Service>Client`).
+//!
+//! For `service Demo { string echo(1: string msg) }` the generated items are
+//! `DemoEchoArgs`, `DemoEchoResult`, `trait DemoHandler { async fn echo(&self, cx:
+//! &mut CallContext, msg: String) -> Result<String, MethodError> }`, `DemoServer<H>`
+//! (implements `ringsoa::rpc::Dispatch`) and `DemoClient<C: Channel>`. A function
+//! with `throws` also gets `Demo<Fn>Exception`, an enum of its declared exceptions.
+//! A service that `extends` another gets a handler trait with the base's as its
+//! supertrait, and a dispatcher that hands unknown names to the base's.
+
+use std::fmt::Write;
+
+use crate::idl::model::{DefId, Field, Function, Requiredness, Service, Struct, StructKind, Ty};
+
+use super::items::{doc_lines, is_option, structure};
+use super::names::{camel, ident};
+use super::types::Gen;
+
+/// Stand-in id for the synthetic argument and result structs (never boxed).
+const SYNTHETIC: DefId = DefId {
+    file: usize::MAX,
+    index: usize::MAX,
+};
+
+/// Names of a function's generated items, as paths from the current module.
+struct FnNames {
+    args: String,
+    result: String,
+    exception: Option<String>,
+}
+
+fn fn_names(g: &Gen, service: DefId, f: &Function) -> FnNames {
+    let base = format!("{}{}", g.program.service(service).name, camel(&f.name));
+    let p = |suffix: &str| g.path(service, &format!("{base}{suffix}"));
+    FnNames {
+        args: p("Args"),
+        result: p("Result"),
+        exception: (!f.throws.is_empty()).then(|| p("Exception")),
+    }
+}
+
+/// The handler's parameter type for an argument: `Option<T>` only for `optional`.
+fn param_type(g: &Gen, a: &Field) -> String {
+    let t = g.rust_type(&a.ty);
+    if a.req == Requiredness::Optional {
+        format!("__std::option::Option<{t}>")
+    } else {
+        t
+    }
+}
+
+/// The handler's argument value taken out of the decoded args struct.
+fn param_from_args(a: &Field) -> String {
+    let f = format!("args.{}", ident(&a.name));
+    if a.req != Requiredness::Optional && is_option(a) {
+        format!("{f}.unwrap_or_default()")
+    } else {
+        f
+    }
+}
+
+/// The args-struct field value built from a client parameter.
+fn args_from_param(a: &Field) -> String {
+    let p = ident(&a.name);
+    if a.req != Requiredness::Optional && is_option(a) {
+        format!("__std::option::Option::Some({p})")
+    } else {
+        p
+    }
+}
+
+fn ok_type(g: &Gen, f: &Function) -> String {
+    f.returns.as_ref().map_or("()".into(), |t| g.rust_type(t))
+}
+
+/// Everything generated for one service.
+pub fn service(g: &Gen, out: &mut String, id: DefId, s: &Service) {
+    for f in &s.functions {
+        fn_structs(g, out, &s.name, f);
+    }
+    handler_trait(g, out, s);
+    server(g, out, id, s);
+    client(g, out, id, s);
+}
+
+fn fn_structs(g: &Gen, out: &mut String, service: &str, f: &Function) {
+    let base = format!("{service}{}", camel(&f.name));
+    let synth = |name: String, fields: Vec<Field>, doc: String| Struct {
+        kind: StructKind::Struct,
+        name,
+        fields,
+        doc: Some(doc),
+        annotations: Vec::new(),
+        pos: f.pos,
+    };
+    let args = synth(
+        format!("{base}Args"),
+        f.args.clone(),
+        format!("Arguments of `{service}.{}`.", f.name),
+    );
+    structure(g, out, SYNTHETIC, &args);
+    if f.oneway {
+        return;
+    }
+    let mut fields: Vec<Field> = f.returns.iter().map(|t| Field {
+        id: 0,
+        name: "success".into(),
+        ty: t.clone(),
+        req: Requiredness::Optional,
+        default: None,
+        doc: None,
+        annotations: Vec::new(),
+        pos: f.pos,
+    }).collect();
+    fields.extend(f.throws.iter().map(|t| Field {
+        req: Requiredness::Optional,
+        default: None,
+        ..t.clone()
+    }));
+    let result = synth(format!("{base}Result"), fields, format!("Result of `{service}.{}`.", f.name));
+    structure(g, out, SYNTHETIC, &result);
+    if f.throws.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "/// The exceptions `{service}.{}` declares.\n#[derive(Clone, Debug, PartialEq)]\npub enum {base}Exception {{", f.name);
+    for t in &f.throws {
+        let _ = writeln!(out, "    {}({}),", camel(&t.name), g.rust_type(&t.ty));
+    }
+    out.push_str("}\n\n");
+    for (i, t) in f.throws.iter().enumerate() {
+        // One `From` per distinct exception type, so handlers can use `?` / `.into()`.
+        if f.throws[..i].iter().any(|o| o.ty == t.ty) {
+            continue;
+        }
+        let ty = g.rust_type(&t.ty);
+        let _ = writeln!(out, "impl __std::convert::From<{ty}> for __rs::rpc::MethodError<{base}Exception> {{\n    fn from(e: {ty}) -> Self {{\n        __rs::rpc::MethodError::Declared({base}Exception::{}(e))\n    }}\n}}\n", camel(&t.name));
+    }
+}
+
+fn handler_trait(g: &Gen, out: &mut String, s: &Service) {
+    doc_lines(out, &s.doc, "");
+    let supertrait = s.extends.map_or(String::new(), |b| {
+        format!(": {}", g.path(b, &format!("{}Handler", g.program.service(b).name)))
+    });
+    let _ = writeln!(out, "/// Implement this to serve `{}`; futures need not be `Send` (one instance per core).\n#[allow(async_fn_in_trait)]\npub trait {}Handler{supertrait} {{", s.name, s.name);
+    for f in &s.functions {
+        doc_lines(out, &f.doc, "    ");
+        let mut params = String::new();
+        for a in &f.args {
+            let _ = write!(params, ", {}: {}", ident(&a.name), param_type(g, a));
+        }
+        let err = if f.throws.is_empty() {
+            "__rs::rpc::MethodError".to_string()
+        } else {
+            format!("__rs::rpc::MethodError<{}{}Exception>", s.name, camel(&f.name))
+        };
+        let _ = writeln!(out, "    async fn {}(&self, cx: &mut __rs::rpc::CallContext{params}) -> __std::result::Result<{}, {err}>;", ident(&f.name), ok_type(g, f));
+    }
+    out.push_str("}\n\n");
+}
+
+fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
+    let name = &s.name;
+    let _ = writeln!(out, "/// Serves `{name}` with a [`{name}Handler`].\npub struct {name}Server<H> {{\n    /// The handler calls go to.\n    pub handler: H,\n}}\n");
+    let _ = writeln!(out, "impl<H: {name}Handler> {name}Server<H> {{\n    /// A server for `handler`.\n    pub fn new(handler: H) -> Self {{\n        {name}Server {{ handler }}\n    }}\n");
+    let _ = writeln!(out, "    /// Serves one call with `h`; used by services that extend this one.\n    pub async fn dispatch_with<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(h: &H, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError> {{\n        match &msg.name[..] {{");
+    for f in &s.functions {
+        let n = fn_names(g, id, f);
+        let params: String = f.args.iter().map(|a| format!(", {}", param_from_args(a))).collect();
+        let _ = writeln!(out, "            b{:?} => {{\n                let args = match <{} as __rs::protocol::Decode>::decode(r) {{\n                    __std::result::Result::Ok(a) => a,\n                    __std::result::Result::Err(e) => return __std::result::Result::Ok(__rs::rpc::dispatch::bad_arguments(cx, msg, w, &e)),\n                }};\n                let res = h.{}(cx{params}).await;", f.name, n.args, ident(&f.name));
+        if f.oneway {
+            out.push_str("                let _ = res;\n                __std::result::Result::Ok(__rs::rpc::Dispatched::Oneway)\n            }\n");
+            continue;
+        }
+        let reply = format!("__rs::rpc::dispatch::begin_reply(cx, w, {:?}, __rs::protocol::MessageType::Reply, msg.seqid);", f.name);
+        let ok = if f.returns.is_some() {
+            format!("{} {{ success: __std::option::Option::Some(v), ..__std::default::Default::default() }}", n.result)
+        } else {
+            format!("{{ let () = v; <{} as __std::default::Default>::default() }}", n.result)
+        };
+        let _ = writeln!(out, "                match res {{\n                    __std::result::Result::Ok(v) => {{ {reply} __rs::protocol::Encode::encode(&{ok}, w); }}");
+        match &n.exception {
+            None => out.push_str("                    __std::result::Result::Err(__rs::rpc::MethodError::Declared(n)) => match n {},\n"),
+            Some(exc) => {
+                let mut arms = String::new();
+                for t in &f.throws {
+                    let _ = write!(arms, "{exc}::{}(x) => {} {{ {}: __std::option::Option::Some(x), ..__std::default::Default::default() }}, ", camel(&t.name), n.result, ident(&t.name));
+                }
+                let _ = writeln!(out, "                    __std::result::Result::Err(__rs::rpc::MethodError::Declared(e)) => {{ {reply} let res = match e {{ {arms} }}; __rs::protocol::Encode::encode(&res, w); }}");
+            }
+        }
+        out.push_str("                    __std::result::Result::Err(__rs::rpc::MethodError::Application(e)) => __rs::rpc::dispatch::write_exception(cx, w, msg, &e),\n                }\n                __std::result::Result::Ok(__rs::rpc::Dispatched::Replied)\n            }\n");
+    }
+    let fallback = match s.extends {
+        Some(b) => format!("<{}Server<H>>::dispatch_with(h, cx, msg, r, w).await", g.path(b, &g.program.service(b).name)),
+        None => format!("__rs::rpc::dispatch::unknown_method(cx, {name:?}, msg, r, w)"),
+    };
+    let _ = writeln!(out, "            _ => {fallback},\n        }}\n    }}\n}}\n");
+    let _ = writeln!(out, "impl<H: {name}Handler> __rs::rpc::Dispatch for {name}Server<H> {{\n    const NAME: &'static str = {name:?};\n\n    async fn dispatch<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(&self, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError> {{\n        Self::dispatch_with(&self.handler, cx, msg, r, w).await\n    }}\n}}\n");
+}
+
+fn client(g: &Gen, out: &mut String, id: DefId, s: &Service) {
+    let name = &s.name;
+    let _ = writeln!(out, "/// Calls `{name}` through a [`Channel`](__rs::rpc::Channel).\npub struct {name}Client<C> {{\n    channel: C,\n}}\n\nimpl<C: __rs::rpc::Channel> {name}Client<C> {{\n    /// A client over `channel`.\n    pub fn new(channel: C) -> Self {{\n        {name}Client {{ channel }}\n    }}\n\n    /// The channel calls go through.\n    pub fn channel(&self) -> &C {{\n        &self.channel\n    }}\n");
+    let mut next = Some(id);
+    while let Some(sid) = next {
+        let svc = g.program.service(sid);
+        for f in &svc.functions {
+            client_method(g, out, sid, f);
+        }
+        next = svc.extends;
+    }
+    out.push_str("}\n\n");
+}
+
+fn client_method(g: &Gen, out: &mut String, sid: DefId, f: &Function) {
+    let n = fn_names(g, sid, f);
+    doc_lines(out, &f.doc, "    ");
+    let params: String = f.args.iter().map(|a| format!(", {}: {}", ident(&a.name), param_type(g, a))).collect();
+    let fields: String = f.args.iter().map(|a| format!("{}: {}, ", ident(&a.name), args_from_param(a))).collect();
+    let args = format!("{} {{ {fields} }}", n.args);
+    let cx = "cx: __std::option::Option<&mut __rs::rpc::CallContext>";
+    if f.oneway {
+        let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<(), __rs::rpc::CallError> {{\n        self.channel.oneway(cx, {:?}, &{args}).await\n    }}\n", ident(&f.name), f.name);
+        return;
+    }
+    let err = n.exception.as_ref().map_or("__rs::rpc::CallError".into(), |e| format!("__rs::rpc::CallError<{e}>"));
+    let widen = if n.exception.is_some() { ".map_err(__rs::rpc::CallError::widen)" } else { "" };
+    let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<{}, {err}> {{\n        let res: {} = self.channel.call(cx, {:?}, &{args}).await{widen}?;", ident(&f.name), ok_type(g, f), n.result, f.name);
+    if let Some(exc) = &n.exception {
+        for t in &f.throws {
+            let _ = writeln!(out, "        if let __std::option::Option::Some(e) = res.{} {{\n            return __std::result::Result::Err(__rs::rpc::CallError::Declared({exc}::{}(e)));\n        }}", ident(&t.name), camel(&t.name));
+        }
+    }
+    match &f.returns {
+        Some(Ty::Struct(_)) | Some(_) => {
+            let _ = writeln!(out, "        res.success.ok_or_else(|| __rs::rpc::CallError::Application(__rs::protocol::ApplicationException::new(__rs::protocol::ApplicationExceptionKind::MissingResult, {:?})))\n    }}\n", format!("{} returned no result", f.name));
+        }
+        None => {
+            let _ = writeln!(out, "        let _ = res;\n        __std::result::Result::Ok(())\n    }}\n");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Type expressions, and the code that writes, reads and constructs values of a type.
+//!
+//! Mapping: `bool`→`bool`, `byte`/`i8`→`i8`, `i16`/`i32`/`i64`, `double`→`f64`,
+//! `string`→`String`, `binary`→`Bytes` (a zero-copy slice of the input),
+//! `uuid`→`[u8; 16]`, `list<T>`→`Vec<T>`, `set<T>`→`BTreeSet<T>` and
+//! `map<K,V>`→`BTreeMap<K,V>` when the element or key type is ordered (sorted output,
+//! deterministic bytes), else `Vec<T>` and `Vec<(K, V)>` (doubles and structs as keys);
+//! enums are newtypes over `i32`, so unknown values are preserved.
+
+use std::fmt::Write;
+
+use crate::idl::model::{DefId, Program, Ty, Value};
+
+use super::names::ident;
+
+/// Generation context: the program and the file whose module is being written.
+pub struct Gen<'a> {
+    /// The whole program.
+    pub program: &'a Program,
+    /// The file being generated.
+    pub file: usize,
+}
+
+/// The `TType` constant for a type.
+pub fn ttype(ty: &Ty) -> String {
+    format!("__rs::protocol::TType::{:?}", ty.ttype())
+}
+
+impl Gen<'_> {
+    /// The path of a struct or enum from the current module.
+    pub fn path(&self, id: DefId, name: &str) -> String {
+        if id.file == self.file {
+            ident(name)
+        } else {
+            format!("super::{}::{}", ident(&self.program.files[id.file].name), ident(name))
+        }
+    }
+
+    /// The path of the struct `id`.
+    pub fn struct_path(&self, id: DefId) -> String {
+        self.path(id, &self.program.strukt(id).name)
+    }
+
+    /// The path of the enum `id`.
+    pub fn enum_path(&self, id: DefId) -> String {
+        self.path(id, &self.program.enumeration(id).name)
+    }
+
+    /// Whether values of `ty` are totally ordered in Rust (can key a BTreeMap).
+    pub fn is_ord(&self, ty: &Ty) -> bool {
+        match ty {
+            Ty::Double | Ty::Struct(_) => false,
+            Ty::List(e) | Ty::Set(e) => self.is_ord(e),
+            Ty::Map(k, v) => self.is_ord(k) && self.is_ord(v),
+            _ => true,
+        }
+    }
+
+    /// The Rust type for `ty`.
+    pub fn rust_type(&self, ty: &Ty) -> String {
+        match ty {
+            Ty::Bool => "bool".into(),
+            Ty::I8 => "i8".into(),
+            Ty::I16 => "i16".into(),
+            Ty::I32 => "i32".into(),
+            Ty::I64 => "i64".into(),
+            Ty::Double => "f64".into(),
+            Ty::String => "__std::string::String".into(),
+            Ty::Binary => "__rs::bytes::Bytes".into(),
+            Ty::Uuid => "[u8; 16]".into(),
+            Ty::List(e) => format!("__std::vec::Vec<{}>", self.rust_type(e)),
+            Ty::Set(e) if self.is_ord(e) => {
+                format!("__std::collections::BTreeSet<{}>", self.rust_type(e))
+            }
+            Ty::Set(e) => format!("__std::vec::Vec<{}>", self.rust_type(e)),
+            Ty::Map(k, v) if self.is_ord(k) => format!(
+                "__std::collections::BTreeMap<{}, {}>",
+                self.rust_type(k),
+                self.rust_type(v)
+            ),
+            Ty::Map(k, v) => format!(
+                "__std::vec::Vec<({}, {})>",
+                self.rust_type(k),
+                self.rust_type(v)
+            ),
+            Ty::Enum(id) => self.enum_path(*id),
+            Ty::Struct(id) => self.struct_path(*id),
+        }
+    }
+
+    /// Statements that write the value behind the reference expression `e`.
+    pub fn encode(&self, ty: &Ty, e: &str, depth: usize) -> String {
+        match ty {
+            Ty::Bool => format!("w.write_bool(*{e});"),
+            Ty::I8 => format!("w.write_i8(*{e});"),
+            Ty::I16 => format!("w.write_i16(*{e});"),
+            Ty::I32 => format!("w.write_i32(*{e});"),
+            Ty::I64 => format!("w.write_i64(*{e});"),
+            Ty::Double => format!("w.write_double(*{e});"),
+            Ty::String => format!("w.write_string({e});"),
+            Ty::Binary => format!("w.write_binary({e});"),
+            Ty::Uuid => format!("w.write_uuid({e});"),
+            Ty::Enum(_) => format!("w.write_i32({e}.0);"),
+            Ty::Struct(_) => format!("__rs::protocol::Encode::encode({e}, w);"),
+            Ty::List(t) | Ty::Set(t) => {
+                let begin = if matches!(ty, Ty::List(_)) { "list" } else { "set" };
+                let v = format!("v{depth}");
+                format!(
+                    "w.write_{begin}_begin({}, {e}.len()); for {v} in {e}.iter() {{ {} }}",
+                    ttype(t),
+                    self.encode(t, &v, depth + 1)
+                )
+            }
+            Ty::Map(k, v) => {
+                let (kv, vv) = (format!("k{depth}"), format!("v{depth}"));
+                format!(
+                    "w.write_map_begin({}, {}, {e}.len()); for ({kv}, {vv}) in {e}.iter() {{ {} {} }}",
+                    ttype(k),
+                    ttype(v),
+                    self.encode(k, &kv, depth + 1),
+                    self.encode(v, &vv, depth + 1)
+                )
+            }
+        }
+    }
+
+    /// An expression that reads a value of `ty` (propagating errors with `?`).
+    pub fn decode(&self, ty: &Ty, depth: usize) -> String {
+        match ty {
+            Ty::Bool => "r.read_bool()?".into(),
+            Ty::I8 => "r.read_i8()?".into(),
+            Ty::I16 => "r.read_i16()?".into(),
+            Ty::I32 => "r.read_i32()?".into(),
+            Ty::I64 => "r.read_i64()?".into(),
+            Ty::Double => "r.read_double()?".into(),
+            Ty::String => "r.read_string()?".into(),
+            Ty::Binary => "r.read_binary()?".into(),
+            Ty::Uuid => "r.read_uuid()?".into(),
+            Ty::Enum(id) => format!("{}(r.read_i32()?)", self.enum_path(*id)),
+            Ty::Struct(id) => format!(
+                "<{} as __rs::protocol::Decode>::decode(r)?",
+                self.struct_path(*id)
+            ),
+            Ty::List(t) | Ty::Set(t) => {
+                let (n, c) = (format!("n{depth}"), format!("c{depth}"));
+                let list = matches!(ty, Ty::List(_)) || !self.is_ord(t);
+                let (begin, make, add) = if list {
+                    (
+                        if matches!(ty, Ty::List(_)) { "list" } else { "set" },
+                        format!(
+                            "__std::vec::Vec::with_capacity(__rs::protocol::prealloc::<{}>({n}))",
+                            self.rust_type(t)
+                        ),
+                        "push",
+                    )
+                } else {
+                    ("set", "__std::collections::BTreeSet::new()".into(), "insert")
+                };
+                format!(
+                    "{{ let (t, {n}) = r.read_{begin}_begin()?; \
+                     __rs::protocol::check_elem({}, t, {n})?; \
+                     let mut {c} = {make}; \
+                     for _ in 0..{n} {{ {c}.{add}({}); }} {c} }}",
+                    ttype(t),
+                    self.decode(t, depth + 1)
+                )
+            }
+            Ty::Map(k, v) => {
+                let (n, c) = (format!("n{depth}"), format!("c{depth}"));
+                let (make, add) = if self.is_ord(k) {
+                    ("__std::collections::BTreeMap::new()".to_string(), format!("{c}.insert(k, v);"))
+                } else {
+                    (
+                        format!(
+                            "__std::vec::Vec::with_capacity(__rs::protocol::prealloc::<({}, {})>({n}))",
+                            self.rust_type(k),
+                            self.rust_type(v)
+                        ),
+                        format!("{c}.push((k, v));"),
+                    )
+                };
+                format!(
+                    "{{ let (kt, vt, {n}) = r.read_map_begin()?; \
+                     __rs::protocol::check_elem({}, kt, {n})?; \
+                     __rs::protocol::check_elem({}, vt, {n})?; \
+                     let mut {c} = {make}; \
+                     for _ in 0..{n} {{ let k = {}; let v = {}; {add} }} {c} }}",
+                    ttype(k),
+                    ttype(v),
+                    self.decode(k, depth + 1),
+                    self.decode(v, depth + 1)
+                )
+            }
+        }
+    }
+
+    /// A Rust expression for the constant `v` of type `ty`.
+    pub fn value(&self, ty: &Ty, v: &Value) -> String {
+        match (ty, v) {
+            (Ty::Bool, Value::Bool(b)) => b.to_string(),
+            (Ty::I8, Value::Int(n)) => format!("{n}i8"),
+            (Ty::I16, Value::Int(n)) => format!("{n}i16"),
+            (Ty::I32, Value::Int(n)) => format!("{n}i32"),
+            (Ty::I64, Value::Int(n)) => format!("{n}i64"),
+            (Ty::Enum(id), Value::Int(n)) => format!("{}({n})", self.enum_path(*id)),
+            (Ty::Double, Value::Double(d)) => format!("{d:?}f64"),
+            (Ty::String, Value::String(s)) => format!("__std::string::String::from({s:?})"),
+            (Ty::Binary, Value::String(s)) => {
+                format!("__rs::bytes::Bytes::from_static({s:?}.as_bytes())")
+            }
+            (Ty::List(t) | Ty::Set(t), Value::List(items)) => {
+                let mut out = String::from("__std::vec::Vec::from([");
+                for i in items {
+                    let _ = write!(out, "{}, ", self.value(t, i));
+                }
+                out.push_str("])");
+                if matches!(ty, Ty::Set(_)) && self.is_ord(t) {
+                    out.push_str(".into_iter().collect()");
+                }
+                out
+            }
+            (Ty::Map(k, val), Value::Map(entries)) => {
+                let mut out = String::from("__std::vec::Vec::from([");
+                for (a, b) in entries {
+                    let _ = write!(out, "({}, {}), ", self.value(k, a), self.value(val, b));
+                }
+                out.push_str("])");
+                if self.is_ord(k) {
+                    out.push_str(".into_iter().collect()");
+                }
+                out
+            }
+            (Ty::Struct(id), Value::Struct(given)) => {
+                let s = self.program.strukt(*id);
+                let mut out = format!("{{ let mut s = <{} as __std::default::Default>::default(); ", self.struct_path(*id));
+                for (idx, fv) in given {
+                    let f = &s.fields[*idx];
+                    let expr = self.value(&f.ty, fv);
+                    let _ = write!(out, "s.{} = {}; ", ident(&f.name), super::items::wrap_field(self, *id, f, expr));
+                }
+                out.push_str("s }");
+                out
+            }
+            // The resolver checked every value against its type.
+            (ty, v) => unreachable!("value {v:?} was checked against {ty:?}"),
+        }
+    }
+}

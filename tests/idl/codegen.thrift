@@ -1,0 +1,70 @@
+/*
+ * Every construct the code generator must handle: includes, typedefs, constants of
+ * every kind, unions, recursion, implicit field ids, keywords as names, extends.
+ */
+include "shared.thrift"
+cpp_include "<vector>"
+namespace rs codegen
+namespace * codegen.star
+
+typedef i64 Timestamp (unit = "ms")
+typedef list<shared.Point> Path
+
+const i8 TINY = -0x10
+const double PI = 3.14159
+const string GREETING = "hello \"world\""
+const binary MAGIC = "\x00"
+const list<i32> PRIMES = [2, 3, 5, 7]
+const set<string> WORDS = ["a", "b"]
+const map<string, shared.Level> LEVELS = {"low": shared.Level.LOW, "high": shared.Level.HIGH}
+const shared.Point ORIGIN = {"x": 0, "y": 0}
+const shared.Level COPY = shared.DEFAULT_LEVEL
+const bool YES = true
+
+/** A tree with implicit ids and recursion through a list and an option. */
+struct Tree {
+  string label = "root"
+  list<Tree> kids
+  optional Tree parent
+}
+
+/** Names that are Rust keywords. */
+struct Keywords {
+  1: i32 type,
+  2: string match,
+  3: bool self,
+  4: optional i64 fn;
+}
+
+union Shape {
+  1: shared.Point point,
+  2: Path path,
+  3: double radius,
+}
+
+struct Everything {
+  1: required Timestamp at,
+  2: optional Shape shape,
+  3: map<double, string> by_score,
+  4: set<shared.Point> points,
+  5: list<map<string, list<i16>>> deep,
+  6: shared.Level level = shared.Level.HIGH,
+  7: Keywords kw,
+  8: uuid id,
+  9: optional list<bool> bits = [true, false],
+  10: shared.Point corner = {"x": 1, "y": 2},
+}
+
+exception Oops {
+  1: string why,
+}
+
+exception Other {
+  1: i32 code,
+}
+
+service Derived extends shared.Base {
+  Everything get(1: i64 id, 2: optional string hint) throws (1: Oops oops, 2: Other other),
+  oneway void poke(),
+  void type(1: Keywords in),
+}
