@@ -65,7 +65,10 @@ impl Builder {
 
     /// Parses `files` and their includes, generates the code and writes it; prints
     /// `cargo:rerun-if-changed` for every file read. Returns the output path.
-    pub fn compile(&self, files: &[impl AsRef<Path>]) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    pub fn compile(
+        &self,
+        files: &[impl AsRef<Path>],
+    ) -> Result<PathBuf, Box<dyn std::error::Error>> {
         let program = load(files, &self.include_dirs)?;
         for f in &program.files {
             println!("cargo:rerun-if-changed={}", f.path.display());
@@ -74,7 +77,11 @@ impl Builder {
         let dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(|| {
-                IdlError::new("OUT_DIR", Default::default(), "OUT_DIR is not set: call compile from a build script or set out_dir")
+                IdlError::new(
+                    "OUT_DIR",
+                    Default::default(),
+                    "OUT_DIR is not set: call compile from a build script or set out_dir",
+                )
             })?),
         };
         let path = dir.join(OUTPUT_FILE);

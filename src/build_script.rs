@@ -3,21 +3,24 @@
 //! sources (a build script cannot depend on the crate it builds).
 #![allow(dead_code, unused_imports)]
 
-#[path = "protocol/mod.rs"]
-mod protocol;
-#[path = "idl/mod.rs"]
-mod idl;
-#[path = "codegen/mod.rs"]
-mod codegen;
 #[path = "build.rs"]
 mod build;
+#[path = "codegen/mod.rs"]
+mod codegen;
+#[path = "idl/mod.rs"]
+mod idl;
+#[path = "protocol/mod.rs"]
+mod protocol;
 
 fn main() {
     let files = [
         "src/bin/ringsoa-demo/demo.thrift",
         "tests/idl/codegen.thrift",
     ];
-    if let Err(e) = build::Builder::new().include_dir("tests/idl/inc").compile(&files) {
+    if let Err(e) = build::Builder::new()
+        .include_dir("tests/idl/inc")
+        .compile(&files)
+    {
         eprintln!("ringsoa codegen failed: {e}");
         std::process::exit(1);
     }

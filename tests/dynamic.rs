@@ -33,7 +33,11 @@ fn fields_of(p: &Program, app: &Program, type_name: &str) -> (Vec<Field>, Struct
             _ => (m.result_fields(), StructKind::Struct),
         };
     }
-    let s = p.files[0].structs.iter().find(|s| s.name == type_name).unwrap();
+    let s = p.files[0]
+        .structs
+        .iter()
+        .find(|s| s.name == type_name)
+        .unwrap();
     (s.fields.clone(), s.kind)
 }
 
@@ -69,11 +73,39 @@ fn json_mapping_matches_thriftpy2_bytes() {
         for proto in [Protocol::Binary, Protocol::Compact] {
             let mut buf = BytesMut::new();
             let (golden, decoded) = match proto {
-                Protocol::Binary => (&case.binary, roundtrip(&p, &fields, kind, &case, &mut BinaryWriter::new(&mut buf), BinaryReader::new(Bytes::from(case.binary.clone())))),
-                Protocol::Compact => (&case.compact, roundtrip(&p, &fields, kind, &case, &mut CompactWriter::new(&mut buf), CompactReader::new(Bytes::from(case.compact.clone())))),
+                Protocol::Binary => (
+                    &case.binary,
+                    roundtrip(
+                        &p,
+                        &fields,
+                        kind,
+                        &case,
+                        &mut BinaryWriter::new(&mut buf),
+                        BinaryReader::new(Bytes::from(case.binary.clone())),
+                    ),
+                ),
+                Protocol::Compact => (
+                    &case.compact,
+                    roundtrip(
+                        &p,
+                        &fields,
+                        kind,
+                        &case,
+                        &mut CompactWriter::new(&mut buf),
+                        CompactReader::new(Bytes::from(case.compact.clone())),
+                    ),
+                ),
             };
-            assert!(&buf[..] == &golden[..], "{} {proto:?}: dynamic bytes differ from thriftpy2's", case.name);
-            assert_eq!(decoded, case.json, "{} {proto:?}: decoded JSON differs", case.name);
+            assert!(
+                buf[..] == golden[..],
+                "{} {proto:?}: dynamic bytes differ from thriftpy2's",
+                case.name
+            );
+            assert_eq!(
+                decoded, case.json,
+                "{} {proto:?}: decoded JSON differs",
+                case.name
+            );
         }
     }
 }
@@ -84,26 +116,56 @@ fn calls_and_replies_by_method_name() {
     let m = dynamic::method(&p, "Demo.add").unwrap();
     let golden = cases();
     let call = golden.iter().find(|c| c.name == "call_add").unwrap();
-    let bytes = dynamic::encode_call(&m, &json!({"a": -5, "b": 1u64 << 40}), Protocol::Binary, 4).unwrap();
+    let bytes =
+        dynamic::encode_call(&m, &json!({"a": -5, "b": 1u64 << 40}), Protocol::Binary, 4).unwrap();
     assert_eq!(&bytes[..], &call.binary[..]);
     let reply = golden.iter().find(|c| c.name == "reply_add").unwrap();
-    let got = dynamic::decode_reply(&m, Bytes::from(reply.compact.clone()), Protocol::Compact, 4).unwrap();
+    let got = dynamic::decode_reply(&m, Bytes::from(reply.compact.clone()), Protocol::Compact, 4)
+        .unwrap();
     assert_eq!(got, Reply::Success(json!((1u64 << 40) - 5)));
     // A reply to another seqid is refused, not mistaken for this call's.
-    assert!(dynamic::decode_reply(&m, Bytes::from(reply.compact.clone()), Protocol::Compact, 5).is_err());
+    assert!(
+        dynamic::decode_reply(&m, Bytes::from(reply.compact.clone()), Protocol::Compact, 5)
+            .is_err()
+    );
 
     let fail = dynamic::method(&p, "Demo.fail").unwrap();
-    let err = golden.iter().find(|c| c.name == "reply_fail_error").unwrap();
-    let got = dynamic::decode_reply(&fail, Bytes::from(err.binary.clone()), Protocol::Binary, 5).unwrap();
-    assert_eq!(got, Reply::Declared { name: "err".into(), value: json!({"code": 3, "message": "fail 3"}) });
+    let err = golden
+        .iter()
+        .find(|c| c.name == "reply_fail_error")
+        .unwrap();
+    let got =
+        dynamic::decode_reply(&fail, Bytes::from(err.binary.clone()), Protocol::Binary, 5).unwrap();
+    assert_eq!(
+        got,
+        Reply::Declared {
+            name: "err".into(),
+            value: json!({"code": 3, "message": "fail 3"})
+        }
+    );
     let void = golden.iter().find(|c| c.name == "reply_fail").unwrap();
-    assert_eq!(dynamic::decode_reply(&fail, Bytes::from(void.binary.clone()), Protocol::Binary, 5).unwrap(), Reply::Success(json!(null)));
+    assert_eq!(
+        dynamic::decode_reply(&fail, Bytes::from(void.binary.clone()), Protocol::Binary, 5)
+            .unwrap(),
+        Reply::Success(json!(null))
+    );
 
-    let exc = golden.iter().find(|c| c.name == "exception_unknown_method").unwrap();
-    let nope = ringsoa::idl::load_str("n.thrift", "service Demo { void nope() }", &[] as &[&str]).unwrap();
+    let exc = golden
+        .iter()
+        .find(|c| c.name == "exception_unknown_method")
+        .unwrap();
+    let nope =
+        ringsoa::idl::load_str("n.thrift", "service Demo { void nope() }", &[] as &[&str]).unwrap();
     let m = dynamic::method(&nope, "Demo.nope").unwrap();
-    match dynamic::decode_reply(&m, Bytes::from(exc.binary.clone()), Protocol::Binary, i32::MAX) {
-        Err(dynamic::DynamicError::Application(a)) => assert_eq!(a.message.as_deref(), Some("unknown method nope")),
+    match dynamic::decode_reply(
+        &m,
+        Bytes::from(exc.binary.clone()),
+        Protocol::Binary,
+        i32::MAX,
+    ) {
+        Err(dynamic::DynamicError::Application(a)) => {
+            assert_eq!(a.message.as_deref(), Some("unknown method nope"))
+        }
         other => panic!("expected an application exception, got {other:?}"),
     }
 }
@@ -113,11 +175,17 @@ fn bad_json_says_where() {
     let p = demo();
     let m = dynamic::method(&p, "Demo.roundtrip").unwrap();
     let cases = [
-        (json!({"item": {"id": 1, "children": [{"values": [1, "x"]}]}}), "item.children[0].values[1]"),
+        (
+            json!({"item": {"id": 1, "children": [{"values": [1, "x"]}]}}),
+            "item.children[0].values[1]",
+        ),
         (json!({"item": {"name": "no id"}}), "item"),
         (json!({"item": {"id": 1, "tiny": 300}}), "item.tiny"),
         (json!({"item": {"id": 1, "color": "PURPLE"}}), "item.color"),
-        (json!({"item": {"id": 1, "nested": {"x": []}}}), "item.nested[\"x\"]"),
+        (
+            json!({"item": {"id": 1, "nested": {"x": []}}}),
+            "item.nested[\"x\"]",
+        ),
         (json!({"item": {"id": 1, "bogus": 1}}), "item"),
         (json!({"item": {"id": 1, "blob": "***"}}), "item.blob"),
     ];
@@ -130,7 +198,15 @@ fn bad_json_says_where() {
         }
     }
     // Enum names are accepted on input and printed as numbers.
-    let ok = dynamic::encode_call(&m, &json!({"item": {"id": 1, "color": "BLUE"}}), Protocol::Compact, 1);
+    let ok = dynamic::encode_call(
+        &m,
+        &json!({"item": {"id": 1, "color": "BLUE"}}),
+        Protocol::Compact,
+        1,
+    );
     assert!(ok.is_ok());
-    assert!(matches!(dynamic::method(&p, "Demo.nothing"), Err(dynamic::DynamicError::NotFound(_))));
+    assert!(matches!(
+        dynamic::method(&p, "Demo.nothing"),
+        Err(dynamic::DynamicError::NotFound(_))
+    ));
 }

@@ -84,7 +84,11 @@ fn check<T: Encode + Decode + PartialEq + std::fmt::Debug>(case: &Case, value: T
             "{} in {proto}: ringsoa's bytes differ from thriftpy2's",
             case.name
         );
-        assert_eq!(decoded, value, "{} in {proto}: decoded value differs", case.name);
+        assert_eq!(
+            decoded, value,
+            "{} in {proto}: decoded value differs",
+            case.name
+        );
     }
 }
 
@@ -102,7 +106,10 @@ fn write_case<T: Encode, W: ProtocolWriter>(case: &Case, value: &T, w: &mut W) {
 fn read_case<T: Decode, R: ProtocolReader>(case: &Case, r: &mut R) -> T {
     if let Some((name, kind, seqid)) = &case.message {
         let h = r.read_message_begin().unwrap();
-        assert_eq!((&h.name[..], h.kind as u8, h.seqid), (name.as_bytes(), *kind, *seqid));
+        assert_eq!(
+            (&h.name[..], h.kind as u8, h.seqid),
+            (name.as_bytes(), *kind, *seqid)
+        );
     }
     let v = T::decode(r).unwrap_or_else(|e| panic!("{}: {e}", case.name));
     assert_eq!(r.remaining(), 0, "{}: bytes left over", case.name);
@@ -116,86 +123,177 @@ fn every_case_matches_thriftpy2() {
     for c in &cases {
         let n = c.name.as_str();
         match n {
-            "item_min" => check(c, Item {
-                id: 1,
-                ..Default::default()
-            }),
+            "item_min" => check(
+                c,
+                Item {
+                    id: 1,
+                    ..Default::default()
+                },
+            ),
             "item_full" => check(c, full_item()),
-            "item_empty" => check(c, Item {
-                id: 0,
-                name: Some(String::new()),
-                scores: Some(vec![]),
-                attrs: Some(BTreeMap::new()),
-                tags: Some(BTreeSet::new()),
-                blob: Some(Bytes::new()),
-                tiny: Some(0),
-                children: Some(vec![]),
-                nested: Some(BTreeMap::new()),
-                color: Color::GREEN,
-                ..Default::default()
-            }),
-            "item_large_binary" => check(c, Item {
-                id: i64::MAX,
-                blob: Some((0..100_000u32).map(|i| ((i * 7 + 3) % 256) as u8).collect::<Vec<_>>().into()),
-                flag: true,
-                ..Default::default()
-            }),
-            "item_many_children" => check(c, Item {
-                id: 5,
-                children: Some(
-                    (0..20)
-                        .map(|i| inner(Some(&i.to_string()), &(0..(i % 3) as i64).collect::<Vec<_>>()))
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
+            "item_empty" => check(
+                c,
+                Item {
+                    id: 0,
+                    name: Some(String::new()),
+                    scores: Some(vec![]),
+                    attrs: Some(BTreeMap::new()),
+                    tags: Some(BTreeSet::new()),
+                    blob: Some(Bytes::new()),
+                    tiny: Some(0),
+                    children: Some(vec![]),
+                    nested: Some(BTreeMap::new()),
+                    color: Color::GREEN,
+                    ..Default::default()
+                },
+            ),
+            "item_large_binary" => check(
+                c,
+                Item {
+                    id: i64::MAX,
+                    blob: Some(
+                        (0..100_000u32)
+                            .map(|i| ((i * 7 + 3) % 256) as u8)
+                            .collect::<Vec<_>>()
+                            .into(),
+                    ),
+                    flag: true,
+                    ..Default::default()
+                },
+            ),
+            "item_many_children" => check(
+                c,
+                Item {
+                    id: 5,
+                    children: Some(
+                        (0..20)
+                            .map(|i| {
+                                inner(
+                                    Some(&i.to_string()),
+                                    &(0..(i % 3) as i64).collect::<Vec<_>>(),
+                                )
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                },
+            ),
             "inner" => check(c, inner(Some("only"), &[])),
-            "demo_error" => check(c, DemoError {
-                code: Some(7),
-                message: Some("fail 7".into()),
-            }),
-            "app_exception_no_message" => check(c, ApplicationException {
-                kind: ApplicationExceptionKind::UnknownMethod,
-                message: None,
-            }),
-            "exception_unknown_method" => check(c, ApplicationException::new(
-                ApplicationExceptionKind::UnknownMethod,
-                "unknown method nope",
-            )),
+            "demo_error" => check(
+                c,
+                DemoError {
+                    code: Some(7),
+                    message: Some("fail 7".into()),
+                },
+            ),
+            "app_exception_no_message" => check(
+                c,
+                ApplicationException {
+                    kind: ApplicationExceptionKind::UnknownMethod,
+                    message: None,
+                },
+            ),
+            "exception_unknown_method" => check(
+                c,
+                ApplicationException::new(
+                    ApplicationExceptionKind::UnknownMethod,
+                    "unknown method nope",
+                ),
+            ),
             _ if n.starts_with("app_exception_") => {
                 let code: i32 = n["app_exception_".len()..].parse().unwrap();
-                check(c, ApplicationException::new(
-                    ApplicationExceptionKind::from_code(code),
-                    format!("boom {code}"),
-                ))
+                check(
+                    c,
+                    ApplicationException::new(
+                        ApplicationExceptionKind::from_code(code),
+                        format!("boom {code}"),
+                    ),
+                )
             }
             "call_ping" => check(c, DemoPingArgs {}),
             "reply_ping" => check(c, DemoPingResult {}),
-            "call_echo" => check(c, DemoEchoArgs { msg: Some("hi ✓".into()) }),
-            "reply_echo" => check(c, DemoEchoResult { success: Some("hi ✓".into()) }),
-            "call_roundtrip" => check(c, DemoRoundtripArgs { item: Some(full_item()) }),
-            "reply_roundtrip" => check(c, DemoRoundtripResult { success: Some(full_item()) }),
-            "call_add" => check(c, DemoAddArgs { a: Some(-5), b: Some(1 << 40) }),
-            "reply_add" => check(c, DemoAddResult { success: Some((1 << 40) - 5) }),
+            "call_echo" => check(
+                c,
+                DemoEchoArgs {
+                    msg: Some("hi ✓".into()),
+                },
+            ),
+            "reply_echo" => check(
+                c,
+                DemoEchoResult {
+                    success: Some("hi ✓".into()),
+                },
+            ),
+            "call_roundtrip" => check(
+                c,
+                DemoRoundtripArgs {
+                    item: Some(full_item()),
+                },
+            ),
+            "reply_roundtrip" => check(
+                c,
+                DemoRoundtripResult {
+                    success: Some(full_item()),
+                },
+            ),
+            "call_add" => check(
+                c,
+                DemoAddArgs {
+                    a: Some(-5),
+                    b: Some(1 << 40),
+                },
+            ),
+            "reply_add" => check(
+                c,
+                DemoAddResult {
+                    success: Some((1 << 40) - 5),
+                },
+            ),
             "call_fail" => check(c, DemoFailArgs { code: Some(0) }),
             "reply_fail" => check(c, DemoFailResult { err: None }),
-            "reply_fail_error" => check(c, DemoFailResult {
-                err: Some(DemoError {
-                    code: Some(3),
-                    message: Some("fail 3".into()),
-                }),
-            }),
+            "reply_fail_error" => check(
+                c,
+                DemoFailResult {
+                    err: Some(DemoError {
+                        code: Some(3),
+                        message: Some("fail 3".into()),
+                    }),
+                },
+            ),
             "call_sleep_ms" => check(c, DemoSleepMsArgs { ms: Some(10) }),
-            "reply_sleep_ms" => check(c, DemoSleepMsResult { success: Some("slept 10".into()) }),
-            "call_fire" => check(c, DemoFireArgs { note: Some("n".into()) }),
+            "reply_sleep_ms" => check(
+                c,
+                DemoSleepMsResult {
+                    success: Some("slept 10".into()),
+                },
+            ),
+            "call_fire" => check(
+                c,
+                DemoFireArgs {
+                    note: Some("n".into()),
+                },
+            ),
             "call_fired" => check(c, DemoFiredArgs {}),
             "reply_fired" => check(c, DemoFiredResult { success: Some(42) }),
             "call_whoami" => check(c, DemoWhoamiArgs {}),
-            "reply_whoami" => check(c, DemoWhoamiResult { success: Some(who()) }),
-            "call_relay_whoami" => check(c, DemoRelayWhoamiArgs {
-                target: Some("127.0.0.1:9090".into()),
-            }),
-            "reply_relay_whoami" => check(c, DemoRelayWhoamiResult { success: Some(who()) }),
+            "reply_whoami" => check(
+                c,
+                DemoWhoamiResult {
+                    success: Some(who()),
+                },
+            ),
+            "call_relay_whoami" => check(
+                c,
+                DemoRelayWhoamiArgs {
+                    target: Some("127.0.0.1:9090".into()),
+                },
+            ),
+            "reply_relay_whoami" => check(
+                c,
+                DemoRelayWhoamiResult {
+                    success: Some(who()),
+                },
+            ),
             other => panic!("case {other} has no Rust value: add it here"),
         }
     }

@@ -1,8 +1,10 @@
 //! Structs, unions, exceptions, enums, constants and typedefs.
 //!
 //! Field storage: `required` → `T`; `optional` → `Option<T>`; neither → `Option<T>`
-//! unless the field has a default value, then `T` (always written). This matches
-//! thriftpy2, which writes every field that is not `None`. A struct field whose type
+//! unless the field has a default value, then `T` (always written, and the default
+//! when absent on the wire). This matches thriftpy2, which writes every field that
+//! is not `None`. An `optional` field's default seeds `Default` only: absent on the
+//! wire decodes as `None`, so values round-trip. A struct field whose type
 //! can contain the struct itself by value is boxed.
 
 use std::fmt::Write;
@@ -16,7 +18,11 @@ use super::types::{ttype, Gen};
 pub fn doc_lines(out: &mut String, doc: &Option<String>, indent: &str) {
     if let Some(d) = doc {
         for line in d.lines() {
-            let _ = writeln!(out, "{indent}///{}{line}", if line.is_empty() { "" } else { " " });
+            let _ = writeln!(
+                out,
+                "{indent}///{}{line}",
+                if line.is_empty() { "" } else { " " }
+            );
         }
     }
 }
@@ -103,11 +109,18 @@ fn decode_field(g: &Gen, owner: DefId, f: &Field) -> String {
 pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     let name = ident(&s.name);
     doc_lines(out, &s.doc, "");
-    let _ = writeln!(out, "#[derive(Clone, Debug, PartialEq)]\npub struct {name} {{");
+    let _ = writeln!(
+        out,
+        "#[derive(Clone, Debug, PartialEq)]\npub struct {name} {{"
+    );
     for f in &s.fields {
         doc_lines(out, &f.doc, "    ");
         let t = inner_type(g, id, f);
-        let t = if is_option(f) { format!("__std::option::Option<{t}>") } else { t };
+        let t = if is_option(f) {
+            format!("__std::option::Option<{t}>")
+        } else {
+            t
+        };
         let _ = writeln!(out, "    pub {}: {t},", ident(&f.name));
     }
     out.push_str("}\n\n");
@@ -128,9 +141,17 @@ pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     for f in &s.fields {
         let field = format!("self.{}", ident(&f.name));
         if is_option(f) {
-            let _ = writeln!(out, "        if let __std::option::Option::Some(v) = &{field} {{ {} }}", encode_field(g, f, "v"));
+            let _ = writeln!(
+                out,
+                "        if let __std::option::Option::Some(v) = &{field} {{ {} }}",
+                encode_field(g, f, "v")
+            );
         } else {
-            let _ = writeln!(out, "        {{ let v = &{field}; {} }}", encode_field(g, f, "v"));
+            let _ = writeln!(
+                out,
+                "        {{ let v = &{field}; {} }}",
+                encode_field(g, f, "v")
+            );
         }
     }
     out.push_str("        w.write_struct_end(mark);\n    }\n}\n\n");
@@ -138,26 +159,40 @@ pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     // Decode.
     let _ = writeln!(out, "impl __rs::protocol::Decode for {name} {{\n    fn decode<R: __rs::protocol::ProtocolReader>(r: &mut R) -> __std::result::Result<Self, __rs::protocol::ProtocolError> {{\n        let mark = r.read_struct_begin()?;");
     for (i, f) in s.fields.iter().enumerate() {
-        let _ = writeln!(out, "        let mut f{i}: __std::option::Option<{}> = __std::option::Option::None;", inner_type(g, id, f));
+        let _ = writeln!(
+            out,
+            "        let mut f{i}: __std::option::Option<{}> = __std::option::Option::None;",
+            inner_type(g, id, f)
+        );
     }
     out.push_str("        loop {\n            let (t, id) = r.read_field_begin()?;\n            match (id, t) {\n                (_, __rs::protocol::TType::Stop) => break,\n");
     for (i, f) in s.fields.iter().enumerate() {
-        let _ = writeln!(out, "                ({}, {}) => f{i} = __std::option::Option::Some({}),", f.id, ttype(&f.ty), decode_field(g, id, f));
+        let _ = writeln!(
+            out,
+            "                ({}, {}) => f{i} = __std::option::Option::Some({}),",
+            f.id,
+            ttype(&f.ty),
+            decode_field(g, id, f)
+        );
     }
     out.push_str("                (_, t) => r.skip(t)?,\n            }\n        }\n        r.read_struct_end(mark);\n");
     let _ = writeln!(out, "        __std::result::Result::Ok({name} {{");
     for (i, f) in s.fields.iter().enumerate() {
         let default = f.default.as_ref().map(|d| {
             let e = g.value(&f.ty, d);
-            if is_boxed(g, id, f) { format!("__std::boxed::Box::new({e})") } else { e }
+            if is_boxed(g, id, f) {
+                format!("__std::boxed::Box::new({e})")
+            } else {
+                e
+            }
         });
         let v = match (f.req, is_option(f), default) {
             (Requiredness::Required, _, _) => format!(
                 "f{i}.ok_or_else(|| __rs::protocol::ProtocolError::missing_field({:?}, {:?}))?",
                 s.name, f.name
             ),
-            (_, true, None) => format!("f{i}"),
-            (_, true, Some(d)) => format!("f{i}.or_else(|| __std::option::Option::Some({d}))"),
+            // Optional: absent stays `None` (the default only seeds `Default`).
+            (_, true, _) => format!("f{i}"),
             (_, false, Some(d)) => format!("f{i}.unwrap_or_else(|| {d})"),
             (_, false, None) => format!("f{i}.unwrap_or_default()"),
         };
@@ -174,7 +209,10 @@ pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
 pub fn union(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     let name = ident(&s.name);
     doc_lines(out, &s.doc, "");
-    let _ = writeln!(out, "#[derive(Clone, Debug, PartialEq)]\npub enum {name} {{");
+    let _ = writeln!(
+        out,
+        "#[derive(Clone, Debug, PartialEq)]\npub enum {name} {{"
+    );
     for f in &s.fields {
         doc_lines(out, &f.doc, "    ");
         let _ = writeln!(out, "    {}({}),", ident(&f.name), inner_type(g, id, f));
@@ -185,17 +223,33 @@ pub fn union(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
             Some(d) => g.value(&first.ty, d),
             None => "__std::default::Default::default()".into(),
         };
-        let v = if is_boxed(g, id, first) { format!("__std::boxed::Box::new({v})") } else { v };
+        let v = if is_boxed(g, id, first) {
+            format!("__std::boxed::Box::new({v})")
+        } else {
+            v
+        };
         let _ = writeln!(out, "impl __std::default::Default for {name} {{\n    fn default() -> Self {{\n        {name}::{}({v})\n    }}\n}}\n", ident(&first.name));
     }
     let _ = writeln!(out, "impl __rs::protocol::Encode for {name} {{\n    fn encode<W: __rs::protocol::ProtocolWriter>(&self, w: &mut W) {{\n        let mark = w.write_struct_begin();\n        match self {{");
     for f in &s.fields {
-        let _ = writeln!(out, "            {name}::{}(v) => {{ {} }}", ident(&f.name), encode_field(g, f, "v"));
+        let _ = writeln!(
+            out,
+            "            {name}::{}(v) => {{ {} }}",
+            ident(&f.name),
+            encode_field(g, f, "v")
+        );
     }
     out.push_str("        }\n        w.write_struct_end(mark);\n    }\n}\n\n");
     let _ = writeln!(out, "impl __rs::protocol::Decode for {name} {{\n    fn decode<R: __rs::protocol::ProtocolReader>(r: &mut R) -> __std::result::Result<Self, __rs::protocol::ProtocolError> {{\n        let mark = r.read_struct_begin()?;\n        let mut out: __std::option::Option<{name}> = __std::option::Option::None;\n        loop {{\n            let (t, id) = r.read_field_begin()?;\n            let v = match (id, t) {{\n                (_, __rs::protocol::TType::Stop) => break,");
     for f in &s.fields {
-        let _ = writeln!(out, "                ({}, {}) => {name}::{}({}),", f.id, ttype(&f.ty), ident(&f.name), decode_field(g, id, f));
+        let _ = writeln!(
+            out,
+            "                ({}, {}) => {name}::{}({}),",
+            f.id,
+            ttype(&f.ty),
+            ident(&f.name),
+            decode_field(g, id, f)
+        );
     }
     let _ = writeln!(out, "                (_, t) => {{ r.skip(t)?; continue; }}\n            }};\n            if out.replace(v).is_some() {{\n                return __std::result::Result::Err(__rs::protocol::ProtocolError::new(__rs::protocol::ProtocolErrorKind::InvalidData, \"union {} has more than one field set\"));\n            }}\n        }}\n        r.read_struct_end(mark);\n        out.ok_or_else(|| __rs::protocol::ProtocolError::new(__rs::protocol::ProtocolErrorKind::InvalidData, \"union {} has no field set\"))\n    }}\n}}\n", s.name, s.name);
 }
@@ -207,20 +261,42 @@ pub fn enumeration(out: &mut String, e: &Enum) {
     let _ = writeln!(out, "#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub struct {name}(pub i32);\n\nimpl {name} {{");
     for v in &e.values {
         doc_lines(out, &v.doc, "    ");
-        let _ = writeln!(out, "    pub const {}: {name} = {name}({});", ident(&v.name), v.value);
+        let _ = writeln!(
+            out,
+            "    pub const {}: {name} = {name}({});",
+            ident(&v.name),
+            v.value
+        );
     }
-    let _ = writeln!(out, "    /// Every declared value, in order.\n    pub const VALUES: &'static [{name}] = &[{}];", e.values.iter().map(|v| format!("{name}::{}", ident(&v.name))).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        out,
+        "    /// Every declared value, in order.\n    pub const VALUES: &'static [{name}] = &[{}];",
+        e.values
+            .iter()
+            .map(|v| format!("{name}::{}", ident(&v.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     out.push_str("    /// The declared name of this value, if it has one.\n    pub fn name(self) -> __std::option::Option<&'static str> {\n        match self.0 {\n");
     let mut seen = Vec::new();
     for v in &e.values {
         if !seen.contains(&v.value) {
             seen.push(v.value);
-            let _ = writeln!(out, "            {} => __std::option::Option::Some({:?}),", v.value, v.name);
+            let _ = writeln!(
+                out,
+                "            {} => __std::option::Option::Some({:?}),",
+                v.value, v.name
+            );
         }
     }
     out.push_str("            _ => __std::option::Option::None,\n        }\n    }\n    /// The value with this declared name.\n    pub fn from_name(name: &str) -> __std::option::Option<Self> {\n        match name {\n");
     for v in &e.values {
-        let _ = writeln!(out, "            {:?} => __std::option::Option::Some({name}::{}),", v.name, ident(&v.name));
+        let _ = writeln!(
+            out,
+            "            {:?} => __std::option::Option::Some({name}::{}),",
+            v.name,
+            ident(&v.name)
+        );
     }
     out.push_str("            _ => __std::option::Option::None,\n        }\n    }\n}\n\n");
     let first = e.values.first().map_or(0, |v| v.value);
@@ -241,7 +317,12 @@ pub fn constant(g: &Gen, out: &mut String, c: &crate::idl::model::Const) {
             let _ = writeln!(out, "pub const {name}: &[u8] = {s:?}.as_bytes();\n");
         }
         (Ty::Bool | Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::Double | Ty::Enum(_), v) => {
-            let _ = writeln!(out, "pub const {name}: {} = {};\n", g.rust_type(&c.ty), g.value(&c.ty, v));
+            let _ = writeln!(
+                out,
+                "pub const {name}: {} = {};\n",
+                g.rust_type(&c.ty),
+                g.value(&c.ty, v)
+            );
         }
         (ty, v) => {
             let t = g.rust_type(ty);

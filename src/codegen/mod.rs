@@ -39,8 +39,16 @@ pub fn generate(program: &Program, crate_path: &str) -> Result<String, IdlError>
                 ),
             ));
         }
-        if let Some(u) = f.structs.iter().find(|s| s.kind == StructKind::Union && s.fields.is_empty()) {
-            return Err(IdlError::new(&f.path, u.pos, format!("union `{}` has no fields", u.name)));
+        if let Some(u) = f
+            .structs
+            .iter()
+            .find(|s| s.kind == StructKind::Union && s.fields.is_empty())
+        {
+            return Err(IdlError::new(
+                &f.path,
+                u.pos,
+                format!("union `{}` has no fields", u.name),
+            ));
         }
         let g = Gen { program, file: i };
         let _ = writeln!(
@@ -54,7 +62,12 @@ pub fn generate(program: &Program, crate_path: &str) -> Result<String, IdlError>
         }
         for t in &f.typedefs {
             items::doc_lines(&mut out, &t.doc, "");
-            let _ = writeln!(out, "pub type {} = {};\n", ident(&t.name), g.rust_type(&t.ty));
+            let _ = writeln!(
+                out,
+                "pub type {} = {};\n",
+                ident(&t.name),
+                g.rust_type(&t.ty)
+            );
         }
         for e in &f.enums {
             items::enumeration(&mut out, e);

@@ -103,22 +103,30 @@ fn fn_structs(g: &Gen, out: &mut String, service: &str, f: &Function) {
     if f.oneway {
         return;
     }
-    let mut fields: Vec<Field> = f.returns.iter().map(|t| Field {
-        id: 0,
-        name: "success".into(),
-        ty: t.clone(),
-        req: Requiredness::Optional,
-        default: None,
-        doc: None,
-        annotations: Vec::new(),
-        pos: f.pos,
-    }).collect();
+    let mut fields: Vec<Field> = f
+        .returns
+        .iter()
+        .map(|t| Field {
+            id: 0,
+            name: "success".into(),
+            ty: t.clone(),
+            req: Requiredness::Optional,
+            default: None,
+            doc: None,
+            annotations: Vec::new(),
+            pos: f.pos,
+        })
+        .collect();
     fields.extend(f.throws.iter().map(|t| Field {
         req: Requiredness::Optional,
         default: None,
         ..t.clone()
     }));
-    let result = synth(format!("{base}Result"), fields, format!("Result of `{service}.{}`.", f.name));
+    let result = synth(
+        format!("{base}Result"),
+        fields,
+        format!("Result of `{service}.{}`.", f.name),
+    );
     structure(g, out, SYNTHETIC, &result);
     if f.throws.is_empty() {
         return;
@@ -141,7 +149,10 @@ fn fn_structs(g: &Gen, out: &mut String, service: &str, f: &Function) {
 fn handler_trait(g: &Gen, out: &mut String, s: &Service) {
     doc_lines(out, &s.doc, "");
     let supertrait = s.extends.map_or(String::new(), |b| {
-        format!(": {}", g.path(b, &format!("{}Handler", g.program.service(b).name)))
+        format!(
+            ": {}",
+            g.path(b, &format!("{}Handler", g.program.service(b).name))
+        )
     });
     let _ = writeln!(out, "/// Implement this to serve `{}`; futures need not be `Send` (one instance per core).\n#[allow(async_fn_in_trait)]\npub trait {}Handler{supertrait} {{", s.name, s.name);
     for f in &s.functions {
@@ -153,7 +164,11 @@ fn handler_trait(g: &Gen, out: &mut String, s: &Service) {
         let err = if f.throws.is_empty() {
             "__rs::rpc::MethodError".to_string()
         } else {
-            format!("__rs::rpc::MethodError<{}{}Exception>", s.name, camel(&f.name))
+            format!(
+                "__rs::rpc::MethodError<{}{}Exception>",
+                s.name,
+                camel(&f.name)
+            )
         };
         let _ = writeln!(out, "    async fn {}(&self, cx: &mut __rs::rpc::CallContext{params}) -> __std::result::Result<{}, {err}>;", ident(&f.name), ok_type(g, f));
     }
@@ -167,7 +182,11 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
     let _ = writeln!(out, "    /// Serves one call with `h`; used by services that extend this one.\n    pub async fn dispatch_with<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(h: &H, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError> {{\n        match &msg.name[..] {{");
     for f in &s.functions {
         let n = fn_names(g, id, f);
-        let params: String = f.args.iter().map(|a| format!(", {}", param_from_args(a))).collect();
+        let params: String = f
+            .args
+            .iter()
+            .map(|a| format!(", {}", param_from_args(a)))
+            .collect();
         let _ = writeln!(out, "            b{:?} => {{\n                let args = match <{} as __rs::protocol::Decode>::decode(r) {{\n                    __std::result::Result::Ok(a) => a,\n                    __std::result::Result::Err(e) => return __std::result::Result::Ok(__rs::rpc::dispatch::bad_arguments(cx, msg, w, &e)),\n                }};\n                let res = h.{}(cx{params}).await;", f.name, n.args, ident(&f.name));
         if f.oneway {
             out.push_str("                let _ = res;\n                __std::result::Result::Ok(__rs::rpc::Dispatched::Oneway)\n            }\n");
@@ -177,7 +196,10 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
         let ok = if f.returns.is_some() {
             format!("{} {{ success: __std::option::Option::Some(v), ..__std::default::Default::default() }}", n.result)
         } else {
-            format!("{{ let () = v; <{} as __std::default::Default>::default() }}", n.result)
+            format!(
+                "{{ let () = v; <{} as __std::default::Default>::default() }}",
+                n.result
+            )
         };
         let _ = writeln!(out, "                match res {{\n                    __std::result::Result::Ok(v) => {{ {reply} __rs::protocol::Encode::encode(&{ok}, w); }}");
         match &n.exception {
@@ -193,10 +215,16 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
         out.push_str("                    __std::result::Result::Err(__rs::rpc::MethodError::Application(e)) => __rs::rpc::dispatch::write_exception(cx, w, msg, &e),\n                }\n                __std::result::Result::Ok(__rs::rpc::Dispatched::Replied)\n            }\n");
     }
     let fallback = match s.extends {
-        Some(b) => format!("<{}Server<H>>::dispatch_with(h, cx, msg, r, w).await", g.path(b, &g.program.service(b).name)),
+        Some(b) => format!(
+            "<{}Server<H>>::dispatch_with(h, cx, msg, r, w).await",
+            g.path(b, &g.program.service(b).name)
+        ),
         None => format!("__rs::rpc::dispatch::unknown_method(cx, {name:?}, msg, r, w)"),
     };
-    let _ = writeln!(out, "            _ => {fallback},\n        }}\n    }}\n}}\n");
+    let _ = writeln!(
+        out,
+        "            _ => {fallback},\n        }}\n    }}\n}}\n"
+    );
     let _ = writeln!(out, "impl<H: {name}Handler> __rs::rpc::Dispatch for {name}Server<H> {{\n    const NAME: &'static str = {name:?};\n\n    async fn dispatch<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(&self, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError> {{\n        Self::dispatch_with(&self.handler, cx, msg, r, w).await\n    }}\n}}\n");
 }
 
@@ -217,16 +245,33 @@ fn client(g: &Gen, out: &mut String, id: DefId, s: &Service) {
 fn client_method(g: &Gen, out: &mut String, sid: DefId, f: &Function) {
     let n = fn_names(g, sid, f);
     doc_lines(out, &f.doc, "    ");
-    let params: String = f.args.iter().map(|a| format!(", {}: {}", ident(&a.name), param_type(g, a))).collect();
-    let fields: String = f.args.iter().map(|a| format!("{}: {}, ", ident(&a.name), args_from_param(a))).collect();
+    let params: String = f
+        .args
+        .iter()
+        .map(|a| format!(", {}: {}", ident(&a.name), param_type(g, a)))
+        .collect();
+    let fields: String = f
+        .args
+        .iter()
+        .map(|a| format!("{}: {}, ", ident(&a.name), args_from_param(a)))
+        .collect();
     let args = format!("{} {{ {fields} }}", n.args);
     let cx = "cx: __std::option::Option<&mut __rs::rpc::CallContext>";
     if f.oneway {
         let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<(), __rs::rpc::CallError> {{\n        self.channel.oneway(cx, {:?}, &{args}).await\n    }}\n", ident(&f.name), f.name);
         return;
     }
-    let err = n.exception.as_ref().map_or("__rs::rpc::CallError".into(), |e| format!("__rs::rpc::CallError<{e}>"));
-    let widen = if n.exception.is_some() { ".map_err(__rs::rpc::CallError::widen)" } else { "" };
+    let err = n
+        .exception
+        .as_ref()
+        .map_or("__rs::rpc::CallError".into(), |e| {
+            format!("__rs::rpc::CallError<{e}>")
+        });
+    let widen = if n.exception.is_some() {
+        ".map_err(__rs::rpc::CallError::widen)"
+    } else {
+        ""
+    };
     let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<{}, {err}> {{\n        let res: {} = self.channel.call(cx, {:?}, &{args}).await{widen}?;", ident(&f.name), ok_type(g, f), n.result, f.name);
     if let Some(exc) = &n.exception {
         for t in &f.throws {
@@ -238,7 +283,10 @@ fn client_method(g: &Gen, out: &mut String, sid: DefId, f: &Function) {
             let _ = writeln!(out, "        res.success.ok_or_else(|| __rs::rpc::CallError::Application(__rs::protocol::ApplicationException::new(__rs::protocol::ApplicationExceptionKind::MissingResult, {:?})))\n    }}\n", format!("{} returned no result", f.name));
         }
         None => {
-            let _ = writeln!(out, "        let _ = res;\n        __std::result::Result::Ok(())\n    }}\n");
+            let _ = writeln!(
+                out,
+                "        let _ = res;\n        __std::result::Result::Ok(())\n    }}\n"
+            );
         }
     }
 }

@@ -32,7 +32,11 @@ impl Gen<'_> {
         if id.file == self.file {
             ident(name)
         } else {
-            format!("super::{}::{}", ident(&self.program.files[id.file].name), ident(name))
+            format!(
+                "super::{}::{}",
+                ident(&self.program.files[id.file].name),
+                ident(name)
+            )
         }
     }
 
@@ -103,7 +107,11 @@ impl Gen<'_> {
             Ty::Enum(_) => format!("w.write_i32({e}.0);"),
             Ty::Struct(_) => format!("__rs::protocol::Encode::encode({e}, w);"),
             Ty::List(t) | Ty::Set(t) => {
-                let begin = if matches!(ty, Ty::List(_)) { "list" } else { "set" };
+                let begin = if matches!(ty, Ty::List(_)) {
+                    "list"
+                } else {
+                    "set"
+                };
                 let v = format!("v{depth}");
                 format!(
                     "w.write_{begin}_begin({}, {e}.len()); for {v} in {e}.iter() {{ {} }}",
@@ -146,7 +154,11 @@ impl Gen<'_> {
                 let list = matches!(ty, Ty::List(_)) || !self.is_ord(t);
                 let (begin, make, add) = if list {
                     (
-                        if matches!(ty, Ty::List(_)) { "list" } else { "set" },
+                        if matches!(ty, Ty::List(_)) {
+                            "list"
+                        } else {
+                            "set"
+                        },
                         format!(
                             "__std::vec::Vec::with_capacity(__rs::protocol::prealloc::<{}>({n}))",
                             self.rust_type(t)
@@ -154,7 +166,11 @@ impl Gen<'_> {
                         "push",
                     )
                 } else {
-                    ("set", "__std::collections::BTreeSet::new()".into(), "insert")
+                    (
+                        "set",
+                        "__std::collections::BTreeSet::new()".into(),
+                        "insert",
+                    )
                 };
                 format!(
                     "{{ let (t, {n}) = r.read_{begin}_begin()?; \
@@ -168,7 +184,10 @@ impl Gen<'_> {
             Ty::Map(k, v) => {
                 let (n, c) = (format!("n{depth}"), format!("c{depth}"));
                 let (make, add) = if self.is_ord(k) {
-                    ("__std::collections::BTreeMap::new()".to_string(), format!("{c}.insert(k, v);"))
+                    (
+                        "__std::collections::BTreeMap::new()".to_string(),
+                        format!("{c}.insert(k, v);"),
+                    )
                 } else {
                     (
                         format!(
@@ -232,11 +251,19 @@ impl Gen<'_> {
             }
             (Ty::Struct(id), Value::Struct(given)) => {
                 let s = self.program.strukt(*id);
-                let mut out = format!("{{ let mut s = <{} as __std::default::Default>::default(); ", self.struct_path(*id));
+                let mut out = format!(
+                    "{{ let mut s = <{} as __std::default::Default>::default(); ",
+                    self.struct_path(*id)
+                );
                 for (idx, fv) in given {
                     let f = &s.fields[*idx];
                     let expr = self.value(&f.ty, fv);
-                    let _ = write!(out, "s.{} = {}; ", ident(&f.name), super::items::wrap_field(self, *id, f, expr));
+                    let _ = write!(
+                        out,
+                        "s.{} = {}; ",
+                        ident(&f.name),
+                        super::items::wrap_field(self, *id, f, expr)
+                    );
                 }
                 out.push_str("s }");
                 out

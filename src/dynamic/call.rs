@@ -25,9 +25,9 @@ pub struct Method<'p> {
 
 /// Finds `Service.method` (or `module.Service.method`), inherited methods included.
 pub fn method<'p>(program: &'p Program, name: &str) -> Result<Method<'p>, DynamicError> {
-    let (service, func) = name
-        .rsplit_once('.')
-        .ok_or_else(|| DynamicError::NotFound(format!("`{name}` is not of the form Service.method")))?;
+    let (service, func) = name.rsplit_once('.').ok_or_else(|| {
+        DynamicError::NotFound(format!("`{name}` is not of the form Service.method"))
+    })?;
     let id = program
         .find_service(service)
         .ok_or_else(|| DynamicError::NotFound(format!("no service `{service}` in the IDL")))?;
@@ -35,7 +35,9 @@ pub fn method<'p>(program: &'p Program, name: &str) -> Result<Method<'p>, Dynami
         .all_functions(id)
         .into_iter()
         .find(|f| f.name == func)
-        .ok_or_else(|| DynamicError::NotFound(format!("service `{service}` has no method `{func}`")))?;
+        .ok_or_else(|| {
+            DynamicError::NotFound(format!("service `{service}` has no method `{func}`"))
+        })?;
     Ok(Method {
         program,
         service: program.service(id).name.clone(),
@@ -82,9 +84,23 @@ pub enum Reply {
 
 /// Encodes a whole CALL (ONEWAY for oneway methods) message with `args` (an object
 /// keyed by argument name), unframed.
-pub fn encode_call(m: &Method, args: &Json, protocol: Protocol, seqid: i32) -> Result<Bytes, DynamicError> {
-    fn write<W: ProtocolWriter>(m: &Method, args: &Json, seqid: i32, w: &mut W) -> Result<(), DynamicError> {
-        let kind = if m.function.oneway { MessageType::Oneway } else { MessageType::Call };
+pub fn encode_call(
+    m: &Method,
+    args: &Json,
+    protocol: Protocol,
+    seqid: i32,
+) -> Result<Bytes, DynamicError> {
+    fn write<W: ProtocolWriter>(
+        m: &Method,
+        args: &Json,
+        seqid: i32,
+        w: &mut W,
+    ) -> Result<(), DynamicError> {
+        let kind = if m.function.oneway {
+            MessageType::Oneway
+        } else {
+            MessageType::Call
+        };
         w.write_message_begin(&m.function.name, kind, seqid);
         encode_fields(m.program, &m.function.args, StructKind::Struct, args, w)
     }
@@ -98,7 +114,12 @@ pub fn encode_call(m: &Method, args: &Json, protocol: Protocol, seqid: i32) -> R
 
 /// Decodes the reply message to call `seqid` of `m`. A `TApplicationException` reply
 /// is `Err(DynamicError::Application)`.
-pub fn decode_reply(m: &Method, bytes: Bytes, protocol: Protocol, seqid: i32) -> Result<Reply, DynamicError> {
+pub fn decode_reply(
+    m: &Method,
+    bytes: Bytes,
+    protocol: Protocol,
+    seqid: i32,
+) -> Result<Reply, DynamicError> {
     fn read<R: ProtocolReader>(m: &Method, seqid: i32, mut r: R) -> Result<Reply, DynamicError> {
         check_reply(&mut r, &m.function.name, seqid).map_err(|e| match e {
             CallError::Application(a) => DynamicError::Application(a),

@@ -8,7 +8,11 @@ use crate::protocol::{check_elem, ProtocolError, ProtocolReader, TType};
 
 /// Reads a struct with `fields` into a JSON object (fields as they came; unknown and
 /// mistyped ones skipped).
-pub fn decode_fields<R: ProtocolReader>(p: &Program, fields: &[Field], r: &mut R) -> Result<Json, ProtocolError> {
+pub fn decode_fields<R: ProtocolReader>(
+    p: &Program,
+    fields: &[Field],
+    r: &mut R,
+) -> Result<Json, ProtocolError> {
     let mark = r.read_struct_begin()?;
     let mut obj = Map::new();
     loop {
@@ -37,7 +41,11 @@ fn double(d: f64) -> Json {
 }
 
 /// Reads one value of type `ty` as JSON.
-pub fn decode_value<R: ProtocolReader>(p: &Program, ty: &Ty, r: &mut R) -> Result<Json, ProtocolError> {
+pub fn decode_value<R: ProtocolReader>(
+    p: &Program,
+    ty: &Ty,
+    r: &mut R,
+) -> Result<Json, ProtocolError> {
     Ok(match ty {
         Ty::Bool => Json::Bool(r.read_bool()?),
         Ty::I8 => r.read_i8()?.into(),
@@ -46,15 +54,28 @@ pub fn decode_value<R: ProtocolReader>(p: &Program, ty: &Ty, r: &mut R) -> Resul
         Ty::I64 => r.read_i64()?.into(),
         Ty::Double => double(r.read_double()?),
         Ty::String => Json::String(r.read_string()?),
-        Ty::Binary => Json::String(base64::engine::general_purpose::STANDARD.encode(r.read_binary()?)),
+        Ty::Binary => {
+            Json::String(base64::engine::general_purpose::STANDARD.encode(r.read_binary()?))
+        }
         Ty::Uuid => {
             let u = r.read_uuid()?;
             let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-            Json::String(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+            Json::String(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
         }
         Ty::Struct(id) => decode_fields(p, &p.strukt(*id).fields, r)?,
         Ty::List(t) | Ty::Set(t) => {
-            let (et, n) = if matches!(ty, Ty::List(_)) { r.read_list_begin()? } else { r.read_set_begin()? };
+            let (et, n) = if matches!(ty, Ty::List(_)) {
+                r.read_list_begin()?
+            } else {
+                r.read_set_begin()?
+            };
             check_elem(t.ttype(), et, n)?;
             let mut items = Vec::with_capacity(crate::protocol::prealloc::<Json>(n));
             for _ in 0..n {

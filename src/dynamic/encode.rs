@@ -22,12 +22,18 @@ pub fn encode_fields<W: ProtocolWriter>(
     let obj = match json {
         Json::Object(o) => o,
         Json::Null => &empty,
-        other => return Err(DynamicError::json(format!("expected an object, found {other}"))),
+        other => {
+            return Err(DynamicError::json(format!(
+                "expected an object, found {other}"
+            )))
+        }
     };
     if let Some(k) = obj.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
         return Err(DynamicError::json(format!("unknown field `{k}`")));
     }
-    let given = fields.iter().filter(|f| obj.get(&f.name).is_some_and(|v| !v.is_null()));
+    let given = fields
+        .iter()
+        .filter(|f| obj.get(&f.name).is_some_and(|v| !v.is_null()));
     if kind == StructKind::Union && given.clone().count() != 1 {
         return Err(DynamicError::json("a union needs exactly one field"));
     }
@@ -36,7 +42,9 @@ pub fn encode_fields<W: ProtocolWriter>(
         match obj.get(&f.name) {
             Some(v) if !v.is_null() => {
                 if f.ty == Ty::Bool {
-                    let b = v.as_bool().ok_or_else(|| DynamicError::json(format!("expected a bool, found {v}")).at(&f.name))?;
+                    let b = v.as_bool().ok_or_else(|| {
+                        DynamicError::json(format!("expected a bool, found {v}")).at(&f.name)
+                    })?;
                     w.write_bool_field(f.id, b);
                 } else {
                     w.write_field_begin(f.ty.ttype(), f.id);
@@ -44,7 +52,10 @@ pub fn encode_fields<W: ProtocolWriter>(
                 }
             }
             _ if f.req == Requiredness::Required => {
-                return Err(DynamicError::json(format!("required field `{}` is missing", f.name)))
+                return Err(DynamicError::json(format!(
+                    "required field `{}` is missing",
+                    f.name
+                )))
             }
             _ => {}
         }
@@ -56,14 +67,19 @@ pub fn encode_fields<W: ProtocolWriter>(
 fn int(json: &Json, lo: i64, hi: i64) -> Result<i64> {
     match json.as_i64() {
         Some(n) if (lo..=hi).contains(&n) => Ok(n),
-        _ => Err(DynamicError::json(format!("expected an integer in {lo}..={hi}, found {json}"))),
+        _ => Err(DynamicError::json(format!(
+            "expected an integer in {lo}..={hi}, found {json}"
+        ))),
     }
 }
 
 /// Writes one value of type `ty` from `json`.
 pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mut W) -> Result<()> {
     match ty {
-        Ty::Bool => w.write_bool(json.as_bool().ok_or_else(|| DynamicError::json(format!("expected a bool, found {json}")))?),
+        Ty::Bool => w.write_bool(
+            json.as_bool()
+                .ok_or_else(|| DynamicError::json(format!("expected a bool, found {json}")))?,
+        ),
         Ty::I8 => w.write_i8(int(json, i8::MIN as i64, i8::MAX as i64)? as i8),
         Ty::I16 => w.write_i16(int(json, i16::MIN as i64, i16::MAX as i64)? as i16),
         Ty::I32 => w.write_i32(int(json, i32::MIN as i64, i32::MAX as i64)? as i32),
@@ -73,11 +89,20 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
             Json::String(s) if s == "NaN" => f64::NAN,
             Json::String(s) if s == "Infinity" => f64::INFINITY,
             Json::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
-            other => return Err(DynamicError::json(format!("expected a number, found {other}"))),
+            other => {
+                return Err(DynamicError::json(format!(
+                    "expected a number, found {other}"
+                )))
+            }
         }),
-        Ty::String => w.write_string(json.as_str().ok_or_else(|| DynamicError::json(format!("expected a string, found {json}")))?),
+        Ty::String => w.write_string(
+            json.as_str()
+                .ok_or_else(|| DynamicError::json(format!("expected a string, found {json}")))?,
+        ),
         Ty::Binary => {
-            let s = json.as_str().ok_or_else(|| DynamicError::json(format!("expected base64 text, found {json}")))?;
+            let s = json
+                .as_str()
+                .ok_or_else(|| DynamicError::json(format!("expected base64 text, found {json}")))?;
             let b = base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|e| DynamicError::json(format!("bad base64: {e}")))?;
@@ -87,9 +112,14 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
         Ty::Enum(id) => {
             let e = p.enumeration(*id);
             let n = match json {
-                Json::String(s) => e.values.iter().find(|v| &v.name == s).map(|v| v.value).ok_or_else(|| {
-                    DynamicError::json(format!("`{s}` is not a value of enum {}", e.name))
-                })?,
+                Json::String(s) => e
+                    .values
+                    .iter()
+                    .find(|v| &v.name == s)
+                    .map(|v| v.value)
+                    .ok_or_else(|| {
+                        DynamicError::json(format!("`{s}` is not a value of enum {}", e.name))
+                    })?,
                 other => int(other, i32::MIN as i64, i32::MAX as i64)? as i32,
             };
             w.write_i32(n);
@@ -99,7 +129,9 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
             encode_fields(p, &s.fields, s.kind, json, w)?;
         }
         Ty::List(t) | Ty::Set(t) => {
-            let items = json.as_array().ok_or_else(|| DynamicError::json(format!("expected an array, found {json}")))?;
+            let items = json
+                .as_array()
+                .ok_or_else(|| DynamicError::json(format!("expected an array, found {json}")))?;
             if matches!(ty, Ty::List(_)) {
                 w.write_list_begin(t.ttype(), items.len());
             } else {
@@ -110,15 +142,19 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
             }
         }
         Ty::Map(k, v) => {
-            let obj = json.as_object().ok_or_else(|| DynamicError::json(format!("expected an object, found {json}")))?;
+            let obj = json
+                .as_object()
+                .ok_or_else(|| DynamicError::json(format!("expected an object, found {json}")))?;
             w.write_map_begin(k.ttype(), v.ttype(), obj.len());
             for (key, val) in obj {
                 let at = format!("[{key:?}]");
                 if **k == Ty::String {
                     w.write_string(key);
                 } else {
-                    let kj: Json = serde_json::from_str(key)
-                        .map_err(|_| DynamicError::json(format!("map key `{key}` is not JSON text of a {:?}", k)).at(&at))?;
+                    let kj: Json = serde_json::from_str(key).map_err(|_| {
+                        DynamicError::json(format!("map key `{key}` is not JSON text of a {:?}", k))
+                            .at(&at)
+                    })?;
                     encode_value(p, k, &kj, w).map_err(|e| e.at(&at))?;
                 }
                 encode_value(p, v, val, w).map_err(|e| e.at(&at))?;
@@ -129,7 +165,11 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
 }
 
 fn parse_uuid(json: &Json) -> Result<[u8; 16]> {
-    let bad = || DynamicError::json(format!("expected a uuid like 00112233-4455-6677-8899-aabbccddeeff, found {json}"));
+    let bad = || {
+        DynamicError::json(format!(
+            "expected a uuid like 00112233-4455-6677-8899-aabbccddeeff, found {json}"
+        ))
+    };
     let s = json.as_str().ok_or_else(bad)?;
     let hex: String = s.chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 || s.len() != 36 {

@@ -8,8 +8,7 @@ use super::error::{IdlError, Pos};
 /// A token.
 #[derive(Logos, Debug, Clone, PartialEq)]
 #[logos(skip r"[ \t\r\n\f\u{feff}]+")]
-#[logos(skip(r"//[^\n]*", allow_greedy = true))]
-#[logos(skip(r"#[^\n]*", allow_greedy = true))]
+#[logos(skip(r"(//|#)[^\n]*", allow_greedy = true))]
 pub enum Tok {
     /// `/** … */`
     #[regex(r"/\*\*([^*]|\*+[^*/])*\*+/", |lex| doc_text(lex.slice()))]
@@ -191,12 +190,13 @@ fn unescape(s: &str) -> Option<String> {
             out.push(c);
             continue;
         }
+        // Exactly thriftpy2's escapes; any other is an error there too.
         match chars.next()? {
             'n' => out.push('\n'),
             't' => out.push('\t'),
             'r' => out.push('\r'),
-            '0' => out.push('\0'),
-            other => out.push(other),
+            c @ ('\\' | '\'' | '"') => out.push(c),
+            _ => return None,
         }
     }
     Some(out)
@@ -212,8 +212,14 @@ fn doc_text(s: &str) -> String {
             t.strip_prefix('*').map(str::trim_start).unwrap_or(t)
         })
         .collect();
-    let start = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
-    let end = lines.iter().rposition(|l| !l.is_empty()).map_or(start, |e| e + 1);
+    let start = lines
+        .iter()
+        .position(|l| !l.is_empty())
+        .unwrap_or(lines.len());
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(start, |e| e + 1);
     lines[start..end].join("\n")
 }
 
@@ -242,7 +248,11 @@ pub fn tokenize(file: &std::path::Path, src: &str) -> Result<Vec<Spanned>, IdlEr
             Ok(t) => out.push((t, pos)),
             Err(()) => {
                 let bad = lex.slice();
-                let what = if bad.starts_with('"') || bad.starts_with('\'') {
+                let quoted = bad.len() >= 2 && (bad.starts_with('"') || bad.starts_with('\''));
+                let what = if quoted && bad.ends_with(&bad[..1]) {
+                    "unsupported escape in string literal (allowed: \\t \\r \\n \\\\ \\' \\\")"
+                        .to_string()
+                } else if bad.starts_with('"') || bad.starts_with('\'') {
                     "unterminated string literal".to_string()
                 } else if bad.starts_with("/*") {
                     "unterminated comment".to_string()

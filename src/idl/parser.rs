@@ -280,7 +280,12 @@ impl Parser<'_> {
         }))
     }
 
-    fn structure(&mut self, kind: StructKind, doc: Option<String>, pos: Pos) -> PResult<Definition> {
+    fn structure(
+        &mut self,
+        kind: StructKind,
+        doc: Option<String>,
+        pos: Pos,
+    ) -> PResult<Definition> {
         let name = self.plain_name("a name")?;
         // `xsd_all` is an obsolete marker some files still carry.
         if matches!(self.peek(), Some(Tok::Ident(s)) if s == "xsd_all") {
@@ -318,7 +323,10 @@ impl Parser<'_> {
             let returns = if self.eat(&Tok::Void) {
                 None
             } else {
-                Some(self.field_type().map_err(|_| self.error("a function's return type, `void` or `}`"))?)
+                Some(
+                    self.field_type()
+                        .map_err(|_| self.error("a function's return type, `void` or `}`"))?,
+                )
             };
             let fname = self.plain_name("a function name")?;
             self.expect(Tok::LParen, "`(` and the arguments")?;

@@ -15,9 +15,15 @@ use super::model::{self, DefId, File, Program, Ty, Value};
 use super::parser::parse;
 
 /// Loads `roots` and everything they include, and resolves them.
-pub fn load(roots: &[impl AsRef<Path>], include_dirs: &[impl AsRef<Path>]) -> Result<Program, IdlError> {
+pub fn load(
+    roots: &[impl AsRef<Path>],
+    include_dirs: &[impl AsRef<Path>],
+) -> Result<Program, IdlError> {
     let mut loader = Loader {
-        include_dirs: include_dirs.iter().map(|d| d.as_ref().to_path_buf()).collect(),
+        include_dirs: include_dirs
+            .iter()
+            .map(|d| d.as_ref().to_path_buf())
+            .collect(),
         ..Loader::default()
     };
     let mut root_ids = Vec::new();
@@ -33,9 +39,16 @@ pub fn load(roots: &[impl AsRef<Path>], include_dirs: &[impl AsRef<Path>]) -> Re
 
 /// Parses and resolves one IDL text; `path` names it in errors and anchors its
 /// relative includes.
-pub fn load_str(path: impl AsRef<Path>, src: &str, include_dirs: &[impl AsRef<Path>]) -> Result<Program, IdlError> {
+pub fn load_str(
+    path: impl AsRef<Path>,
+    src: &str,
+    include_dirs: &[impl AsRef<Path>],
+) -> Result<Program, IdlError> {
     let mut loader = Loader {
-        include_dirs: include_dirs.iter().map(|d| d.as_ref().to_path_buf()).collect(),
+        include_dirs: include_dirs
+            .iter()
+            .map(|d| d.as_ref().to_path_buf())
+            .collect(),
         ..Loader::default()
     };
     let root = loader.add(path.as_ref(), src, Pos::default())?;
@@ -82,7 +95,11 @@ impl Loader {
             })?;
             let fkey = found.canonicalize().unwrap_or_else(|_| found.clone());
             if self.loading.contains(&fkey) {
-                return Err(IdlError::new(path, *pos, format!("include cycle through \"{inc}\"")));
+                return Err(IdlError::new(
+                    path,
+                    *pos,
+                    format!("include cycle through \"{inc}\""),
+                ));
             }
             let isrc = std::fs::read_to_string(&found).map_err(|e| {
                 IdlError::new(path, *pos, format!("cannot read include \"{inc}\": {e}"))
@@ -234,7 +251,12 @@ impl Resolver {
         Ok(())
     }
 
-    fn check_unique<'a>(&self, f: usize, items: impl Iterator<Item = (&'a String, Pos)>, what: &str) -> RResult<()> {
+    fn check_unique<'a>(
+        &self,
+        f: usize,
+        items: impl Iterator<Item = (&'a String, Pos)>,
+        what: &str,
+    ) -> RResult<()> {
         let mut seen = HashSet::new();
         for (name, pos) in items {
             if !seen.insert(name) {
@@ -249,7 +271,11 @@ impl Resolver {
         let mut ids = HashSet::new();
         for x in fields {
             if !ids.insert(x.id) {
-                return Err(self.err(f, x.pos, format!("field id {} appears twice in `{owner}`", x.id)));
+                return Err(self.err(
+                    f,
+                    x.pos,
+                    format!("field id {} appears twice in `{owner}`", x.id),
+                ));
             }
         }
         Ok(())
@@ -388,17 +414,37 @@ impl Resolver {
             None => None,
             Some(base) => match self.lookup(f, base) {
                 Some((g, Entry::Service(i))) => Some(DefId { file: g, index: i }),
-                _ => return Err(self.err(f, s.pos, format!("`{}` extends unknown service `{base}`", s.name))),
+                _ => {
+                    return Err(self.err(
+                        f,
+                        s.pos,
+                        format!("`{}` extends unknown service `{base}`", s.name),
+                    ))
+                }
             },
         };
         let mut functions = Vec::new();
         for func in &s.functions {
             if func.oneway && (func.returns.is_some() || !func.throws.is_empty()) {
-                return Err(self.err(f, func.pos, format!("oneway function `{}` must return void and throw nothing", func.name)));
+                return Err(self.err(
+                    f,
+                    func.pos,
+                    format!(
+                        "oneway function `{}` must return void and throw nothing",
+                        func.name
+                    ),
+                ));
             }
             let throws = self.fields(f, &func.throws)?;
             if let Some(t) = throws.iter().find(|t| !matches!(t.ty, Ty::Struct(_))) {
-                return Err(self.err(f, t.pos, format!("`{}` throws `{}`, which is not an exception", func.name, t.name)));
+                return Err(self.err(
+                    f,
+                    t.pos,
+                    format!(
+                        "`{}` throws `{}`, which is not an exception",
+                        func.name, t.name
+                    ),
+                ));
             }
             functions.push(model::Function {
                 name: func.name.clone(),
@@ -445,7 +491,11 @@ impl Resolver {
             (Ty::Enum(id), ConstValue::Int(n)) => {
                 let e = &self.enums[id.file][id.index];
                 if !e.values.iter().any(|x| x.value as i64 == *n) {
-                    return Err(self.err(f, pos, format!("{n} is not a value of enum `{}`", e.name)));
+                    return Err(self.err(
+                        f,
+                        pos,
+                        format!("{n} is not a value of enum `{}`", e.name),
+                    ));
                 }
                 Value::Int(*n)
             }
@@ -465,17 +515,32 @@ impl Resolver {
                 }
                 Value::Map(out)
             }
-            (Ty::Struct(id), ConstValue::Map(entries)) => self.struct_value(f, *id, entries, pos)?,
+            (Ty::Struct(id), ConstValue::Map(entries)) => {
+                self.struct_value(f, *id, entries, pos)?
+            }
             (_, other) => return Err(mismatch(self, &format!("{other:?}"))),
         })
     }
 
-    fn struct_value(&mut self, f: usize, id: DefId, entries: &[(ConstValue, ConstValue)], pos: Pos) -> RResult<Value> {
+    fn struct_value(
+        &mut self,
+        f: usize,
+        id: DefId,
+        entries: &[(ConstValue, ConstValue)],
+        pos: Pos,
+    ) -> RResult<Value> {
         let s = self.structs[id.file][id.index].clone();
         let mut out = Vec::new();
         for (k, v) in entries {
             let ConstValue::String(name) = k else {
-                return Err(self.err(f, pos, format!("keys of a `{}` literal must be field names in quotes", s.name)));
+                return Err(self.err(
+                    f,
+                    pos,
+                    format!(
+                        "keys of a `{}` literal must be field names in quotes",
+                        s.name
+                    ),
+                ));
             };
             let Some(idx) = s.fields.iter().position(|x| &x.name == name) else {
                 return Err(self.err(f, pos, format!("`{}` has no field `{name}`", s.name)));
@@ -485,7 +550,11 @@ impl Resolver {
         }
         for (i, x) in s.fields.iter().enumerate() {
             if x.req == ast::Requiredness::Required && !out.iter().any(|(j, _)| *j == i) {
-                return Err(self.err(f, pos, format!("required field `{}` of `{}` is not given", x.name, s.name)));
+                return Err(self.err(
+                    f,
+                    pos,
+                    format!("required field `{}` of `{}` is not given", x.name, s.name),
+                ));
             }
         }
         Ok(Value::Struct(out))
@@ -507,7 +576,11 @@ impl Resolver {
             if let Some((g, Entry::Enum(i))) = self.lookup(f, enum_name) {
                 let e = &self.enums[g][i];
                 let Some(v) = e.values.iter().find(|v| v.name == value_name) else {
-                    return Err(self.err(f, pos, format!("enum `{}` has no value `{value_name}`", e.name)));
+                    return Err(self.err(
+                        f,
+                        pos,
+                        format!("enum `{}` has no value `{value_name}`", e.name),
+                    ));
                 };
                 let n = v.value as i64;
                 return match ty {

@@ -24,7 +24,11 @@ enum Task {
     /// `left` more values of type `elem`.
     Elems { elem: TType, left: usize },
     /// `left` more entries of a map.
-    Entries { key: TType, value: TType, left: usize },
+    Entries {
+        key: TType,
+        value: TType,
+        left: usize,
+    },
 }
 
 /// Incremental message-boundary finder for one connection's unframed stream.
@@ -138,13 +142,20 @@ impl Scanner {
         match task {
             Task::Elems { elem, left } if left > 0 => {
                 if left > 1 {
-                    self.stack.push(Task::Elems { elem, left: left - 1 });
+                    self.stack.push(Task::Elems {
+                        elem,
+                        left: left - 1,
+                    });
                 }
                 self.push(Task::Value(elem))?;
             }
             Task::Entries { key, value, left } if left > 0 => {
                 if left > 1 {
-                    self.stack.push(Task::Entries { key, value, left: left - 1 });
+                    self.stack.push(Task::Entries {
+                        key,
+                        value,
+                        left: left - 1,
+                    });
                 }
                 // Pushed value first so the key is walked first.
                 self.push(Task::Value(value))?;

@@ -13,7 +13,7 @@ typedef list<shared.Point> Path
 const i8 TINY = -0x10
 const double PI = 3.14159
 const string GREETING = "hello \"world\""
-const binary MAGIC = "\x00"
+const binary MAGIC = "a\tb\\"
 const list<i32> PRIMES = [2, 3, 5, 7]
 const set<string> WORDS = ["a", "b"]
 const map<string, shared.Level> LEVELS = {"low": shared.Level.LOW, "high": shared.Level.HIGH}
