@@ -11,7 +11,7 @@ typedef i64 Timestamp (unit = "ms")
 typedef list<shared.Point> Path
 
 const i8 TINY = -0x10
-const double PI = 3.14159
+const double RATIO = 2.5e-3
 const string GREETING = "hello \"world\""
 const binary MAGIC = "a\tb\\"
 const list<i32> PRIMES = [2, 3, 5, 7]
