@@ -51,7 +51,11 @@ fn large() -> Item {
         color: Color::BLUE,
         inner: Some(inner(99)),
         children: Some((0..20).map(inner).collect()),
-        nested: Some((0..8).map(|k| (k, (0..4).map(|s| format!("s{k}{s}")).collect())).collect()),
+        nested: Some(
+            (0..8)
+                .map(|k| (k, (0..4).map(|s| format!("s{k}{s}")).collect()))
+                .collect(),
+        ),
     }
 }
 
@@ -65,7 +69,10 @@ fn to_pilota(i: &Item) -> peers::pilota_item::Item {
         id: i.id,
         name: i.name.as_deref().map(|s| s.to_owned().into()),
         scores: i.scores.clone(),
-        attrs: i.attrs.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone().into(), *v)).collect()),
+        attrs: i
+            .attrs
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone().into(), *v)).collect()),
         tags: i.tags.as_ref().map(|s| s.iter().copied().collect()),
         blob: i.blob.clone(),
         flag: i.flag,
@@ -74,7 +81,9 @@ fn to_pilota(i: &Item) -> peers::pilota_item::Item {
         inner: i.inner.as_ref().map(inner),
         children: i.children.as_ref().map(|c| c.iter().map(inner).collect()),
         nested: i.nested.as_ref().map(|m| {
-            m.iter().map(|(k, v)| (*k, v.iter().map(|s| s.clone().into()).collect())).collect()
+            m.iter()
+                .map(|(k, v)| (*k, v.iter().map(|s| s.clone().into()).collect()))
+                .collect()
         }),
     }
 }
@@ -137,6 +146,21 @@ fn pilota_decode(bytes: &Bytes, proto: Protocol) -> peers::pilota_item::Item {
     .unwrap()
 }
 
+/// Whether pilota decodes `bytes` at all (it panics on some of its own compact output).
+fn pilota_try_decode(bytes: &Bytes, proto: Protocol) -> Option<peers::pilota_item::Item> {
+    std::panic::catch_unwind(|| {
+        use pilota::thrift::{binary::TBinaryProtocol, compact::TCompactInputProtocol, Message};
+        let mut b = bytes.clone();
+        match proto {
+            Protocol::Binary => Message::decode(&mut TBinaryProtocol::new(&mut b, true)),
+            Protocol::Compact => Message::decode(&mut TCompactInputProtocol::new(&mut b)),
+        }
+        .ok()
+    })
+    .ok()
+    .flatten()
+}
+
 /// pilota's `TBinaryUnsafeInputProtocol`: no bounds checks (undefined behaviour on
 /// malformed input), shown for reference only.
 fn pilota_decode_unchecked(bytes: &Bytes) -> peers::pilota_item::Item {
@@ -150,8 +174,12 @@ fn thrift_encode(item: &peers::thrift_item::Item, proto: Protocol, buf: &mut Vec
     use thrift::protocol::{TBinaryOutputProtocol, TCompactOutputProtocol};
     buf.clear();
     match proto {
-        Protocol::Binary => item.write_to_out_protocol(&mut TBinaryOutputProtocol::new(&mut *buf, true)),
-        Protocol::Compact => item.write_to_out_protocol(&mut TCompactOutputProtocol::new(&mut *buf)),
+        Protocol::Binary => {
+            item.write_to_out_protocol(&mut TBinaryOutputProtocol::new(&mut *buf, true))
+        }
+        Protocol::Compact => {
+            item.write_to_out_protocol(&mut TCompactOutputProtocol::new(&mut *buf))
+        }
     }
     .unwrap()
 }
@@ -178,10 +206,21 @@ fn codec(c: &mut Criterion) {
             // Same value, same wire size, decodable by every implementation.
             pilota_encode(&pi, proto, &mut buf);
             thrift_encode(&ti, proto, &mut vbuf);
-            assert_eq!((buf.len(), vbuf.len()), (wire.len(), wire.len()), "{size} {pname}");
+            assert_eq!(
+                (buf.len(), vbuf.len()),
+                (wire.len(), wire.len()),
+                "{size} {pname}"
+            );
             assert_eq!(ringsoa_decode(&wire, proto), item);
-            assert_eq!(pilota_decode(&wire, proto), pi);
             assert_eq!(thrift_decode(&wire, proto), ti);
+            // pilota 0.13.1's compact reader does not restore the last field id when a
+            // nested struct ends (`read_struct_end` never pops the stack that
+            // `read_struct_begin` pushes), so it cannot decode items with `inner` or
+            // `children`, not even its own output: that cell is left out.
+            let pilota_decodes = pilota_try_decode(&wire, proto).is_some_and(|v| v == pi);
+            if !pilota_decodes {
+                eprintln!("decode/{pname}/{size}/pilota: left out, pilota cannot decode this item");
+            }
 
             let mut g = c.benchmark_group(format!("encode/{pname}/{size}"));
             g.bench_function(BenchmarkId::new("ringsoa", wire.len()), |b| {
@@ -199,9 +238,11 @@ fn codec(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("ringsoa", wire.len()), |b| {
                 b.iter(|| ringsoa_decode(black_box(&wire), proto))
             });
-            g.bench_function(BenchmarkId::new("pilota", wire.len()), |b| {
-                b.iter(|| pilota_decode(black_box(&wire), proto))
-            });
+            if pilota_decodes {
+                g.bench_function(BenchmarkId::new("pilota", wire.len()), |b| {
+                    b.iter(|| pilota_decode(black_box(&wire), proto))
+                });
+            }
             if proto == Protocol::Binary {
                 assert_eq!(pilota_decode_unchecked(&wire), pi);
                 g.bench_function(BenchmarkId::new("pilota-unchecked", wire.len()), |b| {

@@ -2,8 +2,8 @@
 //! binary, `AHashMap`/`AHashSet` containers, `Message` encode/decode.
 
 use pilota::thrift::{
-    Message, TAsyncInputProtocol, TInputProtocol, TLengthProtocol, TListIdentifier,
-    TMapIdentifier, TOutputProtocol, TSetIdentifier, TStructIdentifier, TType, ThriftException,
+    Message, TAsyncInputProtocol, TInputProtocol, TLengthProtocol, TListIdentifier, TMapIdentifier,
+    TOutputProtocol, TSetIdentifier, TStructIdentifier, TType, ThriftException,
 };
 use pilota::{AHashMap, AHashSet, Bytes, FastStr};
 
@@ -39,7 +39,10 @@ impl Message for Inner {
         }
         if let Some(v) = self.values.as_ref() {
             p.write_field_begin(TType::List, 2)?;
-            p.write_list_begin(TListIdentifier { element_type: TType::I64, size: v.len() })?;
+            p.write_list_begin(TListIdentifier {
+                element_type: TType::I64,
+                size: v.len(),
+            })?;
             for x in v {
                 p.write_i64(*x)?;
             }
@@ -101,7 +104,10 @@ impl Message for Item {
         }
         if let Some(v) = self.scores.as_ref() {
             p.write_field_begin(TType::List, 3)?;
-            p.write_list_begin(TListIdentifier { element_type: TType::Double, size: v.len() })?;
+            p.write_list_begin(TListIdentifier {
+                element_type: TType::Double,
+                size: v.len(),
+            })?;
             for x in v {
                 p.write_double(*x)?;
             }
@@ -110,7 +116,11 @@ impl Message for Item {
         }
         if let Some(v) = self.attrs.as_ref() {
             p.write_field_begin(TType::Map, 4)?;
-            p.write_map_begin(TMapIdentifier { key_type: TType::Binary, value_type: TType::I32, size: v.len() })?;
+            p.write_map_begin(TMapIdentifier {
+                key_type: TType::Binary,
+                value_type: TType::I32,
+                size: v.len(),
+            })?;
             for (k, x) in v {
                 p.write_faststr(k.clone())?;
                 p.write_i32(*x)?;
@@ -120,7 +130,10 @@ impl Message for Item {
         }
         if let Some(v) = self.tags.as_ref() {
             p.write_field_begin(TType::Set, 5)?;
-            p.write_set_begin(TSetIdentifier { element_type: TType::I16, size: v.len() })?;
+            p.write_set_begin(TSetIdentifier {
+                element_type: TType::I16,
+                size: v.len(),
+            })?;
             for x in v {
                 p.write_i16(*x)?;
             }
@@ -150,7 +163,10 @@ impl Message for Item {
         }
         if let Some(v) = self.children.as_ref() {
             p.write_field_begin(TType::List, 11)?;
-            p.write_list_begin(TListIdentifier { element_type: TType::Struct, size: v.len() })?;
+            p.write_list_begin(TListIdentifier {
+                element_type: TType::Struct,
+                size: v.len(),
+            })?;
             for x in v {
                 x.encode(p)?;
             }
@@ -159,10 +175,17 @@ impl Message for Item {
         }
         if let Some(v) = self.nested.as_ref() {
             p.write_field_begin(TType::Map, 12)?;
-            p.write_map_begin(TMapIdentifier { key_type: TType::I32, value_type: TType::List, size: v.len() })?;
+            p.write_map_begin(TMapIdentifier {
+                key_type: TType::I32,
+                value_type: TType::List,
+                size: v.len(),
+            })?;
             for (k, l) in v {
                 p.write_i32(*k)?;
-                p.write_list_begin(TListIdentifier { element_type: TType::Binary, size: l.len() })?;
+                p.write_list_begin(TListIdentifier {
+                    element_type: TType::Binary,
+                    size: l.len(),
+                })?;
                 for s in l {
                     p.write_faststr(s.clone())?;
                 }
@@ -252,10 +275,12 @@ impl Message for Item {
             p.read_field_end()?;
         }
         p.read_struct_end()?;
-        out.id = id.ok_or_else(|| pilota::thrift::new_protocol_exception(
-            pilota::thrift::ProtocolExceptionKind::InvalidData,
-            "field id is required",
-        ))?;
+        out.id = id.ok_or_else(|| {
+            pilota::thrift::new_protocol_exception(
+                pilota::thrift::ProtocolExceptionKind::InvalidData,
+                "field id is required",
+            )
+        })?;
         Ok(out)
     }
 

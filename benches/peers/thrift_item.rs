@@ -104,7 +104,11 @@ impl Item {
         }
         if let Some(v) = &self.attrs {
             o.write_field_begin(&TFieldIdentifier::new("attrs", TType::Map, 4))?;
-            o.write_map_begin(&TMapIdentifier::new(TType::String, TType::I32, v.len() as i32))?;
+            o.write_map_begin(&TMapIdentifier::new(
+                TType::String,
+                TType::I32,
+                v.len() as i32,
+            ))?;
             for (k, x) in v {
                 o.write_string(k)?;
                 o.write_i32(*x)?;
@@ -153,7 +157,11 @@ impl Item {
         }
         if let Some(v) = &self.nested {
             o.write_field_begin(&TFieldIdentifier::new("nested", TType::Map, 12))?;
-            o.write_map_begin(&TMapIdentifier::new(TType::I32, TType::List, v.len() as i32))?;
+            o.write_map_begin(&TMapIdentifier::new(
+                TType::I32,
+                TType::List,
+                v.len() as i32,
+            ))?;
             for (k, l) in v {
                 o.write_i32(*k)?;
                 o.write_list_begin(&TListIdentifier::new(TType::String, l.len() as i32))?;
@@ -244,10 +252,12 @@ impl Item {
             i.read_field_end()?;
         }
         i.read_struct_end()?;
-        out.id = id.ok_or_else(|| thrift::Error::Protocol(thrift::ProtocolError::new(
-            thrift::ProtocolErrorKind::InvalidData,
-            "field id is required",
-        )))?;
+        out.id = id.ok_or_else(|| {
+            thrift::Error::Protocol(thrift::ProtocolError::new(
+                thrift::ProtocolErrorKind::InvalidData,
+                "field id is required",
+            ))
+        })?;
         Ok(out)
     }
 }

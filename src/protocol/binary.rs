@@ -19,20 +19,18 @@ const VERSION_MASK: u32 = 0xffff_0000;
 /// Writes TBinaryProtocol into any [`BufMut`].
 pub struct BinaryWriter<'a, B: BufMut> {
     buf: &'a mut B,
-    written: usize,
 }
 
 impl<'a, B: BufMut> BinaryWriter<'a, B> {
     /// A writer appending to `buf`.
     pub fn new(buf: &'a mut B) -> Self {
-        BinaryWriter { buf, written: 0 }
+        BinaryWriter { buf }
     }
 
     #[inline]
     fn put_len(&mut self, len: usize) {
         debug_assert!(len <= i32::MAX as usize, "length over i32::MAX");
         self.buf.put_i32(len as i32);
-        self.written += 4;
     }
 }
 
@@ -41,7 +39,6 @@ impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
         self.buf.put_u32(VERSION_1 | kind as u32);
         self.write_string(name);
         self.buf.put_i32(seqid);
-        self.written += 8;
     }
 
     #[inline]
@@ -52,14 +49,12 @@ impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
     #[inline]
     fn write_struct_end(&mut self, _mark: i16) {
         self.buf.put_u8(TType::Stop as u8);
-        self.written += 1;
     }
 
     #[inline]
     fn write_field_begin(&mut self, ttype: TType, id: i16) {
         self.buf.put_u8(ttype as u8);
         self.buf.put_i16(id);
-        self.written += 3;
     }
 
     #[inline]
@@ -71,7 +66,6 @@ impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
     #[inline]
     fn write_list_begin(&mut self, elem: TType, len: usize) {
         self.buf.put_u8(elem as u8);
-        self.written += 1;
         self.put_len(len);
     }
 
@@ -84,61 +78,48 @@ impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
     fn write_map_begin(&mut self, key: TType, value: TType, len: usize) {
         self.buf.put_u8(key as u8);
         self.buf.put_u8(value as u8);
-        self.written += 2;
         self.put_len(len);
     }
 
     #[inline]
     fn write_bool(&mut self, v: bool) {
         self.buf.put_u8(v as u8);
-        self.written += 1;
     }
 
     #[inline]
     fn write_i8(&mut self, v: i8) {
         self.buf.put_i8(v);
-        self.written += 1;
     }
 
     #[inline]
     fn write_i16(&mut self, v: i16) {
         self.buf.put_i16(v);
-        self.written += 2;
     }
 
     #[inline]
     fn write_i32(&mut self, v: i32) {
         self.buf.put_i32(v);
-        self.written += 4;
     }
 
     #[inline]
     fn write_i64(&mut self, v: i64) {
         self.buf.put_i64(v);
-        self.written += 8;
     }
 
     #[inline]
     fn write_double(&mut self, v: f64) {
         self.buf.put_f64(v);
-        self.written += 8;
     }
 
     #[inline]
     fn write_binary(&mut self, v: &[u8]) {
         self.put_len(v.len());
         self.buf.put_slice(v);
-        self.written += v.len();
     }
 
     #[inline]
     fn write_uuid(&mut self, v: &[u8; 16]) {
         self.buf.put_slice(v);
-        self.written += 16;
-    }
-
-    fn written(&self) -> usize {
-        self.written
     }
 }
 
@@ -335,11 +316,6 @@ impl ProtocolReader for BinaryReader {
     #[inline]
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
-    }
-
-    #[inline]
-    fn position(&self) -> usize {
-        self.pos
     }
 
     #[inline]

@@ -92,24 +92,18 @@ fn zigzag64(n: i64) -> u64 {
 /// Writes TCompactProtocol into any [`BufMut`].
 pub struct CompactWriter<'a, B: BufMut> {
     buf: &'a mut B,
-    written: usize,
     last_field: i16,
 }
 
 impl<'a, B: BufMut> CompactWriter<'a, B> {
     /// A writer appending to `buf`.
     pub fn new(buf: &'a mut B) -> Self {
-        CompactWriter {
-            buf,
-            written: 0,
-            last_field: 0,
-        }
+        CompactWriter { buf, last_field: 0 }
     }
 
     #[inline]
     fn byte(&mut self, b: u8) {
         self.buf.put_u8(b);
-        self.written += 1;
     }
 
     #[inline]
@@ -124,7 +118,6 @@ impl<'a, B: BufMut> CompactWriter<'a, B> {
         }
         tmp[i] = n as u8;
         self.buf.put_slice(&tmp[..=i]);
-        self.written += i + 1;
     }
 
     #[inline]
@@ -227,24 +220,17 @@ impl<B: BufMut> ProtocolWriter for CompactWriter<'_, B> {
     #[inline]
     fn write_double(&mut self, v: f64) {
         self.buf.put_f64_le(v);
-        self.written += 8;
     }
 
     #[inline]
     fn write_binary(&mut self, v: &[u8]) {
         self.varint(v.len() as u64);
         self.buf.put_slice(v);
-        self.written += v.len();
     }
 
     #[inline]
     fn write_uuid(&mut self, v: &[u8; 16]) {
         self.buf.put_slice(v);
-        self.written += 16;
-    }
-
-    fn written(&self) -> usize {
-        self.written
     }
 }
 
@@ -505,11 +491,6 @@ impl ProtocolReader for CompactReader {
     #[inline]
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
-    }
-
-    #[inline]
-    fn position(&self) -> usize {
-        self.pos
     }
 
     #[inline]

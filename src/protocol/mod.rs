@@ -93,8 +93,6 @@ pub trait ProtocolWriter {
     fn write_binary(&mut self, v: &[u8]);
     /// Writes a uuid (16 bytes, big-endian as in Apache Thrift 0.19+).
     fn write_uuid(&mut self, v: &[u8; 16]);
-    /// Bytes written so far.
-    fn written(&self) -> usize;
 }
 
 /// Reads Thrift values from a buffer. Implemented by each protocol.
@@ -136,8 +134,6 @@ pub trait ProtocolReader {
     fn read_uuid(&mut self) -> Result<[u8; 16], ProtocolError>;
     /// Bytes not yet consumed.
     fn remaining(&self) -> usize;
-    /// Bytes consumed so far.
-    fn position(&self) -> usize;
     /// The fewest bytes one value of `ttype` can take in this protocol (for size checks).
     fn min_size(ttype: TType) -> usize;
     /// Skips one value of `ttype`.

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need when it is
+# missing, then runs every check. Takes a few minutes on a fresh 2-core machine.
+#   FUZZ_SECONDS=N   seconds per fuzz target in the smoke run (default 10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n== %s\n' "$*"; }
+
+step "Python venv with thriftpy2 (real peer)"
+PY=$(tools/venv.sh)
+
+step "golden fixtures still equal what thriftpy2 writes"
+"$PY" tools/golden.py --check
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "fuzz smoke run"
+tools/fuzz.sh "${FUZZ_SECONDS:-10}"
+
+step "cargo test"
+cargo test
