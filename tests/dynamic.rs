@@ -30,7 +30,7 @@ fn fields_of(p: &Program, app: &Program, type_name: &str) -> (Vec<Field>, Struct
         let m = dynamic::method(p, &format!("Demo.{method}")).unwrap();
         return match which {
             "args" => (m.function.args.clone(), StructKind::Struct),
-            _ => (m.result_fields(), StructKind::Struct),
+            _ => (m.function.result_fields(), StructKind::Struct),
         };
     }
     let s = p.files[0]

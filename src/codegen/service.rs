@@ -103,28 +103,9 @@ fn fn_structs(g: &Gen, out: &mut String, service: &str, f: &Function) {
     if f.oneway {
         return;
     }
-    let mut fields: Vec<Field> = f
-        .returns
-        .iter()
-        .map(|t| Field {
-            id: 0,
-            name: "success".into(),
-            ty: t.clone(),
-            req: Requiredness::Optional,
-            default: None,
-            doc: None,
-            annotations: Vec::new(),
-            pos: f.pos,
-        })
-        .collect();
-    fields.extend(f.throws.iter().map(|t| Field {
-        req: Requiredness::Optional,
-        default: None,
-        ..t.clone()
-    }));
     let result = synth(
         format!("{base}Result"),
-        fields,
+        f.result_fields(),
         format!("Result of `{service}.{}`.", f.name),
     );
     structure(g, out, SYNTHETIC, &result);

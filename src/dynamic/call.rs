@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::Value as Json;
 
-use crate::idl::model::{Field, Function, Program, Requiredness, StructKind};
+use crate::idl::model::{Function, Program, StructKind};
 use crate::protocol::{
     BinaryReader, BinaryWriter, CompactReader, CompactWriter, MessageType, Protocol,
     ProtocolReader, ProtocolWriter,
@@ -43,29 +43,6 @@ pub fn method<'p>(program: &'p Program, name: &str) -> Result<Method<'p>, Dynami
         service: program.service(id).name.clone(),
         function,
     })
-}
-
-impl Method<'_> {
-    /// The fields of the `_result` struct: `success` (id 0) and the declared exceptions.
-    pub fn result_fields(&self) -> Vec<Field> {
-        let f = self.function;
-        let success = f.returns.iter().map(|t| Field {
-            id: 0,
-            name: "success".into(),
-            ty: t.clone(),
-            req: Requiredness::Optional,
-            default: None,
-            doc: None,
-            annotations: Vec::new(),
-            pos: f.pos,
-        });
-        success
-            .chain(f.throws.iter().map(|t| Field {
-                req: Requiredness::Optional,
-                ..t.clone()
-            }))
-            .collect()
-    }
 }
 
 /// What a successful call brought back.
@@ -126,7 +103,7 @@ pub fn decode_reply(
             CallError::Protocol(p) => DynamicError::Protocol(p),
             other => DynamicError::NotFound(other.to_string()),
         })?;
-        let fields = m.result_fields();
+        let fields = m.function.result_fields();
         let Json::Object(mut obj) = decode_fields(m.program, &fields, &mut r)? else {
             unreachable!("decode_fields returns an object")
         };

@@ -104,6 +104,30 @@ pub type Function = ast::Function<Ty, Value>;
 pub type Service = ast::Service<Ty, Value, DefId>;
 pub use ast::{Enum, EnumValue, Requiredness, StructKind};
 
+impl Function {
+    /// The fields of the function's `_result` struct: `success` (id 0, absent for
+    /// void) and the declared exceptions, all optional.
+    pub fn result_fields(&self) -> Vec<Field> {
+        let success = self.returns.iter().map(|t| Field {
+            id: 0,
+            name: "success".into(),
+            ty: t.clone(),
+            req: Requiredness::Optional,
+            default: None,
+            doc: None,
+            annotations: Vec::new(),
+            pos: self.pos,
+        });
+        success
+            .chain(self.throws.iter().map(|t| Field {
+                req: Requiredness::Optional,
+                default: None,
+                ..t.clone()
+            }))
+            .collect()
+    }
+}
+
 /// One IDL file of the program.
 #[derive(Debug, Clone, PartialEq)]
 pub struct File {

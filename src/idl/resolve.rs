@@ -19,13 +19,7 @@ pub fn load(
     roots: &[impl AsRef<Path>],
     include_dirs: &[impl AsRef<Path>],
 ) -> Result<Program, IdlError> {
-    let mut loader = Loader {
-        include_dirs: include_dirs
-            .iter()
-            .map(|d| d.as_ref().to_path_buf())
-            .collect(),
-        ..Loader::default()
-    };
+    let mut loader = Loader::new(include_dirs);
     let mut root_ids = Vec::new();
     for r in roots {
         let path = r.as_ref();
@@ -44,13 +38,7 @@ pub fn load_str(
     src: &str,
     include_dirs: &[impl AsRef<Path>],
 ) -> Result<Program, IdlError> {
-    let mut loader = Loader {
-        include_dirs: include_dirs
-            .iter()
-            .map(|d| d.as_ref().to_path_buf())
-            .collect(),
-        ..Loader::default()
-    };
+    let mut loader = Loader::new(include_dirs);
     let root = loader.add(path.as_ref(), src, Pos::default())?;
     Resolver::new(loader.files).run(vec![root])
 }
@@ -73,6 +61,16 @@ struct Loader {
 }
 
 impl Loader {
+    fn new(include_dirs: &[impl AsRef<Path>]) -> Self {
+        Loader {
+            include_dirs: include_dirs
+                .iter()
+                .map(|d| d.as_ref().to_path_buf())
+                .collect(),
+            ..Loader::default()
+        }
+    }
+
     fn add(&mut self, path: &Path, src: &str, _at: Pos) -> Result<usize, IdlError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         if let Some(&i) = self.by_path.get(&key) {

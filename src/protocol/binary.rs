@@ -8,8 +8,8 @@
 use bytes::{BufMut, Bytes};
 
 use super::{
-    check_len, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
-    ProtocolWriter, TType, MAX_DEPTH,
+    check_len, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
+    ProtocolWriter, TType,
 };
 
 /// The strict version word's upper half.
@@ -127,7 +127,7 @@ impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
 pub struct BinaryReader {
     buf: Bytes,
     pos: usize,
-    depth: u16,
+    depth: Depth,
     strict: bool,
 }
 
@@ -137,7 +137,7 @@ impl BinaryReader {
         BinaryReader {
             buf,
             pos: 0,
-            depth: 0,
+            depth: Depth::default(),
             strict: true,
         }
     }
@@ -175,12 +175,7 @@ impl BinaryReader {
     #[inline]
     fn read_bytes(&mut self) -> Result<std::ops::Range<usize>, ProtocolError> {
         let n = self.read_len()?;
-        if n > self.buf.len() - self.pos {
-            return Err(ProtocolError::truncated());
-        }
-        let start = self.pos;
-        self.pos += n;
-        Ok(start..self.pos)
+        super::take_span(self.buf.len(), &mut self.pos, n)
     }
 
     #[inline]
@@ -227,19 +222,13 @@ impl ProtocolReader for BinaryReader {
 
     #[inline]
     fn read_struct_begin(&mut self) -> Result<i16, ProtocolError> {
-        if self.depth >= MAX_DEPTH {
-            return Err(ProtocolError::new(
-                ProtocolErrorKind::DepthLimit,
-                format!("structs nested deeper than {MAX_DEPTH}"),
-            ));
-        }
-        self.depth += 1;
+        self.depth.enter()?;
         Ok(0)
     }
 
     #[inline]
     fn read_struct_end(&mut self, _mark: i16) {
-        self.depth -= 1;
+        self.depth.leave();
     }
 
     #[inline]

@@ -7,8 +7,8 @@
 use bytes::{BufMut, Bytes};
 
 use super::{
-    check_len, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
-    ProtocolWriter, TType, MAX_DEPTH,
+    check_len, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
+    ProtocolWriter, TType,
 };
 
 /// First byte of every compact message.
@@ -238,7 +238,7 @@ impl<B: BufMut> ProtocolWriter for CompactWriter<'_, B> {
 pub struct CompactReader {
     buf: Bytes,
     pos: usize,
-    depth: u16,
+    depth: Depth,
     last_field: i16,
     /// The value of a bool field whose header was just read (compact folds it in).
     pending_bool: Option<bool>,
@@ -250,7 +250,7 @@ impl CompactReader {
         CompactReader {
             buf,
             pos: 0,
-            depth: 0,
+            depth: Depth::default(),
             last_field: 0,
             pending_bool: None,
         }
@@ -306,12 +306,7 @@ impl CompactReader {
     #[inline]
     fn read_bytes(&mut self) -> Result<std::ops::Range<usize>, ProtocolError> {
         let n = self.len()?;
-        if n > self.buf.len() - self.pos {
-            return Err(ProtocolError::truncated());
-        }
-        let start = self.pos;
-        self.pos += n;
-        Ok(start..self.pos)
+        super::take_span(self.buf.len(), &mut self.pos, n)
     }
 
     fn collection(&mut self) -> Result<(TType, usize), ProtocolError> {
@@ -350,19 +345,13 @@ impl ProtocolReader for CompactReader {
 
     #[inline]
     fn read_struct_begin(&mut self) -> Result<i16, ProtocolError> {
-        if self.depth >= MAX_DEPTH {
-            return Err(ProtocolError::new(
-                ProtocolErrorKind::DepthLimit,
-                format!("structs nested deeper than {MAX_DEPTH}"),
-            ));
-        }
-        self.depth += 1;
+        self.depth.enter()?;
         Ok(std::mem::replace(&mut self.last_field, 0))
     }
 
     #[inline]
     fn read_struct_end(&mut self, mark: i16) {
-        self.depth -= 1;
+        self.depth.leave();
         self.last_field = mark;
     }
 

@@ -209,6 +209,47 @@ pub fn from_bytes<T: Decode>(bytes: Bytes, protocol: Protocol) -> Result<T, Prot
     }
 }
 
+/// The range of the next `n` input bytes after `pos` in a buffer of `len` bytes,
+/// advancing `pos`; truncated input is an error.
+#[inline]
+pub(crate) fn take_span(
+    len: usize,
+    pos: &mut usize,
+    n: usize,
+) -> Result<std::ops::Range<usize>, ProtocolError> {
+    if n > len - *pos {
+        return Err(ProtocolError::truncated());
+    }
+    let start = *pos;
+    *pos += n;
+    Ok(start..*pos)
+}
+
+/// Struct nesting of a reader, limited to [`MAX_DEPTH`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Depth(u16);
+
+impl Depth {
+    /// Enters a struct.
+    #[inline]
+    pub(crate) fn enter(&mut self) -> Result<(), ProtocolError> {
+        if self.0 >= MAX_DEPTH {
+            return Err(ProtocolError::new(
+                ProtocolErrorKind::DepthLimit,
+                format!("structs nested deeper than {MAX_DEPTH}"),
+            ));
+        }
+        self.0 += 1;
+        Ok(())
+    }
+
+    /// Leaves a struct.
+    #[inline]
+    pub(crate) fn leave(&mut self) {
+        self.0 = self.0.saturating_sub(1);
+    }
+}
+
 /// Copies `bytes` into a `String`, rejecting invalid UTF-8.
 #[inline]
 pub(crate) fn utf8(bytes: &[u8]) -> Result<String, ProtocolError> {
