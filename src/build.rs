@@ -27,6 +27,7 @@ pub struct Builder {
     include_dirs: Vec<PathBuf>,
     crate_path: String,
     out_dir: Option<PathBuf>,
+    output_file: String,
 }
 
 impl Default for Builder {
@@ -35,6 +36,7 @@ impl Default for Builder {
             include_dirs: Vec::new(),
             crate_path: "::ringsoa".into(),
             out_dir: None,
+            output_file: OUTPUT_FILE.into(),
         }
     }
 }
@@ -63,6 +65,13 @@ impl Builder {
         self
     }
 
+    /// Names the generated file (default [`OUTPUT_FILE`]), for a crate that compiles
+    /// several IDL sets; include it with `include_idl!("name.rs")`.
+    pub fn output_file(mut self, name: impl Into<String>) -> Self {
+        self.output_file = name.into();
+        self
+    }
+
     /// Parses `files` and their includes, generates the code and writes it; prints
     /// `cargo:rerun-if-changed` for every file read. Returns the output path.
     pub fn compile(
@@ -84,7 +93,7 @@ impl Builder {
                 )
             })?),
         };
-        let path = dir.join(OUTPUT_FILE);
+        let path = dir.join(&self.output_file);
         std::fs::write(&path, code)?;
         Ok(path)
     }

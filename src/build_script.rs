@@ -13,15 +13,23 @@ mod idl;
 mod protocol;
 
 fn main() {
-    let files = [
-        "src/bin/ringsoa-demo/demo.thrift",
-        "tests/idl/codegen.thrift",
+    let builds = [
+        // The demo contract and the codegen test corpus, for the demo binary and tests.
+        build::Builder::new()
+            .include_dir("tests/idl/inc")
+            .compile(&[
+                "src/bin/ringsoa-demo/demo.thrift",
+                "tests/idl/codegen.thrift",
+            ]),
+        // The library's own tracking structs, included by src/tracking/mod.rs.
+        build::Builder::new()
+            .output_file("ringsoa_tracking.rs")
+            .compile(&["src/tracking/tracking.thrift"]),
     ];
-    if let Err(e) = build::Builder::new()
-        .include_dir("tests/idl/inc")
-        .compile(&files)
-    {
-        eprintln!("ringsoa codegen failed: {e}");
-        std::process::exit(1);
+    for b in builds {
+        if let Err(e) = b {
+            eprintln!("ringsoa codegen failed: {e}");
+            std::process::exit(1);
+        }
     }
 }

@@ -10,18 +10,30 @@
 //! - [`codegen`]: Rust code from the resolved IDL, driven by [`build::compile`].
 //! - [`rpc`]: what generated code stands on: the call context, handler errors, the
 //!   dispatcher and client-channel traits.
+//! - [`tracking`]: the Eleme tracking extension (handshake, request and response
+//!   headers) that thriftpy2's `TTrackedClient` speaks.
+//! - [`server`]: the thread-per-core io_uring server: one pinned monoio runtime and
+//!   SO_REUSEPORT listener per core, auto-detected framing and protocol, drain.
+//! - [`client`]: calling services: a single-connection tracked client for now.
 //! - [`dynamic`]: encoding and decoding any method's arguments and results from and
 //!   to JSON with an IDL parsed at run time.
 
 /// Re-exported for generated code (`binary` fields are `bytes::Bytes`).
 pub use bytes;
 
+// Generated code names this crate `::ringsoa`; let the crate's own generated code
+// (the tracking structs) do the same.
+extern crate self as ringsoa;
+
 pub mod build;
+pub mod client;
 pub mod codegen;
 pub mod dynamic;
 pub mod idl;
 pub mod protocol;
 pub mod rpc;
+pub mod server;
+pub mod tracking;
 pub mod transport;
 
 /// Includes the code that [`build::compile`] generated in this crate's `OUT_DIR`.
@@ -35,5 +47,8 @@ pub mod transport;
 macro_rules! include_idl {
     () => {
         include!(concat!(env!("OUT_DIR"), "/ringsoa_idl.rs"));
+    };
+    ($file:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $file));
     };
 }

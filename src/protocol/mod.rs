@@ -285,3 +285,44 @@ impl<T: Encode + ?Sized> Encode for &T {
         (**self).encode(w)
     }
 }
+
+/// A protocol chosen at compile time: how to make its reader and writer. Lets a
+/// connection pick the protocol once and run monomorphised code from then on.
+pub trait Codec {
+    /// The reader type.
+    type Reader: ProtocolReader;
+    /// The writer type, borrowing its buffer.
+    type Writer<'a>: ProtocolWriter;
+    /// A reader over `buf`.
+    fn reader(buf: Bytes) -> Self::Reader;
+    /// A writer appending to `buf`.
+    fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_>;
+}
+
+/// [`Codec`] for TBinaryProtocol (strict).
+pub struct BinaryCodec;
+
+/// [`Codec`] for TCompactProtocol.
+pub struct CompactCodec;
+
+impl Codec for BinaryCodec {
+    type Reader = BinaryReader;
+    type Writer<'a> = BinaryWriter<'a, bytes::BytesMut>;
+    fn reader(buf: Bytes) -> BinaryReader {
+        BinaryReader::new(buf)
+    }
+    fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_> {
+        BinaryWriter::new(buf)
+    }
+}
+
+impl Codec for CompactCodec {
+    type Reader = CompactReader;
+    type Writer<'a> = CompactWriter<'a, bytes::BytesMut>;
+    fn reader(buf: Bytes) -> CompactReader {
+        CompactReader::new(buf)
+    }
+    fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_> {
+        CompactWriter::new(buf)
+    }
+}

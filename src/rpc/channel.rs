@@ -158,3 +158,31 @@ impl<S: Dispatch> Channel for InProcess<S> {
         Ok(())
     }
 }
+
+/// Forwards to the channel behind a reference or an `Rc` (a per-core client shared
+/// by several stubs).
+macro_rules! forward_channel {
+    ($($ptr:ty),*) => {$(
+        impl<C: Channel> Channel for $ptr {
+            async fn call<A: Encode, T: Decode>(
+                &self,
+                cx: Option<&mut CallContext>,
+                method: &'static str,
+                args: &A,
+            ) -> Result<T, CallError> {
+                (**self).call(cx, method, args).await
+            }
+
+            async fn oneway<A: Encode>(
+                &self,
+                cx: Option<&mut CallContext>,
+                method: &'static str,
+                args: &A,
+            ) -> Result<(), CallError> {
+                (**self).oneway(cx, method, args).await
+            }
+        }
+    )*};
+}
+
+forward_channel!(&C, std::rc::Rc<C>);

@@ -71,6 +71,11 @@ impl Scanner {
         self.reset(&[Task::Message, Task::Value(TType::Struct)]);
     }
 
+    /// Whether a unit is being walked (started and not yet complete).
+    pub fn in_progress(&self) -> bool {
+        !self.stack.is_empty()
+    }
+
     fn reset(&mut self, tasks: &[Task]) {
         self.pos = 0;
         self.stack.clear();

@@ -1,0 +1,362 @@
+//! A single-connection tracked client: one call at a time over one connection,
+//! reconnecting (and handshaking again) after any failure. The pooled, balanced
+//! client builds on the same pieces.
+//!
+//! It never repeats the seed's hazards: seqids increase, every reply's seqid and
+//! method name are checked, and a connection that saw a timeout, a protocol error or
+//! a mismatch is discarded, never reused.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::protocol::{
+    ApplicationExceptionKind, BinaryCodec, Codec, CompactCodec, Decode, Encode, MessageType,
+    Protocol, ProtocolError, ProtocolErrorKind, ProtocolWriter,
+};
+use crate::rpc::channel::check_reply;
+use crate::rpc::{CallContext, CallError, Channel};
+use crate::tracking::{self, RequestHeader, ResponseHeader, UpgradeArgs, UpgradeReply};
+use crate::transport::{framed, scan::Scanner, Framing, DEFAULT_MAX_MESSAGE};
+
+/// How to reach and talk to a service.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The caller's app id sent in the handshake.
+    pub app_id: String,
+    /// Binary or compact.
+    pub protocol: Protocol,
+    /// Framed or buffered.
+    pub framing: Framing,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-call timeout (write and whole reply).
+    pub call_timeout: Duration,
+    /// Whether to offer the tracking handshake (version 2).
+    pub tracking: bool,
+}
+
+impl Options {
+    /// Tracked, buffered binary (thriftpy2's defaults), 1 s connect, 5 s calls.
+    pub fn new(app_id: impl Into<String>) -> Self {
+        Options {
+            app_id: app_id.into(),
+            protocol: Protocol::Binary,
+            framing: Framing::Buffered,
+            connect_timeout: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(5),
+            tracking: true,
+        }
+    }
+}
+
+/// An open connection and its negotiated tracking version.
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    version: i32,
+}
+
+struct State {
+    conn: Option<Conn>,
+    seqid: i32,
+    /// Calls made with no incoming context: their rpc ids are "1", "2", …
+    root_calls: u64,
+    response_meta: BTreeMap<String, String>,
+}
+
+/// A tracked client over one connection (see the module docs).
+pub struct SimpleClient {
+    addr: SocketAddr,
+    opts: Options,
+    state: RefCell<State>,
+}
+
+impl SimpleClient {
+    /// A client for `addr`; it connects on the first call.
+    pub fn new(addr: SocketAddr, opts: Options) -> Self {
+        SimpleClient {
+            addr,
+            opts,
+            state: RefCell::new(State {
+                conn: None,
+                seqid: 0,
+                root_calls: 0,
+                response_meta: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// The meta of the last reply's response header (empty without one).
+    pub fn last_response_meta(&self) -> BTreeMap<String, String> {
+        self.state.borrow().response_meta.clone()
+    }
+
+    /// The tracking version negotiated on the open connection (0 native), if open.
+    pub fn version(&self) -> Option<i32> {
+        self.state.borrow().conn.as_ref().map(|c| c.version)
+    }
+
+    async fn connect(&self) -> Result<Conn, CallError> {
+        let stream =
+            monoio::time::timeout(self.opts.connect_timeout, TcpStream::connect(self.addr))
+                .await
+                .map_err(|_| CallError::Timeout)??;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            version: 0,
+        };
+        if self.opts.tracking {
+            let args = UpgradeArgs {
+                app_id: Some(self.opts.app_id.clone()),
+                version: Some(tracking::CURRENT_VERSION),
+            };
+            let reply = self
+                .exchange(
+                    &mut conn,
+                    None,
+                    tracking::HANDSHAKE_METHOD,
+                    MessageType::Call,
+                    0,
+                    &args,
+                )
+                .await?;
+            match self.read_body::<UpgradeReply>(reply, tracking::HANDSHAKE_METHOD, 0, false) {
+                Ok(r) => {
+                    conn.version = r
+                        .version
+                        .map_or(1, |v| v.clamp(1, tracking::CURRENT_VERSION))
+                }
+                Err(CallError::Application(e))
+                    if e.kind == ApplicationExceptionKind::UnknownMethod =>
+                {
+                    conn.version = 0
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Writes one request and reads one whole reply (for CALLs), both framed as
+    /// configured; returns the reply's bytes.
+    async fn exchange<A: Encode>(
+        &self,
+        conn: &mut Conn,
+        header: Option<&RequestHeader>,
+        method: &str,
+        kind: MessageType,
+        seqid: i32,
+        args: &A,
+    ) -> Result<Bytes, CallError> {
+        let mut out = BytesMut::with_capacity(256);
+        if self.opts.framing == Framing::Framed {
+            out.put_u32(0);
+        }
+        match self.opts.protocol {
+            Protocol::Binary => {
+                write_request::<BinaryCodec, A>(&mut out, header, method, kind, seqid, args)
+            }
+            Protocol::Compact => {
+                write_request::<CompactCodec, A>(&mut out, header, method, kind, seqid, args)
+            }
+        }
+        if self.opts.framing == Framing::Framed {
+            let len = (out.len() - framed::HEADER_LEN) as u32;
+            out[..framed::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        }
+        let (res, _) = conn.stream.write_all(out).await;
+        res?;
+        if kind == MessageType::Oneway {
+            return Ok(Bytes::new());
+        }
+        let response_header = conn.version >= 2;
+        let mut scanner = Scanner::new(self.opts.protocol, DEFAULT_MAX_MESSAGE);
+        loop {
+            let found = match self.opts.framing {
+                Framing::Framed => framed::frame_len(&conn.buf, DEFAULT_MAX_MESSAGE)?
+                    .filter(|n| conn.buf.len() >= framed::HEADER_LEN + n)
+                    .map(|n| {
+                        let mut f = conn.buf.split_to(framed::HEADER_LEN + n);
+                        bytes::Buf::advance(&mut f, framed::HEADER_LEN);
+                        f.freeze()
+                    }),
+                Framing::Buffered => {
+                    if !scanner.in_progress() && !conn.buf.is_empty() {
+                        if response_header && !tracking::starts_with_message(conn.buf[0]) {
+                            scanner.expect_struct_then_message();
+                        } else {
+                            scanner.expect_message();
+                        }
+                    }
+                    match conn.buf.is_empty() {
+                        true => None,
+                        false => scanner
+                            .feed(&conn.buf)?
+                            .map(|n| conn.buf.split_to(n).freeze()),
+                    }
+                }
+            };
+            if let Some(reply) = found {
+                return Ok(reply);
+            }
+            conn.buf.reserve(4096);
+            let buf = std::mem::take(&mut conn.buf);
+            let (res, buf) = conn.stream.read(buf).await;
+            conn.buf = buf;
+            if res? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                )
+                .into());
+            }
+        }
+    }
+
+    /// Decodes a reply: the optional response header, the message header (checked
+    /// against the call), then the body `T`.
+    fn read_body<T: Decode>(
+        &self,
+        reply: Bytes,
+        method: &str,
+        seqid: i32,
+        headers: bool,
+    ) -> Result<T, CallError> {
+        fn read<C: Codec, T: Decode>(
+            this: &SimpleClient,
+            reply: Bytes,
+            method: &str,
+            seqid: i32,
+            headers: bool,
+        ) -> Result<T, CallError> {
+            let mut r = C::reader(reply.clone());
+            if headers
+                && !reply
+                    .first()
+                    .is_some_and(|b| tracking::starts_with_message(*b))
+            {
+                let h = ResponseHeader::decode(&mut r)?;
+                this.state.borrow_mut().response_meta = h.meta.unwrap_or_default();
+            }
+            check_reply(&mut r, method, seqid)?;
+            Ok(T::decode(&mut r)?)
+        }
+        match self.opts.protocol {
+            Protocol::Binary => read::<BinaryCodec, T>(self, reply, method, seqid, headers),
+            Protocol::Compact => read::<CompactCodec, T>(self, reply, method, seqid, headers),
+        }
+    }
+
+    async fn call_inner<A: Encode, T: Decode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        kind: MessageType,
+        args: &A,
+    ) -> Result<Option<T>, CallError> {
+        let (mut conn, seqid) = {
+            let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
+            st.seqid = st.seqid.wrapping_add(1).max(1);
+            (st.conn.take(), st.seqid)
+        };
+        let mut conn = match conn.take() {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let header = (conn.version >= 1).then(|| self.header_for(cx));
+        let call = self.exchange(&mut conn, header.as_ref(), method, kind, seqid, args);
+        let reply = monoio::time::timeout(self.opts.call_timeout, call)
+            .await
+            .map_err(|_| CallError::Timeout)??;
+        // Only a connection whose exchange completed cleanly goes back.
+        if kind == MessageType::Oneway {
+            self.state.borrow_mut().conn = Some(conn);
+            return Ok(None);
+        }
+        let body = self.read_body::<T>(reply, method, seqid, conn.version >= 2);
+        if matches!(body, Ok(_) | Err(CallError::Application(_))) {
+            self.state.borrow_mut().conn = Some(conn);
+        }
+        body.map(Some)
+    }
+
+    fn header_for(&self, cx: Option<&mut CallContext>) -> RequestHeader {
+        match cx {
+            Some(cx) if !cx.request_id.is_empty() || !cx.seq.is_empty() => RequestHeader {
+                seq: Some(cx.next_child_seq()),
+                request_id: Some(cx.request_id.clone()),
+                meta: Some(cx.meta.clone()),
+            },
+            _ => {
+                let mut st = self.state.borrow_mut();
+                st.root_calls += 1;
+                RequestHeader {
+                    request_id: Some(uuid::Uuid::new_v4().to_string()),
+                    seq: Some(st.root_calls.to_string()),
+                    meta: Some(BTreeMap::new()),
+                }
+            }
+        }
+    }
+}
+
+fn busy() -> CallError {
+    CallError::Protocol(ProtocolError::new(
+        ProtocolErrorKind::Unknown,
+        "SimpleClient carries one call at a time",
+    ))
+}
+
+fn write_request<C: Codec, A: Encode>(
+    out: &mut BytesMut,
+    header: Option<&RequestHeader>,
+    method: &str,
+    kind: MessageType,
+    seqid: i32,
+    args: &A,
+) {
+    let mut w = C::writer(out);
+    if let Some(h) = header {
+        h.encode(&mut w);
+    }
+    w.write_message_begin(method, kind, seqid);
+    args.encode(&mut w);
+}
+
+impl Channel for SimpleClient {
+    async fn call<A: Encode, T: Decode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<T, CallError> {
+        let got = self
+            .call_inner::<A, T>(cx, method, MessageType::Call, args)
+            .await?;
+        got.ok_or_else(|| ProtocolError::new(ProtocolErrorKind::Unknown, "no reply").into())
+    }
+
+    async fn oneway<A: Encode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<(), CallError> {
+        self.call_inner::<A, crate::protocol::ApplicationException>(
+            cx,
+            method,
+            MessageType::Oneway,
+            args,
+        )
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,301 @@
+//! The thread-per-core server.
+//!
+//! One pinned thread per core, each with its own monoio runtime (io_uring, or the
+//! epoll driver where io_uring is unavailable), its own service instance built by a
+//! per-core factory before it listens, and its own SO_REUSEPORT listener on the same
+//! address: the kernel spreads connections across cores and nothing on the request
+//! path is shared. Each connection's framing (framed/buffered) and protocol
+//! (binary/compact) is detected from its first bytes and replies go back in the same
+//! form; thriftpy2's tracking extension is served per connection.
+//!
+//! - [`detect`]: first-bytes detection.
+//! - [`conn`]: one connection's request loop.
+//! - [`core`]: one core: runtime, listener, accept loop, drain.
+//! - [`shutdown`]: the drain flag shared with the control thread.
+//!
+//! Drain (on [`ServerHandle::shutdown`] or SIGTERM/SIGINT in
+//! [`ServerHandle::run_until_signal`]): each core takes the connections queued on its
+//! listener and stops listening; a request arriving on an idle connection gets
+//! `TApplicationException` INTERNAL_ERROR `ringsoa: server is shutting down` and the
+//! connection closes; a connection whose call is in flight closes after its reply;
+//! calls still running at the drain timeout are cancelled; idle connections are not
+//! waited on.
+
+pub mod conn;
+pub mod core;
+pub mod detect;
+pub mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::rpc::Dispatch;
+use crate::transport::DEFAULT_MAX_MESSAGE;
+
+pub use conn::SHUTTING_DOWN;
+pub use shutdown::Shutdown;
+
+/// Server settings; built with [`ServerBuilder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The app id, for logs (and the registry, later).
+    pub app: String,
+    /// Address every core listens on.
+    pub listen: SocketAddr,
+    /// Number of cores (threads).
+    pub cores: usize,
+    /// Largest request accepted (frame body or unframed message).
+    pub max_message: usize,
+    /// Open connections per core beyond which new ones are refused.
+    pub max_connections: usize,
+    /// Time a connection may sit between requests (`None`: forever).
+    pub idle_timeout: Option<Duration>,
+    /// Time a started request has to arrive completely (slow-loris defence).
+    pub read_timeout: Duration,
+    /// Time a call may run before it is answered with a timeout error.
+    pub call_timeout: Option<Duration>,
+    /// Time in-flight calls get to finish once a drain starts.
+    pub drain_timeout: Duration,
+    /// Listen backlog per core.
+    pub backlog: i32,
+    /// Start even if another process listens on the port (zero-downtime handover).
+    pub handover: bool,
+}
+
+/// Operator hooks; each runs on the core concerned.
+#[derive(Default)]
+pub struct Hooks {
+    on_connected: Option<Box<dyn Fn(usize, SocketAddr) + Send + Sync>>,
+    on_closed: Option<Box<dyn Fn(usize, SocketAddr) + Send + Sync>>,
+    on_drain_start: Option<Box<dyn Fn(usize) + Send + Sync>>,
+}
+
+/// Builds and starts a [`Server`](ServerBuilder::start).
+pub struct ServerBuilder {
+    config: Config,
+    hooks: Hooks,
+}
+
+impl ServerBuilder {
+    /// A server for `app` on 127.0.0.1:9090 with every online core and defaults:
+    /// 16 MiB messages, 10,000 connections per core, no idle timeout, 30 s read
+    /// timeout, no call timeout, 10 s drain timeout.
+    pub fn new(app: impl Into<String>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ServerBuilder {
+            config: Config {
+                app: app.into(),
+                listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+                cores,
+                max_message: DEFAULT_MAX_MESSAGE,
+                max_connections: 10_000,
+                idle_timeout: None,
+                read_timeout: Duration::from_secs(30),
+                call_timeout: None,
+                drain_timeout: Duration::from_secs(10),
+                backlog: 1024,
+                handover: false,
+            },
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// Address to listen on.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Number of cores (at least 1).
+    pub fn cores(mut self, n: usize) -> Self {
+        self.config.cores = n.max(1);
+        self
+    }
+
+    /// Largest request accepted.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+
+    /// Connection limit per core.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Idle timeout between requests.
+    pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.idle_timeout = t;
+        self
+    }
+
+    /// Time a started request has to arrive.
+    pub fn read_timeout(mut self, t: Duration) -> Self {
+        self.config.read_timeout = t;
+        self
+    }
+
+    /// Per-call timeout.
+    pub fn call_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.call_timeout = t;
+        self
+    }
+
+    /// Drain timeout.
+    pub fn drain_timeout(mut self, t: Duration) -> Self {
+        self.config.drain_timeout = t;
+        self
+    }
+
+    /// Starts even if another process already listens on the port (handover).
+    pub fn handover(mut self, yes: bool) -> Self {
+        self.config.handover = yes;
+        self
+    }
+
+    /// Called on the core when it accepts a connection.
+    pub fn on_connected(mut self, f: impl Fn(usize, SocketAddr) + Send + Sync + 'static) -> Self {
+        self.hooks.on_connected = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the core when a connection ends.
+    pub fn on_closed(mut self, f: impl Fn(usize, SocketAddr) + Send + Sync + 'static) -> Self {
+        self.hooks.on_closed = Some(Box::new(f));
+        self
+    }
+
+    /// Called on each core when the drain starts.
+    pub fn on_drain_start(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.hooks.on_drain_start = Some(Box::new(f));
+        self
+    }
+
+    /// Starts the cores; `factory(core)` builds each core's service on that core.
+    /// Returns once every core listens. Fails if the port is taken by another
+    /// process (unless [`handover`](Self::handover)), or if more than a third of the
+    /// cores fail to start; with fewer failures it runs degraded and logs it.
+    pub fn start<S, F>(self, factory: F) -> std::io::Result<ServerHandle>
+    where
+        S: Dispatch + 'static,
+        F: Fn(usize) -> S + Send + Sync + 'static,
+    {
+        let config = Arc::new(self.config);
+        if !config.handover {
+            // A plain bind fails if anyone holds the port, SO_REUSEPORT or not.
+            std::net::TcpListener::bind(config.listen).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} is in use by another process ({e}); pass handover to share it",
+                        config.listen
+                    ),
+                )
+            })?;
+        }
+        if monoio::utils::detect_uring() {
+            tracing::info!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on io_uring");
+        } else {
+            tracing::warn!(app = %config.app, "io_uring is unavailable: cores run on the epoll driver");
+        }
+        let shutdown = Arc::new(Shutdown::new());
+        let hooks = Arc::new(self.hooks);
+        let factory = Arc::new(factory);
+        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for index in 0..config.cores {
+            let (config, factory, shutdown, hooks, tx) = (
+                config.clone(),
+                factory.clone(),
+                shutdown.clone(),
+                hooks.clone(),
+                tx.clone(),
+            );
+            let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+            let t = std::thread::Builder::new()
+                .name(format!("ringsoa-core-{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        core_affinity::set_for_current(cpu);
+                    }
+                    core::run(index, config, factory, shutdown, hooks, tx)
+                })?;
+            threads.push(t);
+        }
+        drop(tx);
+        let failures: Vec<String> = rx.iter().filter_map(Result::err).collect();
+        let handle = ServerHandle {
+            addr: config.listen,
+            drain_timeout: config.drain_timeout,
+            shutdown,
+            threads,
+        };
+        if failures.len() * 3 > config.cores {
+            handle.shutdown.begin(Duration::ZERO);
+            handle.join();
+            return Err(std::io::Error::other(format!(
+                "too many cores failed to start: {}",
+                failures.join("; ")
+            )));
+        }
+        for f in &failures {
+            tracing::error!("running degraded: {f}");
+        }
+        Ok(handle)
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    drain_timeout: Duration,
+    shutdown: Arc<Shutdown>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the cores listen on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts the drain with the configured timeout (returns at once).
+    pub fn shutdown(&self) {
+        self.shutdown.begin(self.drain_timeout);
+    }
+
+    /// Waits for every core to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Serves until SIGTERM (drain with the configured timeout) or SIGINT (drain
+    /// with at most 1 s), then waits for the drain to finish.
+    pub fn run_until_signal(self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let shutdown = self.shutdown.clone();
+        let drain = self.drain_timeout;
+        std::thread::Builder::new()
+            .name("ringsoa-signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let timeout = if sig == SIGINT {
+                        drain.min(Duration::from_secs(1))
+                    } else {
+                        drain
+                    };
+                    tracing::info!(signal = sig, ?timeout, "draining");
+                    shutdown.begin(timeout);
+                }
+            })?;
+        self.join();
+        Ok(())
+    }
+}
