@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use crate::protocol::{
@@ -22,6 +22,7 @@ use crate::protocol::{
 use crate::rpc::channel::check_reply;
 use crate::rpc::{CallContext, CallError, Channel};
 use crate::tracking::{self, RequestHeader, ResponseHeader, UpgradeArgs, UpgradeReply};
+use crate::transport::io::read_append;
 use crate::transport::{framed, scan::Scanner, Framing, DEFAULT_MAX_MESSAGE};
 
 /// How to reach and talk to a service.
@@ -207,9 +208,8 @@ impl SimpleClient {
             if let Some(reply) = found {
                 return Ok(reply);
             }
-            conn.buf.reserve(4096);
             let buf = std::mem::take(&mut conn.buf);
-            let (res, buf) = conn.stream.read(buf).await;
+            let (res, buf) = read_append(&mut conn.stream, buf, 4096).await;
             conn.buf = buf;
             if res? == 0 {
                 return Err(std::io::Error::new(

@@ -15,7 +15,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::core::CoreState;
@@ -27,6 +27,7 @@ use crate::protocol::{
 use crate::rpc::dispatch::write_exception;
 use crate::rpc::{CallContext, Dispatch};
 use crate::tracking::{self, RequestHeader, UpgradeArgs, UpgradeReply};
+use crate::transport::io::read_append;
 use crate::transport::{framed, scan::Scanner, Framing};
 
 /// The message of the application exception sent to a request that arrives while the
@@ -178,9 +179,8 @@ impl<S: Dispatch> Conn<S> {
         } else {
             Some(cfg.read_timeout)
         };
-        self.buf.reserve(READ_CHUNK);
         let buf = std::mem::take(&mut self.buf);
-        let read = self.stream.read(buf);
+        let read = read_append(&mut self.stream, buf, READ_CHUNK);
         let (res, buf) = match timeout {
             Some(t) => match monoio::time::timeout(t, read).await {
                 Ok(r) => r,

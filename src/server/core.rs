@@ -195,7 +195,12 @@ async fn drain_when_asked<S: Dispatch + 'static>(state: Rc<CoreState<S>>, contro
         in_flight = state.in_flight.get(),
         "draining"
     );
-    while state.in_flight.get() > 0 && Instant::now() < deadline {
+    loop {
+        state.shutdown.report(state.index, state.in_flight.get());
+        let mine_done = state.in_flight.get() == 0;
+        if (mine_done && state.shutdown.all_idle()) || Instant::now() >= deadline {
+            break;
+        }
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
     // Let the replies of the last calls go out.

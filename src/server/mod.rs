@@ -201,7 +201,7 @@ impl ServerBuilder {
         } else {
             tracing::warn!(app = %config.app, "io_uring is unavailable: cores run on the epoll driver");
         }
-        let shutdown = Arc::new(Shutdown::new());
+        let shutdown = Arc::new(Shutdown::new(config.cores));
         let hooks = Arc::new(self.hooks);
         let factory = Arc::new(factory);
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -227,7 +227,11 @@ impl ServerBuilder {
             threads.push(t);
         }
         drop(tx);
-        let failures: Vec<String> = rx.iter().filter_map(Result::err).collect();
+        // One report per core (a core that dies before reporting drops its sender).
+        let reports: Vec<_> = rx.iter().take(config.cores).collect();
+        let missing = config.cores - reports.len();
+        let mut failures: Vec<String> = reports.into_iter().filter_map(Result::err).collect();
+        failures.extend((0..missing).map(|_| "a core thread exited before reporting".to_string()));
         let handle = ServerHandle {
             addr: config.listen,
             drain_timeout: config.drain_timeout,

@@ -3,7 +3,7 @@
 //! Written once (when the drain starts) and read by each core's tick and once per
 //! request: an uncontended cache line that stays shared in every core's cache.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The process-wide drain state.
@@ -15,17 +15,33 @@ pub struct Shutdown {
     started: Instant,
     /// Milliseconds after `started` at which the drain began.
     began_ms: AtomicU64,
+    /// Calls in flight per core, published only while draining, so that every core
+    /// keeps answering "shutting down" until the last call of the process is done.
+    busy: Vec<AtomicUsize>,
 }
 
 impl Shutdown {
-    /// A shutdown that has not started.
-    pub fn new() -> Self {
+    /// A shutdown that has not started, for `cores` cores.
+    pub fn new(cores: usize) -> Self {
         Shutdown {
             draining: AtomicBool::new(false),
             timeout_ms: AtomicU64::new(0),
             started: Instant::now(),
             began_ms: AtomicU64::new(0),
+            busy: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
         }
+    }
+
+    /// Publishes how many calls core `core` still runs (while draining).
+    pub fn report(&self, core: usize, in_flight: usize) {
+        if let Some(slot) = self.busy.get(core) {
+            slot.store(in_flight, Ordering::Release);
+        }
+    }
+
+    /// Whether no core reports calls in flight.
+    pub fn all_idle(&self) -> bool {
+        self.busy.iter().all(|b| b.load(Ordering::Acquire) == 0)
     }
 
     /// Starts draining with `timeout` for in-flight calls; later calls keep the
@@ -52,11 +68,5 @@ impl Shutdown {
         let began = Duration::from_millis(self.began_ms.load(Ordering::Acquire));
         let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::Acquire));
         self.started + began + timeout
-    }
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -4,10 +4,12 @@
 //! - [`scan`]: buffered (unframed) transport, where the only way to find where a
 //!   message ends is to walk its values; the [`scan::Scanner`] does that incrementally,
 //!   resuming where it stopped when more bytes arrive.
+//! - [`io`]: appending socket reads on monoio.
 //!
 //! Both check the configured maximum message size before anything is allocated.
 
 pub mod framed;
+pub mod io;
 pub mod scan;
 
 /// Default maximum size of one message (frame body or unframed message): 16 MiB.

@@ -39,6 +39,9 @@ struct Args {
     /// Per-call timeout (0: none).
     #[arg(long, default_value_t = 0)]
     call_timeout_ms: u64,
+    /// Time a started request has to arrive completely (slow-client defence).
+    #[arg(long, default_value_t = 30_000)]
+    read_timeout_ms: u64,
     /// ZooKeeper hosts (accepted; wired by the governance work).
     #[arg(long)]
     zk: Option<String>,
@@ -179,6 +182,7 @@ fn main() -> std::io::Result<()> {
         .call_timeout(
             (args.call_timeout_ms > 0).then(|| Duration::from_millis(args.call_timeout_ms)),
         )
+        .read_timeout(Duration::from_millis(args.read_timeout_ms))
         .handover(args.handover);
     if let Some(n) = args.cores {
         builder = builder.cores(n);

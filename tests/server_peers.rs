@@ -1,0 +1,442 @@
+//! `ringsoa-demo` as a real process on real sockets: thriftpy2 clients (every method,
+//! every protocol and transport, tracked and native), hostile input, drain, and the
+//! spread of connections over cores.
+
+mod idl {
+    ringsoa::include_idl!();
+}
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use idl::demo::*;
+use ringsoa::protocol::{
+    ApplicationException, BinaryReader, BinaryWriter, Decode, Encode, MessageType, ProtocolReader,
+    ProtocolWriter,
+};
+
+/// A `ringsoa-demo` process, killed on drop.
+struct Demo {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Demo {
+    fn start(extra: &[&str]) -> Demo {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+            .args(["--listen", &addr.to_string(), "--cores", "2"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ringsoa-demo did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Demo { child, addr }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit; returns the exit code and how long it took.
+    fn wait(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return (s.code(), start.elapsed());
+            }
+            assert!(
+                start.elapsed() < limit,
+                "ringsoa-demo did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> String {
+    let py = format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new(&py).exists(),
+        "{py} is missing: run tools/venv.sh (tools/test.sh does) to install thriftpy2"
+    );
+    py
+}
+
+#[test]
+fn thriftpy2_clients_against_two_demo_servers() {
+    let (a, b) = (Demo::start(&[]), Demo::start(&[]));
+    let out = Command::new(python())
+        .arg("tests/peers/demo_clients.py")
+        .arg("src/bin/ringsoa-demo/demo.thrift")
+        .arg(a.addr.to_string())
+        .arg(b.addr.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "thriftpy2 checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all thriftpy2 checks passed"));
+}
+
+/// Arguments written as `{1: {}}`: an `Item` with no fields at all.
+struct EmptyItemArgs;
+
+impl Encode for EmptyItemArgs {
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        let m = w.write_struct_begin();
+        w.write_field_begin(ringsoa::protocol::TType::Struct, 1);
+        let inner = w.write_struct_begin();
+        w.write_struct_end(inner);
+        w.write_struct_end(m);
+    }
+}
+
+/// A native buffered-binary call over a blocking socket; the reply's bytes.
+fn call_raw(
+    s: &mut TcpStream,
+    name: &str,
+    seqid: i32,
+    args: &impl Encode,
+) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin(name, MessageType::Call, seqid);
+    args.encode(&mut w);
+    s.write_all(&buf)?;
+    read_reply(s)
+}
+
+/// Reads one whole buffered binary reply.
+fn read_reply(s: &mut TcpStream) -> std::io::Result<Bytes> {
+    let mut scanner =
+        ringsoa::transport::scan::Scanner::new(ringsoa::protocol::Protocol::Binary, 1 << 20);
+    scanner.expect_message();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(n) = scanner.feed(&got).map_err(std::io::Error::other)? {
+            return Ok(Bytes::from(got[..n].to_vec()));
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// A fresh connection still gets served.
+fn echo_ok(addr: SocketAddr) {
+    let mut s = connect(addr);
+    let reply = call_raw(
+        &mut s,
+        "echo",
+        1,
+        &DemoEchoArgs {
+            msg: Some("alive".into()),
+        },
+    )
+    .unwrap();
+    let mut r = BinaryReader::new(reply);
+    let h = r.read_message_begin().unwrap();
+    assert_eq!((h.kind, h.seqid), (MessageType::Reply, 1));
+    assert_eq!(
+        DemoEchoResult::decode(&mut r).unwrap().success.as_deref(),
+        Some("alive")
+    );
+}
+
+/// Reads a reply that must be a `TApplicationException`.
+fn app_exception(reply: Bytes) -> ApplicationException {
+    let mut r = BinaryReader::new(reply);
+    assert_eq!(r.read_message_begin().unwrap().kind, MessageType::Exception);
+    ApplicationException::decode(&mut r).unwrap()
+}
+
+/// Whether the server closed `s` (EOF or reset) within the read timeout.
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+#[test]
+fn hostile_input_costs_only_its_connection() {
+    let demo = Demo::start(&["--read-timeout-ms", "300"]);
+    let addr = demo.addr;
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", demo.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let rss_before = rss();
+
+    // Garbage.
+    let mut s = connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(closed(&mut s), "garbage");
+    echo_ok(addr);
+
+    // A frame claiming 2^31-1 bytes: refused before any allocation.
+    let mut s = connect(addr);
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0x80, 0x01, 0x00, 0x01])
+        .unwrap();
+    assert!(closed(&mut s), "huge frame");
+    echo_ok(addr);
+    // A frame of length zero.
+    let mut s = connect(addr);
+    s.write_all(&[0, 0, 0, 0, 0x80]).unwrap();
+    assert!(closed(&mut s), "zero frame");
+
+    // A truncated message, then close.
+    let mut s = connect(addr);
+    s.write_all(&[0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, b'e'])
+        .unwrap();
+    drop(s);
+    echo_ok(addr);
+
+    // The first bytes one at a time.
+    let mut s = connect(addr);
+    let mut req = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut req);
+    w.write_message_begin("add", MessageType::Call, 9);
+    DemoAddArgs {
+        a: Some(1),
+        b: Some(2),
+    }
+    .encode(&mut w);
+    for b in req.iter() {
+        s.write_all(&[*b]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut r = BinaryReader::new(read_reply(&mut s).unwrap());
+    assert_eq!(r.read_message_begin().unwrap().seqid, 9);
+    assert_eq!(DemoAddResult::decode(&mut r).unwrap().success, Some(3));
+
+    // Unknown method: UNKNOWN_METHOD, connection kept.
+    let exc = app_exception(call_raw(&mut s, "nope", 11, &DemoPingArgs {}).unwrap());
+    assert_eq!(
+        exc.kind,
+        ringsoa::protocol::ApplicationExceptionKind::UnknownMethod
+    );
+    let reply = call_raw(
+        &mut s,
+        "echo",
+        12,
+        &DemoEchoArgs {
+            msg: Some("same conn".into()),
+        },
+    )
+    .unwrap();
+    let mut r = BinaryReader::new(reply);
+    r.read_message_begin().unwrap();
+    assert_eq!(
+        DemoEchoResult::decode(&mut r).unwrap().success.as_deref(),
+        Some("same conn")
+    );
+
+    // Slowloris: half a request, then silence: closed after the read timeout.
+    let mut s = connect(addr);
+    s.write_all(&req[..5]).unwrap();
+    let t = Instant::now();
+    assert!(closed(&mut s), "slowloris");
+    assert!(t.elapsed() < Duration::from_secs(4));
+    echo_ok(addr);
+
+    // 500 idle connections, then a call still gets through.
+    let idle: Vec<TcpStream> = (0..500).map(|_| connect(addr)).collect();
+    echo_ok(addr);
+    drop(idle);
+
+    // Reset mid-call.
+    let mut s = connect(addr);
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin("sleep_ms", MessageType::Call, 1);
+    DemoSleepMsArgs { ms: Some(200) }.encode(&mut w);
+    s.write_all(&buf).unwrap();
+    let sock = socket2::SockRef::from(&s);
+    sock.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    echo_ok(addr);
+
+    let grown = rss().saturating_sub(rss_before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+}
+
+/// `add` called with a string where field 1 should be an i32: the mistyped field is
+/// skipped (as thriftpy2 does) and the default used; undecodable arguments get
+/// PROTOCOL_ERROR; either way the connection is still served.
+#[test]
+fn wrong_argument_types_get_an_answer() {
+    let demo = Demo::start(&[]);
+    let mut s = connect(demo.addr);
+    let reply = call_raw(
+        &mut s,
+        "add",
+        1,
+        &DemoEchoArgs {
+            msg: Some("x".into()),
+        },
+    )
+    .unwrap();
+    let mut r = BinaryReader::new(reply);
+    assert_eq!(r.read_message_begin().unwrap().kind, MessageType::Reply);
+    assert_eq!(DemoAddResult::decode(&mut r).unwrap().success, Some(0));
+    // `roundtrip` whose item lacks the required `id` (an empty struct as field 1):
+    // PROTOCOL_ERROR, and the connection stays usable.
+    let exc = app_exception(call_raw(&mut s, "roundtrip", 2, &EmptyItemArgs).unwrap());
+    assert_eq!(
+        exc.kind,
+        ringsoa::protocol::ApplicationExceptionKind::ProtocolError
+    );
+    echo_ok(demo.addr);
+    let reply = call_raw(
+        &mut s,
+        "echo",
+        3,
+        &DemoEchoArgs {
+            msg: Some("same".into()),
+        },
+    )
+    .unwrap();
+    let mut r = BinaryReader::new(reply);
+    r.read_message_begin().unwrap();
+    assert_eq!(
+        DemoEchoResult::decode(&mut r).unwrap().success.as_deref(),
+        Some("same")
+    );
+}
+
+#[test]
+fn drain_finishes_calls_refuses_new_ones_and_exits() {
+    let mut demo = Demo::start(&["--drain-timeout-ms", "5000"]);
+    let addr = demo.addr;
+    let mut idle = connect(addr);
+    let mut busy = connect(addr);
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin("sleep_ms", MessageType::Call, 7);
+    DemoSleepMsArgs { ms: Some(600) }.encode(&mut w);
+    busy.write_all(&buf).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    demo.sigterm();
+    std::thread::sleep(Duration::from_millis(100));
+
+    // A request on an idle connection: not executed, told so, then closed.
+    let exc = app_exception(call_raw(&mut idle, "ping", 1, &DemoPingArgs {}).unwrap());
+    assert!(exc
+        .message
+        .unwrap()
+        .starts_with("ringsoa: server is shutting down"));
+    assert!(closed(&mut idle));
+    // New connections are refused.
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "a new connection was accepted while draining"
+    );
+    // The in-flight call completes, then its connection closes.
+    let mut r = BinaryReader::new(read_reply(&mut busy).unwrap());
+    assert_eq!(r.read_message_begin().unwrap().seqid, 7);
+    assert_eq!(
+        DemoSleepMsResult::decode(&mut r)
+            .unwrap()
+            .success
+            .as_deref(),
+        Some("slept 600")
+    );
+    assert!(closed(&mut busy));
+    let (code, _) = demo.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn idle_connections_do_not_delay_exit_and_the_timeout_cancels() {
+    let mut demo = Demo::start(&["--drain-timeout-ms", "300"]);
+    let _idle: Vec<TcpStream> = (0..20).map(|_| connect(demo.addr)).collect();
+    let mut long = connect(demo.addr);
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin("sleep_ms", MessageType::Call, 1);
+    DemoSleepMsArgs { ms: Some(10_000) }.encode(&mut w);
+    long.write_all(&buf).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    demo.sigterm();
+    let (code, took) = demo.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    assert!(
+        closed(&mut long),
+        "the cancelled call's connection is closed"
+    );
+}
+
+#[test]
+fn connections_spread_over_both_cores() {
+    let demo = Demo::start(&[]);
+    let mut per_core: BTreeMap<String, usize> = BTreeMap::new();
+    let mut conns = Vec::new();
+    for _ in 0..64 {
+        let mut s = connect(demo.addr);
+        let reply = call_raw(&mut s, "whoami", 1, &DemoWhoamiArgs {}).unwrap();
+        let mut r = BinaryReader::new(reply);
+        r.read_message_begin().unwrap();
+        let who = DemoWhoamiResult::decode(&mut r).unwrap().success.unwrap();
+        *per_core.entry(who["core"].clone()).or_default() += 1;
+        conns.push(s);
+    }
+    assert_eq!(per_core.len(), 2, "{per_core:?}");
+    assert!(
+        per_core.values().all(|n| *n >= 16),
+        "each core serves at least a quarter: {per_core:?}"
+    );
+}
