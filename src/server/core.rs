@@ -72,27 +72,33 @@ pub fn run<S, F>(
     let mut rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
+            shutdown.report(index, 0);
             let _ = ready.send(Err(format!("core {index}: no runtime: {e}")));
             return;
         }
     };
-    rt.block_on(async move {
+    let failed = |why: String| {
+        // A core that never serves must not hold up the others' drain.
+        shutdown.report(index, 0);
+        let _ = ready.send(Err(why));
+    };
+    rt.block_on(async {
         // Load before listen: the service (pools, caches) is built first.
         let service =
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(index))) {
                 Ok(s) => s,
                 Err(_) => {
-                    let _ = ready.send(Err(format!("core {index}: the service factory panicked")));
+                    failed(format!("core {index}: the service factory panicked"));
                     return;
                 }
             };
         let listener = match bind(config.listen, config.backlog) {
             Ok(l) => l,
             Err(e) => {
-                let _ = ready.send(Err(format!(
+                failed(format!(
                     "core {index}: cannot listen on {}: {e}",
                     config.listen
-                )));
+                ));
                 return;
             }
         };
@@ -100,7 +106,7 @@ pub fn run<S, F>(
             index,
             service,
             config,
-            shutdown,
+            shutdown: shutdown.clone(),
             in_flight: Cell::new(0),
             conns: Cell::new(0),
             hooks,
@@ -108,14 +114,14 @@ pub fn run<S, F>(
         let control = match listener.try_clone() {
             Ok(c) => Socket::from(c),
             Err(e) => {
-                let _ = ready.send(Err(format!("core {index}: {e}")));
+                failed(format!("core {index}: {e}"));
                 return;
             }
         };
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
-                let _ = ready.send(Err(format!("core {index}: {e}")));
+                failed(format!("core {index}: {e}"));
                 return;
             }
         };

@@ -28,7 +28,8 @@ impl Shutdown {
             timeout_ms: AtomicU64::new(0),
             started: Instant::now(),
             began_ms: AtomicU64::new(0),
-            busy: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+            // Unknown until each core reports once it drains (or fails to start).
+            busy: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
         }
     }
 
