@@ -153,7 +153,10 @@ fn read_reply(s: &mut TcpStream) -> std::io::Result<Bytes> {
         if let Some(n) = scanner.feed(&got).map_err(std::io::Error::other)? {
             return Ok(Bytes::from(got[..n].to_vec()));
         }
-        let n = s.read(&mut chunk)?;
+        let n = match s.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }

@@ -281,11 +281,14 @@ impl<S: Dispatch> Conn<S> {
             return Ok(Outcome::Close);
         }
         core.in_flight.set(core.in_flight.get() + 1);
+        let beat = core.beats.core(core.index);
+        beat.enter(&msg.name);
         let result = {
             let mut w = C::writer(out);
             let call = core.service.dispatch(&mut cx, &msg, r, &mut w);
             with_timeout(core.config.call_timeout, catch_panic(call)).await
         };
+        beat.leave();
         core.in_flight.set(core.in_flight.get() - 1);
         let failure = match result {
             Some(Ok(Ok(_))) => None,

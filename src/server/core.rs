@@ -13,6 +13,7 @@ use socket2::{Domain, Socket, Type};
 
 use super::conn;
 use super::shutdown::Shutdown;
+use super::watchdog::Beats;
 use super::{Config, Hooks};
 use crate::rpc::Dispatch;
 
@@ -33,6 +34,8 @@ pub struct CoreState<S> {
     pub in_flight: Cell<usize>,
     /// Open connections on this core.
     pub conns: Cell<usize>,
+    /// Every core's heartbeat; this core writes only its own.
+    pub beats: Arc<Beats>,
     hooks: Arc<Hooks>,
 }
 
@@ -61,6 +64,7 @@ pub fn run<S, F>(
     factory: Arc<F>,
     shutdown: Arc<Shutdown>,
     hooks: Arc<Hooks>,
+    beats: Arc<Beats>,
     ready: mpsc::Sender<Result<(), String>>,
 ) where
     S: Dispatch + 'static,
@@ -109,6 +113,7 @@ pub fn run<S, F>(
             shutdown: shutdown.clone(),
             in_flight: Cell::new(0),
             conns: Cell::new(0),
+            beats,
             hooks,
         });
         let control = match listener.try_clone() {
@@ -126,9 +131,23 @@ pub fn run<S, F>(
             }
         };
         monoio::spawn(accept_loop(state.clone(), listener));
+        if let Some(threshold) = state.config.watchdog {
+            monoio::spawn(heartbeat(
+                state.clone(),
+                (threshold / 4).max(Duration::from_millis(5)),
+            ));
+        }
         let _ = ready.send(Ok(()));
         drain_when_asked(state, control).await;
     });
+}
+
+/// Ticks this core's heartbeat while its loop runs.
+async fn heartbeat<S: Dispatch + 'static>(state: Rc<CoreState<S>>, every: Duration) {
+    loop {
+        state.beats.tick(state.index);
+        monoio::time::sleep(every).await;
+    }
 }
 
 async fn accept_loop<S: Dispatch + 'static>(state: Rc<CoreState<S>>, listener: TcpListener) {

@@ -12,6 +12,7 @@
 //! - [`conn`]: one connection's request loop.
 //! - [`core`]: one core: runtime, listener, accept loop, drain.
 //! - [`shutdown`]: the drain flag shared with the control thread.
+//! - [`watchdog`]: reports a core whose loop stopped ticking, with the method in flight.
 //!
 //! Drain (on [`ServerHandle::shutdown`] or SIGTERM/SIGINT in
 //! [`ServerHandle::run_until_signal`]): each core takes the connections queued on its
@@ -25,6 +26,7 @@ pub mod conn;
 pub mod core;
 pub mod detect;
 pub mod shutdown;
+pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
@@ -62,6 +64,8 @@ pub struct Config {
     pub backlog: i32,
     /// Start even if another process listens on the port (zero-downtime handover).
     pub handover: bool,
+    /// A core whose loop has not ticked for this long is reported (`None`: off).
+    pub watchdog: Option<Duration>,
 }
 
 /// Operator hooks; each runs on the core concerned.
@@ -70,6 +74,7 @@ pub struct Hooks {
     on_connected: Option<Box<dyn Fn(usize, SocketAddr) + Send + Sync>>,
     on_closed: Option<Box<dyn Fn(usize, SocketAddr) + Send + Sync>>,
     on_drain_start: Option<Box<dyn Fn(usize) + Send + Sync>>,
+    on_stall: Option<Arc<watchdog::OnStall>>,
 }
 
 /// Builds and starts a [`Server`](ServerBuilder::start).
@@ -81,7 +86,7 @@ pub struct ServerBuilder {
 impl ServerBuilder {
     /// A server for `app` on 127.0.0.1:9090 with every online core and defaults:
     /// 16 MiB messages, 10,000 connections per core, no idle timeout, 30 s read
-    /// timeout, no call timeout, 10 s drain timeout.
+    /// timeout, no call timeout, 10 s drain timeout, watchdog at 1 s.
     pub fn new(app: impl Into<String>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         ServerBuilder {
@@ -97,6 +102,7 @@ impl ServerBuilder {
                 drain_timeout: Duration::from_secs(10),
                 backlog: 1024,
                 handover: false,
+                watchdog: Some(Duration::from_secs(1)),
             },
             hooks: Hooks::default(),
         }
@@ -156,6 +162,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Reports a core whose loop has not ticked for `threshold` (default 1 s).
+    pub fn watchdog(mut self, threshold: Duration) -> Self {
+        self.config.watchdog = Some(threshold);
+        self
+    }
+
+    /// Called by the watchdog with the core, the method in flight and how long the
+    /// core has been blocked (besides the warning it logs).
+    pub fn on_stall(mut self, f: impl Fn(usize, &str, Duration) + Send + Sync + 'static) -> Self {
+        self.hooks.on_stall = Some(Arc::new(f));
+        self
+    }
+
     /// Called on the core when it accepts a connection.
     pub fn on_connected(mut self, f: impl Fn(usize, SocketAddr) + Send + Sync + 'static) -> Self {
         self.hooks.on_connected = Some(Box::new(f));
@@ -202,17 +221,26 @@ impl ServerBuilder {
             tracing::warn!(app = %config.app, "io_uring is unavailable: cores run on the epoll driver");
         }
         let shutdown = Arc::new(Shutdown::new(config.cores));
+        let beats = Arc::new(watchdog::Beats::new(config.cores));
+        if let Some(threshold) = config.watchdog {
+            let (beats, sd, on_stall) =
+                (beats.clone(), shutdown.clone(), self.hooks.on_stall.clone());
+            std::thread::Builder::new()
+                .name("ringsoa-watchdog".into())
+                .spawn(move || watchdog::watch(beats, threshold, on_stall, || sd.stopped()))?;
+        }
         let hooks = Arc::new(self.hooks);
         let factory = Arc::new(factory);
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
         for index in 0..config.cores {
-            let (config, factory, shutdown, hooks, tx) = (
+            let (config, factory, shutdown, hooks, beats, tx) = (
                 config.clone(),
                 factory.clone(),
                 shutdown.clone(),
                 hooks.clone(),
+                beats.clone(),
                 tx.clone(),
             );
             let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
@@ -222,7 +250,7 @@ impl ServerBuilder {
                     if let Some(cpu) = cpu {
                         core_affinity::set_for_current(cpu);
                     }
-                    core::run(index, config, factory, shutdown, hooks, tx)
+                    core::run(index, config, factory, shutdown, hooks, beats, tx)
                 })?;
             threads.push(t);
         }
@@ -277,6 +305,7 @@ impl ServerHandle {
         for t in self.threads {
             let _ = t.join();
         }
+        self.shutdown.stop();
     }
 
     /// Serves until SIGTERM (drain with the configured timeout) or SIGINT (drain

@@ -18,6 +18,8 @@ pub struct Shutdown {
     /// Calls in flight per core, published only while draining, so that every core
     /// keeps answering "shutting down" until the last call of the process is done.
     busy: Vec<AtomicUsize>,
+    /// Every core has finished (ends the watchdog).
+    stopped: AtomicBool,
 }
 
 impl Shutdown {
@@ -30,6 +32,7 @@ impl Shutdown {
             began_ms: AtomicU64::new(0),
             // Unknown until each core reports once it drains (or fails to start).
             busy: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -69,5 +72,15 @@ impl Shutdown {
         let began = Duration::from_millis(self.began_ms.load(Ordering::Acquire));
         let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::Acquire));
         self.started + began + timeout
+    }
+
+    /// Records that every core has finished.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    /// Whether every core has finished.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 }

@@ -1,0 +1,156 @@
+//! The server library in this process, with handlers that misbehave on purpose: a
+//! panic or a timeout becomes a `TApplicationException` for that call only, and the
+//! connection and the core live on; a blocked core is reported by the watchdog.
+
+mod idl {
+    ringsoa::include_idl!();
+}
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use idl::codegen::*;
+use idl::shared::BaseHandler;
+use ringsoa::protocol::{
+    ApplicationException, ApplicationExceptionKind, BinaryReader, BinaryWriter, Decode, Encode,
+    MessageType, ProtocolReader, ProtocolWriter,
+};
+use ringsoa::rpc::{CallContext, MethodError};
+use ringsoa::server::{ServerBuilder, ServerHandle};
+
+/// `get(id)`: 13 panics, 14 sleeps past the call timeout, 15 blocks its core's
+/// thread, anything else answers.
+struct Misbehaving;
+
+impl BaseHandler for Misbehaving {
+    async fn hello(&self, _cx: &mut CallContext, who: String) -> Result<String, MethodError> {
+        Ok(who)
+    }
+}
+
+impl DerivedHandler for Misbehaving {
+    async fn get(
+        &self,
+        _cx: &mut CallContext,
+        id: i64,
+        _hint: Option<String>,
+    ) -> Result<Everything, MethodError<DerivedGetException>> {
+        match id {
+            13 => panic!("handler bug {id}"),
+            14 => monoio::time::sleep(Duration::from_secs(5)).await,
+            15 => std::thread::sleep(Duration::from_millis(700)),
+            _ => {}
+        }
+        Ok(Everything {
+            at: id,
+            ..Default::default()
+        })
+    }
+
+    async fn poke(&self, _cx: &mut CallContext) -> Result<(), MethodError> {
+        Ok(())
+    }
+
+    async fn r#type(&self, _cx: &mut CallContext, _in: Keywords) -> Result<(), MethodError> {
+        Ok(())
+    }
+}
+
+fn start(stalls: Arc<Mutex<Vec<(usize, String)>>>) -> ServerHandle {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    ServerBuilder::new("inprocess")
+        .listen(addr)
+        .cores(1)
+        .call_timeout(Some(Duration::from_millis(200)))
+        .watchdog(Duration::from_millis(200))
+        .on_stall(move |core, method, _blocked| {
+            stalls.lock().unwrap().push((core, method.to_owned()))
+        })
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap()
+}
+
+fn get(s: &mut TcpStream, id: i64) -> Bytes {
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin("get", MessageType::Call, id as i32);
+    DerivedGetArgs {
+        id: Some(id),
+        hint: None,
+    }
+    .encode(&mut w);
+    s.write_all(&buf).unwrap();
+    let mut scanner =
+        ringsoa::transport::scan::Scanner::new(ringsoa::protocol::Protocol::Binary, 1 << 20);
+    scanner.expect_message();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(n) = scanner.feed(&got).unwrap() {
+            return Bytes::from(got[..n].to_vec());
+        }
+        let n = match s.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap(),
+        };
+        assert!(n > 0, "server closed the connection");
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn exception(reply: Bytes) -> ApplicationException {
+    let mut r = BinaryReader::new(reply);
+    assert_eq!(r.read_message_begin().unwrap().kind, MessageType::Exception);
+    ApplicationException::decode(&mut r).unwrap()
+}
+
+fn ok(reply: Bytes, id: i64) {
+    let mut r = BinaryReader::new(reply);
+    assert_eq!(r.read_message_begin().unwrap().kind, MessageType::Reply);
+    assert_eq!(
+        DerivedGetResult::decode(&mut r)
+            .unwrap()
+            .success
+            .unwrap()
+            .at,
+        id
+    );
+}
+
+#[test]
+fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
+    let stalls = Arc::new(Mutex::new(Vec::new()));
+    let server = start(stalls.clone());
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+    let exc = exception(get(&mut s, 13));
+    assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
+    assert!(exc.message.unwrap().contains("handler bug 13"));
+    ok(get(&mut s, 1), 1);
+
+    let exc = exception(get(&mut s, 14));
+    assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
+    assert!(exc.message.unwrap().contains("timed out after 200 ms"));
+    ok(get(&mut s, 2), 2);
+
+    // A handler that blocks its core's thread: the call still answers (the block
+    // ends), and the watchdog has named the core and the method.
+    ok(get(&mut s, 15), 15);
+    let seen = stalls.lock().unwrap().clone();
+    assert!(
+        seen.contains(&(0, "get".to_string())),
+        "watchdog saw {seen:?}"
+    );
+
+    server.shutdown();
+    server.join();
+}
