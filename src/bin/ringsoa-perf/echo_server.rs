@@ -1,0 +1,74 @@
+//! The limit: a raw monoio echo server on io_uring, one pinned thread, answering each
+//! framed strict-binary `echo(msg)` call with the same bytes ringsoa answers it with
+//! (the call with its message type set to REPLY and field id 1 set to 0: the
+//! `_result` struct's `success`), and doing nothing else.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::{TcpListener, TcpStream};
+use ringsoa::transport::io::read_append;
+
+/// Flags of `echo-server`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9191")]
+    listen: SocketAddr,
+    /// CPU to pin the server thread to.
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+/// Runs the server until killed.
+pub fn run(args: Args) -> std::io::Result<()> {
+    super::pin(args.cpu);
+    let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(args.listen)?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            monoio::spawn(serve(stream));
+        }
+    })
+}
+
+/// Offset of the message-type byte and of the first field id in a framed `echo`
+/// call: frame length (4), version word (4), name length (4), "echo" (4), seqid (4),
+/// field type (1).
+const TYPE_AT: usize = 7;
+const FIELD_ID_AT: usize = 21;
+
+async fn serve(mut stream: TcpStream) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let (res, b) = read_append(&mut stream, buf, 8 * 1024).await;
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        // Answer every complete frame in the buffer with one write.
+        let mut done = 0;
+        while buf.len() - done >= 4 {
+            let len = u32::from_be_bytes([buf[done], buf[done + 1], buf[done + 2], buf[done + 3]])
+                as usize;
+            if buf.len() - done < 4 + len || len < FIELD_ID_AT {
+                break;
+            }
+            buf[done + TYPE_AT] = 2;
+            buf[done + FIELD_ID_AT] = 0;
+            buf[done + FIELD_ID_AT + 1] = 0;
+            done += 4 + len;
+        }
+        if done > 0 {
+            let out = buf.split_to(done);
+            let (res, _) = stream.write_all(out).await;
+            if res.is_err() {
+                return;
+            }
+        }
+    }
+}
