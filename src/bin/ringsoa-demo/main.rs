@@ -159,9 +159,12 @@ impl DemoHandler for Demo {
     }
 }
 
-/// The version-2 response header carries the serving core's index.
+/// The version-2 response header carries the serving core's index (only
+/// connections at version 2 get a response header, so only they pay for it).
 fn mark_core(cx: &mut CallContext) {
-    cx.response_meta.insert("core".into(), cx.core.to_string());
+    if cx.version >= 2 {
+        cx.response_meta.insert("core".into(), cx.core.to_string());
+    }
 }
 
 fn main() -> std::io::Result<()> {

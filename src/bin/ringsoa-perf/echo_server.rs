@@ -19,20 +19,32 @@ pub struct Args {
     /// CPU to pin the server thread to.
     #[arg(long)]
     cpu: Option<usize>,
+    /// Enable monoio's timer driver, as ringsoa's cores do (to measure its cost).
+    #[arg(long)]
+    timer: bool,
 }
 
 /// Runs the server until killed.
 pub fn run(args: Args) -> std::io::Result<()> {
     super::pin(args.cpu);
-    let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().build()?;
-    rt.block_on(async move {
-        let listener = TcpListener::bind(args.listen)?;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
-            monoio::spawn(serve(stream));
-        }
-    })
+    if args.timer {
+        let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()?;
+        rt.block_on(accept(args.listen))
+    } else {
+        let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().build()?;
+        rt.block_on(accept(args.listen))
+    }
+}
+
+async fn accept(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        monoio::spawn(serve(stream));
+    }
 }
 
 /// Offset of the message-type byte and of the first field id in a framed `echo`
