@@ -59,7 +59,11 @@ impl DerivedHandler for Misbehaving {
     }
 }
 
-fn start(stalls: Arc<Mutex<Vec<(usize, String)>>>) -> ServerHandle {
+/// Calls seen by the before/after hooks: (method, ok).
+type Seen = Arc<Mutex<Vec<(String, Option<bool>)>>>;
+
+fn start(stalls: Arc<Mutex<Vec<(usize, String)>>>, seen: Seen) -> ServerHandle {
+    let (before, after) = (seen.clone(), seen);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -73,6 +77,10 @@ fn start(stalls: Arc<Mutex<Vec<(usize, String)>>>) -> ServerHandle {
         .watchdog(Duration::from_millis(200))
         .on_stall(move |core, method, _blocked| {
             stalls.lock().unwrap().push((core, method.to_owned()))
+        })
+        .before_call(move |_cx, method| before.lock().unwrap().push((method.to_owned(), None)))
+        .after_call(move |_cx, method, _took, ok| {
+            after.lock().unwrap().push((method.to_owned(), Some(ok)))
         })
         .start(|_| DerivedServer::new(Misbehaving))
         .unwrap()
@@ -128,7 +136,8 @@ fn ok(reply: Bytes, id: i64) {
 #[test]
 fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     let stalls = Arc::new(Mutex::new(Vec::new()));
-    let server = start(stalls.clone());
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let server = start(stalls.clone(), seen.clone());
     let mut s = TcpStream::connect(server.local_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
@@ -145,11 +154,18 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     // A handler that blocks its core's thread: the call still answers (the block
     // ends), and the watchdog has named the core and the method.
     ok(get(&mut s, 15), 15);
-    let seen = stalls.lock().unwrap().clone();
+    let stalled = stalls.lock().unwrap().clone();
     assert!(
-        seen.contains(&(0, "get".to_string())),
-        "watchdog saw {seen:?}"
+        stalled.contains(&(0, "get".to_string())),
+        "watchdog saw {stalled:?}"
     );
+
+    // Hooks saw every call, before and after; the panic and the timeout as failures.
+    let seen = seen.lock().unwrap().clone();
+    let after: Vec<bool> = seen.iter().filter_map(|(_, ok)| *ok).collect();
+    assert_eq!(seen.iter().filter(|(_, ok)| ok.is_none()).count(), 5);
+    assert_eq!(after, vec![false, true, false, true, true]);
+    assert!(seen.iter().all(|(m, _)| m == "get"));
 
     server.shutdown();
     server.join();

@@ -424,6 +424,31 @@ fn idle_connections_do_not_delay_exit_and_the_timeout_cancels() {
 }
 
 #[test]
+fn a_second_process_takes_the_port_only_for_handover() {
+    let first = Demo::start(&[]);
+    let port = first.addr.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+        .args(["--listen", &port, "--cores", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another process"));
+    // With --handover it starts beside the first (a zero-downtime restart).
+    let mut second = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+        .args(["--listen", &port, "--cores", "1", "--handover"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        second.try_wait().unwrap().is_none(),
+        "the handover instance exited"
+    );
+    second.kill().unwrap();
+    let _ = second.wait();
+}
+
+#[test]
 fn connections_spread_over_both_cores() {
     let demo = Demo::start(&[]);
     let mut per_core: BTreeMap<String, usize> = BTreeMap::new();

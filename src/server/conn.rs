@@ -280,6 +280,12 @@ impl<S: Dispatch> Conn<S> {
             }
             return Ok(Outcome::Close);
         }
+        let hooks = &core.hooks;
+        let method = std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
+        if let Some(h) = &hooks.before_call {
+            h(&cx, method);
+        }
+        let started = hooks.after_call.is_some().then(std::time::Instant::now);
         core.in_flight.set(core.in_flight.get() + 1);
         let beat = core.beats.core(core.index);
         beat.enter(&msg.name);
@@ -304,6 +310,9 @@ impl<S: Dispatch> Conn<S> {
                 Some(format!("ringsoa: call timed out after {ms} ms"))
             }
         };
+        if let (Some(h), Some(t)) = (&hooks.after_call, started) {
+            h(&cx, method, t.elapsed(), failure.is_none());
+        }
         if let Some(message) = failure {
             // Whatever the call wrote is discarded; the frame header stays.
             out.truncate(body);

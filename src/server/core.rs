@@ -36,7 +36,8 @@ pub struct CoreState<S> {
     pub conns: Cell<usize>,
     /// Every core's heartbeat; this core writes only its own.
     pub beats: Arc<Beats>,
-    hooks: Arc<Hooks>,
+    /// Operator hooks.
+    pub hooks: Arc<Hooks>,
 }
 
 /// Binds one SO_REUSEPORT listener for `addr` (explicitly: the whole point is that

@@ -75,7 +75,16 @@ pub struct Hooks {
     on_closed: Option<Box<dyn Fn(usize, SocketAddr) + Send + Sync>>,
     on_drain_start: Option<Box<dyn Fn(usize) + Send + Sync>>,
     on_stall: Option<Arc<watchdog::OnStall>>,
+    pub(crate) before_call: Option<Box<CallHook>>,
+    pub(crate) after_call: Option<Box<AfterCallHook>>,
 }
+
+/// A hook told of a call: the context and the method name.
+pub type CallHook = dyn Fn(&crate::rpc::CallContext, &str) + Send + Sync;
+
+/// A hook told of a finished call: context, method name, time taken, and whether a
+/// normal reply (result or declared exception) went out.
+pub type AfterCallHook = dyn Fn(&crate::rpc::CallContext, &str, Duration, bool) + Send + Sync;
 
 /// Builds and starts a [`Server`](ServerBuilder::start).
 pub struct ServerBuilder {
@@ -172,6 +181,24 @@ impl ServerBuilder {
     /// core has been blocked (besides the warning it logs).
     pub fn on_stall(mut self, f: impl Fn(usize, &str, Duration) + Send + Sync + 'static) -> Self {
         self.hooks.on_stall = Some(Arc::new(f));
+        self
+    }
+
+    /// Called on the core before each call is dispatched.
+    pub fn before_call(
+        mut self,
+        f: impl Fn(&crate::rpc::CallContext, &str) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.before_call = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the core after each call (not for the handshake).
+    pub fn after_call(
+        mut self,
+        f: impl Fn(&crate::rpc::CallContext, &str, Duration, bool) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.after_call = Some(Box::new(f));
         self
     }
 
