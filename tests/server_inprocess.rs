@@ -5,18 +5,20 @@
 mod idl {
     ringsoa::include_idl!();
 }
+mod support;
 
-use std::io::{Read, Write};
+use support::wire::call_raw;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use idl::codegen::*;
 use idl::shared::BaseHandler;
 use ringsoa::protocol::{
-    ApplicationException, ApplicationExceptionKind, BinaryReader, BinaryWriter, Decode, Encode,
-    MessageType, ProtocolReader, ProtocolWriter,
+    ApplicationException, ApplicationExceptionKind, BinaryReader, Decode, MessageType,
+    ProtocolReader,
 };
 use ringsoa::rpc::{CallContext, MethodError};
 use ringsoa::server::{ServerBuilder, ServerHandle};
@@ -87,31 +89,11 @@ fn start(stalls: Arc<Mutex<Vec<(usize, String)>>>, seen: Seen) -> ServerHandle {
 }
 
 fn get(s: &mut TcpStream, id: i64) -> Bytes {
-    let mut buf = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut buf);
-    w.write_message_begin("get", MessageType::Call, id as i32);
-    DerivedGetArgs {
+    let args = DerivedGetArgs {
         id: Some(id),
         hint: None,
-    }
-    .encode(&mut w);
-    s.write_all(&buf).unwrap();
-    let mut scanner =
-        ringsoa::transport::scan::Scanner::new(ringsoa::protocol::Protocol::Binary, 1 << 20);
-    scanner.expect_message();
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(n) = scanner.feed(&got).unwrap() {
-            return Bytes::from(got[..n].to_vec());
-        }
-        let n = match s.read(&mut chunk) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            r => r.unwrap(),
-        };
-        assert!(n > 0, "server closed the connection");
-        got.extend_from_slice(&chunk[..n]);
-    }
+    };
+    call_raw(s, "get", id as i32, &args).unwrap()
 }
 
 fn exception(reply: Bytes) -> ApplicationException {

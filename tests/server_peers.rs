@@ -5,6 +5,9 @@
 mod idl {
     ringsoa::include_idl!();
 }
+mod support;
+
+use support::wire::{call_raw, read_reply};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -124,43 +127,6 @@ impl Encode for EmptyItemArgs {
         let inner = w.write_struct_begin();
         w.write_struct_end(inner);
         w.write_struct_end(m);
-    }
-}
-
-/// A native buffered-binary call over a blocking socket; the reply's bytes.
-fn call_raw(
-    s: &mut TcpStream,
-    name: &str,
-    seqid: i32,
-    args: &impl Encode,
-) -> std::io::Result<Bytes> {
-    let mut buf = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut buf);
-    w.write_message_begin(name, MessageType::Call, seqid);
-    args.encode(&mut w);
-    s.write_all(&buf)?;
-    read_reply(s)
-}
-
-/// Reads one whole buffered binary reply.
-fn read_reply(s: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut scanner =
-        ringsoa::transport::scan::Scanner::new(ringsoa::protocol::Protocol::Binary, 1 << 20);
-    scanner.expect_message();
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(n) = scanner.feed(&got).map_err(std::io::Error::other)? {
-            return Ok(Bytes::from(got[..n].to_vec()));
-        }
-        let n = match s.read(&mut chunk) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            r => r?,
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        got.extend_from_slice(&chunk[..n]);
     }
 }
 

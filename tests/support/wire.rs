@@ -1,0 +1,45 @@
+//! Talking to a server over a blocking socket in tests: one native buffered strict
+//! binary call, one whole reply.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use bytes::{Bytes, BytesMut};
+use ringsoa::protocol::{BinaryWriter, Encode, MessageType, Protocol, ProtocolWriter};
+use ringsoa::transport::scan::Scanner;
+
+/// Sends a CALL of `name` with `args` and returns the reply's bytes.
+pub fn call_raw(
+    s: &mut TcpStream,
+    name: &str,
+    seqid: i32,
+    args: &impl Encode,
+) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin(name, MessageType::Call, seqid);
+    args.encode(&mut w);
+    s.write_all(&buf)?;
+    read_reply(s)
+}
+
+/// Reads one whole buffered binary reply (retrying interrupted reads).
+pub fn read_reply(s: &mut TcpStream) -> std::io::Result<Bytes> {
+    let mut scanner = Scanner::new(Protocol::Binary, 1 << 20);
+    scanner.expect_message();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(n) = scanner.feed(&got).map_err(std::io::Error::other)? {
+            return Ok(Bytes::from(got[..n].to_vec()));
+        }
+        let n = match s.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
