@@ -152,3 +152,38 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     server.shutdown();
     server.join();
 }
+
+/// A server whose service factory fails on some cores.
+fn start_failing(cores: usize, failing: usize) -> std::io::Result<ServerHandle> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    ServerBuilder::new("failing")
+        .listen(format!("127.0.0.1:{port}").parse().unwrap())
+        .cores(cores)
+        .start(move |core| {
+            assert!(core != failing, "core {core} cannot load its service");
+            DerivedServer::new(Misbehaving)
+        })
+}
+
+#[test]
+fn core_failures_abort_beyond_a_third_and_degrade_below() {
+    // One of four cores failing: serve degraded, on the other three.
+    let server = start_failing(4, 3).expect("one failed core of four should not stop the server");
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    ok(get(&mut s, 1), 1);
+    server.shutdown();
+    server.join();
+    // One of two: more than a third, so the server does not start.
+    let err = start_failing(2, 1)
+        .err()
+        .expect("half the cores failing must abort");
+    assert!(
+        err.to_string().contains("too many cores failed to start"),
+        "{err}"
+    );
+}

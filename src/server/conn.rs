@@ -246,6 +246,11 @@ impl<S: Dispatch> Conn<S> {
             caller: tracking.caller.clone(),
             version: tracking.version,
             core: core.index,
+            // The handler knows when this server gives up on the call.
+            deadline: core
+                .config
+                .call_timeout
+                .map(|t| std::time::Instant::now() + t),
             ..CallContext::default()
         };
         if tracking.version >= 1 {
