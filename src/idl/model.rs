@@ -39,11 +39,11 @@ pub enum Ty {
     Binary,
     /// uuid
     Uuid,
-    /// list<T>
+    /// `list<T>`
     List(Box<Ty>),
-    /// set<T>
+    /// `set<T>`
     Set(Box<Ty>),
-    /// map<K, V>
+    /// `map<K, V>`
     Map(Box<Ty>, Box<Ty>),
     /// An enum, by id into [`File::enums`].
     Enum(DefId),

@@ -162,7 +162,7 @@ pub trait Decode: Sized {
 const PREALLOC_BYTES: usize = 64 * 1024;
 
 /// The capacity to reserve for a container of `len` elements of type `T`, already
-/// checked against the remaining input: never more than [`PREALLOC_BYTES`] of memory.
+/// checked against the remaining input: never more than 64 KiB of memory.
 #[inline]
 pub fn prealloc<T>(len: usize) -> usize {
     len.min(PREALLOC_BYTES / std::mem::size_of::<T>().max(1))
