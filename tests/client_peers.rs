@@ -6,10 +6,9 @@
 mod idl {
     ringsoa::include_idl!();
 }
+mod support;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use support::process::py_server;
 
 use idl::codegen::DerivedClient;
 use idl::demo::{DemoClient, DemoFailException};
@@ -17,45 +16,6 @@ use ringsoa::client::{Options, SimpleClient};
 use ringsoa::protocol::{ApplicationExceptionKind, Protocol};
 use ringsoa::rpc::CallError;
 use ringsoa::transport::Framing;
-
-/// A thriftpy2 server process, killed on drop.
-struct PyServer(Child);
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn py_server(mode: &str, proto: &str, framing: &str) -> (PyServer, SocketAddr) {
-    let py = format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        std::path::Path::new(&py).exists(),
-        "{py} is missing: run tools/venv.sh"
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(py)
-        .args([
-            "tests/peers/demo_server.py",
-            "src/bin/ringsoa-demo/demo.thrift",
-        ])
-        .args([&port.to_string(), mode, proto, framing])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "thriftpy2 server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (PyServer(child), addr)
-}
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     monoio::RuntimeBuilder::<monoio::FusionDriver>::new()

@@ -7,12 +7,13 @@ mod idl {
 }
 mod support;
 
+use support::process::{python, Demo};
 use support::wire::{call_raw, read_reply};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -21,81 +22,6 @@ use ringsoa::protocol::{
     ApplicationException, BinaryReader, BinaryWriter, Decode, Encode, MessageType, ProtocolReader,
     ProtocolWriter,
 };
-
-/// A `ringsoa-demo` process, killed on drop.
-struct Demo {
-    child: Child,
-    addr: SocketAddr,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Demo {
-    fn start(extra: &[&str]) -> Demo {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
-            .args(["--listen", &addr.to_string(), "--cores", "2"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "ringsoa-demo did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Demo { child, addr }
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for exit; returns the exit code and how long it took.
-    fn wait(&mut self, limit: Duration) -> (Option<i32>, Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return (s.code(), start.elapsed());
-            }
-            assert!(
-                start.elapsed() < limit,
-                "ringsoa-demo did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> String {
-    let py = format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        std::path::Path::new(&py).exists(),
-        "{py} is missing: run tools/venv.sh (tools/test.sh does) to install thriftpy2"
-    );
-    py
-}
 
 #[test]
 fn thriftpy2_clients_against_two_demo_servers() {

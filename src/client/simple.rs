@@ -17,7 +17,7 @@ use monoio::net::TcpStream;
 
 use crate::protocol::{
     ApplicationExceptionKind, BinaryCodec, Codec, CompactCodec, Decode, Encode, MessageType,
-    Protocol, ProtocolError, ProtocolErrorKind, ProtocolWriter,
+    Protocol, ProtocolError, ProtocolErrorKind, ProtocolReader, ProtocolWriter,
 };
 use crate::rpc::channel::check_reply;
 use crate::rpc::{CallContext, CallError, Channel};
@@ -129,7 +129,7 @@ impl SimpleClient {
                     &args,
                 )
                 .await?;
-            match self.read_body::<UpgradeReply>(reply, tracking::HANDSHAKE_METHOD, 0, false) {
+            match self.read_body::<UpgradeReply>(reply, tracking::HANDSHAKE_METHOD, 0) {
                 Ok(r) => {
                     conn.version = r
                         .version
@@ -221,53 +221,65 @@ impl SimpleClient {
         }
     }
 
-    /// Decodes a reply: the optional response header, the message header (checked
-    /// against the call), then the body `T`.
-    fn read_body<T: Decode>(
-        &self,
-        reply: Bytes,
-        method: &str,
-        seqid: i32,
-        headers: bool,
-    ) -> Result<T, CallError> {
-        fn read<C: Codec, T: Decode>(
-            this: &SimpleClient,
-            reply: Bytes,
-            method: &str,
-            seqid: i32,
-            headers: bool,
-        ) -> Result<T, CallError> {
+    /// Removes the version-2 response header from a reply (recording its meta), if
+    /// the reply has one: thriftpy2 servers omit it before EXCEPTION replies.
+    fn strip_header(&self, reply: Bytes, headers: bool) -> Result<Bytes, CallError> {
+        if !headers
+            || reply
+                .first()
+                .is_some_and(|b| tracking::starts_with_message(*b))
+        {
+            return Ok(reply);
+        }
+        fn header<C: Codec>(reply: &Bytes) -> Result<(ResponseHeader, usize), CallError> {
             let mut r = C::reader(reply.clone());
-            if headers
-                && !reply
-                    .first()
-                    .is_some_and(|b| tracking::starts_with_message(*b))
-            {
-                let h = ResponseHeader::decode(&mut r)?;
-                this.state.borrow_mut().response_meta = h.meta.unwrap_or_default();
-            }
+            let h = ResponseHeader::decode(&mut r)?;
+            Ok((h, reply.len() - r.remaining()))
+        }
+        let (h, used) = match self.opts.protocol {
+            Protocol::Binary => header::<BinaryCodec>(&reply)?,
+            Protocol::Compact => header::<CompactCodec>(&reply)?,
+        };
+        self.state.borrow_mut().response_meta = h.meta.unwrap_or_default();
+        Ok(reply.slice(used..))
+    }
+
+    /// Decodes a message: its header (checked against the call), then the body `T`.
+    fn read_body<T: Decode>(&self, msg: Bytes, method: &str, seqid: i32) -> Result<T, CallError> {
+        fn read<C: Codec, T: Decode>(msg: Bytes, method: &str, seqid: i32) -> Result<T, CallError> {
+            let mut r = C::reader(msg);
             check_reply(&mut r, method, seqid)?;
             Ok(T::decode(&mut r)?)
         }
         match self.opts.protocol {
-            Protocol::Binary => read::<BinaryCodec, T>(self, reply, method, seqid, headers),
-            Protocol::Compact => read::<CompactCodec, T>(self, reply, method, seqid, headers),
+            Protocol::Binary => read::<BinaryCodec, T>(msg, method, seqid),
+            Protocol::Compact => read::<CompactCodec, T>(msg, method, seqid),
         }
     }
 
-    async fn call_inner<A: Encode, T: Decode>(
+    /// Makes a call whose arguments and result the caller encodes and decodes itself
+    /// (dynamic mode): returns the reply from its message header on, the response
+    /// header removed, with the call's seqid; `None` for oneway calls. The reply's
+    /// name, seqid and type have been checked (an EXCEPTION reply is returned as
+    /// [`CallError::Application`]).
+    pub async fn call_raw<A: Encode>(
         &self,
         cx: Option<&mut CallContext>,
-        method: &'static str,
-        kind: MessageType,
+        method: &str,
+        oneway: bool,
         args: &A,
-    ) -> Result<Option<T>, CallError> {
-        let (mut conn, seqid) = {
+    ) -> Result<Option<(Bytes, i32)>, CallError> {
+        let kind = if oneway {
+            MessageType::Oneway
+        } else {
+            MessageType::Call
+        };
+        let (conn, seqid) = {
             let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
             st.seqid = st.seqid.wrapping_add(1).max(1);
             (st.conn.take(), st.seqid)
         };
-        let mut conn = match conn.take() {
+        let mut conn = match conn {
             Some(c) => c,
             None => self.connect().await?,
         };
@@ -276,16 +288,18 @@ impl SimpleClient {
         let reply = monoio::time::timeout(self.opts.call_timeout, call)
             .await
             .map_err(|_| CallError::Timeout)??;
-        // Only a connection whose exchange completed cleanly goes back.
-        if kind == MessageType::Oneway {
+        if oneway {
             self.state.borrow_mut().conn = Some(conn);
             return Ok(None);
         }
-        let body = self.read_body::<T>(reply, method, seqid, conn.version >= 2);
-        if matches!(body, Ok(_) | Err(CallError::Application(_))) {
+        // Only a connection whose reply matched its call goes back.
+        let msg = self
+            .strip_header(reply, conn.version >= 2)
+            .and_then(|m| self.read_body::<Skip>(m.clone(), method, seqid).map(|_| m));
+        if matches!(msg, Ok(_) | Err(CallError::Application(_))) {
             self.state.borrow_mut().conn = Some(conn);
         }
-        body.map(Some)
+        msg.map(|m| Some((m, seqid)))
     }
 
     fn header_for(&self, cx: Option<&mut CallContext>) -> RequestHeader {
@@ -295,13 +309,15 @@ impl SimpleClient {
                 request_id: Some(cx.request_id.clone()),
                 meta: Some(cx.meta.clone()),
             },
-            _ => {
+            // A top-level call: a new request id and the next root rpc id, with the
+            // meta of the context if one was given.
+            other => {
                 let mut st = self.state.borrow_mut();
                 st.root_calls += 1;
                 RequestHeader {
                     request_id: Some(uuid::Uuid::new_v4().to_string()),
                     seq: Some(st.root_calls.to_string()),
-                    meta: Some(BTreeMap::new()),
+                    meta: Some(other.map(|cx| cx.meta.clone()).unwrap_or_default()),
                 }
             }
         }
@@ -338,10 +354,11 @@ impl Channel for SimpleClient {
         method: &'static str,
         args: &A,
     ) -> Result<T, CallError> {
-        let got = self
-            .call_inner::<A, T>(cx, method, MessageType::Call, args)
-            .await?;
-        got.ok_or_else(|| ProtocolError::new(ProtocolErrorKind::Unknown, "no reply").into())
+        let (msg, seqid) = self
+            .call_raw(cx, method, false, args)
+            .await?
+            .ok_or_else(|| ProtocolError::new(ProtocolErrorKind::Unknown, "no reply"))?;
+        self.read_body(msg, method, seqid)
     }
 
     async fn oneway<A: Encode>(
@@ -350,13 +367,15 @@ impl Channel for SimpleClient {
         method: &'static str,
         args: &A,
     ) -> Result<(), CallError> {
-        self.call_inner::<A, crate::protocol::ApplicationException>(
-            cx,
-            method,
-            MessageType::Oneway,
-            args,
-        )
-        .await
-        .map(|_| ())
+        self.call_raw(cx, method, true, args).await.map(|_| ())
+    }
+}
+
+/// Decodes nothing: used to check a reply's message header alone.
+struct Skip;
+
+impl Decode for Skip {
+    fn decode<R: ProtocolReader>(_: &mut R) -> Result<Self, ProtocolError> {
+        Ok(Skip)
     }
 }

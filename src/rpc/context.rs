@@ -24,8 +24,9 @@ pub struct CallContext {
     pub deadline: Option<Instant>,
     /// Meta to send back in the version-2 response header.
     pub response_meta: BTreeMap<String, String>,
-    /// Downstream calls made so far while serving this call (the `i` of `seq.i`).
-    pub(crate) calls_made: u32,
+    /// Downstream calls made so far while serving this call: the last `i` of
+    /// `seq.i` (settable, like thriftpy2's `TrackerBase.counter`).
+    pub calls_made: u32,
 }
 
 impl CallContext {

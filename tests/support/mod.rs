@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod golden;
+pub mod process;
 pub mod wire;

@@ -1,0 +1,210 @@
+//! `ringsoa`: the command-line tool.
+//!
+//! `ringsoa call` calls any method of any Thrift service from a `.thrift` file parsed
+//! at run time, arguments and result as JSON.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ringsoa::client::{Options, SimpleClient};
+use ringsoa::dynamic::{self, encode_fields, Reply};
+use ringsoa::idl::model::{Field, Program, StructKind};
+use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
+use ringsoa::rpc::{CallContext, CallError};
+use ringsoa::transport::Framing;
+use serde_json::Value as Json;
+
+const JSON_MAPPING: &str = "\
+JSON mapping (arguments and results):
+  struct, exception   object keyed by field name (null = absent); union: one key
+  list, set           array
+  map<string, V>      object
+  map<K, V>, other K  object keyed by the key's JSON text, e.g. {\"4\": [...]} for map<i32, ...>
+  i8 .. i64           integer (i64 exact, never through a float)
+  double              number, or \"NaN\", \"Infinity\", \"-Infinity\"
+  enum                integer or value name on input; integer on output
+  binary              standard base64
+  uuid                00112233-4455-6677-8899-aabbccddeeff
+  void result         null
+
+Exit status: 0 with the result as JSON on stdout; 1 with a declared exception as
+{\"<throws field>\": {...}} on stdout; 2 with a one-line error on stderr (transport,
+protocol, application exception, bad IDL or arguments).";
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(version, about = "ringsoa command-line tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Call a method of a Thrift service described by a .thrift file.
+    #[command(after_help = JSON_MAPPING)]
+    Call(CallArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum ProtocolArg {
+    Binary,
+    Compact,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum TransportArg {
+    Buffered,
+    Framed,
+}
+
+#[derive(clap::Args, Debug)]
+struct CallArgs {
+    /// The IDL file that declares the service.
+    #[arg(long)]
+    idl: PathBuf,
+    /// Directories searched for includes (after the including file's own).
+    #[arg(long = "include-dir")]
+    include_dirs: Vec<PathBuf>,
+    /// The server, HOST:PORT.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// The caller id sent in the tracking handshake.
+    #[arg(long, default_value = "ringsoa-cli")]
+    app_id: String,
+    /// Thrift protocol.
+    #[arg(long, value_enum, default_value = "binary")]
+    protocol: ProtocolArg,
+    /// Thrift transport.
+    #[arg(long, value_enum, default_value = "buffered")]
+    transport: TransportArg,
+    /// Request meta sent in the tracking header, KEY=VALUE (repeatable).
+    #[arg(long = "meta", value_parser = key_value)]
+    meta: Vec<(String, String)>,
+    /// Connect and call timeout, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// Do not offer the tracking handshake (plain Thrift).
+    #[arg(long)]
+    no_tracking: bool,
+    /// The method: Service.method (or module.Service.method).
+    method: String,
+    /// The arguments: a JSON object keyed by argument name (default: {}).
+    args: Option<String>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Arguments already checked against the IDL, written in whichever protocol the
+/// connection uses.
+struct JsonArgs<'a> {
+    program: &'a Program,
+    fields: &'a [Field],
+    json: &'a Json,
+}
+
+impl Encode for JsonArgs<'_> {
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        encode_fields(self.program, self.fields, StructKind::Struct, self.json, w)
+            .expect("the arguments were checked against the IDL before the call");
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ringsoa call: {message}");
+    ExitCode::from(2)
+}
+
+fn call(a: CallArgs) -> ExitCode {
+    let program = match ringsoa::idl::load(&[&a.idl], &a.include_dirs) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let method = match dynamic::method(&program, &a.method) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let json: Json = match serde_json::from_str(a.args.as_deref().unwrap_or("{}")) {
+        Ok(j) => j,
+        Err(e) => return fail(format!("arguments are not JSON: {e}")),
+    };
+    let protocol = match a.protocol {
+        ProtocolArg::Binary => Protocol::Binary,
+        ProtocolArg::Compact => Protocol::Compact,
+    };
+    // Check the arguments against the IDL before connecting.
+    if let Err(e) = dynamic::encode_call(&method, &json, protocol, 0) {
+        return fail(format!("bad arguments for {}: {e}", a.method));
+    }
+    let timeout = Duration::from_millis(a.timeout_ms);
+    let opts = Options {
+        protocol,
+        framing: match a.transport {
+            TransportArg::Buffered => Framing::Buffered,
+            TransportArg::Framed => Framing::Framed,
+        },
+        connect_timeout: timeout,
+        call_timeout: timeout,
+        tracking: !a.no_tracking,
+        ..Options::new(a.app_id)
+    };
+    let mut cx = CallContext {
+        meta: a.meta.into_iter().collect(),
+        ..CallContext::default()
+    };
+    let args = JsonArgs {
+        program: &program,
+        fields: &method.function.args,
+        json: &json,
+    };
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build();
+    let mut rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("no runtime: {e}")),
+    };
+    let result = rt.block_on(async {
+        let client = SimpleClient::new(a.addr, opts);
+        client
+            .call_raw(
+                Some(&mut cx),
+                &method.function.name,
+                method.function.oneway,
+                &args,
+            )
+            .await
+    });
+    match result {
+        Ok(None) => {
+            println!("null");
+            ExitCode::SUCCESS
+        }
+        Ok(Some((reply, seqid))) => match dynamic::decode_reply(&method, reply, protocol, seqid) {
+            Ok(Reply::Success(v)) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Ok(Reply::Declared { name, value }) => {
+                println!("{}", serde_json::json!({ name: value }));
+                ExitCode::from(1)
+            }
+            Err(e) => fail(e),
+        },
+        Err(CallError::Application(e)) => fail(format!("the server answered with {e}")),
+        Err(e) => fail(format!("{} at {}: {e}", a.method, a.addr)),
+    }
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Call(a) => call(a),
+    }
+}

@@ -1,0 +1,175 @@
+//! `ringsoa call` against `ringsoa-demo` and against a thriftpy2 server: JSON in and
+//! out for every Demo type, declared exceptions with exit 1, errors with exit 2.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::process::{py_server, Demo};
+
+const IDL: &str = "src/bin/ringsoa-demo/demo.thrift";
+
+/// Runs `ringsoa call`; returns the exit code, stdout parsed as JSON (Null if empty)
+/// and stderr.
+fn call(addr: SocketAddr, flags: &[&str], method: &str, args: Value) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["call", "--idl", IDL, "--addr", &addr.to_string()])
+        .args(flags)
+        .args([method, &args.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value = if stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&stdout).unwrap()
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        value,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every Demo type: an item with every field, written with an enum name and a
+/// map<i32, ...> keyed by JSON text; printed back with the enum as its number.
+fn item() -> (Value, Value) {
+    let input = json!({
+        "id": -9223372036854775808i64, "name": "héllo ✓", "scores": [1.5, -0.25],
+        "attrs": {"a": 1, "b": -2}, "tags": [-3, 1, 7], "blob": "AAECAw==", "flag": true,
+        "tiny": -128, "color": "BLUE", "inner": {"label": "in", "values": [1, 4611686018427387904i64]},
+        "children": [{"values": []}, {"label": "x", "values": [5]}],
+        "nested": {"-1": ["a"], "2": [], "300": ["x", "y"]}
+    });
+    let mut output = input.clone();
+    output["color"] = json!(3);
+    (input, output)
+}
+
+fn every_method(addr: SocketAddr, flags: &[&str], tag: &str) {
+    assert_eq!(
+        call(addr, flags, "Demo.ping", json!({})),
+        (0, Value::Null, String::new()),
+        "{tag}"
+    );
+    assert_eq!(
+        call(addr, flags, "Demo.echo", json!({"msg": "hi ✓"})).1,
+        json!("hi ✓"),
+        "{tag}"
+    );
+    let (input, output) = item();
+    let (code, back, err) = call(addr, flags, "Demo.roundtrip", json!({"item": input}));
+    assert_eq!((code, back), (0, output), "{tag}: {err}");
+    assert_eq!(
+        call(
+            addr,
+            flags,
+            "Demo.add",
+            json!({"a": -5, "b": 1099511627776i64})
+        )
+        .1,
+        json!(1099511627771i64)
+    );
+    let (code, out, _) = call(addr, flags, "Demo.fail", json!({"code": 3}));
+    assert_eq!(
+        (code, out),
+        (1, json!({"err": {"code": 3, "message": "fail 3"}})),
+        "{tag}"
+    );
+    assert_eq!(call(addr, flags, "Demo.fail", json!({"code": 0})).0, 0);
+    assert_eq!(
+        call(addr, flags, "Demo.sleep_ms", json!({"ms": 1})).1,
+        json!("slept 1")
+    );
+    assert_eq!(call(addr, flags, "Demo.fire", json!({"note": "x"})).0, 0);
+    assert!(
+        call(addr, flags, "Demo.fired", json!({}))
+            .1
+            .as_i64()
+            .unwrap()
+            >= 1,
+        "{tag}"
+    );
+}
+
+#[test]
+fn calls_ringsoa_demo_in_every_protocol_and_transport() {
+    let demo = Demo::start(&[]);
+    for flags in [
+        &["--protocol", "binary", "--transport", "buffered"][..],
+        &["--protocol", "compact", "--transport", "framed"],
+        &[
+            "--protocol",
+            "binary",
+            "--transport",
+            "framed",
+            "--no-tracking",
+        ],
+    ] {
+        every_method(demo.addr, flags, &flags.join(" "));
+    }
+    let (_, who, _) = call(
+        demo.addr,
+        &["--app-id", "cli", "--meta", "k=v"],
+        "Demo.whoami",
+        json!({}),
+    );
+    assert_eq!(
+        (
+            who["client"].as_str(),
+            who["version"].as_str(),
+            who["seq"].as_str()
+        ),
+        (Some("cli"), Some("2"), Some("1"))
+    );
+    assert_eq!(who["meta.k"], "v");
+}
+
+#[test]
+fn calls_a_thriftpy2_server() {
+    let (_server, addr) = py_server("native", "binary", "buffered");
+    every_method(addr, &[], "thriftpy2");
+    assert_eq!(call(addr, &[], "Demo.whoami", json!({})).1["version"], "0");
+}
+
+#[test]
+fn errors_are_one_line_with_exit_2() {
+    let demo = Demo::start(&[]);
+    let (code, _, err) = call(demo.addr, &[], "Demo.add", json!({"a": "x"}));
+    assert_eq!(code, 2);
+    assert!(err.contains("a: expected an integer"), "{err}");
+    let (code, _, err) = call(demo.addr, &[], "Demo.nothing", json!({}));
+    assert_eq!(code, 2);
+    assert!(err.contains("has no method `nothing`"), "{err}");
+    let closed: SocketAddr = format!("127.0.0.1:{}", support::process::free_port())
+        .parse()
+        .unwrap();
+    let (code, _, err) = call(closed, &["--timeout-ms", "500"], "Demo.ping", json!({}));
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A method the server lacks (an IDL newer than the server): the application exception.
+    let newer = std::env::temp_dir().join(format!("ringsoa_cli_{}.thrift", std::process::id()));
+    std::fs::write(
+        &newer,
+        std::fs::read_to_string(IDL)
+            .unwrap()
+            .replace("service Demo {", "service Demo {\n  void nope(),"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "call",
+            "--idl",
+            newer.to_str().unwrap(),
+            "--addr",
+            &demo.addr.to_string(),
+            "Demo.nope",
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&newer).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UnknownMethod"));
+}

@@ -1,0 +1,118 @@
+//! Server processes for tests: `ringsoa-demo` and a thriftpy2 server, killed on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `ringsoa-demo` process, killed on drop.
+pub struct Demo {
+    /// The process.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Demo {
+    /// Starts `ringsoa-demo --cores 2` on a free port with `extra` flags; returns once it accepts.
+    pub fn start(extra: &[&str]) -> Demo {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+            .args(["--listen", &addr.to_string(), "--cores", "2"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ringsoa-demo did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Demo { child, addr }
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit; returns the exit code and how long it took.
+    pub fn wait(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return (s.code(), start.elapsed());
+            }
+            assert!(
+                start.elapsed() < limit,
+                "ringsoa-demo did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A thriftpy2 server process, killed on drop.
+pub struct PyServer(Child);
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tests/peers/demo_server.py` (thriftpy2) in `mode` ("native"/"tracked").
+pub fn py_server(mode: &str, proto: &str, framing: &str) -> (PyServer, SocketAddr) {
+    let py = python();
+    let port = free_port();
+    let child = Command::new(py)
+        .args([
+            "tests/peers/demo_server.py",
+            "src/bin/ringsoa-demo/demo.thrift",
+        ])
+        .args([&port.to_string(), mode, proto, framing])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "thriftpy2 server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (PyServer(child), addr)
+}
+
+/// The project venv's Python (created by tools/venv.sh).
+pub fn python() -> String {
+    let py = format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new(&py).exists(),
+        "{py} is missing: run tools/venv.sh (tools/test.sh does) to install thriftpy2"
+    );
+    py
+}
