@@ -8,8 +8,9 @@ use std::time::Instant;
 /// calls so that they carry the same request id and a derived rpc id.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
-    /// The caller's app_id from the tracking handshake ("" for native callers).
-    pub caller: String,
+    /// The caller's app_id from the tracking handshake ("" for native callers),
+    /// shared with the connection (no copy per call).
+    pub caller: std::rc::Rc<str>,
     /// The request id shared by every call of one request chain.
     pub request_id: String,
     /// The rpc id of this call: "1", "1.2", "1.2.1", …

@@ -63,7 +63,7 @@ enum Outcome {
 /// Per-connection tracking state: set by the handshake, never shared.
 struct Tracking {
     version: i32,
-    caller: String,
+    caller: std::rc::Rc<str>,
 }
 
 /// Serves one accepted connection until it ends.
@@ -113,7 +113,7 @@ impl<S: Dispatch> Conn<S> {
         let mut scanner = Scanner::new(protocol, max);
         let mut tracking = Tracking {
             version: 0,
-            caller: String::new(),
+            caller: "".into(),
         };
         loop {
             // Cut out one whole request.
@@ -271,7 +271,7 @@ impl<S: Dispatch> Conn<S> {
             let args = UpgradeArgs::decode(r)?;
             let (version, reply) = tracking::negotiate(args.version);
             tracking.version = version;
-            tracking.caller = args.app_id.unwrap_or_default();
+            tracking.caller = args.app_id.unwrap_or_default().into();
             let mut w = C::writer(out);
             w.write_message_begin(tracking::HANDSHAKE_METHOD, MessageType::Reply, msg.seqid);
             UpgradeReply { version: reply }.encode(&mut w);

@@ -125,7 +125,7 @@ impl DemoHandler for Demo {
     async fn whoami(&self, cx: &mut CallContext) -> Result<BTreeMap<String, String>, MethodError> {
         mark_core(cx);
         let mut out = BTreeMap::from([
-            ("client".to_string(), cx.caller.clone()),
+            ("client".to_string(), cx.caller.to_string()),
             ("request_id".to_string(), cx.request_id.clone()),
             ("seq".to_string(), cx.seq.clone()),
             ("version".to_string(), cx.version.to_string()),
