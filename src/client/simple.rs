@@ -16,10 +16,10 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use crate::protocol::{
-    ApplicationExceptionKind, BinaryCodec, Codec, CompactCodec, Decode, Encode, MessageType,
-    Protocol, ProtocolError, ProtocolErrorKind, ProtocolReader, ProtocolWriter,
+    ApplicationExceptionKind, BinaryCodec, BinaryWriter, Codec, CompactCodec, CompactWriter,
+    Decode, Encode, MessageType, Protocol, ProtocolError, ProtocolErrorKind, ProtocolReader,
 };
-use crate::rpc::channel::check_reply;
+use crate::rpc::channel::{check_reply, write_call};
 use crate::rpc::{CallContext, CallError, Channel};
 use crate::tracking::{self, RequestHeader, ResponseHeader, UpgradeArgs, UpgradeReply};
 use crate::transport::io::read_append;
@@ -59,7 +59,12 @@ impl Options {
 /// An open connection and its negotiated tracking version.
 struct Conn {
     stream: TcpStream,
+    /// Bytes read and not yet consumed.
     buf: BytesMut,
+    /// The request being written, reused call after call.
+    out: BytesMut,
+    /// Finds where an unframed reply ends, reused call after call.
+    scanner: Scanner,
     version: i32,
 }
 
@@ -112,6 +117,8 @@ impl SimpleClient {
         let mut conn = Conn {
             stream,
             buf: BytesMut::with_capacity(4096),
+            out: BytesMut::with_capacity(256),
+            scanner: Scanner::new(self.opts.protocol, DEFAULT_MAX_MESSAGE),
             version: 0,
         };
         if self.opts.tracking {
@@ -157,29 +164,41 @@ impl SimpleClient {
         seqid: i32,
         args: &A,
     ) -> Result<Bytes, CallError> {
-        let mut out = BytesMut::with_capacity(256);
+        let mut out = std::mem::take(&mut conn.out);
+        out.clear();
         if self.opts.framing == Framing::Framed {
             out.put_u32(0);
         }
         match self.opts.protocol {
-            Protocol::Binary => {
-                write_request::<BinaryCodec, A>(&mut out, header, method, kind, seqid, args)
-            }
-            Protocol::Compact => {
-                write_request::<CompactCodec, A>(&mut out, header, method, kind, seqid, args)
-            }
+            Protocol::Binary => write_call(
+                &mut BinaryWriter::new(&mut out),
+                header,
+                method,
+                kind,
+                seqid,
+                args,
+            ),
+            Protocol::Compact => write_call(
+                &mut CompactWriter::new(&mut out),
+                header,
+                method,
+                kind,
+                seqid,
+                args,
+            ),
         }
         if self.opts.framing == Framing::Framed {
             let len = (out.len() - framed::HEADER_LEN) as u32;
             out[..framed::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
         }
-        let (res, _) = conn.stream.write_all(out).await;
+        let (res, out) = conn.stream.write_all(out).await;
+        conn.out = out;
         res?;
         if kind == MessageType::Oneway {
             return Ok(Bytes::new());
         }
         let response_header = conn.version >= 2;
-        let mut scanner = Scanner::new(self.opts.protocol, DEFAULT_MAX_MESSAGE);
+        let scanner = &mut conn.scanner;
         loop {
             let found = match self.opts.framing {
                 Framing::Framed => framed::frame_len(&conn.buf, DEFAULT_MAX_MESSAGE)?
@@ -329,22 +348,6 @@ fn busy() -> CallError {
         ProtocolErrorKind::Unknown,
         "SimpleClient carries one call at a time",
     ))
-}
-
-fn write_request<C: Codec, A: Encode>(
-    out: &mut BytesMut,
-    header: Option<&RequestHeader>,
-    method: &str,
-    kind: MessageType,
-    seqid: i32,
-    args: &A,
-) {
-    let mut w = C::writer(out);
-    if let Some(h) = header {
-        h.encode(&mut w);
-    }
-    w.write_message_begin(method, kind, seqid);
-    args.encode(&mut w);
 }
 
 impl Channel for SimpleClient {

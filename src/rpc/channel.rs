@@ -96,14 +96,28 @@ impl<S: Dispatch> InProcess<S> {
         let mut cx = CallContext::default();
         let done = match self.protocol {
             Protocol::Binary => {
-                write_call(&mut BinaryWriter::new(&mut req), method, kind, seqid, args);
+                write_call(
+                    &mut BinaryWriter::new(&mut req),
+                    None,
+                    method,
+                    kind,
+                    seqid,
+                    args,
+                );
                 let mut r = BinaryReader::new(req.freeze());
                 let msg = r.read_message_begin()?;
                 let mut w = BinaryWriter::new(&mut out);
                 self.service.dispatch(&mut cx, &msg, &mut r, &mut w).await?
             }
             Protocol::Compact => {
-                write_call(&mut CompactWriter::new(&mut req), method, kind, seqid, args);
+                write_call(
+                    &mut CompactWriter::new(&mut req),
+                    None,
+                    method,
+                    kind,
+                    seqid,
+                    args,
+                );
                 let mut r = CompactReader::new(req.freeze());
                 let msg = r.read_message_begin()?;
                 let mut w = CompactWriter::new(&mut out);
@@ -114,13 +128,19 @@ impl<S: Dispatch> InProcess<S> {
     }
 }
 
-fn write_call<W: ProtocolWriter, A: Encode>(
+/// Writes one request: the tracking request header when given, the message header,
+/// then the arguments.
+pub fn write_call<W: ProtocolWriter, A: Encode>(
     w: &mut W,
+    header: Option<&crate::tracking::RequestHeader>,
     method: &str,
     kind: MessageType,
     seqid: i32,
     args: &A,
 ) {
+    if let Some(h) = header {
+        h.encode(w);
+    }
     w.write_message_begin(method, kind, seqid);
     args.encode(w);
 }

@@ -286,9 +286,9 @@ impl<S: Dispatch> Conn<S> {
             return Ok(Outcome::Close);
         }
         let hooks = &core.hooks;
-        let method = std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
+        let method = || std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
         if let Some(h) = &hooks.before_call {
-            h(&cx, method);
+            h(&cx, method());
         }
         let started = hooks.after_call.is_some().then(std::time::Instant::now);
         core.in_flight.set(core.in_flight.get() + 1);
@@ -316,7 +316,7 @@ impl<S: Dispatch> Conn<S> {
             }
         };
         if let (Some(h), Some(t)) = (&hooks.after_call, started) {
-            h(&cx, method, t.elapsed(), failure.is_none());
+            h(&cx, method(), t.elapsed(), failure.is_none());
         }
         if let Some(message) = failure {
             // Whatever the call wrote is discarded; the frame header stays.
