@@ -1,4 +1,4 @@
-//! `client::SimpleClient` against real thriftpy2 0.7.1 servers: it falls back to
+//! `client::Client` against real thriftpy2 0.7.1 servers: it falls back to
 //! native Thrift on a plain server (every protocol and transport), speaks the tracking
 //! protocol with `TTrackedProcessor` (root rpc ids "1", "2", …, a uuid request id),
 //! and survives the Python server's missing response header before EXCEPTION replies.
@@ -12,7 +12,7 @@ use support::process::py_server;
 
 use idl::codegen::DerivedClient;
 use idl::demo::{DemoClient, DemoFailException};
-use ringsoa::client::{Options, SimpleClient};
+use ringsoa::client::{Client, ClientConfig, Options};
 use ringsoa::protocol::{ApplicationExceptionKind, Protocol};
 use ringsoa::rpc::CallError;
 use ringsoa::transport::Framing;
@@ -25,12 +25,18 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn options(protocol: Protocol, framing: Framing) -> Options {
-    Options {
+fn client(addr: std::net::SocketAddr, protocol: Protocol, framing: Framing) -> Client {
+    let conn = Options {
         protocol,
         framing,
         ..Options::new("rust-client")
-    }
+    };
+    Client::new([addr], ClientConfig { conn, ..ClientConfig::default() })
+}
+
+/// The tracking version of the client's (only) node's last connection.
+fn version(client: &Client) -> Option<i32> {
+    client.stats()[0].version
 }
 
 #[test]
@@ -39,14 +45,14 @@ fn falls_back_to_native_on_a_plain_thriftpy2_server() {
         for (f, framing) in [("buffered", Framing::Buffered), ("framed", Framing::Framed)] {
             let (_server, addr) = py_server("native", p, f);
             block_on(async {
-                let client = SimpleClient::new(addr, options(protocol, framing));
+                let client = client(addr, protocol, framing);
                 let demo = DemoClient::new(&client);
                 assert_eq!(
                     demo.echo(None, "hi ✓".into()).await.unwrap(),
                     "hi ✓",
                     "{p}/{f}"
                 );
-                assert_eq!(client.version(), Some(0), "{p}/{f}: should be native");
+                assert_eq!(version(&client), Some(0), "{p}/{f}: should be native");
                 assert_eq!(demo.add(None, 40, 2).await.unwrap(), 42);
                 match demo.fail(None, 3).await {
                     Err(CallError::Declared(DemoFailException::Err(e))) => {
@@ -66,15 +72,23 @@ fn falls_back_to_native_on_a_plain_thriftpy2_server() {
 fn tracks_against_ttrackedprocessor_and_survives_its_exception_replies() {
     let (_server, addr) = py_server("tracked", "binary", "buffered");
     block_on(async {
-        let client = SimpleClient::new(addr, Options::new("rust-client"));
+        let client = client(addr, Protocol::Binary, Framing::Buffered);
         let demo = DemoClient::new(&client);
         let first = demo.whoami(None).await.unwrap();
-        assert_eq!(client.version(), Some(2));
+        assert_eq!(version(&client), Some(2));
         assert_eq!(first["client"], "rust-client");
         assert_eq!(first["seq"], "1");
         uuid::Uuid::parse_str(&first["request_id"]).unwrap();
-        let second = demo.whoami(None).await.unwrap();
+        // The response header's meta reaches the caller through its context.
+        let mut cx = ringsoa::rpc::CallContext::default();
+        let second = demo.whoami(Some(&mut cx)).await.unwrap();
         assert_eq!(second["seq"], "2");
+        assert_eq!(cx.reply_meta["served_by"], "thriftpy2");
+        assert_eq!(cx.reply_meta["seq"], "2");
+        assert!(
+            second["meta.ringsoa.timeout_ms"].parse::<u64>().unwrap() <= 5000,
+            "the remaining budget travels in meta: {second:?}"
+        );
         assert_ne!(
             second["request_id"], first["request_id"],
             "root calls get new request ids"

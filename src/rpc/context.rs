@@ -2,7 +2,13 @@
 //! handler's back (the seed's `threading.local` leaked between greenlets).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The request-meta key that carries the caller's remaining time budget, in whole
+/// milliseconds, when the request was sent. A relative budget, not a wall-clock
+/// deadline, so hosts need not share a clock. ringsoa clients set it on every tracked
+/// call and ringsoa servers shorten the call's timeout to it.
+pub const TIMEOUT_META: &str = "ringsoa.timeout_ms";
 
 /// What a handler knows about the call it serves, and what it hands to downstream
 /// calls so that they carry the same request id and a derived rpc id.
@@ -25,6 +31,9 @@ pub struct CallContext {
     pub deadline: Option<Instant>,
     /// Meta to send back in the version-2 response header.
     pub response_meta: BTreeMap<String, String>,
+    /// The response-header meta of the last downstream call made with this context
+    /// (empty when the server sent none).
+    pub reply_meta: BTreeMap<String, String>,
     /// Downstream calls made so far while serving this call: the last `i` of
     /// `seq.i` (settable, like thriftpy2's `TrackerBase.counter`).
     pub calls_made: u32,
@@ -39,6 +48,12 @@ impl CallContext {
         } else {
             format!("{}.{}", self.seq, self.calls_made)
         }
+    }
+
+    /// The time budget the caller sent in [`TIMEOUT_META`], if any and well formed.
+    pub fn sent_budget(&self) -> Option<Duration> {
+        let ms = self.meta.get(TIMEOUT_META)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ms))
     }
 }
 
@@ -57,5 +72,15 @@ mod tests {
         let mut root = CallContext::default();
         assert_eq!(root.next_child_seq(), "1");
         assert_eq!(root.next_child_seq(), "2");
+    }
+
+    #[test]
+    fn a_sent_budget_is_read_from_meta() {
+        let mut cx = CallContext::default();
+        assert_eq!(cx.sent_budget(), None);
+        cx.meta.insert(TIMEOUT_META.into(), "250".into());
+        assert_eq!(cx.sent_budget(), Some(Duration::from_millis(250)));
+        cx.meta.insert(TIMEOUT_META.into(), "-1".into());
+        assert_eq!(cx.sent_budget(), None, "malformed budgets are ignored");
     }
 }

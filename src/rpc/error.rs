@@ -49,12 +49,28 @@ pub enum CallError<E = Never> {
     /// The reply could not be decoded, or did not match the call.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    /// Connecting, writing or reading failed.
+    /// No connection to the node could be opened (refused, unreachable, connect
+    /// timeout, or a failed handshake); the request was not sent.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The node.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing or reading an open connection failed.
     #[error("transport: {0}")]
     Transport(#[from] std::io::Error),
-    /// No reply within the call's timeout.
+    /// No reply within the call's timeout (or the caller's deadline).
     #[error("call timed out")]
     Timeout,
+    /// The server is draining and did not execute the call (safe to retry elsewhere).
+    #[error("the server is shutting down; the call was not executed")]
+    ShuttingDown,
+    /// The client refused the call without sending it: no node, or the per-node
+    /// concurrency cap and its waiting line are full.
+    #[error("rejected: {0}")]
+    Rejected(std::borrow::Cow<'static, str>),
 }
 
 impl CallError<Never> {
@@ -64,8 +80,11 @@ impl CallError<Never> {
             CallError::Declared(n) => match n {},
             CallError::Application(e) => CallError::Application(e),
             CallError::Protocol(e) => CallError::Protocol(e),
+            CallError::Connect { addr, source } => CallError::Connect { addr, source },
             CallError::Transport(e) => CallError::Transport(e),
             CallError::Timeout => CallError::Timeout,
+            CallError::ShuttingDown => CallError::ShuttingDown,
+            CallError::Rejected(why) => CallError::Rejected(why),
         }
     }
 }

@@ -246,11 +246,6 @@ impl<S: Dispatch> Conn<S> {
             caller: tracking.caller.clone(),
             version: tracking.version,
             core: core.index,
-            // The handler knows when this server gives up on the call.
-            deadline: core
-                .config
-                .call_timeout
-                .map(|t| std::time::Instant::now() + t),
             ..CallContext::default()
         };
         if tracking.version >= 1 {
@@ -259,6 +254,13 @@ impl<S: Dispatch> Conn<S> {
             cx.seq = h.seq.unwrap_or_default();
             cx.meta = h.meta.unwrap_or_default();
         }
+        // The call's timeout: the server's own, shortened to the budget the caller
+        // sent; the handler sees it as the context's deadline.
+        let timeout = match (core.config.call_timeout, cx.sent_budget()) {
+            (Some(own), Some(sent)) => Some(own.min(sent)),
+            (own, sent) => own.or(sent),
+        };
+        cx.deadline = timeout.map(|t| std::time::Instant::now() + t);
         let msg = r.read_message_begin()?;
         if !matches!(msg.kind, MessageType::Call | MessageType::Oneway) {
             return Err(ProtocolError::new(
@@ -297,7 +299,11 @@ impl<S: Dispatch> Conn<S> {
         let result = {
             let mut w = C::writer(out);
             let call = core.service.dispatch(&mut cx, &msg, r, &mut w);
-            with_timeout(core.config.call_timeout, catch_panic(call)).await
+            match timeout {
+                // The caller has already given up: do not start the call.
+                Some(t) if t.is_zero() => None,
+                t => with_timeout(t, catch_panic(call)).await,
+            }
         };
         beat.leave();
         core.in_flight.set(core.in_flight.get() - 1);
@@ -310,7 +316,7 @@ impl<S: Dispatch> Conn<S> {
                 Some(format!("handler panicked: {what}"))
             }
             None => {
-                let ms = core.config.call_timeout.map_or(0, |t| t.as_millis());
+                let ms = timeout.map_or(0, |t| t.as_millis());
                 tracing::warn!(core = core.index, method = %String::from_utf8_lossy(&msg.name), "call timed out after {ms} ms");
                 Some(format!("ringsoa: call timed out after {ms} ms"))
             }

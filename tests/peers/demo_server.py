@@ -61,6 +61,8 @@ class Handler:
                "request_id": (h.request_id or "") if h else "", "seq": (h.seq or "") if h else ""}
         for k, v in ((h.meta or {}) if h else {}).items():
             out["meta." + k] = v
+        if mode == "tracked":
+            TrackerBase.add_response_meta(served_by="thriftpy2", seq=out["seq"])
         return out
 
     def relay_whoami(self, target):

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use idl::demo::*;
-use ringsoa::client::{Options, SimpleClient};
+use ringsoa::client::{Client, ClientConfig};
 use ringsoa::rpc::{CallContext, CallError, MethodError};
 use ringsoa::server::ServerBuilder;
 
@@ -59,7 +59,7 @@ struct Demo {
     /// `fire` calls received by this process (all cores).
     fired: Arc<AtomicI64>,
     /// Downstream clients for `relay_whoami`, by target, on this core.
-    relays: RefCell<HashMap<String, Rc<SimpleClient>>>,
+    relays: RefCell<HashMap<String, Rc<Client>>>,
 }
 
 impl DemoHandler for Demo {
@@ -150,7 +150,7 @@ impl DemoHandler for Demo {
             .relays
             .borrow_mut()
             .entry(target.clone())
-            .or_insert_with(|| Rc::new(SimpleClient::new(addr, Options::new(self.app.clone()))))
+            .or_insert_with(|| Rc::new(Client::new([addr], ClientConfig::new(self.app.clone()))))
             .clone();
         let demo = DemoClient::new(client);
         demo.whoami(Some(cx))

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ringsoa::client::{Options, SimpleClient};
+use ringsoa::client::{Client, ClientConfig, Options, RetryOptions};
 use ringsoa::dynamic::{self, encode_fields, Reply};
 use ringsoa::idl::model::{Field, Program, StructKind};
 use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
@@ -172,7 +172,16 @@ fn call(a: CallArgs) -> ExitCode {
         Err(e) => return fail(format!("no runtime: {e}")),
     };
     let result = rt.block_on(async {
-        let client = SimpleClient::new(a.addr, opts);
+        // One attempt: a call typed by hand is not retried behind the user's back.
+        let config = ClientConfig {
+            conn: opts,
+            retry: RetryOptions {
+                max_retries: 0,
+                ..RetryOptions::default()
+            },
+            ..ClientConfig::default()
+        };
+        let client = Client::new([a.addr], config);
         client
             .call_raw(
                 Some(&mut cx),

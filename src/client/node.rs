@@ -1,0 +1,217 @@
+//! A node as one core's client sees it: its pool, its concurrency limiter, and its
+//! health — consecutive failures (passive), the failed list and the next probe
+//! (active), and a peak-EWMA of latency for the P2C policy.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::limit::Limiter;
+use super::pool::{NodePool, PoolOptions, PoolStats};
+
+/// A node of a service: where it listens and its weight (from the registry when it
+/// has one; equal weights otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node {
+    /// The node's address.
+    pub addr: SocketAddr,
+    /// Relative share of calls; 0 is treated as 1.
+    pub weight: u32,
+}
+
+/// The weight of a node given without one.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+impl From<SocketAddr> for Node {
+    fn from(addr: SocketAddr) -> Self {
+        Node {
+            addr,
+            weight: DEFAULT_WEIGHT,
+        }
+    }
+}
+
+/// One node's state on this core, as [`super::Client::stats`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStats {
+    /// The node.
+    pub node: Node,
+    /// On the failed list (K consecutive failures, not yet restored by a probe).
+    pub failed: bool,
+    /// Consecutive failed calls or connects.
+    pub consecutive_failures: u32,
+    /// Tracking version of the last connection opened (0 native), if any.
+    pub version: Option<i32>,
+    /// The node's pool.
+    pub pool: PoolStats,
+}
+
+/// A node's state on this core.
+pub(crate) struct NodeState {
+    pub node: Node,
+    pub pool: RefCell<NodePool>,
+    pub limiter: Limiter,
+    pub health: RefCell<Health>,
+    /// Tracking version of the last connection opened.
+    pub version: Cell<Option<i32>>,
+}
+
+impl NodeState {
+    pub fn new(node: Node, opts: &PoolOptions, health: Health) -> Self {
+        NodeState {
+            node,
+            pool: RefCell::default(),
+            limiter: Limiter::new(opts.max_in_flight, opts.max_waiters),
+            health: RefCell::new(health),
+            version: Cell::new(None),
+        }
+    }
+
+    /// The weight used for balancing (never 0).
+    pub fn weight(&self) -> f64 {
+        self.node.weight.max(1) as f64
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        let pool = self.pool.borrow();
+        let health = self.health.borrow();
+        NodeStats {
+            node: self.node,
+            failed: health.is_failed(),
+            consecutive_failures: health.consecutive,
+            version: self.version.get(),
+            pool: PoolStats {
+                idle: pool.idle(),
+                in_use: pool.in_use,
+                created: pool.created,
+                closed: pool.closed,
+                failed_checks: pool.failed_checks,
+                waiters: self.limiter.waiting(),
+            },
+        }
+    }
+}
+
+/// Passive and active health of one node.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Health {
+    consecutive: u32,
+    /// Set while the node is on the failed list: when to probe it next.
+    next_probe: Option<Instant>,
+    /// A probe is under way.
+    pub probing: bool,
+    latency: PeakEwma,
+}
+
+impl Health {
+    pub fn is_failed(&self) -> bool {
+        self.next_probe.is_some()
+    }
+
+    /// Whether a probe is due.
+    pub fn probe_due(&self, now: Instant) -> bool {
+        !self.probing && self.next_probe.is_some_and(|t| t <= now)
+    }
+
+    /// A call or connect worked (a failed node that answers, when every node had
+    /// failed and the client failed open, is back in rotation).
+    pub fn success(&mut self, latency: Duration, now: Instant) {
+        self.consecutive = 0;
+        self.next_probe = None;
+        self.latency.observe(latency, now);
+    }
+
+    /// A call or connect failed; true when this failure puts the node on the failed
+    /// list (the `threshold`-th in a row).
+    pub fn failure(&mut self, threshold: u32, probe_interval: Duration, now: Instant) -> bool {
+        self.consecutive = self.consecutive.saturating_add(1);
+        if self.is_failed() || self.consecutive < threshold.max(1) {
+            return false;
+        }
+        self.next_probe = Some(now + probe_interval);
+        true
+    }
+
+    /// A probe failed: try again after `probe_interval`.
+    pub fn probe_failed(&mut self, probe_interval: Duration, now: Instant) {
+        self.probing = false;
+        self.next_probe = Some(now + probe_interval);
+    }
+
+    /// A probe worked: back in rotation with a clean record.
+    pub fn restore(&mut self) {
+        self.probing = false;
+        self.next_probe = None;
+        self.consecutive = 0;
+    }
+
+    /// The latency estimate in nanoseconds (0 before any sample).
+    pub fn latency_ns(&self) -> f64 {
+        self.latency.cost_ns
+    }
+}
+
+/// Finagle's peak EWMA: a sample above the estimate replaces it at once (latency
+/// spikes are believed immediately); below it, the estimate decays toward the sample
+/// with a time constant, so an idle node's old estimate fades as new samples arrive.
+#[derive(Debug, Clone, Default)]
+struct PeakEwma {
+    cost_ns: f64,
+    stamp: Option<Instant>,
+}
+
+/// The EWMA time constant (Finagle's `decayTime` default).
+const DECAY: Duration = Duration::from_secs(10);
+
+impl PeakEwma {
+    fn observe(&mut self, rtt: Duration, now: Instant) {
+        let rtt = rtt.as_nanos() as f64;
+        let elapsed = self
+            .stamp
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        self.stamp = Some(now);
+        if rtt > self.cost_ns {
+            self.cost_ns = rtt;
+        } else {
+            let w = (-elapsed / DECAY.as_secs_f64()).exp();
+            self.cost_ns = self.cost_ns * w + rtt * (1.0 - w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_consecutive_failures_fail_a_node_and_a_success_resets_the_count() {
+        let now = Instant::now();
+        let t = Duration::from_secs(1);
+        let mut h = Health::default();
+        assert!(!h.failure(3, t, now) && !h.failure(3, t, now));
+        h.success(Duration::from_millis(1), now);
+        assert!(!h.failure(3, t, now) && !h.failure(3, t, now));
+        assert!(h.failure(3, t, now), "the third in a row fails it");
+        assert!(h.is_failed() && !h.probe_due(now) && h.probe_due(now + t));
+        assert!(!h.failure(3, t, now), "already failed: reported once");
+        h.probing = true;
+        assert!(!h.probe_due(now + t), "one probe at a time");
+        h.probe_failed(t, now + t);
+        assert!(h.is_failed() && h.probe_due(now + 2 * t));
+        h.restore();
+        assert!(!h.is_failed() && h.consecutive == 0);
+    }
+
+    #[test]
+    fn peak_ewma_believes_spikes_at_once_and_decays_slowly() {
+        let now = Instant::now();
+        let mut e = PeakEwma::default();
+        e.observe(Duration::from_micros(100), now);
+        assert_eq!(e.cost_ns, 100_000.0);
+        e.observe(Duration::from_micros(900), now);
+        assert_eq!(e.cost_ns, 900_000.0, "a spike replaces the estimate");
+        e.observe(Duration::from_micros(100), now + Duration::from_secs(1));
+        let expected = 900_000.0 * (-0.1f64).exp() + 100_000.0 * (1.0 - (-0.1f64).exp());
+        assert!((e.cost_ns - expected).abs() < 1.0);
+    }
+}
