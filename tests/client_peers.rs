@@ -31,7 +31,13 @@ fn client(addr: std::net::SocketAddr, protocol: Protocol, framing: Framing) -> C
         framing,
         ..Options::new("rust-client")
     };
-    Client::new([addr], ClientConfig { conn, ..ClientConfig::default() })
+    Client::new(
+        [addr],
+        ClientConfig {
+            conn,
+            ..ClientConfig::default()
+        },
+    )
 }
 
 /// The tracking version of the client's (only) node's last connection.

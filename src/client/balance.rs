@@ -67,12 +67,19 @@ pub(crate) fn pick(nodes: &[Rc<NodeState>], tried: &[usize], policy: Policy) -> 
     }
 }
 
-fn soft_load<I: Iterator<Item = usize>>(nodes: &[Rc<NodeState>], candidates: impl Fn() -> I) -> usize {
+fn soft_load<I: Iterator<Item = usize>>(
+    nodes: &[Rc<NodeState>],
+    candidates: impl Fn() -> I,
+) -> usize {
     let load = |i: usize| nodes[i].pool.borrow().open() as f64 / nodes[i].weight();
     let (sum, n) = candidates().fold((0.0, 0), |(s, n), i| (s + load(i), n + 1));
     let average = sum / n as f64;
     if candidates().any(|i| load(i) < average) {
-        by_weight(nodes, || candidates().filter(|&i| load(i) < average), fastrand::f64())
+        by_weight(
+            nodes,
+            || candidates().filter(|&i| load(i) < average),
+            fastrand::f64(),
+        )
     } else {
         by_weight(nodes, candidates, fastrand::f64())
     }
@@ -125,14 +132,20 @@ mod tests {
             .map(|(i, &weight)| {
                 let addr = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
                 let node = Node { addr, weight };
-                Rc::new(NodeState::new(node, &PoolOptions::default(), Health::default()))
+                Rc::new(NodeState::new(
+                    node,
+                    &PoolOptions::default(),
+                    Health::default(),
+                ))
             })
             .collect()
     }
 
     fn fail(n: &NodeState) {
         let now = std::time::Instant::now();
-        n.health.borrow_mut().failure(1, Duration::from_secs(1), now);
+        n.health
+            .borrow_mut()
+            .failure(1, Duration::from_secs(1), now);
     }
 
     #[test]
@@ -152,7 +165,11 @@ mod tests {
         ns[0].pool.borrow_mut().opened();
         ns[1].pool.borrow_mut().opened();
         for _ in 0..200 {
-            assert_eq!(pick(&ns, &[], Policy::SoftLoad), Some(2), "only node 2 is below");
+            assert_eq!(
+                pick(&ns, &[], Policy::SoftLoad),
+                Some(2),
+                "only node 2 is below"
+            );
         }
     }
 
@@ -164,10 +181,16 @@ mod tests {
             assert_eq!(pick(&ns, &[0], Policy::SoftLoad), Some(2));
             assert_ne!(pick(&ns, &[], Policy::P2cEwma), Some(1));
         }
-        assert!(matches!(pick(&ns, &[0, 2], Policy::SoftLoad), Some(0 | 2)), "tried, not failed");
+        assert!(
+            matches!(pick(&ns, &[0, 2], Policy::SoftLoad), Some(0 | 2)),
+            "tried, not failed"
+        );
         fail(&ns[0]);
         fail(&ns[2]);
-        assert!(pick(&ns, &[], Policy::SoftLoad).is_some(), "all failed: fail open");
+        assert!(
+            pick(&ns, &[], Policy::SoftLoad).is_some(),
+            "all failed: fail open"
+        );
         assert_eq!(pick(&[], &[], Policy::SoftLoad), None);
     }
 
@@ -175,8 +198,14 @@ mod tests {
     fn p2c_picks_the_faster_of_two() {
         let ns = nodes(&[100, 100]);
         let now = std::time::Instant::now();
-        ns[0].health.borrow_mut().success(Duration::from_millis(5), now);
-        ns[1].health.borrow_mut().success(Duration::from_millis(1), now);
+        ns[0]
+            .health
+            .borrow_mut()
+            .success(Duration::from_millis(5), now);
+        ns[1]
+            .health
+            .borrow_mut()
+            .success(Duration::from_millis(1), now);
         for _ in 0..100 {
             assert_eq!(pick(&ns, &[], Policy::P2cEwma), Some(1));
         }

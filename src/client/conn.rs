@@ -110,7 +110,11 @@ impl Conn {
     /// Connects (within the connect timeout) and runs the tracking handshake when
     /// enabled: version 2 offered, native on `UNKNOWN_METHOD`. Every failure here is
     /// a [`CallError::Connect`]: no request has been sent.
-    pub async fn open(addr: SocketAddr, opts: &Options, generation: u64) -> Result<Conn, CallError> {
+    pub async fn open(
+        addr: SocketAddr,
+        opts: &Options,
+        generation: u64,
+    ) -> Result<Conn, CallError> {
         let connect_err = |source| CallError::Connect { addr, source };
         let stream = monoio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
             .await
@@ -168,7 +172,8 @@ impl Conn {
             Err(e) => return Err(e),
         };
         let r = read_body::<UpgradeReply>(opts.protocol, reply.msg, method, reply.seqid)?;
-        Ok(r.version.map_or(1, |v| v.clamp(1, tracking::CURRENT_VERSION)))
+        Ok(r.version
+            .map_or(1, |v| v.clamp(1, tracking::CURRENT_VERSION)))
     }
 
     /// Makes one call: writes the request (the tracking `header` first when the
@@ -338,7 +343,11 @@ fn strip_header(
     reply: Bytes,
     headers: bool,
 ) -> Result<(Bytes, Option<BTreeMap<String, String>>), CallError> {
-    if !headers || reply.first().is_some_and(|b| tracking::starts_with_message(*b)) {
+    if !headers
+        || reply
+            .first()
+            .is_some_and(|b| tracking::starts_with_message(*b))
+    {
         return Ok((reply, None));
     }
     fn header<C: Codec>(reply: &Bytes) -> Result<(ResponseHeader, usize), ProtocolError> {
@@ -366,7 +375,9 @@ fn check(protocol: Protocol, msg: Bytes, method: &str, seqid: i32) -> Result<(),
     match res {
         Err(CallError::Application(e))
             if e.kind == ApplicationExceptionKind::InternalError
-                && e.message.as_deref().is_some_and(|m| m.starts_with(SHUTTING_DOWN)) =>
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(SHUTTING_DOWN)) =>
         {
             Err(CallError::ShuttingDown)
         }

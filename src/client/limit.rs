@@ -135,19 +135,31 @@ mod tests {
     fn the_cap_makes_callers_wait_in_order_and_the_line_is_bounded() {
         let l = Limiter::new(Some(1), 2);
         let first = pin!(l.acquire());
-        let Poll::Ready(Some(p1)) = poll(first) else { panic!("a free slot is taken at once") };
+        let Poll::Ready(Some(p1)) = poll(first) else {
+            panic!("a free slot is taken at once")
+        };
         let mut second = pin!(l.acquire());
         let mut third = pin!(l.acquire());
         assert!(poll(second.as_mut()).is_pending());
         assert!(poll(third.as_mut()).is_pending());
         assert_eq!(l.waiting(), 2);
-        assert!(matches!(poll(pin!(l.acquire())), Poll::Ready(None)), "the line is full");
+        assert!(
+            matches!(poll(pin!(l.acquire())), Poll::Ready(None)),
+            "the line is full"
+        );
         drop(p1);
         assert_eq!(l.in_flight(), 1, "the slot passed to the first waiter");
-        assert!(poll(third.as_mut()).is_pending(), "first come, first served");
-        let Poll::Ready(Some(p2)) = poll(second) else { panic!("second was granted") };
+        assert!(
+            poll(third.as_mut()).is_pending(),
+            "first come, first served"
+        );
+        let Poll::Ready(Some(p2)) = poll(second) else {
+            panic!("second was granted")
+        };
         drop(p2);
-        let Poll::Ready(Some(p3)) = poll(third) else { panic!("third was granted") };
+        let Poll::Ready(Some(p3)) = poll(third) else {
+            panic!("third was granted")
+        };
         drop(p3);
         assert_eq!((l.in_flight(), l.waiting()), (0, 0));
     }
@@ -155,7 +167,9 @@ mod tests {
     #[test]
     fn a_waiter_that_gives_up_leaves_the_line_and_passes_on_a_granted_slot() {
         let l = Limiter::new(Some(1), 4);
-        let Poll::Ready(Some(p1)) = poll(pin!(l.acquire())) else { panic!() };
+        let Poll::Ready(Some(p1)) = poll(pin!(l.acquire())) else {
+            panic!()
+        };
         {
             let mut gone = pin!(l.acquire());
             assert!(poll(gone.as_mut()).is_pending());
@@ -173,8 +187,12 @@ mod tests {
     #[test]
     fn without_a_cap_it_only_counts() {
         let l = Limiter::new(None, 0);
-        let Poll::Ready(Some(a)) = poll(pin!(l.acquire())) else { panic!() };
-        let Poll::Ready(Some(b)) = poll(pin!(l.acquire())) else { panic!() };
+        let Poll::Ready(Some(a)) = poll(pin!(l.acquire())) else {
+            panic!()
+        };
+        let Poll::Ready(Some(b)) = poll(pin!(l.acquire())) else {
+            panic!()
+        };
         assert_eq!(l.in_flight(), 2);
         drop((a, b));
         assert_eq!(l.in_flight(), 0);

@@ -253,7 +253,13 @@ mod tests {
         let s = Duration::from_secs;
         assert!(!expired(s(9), k, 0.0), "never before the keepalive");
         assert!(!expired(s(10), k, 0.0), "probability 0 at the keepalive");
-        assert!(expired(s(15), k, 0.49) && !expired(s(15), k, 0.5), "1/2 halfway");
-        assert!(expired(s(20), k, 0.999_999), "certain at twice the keepalive");
+        assert!(
+            expired(s(15), k, 0.49) && !expired(s(15), k, 0.5),
+            "1/2 halfway"
+        );
+        assert!(
+            expired(s(20), k, 0.999_999),
+            "certain at twice the keepalive"
+        );
     }
 }

@@ -118,8 +118,14 @@ mod tests {
     #[test]
     fn only_unexecuted_calls_are_retried_unless_idempotent() {
         let io = || CallError::<Never>::Transport(std::io::ErrorKind::BrokenPipe.into());
-        assert!(is_safe(&io(), false, false), "the first write failed: not sent");
-        assert!(!is_safe(&io(), true, false), "sent: the server may have run it");
+        assert!(
+            is_safe(&io(), false, false),
+            "the first write failed: not sent"
+        );
+        assert!(
+            !is_safe(&io(), true, false),
+            "sent: the server may have run it"
+        );
         assert!(is_safe(&io(), true, true), "idempotent");
         assert!(!is_safe(&CallError::<Never>::Timeout, true, false));
         assert!(is_safe(&CallError::<Never>::ShuttingDown, true, false));
@@ -128,7 +134,8 @@ mod tests {
             source: std::io::ErrorKind::ConnectionRefused.into(),
         };
         assert!(is_safe(&refused, false, false));
-        let app = CallError::<Never>::Application(crate::protocol::ApplicationException::internal("x"));
+        let app =
+            CallError::<Never>::Application(crate::protocol::ApplicationException::internal("x"));
         assert!(!is_safe(&app, true, true), "an answer is final");
     }
 

@@ -119,7 +119,9 @@ impl Client {
         let inner = &self.inner;
         let old = inner.nodes.borrow().clone();
         for n in old.iter() {
-            n.pool.borrow_mut().clear(&mut |r| inner.closed(n.node.addr, r));
+            n.pool
+                .borrow_mut()
+                .clear(&mut |r| inner.closed(n.node.addr, r));
         }
         inner.generation.set(inner.generation.get() + 1);
         let fresh: Rc<[Rc<NodeState>]> = nodes
@@ -134,13 +136,22 @@ impl Client {
                 Rc::new(NodeState::new(node, &inner.config.pool, health))
             })
             .collect();
-        tracing::debug!(nodes = fresh.len(), generation = inner.generation.get(), "client node list set");
+        tracing::debug!(
+            nodes = fresh.len(),
+            generation = inner.generation.get(),
+            "client node list set"
+        );
         *inner.nodes.borrow_mut() = fresh;
     }
 
     /// Every node's health and pool counters on this core.
     pub fn stats(&self) -> Vec<NodeStats> {
-        self.inner.nodes.borrow().iter().map(|n| n.stats()).collect()
+        self.inner
+            .nodes
+            .borrow()
+            .iter()
+            .map(|n| n.stats())
+            .collect()
     }
 
     /// The protocol replies are encoded in.
@@ -177,12 +188,18 @@ impl Client {
             };
             let node = &nodes[index];
             let now = Instant::now();
-            let Some(left) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+            let Some(left) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+            else {
                 return Err(CallError::Timeout);
             };
             if cfg.conn.send_deadline {
                 let ms = left.as_millis().max(1).to_string();
-                header.meta.get_or_insert_default().insert(TIMEOUT_META.into(), ms);
+                header
+                    .meta
+                    .get_or_insert_default()
+                    .insert(TIMEOUT_META.into(), ms);
             }
             let attempt = Attempt {
                 node: node.node.addr,
@@ -386,7 +403,14 @@ impl Inner {
         };
         let cfg = &self.config;
         let sent = Cell::new(false);
-        let call = conn.call(&cfg.conn, Some(&header), &cfg.pool.ping_method, false, &NoArgs, &sent);
+        let call = conn.call(
+            &cfg.conn,
+            Some(&header),
+            &cfg.pool.ping_method,
+            false,
+            &NoArgs,
+            &sent,
+        );
         matches!(
             monoio::time::timeout(cfg.conn.call_timeout, call).await,
             Ok(Ok(_) | Err(CallError::Application(_)))
@@ -416,7 +440,11 @@ impl Lease<'_> {
         let addr = self.node.node.addr;
         self.node.pool.borrow_mut().checkin(
             conn,
-            if healthy { Ok(()) } else { Err(CloseReason::Broken) },
+            if healthy {
+                Ok(())
+            } else {
+                Err(CloseReason::Broken)
+            },
             &client.config.pool,
             client.generation.get(),
             &mut |r| client.closed(addr, r),

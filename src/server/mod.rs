@@ -231,16 +231,7 @@ impl ServerBuilder {
     {
         let config = Arc::new(self.config);
         if !config.handover {
-            // A plain bind fails if anyone holds the port, SO_REUSEPORT or not.
-            std::net::TcpListener::bind(config.listen).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{} is in use by another process ({e}); pass handover to share it",
-                        config.listen
-                    ),
-                )
-            })?;
+            refuse_a_live_listener(config.listen)?;
         }
         if monoio::utils::detect_uring() {
             tracing::info!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on io_uring");
@@ -358,4 +349,23 @@ impl ServerHandle {
         self.join();
         Ok(())
     }
+}
+
+/// Fails if another process listens on `addr`. A plain bind fails if anyone holds the
+/// port, SO_REUSEPORT or not — but so do the half-closed connections a crashed
+/// predecessor left behind (FIN_WAIT2 until their clients close), so a failed bind
+/// is confirmed by connecting: only a listener that accepts blocks the start.
+fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
+    let Err(e) = std::net::TcpListener::bind(addr) else {
+        return Ok(());
+    };
+    let connect = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+    if e.kind() != std::io::ErrorKind::AddrInUse || connect.is_ok() {
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{addr} is in use by another process ({e}); pass handover to share it"),
+        ));
+    }
+    tracing::info!(%addr, "the port is held only by old connections, not a listener: starting");
+    Ok(())
 }

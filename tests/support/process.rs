@@ -25,6 +25,11 @@ impl Demo {
     /// Starts `ringsoa-demo --cores 2` on a free port with `extra` flags; returns once it accepts.
     pub fn start(extra: &[&str]) -> Demo {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Demo::start_on(addr, extra)
+    }
+
+    /// Starts `ringsoa-demo --cores 2` on `addr` (a restart on the same port).
+    pub fn start_on(addr: SocketAddr, extra: &[&str]) -> Demo {
         let child = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
             .args(["--listen", &addr.to_string(), "--cores", "2"])
             .args(extra)
@@ -41,6 +46,23 @@ impl Demo {
             std::thread::sleep(Duration::from_millis(20));
         }
         Demo { child, addr }
+    }
+
+    /// Kills the process and waits until its listener is gone: a killed io_uring
+    /// process's sockets close a moment after it is reaped, when the kernel tears its
+    /// ring down, and until then its listener still accepts.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(self.addr).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{} still accepts after the kill",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Sends SIGTERM.

@@ -1,0 +1,471 @@
+//! `client::Client` pools and retries against real `ringsoa-demo` processes: dead
+//! connections never handed out, the response-shift hazard, the pool's limits and
+//! resets, deadlines sent and honoured, and which failures are retried.
+
+mod idl {
+    ringsoa::include_idl!();
+}
+mod support;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use idl::demo::DemoClient;
+use ringsoa::client::{
+    Attempt, BalanceOptions, Client, ClientConfig, CloseReason, Hooks, Node, PoolOptions,
+    RetryOptions,
+};
+use ringsoa::rpc::context::TIMEOUT_META;
+use ringsoa::rpc::{CallContext, CallError};
+use support::process::Demo;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// What the hooks saw: attempts (node, method, retry number, outcome) and closes.
+#[derive(Default)]
+struct Seen {
+    attempts: Vec<(SocketAddr, String, u32, Result<(), String>)>,
+    closes: Vec<CloseReason>,
+}
+
+fn watched(config: ClientConfig) -> (ClientConfig, Rc<RefCell<Seen>>) {
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let (a, c) = (seen.clone(), seen.clone());
+    let hooks = Hooks {
+        after_call: Some(Rc::new(move |at: &Attempt<'_>, _, outcome| {
+            let outcome = outcome.map_err(|e| e.to_string());
+            a.borrow_mut()
+                .attempts
+                .push((at.node, at.method.to_string(), at.retry, outcome));
+        })),
+        on_close: Some(Rc::new(move |_, reason| c.borrow_mut().closes.push(reason))),
+        ..Hooks::default()
+    };
+    (ClientConfig { hooks, ..config }, seen)
+}
+
+fn config() -> ClientConfig {
+    ClientConfig::new("pool-test")
+}
+
+#[test]
+fn checkout_never_hands_out_a_connection_the_server_closed() {
+    let demo = Demo::start(&[]);
+    let addr = demo.addr;
+    block_on(async move {
+        let client = Rc::new(Client::new([addr], config()));
+        // Four idle connections from four concurrent calls.
+        let calls: Vec<_> = (0..4)
+            .map(|i| {
+                let c = client.clone();
+                monoio::spawn(async move { DemoClient::new(c).sleep_ms(None, 50 + i).await })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap();
+        }
+        assert_eq!(client.stats()[0].pool.idle, 4);
+        // The server dies and comes back on the same port.
+        demo.kill();
+        let _demo = Demo::start_on(addr, &[]);
+        let echo = DemoClient::new(client.clone());
+        for i in 0..20 {
+            let msg = format!("after restart {i}");
+            assert_eq!(echo.echo(None, msg.clone()).await.unwrap(), msg);
+        }
+        let pool = client.stats()[0].pool;
+        assert_eq!(
+            pool.failed_checks, 4,
+            "each dead connection was caught by the peek"
+        );
+        assert_eq!(pool.created, 5, "one new connection served the 20 calls");
+    });
+}
+
+#[test]
+fn calls_recover_when_the_server_is_killed_and_restarted_under_load() {
+    let demo = Demo::start(&[]);
+    let addr = demo.addr;
+    block_on(async move {
+        let client = Rc::new(Client::new([addr], config()));
+        // 0: before the kill, 1: server down or just back, 2: settled.
+        let phase = Rc::new(std::cell::Cell::new(0u8));
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let (client, phase) = (client.clone(), phase.clone());
+                monoio::spawn(async move {
+                    let demo = DemoClient::new(client);
+                    let mut counts = [[0u32; 2]; 3]; // [phase][ok, failed]
+                    let mut i = 0u32;
+                    while phase.get() < 3 {
+                        i += 1;
+                        let msg = format!("{w}/{i}");
+                        let result = demo.echo(None, msg.clone()).await;
+                        // Counted in the phase in which the call ended.
+                        let p = phase.get().min(2) as usize;
+                        match result {
+                            Ok(got) => {
+                                assert_eq!(got, msg, "a reply to another call");
+                                counts[p][0] += 1;
+                            }
+                            Err(_) => {
+                                counts[p][1] += 1;
+                                monoio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        phase.set(1);
+        demo.kill();
+        monoio::time::sleep(Duration::from_millis(200)).await;
+        let demo = Demo::start_on(addr, &[]);
+        monoio::time::sleep(Duration::from_millis(200)).await;
+        phase.set(2);
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        phase.set(3);
+        let mut total = [[0u32; 2]; 3];
+        for w in workers {
+            for (t, c) in total.iter_mut().zip(w.await) {
+                t[0] += c[0];
+                t[1] += c[1];
+            }
+        }
+        assert_eq!(total[0][1], 0, "no failure before the kill: {total:?}");
+        assert!(total[1][1] > 0, "the outage was seen: {total:?}");
+        assert!(
+            total[2][0] > 0 && total[2][1] == 0,
+            "every call works once back: {total:?}"
+        );
+        drop(demo);
+    });
+}
+
+#[test]
+fn a_timed_out_call_does_not_shift_later_replies() {
+    let demo = Demo::start(&[]);
+    block_on(async {
+        let mut cfg = config();
+        cfg.conn.call_timeout = Duration::from_millis(100);
+        // Without the budget in meta, so the server does not give up first.
+        cfg.conn.send_deadline = false;
+        cfg.pool.max_idle = 1;
+        let (cfg, seen) = watched(cfg);
+        let client = Client::new([demo.addr], cfg);
+        let demo_client = DemoClient::new(&client);
+        assert_eq!(demo_client.echo(None, "warm".into()).await.unwrap(), "warm");
+        // thrift_connector put this connection back with the sleep reply unread, and
+        // every later call read the previous call's reply.
+        assert!(matches!(
+            demo_client.sleep_ms(None, 300).await,
+            Err(CallError::Timeout)
+        ));
+        assert_eq!(seen.borrow().closes, [CloseReason::Broken]);
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        for msg in ["A", "B", "C"] {
+            assert_eq!(demo_client.echo(None, msg.into()).await.unwrap(), msg);
+        }
+    });
+}
+
+#[test]
+fn pool_limits_use_limit_and_reset() {
+    let demo = Demo::start(&[]);
+    let addr = demo.addr;
+    block_on(async move {
+        let mut cfg = config();
+        cfg.pool = PoolOptions {
+            max_idle: 2,
+            max_in_flight: Some(2),
+            max_waiters: 1,
+            use_limit: Some(3),
+            ..PoolOptions::default()
+        };
+        let (cfg, seen) = watched(cfg);
+        let client = Rc::new(Client::new([addr], cfg));
+        // Two calls run, one waits, the fourth is refused at once.
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let c = client.clone();
+                monoio::spawn(async move { DemoClient::new(c).sleep_ms(None, 200).await })
+            })
+            .collect();
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(client.stats()[0].pool.waiters, 1);
+        let mut results = Vec::new();
+        for c in calls {
+            results.push(c.await);
+        }
+        assert!(
+            matches!(results[3], Err(CallError::Rejected(_))),
+            "{results:?}"
+        );
+        assert!(results[..3].iter().all(|r| r.is_ok()), "{results:?}");
+        let stats = client.stats()[0].pool;
+        assert_eq!((stats.created, stats.idle, stats.in_use), (2, 2, 0));
+
+        // Use limit 3: the connections that served 3 calls are retired at checkout.
+        let echo = DemoClient::new(client.clone());
+        for i in 0..6 {
+            echo.echo(None, i.to_string()).await.unwrap();
+        }
+        assert!(seen.borrow().closes.contains(&CloseReason::Tired));
+
+        // A new node list is a new generation: idle connections close now.
+        let idle = client.stats()[0].pool.idle;
+        client.set_nodes([addr]);
+        let resets = seen
+            .borrow()
+            .closes
+            .iter()
+            .filter(|r| **r == CloseReason::Reset)
+            .count();
+        assert_eq!(resets, idle);
+        echo.ping(None).await.unwrap();
+    });
+}
+
+#[test]
+fn idle_connections_are_pinged_and_reaped() {
+    let demo = Demo::start(&[]);
+    let addr = demo.addr;
+    block_on(async move {
+        let mut cfg = config();
+        cfg.pool.ping_interval = Some(Duration::from_millis(50));
+        cfg.pool.max_idle_time = Some(Duration::from_secs(60));
+        let (cfg, seen) = watched(cfg);
+        let client = Rc::new(Client::new([addr], cfg));
+        let echo = DemoClient::new(client.clone());
+        echo.ping(None).await.unwrap();
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(client.stats()[0].pool.idle, 1, "a ping that works keeps it");
+        demo.kill();
+        let _demo = Demo::start_on(addr, &[]);
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        assert!(seen.borrow().closes.contains(&CloseReason::PingFailed));
+        assert_eq!(client.stats()[0].pool.idle, 0);
+
+        // Max idle time.
+        let mut cfg = config();
+        cfg.pool.max_idle_time = Some(Duration::from_millis(100));
+        let (cfg, seen) = watched(cfg);
+        let client = Client::new([addr], cfg);
+        DemoClient::new(&client).ping(None).await.unwrap();
+        monoio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(seen.borrow().closes, [CloseReason::IdleTooLong]);
+    });
+}
+
+#[test]
+fn the_deadline_travels_in_meta_and_servers_honour_it() {
+    let first = Demo::start(&[]);
+    let second = Demo::start(&[]);
+    block_on(async {
+        let mut cfg = config();
+        cfg.conn.call_timeout = Duration::from_millis(800);
+        let client = Client::new([first.addr], cfg);
+        let demo = DemoClient::new(&client);
+        // Through a relay: the second server sees what is left of the budget.
+        let mut cx = CallContext::default();
+        cx.meta.insert("tenant".into(), "t1".into());
+        let seen = demo
+            .relay_whoami(Some(&mut cx), second.addr.to_string())
+            .await
+            .unwrap();
+        let left: u64 = seen[&format!("meta.{TIMEOUT_META}")].parse().unwrap();
+        assert!(left > 0 && left <= 800, "{seen:?}");
+        assert_eq!(seen["seq"], "1.1");
+        assert_eq!(seen["meta.tenant"], "t1");
+
+        // A budget sent by hand: the server gives up on the call when it runs out.
+        let mut cfg = config();
+        cfg.conn.send_deadline = false;
+        let client = Client::new([first.addr], cfg);
+        let mut cx = CallContext::default();
+        cx.meta.insert(TIMEOUT_META.into(), "100".into());
+        let started = Instant::now();
+        match DemoClient::new(&client).sleep_ms(Some(&mut cx), 3000).await {
+            Err(CallError::Application(e)) => {
+                assert!(e.to_string().contains("timed out after 100 ms"), "{e}")
+            }
+            other => panic!("expected the server's timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_millis(2500));
+    });
+}
+
+#[test]
+fn the_relay_chain_carries_request_id_seq_and_meta() {
+    let first = Demo::start(&[]);
+    let second = Demo::start(&[]);
+    block_on(async {
+        let client = Client::new([first.addr], config());
+        let demo = DemoClient::new(&client);
+        let mut cx = CallContext::default();
+        cx.meta.insert("k".into(), "v".into());
+        let direct = demo.whoami(Some(&mut cx)).await.unwrap();
+        let relayed = demo
+            .relay_whoami(Some(&mut cx), second.addr.to_string())
+            .await
+            .unwrap();
+        assert_eq!(direct["seq"], "1");
+        assert_eq!(
+            relayed["seq"], "2.1",
+            "the relay's call is a child of root call 2"
+        );
+        assert_eq!(relayed["client"], "ringsoa-demo");
+        assert_eq!(relayed["meta.k"], "v");
+        uuid::Uuid::parse_str(&relayed["request_id"]).unwrap();
+        assert_eq!(
+            cx.reply_meta["core"].len(),
+            1,
+            "response meta reaches the caller"
+        );
+    });
+}
+
+/// Two nodes, retries on: which failures are sent again.
+#[test]
+fn only_safe_failures_are_retried_and_the_budget_caps_them() {
+    // A written, non-idempotent call is never retried; marked idempotent, it is.
+    for idempotent in [false, true] {
+        let victim = Demo::start(&[]);
+        let other = Demo::start(&[]);
+        let (victim_addr, other_addr) = (victim.addr, other.addr);
+        let mut cfg = config();
+        if idempotent {
+            cfg.retry.idempotent = vec!["sleep_ms".into()];
+        }
+        let (cfg, seen) = watched(cfg);
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            victim.kill();
+        });
+        block_on(async {
+            // The weights send the first attempt to the victim (all but surely).
+            let nodes = [
+                Node {
+                    addr: victim_addr,
+                    weight: 1_000_000,
+                },
+                Node {
+                    addr: other_addr,
+                    weight: 1,
+                },
+            ];
+            let client = Client::new(nodes, cfg);
+            let result = DemoClient::new(&client).sleep_ms(None, 1000).await;
+            let attempts = &seen.borrow().attempts;
+            assert_eq!(attempts[0].0, victim_addr);
+            if idempotent {
+                assert_eq!(result.unwrap(), "slept 1000");
+                assert_eq!(attempts.len(), 2);
+                assert_eq!(attempts[1].0, other_addr, "retried on the other node");
+            } else {
+                assert!(matches!(result, Err(CallError::Transport(_))), "{result:?}");
+                assert_eq!(attempts.len(), 1, "never sent twice");
+            }
+        });
+        killer.join().unwrap();
+        drop(other);
+    }
+
+    // Connection refused on both nodes: every call may retry, the budget says how often.
+    let dead: Vec<SocketAddr> = (0..2)
+        .map(|_| {
+            format!("127.0.0.1:{}", support::process::free_port())
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    block_on(async {
+        let mut cfg = config();
+        cfg.retry = RetryOptions {
+            max_retries: 2,
+            budget_ratio: 0.0,
+            budget_floor: 3,
+            ..RetryOptions::default()
+        };
+        cfg.balance = BalanceOptions {
+            failure_threshold: 1000,
+            ..BalanceOptions::default()
+        };
+        let (cfg, seen) = watched(cfg);
+        let client = Client::new(dead.clone(), cfg);
+        let started = Instant::now();
+        for _ in 0..20 {
+            let r = DemoClient::new(&client).ping(None).await;
+            assert!(matches!(r, Err(CallError::Connect { .. })), "{r:?}");
+        }
+        let attempts = seen.borrow().attempts.len();
+        if started.elapsed() < Duration::from_millis(900) {
+            assert_eq!(attempts, 20 + 3, "20 calls and the floor of 3 retries");
+        } else {
+            assert!((23..=26).contains(&attempts), "{attempts}");
+        }
+    });
+}
+
+#[test]
+fn the_shutting_down_answer_is_retried_on_another_node() {
+    let draining = Demo::start(&["--drain-timeout-ms", "5000"]);
+    let other = Demo::start(&[]);
+    let (draining_addr, other_addr) = (draining.addr, other.addr);
+    let mut draining = draining;
+    block_on(async {
+        let (cfg, seen) = watched(config());
+        let client = Rc::new(Client::new([draining_addr, other_addr], cfg));
+        // Idle connections to both nodes.
+        let warm: Vec<_> = (0..8)
+            .map(|_| {
+                let c = client.clone();
+                monoio::spawn(async move { DemoClient::new(c).sleep_ms(None, 100).await })
+            })
+            .collect();
+        for w in warm {
+            w.await.unwrap();
+        }
+        assert!(client.stats()[0].pool.idle > 0, "{:?}", client.stats());
+        // A long call keeps the draining server up while it refuses new work.
+        let long = Client::new([draining_addr], config());
+        let long_call =
+            monoio::spawn(async move { DemoClient::new(&long).sleep_ms(None, 1500).await });
+        monoio::time::sleep(Duration::from_millis(100)).await;
+        draining.sigterm();
+        monoio::time::sleep(Duration::from_millis(100)).await;
+        for i in 0..30 {
+            let msg = format!("during drain {i}");
+            assert_eq!(
+                DemoClient::new(client.clone())
+                    .echo(None, msg.clone())
+                    .await
+                    .unwrap(),
+                msg
+            );
+        }
+        let long_result = long_call.await;
+        let seen = seen.borrow();
+        let refused = seen
+            .attempts
+            .iter()
+            .position(|a| {
+                a.0 == draining_addr && a.3.as_ref().is_err_and(|e| e.contains("shutting down"))
+            })
+            .unwrap_or_else(|| panic!("no call met the draining server: {:?}", seen.attempts));
+        let retry = &seen.attempts[refused + 1];
+        assert_eq!((retry.0, retry.2, retry.3.is_ok()), (other_addr, 1, true));
+        assert_eq!(long_result.unwrap(), "slept 1500", "in-flight calls finish");
+    });
+    assert_eq!(draining.wait(Duration::from_secs(10)).0, Some(0));
+}
