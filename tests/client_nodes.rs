@@ -1,0 +1,162 @@
+//! Node management against three real `ringsoa-demo` processes: a node killed under
+//! load leaves rotation after at most K failures, a probe restores it after a
+//! restart, and soft load keeps connection counts level.
+
+mod idl {
+    ringsoa::include_idl!();
+}
+mod support;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use idl::demo::DemoClient;
+use ringsoa::client::{Attempt, BalanceOptions, Client, ClientConfig, Hooks, Policy};
+use support::process::Demo;
+
+/// Consecutive failures that fail a node (K) and the probe period (T) under test.
+const K: u32 = 3;
+const T: Duration = Duration::from_millis(200);
+/// Concurrent callers.
+const CALLERS: usize = 6;
+
+/// An attempt as the hook saw it: node, when it ended, whether it failed.
+type Seen = Rc<RefCell<Vec<(SocketAddr, Instant, bool)>>>;
+
+fn client(nodes: &[SocketAddr], policy: Policy) -> (Rc<Client>, Seen) {
+    let seen: Seen = Rc::default();
+    let log = seen.clone();
+    let mut config = ClientConfig::new("nodes-test");
+    config.balance = BalanceOptions {
+        policy,
+        failure_threshold: K,
+        probe_interval: T,
+    };
+    // Echo may run twice: the calls in flight on the killed node go elsewhere.
+    config.retry.idempotent = vec!["echo".into()];
+    config.hooks = Hooks {
+        after_call: Some(Rc::new(move |a: &Attempt<'_>, _, r| {
+            log.borrow_mut().push((a.node, Instant::now(), r.is_err()))
+        })),
+        ..Hooks::default()
+    };
+    (Rc::new(Client::new(nodes.to_vec(), config)), seen)
+}
+
+/// Runs `CALLERS` echo loops until `stop`; returns the calls that failed.
+fn load(client: &Rc<Client>, stop: &Rc<Cell<bool>>) -> Vec<monoio::task::JoinHandle<u32>> {
+    (0..CALLERS)
+        .map(|w| {
+            let (client, stop) = (client.clone(), stop.clone());
+            monoio::spawn(async move {
+                let demo = DemoClient::new(client);
+                let mut failed = 0;
+                let mut i = 0u64;
+                while !stop.get() {
+                    i += 1;
+                    let msg = format!("{w}/{i}");
+                    match demo.echo(None, msg.clone()).await {
+                        Ok(got) => assert_eq!(got, msg),
+                        Err(_) => failed += 1,
+                    }
+                }
+                failed
+            })
+        })
+        .collect()
+}
+
+fn run(policy: Policy) {
+    let mut demos: Vec<Option<Demo>> = (0..3).map(|_| Some(Demo::start(&[]))).collect();
+    let addrs: Vec<SocketAddr> = demos.iter().map(|d| d.as_ref().unwrap().addr).collect();
+    let victim = addrs[1];
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let (client, seen) = client(&addrs, policy);
+            let stop = Rc::new(Cell::new(false));
+            let workers = load(&client, &stop);
+            monoio::time::sleep(Duration::from_millis(400)).await;
+
+            // Connection counts are level under soft load.
+            let open: Vec<usize> = client
+                .stats()
+                .iter()
+                .map(|s| s.pool.idle + s.pool.in_use)
+                .collect();
+            if policy == Policy::SoftLoad {
+                let spread = open.iter().max().unwrap() - open.iter().min().unwrap();
+                assert!(spread <= 2, "open connections per node {open:?}");
+            }
+            for a in &addrs {
+                assert!(seen.borrow().iter().any(|s| s.0 == *a), "{a} got no calls");
+            }
+
+            // Kill one node under load.
+            let killed_at = Instant::now();
+            demos[1].take().unwrap().kill();
+            monoio::time::sleep(Duration::from_millis(500)).await;
+            assert!(client.stats()[1].failed, "{:?}", client.stats()[1]);
+            let failures = seen
+                .borrow()
+                .iter()
+                .filter(|s| s.0 == victim && s.1 >= killed_at && s.2)
+                .count();
+            // Besides K failed connects, only the calls already in flight there fail.
+            assert!(
+                failures <= K as usize + CALLERS,
+                "{failures} failed attempts on the killed node"
+            );
+            let quiet_from = killed_at + Duration::from_millis(150);
+            let late = seen
+                .borrow()
+                .iter()
+                .filter(|s| s.0 == victim && s.1 >= quiet_from)
+                .count();
+            assert_eq!(late, 0, "no calls go to a failed node");
+
+            // Restart it: a probe restores it within T plus a tolerance.
+            demos[1] = Some(Demo::start_on(victim, &[]));
+            let restarted_at = Instant::now();
+            while client.stats()[1].failed {
+                assert!(
+                    restarted_at.elapsed() < T + Duration::from_secs(1),
+                    "not restored within {T:?} + 1 s"
+                );
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let restored_in = restarted_at.elapsed();
+            monoio::time::sleep(Duration::from_millis(300)).await;
+            let back = seen
+                .borrow()
+                .iter()
+                .filter(|s| s.0 == victim && s.1 >= restarted_at + restored_in && !s.2)
+                .count();
+            assert!(back > 0, "calls go to the restored node again");
+
+            stop.set(true);
+            let mut failed_calls = 0;
+            for w in workers {
+                failed_calls += w.await;
+            }
+            assert_eq!(failed_calls, 0, "retries hid the outage from callers");
+            eprintln!(
+                "{policy:?}: open connections {open:?}, restored in {restored_in:?}, stats {:?}",
+                client.stats()
+            );
+        });
+}
+
+#[test]
+fn soft_load_fails_over_and_restores_a_killed_node() {
+    run(Policy::SoftLoad);
+}
+
+#[test]
+fn p2c_fails_over_and_restores_a_killed_node() {
+    run(Policy::P2cEwma);
+}
