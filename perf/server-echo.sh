@@ -9,31 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 secs=${2:-3}
-cargo build --release --quiet --bin ringsoa-demo --bin ringsoa-perf
-mkdir -p perf/results
+. perf/lib.sh
 out=perf/results/server-echo.jsonl
 : > "$out"
-port=$((20000 + RANDOM % 20000))
-start_server() {
-  case $1 in
-    raw) target/release/ringsoa-perf echo-server --listen "127.0.0.1:$port" --cpu 0 & ;;
-    ringsoa) RUST_LOG=warn target/release/ringsoa-demo --listen "127.0.0.1:$port" --cores 1 & ;;
-  esac
-  server=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
-  echo "server $1 did not start" >&2; exit 1
-}
 for round in $(seq "$rounds"); do
   for payload in 64 4096; do
     for conns in 1 16 128; do
       for srv in raw ringsoa; do
-        port=$((port + 1))
         start_server "$srv"
-        load=$(cat /proc/loadavg | cut -d' ' -f1)
-        target/release/ringsoa-perf load --addr "127.0.0.1:$port" --conns "$conns" --payload "$payload" \
-          --warmup-s 1 --duration-s "$secs" --cpu 1 --server-pid "$server" --label "$srv" \
-          | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$round; d['loadavg']=$load; print(json.dumps(d))" >> "$out"
-        kill "$server"; wait "$server" 2>/dev/null || true
+        run_load "$out" "$round" "$srv" --conns "$conns" --payload "$payload" \
+          --warmup-s 1 --duration-s "$secs"
+        stop_server
       done
     done
   done

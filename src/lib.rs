@@ -14,7 +14,9 @@
 //!   headers) that thriftpy2's `TTrackedClient` speaks.
 //! - [`server`]: the thread-per-core io_uring server: one pinned monoio runtime and
 //!   SO_REUSEPORT listener per core, auto-detected framing and protocol, drain.
-//! - [`client`]: calling services: a single-connection tracked client for now.
+//! - [`client`]: calling services: core-local pools per node, node choice with
+//!   passive and active health, deadlines, safe retries.
+//! - [`runtime`]: the per-thread io_uring runtime everything above runs on.
 //! - [`dynamic`]: encoding and decoding any method's arguments and results from and
 //!   to JSON with an IDL parsed at run time.
 
@@ -32,6 +34,7 @@ pub mod dynamic;
 pub mod idl;
 pub mod protocol;
 pub mod rpc;
+pub mod runtime;
 pub mod server;
 pub mod tracking;
 pub mod transport;

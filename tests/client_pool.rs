@@ -425,7 +425,19 @@ fn the_shutting_down_answer_is_retried_on_another_node() {
     let mut draining = draining;
     block_on(async {
         let (cfg, seen) = watched(config());
-        let client = Rc::new(Client::new([draining_addr, other_addr], cfg));
+        // By weight the draining node is the soft-load choice once both have a
+        // connection (its open connections per weight stay below the average).
+        let nodes = [
+            Node {
+                addr: draining_addr,
+                weight: 1_000_000,
+            },
+            Node {
+                addr: other_addr,
+                weight: 1,
+            },
+        ];
+        let client = Rc::new(Client::new(nodes, cfg));
         // Idle connections to both nodes.
         let warm: Vec<_> = (0..8)
             .map(|_| {
@@ -436,7 +448,11 @@ fn the_shutting_down_answer_is_retried_on_another_node() {
         for w in warm {
             w.await.unwrap();
         }
-        assert!(client.stats()[0].pool.idle > 0, "{:?}", client.stats());
+        let stats = client.stats();
+        assert!(
+            stats[0].pool.idle > 0 && stats[1].pool.idle > 0,
+            "{stats:?}"
+        );
         // A long call keeps the draining server up while it refuses new work.
         let long = Client::new([draining_addr], config());
         let long_call =

@@ -97,15 +97,18 @@ pub struct PoolStats {
 pub(crate) struct NodePool {
     idle: VecDeque<Conn>,
     pub in_use: usize,
+    /// Connections being opened now (counted as open, so that a burst of new
+    /// calls spreads over the nodes instead of all connecting to one).
+    pub connecting: usize,
     pub created: u64,
     pub closed: u64,
     pub failed_checks: u64,
 }
 
 impl NodePool {
-    /// Open connections: idle and checked out.
+    /// Open connections: idle, checked out and being opened.
     pub fn open(&self) -> usize {
-        self.idle.len() + self.in_use
+        self.idle.len() + self.in_use + self.connecting
     }
 
     pub fn idle(&self) -> usize {

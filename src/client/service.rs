@@ -263,8 +263,10 @@ impl Inner {
             other => {
                 let n = self.root_calls.get() + 1;
                 self.root_calls.set(n);
+                // A uuid4 from the core's own generator: no getrandom syscall per call.
+                let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes());
                 RequestHeader {
-                    request_id: Some(uuid::Uuid::new_v4().to_string()),
+                    request_id: Some(id.into_uuid().to_string()),
                     seq: Some(n.to_string()),
                     meta: Some(other.map(|cx| cx.meta.clone()).unwrap_or_default()),
                 }
@@ -317,7 +319,9 @@ impl Inner {
         let conn = match pooled {
             Some(c) => c,
             None => {
+                let connecting = Connecting::new(node);
                 let c = Conn::open(node.node.addr, &self.config.conn, generation).await?;
+                drop(connecting);
                 node.version.set(Some(c.version));
                 node.pool.borrow_mut().opened();
                 c
@@ -415,6 +419,22 @@ impl Inner {
             monoio::time::timeout(cfg.conn.call_timeout, call).await,
             Ok(Ok(_) | Err(CallError::Application(_)))
         )
+    }
+}
+
+/// Counts a connection being opened until the attempt ends, however it ends.
+struct Connecting<'a>(&'a NodeState);
+
+impl<'a> Connecting<'a> {
+    fn new(node: &'a NodeState) -> Self {
+        node.pool.borrow_mut().connecting += 1;
+        Connecting(node)
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.pool.borrow_mut().connecting -= 1;
     }
 }
 

@@ -71,10 +71,7 @@ pub fn run<S, F>(
     S: Dispatch + 'static,
     F: Fn(usize) -> S + Send + Sync + 'static,
 {
-    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build();
-    let mut rt = match rt {
+    let mut rt = match crate::runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
             shutdown.report(index, 0);

@@ -27,14 +27,18 @@ pub struct Args {
 /// Runs the server until killed.
 pub fn run(args: Args) -> std::io::Result<()> {
     super::pin(args.cpu);
+    // The same ring setup as ringsoa's runtime (`ringsoa::runtime`), so that the
+    // comparison is of the code above the ring.
+    let mut coop = io_uring::IoUring::builder();
+    coop.setup_coop_taskrun();
+    let builder = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().uring_builder(coop);
     if args.timer {
-        let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        builder
             .enable_timer()
-            .build()?;
-        rt.block_on(accept(args.listen))
+            .build()?
+            .block_on(accept(args.listen))
     } else {
-        let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().build()?;
-        rt.block_on(accept(args.listen))
+        builder.build()?.block_on(accept(args.listen))
     }
 }
 

@@ -1,7 +1,14 @@
-//! Closed-loop load: N connections, one call in flight on each, pre-encoded framed
-//! strict-binary `Demo.echo` calls; each reply is compared byte for byte with the
-//! expected one. Latency is recorded per call from just before the write to the last
-//! byte of the reply.
+//! Closed-loop load of framed strict-binary `Demo.echo` calls, N at a time.
+//!
+//! - Raw (the default): N connections, one call in flight on each, pre-encoded
+//!   requests; each reply is compared byte for byte with the expected one.
+//! - Full stack (`--full-stack`): N tasks calling through one ringsoa
+//!   [`Client`](ringsoa::client::Client) (its pool opens the connections), tracked
+//!   unless `--no-tracking`; each reply is compared with the string sent.
+//!
+//! Latency is recorded per call from just before the write (raw) or the call (full
+//! stack) to the reply. The load generator's own CPU time per call is reported beside
+//! the server's, so the client's cost can be compared between the two modes.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -16,7 +23,9 @@ use ringsoa::protocol::{BinaryWriter, Encode, MessageType, ProtocolWriter};
 use ringsoa::transport::io::read_append;
 
 use super::cpu::process_cpu;
-use super::idl::demo::{DemoEchoArgs, DemoEchoResult};
+use super::idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult};
+use ringsoa::client::{Client, ClientConfig};
+use ringsoa::transport::Framing;
 
 /// Flags of `load`.
 #[derive(clap::Args, Debug)]
@@ -45,6 +54,12 @@ pub struct Args {
     /// A label copied into the JSON result.
     #[arg(long, default_value = "")]
     label: String,
+    /// Call through ringsoa's client instead of sending pre-encoded bytes.
+    #[arg(long)]
+    full_stack: bool,
+    /// With --full-stack: native Thrift, no tracking handshake or headers.
+    #[arg(long, requires = "full_stack")]
+    no_tracking: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -87,7 +102,9 @@ pub fn run(args: Args) -> std::io::Result<()> {
     let reply = framed_message(
         "echo",
         MessageType::Reply,
-        &DemoEchoResult { success: Some(msg) },
+        &DemoEchoResult {
+            success: Some(msg.clone()),
+        },
     );
     let run = Rc::new(Run {
         phase: Cell::new(Phase::Warmup),
@@ -97,33 +114,45 @@ pub fn run(args: Args) -> std::io::Result<()> {
             Histogram::new_with_bounds(1, 60_000_000, 3).map_err(std::io::Error::other)?,
         ),
     });
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()?;
-    let (window, cpu) = rt.block_on(async {
+    let mut rt = ringsoa::runtime::build()?;
+    let me = std::process::id();
+    let (window, cpu, own_cpu) = rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..args.conns {
-            let stream = TcpStream::connect(args.addr).await?;
-            stream.set_nodelay(true)?;
-            tasks.push(monoio::spawn(conn(
-                stream,
-                request.clone(),
-                reply.clone(),
-                run.clone(),
-            )));
+        if args.full_stack {
+            let client = Rc::new(full_stack_client(&args));
+            for _ in 0..args.conns {
+                tasks.push(monoio::spawn(caller(
+                    client.clone(),
+                    msg.clone(),
+                    run.clone(),
+                )));
+            }
+        } else {
+            for _ in 0..args.conns {
+                let stream = TcpStream::connect(args.addr).await?;
+                stream.set_nodelay(true)?;
+                tasks.push(monoio::spawn(conn(
+                    stream,
+                    request.clone(),
+                    reply.clone(),
+                    run.clone(),
+                )));
+            }
         }
         monoio::time::sleep(Duration::from_secs_f64(args.warmup_s)).await;
         let cpu0 = args.server_pid.map(process_cpu).transpose()?;
+        let own0 = process_cpu(me)?;
         let t0 = Instant::now();
         run.phase.set(Phase::Measure);
         monoio::time::sleep(Duration::from_secs_f64(args.duration_s)).await;
         run.phase.set(Phase::Stop);
         let window = t0.elapsed();
         let cpu1 = args.server_pid.map(process_cpu).transpose()?;
+        let own = process_cpu(me)? - own0;
         for t in tasks {
             t.await;
         }
-        Ok::<_, std::io::Error>((window, cpu0.zip(cpu1).map(|(a, b)| b - a)))
+        Ok::<_, std::io::Error>((window, cpu0.zip(cpu1).map(|(a, b)| b - a), own))
     })?;
     let hist = run.hist.borrow();
     let calls = run.calls.get();
@@ -141,6 +170,9 @@ pub fn run(args: Args) -> std::io::Result<()> {
         "p999_us": us(0.999),
         "max_us": hist.max() as f64 / 1000.0,
         "server_cpu_us_per_call": cpu.map(|c| c.as_secs_f64() * 1e6 / calls.max(1) as f64),
+        "client_cpu_us_per_call": own_cpu.as_secs_f64() * 1e6 / calls.max(1) as f64,
+        "mode": if args.full_stack { "full-stack" } else { "raw" },
+        "tracking": args.full_stack && !args.no_tracking,
     });
     println!("{result}");
     if run.errors.get() > 0 {
@@ -150,6 +182,42 @@ pub fn run(args: Args) -> std::io::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// One client for every caller task: framed binary, a pool as large as the load.
+fn full_stack_client(args: &Args) -> Client {
+    let mut config = ClientConfig::new("ringsoa-perf");
+    config.conn.framing = Framing::Framed;
+    config.conn.tracking = !args.no_tracking;
+    config.pool.max_idle = args.conns;
+    Client::new([args.addr], config)
+}
+
+/// One caller: echo through the client, checking each answer.
+async fn caller(client: Rc<Client>, msg: String, run: Rc<Run>) {
+    let demo = DemoClient::new(client);
+    while run.phase.get() != Phase::Stop {
+        let start = Instant::now();
+        let ok = demo
+            .echo(None, msg.clone())
+            .await
+            .is_ok_and(|got| got == msg);
+        let took = start.elapsed();
+        if !ok {
+            run.errors.set(run.errors.get() + 1);
+            return;
+        }
+        run.record(took);
+    }
+}
+
+impl Run {
+    fn record(&self, took: Duration) {
+        if self.phase.get() == Phase::Measure {
+            self.calls.set(self.calls.get() + 1);
+            let _ = self.hist.borrow_mut().record(took.as_nanos() as u64);
+        }
+    }
 }
 
 async fn conn(mut stream: TcpStream, request: Bytes, reply: Bytes, run: Rc<Run>) {
@@ -175,9 +243,6 @@ async fn conn(mut stream: TcpStream, request: Bytes, reply: Bytes, run: Rc<Run>)
             return;
         }
         let _ = buf.split_to(reply.len());
-        if run.phase.get() == Phase::Measure {
-            run.calls.set(run.calls.get() + 1);
-            let _ = run.hist.borrow_mut().record(took.as_nanos() as u64);
-        }
+        run.record(took);
     }
 }

@@ -1,14 +1,15 @@
 //! `ringsoa-perf`: load generation and the raw limit server for ringsoa's benchmarks.
 //!
-//! - `ringsoa-perf load`: closed-loop load of `Demo.echo` over N connections with
-//!   pre-encoded requests (framed strict binary), every reply checked byte for byte;
-//!   hdrhistogram latencies and, given the server's PID, the server's CPU time per
-//!   request from `/proc/<pid>/stat` over the measured window. JSON on stdout.
+//! - `ringsoa-perf load`: closed-loop load of `Demo.echo`, N calls at a time, either
+//!   raw (pre-encoded framed strict binary over N connections, every reply checked
+//!   byte for byte) or full stack (through ringsoa's client); hdrhistogram latencies,
+//!   the load generator's own CPU time per call and, given the server's PID, the
+//!   server's from `/proc/<pid>/stat` over the measured window. JSON on stdout.
 //! - `ringsoa-perf echo-server`: the limit: a raw monoio echo server that answers
 //!   each framed `echo` call with exactly the bytes ringsoa answers it with, and does
 //!   nothing else.
 //!
-//! Open-loop load, full-stack mode, plots and peers come with the perf harness work.
+//! Open-loop load, plots and peers come with the perf harness work.
 
 mod idl {
     ringsoa::include_idl!();

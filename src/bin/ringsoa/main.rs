@@ -164,10 +164,7 @@ fn call(a: CallArgs) -> ExitCode {
         fields: &method.function.args,
         json: &json,
     };
-    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build();
-    let mut rt = match rt {
+    let mut rt = match ringsoa::runtime::build() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("no runtime: {e}")),
     };

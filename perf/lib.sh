@@ -1,0 +1,31 @@
+# Shared by the perf scripts: build, start a pinned server, run one pinned load.
+# Servers run on CPU 0, the load generator on CPU 1.
+cargo build --release --quiet --bin ringsoa-demo --bin ringsoa-perf
+mkdir -p perf/results
+port=$((20000 + RANDOM % 20000))
+
+# start_server raw|ringsoa: starts it on the next port; sets $server and $port.
+start_server() {
+  port=$((port + 1))
+  case $1 in
+    raw) target/release/ringsoa-perf echo-server --listen "127.0.0.1:$port" --cpu 0 & ;;
+    ringsoa) RUST_LOG=warn taskset -c 0 target/release/ringsoa-demo --listen "127.0.0.1:$port" --cores 1 & ;;
+  esac
+  server=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
+  echo "server $1 did not start" >&2; exit 1
+}
+
+# run_load OUT ROUND LABEL [ringsoa-perf load flags...]: one run against $server,
+# its JSON (with the round and the load average at its start) appended to OUT.
+run_load() {
+  local out=$1 round=$2 label=$3; shift 3
+  local load; load=$(cut -d' ' -f1 /proc/loadavg)
+  target/release/ringsoa-perf load --addr "127.0.0.1:$port" --cpu 1 --server-pid "$server" \
+    --label "$label" "$@" \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$round; d['loadavg']=$load; print(json.dumps(d))" >> "$out"
+}
+
+stop_server() {
+  kill "$server"; wait "$server" 2>/dev/null || true
+}
