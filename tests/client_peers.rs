@@ -1,5 +1,5 @@
 //! `client::Client` against real thriftpy2 0.7.1 servers: it falls back to
-//! native Thrift on a plain server (every protocol and transport), speaks the tracking
+//! native Thrift on a plain server (every Demo method, every protocol and transport), speaks the tracking
 //! protocol with `TTrackedProcessor` (root rpc ids "1", "2", …, a uuid request id),
 //! and survives the Python server's missing response header before EXCEPTION replies.
 
@@ -11,7 +11,7 @@ mod support;
 use support::process::py_server;
 
 use idl::codegen::DerivedClient;
-use idl::demo::{DemoClient, DemoFailException};
+use idl::demo::{Color, DemoClient, DemoFailException, Item};
 use ringsoa::client::{Client, ClientConfig, Options};
 use ringsoa::protocol::{ApplicationExceptionKind, Protocol};
 use ringsoa::rpc::CallError;
@@ -59,7 +59,24 @@ fn falls_back_to_native_on_a_plain_thriftpy2_server() {
                     "{p}/{f}"
                 );
                 assert_eq!(version(&client), Some(0), "{p}/{f}: should be native");
+                demo.ping(None).await.unwrap();
                 assert_eq!(demo.add(None, 40, 2).await.unwrap(), 42);
+                assert_eq!(demo.sleep_ms(None, 5).await.unwrap(), "slept 5");
+                let item = Item {
+                    id: -7,
+                    name: Some("ü".into()),
+                    scores: Some(vec![0.5, -2.0]),
+                    attrs: Some([("k".to_string(), 1)].into()),
+                    tags: Some([3, -3].into()),
+                    blob: Some(bytes::Bytes::from_static(b"\0\xff")),
+                    flag: true,
+                    tiny: Some(-1),
+                    color: Color::GREEN,
+                    inner: None,
+                    children: Some(vec![]),
+                    nested: Some([(4, vec!["x".to_string()])].into()),
+                };
+                assert_eq!(demo.roundtrip(None, item.clone()).await.unwrap(), item);
                 match demo.fail(None, 3).await {
                     Err(CallError::Declared(DemoFailException::Err(e))) => {
                         assert_eq!((e.code, e.message.as_deref()), (Some(3), Some("fail 3")))
