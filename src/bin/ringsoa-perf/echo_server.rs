@@ -3,7 +3,10 @@
 //! (the call with its message type set to REPLY and field id 1 set to 0: the
 //! `_result` struct's `success`), and doing nothing else.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::io::AsyncWriteRentExt;
@@ -22,6 +25,42 @@ pub struct Args {
     /// Enable monoio's timer driver, as ringsoa's cores do (to measure its cost).
     #[arg(long)]
     timer: bool,
+    /// Fault injection, to test load generators: every this many milliseconds, block
+    /// the server thread for --stall-ms (a pause that stalls every connection).
+    #[arg(long, requires = "stall_ms")]
+    stall_every_ms: Option<u64>,
+    /// How long each injected stall lasts.
+    #[arg(long, requires = "stall_every_ms")]
+    stall_ms: Option<u64>,
+    /// Fault injection: corrupt every Nth reply (one byte of its payload).
+    #[arg(long)]
+    corrupt_every: Option<u64>,
+}
+
+/// The injected faults and their state (one server thread, so plain cells).
+struct Faults {
+    stall: Option<(Duration, Duration)>,
+    last_stall: Cell<Instant>,
+    corrupt_every: Option<u64>,
+    replies: Cell<u64>,
+}
+
+impl Faults {
+    fn stall_if_due(&self) {
+        if let Some((every, stall)) = self.stall {
+            if self.last_stall.get().elapsed() >= every {
+                std::thread::sleep(stall);
+                self.last_stall.set(Instant::now());
+            }
+        }
+    }
+
+    fn corrupt_this_one(&self) -> bool {
+        let n = self.replies.get() + 1;
+        self.replies.set(n);
+        self.corrupt_every
+            .is_some_and(|every| n % every.max(1) == 0)
+    }
 }
 
 /// Runs the server until killed.
@@ -32,22 +71,31 @@ pub fn run(args: Args) -> std::io::Result<()> {
     let mut coop = io_uring::IoUring::builder();
     coop.setup_coop_taskrun();
     let builder = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().uring_builder(coop);
+    let faults = Rc::new(Faults {
+        stall: args
+            .stall_every_ms
+            .zip(args.stall_ms)
+            .map(|(e, s)| (Duration::from_millis(e), Duration::from_millis(s))),
+        last_stall: Cell::new(Instant::now()),
+        corrupt_every: args.corrupt_every,
+        replies: Cell::new(0),
+    });
     if args.timer {
         builder
             .enable_timer()
             .build()?
-            .block_on(accept(args.listen))
+            .block_on(accept(args.listen, faults))
     } else {
-        builder.build()?.block_on(accept(args.listen))
+        builder.build()?.block_on(accept(args.listen, faults))
     }
 }
 
-async fn accept(addr: SocketAddr) -> std::io::Result<()> {
+async fn accept(addr: SocketAddr, faults: Rc<Faults>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        monoio::spawn(serve(stream));
+        monoio::spawn(serve(stream, faults.clone()));
     }
 }
 
@@ -57,7 +105,7 @@ async fn accept(addr: SocketAddr) -> std::io::Result<()> {
 const TYPE_AT: usize = 7;
 const FIELD_ID_AT: usize = 21;
 
-async fn serve(mut stream: TcpStream) {
+async fn serve(mut stream: TcpStream, faults: Rc<Faults>) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         let (res, b) = read_append(&mut stream, buf, 8 * 1024).await;
@@ -66,6 +114,7 @@ async fn serve(mut stream: TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+        faults.stall_if_due();
         // Answer every complete frame in the buffer with one write.
         let mut done = 0;
         while buf.len() - done >= 4 {
@@ -77,6 +126,9 @@ async fn serve(mut stream: TcpStream) {
             buf[done + TYPE_AT] = 2;
             buf[done + FIELD_ID_AT] = 0;
             buf[done + FIELD_ID_AT + 1] = 0;
+            if faults.corrupt_this_one() {
+                buf[done + 3 + len] ^= 0xff; // the last byte of the frame
+            }
             done += 4 + len;
         }
         if done > 0 {

@@ -1,17 +1,21 @@
-//! Closed-loop load of framed strict-binary `Demo.echo` calls, N at a time.
+//! Load of `Demo.echo` or `Demo.ping` calls against any Thrift server.
 //!
-//! - Raw (the default): N connections, one call in flight on each, pre-encoded
-//!   requests; each reply is compared byte for byte with the expected one.
+//! - Raw (the default): N connections with pre-encoded requests in the chosen
+//!   protocol and transport, `--pipeline` requests in flight on each; every reply is
+//!   compared byte for byte with the expected one.
 //! - Full stack (`--full-stack`): N tasks calling through one ringsoa
 //!   [`Client`](ringsoa::client::Client) (its pool opens the connections), tracked
-//!   unless `--no-tracking`; each reply is compared with the string sent.
+//!   unless `--no-tracking`; every answer is checked.
 //!
-//! Latency is recorded per call from just before the write (raw) or the call (full
-//! stack) to the reply. The load generator's own CPU time per call is reported beside
-//! the server's, so the client's cost can be compared between the two modes.
+//! Closed loop by default; with `--rate` an open loop: each connection (or caller)
+//! sends on a fixed schedule and latency is measured from the *intended* send time,
+//! so a server stall counts against every call that should have been sent during it
+//! (coordinated-omission-correct, as wrk2 does). The load generator's own CPU time
+//! per call is reported beside the server's.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,26 +23,46 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use ringsoa::protocol::{BinaryWriter, Encode, MessageType, ProtocolWriter};
+use ringsoa::client::{Client, ClientConfig};
+use ringsoa::protocol::{
+    BinaryWriter, CompactWriter, Encode, MessageType, Protocol, ProtocolWriter,
+};
 use ringsoa::transport::io::read_append;
+use ringsoa::transport::Framing;
 
 use super::cpu::process_cpu;
-use super::idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult};
-use ringsoa::client::{Client, ClientConfig};
-use ringsoa::transport::Framing;
+use super::idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult, DemoPingArgs, DemoPingResult};
+use super::report::{self, Report};
+use super::spawn::DemoProcess;
 
 /// Flags of `load`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Server address.
+    /// Server address (ignored with --spawn-demo).
     #[arg(long, default_value = "127.0.0.1:9090")]
     addr: SocketAddr,
-    /// Connections (one call in flight on each).
+    /// Connections (raw) or concurrent callers (full stack).
     #[arg(long, default_value_t = 16)]
     conns: usize,
+    /// Raw closed loop: requests in flight on each connection.
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["rate", "full_stack"])]
+    pipeline: usize,
+    /// Open loop: calls per second in all, spread evenly over the connections;
+    /// latency counts from each call's intended send time.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// The method: echo (of --payload bytes) or ping.
+    #[arg(long, value_enum, default_value = "echo")]
+    method: Method,
     /// Bytes of the echoed string.
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// Raw mode: the protocol.
+    #[arg(long, value_enum, default_value = "binary")]
+    protocol: ProtocolArg,
+    /// The transport.
+    #[arg(long, value_enum, default_value = "framed")]
+    transport: TransportArg,
     /// Seconds of warm-up before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup_s: f64,
@@ -48,9 +72,13 @@ pub struct Args {
     /// CPU to pin the load generator to.
     #[arg(long)]
     cpu: Option<usize>,
-    /// The server's PID, to report its CPU time per request.
+    /// The server's PID, to report its CPU time per call (set by --spawn-demo).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Start `ringsoa-demo --cores 1` (from beside this binary) pinned to this CPU,
+    /// on a free port, and measure it.
+    #[arg(long)]
+    spawn_demo: Option<usize>,
     /// A label copied into the JSON result.
     #[arg(long, default_value = "")]
     label: String,
@@ -60,6 +88,30 @@ pub struct Args {
     /// With --full-stack: native Thrift, no tracking handshake or headers.
     #[arg(long, requires = "full_stack")]
     no_tracking: bool,
+    /// Print progress to stderr every second.
+    #[arg(long)]
+    progress: bool,
+    /// Also write a latency-percentile plot of this run (SVG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Method {
+    Echo,
+    Ping,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ProtocolArg {
+    Binary,
+    Compact,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TransportArg {
+    Framed,
+    Buffered,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -69,7 +121,7 @@ enum Phase {
     Stop,
 }
 
-/// Shared by the connection tasks of the (single) load thread.
+/// Shared by the tasks of the (single) load thread.
 struct Run {
     phase: Cell<Phase>,
     calls: Cell<u64>,
@@ -77,67 +129,181 @@ struct Run {
     hist: RefCell<Histogram<u64>>,
 }
 
-fn framed_message(name: &str, kind: MessageType, body: &impl Encode) -> Bytes {
+impl Run {
+    /// Records a call that started (or should have started) at `start`.
+    fn record(&self, start: Instant) {
+        if self.phase.get() == Phase::Measure {
+            self.calls.set(self.calls.get() + 1);
+            let _ = self
+                .hist
+                .borrow_mut()
+                .record(start.elapsed().as_nanos() as u64);
+        }
+    }
+
+    fn error(&self) {
+        self.errors.set(self.errors.get() + 1);
+    }
+}
+
+/// An open-loop send schedule: one intended send time after another.
+#[derive(Clone, Copy)]
+struct Schedule {
+    next: Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    /// Waits for the next intended send time and returns the time latency counts
+    /// from: the intended time, or the actual send time if that was earlier. The
+    /// timer has 1 ms granularity and may wake up to 1 ms late, so the wait aims 1 ms
+    /// early: a send is never made late by the generator's own timer, only by the
+    /// reply to the previous call (which is what the latency must then include).
+    async fn wait(&mut self) -> Instant {
+        const GRANULARITY: Duration = Duration::from_millis(2);
+        let intended = self.next;
+        self.next += self.interval;
+        let now = Instant::now();
+        if intended > now + GRANULARITY {
+            monoio::time::sleep(intended - now - GRANULARITY).await;
+        }
+        intended.min(Instant::now())
+    }
+}
+
+fn message(
+    protocol: Protocol,
+    framing: Framing,
+    name: &str,
+    kind: MessageType,
+    body: &impl Encode,
+) -> Bytes {
+    fn write<W: ProtocolWriter>(mut w: W, name: &str, kind: MessageType, body: &impl Encode) {
+        w.write_message_begin(name, kind, 1);
+        body.encode(&mut w);
+    }
     let mut buf = BytesMut::new();
-    buf.put_u32(0);
-    let mut w = BinaryWriter::new(&mut buf);
-    w.write_message_begin(name, kind, 1);
-    body.encode(&mut w);
-    let len = (buf.len() - 4) as u32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
+    if framing == Framing::Framed {
+        buf.put_u32(0);
+    }
+    match protocol {
+        Protocol::Binary => write(BinaryWriter::new(&mut buf), name, kind, body),
+        Protocol::Compact => write(CompactWriter::new(&mut buf), name, kind, body),
+    }
+    if framing == Framing::Framed {
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+    }
     buf.freeze()
 }
 
+/// The request to send and the exact reply to expect.
+fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
+    let protocol = match args.protocol {
+        ProtocolArg::Binary => Protocol::Binary,
+        ProtocolArg::Compact => Protocol::Compact,
+    };
+    let framing = framing(args);
+    match args.method {
+        Method::Echo => {
+            let call = DemoEchoArgs {
+                msg: Some(msg.into()),
+            };
+            let result = DemoEchoResult {
+                success: Some(msg.into()),
+            };
+            (
+                message(protocol, framing, "echo", MessageType::Call, &call),
+                message(protocol, framing, "echo", MessageType::Reply, &result),
+            )
+        }
+        Method::Ping => (
+            message(
+                protocol,
+                framing,
+                "ping",
+                MessageType::Call,
+                &DemoPingArgs {},
+            ),
+            message(
+                protocol,
+                framing,
+                "ping",
+                MessageType::Reply,
+                &DemoPingResult {},
+            ),
+        ),
+    }
+}
+
+fn framing(args: &Args) -> Framing {
+    match args.transport {
+        TransportArg::Framed => Framing::Framed,
+        TransportArg::Buffered => Framing::Buffered,
+    }
+}
+
 /// Runs the load and prints one JSON object.
-pub fn run(args: Args) -> std::io::Result<()> {
+pub fn run(mut args: Args) -> std::io::Result<()> {
+    let demo = args.spawn_demo.map(DemoProcess::start).transpose()?;
+    if let Some(d) = &demo {
+        args.addr = d.addr;
+        args.server_pid = Some(d.pid());
+    }
     super::pin(args.cpu);
     let msg = "x".repeat(args.payload);
-    let request = framed_message(
-        "echo",
-        MessageType::Call,
-        &DemoEchoArgs {
-            msg: Some(msg.clone()),
-        },
-    );
-    let reply = framed_message(
-        "echo",
-        MessageType::Reply,
-        &DemoEchoResult {
-            success: Some(msg.clone()),
-        },
-    );
+    let (request, reply) = exchange(&args, &msg);
     let run = Rc::new(Run {
         phase: Cell::new(Phase::Warmup),
         calls: Cell::new(0),
         errors: Cell::new(0),
         hist: RefCell::new(
-            Histogram::new_with_bounds(1, 60_000_000, 3).map_err(std::io::Error::other)?,
+            Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(std::io::Error::other)?,
         ),
     });
     let mut rt = ringsoa::runtime::build()?;
     let me = std::process::id();
     let (window, cpu, own_cpu) = rt.block_on(async {
+        let start = Instant::now();
+        let schedule = |i: usize| {
+            args.rate.map(|rate| {
+                let interval = Duration::from_secs_f64(args.conns as f64 / rate.max(1e-9));
+                Schedule {
+                    next: start + interval.mul_f64(i as f64 / args.conns as f64),
+                    interval,
+                }
+            })
+        };
         let mut tasks = Vec::new();
         if args.full_stack {
             let client = Rc::new(full_stack_client(&args));
-            for _ in 0..args.conns {
-                tasks.push(monoio::spawn(caller(
+            for i in 0..args.conns {
+                let task = caller(
                     client.clone(),
+                    args.method,
                     msg.clone(),
                     run.clone(),
-                )));
+                    schedule(i),
+                );
+                tasks.push(monoio::spawn(task));
             }
         } else {
-            for _ in 0..args.conns {
+            for i in 0..args.conns {
                 let stream = TcpStream::connect(args.addr).await?;
                 stream.set_nodelay(true)?;
-                tasks.push(monoio::spawn(conn(
+                let task = conn(
                     stream,
                     request.clone(),
                     reply.clone(),
                     run.clone(),
-                )));
+                    args.pipeline.max(1),
+                    schedule(i),
+                );
+                tasks.push(monoio::spawn(task));
             }
+        }
+        if args.progress {
+            monoio::spawn(progress(run.clone(), start));
         }
         monoio::time::sleep(Duration::from_secs_f64(args.warmup_s)).await;
         let cpu0 = args.server_pid.map(process_cpu).transpose()?;
@@ -154,27 +320,33 @@ pub fn run(args: Args) -> std::io::Result<()> {
         }
         Ok::<_, std::io::Error>((window, cpu0.zip(cpu1).map(|(a, b)| b - a), own))
     })?;
-    let hist = run.hist.borrow();
+    drop(demo);
     let calls = run.calls.get();
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let result = serde_json::json!({
-        "label": args.label,
-        "conns": args.conns,
-        "payload": args.payload,
-        "seconds": window.as_secs_f64(),
-        "calls": calls,
-        "errors": run.errors.get(),
-        "qps": calls as f64 / window.as_secs_f64(),
-        "p50_us": us(0.50),
-        "p99_us": us(0.99),
-        "p999_us": us(0.999),
-        "max_us": hist.max() as f64 / 1000.0,
-        "server_cpu_us_per_call": cpu.map(|c| c.as_secs_f64() * 1e6 / calls.max(1) as f64),
-        "client_cpu_us_per_call": own_cpu.as_secs_f64() * 1e6 / calls.max(1) as f64,
-        "mode": if args.full_stack { "full-stack" } else { "raw" },
-        "tracking": args.full_stack && !args.no_tracking,
-    });
-    println!("{result}");
+    let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls.max(1) as f64;
+    let report = Report::new(&run.hist.borrow(), window)
+        .with("label", args.label.clone())
+        .with("method", format!("{:?}", args.method).to_lowercase())
+        .with("conns", args.conns)
+        .with("pipeline", args.pipeline)
+        .with("rate", args.rate)
+        .with("payload", args.payload)
+        .with("errors", run.errors.get())
+        .with("server_cpu_us_per_call", cpu.map(per_call))
+        .with("client_cpu_us_per_call", per_call(own_cpu))
+        .with("mode", if args.full_stack { "full-stack" } else { "raw" })
+        .with("tracking", args.full_stack && !args.no_tracking)
+        .with(
+            "loop",
+            if args.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            },
+        );
+    println!("{}", report.json());
+    if let Some(path) = &args.plot {
+        report::plot(&[report], path)?;
+    }
     if run.errors.get() > 0 {
         return Err(std::io::Error::other(format!(
             "{} replies were wrong or missing",
@@ -184,65 +356,109 @@ pub fn run(args: Args) -> std::io::Result<()> {
     Ok(())
 }
 
-/// One client for every caller task: framed binary, a pool as large as the load.
+/// One client for every caller task: a pool as large as the load.
 fn full_stack_client(args: &Args) -> Client {
     let mut config = ClientConfig::new("ringsoa-perf");
-    config.conn.framing = Framing::Framed;
+    config.conn.framing = framing(args);
+    config.conn.protocol = match args.protocol {
+        ProtocolArg::Binary => Protocol::Binary,
+        ProtocolArg::Compact => Protocol::Compact,
+    };
     config.conn.tracking = !args.no_tracking;
     config.pool.max_idle = args.conns;
     Client::new([args.addr], config)
 }
 
-/// One caller: echo through the client, checking each answer.
-async fn caller(client: Rc<Client>, msg: String, run: Rc<Run>) {
+/// One caller: calls through the client, checking each answer.
+async fn caller(
+    client: Rc<Client>,
+    method: Method,
+    msg: String,
+    run: Rc<Run>,
+    mut schedule: Option<Schedule>,
+) {
     let demo = DemoClient::new(client);
     while run.phase.get() != Phase::Stop {
-        let start = Instant::now();
-        let ok = demo
-            .echo(None, msg.clone())
-            .await
-            .is_ok_and(|got| got == msg);
-        let took = start.elapsed();
+        let start = match &mut schedule {
+            Some(s) => s.wait().await,
+            None => Instant::now(),
+        };
+        let ok = match method {
+            Method::Echo => demo
+                .echo(None, msg.clone())
+                .await
+                .is_ok_and(|got| got == msg),
+            Method::Ping => demo.ping(None).await.is_ok(),
+        };
         if !ok {
-            run.errors.set(run.errors.get() + 1);
+            run.error();
             return;
         }
-        run.record(took);
+        run.record(start);
     }
 }
 
-impl Run {
-    fn record(&self, took: Duration) {
-        if self.phase.get() == Phase::Measure {
-            self.calls.set(self.calls.get() + 1);
-            let _ = self.hist.borrow_mut().record(took.as_nanos() as u64);
-        }
-    }
-}
-
-async fn conn(mut stream: TcpStream, request: Bytes, reply: Bytes, run: Rc<Run>) {
-    let mut buf = BytesMut::with_capacity(reply.len() + 4096);
-    while run.phase.get() != Phase::Stop {
-        let start = Instant::now();
-        let (res, _) = stream.write_all(request.clone()).await;
-        if res.is_err() {
-            run.errors.set(run.errors.get() + 1);
-            return;
+/// One raw connection: keeps `pipeline` requests in flight (closed loop) or sends on
+/// `schedule` (open loop), and checks every reply byte for byte.
+async fn conn(
+    mut stream: TcpStream,
+    request: Bytes,
+    reply: Bytes,
+    run: Rc<Run>,
+    pipeline: usize,
+    mut schedule: Option<Schedule>,
+) {
+    let mut buf = BytesMut::with_capacity(reply.len() * pipeline + 4096);
+    let mut sent = std::collections::VecDeque::with_capacity(pipeline);
+    while run.phase.get() != Phase::Stop || !sent.is_empty() {
+        while sent.len() < pipeline && run.phase.get() != Phase::Stop {
+            let start = match &mut schedule {
+                Some(s) => s.wait().await,
+                None => Instant::now(),
+            };
+            let (res, _) = stream.write_all(request.clone()).await;
+            if res.is_err() {
+                run.error();
+                return;
+            }
+            sent.push_back(start);
         }
         while buf.len() < reply.len() {
             let (res, b) = read_append(&mut stream, buf, reply.len()).await;
             buf = b;
             if !matches!(res, Ok(n) if n > 0) {
-                run.errors.set(run.errors.get() + 1);
+                run.error();
                 return;
             }
         }
-        let took = start.elapsed();
         if buf[..reply.len()] != reply[..] {
-            run.errors.set(run.errors.get() + 1);
+            run.error();
             return;
         }
         let _ = buf.split_to(reply.len());
-        run.record(took);
+        if let Some(start) = sent.pop_front() {
+            run.record(start);
+        }
+    }
+}
+
+/// Prints calls, rate and p99 so far, every second.
+async fn progress(run: Rc<Run>, start: Instant) {
+    let mut last = 0;
+    while run.phase.get() != Phase::Stop {
+        monoio::time::sleep(Duration::from_secs(1)).await;
+        let calls = run.calls.get();
+        let p99 = run.hist.borrow().value_at_quantile(0.99) as f64 / 1000.0;
+        let phase = match run.phase.get() {
+            Phase::Warmup => "warm-up",
+            _ => "measuring",
+        };
+        eprintln!(
+            "[{:>5.1} s] {phase}: {calls} calls, {} /s, p99 {p99:.0} µs, {} errors",
+            start.elapsed().as_secs_f64(),
+            calls - last,
+            run.errors.get()
+        );
+        last = calls;
     }
 }

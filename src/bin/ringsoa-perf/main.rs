@@ -1,15 +1,17 @@
 //! `ringsoa-perf`: load generation and the raw limit server for ringsoa's benchmarks.
 //!
-//! - `ringsoa-perf load`: closed-loop load of `Demo.echo`, N calls at a time, either
-//!   raw (pre-encoded framed strict binary over N connections, every reply checked
-//!   byte for byte) or full stack (through ringsoa's client); hdrhistogram latencies,
-//!   the load generator's own CPU time per call and, given the server's PID, the
-//!   server's from `/proc/<pid>/stat` over the measured window. JSON on stdout.
+//! - `ringsoa-perf load`: load of `Demo.echo`/`Demo.ping` against any Thrift server,
+//!   raw (pre-encoded, binary or compact, framed or buffered, every reply checked
+//!   byte for byte) or full stack (through ringsoa's client); closed loop (N
+//!   connections × pipeline) or open loop at a fixed rate, measured from intended
+//!   send times; hdrhistogram percentiles, the load generator's own CPU time per call
+//!   and, given the server's PID (or with `--spawn-demo`), the server's from
+//!   `/proc/<pid>/stat`; JSON on stdout, optionally an SVG percentile plot.
+//! - `ringsoa-perf plot`: one SVG comparing several results.
 //! - `ringsoa-perf echo-server`: the limit: a raw monoio echo server that answers
 //!   each framed `echo` call with exactly the bytes ringsoa answers it with, and does
 //!   nothing else.
 //!
-//! Open-loop load, plots and peers come with the perf harness work.
 
 mod idl {
     ringsoa::include_idl!();
@@ -18,6 +20,8 @@ mod idl {
 mod cpu;
 mod echo_server;
 mod load;
+mod report;
+mod spawn;
 
 use clap::{Parser, Subcommand};
 
@@ -31,16 +35,46 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Closed-loop echo load against a server.
+    /// Load against a Thrift server (closed or open loop, raw or full stack).
     Load(load::Args),
     /// The raw monoio echo server (the limit).
     EchoServer(echo_server::Args),
+    /// A latency-percentile plot comparing several `load` results (JSON files).
+    Plot(PlotArgs),
+}
+
+/// Flags of `plot`.
+#[derive(clap::Args, Debug)]
+struct PlotArgs {
+    /// Result files, each holding the JSON of `ringsoa-perf load` (one object per
+    /// line; every line is plotted).
+    #[arg(required = true)]
+    results: Vec<std::path::PathBuf>,
+    /// The SVG to write.
+    #[arg(long, short)]
+    out: std::path::PathBuf,
+}
+
+fn plot(a: PlotArgs) -> std::io::Result<()> {
+    let mut reports = Vec::new();
+    for path in &a.results {
+        for line in std::fs::read_to_string(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+            reports.push(report::Report::from_json(v)?);
+        }
+    }
+    report::plot(&reports, &a.out)
 }
 
 fn main() -> std::io::Result<()> {
     match Cli::parse().command {
         Command::Load(a) => load::run(a),
         Command::EchoServer(a) => echo_server::run(a),
+        Command::Plot(a) => plot(a),
     }
 }
 

@@ -1,0 +1,162 @@
+//! The load generator's own correctness, as processes: replies are really checked, the
+//! open loop measures from intended send times (a stall that the closed loop hides
+//! shows in its percentiles), `--spawn-demo` measures a server it starts itself, and
+//! the plots are written.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::process::free_port;
+
+const PERF: &str = env!("CARGO_BIN_EXE_ringsoa-perf");
+
+/// `ringsoa-perf echo-server` with `flags`, killed on drop.
+struct EchoServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl EchoServer {
+    fn start(flags: &[&str]) -> EchoServer {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(PERF)
+            .args(["echo-server", "--listen", &addr.to_string()])
+            .args(flags)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "echo-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        EchoServer { child, addr }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn load(flags: &[&str]) -> (Output, Value) {
+    let out = Command::new(PERF)
+        .arg("load")
+        .args(["--warmup-s", "0.3"])
+        .args(flags)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {stdout} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, json)
+}
+
+fn us(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+#[test]
+fn wrong_replies_are_counted_and_fail_the_run() {
+    let honest = EchoServer::start(&[]);
+    let (out, v) = load(&[
+        "--addr",
+        &honest.addr.to_string(),
+        "--conns",
+        "2",
+        "--duration-s",
+        "0.5",
+    ]);
+    assert!(out.status.success(), "{v}");
+    assert_eq!(v["errors"], 0);
+    assert!(v["calls"].as_u64().unwrap() > 100, "{v}");
+
+    let corrupt = EchoServer::start(&["--corrupt-every", "500"]);
+    let (out, v) = load(&[
+        "--addr",
+        &corrupt.addr.to_string(),
+        "--conns",
+        "2",
+        "--duration-s",
+        "0.5",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a corrupted reply must fail the run: {v}"
+    );
+    assert!(v["errors"].as_u64().unwrap() > 0, "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong or missing"));
+}
+
+#[test]
+fn the_open_loop_counts_a_stall_the_closed_loop_hides() {
+    // The server blocks for 100 ms every 500 ms.
+    let server = EchoServer::start(&["--stall-every-ms", "500", "--stall-ms", "100"]);
+    let addr = server.addr.to_string();
+    let common = ["--addr", &addr, "--conns", "1", "--duration-s", "2"];
+    let (_, closed) = load(&common);
+    let (_, open) = load(&[&common[..], &["--rate", "2000"]].concat());
+    eprintln!(
+        "closed p50/p90/p99 {}/{}/{} µs; open {}/{}/{} µs",
+        us(&closed, "p50_us"),
+        us(&closed, "p90_us"),
+        us(&closed, "p99_us"),
+        us(&open, "p50_us"),
+        us(&open, "p90_us"),
+        us(&open, "p99_us")
+    );
+    // Closed loop: one slow call per stall among thousands.
+    assert!(us(&closed, "p99_us") < 20_000.0, "{closed}");
+    assert!(us(&closed, "max_us") >= 90_000.0, "{closed}");
+    // Open loop: every call due during a stall waits for it (a fifth of the calls,
+    // their latencies spread over 0–100 ms).
+    assert!(us(&open, "p99_us") >= 60_000.0, "{open}");
+    assert!(us(&open, "p90_us") >= 10_000.0, "{open}");
+    let rate = us(&open, "qps");
+    assert!(
+        (1800.0..2200.0).contains(&rate),
+        "the schedule holds: {rate}/s"
+    );
+}
+
+#[test]
+fn spawns_the_demo_measures_it_and_plots() {
+    let dir = std::env::temp_dir().join(format!("ringsoa-perf-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("run.svg");
+    let (out, v) = load(&[
+        "--spawn-demo",
+        "0",
+        "--conns",
+        "2",
+        "--duration-s",
+        "0.5",
+        "--full-stack",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{v}");
+    assert!(us(&v, "server_cpu_us_per_call") > 0.0, "{v}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    let json = dir.join("run.json");
+    std::fs::write(&json, format!("{v}\n{v}\n")).unwrap();
+    let cmp = dir.join("cmp.svg");
+    let status = Command::new(PERF)
+        .args(["plot", json.to_str().unwrap(), "-o", cmp.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(std::fs::read_to_string(&cmp).unwrap().contains("<polyline"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
