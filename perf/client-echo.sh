@@ -7,8 +7,6 @@
 # Usage: perf/client-echo.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-3}
-secs=${2:-3}
 . perf/lib.sh
 out=perf/results/client-echo.jsonl
 : > "$out"

@@ -1,5 +1,7 @@
-# Shared by the perf scripts: build, start a pinned server, run one pinned load.
-# Servers run on CPU 0, the load generator on CPU 1.
+# Shared by the perf scripts: arguments, build, start a pinned server, run one
+# pinned load. Servers run on CPU 0, the load generator on CPU 1.
+rounds=${1:-3}
+secs=${2:-3}
 cargo build --release --quiet --bin ringsoa-demo --bin ringsoa-perf
 mkdir -p perf/results
 port=$((20000 + RANDOM % 20000))

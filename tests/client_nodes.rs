@@ -72,83 +72,79 @@ fn run(policy: Policy) {
     let mut demos: Vec<Option<Demo>> = (0..3).map(|_| Some(Demo::start(&[]))).collect();
     let addrs: Vec<SocketAddr> = demos.iter().map(|d| d.as_ref().unwrap().addr).collect();
     let victim = addrs[1];
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let (client, seen) = client(&addrs, policy);
-            let stop = Rc::new(Cell::new(false));
-            let workers = load(&client, &stop);
-            monoio::time::sleep(Duration::from_millis(400)).await;
+    support::block_on(async {
+        let (client, seen) = client(&addrs, policy);
+        let stop = Rc::new(Cell::new(false));
+        let workers = load(&client, &stop);
+        monoio::time::sleep(Duration::from_millis(400)).await;
 
-            // Connection counts are level under soft load.
-            let open: Vec<usize> = client
-                .stats()
-                .iter()
-                .map(|s| s.pool.idle + s.pool.in_use)
-                .collect();
-            if policy == Policy::SoftLoad {
-                let spread = open.iter().max().unwrap() - open.iter().min().unwrap();
-                assert!(spread <= 2, "open connections per node {open:?}");
-            }
-            for a in &addrs {
-                assert!(seen.borrow().iter().any(|s| s.0 == *a), "{a} got no calls");
-            }
+        // Connection counts are level under soft load.
+        let open: Vec<usize> = client
+            .stats()
+            .iter()
+            .map(|s| s.pool.idle + s.pool.in_use)
+            .collect();
+        if policy == Policy::SoftLoad {
+            let spread = open.iter().max().unwrap() - open.iter().min().unwrap();
+            assert!(spread <= 2, "open connections per node {open:?}");
+        }
+        for a in &addrs {
+            assert!(seen.borrow().iter().any(|s| s.0 == *a), "{a} got no calls");
+        }
 
-            // Kill one node under load.
-            let killed_at = Instant::now();
-            demos[1].take().unwrap().kill();
-            monoio::time::sleep(Duration::from_millis(500)).await;
-            assert!(client.stats()[1].failed, "{:?}", client.stats()[1]);
-            let failures = seen
-                .borrow()
-                .iter()
-                .filter(|s| s.0 == victim && s.1 >= killed_at && s.2)
-                .count();
-            // Besides K failed connects, only the calls already in flight there fail.
+        // Kill one node under load.
+        let killed_at = Instant::now();
+        demos[1].take().unwrap().kill();
+        monoio::time::sleep(Duration::from_millis(500)).await;
+        assert!(client.stats()[1].failed, "{:?}", client.stats()[1]);
+        let failures = seen
+            .borrow()
+            .iter()
+            .filter(|s| s.0 == victim && s.1 >= killed_at && s.2)
+            .count();
+        // Besides K failed connects, only the calls already in flight there fail.
+        assert!(
+            failures <= K as usize + CALLERS,
+            "{failures} failed attempts on the killed node"
+        );
+        let quiet_from = killed_at + Duration::from_millis(150);
+        let late = seen
+            .borrow()
+            .iter()
+            .filter(|s| s.0 == victim && s.1 >= quiet_from)
+            .count();
+        assert_eq!(late, 0, "no calls go to a failed node");
+
+        // Restart it: a probe restores it within T plus a tolerance.
+        demos[1] = Some(Demo::start_on(victim, &[]));
+        let restarted_at = Instant::now();
+        while client.stats()[1].failed {
             assert!(
-                failures <= K as usize + CALLERS,
-                "{failures} failed attempts on the killed node"
+                restarted_at.elapsed() < T + Duration::from_secs(1),
+                "not restored within {T:?} + 1 s"
             );
-            let quiet_from = killed_at + Duration::from_millis(150);
-            let late = seen
-                .borrow()
-                .iter()
-                .filter(|s| s.0 == victim && s.1 >= quiet_from)
-                .count();
-            assert_eq!(late, 0, "no calls go to a failed node");
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let restored_in = restarted_at.elapsed();
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let back = seen
+            .borrow()
+            .iter()
+            .filter(|s| s.0 == victim && s.1 >= restarted_at + restored_in && !s.2)
+            .count();
+        assert!(back > 0, "calls go to the restored node again");
 
-            // Restart it: a probe restores it within T plus a tolerance.
-            demos[1] = Some(Demo::start_on(victim, &[]));
-            let restarted_at = Instant::now();
-            while client.stats()[1].failed {
-                assert!(
-                    restarted_at.elapsed() < T + Duration::from_secs(1),
-                    "not restored within {T:?} + 1 s"
-                );
-                monoio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let restored_in = restarted_at.elapsed();
-            monoio::time::sleep(Duration::from_millis(300)).await;
-            let back = seen
-                .borrow()
-                .iter()
-                .filter(|s| s.0 == victim && s.1 >= restarted_at + restored_in && !s.2)
-                .count();
-            assert!(back > 0, "calls go to the restored node again");
-
-            stop.set(true);
-            let mut failed_calls = 0;
-            for w in workers {
-                failed_calls += w.await;
-            }
-            assert_eq!(failed_calls, 0, "retries hid the outage from callers");
-            eprintln!(
-                "{policy:?}: open connections {open:?}, restored in {restored_in:?}, stats {:?}",
-                client.stats()
-            );
-        });
+        stop.set(true);
+        let mut failed_calls = 0;
+        for w in workers {
+            failed_calls += w.await;
+        }
+        assert_eq!(failed_calls, 0, "retries hid the outage from callers");
+        eprintln!(
+            "{policy:?}: open connections {open:?}, restored in {restored_in:?}, stats {:?}",
+            client.stats()
+        );
+    });
 }
 
 #[test]

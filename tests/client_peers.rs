@@ -8,6 +8,8 @@ mod idl {
 }
 mod support;
 
+use support::block_on;
+
 use support::process::py_server;
 
 use idl::codegen::DerivedClient;
@@ -16,14 +18,6 @@ use ringsoa::client::{Client, ClientConfig, Options};
 use ringsoa::protocol::{ApplicationExceptionKind, Protocol};
 use ringsoa::rpc::CallError;
 use ringsoa::transport::Framing;
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn client(addr: std::net::SocketAddr, protocol: Protocol, framing: Framing) -> Client {
     let conn = Options {

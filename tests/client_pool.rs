@@ -7,6 +7,8 @@ mod idl {
 }
 mod support;
 
+use support::block_on;
+
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -20,14 +22,6 @@ use ringsoa::client::{
 use ringsoa::rpc::context::TIMEOUT_META;
 use ringsoa::rpc::{CallContext, CallError};
 use support::process::Demo;
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// What the hooks saw: attempts (node, method, retry number, outcome) and closes.
 #[derive(Default)]

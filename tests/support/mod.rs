@@ -4,3 +4,8 @@
 pub mod golden;
 pub mod process;
 pub mod wire;
+
+/// Runs `f` to completion on ringsoa's runtime (io_uring, timer).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    ringsoa::runtime::build().unwrap().block_on(f)
+}
