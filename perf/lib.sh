@@ -6,16 +6,25 @@ cargo build --release --quiet --bin ringsoa-demo --bin ringsoa-perf
 mkdir -p perf/results
 port=$((20000 + RANDOM % 20000))
 
-# start_server raw|ringsoa: starts it on the next port; sets $server and $port.
-start_server() {
+# start_cmd COMMAND...: starts COMMAND (with {port} replaced by the next port) pinned
+# to CPU 0; returns once the port accepts. Sets $port, $server (the PID measured) and
+# $started (the PID to stop).
+start_cmd() {
   port=$((port + 1))
+  local args=("${@//\{port\}/$port}")
+  RUST_LOG=warn taskset -c 0 "${args[@]}" > /dev/null 2>&1 &
+  started=$!
+  server=$started
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
+  echo "server $* did not start" >&2; exit 1
+}
+
+# start_server raw|ringsoa: the raw io_uring limit or ringsoa-demo on one core.
+start_server() {
   case $1 in
-    raw) target/release/ringsoa-perf echo-server --listen "127.0.0.1:$port" --cpu 0 & ;;
-    ringsoa) RUST_LOG=warn taskset -c 0 target/release/ringsoa-demo --listen "127.0.0.1:$port" --cores 1 & ;;
+    raw) start_cmd target/release/ringsoa-perf echo-server --listen "127.0.0.1:{port}" ;;
+    ringsoa) start_cmd target/release/ringsoa-demo --listen "127.0.0.1:{port}" --cores 1 ;;
   esac
-  server=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
-  echo "server $1 did not start" >&2; exit 1
 }
 
 # run_load OUT ROUND LABEL [ringsoa-perf load flags...]: one run against $server,
@@ -29,5 +38,5 @@ run_load() {
 }
 
 stop_server() {
-  kill "$server"; wait "$server" 2>/dev/null || true
+  kill "$started" 2>/dev/null || true; wait "$started" 2>/dev/null || true
 }

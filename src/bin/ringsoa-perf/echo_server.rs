@@ -1,7 +1,7 @@
 //! The limit: a raw monoio echo server on io_uring, one pinned thread, answering each
-//! framed strict-binary `echo(msg)` call with the same bytes ringsoa answers it with
-//! (the call with its message type set to REPLY and field id 1 set to 0: the
-//! `_result` struct's `success`), and doing nothing else.
+//! framed strict-binary `echo(msg)` or `ping()` call with the same bytes ringsoa
+//! answers it with (the call with its message type set to REPLY and its first field
+//! id set to 0: the `_result` struct's `success`), and doing nothing else.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -99,11 +99,22 @@ async fn accept(addr: SocketAddr, faults: Rc<Faults>) -> std::io::Result<()> {
     }
 }
 
-/// Offset of the message-type byte and of the first field id in a framed `echo`
-/// call: frame length (4), version word (4), name length (4), "echo" (4), seqid (4),
-/// field type (1).
-const TYPE_AT: usize = 7;
-const FIELD_ID_AT: usize = 21;
+/// Turns the framed strict-binary call at the start of `frame` into its reply, in
+/// place: message type REPLY, and the first argument's field id 0 (the result's
+/// `success`; `echo(msg)` becomes its answer, `ping()` too). Returns the frame's
+/// length, or `None` until a whole frame is there.
+fn reply_in_place(frame: &mut [u8]) -> Option<usize> {
+    let len = u32::from_be_bytes(frame.get(..4)?.try_into().ok()?) as usize;
+    let whole = frame.get_mut(..4 + len)?;
+    let name_len = u32::from_be_bytes(whole.get(8..12)?.try_into().ok()?) as usize;
+    let args = 12 + name_len + 4;
+    whole[7] = 2;
+    if *whole.get(args)? != 0 {
+        *whole.get_mut(args + 1)? = 0;
+        *whole.get_mut(args + 2)? = 0;
+    }
+    Some(4 + len)
+}
 
 async fn serve(mut stream: TcpStream, faults: Rc<Faults>) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -117,19 +128,11 @@ async fn serve(mut stream: TcpStream, faults: Rc<Faults>) {
         faults.stall_if_due();
         // Answer every complete frame in the buffer with one write.
         let mut done = 0;
-        while buf.len() - done >= 4 {
-            let len = u32::from_be_bytes([buf[done], buf[done + 1], buf[done + 2], buf[done + 3]])
-                as usize;
-            if buf.len() - done < 4 + len || len < FIELD_ID_AT {
-                break;
-            }
-            buf[done + TYPE_AT] = 2;
-            buf[done + FIELD_ID_AT] = 0;
-            buf[done + FIELD_ID_AT + 1] = 0;
+        while let Some(n) = reply_in_place(&mut buf[done..]) {
             if faults.corrupt_this_one() {
-                buf[done + 3 + len] ^= 0xff; // the last byte of the frame
+                buf[done + n - 1] ^= 0xff; // the last byte of the frame
             }
-            done += 4 + len;
+            done += n;
         }
         if done > 0 {
             let out = buf.split_to(done);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The peer matrix: ringsoa-demo beside the raw io_uring limit, a raw tokio echo
+# server, volo-thrift, the Apache thrift crate's threaded server, thriftpy2's
+# threaded server and the seed's gunicorn_thrift with gevent workers — each serving
+# Demo.ping/Demo.echo over framed strict binary, pinned to CPU 0, driven by
+# `ringsoa-perf load` pinned to CPU 1 (framed everywhere: thriftpy2's server never
+# sets TCP_NODELAY, so a buffered 4 KiB reply would wait for a delayed ACK).
+# Cells: echo 64 B and 4 KiB at 1, 16 and 128 connections, and ping at 16; servers
+# rotate within each cell, ROUNDS rounds, medians. Writes every run to
+# perf/results/peers.jsonl and the table into perf/RESULTS.md (between the
+# peers:begin/end markers), and prints it.
+# Usage: perf/peers/run.sh [ROUNDS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. perf/lib.sh "${1:-3}" "${2:-2}"
+(cd perf/peers/rust && cargo build --release --quiet)
+bash perf/peers/venv.sh
+peers=perf/peers/rust/target/release
+py=perf/peers/.venv/bin
+
+start_peer() {
+  case $1 in
+    raw|ringsoa) start_server "$1" ;;
+    tokio) start_cmd "$peers/tokio-echo" "127.0.0.1:{port}" ;;
+    volo) start_cmd "$peers/volo-demo" "127.0.0.1:{port}" ;;
+    thrift-rs) start_cmd "$peers/thrift-demo" "127.0.0.1:{port}" ;;
+    thriftpy2) start_cmd "$py/python" tests/peers/demo_server.py \
+      src/bin/ringsoa-demo/demo.thrift "{port}" native binary framed ;;
+    gunicorn)
+      start_cmd "$py/gunicorn_thrift" --chdir perf/peers/python gunicorn_app:app \
+        -k thriftpy_gevent -w 1 --bind "127.0.0.1:{port}" --log-level warning \
+        --thrift-transport-factory thriftpy2.transport:TFramedTransportFactory \
+        --thrift-protocol-factory thriftpy2.protocol:TBinaryProtocolFactory
+      # The worker serves; the master only supervises.
+      server=$(pgrep -P "$started" | head -1) ;;
+  esac
+}
+
+out=perf/results/peers.jsonl
+: > "$out"
+servers=(raw ringsoa tokio volo thrift-rs thriftpy2 gunicorn)
+cells=("echo 64 1" "echo 64 16" "echo 64 128" "echo 4096 1" "echo 4096 16" "echo 4096 128" "ping 0 16")
+started_at=$(date +%s)
+for round in $(seq "$rounds"); do
+  for cell in "${cells[@]}"; do
+    read -r method payload conns <<< "$cell"
+    # Rotate the order within the cell from round to round.
+    for i in "${!servers[@]}"; do
+      srv=${servers[$(( (i + round) % ${#servers[@]} ))]}
+      start_peer "$srv"
+      run_load "$out" "$round" "$srv" --method "$method" --payload "$payload" \
+        --conns "$conns" --warmup-s 0.5 --duration-s "$secs"
+      stop_server
+    done
+  done
+  echo "round $round done after $(( $(date +%s) - started_at )) s" >&2
+done
+python3 perf/peers/table.py "$out" "$(( $(date +%s) - started_at ))" "$rounds" "$secs" | tee perf/results/peers.md
+python3 - perf/results/peers.md perf/RESULTS.md <<'PY'
+import sys
+table, results = open(sys.argv[1]).read(), sys.argv[2]
+text = open(results).read()
+begin, end = "<!-- peers:begin -->", "<!-- peers:end -->"
+head, rest = text.split(begin) if begin in text else (text.rstrip() + "\n\n", end)
+tail = rest.split(end, 1)[1] if end in rest else ""
+open(results, "w").write(head + begin + "\n" + table + end + tail)
+PY

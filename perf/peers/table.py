@@ -1,0 +1,101 @@
+"""Summarises perf/results/peers.jsonl (written by perf/peers/run.sh) as Markdown.
+
+Usage: table.py RESULTS.jsonl SECONDS_TAKEN ROUNDS SECONDS_PER_RUN
+"""
+import json
+import platform
+import statistics
+import sys
+import time
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+taken, rounds, secs = sys.argv[2], sys.argv[3], sys.argv[4]
+ORDER = ["raw", "ringsoa", "tokio", "volo", "thrift-rs", "thriftpy2", "gunicorn"]
+NAMES = {
+    "raw": "raw monoio (limit)", "ringsoa": "ringsoa-demo", "tokio": "raw tokio",
+    "volo": "volo-thrift", "thrift-rs": "thrift crate", "thriftpy2": "thriftpy2",
+    "gunicorn": "gunicorn_thrift + gevent",
+}
+
+def cell_name(r):
+    return "ping" if r["method"] == "ping" else f"echo {r['payload'] if r['payload'] < 1024 else str(r['payload'] // 1024) + ' KiB'}{' B' if r['payload'] < 1024 else ''}"
+
+cells = {}
+for r in rows:
+    key = (r["method"] != "echo", r["payload"], r["conns"])
+    cells.setdefault(key, {}).setdefault(r["label"], []).append(r)
+
+def med(rs, k):
+    vals = [r[k] for r in rs if r.get(k) is not None]
+    return statistics.median(vals) if vals else float("nan")
+
+def spread(rs, k):
+    vals = [r[k] for r in rs]
+    m = statistics.median(vals)
+    return (max(vals) - min(vals)) / m if m else 0.0
+
+cpu = "unknown CPU"
+try:
+    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+except (OSError, StopIteration):
+    pass
+ncpu = sum(1 for l in open("/proc/cpuinfo") if l.startswith("processor"))
+
+out = []
+out.append(f"Measured {time.strftime('%Y-%m-%d')} by `perf/peers/run.sh {rounds} {secs}` in {taken} s "
+           f"({len(rows)} runs; {rounds} rounds, servers rotating within each cell; {secs} s measured after 0.5 s warm-up) "
+           f"on {ncpu} × {cpu}, Linux {platform.release()}. Server pinned to CPU 0, `ringsoa-perf load` to CPU 1; "
+           "framed strict binary. Medians over rounds. Server CPU per call is user + system time from `/proc/<pid>/stat` "
+           "over the measured window (for gunicorn_thrift, its worker process).\n")
+out.append("**Server CPU µs per call** (lower is better) and ringsoa's ratios:\n")
+out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " | ringsoa ÷ limit | ringsoa ÷ volo | ringsoa ÷ gunicorn |")
+out.append("|---|---|" + "---|" * len(ORDER) + "---|---|---|")
+noisy = []
+for key in sorted(cells):
+    by = cells[key]
+    any_row = next(iter(by.values()))[0]
+    vals = {s: med(by[s], "server_cpu_us_per_call") for s in ORDER if s in by}
+    for s in ORDER:
+        if s in by and len(by[s]) > 1 and spread(by[s], "server_cpu_us_per_call") > 0.2:
+            noisy.append(f"{cell_name(any_row)} / {any_row['conns']} / {NAMES[s]}")
+    ratio = lambda other: f"{vals['ringsoa'] / vals[other]:.2f}" if other in vals and "ringsoa" in vals else "—"
+    out.append(f"| {cell_name(any_row)} | {any_row['conns']} | " + " | ".join(f"{vals[s]:.2f}" if s in vals else "—" for s in ORDER)
+               + f" | {ratio('raw')} | {ratio('volo')} | {ratio('gunicorn')} |")
+out.append("")
+out.append("**Throughput and latency** (kQPS, p50 / p99 / p99.9 µs; the load generator's one core bounds QPS, "
+           "so QPS mostly measures it):\n")
+out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " |")
+out.append("|---|---|" + "---|" * len(ORDER))
+for key in sorted(cells):
+    by = cells[key]
+    any_row = next(iter(by.values()))[0]
+    out.append(f"| {cell_name(any_row)} | {any_row['conns']} | " + " | ".join(
+        f"{med(by[s], 'qps') / 1000:.1f}k, {med(by[s], 'p50_us'):.0f} / {med(by[s], 'p99_us'):.0f} / {med(by[s], 'p999_us'):.0f}"
+        if s in by else "—" for s in ORDER) + " |")
+loads = [r["loadavg"] for r in rows]
+errors = sum(r["errors"] for r in rows)
+out.append("")
+out.append(f"Load average at run start: {min(loads):.2f}–{max(loads):.2f} (the load generator keeps one core busy by design). "
+           f"Wrong or missing replies: {errors}.")
+out.append("Noisy (server CPU per call spread over 20% between rounds): " + (", ".join(noisy) if noisy else "none") + ".\n")
+
+# Targets, from DESIGN.md.
+checks = []
+for key in sorted(cells):
+    by = cells[key]
+    any_row = next(iter(by.values()))[0]
+    if "ringsoa" not in by:
+        continue
+    c = lambda s: med(by[s], "server_cpu_us_per_call")
+    name = f"{cell_name(any_row)} / {any_row['conns']}"
+    for other, limit in (("raw", 1.1), ("volo", 0.7), ("gunicorn", 0.25)):
+        if other in by:
+            r = c("ringsoa") / c(other)
+            if r > limit:
+                checks.append(f"{name}: ringsoa ÷ {NAMES[other]} = {r:.2f} (target ≤ {limit})")
+    if any_row["conns"] == 128 and "raw" in by:
+        r = med(by["ringsoa"], "p99_us") / med(by["raw"], "p99_us")
+        if r > 1.2:
+            checks.append(f"{name}: p99 ringsoa ÷ limit = {r:.2f} (target ≤ 1.2)")
+out.append("**Targets missed in this run:** " + ("; ".join(checks) if checks else "none") + ".\n")
+print("\n".join(out))
