@@ -160,3 +160,45 @@ fn spawns_the_demo_measures_it_and_plots() {
     assert!(std::fs::read_to_string(&cmp).unwrap().contains("<polyline"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn any_method_of_any_idl_in_every_protocol_and_transport() {
+    for (protocol, transport) in [("binary", "framed"), ("compact", "buffered")] {
+        let (out, v) = load(&[
+            "--spawn-demo",
+            "0",
+            "--conns",
+            "2",
+            "--duration-s",
+            "0.3",
+            "--idl",
+            "src/bin/ringsoa-demo/demo.thrift",
+            "--call",
+            "Demo.add",
+            "--args",
+            r#"{"a": 40, "b": 2}"#,
+            "--protocol",
+            protocol,
+            "--transport",
+            transport,
+        ]);
+        assert!(out.status.success(), "{protocol}/{transport}: {v}");
+        assert_eq!(v["method"], "Demo.add");
+        assert!(v["calls"].as_u64().unwrap() > 10, "{v}");
+    }
+    // A method that raises cannot be a benchmark: a clear error, no JSON.
+    let out = Command::new(PERF)
+        .args(["load", "--spawn-demo", "0", "--duration-s", "0.2"])
+        .args([
+            "--idl",
+            "src/bin/ringsoa-demo/demo.thrift",
+            "--call",
+            "Demo.fail",
+        ])
+        .args(["--args", r#"{"code": 7}"#])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("raised err"), "{stderr}");
+}

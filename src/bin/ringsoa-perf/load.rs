@@ -1,4 +1,5 @@
-//! Load of `Demo.echo` or `Demo.ping` calls against any Thrift server.
+//! Load of `Demo.echo` or `Demo.ping` calls — or of any method of any `.thrift` file
+//! (`--idl`, raw mode) — against any Thrift server.
 //!
 //! - Raw (the default): N connections with pre-encoded requests in the chosen
 //!   protocol and transport, `--pipeline` requests in flight on each; every reply is
@@ -32,6 +33,7 @@ use ringsoa::transport::Framing;
 
 use super::cpu::process_cpu;
 use super::idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult, DemoPingArgs, DemoPingResult};
+use super::idl_call::IdlCall;
 use super::report::{self, Report};
 use super::spawn::DemoProcess;
 
@@ -51,9 +53,23 @@ pub struct Args {
     /// latency counts from each call's intended send time.
     #[arg(long)]
     rate: Option<f64>,
-    /// The method: echo (of --payload bytes) or ping.
+    /// The method: Demo.echo (of --payload bytes) or Demo.ping.
     #[arg(long, value_enum, default_value = "echo")]
     method: Method,
+    /// Raw load of any method instead: the `.thrift` file (then --method and
+    /// --payload are not used).
+    #[arg(long, requires = "call", conflicts_with = "full_stack")]
+    idl: Option<PathBuf>,
+    /// With --idl: where its includes are found (repeatable).
+    #[arg(long = "include-dir")]
+    include_dirs: Vec<PathBuf>,
+    /// With --idl: the method, as `Service.method`.
+    #[arg(long, requires = "idl")]
+    call: Option<String>,
+    /// With --idl: the arguments as a JSON object keyed by argument name; every reply
+    /// must equal the first (which must be a normal result).
+    #[arg(long, default_value = "{}")]
+    args: String,
     /// Bytes of the echoed string.
     #[arg(long, default_value_t = 64)]
     payload: usize,
@@ -197,12 +213,9 @@ fn message(
     buf.freeze()
 }
 
-/// The request to send and the exact reply to expect.
+/// The request to send and the exact reply to expect, for Demo.echo or Demo.ping.
 fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
-    let protocol = match args.protocol {
-        ProtocolArg::Binary => Protocol::Binary,
-        ProtocolArg::Compact => Protocol::Compact,
-    };
+    let protocol = protocol(args);
     let framing = framing(args);
     match args.method {
         Method::Echo => {
@@ -236,6 +249,13 @@ fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
     }
 }
 
+fn protocol(args: &Args) -> Protocol {
+    match args.protocol {
+        ProtocolArg::Binary => Protocol::Binary,
+        ProtocolArg::Compact => Protocol::Compact,
+    }
+}
+
 fn framing(args: &Args) -> Framing {
     match args.transport {
         TransportArg::Framed => Framing::Framed,
@@ -252,7 +272,6 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
     }
     super::pin(args.cpu);
     let msg = "x".repeat(args.payload);
-    let (request, reply) = exchange(&args, &msg);
     let run = Rc::new(Run {
         phase: Cell::new(Phase::Warmup),
         calls: Cell::new(0),
@@ -264,6 +283,20 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
     let mut rt = ringsoa::runtime::build()?;
     let me = std::process::id();
     let (window, cpu, own_cpu) = rt.block_on(async {
+        let (request, reply) = match (&args.idl, &args.call) {
+            (Some(idl), Some(call)) => {
+                let target = IdlCall {
+                    idl,
+                    include_dirs: &args.include_dirs,
+                    call,
+                    args: &args.args,
+                    protocol: protocol(&args),
+                    framing: framing(&args),
+                };
+                target.exchange(args.addr).await?
+            }
+            _ => exchange(&args, &msg),
+        };
         let start = Instant::now();
         let schedule = |i: usize| {
             args.rate.map(|rate| {
@@ -325,7 +358,12 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
     let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls.max(1) as f64;
     let report = Report::new(&run.hist.borrow(), window)
         .with("label", args.label.clone())
-        .with("method", format!("{:?}", args.method).to_lowercase())
+        .with(
+            "method",
+            args.call
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", args.method).to_lowercase()),
+        )
         .with("conns", args.conns)
         .with("pipeline", args.pipeline)
         .with("rate", args.rate)
@@ -360,10 +398,7 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
 fn full_stack_client(args: &Args) -> Client {
     let mut config = ClientConfig::new("ringsoa-perf");
     config.conn.framing = framing(args);
-    config.conn.protocol = match args.protocol {
-        ProtocolArg::Binary => Protocol::Binary,
-        ProtocolArg::Compact => Protocol::Compact,
-    };
+    config.conn.protocol = protocol(args);
     config.conn.tracking = !args.no_tracking;
     config.pool.max_idle = args.conns;
     Client::new([args.addr], config)

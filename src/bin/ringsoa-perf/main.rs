@@ -19,6 +19,7 @@ mod idl {
 
 mod cpu;
 mod echo_server;
+mod idl_call;
 mod load;
 mod report;
 mod spawn;

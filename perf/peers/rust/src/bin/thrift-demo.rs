@@ -3,8 +3,8 @@
 //! processor written the way `thrift --gen rs` writes one (no compiler here).
 
 use thrift::protocol::{
-    TBinaryInputProtocolFactory, TBinaryOutputProtocolFactory, TFieldIdentifier,
-    TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
+    TBinaryInputProtocolFactory, TBinaryOutputProtocolFactory, TFieldIdentifier, TInputProtocol,
+    TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
 };
 use thrift::server::{TProcessor, TServer};
 use thrift::transport::{TFramedReadTransportFactory, TFramedWriteTransportFactory};
@@ -32,7 +32,11 @@ fn read_echo_args(i: &mut dyn TInputProtocol) -> thrift::Result<String> {
 }
 
 impl TProcessor for Demo {
-    fn process(&self, i: &mut dyn TInputProtocol, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    fn process(
+        &self,
+        i: &mut dyn TInputProtocol,
+        o: &mut dyn TOutputProtocol,
+    ) -> thrift::Result<()> {
         let call = i.read_message_begin()?;
         let reply = TMessageIdentifier::new(&call.name, TMessageType::Reply, call.sequence_number);
         match call.name.as_str() {
@@ -55,7 +59,8 @@ impl TProcessor for Demo {
                 i.skip(TType::Struct)?;
                 i.read_message_end()?;
                 let e = ApplicationError::new(ApplicationErrorKind::UnknownMethod, other);
-                let exc = TMessageIdentifier::new(other, TMessageType::Exception, call.sequence_number);
+                let exc =
+                    TMessageIdentifier::new(other, TMessageType::Exception, call.sequence_number);
                 o.write_message_begin(&exc)?;
                 thrift::Error::write_application_error_to_out_protocol(&e, o)?;
                 o.write_message_end()?;
@@ -70,7 +75,9 @@ impl TProcessor for Demo {
 }
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9191".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9191".into());
     let mut server = TServer::new(
         TFramedReadTransportFactory::new(),
         TBinaryInputProtocolFactory::new(),
