@@ -210,7 +210,8 @@ impl Client {
                 h(&attempt);
             }
             let sent = Cell::new(false);
-            let call = inner.attempt(node, &header, method, oneway, args, &sent);
+            // Pinned where it is made: no copy of the attempt's future per call.
+            let call = std::pin::pin!(inner.attempt(node, &header, method, oneway, args, &sent));
             let result = monoio::time::timeout(left, call)
                 .await
                 .unwrap_or(Err(CallError::Timeout));
@@ -320,7 +321,10 @@ impl Inner {
             Some(c) => c,
             None => {
                 let connecting = Connecting::new(node);
-                let c = Conn::open(node.node.addr, &self.config.conn, generation).await?;
+                // Boxed: connecting is the rare path, and its future (connect plus
+                // handshake) would otherwise double the size of every call's future.
+                let open = Box::pin(Conn::open(node.node.addr, &self.config.conn, generation));
+                let c = open.await?;
                 drop(connecting);
                 node.version.set(Some(c.version));
                 node.pool.borrow_mut().opened();

@@ -298,7 +298,9 @@ impl<S: Dispatch> Conn<S> {
         beat.enter(&msg.name);
         let result = {
             let mut w = C::writer(out);
-            let call = core.service.dispatch(&mut cx, &msg, r, &mut w);
+            // Pinned where it is made: a handler's future can be kilobytes (it holds
+            // its downstream calls), and each move would copy all of it.
+            let call = std::pin::pin!(core.service.dispatch(&mut cx, &msg, r, &mut w));
             match timeout {
                 // The caller has already given up: do not start the call.
                 Some(t) if t.is_zero() => None,
