@@ -35,6 +35,5 @@ for (payload, conns), by in sorted(cells.items()):
     raw, rs = by["raw"], by["ringsoa"]
     rc, sc = med(raw, "server_cpu_us_per_call"), med(rs, "server_cpu_us_per_call")
     print(f"| {payload} B | {conns} | {rc:.2f} | {sc:.2f} | {sc/rc:.2f} | {med(raw,'p50_us'):.0f}/{med(raw,'p99_us'):.0f} | {med(rs,'p50_us'):.0f}/{med(rs,'p99_us'):.0f} | {med(rs,'p99_us')/med(raw,'p99_us'):.2f} | {med(raw,'qps')/1000:.1f} | {med(rs,'qps')/1000:.1f} |")
-spread = [r["server_cpu_us_per_call"] for r in rows]
 print(f"\n{len(rows)} runs; load average at run start {min(r['loadavg'] for r in rows):.2f}–{max(r['loadavg'] for r in rows):.2f}")
 PY

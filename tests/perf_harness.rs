@@ -14,6 +14,9 @@ use support::process::free_port;
 
 const PERF: &str = env!("CARGO_BIN_EXE_ringsoa-perf");
 
+/// `load` flags: start `ringsoa-demo` on CPU 0, two connections.
+const SPAWN: [&str; 4] = ["--spawn-demo", "0", "--conns", "2"];
+
 /// `ringsoa-perf echo-server` with `flags`, killed on drop.
 struct EchoServer {
     child: Child,
@@ -66,30 +69,20 @@ fn us(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"))
 }
 
+/// Half a second of load on two connections against `server`.
+fn short_run(server: &EchoServer) -> (Output, Value) {
+    let addr = server.addr.to_string();
+    load(&["--addr", &addr, "--conns", "2", "--duration-s", "0.5"])
+}
+
 #[test]
 fn wrong_replies_are_counted_and_fail_the_run() {
-    let honest = EchoServer::start(&[]);
-    let (out, v) = load(&[
-        "--addr",
-        &honest.addr.to_string(),
-        "--conns",
-        "2",
-        "--duration-s",
-        "0.5",
-    ]);
+    let (out, v) = short_run(&EchoServer::start(&[]));
     assert!(out.status.success(), "{v}");
     assert_eq!(v["errors"], 0);
     assert!(v["calls"].as_u64().unwrap() > 100, "{v}");
 
-    let corrupt = EchoServer::start(&["--corrupt-every", "500"]);
-    let (out, v) = load(&[
-        "--addr",
-        &corrupt.addr.to_string(),
-        "--conns",
-        "2",
-        "--duration-s",
-        "0.5",
-    ]);
+    let (out, v) = short_run(&EchoServer::start(&["--corrupt-every", "500"]));
     assert!(
         !out.status.success(),
         "a corrupted reply must fail the run: {v}"
@@ -134,17 +127,14 @@ fn spawns_the_demo_measures_it_and_plots() {
     let dir = std::env::temp_dir().join(format!("ringsoa-perf-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let svg = dir.join("run.svg");
-    let (out, v) = load(&[
-        "--spawn-demo",
-        "0",
-        "--conns",
-        "2",
+    let plot = [
         "--duration-s",
         "0.5",
         "--full-stack",
         "--plot",
         svg.to_str().unwrap(),
-    ]);
+    ];
+    let (out, v) = load(&[&SPAWN[..], &plot].concat());
     assert!(out.status.success(), "{v}");
     assert!(us(&v, "server_cpu_us_per_call") > 0.0, "{v}");
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
@@ -164,11 +154,7 @@ fn spawns_the_demo_measures_it_and_plots() {
 #[test]
 fn any_method_of_any_idl_in_every_protocol_and_transport() {
     for (protocol, transport) in [("binary", "framed"), ("compact", "buffered")] {
-        let (out, v) = load(&[
-            "--spawn-demo",
-            "0",
-            "--conns",
-            "2",
+        let call = [
             "--duration-s",
             "0.3",
             "--idl",
@@ -181,7 +167,8 @@ fn any_method_of_any_idl_in_every_protocol_and_transport() {
             protocol,
             "--transport",
             transport,
-        ]);
+        ];
+        let (out, v) = load(&[&SPAWN[..], &call].concat());
         assert!(out.status.success(), "{protocol}/{transport}: {v}");
         assert_eq!(v["method"], "Demo.add");
         assert!(v["calls"].as_u64().unwrap() > 10, "{v}");

@@ -55,13 +55,5 @@ for round in $(seq "$rounds"); do
   done
   echo "round $round done after $(( $(date +%s) - started_at )) s" >&2
 done
-python3 perf/peers/table.py "$out" "$(( $(date +%s) - started_at ))" "$rounds" "$secs" | tee perf/results/peers.md
-python3 - perf/results/peers.md perf/RESULTS.md <<'PY'
-import sys
-table, results = open(sys.argv[1]).read(), sys.argv[2]
-text = open(results).read()
-begin, end = "<!-- peers:begin -->", "<!-- peers:end -->"
-head, rest = text.split(begin) if begin in text else (text.rstrip() + "\n\n", end)
-tail = rest.split(end, 1)[1] if end in rest else ""
-open(results, "w").write(head + begin + "\n" + table + end + tail)
-PY
+python3 perf/peers/table.py "$out" "$(( $(date +%s) - started_at ))" "$rounds" "$secs" \
+  --into perf/RESULTS.md | tee perf/results/peers.md

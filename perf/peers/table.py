@@ -1,6 +1,8 @@
-"""Summarises perf/results/peers.jsonl (written by perf/peers/run.sh) as Markdown.
+"""Summarises perf/results/peers.jsonl (written by perf/peers/run.sh) as Markdown,
+printed, and with --into FILE also written into FILE between the
+`<!-- peers:begin -->` and `<!-- peers:end -->` markers (appended if absent).
 
-Usage: table.py RESULTS.jsonl SECONDS_TAKEN ROUNDS SECONDS_PER_RUN
+Usage: table.py RESULTS.jsonl SECONDS_TAKEN ROUNDS SECONDS_PER_RUN [--into FILE]
 """
 import json
 import platform
@@ -47,9 +49,9 @@ out.append(f"Measured {time.strftime('%Y-%m-%d')} by `perf/peers/run.sh {rounds}
            f"on {ncpu} × {cpu}, Linux {platform.release()}. Server pinned to CPU 0, `ringsoa-perf load` to CPU 1; "
            "framed strict binary. Medians over rounds. Server CPU per call is user + system time from `/proc/<pid>/stat` "
            "over the measured window (for gunicorn_thrift, its worker process).\n")
-out.append("**Server CPU µs per call** (lower is better) and ringsoa's ratios:\n")
-out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " | ringsoa ÷ limit | ringsoa ÷ volo | ringsoa ÷ gunicorn |")
-out.append("|---|---|" + "---|" * len(ORDER) + "---|---|---|")
+out.append("**Server CPU µs per call** (lower is better):\n")
+out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " |")
+out.append("|---|---|" + "---|" * len(ORDER))
 noisy = []
 for key in sorted(cells):
     by = cells[key]
@@ -58,20 +60,32 @@ for key in sorted(cells):
     for s in ORDER:
         if s in by and len(by[s]) > 1 and spread(by[s], "server_cpu_us_per_call") > 0.2:
             noisy.append(f"{cell_name(any_row)} / {any_row['conns']} / {NAMES[s]}")
-    ratio = lambda other: f"{vals['ringsoa'] / vals[other]:.2f}" if other in vals and "ringsoa" in vals else "—"
-    out.append(f"| {cell_name(any_row)} | {any_row['conns']} | " + " | ".join(f"{vals[s]:.2f}" if s in vals else "—" for s in ORDER)
-               + f" | {ratio('raw')} | {ratio('volo')} | {ratio('gunicorn')} |")
+    out.append(f"| {cell_name(any_row)} | {any_row['conns']} | " + " | ".join(f"{vals[s]:.2f}" if s in vals else "—" for s in ORDER) + " |")
 out.append("")
-out.append("**Throughput and latency** (kQPS, p50 / p99 / p99.9 µs; the load generator's one core bounds QPS, "
-           "so QPS mostly measures it):\n")
-out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " |")
-out.append("|---|---|" + "---|" * len(ORDER))
+others = [s for s in ORDER if s != "ringsoa"]
+out.append("**ringsoa's CPU per call ÷ each server's** (below 1: ringsoa uses less):\n")
+out.append("| cell | conns | " + " | ".join(NAMES[s] for s in others) + " |")
+out.append("|---|---|" + "---|" * len(others))
 for key in sorted(cells):
     by = cells[key]
     any_row = next(iter(by.values()))[0]
+    if "ringsoa" not in by:
+        continue
+    mine = med(by["ringsoa"], "server_cpu_us_per_call")
+    out.append(f"| {cell_name(any_row)} | {any_row['conns']} | " + " | ".join(
+        f"{mine / med(by[s], 'server_cpu_us_per_call'):.2f}" if s in by else "—" for s in others) + " |")
+out.append("")
+out.append("**Throughput and latency** (kQPS, p50 / p99 / p99.9 µs; the load generator's one core bounds QPS, "
+           "so QPS mostly measures it), and the load average at the start of the cell's runs:\n")
+out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " | load avg |")
+out.append("|---|---|" + "---|" * len(ORDER) + "---|")
+for key in sorted(cells):
+    by = cells[key]
+    any_row = next(iter(by.values()))[0]
+    cell_loads = [r["loadavg"] for rs in by.values() for r in rs]
     out.append(f"| {cell_name(any_row)} | {any_row['conns']} | " + " | ".join(
         f"{med(by[s], 'qps') / 1000:.1f}k, {med(by[s], 'p50_us'):.0f} / {med(by[s], 'p99_us'):.0f} / {med(by[s], 'p999_us'):.0f}"
-        if s in by else "—" for s in ORDER) + " |")
+        if s in by else "—" for s in ORDER) + f" | {min(cell_loads):.1f}–{max(cell_loads):.1f} |")
 loads = [r["loadavg"] for r in rows]
 errors = sum(r["errors"] for r in rows)
 out.append("")
@@ -98,4 +112,15 @@ for key in sorted(cells):
         if r > 1.2:
             checks.append(f"{name}: p99 ringsoa ÷ limit = {r:.2f} (target ≤ 1.2)")
 out.append("**Targets missed in this run:** " + ("; ".join(checks) if checks else "none") + ".\n")
-print("\n".join(out))
+table = "\n".join(out) + "\n"
+print(table, end="")
+if "--into" in sys.argv:
+    path = sys.argv[sys.argv.index("--into") + 1]
+    text = open(path).read()
+    begin, end = "<!-- peers:begin -->", "<!-- peers:end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+    else:
+        head, tail = text.rstrip() + "\n\n", "\n"
+    open(path, "w").write(head + begin + "\n" + table + end + tail)
