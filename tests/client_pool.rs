@@ -479,3 +479,29 @@ fn the_shutting_down_answer_is_retried_on_another_node() {
     });
     assert_eq!(draining.wait(Duration::from_secs(10)).0, Some(0));
 }
+
+#[test]
+fn hooks_may_look_at_the_client() {
+    let demo = Demo::start(&[]);
+    block_on(async {
+        type Slot = Rc<RefCell<Option<Rc<Client>>>>;
+        let slot: Slot = Rc::default();
+        let seen_idle = Rc::new(RefCell::new(Vec::new()));
+        let (s, idle) = (slot.clone(), seen_idle.clone());
+        let mut cfg = config();
+        cfg.hooks.on_close = Some(Rc::new(move |_, _| {
+            let client = s.borrow().clone().expect("set");
+            idle.borrow_mut().push(client.stats()[0].pool.idle);
+        }));
+        let client = Rc::new(Client::new([demo.addr], cfg));
+        *slot.borrow_mut() = Some(client.clone());
+        DemoClient::new(client.clone()).ping(None).await.unwrap();
+        client.set_nodes([demo.addr]);
+        assert_eq!(
+            *seen_idle.borrow(),
+            [0],
+            "the hook ran after the pool let go"
+        );
+        slot.borrow_mut().take();
+    });
+}

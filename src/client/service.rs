@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::balance::{self, BalanceOptions};
 use super::conn::{read_body, Conn, NoArgs, Reply};
 use super::node::{Node, NodeState, NodeStats};
-use super::pool::{CloseReason, PoolOptions};
+use super::pool::{CloseReason, NodePool, PoolOptions};
 use super::retry::{self, RetryBudget, RetryOptions};
 use super::Options;
 use crate::protocol::{Decode, Encode, Protocol};
@@ -119,9 +119,7 @@ impl Client {
         let inner = &self.inner;
         let old = inner.nodes.borrow().clone();
         for n in old.iter() {
-            n.pool
-                .borrow_mut()
-                .clear(&mut |r| inner.closed(n.node.addr, r));
+            inner.with_pool(n, |pool, closed| pool.clear(closed));
         }
         inner.generation.set(inner.generation.get() + 1);
         let fresh: Rc<[Rc<NodeState>]> = nodes
@@ -311,12 +309,10 @@ impl Inner {
     /// A pooled connection that passes its checks, or a new one.
     async fn checkout<'a>(&'a self, node: &'a NodeState) -> Result<Lease<'a>, CallError> {
         let generation = self.generation.get();
-        let pooled = node.pool.borrow_mut().checkout(
-            &self.config.pool,
-            generation,
-            Instant::now(),
-            &mut |r| self.closed(node.node.addr, r),
-        );
+        let now = Instant::now();
+        let pooled = self.with_pool(node, |pool, closed| {
+            pool.checkout(&self.config.pool, generation, now, closed)
+        });
         let conn = match pooled {
             Some(c) => c,
             None => {
@@ -357,6 +353,31 @@ impl Inner {
         }
     }
 
+    /// Runs `f` on the node's pool with a sink for closed connections; the close
+    /// hooks run after the pool is released, so a hook may look at the client.
+    fn with_pool<R>(
+        &self,
+        node: &NodeState,
+        f: impl FnOnce(&mut NodePool, &mut dyn FnMut(CloseReason)) -> R,
+    ) -> R {
+        let mut reasons = Vec::new();
+        let r = f(&mut node.pool.borrow_mut(), &mut |reason| {
+            reasons.push(reason)
+        });
+        for reason in reasons {
+            self.closed(node.node.addr, reason);
+        }
+        r
+    }
+
+    /// Ends a checkout (see [`NodePool::checkin`]).
+    fn checkin(&self, node: &NodeState, conn: Conn, verdict: Result<(), CloseReason>) {
+        let generation = self.generation.get();
+        self.with_pool(node, |pool, closed| {
+            pool.checkin(conn, verdict, &self.config.pool, generation, closed)
+        });
+    }
+
     fn closed(&self, addr: SocketAddr, reason: CloseReason) {
         tracing::trace!(%addr, ?reason, "client connection closed");
         if let Some(h) = &self.config.hooks.on_close {
@@ -385,10 +406,9 @@ impl Inner {
         let generation = self.generation.get();
         let nodes = self.nodes.borrow().clone();
         for node in nodes.iter() {
-            let addr = node.node.addr;
-            node.pool
-                .borrow_mut()
-                .reap(&self.config.pool, now, &mut |r| self.closed(addr, r));
+            self.with_pool(node, |pool, closed| {
+                pool.reap(&self.config.pool, now, closed)
+            });
             if node.health.borrow().probe_due(now) {
                 node.health.borrow_mut().probing = true;
                 monoio::spawn(probe(self.clone(), node.clone(), generation));
@@ -460,19 +480,12 @@ impl Lease<'_> {
     }
 
     fn checkin(&self, conn: Conn, healthy: bool) {
-        let client = self.client;
-        let addr = self.node.node.addr;
-        self.node.pool.borrow_mut().checkin(
-            conn,
-            if healthy {
-                Ok(())
-            } else {
-                Err(CloseReason::Broken)
-            },
-            &client.config.pool,
-            client.generation.get(),
-            &mut |r| client.closed(addr, r),
-        );
+        let verdict = if healthy {
+            Ok(())
+        } else {
+            Err(CloseReason::Broken)
+        };
+        self.client.checkin(self.node, conn, verdict);
     }
 }
 
@@ -532,20 +545,13 @@ async fn probe(client: Rc<Inner>, node: Rc<NodeState>, generation: u64) {
 async fn ping_all(client: Rc<Inner>, node: Rc<NodeState>, conns: Vec<Conn>) {
     for mut conn in conns {
         let alive = client.ping(&mut conn).await;
-        let addr = node.node.addr;
         let verdict = if alive {
             conn.last_used = Instant::now();
             Ok(())
         } else {
             Err(CloseReason::PingFailed)
         };
-        node.pool.borrow_mut().checkin(
-            conn,
-            verdict,
-            &client.config.pool,
-            client.generation.get(),
-            &mut |r| client.closed(addr, r),
-        );
+        client.checkin(&node, conn, verdict);
     }
 }
 
