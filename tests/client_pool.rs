@@ -151,7 +151,7 @@ fn a_timed_out_call_does_not_shift_later_replies() {
     let demo = Demo::start(&[]);
     block_on(async {
         let mut cfg = config();
-        cfg.conn.call_timeout = Duration::from_millis(100);
+        cfg.conn.call_timeout = Duration::from_millis(300);
         // Without the budget in meta, so the server does not give up first.
         cfg.conn.send_deadline = false;
         cfg.pool.max_idle = 1;
@@ -162,11 +162,11 @@ fn a_timed_out_call_does_not_shift_later_replies() {
         // thrift_connector put this connection back with the sleep reply unread, and
         // every later call read the previous call's reply.
         assert!(matches!(
-            demo_client.sleep_ms(None, 300).await,
+            demo_client.sleep_ms(None, 600).await,
             Err(CallError::Timeout)
         ));
         assert_eq!(seen.borrow().closes, [CloseReason::Broken]);
-        monoio::time::sleep(Duration::from_millis(300)).await;
+        monoio::time::sleep(Duration::from_millis(400)).await;
         for msg in ["A", "B", "C"] {
             assert_eq!(demo_client.echo(None, msg.into()).await.unwrap(), msg);
         }
@@ -503,5 +503,42 @@ fn hooks_may_look_at_the_client() {
             "the hook ran after the pool let go"
         );
         slot.borrow_mut().take();
+    });
+}
+
+#[test]
+fn waiting_for_a_slot_until_the_deadline_is_not_the_nodes_failure() {
+    let demo = Demo::start(&[]);
+    block_on(async {
+        let mut cfg = config();
+        cfg.pool.max_in_flight = Some(1);
+        cfg.conn.call_timeout = Duration::from_millis(400);
+        let client = Rc::new(Client::new([demo.addr], cfg));
+        let busy = {
+            let c = client.clone();
+            monoio::spawn(async move { DemoClient::new(c).sleep_ms(None, 100).await })
+        };
+        monoio::time::sleep(Duration::from_millis(10)).await;
+        // Waits about 90 ms for the slot, is sent, and times out at 400 ms.
+        let second = DemoClient::new(client.clone()).sleep_ms(None, 1000).await;
+        assert!(matches!(second, Err(CallError::Timeout)), "{second:?}");
+        busy.await.unwrap();
+        // That timeout came after the request was sent: it counts. A call that never
+        // got a slot does not.
+        let failures_after_sent = client.stats()[0].consecutive_failures;
+        assert_eq!(failures_after_sent, 1);
+        let blocker = {
+            let c = client.clone();
+            monoio::spawn(async move { DemoClient::new(c).sleep_ms(None, 300).await })
+        };
+        monoio::time::sleep(Duration::from_millis(5)).await;
+        let mut cx = CallContext {
+            deadline: Some(Instant::now() + Duration::from_millis(50)),
+            ..CallContext::default()
+        };
+        let starved = DemoClient::new(client.clone()).ping(Some(&mut cx)).await;
+        assert!(matches!(starved, Err(CallError::Timeout)), "{starved:?}");
+        assert_eq!(client.stats()[0].consecutive_failures, failures_after_sent);
+        blocker.await.unwrap();
     });
 }

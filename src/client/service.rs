@@ -214,7 +214,7 @@ impl Client {
                 .await
                 .unwrap_or(Err(CallError::Timeout));
             let elapsed = now.elapsed();
-            inner.record(node, &result, elapsed);
+            inner.record(node, &result, elapsed, sent.get());
             if let Some(h) = &cfg.hooks.after_call {
                 h(&attempt, elapsed, result.as_ref().map(|_| ()));
             }
@@ -335,8 +335,15 @@ impl Inner {
     }
 
     /// Passive health: answers count as successes, connection-level failures against
-    /// the node.
-    fn record<T>(&self, node: &NodeState, result: &Result<T, CallError>, elapsed: Duration) {
+    /// the node. A timeout before anything was sent (the call waited for a slot, or
+    /// ran out of time while connecting) says nothing about the node.
+    fn record<T>(
+        &self,
+        node: &NodeState,
+        result: &Result<T, CallError>,
+        elapsed: Duration,
+        sent: bool,
+    ) {
         let now = Instant::now();
         let mut health = node.health.borrow_mut();
         match result {
@@ -344,6 +351,7 @@ impl Inner {
                 health.success(elapsed, now)
             }
             Err(CallError::Rejected(_)) => {}
+            Err(CallError::Timeout) if !sent => {}
             Err(e) => {
                 let b = &self.config.balance;
                 if health.failure(b.failure_threshold, b.probe_interval, now) {
