@@ -15,6 +15,7 @@ step "golden fixtures still equal what thriftpy2 writes"
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 step "fuzz smoke run"
 tools/fuzz.sh "${FUZZ_SECONDS:-10}"

@@ -4,7 +4,7 @@
 //! - [`conn`]: one connection — connect, handshake, write a call, read and check its
 //!   reply — and its [`Options`].
 //! - [`pool`]: the idle connections to one node and the rules that retire them.
-//! - [`limit`]: the per-node cap on concurrent calls, with waiters.
+//! - `limit`: the per-node cap on concurrent calls, with waiters.
 //! - [`node`]: a node's pool, limiter and health (failure count, failed list, EWMA).
 //! - [`balance`]: which node gets a call (soft load or P2C).
 //! - [`retry`]: when a failure may be retried, and the retry budget.

@@ -3,7 +3,7 @@
 //! A retry is safe when the server cannot have executed the call: nothing was sent
 //! (no connection, or the first write failed), or a draining ringsoa server answered
 //! that it did not run it. Other failures are retried only for methods marked
-//! idempotent. Every retry also needs a token from the [`RetryBudget`], so a failing
+//! idempotent. Every retry also needs a token from the retry budget, so a failing
 //! dependency sees at most `floor + ratio × calls` retries per second, never a
 //! multiple of the load.
 

@@ -6,7 +6,10 @@
 //! address: the kernel spreads connections across cores and nothing on the request
 //! path is shared. Each connection's framing (framed/buffered) and protocol
 //! (binary/compact) is detected from its first bytes and replies go back in the same
-//! form; thriftpy2's tracking extension is served per connection.
+//! form; thriftpy2's tracking extension is served per connection. A call's timeout
+//! is the server's own, shortened to the budget a ringsoa caller sent in meta
+//! ([`crate::rpc::context::TIMEOUT_META`]); a call whose budget is already spent is
+//! not started.
 //!
 //! - [`detect`]: first-bytes detection.
 //! - [`conn`]: one connection's request loop.

@@ -5,7 +5,7 @@
 //!   protocol and transport, `--pipeline` requests in flight on each; every reply is
 //!   compared byte for byte with the expected one.
 //! - Full stack (`--full-stack`): N tasks calling through one ringsoa
-//!   [`Client`](ringsoa::client::Client) (its pool opens the connections), tracked
+//!   [`ringsoa::client::Client`] (its pool opens the connections), tracked
 //!   unless `--no-tracking`; every answer is checked.
 //!
 //! Closed loop by default; with `--rate` an open loop: each connection (or caller)
