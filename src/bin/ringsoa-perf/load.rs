@@ -73,7 +73,7 @@ pub struct Args {
     /// Bytes of the echoed string.
     #[arg(long, default_value_t = 64)]
     payload: usize,
-    /// Raw mode: the protocol.
+    /// The protocol.
     #[arg(long, value_enum, default_value = "binary")]
     protocol: ProtocolArg,
     /// The transport.
