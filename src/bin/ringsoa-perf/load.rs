@@ -15,6 +15,7 @@
 //! per call is reported beside the server's.
 
 use std::cell::{Cell, RefCell};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -104,7 +105,8 @@ pub struct Args {
     /// With --full-stack: native Thrift, no tracking handshake or headers.
     #[arg(long, requires = "full_stack")]
     no_tracking: bool,
-    /// Print progress to stderr every second.
+    /// Print progress to stderr every second (on by itself for runs of 10 s or more
+    /// when stderr is a terminal).
     #[arg(long)]
     progress: bool,
     /// Also write a latency-percentile plot of this run (SVG).
@@ -335,7 +337,8 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
                 tasks.push(monoio::spawn(task));
             }
         }
-        if args.progress {
+        let long_run = args.warmup_s + args.duration_s >= 10.0;
+        if args.progress || (long_run && std::io::stderr().is_terminal()) {
             monoio::spawn(progress(run.clone(), start));
         }
         monoio::time::sleep(Duration::from_secs_f64(args.warmup_s)).await;
