@@ -16,9 +16,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use crate::protocol::with_codec;
 use crate::protocol::{
-    ApplicationExceptionKind, BinaryCodec, BinaryWriter, Codec, CompactCodec, CompactWriter,
-    Decode, Encode, MessageType, Protocol, ProtocolError, ProtocolReader, ProtocolWriter,
+    ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolReader,
+    ProtocolWriter,
 };
 use crate::rpc::channel::{check_reply, write_call};
 use crate::rpc::CallError;
@@ -171,7 +172,7 @@ impl Conn {
             }
             Err(e) => return Err(e),
         };
-        let r = read_body::<UpgradeReply>(opts.protocol, reply.msg, method, reply.seqid)?;
+        let r = read_body::<UpgradeReply>(opts.protocol, reply.msg)?;
         Ok(r.version
             .map_or(1, |v| v.clamp(1, tracking::CURRENT_VERSION)))
     }
@@ -222,24 +223,9 @@ impl Conn {
         if opts.framing == Framing::Framed {
             out.put_u32(0);
         }
-        match opts.protocol {
-            Protocol::Binary => write_call(
-                &mut BinaryWriter::new(out),
-                header,
-                method,
-                kind,
-                seqid,
-                args,
-            ),
-            Protocol::Compact => write_call(
-                &mut CompactWriter::new(out),
-                header,
-                method,
-                kind,
-                seqid,
-                args,
-            ),
-        }
+        with_codec!(opts.protocol, C => {
+            write_call(&mut C::writer(out), header, method, kind, seqid, args)
+        });
         if opts.framing == Framing::Framed {
             let len = (out.len() - framed::HEADER_LEN) as u32;
             out[..framed::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
@@ -350,29 +336,17 @@ fn strip_header(
     {
         return Ok((reply, None));
     }
-    fn header<C: Codec>(reply: &Bytes) -> Result<(ResponseHeader, usize), ProtocolError> {
+    let (h, used) = with_codec!(protocol, C => {
         let mut r = C::reader(reply.clone());
-        let h = ResponseHeader::decode(&mut r)?;
-        Ok((h, reply.len() - r.remaining()))
-    }
-    let (h, used) = match protocol {
-        Protocol::Binary => header::<BinaryCodec>(&reply)?,
-        Protocol::Compact => header::<CompactCodec>(&reply)?,
-    };
+        (ResponseHeader::decode(&mut r)?, reply.len() - r.remaining())
+    });
     Ok((reply.slice(used..), h.meta))
 }
 
 /// Checks a reply's message header against the call; an EXCEPTION reply becomes its
 /// application exception, or [`CallError::ShuttingDown`] for a draining ringsoa server.
 fn check(protocol: Protocol, msg: Bytes, method: &str, seqid: i32) -> Result<(), CallError> {
-    fn run<C: Codec>(msg: Bytes, method: &str, seqid: i32) -> Result<(), CallError> {
-        check_reply(&mut C::reader(msg), method, seqid)
-    }
-    let res = match protocol {
-        Protocol::Binary => run::<BinaryCodec>(msg, method, seqid),
-        Protocol::Compact => run::<CompactCodec>(msg, method, seqid),
-    };
-    match res {
+    match with_codec!(protocol, C => check_reply(&mut C::reader(msg), method, seqid)) {
         Err(CallError::Application(e))
             if e.kind == ApplicationExceptionKind::InternalError
                 && e.message
@@ -385,22 +359,14 @@ fn check(protocol: Protocol, msg: Bytes, method: &str, seqid: i32) -> Result<(),
     }
 }
 
-/// Decodes a checked reply message: its header again, then the body `T`.
-pub(crate) fn read_body<T: Decode>(
-    protocol: Protocol,
-    msg: Bytes,
-    method: &str,
-    seqid: i32,
-) -> Result<T, CallError> {
-    fn read<C: Codec, T: Decode>(msg: Bytes, method: &str, seqid: i32) -> Result<T, CallError> {
+/// Decodes the body `T` of a reply that [`Conn::call`] has already checked: its
+/// message header is skipped, not checked again.
+pub(crate) fn read_body<T: Decode>(protocol: Protocol, msg: Bytes) -> Result<T, CallError> {
+    with_codec!(protocol, C => {
         let mut r = C::reader(msg);
-        check_reply(&mut r, method, seqid)?;
+        r.read_message_begin()?;
         Ok(T::decode(&mut r)?)
-    }
-    match protocol {
-        Protocol::Binary => read::<BinaryCodec, T>(msg, method, seqid),
-        Protocol::Compact => read::<CompactCodec, T>(msg, method, seqid),
-    }
+    })
 }
 
 /// The arguments of a health-check ping: an empty struct. Any reply that matches

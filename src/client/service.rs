@@ -570,11 +570,11 @@ impl Channel for Client {
         method: &'static str,
         args: &A,
     ) -> Result<T, CallError> {
-        let (msg, seqid) = self
+        let (msg, _) = self
             .call_raw(cx, method, false, args)
             .await?
             .expect("a CALL has a reply");
-        read_body(self.protocol(), msg, method, seqid)
+        read_body(self.protocol(), msg)
     }
 
     async fn oneway<A: Encode>(

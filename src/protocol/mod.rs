@@ -28,6 +28,25 @@ pub use ttype::{MessageType, TType};
 
 use bytes::Bytes;
 
+/// Runs `$body` with the type alias `$C` naming the [`Codec`] of the run-time
+/// [`Protocol`] `$protocol`: one monomorphised copy of `$body` per protocol, without
+/// writing the two-armed match at every call site.
+macro_rules! with_codec {
+    ($protocol:expr, $C:ident => $body:expr) => {
+        match $protocol {
+            $crate::protocol::Protocol::Binary => {
+                type $C = $crate::protocol::BinaryCodec;
+                $body
+            }
+            $crate::protocol::Protocol::Compact => {
+                type $C = $crate::protocol::CompactCodec;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_codec;
+
 /// Nesting limit for structs and skipped values, as thriftpy2's `DEFAULT_MAX_DEPTH`.
 pub const MAX_DEPTH: u16 = 64;
 
@@ -183,10 +202,7 @@ pub(crate) fn check_len(len: usize, min: usize, remaining: usize) -> Result<(), 
 /// Encodes `value` as a bare struct with protocol `P` into a new buffer.
 pub fn to_bytes(value: &impl Encode, protocol: Protocol) -> Bytes {
     let mut buf = bytes::BytesMut::new();
-    match protocol {
-        Protocol::Binary => value.encode(&mut BinaryWriter::new(&mut buf)),
-        Protocol::Compact => value.encode(&mut CompactWriter::new(&mut buf)),
-    }
+    with_codec!(protocol, C => value.encode(&mut C::writer(&mut buf)));
     buf.freeze()
 }
 
@@ -203,10 +219,7 @@ pub fn from_bytes<T: Decode>(bytes: Bytes, protocol: Protocol) -> Result<T, Prot
             )),
         }
     }
-    match protocol {
-        Protocol::Binary => whole(BinaryReader::new(bytes)),
-        Protocol::Compact => whole(CompactReader::new(bytes)),
-    }
+    with_codec!(protocol, C => whole(C::reader(bytes)))
 }
 
 /// The range of the next `n` input bytes after `pos` in a buffer of `len` bytes,

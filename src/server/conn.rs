@@ -20,9 +20,10 @@ use monoio::net::TcpStream;
 
 use super::core::CoreState;
 use super::detect::{detect, Detected};
+use crate::protocol::with_codec;
 use crate::protocol::{
-    ApplicationException, ApplicationExceptionKind, BinaryCodec, Codec, CompactCodec, Decode,
-    Encode, MessageType, Protocol, ProtocolError, ProtocolReader, ProtocolWriter,
+    ApplicationException, ApplicationExceptionKind, Codec, Decode, Encode, MessageType,
+    ProtocolError, ProtocolReader, ProtocolWriter,
 };
 use crate::rpc::dispatch::write_exception;
 use crate::rpc::{CallContext, Dispatch};
@@ -132,16 +133,9 @@ impl<S: Dispatch> Conn<S> {
                 self.out.put_u32(0);
             }
             let body = self.out.len();
-            let outcome = match protocol {
-                Protocol::Binary => {
-                    self.request::<BinaryCodec>(frame, &mut tracking, body)
-                        .await
-                }
-                Protocol::Compact => {
-                    self.request::<CompactCodec>(frame, &mut tracking, body)
-                        .await
-                }
-            };
+            let outcome = with_codec!(protocol, C => {
+                self.request::<C>(frame, &mut tracking, body).await
+            });
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => return End::Bad(e.message.into_owned()),
