@@ -22,18 +22,4 @@ for round in $(seq "$rounds"); do
     done
   done
 done
-python3 - "$out" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-cells = {}
-for r in rows:
-    cells.setdefault((r["payload"], r["conns"]), {}).setdefault(r["label"], []).append(r)
-med = lambda rs, k: statistics.median(r[k] for r in rs)
-print("| echo | conns | raw CPU µs/call | ringsoa CPU µs/call | ratio | raw p50/p99 µs | ringsoa p50/p99 µs | p99 ratio | raw kQPS | ringsoa kQPS |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for (payload, conns), by in sorted(cells.items()):
-    raw, rs = by["raw"], by["ringsoa"]
-    rc, sc = med(raw, "server_cpu_us_per_call"), med(rs, "server_cpu_us_per_call")
-    print(f"| {payload} B | {conns} | {rc:.2f} | {sc:.2f} | {sc/rc:.2f} | {med(raw,'p50_us'):.0f}/{med(raw,'p99_us'):.0f} | {med(rs,'p50_us'):.0f}/{med(rs,'p99_us'):.0f} | {med(rs,'p99_us')/med(raw,'p99_us'):.2f} | {med(raw,'qps')/1000:.1f} | {med(rs,'qps')/1000:.1f} |")
-print(f"\n{len(rows)} runs; load average at run start {min(r['loadavg'] for r in rows):.2f}–{max(r['loadavg'] for r in rows):.2f}")
-PY
+python3 perf/summary.py server-echo "$out"

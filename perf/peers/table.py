@@ -4,13 +4,16 @@ printed, and with --into FILE also written into FILE between the
 
 Usage: table.py RESULTS.jsonl SECONDS_TAKEN ROUNDS SECONDS_PER_RUN [--into FILE]
 """
-import json
+import os
 import platform
 import statistics
 import sys
 import time
 
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from summary import cells as group, med, rows as read_rows  # noqa: E402
+
+rows = read_rows(sys.argv[1])
 taken, rounds, secs = sys.argv[2], sys.argv[3], sys.argv[4]
 ORDER = ["raw", "ringsoa", "tokio", "volo", "thrift-rs", "thriftpy2", "gunicorn"]
 NAMES = {
@@ -22,14 +25,7 @@ NAMES = {
 def cell_name(r):
     return "ping" if r["method"] == "ping" else f"echo {r['payload'] if r['payload'] < 1024 else str(r['payload'] // 1024) + ' KiB'}{' B' if r['payload'] < 1024 else ''}"
 
-cells = {}
-for r in rows:
-    key = (r["method"] != "echo", r["payload"], r["conns"])
-    cells.setdefault(key, {}).setdefault(r["label"], []).append(r)
-
-def med(rs, k):
-    vals = [r[k] for r in rs if r.get(k) is not None]
-    return statistics.median(vals) if vals else float("nan")
+cells = group(rows, lambda r: (r["method"] != "echo", r["payload"], r["conns"]))
 
 def spread(rs, k):
     vals = [r[k] for r in rs]

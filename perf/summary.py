@@ -1,0 +1,65 @@
+"""Markdown summaries of the perf scripts' results (one JSON object per line, as
+`ringsoa-perf load` prints them, with `round` and `loadavg` added by perf/lib.sh).
+
+Usage: summary.py server-echo|client-echo RESULTS.jsonl
+(perf/peers/table.py uses the helpers for the peer matrix.)
+"""
+import json
+import statistics
+import sys
+
+
+def rows(path):
+    """Every result in the file."""
+    return [json.loads(line) for line in open(path) if line.strip()]
+
+
+def cells(results, key):
+    """Results grouped by `key(result)`, then by label."""
+    out = {}
+    for r in results:
+        out.setdefault(key(r), {}).setdefault(r["label"], []).append(r)
+    return out
+
+
+def med(rs, k):
+    """The median of field `k` over results `rs` (NaN if none has it)."""
+    vals = [r[k] for r in rs if r.get(k) is not None]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def load_line(results):
+    """How many runs and the load average range at their start."""
+    loads = [r["loadavg"] for r in results]
+    return f"{len(results)} runs; load average at run start {min(loads):.2f}–{max(loads):.2f}"
+
+
+def server_echo(results):
+    print("| echo | conns | raw CPU µs/call | ringsoa CPU µs/call | ratio | raw p50/p99 µs | ringsoa p50/p99 µs | p99 ratio | raw kQPS | ringsoa kQPS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (payload, conns), by in sorted(cells(results, lambda r: (r["payload"], r["conns"])).items()):
+        raw, rs = by["raw"], by["ringsoa"]
+        rc, sc = med(raw, "server_cpu_us_per_call"), med(rs, "server_cpu_us_per_call")
+        print(f"| {payload} B | {conns} | {rc:.2f} | {sc:.2f} | {sc / rc:.2f} "
+              f"| {med(raw, 'p50_us'):.0f}/{med(raw, 'p99_us'):.0f} | {med(rs, 'p50_us'):.0f}/{med(rs, 'p99_us'):.0f} "
+              f"| {med(rs, 'p99_us') / med(raw, 'p99_us'):.2f} | {med(raw, 'qps') / 1000:.1f} | {med(rs, 'qps') / 1000:.1f} |")
+
+
+def client_echo(results):
+    names = {"raw": "raw, pre-encoded", "tracked": "ringsoa client, tracked", "native": "ringsoa client, native"}
+    print("| calls in flight | load generator | client CPU µs/call | ratio to raw | p50 µs | p99 µs | server CPU µs/call | kQPS |")
+    print("|---|---|---|---|---|---|---|---|")
+    for conns, by in sorted(cells(results, lambda r: r["conns"]).items()):
+        base = med(by["raw"], "client_cpu_us_per_call")
+        for label in ("raw", "tracked", "native"):
+            rs = by[label]
+            c = med(rs, "client_cpu_us_per_call")
+            print(f"| {conns} | {names[label]} | {c:.2f} | {c / base:.2f} | {med(rs, 'p50_us'):.0f} "
+                  f"| {med(rs, 'p99_us'):.0f} | {med(rs, 'server_cpu_us_per_call'):.2f} | {med(rs, 'qps') / 1000:.1f} |")
+
+
+if __name__ == "__main__":
+    kind, path = sys.argv[1], sys.argv[2]
+    results = rows(path)
+    {"server-echo": server_echo, "client-echo": client_echo}[kind](results)
+    print("\n" + load_line(results))
