@@ -14,6 +14,8 @@
 //!   headers) that thriftpy2's `TTrackedClient` speaks.
 //! - [`server`]: the thread-per-core io_uring server: one pinned monoio runtime and
 //!   SO_REUSEPORT listener per core, auto-detected framing and protocol, drain.
+//! - [`control`]: the per-core end of the control plane: the core's init value, the
+//!   admission check and the outcome recorder that the server calls.
 //! - [`client`]: calling services: core-local pools per node, node choice with
 //!   passive and active health, deadlines, safe retries.
 //! - [`runtime`]: the per-thread io_uring runtime everything above runs on.
@@ -30,6 +32,7 @@ extern crate self as ringsoa;
 pub mod build;
 pub mod client;
 pub mod codegen;
+pub mod control;
 pub mod dynamic;
 pub mod idl;
 pub mod protocol;

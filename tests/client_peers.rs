@@ -14,16 +14,16 @@ use support::process::py_server;
 
 use idl::codegen::DerivedClient;
 use idl::demo::{Color, DemoClient, DemoFailException, Item};
-use ringsoa::client::{Client, ClientConfig, Options};
+use ringsoa::client::{Client, ClientConfig, ConnOptions};
 use ringsoa::protocol::{ApplicationExceptionKind, Protocol};
 use ringsoa::rpc::CallError;
 use ringsoa::transport::Framing;
 
 fn client(addr: std::net::SocketAddr, protocol: Protocol, framing: Framing) -> Client {
-    let conn = Options {
+    let conn = ConnOptions {
         protocol,
         framing,
-        ..Options::new("rust-client")
+        ..ConnOptions::new("rust-client")
     };
     Client::new(
         [addr],

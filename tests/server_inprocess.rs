@@ -163,7 +163,8 @@ fn start_failing(cores: usize, failing: usize) -> std::io::Result<ServerHandle> 
     ServerBuilder::new("failing")
         .listen(format!("127.0.0.1:{port}").parse().unwrap())
         .cores(cores)
-        .start(move |core| {
+        .start(move |init| {
+            let core = init.index;
             assert!(core != failing, "core {core} cannot load its service");
             DerivedServer::new(Misbehaving)
         })

@@ -309,6 +309,15 @@ fn idle_connections_do_not_delay_exit_and_the_timeout_cancels() {
     let (code, took) = demo.wait(Duration::from_secs(5));
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    // The call cut off by the drain timeout gets an error reply, then the close.
+    let exc = app_exception(read_reply(&mut long).unwrap());
+    assert!(
+        exc.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("drain timeout"),
+        "{exc:?}"
+    );
     assert!(
         closed(&mut long),
         "the cancelled call's connection is closed"

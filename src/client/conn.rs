@@ -6,14 +6,12 @@
 //! timeout, a cancelled call, a protocol error, a reply for another seqid or method —
 //! leaves bytes of unknown state on the wire, so the caller drops the connection.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use crate::protocol::with_codec;
@@ -21,16 +19,16 @@ use crate::protocol::{
     ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolReader,
     ProtocolWriter,
 };
-use crate::rpc::channel::{check_reply, write_call};
+use crate::rpc::channel::check_reply;
+use crate::rpc::dispatch::is_shutting_down;
 use crate::rpc::CallError;
-use crate::server::SHUTTING_DOWN;
-use crate::tracking::{self, RequestHeader, ResponseHeader, UpgradeArgs, UpgradeReply};
-use crate::transport::io::read_append;
-use crate::transport::{framed, scan::Scanner, Framing, DEFAULT_MAX_MESSAGE};
+use crate::tracking::{self, OutgoingHeader, ResponseHeader, UpgradeReply};
+use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};
+use crate::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
 /// How to reach and talk to a service's nodes.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct ConnOptions {
     /// The caller's app id sent in the handshake.
     pub app_id: String,
     /// Binary or compact.
@@ -49,19 +47,19 @@ pub struct Options {
     pub send_deadline: bool,
 }
 
-impl Options {
+impl ConnOptions {
     /// Tracked, buffered binary (thriftpy2's defaults), 1 s connect, 5 s calls.
     pub fn new(app_id: impl Into<String>) -> Self {
-        Options {
+        ConnOptions {
             app_id: app_id.into(),
-            ..Options::default()
+            ..ConnOptions::default()
         }
     }
 }
 
-impl Default for Options {
+impl Default for ConnOptions {
     fn default() -> Self {
-        Options {
+        ConnOptions {
             app_id: String::new(),
             protocol: Protocol::Binary,
             framing: Framing::Buffered,
@@ -73,18 +71,10 @@ impl Default for Options {
     }
 }
 
-/// Read-buffer growth step.
-const READ_CHUNK: usize = 4096;
-
 /// An open connection, its negotiated tracking version and its pool bookkeeping.
 pub(crate) struct Conn {
-    stream: TcpStream,
-    /// Bytes read and not yet consumed (empty between calls on a healthy connection).
-    buf: BytesMut,
-    /// The request being written, reused call after call.
-    out: BytesMut,
-    /// Finds where an unframed reply ends, reused call after call.
-    scanner: Scanner,
+    io: MessageConn,
+    protocol: Protocol,
     /// Tracking version: 0 native, 1 or 2.
     pub version: i32,
     /// The last seqid sent; seqids increase per connection.
@@ -100,11 +90,29 @@ pub(crate) struct Conn {
 }
 
 /// A reply that matched its call: the message from its header on (the response
-/// header removed), and that header's meta.
+/// header removed), where its body starts, its seqid, and the response header's meta.
 pub(crate) struct Reply {
     pub msg: Bytes,
+    pub body: usize,
     pub seqid: i32,
     pub meta: Option<BTreeMap<String, String>>,
+}
+
+/// A call that failed on a connection, and whether its request may have left: after
+/// that a failure cannot tell whether the server executed the call.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub error: CallError,
+    pub sent: bool,
+}
+
+impl Failed {
+    fn sent(error: impl Into<CallError>) -> Self {
+        Failed {
+            error: error.into(),
+            sent: true,
+        }
+    }
 }
 
 impl Conn {
@@ -113,7 +121,7 @@ impl Conn {
     /// a [`CallError::Connect`]: no request has been sent.
     pub async fn open(
         addr: SocketAddr,
-        opts: &Options,
+        opts: &ConnOptions,
         generation: u64,
     ) -> Result<Conn, CallError> {
         let connect_err = |source| CallError::Connect { addr, source };
@@ -129,10 +137,8 @@ impl Conn {
         stream.set_nodelay(true).map_err(connect_err)?;
         let now = Instant::now();
         let mut conn = Conn {
-            stream,
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            out: BytesMut::with_capacity(256),
-            scanner: Scanner::new(opts.protocol, DEFAULT_MAX_MESSAGE),
+            io: MessageConn::new(stream, opts.framing, opts.protocol, DEFAULT_MAX_MESSAGE),
+            protocol: opts.protocol,
             version: 0,
             seqid: 0,
             opened: now,
@@ -141,11 +147,7 @@ impl Conn {
             generation,
         };
         if opts.tracking {
-            let args = UpgradeArgs {
-                app_id: Some(opts.app_id.clone()),
-                version: Some(tracking::CURRENT_VERSION),
-            };
-            let handshake = conn.handshake(opts, &args);
+            let handshake = conn.handshake(&opts.app_id);
             let outcome = monoio::time::timeout(opts.connect_timeout, handshake)
                 .await
                 .unwrap_or(Err(CallError::Timeout));
@@ -160,136 +162,102 @@ impl Conn {
         Ok(conn)
     }
 
-    async fn handshake(&mut self, opts: &Options, args: &UpgradeArgs) -> Result<i32, CallError> {
-        let sent = Cell::new(false);
-        let method = tracking::HANDSHAKE_METHOD;
-        let reply = match self.call(opts, None, method, false, args, &sent).await {
+    async fn handshake(&mut self, app_id: &str) -> Result<i32, CallError> {
+        let args = tracking::client::upgrade_args(app_id);
+        let call = Call {
+            method: tracking::HANDSHAKE_METHOD,
+            oneway: false,
+            header: &OutgoingHeader::default(),
+        };
+        let reply = match self.call(&call, &args).await {
             Ok(Some(reply)) => reply,
             Ok(None) => unreachable!("the handshake is a CALL"),
             // A server without the tracking extension: speak native Thrift.
-            Err(CallError::Application(e)) if e.kind == ApplicationExceptionKind::UnknownMethod => {
-                return Ok(0)
-            }
-            Err(e) => return Err(e),
+            Err(Failed {
+                error: CallError::Application(e),
+                ..
+            }) if e.kind == ApplicationExceptionKind::UnknownMethod => return Ok(0),
+            Err(f) => return Err(f.error),
         };
-        let r = read_body::<UpgradeReply>(opts.protocol, reply.msg)?;
-        Ok(r.version
-            .map_or(1, |v| v.clamp(1, tracking::CURRENT_VERSION)))
+        let r = read_body::<UpgradeReply>(self.protocol, reply)?;
+        Ok(tracking::client::accepted_version(&r))
     }
 
-    /// Makes one call: writes the request (the tracking `header` first when the
-    /// connection is tracked) and, unless `oneway`, reads and checks the whole reply.
-    /// `sent` becomes true once any byte of the request may have left: after that a
-    /// failure cannot tell whether the server executed the call.
+    /// Makes one call: writes the request (the tracking header first when the
+    /// connection is tracked) and, unless oneway, reads and checks the whole reply.
     pub async fn call<A: Encode>(
         &mut self,
-        opts: &Options,
-        header: Option<&RequestHeader>,
-        method: &str,
-        oneway: bool,
+        call: &Call<'_>,
         args: &A,
-        sent: &Cell<bool>,
-    ) -> Result<Option<Reply>, CallError> {
-        let kind = if oneway {
+    ) -> Result<Option<Reply>, Failed> {
+        with_codec!(self.protocol, C => self.call_with::<C, A>(call, args).await)
+    }
+
+    async fn call_with<C: Codec, A: Encode>(
+        &mut self,
+        call: &Call<'_>,
+        args: &A,
+    ) -> Result<Option<Reply>, Failed> {
+        let kind = if call.oneway {
             MessageType::Oneway
         } else {
             MessageType::Call
         };
         self.seqid = self.seqid.wrapping_add(1).max(1);
         let seqid = self.seqid;
-        let header = header.filter(|_| self.version >= 1);
-        self.encode(opts, header, method, kind, seqid, args);
-        self.write(sent).await?;
-        if oneway {
+        let mark = self.io.begin_message();
+        {
+            let mut w = C::writer(self.io.out());
+            if self.version >= 1 {
+                tracking::write_request_header(&mut w, call.header);
+            }
+            w.write_message_begin(call.method, kind, seqid);
+            args.encode(&mut w);
+        }
+        self.io.finish_message(mark);
+        self.io.flush().await.map_err(|e| Failed {
+            error: e.error.into(),
+            sent: e.sent,
+        })?;
+        if call.oneway {
             return Ok(None);
         }
-        let msg = self.read_reply(opts.framing).await?;
-        let (msg, meta) = strip_header(opts.protocol, msg, self.version >= 2)?;
-        check(opts.protocol, msg.clone(), method, seqid)?;
-        Ok(Some(Reply { msg, seqid, meta }))
-    }
-
-    fn encode<A: Encode>(
-        &mut self,
-        opts: &Options,
-        header: Option<&RequestHeader>,
-        method: &str,
-        kind: MessageType,
-        seqid: i32,
-        args: &A,
-    ) {
-        let out = &mut self.out;
-        out.clear();
-        if opts.framing == Framing::Framed {
-            out.put_u32(0);
-        }
-        with_codec!(opts.protocol, C => {
-            write_call(&mut C::writer(out), header, method, kind, seqid, args)
-        });
-        if opts.framing == Framing::Framed {
-            let len = (out.len() - framed::HEADER_LEN) as u32;
-            out[..framed::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
-        }
-    }
-
-    /// Writes the encoded request. A first write that fails sent nothing (the
-    /// connection was dead); only then does `sent` stay false.
-    async fn write(&mut self, sent: &Cell<bool>) -> Result<(), CallError> {
-        let out = std::mem::take(&mut self.out);
-        let (res, mut out) = self.stream.write(out).await;
-        let n = res?;
-        sent.set(true);
-        if n < out.len() {
-            let rest = out.split_off(n);
-            let (res, rest) = self.stream.write_all(rest).await;
-            out.unsplit(rest);
-            res?;
-        }
-        self.out = out;
-        Ok(())
-    }
-
-    /// Reads until one whole reply (with its response header, if any) is buffered.
-    async fn read_reply(&mut self, framing: Framing) -> Result<Bytes, CallError> {
-        let response_header = self.version >= 2;
-        loop {
-            let found = match framing {
-                Framing::Framed => framed::frame_len(&self.buf, DEFAULT_MAX_MESSAGE)?
-                    .filter(|n| self.buf.len() >= framed::HEADER_LEN + n)
-                    .map(|n| {
-                        let mut f = self.buf.split_to(framed::HEADER_LEN + n);
-                        bytes::Buf::advance(&mut f, framed::HEADER_LEN);
-                        f.freeze()
-                    }),
-                Framing::Buffered if self.buf.is_empty() => None,
-                Framing::Buffered => {
-                    if !self.scanner.in_progress() {
-                        // thriftpy2 servers omit the response header before an
-                        // EXCEPTION reply: a message header can start a reply too.
-                        if response_header && !tracking::starts_with_message(self.buf[0]) {
-                            self.scanner.expect_struct_then_message();
-                        } else {
-                            self.scanner.expect_message();
-                        }
-                    }
-                    self.scanner
-                        .feed(&self.buf)?
-                        .map(|n| self.buf.split_to(n).freeze())
-                }
-            };
-            if let Some(reply) = found {
-                return Ok(reply);
-            }
-            let buf = std::mem::take(&mut self.buf);
-            let (res, buf) = read_append(&mut self.stream, buf, READ_CHUNK).await;
-            self.buf = buf;
-            if res? == 0 {
-                return Err(std::io::Error::new(
+        let expect = if self.version >= 2 {
+            Expect::OptionalStructThenMessage
+        } else {
+            Expect::Message
+        };
+        let mut msg = match self.io.read_message(expect, ReadTimeouts::default()).await {
+            Ok(m) => m,
+            Err(ReadError::Bad(e)) => return Err(Failed::sent(e)),
+            Err(ReadError::Io(e)) => return Err(Failed::sent(e)),
+            Err(e) => {
+                let eof = std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    "server closed the connection before replying",
-                )
-                .into());
+                    format!("server closed the connection before replying ({e})"),
+                );
+                return Err(Failed::sent(eof));
             }
+        };
+        let mut meta = None;
+        if self.version >= 2 && !matches!(msg.first(), Some(0x80 | 0x82)) {
+            let mut r = C::reader(msg.clone());
+            meta = ResponseHeader::decode(&mut r).map_err(Failed::sent)?.meta;
+            let used = msg.len() - r.remaining();
+            bytes::Buf::advance(&mut msg, used);
+        }
+        let mut r = C::reader(msg.clone());
+        match check_reply(&mut r, call.method, seqid) {
+            Ok(()) => Ok(Some(Reply {
+                body: msg.len() - r.remaining(),
+                msg,
+                seqid,
+                meta,
+            })),
+            Err(CallError::Application(e)) if is_shutting_down(&e) => {
+                Err(Failed::sent(CallError::ShuttingDown))
+            }
+            Err(e) => Err(Failed::sent(e)),
         }
     }
 
@@ -297,14 +265,14 @@ impl Conn {
     /// trip: a non-blocking peek finds the peer's FIN or RST, or stray bytes that no
     /// call asked for (either way the connection must go).
     pub fn is_alive(&self) -> bool {
-        if !self.buf.is_empty() {
+        if !self.io.buffered().is_empty() {
             return false;
         }
         let mut byte = 0u8;
         // SAFETY: a one-byte peek into a local buffer on a socket this value owns.
         let n = unsafe {
             libc::recv(
-                self.stream.as_raw_fd(),
+                self.io.stream().as_raw_fd(),
                 (&mut byte as *mut u8).cast(),
                 1,
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -322,51 +290,20 @@ impl Conn {
     }
 }
 
-/// Removes the version-2 response header from a reply, returning its meta, if the
-/// reply has one: thriftpy2 servers omit it before EXCEPTION replies.
-fn strip_header(
-    protocol: Protocol,
-    reply: Bytes,
-    headers: bool,
-) -> Result<(Bytes, Option<BTreeMap<String, String>>), CallError> {
-    if !headers
-        || reply
-            .first()
-            .is_some_and(|b| tracking::starts_with_message(*b))
-    {
-        return Ok((reply, None));
-    }
-    let (h, used) = with_codec!(protocol, C => {
-        let mut r = C::reader(reply.clone());
-        (ResponseHeader::decode(&mut r)?, reply.len() - r.remaining())
-    });
-    Ok((reply.slice(used..), h.meta))
+/// What to send: the method, whether it is oneway, and the tracking header's fields
+/// (written only on tracked connections).
+pub(crate) struct Call<'a> {
+    pub method: &'a str,
+    pub oneway: bool,
+    pub header: &'a OutgoingHeader<'a>,
 }
 
-/// Checks a reply's message header against the call; an EXCEPTION reply becomes its
-/// application exception, or [`CallError::ShuttingDown`] for a draining ringsoa server.
-fn check(protocol: Protocol, msg: Bytes, method: &str, seqid: i32) -> Result<(), CallError> {
-    match with_codec!(protocol, C => check_reply(&mut C::reader(msg), method, seqid)) {
-        Err(CallError::Application(e))
-            if e.kind == ApplicationExceptionKind::InternalError
-                && e.message
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with(SHUTTING_DOWN)) =>
-        {
-            Err(CallError::ShuttingDown)
-        }
-        other => other,
-    }
-}
-
-/// Decodes the body `T` of a reply that [`Conn::call`] has already checked: its
-/// message header is skipped, not checked again.
-pub(crate) fn read_body<T: Decode>(protocol: Protocol, msg: Bytes) -> Result<T, CallError> {
-    with_codec!(protocol, C => {
-        let mut r = C::reader(msg);
-        r.read_message_begin()?;
-        Ok(T::decode(&mut r)?)
-    })
+/// Decodes the body `T` of a reply that [`Conn::call`] has already checked (its
+/// message header is not parsed again).
+pub(crate) fn read_body<T: Decode>(protocol: Protocol, reply: Reply) -> Result<T, CallError> {
+    let mut body = reply.msg;
+    bytes::Buf::advance(&mut body, reply.body);
+    with_codec!(protocol, C => Ok(T::decode(&mut C::reader(body))?))
 }
 
 /// The arguments of a health-check ping: an empty struct. Any reply that matches

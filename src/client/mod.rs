@@ -8,24 +8,31 @@
 //! - [`node`]: a node's pool, limiter and health (failure count, failed list, EWMA).
 //! - [`balance`]: which node gets a call (soft load or P2C).
 //! - [`retry`]: when a failure may be retried, and the retry budget.
-//! - [`service`]: [`Client`] itself — the call loop, hooks, and the background task
-//!   that reaps, pings and probes.
+//! - `config`: [`ClientConfig`] and the operator [`Hooks`].
+//! - `call`: [`Client`] itself and its call loop; `tracker` makes a call's tracking
+//!   fields once, and only for tracked connections; `lease` checks connections out
+//!   and back in; `upkeep` is the background task that reaps, pings and probes.
 //!
 //! It never repeats the seed's hazards: seqids increase per connection, every reply's
 //! seqid and method name are checked, and a connection that saw a timeout, a
 //! cancellation, a protocol error or a mismatch is closed, never pooled.
 
 pub mod balance;
+mod call;
+mod config;
 pub mod conn;
+mod lease;
 mod limit;
 pub mod node;
 pub mod pool;
 pub mod retry;
-pub mod service;
+mod tracker;
+mod upkeep;
 
 pub use balance::{BalanceOptions, Policy};
-pub use conn::Options;
+pub use call::Client;
+pub use config::{AfterCall, Attempt, BeforeCall, ClientConfig, Hooks, OnClose};
+pub use conn::ConnOptions;
 pub use node::{Node, NodeStats};
 pub use pool::{CloseReason, PoolOptions, PoolStats};
 pub use retry::RetryOptions;
-pub use service::{Attempt, Client, ClientConfig, Hooks};

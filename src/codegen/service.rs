@@ -182,7 +182,7 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
                 n.result
             )
         };
-        let _ = writeln!(out, "                match res {{\n                    __std::result::Result::Ok(v) => {{ {reply} __rs::protocol::Encode::encode(&{ok}, w); }}");
+        let _ = writeln!(out, "                let done = match res {{\n                    __std::result::Result::Ok(v) => {{ {reply} __rs::protocol::Encode::encode(&{ok}, w); __rs::rpc::Dispatched::Result }}");
         match &n.exception {
             None => out.push_str("                    __std::result::Result::Err(__rs::rpc::MethodError::Declared(n)) => match n {},\n"),
             Some(exc) => {
@@ -190,10 +190,10 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
                 for t in &f.throws {
                     let _ = write!(arms, "{exc}::{}(x) => {} {{ {}: __std::option::Option::Some(x), ..__std::default::Default::default() }}, ", camel(&t.name), n.result, ident(&t.name));
                 }
-                let _ = writeln!(out, "                    __std::result::Result::Err(__rs::rpc::MethodError::Declared(e)) => {{ {reply} let res = match e {{ {arms} }}; __rs::protocol::Encode::encode(&res, w); }}");
+                let _ = writeln!(out, "                    __std::result::Result::Err(__rs::rpc::MethodError::Declared(e)) => {{ {reply} let res = match e {{ {arms} }}; __rs::protocol::Encode::encode(&res, w); __rs::rpc::Dispatched::Declared }}");
             }
         }
-        out.push_str("                    __std::result::Result::Err(__rs::rpc::MethodError::Application(e)) => __rs::rpc::dispatch::write_exception(cx, w, msg, &e),\n                }\n                __std::result::Result::Ok(__rs::rpc::Dispatched::Replied)\n            }\n");
+        out.push_str("                    __std::result::Result::Err(__rs::rpc::MethodError::Application(e)) => { __rs::rpc::dispatch::write_exception(cx, w, msg, &e); __rs::rpc::Dispatched::Application(e.kind) }\n                };\n                __std::result::Result::Ok(done)\n            }\n");
     }
     let fallback = match s.extends {
         Some(b) => format!(

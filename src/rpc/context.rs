@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 /// call and ringsoa servers shorten the call's timeout to it.
 pub const TIMEOUT_META: &str = "ringsoa.timeout_ms";
 
+/// The response-meta key a draining ringsoa server sets (value `1`) on the replies
+/// of tracked connections it closes right after the reply, so that a ringsoa client
+/// does not pool the connection (nor the node's other idle ones) in the moment
+/// before the close arrives.
+pub const DRAINING_META: &str = "ringsoa.draining";
+
 /// What a handler knows about the call it serves, and what it hands to downstream
 /// calls so that they carry the same request id and a derived rpc id.
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,5 @@
 //! The server side of a generated service, and the reply helpers it shares with the
-//! server (so the tracking response header is written in one place).
+//! server (so that every reply begins the same way).
 
 use crate::protocol::{
     ApplicationException, ApplicationExceptionKind, Encode, MessageHeader, MessageType,
@@ -8,11 +8,16 @@ use crate::protocol::{
 
 use super::CallContext;
 
-/// What [`Dispatch::dispatch`] did with a call.
+/// What [`Dispatch::dispatch`] did with a call: which kind of reply it wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatched {
-    /// A reply (result or exception) was written.
-    Replied,
+    /// The method's result.
+    Result,
+    /// One of the method's declared exceptions (in the result struct).
+    Declared,
+    /// A `TApplicationException` of this kind: unknown method, bad arguments, or
+    /// an application error the handler returned.
+    Application(ApplicationExceptionKind),
     /// A oneway call ran; nothing was written.
     Oneway,
 }
@@ -39,8 +44,8 @@ pub trait Dispatch {
     ) -> Result<Dispatched, ProtocolError>;
 }
 
-/// Writes what precedes a reply: the version-2 tracking `ResponseHeader {1: map<string,
-/// string> meta}` (meta omitted when empty, as thriftpy2 does), then the message header.
+/// Writes what precedes a reply: the version-2 tracking response header
+/// ([`crate::tracking::write_response_header`]), then the message header.
 pub fn begin_reply<W: ProtocolWriter>(
     cx: &CallContext,
     w: &mut W,
@@ -49,16 +54,7 @@ pub fn begin_reply<W: ProtocolWriter>(
     seqid: i32,
 ) {
     if cx.version >= 2 {
-        let mark = w.write_struct_begin();
-        if !cx.response_meta.is_empty() {
-            w.write_field_begin(TType::Map, 1);
-            w.write_map_begin(TType::String, TType::String, cx.response_meta.len());
-            for (k, v) in &cx.response_meta {
-                w.write_string(k);
-                w.write_string(v);
-            }
-        }
-        w.write_struct_end(mark);
+        crate::tracking::write_response_header(w, &cx.response_meta);
     }
     w.write_message_begin(name, kind, seqid);
 }
@@ -96,7 +92,7 @@ pub fn unknown_method<R: ProtocolReader, W: ProtocolWriter>(
         ),
     );
     write_exception(cx, w, msg, &exc);
-    Ok(Dispatched::Replied)
+    Ok(Dispatched::Application(exc.kind))
 }
 
 /// Answers a call whose arguments failed to decode with PROTOCOL_ERROR.
@@ -114,5 +110,18 @@ pub fn bad_arguments<W: ProtocolWriter>(
         format!("bad arguments: {}", err.message),
     );
     write_exception(cx, w, msg, &exc);
-    Dispatched::Replied
+    Dispatched::Application(exc.kind)
+}
+
+/// The message of the `TApplicationException` INTERNAL_ERROR that a draining server
+/// answers its health check with (and a call it did not execute); clients read it as
+/// "not executed: retry elsewhere", i.e. [`super::CallError::ShuttingDown`].
+pub const SHUTTING_DOWN: &str = "ringsoa: server is shutting down";
+
+/// Whether an application exception is a draining server's shutting-down answer.
+pub fn is_shutting_down(e: &ApplicationException) -> bool {
+    e.kind == ApplicationExceptionKind::InternalError
+        && e.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(SHUTTING_DOWN))
 }

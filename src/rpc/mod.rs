@@ -15,5 +15,5 @@ pub mod error;
 
 pub use channel::Channel;
 pub use context::CallContext;
-pub use dispatch::{Dispatch, Dispatched};
+pub use dispatch::{Dispatch, Dispatched, SHUTTING_DOWN};
 pub use error::{CallError, MethodError, Never};

@@ -1,8 +1,8 @@
 //! One core: a pinned thread with its own monoio runtime, its own service instance
-//! (built before it listens: load before listen), its own SO_REUSEPORT listener, and
-//! its own connections. Nothing here is shared with other cores but the drain flag.
+//! and control (built before it listens: load before listen), its own SO_REUSEPORT
+//! listener, and its own connections. Nothing here is shared with other cores but
+//! the drain flag.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
@@ -11,33 +11,30 @@ use std::time::{Duration, Instant};
 use monoio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Socket, Type};
 
-use super::conn;
+use super::builder::ControlFactory;
+use super::hooks::Hooks;
 use super::shutdown::Shutdown;
+use super::state::{CoreState, Warnings};
+use super::throttle::warn_throttled;
 use super::watchdog::Beats;
-use super::{Config, Hooks};
+use super::{conn, Config};
+use crate::control::CoreInit;
 use crate::rpc::Dispatch;
 
 /// How often an idle core looks at the drain flag.
 const TICK: Duration = Duration::from_millis(20);
 
-/// What the connections of one core share (through an `Rc`: never across threads).
-pub struct CoreState<S> {
-    /// This core's index, from 0.
+/// Everything a core thread starts from.
+pub(super) struct CoreRun<F> {
     pub index: usize,
-    /// This core's service instance.
-    pub service: S,
-    /// Server configuration.
     pub config: Arc<Config>,
-    /// The process-wide drain flag.
+    pub factory: Arc<F>,
+    pub control: Option<Arc<ControlFactory>>,
     pub shutdown: Arc<Shutdown>,
-    /// Calls running now on this core.
-    pub in_flight: Cell<usize>,
-    /// Open connections on this core.
-    pub conns: Cell<usize>,
-    /// Every core's heartbeat; this core writes only its own.
-    pub beats: Arc<Beats>,
-    /// Operator hooks.
     pub hooks: Arc<Hooks>,
+    pub beats: Arc<Beats>,
+    /// Told once the core listens (or why it could not).
+    pub ready: mpsc::Sender<Result<(), String>>,
 }
 
 /// Binds one SO_REUSEPORT listener for `addr` (explicitly: the whole point is that
@@ -57,77 +54,59 @@ pub fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpList
     Ok(s.into())
 }
 
-/// Runs core `index` on the current thread until its drain completes. Reports on
-/// `ready` once it listens (or why it could not).
-pub fn run<S, F>(
-    index: usize,
-    config: Arc<Config>,
-    factory: Arc<F>,
-    shutdown: Arc<Shutdown>,
-    hooks: Arc<Hooks>,
-    beats: Arc<Beats>,
-    ready: mpsc::Sender<Result<(), String>>,
-) where
+/// Runs one core on the current thread until its drain completes.
+pub(super) fn run<S, F>(run: CoreRun<F>)
+where
     S: Dispatch + 'static,
-    F: Fn(usize) -> S + Send + Sync + 'static,
+    F: Fn(&CoreInit) -> S + Send + Sync + 'static,
 {
-    let mut rt = match crate::runtime::build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            shutdown.report(index, 0);
-            let _ = ready.send(Err(format!("core {index}: no runtime: {e}")));
-            return;
-        }
-    };
+    let index = run.index;
     let failed = |why: String| {
         // A core that never serves must not hold up the others' drain.
-        shutdown.report(index, 0);
-        let _ = ready.send(Err(why));
+        run.shutdown.report(index, 0);
+        let _ = run.ready.send(Err(why));
+    };
+    let mut rt = match crate::runtime::build() {
+        Ok(rt) => rt,
+        Err(e) => return failed(format!("core {index}: no runtime: {e}")),
     };
     rt.block_on(async {
         // Load before listen: the service (pools, caches) is built first.
-        let service =
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(index))) {
-                Ok(s) => s,
-                Err(_) => {
-                    failed(format!("core {index}: the service factory panicked"));
-                    return;
-                }
-            };
-        let listener = match bind(config.listen, config.backlog) {
+        let init = CoreInit::new(index, run.config.cores);
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ((run.factory)(&init), run.control.as_ref().map(|c| c(&init)))
+        }));
+        let Ok((service, control)) = built else {
+            return failed(format!("core {index}: the service factory panicked"));
+        };
+        let listener = match bind(run.config.listen, run.config.backlog) {
             Ok(l) => l,
             Err(e) => {
-                failed(format!(
+                return failed(format!(
                     "core {index}: cannot listen on {}: {e}",
-                    config.listen
-                ));
-                return;
+                    run.config.listen
+                ))
             }
+        };
+        let (control_socket, listener) = match listener
+            .try_clone()
+            .and_then(|c| Ok((Socket::from(c), TcpListener::from_std(listener)?)))
+        {
+            Ok(pair) => pair,
+            Err(e) => return failed(format!("core {index}: {e}")),
         };
         let state = Rc::new(CoreState {
             index,
             service,
-            config,
-            shutdown: shutdown.clone(),
-            in_flight: Cell::new(0),
-            conns: Cell::new(0),
-            beats,
-            hooks,
+            control,
+            config: run.config.clone(),
+            shutdown: run.shutdown.clone(),
+            in_flight: Default::default(),
+            conns: Default::default(),
+            beats: run.beats.clone(),
+            hooks: run.hooks.clone(),
+            warnings: Warnings::default(),
         });
-        let control = match listener.try_clone() {
-            Ok(c) => Socket::from(c),
-            Err(e) => {
-                failed(format!("core {index}: {e}"));
-                return;
-            }
-        };
-        let listener = match TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                failed(format!("core {index}: {e}"));
-                return;
-            }
-        };
         monoio::spawn(accept_loop(state.clone(), listener));
         if let Some(threshold) = state.config.watchdog {
             monoio::spawn(heartbeat(
@@ -135,8 +114,8 @@ pub fn run<S, F>(
                 (threshold / 4).max(Duration::from_millis(5)),
             ));
         }
-        let _ = ready.send(Ok(()));
-        drain_when_asked(state, control).await;
+        let _ = run.ready.send(Ok(()));
+        drain_when_asked(state, control_socket).await;
     });
 }
 
@@ -155,28 +134,39 @@ async fn accept_loop<S: Dispatch + 'static>(state: Rc<CoreState<S>>, listener: T
             Err(_) if state.shutdown.draining() => return,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(core = state.index, "accept failed: {e}");
+                warn_throttled!(
+                    state.warnings.accept,
+                    "core {}: accept failed: {e}",
+                    state.index
+                );
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
 }
 
-/// Starts serving an accepted connection, within the per-core connection limit.
+/// Starts serving an accepted connection. At the connection limit the core closes
+/// its longest-idle connection to make room, and refuses the newcomer only when
+/// every connection is busy.
 fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, peer: SocketAddr) {
-    if state.conns.get() >= state.config.max_connections {
-        tracing::warn!(core = state.index, %peer, "connection limit {} reached, refusing", state.config.max_connections);
+    let limit = state.config.max_connections;
+    if state.conns.len() >= limit && !state.conns.evict_longest_idle() {
+        warn_throttled!(
+            state.warnings.refused,
+            "core {}: connection limit {limit} reached and every connection is busy: refused {peer}",
+            state.index
+        );
         return;
     }
     let _ = stream.set_nodelay(true);
     if let Some(h) = &state.hooks.on_connected {
         h(state.index, peer);
     }
-    state.conns.set(state.conns.get() + 1);
+    let (id, slot) = state.conns.add();
     let st = state.clone();
     monoio::spawn(async move {
-        conn::serve(st.clone(), stream, peer).await;
-        st.conns.set(st.conns.get() - 1);
+        conn::serve(st.clone(), stream, peer, slot).await;
+        st.conns.remove(id);
         if let Some(h) = &st.hooks.on_closed {
             h(st.index, peer);
         }
@@ -184,9 +174,10 @@ fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, pee
 }
 
 /// Waits for the drain, then: stops accepting without dropping the connections
-/// already queued on this core's listener (they are accepted and answered "shutting
-/// down"), lets in-flight calls finish up to the drain deadline, and returns, which
-/// ends the runtime and with it every idle connection.
+/// already queued on this core's listener (they are accepted and served), tells
+/// every connection (idle ones close after the grace, busy ones after their reply),
+/// lets in-flight calls finish up to the drain deadline (where they are cut off
+/// with an error reply), and returns, which ends the runtime.
 async fn drain_when_asked<S: Dispatch + 'static>(state: Rc<CoreState<S>>, control: Socket) {
     while !state.shutdown.draining() {
         monoio::time::sleep(TICK).await;
@@ -211,27 +202,32 @@ async fn drain_when_asked<S: Dispatch + 'static>(state: Rc<CoreState<S>>, contro
     // Stop listening; the pending accept wakes with an error and the loop ends.
     let _ = control.shutdown(std::net::Shutdown::Read);
     drop(control);
+    state.conns.nudge_all();
     let deadline = state.shutdown.deadline();
     tracing::info!(
         core = state.index,
         queued,
+        connections = state.conns.len(),
         in_flight = state.in_flight.get(),
         "draining"
     );
+    // The cut-off replies need a moment to go out after the deadline.
+    let last = deadline + Duration::from_millis(50);
     loop {
-        state.shutdown.report(state.index, state.in_flight.get());
-        let mine_done = state.in_flight.get() == 0;
-        if (mine_done && state.shutdown.all_idle()) || Instant::now() >= deadline {
+        state
+            .shutdown
+            .report(state.index, state.in_flight.get() + state.conns.len());
+        let mine_done = state.in_flight.get() == 0 && state.conns.is_empty();
+        let now = Instant::now();
+        if (mine_done && state.shutdown.all_idle()) || now >= last {
             break;
         }
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
-    // Let the replies of the last calls go out.
-    monoio::time::sleep(Duration::from_millis(5)).await;
     if state.in_flight.get() > 0 {
         tracing::warn!(
             core = state.index,
-            "drain timeout: cancelling {} calls",
+            "drain timeout: {} calls still running are dropped",
             state.in_flight.get()
         );
     }

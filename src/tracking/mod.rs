@@ -9,10 +9,22 @@
 //! server forgets it there). A server without the method answers UNKNOWN_METHOD and
 //! the client goes on natively. State is per connection. The structs are generated
 //! by ringsoa's own code generator from `src/tracking/tracking.thrift`.
+//!
+//! Both sides live here: [`server`] answers the handshake (a connection's first
+//! message), reads request headers into the call context and writes response
+//! headers; [`client`] offers the handshake and writes request headers straight
+//! from the call context (no per-call header value to build). What a peer may put
+//! in these fields is bounded ([`Limits`]).
 
 mod generated {
     ringsoa::include_idl!("ringsoa_tracking.rs");
 }
+
+pub mod client;
+pub mod server;
+
+pub use client::{write_request_header, OutgoingHeader};
+pub use server::{write_response_header, Limits};
 
 pub use generated::tracking::{RequestHeader, ResponseHeader, UpgradeArgs, UpgradeReply};
 
@@ -37,14 +49,6 @@ pub fn negotiate(client: Option<i32>) -> (i32, Option<i32>) {
             (v, Some(v))
         }
     }
-}
-
-/// Whether a reply starts with a message header rather than a response header: a
-/// strict binary message starts `0x80`, a compact one `0x82`; a `ResponseHeader`
-/// starts with a field header or STOP, never either. Lets a client tolerate servers
-/// that omit the response header (thriftpy2 does, before EXCEPTION replies).
-pub fn starts_with_message(first: u8) -> bool {
-    first == 0x80 || first == 0x82
 }
 
 #[cfg(test)]

@@ -31,13 +31,30 @@ pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolError>
     Ok(Some(len))
 }
 
-/// Appends one frame to `buf`: reserves the length prefix, lets `body` write the
-/// message, then fills in the length. Returns the body length.
-pub fn write_frame(buf: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> usize {
-    let start = buf.len();
+/// Starts a frame at the end of `buf`: reserves the length prefix. Returns the mark
+/// that [`finish_frame`] takes.
+pub fn begin_frame(buf: &mut BytesMut) -> usize {
+    let mark = buf.len();
     buf.put_u32(0);
-    body(buf);
-    let len = buf.len() - start - HEADER_LEN;
-    buf[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    mark
+}
+
+/// Ends the frame begun at `mark`: fills in its length, or removes the prefix if
+/// nothing was written (a oneway call's empty answer). Returns the body length.
+pub fn finish_frame(buf: &mut BytesMut, mark: usize) -> usize {
+    let len = buf.len() - mark - HEADER_LEN;
+    if len == 0 {
+        buf.truncate(mark);
+    } else {
+        buf[mark..mark + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    }
     len
+}
+
+/// Appends one frame to `buf`: `body` writes the message between [`begin_frame`]
+/// and [`finish_frame`]. Returns the body length.
+pub fn write_frame(buf: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> usize {
+    let mark = begin_frame(buf);
+    body(buf);
+    finish_frame(buf, mark)
 }

@@ -5,9 +5,12 @@
 //!   message ends is to walk its values; the [`scan::Scanner`] does that incrementally,
 //!   resuming where it stopped when more bytes arrive.
 //! - [`io`]: appending socket reads on monoio.
+//! - [`conn`]: [`conn::MessageConn`], one socket and its buffers: read one whole
+//!   message, write messages, for the server, the client and the perf harness.
 //!
 //! Both check the configured maximum message size before anything is allocated.
 
+pub mod conn;
 pub mod framed;
 pub mod io;
 pub mod scan;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ringsoa::client::{Client, ClientConfig, Options, RetryOptions};
+use ringsoa::client::{Client, ClientConfig, ConnOptions, RetryOptions};
 use ringsoa::dynamic::{self, encode_fields, Reply};
 use ringsoa::idl::model::{Field, Program, StructKind};
 use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
@@ -144,7 +144,7 @@ fn call(a: CallArgs) -> ExitCode {
         return fail(format!("bad arguments for {}: {e}", a.method));
     }
     let timeout = Duration::from_millis(a.timeout_ms);
-    let opts = Options {
+    let opts = ConnOptions {
         protocol,
         framing: match a.transport {
             TransportArg::Buffered => Framing::Buffered,
@@ -153,7 +153,7 @@ fn call(a: CallArgs) -> ExitCode {
         connect_timeout: timeout,
         call_timeout: timeout,
         tracking: !a.no_tracking,
-        ..Options::new(a.app_id)
+        ..ConnOptions::new(a.app_id)
     };
     let mut cx = CallContext {
         meta: a.meta.into_iter().collect(),

@@ -1,0 +1,339 @@
+//! [`Client`]: one core's channel to a service — its nodes, a pool per node, node
+//! choice, passive and active health, deadlines and safe retries.
+//!
+//! Build one per core, on that core (it is `!Send`; its background task — reaping,
+//! pinging idle connections, probing failed nodes, in `upkeep` — starts with the
+//! first call on the core's runtime and ends when the client is dropped).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::balance;
+use super::config::{Attempt, ClientConfig};
+use super::conn::{read_body, Call, Failed, Reply};
+use super::node::{Node, NodeState, NodeStats};
+use super::retry::{self, RetryBudget};
+use super::tracker::Tracker;
+use super::upkeep;
+use crate::protocol::{Decode, Encode, Protocol};
+use crate::rpc::context::DRAINING_META;
+use crate::rpc::{CallContext, CallError, Channel};
+
+/// One core's client of one service (see the module docs). Generated client stubs
+/// take it (or an `Rc` of it, to share it between stubs) as their channel.
+pub struct Client {
+    inner: Rc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub config: ClientConfig,
+    pub nodes: RefCell<Rc<[Rc<NodeState>]>>,
+    /// Bumped when the node list changes; older connections are closed on return.
+    pub generation: Cell<u64>,
+    budget: RefCell<RetryBudget>,
+    /// Top-level calls so far: their rpc ids are "1", "2", …
+    root_calls: Cell<u64>,
+    maintenance: Cell<bool>,
+}
+
+impl Client {
+    /// A client of the service at `nodes`.
+    pub fn new<N: Into<Node>>(nodes: impl IntoIterator<Item = N>, config: ClientConfig) -> Self {
+        let budget = RetryBudget::new(&config.retry, Instant::now());
+        let client = Client {
+            inner: Rc::new(Inner {
+                config,
+                nodes: RefCell::new(Rc::new([])),
+                generation: Cell::new(0),
+                budget: RefCell::new(budget),
+                root_calls: Cell::new(0),
+                maintenance: Cell::new(false),
+            }),
+        };
+        client.set_nodes(nodes);
+        client
+    }
+
+    /// Replaces the node list (from discovery): a new pool generation. Idle
+    /// connections are closed now, connections in use when their call ends; the
+    /// health record of a node that stays is kept.
+    pub fn set_nodes<N: Into<Node>>(&self, nodes: impl IntoIterator<Item = N>) {
+        let inner = &self.inner;
+        let old = inner.nodes.borrow().clone();
+        for n in old.iter() {
+            inner.with_pool(n, |pool, closed| pool.clear(closed));
+        }
+        inner.generation.set(inner.generation.get() + 1);
+        let fresh: Rc<[Rc<NodeState>]> = nodes
+            .into_iter()
+            .map(|n| {
+                let node: Node = n.into();
+                let health = old
+                    .iter()
+                    .find(|o| o.node.addr == node.addr)
+                    .map(|o| o.health.borrow().clone())
+                    .unwrap_or_default();
+                Rc::new(NodeState::new(node, &inner.config.pool, health))
+            })
+            .collect();
+        tracing::debug!(
+            nodes = fresh.len(),
+            generation = inner.generation.get(),
+            "client node list set"
+        );
+        *inner.nodes.borrow_mut() = fresh;
+    }
+
+    /// Every node's health and pool counters on this core.
+    pub fn stats(&self) -> Vec<NodeStats> {
+        self.inner
+            .nodes
+            .borrow()
+            .iter()
+            .map(|n| n.stats())
+            .collect()
+    }
+
+    /// The protocol replies are encoded in.
+    pub fn protocol(&self) -> Protocol {
+        self.inner.config.conn.protocol
+    }
+
+    /// Makes a call whose arguments and result the caller encodes and decodes itself
+    /// (dynamic mode): returns the reply from its message header on (response header
+    /// removed, name, seqid and type checked) with its seqid; `None` for oneway calls.
+    pub async fn call_raw<A: Encode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &str,
+        oneway: bool,
+        args: &A,
+    ) -> Result<Option<(Bytes, i32)>, CallError> {
+        let reply = self.inner.call(cx, method, oneway, args).await?;
+        Ok(reply.map(|r| (r.msg, r.seqid)))
+    }
+}
+
+impl Inner {
+    /// The call loop: pick a node, attempt, retry when safe, within one deadline.
+    async fn call<A: Encode>(
+        self: &Rc<Self>,
+        mut cx: Option<&mut CallContext>,
+        method: &str,
+        oneway: bool,
+        args: &A,
+    ) -> Result<Option<Reply>, CallError> {
+        self.start_maintenance();
+        let cfg = &self.config;
+        let started = Instant::now();
+        let mut deadline = started + cfg.conn.call_timeout;
+        if let Some(d) = cx.as_ref().and_then(|cx| cx.deadline) {
+            deadline = deadline.min(d);
+        }
+        self.budget.borrow_mut().deposit(started);
+        let idempotent = cfg.retry.idempotent.iter().any(|m| m == method);
+        let nodes = self.nodes.borrow().clone();
+        let mut tried = Vec::new();
+        let mut reply_meta = None;
+        let result = {
+            let mut tracker = Tracker::new(cx.as_deref_mut(), &self.root_calls);
+            loop {
+                let Some(index) = balance::pick(&nodes, &tried, cfg.balance.policy) else {
+                    break Err(CallError::Rejected("the service has no nodes".into()));
+                };
+                let node = &nodes[index];
+                let now = Instant::now();
+                let Some(left) = deadline
+                    .checked_duration_since(now)
+                    .filter(|d| !d.is_zero())
+                else {
+                    break Err(CallError::Timeout);
+                };
+                let attempt = Attempt {
+                    node: node.node.addr,
+                    method,
+                    retry: tried.len() as u32,
+                };
+                if let Some(h) = &cfg.hooks.before_call {
+                    h(&attempt);
+                }
+                // Pinned where it is made: no copy of the attempt's future per call.
+                let call =
+                    std::pin::pin!(self.attempt(node, &mut tracker, left, method, oneway, args));
+                let result = call.await;
+                let elapsed = now.elapsed();
+                let (outcome, sent) = match &result {
+                    Ok(_) => (Ok(()), true),
+                    Err(f) => (Err(&f.error), f.sent),
+                };
+                self.record(node, outcome, elapsed, sent);
+                if let Some(h) = &cfg.hooks.after_call {
+                    h(&attempt, elapsed, outcome);
+                }
+                let failed = match result {
+                    Ok(reply) => {
+                        reply_meta = reply.as_ref().map(|r| r.meta.clone());
+                        break Ok(reply);
+                    }
+                    Err(f) => f,
+                };
+                if matches!(failed.error, CallError::ShuttingDown) {
+                    // The node drains: none of its idle connections will serve again.
+                    self.with_pool(node, |pool, closed| pool.clear(closed));
+                }
+                let retry = tried.len() < cfg.retry.max_retries as usize
+                    && retry::is_safe(&failed.error, failed.sent, idempotent)
+                    && self.budget.borrow_mut().withdraw(Instant::now());
+                if !retry {
+                    break Err(failed.error);
+                }
+                tracing::debug!(node = %node.node.addr, method, "retrying after: {}", failed.error);
+                tried.push(index);
+            }
+        };
+        if let (Some(cx), Some(meta)) = (cx, reply_meta) {
+            cx.reply_meta = meta.unwrap_or_default();
+        }
+        result
+    }
+
+    /// Starts the background task on the first call, on the caller's runtime.
+    fn start_maintenance(self: &Rc<Self>) {
+        if !self.maintenance.replace(true) {
+            monoio::spawn(upkeep::maintain(Rc::downgrade(self)));
+        }
+    }
+
+    /// One attempt on one node within `left`: a slot, a connection, the call, the
+    /// connection back. Running out of time before the call is written says nothing
+    /// was sent.
+    async fn attempt<A: Encode>(
+        &self,
+        node: &Rc<NodeState>,
+        tracker: &mut Tracker<'_>,
+        left: Duration,
+        method: &str,
+        oneway: bool,
+        args: &A,
+    ) -> Result<Option<Reply>, Failed> {
+        let unsent = |error| Failed { error, sent: false };
+        let deadline = Instant::now() + left;
+        let ready = monoio::time::timeout(left, async {
+            let Some(slot) = node.limiter.acquire().await else {
+                return Err(CallError::Rejected(
+                    format!(
+                        "{}: {} calls in flight and {} waiting",
+                        node.node.addr,
+                        node.limiter.in_flight(),
+                        node.limiter.waiting()
+                    )
+                    .into(),
+                ));
+            };
+            Ok((slot, self.checkout(node).await?))
+        });
+        let (_slot, mut lease) = ready
+            .await
+            .unwrap_or(Err(CallError::Timeout))
+            .map_err(unsent)?;
+        let budget = left;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let conn = lease.conn();
+        // The tracking fields are made only for a tracked connection.
+        let header = if conn.version >= 1 {
+            let budget = self
+                .config
+                .conn
+                .send_deadline
+                .then(|| budget.as_millis().max(1) as u64);
+            tracker.header(budget)
+        } else {
+            Default::default()
+        };
+        let call = Call {
+            method,
+            oneway,
+            header: &header,
+        };
+        let result = monoio::time::timeout(left, conn.call(&call, args))
+            .await
+            .unwrap_or(Err(Failed {
+                error: CallError::Timeout,
+                sent: true,
+            }));
+        let draining = matches!(&result, Ok(Some(r)) if r.meta.as_ref().is_some_and(|m| m.contains_key(DRAINING_META)));
+        if draining {
+            // The server closes this connection after the reply, and drains.
+            drop(lease);
+            self.with_pool(node, |pool, closed| pool.clear(closed));
+            return result;
+        }
+        // A connection goes back only after a reply that matched its call.
+        if matches!(
+            result,
+            Ok(_)
+                | Err(Failed {
+                    error: CallError::Application(_),
+                    ..
+                })
+        ) {
+            lease.give_back();
+        }
+        result
+    }
+
+    /// Passive health: answers count as successes, connection-level failures against
+    /// the node. A timeout before anything was sent (the call waited for a slot, or
+    /// ran out of time while connecting) says nothing about the node.
+    pub(super) fn record(
+        &self,
+        node: &NodeState,
+        result: Result<(), &CallError>,
+        elapsed: Duration,
+        sent: bool,
+    ) {
+        let now = Instant::now();
+        let mut health = node.health.borrow_mut();
+        match result {
+            Ok(()) | Err(CallError::Application(_) | CallError::Declared(_)) => {
+                health.success(elapsed, now)
+            }
+            Err(CallError::Rejected(_) | CallError::ShuttingDown) => {}
+            Err(CallError::Timeout) if !sent => {}
+            Err(e) => {
+                let b = &self.config.balance;
+                if health.failure(b.failure_threshold, b.probe_interval, now) {
+                    tracing::warn!(node = %node.node.addr, "node failed after {} consecutive failures (last: {e}); probing every {:?}", b.failure_threshold, b.probe_interval);
+                }
+            }
+        }
+    }
+}
+
+impl Channel for Client {
+    async fn call<A: Encode, T: Decode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<T, CallError> {
+        let reply = self
+            .inner
+            .call(cx, method, false, args)
+            .await?
+            .expect("a CALL has a reply");
+        read_body(self.protocol(), reply)
+    }
+
+    async fn oneway<A: Encode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<(), CallError> {
+        self.inner.call(cx, method, true, args).await.map(|_| ())
+    }
+}

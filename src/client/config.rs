@@ -1,0 +1,66 @@
+//! What a [`super::Client`] can be told: connection, pool, balance and retry
+//! options, and operator hooks.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::balance::BalanceOptions;
+use super::conn::ConnOptions;
+use super::pool::{CloseReason, PoolOptions};
+use super::retry::RetryOptions;
+use crate::rpc::CallError;
+
+/// Everything a [`super::Client`] can be told.
+#[derive(Clone, Default)]
+pub struct ClientConfig {
+    /// Connections: app id, protocol, framing, timeouts, tracking.
+    pub conn: ConnOptions,
+    /// Pools.
+    pub pool: PoolOptions,
+    /// Node choice and health.
+    pub balance: BalanceOptions,
+    /// Retries.
+    pub retry: RetryOptions,
+    /// Hooks.
+    pub hooks: Hooks,
+}
+
+impl ClientConfig {
+    /// Defaults, with this caller's app id.
+    pub fn new(app_id: impl Into<String>) -> Self {
+        ClientConfig {
+            conn: ConnOptions::new(app_id),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+/// What a call hook is told about an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The node it went to.
+    pub node: SocketAddr,
+    /// The method.
+    pub method: &'a str,
+    /// 0 for the first attempt, then 1, 2, … for retries.
+    pub retry: u32,
+}
+
+/// A hook before each attempt.
+pub type BeforeCall = Rc<dyn Fn(&Attempt<'_>)>;
+/// A hook after each attempt, with its duration and outcome.
+pub type AfterCall = Rc<dyn Fn(&Attempt<'_>, Duration, Result<(), &CallError>)>;
+/// A hook after a connection closes.
+pub type OnClose = Rc<dyn Fn(SocketAddr, CloseReason)>;
+
+/// Operator hooks; a hook runs on the calling core and must not block.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Before each attempt.
+    pub before_call: Option<BeforeCall>,
+    /// After each attempt.
+    pub after_call: Option<AfterCall>,
+    /// After a pooled connection closes.
+    pub on_close: Option<OnClose>,
+}

@@ -1,0 +1,134 @@
+//! Checking connections out of a node's pool and back in: leases, the count of
+//! connections being opened, and the close hooks (run after the pool is released,
+//! so that a hook may look at the client).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::call::Inner;
+use super::conn::Conn;
+use super::node::NodeState;
+use super::pool::{CloseReason, NodePool};
+use crate::rpc::CallError;
+
+impl Inner {
+    /// A pooled connection that passes its checks, or a new one.
+    pub(super) async fn checkout<'a>(
+        &'a self,
+        node: &'a NodeState,
+    ) -> Result<Lease<'a>, CallError> {
+        let generation = self.generation.get();
+        let now = Instant::now();
+        let pooled = self.with_pool(node, |pool, closed| {
+            pool.checkout(&self.config.pool, generation, now, closed)
+        });
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let connecting = Connecting::new(node);
+                // Boxed: connecting is the rare path, and its future (connect plus
+                // handshake) would otherwise double the size of every call's future.
+                let open = Box::pin(Conn::open(node.node.addr, &self.config.conn, generation));
+                let c = open.await?;
+                drop(connecting);
+                node.version.set(Some(c.version));
+                node.pool.borrow_mut().opened();
+                c
+            }
+        };
+        Ok(Lease {
+            client: self,
+            node,
+            conn: Some(conn),
+        })
+    }
+
+    /// Runs `f` on the node's pool with a sink for closed connections; the close
+    /// hooks run after the pool is released, so a hook may look at the client.
+    pub(super) fn with_pool<R>(
+        &self,
+        node: &NodeState,
+        f: impl FnOnce(&mut NodePool, &mut dyn FnMut(CloseReason)) -> R,
+    ) -> R {
+        let mut reasons = Vec::new();
+        let r = f(&mut node.pool.borrow_mut(), &mut |reason| {
+            reasons.push(reason)
+        });
+        for reason in reasons {
+            self.closed(node.node.addr, reason);
+        }
+        r
+    }
+
+    /// Ends a checkout (see [`NodePool::checkin`]).
+    pub(super) fn checkin(&self, node: &NodeState, conn: Conn, verdict: Result<(), CloseReason>) {
+        let generation = self.generation.get();
+        self.with_pool(node, |pool, closed| {
+            pool.checkin(conn, verdict, &self.config.pool, generation, closed)
+        });
+    }
+
+    fn closed(&self, addr: SocketAddr, reason: CloseReason) {
+        tracing::trace!(%addr, ?reason, "client connection closed");
+        if let Some(h) = &self.config.hooks.on_close {
+            h(addr, reason);
+        }
+    }
+}
+
+/// Counts a connection being opened until the attempt ends, however it ends.
+struct Connecting<'a>(&'a NodeState);
+
+impl<'a> Connecting<'a> {
+    fn new(node: &'a NodeState) -> Self {
+        node.pool.borrow_mut().connecting += 1;
+        Connecting(node)
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.pool.borrow_mut().connecting -= 1;
+    }
+}
+
+/// A checked-out connection. Dropped without [`Lease::give_back`] — a failed call,
+/// or an attempt cancelled by its timeout — it closes the connection.
+pub(super) struct Lease<'a> {
+    pub client: &'a Inner,
+    pub node: &'a NodeState,
+    pub conn: Option<Conn>,
+}
+
+impl Lease<'_> {
+    /// The leased connection.
+    pub fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("a lease holds its connection")
+    }
+
+    /// Returns the connection to the pool after a call that matched its reply.
+    pub fn give_back(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.uses += 1;
+            conn.last_used = Instant::now();
+            self.checkin(conn, true);
+        }
+    }
+
+    fn checkin(&self, conn: Conn, healthy: bool) {
+        let verdict = if healthy {
+            Ok(())
+        } else {
+            Err(CloseReason::Broken)
+        };
+        self.client.checkin(self.node, conn, verdict);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.checkin(conn, false);
+        }
+    }
+}

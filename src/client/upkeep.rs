@@ -1,0 +1,129 @@
+//! The client's background task: reaping idle connections, pinging stale ones,
+//! probing failed nodes.
+
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use super::call::Inner;
+use super::conn::{Call, Conn, NoArgs};
+use super::lease::Lease;
+use super::node::NodeState;
+use super::pool::CloseReason;
+use crate::rpc::CallError;
+use crate::tracking::OutgoingHeader;
+
+impl Inner {
+    /// How often the background task wakes.
+    pub(super) fn tick(&self) -> Duration {
+        let p = &self.config.pool;
+        [
+            Some(self.config.balance.probe_interval),
+            p.ping_interval,
+            p.max_idle_time,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(Duration::from_secs(1), |d| d / 2)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// One round of upkeep: reap idle connections, start due probes and pings.
+    pub(super) fn upkeep(self: &Rc<Self>) {
+        let now = Instant::now();
+        let generation = self.generation.get();
+        let nodes = self.nodes.borrow().clone();
+        for node in nodes.iter() {
+            self.with_pool(node, |pool, closed| {
+                pool.reap(&self.config.pool, now, closed)
+            });
+            if node.health.borrow().probe_due(now) {
+                node.health.borrow_mut().probing = true;
+                monoio::spawn(probe(self.clone(), node.clone(), generation));
+            }
+            if let Some(interval) = self.config.pool.ping_interval {
+                let stale = node.pool.borrow_mut().take_for_ping(interval, now);
+                if !stale.is_empty() {
+                    monoio::spawn(ping_all(self.clone(), node.clone(), stale));
+                }
+            }
+        }
+    }
+
+    /// A health-check call on `conn`: any reply that matches proves it works.
+    async fn ping(&self, conn: &mut Conn) -> bool {
+        let cfg = &self.config;
+        let call = Call {
+            method: &cfg.pool.ping_method,
+            oneway: false,
+            header: &OutgoingHeader::default(),
+        };
+        let ping = conn.call(&call, &NoArgs);
+        matches!(
+            monoio::time::timeout(cfg.conn.call_timeout, ping).await,
+            Ok(Ok(_)
+                | Err(super::conn::Failed {
+                    error: CallError::Application(_),
+                    ..
+                }))
+        )
+    }
+}
+
+/// The background task: upkeep every tick until the client is dropped.
+pub(super) async fn maintain(client: Weak<Inner>) {
+    loop {
+        let Some(tick) = client.upgrade().map(|c| c.tick()) else {
+            return;
+        };
+        monoio::time::sleep(tick).await;
+        match client.upgrade() {
+            Some(c) => c.upkeep(),
+            None => return,
+        }
+    }
+}
+
+/// Active health: connect to a failed node and ping it; restore it on success (the
+/// connection joins its pool).
+async fn probe(client: Rc<Inner>, node: Rc<NodeState>, generation: u64) {
+    let addr = node.node.addr;
+    let ok = match Conn::open(addr, &client.config.conn, generation).await {
+        Ok(mut conn) => {
+            let alive = client.ping(&mut conn).await;
+            if alive {
+                node.pool.borrow_mut().opened();
+                Lease {
+                    client: &client,
+                    node: &node,
+                    conn: Some(conn),
+                }
+                .give_back();
+            }
+            alive
+        }
+        Err(_) => false,
+    };
+    let mut health = node.health.borrow_mut();
+    if ok {
+        health.restore();
+        tracing::info!(node = %addr, "node restored by a probe");
+    } else {
+        health.probe_failed(client.config.balance.probe_interval, Instant::now());
+        tracing::debug!(node = %addr, "probe failed; node stays failed");
+    }
+}
+
+/// Pings idle connections that were taken out of the pool; keeps those that answer.
+async fn ping_all(client: Rc<Inner>, node: Rc<NodeState>, conns: Vec<Conn>) {
+    for mut conn in conns {
+        let alive = client.ping(&mut conn).await;
+        let verdict = if alive {
+            conn.last_used = Instant::now();
+            Ok(())
+        } else {
+            Err(CloseReason::PingFailed)
+        };
+        client.checkin(&node, conn, verdict);
+    }
+}

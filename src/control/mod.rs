@@ -1,0 +1,80 @@
+//! The per-core end of the control plane: what a core is given when it starts, the
+//! admission check before each call, and the recorder told of each call's outcome.
+//!
+//! The server and client depend only on this module; the governance and metrics
+//! threads fill it (their snapshots reach a core through its [`CoreInit`], their
+//! admission rules and recorders are a [`CoreControl`] built per core). Nothing here
+//! is shared across cores: each core gets its own values.
+
+use std::time::Duration;
+
+use crate::protocol::{ApplicationException, ApplicationExceptionKind};
+use crate::rpc::{CallContext, Dispatched};
+
+/// What a core's factories are given when the core starts, on that core.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CoreInit {
+    /// This core's index, from 0.
+    pub index: usize,
+    /// How many cores the server runs.
+    pub cores: usize,
+}
+
+impl CoreInit {
+    /// The init value of core `index` of `cores`.
+    pub fn new(index: usize, cores: usize) -> Self {
+        CoreInit { index, cores }
+    }
+}
+
+/// How a call ended, as the server saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The method's result went back.
+    Result,
+    /// One of the method's declared exceptions went back (a healthy answer).
+    Declared,
+    /// A `TApplicationException` of this kind went back: unknown method, bad
+    /// arguments, or an application error from the handler.
+    Application(ApplicationExceptionKind),
+    /// A oneway call ran.
+    Oneway,
+    /// The handler panicked.
+    Panic,
+    /// The call ran out of time.
+    Timeout,
+    /// The call was refused before it ran (admission, or a header over the limits).
+    Refused,
+}
+
+impl From<Dispatched> for Outcome {
+    fn from(d: Dispatched) -> Self {
+        match d {
+            Dispatched::Result => Outcome::Result,
+            Dispatched::Declared => Outcome::Declared,
+            Dispatched::Application(kind) => Outcome::Application(kind),
+            Dispatched::Oneway => Outcome::Oneway,
+        }
+    }
+}
+
+/// A core's admission rules and outcome recorder. Both run on the core, on the
+/// request path: they must not block, and should not allocate.
+pub trait CoreControl {
+    /// Whether the call may run; a refusal is sent to the caller as this
+    /// `TApplicationException` (oneway calls are dropped) and recorded as
+    /// [`Outcome::Refused`].
+    fn admit(&self, cx: &CallContext, method: &str) -> Result<(), ApplicationException> {
+        let _ = (cx, method);
+        Ok(())
+    }
+
+    /// Told of every call's outcome after its reply was written.
+    fn record(&self, cx: &CallContext, method: &str, outcome: Outcome, elapsed: Duration) {
+        let _ = (cx, method, outcome, elapsed);
+    }
+}
+
+/// Admits everything and records nothing.
+impl CoreControl for () {}

@@ -1,0 +1,234 @@
+//! [`ServerBuilder`]: settings, hooks and the per-core factories; `start` runs the
+//! cores.
+
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use super::core::{self, CoreRun};
+use super::handle::{refuse_a_live_listener, ServerHandle};
+use super::hooks::Hooks;
+use super::shutdown::Shutdown;
+use super::{fds, watchdog, Config};
+use crate::control::{CoreControl, CoreInit};
+use crate::rpc::{CallContext, Dispatch};
+
+/// Builds a [`CoreControl`] on each core.
+pub(crate) type ControlFactory = dyn Fn(&CoreInit) -> Box<dyn CoreControl> + Send + Sync;
+
+/// Builds and starts a server ([`ServerBuilder::start`]).
+pub struct ServerBuilder {
+    config: Config,
+    hooks: Hooks,
+    control: Option<Arc<ControlFactory>>,
+}
+
+impl ServerBuilder {
+    /// A server for `app` with the defaults of [`Config::new`].
+    pub fn new(app: impl Into<String>) -> Self {
+        ServerBuilder {
+            config: Config::new(app.into()),
+            hooks: Hooks::default(),
+            control: None,
+        }
+    }
+
+    /// Address to listen on.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Number of cores (at least 1).
+    pub fn cores(mut self, n: usize) -> Self {
+        self.config.cores = n.max(1);
+        self
+    }
+
+    /// Largest request accepted and reply sent.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+
+    /// Connection limit per core.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
+        self
+    }
+
+    /// Idle timeout between requests.
+    pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.idle_timeout = t;
+        self
+    }
+
+    /// Time a started request has to arrive.
+    pub fn read_timeout(mut self, t: Duration) -> Self {
+        self.config.read_timeout = t;
+        self
+    }
+
+    /// Per-call timeout.
+    pub fn call_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.call_timeout = t;
+        self
+    }
+
+    /// Drain timeout.
+    pub fn drain_timeout(mut self, t: Duration) -> Self {
+        self.config.drain_timeout = t;
+        self
+    }
+
+    /// The health-check method answered "shutting down" during a drain.
+    pub fn health_method(mut self, name: impl Into<String>) -> Self {
+        self.config.health_method = name.into();
+        self
+    }
+
+    /// Limits on what peers may put in tracking fields.
+    pub fn tracking_limits(mut self, limits: crate::tracking::Limits) -> Self {
+        self.config.tracking_limits = limits;
+        self
+    }
+
+    /// Starts even if another process already listens on the port (handover).
+    pub fn handover(mut self, yes: bool) -> Self {
+        self.config.handover = yes;
+        self
+    }
+
+    /// Reports a core whose loop has not ticked for `threshold` (default 1 s).
+    pub fn watchdog(mut self, threshold: Duration) -> Self {
+        self.config.watchdog = Some(threshold);
+        self
+    }
+
+    /// Called by the watchdog with the core, the method in flight and how long the
+    /// core has been blocked (besides the warning it logs).
+    pub fn on_stall(mut self, f: impl Fn(usize, &str, Duration) + Send + Sync + 'static) -> Self {
+        self.hooks.on_stall = Some(Arc::new(f));
+        self
+    }
+
+    /// Called on the core before each call is dispatched.
+    pub fn before_call(mut self, f: impl Fn(&CallContext, &str) + Send + Sync + 'static) -> Self {
+        self.hooks.before_call = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the core after each call (not for the handshake).
+    pub fn after_call(
+        mut self,
+        f: impl Fn(&CallContext, &str, Duration, bool) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.after_call = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the core when it accepts a connection.
+    pub fn on_connected(mut self, f: impl Fn(usize, SocketAddr) + Send + Sync + 'static) -> Self {
+        self.hooks.on_connected = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the core when a connection ends.
+    pub fn on_closed(mut self, f: impl Fn(usize, SocketAddr) + Send + Sync + 'static) -> Self {
+        self.hooks.on_closed = Some(Box::new(f));
+        self
+    }
+
+    /// Called on each core when the drain starts.
+    pub fn on_drain_start(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.hooks.on_drain_start = Some(Box::new(f));
+        self
+    }
+
+    /// Builds each core's admission rules and outcome recorder, on that core.
+    pub fn control<C: CoreControl + 'static>(
+        mut self,
+        f: impl Fn(&CoreInit) -> C + Send + Sync + 'static,
+    ) -> Self {
+        self.control = Some(Arc::new(move |init: &CoreInit| {
+            Box::new(f(init)) as Box<dyn CoreControl>
+        }));
+        self
+    }
+
+    /// Starts the cores; `factory` builds each core's service on that core from its
+    /// [`CoreInit`]. Returns once every core listens. Fails if the port is taken by
+    /// another process (unless [`handover`](Self::handover)), or if more than a
+    /// third of the cores fail to start; with fewer failures it runs degraded and
+    /// logs it.
+    pub fn start<S, F>(mut self, factory: F) -> std::io::Result<ServerHandle>
+    where
+        S: Dispatch + 'static,
+        F: Fn(&CoreInit) -> S + Send + Sync + 'static,
+    {
+        if !self.config.handover {
+            refuse_a_live_listener(self.config.listen)?;
+        }
+        self.config.max_connections = fds::fit_connections(&self.config);
+        let config = Arc::new(self.config);
+        if monoio::utils::detect_uring() {
+            tracing::info!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on io_uring");
+        } else {
+            tracing::warn!(app = %config.app, "io_uring is unavailable: cores run on the epoll driver");
+        }
+        let shutdown = Arc::new(Shutdown::new(config.cores));
+        let beats = Arc::new(watchdog::Beats::new(config.cores));
+        if let Some(threshold) = config.watchdog {
+            let (beats, sd, on_stall) =
+                (beats.clone(), shutdown.clone(), self.hooks.on_stall.clone());
+            std::thread::Builder::new()
+                .name("ringsoa-watchdog".into())
+                .spawn(move || watchdog::watch(beats, threshold, on_stall, || sd.stopped()))?;
+        }
+        let hooks = Arc::new(self.hooks);
+        let factory = Arc::new(factory);
+        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for index in 0..config.cores {
+            let run = CoreRun {
+                index,
+                config: config.clone(),
+                factory: factory.clone(),
+                control: self.control.clone(),
+                shutdown: shutdown.clone(),
+                hooks: hooks.clone(),
+                beats: beats.clone(),
+                ready: tx.clone(),
+            };
+            let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+            let t = std::thread::Builder::new()
+                .name(format!("ringsoa-core-{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        core_affinity::set_for_current(cpu);
+                    }
+                    core::run(run)
+                })?;
+            threads.push(t);
+        }
+        drop(tx);
+        // One report per core (a core that dies before reporting drops its sender).
+        let reports: Vec<_> = rx.iter().take(config.cores).collect();
+        let missing = config.cores - reports.len();
+        let mut failures: Vec<String> = reports.into_iter().filter_map(Result::err).collect();
+        failures.extend((0..missing).map(|_| "a core thread exited before reporting".to_string()));
+        let handle = ServerHandle::new(config.listen, config.drain_timeout, shutdown, threads);
+        if failures.len() * 3 > config.cores {
+            handle.abort();
+            return Err(std::io::Error::other(format!(
+                "too many cores failed to start: {}",
+                failures.join("; ")
+            )));
+        }
+        for f in &failures {
+            tracing::error!("running degraded: {f}");
+        }
+        Ok(handle)
+    }
+}

@@ -1,0 +1,265 @@
+//! One call on a connection: tracking header, drain and admission checks, the
+//! handler under its timeout with panics caught, the reply (size-checked), and the
+//! outcome handed to the core's recorder.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::conn::{race, Either, End, Session};
+use super::conns::Signal;
+use crate::control::Outcome;
+use crate::protocol::{
+    ApplicationException, ApplicationExceptionKind, Codec, MessageHeader, MessageType,
+    ProtocolError, ProtocolErrorKind, ProtocolReader,
+};
+use crate::rpc::context::DRAINING_META;
+use crate::rpc::dispatch::write_exception;
+use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};
+use crate::tracking::server::read_request_header;
+
+impl<S: Dispatch> Session<S> {
+    /// Serves the request in `frame`, appending its reply to the output. Returns
+    /// whether the connection closes after the reply; an error means the request
+    /// could not be parsed and the connection closes now.
+    pub(super) async fn request<C: Codec>(&mut self, frame: Bytes) -> Result<bool, End> {
+        let core = self.core.clone();
+        let cfg = &*core.config;
+        let r = &mut C::reader(frame);
+        let mut cx = CallContext {
+            caller: self.tracking.caller.clone(),
+            version: self.tracking.version,
+            core: core.index,
+            ..CallContext::default()
+        };
+        let over_limits = match self.tracking.version {
+            0 => None,
+            _ => read_request_header(r, &mut cx, &cfg.tracking_limits)?,
+        };
+        let msg = r.read_message_begin()?;
+        if !matches!(msg.kind, MessageType::Call | MessageType::Oneway) {
+            return Err(ProtocolError::new(
+                ProtocolErrorKind::InvalidData,
+                format!("a client sent a message of type {:?}", msg.kind),
+            )
+            .into());
+        }
+        let draining = core.shutdown.draining();
+        let mark = self.conn.begin_message();
+        if draining && msg.name[..] == *cfg.health_method.as_bytes() {
+            // Pools that ping on checkout take this as "reconnect elsewhere".
+            let exc = ApplicationException::internal(SHUTTING_DOWN);
+            self.reply_exception::<C>(&cx, &msg, &exc);
+            self.conn.finish_message(mark);
+            return Ok(true);
+        }
+        // The call's timeout: the server's own, shortened to the budget the caller
+        // sent; the handler sees it as the context's deadline. One clock read.
+        let now = Instant::now();
+        let timeout = match (cfg.call_timeout, cx.sent_budget()) {
+            (Some(own), Some(sent)) => Some(own.min(sent)),
+            (own, sent) => own.or(sent),
+        };
+        cx.deadline = timeout.map(|t| now + t);
+        if draining && cx.version >= 2 {
+            cx.response_meta.insert(DRAINING_META.into(), "1".into());
+        }
+        let method = std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
+        let refusal = match over_limits {
+            Some(why) => Some(ApplicationException::new(
+                ApplicationExceptionKind::ProtocolError,
+                format!("ringsoa: {why}"),
+            )),
+            None => core
+                .control
+                .as_ref()
+                .and_then(|c| c.admit(&cx, method).err()),
+        };
+        let mut outcome = match refusal {
+            Some(exc) => {
+                self.reply_exception::<C>(&cx, &msg, &exc);
+                Outcome::Refused
+            }
+            None => {
+                self.run_handler::<C>(&mut cx, &msg, r, timeout, mark)
+                    .await?
+            }
+        };
+        let len = self.conn.finish_message(mark);
+        if len > cfg.max_message {
+            self.conn.out().truncate(mark);
+            let mark = self.conn.begin_message();
+            let exc = ApplicationException::internal(format!(
+                "ringsoa: the reply of {len} bytes exceeds the maximum message size of {} bytes",
+                cfg.max_message
+            ));
+            tracing::warn!(
+                core = core.index,
+                method,
+                "{}",
+                exc.message.as_deref().unwrap_or("")
+            );
+            self.reply_exception::<C>(&cx, &msg, &exc);
+            self.conn.finish_message(mark);
+            outcome = Outcome::Application(ApplicationExceptionKind::InternalError);
+        }
+        let hooks = &core.hooks;
+        if hooks.after_call.is_some() || core.control.is_some() {
+            let elapsed = now.elapsed();
+            if let Some(h) = &hooks.after_call {
+                let normal = !matches!(
+                    outcome,
+                    Outcome::Panic | Outcome::Timeout | Outcome::Refused
+                );
+                h(&cx, method, elapsed, normal);
+            }
+            if let Some(c) = &core.control {
+                c.record(&cx, method, outcome, elapsed);
+            }
+        }
+        Ok(draining || core.shutdown.draining())
+    }
+
+    /// Runs the handler: within its timeout, with panics caught, and cut off with
+    /// an error reply at the drain's deadline.
+    async fn run_handler<C: Codec>(
+        &mut self,
+        cx: &mut CallContext,
+        msg: &MessageHeader,
+        r: &mut C::Reader,
+        timeout: Option<Duration>,
+        mark: usize,
+    ) -> Result<Outcome, End> {
+        let core = self.core.clone();
+        let method = || String::from_utf8_lossy(&msg.name);
+        if let Some(h) = &core.hooks.before_call {
+            h(cx, &method());
+        }
+        core.in_flight.set(core.in_flight.get() + 1);
+        let beat = core.beats.core(core.index);
+        beat.enter(&msg.name);
+        let result = {
+            let mut w = C::writer(self.conn.out());
+            // Pinned where it is made: a handler's future can be kilobytes (it holds
+            // its downstream calls), and each move would copy all of it.
+            let call = std::pin::pin!(core.service.dispatch(cx, msg, r, &mut w));
+            match timeout {
+                // The caller has already given up: do not start the call.
+                Some(t) if t.is_zero() => Ended::TimedOut,
+                t => {
+                    let mut call = std::pin::pin!(with_timeout(t, catch_panic(call)));
+                    loop {
+                        if core.shutdown.draining() {
+                            let left = core
+                                .shutdown
+                                .deadline()
+                                .saturating_duration_since(Instant::now());
+                            break match monoio::time::timeout(left, call.as_mut()).await {
+                                Ok(done) => done.into(),
+                                Err(_) => Ended::CutOff,
+                            };
+                        }
+                        match race(call.as_mut(), self.slot.signal()).await {
+                            Either::Left(done) => break done.into(),
+                            Either::Right(Signal::Drain | Signal::Evicted) => continue,
+                        }
+                    }
+                }
+            }
+        };
+        beat.leave();
+        core.in_flight.set(core.in_flight.get() - 1);
+        let (outcome, message) = match result {
+            Ended::Done(Ok(d)) => return Ok(d.into()),
+            Ended::Done(Err(e)) => return Err(e.into()),
+            Ended::Panicked(what) => {
+                tracing::error!(core = core.index, method = %method(), "handler panicked: {what}");
+                (Outcome::Panic, format!("handler panicked: {what}"))
+            }
+            Ended::TimedOut => {
+                let ms = timeout.map_or(0, |t| t.as_millis());
+                tracing::warn!(core = core.index, method = %method(), "call timed out after {ms} ms");
+                (
+                    Outcome::Timeout,
+                    format!("ringsoa: call timed out after {ms} ms"),
+                )
+            }
+            Ended::CutOff => {
+                tracing::warn!(core = core.index, method = %method(), "call cut off by the drain timeout");
+                (
+                    Outcome::Timeout,
+                    "ringsoa: call cut off by the server's drain timeout".to_string(),
+                )
+            }
+        };
+        // Whatever the call wrote is discarded; the frame header stays.
+        self.conn.discard_message(mark);
+        let exc = ApplicationException::new(ApplicationExceptionKind::InternalError, message);
+        self.reply_exception::<C>(cx, msg, &exc);
+        Ok(outcome)
+    }
+
+    /// Writes `exc` as the reply to `msg` (nothing for a oneway call).
+    fn reply_exception<C: Codec>(
+        &mut self,
+        cx: &CallContext,
+        msg: &MessageHeader,
+        exc: &ApplicationException,
+    ) {
+        if msg.kind == MessageType::Call {
+            write_exception(cx, &mut C::writer(self.conn.out()), msg, exc);
+        }
+    }
+}
+
+/// How a handler's run ended.
+enum Ended {
+    Done(Result<crate::rpc::Dispatched, ProtocolError>),
+    Panicked(String),
+    TimedOut,
+    CutOff,
+}
+
+type Guarded = Option<Result<Result<crate::rpc::Dispatched, ProtocolError>, Box<dyn Any + Send>>>;
+
+impl From<Guarded> for Ended {
+    fn from(g: Guarded) -> Self {
+        match g {
+            None => Ended::TimedOut,
+            Some(Ok(done)) => Ended::Done(done),
+            Some(Err(panic)) => Ended::Panicked(panic_message(&panic)),
+        }
+    }
+}
+
+/// Runs `f`, giving up after `timeout` (`None` when it ran out).
+async fn with_timeout<F: Future>(timeout: Option<Duration>, f: F) -> Option<F::Output> {
+    match timeout {
+        Some(t) => monoio::time::timeout(t, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+/// Runs `f`, turning a panic inside it into an error.
+async fn catch_panic<F: Future>(f: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(
+        move |cx| match catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        },
+    )
+    .await
+}
+
+fn panic_message(p: &Box<dyn Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}

@@ -1,0 +1,74 @@
+//! Server settings and their defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::tracking::Limits;
+use crate::transport::DEFAULT_MAX_MESSAGE;
+
+/// Server settings; built with [`super::ServerBuilder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The app id, for logs (and the registry, later).
+    pub app: String,
+    /// Address every core listens on.
+    pub listen: SocketAddr,
+    /// Number of cores (threads).
+    pub cores: usize,
+    /// Largest request accepted and largest reply sent (frame body or unframed
+    /// message).
+    pub max_message: usize,
+    /// Open connections per core. A core at its limit closes its longest-idle
+    /// connection to admit a new one, and refuses the newcomer only when none is
+    /// idle. Lowered at start when the process's open-file limit cannot hold it.
+    pub max_connections: usize,
+    /// Time a connection may sit between requests (`None`: forever).
+    pub idle_timeout: Option<Duration>,
+    /// Time a started request has to arrive completely, however its bytes trickle
+    /// in (slow-loris defence).
+    pub read_timeout: Duration,
+    /// Time a call may run before it is answered with a timeout error.
+    pub call_timeout: Option<Duration>,
+    /// Time in-flight calls get to finish once a drain starts.
+    pub drain_timeout: Duration,
+    /// During a drain, a connection idle for this long is closed.
+    pub drain_grace: Duration,
+    /// The health-check method: during a drain it is answered "shutting down" (and
+    /// its connection closed), so that pools that ping on checkout reconnect
+    /// elsewhere; every other call is still served.
+    pub health_method: String,
+    /// What a peer may put in tracking fields.
+    pub tracking_limits: Limits,
+    /// Listen backlog per core.
+    pub backlog: i32,
+    /// Start even if another process listens on the port (zero-downtime handover).
+    pub handover: bool,
+    /// A core whose loop has not ticked for this long is reported (`None`: off).
+    pub watchdog: Option<Duration>,
+}
+
+impl Config {
+    /// Defaults for `app` on 127.0.0.1:9090 with every online core: 16 MiB
+    /// messages, 10,000 connections per core, no idle timeout, 30 s read timeout,
+    /// no call timeout, 10 s drain timeout with a 100 ms idle grace, `ping` as the
+    /// health check, watchdog at 1 s.
+    pub fn new(app: String) -> Self {
+        Config {
+            app,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_connections: 10_000,
+            idle_timeout: None,
+            read_timeout: Duration::from_secs(30),
+            call_timeout: None,
+            drain_timeout: Duration::from_secs(10),
+            drain_grace: Duration::from_millis(100),
+            health_method: "ping".into(),
+            tracking_limits: Limits::default(),
+            backlog: 1024,
+            handover: false,
+            watchdog: Some(Duration::from_secs(1)),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! [`ServerHandle`]: a running server — its address, the drain, waiting for exit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::shutdown::Shutdown;
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    drain_timeout: Duration,
+    shutdown: Arc<Shutdown>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        drain_timeout: Duration,
+        shutdown: Arc<Shutdown>,
+        threads: Vec<JoinHandle<()>>,
+    ) -> Self {
+        ServerHandle {
+            addr,
+            drain_timeout,
+            shutdown,
+            threads,
+        }
+    }
+
+    /// The address the cores listen on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts the drain with the configured timeout (returns at once).
+    pub fn shutdown(&self) {
+        self.shutdown.begin(self.drain_timeout);
+    }
+
+    /// Stops at once and waits for the cores (a failed start).
+    pub(crate) fn abort(self) {
+        self.shutdown.begin(Duration::ZERO);
+        self.join();
+    }
+
+    /// Waits for every core to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.shutdown.stop();
+    }
+
+    /// Serves until SIGTERM (drain with the configured timeout) or SIGINT (drain
+    /// with at most 1 s), then waits for the drain to finish.
+    pub fn run_until_signal(self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let shutdown = self.shutdown.clone();
+        let drain = self.drain_timeout;
+        std::thread::Builder::new()
+            .name("ringsoa-signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let timeout = if sig == SIGINT {
+                        drain.min(Duration::from_secs(1))
+                    } else {
+                        drain
+                    };
+                    tracing::info!(signal = sig, ?timeout, "draining");
+                    shutdown.begin(timeout);
+                }
+            })?;
+        self.join();
+        Ok(())
+    }
+}
+
+/// Fails if another process listens on `addr`. A plain bind fails if anyone holds the
+/// port, SO_REUSEPORT or not — but so do the half-closed connections a crashed
+/// predecessor left behind (FIN_WAIT2 until their clients close), so a failed bind
+/// is confirmed by connecting: only a listener that accepts blocks the start.
+pub(crate) fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
+    let Err(e) = std::net::TcpListener::bind(addr) else {
+        return Ok(());
+    };
+    let connect = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+    if e.kind() != std::io::ErrorKind::AddrInUse || connect.is_ok() {
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{addr} is in use by another process ({e}); pass handover to share it"),
+        ));
+    }
+    tracing::info!(%addr, "the port is held only by old connections, not a listener: starting");
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! What the connections of one core share (through an `Rc`: never across threads).
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use super::conns::Conns;
+use super::hooks::Hooks;
+use super::shutdown::Shutdown;
+use super::throttle::Throttle;
+use super::watchdog::Beats;
+use super::Config;
+use crate::control::CoreControl;
+
+/// One core's shared state.
+pub struct CoreState<S> {
+    /// This core's index, from 0.
+    pub index: usize,
+    /// This core's service instance.
+    pub service: S,
+    /// This core's admission rules and outcome recorder, if any.
+    pub control: Option<Box<dyn CoreControl>>,
+    /// Server configuration.
+    pub config: Arc<Config>,
+    /// The process-wide drain flag.
+    pub shutdown: Arc<Shutdown>,
+    /// Calls running now on this core.
+    pub in_flight: Cell<usize>,
+    /// Open connections on this core.
+    pub conns: Conns,
+    /// Every core's heartbeat; this core writes only its own.
+    pub beats: Arc<Beats>,
+    /// Operator hooks.
+    pub hooks: Arc<Hooks>,
+    /// Rate limits on this core's repeated warnings.
+    pub warnings: Warnings,
+}
+
+/// One [`Throttle`] per kind of repeated warning.
+#[derive(Debug, Default)]
+pub struct Warnings {
+    /// A connection that sent bytes this server cannot read.
+    pub bad: Throttle,
+    /// A request that did not arrive within the read timeout.
+    pub slow: Throttle,
+    /// An idle connection closed to admit a new one.
+    pub evicted: Throttle,
+    /// A new connection refused at the limit.
+    pub refused: Throttle,
+    /// An accept that failed (out of file descriptors and the like).
+    pub accept: Throttle,
+}

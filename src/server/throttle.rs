@@ -1,0 +1,68 @@
+//! Rate-limited warnings: a flood of the same event (garbage connections, refusals,
+//! accept errors) logs one line per interval and then how many were left out.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How often one kind of warning may be logged.
+pub const INTERVAL: Duration = Duration::from_secs(10);
+
+/// One kind of warning on one core.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    last: Cell<Option<Instant>>,
+    suppressed: Cell<u64>,
+}
+
+impl Throttle {
+    /// Whether to log this occurrence now; `Some(n)` says `n` were left out since
+    /// the last line.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
+        match self.last.get() {
+            Some(t) if now.saturating_duration_since(t) < INTERVAL => {
+                self.suppressed.set(self.suppressed.get() + 1);
+                None
+            }
+            _ => {
+                self.last.set(Some(now));
+                Some(self.suppressed.replace(0))
+            }
+        }
+    }
+}
+
+/// Logs a warning (format arguments) through a [`Throttle`]: the first of a flood
+/// as it is, the next one an interval later with how many were left out.
+macro_rules! warn_throttled {
+    ($throttle:expr, $($fmt:tt)+) => {
+        if let Some(more) = $throttle.allow(std::time::Instant::now()) {
+            let line = format!($($fmt)+);
+            if more == 0 {
+                tracing::warn!("{line}");
+            } else {
+                tracing::warn!(
+                    "{line} (and {more} more like it in the last {} s)",
+                    $crate::server::throttle::INTERVAL.as_secs()
+                );
+            }
+        }
+    };
+}
+pub(crate) use warn_throttled;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_interval_then_the_count_left_out() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        assert_eq!(t.allow(t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(t.allow(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(t.allow(t0 + INTERVAL), Some(5));
+        assert_eq!(t.allow(t0 + INTERVAL + Duration::from_secs(1)), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! The server's side of tracking: the handshake, request headers in, response
+//! headers out.
+
+use std::collections::BTreeMap;
+
+use super::{negotiate, UpgradeArgs, UpgradeReply, HANDSHAKE_METHOD};
+use crate::protocol::{
+    Decode, Encode, MessageType, ProtocolError, ProtocolReader, ProtocolWriter, TType,
+};
+use crate::rpc::CallContext;
+
+/// What a peer may put in tracking fields. Larger values are refused with a clear
+/// error: a handshake closes its connection, a call gets a `TApplicationException`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the caller's app id.
+    pub caller: usize,
+    /// Bytes of a request id or rpc id.
+    pub id: usize,
+    /// Entries of a request header's meta.
+    pub meta_entries: usize,
+    /// Bytes of one meta key or value.
+    pub meta_item: usize,
+}
+
+impl Default for Limits {
+    /// 256-byte ids, 64 meta entries of at most 4 KiB each.
+    fn default() -> Self {
+        Limits {
+            caller: 256,
+            id: 256,
+            meta_entries: 64,
+            meta_item: 4096,
+        }
+    }
+}
+
+/// A connection's tracking state after its handshake.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// The negotiated version (1 or 2).
+    pub version: i32,
+    /// The caller's app id.
+    pub caller: std::rc::Rc<str>,
+}
+
+/// Answers a handshake whose message header has been read (`seqid` is its seqid):
+/// reads [`UpgradeArgs`] from `r`, writes the bare [`UpgradeReply`] to `w`. A
+/// caller id over the limit is an error: the connection should close.
+pub fn answer_handshake<R: ProtocolReader, W: ProtocolWriter>(
+    r: &mut R,
+    w: &mut W,
+    seqid: i32,
+    limits: &Limits,
+) -> Result<Handshake, ProtocolError> {
+    let args = UpgradeArgs::decode(r)?;
+    let caller = args.app_id.unwrap_or_default();
+    if caller.len() > limits.caller {
+        return Err(ProtocolError::new(
+            crate::protocol::ProtocolErrorKind::SizeLimit,
+            format!(
+                "tracking handshake: a caller id of {} bytes exceeds the limit of {}",
+                caller.len(),
+                limits.caller
+            ),
+        ));
+    }
+    let (version, reply) = negotiate(args.version);
+    w.write_message_begin(HANDSHAKE_METHOD, MessageType::Reply, seqid);
+    UpgradeReply { version: reply }.encode(w);
+    Ok(Handshake {
+        version,
+        caller: caller.into(),
+    })
+}
+
+/// Reads a request header into the call's context. `Ok(Some(why))`: the header was
+/// read (skipped past) but holds more than `limits` allow; the call should be
+/// refused with `why`. An error means the bytes are not a header at all.
+pub fn read_request_header<R: ProtocolReader>(
+    r: &mut R,
+    cx: &mut CallContext,
+    limits: &Limits,
+) -> Result<Option<String>, ProtocolError> {
+    let mut over = None;
+    let mark = r.read_struct_begin()?;
+    loop {
+        match r.read_field_begin()? {
+            (TType::Stop, _) => break,
+            (TType::String, 1) => cx.request_id = bounded(r, limits.id, "request id", &mut over)?,
+            (TType::String, 2) => cx.seq = bounded(r, limits.id, "rpc id", &mut over)?,
+            (TType::Map, 3) => read_meta(r, &mut cx.meta, limits, &mut over)?,
+            (other, _) => r.skip(other)?,
+        }
+    }
+    r.read_struct_end(mark);
+    Ok(over)
+}
+
+fn read_meta<R: ProtocolReader>(
+    r: &mut R,
+    meta: &mut BTreeMap<String, String>,
+    limits: &Limits,
+    over: &mut Option<String>,
+) -> Result<(), ProtocolError> {
+    let (k, v, n) = r.read_map_begin()?;
+    // An empty map carries no element types in the compact protocol.
+    let strings = n == 0 || (k == TType::String && v == TType::String);
+    if n > limits.meta_entries || !strings {
+        if over.is_none() {
+            *over = Some(if strings {
+                format!(
+                    "the tracking header's meta has {n} entries; the limit is {}",
+                    limits.meta_entries
+                )
+            } else {
+                "the tracking header's meta is not a map<string, string>".into()
+            });
+        }
+        for _ in 0..n {
+            r.skip(k)?;
+            r.skip(v)?;
+        }
+        return Ok(());
+    }
+    for _ in 0..n {
+        let key = bounded(r, limits.meta_item, "meta key", over)?;
+        let value = bounded(r, limits.meta_item, "meta value", over)?;
+        if over.is_none() {
+            meta.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+/// A string of at most `limit` bytes; a longer one is noted in `over` (and read as
+/// empty, without copying it).
+fn bounded<R: ProtocolReader>(
+    r: &mut R,
+    limit: usize,
+    what: &str,
+    over: &mut Option<String>,
+) -> Result<String, ProtocolError> {
+    let raw = r.read_binary()?;
+    if raw.len() > limit {
+        if over.is_none() {
+            *over = Some(format!(
+                "a tracking {what} of {} bytes exceeds the limit of {limit}",
+                raw.len()
+            ));
+        }
+        return Ok(String::new());
+    }
+    String::from_utf8(raw.to_vec()).map_err(|_| {
+        ProtocolError::new(
+            crate::protocol::ProtocolErrorKind::InvalidData,
+            format!("a tracking {what} is not UTF-8"),
+        )
+    })
+}
+
+/// Writes the version-2 `ResponseHeader {1: map<string, string> meta}` (meta omitted
+/// when empty, as thriftpy2 does).
+pub fn write_response_header<W: ProtocolWriter>(w: &mut W, meta: &BTreeMap<String, String>) {
+    let mark = w.write_struct_begin();
+    if !meta.is_empty() {
+        w.write_field_begin(TType::Map, 1);
+        w.write_map_begin(TType::String, TType::String, meta.len());
+        for (k, v) in meta {
+            w.write_string(k);
+            w.write_string(v);
+        }
+    }
+    w.write_struct_end(mark);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{BinaryReader, BinaryWriter};
+    use crate::tracking::RequestHeader;
+
+    fn header(entries: usize, value: usize) -> bytes::Bytes {
+        let mut buf = bytes::BytesMut::new();
+        RequestHeader {
+            request_id: Some("r".into()),
+            seq: Some("1.2".into()),
+            meta: Some(
+                (0..entries)
+                    .map(|i| (format!("k{i}"), "v".repeat(value)))
+                    .collect(),
+            ),
+        }
+        .encode(&mut BinaryWriter::new(&mut buf));
+        buf.freeze()
+    }
+
+    #[test]
+    fn request_headers_within_limits_fill_the_context() {
+        let mut cx = CallContext::default();
+        let mut r = BinaryReader::new(header(2, 3));
+        let over = read_request_header(&mut r, &mut cx, &Limits::default()).unwrap();
+        assert_eq!(over, None);
+        assert_eq!((cx.request_id.as_str(), cx.seq.as_str()), ("r", "1.2"));
+        assert_eq!(cx.meta.len(), 2);
+        assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn oversized_meta_is_skipped_and_reported() {
+        let limits = Limits::default();
+        for (entries, value, what) in [(65, 1, "65 entries"), (1, 4097, "meta value of 4097")] {
+            let mut cx = CallContext::default();
+            let mut r = BinaryReader::new(header(entries, value));
+            let over = read_request_header(&mut r, &mut cx, &limits).unwrap();
+            assert!(
+                over.as_deref().is_some_and(|m| m.contains(what)),
+                "{over:?}"
+            );
+            assert!(cx.meta.is_empty());
+            assert_eq!(r.remaining(), 0, "the whole header is consumed");
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! [`MessageConn`]: one socket with its read and write buffers, used by both sides
+//! (the server's connection loop, the client's connection, the perf harness).
+//!
+//! Reading cuts one whole message out of the read buffer — framed or buffered, any
+//! protocol, resumable, size-checked before anything waits for it — and reads more
+//! only when none is there. A started message must arrive whole within the message
+//! timeout, however its bytes trickle in; the wait for a message's first byte has
+//! the idle timeout. Writing appends messages to the write buffer (the frame length
+//! filled in) until [`MessageConn::flush`] sends them all with one write.
+//!
+//! A connection keeps no large buffer: one that grew past [`KEEP_CAPACITY`] is given
+//! back once it is empty, and a connection whose read buffer holds nothing waits
+//! for readability without any buffer before it allocates one, so silent connections
+//! cost no buffer memory at all.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::io::read_append;
+use super::scan::Scanner;
+use super::{framed, Framing};
+use crate::protocol::{Protocol, ProtocolError};
+
+/// Read-buffer growth step.
+pub const READ_CHUNK: usize = 8 * 1024;
+
+/// A buffer that grew beyond this is given back once it is empty.
+pub const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// The largest single growth of the read buffer while a message's length is known:
+/// a peer that claims a large frame must send it to make the buffer grow.
+const MAX_STEP: usize = 1024 * 1024;
+
+/// What the next unit on the stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// One message.
+    Message,
+    /// A bare struct (a tracking request header), then a message.
+    StructThenMessage,
+    /// A bare struct then a message, unless the bytes start with a message header
+    /// (a tracking response header, which thriftpy2 servers omit before EXCEPTION
+    /// replies: a strict binary message starts `0x80`, a compact one `0x82`, a
+    /// struct never does).
+    OptionalStructThenMessage,
+}
+
+/// Timeouts of a read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadTimeouts {
+    /// For the first byte of a message (`None`: wait forever).
+    pub idle: Option<Duration>,
+    /// For a started message to arrive whole (`None`: wait forever).
+    pub message: Option<Duration>,
+}
+
+/// Why no message could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer closed the connection between messages.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// The peer closed the connection inside a message.
+    #[error("the peer closed the connection inside a message")]
+    Truncated,
+    /// No message started within the idle timeout.
+    #[error("no message within the idle timeout")]
+    Idle,
+    /// A started message did not arrive whole within the message timeout.
+    #[error("a message did not arrive whole within the read timeout")]
+    Slow,
+    /// Bytes that are not a message this side can read (or one over the size limit).
+    #[error(transparent)]
+    Bad(#[from] ProtocolError),
+    /// A socket error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A write that failed, and whether any byte of it may have left.
+#[derive(Debug)]
+pub struct WriteError {
+    /// The socket error.
+    pub error: std::io::Error,
+    /// False only when the first write failed: nothing was sent.
+    pub sent: bool,
+}
+
+/// One socket and its buffers; see the module docs.
+pub struct MessageConn {
+    stream: TcpStream,
+    framing: Framing,
+    max: usize,
+    scanner: Scanner,
+    /// Bytes read and not yet cut out.
+    rbuf: BytesMut,
+    /// Messages written and not yet sent.
+    wbuf: BytesMut,
+    /// When the message partly in `rbuf` must be whole.
+    deadline: Option<Instant>,
+    /// Bytes the next read should make room for.
+    want: usize,
+}
+
+impl MessageConn {
+    /// A connection speaking `framing` and `protocol` that refuses messages over
+    /// `max` bytes. No buffer is allocated until one is needed.
+    pub fn new(stream: TcpStream, framing: Framing, protocol: Protocol, max: usize) -> Self {
+        MessageConn {
+            stream,
+            framing,
+            max,
+            scanner: Scanner::new(protocol, max),
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            deadline: None,
+            want: READ_CHUNK,
+        }
+    }
+
+    /// Changes the framing and protocol (once detected from the first bytes).
+    pub fn set_form(&mut self, framing: Framing, protocol: Protocol) {
+        self.framing = framing;
+        self.scanner = Scanner::new(protocol, self.max);
+    }
+
+    /// The framing in use.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The bytes read and not yet cut out.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Bytes of memory the buffers hold now.
+    pub fn buffer_capacity(&self) -> usize {
+        self.rbuf.capacity() + self.wbuf.capacity()
+    }
+
+    /// Cuts one whole unit (per `expect`) from the read buffer if it has all
+    /// arrived: for framed transport the frame's body, for buffered the unit's bytes.
+    pub fn try_cut(&mut self, expect: Expect) -> Result<Option<Bytes>, ProtocolError> {
+        let whole = match self.framing {
+            Framing::Framed => {
+                let Some(len) = framed::frame_len(&self.rbuf, self.max)? else {
+                    self.want = READ_CHUNK;
+                    return Ok(None);
+                };
+                let total = framed::HEADER_LEN + len;
+                if self.rbuf.len() < total {
+                    self.want = total - self.rbuf.len();
+                    return Ok(None);
+                }
+                total
+            }
+            Framing::Buffered => {
+                self.want = READ_CHUNK;
+                if self.rbuf.is_empty() {
+                    return Ok(None);
+                }
+                if !self.scanner.in_progress() {
+                    let header = match expect {
+                        Expect::Message => false,
+                        Expect::StructThenMessage => true,
+                        Expect::OptionalStructThenMessage => !matches!(self.rbuf[0], 0x80 | 0x82),
+                    };
+                    if header {
+                        self.scanner.expect_struct_then_message();
+                    } else {
+                        self.scanner.expect_message();
+                    }
+                }
+                match self.scanner.feed(&self.rbuf)? {
+                    Some(n) => n,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let mut unit = self.rbuf.split_to(whole);
+        if self.framing == Framing::Framed {
+            bytes::Buf::advance(&mut unit, framed::HEADER_LEN);
+        }
+        if self.rbuf.is_empty() {
+            self.deadline = None;
+            if whole + self.rbuf.capacity() > KEEP_CAPACITY {
+                self.rbuf = BytesMut::new();
+            }
+        } else {
+            // The next message has started.
+            self.deadline = None;
+        }
+        Ok(Some(unit.freeze()))
+    }
+
+    /// Reads until one whole unit has arrived and cuts it out.
+    pub async fn read_message(
+        &mut self,
+        expect: Expect,
+        timeouts: ReadTimeouts,
+    ) -> Result<Bytes, ReadError> {
+        loop {
+            if let Some(unit) = self.try_cut(expect)? {
+                return Ok(unit);
+            }
+            self.fill(timeouts).await?;
+        }
+    }
+
+    /// Reads more bytes into the read buffer: within the idle timeout when it is
+    /// empty, else by the started message's deadline.
+    pub async fn fill(&mut self, timeouts: ReadTimeouts) -> Result<(), ReadError> {
+        let started = !self.rbuf.is_empty();
+        if started && self.deadline.is_none() {
+            self.deadline = timeouts.message.map(|t| Instant::now() + t);
+        }
+        let limit = if started {
+            self.deadline
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        } else {
+            timeouts.idle
+        };
+        let expired = || {
+            if started {
+                ReadError::Slow
+            } else {
+                ReadError::Idle
+            }
+        };
+        if self.rbuf.capacity() == 0 {
+            // Hold no buffer while nothing has arrived.
+            let ready = self.stream.readable(false);
+            with_limit(limit, ready).await.ok_or_else(expired)??;
+        }
+        // Grow toward a known length by at most doubling (and at most MAX_STEP) per
+        // read, so a peer must send what it claims before the buffer grows.
+        let room = self
+            .want
+            .min(self.rbuf.len().max(READ_CHUNK))
+            .clamp(READ_CHUNK, MAX_STEP);
+        let buf = std::mem::take(&mut self.rbuf);
+        let read = read_append(&mut self.stream, buf, room);
+        let (res, buf) = with_limit(limit, read).await.ok_or_else(expired)?;
+        self.rbuf = buf;
+        match res? {
+            0 if started => Err(ReadError::Truncated),
+            0 => Err(ReadError::Closed),
+            _ => {
+                if !started {
+                    self.deadline = timeouts.message.map(|t| Instant::now() + t);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The write buffer, for a protocol writer.
+    pub fn out(&mut self) -> &mut BytesMut {
+        &mut self.wbuf
+    }
+
+    /// Starts a message in the write buffer; returns the mark for
+    /// [`finish_message`](Self::finish_message) and
+    /// [`discard_message`](Self::discard_message).
+    pub fn begin_message(&mut self) -> usize {
+        match self.framing {
+            Framing::Framed => framed::begin_frame(&mut self.wbuf),
+            Framing::Buffered => self.wbuf.len(),
+        }
+    }
+
+    /// Ends the message begun at `mark` (the frame length filled in; an empty
+    /// message leaves nothing). Returns its length without the frame header.
+    pub fn finish_message(&mut self, mark: usize) -> usize {
+        match self.framing {
+            Framing::Framed => framed::finish_frame(&mut self.wbuf, mark),
+            Framing::Buffered => self.wbuf.len() - mark,
+        }
+    }
+
+    /// Drops what was written of the message begun at `mark`, keeping the frame
+    /// header so that another message can be written in its place.
+    pub fn discard_message(&mut self, mark: usize) {
+        let body = match self.framing {
+            Framing::Framed => mark + framed::HEADER_LEN,
+            Framing::Buffered => mark,
+        };
+        self.wbuf.truncate(body);
+    }
+
+    /// Whether messages wait in the write buffer.
+    pub fn has_output(&self) -> bool {
+        !self.wbuf.is_empty()
+    }
+
+    /// Sends everything in the write buffer.
+    pub async fn flush(&mut self) -> Result<(), WriteError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.wbuf);
+        let (res, mut out) = self.stream.write(out).await;
+        let result = match res {
+            Err(error) => Err(WriteError { error, sent: false }),
+            Ok(n) if n < out.len() => {
+                let rest = out.split_off(n);
+                let (res, rest) = self.stream.write_all(rest).await;
+                out.unsplit(rest);
+                res.map(drop)
+                    .map_err(|error| WriteError { error, sent: true })
+            }
+            Ok(_) => Ok(()),
+        };
+        out.clear();
+        if out.capacity() > KEEP_CAPACITY {
+            out = BytesMut::new();
+        }
+        self.wbuf = out;
+        result
+    }
+}
+
+/// Runs `f`, giving up after `limit` (`None` when it ran out).
+async fn with_limit<F: std::future::Future>(limit: Option<Duration>, f: F) -> Option<F::Output> {
+    match limit {
+        Some(t) => monoio::time::timeout(t, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        crate::runtime::build().unwrap().block_on(f)
+    }
+
+    async fn pair(framing: Framing) -> (MessageConn, TcpStream) {
+        let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (
+            MessageConn::new(server, framing, Protocol::Binary, 1 << 20),
+            client,
+        )
+    }
+
+    fn ping(seqid: u8) -> Vec<u8> {
+        let mut m = vec![0x80, 1, 0, 1, 0, 0, 0, 4];
+        m.extend_from_slice(b"ping");
+        m.extend_from_slice(&[0, 0, 0, seqid, 0]);
+        m
+    }
+
+    #[test]
+    fn a_trickled_message_must_finish_within_the_message_timeout() {
+        block_on(async {
+            let (mut conn, mut peer) = pair(Framing::Buffered).await;
+            let msg = ping(1);
+            let timeouts = ReadTimeouts {
+                idle: None,
+                message: Some(Duration::from_millis(150)),
+            };
+            let trickle = monoio::spawn(async move {
+                for b in msg {
+                    let (r, _) = peer.write_all(vec![b]).await;
+                    if r.is_err() {
+                        return;
+                    }
+                    monoio::time::sleep(Duration::from_millis(40)).await;
+                }
+            });
+            // 17 bytes at one every 40 ms: each read is quick, the message is not.
+            let got = conn.read_message(Expect::Message, timeouts).await;
+            assert!(matches!(got, Err(ReadError::Slow)), "{got:?}");
+            drop(conn);
+            trickle.await;
+        });
+    }
+
+    #[test]
+    fn pipelined_messages_are_cut_one_by_one_and_buffers_shrink() {
+        block_on(async {
+            let (mut conn, mut peer) = pair(Framing::Framed).await;
+            let mut wire = Vec::new();
+            for body in [ping(1), vec![0x80; 200_000]] {
+                wire.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                wire.extend_from_slice(&body);
+            }
+            let (r, _) = peer.write_all(wire).await;
+            r.unwrap();
+            let t = ReadTimeouts::default();
+            let a = conn.read_message(Expect::Message, t).await.unwrap();
+            let b = conn.read_message(Expect::Message, t).await.unwrap();
+            assert_eq!((a.len(), b.len()), (17, 200_000));
+            drop((a, b));
+            assert!(
+                conn.buffer_capacity() <= KEEP_CAPACITY,
+                "{}",
+                conn.buffer_capacity()
+            );
+            drop(peer);
+            let end = conn.read_message(Expect::Message, t).await;
+            assert!(matches!(end, Err(ReadError::Closed)), "{end:?}");
+        });
+    }
+}
