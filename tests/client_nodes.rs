@@ -33,6 +33,7 @@ fn client(nodes: &[SocketAddr], policy: Policy) -> (Rc<Client>, Seen) {
         policy,
         failure_threshold: K,
         probe_interval: T,
+        ..BalanceOptions::default()
     };
     // Echo may run twice: the calls in flight on the killed node go elsewhere.
     config.retry.idempotent = vec!["echo".into()];

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use idl::codegen::*;
 use idl::shared::BaseHandler;
+use ringsoa::control::{CoreControl, Outcome};
 use ringsoa::protocol::{
     ApplicationException, ApplicationExceptionKind, BinaryReader, Decode, MessageType,
     ProtocolReader,
@@ -24,7 +25,7 @@ use ringsoa::rpc::{CallContext, MethodError};
 use ringsoa::server::{ServerBuilder, ServerHandle};
 
 /// `get(id)`: 13 panics, 14 sleeps past the call timeout, 15 blocks its core's
-/// thread, anything else answers.
+/// thread, 16 raises the declared `Oops`, anything else answers.
 struct Misbehaving;
 
 impl BaseHandler for Misbehaving {
@@ -44,6 +45,12 @@ impl DerivedHandler for Misbehaving {
             13 => panic!("handler bug {id}"),
             14 => monoio::time::sleep(Duration::from_secs(5)).await,
             15 => std::thread::sleep(Duration::from_millis(700)),
+            16 => {
+                return Err(Oops {
+                    why: Some("sixteen".into()),
+                }
+                .into())
+            }
             _ => {}
         }
         Ok(Everything {
@@ -187,4 +194,119 @@ fn core_failures_abort_beyond_a_third_and_degrade_below() {
         err.to_string().contains("too many cores failed to start"),
         "{err}"
     );
+}
+
+/// Admits every other call and records every outcome with its core.
+struct EveryOther {
+    core: usize,
+    calls: std::cell::Cell<u32>,
+    log: Arc<Mutex<Vec<(usize, String, Outcome)>>>,
+}
+
+impl CoreControl for EveryOther {
+    fn admit(&self, _cx: &CallContext, method: &str) -> Result<(), ApplicationException> {
+        let n = self.calls.get() + 1;
+        self.calls.set(n);
+        if n % 2 == 0 {
+            return Err(ApplicationException::internal(format!(
+                "test admission: {method} call #{n} refused"
+            )));
+        }
+        Ok(())
+    }
+
+    fn record(&self, _cx: &CallContext, method: &str, outcome: Outcome, _took: Duration) {
+        self.log
+            .lock()
+            .unwrap()
+            .push((self.core, method.to_owned(), outcome));
+    }
+}
+
+#[test]
+fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let inits = Arc::new(Mutex::new(Vec::new()));
+    let (l, i) = (log.clone(), inits.clone());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = ServerBuilder::new("control")
+        .listen(format!("127.0.0.1:{port}").parse().unwrap())
+        .cores(1)
+        .call_timeout(Some(Duration::from_millis(200)))
+        .control(move |init| EveryOther {
+            core: init.index,
+            calls: Default::default(),
+            log: l.clone(),
+        })
+        .start(move |init| {
+            i.lock().unwrap().push((init.index, init.cores));
+            DerivedServer::new(Misbehaving)
+        })
+        .unwrap();
+    assert_eq!(
+        *inits.lock().unwrap(),
+        [(0, 1)],
+        "the factory got its CoreInit"
+    );
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let refused = |reply: Bytes| {
+        let exc = exception(reply);
+        assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
+        assert!(exc.message.unwrap().contains("refused"), "a refusal");
+    };
+    // Each kind of call twice: the first is admitted, the second refused; the
+    // connection serves on after every refusal.
+    ok(get(&mut s, 1), 1);
+    refused(get(&mut s, 1));
+    let declared = get(&mut s, 16);
+    let mut r = BinaryReader::new(declared);
+    assert_eq!(r.read_message_begin().unwrap().kind, MessageType::Reply);
+    assert!(DerivedGetResult::decode(&mut r).unwrap().oops.is_some());
+    refused(get(&mut s, 16));
+    let unknown = exception(call_raw(&mut s, "nope", 5, &DerivedPokeArgs {}).unwrap());
+    assert_eq!(unknown.kind, ApplicationExceptionKind::UnknownMethod);
+    refused(call_raw(&mut s, "nope", 6, &DerivedPokeArgs {}).unwrap());
+    assert!(exception(get(&mut s, 13))
+        .message
+        .unwrap()
+        .contains("panicked"));
+    refused(get(&mut s, 13));
+    assert!(exception(get(&mut s, 14))
+        .message
+        .unwrap()
+        .contains("timed out"));
+    refused(get(&mut s, 14));
+    ok(get(&mut s, 2), 2);
+    server.shutdown();
+    server.join();
+    let got: Vec<(String, Outcome)> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(core, m, o)| {
+            assert_eq!(*core, 0);
+            (m.clone(), *o)
+        })
+        .collect();
+    use Outcome::*;
+    let want = [
+        ("get", Result),
+        ("get", Refused),
+        ("get", Declared),
+        ("get", Refused),
+        ("nope", Application(ApplicationExceptionKind::UnknownMethod)),
+        ("nope", Refused),
+        ("get", Panic),
+        ("get", Refused),
+        ("get", Timeout),
+        ("get", Refused),
+        ("get", Result),
+    ];
+    let want: Vec<(String, Outcome)> = want.iter().map(|(m, o)| (m.to_string(), *o)).collect();
+    assert_eq!(got, want);
 }

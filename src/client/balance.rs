@@ -32,6 +32,11 @@ pub struct BalanceOptions {
     pub failure_threshold: u32,
     /// How often a failed node is probed (connect and ping) to restore it.
     pub probe_interval: Duration,
+    /// P2C: the latency a node is scored with before its first reply, when no node
+    /// has one yet (tower's `default_rtt`). Once some node has replied, a new node is
+    /// scored with their average, so it neither takes every call (as with 0) nor
+    /// starves (as with a large guess) before its own replies count.
+    pub initial_latency: Duration,
 }
 
 impl Default for BalanceOptions {
@@ -40,13 +45,18 @@ impl Default for BalanceOptions {
             policy: Policy::SoftLoad,
             failure_threshold: 5,
             probe_interval: Duration::from_secs(5),
+            initial_latency: Duration::from_millis(1),
         }
     }
 }
 
 /// Picks a node for a call that has already tried `tried`; `None` with no nodes.
 /// Allocates nothing: candidate sets are filters over the node list.
-pub(crate) fn pick(nodes: &[Rc<NodeState>], tried: &[usize], policy: Policy) -> Option<usize> {
+pub(crate) fn pick(
+    nodes: &[Rc<NodeState>],
+    tried: &[usize],
+    opts: &BalanceOptions,
+) -> Option<usize> {
     let healthy = |i: usize| !nodes[i].health.borrow().is_failed();
     let fresh = |i: usize| healthy(i) && !tried.contains(&i);
     let level: &dyn Fn(usize) -> bool = if (0..nodes.len()).any(fresh) {
@@ -60,9 +70,9 @@ pub(crate) fn pick(nodes: &[Rc<NodeState>], tried: &[usize], policy: Policy) -> 
     match candidates().count() {
         0 => None,
         1 => candidates().next(),
-        _ => Some(match policy {
+        _ => Some(match opts.policy {
             Policy::SoftLoad => soft_load(nodes, candidates),
-            Policy::P2cEwma => p2c(nodes, candidates),
+            Policy::P2cEwma => p2c(nodes, candidates, opts.initial_latency),
         }),
     }
 }
@@ -85,12 +95,29 @@ fn soft_load<I: Iterator<Item = usize>>(
     }
 }
 
-fn p2c<I: Iterator<Item = usize>>(nodes: &[Rc<NodeState>], candidates: impl Fn() -> I) -> usize {
+fn p2c<I: Iterator<Item = usize>>(
+    nodes: &[Rc<NodeState>],
+    candidates: impl Fn() -> I,
+    initial: Duration,
+) -> usize {
     let a = by_weight(nodes, &candidates, fastrand::f64());
     let b = by_weight(nodes, || candidates().filter(|&i| i != a), fastrand::f64());
+    let latency = |i: usize| nodes[i].health.borrow().latency_ns();
+    let unknown = || {
+        // A node with no reply yet: the average of those with one, else the default.
+        let (sum, n) = (0..nodes.len())
+            .filter_map(latency)
+            .fold((0.0, 0u32), |(s, n), l| (s + l, n + 1));
+        if n == 0 {
+            initial.as_nanos() as f64
+        } else {
+            sum / n as f64
+        }
+    };
     let score = |i: usize| {
         let n = &nodes[i];
-        n.health.borrow().latency_ns() * (n.limiter.in_flight() + 1) as f64 / n.weight()
+        let l = latency(i).unwrap_or_else(unknown);
+        l * (n.limiter.in_flight() + 1) as f64 / n.weight()
     };
     if score(b) < score(a) {
         b
@@ -141,6 +168,17 @@ mod tests {
             .collect()
     }
 
+    fn soft() -> BalanceOptions {
+        BalanceOptions::default()
+    }
+
+    fn p2c_opts() -> BalanceOptions {
+        BalanceOptions {
+            policy: Policy::P2cEwma,
+            ..BalanceOptions::default()
+        }
+    }
+
     fn fail(n: &NodeState) {
         let now = std::time::Instant::now();
         n.health
@@ -165,11 +203,7 @@ mod tests {
         ns[0].pool.borrow_mut().opened();
         ns[1].pool.borrow_mut().opened();
         for _ in 0..200 {
-            assert_eq!(
-                pick(&ns, &[], Policy::SoftLoad),
-                Some(2),
-                "only node 2 is below"
-            );
+            assert_eq!(pick(&ns, &[], &soft()), Some(2), "only node 2 is below");
         }
     }
 
@@ -178,20 +212,17 @@ mod tests {
         let ns = nodes(&[100, 100, 100]);
         fail(&ns[1]);
         for _ in 0..100 {
-            assert_eq!(pick(&ns, &[0], Policy::SoftLoad), Some(2));
-            assert_ne!(pick(&ns, &[], Policy::P2cEwma), Some(1));
+            assert_eq!(pick(&ns, &[0], &soft()), Some(2));
+            assert_ne!(pick(&ns, &[], &p2c_opts()), Some(1));
         }
         assert!(
-            matches!(pick(&ns, &[0, 2], Policy::SoftLoad), Some(0 | 2)),
+            matches!(pick(&ns, &[0, 2], &soft()), Some(0 | 2)),
             "tried, not failed"
         );
         fail(&ns[0]);
         fail(&ns[2]);
-        assert!(
-            pick(&ns, &[], Policy::SoftLoad).is_some(),
-            "all failed: fail open"
-        );
-        assert_eq!(pick(&[], &[], Policy::SoftLoad), None);
+        assert!(pick(&ns, &[], &soft()).is_some(), "all failed: fail open");
+        assert_eq!(pick(&[], &[], &soft()), None);
     }
 
     #[test]
@@ -207,7 +238,27 @@ mod tests {
             .borrow_mut()
             .success(Duration::from_millis(1), now);
         for _ in 0..100 {
-            assert_eq!(pick(&ns, &[], Policy::P2cEwma), Some(1));
+            assert_eq!(pick(&ns, &[], &p2c_opts()), Some(1));
         }
+    }
+
+    #[test]
+    fn p2c_scores_a_new_node_with_the_average_not_zero() {
+        let ns = nodes(&[100, 100, 100]);
+        let now = std::time::Instant::now();
+        for (n, ms) in [(0, 2), (1, 4)] {
+            ns[n]
+                .health
+                .borrow_mut()
+                .success(Duration::from_millis(ms), now);
+        }
+        // Node 2 has no reply yet: scored 3 ms, between the two. With 0 it would win
+        // every draw it is in (about two thirds of the calls).
+        let mut picks = [0u32; 3];
+        for _ in 0..3000 {
+            picks[pick(&ns, &[], &p2c_opts()).unwrap()] += 1;
+        }
+        assert!(picks[2] > 600 && picks[2] < 1400, "{picks:?}");
+        assert!(picks[0] > picks[2] && picks[2] > picks[1], "{picks:?}");
     }
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::balance;
 use super::config::{Attempt, ClientConfig};
 use super::conn::{read_body, Call, Failed, Reply};
+use super::inner::Inner;
 use super::node::{Node, NodeState, NodeStats};
 use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
@@ -26,17 +27,6 @@ use crate::rpc::{CallContext, CallError, Channel};
 /// take it (or an `Rc` of it, to share it between stubs) as their channel.
 pub struct Client {
     inner: Rc<Inner>,
-}
-
-pub(super) struct Inner {
-    pub config: ClientConfig,
-    pub nodes: RefCell<Rc<[Rc<NodeState>]>>,
-    /// Bumped when the node list changes; older connections are closed on return.
-    pub generation: Cell<u64>,
-    budget: RefCell<RetryBudget>,
-    /// Top-level calls so far: their rpc ids are "1", "2", …
-    root_calls: Cell<u64>,
-    maintenance: Cell<bool>,
 }
 
 impl Client {
@@ -141,7 +131,7 @@ impl Inner {
         let result = {
             let mut tracker = Tracker::new(cx.as_deref_mut(), &self.root_calls);
             loop {
-                let Some(index) = balance::pick(&nodes, &tried, cfg.balance.policy) else {
+                let Some(index) = balance::pick(&nodes, &tried, &cfg.balance) else {
                     break Err(CallError::Rejected("the service has no nodes".into()));
                 };
                 let node = &nodes[index];

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::call::Inner;
 use super::conn::Conn;
+use super::inner::Inner;
 use super::node::NodeState;
 use super::pool::{CloseReason, NodePool};
 use crate::rpc::CallError;

@@ -21,6 +21,7 @@ pub mod balance;
 mod call;
 mod config;
 pub mod conn;
+mod inner;
 mod lease;
 mod limit;
 pub mod node;

@@ -145,9 +145,9 @@ impl Health {
         self.consecutive = 0;
     }
 
-    /// The latency estimate in nanoseconds (0 before any sample).
-    pub fn latency_ns(&self) -> f64 {
-        self.latency.cost_ns
+    /// The latency estimate in nanoseconds (`None` before any reply).
+    pub fn latency_ns(&self) -> Option<f64> {
+        self.latency.stamp.map(|_| self.latency.cost_ns)
     }
 }
 

@@ -4,8 +4,8 @@
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use super::call::Inner;
 use super::conn::{Call, Conn, NoArgs};
+use super::inner::Inner;
 use super::lease::Lease;
 use super::node::NodeState;
 use super::pool::CloseReason;

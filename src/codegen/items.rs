@@ -1,16 +1,11 @@
-//! Structs, unions, exceptions, enums, constants and typedefs.
-//!
-//! Field storage: `required` → `T`; `optional` → `Option<T>`; neither → `Option<T>`
-//! unless the field has a default value, then `T` (always written, and the default
-//! when absent on the wire). This matches thriftpy2, which writes every field that
-//! is not `None`. An `optional` field's default seeds `Default` only: absent on the
-//! wire decodes as `None`, so values round-trip. A struct field whose type
-//! can contain the struct itself by value is boxed.
+//! Structs, unions, exceptions, enums, constants and typedefs (how their fields are
+//! stored is [`super::fields`]).
 
 use std::fmt::Write;
 
 use crate::idl::model::{DefId, Enum, Field, Requiredness, Struct, StructKind, Ty};
 
+use super::fields::{is_boxed, is_option, wrap_field};
 use super::names::ident;
 use super::types::{ttype, Gen};
 
@@ -27,58 +22,13 @@ pub fn doc_lines(out: &mut String, doc: &Option<String>, indent: &str) {
     }
 }
 
-/// Whether the field is stored as `Option<T>`.
-pub fn is_option(f: &Field) -> bool {
-    match f.req {
-        Requiredness::Required => false,
-        Requiredness::Optional => true,
-        Requiredness::Default => f.default.is_none(),
-    }
-}
-
-/// Whether a field of struct `owner` must be boxed: its type holds, by value through
-/// struct fields, the owner itself.
-pub fn is_boxed(g: &Gen, owner: DefId, f: &Field) -> bool {
-    fn reaches(g: &Gen, from: DefId, target: DefId, seen: &mut Vec<DefId>) -> bool {
-        if from == target {
-            return true;
-        }
-        if seen.contains(&from) {
-            return false;
-        }
-        seen.push(from);
-        g.program.strukt(from).fields.iter().any(|f| match f.ty {
-            Ty::Struct(id) => reaches(g, id, target, seen),
-            _ => false,
-        })
-    }
-    match f.ty {
-        Ty::Struct(id) => reaches(g, id, owner, &mut Vec::new()),
-        _ => false,
-    }
-}
-
 /// The stored type of a field (without the `Option` wrapper).
-fn inner_type(g: &Gen, owner: DefId, f: &Field) -> String {
+pub fn inner_type(g: &Gen, owner: DefId, f: &Field) -> String {
     let t = g.rust_type(&f.ty);
-    if is_boxed(g, owner, f) {
+    if is_boxed(g.program, owner, f) {
         format!("__std::boxed::Box<{t}>")
     } else {
         t
-    }
-}
-
-/// Wraps an expression of the field's plain type into its stored form.
-pub fn wrap_field(g: &Gen, owner: DefId, f: &Field, expr: String) -> String {
-    let expr = if is_boxed(g, owner, f) {
-        format!("__std::boxed::Box::new({expr})")
-    } else {
-        expr
-    };
-    if is_option(f) {
-        format!("__std::option::Option::Some({expr})")
-    } else {
-        expr
     }
 }
 
@@ -98,7 +48,7 @@ fn encode_field(g: &Gen, f: &Field, v: &str) -> String {
 /// The decoding expression for a field, boxed if needed.
 fn decode_field(g: &Gen, owner: DefId, f: &Field) -> String {
     let e = g.decode(&f.ty, 0);
-    if is_boxed(g, owner, f) {
+    if is_boxed(g.program, owner, f) {
         format!("__std::boxed::Box::new({e})")
     } else {
         e
@@ -129,7 +79,7 @@ pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     let _ = writeln!(out, "impl __std::default::Default for {name} {{\n    fn default() -> Self {{\n        {name} {{");
     for f in &s.fields {
         let v = match &f.default {
-            Some(d) => wrap_field(g, id, f, g.value(&f.ty, d)),
+            Some(d) => wrap_field(g.program, id, f, g.value(&f.ty, d)),
             None => "__std::default::Default::default()".into(),
         };
         let _ = writeln!(out, "            {}: {v},", ident(&f.name));
@@ -180,7 +130,7 @@ pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     for (i, f) in s.fields.iter().enumerate() {
         let default = f.default.as_ref().map(|d| {
             let e = g.value(&f.ty, d);
-            if is_boxed(g, id, f) {
+            if is_boxed(g.program, id, f) {
                 format!("__std::boxed::Box::new({e})")
             } else {
                 e
@@ -223,7 +173,7 @@ pub fn union(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
             Some(d) => g.value(&first.ty, d),
             None => "__std::default::Default::default()".into(),
         };
-        let v = if is_boxed(g, id, first) {
+        let v = if is_boxed(g.program, id, first) {
             format!("__std::boxed::Box::new({v})")
         } else {
             v

@@ -7,9 +7,11 @@
 //!
 //! - [`names`]: escaping of Rust keywords, derived names.
 //! - [`types`]: type mapping, and the encode/decode/constant expressions.
+//! - [`fields`]: how a field is stored (`Option`, boxed).
 //! - [`items`]: structs, unions, exceptions, enums, constants, typedefs.
 //! - [`service`]: argument/result structs, handler trait, dispatcher, client stub.
 
+pub mod fields;
 pub mod items;
 pub mod names;
 pub mod service;

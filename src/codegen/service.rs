@@ -13,7 +13,8 @@ use std::fmt::Write;
 
 use crate::idl::model::{DefId, Field, Function, Requiredness, Service, Struct, StructKind, Ty};
 
-use super::items::{doc_lines, is_option, structure};
+use super::fields::is_option;
+use super::items::{doc_lines, structure};
 use super::names::{camel, ident};
 use super::types::Gen;
 

@@ -262,7 +262,7 @@ impl Gen<'_> {
                         out,
                         "s.{} = {}; ",
                         ident(&f.name),
-                        super::items::wrap_field(self, *id, f, expr)
+                        super::fields::wrap_field(self.program, *id, f, expr)
                     );
                 }
                 out.push_str("s }");

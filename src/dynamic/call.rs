@@ -4,10 +4,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value as Json;
 
 use crate::idl::model::{Function, Program, StructKind};
-use crate::protocol::{
-    BinaryReader, BinaryWriter, CompactReader, CompactWriter, MessageType, Protocol,
-    ProtocolReader, ProtocolWriter,
-};
+use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader, ProtocolWriter};
 use crate::rpc::channel::check_reply;
 use crate::rpc::CallError;
 
@@ -82,10 +79,7 @@ pub fn encode_call(
         encode_fields(m.program, &m.function.args, StructKind::Struct, args, w)
     }
     let mut buf = BytesMut::new();
-    match protocol {
-        Protocol::Binary => write(m, args, seqid, &mut BinaryWriter::new(&mut buf))?,
-        Protocol::Compact => write(m, args, seqid, &mut CompactWriter::new(&mut buf))?,
-    }
+    with_codec!(protocol, C => write(m, args, seqid, &mut C::writer(&mut buf))?);
     Ok(buf.freeze())
 }
 
@@ -122,8 +116,5 @@ pub fn decode_reply(
         )
         .into())
     }
-    match protocol {
-        Protocol::Binary => read(m, seqid, BinaryReader::new(bytes)),
-        Protocol::Compact => read(m, seqid, CompactReader::new(bytes)),
-    }
+    with_codec!(protocol, C => read(m, seqid, C::reader(bytes)))
 }

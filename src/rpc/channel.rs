@@ -4,9 +4,9 @@
 use bytes::BytesMut;
 
 use crate::protocol::{
-    ApplicationException, ApplicationExceptionKind, BinaryReader, BinaryWriter, CompactReader,
-    CompactWriter, Decode, Encode, MessageHeader, MessageType, Protocol, ProtocolError,
-    ProtocolErrorKind, ProtocolReader, ProtocolWriter,
+    with_codec, ApplicationException, ApplicationExceptionKind, Codec, Decode, Encode,
+    MessageHeader, MessageType, Protocol, ProtocolError, ProtocolErrorKind, ProtocolReader,
+    ProtocolWriter,
 };
 
 use super::{CallContext, CallError, Dispatch, Dispatched};
@@ -94,55 +94,18 @@ impl<S: Dispatch> InProcess<S> {
         let mut req = BytesMut::new();
         let mut out = BytesMut::new();
         let mut cx = CallContext::default();
-        let done = match self.protocol {
-            Protocol::Binary => {
-                write_call(
-                    &mut BinaryWriter::new(&mut req),
-                    None,
-                    method,
-                    kind,
-                    seqid,
-                    args,
-                );
-                let mut r = BinaryReader::new(req.freeze());
-                let msg = r.read_message_begin()?;
-                let mut w = BinaryWriter::new(&mut out);
-                self.service.dispatch(&mut cx, &msg, &mut r, &mut w).await?
-            }
-            Protocol::Compact => {
-                write_call(
-                    &mut CompactWriter::new(&mut req),
-                    None,
-                    method,
-                    kind,
-                    seqid,
-                    args,
-                );
-                let mut r = CompactReader::new(req.freeze());
-                let msg = r.read_message_begin()?;
-                let mut w = CompactWriter::new(&mut out);
-                self.service.dispatch(&mut cx, &msg, &mut r, &mut w).await?
-            }
-        };
+        let done = with_codec!(self.protocol, C => {
+            let mut w = C::writer(&mut req);
+            w.write_message_begin(method, kind, seqid);
+            args.encode(&mut w);
+            let mut r = C::reader(req.freeze());
+            let msg = r.read_message_begin()?;
+            self.service
+                .dispatch(&mut cx, &msg, &mut r, &mut C::writer(&mut out))
+                .await?
+        });
         Ok((out, seqid, done))
     }
-}
-
-/// Writes one request: the tracking request header when given, the message header,
-/// then the arguments.
-pub fn write_call<W: ProtocolWriter, A: Encode>(
-    w: &mut W,
-    header: Option<&crate::tracking::RequestHeader>,
-    method: &str,
-    kind: MessageType,
-    seqid: i32,
-    args: &A,
-) {
-    if let Some(h) = header {
-        h.encode(w);
-    }
-    w.write_message_begin(method, kind, seqid);
-    args.encode(w);
 }
 
 impl<S: Dispatch> Channel for InProcess<S> {
@@ -161,10 +124,7 @@ impl<S: Dispatch> Channel for InProcess<S> {
             check_reply(&mut r, method, seqid)?;
             Ok(T::decode(&mut r)?)
         }
-        match self.protocol {
-            Protocol::Binary => read(BinaryReader::new(out.freeze()), method, seqid),
-            Protocol::Compact => read(CompactReader::new(out.freeze()), method, seqid),
-        }
+        with_codec!(self.protocol, C => read(C::reader(out.freeze()), method, seqid))
     }
 
     async fn oneway<A: Encode>(

@@ -4,11 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// The request-meta key that carries the caller's remaining time budget, in whole
-/// milliseconds, when the request was sent. A relative budget, not a wall-clock
-/// deadline, so hosts need not share a clock. ringsoa clients set it on every tracked
-/// call and ringsoa servers shorten the call's timeout to it.
-pub const TIMEOUT_META: &str = "ringsoa.timeout_ms";
+pub use crate::tracking::TIMEOUT_META;
 
 /// The response-meta key a draining ringsoa server sets (value `1`) on the replies
 /// of tracked connections it closes right after the reply, so that a ringsoa client

@@ -9,12 +9,10 @@ use super::core::{self, CoreRun};
 use super::handle::{refuse_a_live_listener, ServerHandle};
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
+use super::state::ControlFactory;
 use super::{fds, watchdog, Config};
 use crate::control::{CoreControl, CoreInit};
 use crate::rpc::{CallContext, Dispatch};
-
-/// Builds a [`CoreControl`] on each core.
-pub(crate) type ControlFactory = dyn Fn(&CoreInit) -> Box<dyn CoreControl> + Send + Sync;
 
 /// Builds and starts a server ([`ServerBuilder::start`]).
 pub struct ServerBuilder {

@@ -5,13 +5,16 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::conn::{race, Either, End, Session};
-use super::conns::Signal;
+use super::conns::{Signal, Slot};
+use super::end::End;
+use super::race::{race, Either};
+use super::state::CoreState;
 use crate::control::Outcome;
 use crate::protocol::{
     ApplicationException, ApplicationExceptionKind, Codec, MessageHeader, MessageType,
@@ -20,9 +23,18 @@ use crate::protocol::{
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::dispatch::write_exception;
 use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};
-use crate::tracking::server::read_request_header;
+use crate::tracking::server::{read_request_header, Handshake};
+use crate::transport::conn::MessageConn;
 
-impl<S: Dispatch> Session<S> {
+/// A connection's parts a call uses.
+pub(super) struct CallSite<'a, S> {
+    pub core: &'a Rc<CoreState<S>>,
+    pub conn: &'a mut MessageConn,
+    pub slot: &'a Slot,
+    pub tracking: &'a Handshake,
+}
+
+impl<S: Dispatch> CallSite<'_, S> {
     /// Serves the request in `frame`, appending its reply to the output. Returns
     /// whether the connection closes after the reply; an error means the request
     /// could not be parsed and the connection closes now.
@@ -36,10 +48,12 @@ impl<S: Dispatch> Session<S> {
             core: core.index,
             ..CallContext::default()
         };
-        let over_limits = match self.tracking.version {
-            0 => None,
-            _ => read_request_header(r, &mut cx, &cfg.tracking_limits)?,
-        };
+        let mut over_limits = None;
+        if self.tracking.version >= 1 {
+            let h = read_request_header(r, &cfg.tracking_limits)?;
+            (cx.request_id, cx.seq, cx.meta) = (h.request_id, h.seq, h.meta);
+            over_limits = h.over_limits;
+        }
         let msg = r.read_message_begin()?;
         if !matches!(msg.kind, MessageType::Call | MessageType::Oneway) {
             return Err(ProtocolError::new(

@@ -7,59 +7,24 @@
 //! wrong inside a call becomes a `TApplicationException` for that call only
 //! ([`super::call`]).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::Poll;
 
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use super::call::CallSite;
 use super::conns::{Signal, Slot};
 use super::detect::{detect, Detected};
+use super::end::End;
+use super::race::{race, Either};
 use super::state::CoreState;
 use super::throttle::warn_throttled;
-use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolError, ProtocolReader};
+use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader};
 use crate::rpc::Dispatch;
 use crate::tracking::{self, server::Handshake};
-use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};
+use crate::transport::conn::{Expect, MessageConn, ReadTimeouts};
 use crate::transport::Framing;
-
-/// Why a connection ended (for the log).
-#[derive(Debug)]
-pub(super) enum End {
-    /// The peer closed, or the server closed after a reply while draining.
-    Closed,
-    /// No request within the idle timeout (or the drain's grace).
-    Idle,
-    /// A request did not arrive completely within the read timeout.
-    Slow,
-    /// Closed to make room for a new connection.
-    Evicted,
-    /// Bytes that are not a request this server can read.
-    Bad(String),
-    /// A socket error.
-    Io(std::io::Error),
-}
-
-impl From<ReadError> for End {
-    fn from(e: ReadError) -> Self {
-        match e {
-            ReadError::Closed => End::Closed,
-            ReadError::Idle => End::Idle,
-            ReadError::Slow => End::Slow,
-            ReadError::Truncated => End::Bad("the peer closed inside a request".into()),
-            ReadError::Bad(e) => e.into(),
-            ReadError::Io(e) => End::Io(e),
-        }
-    }
-}
-
-impl From<ProtocolError> for End {
-    fn from(e: ProtocolError) -> Self {
-        End::Bad(e.message.into_owned())
-    }
-}
 
 /// Serves one accepted connection until it ends.
 pub async fn serve<S: Dispatch>(
@@ -111,12 +76,12 @@ pub async fn serve<S: Dispatch>(
 }
 
 /// One connection's state.
-pub(super) struct Session<S> {
-    pub core: Rc<CoreState<S>>,
-    pub conn: MessageConn,
-    pub slot: Rc<Slot>,
+struct Session<S> {
+    core: Rc<CoreState<S>>,
+    conn: MessageConn,
+    slot: Rc<Slot>,
     /// Set by the handshake; per connection, never shared.
-    pub tracking: Handshake,
+    tracking: Handshake,
 }
 
 impl<S: Dispatch> Session<S> {
@@ -147,11 +112,11 @@ impl<S: Dispatch> Session<S> {
                 Some(r) => r,
                 None => self.next(expect).await?,
             };
-            let mut close = self.request::<C>(request).await?;
+            let mut close = self.site().request::<C>(request).await?;
             // Answer every complete request already here, then write once.
             while !close {
                 match self.conn.try_cut(self.expect())? {
-                    Some(r) => close = self.request::<C>(r).await?,
+                    Some(r) => close = self.site().request::<C>(r).await?,
                     None => break,
                 }
             }
@@ -159,6 +124,16 @@ impl<S: Dispatch> Session<S> {
             if close {
                 return Err(End::Closed);
             }
+        }
+    }
+
+    /// Where the next call runs: this connection's parts.
+    fn site(&mut self) -> CallSite<'_, S> {
+        CallSite {
+            core: &self.core,
+            conn: &mut self.conn,
+            slot: &self.slot,
+            tracking: &self.tracking,
         }
     }
 
@@ -235,25 +210,4 @@ impl<S: Dispatch> Session<S> {
     async fn flush(&mut self) -> Result<(), End> {
         self.conn.flush().await.map_err(|e| End::Io(e.error))
     }
-}
-
-/// One of two values.
-pub(super) enum Either<A, B> {
-    Left(A),
-    Right(B),
-}
-
-/// Polls `a` then `b` until one is ready; the other is dropped.
-pub(super) async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(v) = a.as_mut().poll(cx) {
-            return Poll::Ready(Either::Left(v));
-        }
-        if let Poll::Ready(v) = b.as_mut().poll(cx) {
-            return Poll::Ready(Either::Right(v));
-        }
-        Poll::Pending
-    })
-    .await
 }

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use monoio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Socket, Type};
 
-use super::builder::ControlFactory;
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
-use super::state::{CoreState, Warnings};
+use super::state::{ControlFactory, CoreState, Warnings};
 use super::throttle::warn_throttled;
 use super::watchdog::Beats;
 use super::{conn, Config};

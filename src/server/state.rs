@@ -9,7 +9,10 @@ use super::shutdown::Shutdown;
 use super::throttle::Throttle;
 use super::watchdog::Beats;
 use super::Config;
-use crate::control::CoreControl;
+use crate::control::{CoreControl, CoreInit};
+
+/// Builds a [`CoreControl`] on each core.
+pub(crate) type ControlFactory = dyn Fn(&CoreInit) -> Box<dyn CoreControl> + Send + Sync;
 
 /// One core's shared state.
 pub struct CoreState<S> {

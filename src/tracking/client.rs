@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use super::TIMEOUT_META;
 use super::{UpgradeArgs, UpgradeReply, CURRENT_VERSION};
 use crate::protocol::{ProtocolWriter, TType};
-use crate::rpc::context::TIMEOUT_META;
 
 /// The handshake's arguments: this caller's app id, version 2 offered.
 pub fn upgrade_args(app_id: &str) -> UpgradeArgs {

@@ -32,6 +32,12 @@ pub use generated::tracking::{RequestHeader, ResponseHeader, UpgradeArgs, Upgrad
 /// protocol version).
 pub const HANDSHAKE_METHOD: &str = "__thriftpy_tracing_method_name__v2";
 
+/// The request-meta key that carries the caller's remaining time budget, in whole
+/// milliseconds, when the request was sent. A relative budget, not a wall-clock
+/// deadline, so hosts need not share a clock. ringsoa clients set it on every tracked
+/// call and ringsoa servers shorten the call's timeout to it.
+pub const TIMEOUT_META: &str = "ringsoa.timeout_ms";
+
 /// The highest tracking version ringsoa speaks: request and response headers.
 pub const CURRENT_VERSION: i32 = 2;
 

@@ -7,7 +7,6 @@ use super::{negotiate, UpgradeArgs, UpgradeReply, HANDSHAKE_METHOD};
 use crate::protocol::{
     Decode, Encode, MessageType, ProtocolError, ProtocolReader, ProtocolWriter, TType,
 };
-use crate::rpc::CallContext;
 
 /// What a peer may put in tracking fields. Larger values are refused with a clear
 /// error: a handshake closes its connection, a call gets a `TApplicationException`.
@@ -74,27 +73,39 @@ pub fn answer_handshake<R: ProtocolReader, W: ProtocolWriter>(
     })
 }
 
-/// Reads a request header into the call's context. `Ok(Some(why))`: the header was
-/// read (skipped past) but holds more than `limits` allow; the call should be
-/// refused with `why`. An error means the bytes are not a header at all.
+/// The fields of a request header as a server reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncomingHeader {
+    /// The request id ("" when absent).
+    pub request_id: String,
+    /// The rpc id ("" when absent).
+    pub seq: String,
+    /// The meta.
+    pub meta: BTreeMap<String, String>,
+    /// Set when the header holds more than the limits allow (it was read past, and
+    /// the over-limit values dropped): the call should be refused with this reason.
+    pub over_limits: Option<String>,
+}
+
+/// Reads a request header. An error means the bytes are not a header at all.
 pub fn read_request_header<R: ProtocolReader>(
     r: &mut R,
-    cx: &mut CallContext,
     limits: &Limits,
-) -> Result<Option<String>, ProtocolError> {
-    let mut over = None;
+) -> Result<IncomingHeader, ProtocolError> {
+    let mut h = IncomingHeader::default();
+    let over = &mut h.over_limits;
     let mark = r.read_struct_begin()?;
     loop {
         match r.read_field_begin()? {
             (TType::Stop, _) => break,
-            (TType::String, 1) => cx.request_id = bounded(r, limits.id, "request id", &mut over)?,
-            (TType::String, 2) => cx.seq = bounded(r, limits.id, "rpc id", &mut over)?,
-            (TType::Map, 3) => read_meta(r, &mut cx.meta, limits, &mut over)?,
+            (TType::String, 1) => h.request_id = bounded(r, limits.id, "request id", over)?,
+            (TType::String, 2) => h.seq = bounded(r, limits.id, "rpc id", over)?,
+            (TType::Map, 3) => read_meta(r, &mut h.meta, limits, over)?,
             (other, _) => r.skip(other)?,
         }
     }
     r.read_struct_end(mark);
-    Ok(over)
+    Ok(h)
 }
 
 fn read_meta<R: ProtocolReader>(
@@ -196,13 +207,12 @@ mod tests {
     }
 
     #[test]
-    fn request_headers_within_limits_fill_the_context() {
-        let mut cx = CallContext::default();
+    fn request_headers_within_limits_are_read_whole() {
         let mut r = BinaryReader::new(header(2, 3));
-        let over = read_request_header(&mut r, &mut cx, &Limits::default()).unwrap();
-        assert_eq!(over, None);
-        assert_eq!((cx.request_id.as_str(), cx.seq.as_str()), ("r", "1.2"));
-        assert_eq!(cx.meta.len(), 2);
+        let h = read_request_header(&mut r, &Limits::default()).unwrap();
+        assert_eq!(h.over_limits, None);
+        assert_eq!((h.request_id.as_str(), h.seq.as_str()), ("r", "1.2"));
+        assert_eq!(h.meta.len(), 2);
         assert_eq!(r.remaining(), 0);
     }
 
@@ -210,14 +220,14 @@ mod tests {
     fn oversized_meta_is_skipped_and_reported() {
         let limits = Limits::default();
         for (entries, value, what) in [(65, 1, "65 entries"), (1, 4097, "meta value of 4097")] {
-            let mut cx = CallContext::default();
             let mut r = BinaryReader::new(header(entries, value));
-            let over = read_request_header(&mut r, &mut cx, &limits).unwrap();
+            let h = read_request_header(&mut r, &limits).unwrap();
+            let over = h.over_limits;
             assert!(
                 over.as_deref().is_some_and(|m| m.contains(what)),
                 "{over:?}"
             );
-            assert!(cx.meta.is_empty());
+            assert!(h.meta.is_empty());
             assert_eq!(r.remaining(), 0, "the whole header is consumed");
         }
     }

@@ -1,0 +1,21 @@
+//! What one [`super::Client`] holds: its settings, nodes and counters, shared by
+//! its call loop, its leases and its background task.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::config::ClientConfig;
+use super::node::NodeState;
+use super::retry::RetryBudget;
+
+/// The client's state; see the module docs.
+pub(super) struct Inner {
+    pub config: ClientConfig,
+    pub nodes: RefCell<Rc<[Rc<NodeState>]>>,
+    /// Bumped when the node list changes; older connections are closed on return.
+    pub generation: Cell<u64>,
+    pub budget: RefCell<RetryBudget>,
+    /// Top-level calls so far: their rpc ids are "1", "2", …
+    pub root_calls: Cell<u64>,
+    pub maintenance: Cell<bool>,
+}
