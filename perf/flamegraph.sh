@@ -26,7 +26,7 @@ RUST_LOG=warn perf record -q -e cpu-clock -g -o "$data" -- \
 recorder=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
 target/release/ringsoa-perf load --addr "127.0.0.1:$port" --cpu 1 --warmup-s 1 \
-  --duration-s "$secs" --label flamegraph "$@" > perf/results/flamegraph.json
+  --duration-s "$secs" --label flamegraph --json "$@" > perf/results/flamegraph.json
 # SIGINT drains the demo; perf then writes its data and exits.
 pkill -INT -f "^target/release/ringsoa-demo --listen 127.0.0.1:$port" || true
 wait "$recorder" || true

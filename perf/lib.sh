@@ -33,7 +33,7 @@ run_load() {
   local out=$1 round=$2 label=$3; shift 3
   local load; load=$(cut -d' ' -f1 /proc/loadavg)
   target/release/ringsoa-perf load --addr "127.0.0.1:$port" --cpu 1 --server-pid "$server" \
-    --label "$label" "$@" \
+    --label "$label" --json "$@" \
     | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$round; d['loadavg']=$load; print(json.dumps(d))" >> "$out"
 }
 

@@ -50,7 +50,7 @@ impl Drop for EchoServer {
 fn load(flags: &[&str]) -> (Output, Value) {
     let out = Command::new(PERF)
         .arg("load")
-        .args(["--warmup-s", "0.3"])
+        .args(["--warmup-s", "0.3", "--json"])
         .args(flags)
         .stderr(Stdio::piped())
         .output()
@@ -188,4 +188,97 @@ fn any_method_of_any_idl_in_every_protocol_and_transport() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("raised err"), "{stderr}");
+}
+
+#[test]
+fn a_person_gets_a_readable_summary_and_scripts_get_json_in_a_file() {
+    let server = EchoServer::start(&[]);
+    let dir = std::env::temp_dir().join(format!("ringsoa-perf-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("run.json");
+    let out = Command::new(PERF)
+        .args(["load", "--addr", &server.addr.to_string(), "--conns", "2"])
+        .args(["--warmup-s", "0.2", "--duration-s", "0.3"])
+        .args(["--json-file", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in ["calls", "errors 0", "p50", "p99.9", "max", "CPU"] {
+        assert!(text.contains(part), "{part} missing from {text}");
+    }
+    assert!(serde_json::from_str::<Value>(&text).is_err(), "not JSON");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["calls"].as_u64().unwrap() > 10, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server that reads whatever comes and then answers with a short exception,
+/// says nothing, or closes, as `mode` says.
+fn misbehaving_server(mode: &'static str) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut held = Vec::new();
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    match mode {
+                        "short" => {
+                            let mut msg = bytes::BytesMut::new();
+                            ringsoa::transport::framed::write_frame(&mut msg, |b| {
+                                use ringsoa::protocol::{Encode, ProtocolWriter};
+                                let mut w = ringsoa::protocol::BinaryWriter::new(b);
+                                w.write_message_begin(
+                                    "echo",
+                                    ringsoa::protocol::MessageType::Exception,
+                                    1,
+                                );
+                                ringsoa::protocol::ApplicationException::new(
+                                    ringsoa::protocol::ApplicationExceptionKind::UnknownMethod,
+                                    "no echo here",
+                                )
+                                .encode(&mut w);
+                            });
+                            if s.write_all(&msg).is_err() {
+                                return;
+                            }
+                        }
+                        "silent" => held.push(n),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_run_ends_on_time_whatever_the_server_does() {
+    for (mode, why) in [
+        ("short", "UnknownMethod"),
+        ("silent", "no reply by the end of the run"),
+        ("close", "closed"),
+    ] {
+        let addr = misbehaving_server(mode).to_string();
+        let started = Instant::now();
+        let out = Command::new(PERF)
+            .args(["load", "--addr", &addr, "--conns", "2"])
+            .args(["--warmup-s", "0.2", "--duration-s", "0.3"])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{mode}: the run must fail");
+        assert!(stderr.contains(why), "{mode}: {stderr}");
+        // The run is 0.5 s; calls in flight get a 2 s grace after it.
+        assert!(took < Duration::from_secs(20), "{mode}: took {took:?}");
+    }
 }

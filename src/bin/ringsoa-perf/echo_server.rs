@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::{TcpListener, TcpStream};
-use ringsoa::transport::io::read_append;
+use ringsoa::protocol::Protocol;
+use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
+use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
 /// Flags of `echo-server`.
 #[derive(clap::Args, Debug)]
@@ -99,47 +99,48 @@ async fn accept(addr: SocketAddr, faults: Rc<Faults>) -> std::io::Result<()> {
     }
 }
 
-/// Turns the framed strict-binary call at the start of `frame` into its reply, in
-/// place: message type REPLY, and the first argument's field id 0 (the result's
-/// `success`; `echo(msg)` becomes its answer, `ping()` too). Returns the frame's
-/// length, or `None` until a whole frame is there.
-fn reply_in_place(frame: &mut [u8]) -> Option<usize> {
-    let len = u32::from_be_bytes(frame.get(..4)?.try_into().ok()?) as usize;
-    let whole = frame.get_mut(..4 + len)?;
-    let name_len = u32::from_be_bytes(whole.get(8..12)?.try_into().ok()?) as usize;
-    let args = 12 + name_len + 4;
-    whole[7] = 2;
-    if *whole.get(args)? != 0 {
-        *whole.get_mut(args + 1)? = 0;
-        *whole.get_mut(args + 2)? = 0;
+/// Turns a strict-binary call message into its reply, in place: message type
+/// REPLY, and the first argument's field id 0 (the result's `success`; `echo(msg)`
+/// becomes its answer, `ping()` too). `None` if it is not such a message.
+fn reply_in_place(msg: &mut [u8]) -> Option<()> {
+    let name_len = u32::from_be_bytes(msg.get(4..8)?.try_into().ok()?) as usize;
+    let args = 8 + name_len + 4;
+    *msg.get_mut(3)? = 2;
+    if *msg.get(args)? != 0 {
+        *msg.get_mut(args + 1)? = 0;
+        *msg.get_mut(args + 2)? = 0;
     }
-    Some(4 + len)
+    Some(())
 }
 
-async fn serve(mut stream: TcpStream, faults: Rc<Faults>) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    loop {
-        let (res, b) = read_append(&mut stream, buf, 8 * 1024).await;
-        buf = b;
-        match res {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
+async fn serve(stream: TcpStream, faults: Rc<Faults>) {
+    let mut io = MessageConn::new(
+        stream,
+        Framing::Framed,
+        Protocol::Binary,
+        DEFAULT_MAX_MESSAGE,
+    );
+    let t = ReadTimeouts::default();
+    while let Ok(first) = io.read_message(Expect::Message, t).await {
         faults.stall_if_due();
         // Answer every complete frame in the buffer with one write.
-        let mut done = 0;
-        while let Some(n) = reply_in_place(&mut buf[done..]) {
-            if faults.corrupt_this_one() {
-                buf[done + n - 1] ^= 0xff; // the last byte of the frame
-            }
-            done += n;
-        }
-        if done > 0 {
-            let out = buf.split_to(done);
-            let (res, _) = stream.write_all(out).await;
-            if res.is_err() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            let mark = io.begin_message();
+            io.out().extend_from_slice(&msg);
+            let body = mark + ringsoa::transport::framed::HEADER_LEN;
+            if reply_in_place(&mut io.out()[body..]).is_none() {
                 return;
             }
+            if faults.corrupt_this_one() {
+                let last = io.out().len() - 1;
+                io.out()[last] ^= 0xff;
+            }
+            io.finish_message(mark);
+            next = io.try_cut(Expect::Message).ok().flatten();
+        }
+        if io.flush().await.is_err() {
+            return;
         }
     }
 }

@@ -7,13 +7,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
+use std::time::Duration;
+
+use bytes::Bytes;
 use ringsoa::dynamic::{self, Reply};
 use ringsoa::protocol::Protocol;
-use ringsoa::transport::io::read_append;
-use ringsoa::transport::{framed, scan::Scanner, Framing, DEFAULT_MAX_MESSAGE};
+use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
+use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
 /// What to call.
 pub struct IdlCall<'a> {
@@ -32,7 +32,7 @@ fn other(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl IdlCall<'_> {
-    /// The request as sent and the reply expected, both as on the wire.
+    /// The request as sent (on the wire) and the reply message expected.
     pub async fn exchange(&self, addr: SocketAddr) -> std::io::Result<(Bytes, Bytes)> {
         let program = ringsoa::idl::load(&[self.idl], self.include_dirs).map_err(other)?;
         let method = dynamic::method(&program, self.call).map_err(other)?;
@@ -42,19 +42,10 @@ impl IdlCall<'_> {
         if method.function.oneway {
             return Err(other("oneway methods have no reply to measure"));
         }
-        let mut request = BytesMut::new();
-        if self.framing == Framing::Framed {
-            request.put_u32(msg.len() as u32);
-        }
-        request.extend_from_slice(&msg);
-        let request = request.freeze();
-        let wire = self.first_reply(addr, &request).await?;
-        let msg = match self.framing {
-            Framing::Framed => wire.slice(framed::HEADER_LEN..),
-            Framing::Buffered => wire.clone(),
-        };
-        match dynamic::decode_reply(&method, msg, self.protocol, 1).map_err(other)? {
-            Reply::Success(_) => Ok((request, wire)),
+        let request = super::load::frame(self.framing, &msg);
+        let reply = self.first_reply(addr, &request).await?;
+        match dynamic::decode_reply(&method, reply.clone(), self.protocol, 1).map_err(other)? {
+            Reply::Success(_) => Ok((request, reply)),
             Reply::Declared { name, value } => Err(other(format!(
                 "{} raised {name}: {value}; a benchmark needs a normal answer",
                 self.call
@@ -62,32 +53,19 @@ impl IdlCall<'_> {
         }
     }
 
-    /// Sends `request` once on a new connection and returns the whole reply.
+    /// Sends `request` once on a new connection and returns the reply message.
     async fn first_reply(&self, addr: SocketAddr, request: &Bytes) -> std::io::Result<Bytes> {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (res, _) = stream.write_all(request.clone()).await;
-        res?;
-        let mut scanner = Scanner::new(self.protocol, DEFAULT_MAX_MESSAGE);
-        scanner.expect_message();
-        let mut buf = BytesMut::with_capacity(4096);
-        loop {
-            let whole = match self.framing {
-                Framing::Framed => framed::frame_len(&buf, DEFAULT_MAX_MESSAGE)
-                    .map_err(other)?
-                    .map(|n| framed::HEADER_LEN + n)
-                    .filter(|&n| buf.len() >= n),
-                Framing::Buffered if buf.is_empty() => None,
-                Framing::Buffered => scanner.feed(&buf).map_err(other)?,
-            };
-            if let Some(n) = whole {
-                return Ok(buf.split_to(n).freeze());
-            }
-            let (res, b) = read_append(&mut stream, buf, 4096).await;
-            buf = b;
-            if res? == 0 {
-                return Err(other("the server closed the connection without a reply"));
-            }
-        }
+        let stream = super::load::connect(addr).await?;
+        let mut io = MessageConn::new(stream, self.framing, self.protocol, DEFAULT_MAX_MESSAGE);
+        io.out().extend_from_slice(request);
+        io.flush().await.map_err(|e| e.error)?;
+        let limit = Some(Duration::from_secs(5));
+        let timeouts = ReadTimeouts {
+            idle: limit,
+            message: limit,
+        };
+        io.read_message(Expect::Message, timeouts)
+            .await
+            .map_err(|e| other(format!("the first call got no reply: {e}")))
     }
 }

@@ -21,16 +21,18 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use ringsoa::client::{Client, ClientConfig};
 use ringsoa::protocol::{
-    BinaryWriter, CompactWriter, Encode, MessageType, Protocol, ProtocolWriter,
+    ApplicationException, BinaryReader, CompactReader, Decode, Encode, MessageType, Protocol,
+    ProtocolReader, ProtocolWriter,
 };
-use ringsoa::transport::io::read_append;
+use ringsoa::rpc::CallError;
+use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
 use ringsoa::transport::Framing;
+use ringsoa::transport::{framed, DEFAULT_MAX_MESSAGE};
 
 use super::cpu::process_cpu;
 use super::idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult, DemoPingArgs, DemoPingResult};
@@ -112,6 +114,12 @@ pub struct Args {
     /// Also write a latency-percentile plot of this run (SVG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Print the result as one JSON object (for scripts) instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Also write the result as JSON to this file.
+    #[arg(long)]
+    json_file: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -144,7 +152,11 @@ struct Run {
     phase: Cell<Phase>,
     calls: Cell<u64>,
     errors: Cell<u64>,
+    /// What went wrong first, for the summary.
+    first_error: RefCell<Option<String>>,
     hist: RefCell<Histogram<u64>>,
+    /// No call waits past this: the run ends on time whatever the server does.
+    stop_at: Instant,
 }
 
 impl Run {
@@ -159,8 +171,14 @@ impl Run {
         }
     }
 
-    fn error(&self) {
+    fn error(&self, why: impl FnOnce() -> String) {
         self.errors.set(self.errors.get() + 1);
+        self.first_error.borrow_mut().get_or_insert_with(why);
+    }
+
+    /// Time left before the run must end.
+    fn left(&self) -> Duration {
+        self.stop_at.saturating_duration_since(Instant::now())
     }
 }
 
@@ -189,33 +207,46 @@ impl Schedule {
     }
 }
 
-fn message(
+/// A whole message: header and body.
+struct Message<'a, B> {
+    name: &'a str,
+    kind: MessageType,
+    body: &'a B,
+}
+
+impl<B: Encode> Encode for Message<'_, B> {
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        w.write_message_begin(self.name, self.kind, 1);
+        self.body.encode(w);
+    }
+}
+
+/// One message as sent on the wire (in a frame when framed).
+pub fn message(
     protocol: Protocol,
     framing: Framing,
     name: &str,
     kind: MessageType,
     body: &impl Encode,
 ) -> Bytes {
-    fn write<W: ProtocolWriter>(mut w: W, name: &str, kind: MessageType, body: &impl Encode) {
-        w.write_message_begin(name, kind, 1);
-        body.encode(&mut w);
-    }
-    let mut buf = BytesMut::new();
-    if framing == Framing::Framed {
-        buf.put_u32(0);
-    }
-    match protocol {
-        Protocol::Binary => write(BinaryWriter::new(&mut buf), name, kind, body),
-        Protocol::Compact => write(CompactWriter::new(&mut buf), name, kind, body),
-    }
-    if framing == Framing::Framed {
-        let len = (buf.len() - 4) as u32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-    }
-    buf.freeze()
+    let msg = ringsoa::protocol::to_bytes(&Message { name, kind, body }, protocol);
+    frame(framing, &msg)
 }
 
-/// The request to send and the exact reply to expect, for Demo.echo or Demo.ping.
+/// `msg` as sent on the wire: in a frame when framed.
+pub fn frame(framing: Framing, msg: &[u8]) -> Bytes {
+    match framing {
+        Framing::Framed => {
+            let mut buf = BytesMut::with_capacity(framed::HEADER_LEN + msg.len());
+            framed::write_frame(&mut buf, |b| b.extend_from_slice(msg));
+            buf.freeze()
+        }
+        Framing::Buffered => Bytes::copy_from_slice(msg),
+    }
+}
+
+/// The request to send (as on the wire) and the exact reply message to expect, for
+/// Demo.echo or Demo.ping.
 fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
     let protocol = protocol(args);
     let framing = framing(args);
@@ -229,7 +260,13 @@ fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
             };
             (
                 message(protocol, framing, "echo", MessageType::Call, &call),
-                message(protocol, framing, "echo", MessageType::Reply, &result),
+                message(
+                    protocol,
+                    Framing::Buffered,
+                    "echo",
+                    MessageType::Reply,
+                    &result,
+                ),
             )
         }
         Method::Ping => (
@@ -242,7 +279,7 @@ fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
             ),
             message(
                 protocol,
-                framing,
+                Framing::Buffered,
                 "ping",
                 MessageType::Reply,
                 &DemoPingResult {},
@@ -265,7 +302,10 @@ fn framing(args: &Args) -> Framing {
     }
 }
 
-/// Runs the load and prints one JSON object.
+/// How long after the measured window a run waits for calls still in flight.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the load and prints its summary (or its JSON).
 pub fn run(mut args: Args) -> std::io::Result<()> {
     let demo = args.spawn_demo.map(DemoProcess::start).transpose()?;
     if let Some(d) = &demo {
@@ -274,17 +314,9 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
     }
     super::pin(args.cpu);
     let msg = "x".repeat(args.payload);
-    let run = Rc::new(Run {
-        phase: Cell::new(Phase::Warmup),
-        calls: Cell::new(0),
-        errors: Cell::new(0),
-        hist: RefCell::new(
-            Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(std::io::Error::other)?,
-        ),
-    });
     let mut rt = ringsoa::runtime::build()?;
     let me = std::process::id();
-    let (window, cpu, own_cpu) = rt.block_on(async {
+    let (run, window, cpu, own_cpu) = rt.block_on(async {
         let (request, reply) = match (&args.idl, &args.call) {
             (Some(idl), Some(call)) => {
                 let target = IdlCall {
@@ -300,6 +332,16 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
             _ => exchange(&args, &msg),
         };
         let start = Instant::now();
+        let run = Rc::new(Run {
+            phase: Cell::new(Phase::Warmup),
+            calls: Cell::new(0),
+            errors: Cell::new(0),
+            first_error: RefCell::new(None),
+            hist: RefCell::new(
+                Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(std::io::Error::other)?,
+            ),
+            stop_at: start + Duration::from_secs_f64(args.warmup_s + args.duration_s) + GRACE,
+        });
         let schedule = |i: usize| {
             args.rate.map(|rate| {
                 let interval = Duration::from_secs_f64(args.conns as f64 / rate.max(1e-9));
@@ -323,13 +365,17 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
                 tasks.push(monoio::spawn(task));
             }
         } else {
+            let raw = Rc::new(RawExchange {
+                request,
+                reply,
+                framing: framing(&args),
+                protocol: protocol(&args),
+            });
             for i in 0..args.conns {
-                let stream = TcpStream::connect(args.addr).await?;
-                stream.set_nodelay(true)?;
+                let stream = connect(args.addr).await?;
                 let task = conn(
                     stream,
-                    request.clone(),
-                    reply.clone(),
+                    raw.clone(),
                     run.clone(),
                     args.pipeline.max(1),
                     schedule(i),
@@ -354,7 +400,7 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         for t in tasks {
             t.await;
         }
-        Ok::<_, std::io::Error>((window, cpu0.zip(cpu1).map(|(a, b)| b - a), own))
+        Ok::<_, std::io::Error>((run, window, cpu0.zip(cpu1).map(|(a, b)| b - a), own))
     })?;
     drop(demo);
     let calls = run.calls.get();
@@ -372,6 +418,7 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         .with("rate", args.rate)
         .with("payload", args.payload)
         .with("errors", run.errors.get())
+        .with("first_error", run.first_error.borrow().clone())
         .with("server_cpu_us_per_call", cpu.map(per_call))
         .with("client_cpu_us_per_call", per_call(own_cpu))
         .with("mode", if args.full_stack { "full-stack" } else { "raw" })
@@ -384,17 +431,34 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
                 "closed"
             },
         );
-    println!("{}", report.json());
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.summary());
+    }
+    if let Some(path) = &args.json_file {
+        std::fs::write(path, format!("{}\n", report.json()))?;
+    }
     if let Some(path) = &args.plot {
         report::plot(&[report], path)?;
     }
     if run.errors.get() > 0 {
         return Err(std::io::Error::other(format!(
-            "{} replies were wrong or missing",
-            run.errors.get()
+            "{} replies were wrong or missing; the first: {}",
+            run.errors.get(),
+            run.first_error.borrow().as_deref().unwrap_or("?")
         )));
     }
     Ok(())
+}
+
+/// Connects within a bounded time.
+pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = monoio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other(format!("no connection to {addr} within 5 s")))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// One client for every caller task: a pool as large as the load.
@@ -403,6 +467,7 @@ fn full_stack_client(args: &Args) -> Client {
     config.conn.framing = framing(args);
     config.conn.protocol = protocol(args);
     config.conn.tracking = !args.no_tracking;
+    config.conn.call_timeout = GRACE;
     config.pool.max_idle = args.conns;
     Client::new([args.addr], config)
 }
@@ -421,32 +486,45 @@ async fn caller(
             Some(s) => s.wait().await,
             None => Instant::now(),
         };
-        let ok = match method {
-            Method::Echo => demo
-                .echo(None, msg.clone())
-                .await
-                .is_ok_and(|got| got == msg),
-            Method::Ping => demo.ping(None).await.is_ok(),
+        let result = match method {
+            Method::Echo => demo.echo(None, msg.clone()).await.and_then(|got| {
+                if got == msg {
+                    Ok(())
+                } else {
+                    Err(CallError::Rejected("echo answered other bytes".into()))
+                }
+            }),
+            Method::Ping => demo.ping(None).await,
         };
-        if !ok {
-            run.error();
+        if let Err(e) = result {
+            run.error(|| format!("{method:?}: {e}"));
             return;
         }
         run.record(start);
     }
 }
 
-/// One raw connection: keeps `pipeline` requests in flight (closed loop) or sends on
-/// `schedule` (open loop), and checks every reply byte for byte.
-async fn conn(
-    mut stream: TcpStream,
+/// What every raw connection sends and expects.
+struct RawExchange {
+    /// The request as on the wire.
     request: Bytes,
+    /// The reply message expected (without a frame header).
     reply: Bytes,
+    framing: Framing,
+    protocol: Protocol,
+}
+
+/// One raw connection: keeps `pipeline` requests in flight (closed loop) or sends on
+/// `schedule` (open loop), and checks every reply byte for byte. A reply that
+/// differs, none by the end of the run, or a closed connection is an error.
+async fn conn(
+    stream: TcpStream,
+    raw: Rc<RawExchange>,
     run: Rc<Run>,
     pipeline: usize,
     mut schedule: Option<Schedule>,
 ) {
-    let mut buf = BytesMut::with_capacity(reply.len() * pipeline + 4096);
+    let mut io = MessageConn::new(stream, raw.framing, raw.protocol, DEFAULT_MAX_MESSAGE);
     let mut sent = std::collections::VecDeque::with_capacity(pipeline);
     while run.phase.get() != Phase::Stop || !sent.is_empty() {
         while sent.len() < pipeline && run.phase.get() != Phase::Stop {
@@ -454,30 +532,56 @@ async fn conn(
                 Some(s) => s.wait().await,
                 None => Instant::now(),
             };
-            let (res, _) = stream.write_all(request.clone()).await;
-            if res.is_err() {
-                run.error();
-                return;
-            }
+            io.out().extend_from_slice(&raw.request);
             sent.push_back(start);
-        }
-        while buf.len() < reply.len() {
-            let (res, b) = read_append(&mut stream, buf, reply.len()).await;
-            buf = b;
-            if !matches!(res, Ok(n) if n > 0) {
-                run.error();
-                return;
+            if schedule.is_some() {
+                break;
             }
         }
-        if buf[..reply.len()] != reply[..] {
-            run.error();
-            return;
+        if let Err(e) = io.flush().await {
+            return run.error(|| format!("write: {}", e.error));
         }
-        let _ = buf.split_to(reply.len());
+        let read = io.read_message(Expect::Message, ReadTimeouts::default());
+        let got = match monoio::time::timeout(run.left(), read).await {
+            Ok(Ok(got)) => got,
+            Ok(Err(e)) => return run.error(|| format!("read: {e}")),
+            Err(_) => return run.error(|| "no reply by the end of the run".into()),
+        };
+        if got != raw.reply {
+            return run.error(|| {
+                format!(
+                    "a reply of {} bytes differs from the {} expected{}",
+                    got.len(),
+                    raw.reply.len(),
+                    describe_exception(raw.protocol, &got)
+                )
+            });
+        }
         if let Some(start) = sent.pop_front() {
             run.record(start);
         }
     }
+}
+
+/// ": the server answered NAME with EXCEPTION …" when `msg` is an exception reply.
+fn describe_exception(protocol: Protocol, msg: &Bytes) -> String {
+    fn read<R: ProtocolReader>(mut r: R) -> Option<String> {
+        let h = r.read_message_begin().ok()?;
+        if h.kind != MessageType::Exception {
+            return None;
+        }
+        let e = ApplicationException::decode(&mut r).ok()?;
+        Some(format!(
+            ": the server answered {} with {e}",
+            String::from_utf8_lossy(&h.name)
+        ))
+    }
+    let msg = msg.clone();
+    match protocol {
+        Protocol::Binary => read(BinaryReader::new(msg)),
+        Protocol::Compact => read(CompactReader::new(msg)),
+    }
+    .unwrap_or_default()
 }
 
 /// Prints calls, rate and p99 so far, every second.

@@ -59,6 +59,62 @@ impl Report {
         self
     }
 
+    /// The result as lines for a person: what ran, counts, latency percentiles and
+    /// CPU per call.
+    pub fn summary(&self) -> String {
+        let f = |k: &str| self.fields.get(k).and_then(Value::as_f64);
+        let s = |k: &str| {
+            self.fields
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let num = |k: &str| f(k).map_or("-".to_string(), |v| format!("{v:.2}"));
+        let mut out = format!(
+            "{} {} ({} B), {} {}, {} loop{}, {:.1} s measured\n",
+            s("mode"),
+            s("method"),
+            f("payload").unwrap_or(0.0),
+            f("conns").unwrap_or(0.0),
+            if s("mode") == "raw" {
+                "connections"
+            } else {
+                "callers"
+            },
+            s("loop"),
+            if s("tracking") == "true" {
+                ", tracked"
+            } else {
+                ""
+            },
+            f("seconds").unwrap_or(0.0),
+        );
+        out += &format!(
+            "  calls    {:.0} ({:.0}/s), errors {:.0}\n",
+            f("calls").unwrap_or(0.0),
+            f("qps").unwrap_or(0.0),
+            f("errors").unwrap_or(0.0)
+        );
+        out += &format!(
+            "  latency  p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs\n",
+            num("p50_us"),
+            num("p90_us"),
+            num("p99_us"),
+            num("p999_us"),
+            num("max_us")
+        );
+        out += &format!(
+            "  CPU      server {} µs/call, client {} µs/call\n",
+            num("server_cpu_us_per_call"),
+            num("client_cpu_us_per_call")
+        );
+        if let Some(e) = self.fields.get("first_error").and_then(Value::as_str) {
+            out += &format!("  first error: {e}\n");
+        }
+        out
+    }
+
     /// The result as one JSON object.
     pub fn json(&self) -> Value {
         Value::Object(self.fields.clone())
