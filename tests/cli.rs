@@ -173,3 +173,61 @@ fn errors_are_one_line_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("UnknownMethod"));
 }
+
+#[test]
+fn large_arguments_come_from_a_file_or_stdin_and_bad_flags_are_refused() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let demo = Demo::start(&[]);
+    let addr = demo.addr.to_string();
+    // 3 MiB of arguments: more than Linux lets one command-line argument hold.
+    let big = "x".repeat(3 << 20);
+    let args = json!({ "msg": big }).to_string();
+    let file = std::env::temp_dir().join(format!("ringsoa_cli_args_{}.json", std::process::id()));
+    std::fs::write(&file, &args).unwrap();
+    let from_file = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["call", "--idl", IDL, "--addr", &addr, "Demo.echo"])
+        .arg(format!("@{}", file.display()))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(from_file.status.success(), "{from_file:?}");
+    let echoed: Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    assert_eq!(echoed.as_str().map(str::len), Some(3 << 20));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["call", "--idl", IDL, "--addr", &addr, "Demo.add", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"a": 2, "b": 40}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let missing = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "call",
+            "--idl",
+            IDL,
+            "--addr",
+            &addr,
+            "Demo.ping",
+            "@/nonexistent/args.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr)
+        .contains("cannot read the arguments from /nonexistent/args.json"));
+    let (code, _, err) = call(demo.addr, &["--timeout-ms", "0"], "Demo.ping", json!({}));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--timeout-ms"), "{err}");
+    // A top-level error names the arguments object, not an empty path.
+    let (code, _, err) = call(demo.addr, &[], "Demo.add", json!([1, 2]));
+    assert_eq!(code, 2);
+    assert!(err.contains("the arguments: expected an object"), "{err}");
+}

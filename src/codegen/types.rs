@@ -175,9 +175,11 @@ impl Gen<'_> {
                 format!(
                     "{{ let (t, {n}) = r.read_{begin}_begin()?; \
                      __rs::protocol::check_elem({}, t, {n})?; \
+                     r.charge(__rs::protocol::element_cost::<{}>({n}))?; \
                      let mut {c} = {make}; \
                      for _ in 0..{n} {{ {c}.{add}({}); }} {c} }}",
                     ttype(t),
+                    self.rust_type(t),
                     self.decode(t, depth + 1)
                 )
             }
@@ -202,10 +204,13 @@ impl Gen<'_> {
                     "{{ let (kt, vt, {n}) = r.read_map_begin()?; \
                      __rs::protocol::check_elem({}, kt, {n})?; \
                      __rs::protocol::check_elem({}, vt, {n})?; \
+                     r.charge(__rs::protocol::element_cost::<({}, {})>({n}))?; \
                      let mut {c} = {make}; \
                      for _ in 0..{n} {{ let k = {}; let v = {}; {add} }} {c} }}",
                     ttype(k),
                     ttype(v),
+                    self.rust_type(k),
+                    self.rust_type(v),
                     self.decode(k, depth + 1),
                     self.decode(v, depth + 1)
                 )

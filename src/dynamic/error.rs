@@ -5,8 +5,9 @@ use crate::protocol::{ApplicationException, ProtocolError};
 /// What went wrong while encoding JSON or decoding a reply.
 #[derive(Debug, thiserror::Error)]
 pub enum DynamicError {
-    /// A JSON value does not fit the IDL type; `path` says where (`item.children[2]`).
-    #[error("{path}: {message}")]
+    /// A JSON value does not fit the IDL type; `path` says where (`item.children[2]`,
+    /// empty for the arguments object itself).
+    #[error("{}: {message}", if path.is_empty() { "the arguments" } else { path })]
     Json {
         /// Where in the arguments.
         path: String,

@@ -8,8 +8,8 @@
 use bytes::{BufMut, Bytes};
 
 use super::{
-    check_len, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
-    ProtocolWriter, TType,
+    check_len, DecodeBudget, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind,
+    ProtocolReader, ProtocolWriter, TType,
 };
 
 /// The strict version word's upper half.
@@ -128,6 +128,7 @@ pub struct BinaryReader {
     buf: Bytes,
     pos: usize,
     depth: Depth,
+    budget: DecodeBudget,
     strict: bool,
 }
 
@@ -138,6 +139,7 @@ impl BinaryReader {
             buf,
             pos: 0,
             depth: Depth::default(),
+            budget: DecodeBudget::default(),
             strict: true,
         }
     }
@@ -300,6 +302,11 @@ impl ProtocolReader for BinaryReader {
     #[inline]
     fn read_uuid(&mut self) -> Result<[u8; 16], ProtocolError> {
         self.take()
+    }
+
+    #[inline]
+    fn budget(&mut self) -> &mut DecodeBudget {
+        &mut self.budget
     }
 
     #[inline]

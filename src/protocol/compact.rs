@@ -7,8 +7,8 @@
 use bytes::{BufMut, Bytes};
 
 use super::{
-    check_len, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
-    ProtocolWriter, TType,
+    check_len, DecodeBudget, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind,
+    ProtocolReader, ProtocolWriter, TType,
 };
 
 /// First byte of every compact message.
@@ -239,6 +239,7 @@ pub struct CompactReader {
     buf: Bytes,
     pos: usize,
     depth: Depth,
+    budget: DecodeBudget,
     last_field: i16,
     /// The value of a bool field whose header was just read (compact folds it in).
     pending_bool: Option<bool>,
@@ -251,6 +252,7 @@ impl CompactReader {
             buf,
             pos: 0,
             depth: Depth::default(),
+            budget: DecodeBudget::default(),
             last_field: 0,
             pending_bool: None,
         }
@@ -475,6 +477,11 @@ impl ProtocolReader for CompactReader {
             }
             None => Err(ProtocolError::truncated()),
         }
+    }
+
+    #[inline]
+    fn budget(&mut self) -> &mut DecodeBudget {
+        &mut self.budget
     }
 
     #[inline]

@@ -6,6 +6,7 @@
 //! - [`error`]: [`ProtocolError`], returned by every reader on bad or short input.
 //! - [`skip`]: skipping a value of any type with a nesting limit.
 //! - [`app_exception`]: `TApplicationException`, the standard error reply.
+//! - [`budget`]: how much memory decoding one message may take.
 //!
 //! Generated code and the dynamic encoder are generic over [`ProtocolWriter`] and
 //! [`ProtocolReader`], so each protocol gets its own monomorphised copy with no
@@ -15,6 +16,7 @@
 
 pub mod app_exception;
 pub mod binary;
+pub mod budget;
 pub mod compact;
 pub mod error;
 pub mod skip;
@@ -22,6 +24,7 @@ pub mod ttype;
 
 pub use app_exception::{ApplicationException, ApplicationExceptionKind};
 pub use binary::{BinaryReader, BinaryWriter};
+pub use budget::{element_cost, DecodeBudget};
 pub use compact::{CompactReader, CompactWriter};
 pub use error::{ProtocolError, ProtocolErrorKind};
 pub use ttype::{MessageType, TType};
@@ -153,6 +156,14 @@ pub trait ProtocolReader {
     fn read_uuid(&mut self) -> Result<[u8; 16], ProtocolError>;
     /// Bytes not yet consumed.
     fn remaining(&self) -> usize;
+    /// The decode budget that generated decoders charge containers to.
+    fn budget(&mut self) -> &mut DecodeBudget;
+    /// Takes `bytes` of decoded memory from the budget, or refuses (see
+    /// [`budget`](self::budget)).
+    #[inline]
+    fn charge(&mut self, bytes: usize) -> Result<(), ProtocolError> {
+        self.budget().charge(bytes)
+    }
     /// The fewest bytes one value of `ttype` can take in this protocol (for size checks).
     fn min_size(ttype: TType) -> usize;
     /// Skips one value of `ttype`.

@@ -91,6 +91,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Memory the decoded containers of one request may take, and of all the calls
+    /// in flight on one core.
+    pub fn max_decoded(mut self, per_request: usize, per_core: usize) -> Self {
+        self.config.max_decoded = per_request;
+        self.config.core_decoded = per_core;
+        self
+    }
+
     /// Starts even if another process already listens on the port (handover).
     pub fn handover(mut self, yes: bool) -> Self {
         self.config.handover = yes;

@@ -17,8 +17,8 @@ use super::race::{race, Either};
 use super::state::CoreState;
 use crate::control::Outcome;
 use crate::protocol::{
-    ApplicationException, ApplicationExceptionKind, Codec, MessageHeader, MessageType,
-    ProtocolError, ProtocolErrorKind, ProtocolReader,
+    ApplicationException, ApplicationExceptionKind, Codec, DecodeBudget, MessageHeader,
+    MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
 };
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::dispatch::write_exception;
@@ -42,6 +42,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         let core = self.core.clone();
         let cfg = &*core.config;
         let r = &mut C::reader(frame);
+        *r.budget() = DecodeBudget::new(cfg.max_decoded, Some(core.decode_pool.clone()));
         let mut cx = CallContext {
             caller: self.tracking.caller.clone(),
             version: self.tracking.version,

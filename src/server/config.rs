@@ -39,6 +39,12 @@ pub struct Config {
     pub health_method: String,
     /// What a peer may put in tracking fields.
     pub tracking_limits: Limits,
+    /// Memory that decoding one request's containers may take beyond its bytes
+    /// (see [`crate::protocol::budget`]); over it the call gets PROTOCOL_ERROR.
+    pub max_decoded: usize,
+    /// Memory that the decoded containers of all calls in flight on one core may
+    /// take together.
+    pub core_decoded: usize,
     /// Listen backlog per core.
     pub backlog: i32,
     /// Start even if another process listens on the port (zero-downtime handover).
@@ -51,7 +57,7 @@ impl Config {
     /// Defaults for `app` on 127.0.0.1:9090 with every online core: 16 MiB
     /// messages, 10,000 connections per core, no idle timeout, 30 s read timeout,
     /// no call timeout, 10 s drain timeout with a 100 ms idle grace, `ping` as the
-    /// health check, watchdog at 1 s.
+    /// health check, 64 MiB decoded per request and 256 MiB per core, watchdog at 1 s.
     pub fn new(app: String) -> Self {
         Config {
             app,
@@ -66,6 +72,8 @@ impl Config {
             drain_grace: Duration::from_millis(100),
             health_method: "ping".into(),
             tracking_limits: Limits::default(),
+            max_decoded: 64 << 20,
+            core_decoded: 256 << 20,
             backlog: 1024,
             handover: false,
             watchdog: Some(Duration::from_secs(1)),

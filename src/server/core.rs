@@ -105,6 +105,7 @@ where
             beats: run.beats.clone(),
             hooks: run.hooks.clone(),
             warnings: Warnings::default(),
+            decode_pool: Rc::new(std::cell::Cell::new(run.config.core_decoded)),
         });
         monoio::spawn(accept_loop(state.clone(), listener));
         if let Some(threshold) = state.config.watchdog {

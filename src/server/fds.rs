@@ -4,22 +4,25 @@
 use super::Config;
 
 /// Descriptors kept free for everything but accepted connections (listeners, the
-/// ring, clients, logs, the registry).
-pub const RESERVE: u64 = 256;
+/// ring, clients, logs, the registry): a quarter of the limit, at most 256.
+fn reserve(limit: u64) -> u64 {
+    (limit / 4).min(256)
+}
 
 /// Raises the soft open-file limit to the hard limit where allowed, and returns the
 /// per-core connection limit that fits in it (the configured one, lowered with a
-/// warning when cores × connections + [`RESERVE`] exceeds the limit).
+/// warning when cores × connections and a reserve exceed the limit).
 pub fn fit_connections(config: &Config) -> usize {
     let limit = raise_soft_limit();
     let wanted = config.max_connections;
     let Some(limit) = limit else {
         return wanted;
     };
-    let fit = (limit.saturating_sub(RESERVE) / config.cores.max(1) as u64).max(1) as usize;
+    let reserve = reserve(limit);
+    let fit = (limit.saturating_sub(reserve) / config.cores.max(1) as u64).max(1) as usize;
     if fit < wanted {
         tracing::warn!(
-            "{} cores × {wanted} connections exceed the open-file limit of {limit} (less {RESERVE} reserved): each core takes at most {fit}; raise `ulimit -n` for more",
+            "{} cores × {wanted} connections exceed the open-file limit of {limit} (less {reserve} reserved): each core takes at most {fit}; raise `ulimit -n` for more",
             config.cores
         );
         return fit;

@@ -1,6 +1,7 @@
 //! What the connections of one core share (through an `Rc`: never across threads).
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::conns::Conns;
@@ -36,6 +37,8 @@ pub struct CoreState<S> {
     pub hooks: Arc<Hooks>,
     /// Rate limits on this core's repeated warnings.
     pub warnings: Warnings,
+    /// What the decoded containers of this core's calls in flight may still take.
+    pub decode_pool: Rc<Cell<usize>>,
 }
 
 /// One [`Throttle`] per kind of repeated warning.

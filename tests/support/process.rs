@@ -30,13 +30,23 @@ impl Demo {
 
     /// Starts `ringsoa-demo --cores 2` on `addr` (a restart on the same port).
     pub fn start_on(addr: SocketAddr, extra: &[&str]) -> Demo {
-        let child = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
-            .args(["--listen", &addr.to_string(), "--cores", "2"])
+        Demo::start_with(addr, extra, |_| {})
+    }
+
+    /// Starts `ringsoa-demo --cores 2` on `addr`, its command adjusted by
+    /// `configure` (stderr to a file, limits) before it is spawned.
+    pub fn start_with(
+        addr: SocketAddr,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Demo {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"));
+        cmd.args(["--listen", &addr.to_string(), "--cores", "2"])
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::null());
+        configure(&mut cmd);
+        let child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
             assert!(

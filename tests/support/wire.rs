@@ -25,7 +25,7 @@ pub fn call_raw(
 
 /// Reads one whole buffered binary reply (retrying interrupted reads).
 pub fn read_reply(s: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut scanner = Scanner::new(Protocol::Binary, 1 << 20);
+    let mut scanner = Scanner::new(Protocol::Binary, 64 << 20);
     scanner.expect_message();
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];

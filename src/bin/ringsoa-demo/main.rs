@@ -7,7 +7,7 @@ mod idl {
 }
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -39,9 +39,17 @@ struct Args {
     /// Per-call timeout (0: none).
     #[arg(long, default_value_t = 0)]
     call_timeout_ms: u64,
-    /// Time a started request has to arrive completely (slow-client defence).
+    /// Time a started request has to arrive completely, however slowly its bytes
+    /// trickle in (slow-client defence).
     #[arg(long, default_value_t = 30_000)]
     read_timeout_ms: u64,
+    /// Time a connection may sit idle between requests (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    idle_timeout_ms: u64,
+    /// Open connections per core; at the limit the longest-idle one is closed to
+    /// admit a new one.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
     /// ZooKeeper hosts (accepted; wired by the governance work).
     #[arg(long)]
     zk: Option<String>,
@@ -59,7 +67,55 @@ struct Demo {
     /// `fire` calls received by this process (all cores).
     fired: Arc<AtomicI64>,
     /// Downstream clients for `relay_whoami`, by target, on this core.
-    relays: RefCell<HashMap<String, Rc<Client>>>,
+    relays: RefCell<Relays>,
+}
+
+/// The most recently used downstream clients of `relay_whoami`, at most
+/// [`Relays::MAX`]; the least recently used is dropped to make room.
+#[derive(Default)]
+struct Relays {
+    /// Most recently used last.
+    clients: Vec<(SocketAddr, Rc<Client>)>,
+}
+
+impl Relays {
+    const MAX: usize = 64;
+
+    fn get(&mut self, addr: SocketAddr, make: impl FnOnce() -> Client) -> Rc<Client> {
+        let entry = match self.clients.iter().position(|(a, _)| *a == addr) {
+            Some(i) => self.clients.remove(i),
+            None => {
+                if self.clients.len() >= Self::MAX {
+                    self.clients.remove(0);
+                }
+                (addr, Rc::new(make()))
+            }
+        };
+        let client = entry.1.clone();
+        self.clients.push(entry);
+        client
+    }
+}
+
+/// A relay target: `host:port` (an address), or `app/cluster` (discovery, which
+/// needs the registry).
+fn relay_target(target: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = target.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match target.split_once('/') {
+        Some((app, cluster)) if is_name(app) && is_name(cluster) => Err(format!(
+            "target {target:?} names a service (app/cluster): discovery needs the registry, which this demo is not connected to"
+        )),
+        _ => Err(format!(
+            "bad target {target:?}: expected host:port (e.g. 127.0.0.1:9090) or app/cluster"
+        )),
+    }
 }
 
 impl DemoHandler for Demo {
@@ -143,15 +199,10 @@ impl DemoHandler for Demo {
         target: String,
     ) -> Result<BTreeMap<String, String>, MethodError> {
         mark_core(cx);
-        let addr: SocketAddr = target
-            .parse()
-            .map_err(|e| MethodError::internal(format!("bad target {target:?}: {e}")))?;
-        let client = self
-            .relays
-            .borrow_mut()
-            .entry(target.clone())
-            .or_insert_with(|| Rc::new(Client::new([addr], ClientConfig::new(self.app.clone()))))
-            .clone();
+        let addr = relay_target(&target).map_err(MethodError::internal)?;
+        let client = self.relays.borrow_mut().get(addr, || {
+            Client::new([addr], ClientConfig::new(self.app.clone()))
+        });
         let demo = DemoClient::new(client);
         demo.whoami(Some(cx))
             .await
@@ -172,6 +223,7 @@ fn main() -> std::io::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     if args.zk.is_some() || args.cluster.is_some() {
@@ -186,6 +238,10 @@ fn main() -> std::io::Result<()> {
             (args.call_timeout_ms > 0).then(|| Duration::from_millis(args.call_timeout_ms)),
         )
         .read_timeout(Duration::from_millis(args.read_timeout_ms))
+        .idle_timeout(
+            (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms)),
+        )
+        .max_connections(args.max_connections)
         .handover(args.handover);
     if let Some(n) = args.cores {
         builder = builder.cores(n);
@@ -196,11 +252,54 @@ fn main() -> std::io::Result<()> {
         DemoServer::new(Demo {
             app: app.clone(),
             fired: fired.clone(),
-            relays: RefCell::new(HashMap::new()),
+            relays: RefCell::default(),
         })
     })?;
     tracing::info!(listen = %server.local_addr(), "ringsoa-demo serving");
     server.run_until_signal()?;
     tracing::info!("ringsoa-demo stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_keep_the_most_recently_used_clients_only() {
+        let mut relays = Relays::default();
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let make = || Client::new(Vec::<SocketAddr>::new(), ClientConfig::new("t"));
+        let first = relays.get(addr(1), make);
+        for port in 2..=5000 {
+            relays.get(addr(port), make);
+            if port == 3000 {
+                // Using a client keeps it.
+                assert!(Rc::ptr_eq(
+                    &relays.get(addr(4990), make),
+                    &relays.get(addr(4990), make)
+                ));
+            }
+        }
+        assert_eq!(relays.clients.len(), Relays::MAX);
+        assert!(relays.clients.iter().all(|(a, _)| a.port() > 5000 - 64));
+        assert!(
+            !Rc::ptr_eq(&relays.get(addr(1), make), &first),
+            "evicted, then made anew"
+        );
+    }
+
+    #[test]
+    fn relay_targets_are_addresses_or_service_names() {
+        assert!(relay_target("127.0.0.1:9090").is_ok());
+        assert!(relay_target("demo/main")
+            .unwrap_err()
+            .contains("discovery needs the registry"));
+        for bad in ["", "nonsense", "a/b/c", "/x", "host:notaport", "x y/z"] {
+            assert!(
+                relay_target(bad).unwrap_err().contains("bad target"),
+                "{bad}"
+            );
+        }
+    }
 }

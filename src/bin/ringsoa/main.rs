@@ -84,16 +84,36 @@ struct CallArgs {
     /// Request meta sent in the tracking header, KEY=VALUE (repeatable).
     #[arg(long = "meta", value_parser = key_value)]
     meta: Vec<(String, String)>,
-    /// Connect and call timeout, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    /// Connect and call timeout, in milliseconds (at least 1).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
     /// Do not offer the tracking handshake (plain Thrift).
     #[arg(long)]
     no_tracking: bool,
     /// The method: Service.method (or module.Service.method).
     method: String,
-    /// The arguments: a JSON object keyed by argument name (default: {}).
+    /// The arguments: a JSON object keyed by argument name (default: {}); `@FILE`
+    /// reads it from FILE and `-` from standard input (for arguments larger than the
+    /// command line allows).
     args: Option<String>,
+}
+
+/// The arguments' JSON text: inline, `@FILE` or `-` (standard input).
+fn args_text(arg: Option<&str>) -> Result<String, String> {
+    match arg {
+        None => Ok("{}".into()),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("cannot read the arguments from standard input: {e}"))?;
+            Ok(text)
+        }
+        Some(a) => match a.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the arguments from {path}: {e}")),
+            None => Ok(a.to_string()),
+        },
+    }
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -131,7 +151,11 @@ fn call(a: CallArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
-    let json: Json = match serde_json::from_str(a.args.as_deref().unwrap_or("{}")) {
+    let text = match args_text(a.args.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let json: Json = match serde_json::from_str(&text) {
         Ok(j) => j,
         Err(e) => return fail(format!("arguments are not JSON: {e}")),
     };
