@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::core::{self, CoreRun};
-use super::handle::{refuse_a_live_listener, ServerHandle};
+use super::handle::{self as handover, refuse_a_live_listener, ServerHandle};
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
 use super::state::ControlFactory;
@@ -174,6 +174,8 @@ impl ServerBuilder {
     {
         if !self.config.handover {
             refuse_a_live_listener(self.config.listen)?;
+        } else if !handover::migrates_queued_connections() {
+            tracing::warn!("handover: net.ipv4.tcp_migrate_req is not 1, so connections queued on the old process's listener when it closes are reset (set it with `sysctl -w net.ipv4.tcp_migrate_req=1`)");
         }
         self.config.max_connections = fds::fit_connections(&self.config);
         let config = Arc::new(self.config);

@@ -136,7 +136,10 @@ impl<S: Dispatch> CallSite<'_, S> {
                 c.record(&cx, method, outcome, elapsed);
             }
         }
-        Ok(draining || core.shutdown.draining())
+        // Close after the reply only if the drain had begun when the call came in: then
+        // the reply told a tracked client so. A call the drain overtook leaves the
+        // connection open for its next request (answered and closed) or the grace.
+        Ok(draining)
     }
 
     /// Runs the handler: within its timeout, with panics caught, and cut off with

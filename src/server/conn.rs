@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use monoio::net::TcpStream;
@@ -175,34 +176,49 @@ impl<S: Dispatch> Session<S> {
 
     /// Reads more, within the timeouts; while waiting for a request the core may
     /// evict the connection, and once the drain starts an idle connection gets only
-    /// the drain's grace.
+    /// the drain's grace. The read in flight is never dropped for a drain signal (it
+    /// may already hold a request): it is only given a deadline.
     async fn fill(&mut self) -> Result<(), End> {
-        let core = &self.core;
-        let idle = self.conn.buffered().is_empty();
+        let Session {
+            core, conn, slot, ..
+        } = self;
+        let cfg = &core.config;
+        let idle = conn.buffered().is_empty();
         if idle {
-            self.slot.set_idle(Some(core.conns.tick()));
+            slot.set_idle(Some(core.conns.tick()));
         }
+        let grace_only =
+            |t: Option<Duration>| Some(t.map_or(cfg.drain_grace, |t| t.min(cfg.drain_grace)));
+        let timeouts = ReadTimeouts {
+            idle: if core.shutdown.draining() {
+                grace_only(cfg.idle_timeout)
+            } else {
+                cfg.idle_timeout
+            },
+            message: Some(cfg.read_timeout),
+        };
+        let mut fill = std::pin::pin!(conn.fill(timeouts));
+        let mut grace: Option<std::pin::Pin<Box<monoio::time::Sleep>>> = None;
         let result = loop {
-            let cfg = &core.config;
-            let timeouts = ReadTimeouts {
-                idle: if core.shutdown.draining() {
-                    Some(
-                        cfg.idle_timeout
-                            .map_or(cfg.drain_grace, |t| t.min(cfg.drain_grace)),
-                    )
-                } else {
-                    cfg.idle_timeout
-                },
-                message: Some(cfg.read_timeout),
+            let stop = async {
+                match grace.as_mut() {
+                    Some(g) => race(slot.signal(), g.as_mut()).await,
+                    None => Either::Left(slot.signal().await),
+                }
             };
-            match race(self.conn.fill(timeouts), self.slot.signal()).await {
+            match race(fill.as_mut(), stop).await {
                 Either::Left(r) => break r.map_err(End::from),
-                Either::Right(Signal::Evicted) => break Err(End::Evicted),
-                Either::Right(Signal::Drain) => continue,
+                Either::Right(Either::Left(Signal::Evicted)) => break Err(End::Evicted),
+                Either::Right(Either::Right(())) => break Err(End::Idle),
+                Either::Right(Either::Left(Signal::Drain)) => {
+                    if idle && grace.is_none() {
+                        grace = Some(Box::pin(monoio::time::sleep(cfg.drain_grace)));
+                    }
+                }
             }
         };
         if idle {
-            self.slot.set_idle(None);
+            slot.set_idle(None);
         }
         result
     }

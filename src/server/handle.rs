@@ -97,3 +97,10 @@ pub(crate) fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
     tracing::info!(%addr, "the port is held only by old connections, not a listener: starting");
     Ok(())
 }
+
+/// Whether the kernel moves connections queued on a closing SO_REUSEPORT listener to
+/// another listener of the group (`net.ipv4.tcp_migrate_req`, Linux 5.14+), as a
+/// zero-downtime handover needs.
+pub(crate) fn migrates_queued_connections() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|v| v.trim() == "1")
+}
