@@ -1,12 +1,19 @@
 //! The per-thread io_uring runtime that ringsoa's cores, clients and tools run on.
 //!
-//! io_uring is set up with `COOP_TASKRUN`: completions are processed when the
-//! thread next enters the kernel for the ring, instead of interrupting it with a
-//! signal-style task-work notification. Without it every other syscall the thread
-//! makes (a socket peek, a clock read that misses the vDSO) first runs the ring's
-//! pending task work under the signal lock, which profiles showed as a hot spot. On
-//! kernels without the flag (before 5.19) the ring is built without it; without
-//! io_uring at all, monoio's epoll driver is used.
+//! The ring is set up, in order of preference:
+//! - `COOP_TASKRUN` (Linux 5.19+): completions are processed when the thread next
+//!   enters the kernel for the ring, instead of interrupting it with a signal-style
+//!   task-work notification (without it every other syscall first runs the ring's
+//!   pending task work under the signal lock, which profiles showed as a hot spot);
+//! - neither; and without io_uring at all, monoio's epoll driver.
+//!
+//! `RINGSOA_RING=defer` tries `DEFER_TASKRUN | SINGLE_ISSUER` (6.1+) first:
+//! completions are then processed only when the thread waits on the ring. Every
+//! test passes with it, but an A/B on the project's machine (perf/RESULTS.md) showed
+//! no difference beyond noise, and monoio's guard against a task that never stops
+//! yielding submits without waiting, which under `DEFER_TASKRUN` delivers no
+//! completions: so it is not the default. `RINGSOA_RING=plain` uses neither flag.
+//! The raw echo limit (`ringsoa-perf echo-server`) uses the same list.
 
 use monoio::time::TimeDriver;
 use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
@@ -14,19 +21,40 @@ use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
 /// A thread's runtime, with its timer.
 pub type Runtime = monoio::FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
 
-/// Builds the runtime for the calling thread.
-pub fn build() -> std::io::Result<Runtime> {
+/// The ring setups to try, best first, each with its name for the log.
+pub fn ring_setups() -> Vec<(&'static str, io_uring::Builder)> {
+    let mut defer = io_uring::IoUring::builder();
+    defer.setup_defer_taskrun().setup_single_issuer();
     let mut coop = io_uring::IoUring::builder();
     coop.setup_coop_taskrun();
-    match RuntimeBuilder::<FusionDriver>::new()
-        .enable_timer()
-        .uring_builder(coop)
-        .build()
-    {
-        Ok(rt) => Ok(rt),
-        Err(e) => {
-            tracing::debug!("io_uring without COOP_TASKRUN ({e})");
-            RuntimeBuilder::<FusionDriver>::new().enable_timer().build()
+    let all = vec![
+        ("defer", defer),
+        ("coop", coop),
+        ("plain", io_uring::IoUring::builder()),
+    ];
+    // `defer` only when asked for.
+    let start = std::env::var("RINGSOA_RING")
+        .ok()
+        .filter(|r| ["defer", "coop", "plain"].contains(&r.as_str()))
+        .unwrap_or_else(|| "coop".into());
+    let skip = all
+        .iter()
+        .position(|(name, _)| *name == start)
+        .unwrap_or(1);
+    all.into_iter().skip(skip).collect()
+}
+
+/// Builds the runtime for the calling thread.
+pub fn build() -> std::io::Result<Runtime> {
+    for (name, setup) in ring_setups() {
+        match RuntimeBuilder::<FusionDriver>::new()
+            .enable_timer()
+            .uring_builder(setup)
+            .build()
+        {
+            Ok(rt) => return Ok(rt),
+            Err(e) => tracing::debug!("io_uring setup {name} unavailable ({e})"),
         }
     }
+    RuntimeBuilder::<FusionDriver>::new().enable_timer().build()
 }

@@ -73,17 +73,19 @@ impl<S: Dispatch> CallSite<'_, S> {
             return Ok(true);
         }
         // The call's timeout: the server's own, shortened to the budget the caller
-        // sent; the handler sees it as the context's deadline. One clock read.
-        let now = Instant::now();
+        // sent; the handler sees it as the context's deadline. At most one clock
+        // read, and none when nothing needs the time.
         let timeout = match (cfg.call_timeout, cx.sent_budget()) {
             (Some(own), Some(sent)) => Some(own.min(sent)),
             (own, sent) => own.or(sent),
         };
-        cx.deadline = timeout.map(|t| now + t);
+        let timed = timeout.is_some() || core.control.is_some() || core.hooks.after_call.is_some();
+        let now = timed.then(Instant::now);
+        cx.deadline = now.zip(timeout).map(|(now, t)| now + t);
         if draining && cx.version >= 2 {
             cx.response_meta.insert(DRAINING_META.into(), "1".into());
         }
-        let method = std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
+        let method = || std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
         let refusal = match over_limits {
             Some(why) => Some(ApplicationException::new(
                 ApplicationExceptionKind::ProtocolError,
@@ -92,7 +94,7 @@ impl<S: Dispatch> CallSite<'_, S> {
             None => core
                 .control
                 .as_ref()
-                .and_then(|c| c.admit(&cx, method).err()),
+                .and_then(|c| c.admit(&cx, method()).err()),
         };
         let mut outcome = match refusal {
             Some(exc) => {
@@ -114,7 +116,7 @@ impl<S: Dispatch> CallSite<'_, S> {
             ));
             tracing::warn!(
                 core = core.index,
-                method,
+                method = method(),
                 "{}",
                 exc.message.as_deref().unwrap_or("")
             );
@@ -123,8 +125,9 @@ impl<S: Dispatch> CallSite<'_, S> {
             outcome = Outcome::Application(ApplicationExceptionKind::InternalError);
         }
         let hooks = &core.hooks;
-        if hooks.after_call.is_some() || core.control.is_some() {
+        if let Some(now) = now.filter(|_| hooks.after_call.is_some() || core.control.is_some()) {
             let elapsed = now.elapsed();
+            let method = method();
             if let Some(h) = &hooks.after_call {
                 let normal = !matches!(
                     outcome,

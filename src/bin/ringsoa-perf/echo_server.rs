@@ -66,11 +66,6 @@ impl Faults {
 /// Runs the server until killed.
 pub fn run(args: Args) -> std::io::Result<()> {
     super::pin(args.cpu);
-    // The same ring setup as ringsoa's runtime (`ringsoa::runtime`), so that the
-    // comparison is of the code above the ring.
-    let mut coop = io_uring::IoUring::builder();
-    coop.setup_coop_taskrun();
-    let builder = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().uring_builder(coop);
     let faults = Rc::new(Faults {
         stall: args
             .stall_every_ms
@@ -80,14 +75,27 @@ pub fn run(args: Args) -> std::io::Result<()> {
         corrupt_every: args.corrupt_every,
         replies: Cell::new(0),
     });
-    if args.timer {
-        builder
-            .enable_timer()
-            .build()?
-            .block_on(accept(args.listen, faults))
-    } else {
-        builder.build()?.block_on(accept(args.listen, faults))
+    // The same ring setups as ringsoa's runtime (`ringsoa::runtime`), so that the
+    // comparison is of the code above the ring.
+    let mut last = None;
+    for (_, setup) in ringsoa::runtime::ring_setups() {
+        let builder = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().uring_builder(setup);
+        let built = if args.timer {
+            builder
+                .enable_timer()
+                .build()
+                .map(|mut rt| rt.block_on(accept(args.listen, faults.clone())))
+        } else {
+            builder
+                .build()
+                .map(|mut rt| rt.block_on(accept(args.listen, faults.clone())))
+        };
+        match built {
+            Ok(served) => return served,
+            Err(e) => last = Some(e),
+        }
     }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no io_uring setup")))
 }
 
 async fn accept(addr: SocketAddr, faults: Rc<Faults>) -> std::io::Result<()> {
