@@ -42,7 +42,12 @@ impl Slot {
             } else if self.nudged.replace(false) {
                 Poll::Ready(Signal::Drain)
             } else {
-                self.waker.set(Some(cx.waker().clone()));
+                // Keep the stored waker when it wakes the same task (no clone).
+                let waker = match self.waker.take() {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                self.waker.set(Some(waker));
                 Poll::Pending
             }
         })

@@ -251,15 +251,12 @@ impl MessageConn {
         let read = read_append(&mut self.stream, buf, room);
         let (res, buf) = with_limit(limit, read).await.ok_or_else(expired)?;
         self.rbuf = buf;
+        // A message that is still incomplete gets its deadline when the next read
+        // starts (moments from now): no clock read for one that came whole.
         match res? {
             0 if started => Err(ReadError::Truncated),
             0 => Err(ReadError::Closed),
-            _ => {
-                if !started {
-                    self.deadline = timeouts.message.map(|t| Instant::now() + t);
-                }
-                Ok(())
-            }
+            _ => Ok(()),
         }
     }
 
