@@ -229,22 +229,44 @@ fn tracking_fields_have_limits_with_a_clear_error() {
     assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
 }
 
+/// A demo whose log goes to a file (read back by [`Logged::text`]), its command
+/// adjusted by `configure` too.
+struct Logged {
+    demo: Demo,
+    log: std::path::PathBuf,
+}
+
+impl Logged {
+    fn start(name: &str, configure: impl FnOnce(&mut std::process::Command)) -> Logged {
+        let log = std::env::temp_dir().join(format!("ringsoa-{name}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let demo = Demo::start_with(addr, &[], |cmd| {
+            cmd.stderr(Stdio::from(file));
+            configure(cmd);
+        });
+        Logged { demo, log }
+    }
+
+    /// Stops the demo and returns its whole log.
+    fn text(self) -> String {
+        drop(self.demo);
+        let text = std::fs::read_to_string(&self.log).unwrap();
+        let _ = std::fs::remove_file(&self.log);
+        text
+    }
+}
+
 #[test]
 fn a_flood_of_garbage_logs_a_line_not_a_line_each() {
-    let log = std::env::temp_dir().join(format!("ringsoa-flood-{}.log", std::process::id()));
-    let file = std::fs::File::create(&log).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let demo = Demo::start_with(addr, &[], |cmd| {
-        cmd.stderr(Stdio::from(file));
-    });
+    let logged = Logged::start("flood", |_| {});
+    let demo = &logged.demo;
     for _ in 0..300 {
         let mut s = connect(demo.addr);
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(is_closed(&mut s));
     }
-    drop(demo);
-    let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
+    let text = logged.text();
     let lines = text
         .lines()
         .filter(|l| l.contains("closing connection"))
@@ -255,11 +277,7 @@ fn a_flood_of_garbage_logs_a_line_not_a_line_each() {
 
 #[test]
 fn a_low_open_file_limit_is_fitted_and_sheds_load_cleanly() {
-    let log = std::env::temp_dir().join(format!("ringsoa-fds-{}.log", std::process::id()));
-    let file = std::fs::File::create(&log).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let demo = Demo::start_with(addr, &[], |cmd| {
-        cmd.stderr(Stdio::from(file));
+    let logged = Logged::start("fds", |cmd| {
         // SAFETY: setrlimit between fork and exec touches only this child.
         unsafe {
             cmd.pre_exec(|| {
@@ -275,15 +293,14 @@ fn a_low_open_file_limit_is_fitted_and_sheds_load_cleanly() {
         }
     });
     // 200 descriptors less 50 reserved: 75 per core. Hold 250 connections open.
+    let demo = &logged.demo;
     let held: Vec<TcpStream> = (0..250).map(|_| connect(demo.addr)).collect();
     std::thread::sleep(Duration::from_millis(200));
     // A new client is still served: idle connections make room.
     let mut s = connect(demo.addr);
     assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
     drop(held);
-    drop(demo);
-    let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
+    let text = logged.text();
     assert!(text.contains("exceed the open-file limit of 200"), "{text}");
     assert!(
         text.lines().filter(|l| l.contains("accept failed")).count() <= 2,
@@ -322,4 +339,35 @@ fn a_request_that_would_decode_to_far_more_than_its_size_is_refused() {
     assert!(rss_kb(pid) < 200 * 1024, "RSS {} kB", rss_kb(pid));
     eprintln!("refused in {took:?}");
     assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
+}
+
+#[test]
+fn relay_targets_are_checked_and_their_clients_bounded() {
+    let demo = Demo::start(&[]);
+    let pid = demo.child.id();
+    let mut s = connect(demo.addr);
+    let mut relay = |target: String| {
+        let args = DemoRelayWhoamiArgs {
+            target: Some(target),
+        };
+        exception(call_raw(&mut s, "relay_whoami", 1, &args).unwrap())
+            .message
+            .unwrap_or_default()
+    };
+    assert!(relay("nonsense".into()).contains("bad target"));
+    assert!(relay("demo/main".into()).contains("discovery needs the registry"));
+    // Targets where nothing listens: each call fails, and each core keeps at most
+    // 64 clients (before, one per target forever: +10.9 MB for 5,000).
+    for port in 1..=200 {
+        relay(format!("127.0.0.3:{port}"));
+    }
+    let before = rss_kb(pid);
+    for port in 201..=5000 {
+        relay(format!("127.0.0.3:{port}"));
+    }
+    let after = rss_kb(pid);
+    assert!(
+        after < before + 4 * 1024,
+        "RSS {before} kB -> {after} kB after 4,800 relay targets"
+    );
 }

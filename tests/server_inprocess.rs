@@ -25,7 +25,8 @@ use ringsoa::rpc::{CallContext, MethodError};
 use ringsoa::server::{ServerBuilder, ServerHandle};
 
 /// `get(id)`: 13 panics, 14 sleeps past the call timeout, 15 blocks its core's
-/// thread, 16 raises the declared `Oops`, anything else answers.
+/// thread, 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
+/// else answers.
 struct Misbehaving;
 
 impl BaseHandler for Misbehaving {
@@ -45,6 +46,13 @@ impl DerivedHandler for Misbehaving {
             13 => panic!("handler bug {id}"),
             14 => monoio::time::sleep(Duration::from_secs(5)).await,
             15 => std::thread::sleep(Duration::from_millis(700)),
+            19 => {
+                return Ok(Everything {
+                    at: id,
+                    by_score: Some((0..1000).map(|i| (i as f64, "x".repeat(10))).collect()),
+                    ..Default::default()
+                })
+            }
             16 => {
                 return Err(Oops {
                     why: Some("sixteen".into()),
@@ -309,4 +317,32 @@ fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
     ];
     let want: Vec<(String, Outcome)> = want.iter().map(|(m, o)| (m.to_string(), *o)).collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn a_reply_over_the_message_limit_becomes_an_application_exception() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = ServerBuilder::new("small")
+        .listen(format!("127.0.0.1:{port}").parse().unwrap())
+        .cores(1)
+        .max_message(4096)
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let exc = exception(get(&mut s, 19));
+    assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
+    assert!(
+        exc.message
+            .unwrap()
+            .contains("exceeds the maximum message size of 4096 bytes"),
+        "the reply is refused, not sent"
+    );
+    ok(get(&mut s, 1), 1);
+    server.shutdown();
+    server.join();
 }
