@@ -36,6 +36,7 @@ pub mod control;
 pub mod dynamic;
 pub mod idl;
 pub mod protocol;
+mod race;
 pub mod rpc;
 pub mod runtime;
 pub mod server;

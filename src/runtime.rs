@@ -37,10 +37,7 @@ pub fn ring_setups() -> Vec<(&'static str, io_uring::Builder)> {
         .ok()
         .filter(|r| ["defer", "coop", "plain"].contains(&r.as_str()))
         .unwrap_or_else(|| "coop".into());
-    let skip = all
-        .iter()
-        .position(|(name, _)| *name == start)
-        .unwrap_or(1);
+    let skip = all.iter().position(|(name, _)| *name == start).unwrap_or(1);
     all.into_iter().skip(skip).collect()
 }
 

@@ -41,6 +41,7 @@ impl Client {
                 budget: RefCell::new(budget),
                 root_calls: Cell::new(0),
                 maintenance: Cell::new(false),
+                stop: Rc::default(),
             }),
         };
         client.set_nodes(nodes);
@@ -193,7 +194,7 @@ impl Inner {
     /// Starts the background task on the first call, on the caller's runtime.
     fn start_maintenance(self: &Rc<Self>) {
         if !self.maintenance.replace(true) {
-            monoio::spawn(upkeep::maintain(Rc::downgrade(self)));
+            monoio::spawn(upkeep::maintain(Rc::downgrade(self), self.stop.clone()));
         }
     }
 
@@ -300,6 +301,12 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.inner.stop.stop();
     }
 }
 

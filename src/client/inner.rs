@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::config::ClientConfig;
 use super::node::NodeState;
 use super::retry::RetryBudget;
+use super::upkeep::Stop;
 
 /// The client's state; see the module docs.
 pub(super) struct Inner {
@@ -18,4 +19,6 @@ pub(super) struct Inner {
     /// Top-level calls so far: their rpc ids are "1", "2", …
     pub root_calls: Cell<u64>,
     pub maintenance: Cell<bool>,
+    /// Ends the background task when the client is dropped.
+    pub stop: Rc<Stop>,
 }

@@ -1,7 +1,9 @@
 //! The client's background task: reaping idle connections, pinging stale ones,
 //! probing failed nodes.
 
+use std::cell::Cell;
 use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::conn::{Call, Conn, NoArgs};
@@ -9,6 +11,7 @@ use super::inner::Inner;
 use super::lease::Lease;
 use super::node::NodeState;
 use super::pool::CloseReason;
+use crate::race::{race, Either};
 use crate::rpc::CallError;
 use crate::tracking::OutgoingHeader;
 
@@ -71,16 +74,47 @@ impl Inner {
 }
 
 /// The background task: upkeep every tick until the client is dropped.
-pub(super) async fn maintain(client: Weak<Inner>) {
+pub(super) async fn maintain(client: Weak<Inner>, stop: Rc<Stop>) {
     loop {
         let Some(tick) = client.upgrade().map(|c| c.tick()) else {
             return;
         };
-        monoio::time::sleep(tick).await;
+        if let Either::Right(()) = race(monoio::time::sleep(tick), stop.stopped()).await {
+            return;
+        }
         match client.upgrade() {
             Some(c) => c.upkeep(),
             None => return,
         }
+    }
+}
+
+/// Ends the background task as soon as its client is dropped, rather than at its
+/// next tick (a service that makes many short-lived clients would otherwise keep a
+/// sleeping task for each for up to a second).
+#[derive(Default)]
+pub(super) struct Stop {
+    stopped: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Stop {
+    /// Stops the task.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.stopped.get() {
+                return Poll::Ready(());
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
     }
 }
 

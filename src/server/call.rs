@@ -13,13 +13,13 @@ use bytes::Bytes;
 
 use super::conns::{Signal, Slot};
 use super::end::End;
-use super::race::{race, Either};
 use super::state::CoreState;
 use crate::control::Outcome;
 use crate::protocol::{
     ApplicationException, ApplicationExceptionKind, Codec, DecodeBudget, MessageHeader,
     MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
 };
+use crate::race::{race, Either};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::dispatch::write_exception;
 use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};

@@ -45,7 +45,6 @@ mod end;
 mod fds;
 mod handle;
 mod hooks;
-mod race;
 pub mod shutdown;
 mod state;
 pub(crate) mod throttle;

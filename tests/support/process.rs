@@ -33,7 +33,8 @@ impl Demo {
         Demo::start_with(addr, extra, |_| {})
     }
 
-    /// Starts `ringsoa-demo --cores 2` on `addr`, its command adjusted by
+    /// Starts `ringsoa-demo --cores 2` (unless `extra` says otherwise) on `addr`, its
+    /// command adjusted by
     /// `configure` (stderr to a file, limits) before it is spawned.
     pub fn start_with(
         addr: SocketAddr,
@@ -41,8 +42,11 @@ impl Demo {
         configure: impl FnOnce(&mut Command),
     ) -> Demo {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"));
-        cmd.args(["--listen", &addr.to_string(), "--cores", "2"])
-            .args(extra)
+        cmd.args(["--listen", &addr.to_string()]);
+        if !extra.contains(&"--cores") {
+            cmd.args(["--cores", "2"]);
+        }
+        cmd.args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         configure(&mut cmd);
