@@ -129,6 +129,8 @@ impl Inner {
         let nodes = self.nodes.borrow().clone();
         let mut tried = Vec::new();
         let mut reply_meta = None;
+        let mut now = started;
+        let has_context = cx.is_some();
         let result = {
             let mut tracker = Tracker::new(cx.as_deref_mut(), &self.root_calls);
             loop {
@@ -136,7 +138,6 @@ impl Inner {
                     break Err(CallError::Rejected("the service has no nodes".into()));
                 };
                 let node = &nodes[index];
-                let now = Instant::now();
                 let Some(left) = deadline
                     .checked_duration_since(now)
                     .filter(|d| !d.is_zero())
@@ -152,21 +153,31 @@ impl Inner {
                     h(&attempt);
                 }
                 // Pinned where it is made: no copy of the attempt's future per call.
-                let call =
-                    std::pin::pin!(self.attempt(node, &mut tracker, left, method, oneway, args));
+                let call = std::pin::pin!(self.attempt(
+                    node,
+                    &mut tracker,
+                    now,
+                    left,
+                    method,
+                    oneway,
+                    args
+                ));
                 let result = call.await;
-                let elapsed = now.elapsed();
+                let end = Instant::now();
+                let elapsed = end.saturating_duration_since(now);
                 let (outcome, sent) = match &result {
                     Ok(_) => (Ok(()), true),
                     Err(f) => (Err(&f.error), f.sent),
                 };
-                self.record(node, outcome, elapsed, sent);
+                self.record(node, outcome, elapsed, sent, end);
                 if let Some(h) = &cfg.hooks.after_call {
                     h(&attempt, elapsed, outcome);
                 }
                 let failed = match result {
-                    Ok(reply) => {
-                        reply_meta = reply.as_ref().map(|r| r.meta.clone());
+                    Ok(mut reply) => {
+                        if has_context {
+                            reply_meta = reply.as_mut().map(|r| r.meta.take());
+                        }
                         break Ok(reply);
                     }
                     Err(f) => f,
@@ -177,12 +188,13 @@ impl Inner {
                 }
                 let retry = tried.len() < cfg.retry.max_retries as usize
                     && retry::is_safe(&failed.error, failed.sent, idempotent)
-                    && self.budget.borrow_mut().withdraw(Instant::now());
+                    && self.budget.borrow_mut().withdraw(end);
                 if !retry {
                     break Err(failed.error);
                 }
                 tracing::debug!(node = %node.node.addr, method, "retrying after: {}", failed.error);
                 tried.push(index);
+                now = end;
             }
         };
         if let (Some(cx), Some(meta)) = (cx, reply_meta) {
@@ -201,17 +213,19 @@ impl Inner {
     /// One attempt on one node within `left`: a slot, a connection, the call, the
     /// connection back. Running out of time before the call is written says nothing
     /// was sent.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt<A: Encode>(
         &self,
         node: &Rc<NodeState>,
         tracker: &mut Tracker<'_>,
+        now: Instant,
         left: Duration,
         method: &str,
         oneway: bool,
         args: &A,
     ) -> Result<Option<Reply>, Failed> {
         let unsent = |error| Failed { error, sent: false };
-        let deadline = Instant::now() + left;
+        let mut waited = node.limiter.capped();
         let ready = monoio::time::timeout(left, async {
             let Some(slot) = node.limiter.acquire().await else {
                 return Err(CallError::Rejected(
@@ -224,15 +238,22 @@ impl Inner {
                     .into(),
                 ));
             };
-            Ok((slot, self.checkout(node).await?))
+            let lease = self.checkout(node, now).await?;
+            Ok((slot, lease))
         });
         let (_slot, mut lease) = ready
             .await
             .unwrap_or(Err(CallError::Timeout))
             .map_err(unsent)?;
         let budget = left;
-        let left = deadline.saturating_duration_since(Instant::now());
         let conn = lease.conn();
+        // Only waiting for a slot or a new connection costs time worth a clock read.
+        waited |= conn.uses == 0;
+        let left = if waited {
+            (now + budget).saturating_duration_since(Instant::now())
+        } else {
+            budget
+        };
         // The tracking fields are made only for a tracked connection.
         let header = if conn.version >= 1 {
             let budget = self
@@ -271,7 +292,7 @@ impl Inner {
                     ..
                 })
         ) {
-            lease.give_back();
+            lease.give_back(now);
         }
         result
     }
@@ -285,8 +306,8 @@ impl Inner {
         result: Result<(), &CallError>,
         elapsed: Duration,
         sent: bool,
+        now: Instant,
     ) {
-        let now = Instant::now();
         let mut health = node.health.borrow_mut();
         match result {
             Ok(()) | Err(CallError::Application(_) | CallError::Declared(_)) => {

@@ -12,13 +12,13 @@ use super::pool::{CloseReason, NodePool};
 use crate::rpc::CallError;
 
 impl Inner {
-    /// A pooled connection that passes its checks, or a new one.
+    /// A pooled connection that passes its checks at `now`, or a new one.
     pub(super) async fn checkout<'a>(
         &'a self,
         node: &'a NodeState,
+        now: Instant,
     ) -> Result<Lease<'a>, CallError> {
         let generation = self.generation.get();
-        let now = Instant::now();
         let pooled = self.with_pool(node, |pool, closed| {
             pool.checkout(&self.config.pool, generation, now, closed)
         });
@@ -106,11 +106,12 @@ impl Lease<'_> {
         self.conn.as_mut().expect("a lease holds its connection")
     }
 
-    /// Returns the connection to the pool after a call that matched its reply.
-    pub fn give_back(&mut self) {
+    /// Returns the connection to the pool after a call that matched its reply, as
+    /// last used at `now`.
+    pub fn give_back(&mut self, now: Instant) {
         if let Some(mut conn) = self.conn.take() {
             conn.uses += 1;
-            conn.last_used = Instant::now();
+            conn.last_used = now;
             self.checkin(conn, true);
         }
     }

@@ -64,6 +64,11 @@ impl Limiter {
         }
     }
 
+    /// Whether calls may have to wait for a slot.
+    pub fn capped(&self) -> bool {
+        self.cap.is_some()
+    }
+
     /// Calls in flight now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.get()

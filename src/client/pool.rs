@@ -23,6 +23,10 @@ pub struct PoolOptions {
     pub max_waiters: usize,
     /// Peek at a pooled connection before handing it out (no round trip).
     pub check_on_checkout: bool,
+    /// No peek for a connection last used less than this ago: a server that closes a
+    /// connection it just answered on is not seen by a peek that soon anyway, and a
+    /// busy connection saves the syscall. Zero peeks every time.
+    pub peek_idle_after: Duration,
     /// Ping idle connections that were not used for this long (connect-level health
     /// between calls); `None` never pings.
     pub ping_interval: Option<Duration>,
@@ -45,6 +49,7 @@ impl Default for PoolOptions {
             max_in_flight: None,
             max_waiters: 1024,
             check_on_checkout: true,
+            peek_idle_after: Duration::from_millis(1),
             ping_interval: None,
             ping_method: "ping".into(),
             max_idle_time: Some(Duration::from_secs(60)),
@@ -125,7 +130,8 @@ impl NodePool {
     ) -> Option<Conn> {
         while let Some(conn) = self.idle.pop_back() {
             let verdict = retire(&conn, opts, generation, now).or_else(|| {
-                (opts.check_on_checkout && !conn.is_alive()).then_some(CloseReason::PeerClosed)
+                let peek = opts.check_on_checkout && conn.idle_for(now) >= opts.peek_idle_after;
+                (peek && !conn.is_alive()).then_some(CloseReason::PeerClosed)
             });
             match verdict {
                 None => {

@@ -132,7 +132,7 @@ async fn probe(client: Rc<Inner>, node: Rc<NodeState>, generation: u64) {
                     node: &node,
                     conn: Some(conn),
                 }
-                .give_back();
+                .give_back(Instant::now());
             }
             alive
         }
