@@ -12,30 +12,37 @@ use super::pool::{CloseReason, NodePool};
 use crate::rpc::CallError;
 
 impl Inner {
+    /// A pooled connection that passes its checks at `now`, if there is one.
+    pub(super) fn pooled<'a>(&'a self, node: &'a NodeState, now: Instant) -> Option<Lease<'a>> {
+        let generation = self.generation.get();
+        let conn = self.with_pool(node, |pool, closed| {
+            pool.checkout(&self.config.pool, generation, now, closed)
+        })?;
+        Some(Lease {
+            client: self,
+            node,
+            conn: Some(conn),
+        })
+    }
+
     /// A pooled connection that passes its checks at `now`, or a new one.
     pub(super) async fn checkout<'a>(
         &'a self,
         node: &'a NodeState,
         now: Instant,
     ) -> Result<Lease<'a>, CallError> {
+        if let Some(lease) = self.pooled(node, now) {
+            return Ok(lease);
+        }
         let generation = self.generation.get();
-        let pooled = self.with_pool(node, |pool, closed| {
-            pool.checkout(&self.config.pool, generation, now, closed)
-        });
-        let conn = match pooled {
-            Some(c) => c,
-            None => {
-                let connecting = Connecting::new(node);
-                // Boxed: connecting is the rare path, and its future (connect plus
-                // handshake) would otherwise double the size of every call's future.
-                let open = Box::pin(Conn::open(node.node.addr, &self.config.conn, generation));
-                let c = open.await?;
-                drop(connecting);
-                node.version.set(Some(c.version));
-                node.pool.borrow_mut().opened();
-                c
-            }
-        };
+        let connecting = Connecting::new(node);
+        // Boxed: connecting is the rare path, and its future (connect plus handshake)
+        // would otherwise double the size of every call's future.
+        let open = Box::pin(Conn::open(node.node.addr, &self.config.conn, generation));
+        let conn = open.await?;
+        drop(connecting);
+        node.version.set(Some(conn.version));
+        node.pool.borrow_mut().opened();
         Ok(Lease {
             client: self,
             node,

@@ -326,10 +326,12 @@ impl MessageConn {
     }
 }
 
-/// Runs `f`, giving up after `limit` (`None` when it ran out).
+/// Runs `f`, giving up after `limit` (`None` when it ran out). The timer is boxed,
+/// and only when there is a limit: monoio's is 640 bytes, which inline would make
+/// every read's future (and every caller's) that much larger to move around.
 async fn with_limit<F: std::future::Future>(limit: Option<Duration>, f: F) -> Option<F::Output> {
     match limit {
-        Some(t) => monoio::time::timeout(t, f).await.ok(),
+        Some(t) => Box::pin(monoio::time::timeout(t, f)).await.ok(),
         None => Some(f.await),
     }
 }
