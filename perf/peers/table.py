@@ -98,15 +98,17 @@ for key in sorted(cells):
         continue
     c = lambda s: med(by[s], "server_cpu_us_per_call")
     name = f"{cell_name(any_row)} / {any_row['conns']}"
-    for other, limit in (("raw", 1.1), ("volo", 0.7), ("gunicorn", 0.25)):
+    # The targets of shared/DESIGN.md: ≤ 1.05× the limit, ≤ 0.6× volo-thrift, ≤ 0.2×
+    # the seed, p99 at 128 connections ≤ 1.1× the limit's.
+    for other, limit in (("raw", 1.05), ("volo", 0.6), ("gunicorn", 0.2)):
         if other in by:
             r = c("ringsoa") / c(other)
             if r > limit:
                 checks.append(f"{name}: ringsoa ÷ {NAMES[other]} = {r:.2f} (target ≤ {limit})")
     if any_row["conns"] == 128 and "raw" in by:
         r = med(by["ringsoa"], "p99_us") / med(by["raw"], "p99_us")
-        if r > 1.2:
-            checks.append(f"{name}: p99 ringsoa ÷ limit = {r:.2f} (target ≤ 1.2)")
+        if r > 1.1:
+            checks.append(f"{name}: p99 ringsoa ÷ limit = {r:.2f} (target ≤ 1.1)")
 out.append("**Targets missed in this run:** " + ("; ".join(checks) if checks else "none") + ".\n")
 table = "\n".join(out) + "\n"
 print(table, end="")
