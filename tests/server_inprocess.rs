@@ -76,20 +76,23 @@ impl DerivedHandler for Misbehaving {
     }
 }
 
-/// Calls seen by the before/after hooks: (method, ok).
-type Seen = Arc<Mutex<Vec<(String, Option<bool>)>>>;
-
-fn start(stalls: Arc<Mutex<Vec<(usize, String)>>>, seen: Seen) -> ServerHandle {
-    let (before, after) = (seen.clone(), seen);
+/// A one-core server for `app` on a free loopback port.
+fn builder(app: &str) -> ServerBuilder {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    ServerBuilder::new("inprocess")
-        .listen(addr)
-        .cores(1)
+    ServerBuilder::new(app).listen(addr).cores(1)
+}
+
+/// Calls seen by the before/after hooks: (method, ok).
+type Seen = Arc<Mutex<Vec<(String, Option<bool>)>>>;
+
+fn start(stalls: Arc<Mutex<Vec<(usize, String)>>>, seen: Seen) -> ServerHandle {
+    let (before, after) = (seen.clone(), seen);
+    builder("inprocess")
         .call_timeout(Some(Duration::from_millis(200)))
         .watchdog(Duration::from_millis(200))
         .on_stall(move |core, method, _blocked| {
@@ -170,19 +173,11 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
 
 /// A server whose service factory fails on some cores.
 fn start_failing(cores: usize, failing: usize) -> std::io::Result<ServerHandle> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    ServerBuilder::new("failing")
-        .listen(format!("127.0.0.1:{port}").parse().unwrap())
-        .cores(cores)
-        .start(move |init| {
-            let core = init.index;
-            assert!(core != failing, "core {core} cannot load its service");
-            DerivedServer::new(Misbehaving)
-        })
+    builder("failing").cores(cores).start(move |init| {
+        let core = init.index;
+        assert!(core != failing, "core {core} cannot load its service");
+        DerivedServer::new(Misbehaving)
+    })
 }
 
 #[test]
@@ -236,14 +231,7 @@ fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let inits = Arc::new(Mutex::new(Vec::new()));
     let (l, i) = (log.clone(), inits.clone());
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = ServerBuilder::new("control")
-        .listen(format!("127.0.0.1:{port}").parse().unwrap())
-        .cores(1)
+    let server = builder("control")
         .call_timeout(Some(Duration::from_millis(200)))
         .control(move |init| EveryOther {
             core: init.index,
@@ -321,14 +309,7 @@ fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
 
 #[test]
 fn a_reply_over_the_message_limit_becomes_an_application_exception() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = ServerBuilder::new("small")
-        .listen(format!("127.0.0.1:{port}").parse().unwrap())
-        .cores(1)
+    let server = builder("small")
         .max_message(4096)
         .start(|_| DerivedServer::new(Misbehaving))
         .unwrap();
