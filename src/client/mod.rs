@@ -2,7 +2,7 @@
 //! service, which generated client stubs call through.
 //!
 //! - [`conn`]: one connection — connect, handshake, write a call, read and check its
-//!   reply — and its [`Options`].
+//!   reply — and its [`ConnOptions`].
 //! - [`pool`]: the idle connections to one node and the rules that retire them.
 //! - `limit`: the per-node cap on concurrent calls, with waiters.
 //! - [`node`]: a node's pool, limiter and health (failure count, failed list, EWMA).

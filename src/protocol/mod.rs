@@ -159,7 +159,7 @@ pub trait ProtocolReader {
     /// The decode budget that generated decoders charge containers to.
     fn budget(&mut self) -> &mut DecodeBudget;
     /// Takes `bytes` of decoded memory from the budget, or refuses (see
-    /// [`budget`](self::budget)).
+    /// [`budget`]).
     #[inline]
     fn charge(&mut self, bytes: usize) -> Result<(), ProtocolError> {
         self.budget().charge(bytes)
