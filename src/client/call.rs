@@ -221,13 +221,10 @@ impl Inner {
         args: &A,
     ) -> Result<Option<Reply>, Failed> {
         let unsent = |error| Failed { error, sent: false };
-        let mut waited = node.limiter.capped();
         // The common case needs no timer: no cap on calls in flight, and an idle
         // connection in the pool.
-        let fast = match node.limiter.capped() {
-            false => self.pooled(node, now),
-            true => None,
-        };
+        let mut waited = node.limiter.capped();
+        let fast = if waited { None } else { self.pooled(node, now) };
         let (_slot, mut lease) = match fast {
             Some(lease) => match node.limiter.acquire().await {
                 Some(slot) => (slot, lease),

@@ -190,14 +190,10 @@ impl MessageConn {
         if self.framing == Framing::Framed {
             bytes::Buf::advance(&mut unit, framed::HEADER_LEN);
         }
-        if self.rbuf.is_empty() {
-            self.deadline = None;
-            if whole + self.rbuf.capacity() > KEEP_CAPACITY {
-                self.rbuf = BytesMut::new();
-            }
-        } else {
-            // The next message has started.
-            self.deadline = None;
+        // The next message, if it has started, gets its deadline at its next read.
+        self.deadline = None;
+        if self.rbuf.is_empty() && whole + self.rbuf.capacity() > KEEP_CAPACITY {
+            self.rbuf = BytesMut::new();
         }
         Ok(Some(unit.freeze()))
     }
