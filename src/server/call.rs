@@ -186,7 +186,10 @@ impl<S: Dispatch> CallSite<'_, S> {
                         }
                         match race(call.as_mut(), self.slot.signal()).await {
                             Either::Left(done) => break done.into(),
-                            Either::Right(Signal::Drain | Signal::Evicted) => continue,
+                            Either::Right(Signal::Drain) => continue,
+                            // Only idle connections are evicted; should a busy one
+                            // be told, it finishes its call without listening again.
+                            Either::Right(Signal::Evicted) => break call.as_mut().await.into(),
                         }
                     }
                 }
