@@ -103,6 +103,10 @@ pub struct MessageConn {
     deadline: Option<Instant>,
     /// Bytes the next read should make room for.
     want: usize,
+    /// Whether the read buffer was allocated (false when new or given back); a
+    /// buffer merely used up to its capacity still counts, so a busy connection
+    /// never pays the readiness wait.
+    holds_buffer: bool,
 }
 
 impl MessageConn {
@@ -118,6 +122,7 @@ impl MessageConn {
             wbuf: BytesMut::new(),
             deadline: None,
             want: READ_CHUNK,
+            holds_buffer: false,
         }
     }
 
@@ -194,6 +199,7 @@ impl MessageConn {
         self.deadline = None;
         if self.rbuf.is_empty() && whole + self.rbuf.capacity() > KEEP_CAPACITY {
             self.rbuf = BytesMut::new();
+            self.holds_buffer = false;
         }
         Ok(Some(unit.freeze()))
     }
@@ -232,7 +238,7 @@ impl MessageConn {
                 ReadError::Idle
             }
         };
-        if self.rbuf.capacity() == 0 {
+        if !self.holds_buffer {
             // Hold no buffer while nothing has arrived.
             let ready = self.stream.readable(false);
             with_limit(limit, ready).await.ok_or_else(expired)??;
@@ -247,6 +253,7 @@ impl MessageConn {
         let read = read_append(&mut self.stream, buf, room);
         let (res, buf) = with_limit(limit, read).await.ok_or_else(expired)?;
         self.rbuf = buf;
+        self.holds_buffer = true;
         // A message that is still incomplete gets its deadline when the next read
         // starts (moments from now): no clock read for one that came whole.
         match res? {
