@@ -29,11 +29,13 @@ pub use bytes;
 // (the tracking structs) do the same.
 extern crate self as ringsoa;
 
+pub mod admin;
 pub mod build;
 pub mod client;
 pub mod codegen;
 pub mod control;
 pub mod dynamic;
+pub mod governance;
 pub mod idl;
 pub mod protocol;
 mod race;

@@ -20,6 +20,7 @@ use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
 use super::upkeep;
 use crate::protocol::{Decode, Encode, Protocol};
+use crate::control::{Governed, ServiceName, Snapshot};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::{CallContext, CallError, Channel};
 
@@ -37,7 +38,6 @@ impl Client {
             inner: Rc::new(Inner {
                 config,
                 nodes: RefCell::new(Rc::new([])),
-                generation: Cell::new(0),
                 budget: RefCell::new(budget),
                 root_calls: Cell::new(0),
                 maintenance: Cell::new(false),
@@ -48,34 +48,35 @@ impl Client {
         client
     }
 
-    /// Replaces the node list (from discovery): a new pool generation. Idle
-    /// connections are closed now, connections in use when their call ends; the
-    /// health record of a node that stays is kept.
+    /// Replaces the node list. A node that stays with the same weight keeps its
+    /// pool, limiter and health; one whose weight changed keeps its health; a node
+    /// that left is retired: its idle connections close now, the ones in use when
+    /// their call ends.
     pub fn set_nodes<N: Into<Node>>(&self, nodes: impl IntoIterator<Item = N>) {
-        let inner = &self.inner;
-        let old = inner.nodes.borrow().clone();
-        for n in old.iter() {
-            inner.with_pool(n, |pool, closed| pool.clear(closed));
-        }
-        inner.generation.set(inner.generation.get() + 1);
-        let fresh: Rc<[Rc<NodeState>]> = nodes
-            .into_iter()
-            .map(|n| {
-                let node: Node = n.into();
-                let health = old
-                    .iter()
-                    .find(|o| o.node.addr == node.addr)
-                    .map(|o| o.health.borrow().clone())
-                    .unwrap_or_default();
-                Rc::new(NodeState::new(node, &inner.config.pool, health))
-            })
-            .collect();
-        tracing::debug!(
-            nodes = fresh.len(),
-            generation = inner.generation.get(),
-            "client node list set"
-        );
-        *inner.nodes.borrow_mut() = fresh;
+        self.inner.set_nodes(nodes.into_iter().map(Into::into));
+    }
+
+    /// A client of `service` that follows its providers in the registry through
+    /// this core's governance view: nodes and weights change as providers come and
+    /// go. Until the providers are loaded, calls fail with "the service has no
+    /// nodes" (see [`Governed::loaded`] to wait for them).
+    pub fn discover(governance: &Rc<Governed>, service: ServiceName, config: ClientConfig) -> Self {
+        governance.watch(&service);
+        let client = Client::new(governance.with(|s| nodes_of(s, &service)), config);
+        let weak = Rc::downgrade(&client.inner);
+        governance.subscribe(move |snap| {
+            let Some(inner) = weak.upgrade() else {
+                return false;
+            };
+            let nodes = nodes_of(snap, &service);
+            let same = inner.nodes.borrow().iter().map(|n| n.node).eq(nodes.iter().copied());
+            if !same {
+                tracing::info!(%service, nodes = nodes.len(), "providers changed");
+                inner.set_nodes(nodes.into_iter());
+            }
+            true
+        });
+        client
     }
 
     /// Every node's health and pool counters on this core.
@@ -109,6 +110,29 @@ impl Client {
 }
 
 impl Inner {
+    fn set_nodes(&self, nodes: impl Iterator<Item = Node>) {
+        let old = self.nodes.borrow().clone();
+        let fresh: Rc<[Rc<NodeState>]> = nodes
+            .map(|node| {
+                if let Some(same) = old.iter().find(|o| o.node == node) {
+                    return same.clone();
+                }
+                let health = old
+                    .iter()
+                    .find(|o| o.node.addr == node.addr)
+                    .map(|o| o.health.borrow().clone())
+                    .unwrap_or_default();
+                Rc::new(NodeState::new(node, &self.config.pool, health))
+            })
+            .collect();
+        for o in old.iter().filter(|o| !fresh.iter().any(|f| Rc::ptr_eq(f, o))) {
+            o.generation.set(o.generation.get() + 1);
+            self.with_pool(o, |pool, closed| pool.clear(closed));
+        }
+        tracing::debug!(nodes = fresh.len(), "client node list set");
+        *self.nodes.borrow_mut() = fresh;
+    }
+
     /// The call loop: pick a node, attempt, retry when safe, within one deadline.
     async fn call<A: Encode>(
         self: &Rc<Self>,
@@ -357,4 +381,21 @@ impl Channel for Client {
     ) -> Result<(), CallError> {
         self.inner.call(cx, method, true, args).await.map(|_| ())
     }
+}
+
+/// The nodes of `service` in `snap` (none until loaded), in a stable order.
+fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
+    let mut nodes: Vec<Node> = snap
+        .providers(service)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            Some(Node {
+                addr: p.addr?,
+                weight: p.weight,
+            })
+        })
+        .collect();
+    nodes.sort_by_key(|n| n.addr);
+    nodes
 }

@@ -13,8 +13,6 @@ use super::upkeep::Stop;
 pub(super) struct Inner {
     pub config: ClientConfig,
     pub nodes: RefCell<Rc<[Rc<NodeState>]>>,
-    /// Bumped when the node list changes; older connections are closed on return.
-    pub generation: Cell<u64>,
     pub budget: RefCell<RetryBudget>,
     /// Top-level calls so far: their rpc ids are "1", "2", …
     pub root_calls: Cell<u64>,

@@ -14,7 +14,7 @@ use crate::rpc::CallError;
 impl Inner {
     /// A pooled connection that passes its checks at `now`, if there is one.
     pub(super) fn pooled<'a>(&'a self, node: &'a NodeState, now: Instant) -> Option<Lease<'a>> {
-        let generation = self.generation.get();
+        let generation = node.generation.get();
         let conn = self.with_pool(node, |pool, closed| {
             pool.checkout(&self.config.pool, generation, now, closed)
         })?;
@@ -34,7 +34,7 @@ impl Inner {
         if let Some(lease) = self.pooled(node, now) {
             return Ok(lease);
         }
-        let generation = self.generation.get();
+        let generation = node.generation.get();
         let connecting = Connecting::new(node);
         // Boxed: connecting is the rare path, and its future (connect plus handshake)
         // would otherwise double the size of every call's future.
@@ -69,7 +69,7 @@ impl Inner {
 
     /// Ends a checkout (see [`NodePool::checkin`]).
     pub(super) fn checkin(&self, node: &NodeState, conn: Conn, verdict: Result<(), CloseReason>) {
-        let generation = self.generation.get();
+        let generation = node.generation.get();
         self.with_pool(node, |pool, closed| {
             pool.checkin(conn, verdict, &self.config.pool, generation, closed)
         });

@@ -54,6 +54,9 @@ pub(crate) struct NodeState {
     pub health: RefCell<Health>,
     /// Tracking version of the last connection opened.
     pub version: Cell<Option<i32>>,
+    /// Bumped when the node leaves the client's list: its connections still in
+    /// use are closed when they come back.
+    pub generation: Cell<u64>,
 }
 
 impl NodeState {
@@ -64,6 +67,7 @@ impl NodeState {
             limiter: Limiter::new(opts.max_in_flight, opts.max_waiters),
             health: RefCell::new(health),
             version: Cell::new(None),
+            generation: Cell::new(0),
         }
     }
 

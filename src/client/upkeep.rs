@@ -34,7 +34,6 @@ impl Inner {
     /// One round of upkeep: reap idle connections, start due probes and pings.
     pub(super) fn upkeep(self: &Rc<Self>) {
         let now = Instant::now();
-        let generation = self.generation.get();
         let nodes = self.nodes.borrow().clone();
         for node in nodes.iter() {
             self.with_pool(node, |pool, closed| {
@@ -42,7 +41,7 @@ impl Inner {
             });
             if node.health.borrow().probe_due(now) {
                 node.health.borrow_mut().probing = true;
-                monoio::spawn(probe(self.clone(), node.clone(), generation));
+                monoio::spawn(probe(self.clone(), node.clone()));
             }
             if let Some(interval) = self.config.pool.ping_interval {
                 let stale = node.pool.borrow_mut().take_for_ping(interval, now);
@@ -120,8 +119,9 @@ impl Stop {
 
 /// Active health: connect to a failed node and ping it; restore it on success (the
 /// connection joins its pool).
-async fn probe(client: Rc<Inner>, node: Rc<NodeState>, generation: u64) {
+async fn probe(client: Rc<Inner>, node: Rc<NodeState>) {
     let addr = node.node.addr;
+    let generation = node.generation.get();
     let ok = match Conn::open(addr, &client.config.conn, generation).await {
         Ok(mut conn) => {
             let alive = client.ping(&mut conn).await;

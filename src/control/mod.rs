@@ -6,7 +6,14 @@
 //! admission rules and recorders are a [`CoreControl`] built per core). Nothing here
 //! is shared across cores: each core gets its own values.
 
+mod governed;
+mod snapshot;
+
+use std::rc::Rc;
 use std::time::Duration;
+
+pub use governed::{Governed, Request, Requests, POLL};
+pub use snapshot::{valid_name, Provider, ServiceName, Snapshot, Source, Switch};
 
 use crate::protocol::{ApplicationException, ApplicationExceptionKind};
 use crate::rpc::{CallContext, Dispatched};
@@ -19,12 +26,19 @@ pub struct CoreInit {
     pub index: usize,
     /// How many cores the server runs.
     pub cores: usize,
+    /// This core's view of config, switches and providers, when the server runs
+    /// with governance (`ServerBuilder::governance`).
+    pub governance: Option<Rc<Governed>>,
 }
 
 impl CoreInit {
-    /// The init value of core `index` of `cores`.
+    /// The init value of core `index` of `cores`, without governance.
     pub fn new(index: usize, cores: usize) -> Self {
-        CoreInit { index, cores }
+        CoreInit {
+            index,
+            cores,
+            governance: None,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use super::shutdown::Shutdown;
 use super::state::ControlFactory;
 use super::{fds, watchdog, Config};
 use crate::control::{CoreControl, CoreInit};
+use crate::governance::Governance;
 use crate::rpc::{CallContext, Dispatch};
 
 /// Builds and starts a server ([`ServerBuilder::start`]).
@@ -19,6 +20,7 @@ pub struct ServerBuilder {
     config: Config,
     hooks: Hooks,
     control: Option<Arc<ControlFactory>>,
+    governance: Option<Governance>,
 }
 
 impl ServerBuilder {
@@ -28,6 +30,7 @@ impl ServerBuilder {
             config: Config::new(app.into()),
             hooks: Hooks::default(),
             control: None,
+            governance: None,
         }
     }
 
@@ -162,6 +165,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs with governance: each core's [`CoreInit::governance`] follows it; once
+    /// the cores listen the process registers itself (after its health check), and
+    /// a drain deregisters it first.
+    pub fn governance(mut self, governance: Governance) -> Self {
+        self.governance = Some(governance);
+        self
+    }
+
     /// Starts the cores; `factory` builds each core's service on that core from its
     /// [`CoreInit`]. Returns once every core listens. Fails if the port is taken by
     /// another process (unless [`handover`](Self::handover)), or if more than a
@@ -204,6 +215,7 @@ impl ServerBuilder {
                 config: config.clone(),
                 factory: factory.clone(),
                 control: self.control.clone(),
+                governance: self.governance.clone(),
                 shutdown: shutdown.clone(),
                 hooks: hooks.clone(),
                 beats: beats.clone(),
@@ -226,7 +238,13 @@ impl ServerBuilder {
         let missing = config.cores - reports.len();
         let mut failures: Vec<String> = reports.into_iter().filter_map(Result::err).collect();
         failures.extend((0..missing).map(|_| "a core thread exited before reporting".to_string()));
-        let handle = ServerHandle::new(config.listen, config.drain_timeout, shutdown, threads);
+        let handle = ServerHandle::new(
+            config.listen,
+            config.drain_timeout,
+            shutdown,
+            threads,
+            self.governance.clone(),
+        );
         if failures.len() * 3 > config.cores {
             handle.abort();
             return Err(std::io::Error::other(format!(
@@ -236,6 +254,9 @@ impl ServerBuilder {
         }
         for f in &failures {
             tracing::error!("running degraded: {f}");
+        }
+        if let Some(g) = &self.governance {
+            g.register_server(config.listen, config.cores - failures.len());
         }
         Ok(handle)
     }

@@ -18,6 +18,7 @@ use super::throttle::warn_throttled;
 use super::watchdog::Beats;
 use super::{conn, Config};
 use crate::control::CoreInit;
+use crate::governance::Governance;
 use crate::rpc::Dispatch;
 
 /// How often an idle core looks at the drain flag.
@@ -29,6 +30,7 @@ pub(super) struct CoreRun<F> {
     pub config: Arc<Config>,
     pub factory: Arc<F>,
     pub control: Option<Arc<ControlFactory>>,
+    pub governance: Option<Governance>,
     pub shutdown: Arc<Shutdown>,
     pub hooks: Arc<Hooks>,
     pub beats: Arc<Beats>,
@@ -71,7 +73,8 @@ where
     };
     rt.block_on(async {
         // Load before listen: the service (pools, caches) is built first.
-        let init = CoreInit::new(index, run.config.cores);
+        let mut init = CoreInit::new(index, run.config.cores);
+        init.governance = run.governance.as_ref().map(Governance::follow_here);
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             ((run.factory)(&init), run.control.as_ref().map(|c| c(&init)))
         }));

@@ -6,6 +6,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::shutdown::Shutdown;
+use crate::governance::Governance;
+
+/// How long a drain waits for ZooKeeper to delete the registration.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running server.
 pub struct ServerHandle {
@@ -13,6 +17,7 @@ pub struct ServerHandle {
     drain_timeout: Duration,
     shutdown: Arc<Shutdown>,
     threads: Vec<JoinHandle<()>>,
+    governance: Option<Governance>,
 }
 
 impl ServerHandle {
@@ -21,12 +26,14 @@ impl ServerHandle {
         drain_timeout: Duration,
         shutdown: Arc<Shutdown>,
         threads: Vec<JoinHandle<()>>,
+        governance: Option<Governance>,
     ) -> Self {
         ServerHandle {
             addr,
             drain_timeout,
             shutdown,
             threads,
+            governance,
         }
     }
 
@@ -35,8 +42,18 @@ impl ServerHandle {
         self.addr
     }
 
-    /// Starts the drain with the configured timeout (returns at once).
+    /// Whether the server serves (true until the drain starts), for health checks
+    /// on other threads.
+    pub fn serving(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let shutdown = self.shutdown.clone();
+        Arc::new(move || !shutdown.draining())
+    }
+
+    /// Starts the drain with the configured timeout. With governance, the
+    /// registration is deleted first and consumers get the deregister grace to see
+    /// it (this blocks for that long); otherwise it returns at once.
     pub fn shutdown(&self) {
+        deregister(&self.governance, &self.shutdown);
         self.shutdown.begin(self.drain_timeout);
     }
 
@@ -61,6 +78,7 @@ impl ServerHandle {
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
         let shutdown = self.shutdown.clone();
         let drain = self.drain_timeout;
+        let governance = self.governance.clone();
         std::thread::Builder::new()
             .name("ringsoa-signals".into())
             .spawn(move || {
@@ -70,12 +88,22 @@ impl ServerHandle {
                     } else {
                         drain
                     };
+                    deregister(&governance, &shutdown);
                     tracing::info!(signal = sig, ?timeout, "draining");
                     shutdown.begin(timeout);
                 }
             })?;
         self.join();
         Ok(())
+    }
+}
+
+/// Deletes the registration before the first drain signal (a second signal
+/// drains at once).
+fn deregister(governance: &Option<Governance>, shutdown: &Shutdown) {
+    if let (Some(g), false) = (governance, shutdown.draining()) {
+        tracing::info!("deregistering before the drain");
+        g.deregister(DEREGISTER_TIMEOUT);
     }
 }
 

@@ -17,6 +17,8 @@ use std::time::Duration;
 use clap::Parser;
 use idl::demo::*;
 use ringsoa::client::{Client, ClientConfig};
+use ringsoa::control::{Governed, ServiceName};
+use ringsoa::governance::{Backend, Governance, GovernanceOptions};
 use ringsoa::rpc::{CallContext, CallError, MethodError};
 use ringsoa::server::ServerBuilder;
 
@@ -50,12 +52,38 @@ struct Args {
     /// admit a new one.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
-    /// ZooKeeper hosts (accepted; wired by the governance work).
+    /// ZooKeeper connect string (host:port,host:port); without it, the state file
+    /// (--state) or the embedded defaults provide config, switches and providers.
     #[arg(long)]
     zk: Option<String>,
-    /// Cluster name in the registry (accepted; wired by the governance work).
+    /// This process's cluster in the registry.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// ZooKeeper root prefix.
+    #[arg(long, default_value = ringsoa::governance::layout::DEFAULT_ROOT)]
+    zk_root: String,
+    /// ZooKeeper session timeout.
+    #[arg(long, default_value_t = 6000)]
+    zk_session_timeout_ms: u64,
+    /// A state file (TOML) with config, switches and static providers, watched for
+    /// changes; used when --zk is not given.
+    #[arg(long, conflicts_with = "zk")]
+    state: Option<std::path::PathBuf>,
+    /// Disk cache of governance state, read at start when ZooKeeper does not answer.
     #[arg(long)]
-    cluster: Option<String>,
+    cache_dir: Option<std::path::PathBuf>,
+    /// Admin HTTP endpoint: HOST:PORT, or PORT for loopback.
+    #[arg(long, value_parser = ringsoa::admin::parse_addr)]
+    admin: Option<SocketAddr>,
+    /// Registered weight.
+    #[arg(long, default_value_t = 100)]
+    weight: u32,
+    /// Host registered for others to reach this process (default: the listen IP).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Time consumers get to see the deregistration before the drain.
+    #[arg(long, default_value_t = 1000)]
+    deregister_grace_ms: u64,
     /// Start even if another process listens on the port (zero-downtime restart).
     #[arg(long)]
     handover: bool,
@@ -68,6 +96,8 @@ struct Demo {
     fired: Arc<AtomicI64>,
     /// Downstream clients for `relay_whoami`, by target, on this core.
     relays: RefCell<Relays>,
+    /// This core's config, switches and providers.
+    governance: Rc<Governed>,
 }
 
 /// The most recently used downstream clients of `relay_whoami`, at most
@@ -75,20 +105,20 @@ struct Demo {
 #[derive(Default)]
 struct Relays {
     /// Most recently used last.
-    clients: Vec<(SocketAddr, Rc<Client>)>,
+    clients: Vec<(Target, Rc<Client>)>,
 }
 
 impl Relays {
     const MAX: usize = 64;
 
-    fn get(&mut self, addr: SocketAddr, make: impl FnOnce() -> Client) -> Rc<Client> {
-        let entry = match self.clients.iter().position(|(a, _)| *a == addr) {
+    fn get(&mut self, target: &Target, make: impl FnOnce() -> Client) -> Rc<Client> {
+        let entry = match self.clients.iter().position(|(t, _)| t == target) {
             Some(i) => self.clients.remove(i),
             None => {
                 if self.clients.len() >= Self::MAX {
                     self.clients.remove(0);
                 }
-                (addr, Rc::new(make()))
+                (target.clone(), Rc::new(make()))
             }
         };
         let client = entry.1.clone();
@@ -97,25 +127,28 @@ impl Relays {
     }
 }
 
-/// A relay target: `host:port` (an address), or `app/cluster` (discovery, which
-/// needs the registry).
-fn relay_target(target: &str) -> Result<SocketAddr, String> {
+/// Where `relay_whoami` calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// One address.
+    Addr(SocketAddr),
+    /// A service's live providers, from the registry.
+    Service(ServiceName),
+}
+
+/// A relay target: `host:port` (an address), or `app/cluster` (discovery).
+fn relay_target(target: &str) -> Result<Target, String> {
     if let Ok(addr) = target.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Ok(Target::Addr(addr));
     }
-    let is_name = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    match target.split_once('/') {
-        Some((app, cluster)) if is_name(app) && is_name(cluster) => Err(format!(
-            "target {target:?} names a service (app/cluster): discovery needs the registry, which this demo is not connected to"
-        )),
-        _ => Err(format!(
-            "bad target {target:?}: expected host:port (e.g. 127.0.0.1:9090) or app/cluster"
-        )),
+    if target.contains('/') {
+        if let Ok(s) = target.parse() {
+            return Ok(Target::Service(s));
+        }
     }
+    Err(format!(
+        "bad target {target:?}: expected host:port (e.g. 127.0.0.1:9090) or app/cluster"
+    ))
 }
 
 impl DemoHandler for Demo {
@@ -190,6 +223,18 @@ impl DemoHandler for Demo {
         for (k, v) in &cx.meta {
             out.insert(format!("meta.{k}"), v.clone());
         }
+        // Asked for with request meta: a config value or switch as this core sees it.
+        self.governance.with(|snap| {
+            for (ask, prefix, values) in [
+                ("demo.config", "config", &snap.config),
+                ("demo.switch", "switch", &snap.switches),
+            ] {
+                if let Some(key) = cx.meta.get(ask) {
+                    let value = values.get(key).cloned().unwrap_or_default();
+                    out.insert(format!("{prefix}.{key}"), value);
+                }
+            }
+        });
         Ok(out)
     }
 
@@ -199,15 +244,44 @@ impl DemoHandler for Demo {
         target: String,
     ) -> Result<BTreeMap<String, String>, MethodError> {
         mark_core(cx);
-        let addr = relay_target(&target).map_err(MethodError::internal)?;
-        let client = self.relays.borrow_mut().get(addr, || {
-            Client::new([addr], ClientConfig::new(self.app.clone()))
+        let to = relay_target(&target).map_err(MethodError::internal)?;
+        if !self.governance.with(|s| s.switch_on("relay", true)) {
+            return Err(MethodError::internal("relay is switched off (switch \"relay\")"));
+        }
+        let config = || ClientConfig::new(self.app.clone());
+        let client = self.relays.borrow_mut().get(&to, || match &to {
+            Target::Addr(addr) => Client::new([*addr], config()),
+            Target::Service(s) => Client::discover(&self.governance, s.clone(), config()),
         });
+        if let Target::Service(s) = &to {
+            let loaded = self.governance.loaded(s, Duration::from_secs(3)).await;
+            if !loaded || self.governance.with(|snap| snap.providers(s).is_none_or(<[_]>::is_empty)) {
+                return Err(MethodError::internal(format!("no live provider of {s}")));
+            }
+        }
         let demo = DemoClient::new(client);
         demo.whoami(Some(cx))
             .await
             .map_err(|e: CallError| MethodError::internal(format!("relay to {target} failed: {e}")))
     }
+}
+
+/// Starts the governance thread on ZooKeeper, the state file, or the embedded
+/// defaults.
+fn start_governance(args: &Args) -> std::io::Result<Governance> {
+    let backend = match (&args.zk, &args.state) {
+        (Some(hosts), _) => Backend::ZooKeeper(hosts.clone()),
+        (None, Some(path)) => Backend::File(path.clone()),
+        (None, None) => Backend::Embedded(include_str!("state.toml").into()),
+    };
+    let mut o = GovernanceOptions::new(&args.name, &args.cluster, backend);
+    o.root = args.zk_root.clone();
+    o.cache_dir = args.cache_dir.clone();
+    o.session_timeout = Duration::from_millis(args.zk_session_timeout_ms);
+    o.deregister_grace = Duration::from_millis(args.deregister_grace_ms);
+    o.weight = args.weight;
+    o.advertise = args.advertise.clone();
+    Governance::start(o)
 }
 
 /// The version-2 response header carries the serving core's index (only
@@ -226,11 +300,7 @@ fn main() -> std::io::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if args.zk.is_some() || args.cluster.is_some() {
-        tracing::warn!(
-            "--zk/--cluster are accepted but not used yet: running with embedded defaults"
-        );
-    }
+    let governance = start_governance(&args)?;
     let mut builder = ServerBuilder::new(args.name.clone())
         .listen(args.listen)
         .drain_timeout(Duration::from_millis(args.drain_timeout_ms))
@@ -242,20 +312,31 @@ fn main() -> std::io::Result<()> {
             (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms)),
         )
         .max_connections(args.max_connections)
-        .handover(args.handover);
+        .handover(args.handover)
+        .governance(governance.clone());
     if let Some(n) = args.cores {
         builder = builder.cores(n);
     }
     let fired = Arc::new(AtomicI64::new(0));
     let app = args.name.clone();
-    let server = builder.start(move |_core| {
+    let server = builder.start(move |core| {
         DemoServer::new(Demo {
             app: app.clone(),
             fired: fired.clone(),
             relays: RefCell::default(),
+            governance: core.governance.clone().expect("the demo runs with governance"),
         })
     })?;
     tracing::info!(listen = %server.local_addr(), "ringsoa-demo serving");
+    if let Some(addr) = args.admin {
+        ringsoa::admin::serve(
+            addr,
+            ringsoa::admin::AdminState {
+                governance: Some(governance),
+                serving: server.serving(),
+            },
+        )?;
+    }
     server.run_until_signal()?;
     tracing::info!("ringsoa-demo stopped");
     Ok(())
@@ -268,23 +349,26 @@ mod tests {
     #[test]
     fn relays_keep_the_most_recently_used_clients_only() {
         let mut relays = Relays::default();
-        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = |port: u16| Target::Addr(SocketAddr::from(([127, 0, 0, 1], port)));
         let make = || Client::new(Vec::<SocketAddr>::new(), ClientConfig::new("t"));
-        let first = relays.get(addr(1), make);
+        let first = relays.get(&addr(1), make);
         for port in 2..=5000 {
-            relays.get(addr(port), make);
+            relays.get(&addr(port), make);
             if port == 3000 {
                 // Using a client keeps it.
                 assert!(Rc::ptr_eq(
-                    &relays.get(addr(4990), make),
-                    &relays.get(addr(4990), make)
+                    &relays.get(&addr(4990), make),
+                    &relays.get(&addr(4990), make)
                 ));
             }
         }
         assert_eq!(relays.clients.len(), Relays::MAX);
-        assert!(relays.clients.iter().all(|(a, _)| a.port() > 5000 - 64));
+        assert!(relays
+            .clients
+            .iter()
+            .all(|(t, _)| matches!(t, Target::Addr(a) if a.port() > 5000 - 64)));
         assert!(
-            !Rc::ptr_eq(&relays.get(addr(1), make), &first),
+            !Rc::ptr_eq(&relays.get(&addr(1), make), &first),
             "evicted, then made anew"
         );
     }
@@ -292,9 +376,10 @@ mod tests {
     #[test]
     fn relay_targets_are_addresses_or_service_names() {
         assert!(relay_target("127.0.0.1:9090").is_ok());
-        assert!(relay_target("demo/main")
-            .unwrap_err()
-            .contains("discovery needs the registry"));
+        assert_eq!(
+            relay_target("demo/main"),
+            Ok(Target::Service("demo/main".parse().unwrap()))
+        );
         for bad in ["", "nonsense", "a/b/c", "/x", "host:notaport", "x y/z"] {
             assert!(
                 relay_target(bad).unwrap_err().contains("bad target"),

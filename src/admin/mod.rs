@@ -1,0 +1,130 @@
+//! The admin HTTP endpoint, on its own thread (a current-thread tokio runtime with
+//! hyper), never on the cores: `GET /health`, and JSON views of governance state —
+//! `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
+//! providers as registered, for every service this process serves or calls).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::governance::Governance;
+
+/// Whether the process serves now (for `/health`).
+pub type Serving = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What the views read.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Governance state (none: empty views).
+    pub governance: Option<Governance>,
+    /// Whether the process serves.
+    pub serving: Serving,
+}
+
+/// Parses `--admin`: `HOST:PORT`, or a bare port meaning loopback.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| format!("bad admin address {s:?}: expected HOST:PORT or PORT"))
+}
+
+/// Binds `addr` now (so a taken port fails the start) and serves on a new thread.
+pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("admin endpoint: cannot listen on {addr}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new().name("ringsoa-admin".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread tokio runtime builds");
+        rt.block_on(accept(listener, state));
+    })?;
+    tracing::info!(admin = %local, "admin endpoint serving");
+    Ok(local)
+}
+
+async fn accept(listener: std::net::TcpListener, state: AdminState) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    let snap = state.governance.as_ref().map(Governance::snapshot);
+    match req.uri().path() {
+        "/health" => {
+            if (state.serving)() {
+                text(StatusCode::OK, "serving\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not serving\n")
+            }
+        }
+        "/config" => json(&snap.map(|s| s.config.clone()).unwrap_or_default()),
+        "/switches" => json(&snap.map(|s| s.switches.clone()).unwrap_or_default()),
+        "/registry" => {
+            let mut out: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
+            for (svc, providers) in snap.iter().flat_map(|s| s.services.iter()) {
+                let list = serde_json::to_value(providers).expect("providers serialise");
+                out.entry(svc.app.clone()).or_default().insert(svc.cluster.clone(), list);
+            }
+            json(&out)
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found: try /health, /config, /switches, /registry\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(value).expect("views serialise");
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_port_means_loopback() {
+        assert_eq!(parse_addr("9091").unwrap(), "127.0.0.1:9091".parse().unwrap());
+        assert_eq!(parse_addr("0.0.0.0:9091").unwrap(), "0.0.0.0:9091".parse().unwrap());
+        assert!(parse_addr("nope").unwrap_err().contains("HOST:PORT or PORT"));
+    }
+}

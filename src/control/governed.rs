@@ -1,0 +1,172 @@
+//! [`Governed`]: one core's end of the governance thread — the core's own copy of
+//! the latest [`Snapshot`], taken from a channel by a light poll on the core, read
+//! with no lock, and the subscribers told of each new one.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::snapshot::{ServiceName, Snapshot};
+
+/// How often a core looks for a new snapshot (bounds how late a change is seen).
+pub const POLL: Duration = Duration::from_millis(5);
+
+/// What a core asks of the governance thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Load and follow the providers of this service.
+    Watch(ServiceName),
+}
+
+/// Sends a [`Request`] to the governance thread (never blocks).
+pub type Requests = Arc<dyn Fn(Request) + Send + Sync>;
+
+/// A subscriber: told of every new snapshot; returns `false` to unsubscribe.
+type Subscriber = Box<dyn Fn(&Snapshot) -> bool>;
+
+/// One core's view of governance state (see the module docs). Build one per core
+/// with `Governance::core`, on that core.
+pub struct Governed {
+    current: RefCell<Arc<Snapshot>>,
+    updates: Receiver<Arc<Snapshot>>,
+    requests: Requests,
+    asked: RefCell<HashSet<ServiceName>>,
+    subscribers: RefCell<Vec<Subscriber>>,
+    following: Cell<bool>,
+}
+
+impl fmt::Debug for Governed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Governed")
+            .field("version", &self.current.borrow().version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Governed {
+    /// A view starting at `initial`, fed by `updates`, asking through `requests`.
+    pub fn new(initial: Arc<Snapshot>, updates: Receiver<Arc<Snapshot>>, requests: Requests) -> Self {
+        Governed {
+            current: RefCell::new(initial),
+            updates,
+            requests,
+            asked: RefCell::default(),
+            subscribers: RefCell::default(),
+            following: Cell::new(false),
+        }
+    }
+
+    /// This core's current snapshot (its own copy: cloning it touches no other core).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.borrow().clone()
+    }
+
+    /// Reads the current snapshot without cloning it.
+    pub fn with<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        f(&self.current.borrow())
+    }
+
+    /// Calls `f` with every new snapshot, on this core, until it returns `false`.
+    pub fn subscribe(&self, f: impl Fn(&Snapshot) -> bool + 'static) {
+        self.subscribers.borrow_mut().push(Box::new(f));
+    }
+
+    /// Asks the governance thread to load and follow `service`'s providers (once).
+    pub fn watch(&self, service: &ServiceName) {
+        if self.asked.borrow_mut().insert(service.clone()) {
+            (self.requests)(Request::Watch(service.clone()));
+        }
+    }
+
+    /// Waits (polling) until `service`'s providers are loaded, at most `timeout`;
+    /// whether they are.
+    pub async fn loaded(self: &Rc<Self>, service: &ServiceName, timeout: Duration) -> bool {
+        self.watch(service);
+        let end = Instant::now() + timeout;
+        loop {
+            self.refresh();
+            if self.with(|s| s.services.contains_key(service)) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            monoio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Starts polling for new snapshots on this core's runtime (once; the task ends
+    /// when the view is dropped).
+    pub fn follow(self: &Rc<Self>) {
+        if self.following.replace(true) {
+            return;
+        }
+        let weak: Weak<Self> = Rc::downgrade(self);
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(POLL).await;
+                let Some(view) = weak.upgrade() else { break };
+                view.refresh();
+            }
+        });
+    }
+
+    /// Takes the newest snapshot waiting, if any, and tells the subscribers.
+    pub fn refresh(&self) {
+        let Some(latest) = self.updates.try_iter().last() else {
+            return;
+        };
+        *self.current.borrow_mut() = latest.clone();
+        // A subscriber may subscribe others: run the ones present now, keep the rest.
+        let subs = std::mem::take(&mut *self.subscribers.borrow_mut());
+        let kept: Vec<Subscriber> = subs.into_iter().filter(|f| f(&latest)).collect();
+        let mut now = self.subscribers.borrow_mut();
+        let added = std::mem::replace(&mut *now, kept);
+        now.extend(added);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_snapshot_wins_and_subscribers_may_leave() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let g = Governed::new(
+            Arc::new(Snapshot::empty("a", "c")),
+            rx,
+            Arc::new(move |r| log.lock().unwrap().push(r)),
+        );
+        let seen = Rc::new(Cell::new(0u64));
+        let s = seen.clone();
+        g.subscribe(move |snap| {
+            s.set(snap.version);
+            snap.version < 2
+        });
+        for v in 1..=2 {
+            let mut snap = Snapshot::empty("a", "c");
+            snap.version = v;
+            tx.send(Arc::new(snap)).unwrap();
+        }
+        g.refresh();
+        assert_eq!(g.snapshot().version, 2);
+        assert_eq!(seen.get(), 2, "told once, of the newest");
+        let mut snap = Snapshot::empty("a", "c");
+        snap.version = 3;
+        tx.send(Arc::new(snap)).unwrap();
+        g.refresh();
+        assert_eq!(seen.get(), 2, "unsubscribed");
+        let svc: ServiceName = "x/y".parse().unwrap();
+        g.watch(&svc);
+        g.watch(&svc);
+        assert_eq!(*asked.lock().unwrap(), vec![Request::Watch(svc)]);
+    }
+}

@@ -1,0 +1,246 @@
+//! [`Snapshot`]: what the governance thread knows that a core needs — this app's
+//! effective config and switches, and the providers of every service the process
+//! serves or calls. Immutable; each core holds its own copy.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// A service in the registry: an app and one of its clusters, written `app/cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName {
+    /// The app id.
+    pub app: String,
+    /// The cluster.
+    pub cluster: String,
+}
+
+impl ServiceName {
+    /// `app/cluster`, both checked with [`valid_name`].
+    pub fn new(app: &str, cluster: &str) -> Result<Self, String> {
+        for (what, s) in [("app", app), ("cluster", cluster)] {
+            if !valid_name(s) {
+                return Err(format!(
+                    "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
+                ));
+            }
+        }
+        Ok(ServiceName {
+            app: app.into(),
+            cluster: cluster.into(),
+        })
+    }
+}
+
+/// Whether `s` can name an app, a cluster, a config key or a switch: non-empty,
+/// ASCII letters, digits, `-`, `_` and `.`, and not `.` or `..`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.len() <= 255
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+impl FromStr for ServiceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('/') {
+            Some((app, cluster)) => ServiceName::new(app, cluster),
+            None => Err(format!("bad service {s:?}: expected app/cluster")),
+        }
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.cluster)
+    }
+}
+
+/// A provider node as registered: the JSON of
+/// `…/clusters/<cluster>/providers/<host>:<port>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    /// Host (an IP address, or a name resolved by the governance thread).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Cores serving.
+    #[serde(default)]
+    pub cores: u32,
+    /// Relative share of calls.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// The provider's version string.
+    #[serde(default)]
+    pub version: String,
+    /// Its process id.
+    #[serde(default)]
+    pub pid: u32,
+    /// When it started, in ms since the Unix epoch.
+    #[serde(default)]
+    pub started_at_ms: u64,
+    /// The resolved address (not part of the JSON).
+    #[serde(skip)]
+    pub addr: Option<SocketAddr>,
+}
+
+fn default_weight() -> u32 {
+    crate::client::node::DEFAULT_WEIGHT
+}
+
+/// Where a snapshot's values came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Nothing loaded yet (no registry, or none reached and no cache).
+    Empty,
+    /// A ZooKeeper session.
+    ZooKeeper,
+    /// The disk cache (ZooKeeper not reached yet).
+    Cache,
+    /// The local state file, or the embedded defaults.
+    File,
+}
+
+/// One immutable view of governance state.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// This process's app.
+    pub app: String,
+    /// This process's cluster.
+    pub cluster: String,
+    /// Where the values came from.
+    pub source: Source,
+    /// Increases with every snapshot the governance thread publishes.
+    pub version: u64,
+    /// When the change that made this snapshot was seen by the governance thread.
+    pub seen_at: SystemTime,
+    /// Effective config: app values with this cluster's overrides applied.
+    pub config: BTreeMap<String, String>,
+    /// Effective switches, likewise.
+    pub switches: BTreeMap<String, String>,
+    /// Providers of each service loaded so far (an empty list: loaded, none).
+    pub services: BTreeMap<ServiceName, Vec<Provider>>,
+}
+
+/// A switch's value: `on`, `off`, or any JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Switch {
+    /// `on`.
+    On,
+    /// `off`.
+    Off,
+    /// Anything else, as JSON.
+    Json(serde_json::Value),
+}
+
+impl Switch {
+    /// Parses a switch value: `on`, `off` or JSON.
+    pub fn parse(s: &str) -> Result<Switch, String> {
+        match s.trim() {
+            "on" => Ok(Switch::On),
+            "off" => Ok(Switch::Off),
+            other => serde_json::from_str(other).map(Switch::Json).map_err(|e| {
+                format!("a switch is on, off or JSON; {other:?} is none of these ({e})")
+            }),
+        }
+    }
+}
+
+impl Snapshot {
+    /// An empty snapshot for `app`/`cluster`.
+    pub fn empty(app: &str, cluster: &str) -> Self {
+        Snapshot {
+            app: app.into(),
+            cluster: cluster.into(),
+            source: Source::Empty,
+            version: 0,
+            seen_at: SystemTime::now(),
+            config: BTreeMap::new(),
+            switches: BTreeMap::new(),
+            services: BTreeMap::new(),
+        }
+    }
+
+    /// A config value as a string.
+    pub fn config_str(&self, key: &str) -> Option<&str> {
+        self.config.get(key).map(String::as_str)
+    }
+
+    /// A config value parsed as `T` (`None` when absent; an error names the key).
+    pub fn config<T: FromStr>(&self, key: &str) -> Result<Option<T>, String>
+    where
+        T::Err: fmt::Display,
+    {
+        self.config
+            .get(key)
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|e| format!("config {key} = {v:?}: {e}"))
+            })
+            .transpose()
+    }
+
+    /// A switch (`None` when absent or not a valid switch value).
+    pub fn switch(&self, name: &str) -> Option<Switch> {
+        self.switches.get(name).and_then(|v| Switch::parse(v).ok())
+    }
+
+    /// Whether switch `name` is `on`; `default` when it is absent or not on/off.
+    pub fn switch_on(&self, name: &str, default: bool) -> bool {
+        match self.switch(name) {
+            Some(Switch::On) => true,
+            Some(Switch::Off) => false,
+            _ => default,
+        }
+    }
+
+    /// The providers of `service`, or `None` when they are not loaded (yet).
+    pub fn providers(&self, service: &ServiceName) -> Option<&[Provider]> {
+        self.services.get(service).map(Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_switches_parse_or_say_why() {
+        assert_eq!(
+            "demo/main".parse::<ServiceName>().unwrap().to_string(),
+            "demo/main"
+        );
+        for bad in ["demo", "/main", "demo/", "a/b/c", "a b/c", "../x"] {
+            assert!(bad.parse::<ServiceName>().is_err(), "{bad}");
+        }
+        assert_eq!(Switch::parse("on"), Ok(Switch::On));
+        assert_eq!(Switch::parse(" off\n"), Ok(Switch::Off));
+        assert_eq!(
+            Switch::parse("{\"ratio\":0.5}"),
+            Ok(Switch::Json(serde_json::json!({"ratio": 0.5})))
+        );
+        assert!(Switch::parse("maybe").unwrap_err().contains("on, off or JSON"));
+    }
+
+    #[test]
+    fn typed_config_reads_name_the_key_on_error() {
+        let mut s = Snapshot::empty("a", "c");
+        s.config.insert("n".into(), " 42 ".into());
+        s.config.insert("bad".into(), "x".into());
+        assert_eq!(s.config::<u32>("n"), Ok(Some(42)));
+        assert_eq!(s.config::<u32>("absent"), Ok(None));
+        assert!(s.config::<u32>("bad").unwrap_err().contains("config bad"));
+        s.switches.insert("j".into(), "[1]".into());
+        assert!(s.switch_on("j", true));
+        assert!(!s.switch_on("absent", false));
+    }
+}

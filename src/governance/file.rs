@@ -1,0 +1,137 @@
+//! The state-file loop: the process's registry without ZooKeeper. The file is
+//! read at start and whenever it changes (checked every few milliseconds); a file
+//! that fails to read or parse is logged and the previous values stand. The
+//! process's own registration appears in its snapshot only (the file is never
+//! written by a server).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::keeper::Keeper;
+use super::registrar::ping;
+use super::state_file::{self, Folders};
+use super::Command;
+use crate::control::Source;
+
+/// How often the file's modification time and size are checked.
+const CHECK: Duration = Duration::from_millis(20);
+
+/// Follows the state file at `path` (see the module docs).
+pub async fn run(k: Keeper, path: Option<PathBuf>, commands: UnboundedReceiver<Command>) {
+    serve(k, path, None, commands).await
+}
+
+/// Serves fixed state-file text (a binary's embedded defaults).
+pub async fn run_embedded(k: Keeper, text: String, commands: UnboundedReceiver<Command>) {
+    serve(k, None, Some(text), commands).await
+}
+
+async fn serve(mut k: Keeper, path: Option<PathBuf>, text: Option<String>, mut commands: UnboundedReceiver<Command>) {
+    let layout = k.mirror.layout().clone();
+    let mut folders = match (&path, &text) {
+        (_, Some(t)) => state_file::parse(t, &layout).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "embedded state is invalid: starting with nothing");
+            Folders::new()
+        }),
+        (Some(p), None) => read(p, &layout, &mut None).unwrap_or_default(),
+        (None, None) => Folders::new(),
+    };
+    let mut stamp = path.as_deref().and_then(stamp_of);
+    let mut last_error = None;
+    let mut pending = false;
+    apply(&mut k, &folders);
+    k.publish(Source::File, SystemTime::now());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECK) => {
+                if let Some(p) = &path {
+                    let now = stamp_of(p);
+                    if now != stamp {
+                        stamp = now;
+                        let seen = SystemTime::now();
+                        if let Some(f) = read(p, &layout, &mut last_error) {
+                            folders = f;
+                            apply(&mut k, &folders);
+                            k.publish(Source::File, seen);
+                        }
+                    }
+                }
+                if pending {
+                    pending = !register(&mut k, &folders).await;
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                None => return,
+                Some(Command::Watch(s)) => {
+                    if k.mirror.watch(&s) {
+                        apply(&mut k, &folders);
+                        k.publish(Source::File, SystemTime::now());
+                    }
+                }
+                Some(Command::Register(r)) => {
+                    k.registration = Some(r);
+                    pending = !register(&mut k, &folders).await;
+                }
+                Some(Command::Deregister(ack)) => {
+                    k.registration = None;
+                    k.status(|s| s.registered = None);
+                    apply(&mut k, &folders);
+                    k.publish(Source::File, SystemTime::now());
+                    let _ = ack.send(false);
+                }
+            },
+        }
+    }
+}
+
+/// The file's modification time and size, to notice a change.
+fn stamp_of(p: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reads the file; logs an error once per distinct error (and when it clears).
+fn read(p: &Path, layout: &super::layout::Layout, last_error: &mut Option<String>) -> Option<Folders> {
+    match state_file::load(p, layout) {
+        Ok(f) => {
+            if last_error.take().is_some() {
+                tracing::info!(file = %p.display(), "state file valid again: applied");
+            }
+            Some(f)
+        }
+        Err(e) => {
+            if last_error.as_deref() != Some(e.as_str()) {
+                tracing::error!(error = %e, "state file not applied: keeping the previous values");
+                *last_error = Some(e);
+            }
+            None
+        }
+    }
+}
+
+/// Sets every followed folder from the file, plus the process's own registration.
+fn apply(k: &mut Keeper, folders: &Folders) {
+    for path in k.mirror.paths() {
+        k.mirror.replace(&path, folders.get(&path).cloned().unwrap_or_default());
+    }
+    if let (Some(r), Some(path)) = (&k.registration, k.registration_path()) {
+        if k.mirror.set(&path, r.json()) {
+            k.status(|s| s.registered = Some(path));
+        }
+    }
+}
+
+/// Adds the registration once the health check passes; whether it did.
+async fn register(k: &mut Keeper, folders: &Folders) -> bool {
+    let Some(r) = k.registration.clone() else {
+        return true;
+    };
+    if ping(r.check, &r.method, Duration::from_secs(1)).await.is_err() {
+        return false;
+    }
+    apply(k, folders);
+    k.publish(Source::File, SystemTime::now());
+    true
+}

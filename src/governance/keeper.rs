@@ -1,0 +1,84 @@
+//! [`Keeper`]: what both backends share — the mirror, publishing snapshots to the
+//! cores and the control threads, the disk cache and the wanted registration.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::cache::Cache;
+use super::layout::Layout;
+use super::mirror::Mirror;
+use super::registrar::Registration;
+use super::{Shared, Status};
+use crate::control::Source;
+
+/// The governance thread's state (see the module docs).
+pub struct Keeper {
+    shared: Arc<Shared>,
+    /// The followed folders.
+    pub mirror: Mirror,
+    cache: Option<Cache>,
+    version: u64,
+    /// The registration wanted (kept across sessions).
+    pub registration: Option<Registration>,
+}
+
+impl Keeper {
+    /// A keeper for the thread's options.
+    pub fn new(shared: Arc<Shared>, layout: Layout) -> Self {
+        let o = &shared.options;
+        let mirror = Mirror::new(layout, &o.app, &o.cluster);
+        let cache = o.cache_dir.as_deref().map(|d| Cache::new(d, &o.app, &o.cluster));
+        Keeper {
+            mirror,
+            cache,
+            version: 0,
+            registration: None,
+            shared,
+        }
+    }
+
+    /// The thread's options.
+    pub fn options(&self) -> &super::GovernanceOptions {
+        &self.shared.options
+    }
+
+    /// Sends the mirror's snapshot to every core and to the control threads.
+    pub fn publish(&mut self, source: Source, seen_at: SystemTime) {
+        self.version += 1;
+        let snap = self.mirror.snapshot(source, self.version, seen_at);
+        // Each core gets its own copy, so that cloning its `Arc` touches no other core.
+        let mut cores = self.shared.cores.lock().expect("not poisoned");
+        cores.retain(|tx| tx.send(Arc::new(snap.clone())).is_ok());
+        drop(cores);
+        *self.shared.latest.lock().expect("not poisoned") = Arc::new(snap);
+    }
+
+    /// Writes the disk cache (when there is one).
+    pub fn save(&mut self) {
+        if let Some(c) = &mut self.cache {
+            c.save(&self.mirror);
+        }
+    }
+
+    /// Reads the disk cache into the mirror; whether there was one.
+    pub fn load_cache(&mut self) -> bool {
+        match &self.cache {
+            Some(c) => c.load(&mut self.mirror),
+            None => {
+                tracing::warn!("no disk cache configured (--cache-dir): starting with nothing");
+                false
+            }
+        }
+    }
+
+    /// Updates the reported status.
+    pub fn status(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.shared.status.lock().expect("not poisoned"));
+    }
+
+    /// The registration's node path, when one is wanted.
+    pub fn registration_path(&self) -> Option<String> {
+        let r = self.registration.as_ref()?;
+        Some(format!("{}/{}", self.mirror.layout().providers(&r.service), r.node_name()))
+    }
+}

@@ -1,0 +1,103 @@
+//! Where things live in ZooKeeper (and, with the same paths, in the disk cache and
+//! the state file's in-memory form):
+//!
+//! ```text
+//! <root>/apps/<app>/config/<key>                        app-wide value
+//! <root>/apps/<app>/switches/<name>                     app-wide switch
+//! <root>/apps/<app>/clusters/<cluster>/config/<key>     cluster override
+//! <root>/apps/<app>/clusters/<cluster>/switches/<name>  cluster override
+//! <root>/apps/<app>/clusters/<cluster>/providers/<host>:<port>   ephemeral, JSON
+//! ```
+
+use crate::control::ServiceName;
+
+/// The default root prefix.
+pub const DEFAULT_ROOT: &str = "/ringsoa";
+
+/// A folder whose children the mirror holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Config values.
+    Config,
+    /// Switches.
+    Switches,
+    /// Provider nodes.
+    Providers,
+}
+
+impl Kind {
+    /// The folder's name in the layout.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::Switches => "switches",
+            Kind::Providers => "providers",
+        }
+    }
+}
+
+/// Paths under one root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: String,
+}
+
+impl Layout {
+    /// Paths under `root` (`/` and a trailing `/` are normalised away).
+    pub fn new(root: &str) -> Result<Self, String> {
+        let root = root.trim_end_matches('/');
+        if !root.is_empty() && !root.starts_with('/') {
+            return Err(format!("the ZooKeeper root {root:?} must start with '/'"));
+        }
+        Ok(Layout { root: root.into() })
+    }
+
+    /// The root prefix ("" for `/`).
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// `<root>/apps`.
+    pub fn apps(&self) -> String {
+        format!("{}/apps", self.root)
+    }
+
+    /// The folder of `kind` for `app`, app-wide (`cluster` None) or for a cluster.
+    pub fn folder(&self, app: &str, cluster: Option<&str>, kind: Kind) -> String {
+        match cluster {
+            None => format!("{}/apps/{app}/{}", self.root, kind.folder()),
+            Some(c) => format!("{}/apps/{app}/clusters/{c}/{}", self.root, kind.folder()),
+        }
+    }
+
+    /// The providers folder of `service`.
+    pub fn providers(&self, service: &ServiceName) -> String {
+        self.folder(&service.app, Some(&service.cluster), Kind::Providers)
+    }
+
+    /// `<root>/apps/<app>/clusters`.
+    pub fn clusters(&self, app: &str) -> String {
+        format!("{}/apps/{app}/clusters", self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_design() {
+        let l = Layout::new("/ringsoa/").unwrap();
+        assert_eq!(l.folder("demo", None, Kind::Config), "/ringsoa/apps/demo/config");
+        assert_eq!(
+            l.folder("demo", Some("main"), Kind::Switches),
+            "/ringsoa/apps/demo/clusters/main/switches"
+        );
+        assert_eq!(
+            l.providers(&"demo/main".parse().unwrap()),
+            "/ringsoa/apps/demo/clusters/main/providers"
+        );
+        assert_eq!(Layout::new("/").unwrap().apps(), "/apps");
+        assert!(Layout::new("ringsoa").is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! [`Mirror`]: the folders this process follows (its app's config and switches,
+//! its cluster's overrides, the providers of every service it serves or calls),
+//! their children as last read, and the [`Snapshot`] they make.
+//!
+//! Every value is checked as it comes in: a value that is not UTF-8, or a provider
+//! node that is not valid JSON, is logged once and left out; the rest stands.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::{Kind, Layout};
+use crate::control::{Provider, ServiceName, Snapshot, Source};
+
+/// One followed folder.
+#[derive(Debug, Clone)]
+struct Folder {
+    kind: Kind,
+    /// Which service, for a providers folder.
+    service: Option<ServiceName>,
+    /// Whether it has been read at least once (or came from a cache).
+    loaded: bool,
+    children: BTreeMap<String, Value>,
+}
+
+/// One child's value, checked.
+#[derive(Debug, Clone)]
+struct Value {
+    raw: String,
+    provider: Option<Provider>,
+}
+
+/// The followed folders (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    layout: Layout,
+    app: String,
+    cluster: String,
+    folders: BTreeMap<String, Folder>,
+}
+
+/// The disk cache's form of a mirror: folder path → child → value.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Saved {
+    /// The root prefix the paths are under.
+    pub root: String,
+    /// Folder path → child → value.
+    pub folders: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Mirror {
+    /// The folders of `app`/`cluster`: config, switches, overrides and its own
+    /// providers.
+    pub fn new(layout: Layout, app: &str, cluster: &str) -> Self {
+        let mut m = Mirror {
+            layout,
+            app: app.into(),
+            cluster: cluster.into(),
+            folders: BTreeMap::new(),
+        };
+        for c in [None, Some(cluster)] {
+            for kind in [Kind::Config, Kind::Switches] {
+                let path = m.layout.folder(app, c, kind);
+                m.add(path, kind, None);
+            }
+        }
+        if let Ok(own) = ServiceName::new(app, cluster) {
+            m.watch(&own);
+        }
+        m
+    }
+
+    fn add(&mut self, path: String, kind: Kind, service: Option<ServiceName>) -> bool {
+        if self.folders.contains_key(&path) {
+            return false;
+        }
+        self.folders.insert(
+            path,
+            Folder {
+                kind,
+                service,
+                loaded: false,
+                children: BTreeMap::new(),
+            },
+        );
+        true
+    }
+
+    /// Follows `service`'s providers too; whether it is new.
+    pub fn watch(&mut self, service: &ServiceName) -> bool {
+        let path = self.layout.providers(service);
+        self.add(path, Kind::Providers, Some(service.clone()))
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Every followed folder's path.
+    pub fn paths(&self) -> Vec<String> {
+        self.folders.keys().cloned().collect()
+    }
+
+    /// Sets a folder's children as just read (a missing folder reads as empty).
+    pub fn replace(&mut self, path: &str, children: Vec<(String, Vec<u8>)>) {
+        let Some(folder) = self.folders.get_mut(path) else {
+            return;
+        };
+        folder.loaded = true;
+        folder.children = children
+            .into_iter()
+            .filter_map(|(name, data)| {
+                let value = check(folder.kind, &format!("{path}/{name}"), &name, data)?;
+                Some((name, value))
+            })
+            .collect();
+    }
+
+    /// The folder and child name of `path`, when it is a child of a followed folder.
+    pub fn split<'p>(&self, path: &'p str) -> Option<(&str, &'p str)> {
+        let (folder, child) = path.rsplit_once('/')?;
+        let (key, _) = self.folders.get_key_value(folder)?;
+        Some((key.as_str(), child))
+    }
+
+    /// Sets one child's value; whether the mirror changed.
+    pub fn set(&mut self, path: &str, data: Vec<u8>) -> bool {
+        let Some((folder, child)) = self.split(path) else {
+            return false;
+        };
+        let (folder, child) = (folder.to_string(), child.to_string());
+        let f = self.folders.get_mut(&folder).expect("split found it");
+        match check(f.kind, path, &child, data) {
+            Some(v) => {
+                let same = f.children.get(&child).is_some_and(|old| old.raw == v.raw);
+                f.children.insert(child, v);
+                !same
+            }
+            None => f.children.remove(&child).is_some(),
+        }
+    }
+
+    /// Removes one child, or empties a followed folder that was deleted; whether
+    /// the mirror changed.
+    pub fn remove(&mut self, path: &str) -> bool {
+        if let Some(f) = self.folders.get_mut(path) {
+            let changed = !f.children.is_empty();
+            f.children.clear();
+            return changed;
+        }
+        let Some((folder, child)) = self.split(path) else {
+            return false;
+        };
+        let (folder, child) = (folder.to_string(), child.to_string());
+        self.folders
+            .get_mut(&folder)
+            .is_some_and(|f| f.children.remove(&child).is_some())
+    }
+
+    /// The snapshot the mirror makes now.
+    pub fn snapshot(&self, source: Source, version: u64, seen_at: SystemTime) -> Snapshot {
+        let mut snap = Snapshot::empty(&self.app, &self.cluster);
+        snap.source = source;
+        snap.version = version;
+        snap.seen_at = seen_at;
+        // App values first, then the cluster's overrides on top.
+        for cluster in [None, Some(self.cluster.as_str())] {
+            for kind in [Kind::Config, Kind::Switches] {
+                let path = self.layout.folder(&self.app, cluster, kind);
+                let target = match kind {
+                    Kind::Config => &mut snap.config,
+                    _ => &mut snap.switches,
+                };
+                if let Some(f) = self.folders.get(&path) {
+                    for (k, v) in &f.children {
+                        target.insert(k.clone(), v.raw.clone());
+                    }
+                }
+            }
+        }
+        for f in self.folders.values() {
+            if let (Some(service), true) = (&f.service, f.loaded) {
+                let providers = f.children.values().filter_map(|v| v.provider.clone());
+                snap.services.insert(service.clone(), providers.collect());
+            }
+        }
+        snap
+    }
+
+    /// The disk cache's form.
+    pub fn save(&self) -> Saved {
+        Saved {
+            root: self.layout.root().into(),
+            folders: self
+                .folders
+                .iter()
+                .filter(|(_, f)| f.loaded)
+                .map(|(p, f)| {
+                    let children = f.children.iter().map(|(k, v)| (k.clone(), v.raw.clone()));
+                    (p.clone(), children.collect())
+                })
+                .collect(),
+        }
+    }
+
+    /// Loads a saved form: folders under this root that are followed or are
+    /// providers folders (a service called last time is followed again).
+    pub fn restore(&mut self, saved: Saved) {
+        if saved.root != self.layout.root() {
+            tracing::warn!(cached = %saved.root, root = %self.layout.root(), "the disk cache is for another ZooKeeper root: not used");
+            return;
+        }
+        for (path, children) in saved.folders {
+            if !self.folders.contains_key(&path) {
+                match self.service_of(&path) {
+                    Some(s) => {
+                        self.watch(&s);
+                    }
+                    None => continue,
+                }
+            }
+            let children = children.into_iter().map(|(k, v)| (k, v.into_bytes()));
+            self.replace(&path, children.collect());
+        }
+    }
+
+    /// The service whose providers folder `path` is.
+    fn service_of(&self, path: &str) -> Option<ServiceName> {
+        let rest = path.strip_prefix(&self.layout.apps())?.strip_prefix('/')?;
+        let mut parts = rest.split('/');
+        let (app, _, cluster, folder) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let s = ServiceName::new(app, cluster).ok()?;
+        (parts.next().is_none() && folder == "providers" && self.layout.providers(&s) == path)
+            .then_some(s)
+    }
+}
+
+/// Checks one value: UTF-8, and for a provider, valid JSON with a host and port.
+fn check(kind: Kind, path: &str, name: &str, data: Vec<u8>) -> Option<Value> {
+    let raw = match String::from_utf8(data) {
+        Ok(s) => s,
+        Err(_) => {
+            tracing::warn!(%path, "value is not UTF-8: ignored");
+            return None;
+        }
+    };
+    let provider = match kind {
+        Kind::Providers => match serde_json::from_str::<Provider>(&raw) {
+            Ok(mut p) => {
+                p.addr = resolve(&p.host, p.port);
+                if p.addr.is_none() {
+                    tracing::warn!(%path, host = %p.host, "provider host does not resolve: ignored");
+                    return None;
+                }
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(%path, node = name, error = %e, "provider node is not valid JSON {{\"host\",\"port\",…}}: ignored");
+                return None;
+            }
+        },
+        _ => None,
+    };
+    Some(Value { raw, provider })
+}
+
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    (host, port).to_socket_addrs().ok()?.next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror() -> Mirror {
+        Mirror::new(Layout::new("/r").unwrap(), "demo", "main")
+    }
+
+    #[test]
+    fn cluster_values_override_app_values_and_deleting_falls_back() {
+        let mut m = mirror();
+        assert!(m.set("/r/apps/demo/config/k", b"app".to_vec()));
+        assert!(m.set("/r/apps/demo/clusters/main/config/k", b"cluster".to_vec()));
+        assert!(!m.set("/r/apps/demo/clusters/other/config/k", b"no".to_vec()));
+        assert!(!m.set("/r/apps/other/config/k", b"no".to_vec()));
+        let now = SystemTime::now();
+        assert_eq!(m.snapshot(Source::ZooKeeper, 1, now).config_str("k"), Some("cluster"));
+        assert!(m.remove("/r/apps/demo/clusters/main/config/k"));
+        assert_eq!(m.snapshot(Source::ZooKeeper, 2, now).config_str("k"), Some("app"));
+        assert!(m.remove("/r/apps/demo/config"), "a deleted folder empties");
+        assert_eq!(m.snapshot(Source::ZooKeeper, 3, now).config_str("k"), None);
+    }
+
+    #[test]
+    fn bad_values_are_left_out_and_the_rest_stands() {
+        let mut m = mirror();
+        let svc: ServiceName = "demo/main".parse().unwrap();
+        let dir = "/r/apps/demo/clusters/main/providers";
+        m.replace(
+            dir,
+            vec![
+                ("127.0.0.1:1".into(), br#"{"host":"127.0.0.1","port":1,"weight":5}"#.to_vec()),
+                ("bad:2".into(), b"{not json".to_vec()),
+                ("utf:3".into(), vec![0xff, 0xfe]),
+            ],
+        );
+        assert!(!m.set("/r/apps/demo/config/k", vec![0xc3]));
+        let snap = m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
+        let ps = snap.providers(&svc).unwrap();
+        assert_eq!(ps.len(), 1);
+        assert_eq!(ps[0].weight, 5);
+        assert_eq!(ps[0].addr, Some("127.0.0.1:1".parse().unwrap()));
+        assert!(snap.config.is_empty());
+        assert!(snap.providers(&"x/y".parse().unwrap()).is_none(), "not loaded");
+    }
+
+    #[test]
+    fn a_saved_mirror_restores_with_the_services_it_followed() {
+        let mut m = mirror();
+        let other: ServiceName = "up/stream".parse().unwrap();
+        m.watch(&other);
+        m.replace(
+            "/r/apps/up/clusters/stream/providers",
+            vec![("h:1".into(), br#"{"host":"127.0.0.2","port":1}"#.to_vec())],
+        );
+        m.set("/r/apps/demo/switches/s", b"on".to_vec());
+        let saved = serde_json::to_string(&m.save()).unwrap();
+        let mut fresh = mirror();
+        fresh.restore(serde_json::from_str(&saved).unwrap());
+        let snap = fresh.snapshot(Source::Cache, 1, SystemTime::now());
+        assert_eq!(snap.providers(&other).unwrap().len(), 1);
+        assert!(snap.switch_on("s", false));
+        let mut elsewhere = Mirror::new(Layout::new("/other").unwrap(), "demo", "main");
+        elsewhere.restore(serde_json::from_str(&saved).unwrap());
+        assert!(elsewhere.snapshot(Source::Cache, 1, SystemTime::now()).switches.is_empty());
+    }
+}

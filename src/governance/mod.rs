@@ -1,0 +1,237 @@
+//! Governance: the registry, config and switches of a process, kept by one thread
+//! with one ZooKeeper session (or a local state file), and pushed to every core as
+//! immutable snapshots.
+//!
+//! - [`layout`]: where things live in ZooKeeper.
+//! - `mirror`: the followed folders and the snapshot they make; `cache`: the disk
+//!   cache; [`state_file`]: the TOML file used without ZooKeeper.
+//! - `keeper`: what both backends share — the mirror, publishing to the cores, the
+//!   wanted registration; `zk`: the ZooKeeper session loop; `file`: the state-file
+//!   loop; [`registrar`]: the registration and its health check.
+//!
+//! The thread never touches a core's state and a core never waits on it: cores take
+//! new snapshots from a channel on their own tick ([`crate::control::Governed`]).
+
+mod cache;
+mod file;
+mod keeper;
+pub mod layout;
+mod mirror;
+pub mod registrar;
+pub mod state_file;
+mod zk;
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use registrar::Registration;
+
+use crate::control::{Governed, Request, ServiceName, Snapshot};
+
+/// Where governance state comes from.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A ZooKeeper ensemble: its connect string (`host:port,host:port`).
+    ZooKeeper(String),
+    /// A state file, watched for changes ([`state_file`]).
+    File(PathBuf),
+    /// State-file text that never changes (a binary's embedded defaults).
+    Embedded(String),
+}
+
+/// How the governance thread runs.
+#[derive(Debug, Clone)]
+pub struct GovernanceOptions {
+    /// This process's app.
+    pub app: String,
+    /// This process's cluster.
+    pub cluster: String,
+    /// Where state comes from.
+    pub backend: Backend,
+    /// ZooKeeper root prefix.
+    pub root: String,
+    /// Disk cache folder (none: no cache).
+    pub cache_dir: Option<PathBuf>,
+    /// ZooKeeper session timeout.
+    pub session_timeout: Duration,
+    /// A connect (TCP and session handshake) that takes longer is abandoned.
+    pub connect_timeout: Duration,
+    /// How long a start waits for ZooKeeper before serving from the disk cache.
+    pub boot_wait: Duration,
+    /// How long consumers get to see a deregistration before the drain starts.
+    pub deregister_grace: Duration,
+    /// The registered weight.
+    pub weight: u32,
+    /// The registered version string.
+    pub version: String,
+    /// The host others reach this process at (default: the listen IP, or this
+    /// host's outward IP when listening on all addresses).
+    pub advertise: Option<String>,
+}
+
+impl GovernanceOptions {
+    /// Defaults for `app`/`cluster` on `backend`.
+    pub fn new(app: &str, cluster: &str, backend: Backend) -> Self {
+        GovernanceOptions {
+            app: app.into(),
+            cluster: cluster.into(),
+            backend,
+            root: layout::DEFAULT_ROOT.into(),
+            cache_dir: None,
+            session_timeout: Duration::from_secs(6),
+            connect_timeout: Duration::from_secs(3),
+            boot_wait: Duration::from_secs(3),
+            deregister_grace: Duration::from_millis(1000),
+            weight: crate::client::node::DEFAULT_WEIGHT,
+            version: env!("CARGO_PKG_VERSION").into(),
+            advertise: None,
+        }
+    }
+}
+
+/// The governance thread's state as the admin endpoint reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Connected to ZooKeeper now (always false for a file backend).
+    pub connected: bool,
+    /// The ZooKeeper session id, when there is one.
+    pub session: Option<i64>,
+    /// The registered node's path, when registered.
+    pub registered: Option<String>,
+}
+
+/// What the governance thread is asked.
+enum Command {
+    Watch(ServiceName),
+    Register(Registration),
+    /// Delete the registration; the sender is told whether there was one.
+    Deregister(mpsc::Sender<bool>),
+}
+
+/// What the thread shares with the rest of the process.
+struct Shared {
+    latest: Mutex<Arc<Snapshot>>,
+    cores: Mutex<Vec<Sender<Arc<Snapshot>>>>,
+    status: Mutex<Status>,
+    options: GovernanceOptions,
+}
+
+/// A running governance thread (cheap to clone; `Send` and `Sync`).
+#[derive(Clone)]
+pub struct Governance {
+    shared: Arc<Shared>,
+    commands: UnboundedSender<Command>,
+}
+
+impl Governance {
+    /// Starts the governance thread. Returns at once; the first snapshot follows
+    /// when the backend is read (or the disk cache, when ZooKeeper does not answer
+    /// within the boot wait).
+    pub fn start(options: GovernanceOptions) -> std::io::Result<Governance> {
+        let layout = layout::Layout::new(&options.root).map_err(std::io::Error::other)?;
+        ServiceName::new(&options.app, &options.cluster).map_err(std::io::Error::other)?;
+        let shared = Arc::new(Shared {
+            latest: Mutex::new(Arc::new(Snapshot::empty(&options.app, &options.cluster))),
+            cores: Mutex::default(),
+            status: Mutex::default(),
+            options,
+        });
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ringsoa-governance".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread tokio runtime builds");
+                let keeper = keeper::Keeper::new(s.clone(), layout);
+                rt.block_on(async move {
+                    match s.options.backend.clone() {
+                        Backend::ZooKeeper(hosts) => zk::run(keeper, hosts, rx).await,
+                        Backend::File(path) => file::run(keeper, Some(path), rx).await,
+                        Backend::Embedded(text) => file::run_embedded(keeper, text, rx).await,
+                    }
+                });
+            })?;
+        Ok(Governance {
+            shared,
+            commands: tx,
+        })
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &GovernanceOptions {
+        &self.shared.options
+    }
+
+    /// The latest snapshot (for control threads; cores use [`Governance::core`]).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.latest.lock().expect("not poisoned").clone()
+    }
+
+    /// The thread's connection and registration state.
+    pub fn status(&self) -> Status {
+        self.shared.status.lock().expect("not poisoned").clone()
+    }
+
+    /// A view for the current core (or any one thread): its own copy of each new
+    /// snapshot. Call [`Governed::follow`] on a monoio runtime to keep it current.
+    pub fn core(&self) -> Governed {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut cores = self.shared.cores.lock().expect("not poisoned");
+        let initial = Arc::new((*self.snapshot()).clone());
+        cores.push(tx);
+        drop(cores);
+        let commands = self.commands.clone();
+        Governed::new(
+            initial,
+            rx,
+            Arc::new(move |r| match r {
+                Request::Watch(s) => {
+                    let _ = commands.send(Command::Watch(s));
+                }
+            }),
+        )
+    }
+
+    /// [`Governance::core`], following on the current monoio runtime.
+    pub fn follow_here(&self) -> Rc<Governed> {
+        let g = Rc::new(self.core());
+        g.follow();
+        g
+    }
+
+    /// Loads and follows `service`'s providers.
+    pub fn watch(&self, service: ServiceName) {
+        let _ = self.commands.send(Command::Watch(service));
+    }
+
+    /// Registers this process as a provider of its app/cluster listening on
+    /// `listen` with `cores` cores (see [`Governance::register`]).
+    pub fn register_server(&self, listen: std::net::SocketAddr, cores: usize) {
+        let o = self.options();
+        let service = ServiceName::new(&o.app, &o.cluster).expect("checked at start");
+        self.register(Registration::new(service, listen, cores, o.weight, &o.version, o.advertise.as_deref()));
+    }
+
+    /// Registers a provider once its health check passes (retried until it does),
+    /// and keeps it registered across reconnects and session expiry.
+    pub fn register(&self, registration: Registration) {
+        let _ = self.commands.send(Command::Register(registration));
+    }
+
+    /// Deletes the registration (waiting at most `timeout` for ZooKeeper), then
+    /// gives consumers the deregister grace to see it. Blocks.
+    pub fn deregister(&self, timeout: Duration) {
+        let (tx, rx) = mpsc::channel();
+        if self.commands.send(Command::Deregister(tx)).is_ok() && rx.recv_timeout(timeout) == Ok(true) {
+            std::thread::sleep(self.shared.options.deregister_grace);
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The ZooKeeper session loop: connect (abandoning a connect or handshake that gets
+//! no answer), follow every folder with a persistent recursive watch, re-read
+//! everything after every reconnect (events can be lost across one) and on every
+//! new session, keep the registration alive, and boot from the disk cache when
+//! ZooKeeper does not answer at start.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use zookeeper_client as zk;
+use zookeeper_client::{Acls, AddWatchMode, CreateMode, EventType, SessionState, WatchedEvent};
+
+use super::keeper::Keeper;
+use super::registrar::ping;
+use super::Command;
+use crate::control::Source;
+
+/// How often a registration whose health check failed is tried again.
+const RETRY_REGISTER: Duration = Duration::from_millis(200);
+/// The longest wait between connect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How a session ended.
+enum End {
+    /// Expired or closed by the server: build a new one.
+    Lost,
+    /// Nobody can ask anything any more.
+    Stopped,
+}
+
+/// Runs until the process ends (see the module docs).
+pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<Command>) {
+    let opts = k_options(&k);
+    let started = Instant::now();
+    let mut booted = false;
+    let mut backoff = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        let connector = zk::Client::connector().with_session_timeout(opts.session_timeout);
+        let connect = tokio::time::timeout(opts.connect_timeout, connector.connect(&hosts));
+        tokio::pin!(connect);
+        let connected = loop {
+            tokio::select! {
+                r = &mut connect => break r,
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => offline(&mut k, cmd),
+                    None => return,
+                },
+            }
+        };
+        let why = match connected {
+            Ok(Ok(client)) => {
+                failures = 0;
+                backoff = Duration::from_millis(100);
+                booted = true;
+                match session(&mut k, client, &mut commands).await {
+                    End::Lost => continue,
+                    End::Stopped => return,
+                }
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", opts.connect_timeout),
+        };
+        failures += 1;
+        if failures == 1 || failures % 10 == 0 {
+            tracing::warn!(%hosts, error = %why, attempts = failures, "cannot reach ZooKeeper: serving from what the process has, retrying");
+        }
+        if !booted && started.elapsed() >= opts.boot_wait {
+            booted = true;
+            if k.load_cache() {
+                tracing::warn!("ZooKeeper did not answer at start: serving from the disk cache");
+                k.publish(Source::Cache, SystemTime::now());
+            }
+        }
+        let pause = tokio::time::sleep(backoff);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => offline(&mut k, cmd),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+struct Opts {
+    session_timeout: Duration,
+    connect_timeout: Duration,
+    boot_wait: Duration,
+}
+
+fn k_options(k: &Keeper) -> Opts {
+    let o = k.options();
+    Opts {
+        session_timeout: o.session_timeout,
+        connect_timeout: o.connect_timeout,
+        boot_wait: o.boot_wait,
+    }
+}
+
+/// A command while there is no session: remembered for the next one.
+fn offline(k: &mut Keeper, cmd: Command) {
+    match cmd {
+        Command::Watch(s) => {
+            k.mirror.watch(&s);
+        }
+        Command::Register(r) => k.registration = Some(r),
+        Command::Deregister(ack) => {
+            // An ephemeral node of a lost connection goes with its session.
+            k.registration = None;
+            let _ = ack.send(false);
+        }
+    }
+}
+
+/// Serves one session until it is lost.
+async fn session(k: &mut Keeper, client: zk::Client, commands: &mut UnboundedReceiver<Command>) -> End {
+    let id = client.session_id().0;
+    tracing::info!(session = format!("{id:#x}"), "ZooKeeper session established");
+    k.status(|s| {
+        s.connected = true;
+        s.session = Some(id);
+    });
+    let mut states = client.state_watcher();
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    for path in k.mirror.paths() {
+        watch(&client, &path, &events_tx).await;
+    }
+    reread(&client, k).await;
+    let mut registered = ensure_registered(&client, k).await;
+    let mut ping_failures = 0u32;
+    loop {
+        tokio::select! {
+            Some(ev) = events.recv() => {
+                let seen = SystemTime::now();
+                let mut changed = apply(&client, k, ev).await;
+                while let Ok(ev) = events.try_recv() {
+                    changed |= apply(&client, k, ev).await;
+                }
+                if changed {
+                    k.publish(Source::ZooKeeper, seen);
+                    k.save();
+                }
+            }
+            state = states.changed() => match state {
+                SessionState::Disconnected => {
+                    k.status(|s| s.connected = false);
+                    tracing::warn!("ZooKeeper connection lost: serving from the mirror while the client reconnects");
+                }
+                SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                    k.status(|s| s.connected = true);
+                    tracing::info!("ZooKeeper connection back: re-reading everything");
+                    reread(&client, k).await;
+                    registered = ensure_registered(&client, k).await;
+                }
+                lost => {
+                    k.status(|s| *s = Default::default());
+                    tracing::warn!(state = %lost, "ZooKeeper session ended: starting a new one (re-register, re-watch, re-read)");
+                    return End::Lost;
+                }
+            },
+            cmd = commands.recv() => match cmd {
+                None => return End::Stopped,
+                Some(Command::Watch(s)) => {
+                    if k.mirror.watch(&s) {
+                        let path = k.mirror.layout().providers(&s);
+                        watch(&client, &path, &events_tx).await;
+                        if let Some(children) = read_folder(&client, &path).await {
+                            k.mirror.replace(&path, children);
+                            k.publish(Source::ZooKeeper, SystemTime::now());
+                            k.save();
+                        }
+                    }
+                }
+                Some(Command::Register(r)) => {
+                    k.registration = Some(r);
+                    registered = ensure_registered(&client, k).await;
+                }
+                Some(Command::Deregister(ack)) => {
+                    let had = deregister(&client, k).await;
+                    registered = true;
+                    let _ = ack.send(had);
+                }
+            },
+            _ = tokio::time::sleep(RETRY_REGISTER), if !registered => {
+                registered = ensure_registered(&client, k).await;
+                if !registered {
+                    ping_failures += 1;
+                }
+            }
+        }
+        if registered {
+            ping_failures = 0;
+        } else if ping_failures > 0 && ping_failures % 25 == 0 {
+            tracing::warn!(tries = ping_failures, "still not registered: the health check or ZooKeeper keeps failing");
+        }
+    }
+}
+
+/// Follows `path` and everything under it; events go to `tx`.
+async fn watch(client: &zk::Client, path: &str, tx: &UnboundedSender<WatchedEvent>) {
+    match client.watch(path, AddWatchMode::PersistentRecursive).await {
+        Ok(mut w) => {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let ev = w.changed().await;
+                    // The watcher panics if polled after a terminal session event.
+                    let end = ev.event_type == EventType::Session && ev.session_state.is_terminated();
+                    if tx.send(ev).is_err() || end {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(%path, error = %e, "cannot watch: re-read on the next reconnect"),
+    }
+}
+
+/// Re-reads every followed folder, then publishes and saves.
+async fn reread(client: &zk::Client, k: &mut Keeper) {
+    let seen = SystemTime::now();
+    for path in k.mirror.paths() {
+        if let Some(children) = read_folder(client, &path).await {
+            k.mirror.replace(&path, children);
+        }
+    }
+    k.publish(Source::ZooKeeper, seen);
+    k.save();
+}
+
+/// A folder's children and their values (a missing folder is empty); `None` when
+/// ZooKeeper could not be read (the mirror keeps what it had).
+async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    let names = match client.list_children(path).await {
+        Ok(n) => n,
+        Err(zk::Error::NoNode) => return Some(Vec::new()),
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot read: keeping the previous values");
+            return None;
+        }
+    };
+    // The requests go out as the futures are made: one round trip for the folder.
+    let reads: Vec<_> = names.iter().map(|n| client.get_data(&format!("{path}/{n}"))).collect();
+    let mut out = Vec::with_capacity(names.len());
+    for (name, read) in names.into_iter().zip(reads) {
+        match read.await {
+            Ok((data, _)) => out.push((name, data)),
+            Err(zk::Error::NoNode) => {}
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "cannot read: keeping the previous values");
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Applies one watch event to the mirror; whether it changed.
+async fn apply(client: &zk::Client, k: &mut Keeper, ev: WatchedEvent) -> bool {
+    match ev.event_type {
+        EventType::NodeCreated | EventType::NodeDataChanged => {
+            if k.mirror.split(&ev.path).is_none() {
+                return false;
+            }
+            match client.get_data(&ev.path).await {
+                Ok((data, _)) => k.mirror.set(&ev.path, data),
+                Err(zk::Error::NoNode) => k.mirror.remove(&ev.path),
+                Err(e) => {
+                    tracing::warn!(path = %ev.path, error = %e, "cannot read a changed node: re-read on reconnect");
+                    false
+                }
+            }
+        }
+        EventType::NodeDeleted => k.mirror.remove(&ev.path),
+        EventType::NodeChildrenChanged | EventType::Session => false,
+    }
+}
+
+/// Makes sure the wanted registration exists and belongs to this session; whether
+/// it does (or none is wanted). A new node is created only after the health check.
+async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> bool {
+    let (Some(r), Some(path)) = (k.registration.clone(), k.registration_path()) else {
+        return true;
+    };
+    let ours = client.session_id().0;
+    match client.check_stat(&path).await {
+        Ok(Some(stat)) if stat.ephemeral_owner == ours => {
+            k.status(|s| s.registered = Some(path));
+            return true;
+        }
+        Ok(stale) => {
+            if let Err(e) = ping(r.check, &r.method, Duration::from_secs(1)).await {
+                tracing::debug!(addr = %r.check, error = %e, "health check failed: not registering yet");
+                return false;
+            }
+            if let Some(stat) = stale {
+                // A node of an expired session of ours (or a stale one): replace it so
+                // that it goes when this session goes.
+                tracing::info!(%path, owner = format!("{:#x}", stat.ephemeral_owner), "replacing a provider node owned by another session");
+                let _ = client.delete(&path, None).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot check the registration");
+            return false;
+        }
+    }
+    let parent = k.mirror.layout().providers(&r.service);
+    let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    if let Err(e) = client.mkdir(&parent, &dir).await {
+        tracing::warn!(%parent, error = %e, "cannot create the providers folder");
+        return false;
+    }
+    let node = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    match client.create(&path, &r.json(), &node).await {
+        Ok(_) => {
+            tracing::info!(%path, "registered");
+            k.status(|s| s.registered = Some(path));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot register: trying again");
+            false
+        }
+    }
+}
+
+/// Deletes the registration; whether there was one.
+async fn deregister(client: &zk::Client, k: &mut Keeper) -> bool {
+    let Some(path) = k.registration_path() else {
+        return false;
+    };
+    k.registration = None;
+    k.status(|s| s.registered = None);
+    match client.delete(&path, None).await {
+        Ok(()) | Err(zk::Error::NoNode) => {
+            tracing::info!(%path, "deregistered");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot delete the provider node: it goes with the session");
+            false
+        }
+    }
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# A real ZooKeeper (Debian's `zookeeper` package) on loopback ports, for development
+# and tests. Installs the package when missing.
+#
+#   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N]
+#       starts one server (or an N-node ensemble) with its data under DIR (default
+#       target/zk), client ports PORT, PORT+1, … (default 2181), waits until every
+#       node answers `ruok` with `imok` (and the ensemble has a leader), and prints the
+#       connect string (127.0.0.1:PORT,…).
+#   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
+#   tools/zk.sh status [--dir DIR]    prints each node's port, PID and mode
+#
+# Each node's PID is in DIR/node-K/pid and its client port in DIR/node-K/port, for
+# tests that stop, pause (SIGSTOP) or kill one node.
+set -euo pipefail
+
+cmd=${1:-}
+shift || true
+dir=target/zk
+port=2181
+nodes=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --dir) dir=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    --ensemble) nodes=$2; shift 2 ;;
+    *) echo "zk.sh: unknown argument $1 (see the header of tools/zk.sh)" >&2; exit 2 ;;
+    esac
+done
+
+install() {
+    [ -f /usr/share/java/zookeeper.jar ] && return
+    echo "zk.sh: installing Debian's zookeeper package" >&2
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper >/dev/null ||
+        { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper >/dev/null; }
+}
+
+# Answer of the four-letter word $2 on port $1 (empty when none).
+four() { (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf %s "$2" >&3 && timeout 2 cat <&3) 2>/dev/null || true; }
+
+mode_of() { four "$1" srvr | sed -n 's/^Mode: //p'; }
+
+start() {
+    install
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if ls "$dir"/node-*/pid >/dev/null 2>&1; then
+        echo "zk.sh: $dir already has nodes; run tools/zk.sh stop --dir $dir first" >&2
+        exit 1
+    fi
+    local servers="" k
+    for k in $(seq 1 "$nodes"); do
+        servers+="server.$k=127.0.0.1:$((port + 1000 + k)):$((port + 2000 + k))"$'\n'
+    done
+    for k in $(seq 1 "$nodes"); do
+        local n="$dir/node-$k" p=$((port + k - 1))
+        mkdir -p "$n/data"
+        echo "$k" >"$n/data/myid"
+        echo "$p" >"$n/port"
+        {
+            echo "tickTime=500"
+            echo "initLimit=20"
+            echo "syncLimit=10"
+            echo "dataDir=$n/data"
+            echo "clientPort=$p"
+            echo "clientPortAddress=127.0.0.1"
+            echo "maxClientCnxns=0"
+            echo "minSessionTimeout=1000"
+            echo "4lw.commands.whitelist=*"
+            echo "admin.enableServer=false"
+            [ "$nodes" -gt 1 ] && printf %s "$servers"
+        } >"$n/zoo.cfg"
+        local cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+        nohup java -Xmx256m -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
+            -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
+            -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$n/zoo.cfg" \
+            >"$n/server.log" 2>&1 &
+        echo $! >"$n/pid"
+    done
+    local deadline=$((SECONDS + 60)) connect=""
+    for k in $(seq 1 "$nodes"); do
+        local p=$((port + k - 1))
+        until [ "$(four "$p" ruok)" = imok ] && [ -n "$(mode_of "$p")" ]; do
+            if [ $SECONDS -ge $deadline ]; then
+                echo "zk.sh: node $k (port $p) did not answer within 60 s; log: $dir/node-$k/server.log" >&2
+                exit 1
+            fi
+            sleep 0.2
+        done
+        connect+="${connect:+,}127.0.0.1:$p"
+    done
+    echo "$connect" >"$dir/connect"
+    echo "$connect"
+}
+
+stop() {
+    local f pid
+    for f in "$dir"/node-*/pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        kill -CONT "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$f"
+    done
+}
+
+status() {
+    local n
+    for n in "$dir"/node-*; do
+        [ -f "$n/pid" ] || continue
+        local p
+        p=$(cat "$n/port")
+        echo "$(basename "$n") port=$p pid=$(cat "$n/pid") mode=$(mode_of "$p")"
+    done
+}
+
+case "$cmd" in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*) echo "usage: tools/zk.sh start|stop|status [--dir DIR] [--port PORT] [--ensemble N]" >&2; exit 2 ;;
+esac
