@@ -19,6 +19,7 @@ pub mod layout;
 mod mirror;
 pub mod registrar;
 pub mod state_file;
+pub mod store;
 mod zk;
 
 use std::path::PathBuf;

@@ -1,7 +1,10 @@
 //! `ringsoa`: the command-line tool.
 //!
 //! `ringsoa call` calls any method of any Thrift service from a `.thrift` file parsed
-//! at run time, arguments and result as JSON.
+//! at run time, arguments and result as JSON; `ringsoa registry|config|switch` read
+//! and write the registry, config and switches (`registry.rs`).
+
+mod registry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ringsoa::client::{Client, ClientConfig, ConnOptions, RetryOptions};
+use ringsoa::client::{Client, ClientConfig, ConnOptions, Node, RetryOptions};
+use ringsoa::control::ServiceName;
+use ringsoa::governance::layout::Kind;
 use ringsoa::dynamic::{self, encode_fields, Reply};
 use ringsoa::idl::model::{Field, Program, StructKind};
 use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
@@ -47,6 +52,15 @@ enum Command {
     /// Call a method of a Thrift service described by a .thrift file.
     #[command(after_help = JSON_MAPPING)]
     Call(CallArgs),
+    /// Providers in the registry.
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
+    /// Config values (app-wide, or a cluster's overrides).
+    #[command(subcommand)]
+    Config(registry::ValueCmd),
+    /// Switches (on, off or JSON; app-wide, or a cluster's overrides).
+    #[command(subcommand)]
+    Switch(registry::ValueCmd),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -70,8 +84,16 @@ struct CallArgs {
     #[arg(long = "include-dir")]
     include_dirs: Vec<PathBuf>,
     /// The server, HOST:PORT.
-    #[arg(long)]
-    addr: SocketAddr,
+    #[arg(long, required_unless_present = "service", conflicts_with = "service")]
+    addr: Option<SocketAddr>,
+    /// Call a service found in the registry, APP/CLUSTER (with --zk or --state).
+    #[arg(long, requires = "registry")]
+    service: Option<ServiceName>,
+    /// Where the registry is, for --service.
+    #[command(flatten)]
+    registry: Option<registry::Source>,
+    #[command(flatten)]
+    root: registry::Root,
     /// The caller id sent in the tracking handshake.
     #[arg(long, default_value = "ringsoa-cli")]
     app_id: String,
@@ -167,6 +189,14 @@ fn call(a: CallArgs) -> ExitCode {
     if let Err(e) = dynamic::encode_call(&method, &json, protocol, 0) {
         return fail(format!("bad arguments for {}: {e}", a.method));
     }
+    let (nodes, target) = match (a.addr, &a.service) {
+        (Some(addr), _) => (vec![Node::from(addr)], addr.to_string()),
+        (None, Some(service)) => match providers(&a, service) {
+            Ok(nodes) => (nodes, service.to_string()),
+            Err(e) => return fail(e),
+        },
+        (None, None) => return fail("say where to call: --addr HOST:PORT or --service APP/CLUSTER"),
+    };
     let timeout = Duration::from_millis(a.timeout_ms);
     let opts = ConnOptions {
         protocol,
@@ -202,7 +232,7 @@ fn call(a: CallArgs) -> ExitCode {
             },
             ..ClientConfig::default()
         };
-        let client = Client::new([a.addr], config);
+        let client = Client::new(nodes, config);
         client
             .call_raw(
                 Some(&mut cx),
@@ -229,12 +259,45 @@ fn call(a: CallArgs) -> ExitCode {
             Err(e) => fail(e),
         },
         Err(CallError::Application(e)) => fail(format!("the server answered with {e}")),
-        Err(e) => fail(format!("{} at {}: {e}", a.method, a.addr)),
+        Err(e) => fail(format!("{} at {target}: {e}", a.method)),
     }
+}
+
+/// The live providers of `service`, read once from the registry.
+fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
+    let source = a.registry.as_ref().ok_or("--service needs --zk HOSTS or --state FILE")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let reg = rt.block_on(async {
+        let store = registry::open(source, &a.root).await?;
+        store.providers(Some(&service.app), Some(&service.cluster)).await
+    })?;
+    let nodes: Vec<Node> = reg
+        .get(&service.app)
+        .and_then(|c| c.get(&service.cluster))
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let host = p.get("host")?.as_str()?;
+            let port = u16::try_from(p.get("port")?.as_u64()?).ok()?;
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok()?.next()?;
+            let weight = p.get("weight").and_then(|w| w.as_u64()).map_or(100, |w| w as u32);
+            Some(Node { addr, weight })
+        })
+        .collect();
+    if nodes.is_empty() {
+        return Err(format!("no live provider of {service}"));
+    }
+    Ok(nodes)
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Call(a) => call(a),
+        Command::Registry(c) => registry::registry(c),
+        Command::Config(c) => registry::values(Kind::Config, c),
+        Command::Switch(c) => registry::values(Kind::Switches, c),
     }
 }

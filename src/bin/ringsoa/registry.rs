@@ -1,0 +1,162 @@
+//! `ringsoa registry|config|switch`: read and write the registry, config and
+//! switches in ZooKeeper (`--zk`) or a state file (`--state`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ringsoa::control::Switch;
+use ringsoa::governance::layout::{Kind, DEFAULT_ROOT};
+use ringsoa::governance::store::Store;
+
+/// How long a command waits for ZooKeeper.
+const ZK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the registry is.
+#[derive(clap::Args, Debug, Clone)]
+#[group(id = "registry", multiple = false)]
+pub struct Source {
+    /// ZooKeeper connect string (host:port,host:port).
+    #[arg(long)]
+    pub zk: Option<String>,
+    /// A state file (TOML) instead of ZooKeeper.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+}
+
+/// The ZooKeeper root prefix.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Root {
+    /// ZooKeeper root prefix.
+    #[arg(long = "zk-root", default_value = DEFAULT_ROOT)]
+    pub root: String,
+}
+
+/// `ringsoa registry`.
+#[derive(clap::Subcommand, Debug)]
+pub enum RegistryCmd {
+    /// List providers as registered: every app, one app, or one app's cluster.
+    Ls {
+        /// The app.
+        app: Option<String>,
+        /// The cluster.
+        cluster: Option<String>,
+        #[command(flatten)]
+        source: Source,
+        #[command(flatten)]
+        root: Root,
+    },
+}
+
+/// `ringsoa config` and `ringsoa switch`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ValueCmd {
+    /// Print one value (or all, as JSON) as the app's cluster sees it: the
+    /// cluster's override when there is one, else the app's value.
+    Get {
+        /// The app.
+        app: String,
+        /// The key (default: all of them).
+        key: Option<String>,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Set a value, app-wide or (with --cluster) as the cluster's override.
+    Set {
+        /// The app.
+        app: String,
+        /// The key.
+        key: String,
+        /// The value (a switch: on, off or JSON).
+        value: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Remove a value, app-wide or (with --cluster) the cluster's override.
+    Rm {
+        /// The app.
+        app: String,
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+/// Which level and where.
+#[derive(clap::Args, Debug)]
+pub struct At {
+    /// The cluster (default: app-wide).
+    #[arg(long)]
+    cluster: Option<String>,
+    #[command(flatten)]
+    source: Source,
+    #[command(flatten)]
+    root: Root,
+}
+
+/// Connects to the store named by `source`.
+pub async fn open(source: &Source, root: &Root) -> Result<Store, String> {
+    match (&source.zk, &source.state) {
+        (Some(hosts), _) => Store::zookeeper(hosts, &root.root, ZK_TIMEOUT).await,
+        (None, Some(path)) => Store::file(path.clone(), &root.root),
+        (None, None) => Err("say where the registry is: --zk HOSTS or --state FILE".into()),
+    }
+}
+
+fn run(name: &str, f: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match rt.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(f)) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringsoa {name}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs `ringsoa registry …`.
+pub fn registry(cmd: RegistryCmd) -> ExitCode {
+    let RegistryCmd::Ls { app, cluster, source, root } = cmd;
+    run("registry", async move {
+        let store = open(&source, &root).await?;
+        let reg = store.providers(app.as_deref(), cluster.as_deref()).await?;
+        Ok(serde_json::to_string_pretty(&reg).expect("JSON"))
+    })
+}
+
+/// Runs `ringsoa config …` (`kind` Config) or `ringsoa switch …` (Switches).
+pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
+    let name = if kind == Kind::Config { "config" } else { "switch" };
+    run(name, async move {
+        match cmd {
+            ValueCmd::Get { app, key, at } => {
+                let store = open(&at.source, &at.root).await?;
+                let values = store.values(&app, at.cluster.as_deref(), kind).await?;
+                match key {
+                    None => Ok(serde_json::to_string_pretty(&values).expect("JSON")),
+                    Some(k) => values.get(&k).cloned().ok_or_else(|| {
+                        let at = at.cluster.map_or(app.clone(), |c| format!("{app}/{c}"));
+                        format!("{at} has no {name} {k}")
+                    }),
+                }
+            }
+            ValueCmd::Set { app, key, value, at } => {
+                if kind == Kind::Switches {
+                    Switch::parse(&value)?;
+                }
+                let store = open(&at.source, &at.root).await?;
+                store.set(&app, at.cluster.as_deref(), kind, &key, Some(&value)).await?;
+                Ok(value)
+            }
+            ValueCmd::Rm { app, key, at } => {
+                let store = open(&at.source, &at.root).await?;
+                store.set(&app, at.cluster.as_deref(), kind, &key, None).await?;
+                Ok(format!("removed {key}"))
+            }
+        }
+    })
+}

@@ -1,0 +1,238 @@
+//! [`Store`]: reading and writing the registry, config and switches directly — in
+//! ZooKeeper or in a state file — for tools such as `ringsoa registry|config|switch`
+//! (a server reads them through the governance thread instead).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+use zookeeper_client::{Acls, CreateMode};
+
+use super::layout::{Kind, Layout};
+use super::state_file;
+use crate::control::{valid_name, Provider, ServiceName};
+
+/// Providers as registered: app → cluster → provider JSON objects.
+pub type Registry = BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>>;
+
+/// Where the registry is (see the module docs).
+pub enum Store {
+    /// A ZooKeeper session.
+    ZooKeeper {
+        /// The session.
+        client: zk::Client,
+        /// Paths under the root.
+        layout: Layout,
+        /// The connect string (for messages).
+        hosts: String,
+    },
+    /// A state file.
+    File {
+        /// Its path.
+        path: PathBuf,
+        /// Paths under the root (the file's in-memory form uses them too).
+        layout: Layout,
+    },
+}
+
+impl Store {
+    /// Connects to ZooKeeper, giving up after `timeout`.
+    pub async fn zookeeper(hosts: &str, root: &str, timeout: Duration) -> Result<Store, String> {
+        let layout = Layout::new(root)?;
+        let connect = zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .with_fail_eagerly()
+            .connect(hosts);
+        let client = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(format!("cannot reach ZooKeeper at {hosts}: {e}")),
+            Err(_) => return Err(format!("cannot reach ZooKeeper at {hosts}: no answer within {timeout:?}")),
+        };
+        Ok(Store::ZooKeeper {
+            client,
+            layout,
+            hosts: hosts.into(),
+        })
+    }
+
+    /// A state file (created on the first write when missing).
+    pub fn file(path: PathBuf, root: &str) -> Result<Store, String> {
+        Ok(Store::File {
+            path,
+            layout: Layout::new(root)?,
+        })
+    }
+
+    fn layout(&self) -> &Layout {
+        match self {
+            Store::ZooKeeper { layout, .. } | Store::File { layout, .. } => layout,
+        }
+    }
+
+    fn where_(&self) -> String {
+        match self {
+            Store::ZooKeeper { hosts, layout, .. } => format!("ZooKeeper {hosts} under {}/apps", layout.root()),
+            Store::File { path, .. } => format!("state file {}", path.display()),
+        }
+    }
+
+    /// The providers of every app (or of `app`, or of `app`'s `cluster`).
+    pub async fn providers(&self, app: Option<&str>, cluster: Option<&str>) -> Result<Registry, String> {
+        let mut out = Registry::new();
+        let apps = match app {
+            Some(a) => {
+                check(a, "app")?;
+                if !self.app_exists(a).await? {
+                    return Err(format!("no app {a} in the {}", self.where_()));
+                }
+                vec![a.to_string()]
+            }
+            None => self.children(&self.layout().apps()).await?,
+        };
+        for a in apps {
+            let clusters = match cluster {
+                Some(c) => vec![c.to_string()],
+                None => self.children(&self.layout().clusters(&a)).await?,
+            };
+            for c in clusters {
+                let Ok(service) = ServiceName::new(&a, &c) else { continue };
+                let folder = self.layout().providers(&service);
+                let list = self.read(&folder).await?.into_iter().map(|(name, raw)| {
+                    serde_json::from_str::<Provider>(&raw)
+                        .ok()
+                        .and_then(|p| serde_json::to_value(p).ok())
+                        .unwrap_or_else(|| serde_json::json!({ "node": name, "invalid": raw }))
+                });
+                out.entry(a.clone()).or_default().insert(c, list.collect());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The effective values of `kind` for `app` (with `cluster`'s overrides on top).
+    pub async fn values(&self, app: &str, cluster: Option<&str>, kind: Kind) -> Result<BTreeMap<String, String>, String> {
+        check(app, "app")?;
+        if !self.app_exists(app).await? {
+            return Err(format!("no app {app} in the {}", self.where_()));
+        }
+        let mut out = self.read(&self.layout().folder(app, None, kind)).await?;
+        if let Some(c) = cluster {
+            check(c, "cluster")?;
+            out.extend(self.read(&self.layout().folder(app, Some(c), kind)).await?);
+        }
+        Ok(out)
+    }
+
+    /// Sets (`Some`) or removes (`None`) one value of `kind`, app-wide or for
+    /// `cluster`.
+    pub async fn set(&self, app: &str, cluster: Option<&str>, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
+        check(app, "app")?;
+        if let Some(c) = cluster {
+            check(c, "cluster")?;
+        }
+        check(key, "key")?;
+        let at = match cluster {
+            Some(c) => format!("{app}/{c}"),
+            None => app.to_string(),
+        };
+        match self {
+            Store::File { path, .. } => state_file::edit(path, app, cluster, kind, key, value),
+            Store::ZooKeeper { client, layout, .. } => {
+                let folder = layout.folder(app, cluster, kind);
+                let path = format!("{folder}/{key}");
+                let Some(value) = value else {
+                    return match client.delete(&path, None).await {
+                        Ok(()) => Ok(()),
+                        Err(zk::Error::NoNode) => Err(format!("{at} has no {} {key}", kind.folder())),
+                        Err(e) => Err(format!("cannot delete {path}: {e}")),
+                    };
+                };
+                let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                client.mkdir(&folder, &dir).await.map_err(|e| format!("cannot create {folder}: {e}"))?;
+                match client.set_data(&path, value.as_bytes(), None).await {
+                    Ok(_) => Ok(()),
+                    Err(zk::Error::NoNode) => client
+                        .create(&path, value.as_bytes(), &dir)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("cannot create {path}: {e}")),
+                    Err(e) => Err(format!("cannot write {path}: {e}")),
+                }
+            }
+        }
+    }
+
+    async fn app_exists(&self, app: &str) -> Result<bool, String> {
+        Ok(self.children(&self.layout().apps()).await?.iter().any(|a| a == app))
+    }
+
+    /// A folder's children's names (none when it is missing).
+    async fn children(&self, folder: &str) -> Result<Vec<String>, String> {
+        match self {
+            Store::ZooKeeper { client, .. } => match client.list_children(folder).await {
+                Ok(mut names) => {
+                    names.sort();
+                    Ok(names)
+                }
+                Err(zk::Error::NoNode) => Ok(Vec::new()),
+                Err(e) => Err(format!("cannot list {folder}: {e}")),
+            },
+            Store::File { .. } => {
+                let prefix = format!("{folder}/");
+                let mut names: Vec<String> = self
+                    .file_folders()?
+                    .keys()
+                    .filter_map(|p| p.strip_prefix(&prefix))
+                    .filter_map(|rest| rest.split('/').next())
+                    .map(str::to_string)
+                    .collect();
+                names.dedup();
+                Ok(names)
+            }
+        }
+    }
+
+    /// A folder's children and their values (UTF-8; others are skipped).
+    async fn read(&self, folder: &str) -> Result<BTreeMap<String, String>, String> {
+        let text = |(k, v): (String, Vec<u8>)| String::from_utf8(v).ok().map(|v| (k, v));
+        match self {
+            Store::ZooKeeper { client, .. } => {
+                let mut out = BTreeMap::new();
+                for name in self.children(folder).await? {
+                    match client.get_data(&format!("{folder}/{name}")).await {
+                        Ok((data, _)) => out.extend(text((name, data))),
+                        Err(zk::Error::NoNode) => {}
+                        Err(e) => return Err(format!("cannot read {folder}/{name}: {e}")),
+                    }
+                }
+                Ok(out)
+            }
+            Store::File { .. } => Ok(self
+                .file_folders()?
+                .remove(folder)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(text)
+                .collect()),
+        }
+    }
+
+    fn file_folders(&self) -> Result<state_file::Folders, String> {
+        match self {
+            Store::File { path, layout } => match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+                _ => state_file::load(path, layout),
+            },
+            Store::ZooKeeper { .. } => Ok(Default::default()),
+        }
+    }
+}
+
+fn check(s: &str, what: &str) -> Result<(), String> {
+    if valid_name(s) {
+        Ok(())
+    } else {
+        Err(format!("bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"))
+    }
+}
