@@ -362,7 +362,7 @@ fn relay_targets_are_checked_and_their_clients_bounded() {
             .unwrap_or_default()
     };
     assert!(relay("nonsense".into()).contains("bad target"));
-    assert!(relay("demo/main".into()).contains("discovery needs the registry"));
+    assert!(relay("demo/main".into()).contains("no live provider of demo/main"));
     // Targets where nothing listens: each call fails, and each core keeps at most
     // 64 clients (before, one per target forever: +10.9 MB for 5,000).
     for port in 1..=200 {

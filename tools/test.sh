@@ -9,6 +9,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "Python venv with thriftpy2 (real peer)"
 PY=$(tools/venv.sh)
 
+step "ZooKeeper (Debian's package) for the governance tests, which start their own"
+tools/zk.sh install
+
 step "golden fixtures still equal what thriftpy2 writes"
 "$PY" tools/golden.py --check
 

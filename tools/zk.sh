@@ -8,7 +8,9 @@
 #       node answers `ruok` with `imok` (and the ensemble has a leader), and prints the
 #       connect string (127.0.0.1:PORT,…).
 #   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
+#   tools/zk.sh start-node K [--dir DIR]   starts node K again (after a test killed it)
 #   tools/zk.sh status [--dir DIR]    prints each node's port, PID and mode
+#   tools/zk.sh install               installs Debian's zookeeper package if missing
 #
 # Each node's PID is in DIR/node-K/pid and its client port in DIR/node-K/port, for
 # tests that stop, pause (SIGSTOP) or kill one node.
@@ -16,6 +18,8 @@ set -euo pipefail
 
 cmd=${1:-}
 shift || true
+node=""
+if [ "$cmd" = start-node ]; then node=${1:?start-node needs a node number}; shift; fi
 dir=target/zk
 port=2181
 nodes=1
@@ -40,6 +44,43 @@ install() {
 four() { (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf %s "$2" >&3 && timeout 2 cat <&3) 2>/dev/null || true; }
 
 mode_of() { four "$1" srvr | sed -n 's/^Mode: //p'; }
+
+# Starts the node in folder $1 from its zoo.cfg.
+launch() {
+    local n=$1 cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+    nohup java -Xmx256m -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
+        -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
+        -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$n/zoo.cfg" \
+        >>"$n/server.log" 2>&1 &
+    echo $! >"$n/pid"
+}
+
+# Waits until the node on port $1 answers ruok and has a mode (node number $2).
+await() {
+    local deadline=$((SECONDS + 60))
+    until [ "$(four "$1" ruok)" = imok ] && [ -n "$(mode_of "$1")" ]; do
+        if [ $SECONDS -ge $deadline ]; then
+            echo "zk.sh: node $2 (port $1) did not answer within 60 s; log: $dir/node-$2/server.log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+start_node() {
+    local n="$dir/node-$node"
+    [ -f "$n/zoo.cfg" ] || { echo "zk.sh: no node $node under $dir" >&2; exit 1; }
+    if [ -f "$n/pid" ]; then
+        # A node just killed may take a moment to go.
+        for _ in $(seq 50); do kill -0 "$(cat "$n/pid")" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$(cat "$n/pid")" 2>/dev/null; then
+            echo "zk.sh: node $node already runs" >&2
+            exit 1
+        fi
+    fi
+    launch "$n"
+    await "$(cat "$n/port")" "$node"
+}
 
 start() {
     install
@@ -71,23 +112,12 @@ start() {
             echo "admin.enableServer=false"
             [ "$nodes" -gt 1 ] && printf %s "$servers"
         } >"$n/zoo.cfg"
-        local cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
-        nohup java -Xmx256m -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
-            -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
-            -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$n/zoo.cfg" \
-            >"$n/server.log" 2>&1 &
-        echo $! >"$n/pid"
+        launch "$n"
     done
-    local deadline=$((SECONDS + 60)) connect=""
+    local connect=""
     for k in $(seq 1 "$nodes"); do
         local p=$((port + k - 1))
-        until [ "$(four "$p" ruok)" = imok ] && [ -n "$(mode_of "$p")" ]; do
-            if [ $SECONDS -ge $deadline ]; then
-                echo "zk.sh: node $k (port $p) did not answer within 60 s; log: $dir/node-$k/server.log" >&2
-                exit 1
-            fi
-            sleep 0.2
-        done
+        await "$p" "$k"
         connect+="${connect:+,}127.0.0.1:$p"
     done
     echo "$connect" >"$dir/connect"
@@ -118,8 +148,10 @@ status() {
 }
 
 case "$cmd" in
+install) install ;;
 start) start ;;
+start-node) start_node ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: tools/zk.sh start|stop|status [--dir DIR] [--port PORT] [--ensemble N]" >&2; exit 2 ;;
+*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N]" >&2; exit 2 ;;
 esac

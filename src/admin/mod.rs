@@ -33,22 +33,29 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    s.parse().map_err(|_| format!("bad admin address {s:?}: expected HOST:PORT or PORT"))
+    s.parse()
+        .map_err(|_| format!("bad admin address {s:?}: expected HOST:PORT or PORT"))
 }
 
 /// Binds `addr` now (so a taken port fails the start) and serves on a new thread.
 pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("admin endpoint: cannot listen on {addr}: {e}")))?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("admin endpoint: cannot listen on {addr}: {e}"),
+        )
+    })?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    std::thread::Builder::new().name("ringsoa-admin".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread tokio runtime builds");
-        rt.block_on(accept(listener, state));
-    })?;
+    std::thread::Builder::new()
+        .name("ringsoa-admin".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread tokio runtime builds");
+            rt.block_on(accept(listener, state));
+        })?;
     tracing::info!(admin = %local, "admin endpoint serving");
     Ok(local)
 }
@@ -96,11 +103,16 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             let mut out: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
             for (svc, providers) in snap.iter().flat_map(|s| s.services.iter()) {
                 let list = serde_json::to_value(providers).expect("providers serialise");
-                out.entry(svc.app.clone()).or_default().insert(svc.cluster.clone(), list);
+                out.entry(svc.app.clone())
+                    .or_default()
+                    .insert(svc.cluster.clone(), list);
             }
             json(&out)
         }
-        _ => text(StatusCode::NOT_FOUND, "not found: try /health, /config, /switches, /registry\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /health, /config, /switches, /registry\n",
+        ),
     }
 }
 
@@ -113,7 +125,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec_pretty(value).expect("views serialise");
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -123,8 +138,16 @@ mod tests {
 
     #[test]
     fn a_bare_port_means_loopback() {
-        assert_eq!(parse_addr("9091").unwrap(), "127.0.0.1:9091".parse().unwrap());
-        assert_eq!(parse_addr("0.0.0.0:9091").unwrap(), "0.0.0.0:9091".parse().unwrap());
-        assert!(parse_addr("nope").unwrap_err().contains("HOST:PORT or PORT"));
+        assert_eq!(
+            parse_addr("9091").unwrap(),
+            "127.0.0.1:9091".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("0.0.0.0:9091").unwrap(),
+            "0.0.0.0:9091".parse().unwrap()
+        );
+        assert!(parse_addr("nope")
+            .unwrap_err()
+            .contains("HOST:PORT or PORT"));
     }
 }

@@ -19,8 +19,8 @@ use super::node::{Node, NodeState, NodeStats};
 use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
 use super::upkeep;
-use crate::protocol::{Decode, Encode, Protocol};
 use crate::control::{Governed, ServiceName, Snapshot};
+use crate::protocol::{Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::{CallContext, CallError, Channel};
 
@@ -69,7 +69,12 @@ impl Client {
                 return false;
             };
             let nodes = nodes_of(snap, &service);
-            let same = inner.nodes.borrow().iter().map(|n| n.node).eq(nodes.iter().copied());
+            let same = inner
+                .nodes
+                .borrow()
+                .iter()
+                .map(|n| n.node)
+                .eq(nodes.iter().copied());
             if !same {
                 tracing::info!(%service, nodes = nodes.len(), "providers changed");
                 inner.set_nodes(nodes.into_iter());
@@ -125,7 +130,10 @@ impl Inner {
                 Rc::new(NodeState::new(node, &self.config.pool, health))
             })
             .collect();
-        for o in old.iter().filter(|o| !fresh.iter().any(|f| Rc::ptr_eq(f, o))) {
+        for o in old
+            .iter()
+            .filter(|o| !fresh.iter().any(|f| Rc::ptr_eq(f, o)))
+        {
             o.generation.set(o.generation.get() + 1);
             self.with_pool(o, |pool, closed| pool.clear(closed));
         }

@@ -50,7 +50,11 @@ impl fmt::Debug for Governed {
 
 impl Governed {
     /// A view starting at `initial`, fed by `updates`, asking through `requests`.
-    pub fn new(initial: Arc<Snapshot>, updates: Receiver<Arc<Snapshot>>, requests: Requests) -> Self {
+    pub fn new(
+        initial: Arc<Snapshot>,
+        updates: Receiver<Arc<Snapshot>>,
+        requests: Requests,
+    ) -> Self {
         Governed {
             current: RefCell::new(initial),
             updates,

@@ -228,7 +228,9 @@ mod tests {
             Switch::parse("{\"ratio\":0.5}"),
             Ok(Switch::Json(serde_json::json!({"ratio": 0.5})))
         );
-        assert!(Switch::parse("maybe").unwrap_err().contains("on, off or JSON"));
+        assert!(Switch::parse("maybe")
+            .unwrap_err()
+            .contains("on, off or JSON"));
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl Cache {
         let dir = self.file.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
         let body = serde_json::to_vec_pretty(&mirror.save())?;
-        let tmp = self.file.with_extension(format!("json.tmp{}", std::process::id()));
+        let tmp = self
+            .file
+            .with_extension(format!("json.tmp{}", std::process::id()));
         let written = (|| {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(&body)?;
@@ -110,7 +112,10 @@ mod tests {
         let mut back = Mirror::new(layout.clone(), "a", "c");
         assert!(cache.load(&mut back));
         let now = std::time::SystemTime::now();
-        assert_eq!(back.snapshot(Source::Cache, 1, now).config_str("k"), Some("v"));
+        assert_eq!(
+            back.snapshot(Source::Cache, 1, now).config_str("k"),
+            Some("v")
+        );
         fs::write(cache.file(), b"{corrupt").unwrap();
         let mut again = Mirror::new(layout, "a", "c");
         assert!(!cache.load(&mut again));

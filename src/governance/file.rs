@@ -28,7 +28,12 @@ pub async fn run_embedded(k: Keeper, text: String, commands: UnboundedReceiver<C
     serve(k, None, Some(text), commands).await
 }
 
-async fn serve(mut k: Keeper, path: Option<PathBuf>, text: Option<String>, mut commands: UnboundedReceiver<Command>) {
+async fn serve(
+    mut k: Keeper,
+    path: Option<PathBuf>,
+    text: Option<String>,
+    mut commands: UnboundedReceiver<Command>,
+) {
     let layout = k.mirror.layout().clone();
     let mut folders = match (&path, &text) {
         (_, Some(t)) => state_file::parse(t, &layout).unwrap_or_else(|e| {
@@ -93,7 +98,11 @@ fn stamp_of(p: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Reads the file; logs an error once per distinct error (and when it clears).
-fn read(p: &Path, layout: &super::layout::Layout, last_error: &mut Option<String>) -> Option<Folders> {
+fn read(
+    p: &Path,
+    layout: &super::layout::Layout,
+    last_error: &mut Option<String>,
+) -> Option<Folders> {
     match state_file::load(p, layout) {
         Ok(f) => {
             if last_error.take().is_some() {
@@ -114,7 +123,8 @@ fn read(p: &Path, layout: &super::layout::Layout, last_error: &mut Option<String
 /// Sets every followed folder from the file, plus the process's own registration.
 fn apply(k: &mut Keeper, folders: &Folders) {
     for path in k.mirror.paths() {
-        k.mirror.replace(&path, folders.get(&path).cloned().unwrap_or_default());
+        k.mirror
+            .replace(&path, folders.get(&path).cloned().unwrap_or_default());
     }
     if let (Some(r), Some(path)) = (&k.registration, k.registration_path()) {
         if k.mirror.set(&path, r.json()) {
@@ -128,7 +138,10 @@ async fn register(k: &mut Keeper, folders: &Folders) -> bool {
     let Some(r) = k.registration.clone() else {
         return true;
     };
-    if ping(r.check, &r.method, Duration::from_secs(1)).await.is_err() {
+    if ping(r.check, &r.method, Duration::from_secs(1))
+        .await
+        .is_err()
+    {
         return false;
     }
     apply(k, folders);

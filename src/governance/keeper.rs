@@ -27,7 +27,10 @@ impl Keeper {
     pub fn new(shared: Arc<Shared>, layout: Layout) -> Self {
         let o = &shared.options;
         let mirror = Mirror::new(layout, &o.app, &o.cluster);
-        let cache = o.cache_dir.as_deref().map(|d| Cache::new(d, &o.app, &o.cluster));
+        let cache = o
+            .cache_dir
+            .as_deref()
+            .map(|d| Cache::new(d, &o.app, &o.cluster));
         Keeper {
             mirror,
             cache,
@@ -79,6 +82,10 @@ impl Keeper {
     /// The registration's node path, when one is wanted.
     pub fn registration_path(&self) -> Option<String> {
         let r = self.registration.as_ref()?;
-        Some(format!("{}/{}", self.mirror.layout().providers(&r.service), r.node_name()))
+        Some(format!(
+            "{}/{}",
+            self.mirror.layout().providers(&r.service),
+            r.node_name()
+        ))
     }
 }

@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn paths_follow_the_design() {
         let l = Layout::new("/ringsoa/").unwrap();
-        assert_eq!(l.folder("demo", None, Kind::Config), "/ringsoa/apps/demo/config");
+        assert_eq!(
+            l.folder("demo", None, Kind::Config),
+            "/ringsoa/apps/demo/config"
+        );
         assert_eq!(
             l.folder("demo", Some("main"), Kind::Switches),
             "/ringsoa/apps/demo/clusters/main/switches"

@@ -231,7 +231,8 @@ impl Mirror {
     fn service_of(&self, path: &str) -> Option<ServiceName> {
         let rest = path.strip_prefix(&self.layout.apps())?.strip_prefix('/')?;
         let mut parts = rest.split('/');
-        let (app, _, cluster, folder) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (app, _, cluster, folder) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let s = ServiceName::new(app, cluster).ok()?;
         (parts.next().is_none() && folder == "providers" && self.layout.providers(&s) == path)
             .then_some(s)
@@ -290,9 +291,15 @@ mod tests {
         assert!(!m.set("/r/apps/demo/clusters/other/config/k", b"no".to_vec()));
         assert!(!m.set("/r/apps/other/config/k", b"no".to_vec()));
         let now = SystemTime::now();
-        assert_eq!(m.snapshot(Source::ZooKeeper, 1, now).config_str("k"), Some("cluster"));
+        assert_eq!(
+            m.snapshot(Source::ZooKeeper, 1, now).config_str("k"),
+            Some("cluster")
+        );
         assert!(m.remove("/r/apps/demo/clusters/main/config/k"));
-        assert_eq!(m.snapshot(Source::ZooKeeper, 2, now).config_str("k"), Some("app"));
+        assert_eq!(
+            m.snapshot(Source::ZooKeeper, 2, now).config_str("k"),
+            Some("app")
+        );
         assert!(m.remove("/r/apps/demo/config"), "a deleted folder empties");
         assert_eq!(m.snapshot(Source::ZooKeeper, 3, now).config_str("k"), None);
     }
@@ -305,7 +312,10 @@ mod tests {
         m.replace(
             dir,
             vec![
-                ("127.0.0.1:1".into(), br#"{"host":"127.0.0.1","port":1,"weight":5}"#.to_vec()),
+                (
+                    "127.0.0.1:1".into(),
+                    br#"{"host":"127.0.0.1","port":1,"weight":5}"#.to_vec(),
+                ),
                 ("bad:2".into(), b"{not json".to_vec()),
                 ("utf:3".into(), vec![0xff, 0xfe]),
             ],
@@ -317,7 +327,10 @@ mod tests {
         assert_eq!(ps[0].weight, 5);
         assert_eq!(ps[0].addr, Some("127.0.0.1:1".parse().unwrap()));
         assert!(snap.config.is_empty());
-        assert!(snap.providers(&"x/y".parse().unwrap()).is_none(), "not loaded");
+        assert!(
+            snap.providers(&"x/y".parse().unwrap()).is_none(),
+            "not loaded"
+        );
     }
 
     #[test]
@@ -338,6 +351,9 @@ mod tests {
         assert!(snap.switch_on("s", false));
         let mut elsewhere = Mirror::new(Layout::new("/other").unwrap(), "demo", "main");
         elsewhere.restore(serde_json::from_str(&saved).unwrap());
-        assert!(elsewhere.snapshot(Source::Cache, 1, SystemTime::now()).switches.is_empty());
+        assert!(elsewhere
+            .snapshot(Source::Cache, 1, SystemTime::now())
+            .switches
+            .is_empty());
     }
 }

@@ -218,7 +218,14 @@ impl Governance {
     pub fn register_server(&self, listen: std::net::SocketAddr, cores: usize) {
         let o = self.options();
         let service = ServiceName::new(&o.app, &o.cluster).expect("checked at start");
-        self.register(Registration::new(service, listen, cores, o.weight, &o.version, o.advertise.as_deref()));
+        self.register(Registration::new(
+            service,
+            listen,
+            cores,
+            o.weight,
+            &o.version,
+            o.advertise.as_deref(),
+        ));
     }
 
     /// Registers a provider once its health check passes (retried until it does),
@@ -231,7 +238,9 @@ impl Governance {
     /// gives consumers the deregister grace to see it. Blocks.
     pub fn deregister(&self, timeout: Duration) {
         let (tx, rx) = mpsc::channel();
-        if self.commands.send(Command::Deregister(tx)).is_ok() && rx.recv_timeout(timeout) == Ok(true) {
+        if self.commands.send(Command::Deregister(tx)).is_ok()
+            && rx.recv_timeout(timeout) == Ok(true)
+        {
             std::thread::sleep(self.shared.options.deregister_grace);
         }
     }

@@ -25,14 +25,25 @@ impl Registration {
     /// The registration of a provider of `service` listening on `listen` with
     /// `cores` cores; `advertise` is the host others reach it at (default: the
     /// listen IP, or this host's outward IP when listening on all addresses).
-    pub fn new(service: ServiceName, listen: SocketAddr, cores: usize, weight: u32, version: &str, advertise: Option<&str>) -> Self {
-        let host = advertise.map(str::to_string).unwrap_or_else(|| advertised_ip(listen.ip()).to_string());
+    pub fn new(
+        service: ServiceName,
+        listen: SocketAddr,
+        cores: usize,
+        weight: u32,
+        version: &str,
+        advertise: Option<&str>,
+    ) -> Self {
+        let host = advertise
+            .map(str::to_string)
+            .unwrap_or_else(|| advertised_ip(listen.ip()).to_string());
         let check = if listen.ip().is_unspecified() {
             SocketAddr::new(loopback_of(listen.ip()), listen.port())
         } else {
             listen
         };
-        let started_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Registration {
             service,
             provider: Provider {
@@ -89,7 +100,9 @@ fn advertised_ip(ip: IpAddr) -> IpAddr {
 /// when a REPLY comes back within `timeout`.
 pub async fn ping(addr: SocketAddr, method: &str, timeout: Duration) -> Result<(), String> {
     let call = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let mut msg = Vec::with_capacity(32);
         msg.extend_from_slice(&0x8001_0001u32.to_be_bytes()); // strict binary, CALL
         msg.extend_from_slice(&(method.len() as u32).to_be_bytes());
@@ -98,9 +111,13 @@ pub async fn ping(addr: SocketAddr, method: &str, timeout: Duration) -> Result<(
         msg.push(0); // empty argument struct
         let mut frame = (msg.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&msg);
-        s.write_all(&frame).await.map_err(|e| format!("write: {e}"))?;
+        s.write_all(&frame)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut head = [0u8; 8];
-        s.read_exact(&mut head).await.map_err(|e| format!("read: {e}"))?;
+        s.read_exact(&mut head)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         match head[7] {
             2 => Ok(()),
             3 => Err(format!("{method} answered with an exception")),

@@ -43,7 +43,11 @@ pub fn load(path: &Path, layout: &Layout) -> Result<Folders, String> {
 /// Parses a state file's text.
 pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
     let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-        e.to_string().lines().next().unwrap_or("bad TOML").to_string()
+        e.to_string()
+            .lines()
+            .next()
+            .unwrap_or("bad TOML")
+            .to_string()
     })?;
     let mut out = Folders::new();
     let Some(apps) = doc.get("apps") else {
@@ -52,11 +56,17 @@ pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
     let apps = apps.as_table_like().ok_or("`apps` must be a table")?;
     for (app, item) in apps.iter() {
         name(app, "app")?;
-        let t = item.as_table_like().ok_or(format!("apps.{app} must be a table"))?;
+        let t = item
+            .as_table_like()
+            .ok_or(format!("apps.{app} must be a table"))?;
         for (key, item) in t.iter() {
             match key {
                 "config" | "switches" => {
-                    let kind = if key == "config" { Kind::Config } else { Kind::Switches };
+                    let kind = if key == "config" {
+                        Kind::Config
+                    } else {
+                        Kind::Switches
+                    };
                     let values = values(item, &format!("apps.{app}.{key}"))?;
                     out.insert(layout.folder(app, None, kind), values);
                 }
@@ -69,22 +79,38 @@ pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
                         cluster_folders(&mut out, layout, app, cluster, item)?;
                     }
                 }
-                other => return Err(format!("apps.{app}.{other}: expected config, switches or clusters")),
+                other => {
+                    return Err(format!(
+                        "apps.{app}.{other}: expected config, switches or clusters"
+                    ))
+                }
             }
         }
     }
     Ok(out)
 }
 
-fn cluster_folders(out: &mut Folders, layout: &Layout, app: &str, cluster: &str, item: &Item) -> Result<(), String> {
+fn cluster_folders(
+    out: &mut Folders,
+    layout: &Layout,
+    app: &str,
+    cluster: &str,
+    item: &Item,
+) -> Result<(), String> {
     let at = format!("apps.{app}.clusters.{cluster}");
-    let t = item.as_table_like().ok_or(format!("{at} must be a table"))?;
+    let t = item
+        .as_table_like()
+        .ok_or(format!("{at} must be a table"))?;
     for (key, item) in t.iter() {
         let kind = match key {
             "config" => Kind::Config,
             "switches" => Kind::Switches,
             "providers" => Kind::Providers,
-            other => return Err(format!("{at}.{other}: expected config, switches or providers")),
+            other => {
+                return Err(format!(
+                    "{at}.{other}: expected config, switches or providers"
+                ))
+            }
         };
         let values = if kind == Kind::Providers {
             providers(item, &format!("{at}.providers"))?
@@ -100,22 +126,30 @@ fn name(s: &str, what: &str) -> Result<(), String> {
     if valid_name(s) {
         Ok(())
     } else {
-        Err(format!("bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"))
+        Err(format!(
+            "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
+        ))
     }
 }
 
 fn values(item: &Item, at: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let t = item.as_table_like().ok_or(format!("{at} must be a table"))?;
+    let t = item
+        .as_table_like()
+        .ok_or(format!("{at} must be a table"))?;
     t.iter()
         .map(|(k, v)| {
             name(k, "key")?;
             let v = v.as_value().ok_or(format!("{at}.{k} must be a value"))?;
             let text = match v {
                 toml_edit::Value::String(s) => s.value().clone(),
-                toml_edit::Value::Integer(_) | toml_edit::Value::Float(_) | toml_edit::Value::Boolean(_) => {
-                    v.to_string().trim().to_string()
+                toml_edit::Value::Integer(_)
+                | toml_edit::Value::Float(_)
+                | toml_edit::Value::Boolean(_) => v.to_string().trim().to_string(),
+                _ => {
+                    return Err(format!(
+                        "{at}.{k}: use a string (JSON inside a string for structured values)"
+                    ))
                 }
-                _ => return Err(format!("{at}.{k}: use a string (JSON inside a string for structured values)")),
             };
             Ok((k.to_string(), text.into_bytes()))
         })
@@ -128,7 +162,10 @@ fn providers(item: &Item, at: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
         .ok_or(format!("{at} must be a list of tables ([[{at}]])"))?;
     list.iter()
         .map(|t: &Table| {
-            let host = t.get("host").and_then(Item::as_str).ok_or(format!("{at}: each provider needs host = \"…\""))?;
+            let host = t
+                .get("host")
+                .and_then(Item::as_str)
+                .ok_or(format!("{at}: each provider needs host = \"…\""))?;
             let port = t
                 .get("port")
                 .and_then(Item::as_integer)
@@ -160,15 +197,31 @@ fn providers(item: &Item, at: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
 /// Sets (`Some`) or removes (`None`) one config value or switch in the file at
 /// `path` (created when missing), keeping its comments and layout; written
 /// atomically.
-pub fn edit(path: &Path, app: &str, cluster: Option<&str>, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
+pub fn edit(
+    path: &Path,
+    app: &str,
+    cluster: Option<&str>,
+    kind: Kind,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read the state file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the state file {}: {e}",
+                path.display()
+            ))
+        }
     };
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| format!("state file {}: {}", path.display(), e.to_string().lines().next().unwrap_or("bad TOML")))?;
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        format!(
+            "state file {}: {}",
+            path.display(),
+            e.to_string().lines().next().unwrap_or("bad TOML")
+        )
+    })?;
     let mut keys = vec!["apps", app];
     if let Some(c) = cluster {
         keys.extend(["clusters", c]);
@@ -181,9 +234,11 @@ pub fn edit(path: &Path, app: &str, cluster: Option<&str>, kind: Kind, key: &str
             t.set_implicit(true);
             Item::Table(t)
         });
-        table = entry
-            .as_table_mut()
-            .ok_or(format!("state file {}: {} is not a table", path.display(), keys.join(".")))?;
+        table = entry.as_table_mut().ok_or(format!(
+            "state file {}: {} is not a table",
+            path.display(),
+            keys.join(".")
+        ))?;
     }
     table.set_implicit(false);
     match value {
@@ -235,7 +290,10 @@ mod tests {
         let layout = Layout::new("/r").unwrap();
         for (text, says) in [
             ("apps = 3", "`apps` must be a table"),
-            ("[apps.demo.confg]\nk = \"v\"", "expected config, switches or clusters"),
+            (
+                "[apps.demo.confg]\nk = \"v\"",
+                "expected config, switches or clusters",
+            ),
             ("[apps.demo.config]\nk = [1]", "use a string"),
             ("[[apps.d.clusters.c.providers]]\nport = 1", "needs host"),
             ("[apps.\"a b\".config]", "bad app name"),
@@ -255,10 +313,15 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("# mine") && text.contains("# keep"), "{text}");
         let f = parse(&text, &Layout::new("/r").unwrap()).unwrap();
-        assert_eq!(f["/r/apps/demo/clusters/main/switches"], vec![("s".to_string(), b"on".to_vec())]);
+        assert_eq!(
+            f["/r/apps/demo/clusters/main/switches"],
+            vec![("s".to_string(), b"on".to_vec())]
+        );
         assert_eq!(f["/r/apps/demo/config"].len(), 2);
         edit(&path, "demo", None, Kind::Config, "k", None).unwrap();
-        assert!(edit(&path, "demo", None, Kind::Config, "k", None).unwrap_err().contains("has no k"));
+        assert!(edit(&path, "demo", None, Kind::Config, "k", None)
+            .unwrap_err()
+            .contains("has no k"));
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -47,7 +47,11 @@ impl Store {
         let client = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(format!("cannot reach ZooKeeper at {hosts}: {e}")),
-            Err(_) => return Err(format!("cannot reach ZooKeeper at {hosts}: no answer within {timeout:?}")),
+            Err(_) => {
+                return Err(format!(
+                    "cannot reach ZooKeeper at {hosts}: no answer within {timeout:?}"
+                ))
+            }
         };
         Ok(Store::ZooKeeper {
             client,
@@ -72,13 +76,19 @@ impl Store {
 
     fn where_(&self) -> String {
         match self {
-            Store::ZooKeeper { hosts, layout, .. } => format!("ZooKeeper {hosts} under {}/apps", layout.root()),
+            Store::ZooKeeper { hosts, layout, .. } => {
+                format!("ZooKeeper {hosts} under {}/apps", layout.root())
+            }
             Store::File { path, .. } => format!("state file {}", path.display()),
         }
     }
 
     /// The providers of every app (or of `app`, or of `app`'s `cluster`).
-    pub async fn providers(&self, app: Option<&str>, cluster: Option<&str>) -> Result<Registry, String> {
+    pub async fn providers(
+        &self,
+        app: Option<&str>,
+        cluster: Option<&str>,
+    ) -> Result<Registry, String> {
         let mut out = Registry::new();
         let apps = match app {
             Some(a) => {
@@ -96,7 +106,9 @@ impl Store {
                 None => self.children(&self.layout().clusters(&a)).await?,
             };
             for c in clusters {
-                let Ok(service) = ServiceName::new(&a, &c) else { continue };
+                let Ok(service) = ServiceName::new(&a, &c) else {
+                    continue;
+                };
                 let folder = self.layout().providers(&service);
                 let list = self.read(&folder).await?.into_iter().map(|(name, raw)| {
                     serde_json::from_str::<Provider>(&raw)
@@ -111,7 +123,12 @@ impl Store {
     }
 
     /// The effective values of `kind` for `app` (with `cluster`'s overrides on top).
-    pub async fn values(&self, app: &str, cluster: Option<&str>, kind: Kind) -> Result<BTreeMap<String, String>, String> {
+    pub async fn values(
+        &self,
+        app: &str,
+        cluster: Option<&str>,
+        kind: Kind,
+    ) -> Result<BTreeMap<String, String>, String> {
         check(app, "app")?;
         if !self.app_exists(app).await? {
             return Err(format!("no app {app} in the {}", self.where_()));
@@ -126,7 +143,14 @@ impl Store {
 
     /// Sets (`Some`) or removes (`None`) one value of `kind`, app-wide or for
     /// `cluster`.
-    pub async fn set(&self, app: &str, cluster: Option<&str>, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
+    pub async fn set(
+        &self,
+        app: &str,
+        cluster: Option<&str>,
+        kind: Kind,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), String> {
         check(app, "app")?;
         if let Some(c) = cluster {
             check(c, "cluster")?;
@@ -144,12 +168,17 @@ impl Store {
                 let Some(value) = value else {
                     return match client.delete(&path, None).await {
                         Ok(()) => Ok(()),
-                        Err(zk::Error::NoNode) => Err(format!("{at} has no {} {key}", kind.folder())),
+                        Err(zk::Error::NoNode) => {
+                            Err(format!("{at} has no {} {key}", kind.folder()))
+                        }
                         Err(e) => Err(format!("cannot delete {path}: {e}")),
                     };
                 };
                 let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                client.mkdir(&folder, &dir).await.map_err(|e| format!("cannot create {folder}: {e}"))?;
+                client
+                    .mkdir(&folder, &dir)
+                    .await
+                    .map_err(|e| format!("cannot create {folder}: {e}"))?;
                 match client.set_data(&path, value.as_bytes(), None).await {
                     Ok(_) => Ok(()),
                     Err(zk::Error::NoNode) => client
@@ -164,7 +193,11 @@ impl Store {
     }
 
     async fn app_exists(&self, app: &str) -> Result<bool, String> {
-        Ok(self.children(&self.layout().apps()).await?.iter().any(|a| a == app))
+        Ok(self
+            .children(&self.layout().apps())
+            .await?
+            .iter()
+            .any(|a| a == app))
     }
 
     /// A folder's children's names (none when it is missing).
@@ -233,6 +266,8 @@ fn check(s: &str, what: &str) -> Result<(), String> {
     if valid_name(s) {
         Ok(())
     } else {
-        Err(format!("bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"))
+        Err(format!(
+            "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
+        ))
     }
 }

@@ -4,9 +4,11 @@
 //! new session, keep the registration alive, and boot from the disk cache when
 //! ZooKeeper does not answer at start.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
 use zookeeper_client as zk;
 use zookeeper_client::{Acls, AddWatchMode, CreateMode, EventType, SessionState, WatchedEvent};
 
@@ -118,17 +120,25 @@ fn offline(k: &mut Keeper, cmd: Command) {
 }
 
 /// Serves one session until it is lost.
-async fn session(k: &mut Keeper, client: zk::Client, commands: &mut UnboundedReceiver<Command>) -> End {
+async fn session(
+    k: &mut Keeper,
+    client: zk::Client,
+    commands: &mut UnboundedReceiver<Command>,
+) -> End {
     let id = client.session_id().0;
-    tracing::info!(session = format!("{id:#x}"), "ZooKeeper session established");
+    tracing::info!(
+        session = format!("{id:#x}"),
+        "ZooKeeper session established"
+    );
     k.status(|s| {
         s.connected = true;
         s.session = Some(id);
     });
     let mut states = client.state_watcher();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut watches = Watches::default();
     for path in k.mirror.paths() {
-        watch(&client, &path, &events_tx).await;
+        watches.add(&client, &path, &events_tx).await;
     }
     reread(&client, k).await;
     let mut registered = ensure_registered(&client, k).await;
@@ -136,6 +146,7 @@ async fn session(k: &mut Keeper, client: zk::Client, commands: &mut UnboundedRec
     loop {
         tokio::select! {
             Some(ev) = events.recv() => {
+                tracing::debug!(?ev, "watch event");
                 let seen = SystemTime::now();
                 let mut changed = apply(&client, k, ev).await;
                 while let Ok(ev) = events.try_recv() {
@@ -153,7 +164,10 @@ async fn session(k: &mut Keeper, client: zk::Client, commands: &mut UnboundedRec
                 }
                 SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
                     k.status(|s| s.connected = true);
-                    tracing::info!("ZooKeeper connection back: re-reading everything");
+                    tracing::info!("ZooKeeper connection back: re-watching and re-reading everything");
+                    for path in k.mirror.paths() {
+                        watches.add(&client, &path, &events_tx).await;
+                    }
                     reread(&client, k).await;
                     registered = ensure_registered(&client, k).await;
                 }
@@ -168,7 +182,7 @@ async fn session(k: &mut Keeper, client: zk::Client, commands: &mut UnboundedRec
                 Some(Command::Watch(s)) => {
                     if k.mirror.watch(&s) {
                         let path = k.mirror.layout().providers(&s);
-                        watch(&client, &path, &events_tx).await;
+                        watches.add(&client, &path, &events_tx).await;
                         if let Some(children) = read_folder(&client, &path).await {
                             k.mirror.replace(&path, children);
                             k.publish(Source::ZooKeeper, SystemTime::now());
@@ -196,28 +210,57 @@ async fn session(k: &mut Keeper, client: zk::Client, commands: &mut UnboundedRec
         if registered {
             ping_failures = 0;
         } else if ping_failures > 0 && ping_failures % 25 == 0 {
-            tracing::warn!(tries = ping_failures, "still not registered: the health check or ZooKeeper keeps failing");
+            tracing::warn!(
+                tries = ping_failures,
+                "still not registered: the health check or ZooKeeper keeps failing"
+            );
         }
     }
 }
 
-/// Follows `path` and everything under it; events go to `tx`.
-async fn watch(client: &zk::Client, path: &str, tx: &UnboundedSender<WatchedEvent>) {
-    match client.watch(path, AddWatchMode::PersistentRecursive).await {
-        Ok(mut w) => {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                loop {
-                    let ev = w.changed().await;
-                    // The watcher panics if polled after a terminal session event.
-                    let end = ev.event_type == EventType::Session && ev.session_state.is_terminated();
-                    if tx.send(ev).is_err() || end {
-                        break;
-                    }
+/// The session's persistent recursive watches, one per followed folder, each
+/// forwarded to the session loop by a task.
+///
+/// zookeeper-client 0.11.2 does not re-send persistent watches when it reconnects
+/// (its `resend_watches` keeps the SetWatches index at 0, so only one-shot watches
+/// go out), so after every reconnect each folder is watched again: the new watch
+/// is added first, then the old one is dropped (the client sends no removal while
+/// another watcher holds the path).
+#[derive(Default)]
+struct Watches(HashMap<String, JoinHandle<()>>);
+
+impl Watches {
+    /// Watches `path` and everything under it (again); events go to `tx`.
+    async fn add(&mut self, client: &zk::Client, path: &str, tx: &UnboundedSender<WatchedEvent>) {
+        let mut w = match client.watch(path, AddWatchMode::PersistentRecursive).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "cannot watch: re-watched on the next reconnect");
+                return;
+            }
+        };
+        let tx = tx.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let ev = w.changed().await;
+                // The watcher panics if polled after a terminal session event.
+                let end = ev.event_type == EventType::Session && ev.session_state.is_terminated();
+                if tx.send(ev).is_err() || end {
+                    break;
                 }
-            });
+            }
+        });
+        if let Some(old) = self.0.insert(path.to_string(), task) {
+            old.abort();
         }
-        Err(e) => tracing::warn!(%path, error = %e, "cannot watch: re-read on the next reconnect"),
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
     }
 }
 
@@ -231,6 +274,7 @@ async fn reread(client: &zk::Client, k: &mut Keeper) {
     }
     k.publish(Source::ZooKeeper, seen);
     k.save();
+    tracing::debug!(folders = k.mirror.paths().len(), "re-read done");
 }
 
 /// A folder's children and their values (a missing folder is empty); `None` when
@@ -245,7 +289,10 @@ async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec
         }
     };
     // The requests go out as the futures are made: one round trip for the folder.
-    let reads: Vec<_> = names.iter().map(|n| client.get_data(&format!("{path}/{n}"))).collect();
+    let reads: Vec<_> = names
+        .iter()
+        .map(|n| client.get_data(&format!("{path}/{n}")))
+        .collect();
     let mut out = Vec::with_capacity(names.len());
     for (name, read) in names.into_iter().zip(reads) {
         match read.await {

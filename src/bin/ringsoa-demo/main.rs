@@ -246,7 +246,9 @@ impl DemoHandler for Demo {
         mark_core(cx);
         let to = relay_target(&target).map_err(MethodError::internal)?;
         if !self.governance.with(|s| s.switch_on("relay", true)) {
-            return Err(MethodError::internal("relay is switched off (switch \"relay\")"));
+            return Err(MethodError::internal(
+                "relay is switched off (switch \"relay\")",
+            ));
         }
         let config = || ClientConfig::new(self.app.clone());
         let client = self.relays.borrow_mut().get(&to, || match &to {
@@ -255,7 +257,11 @@ impl DemoHandler for Demo {
         });
         if let Target::Service(s) = &to {
             let loaded = self.governance.loaded(s, Duration::from_secs(3)).await;
-            if !loaded || self.governance.with(|snap| snap.providers(s).is_none_or(<[_]>::is_empty)) {
+            if !loaded
+                || self
+                    .governance
+                    .with(|snap| snap.providers(s).is_none_or(<[_]>::is_empty))
+            {
                 return Err(MethodError::internal(format!("no live provider of {s}")));
             }
         }
@@ -298,6 +304,8 @@ fn main() -> std::io::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: no escape codes in redirected logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let governance = start_governance(&args)?;
@@ -324,7 +332,10 @@ fn main() -> std::io::Result<()> {
             app: app.clone(),
             fired: fired.clone(),
             relays: RefCell::default(),
-            governance: core.governance.clone().expect("the demo runs with governance"),
+            governance: core
+                .governance
+                .clone()
+                .expect("the demo runs with governance"),
         })
     })?;
     tracing::info!(listen = %server.local_addr(), "ringsoa-demo serving");

@@ -14,8 +14,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use ringsoa::client::{Client, ClientConfig, ConnOptions, Node, RetryOptions};
 use ringsoa::control::ServiceName;
-use ringsoa::governance::layout::Kind;
 use ringsoa::dynamic::{self, encode_fields, Reply};
+use ringsoa::governance::layout::Kind;
 use ringsoa::idl::model::{Field, Program, StructKind};
 use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
 use ringsoa::rpc::{CallContext, CallError};
@@ -195,7 +195,9 @@ fn call(a: CallArgs) -> ExitCode {
             Ok(nodes) => (nodes, service.to_string()),
             Err(e) => return fail(e),
         },
-        (None, None) => return fail("say where to call: --addr HOST:PORT or --service APP/CLUSTER"),
+        (None, None) => {
+            return fail("say where to call: --addr HOST:PORT or --service APP/CLUSTER")
+        }
     };
     let timeout = Duration::from_millis(a.timeout_ms);
     let opts = ConnOptions {
@@ -265,14 +267,19 @@ fn call(a: CallArgs) -> ExitCode {
 
 /// The live providers of `service`, read once from the registry.
 fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
-    let source = a.registry.as_ref().ok_or("--service needs --zk HOSTS or --state FILE")?;
+    let source = a
+        .registry
+        .as_ref()
+        .ok_or("--service needs --zk HOSTS or --state FILE")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let reg = rt.block_on(async {
         let store = registry::open(source, &a.root).await?;
-        store.providers(Some(&service.app), Some(&service.cluster)).await
+        store
+            .providers(Some(&service.app), Some(&service.cluster))
+            .await
     })?;
     let nodes: Vec<Node> = reg
         .get(&service.app)
@@ -282,8 +289,13 @@ fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
         .filter_map(|p| {
             let host = p.get("host")?.as_str()?;
             let port = u16::try_from(p.get("port")?.as_u64()?).ok()?;
-            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok()?.next()?;
-            let weight = p.get("weight").and_then(|w| w.as_u64()).map_or(100, |w| w as u32);
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                .ok()?
+                .next()?;
+            let weight = p
+                .get("weight")
+                .and_then(|w| w.as_u64())
+                .map_or(100, |w| w as u32);
             Some(Node { addr, weight })
         })
         .collect();

@@ -105,7 +105,9 @@ pub async fn open(source: &Source, root: &Root) -> Result<Store, String> {
 }
 
 fn run(name: &str, f: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     match rt.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(f)) {
         Ok(out) => {
             println!("{out}");
@@ -120,7 +122,12 @@ fn run(name: &str, f: impl std::future::Future<Output = Result<String, String>>)
 
 /// Runs `ringsoa registry …`.
 pub fn registry(cmd: RegistryCmd) -> ExitCode {
-    let RegistryCmd::Ls { app, cluster, source, root } = cmd;
+    let RegistryCmd::Ls {
+        app,
+        cluster,
+        source,
+        root,
+    } = cmd;
     run("registry", async move {
         let store = open(&source, &root).await?;
         let reg = store.providers(app.as_deref(), cluster.as_deref()).await?;
@@ -130,7 +137,11 @@ pub fn registry(cmd: RegistryCmd) -> ExitCode {
 
 /// Runs `ringsoa config …` (`kind` Config) or `ringsoa switch …` (Switches).
 pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
-    let name = if kind == Kind::Config { "config" } else { "switch" };
+    let name = if kind == Kind::Config {
+        "config"
+    } else {
+        "switch"
+    };
     run(name, async move {
         match cmd {
             ValueCmd::Get { app, key, at } => {
@@ -144,17 +155,26 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                     }),
                 }
             }
-            ValueCmd::Set { app, key, value, at } => {
+            ValueCmd::Set {
+                app,
+                key,
+                value,
+                at,
+            } => {
                 if kind == Kind::Switches {
                     Switch::parse(&value)?;
                 }
                 let store = open(&at.source, &at.root).await?;
-                store.set(&app, at.cluster.as_deref(), kind, &key, Some(&value)).await?;
+                store
+                    .set(&app, at.cluster.as_deref(), kind, &key, Some(&value))
+                    .await?;
                 Ok(value)
             }
             ValueCmd::Rm { app, key, at } => {
                 let store = open(&at.source, &at.root).await?;
-                store.set(&app, at.cluster.as_deref(), kind, &key, None).await?;
+                store
+                    .set(&app, at.cluster.as_deref(), kind, &key, None)
+                    .await?;
                 Ok(format!("removed {key}"))
             }
         }

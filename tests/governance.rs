@@ -1,0 +1,712 @@
+//! Governance against a real ZooKeeper (Debian's, started by `tools/zk.sh` for each
+//! test) and real `ringsoa-demo` processes: registration, discovery, config and
+//! switches, ZooKeeper outages, session expiry, a leader's loss, bad input, the
+//! state file and the embedded defaults.
+
+mod support;
+
+use std::cell::Cell;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringsoa::client::{Client, ClientConfig};
+use ringsoa::control::ServiceName;
+use ringsoa::governance::{Backend, Governance, GovernanceOptions, Registration};
+use ringsoa::protocol::MessageType;
+use ringsoa::rpc::CallContext;
+use support::process::{free_port, http_get, Demo};
+use support::wire::call_raw;
+use support::zk::ZooKeeper;
+
+mod idl {
+    ringsoa::include_idl!();
+}
+use idl::demo::*;
+
+const APP: &str = "ringsoa-demo";
+const PROVIDERS: &str = "/ringsoa/apps/ringsoa-demo/clusters/main/providers";
+
+/// A scratch folder, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("ringsoa-gov-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A governed demo: the process, its admin endpoint and its log.
+struct Governed {
+    demo: Demo,
+    admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl Governed {
+    /// Starts `ringsoa-demo` with an admin endpoint, `extra` flags and its log in
+    /// `dir` (at `addr`, or a free port).
+    fn start(dir: &Path, addr: Option<SocketAddr>, extra: &[&str]) -> Governed {
+        let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.join(format!("demo-{}.log", addr.port()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut args = vec!["--admin".to_string(), admin.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let demo = Demo::start_with(addr, &args, |cmd| {
+            cmd.stderr(Stdio::from(file))
+                .env("RUST_LOG", "info,ringsoa::governance=debug");
+        });
+        wait(Duration::from_secs(10), "the admin endpoint", || {
+            TcpStream::connect(admin).is_ok()
+        });
+        Governed { demo, admin, log }
+    }
+
+    /// Starts one on ZooKeeper `zk`, cluster `main`, short session and grace.
+    fn on_zk(zk: &str, dir: &Path, extra: &[&str]) -> Governed {
+        let cache = dir.join("cache");
+        let mut args = vec![
+            "--zk",
+            zk,
+            "--cluster",
+            "main",
+            "--zk-session-timeout-ms",
+            "2000",
+            "--deregister-grace-ms",
+            "500",
+        ];
+        if !extra.contains(&"--cache-dir") {
+            args.extend(["--cache-dir", cache.to_str().unwrap()]);
+        }
+        args.extend_from_slice(extra);
+        Governed::start(dir, None, &args)
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let (status, body) = http_get(self.admin, path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Waits until the admin view `path` satisfies `check`.
+    fn wait_view(&self, path: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let view = self.get(path);
+            if check(&view) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "timed out waiting for {what}; {path} = {view}; log:\n{}",
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn node(&self) -> String {
+        format!("{PROVIDERS}/{}", self.demo.addr)
+    }
+}
+
+/// Polls `f` every 20 ms until it holds, failing after `limit`.
+fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ringsoa(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// Pings `addr` on one connection until `stop`; returns (calls, failures, the
+/// longest call).
+fn ping_load(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64, Duration)> {
+    std::thread::spawn(move || {
+        let (mut calls, mut failed, mut longest) = (0u64, 0u64, Duration::ZERO);
+        let mut conn: Option<TcpStream> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let s = conn.get_or_insert_with(|| {
+                let s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s
+            });
+            calls += 1;
+            let ok =
+                call_raw(s, "ping", calls as i32, &DemoPingArgs {}).is_ok_and(|r| is_reply(&r));
+            if !ok {
+                failed += 1;
+                conn = None;
+            }
+            longest = longest.max(started.elapsed());
+        }
+        (calls, failed, longest)
+    })
+}
+
+/// Whether a strict binary message is a REPLY.
+fn is_reply(msg: &[u8]) -> bool {
+    msg.len() > 4 && msg[3] == MessageType::Reply as u8
+}
+
+/// `whoami` with request meta asking for config `key` (or switch), until every
+/// one of the two cores answered `want`.
+fn every_core_sees(addr: SocketAddr, ask: &str, key: &str, want: &str) {
+    let field = format!("{}.{key}", ask.trim_start_matches("demo."));
+    support::block_on(async {
+        let seen = Cell::new([false, false]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.get() != [true, true] {
+            assert!(
+                Instant::now() < deadline,
+                "not every core saw {field} = {want}: {:?}",
+                seen.get()
+            );
+            // A new connection per call spreads the calls over the cores.
+            let demo = DemoClient::new(Rc::new(Client::new([addr], ClientConfig::new("test"))));
+            let mut cx = CallContext::default();
+            cx.meta.insert(ask.into(), key.into());
+            let answer = demo.whoami(Some(&mut cx)).await.unwrap();
+            let core: usize = answer["core"].parse().unwrap();
+            if answer.get(&field).map(String::as_str) == Some(want) {
+                let mut s = seen.get();
+                s[core] = true;
+                seen.set(s);
+            }
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+#[test]
+fn registration_waits_for_the_health_check_and_leaves_before_exit() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("register");
+
+    // Nothing answers on the port: no registration.
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut o = GovernanceOptions::new("gate", "main", Backend::ZooKeeper(zk.connect.clone()));
+    o.root = "/gate".into();
+    let gov = Governance::start(o).unwrap();
+    let svc: ServiceName = "gate/main".parse().unwrap();
+    gov.register(Registration::new(svc, addr, 1, 100, "v", None));
+    let gate = format!("/gate/apps/gate/clusters/main/providers/{addr}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        zkc.get(&gate).is_none(),
+        "registered before the health check passed"
+    );
+    // A server starts there: registered once its ping answers.
+    let _server = Demo::start_on(addr, &[]);
+    assert!(
+        zkc.wait_for(&gate, Duration::from_secs(5), |n| n.is_some()),
+        "never registered"
+    );
+
+    // The demo registers itself, ephemeral, with the documented JSON.
+    let mut g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    let (data, stat) = zkc.get(&g.node()).unwrap();
+    assert_ne!(stat.ephemeral_owner, 0, "ephemeral");
+    let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(json["host"], "127.0.0.1");
+    assert_eq!(json["port"], g.demo.addr.port());
+    assert_eq!(json["cores"], 2);
+    assert_eq!(json["weight"], 100);
+    assert_eq!(json["pid"], g.demo.child.id());
+    assert!(json["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(json["started_at_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 7, "{keys:?}");
+
+    // SIGTERM: the node goes first, while the process still runs.
+    g.demo.sigterm();
+    assert!(zkc.wait_for(&g.node(), Duration::from_secs(5), |n| n.is_none()));
+    assert!(
+        g.demo.child.try_wait().unwrap().is_none(),
+        "exited before its node was gone"
+    );
+    g.demo.wait(Duration::from_secs(15));
+
+    // SIGKILL: the node goes with the session (2 s here).
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    let node = g.node();
+    g.demo.kill();
+    let killed = Instant::now();
+    assert!(zkc.wait_for(&node, Duration::from_secs(10), |n| n.is_none()));
+    println!(
+        "node gone {:?} after SIGKILL (session timeout 2 s)",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn consumers_follow_providers_as_they_come_and_go() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("discover");
+    let a = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    assert!(zkc.wait_for(&a.node(), Duration::from_secs(10), |n| n.is_some()));
+
+    let mut o = GovernanceOptions::new("consumer", "c", Backend::ZooKeeper(zk.connect.clone()));
+    o.session_timeout = Duration::from_secs(2);
+    let gov = Governance::start(o).unwrap();
+    let service: ServiceName = "ringsoa-demo/main".parse().unwrap();
+    let mut b = None;
+    support::block_on(async {
+        let view = gov.follow_here();
+        let client = Rc::new(Client::discover(
+            &view,
+            service.clone(),
+            ClientConfig::new("consumer"),
+        ));
+        let nodes =
+            |c: &Client| -> Vec<SocketAddr> { c.stats().iter().map(|s| s.node.addr).collect() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nodes(&client) != vec![a.demo.addr] {
+            assert!(
+                Instant::now() < deadline,
+                "provider A never seen: {:?}",
+                nodes(&client)
+            );
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Load on the client while providers come and go: no call may fail.
+        let stop = Rc::new(Cell::new(false));
+        let failures = Rc::new(Cell::new(0u32));
+        let worker = {
+            let (client, stop, failures) = (client.clone(), stop.clone(), failures.clone());
+            monoio::spawn(async move {
+                let demo = DemoClient::new(client);
+                while !stop.get() {
+                    if demo.echo(None, "x".into()).await.is_err() {
+                        failures.set(failures.get() + 1);
+                    }
+                }
+            })
+        };
+        // B starts; the consumer sees it within 1 s of its node appearing.
+        let started = Governed::on_zk(&zk.connect, &dir.0, &[]);
+        let b_addr = started.demo.addr;
+        let b_node = started.node();
+        b = Some(started);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while zkc.get(&b_node).is_none() {
+            assert!(Instant::now() < deadline, "B never registered");
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let registered = Instant::now();
+        while !nodes(&client).contains(&b_addr) {
+            assert!(
+                registered.elapsed() < Duration::from_secs(1),
+                "B not seen within 1 s"
+            );
+            monoio::time::sleep(Duration::from_millis(2)).await;
+        }
+        println!(
+            "new provider seen {:?} after its node appeared",
+            registered.elapsed()
+        );
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let used = client
+            .stats()
+            .iter()
+            .find(|s| s.node.addr == b_addr)
+            .unwrap()
+            .pool
+            .created;
+        assert!(used > 0, "B was never called");
+        // B drains: it leaves the list before it stops serving.
+        b.as_ref().unwrap().demo.sigterm();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nodes(&client).contains(&b_addr) {
+            assert!(
+                Instant::now() < deadline,
+                "B still used after deregistering"
+            );
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        monoio::time::sleep(Duration::from_millis(1500)).await;
+        stop.set(true);
+        worker.await;
+        assert_eq!(
+            failures.get(),
+            0,
+            "calls failed while providers came and went"
+        );
+    });
+    b.unwrap().demo.wait(Duration::from_secs(15));
+
+    // The demo relays to app/cluster through discovery; a service without
+    // providers is a clear error.
+    let relay = Governed::on_zk(&zk.connect, &dir.0, &["--name", "relay"]);
+    let mut s = TcpStream::connect(relay.demo.addr).unwrap();
+    let args = DemoRelayWhoamiArgs {
+        target: Some("ringsoa-demo/main".into()),
+    };
+    assert!(is_reply(
+        &call_raw(&mut s, "relay_whoami", 1, &args).unwrap()
+    ));
+    let args = DemoRelayWhoamiArgs {
+        target: Some("ringsoa-demo/none".into()),
+    };
+    let reply = call_raw(&mut s, "relay_whoami", 2, &args).unwrap();
+    assert!(String::from_utf8_lossy(&reply).contains("no live provider of ringsoa-demo/none"));
+}
+
+#[test]
+fn config_and_switches_reach_every_core_and_overrides_win() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("config");
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    let zka = ["--zk", zk.connect.as_str()];
+    let set = |args: &[&str]| {
+        let (ok, out, err) = ringsoa(&[args, &zka[..]].concat());
+        assert!(ok, "{args:?}: {out} {err}");
+    };
+    let greeting = |g: &Governed| g.get("/config")["greeting"].as_str().map(str::to_string);
+
+    set(&["config", "set", APP, "greeting", "app-value"]);
+    g.wait_view("/config", "the app value", |c| c["greeting"] == "app-value");
+    every_core_sees(g.demo.addr, "demo.config", "greeting", "app-value");
+
+    // The cluster's override wins; other clusters' and apps' values never apply.
+    set(&[
+        "config",
+        "set",
+        APP,
+        "greeting",
+        "main-value",
+        "--cluster",
+        "main",
+    ]);
+    set(&[
+        "config",
+        "set",
+        APP,
+        "greeting",
+        "other-cluster",
+        "--cluster",
+        "other",
+    ]);
+    set(&["config", "set", "another-app", "greeting", "other-app"]);
+    set(&["config", "set", APP, "marker", "1"]);
+    g.wait_view("/config", "the marker", |c| c["marker"] == "1");
+    assert_eq!(greeting(&g).as_deref(), Some("main-value"));
+    every_core_sees(g.demo.addr, "demo.config", "greeting", "main-value");
+    let (ok, out, _) = ringsoa(
+        &[
+            &["config", "get", APP, "greeting", "--cluster", "main"],
+            &zka[..],
+        ]
+        .concat(),
+    );
+    assert!(ok);
+    assert_eq!(out, "main-value");
+
+    // Deleting the override falls back to the app's value.
+    set(&["config", "rm", APP, "greeting", "--cluster", "main"]);
+    g.wait_view("/config", "the fallback", |c| c["greeting"] == "app-value");
+    every_core_sees(g.demo.addr, "demo.config", "greeting", "app-value");
+
+    // A switch flipped with a plain ZooKeeper client; the handler obeys it.
+    zkc.set("/ringsoa/apps/ringsoa-demo/switches/relay", b"off");
+    g.wait_view("/switches", "relay off", |s| s["relay"] == "off");
+    every_core_sees(g.demo.addr, "demo.switch", "relay", "off");
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    let args = DemoRelayWhoamiArgs {
+        target: Some(g.demo.addr.to_string()),
+    };
+    let reply = call_raw(&mut s, "relay_whoami", 1, &args).unwrap();
+    assert!(String::from_utf8_lossy(&reply).contains("relay is switched off"));
+    set(&["switch", "set", APP, "relay", "on", "--cluster", "main"]);
+    g.wait_view("/switches", "relay on (override)", |s| s["relay"] == "on");
+    assert!(is_reply(
+        &call_raw(&mut s, "relay_whoami", 2, &args).unwrap()
+    ));
+    let (ok, _, err) = ringsoa(&[&["switch", "set", APP, "relay", "maybe"], &zka[..]].concat());
+    assert!(!ok && err.contains("on, off or JSON"), "{err}");
+}
+
+#[test]
+fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("outage");
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/greeting", b"before");
+    g.wait_view("/config", "before", |c| c["greeting"] == "before");
+    drop(zkc);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = ping_load(g.demo.addr, stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    zk.kill(1);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(http_get(g.admin, "/health").0, 200);
+    assert_eq!(g.get("/config")["greeting"], "before", "the mirror stands");
+    zk.start_node(1);
+    let zkc = zk.client();
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/greeting", b"after");
+    g.wait_view("/config", "a change after the outage", |c| {
+        c["greeting"] == "after"
+    });
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()),
+        "registration back"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (calls, failed, longest) = load.join().unwrap();
+    println!("outage: {calls} calls, {failed} failed, longest {longest:?}");
+    assert!(calls > 100);
+    assert_eq!(failed, 0, "calls failed during the ZooKeeper outage");
+
+    // ZooKeeper down, the service restarts: it boots from the disk cache.
+    zk.kill(1);
+    drop(g);
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    g.wait_view("/config", "the cached value", |c| c["greeting"] == "after");
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    assert!(is_reply(
+        &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
+    ));
+    assert!(g.log_text().contains("serving from the disk cache"));
+    // ZooKeeper returns: the process reconciles and registers.
+    zk.start_node(1);
+    let zkc = zk.client();
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(15), |n| n.is_some()),
+        "registered after ZooKeeper came back"
+    );
+}
+
+#[test]
+fn session_expiry_brings_a_new_session_a_new_registration_and_a_full_reread() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("expiry");
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    let owner = zkc.get(&g.node()).unwrap().1.ephemeral_owner;
+    drop(zkc);
+    // A blip shorter than the session: the same session reconnects, and changes
+    // made after it are still seen (the watches are re-made).
+    zk.pause(1);
+    std::thread::sleep(Duration::from_millis(1200));
+    zk.resume(1);
+    let zkc = zk.client();
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/after-blip", b"yes");
+    g.wait_view("/config", "a change after the blip", |c| {
+        c["after-blip"] == "yes"
+    });
+    assert_eq!(
+        zkc.get(&g.node()).unwrap().1.ephemeral_owner,
+        owner,
+        "same session"
+    );
+    drop(zkc);
+    // A pause longer than the session: it expires.
+    zk.pause(1);
+    std::thread::sleep(Duration::from_secs(6));
+    zk.resume(1);
+    let zkc = zk.client();
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(15), |n| n.is_some_and(
+            |(_, s)| s.ephemeral_owner != owner && s.ephemeral_owner != 0
+        )),
+        "not re-registered by a new session"
+    );
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/after-expiry", b"yes");
+    g.wait_view("/config", "a change after expiry", |c| {
+        c["after-expiry"] == "yes"
+    });
+    let log = g.log_text();
+    assert!(log.contains("session ended"), "{log}");
+}
+
+#[test]
+fn losing_the_ensemble_leader_under_load_loses_no_call_and_no_registration() {
+    let zk = ZooKeeper::start(3);
+    let zkc = zk.client();
+    let dir = Scratch::new("leader");
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    drop(zkc);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = ping_load(g.demo.addr, stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let leader = zk.leader();
+    zk.kill(leader);
+    std::thread::sleep(Duration::from_secs(5));
+    let zkc = zk.client();
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(15), |n| n.is_some()),
+        "registration lost"
+    );
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/new-leader", b"yes");
+    g.wait_view("/config", "a change after the new leader", |c| {
+        c["new-leader"] == "yes"
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (calls, failed, longest) = load.join().unwrap();
+    println!("leader {leader} killed: {calls} calls, {failed} failed, longest {longest:?}");
+    assert_eq!(failed, 0);
+}
+
+#[test]
+fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("bad");
+    zkc.set(&format!("{PROVIDERS}/bad:1"), b"{not json");
+    zkc.set(
+        "/ringsoa/apps/ringsoa-demo/config/binary",
+        &[0xff, 0xfe, 0x00],
+    );
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/good", b"1");
+    // A cache dir that cannot be made: its parent is a file.
+    let file = dir.0.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let bad_cache = file.join("cache");
+    let g = Governed::on_zk(
+        &zk.connect,
+        &dir.0,
+        &["--cache-dir", bad_cache.to_str().unwrap()],
+    );
+    g.wait_view("/config", "the good value", |c| c["good"] == "1");
+    assert!(g.get("/config").get("binary").is_none());
+    g.wait_view("/registry", "its own node", |r| {
+        r[APP]["main"].as_array().is_some_and(|l| l.len() == 1)
+    });
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    assert!(is_reply(
+        &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
+    ));
+    wait(Duration::from_secs(5), "the log lines", || {
+        let log = g.log_text();
+        log.contains("provider node is not valid JSON")
+            && log.contains("value is not UTF-8")
+            && log.contains("cannot write the disk cache")
+    });
+
+    // A cache dir that does not exist yet is made; a corrupt cache file is logged
+    // and the process serves with what it has.
+    let fresh = dir.0.join("new/nested/cache");
+    let g2 = Governed::on_zk(
+        &zk.connect,
+        &dir.0,
+        &["--cache-dir", fresh.to_str().unwrap()],
+    );
+    let cache_file = fresh.join("ringsoa-demo.main.json");
+    wait(Duration::from_secs(10), "the cache file", || {
+        cache_file.exists()
+    });
+    drop(g2);
+    zk.kill(1);
+    std::fs::write(&cache_file, b"{corrupt").unwrap();
+    let g3 = Governed::on_zk(
+        &zk.connect,
+        &dir.0,
+        &["--cache-dir", fresh.to_str().unwrap()],
+    );
+    wait(Duration::from_secs(10), "the corrupt-cache line", || {
+        g3.log_text().contains("the disk cache is corrupt")
+    });
+    let mut s = TcpStream::connect(g3.demo.addr).unwrap();
+    assert!(is_reply(
+        &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
+    ));
+}
+
+#[test]
+fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
+    let dir = Scratch::new("state");
+    let state = dir.0.join("state.toml");
+    std::fs::write(
+        &state,
+        "# hand-written\n[apps.ringsoa-demo.config]\ngreeting = \"from the file\"\n\n[[apps.up.clusters.main.providers]]\nhost = \"127.0.0.1\"\nport = 1\n",
+    )
+    .unwrap();
+    let g = Governed::start(&dir.0, None, &["--state", state.to_str().unwrap()]);
+    g.wait_view("/config", "the file's value", |c| {
+        c["greeting"] == "from the file"
+    });
+    g.wait_view("/registry", "its own registration", |r| {
+        r[APP]["default"][0]["port"] == g.demo.addr.port()
+    });
+    // Edited with the CLI (comments kept) and by hand: applied live.
+    let st = state.to_str().unwrap();
+    let (ok, _, err) = ringsoa(&["config", "set", APP, "added", "yes", "--state", st]);
+    assert!(ok, "{err}");
+    g.wait_view("/config", "the CLI's edit", |c| c["added"] == "yes");
+    assert!(std::fs::read_to_string(&state)
+        .unwrap()
+        .contains("# hand-written"));
+    every_core_sees(g.demo.addr, "demo.config", "added", "yes");
+    let (ok, out, _) = ringsoa(&["registry", "ls", "up", "--state", st]);
+    assert!(ok);
+    assert!(out.contains("\"port\": 1"), "{out}");
+    // A broken edit is logged; the previous values stand.
+    std::fs::write(&state, "[apps.ringsoa-demo.config\n").unwrap();
+    wait(Duration::from_secs(5), "the parse error", || {
+        g.log_text().contains("state file not applied")
+    });
+    assert_eq!(g.get("/config")["added"], "yes");
+
+    // No --zk, no --state: the embedded defaults.
+    let e = Governed::start(&dir.0, None, &[]);
+    e.wait_view("/config", "the embedded greeting", |c| {
+        c["greeting"] == "hello from the embedded defaults"
+    });
+    assert_eq!(e.get("/switches")["relay"], "on");
+    assert_eq!(http_get(e.admin, "/health").0, 200);
+    assert_eq!(http_get(e.admin, "/nope").0, 404);
+}

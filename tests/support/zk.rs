@@ -1,0 +1,217 @@
+//! A real ZooKeeper for a test (`tools/zk.sh`, Debian's package): one server or an
+//! ensemble on free loopback ports, stopped on drop; and a blocking client to look
+//! at it and change it the way an operator's tool would.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use zookeeper_client as zk;
+
+/// A ZooKeeper server or ensemble, stopped on drop.
+pub struct ZooKeeper {
+    dir: PathBuf,
+    /// The connect string.
+    pub connect: String,
+}
+
+fn zk_sh(args: &[&str]) -> std::process::Output {
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/zk.sh"))
+        .args(args)
+        .output()
+        .expect("tools/zk.sh runs")
+}
+
+impl ZooKeeper {
+    /// Starts `nodes` servers (1: standalone) on free ports.
+    pub fn start(nodes: usize) -> ZooKeeper {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ringsoa-zk-{}-{n}", std::process::id()));
+        for _ in 0..5 {
+            let _ = std::fs::remove_dir_all(&dir);
+            // The quorum ports are base+1000+k and base+2000+k: keep them in range.
+            let base = loop {
+                let p = super::process::free_port();
+                if p < 60000 {
+                    break p;
+                }
+            };
+            let out = zk_sh(&[
+                "start",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--port",
+                &base.to_string(),
+                "--ensemble",
+                &nodes.to_string(),
+            ]);
+            if out.status.success() {
+                let connect = String::from_utf8(out.stdout).unwrap().trim().to_string();
+                return ZooKeeper { dir, connect };
+            }
+            zk_sh(&["stop", "--dir", dir.to_str().unwrap()]);
+            eprintln!(
+                "zk.sh start failed, trying other ports: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        panic!("ZooKeeper did not start (see the messages above)");
+    }
+
+    fn file(&self, node: usize, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("node-{node}/{name}")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn signal(&self, node: usize, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.file(node, "pid")])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig} node {node}");
+    }
+
+    /// Kills node `node` (1-based) with SIGKILL and waits until it is gone.
+    pub fn kill(&self, node: usize) {
+        self.signal(node, "-KILL");
+        let pid = self.file(node, "pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "ZooKeeper node {node} did not die"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts node `node` again (same data) and waits until it answers.
+    pub fn start_node(&self, node: usize) {
+        let out = zk_sh(&[
+            "start-node",
+            &node.to_string(),
+            "--dir",
+            self.dir.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "start-node: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Freezes node `node` (SIGSTOP).
+    pub fn pause(&self, node: usize) {
+        self.signal(node, "-STOP");
+    }
+
+    /// Thaws node `node` (SIGCONT).
+    pub fn resume(&self, node: usize) {
+        self.signal(node, "-CONT");
+    }
+
+    /// The number of the node that leads the ensemble.
+    pub fn leader(&self) -> usize {
+        let out = zk_sh(&["status", "--dir", self.dir.to_str().unwrap()]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.ends_with("mode=leader"))
+            .expect("a leader");
+        line["node-".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// A client (an operator's tool).
+    pub fn client(&self) -> Zk {
+        Zk::connect(&self.connect)
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        zk_sh(&["stop", "--dir", self.dir.to_str().unwrap()]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A blocking ZooKeeper client.
+pub struct Zk {
+    rt: tokio::runtime::Runtime,
+    client: zk::Client,
+}
+
+impl Zk {
+    /// Connects to `connect`.
+    pub fn connect(connect: &str) -> Zk {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt
+            .block_on(zk::Client::connect(connect))
+            .expect("ZooKeeper reachable");
+        Zk { rt, client }
+    }
+
+    /// A node's data and stat, if it exists.
+    pub fn get(&self, path: &str) -> Option<(Vec<u8>, zk::Stat)> {
+        match self.rt.block_on(self.client.get_data(path)) {
+            Ok(v) => Some(v),
+            Err(zk::Error::NoNode) => None,
+            Err(e) => panic!("get {path}: {e}"),
+        }
+    }
+
+    /// Creates or overwrites a persistent node (and its parents).
+    pub fn set(&self, path: &str, data: &[u8]) {
+        let dir = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let parent = path.rsplit_once('/').unwrap().0;
+        self.rt.block_on(async {
+            self.client.mkdir(parent, &dir).await.unwrap();
+            match self.client.set_data(path, data, None).await {
+                Ok(_) => {}
+                Err(zk::Error::NoNode) => {
+                    self.client.create(path, data, &dir).await.unwrap();
+                }
+                Err(e) => panic!("set {path}: {e}"),
+            }
+        });
+    }
+
+    /// Deletes a node if it exists.
+    pub fn delete(&self, path: &str) {
+        match self.rt.block_on(self.client.delete(path, None)) {
+            Ok(()) | Err(zk::Error::NoNode) => {}
+            Err(e) => panic!("delete {path}: {e}"),
+        }
+    }
+
+    /// Waits until `check` holds for the node at `path` (its data, if it exists),
+    /// at most `limit`; whether it did.
+    pub fn wait_for(
+        &self,
+        path: &str,
+        limit: Duration,
+        check: impl Fn(Option<&(Vec<u8>, zk::Stat)>) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if check(self.get(path).as_ref()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
