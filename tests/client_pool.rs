@@ -216,9 +216,13 @@ fn pool_limits_use_limit_and_reset() {
         }
         assert!(seen.borrow().closes.contains(&CloseReason::Tired));
 
-        // A new node list is a new generation: idle connections close now.
+        // The same node list keeps the pool; a node that leaves the list is
+        // retired: its idle connections close now.
         let idle = client.stats()[0].pool.idle;
+        assert!(idle > 0);
         client.set_nodes([addr]);
+        assert_eq!(client.stats()[0].pool.idle, idle, "kept");
+        client.set_nodes(Vec::<std::net::SocketAddr>::new());
         let resets = seen
             .borrow()
             .closes
@@ -226,6 +230,7 @@ fn pool_limits_use_limit_and_reset() {
             .filter(|r| **r == CloseReason::Reset)
             .count();
         assert_eq!(resets, idle);
+        client.set_nodes([addr]);
         echo.ping(None).await.unwrap();
     });
 }
@@ -496,7 +501,7 @@ fn hooks_may_look_at_the_client() {
         let client = Rc::new(Client::new([demo.addr], cfg));
         *slot.borrow_mut() = Some(client.clone());
         DemoClient::new(client.clone()).ping(None).await.unwrap();
-        client.set_nodes([demo.addr]);
+        client.set_nodes(Vec::<std::net::SocketAddr>::new());
         assert_eq!(
             *seen_idle.borrow(),
             [0],

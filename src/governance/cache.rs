@@ -106,7 +106,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let layout = Layout::new("/r").unwrap();
         let mut m = Mirror::new(layout.clone(), "a", "c");
-        m.set("/r/apps/a/config/k", b"v".to_vec());
+        m.replace("/r/apps/a/config", vec![("k".into(), b"v".to_vec())]);
         let mut cache = Cache::new(&dir.join("sub"), "a", "c");
         cache.save(&m);
         let mut back = Mirror::new(layout.clone(), "a", "c");

@@ -54,6 +54,9 @@ impl Keeper {
         cores.retain(|tx| tx.send(Arc::new(snap.clone())).is_ok());
         drop(cores);
         *self.shared.latest.lock().expect("not poisoned") = Arc::new(snap);
+        let (lock, cv) = &self.shared.ready;
+        *lock.lock().expect("not poisoned") = true;
+        cv.notify_all();
     }
 
     /// Writes the disk cache (when there is one).

@@ -342,7 +342,7 @@ mod tests {
             "/r/apps/up/clusters/stream/providers",
             vec![("h:1".into(), br#"{"host":"127.0.0.2","port":1}"#.to_vec())],
         );
-        m.set("/r/apps/demo/switches/s", b"on".to_vec());
+        m.replace("/r/apps/demo/switches", vec![("s".into(), b"on".to_vec())]);
         let saved = serde_json::to_string(&m.save()).unwrap();
         let mut fresh = mirror();
         fresh.restore(serde_json::from_str(&saved).unwrap());

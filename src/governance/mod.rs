@@ -24,7 +24,7 @@ mod zk;
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -119,6 +119,8 @@ struct Shared {
     latest: Mutex<Arc<Snapshot>>,
     cores: Mutex<Vec<Sender<Arc<Snapshot>>>>,
     status: Mutex<Status>,
+    /// Set once the first snapshot is published.
+    ready: (Mutex<bool>, Condvar),
     options: GovernanceOptions,
 }
 
@@ -140,6 +142,7 @@ impl Governance {
             latest: Mutex::new(Arc::new(Snapshot::empty(&options.app, &options.cluster))),
             cores: Mutex::default(),
             status: Mutex::default(),
+            ready: Default::default(),
             options,
         });
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -174,6 +177,18 @@ impl Governance {
     /// The latest snapshot (for control threads; cores use [`Governance::core`]).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.latest.lock().expect("not poisoned").clone()
+    }
+
+    /// Waits until the first snapshot is published (from the backend, or from the
+    /// disk cache once ZooKeeper failed to answer within the boot wait), at most
+    /// `timeout`; whether it was.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let (lock, cv) = &self.shared.ready;
+        let guard = lock.lock().expect("not poisoned");
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |ready| !*ready)
+            .expect("not poisoned");
+        *guard
     }
 
     /// The thread's connection and registration state.

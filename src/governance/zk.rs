@@ -72,6 +72,9 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
             if k.load_cache() {
                 tracing::warn!("ZooKeeper did not answer at start: serving from the disk cache");
                 k.publish(Source::Cache, SystemTime::now());
+            } else {
+                tracing::warn!("ZooKeeper did not answer at start and there is no disk cache: serving with no config, switches or providers until it does");
+                k.publish(Source::Empty, SystemTime::now());
             }
         }
         let pause = tokio::time::sleep(backoff);

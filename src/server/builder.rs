@@ -195,6 +195,14 @@ impl ServerBuilder {
         } else {
             tracing::warn!(app = %config.app, "io_uring is unavailable: cores run on the epoll driver");
         }
+        if let Some(g) = &self.governance {
+            // Load before listen: config and switches first (bounded: ZooKeeper's
+            // loss falls back to the disk cache after the boot wait).
+            let o = g.options();
+            if !g.wait_ready(o.boot_wait + o.connect_timeout + Duration::from_secs(1)) {
+                tracing::warn!("governance state not loaded yet: starting without it");
+            }
+        }
         let shutdown = Arc::new(Shutdown::new(config.cores));
         let beats = Arc::new(watchdog::Beats::new(config.cores));
         if let Some(threshold) = config.watchdog {
