@@ -152,7 +152,9 @@ pub struct Zk {
 impl Zk {
     /// Connects to `connect`.
     pub fn connect(connect: &str) -> Zk {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // A worker thread keeps the session alive between calls.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();

@@ -84,6 +84,10 @@ struct Args {
     /// Time consumers get to see the deregistration before the drain.
     #[arg(long, default_value_t = 1000)]
     deregister_grace_ms: u64,
+    /// No governance thread at all (no registry, config or switches): for
+    /// measuring what governance costs.
+    #[arg(long, conflicts_with_all = ["zk", "state", "admin"])]
+    no_governance: bool,
     /// Start even if another process listens on the port (zero-downtime restart).
     #[arg(long)]
     handover: bool,
@@ -96,8 +100,8 @@ struct Demo {
     fired: Arc<AtomicI64>,
     /// Downstream clients for `relay_whoami`, by target, on this core.
     relays: RefCell<Relays>,
-    /// This core's config, switches and providers.
-    governance: Rc<Governed>,
+    /// This core's config, switches and providers (none with --no-governance).
+    governance: Option<Rc<Governed>>,
 }
 
 /// The most recently used downstream clients of `relay_whoami`, at most
@@ -224,17 +228,19 @@ impl DemoHandler for Demo {
             out.insert(format!("meta.{k}"), v.clone());
         }
         // Asked for with request meta: a config value or switch as this core sees it.
-        self.governance.with(|snap| {
-            for (ask, prefix, values) in [
-                ("demo.config", "config", &snap.config),
-                ("demo.switch", "switch", &snap.switches),
-            ] {
-                if let Some(key) = cx.meta.get(ask) {
-                    let value = values.get(key).cloned().unwrap_or_default();
-                    out.insert(format!("{prefix}.{key}"), value);
+        if let Some(gov) = &self.governance {
+            gov.with(|snap| {
+                for (ask, prefix, values) in [
+                    ("demo.config", "config", &snap.config),
+                    ("demo.switch", "switch", &snap.switches),
+                ] {
+                    if let Some(key) = cx.meta.get(ask) {
+                        let value = values.get(key).cloned().unwrap_or_default();
+                        out.insert(format!("{prefix}.{key}"), value);
+                    }
                 }
-            }
-        });
+            });
+        }
         Ok(out)
     }
 
@@ -245,26 +251,34 @@ impl DemoHandler for Demo {
     ) -> Result<BTreeMap<String, String>, MethodError> {
         mark_core(cx);
         let to = relay_target(&target).map_err(MethodError::internal)?;
-        if !self.governance.with(|s| s.switch_on("relay", true)) {
+        let gov = self.governance.as_ref();
+        if gov.is_some_and(|g| !g.with(|s| s.switch_on("relay", true))) {
             return Err(MethodError::internal(
                 "relay is switched off (switch \"relay\")",
             ));
         }
         let config = || ClientConfig::new(self.app.clone());
-        let client = self.relays.borrow_mut().get(&to, || match &to {
-            Target::Addr(addr) => Client::new([*addr], config()),
-            Target::Service(s) => Client::discover(&self.governance, s.clone(), config()),
-        });
-        if let Target::Service(s) = &to {
-            let loaded = self.governance.loaded(s, Duration::from_secs(3)).await;
-            if !loaded
-                || self
-                    .governance
-                    .with(|snap| snap.providers(s).is_none_or(<[_]>::is_empty))
-            {
-                return Err(MethodError::internal(format!("no live provider of {s}")));
+        let client = match (&to, gov) {
+            (Target::Service(s), None) => {
+                return Err(MethodError::internal(format!(
+                    "{s} names a service: discovery needs the registry, and this demo runs with --no-governance"
+                )))
             }
-        }
+            (Target::Service(s), Some(gov)) => {
+                let client = self.relays.borrow_mut().get(&to, || {
+                    Client::discover(gov, s.clone(), config())
+                });
+                let loaded = gov.loaded(s, Duration::from_secs(3)).await;
+                if !loaded || gov.with(|snap| snap.providers(s).is_none_or(<[_]>::is_empty)) {
+                    return Err(MethodError::internal(format!("no live provider of {s}")));
+                }
+                client
+            }
+            (Target::Addr(addr), _) => self
+                .relays
+                .borrow_mut()
+                .get(&to, || Client::new([*addr], config())),
+        };
         let demo = DemoClient::new(client);
         demo.whoami(Some(cx))
             .await
@@ -308,7 +322,11 @@ fn main() -> std::io::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let governance = start_governance(&args)?;
+    let governance = if args.no_governance {
+        None
+    } else {
+        Some(start_governance(&args)?)
+    };
     let mut builder = ServerBuilder::new(args.name.clone())
         .listen(args.listen)
         .drain_timeout(Duration::from_millis(args.drain_timeout_ms))
@@ -320,8 +338,10 @@ fn main() -> std::io::Result<()> {
             (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms)),
         )
         .max_connections(args.max_connections)
-        .handover(args.handover)
-        .governance(governance.clone());
+        .handover(args.handover);
+    if let Some(g) = &governance {
+        builder = builder.governance(g.clone());
+    }
     if let Some(n) = args.cores {
         builder = builder.cores(n);
     }
@@ -332,10 +352,7 @@ fn main() -> std::io::Result<()> {
             app: app.clone(),
             fired: fired.clone(),
             relays: RefCell::default(),
-            governance: core
-                .governance
-                .clone()
-                .expect("the demo runs with governance"),
+            governance: core.governance.clone(),
         })
     })?;
     tracing::info!(listen = %server.local_addr(), "ringsoa-demo serving");
@@ -343,7 +360,7 @@ fn main() -> std::io::Result<()> {
         ringsoa::admin::serve(
             addr,
             ringsoa::admin::AdminState {
-                governance: Some(governance),
+                governance,
                 serving: server.serving(),
             },
         )?;

@@ -8,6 +8,8 @@
 //!   and, given the server's PID (or with `--spawn-demo`), the server's from
 //!   `/proc/<pid>/stat`; JSON on stdout, optionally an SVG percentile plot.
 //! - `ringsoa-perf plot`: one SVG comparing several results.
+//! - `ringsoa-perf governance`: ZooKeeper change → every core, and fan-out to many
+//!   consumers.
 //! - `ringsoa-perf echo-server`: the limit: a raw monoio echo server that answers
 //!   each framed `echo` call with exactly the bytes ringsoa answers it with, and does
 //!   nothing else.
@@ -19,6 +21,7 @@ mod idl {
 
 mod cpu;
 mod echo_server;
+mod governance;
 mod idl_call;
 mod load;
 mod report;
@@ -40,6 +43,8 @@ enum Command {
     Load(load::Args),
     /// The raw monoio echo server (the limit).
     EchoServer(echo_server::Args),
+    /// How fast ZooKeeper changes reach every core, and every consumer at scale.
+    Governance(governance::Args),
     /// A latency-percentile plot comparing several `load` results (JSON files).
     Plot(PlotArgs),
 }
@@ -76,6 +81,7 @@ fn main() -> std::io::Result<()> {
         Command::Load(a) => load::run(a),
         Command::EchoServer(a) => echo_server::run(a),
         Command::Plot(a) => plot(a),
+        Command::Governance(a) => governance::run(a),
     }
 }
 
