@@ -16,6 +16,10 @@ use super::snapshot::{ServiceName, Snapshot};
 /// How often a core looks for a new snapshot (bounds how late a change is seen).
 pub const POLL: Duration = Duration::from_millis(5);
 
+/// The most services a process follows (a bound on what callers naming
+/// services, e.g. relay targets, can make it hold).
+pub const MAX_SERVICES: usize = 1024;
+
 /// What a core asks of the governance thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -80,9 +84,11 @@ impl Governed {
         self.subscribers.borrow_mut().push(Box::new(f));
     }
 
-    /// Asks the governance thread to load and follow `service`'s providers (once).
+    /// Asks the governance thread to load and follow `service`'s providers (once;
+    /// at most [`MAX_SERVICES`] services).
     pub fn watch(&self, service: &ServiceName) {
-        if self.asked.borrow_mut().insert(service.clone()) {
+        let mut asked = self.asked.borrow_mut();
+        if asked.len() < MAX_SERVICES && asked.insert(service.clone()) {
             (self.requests)(Request::Watch(service.clone()));
         }
     }

@@ -12,7 +12,7 @@ mod snapshot;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use governed::{Governed, Request, Requests, POLL};
+pub use governed::{Governed, Request, Requests, MAX_SERVICES, POLL};
 pub use snapshot::{valid_name, Provider, ServiceName, Snapshot, Source, Switch};
 
 use crate::protocol::{ApplicationException, ApplicationExceptionKind};

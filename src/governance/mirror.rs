@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Kind, Layout};
-use crate::control::{Provider, ServiceName, Snapshot, Source};
+use crate::control::{Provider, ServiceName, Snapshot, Source, MAX_SERVICES};
 
 /// One followed folder.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct Mirror {
     app: String,
     cluster: String,
     folders: BTreeMap<String, Folder>,
+    /// The service limit was reached (logged once).
+    full: bool,
 }
 
 /// The disk cache's form of a mirror: folder path → child → value.
@@ -59,6 +61,7 @@ impl Mirror {
             app: app.into(),
             cluster: cluster.into(),
             folders: BTreeMap::new(),
+            full: false,
         };
         for c in [None, Some(cluster)] {
             for kind in [Kind::Config, Kind::Switches] {
@@ -88,9 +91,21 @@ impl Mirror {
         true
     }
 
-    /// Follows `service`'s providers too; whether it is new.
+    /// Follows `service`'s providers too (up to [`MAX_SERVICES`]); whether it is
+    /// new.
     pub fn watch(&mut self, service: &ServiceName) -> bool {
         let path = self.layout.providers(service);
+        let followed = self
+            .folders
+            .values()
+            .filter(|f| f.service.is_some())
+            .count();
+        if followed >= MAX_SERVICES && !self.folders.contains_key(&path) {
+            if !std::mem::replace(&mut self.full, true) {
+                tracing::warn!(%service, max = MAX_SERVICES, "following the most services allowed: no more are followed");
+            }
+            return false;
+        }
         self.add(path, Kind::Providers, Some(service.clone()))
     }
 
@@ -331,6 +346,19 @@ mod tests {
             snap.providers(&"x/y".parse().unwrap()).is_none(),
             "not loaded"
         );
+    }
+
+    #[test]
+    fn the_services_followed_are_bounded() {
+        let mut m = mirror();
+        for i in 0..MAX_SERVICES + 10 {
+            m.watch(&format!("a{i}/c").parse().unwrap());
+        }
+        assert_eq!(
+            m.folders.values().filter(|f| f.service.is_some()).count(),
+            MAX_SERVICES
+        );
+        assert!(!m.watch(&"new/one".parse().unwrap()));
     }
 
     #[test]
