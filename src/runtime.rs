@@ -55,3 +55,21 @@ pub fn build() -> std::io::Result<Runtime> {
     }
     RuntimeBuilder::<FusionDriver>::new().enable_timer().build()
 }
+
+/// Starts a control-plane thread named `name` that runs the future `make` builds on
+/// a current-thread tokio runtime (never a core: the governance and admin threads).
+pub fn spawn_control_thread<F>(
+    name: &str,
+    make: impl FnOnce() -> F + Send + 'static,
+) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || rt.block_on(make()))?;
+    Ok(())
+}

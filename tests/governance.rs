@@ -221,6 +221,17 @@ fn every_core_sees(addr: SocketAddr, ask: &str, key: &str, want: &str) {
     });
 }
 
+/// A ZooKeeper of `nodes` servers, a client of it, a scratch folder and a demo on
+/// cluster `main` that has registered.
+fn registered(nodes: usize, name: &str) -> (ZooKeeper, support::zk::Zk, Scratch, Governed) {
+    let zk = ZooKeeper::start(nodes);
+    let zkc = zk.client();
+    let dir = Scratch::new(name);
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    (zk, zkc, dir, g)
+}
+
 #[test]
 fn registration_waits_for_the_health_check_and_leaves_before_exit() {
     let zk = ZooKeeper::start(1);
@@ -288,11 +299,7 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
 
 #[test]
 fn consumers_follow_providers_as_they_come_and_go() {
-    let zk = ZooKeeper::start(1);
-    let zkc = zk.client();
-    let dir = Scratch::new("discover");
-    let a = Governed::on_zk(&zk.connect, &dir.0, &[]);
-    assert!(zkc.wait_for(&a.node(), Duration::from_secs(10), |n| n.is_some()));
+    let (zk, zkc, dir, a) = registered(1, "discover");
 
     let mut o = GovernanceOptions::new("consumer", "c", Backend::ZooKeeper(zk.connect.clone()));
     o.session_timeout = Duration::from_secs(2);
@@ -477,11 +484,7 @@ fn config_and_switches_reach_every_core_and_overrides_win() {
 
 #[test]
 fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
-    let zk = ZooKeeper::start(1);
-    let zkc = zk.client();
-    let dir = Scratch::new("outage");
-    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
-    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    let (zk, zkc, dir, g) = registered(1, "outage");
     zkc.set("/ringsoa/apps/ringsoa-demo/config/greeting", b"before");
     g.wait_view("/config", "before", |c| c["greeting"] == "before");
     drop(zkc);
@@ -530,11 +533,7 @@ fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
 
 #[test]
 fn session_expiry_brings_a_new_session_a_new_registration_and_a_full_reread() {
-    let zk = ZooKeeper::start(1);
-    let zkc = zk.client();
-    let dir = Scratch::new("expiry");
-    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
-    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    let (zk, zkc, _dir, g) = registered(1, "expiry");
     let owner = zkc.get(&g.node()).unwrap().1.ephemeral_owner;
     drop(zkc);
     // A blip shorter than the session: the same session reconnects, and changes
@@ -574,11 +573,7 @@ fn session_expiry_brings_a_new_session_a_new_registration_and_a_full_reread() {
 
 #[test]
 fn losing_the_ensemble_leader_under_load_loses_no_call_and_no_registration() {
-    let zk = ZooKeeper::start(3);
-    let zkc = zk.client();
-    let dir = Scratch::new("leader");
-    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
-    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    let (zk, zkc, _dir, g) = registered(3, "leader");
     drop(zkc);
     let stop = Arc::new(AtomicBool::new(false));
     let load = ping_load(g.demo.addr, stop.clone());

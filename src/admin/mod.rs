@@ -47,15 +47,7 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr>
     })?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("ringsoa-admin".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread tokio runtime builds");
-            rt.block_on(accept(listener, state));
-        })?;
+    crate::runtime::spawn_control_thread("ringsoa-admin", move || accept(listener, state))?;
     tracing::info!(admin = %local, "admin endpoint serving");
     Ok(local)
 }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use governed::{Governed, Request, Requests, MAX_SERVICES, POLL};
-pub use snapshot::{valid_name, Provider, ServiceName, Snapshot, Source, Switch};
+pub use snapshot::{check_name, valid_name, Provider, ServiceName, Snapshot, Source, Switch};
 
 use crate::protocol::{ApplicationException, ApplicationExceptionKind};
 use crate::rpc::{CallContext, Dispatched};

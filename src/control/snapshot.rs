@@ -20,15 +20,10 @@ pub struct ServiceName {
 }
 
 impl ServiceName {
-    /// `app/cluster`, both checked with [`valid_name`].
+    /// `app/cluster`, both checked with [`check_name`].
     pub fn new(app: &str, cluster: &str) -> Result<Self, String> {
-        for (what, s) in [("app", app), ("cluster", cluster)] {
-            if !valid_name(s) {
-                return Err(format!(
-                    "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
-                ));
-            }
-        }
+        check_name(app, "app")?;
+        check_name(cluster, "cluster")?;
         Ok(ServiceName {
             app: app.into(),
             cluster: cluster.into(),
@@ -45,6 +40,17 @@ pub fn valid_name(s: &str) -> bool {
         && s.len() <= 255
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// [`valid_name`], or an error naming `what` (app, cluster, key) and the rule.
+pub fn check_name(s: &str, what: &str) -> Result<(), String> {
+    if valid_name(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
+        ))
+    }
 }
 
 impl FromStr for ServiceName {

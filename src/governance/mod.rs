@@ -147,22 +147,14 @@ impl Governance {
         });
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let s = shared.clone();
-        std::thread::Builder::new()
-            .name("ringsoa-governance".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a current-thread tokio runtime builds");
-                let keeper = keeper::Keeper::new(s.clone(), layout);
-                rt.block_on(async move {
-                    match s.options.backend.clone() {
-                        Backend::ZooKeeper(hosts) => zk::run(keeper, hosts, rx).await,
-                        Backend::File(path) => file::run(keeper, Some(path), rx).await,
-                        Backend::Embedded(text) => file::run_embedded(keeper, text, rx).await,
-                    }
-                });
-            })?;
+        crate::runtime::spawn_control_thread("ringsoa-governance", move || async move {
+            let keeper = keeper::Keeper::new(s.clone(), layout);
+            match s.options.backend.clone() {
+                Backend::ZooKeeper(hosts) => zk::run(keeper, hosts, rx).await,
+                Backend::File(path) => file::run(keeper, Some(path), rx).await,
+                Backend::Embedded(text) => file::run_embedded(keeper, text, rx).await,
+            }
+        })?;
         Ok(Governance {
             shared,
             commands: tx,

@@ -28,7 +28,7 @@ use std::path::Path;
 use toml_edit::{DocumentMut, Item, Table};
 
 use super::layout::{Kind, Layout};
-use crate::control::{valid_name, Provider};
+use crate::control::{check_name, Provider};
 
 /// A state file's contents: folder path (as in ZooKeeper) → child → value.
 pub type Folders = BTreeMap<String, Vec<(String, Vec<u8>)>>;
@@ -55,7 +55,7 @@ pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
     };
     let apps = apps.as_table_like().ok_or("`apps` must be a table")?;
     for (app, item) in apps.iter() {
-        name(app, "app")?;
+        check_name(app, "app")?;
         let t = item
             .as_table_like()
             .ok_or(format!("apps.{app} must be a table"))?;
@@ -75,7 +75,7 @@ pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
                         .as_table_like()
                         .ok_or(format!("apps.{app}.clusters must be a table"))?;
                     for (cluster, item) in clusters.iter() {
-                        name(cluster, "cluster")?;
+                        check_name(cluster, "cluster")?;
                         cluster_folders(&mut out, layout, app, cluster, item)?;
                     }
                 }
@@ -122,23 +122,13 @@ fn cluster_folders(
     Ok(())
 }
 
-fn name(s: &str, what: &str) -> Result<(), String> {
-    if valid_name(s) {
-        Ok(())
-    } else {
-        Err(format!(
-            "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
-        ))
-    }
-}
-
 fn values(item: &Item, at: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
     let t = item
         .as_table_like()
         .ok_or(format!("{at} must be a table"))?;
     t.iter()
         .map(|(k, v)| {
-            name(k, "key")?;
+            check_name(k, "key")?;
             let v = v.as_value().ok_or(format!("{at}.{k} must be a value"))?;
             let text = match v {
                 toml_edit::Value::String(s) => s.value().clone(),

@@ -11,7 +11,7 @@ use zookeeper_client::{Acls, CreateMode};
 
 use super::layout::{Kind, Layout};
 use super::state_file;
-use crate::control::{valid_name, Provider, ServiceName};
+use crate::control::{check_name, Provider, ServiceName};
 
 /// Providers as registered: app → cluster → provider JSON objects.
 pub type Registry = BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>>;
@@ -92,7 +92,7 @@ impl Store {
         let mut out = Registry::new();
         let apps = match app {
             Some(a) => {
-                check(a, "app")?;
+                check_name(a, "app")?;
                 if !self.app_exists(a).await? {
                     return Err(format!("no app {a} in the {}", self.where_()));
                 }
@@ -129,13 +129,13 @@ impl Store {
         cluster: Option<&str>,
         kind: Kind,
     ) -> Result<BTreeMap<String, String>, String> {
-        check(app, "app")?;
+        check_name(app, "app")?;
         if !self.app_exists(app).await? {
             return Err(format!("no app {app} in the {}", self.where_()));
         }
         let mut out = self.read(&self.layout().folder(app, None, kind)).await?;
         if let Some(c) = cluster {
-            check(c, "cluster")?;
+            check_name(c, "cluster")?;
             out.extend(self.read(&self.layout().folder(app, Some(c), kind)).await?);
         }
         Ok(out)
@@ -151,11 +151,11 @@ impl Store {
         key: &str,
         value: Option<&str>,
     ) -> Result<(), String> {
-        check(app, "app")?;
+        check_name(app, "app")?;
         if let Some(c) = cluster {
-            check(c, "cluster")?;
+            check_name(c, "cluster")?;
         }
-        check(key, "key")?;
+        check_name(key, "key")?;
         let at = match cluster {
             Some(c) => format!("{app}/{c}"),
             None => app.to_string(),
@@ -259,15 +259,5 @@ impl Store {
             },
             Store::ZooKeeper { .. } => Ok(Default::default()),
         }
-    }
-}
-
-fn check(s: &str, what: &str) -> Result<(), String> {
-    if valid_name(s) {
-        Ok(())
-    } else {
-        Err(format!(
-            "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
-        ))
     }
 }
