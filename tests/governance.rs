@@ -705,3 +705,44 @@ fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
     assert_eq!(http_get(e.admin, "/health").0, 200);
     assert_eq!(http_get(e.admin, "/nope").0, 404);
 }
+
+#[test]
+fn a_zookeeper_that_accepts_but_never_answers_is_abandoned() {
+    // A ZooKeeper still loading accepts connections and says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hosts = silent.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(4).collect();
+        std::thread::sleep(Duration::from_secs(20));
+        drop(conns);
+    });
+    let dir = Scratch::new("silent");
+    let started = Instant::now();
+    let g = Governed::on_zk(&hosts, &dir.0, &[]);
+    println!(
+        "serving {:?} after start with a silent ZooKeeper",
+        started.elapsed()
+    );
+    assert_eq!(http_get(g.admin, "/health").0, 200);
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    assert!(is_reply(
+        &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
+    ));
+    wait(Duration::from_secs(5), "the log line", || {
+        g.log_text().contains("cannot reach ZooKeeper")
+    });
+    // The CLI gives up with one clear line and exit status 2.
+    let cli = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["registry", "ls", "--zk", &hosts])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("cannot reach ZooKeeper") && err.lines().count() == 1,
+        "{err}"
+    );
+    println!("the CLI gave up after {:?}", cli.elapsed());
+    drop(held);
+}

@@ -5,7 +5,7 @@
 //! ZooKeeper does not answer at start.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
@@ -33,28 +33,22 @@ enum End {
 /// Runs until the process ends (see the module docs).
 pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<Command>) {
     let opts = k_options(&k);
-    let started = Instant::now();
-    let mut booted = false;
+    // Until the first session or the boot wait, nothing is published: the server
+    // waits (load before listen). At the boot wait, the disk cache is served.
+    let mut boot = Some(tokio::time::Instant::now() + opts.boot_wait);
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
     loop {
         let connector = zk::Client::connector().with_session_timeout(opts.session_timeout);
         let connect = tokio::time::timeout(opts.connect_timeout, connector.connect(&hosts));
-        tokio::pin!(connect);
-        let connected = loop {
-            tokio::select! {
-                r = &mut connect => break r,
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => offline(&mut k, cmd),
-                    None => return,
-                },
-            }
+        let Some(connected) = offline(&mut k, &mut commands, &mut boot, connect).await else {
+            return;
         };
         let why = match connected {
             Ok(Ok(client)) => {
                 failures = 0;
                 backoff = Duration::from_millis(100);
-                booted = true;
+                boot = None;
                 match session(&mut k, client, &mut commands).await {
                     End::Lost => continue,
                     End::Stopped => return,
@@ -67,28 +61,47 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
         if failures == 1 || failures % 10 == 0 {
             tracing::warn!(%hosts, error = %why, attempts = failures, "cannot reach ZooKeeper: serving from what the process has, retrying");
         }
-        if !booted && started.elapsed() >= opts.boot_wait {
-            booted = true;
-            if k.load_cache() {
-                tracing::warn!("ZooKeeper did not answer at start: serving from the disk cache");
-                k.publish(Source::Cache, SystemTime::now());
-            } else {
-                tracing::warn!("ZooKeeper did not answer at start and there is no disk cache: serving with no config, switches or providers until it does");
-                k.publish(Source::Empty, SystemTime::now());
-            }
-        }
-        let pause = tokio::time::sleep(backoff);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                _ = &mut pause => break,
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => offline(&mut k, cmd),
-                    None => return,
-                },
-            }
+        if offline(
+            &mut k,
+            &mut commands,
+            &mut boot,
+            tokio::time::sleep(backoff),
+        )
+        .await
+        .is_none()
+        {
+            return;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Awaits `f` with no session: commands are remembered for the next session, and
+/// at the boot deadline the disk cache is served. `None` when nobody can ask
+/// anything any more.
+async fn offline<F: std::future::Future>(
+    k: &mut Keeper,
+    commands: &mut UnboundedReceiver<Command>,
+    boot: &mut Option<tokio::time::Instant>,
+    f: F,
+) -> Option<F::Output> {
+    tokio::pin!(f);
+    loop {
+        let deadline = *boot;
+        tokio::select! {
+            out = &mut f => return Some(out),
+            cmd = commands.recv() => remember(k, cmd?),
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                *boot = None;
+                if k.load_cache() {
+                    tracing::warn!("ZooKeeper did not answer at start: serving from the disk cache");
+                    k.publish(Source::Cache, SystemTime::now());
+                } else {
+                    tracing::warn!("ZooKeeper did not answer at start and there is no disk cache: serving with no config, switches or providers until it does");
+                    k.publish(Source::Empty, SystemTime::now());
+                }
+            }
+        }
     }
 }
 
@@ -108,7 +121,7 @@ fn k_options(k: &Keeper) -> Opts {
 }
 
 /// A command while there is no session: remembered for the next one.
-fn offline(k: &mut Keeper, cmd: Command) {
+fn remember(k: &mut Keeper, cmd: Command) {
     match cmd {
         Command::Watch(s) => {
             k.mirror.watch(&s);
