@@ -11,7 +11,7 @@
 #      (ZooKeeper connected, config and switches present) against --no-governance,
 #      alternating.
 # Every result goes to perf/results/governance.jsonl; a Markdown summary to stdout.
-# Usage: perf/governance.sh [ROUNDS] [SECONDS]
+# Usage: perf/governance.sh [ROUNDS] [SECONDS]   (ONLY=cpu: part 4 alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -26,7 +26,8 @@ out=perf/results/governance.jsonl
 : > "$out"
 tag() { python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d.update(json.loads(sys.argv[1])); print(json.dumps(d))" "$1" >> "$out"; }
 
-for round in $(seq "$rounds"); do
+parts=${ONLY:-all}
+[ "$parts" = all ] && for round in $(seq "$rounds"); do
   target/release/ringsoa-perf governance propagation --zk "$ZK" --changes 100 --cores 2 2>/dev/null \
     | tag "{\"round\": $round}"
   target/release/ringsoa-perf governance fanout --zk "$ZK" --zk-pid "$(zkpid)" 2>/dev/null \
@@ -34,18 +35,18 @@ for round in $(seq "$rounds"); do
   "$PY" perf/governance/kazoo_fanout.py "$ZK" 1000 100 40 2>/dev/null | tag "{\"round\": $round}"
 done
 
-for round in $(seq "$rounds"); do
+[ "$parts" = all ] && for round in $(seq "$rounds"); do
   port=$((port + 1))
   ms=$("$PY" perf/governance/startup.py target/release/ringsoa-demo "$port" --zk "$ZK" --cache-dir "$cache")
   echo "{\"mode\": \"startup\", \"zookeeper\": \"up\", \"ms\": $ms}" | tag "{\"round\": $round}"
 done
-kill "$(zkpid)"; sleep 1
-for round in $(seq "$rounds"); do
+[ "$parts" = all ] && kill "$(zkpid)" && sleep 1
+[ "$parts" = all ] && for round in $(seq "$rounds"); do
   port=$((port + 1))
   ms=$("$PY" perf/governance/startup.py target/release/ringsoa-demo "$port" --zk "$ZK" --cache-dir "$cache")
   echo "{\"mode\": \"startup\", \"zookeeper\": \"down (disk cache)\", \"ms\": $ms}" | tag "{\"round\": $round}"
 done
-tools/zk.sh start-node 1 --dir "$zkdir"
+[ "$parts" = all ] && tools/zk.sh start-node 1 --dir "$zkdir"
 target/release/ringsoa config set ringsoa-demo greeting hello --zk "$ZK" > /dev/null
 target/release/ringsoa switch set ringsoa-demo relay on --zk "$ZK" > /dev/null
 
