@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use idl::codegen::*;
 use idl::shared::BaseHandler;
-use ringsoa::control::{CoreControl, Outcome};
+use ringsoa::control::{CoreControl, Outcome, Ticket};
 use ringsoa::protocol::{
     ApplicationException, ApplicationExceptionKind, BinaryReader, Decode, MessageType,
     ProtocolReader,
@@ -207,7 +207,7 @@ struct EveryOther {
 }
 
 impl CoreControl for EveryOther {
-    fn admit(&self, _cx: &CallContext, method: &str) -> Result<(), ApplicationException> {
+    fn admit(&self, _cx: &CallContext, method: &str) -> Result<Ticket, ApplicationException> {
         let n = self.calls.get() + 1;
         self.calls.set(n);
         if n % 2 == 0 {
@@ -215,10 +215,22 @@ impl CoreControl for EveryOther {
                 "test admission: {method} call #{n} refused"
             )));
         }
-        Ok(())
+        Ok(Ticket(n as u64))
     }
 
-    fn record(&self, _cx: &CallContext, method: &str, outcome: Outcome, _took: Duration) {
+    fn record(
+        &self,
+        _cx: &CallContext,
+        method: &str,
+        ticket: Ticket,
+        outcome: Outcome,
+        _took: Duration,
+    ) {
+        assert_ne!(
+            outcome == Outcome::Refused,
+            ticket.0 != 0,
+            "admitted calls bring their ticket back"
+        );
         self.log
             .lock()
             .unwrap()

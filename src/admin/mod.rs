@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint, on its own thread (a current-thread tokio runtime with
 //! hyper), never on the cores: `GET /health`, and JSON views of governance state —
 //! `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
-//! providers as registered, for every service this process serves or calls).
+//! providers as registered, for every service this process serves or calls), and
+//! `/breakers` (method → breaker state, window, lifetime counts and latency).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -15,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::governance::Governance;
+use crate::metrics::Metrics;
 
 /// Whether the process serves now (for `/health`).
 pub type Serving = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -24,6 +26,8 @@ pub type Serving = Arc<dyn Fn() -> bool + Send + Sync>;
 pub struct AdminState {
     /// Governance state (none: empty views).
     pub governance: Option<Governance>,
+    /// Calls and breakers (none: empty views).
+    pub metrics: Option<Metrics>,
     /// Whether the process serves.
     pub serving: Serving,
 }
@@ -101,9 +105,16 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
             json(&out)
         }
+        "/breakers" => json(
+            &state
+                .metrics
+                .as_ref()
+                .map(Metrics::report)
+                .unwrap_or_default(),
+        ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /health, /config, /switches, /registry\n",
+            "not found: try /health, /config, /switches, /registry, /breakers\n",
         ),
     }
 }

@@ -73,20 +73,33 @@ impl From<Dispatched> for Outcome {
     }
 }
 
+/// What admission gave a call, handed back to [`CoreControl::record`] when it
+/// ends (a breaker knows its probes by it); `Ticket::default()` for ordinary calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ticket(pub u64);
+
 /// A core's admission rules and outcome recorder. Both run on the core, on the
 /// request path: they must not block, and should not allocate.
 pub trait CoreControl {
     /// Whether the call may run; a refusal is sent to the caller as this
     /// `TApplicationException` (oneway calls are dropped) and recorded as
     /// [`Outcome::Refused`].
-    fn admit(&self, cx: &CallContext, method: &str) -> Result<(), ApplicationException> {
+    fn admit(&self, cx: &CallContext, method: &str) -> Result<Ticket, ApplicationException> {
         let _ = (cx, method);
-        Ok(())
+        Ok(Ticket::default())
     }
 
-    /// Told of every call's outcome after its reply was written.
-    fn record(&self, cx: &CallContext, method: &str, outcome: Outcome, elapsed: Duration) {
-        let _ = (cx, method, outcome, elapsed);
+    /// Told of every call's outcome after its reply was written, with the ticket
+    /// its admission gave.
+    fn record(
+        &self,
+        cx: &CallContext,
+        method: &str,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        let _ = (cx, method, ticket, outcome, elapsed);
     }
 }
 

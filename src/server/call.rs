@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::conns::{Signal, Slot};
 use super::end::End;
 use super::state::CoreState;
-use crate::control::Outcome;
+use crate::control::{Outcome, Ticket};
 use crate::protocol::{
     ApplicationException, ApplicationExceptionKind, Codec, DecodeBudget, MessageHeader,
     MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
@@ -86,24 +86,26 @@ impl<S: Dispatch> CallSite<'_, S> {
             cx.response_meta.insert(DRAINING_META.into(), "1".into());
         }
         let method = || std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
-        let refusal = match over_limits {
-            Some(why) => Some(ApplicationException::new(
+        let admitted = match over_limits {
+            Some(why) => Err(ApplicationException::new(
                 ApplicationExceptionKind::ProtocolError,
                 format!("ringsoa: {why}"),
             )),
-            None => core
-                .control
-                .as_ref()
-                .and_then(|c| c.admit(&cx, method()).err()),
+            None => match &core.control {
+                Some(c) => c.admit(&cx, method()),
+                None => Ok(Ticket::default()),
+            },
         };
-        let mut outcome = match refusal {
-            Some(exc) => {
+        let (mut outcome, ticket) = match admitted {
+            Err(exc) => {
                 self.reply_exception::<C>(&cx, &msg, &exc);
-                Outcome::Refused
+                (Outcome::Refused, Ticket::default())
             }
-            None => {
-                self.run_handler::<C>(&mut cx, &msg, r, timeout, mark)
-                    .await?
+            Ok(ticket) => {
+                let outcome = self
+                    .run_handler::<C>(&mut cx, &msg, r, timeout, mark)
+                    .await?;
+                (outcome, ticket)
             }
         };
         let len = self.conn.finish_message(mark);
@@ -136,7 +138,7 @@ impl<S: Dispatch> CallSite<'_, S> {
                 h(&cx, method, elapsed, normal);
             }
             if let Some(c) = &core.control {
-                c.record(&cx, method, outcome, elapsed);
+                c.record(&cx, method, ticket, outcome, elapsed);
             }
         }
         // Close after the reply only if the drain had begun when the call came in: then

@@ -19,6 +19,7 @@ use idl::demo::*;
 use ringsoa::client::{Client, ClientConfig};
 use ringsoa::control::{Governed, ServiceName};
 use ringsoa::governance::{Backend, Governance, GovernanceOptions};
+use ringsoa::metrics::{Metrics, MetricsOptions};
 use ringsoa::rpc::{CallContext, CallError, MethodError};
 use ringsoa::server::ServerBuilder;
 
@@ -88,6 +89,9 @@ struct Args {
     /// measuring what governance costs.
     #[arg(long, conflicts_with_all = ["zk", "state", "admin"])]
     no_governance: bool,
+    /// No call metrics or circuit breakers.
+    #[arg(long)]
+    no_metrics: bool,
     /// Start even if another process listens on the port (zero-downtime restart).
     #[arg(long)]
     handover: bool,
@@ -342,6 +346,16 @@ fn main() -> std::io::Result<()> {
     if let Some(g) = &governance {
         builder = builder.governance(g.clone());
     }
+    let metrics = if args.no_metrics {
+        None
+    } else {
+        let mut o = MetricsOptions::new(&args.name);
+        o.governance = governance.clone();
+        Some(Metrics::start(o)?)
+    };
+    if let Some(m) = metrics.clone() {
+        builder = builder.control(move |init| m.core(init));
+    }
     if let Some(n) = args.cores {
         builder = builder.cores(n);
     }
@@ -361,6 +375,7 @@ fn main() -> std::io::Result<()> {
             addr,
             ringsoa::admin::AdminState {
                 governance,
+                metrics,
                 serving: server.serving(),
             },
         )?;

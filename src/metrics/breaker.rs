@@ -1,0 +1,395 @@
+//! Circuit breakers, decided on the aggregator thread (doctor's rules, its flaws
+//! fixed): a breaker locks when, over its window, the calls reach a minimum and the
+//! share of timeouts, system errors or application errors reaches its threshold
+//! (declared exceptions are healthy; refused calls are not counted); after a
+//! jittered lock time (doubling on repeated locks) it lets single probes through
+//! (at most `probes_per_core` in flight per core, each with a timeout); a probe
+//! that passes starts a ramp of admitted traffic, unlocked at its end; a probe that
+//! fails or times out locks it again.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::counts::{Counts, Window};
+use crate::control::{Snapshot, Switch};
+
+/// Breaker settings: config keys `breaker.<name>` (changed live) over defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Calls the window needs before any ratio counts (`breaker.min_requests`).
+    pub min_requests: u64,
+    /// Share of timeouts that locks (`breaker.timeout_ratio`).
+    pub timeout_ratio: f64,
+    /// Share of system errors (panics) that locks (`breaker.system_ratio`).
+    pub system_ratio: f64,
+    /// Share of application exceptions that locks (`breaker.application_ratio`).
+    pub application_ratio: f64,
+    /// First lock time; doubled on each lock that follows a failed recovery, up to
+    /// `max_lock_ms` (`breaker.lock_ms`).
+    pub lock: Duration,
+    /// Longest lock time (`breaker.max_lock_ms`).
+    pub max_lock: Duration,
+    /// Length of the ramp after a passed probe (`breaker.ramp_ms`).
+    pub ramp: Duration,
+    /// Probes in flight per core while probing (`breaker.probes_per_core`).
+    pub probes_per_core: usize,
+    /// A probe that takes longer has failed (`breaker.probe_timeout_ms`).
+    pub probe_timeout: Duration,
+    /// Window buckets (`breaker.window_buckets`).
+    pub buckets: usize,
+    /// Bucket width (`breaker.bucket_ms`).
+    pub bucket_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_requests: 20,
+            timeout_ratio: 0.5,
+            system_ratio: 0.5,
+            application_ratio: 0.5,
+            lock: Duration::from_secs(5),
+            max_lock: Duration::from_secs(60),
+            ramp: Duration::from_secs(10),
+            probes_per_core: 1,
+            probe_timeout: Duration::from_secs(2),
+            buckets: 10,
+            bucket_ms: 1000,
+        }
+    }
+}
+
+impl Settings {
+    /// The settings in `snap`'s config over the defaults (a value that does not
+    /// parse keeps the default).
+    pub fn from_config(snap: Option<&Snapshot>) -> Settings {
+        let mut s = Settings::default();
+        let Some(snap) = snap else { return s };
+        let get = |k: &str| snap.config_str(&format!("breaker.{k}")).map(str::trim);
+        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+        let ratio = |k: &str| {
+            get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|r| *r > 0.0)
+        };
+        let ms = |k: &str| num(k).map(Duration::from_millis);
+        s.min_requests = num("min_requests").unwrap_or(s.min_requests);
+        s.timeout_ratio = ratio("timeout_ratio").unwrap_or(s.timeout_ratio);
+        s.system_ratio = ratio("system_ratio").unwrap_or(s.system_ratio);
+        s.application_ratio = ratio("application_ratio").unwrap_or(s.application_ratio);
+        s.lock = ms("lock_ms").unwrap_or(s.lock);
+        s.max_lock = ms("max_lock_ms").unwrap_or(s.max_lock).max(s.lock);
+        s.ramp = ms("ramp_ms").unwrap_or(s.ramp);
+        s.probes_per_core = num("probes_per_core").map_or(s.probes_per_core, |n| n.max(1) as usize);
+        s.probe_timeout = ms("probe_timeout_ms").unwrap_or(s.probe_timeout);
+        s.buckets = num("window_buckets").map_or(s.buckets, |n| n.clamp(1, 600) as usize);
+        s.bucket_ms = num("bucket_ms").map_or(s.bucket_ms, |n| n.max(10));
+        s
+    }
+}
+
+/// A switch over one breaker: `breaker.<method>` = `off` (never locks), `on` or
+/// absent (normal), or `"open"` (JSON: locked until the switch changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Force {
+    /// Normal.
+    None,
+    /// Held open (every call refused).
+    Open,
+    /// Held closed (never locks).
+    Closed,
+}
+
+impl Force {
+    /// The switch for `method` in `snap`.
+    pub fn of(snap: Option<&Snapshot>, method: &str) -> Force {
+        match snap.and_then(|s| s.switch(&format!("breaker.{method}"))) {
+            Some(Switch::Off) => Force::Closed,
+            Some(Switch::Json(serde_json::Value::String(s))) if s == "open" => Force::Open,
+            _ => Force::None,
+        }
+    }
+}
+
+/// A breaker's state as the cores see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// Calls pass.
+    Unlocked,
+    /// Calls are refused.
+    Locked,
+    /// Single probes pass (a capped number per core); the rest are refused.
+    Probing,
+    /// A growing share of calls passes, from 0 at the start to all at the end.
+    Ramp,
+}
+
+/// What a breaker was told by the cores since it last decided: probes that
+/// passed and probes that failed or timed out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Probes {
+    /// Probes that passed.
+    pub passed: u64,
+    /// Probes that failed or timed out.
+    pub failed: u64,
+}
+
+/// One breaker (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    state: State,
+    /// Until when it stays locked.
+    until: Instant,
+    /// When the ramp started.
+    since: Instant,
+    /// Locks in a row without a full recovery (for the back-off).
+    locks: u32,
+    /// Why it locked last.
+    pub reason: String,
+}
+
+impl Breaker {
+    /// An unlocked breaker.
+    pub fn new(now: Instant) -> Self {
+        Breaker {
+            state: State::Unlocked,
+            until: now,
+            since: now,
+            locks: 0,
+            reason: String::new(),
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// When the ramp started (meaningful in [`State::Ramp`]).
+    pub fn ramp_since(&self) -> Instant {
+        self.since
+    }
+
+    /// Decides at `now` from the window and the probes' news; returns the state
+    /// it left, when it changed.
+    pub fn decide(
+        &mut self,
+        now: Instant,
+        now_ms: u64,
+        window: &mut Window,
+        probes: Probes,
+        s: &Settings,
+        force: Force,
+    ) -> Option<State> {
+        let before = self.state;
+        match force {
+            Force::Open => {
+                if self.state != State::Locked || self.until > now + Duration::from_secs(3600) {
+                    self.state = State::Locked;
+                    self.until = now + Duration::from_secs(86_400 * 365);
+                    self.reason = "held open by its switch".into();
+                }
+                return (before != self.state).then_some(before);
+            }
+            Force::Closed => {
+                self.state = State::Unlocked;
+                self.locks = 0;
+                return (before != self.state).then_some(before);
+            }
+            Force::None => {
+                if self.reason == "held open by its switch" {
+                    // The switch was released: recover as after any lock.
+                    self.until = now;
+                    self.reason.clear();
+                }
+            }
+        }
+        match self.state {
+            State::Unlocked | State::Ramp => {
+                if let Some(why) = trips(&window.total(now_ms), s) {
+                    self.lock(now, window, s, why);
+                } else if self.state == State::Ramp && now >= self.since + s.ramp {
+                    self.state = State::Unlocked;
+                    self.locks = 0;
+                }
+            }
+            State::Locked => {
+                if now >= self.until {
+                    self.state = State::Probing;
+                }
+            }
+            State::Probing => {
+                if probes.failed > 0 {
+                    self.lock(now, window, s, "a probe failed or timed out".into());
+                } else if probes.passed > 0 {
+                    self.state = State::Ramp;
+                    self.since = now;
+                }
+            }
+        }
+        (before != self.state).then_some(before)
+    }
+
+    fn lock(&mut self, now: Instant, window: &mut Window, s: &Settings, why: String) {
+        let base = s
+            .lock
+            .saturating_mul(1 << self.locks.min(16))
+            .min(s.max_lock);
+        let jitter = 0.8 + 0.4 * fastrand::f64();
+        self.until = now + base.mul_f64(jitter);
+        self.locks += 1;
+        self.state = State::Locked;
+        self.reason = why;
+        // Old failures must not lock it again the moment it recovers.
+        window.clear();
+    }
+}
+
+/// Why `c` locks a breaker under `s`, if it does.
+fn trips(c: &Counts, s: &Settings) -> Option<String> {
+    if c.requests < s.min_requests.max(1) {
+        return None;
+    }
+    let n = c.requests as f64;
+    [
+        (c.timeouts, s.timeout_ratio, "timed out"),
+        (c.system, s.system_ratio, "failed with a system error"),
+        (
+            c.application,
+            s.application_ratio,
+            "ended in an application exception",
+        ),
+    ]
+    .into_iter()
+    .find(|(k, ratio, _)| *k as f64 / n >= *ratio)
+    .map(|(k, _, what)| format!("{k} of {} calls {what}", c.requests))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Outcome;
+
+    fn counts(outcomes: &[(Outcome, usize)]) -> Counts {
+        let mut c = Counts::default();
+        for (o, n) in outcomes {
+            for _ in 0..*n {
+                c.add(*o);
+            }
+        }
+        c
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            min_requests: 10,
+            lock: Duration::from_millis(100),
+            ramp: Duration::from_millis(100),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn locks_probes_ramps_and_unlocks() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut w = Window::new(s.buckets, s.bucket_ms);
+        let mut b = Breaker::new(t0);
+        let none = Probes::default();
+        // Too few calls: no decision; declared exceptions are healthy.
+        w.add(0, &counts(&[(Outcome::Timeout, 9)]));
+        assert_eq!(b.decide(t0, 0, &mut w, none, &s, Force::None), None);
+        w.add(0, &counts(&[(Outcome::Declared, 100)]));
+        assert_eq!(b.decide(t0, 0, &mut w, none, &s, Force::None), None);
+        w.add(0, &counts(&[(Outcome::Timeout, 200)]));
+        assert_eq!(
+            b.decide(t0, 0, &mut w, none, &s, Force::None),
+            Some(State::Unlocked)
+        );
+        assert_eq!(b.state(), State::Locked);
+        assert!(b.reason.contains("timed out"), "{}", b.reason);
+        let t1 = t0 + Duration::from_millis(130);
+        b.decide(t1, 130, &mut w, none, &s, Force::None);
+        assert_eq!(b.state(), State::Probing);
+        b.decide(
+            t1,
+            130,
+            &mut w,
+            Probes {
+                passed: 1,
+                failed: 0,
+            },
+            &s,
+            Force::None,
+        );
+        assert_eq!(b.state(), State::Ramp);
+        b.decide(
+            t1 + Duration::from_millis(101),
+            231,
+            &mut w,
+            none,
+            &s,
+            Force::None,
+        );
+        assert_eq!(b.state(), State::Unlocked);
+    }
+
+    #[test]
+    fn a_failed_probe_locks_again_for_longer() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut w = Window::new(s.buckets, s.bucket_ms);
+        let mut b = Breaker::new(t0);
+        w.add(0, &counts(&[(Outcome::Panic, 20)]));
+        b.decide(t0, 0, &mut w, Probes::default(), &s, Force::None);
+        let first = b.until - t0;
+        let t1 = t0 + Duration::from_millis(130);
+        b.decide(t1, 130, &mut w, Probes::default(), &s, Force::None);
+        assert_eq!(b.state(), State::Probing);
+        b.decide(
+            t1,
+            130,
+            &mut w,
+            Probes {
+                passed: 0,
+                failed: 1,
+            },
+            &s,
+            Force::None,
+        );
+        assert_eq!(b.state(), State::Locked);
+        assert!(b.until - t1 > first, "backs off");
+    }
+
+    #[test]
+    fn switches_hold_it_open_or_closed_and_config_sets_it() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut w = Window::new(s.buckets, s.bucket_ms);
+        let mut b = Breaker::new(t0);
+        b.decide(t0, 0, &mut w, Probes::default(), &s, Force::Open);
+        assert_eq!(b.state(), State::Locked);
+        b.decide(t0, 0, &mut w, Probes::default(), &s, Force::None);
+        assert_eq!(b.state(), State::Probing, "released: recovers");
+        w.add(0, &counts(&[(Outcome::Timeout, 50)]));
+        b.decide(t0, 0, &mut w, Probes::default(), &s, Force::Closed);
+        assert_eq!(b.state(), State::Unlocked);
+        let mut snap = Snapshot::empty("a", "c");
+        snap.config
+            .insert("breaker.min_requests".into(), "3".into());
+        snap.config.insert("breaker.lock_ms".into(), "250".into());
+        snap.config
+            .insert("breaker.timeout_ratio".into(), "nonsense".into());
+        snap.switches.insert("breaker.m".into(), "\"open\"".into());
+        let got = Settings::from_config(Some(&snap));
+        assert_eq!(
+            (got.min_requests, got.lock),
+            (3, Duration::from_millis(250))
+        );
+        assert_eq!(got.timeout_ratio, 0.5);
+        assert_eq!(Force::of(Some(&snap), "m"), Force::Open);
+        assert_eq!(Force::of(Some(&snap), "other"), Force::None);
+    }
+}

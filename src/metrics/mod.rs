@@ -1,0 +1,158 @@
+//! Interface control: per-core recorders, the aggregator thread ("doctor") and
+//! circuit breakers.
+//!
+//! - `counts`: how calls ended, and aligned windows of them.
+//! - `recorder`: [`CoreMetrics`], a core's recorder and breaker check (a
+//!   [`crate::control::CoreControl`]); plain counters, deltas sent every 100 ms.
+//! - `aggregator`: the thread that merges the deltas, keeps lifetime totals and
+//!   decides the breakers.
+//! - [`breaker`]: the breaker rules and their settings (config `breaker.*`, switch
+//!   `breaker.<method>`).
+//!
+//! Data flows one way each: deltas cores → aggregator, breaker states aggregator →
+//! cores; a core never waits on the aggregator.
+
+mod aggregator;
+pub mod breaker;
+mod counts;
+mod recorder;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+use serde::Serialize;
+
+pub use breaker::State;
+pub use counts::Counts;
+pub use recorder::CoreMetrics;
+
+use crate::control::CoreInit;
+use crate::governance::Governance;
+use aggregator::{state_name, MethodRecord};
+use recorder::{BreakerStates, Delta};
+
+/// Told of every breaker change: method, state before, state after, reason.
+pub type OnChange = Arc<dyn Fn(&str, State, State, &str) + Send + Sync>;
+
+/// How the aggregator runs.
+#[derive(Clone)]
+pub struct MetricsOptions {
+    /// The app (names the breakers: `<app>.<method>`).
+    pub app: String,
+    /// Where breaker settings and switches come from (none: defaults).
+    pub governance: Option<Governance>,
+    /// Lock/unlock callback.
+    pub on_change: Option<OnChange>,
+}
+
+impl MetricsOptions {
+    /// Defaults for `app`.
+    pub fn new(app: &str) -> Self {
+        MetricsOptions {
+            app: app.into(),
+            governance: None,
+            on_change: None,
+        }
+    }
+}
+
+/// One method as the admin views show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodReport {
+    /// The breaker's state.
+    pub state: &'static str,
+    /// Why it last locked.
+    pub reason: String,
+    /// Calls in the breaker's window.
+    pub window: Counts,
+    /// Calls so far.
+    pub lifetime: Counts,
+    /// Latency percentiles so far (µs): p50, p90, p99, p99.9, max.
+    pub latency_us: [u64; 5],
+}
+
+struct Shared {
+    options: MetricsOptions,
+    cores: Mutex<Vec<Sender<Arc<BreakerStates>>>>,
+    states: Mutex<Arc<BreakerStates>>,
+    report: Mutex<BTreeMap<String, MethodReport>>,
+}
+
+impl Shared {
+    fn publish_states(&self, states: BreakerStates) {
+        let mut cores = self.cores.lock().expect("not poisoned");
+        // Each core gets its own copy, so that reading it touches no other core.
+        cores.retain(|tx| tx.send(Arc::new(states.clone())).is_ok());
+        *self.states.lock().expect("not poisoned") = Arc::new(states);
+    }
+
+    fn set_report(&self, methods: &BTreeMap<String, MethodRecord>, now_ms: u64) {
+        let report = methods
+            .iter()
+            .map(|(name, m)| {
+                let h = &m.latency;
+                let q = |p: f64| {
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(p)
+                    }
+                };
+                let r = MethodReport {
+                    state: state_name(m.breaker.state()),
+                    reason: m.breaker.reason.clone(),
+                    window: m.window.total(now_ms),
+                    lifetime: m.lifetime,
+                    latency_us: [q(0.5), q(0.9), q(0.99), q(0.999), h.max()],
+                };
+                (name.clone(), r)
+            })
+            .collect();
+        *self.report.lock().expect("not poisoned") = report;
+    }
+}
+
+/// The running aggregator (cheap to clone; `Send` and `Sync`).
+#[derive(Clone)]
+pub struct Metrics {
+    shared: Arc<Shared>,
+    deltas: Sender<Delta>,
+}
+
+impl Metrics {
+    /// Starts the aggregator thread.
+    pub fn start(options: MetricsOptions) -> std::io::Result<Metrics> {
+        let shared = Arc::new(Shared {
+            options,
+            cores: Mutex::default(),
+            states: Mutex::new(Arc::new(aggregator::initial_states())),
+            report: Mutex::default(),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ringsoa-metrics".into())
+            .spawn(move || aggregator::run(s, rx))?;
+        Ok(Metrics { shared, deltas: tx })
+    }
+
+    /// The recorder of the core `init` describes; call it on that core (it starts
+    /// a tick task on the core's runtime). Use with `ServerBuilder::control`.
+    pub fn core(&self, init: &CoreInit) -> CoreMetrics {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let initial = Arc::new((**self.shared.states.lock().expect("not poisoned")).clone());
+        self.shared.cores.lock().expect("not poisoned").push(tx);
+        CoreMetrics::new(init.index, self.deltas.clone(), rx, initial)
+    }
+
+    /// Every method seen so far: its breaker, window, totals and latency.
+    pub fn report(&self) -> BTreeMap<String, MethodReport> {
+        self.shared.report.lock().expect("not poisoned").clone()
+    }
+
+    /// The app.
+    pub fn app(&self) -> &str {
+        &self.shared.options.app
+    }
+}
