@@ -162,3 +162,58 @@ pub fn initial_states() -> BreakerStates {
         probe_timeout: s.probe_timeout,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Outcome;
+    use crate::metrics::recorder::MethodDelta;
+
+    #[test]
+    fn two_cores_merge_to_exact_sums_and_the_reference_percentiles() {
+        let s = Settings::default();
+        let mut reference = histogram();
+        let mut want = Counts::default();
+        let mut methods = BTreeMap::new();
+        let outcomes = [
+            Outcome::Result,
+            Outcome::Declared,
+            Outcome::Timeout,
+            Outcome::Refused,
+        ];
+        for core in 0..2 {
+            for tick in 0..5 {
+                let mut d = MethodDelta {
+                    counts: Counts::default(),
+                    latency: histogram(),
+                    probes_passed: 0,
+                    probes_failed: 0,
+                };
+                for i in 0..1000u64 {
+                    let o = outcomes[(i as usize + core) % outcomes.len()];
+                    let us = 1 + (i * 7919 + tick * 104_729 + core as u64 * 13) % 250_000;
+                    d.counts.add(o);
+                    want.add(o);
+                    d.latency.record(us).unwrap();
+                    reference.record(us).unwrap();
+                }
+                let delta = Delta {
+                    core,
+                    methods: vec![("m".to_string(), d)],
+                };
+                merge(&mut methods, delta, Instant::now(), &s);
+            }
+        }
+        let m = &methods["m"];
+        assert_eq!(m.lifetime, want);
+        assert_eq!(m.window.total(0), want, "all in the current window");
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                m.latency.value_at_quantile(q),
+                reference.value_at_quantile(q),
+                "q{q}"
+            );
+        }
+        assert_eq!(m.latency.len(), reference.len());
+    }
+}
