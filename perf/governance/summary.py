@@ -36,18 +36,20 @@ for zk in ["up", "down (disk cache)"]:
     ms = [r["ms"] for r in rows if r.get("mode") == "startup" and r["zookeeper"] == zk]
     if ms:
         print(f"| ZooKeeper {zk} | {len(ms)} | {med(ms):.0f} | {max(ms):.0f} |")
-runs = {}
-for r in rows:
-    if r.get("label") in ("governance-on", "governance-off"):
-        runs.setdefault(r["round"], {})[r["label"]] = r["server_cpu_us_per_call"]
-pairs = [(k, v["governance-on"], v["governance-off"]) for k, v in sorted(runs.items()) if len(v) == 2]
-if pairs:
+for prefix, on_what in [("governance", "governance on (ZooKeeper, config and switches) ÷ off (--no-governance)"),
+                        ("control", "recorders and breaker checks on ÷ off (--no-metrics)")]:
+    runs = {}
+    for r in rows:
+        if r.get("label") in (f"{prefix}-on", f"{prefix}-off"):
+            runs.setdefault(r["round"], {})[r["label"]] = r["server_cpu_us_per_call"]
+    pairs = [(k, v[f"{prefix}-on"], v[f"{prefix}-off"]) for k, v in sorted(runs.items()) if len(v) == 2]
+    if not pairs:
+        continue
     # The machine flips between two speeds (about 25% apart) now and then, so each
     # round's on/off pair (run back to back) is compared, and the median taken.
     ratios = [on / off for _, on, off in pairs]
     print()
-    print("Server CPU per call, echo 64 B, 16 connections, one core; governance on "
-          "(ZooKeeper, config and switches) ÷ off (--no-governance), each round's pair run back to back:")
+    print(f"Server CPU per call, echo 64 B, 16 connections, one core; {on_what}, each round's pair run back to back:")
     print()
     print("| round | on µs/call | off µs/call | on ÷ off |")
     print("|---|---|---|---|")
