@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 
 use super::breaker::{Breaker, Force, Probes, Settings, State};
 use super::counts::{Counts, Window};
-use super::recorder::{histogram, BreakerStates, BreakerView, Delta, TICK};
+use super::recorder::{histogram, BreakerStates, BreakerView, Delta, FLUSH, TICK};
 use super::Shared;
 
 /// One method's merged record.
@@ -33,6 +33,7 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let started = Instant::now();
     let mut methods: BTreeMap<String, MethodRecord> = BTreeMap::new();
     let mut last_decide = Instant::now();
+    let mut last_report = Instant::now();
     let mut settings = Settings::default();
     loop {
         match deltas.recv_timeout(TICK) {
@@ -82,7 +83,11 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         if changed {
             publish(&shared, &methods, &settings);
         }
-        shared.set_report(&methods, now_ms);
+        // The admin views' copy (percentiles cost a pass over each histogram).
+        if changed || last_report.elapsed() >= FLUSH {
+            last_report = now;
+            shared.set_report(&methods, now_ms);
+        }
     }
 }
 

@@ -87,7 +87,7 @@ struct Args {
     deregister_grace_ms: u64,
     /// No governance thread at all (no registry, config or switches): for
     /// measuring what governance costs.
-    #[arg(long, conflicts_with_all = ["zk", "state", "admin"])]
+    #[arg(long, conflicts_with_all = ["zk", "state"])]
     no_governance: bool,
     /// No call metrics or circuit breakers.
     #[arg(long)]
