@@ -9,10 +9,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hdrhistogram::Histogram;
 
+use super::acl::Acl;
 use super::breaker::{Breaker, Force, Probes, Settings, State};
 use super::counts::{Counts, Window};
-use super::recorder::{histogram, BreakerStates, BreakerView, Delta, FLUSH, TICK};
+use super::limit::{self, Limit};
+use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
 use super::Shared;
+use crate::control::ServiceName;
 
 /// One method's merged record.
 pub struct MethodRecord {
@@ -34,14 +37,22 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let mut methods: BTreeMap<String, MethodRecord> = BTreeMap::new();
     let mut last_decide = Instant::now();
     let mut last_report = Instant::now();
+    let mut last_shares = Instant::now();
     let mut settings = Settings::default();
+    let mut demand = Demand::default();
+    let mut acl = Acl::default();
+    let mut limits: HashMap<String, Limit> = HashMap::new();
     loop {
         match deltas.recv_timeout(TICK) {
-            Ok(d) => merge(&mut methods, d, started, &settings),
+            Ok(d) => {
+                demand.add(&d);
+                merge(&mut methods, d, started, &settings);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         for d in deltas.try_iter() {
+            demand.add(&d);
             merge(&mut methods, d, started, &settings);
         }
         if last_decide.elapsed() < TICK {
@@ -50,9 +61,25 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         last_decide = Instant::now();
         let snap = shared.options.governance.as_ref().map(|g| g.snapshot());
         let fresh = Settings::from_config(snap.as_deref());
-        let rules_changed = fresh.probes_per_core != settings.probes_per_core
-            || fresh.probe_timeout != settings.probe_timeout;
+        let fresh_acl = Acl::from_config(snap.as_deref());
+        let own = snap.as_deref().and_then(|s| {
+            let own = ServiceName::new(&s.app, &s.cluster).ok()?;
+            s.providers(&own).map(<[_]>::len)
+        });
+        let fresh_limits = limit::from_config(snap.as_deref(), own.unwrap_or(1));
+        let mut rules_changed = fresh.probes_per_core != settings.probes_per_core
+            || fresh.probe_timeout != settings.probe_timeout
+            || fresh_acl != acl
+            || fresh_limits != limits;
         settings = fresh;
+        acl = fresh_acl;
+        limits = fresh_limits;
+        // Limit shares follow demand: re-split every flush.
+        if !limits.is_empty() && last_shares.elapsed() >= FLUSH {
+            demand.roll(last_shares.elapsed());
+            last_shares = Instant::now();
+            rules_changed = true;
+        }
         let now = Instant::now();
         let now_ms = (now - started).as_millis() as u64;
         let mut changed = rules_changed;
@@ -81,7 +108,7 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
             }
         }
         if changed {
-            publish(&shared, &methods, &settings);
+            publish(&shared, &methods, &settings, &acl, &limits, &demand);
         }
         // The admin views' copy (percentiles cost a pass over each histogram).
         if changed || last_report.elapsed() >= FLUSH {
@@ -112,10 +139,18 @@ fn merge(methods: &mut BTreeMap<String, MethodRecord>, d: Delta, started: Instan
     }
 }
 
-/// Sends every core the breakers that are not unlocked.
-fn publish(shared: &Shared, methods: &BTreeMap<String, MethodRecord>, s: &Settings) {
+/// Sends every core its rules: the breakers that are not unlocked, the ACL, and
+/// its share of each limit.
+fn publish(
+    shared: &Shared,
+    methods: &BTreeMap<String, MethodRecord>,
+    s: &Settings,
+    acl: &Acl,
+    limits: &HashMap<String, Limit>,
+    demand: &Demand,
+) {
     let app = &shared.options.app;
-    let views: HashMap<String, BreakerView> = methods
+    let breakers: HashMap<String, BreakerView> = methods
         .iter()
         .filter(|(_, m)| m.breaker.state() != State::Unlocked)
         .map(|(method, m)| {
@@ -140,12 +175,71 @@ fn publish(shared: &Shared, methods: &BTreeMap<String, MethodRecord>, s: &Settin
             (method.clone(), view)
         })
         .collect();
-    let states = BreakerStates {
-        methods: views,
+    let rules = Rules {
+        app: app.clone(),
+        breakers,
         probes_per_core: s.probes_per_core,
         probe_timeout: s.probe_timeout,
+        acl: acl.clone(),
+        limits: HashMap::new(),
     };
-    shared.publish_states(states);
+    let cores = shared.core_indexes();
+    let shares: HashMap<&String, Vec<Limit>> = limits
+        .iter()
+        .map(|(m, l)| (m, limit::split(l, &demand.of(m, &cores))))
+        .collect();
+    shared.publish_rules(rules, |rules, i| {
+        for (m, per_core) in &shares {
+            rules.limits.insert((*m).clone(), per_core[i]);
+        }
+    });
+}
+
+/// Recent calls per method and core (admitted and refused), for the limits' split.
+#[derive(Default)]
+pub struct Demand {
+    /// Calls since the last roll, by method and core.
+    fresh: HashMap<String, HashMap<usize, u64>>,
+    /// Calls per second, smoothed, by method and core.
+    rate: HashMap<String, HashMap<usize, f64>>,
+}
+
+impl Demand {
+    fn add(&mut self, d: &Delta) {
+        for (m, delta) in &d.methods {
+            *self
+                .fresh
+                .entry(m.clone())
+                .or_default()
+                .entry(d.core)
+                .or_default() += delta.counts.requests + delta.counts.refused;
+        }
+    }
+
+    /// Folds the calls of the last `elapsed` into the smoothed rates.
+    fn roll(&mut self, elapsed: std::time::Duration) {
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        for rates in self.rate.values_mut() {
+            for r in rates.values_mut() {
+                *r *= 0.5;
+            }
+        }
+        for (m, cores) in self.fresh.drain() {
+            let rates = self.rate.entry(m).or_default();
+            for (core, n) in cores {
+                *rates.entry(core).or_default() += 0.5 * n as f64 / secs;
+            }
+        }
+    }
+
+    /// The smoothed rates of `method` on `cores` (in their order).
+    fn of(&self, method: &str, cores: &[usize]) -> Vec<f64> {
+        let rates = self.rate.get(method);
+        cores
+            .iter()
+            .map(|c| rates.and_then(|r| r.get(c)).copied().unwrap_or(0.0))
+            .collect()
+    }
 }
 
 /// A state's name as the views show it.
@@ -158,13 +252,16 @@ pub fn state_name(s: State) -> &'static str {
     }
 }
 
-/// The default probe rules, before any decision.
-pub fn initial_states() -> BreakerStates {
+/// The rules before any decision: nothing locked, limited or denied.
+pub fn initial_rules(app: &str) -> Rules {
     let s = Settings::default();
-    BreakerStates {
-        methods: HashMap::new(),
+    Rules {
+        app: app.into(),
+        breakers: HashMap::new(),
         probes_per_core: s.probes_per_core,
         probe_timeout: s.probe_timeout,
+        acl: Acl::default(),
+        limits: HashMap::new(),
     }
 }
 

@@ -12,9 +12,11 @@
 //! Data flows one way each: deltas cores → aggregator, breaker states aggregator →
 //! cores; a core never waits on the aggregator.
 
+pub mod acl;
 mod aggregator;
 pub mod breaker;
 mod counts;
+pub mod limit;
 mod recorder;
 
 use std::collections::BTreeMap;
@@ -30,7 +32,7 @@ pub use recorder::CoreMetrics;
 use crate::control::CoreInit;
 use crate::governance::Governance;
 use aggregator::{state_name, MethodRecord};
-use recorder::{BreakerStates, Delta};
+use recorder::{Delta, Rules};
 
 /// Told of every breaker change: method, state before, state after, reason.
 pub type OnChange = Arc<dyn Fn(&str, State, State, &str) + Send + Sync>;
@@ -74,17 +76,35 @@ pub struct MethodReport {
 
 struct Shared {
     options: MetricsOptions,
-    cores: Mutex<Vec<Sender<Arc<BreakerStates>>>>,
-    states: Mutex<Arc<BreakerStates>>,
+    /// Each core's index and rules channel.
+    cores: Mutex<Vec<(usize, Sender<Arc<Rules>>)>>,
+    states: Mutex<Arc<Rules>>,
     report: Mutex<BTreeMap<String, MethodReport>>,
 }
 
 impl Shared {
-    fn publish_states(&self, states: BreakerStates) {
+    /// The indexes of the cores, in registration order.
+    fn core_indexes(&self) -> Vec<usize> {
+        self.cores
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    /// Sends each core its own copy of `rules` (so that reading it touches no
+    /// other core), adjusted by `each` with the core's position.
+    fn publish_rules(&self, rules: Rules, each: impl Fn(&mut Rules, usize)) {
         let mut cores = self.cores.lock().expect("not poisoned");
-        // Each core gets its own copy, so that reading it touches no other core.
-        cores.retain(|tx| tx.send(Arc::new(states.clone())).is_ok());
-        *self.states.lock().expect("not poisoned") = Arc::new(states);
+        let mut pos = 0;
+        cores.retain(|(_, tx)| {
+            let mut mine = rules.clone();
+            each(&mut mine, pos);
+            pos += 1;
+            tx.send(Arc::new(mine)).is_ok()
+        });
+        *self.states.lock().expect("not poisoned") = Arc::new(rules);
     }
 
     fn set_report(&self, methods: &BTreeMap<String, MethodRecord>, now_ms: u64) {
@@ -124,9 +144,9 @@ impl Metrics {
     /// Starts the aggregator thread.
     pub fn start(options: MetricsOptions) -> std::io::Result<Metrics> {
         let shared = Arc::new(Shared {
+            states: Mutex::new(Arc::new(aggregator::initial_rules(&options.app))),
             options,
             cores: Mutex::default(),
-            states: Mutex::new(Arc::new(aggregator::initial_states())),
             report: Mutex::default(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -142,7 +162,11 @@ impl Metrics {
     pub fn core(&self, init: &CoreInit) -> CoreMetrics {
         let (tx, rx) = crossbeam_channel::unbounded();
         let initial = Arc::new((**self.shared.states.lock().expect("not poisoned")).clone());
-        self.shared.cores.lock().expect("not poisoned").push(tx);
+        self.shared
+            .cores
+            .lock()
+            .expect("not poisoned")
+            .push((init.index, tx));
         CoreMetrics::new(init.index, self.deltas.clone(), rx, initial)
     }
 

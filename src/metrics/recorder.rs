@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 
+use super::acl::Acl;
 use super::breaker::State;
 use super::counts::{is_failure, Counts};
+use super::limit::{Bucket, Limit};
 use crate::control::{CoreControl, Outcome, Ticket};
 use crate::protocol::ApplicationException;
 use crate::rpc::CallContext;
@@ -76,16 +78,32 @@ pub struct BreakerView {
     pub message: String,
 }
 
-/// Every breaker that is not unlocked, and the probe rules.
+/// What a core enforces: every breaker that is not unlocked and the probe rules,
+/// the ACL, and this core's share of each rate limit.
 #[derive(Debug, Clone)]
-pub struct BreakerStates {
+pub struct Rules {
+    /// The app (for messages).
+    pub app: String,
     /// Method → breaker, for breakers not unlocked.
-    pub methods: HashMap<String, BreakerView>,
+    pub breakers: HashMap<String, BreakerView>,
     /// Probes in flight per core while probing.
     pub probes_per_core: usize,
     /// A probe that takes longer has failed.
     pub probe_timeout: Duration,
+    /// Who may call what.
+    pub acl: Acl,
+    /// Method → this core's share of its limits.
+    pub limits: HashMap<String, Limit>,
 }
+
+/// A core's state of one limited method.
+struct Limited {
+    bucket: Bucket,
+    in_flight: u32,
+}
+
+/// Ticket bit 0: the call holds a concurrency slot; the bits above: its probe id.
+const HOLDS_SLOT: u64 = 1;
 
 struct Probe {
     ticket: u64,
@@ -96,9 +114,10 @@ struct Probe {
 struct Inner {
     core: usize,
     deltas: Sender<Delta>,
-    states_rx: Receiver<Arc<BreakerStates>>,
+    states_rx: Receiver<Arc<Rules>>,
     methods: RefCell<HashMap<String, MethodDelta>>,
-    states: RefCell<Arc<BreakerStates>>,
+    states: RefCell<Arc<Rules>>,
+    limited: RefCell<HashMap<String, Limited>>,
     /// Methods whose probe failed here: refused until the aggregator decides.
     relocked: RefCell<Vec<String>>,
     probes: RefCell<Vec<Probe>>,
@@ -114,8 +133,8 @@ impl CoreMetrics {
     pub fn new(
         core: usize,
         deltas: Sender<Delta>,
-        states: Receiver<Arc<BreakerStates>>,
-        initial: Arc<BreakerStates>,
+        states: Receiver<Arc<Rules>>,
+        initial: Arc<Rules>,
     ) -> Self {
         let inner = Rc::new(Inner {
             core,
@@ -123,6 +142,7 @@ impl CoreMetrics {
             states_rx: states,
             methods: RefCell::default(),
             states: RefCell::new(initial),
+            limited: RefCell::default(),
             relocked: RefCell::default(),
             probes: RefCell::default(),
             next_ticket: std::cell::Cell::new(1),
@@ -205,44 +225,89 @@ impl Inner {
     }
 }
 
-impl CoreControl for CoreMetrics {
-    fn admit(&self, _cx: &CallContext, method: &str) -> Result<Ticket, ApplicationException> {
-        let inner = &self.0;
-        let states = inner.states.borrow();
-        let Some(b) = states.methods.get(method) else {
-            return Ok(Ticket::default());
+impl Inner {
+    /// The breaker's verdict: a probe id (0 for none), or the refusal.
+    fn breaker(&self, rules: &Rules, method: &str) -> Result<u64, String> {
+        let Some(b) = rules.breakers.get(method) else {
+            return Ok(0);
         };
-        let refuse = || Err(ApplicationException::internal(b.message.clone()));
-        if inner.relocked.borrow().iter().any(|m| m == method) {
-            return refuse();
+        if self.relocked.borrow().iter().any(|m| m == method) {
+            return Err(b.message.clone());
         }
         match b.state {
-            State::Unlocked => Ok(Ticket::default()),
-            State::Locked => refuse(),
+            State::Unlocked => Ok(0),
+            State::Locked => Err(b.message.clone()),
             State::Probing => {
-                let mut probes = inner.probes.borrow_mut();
-                if probes.iter().filter(|p| p.method == method).count() >= states.probes_per_core {
-                    return refuse();
+                let mut probes = self.probes.borrow_mut();
+                if probes.iter().filter(|p| p.method == method).count() >= rules.probes_per_core {
+                    return Err(b.message.clone());
                 }
-                let ticket = inner.next_ticket.get();
-                inner.next_ticket.set(ticket + 1);
+                let id = self.next_ticket.get();
+                self.next_ticket.set(id + 1);
                 probes.push(Probe {
-                    ticket,
+                    ticket: id,
                     method: method.to_string(),
                     started: Instant::now(),
                 });
-                Ok(Ticket(ticket))
+                Ok(id)
             }
             State::Ramp => {
                 let (since, ramp) = b.ramp;
                 let share = since.elapsed().as_secs_f64() / ramp.as_secs_f64().max(1e-3);
                 if fastrand::f64() < share {
-                    Ok(Ticket::default())
+                    Ok(0)
                 } else {
-                    refuse()
+                    Err(b.message.clone())
                 }
             }
         }
+    }
+}
+
+impl CoreControl for CoreMetrics {
+    fn admit(&self, cx: &CallContext, method: &str) -> Result<Ticket, ApplicationException> {
+        let inner = &self.0;
+        let rules = inner.states.borrow();
+        if !rules.acl.is_open() {
+            rules
+                .acl
+                .check(&cx.caller, &rules.app, method)
+                .map_err(ApplicationException::internal)?;
+        }
+        let app = &rules.app;
+        let mut holds_slot = false;
+        if let Some(share) = rules.limits.get(method) {
+            let mut limited = inner.limited.borrow_mut();
+            let l = match limited.get_mut(method) {
+                Some(l) => l,
+                None => limited.entry(method.to_string()).or_insert(Limited {
+                    bucket: Bucket::new(Instant::now()),
+                    in_flight: 0,
+                }),
+            };
+            if share.concurrency.is_some_and(|c| l.in_flight >= c) {
+                return Err(ApplicationException::internal(format!(
+                    "ringsoa: concurrency limit of {app}.{method} reached: call refused"
+                )));
+            }
+            if share.qps.is_some_and(|q| !l.bucket.take(q, Instant::now())) {
+                return Err(ApplicationException::internal(format!(
+                    "ringsoa: rate limit of {app}.{method} reached: call refused"
+                )));
+            }
+            holds_slot = share.concurrency.is_some();
+        }
+        let probe = inner
+            .breaker(&rules, method)
+            .map_err(ApplicationException::internal)?;
+        let mut ticket = probe << 1;
+        if holds_slot {
+            if let Some(l) = inner.limited.borrow_mut().get_mut(method) {
+                l.in_flight += 1;
+                ticket |= HOLDS_SLOT;
+            }
+        }
+        Ok(Ticket(ticket))
     }
 
     fn record(
@@ -260,10 +325,16 @@ impl CoreControl for CoreMetrics {
                 let _ = d.latency.record((elapsed.as_micros() as u64).max(1));
             }
         });
-        if ticket.0 != 0 {
+        if ticket.0 & HOLDS_SLOT != 0 {
+            if let Some(l) = inner.limited.borrow_mut().get_mut(method) {
+                l.in_flight = l.in_flight.saturating_sub(1);
+            }
+        }
+        let probe = ticket.0 >> 1;
+        if probe != 0 {
             let mut probes = inner.probes.borrow_mut();
             // A probe that already timed out was counted as failed then.
-            if let Some(i) = probes.iter().position(|p| p.ticket == ticket.0) {
+            if let Some(i) = probes.iter().position(|p| p.ticket == probe) {
                 probes.swap_remove(i);
                 drop(probes);
                 inner.probe_ended(method, !is_failure(outcome));

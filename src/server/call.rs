@@ -101,12 +101,19 @@ impl<S: Dispatch> CallSite<'_, S> {
                 self.reply_exception::<C>(&cx, &msg, &exc);
                 (Outcome::Refused, Ticket::default())
             }
-            Ok(ticket) => {
-                let outcome = self
-                    .run_handler::<C>(&mut cx, &msg, r, timeout, mark)
-                    .await?;
-                (outcome, ticket)
-            }
+            Ok(ticket) => match self.run_handler::<C>(&mut cx, &msg, r, timeout, mark).await {
+                Ok(outcome) => (outcome, ticket),
+                Err(end) => {
+                    // Arguments that did not decode (the connection ends): the
+                    // recorder still hears of the call, and gets its ticket back.
+                    if let Some(c) = &core.control {
+                        let elapsed = now.map(|n| n.elapsed()).unwrap_or_default();
+                        let failed = Outcome::Application(ApplicationExceptionKind::ProtocolError);
+                        c.record(&cx, method(), ticket, failed, elapsed);
+                    }
+                    return Err(end);
+                }
+            },
         };
         let len = self.conn.finish_message(mark);
         if len > cfg.max_message {

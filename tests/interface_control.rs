@@ -1,4 +1,5 @@
-//! Circuit breakers on a real `ringsoa-demo` process: settings from its state file,
+//! Interface control on a real `ringsoa-demo` process (breakers, ACL, rate limits):
+//! settings from its state file,
 //! states seen through `/breakers`, calls over real sockets.
 
 mod support;
@@ -74,6 +75,14 @@ impl Breaking {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Rewrites the state file's config lines (applied live).
+    fn set_config(&self, config: &str) {
+        let state = self.dir.join("state.toml");
+        let tmp = self.dir.join("state.tmp");
+        std::fs::write(&tmp, format!("[apps.ringsoa-demo.config]\n{config}\n")).unwrap();
+        std::fs::rename(tmp, state).unwrap();
     }
 
     fn report(&self, method: &str) -> serde_json::Value {
@@ -216,4 +225,146 @@ fn a_hung_probe_cannot_hold_it_half_open_and_a_herd_gets_only_the_capped_probes(
         .filter_map(|r| r.as_ref().err())
         .all(|e| e.contains("circuit breaker")));
     let _ = hung.join();
+}
+
+/// `ping` as caller `app` (tracked): `Ok`, or the exception's message.
+fn ping_as(addr: SocketAddr, app: &str) -> Result<(), String> {
+    use ringsoa::client::{Client, ClientConfig};
+    support::block_on(async {
+        let client = std::rc::Rc::new(Client::new([addr], ClientConfig::new(app)));
+        DemoClient::new(client)
+            .ping(None)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// `ping` as a native caller (no handshake).
+fn ping_native(addr: SocketAddr) -> Result<(), String> {
+    let reply = call_raw(&mut conn(addr), "ping", 1, &DemoPingArgs {}).unwrap();
+    if reply[3] == MessageType::Reply as u8 {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&reply).into_owned())
+    }
+}
+
+/// Retries `check` until it holds (a live change takes a few ticks to arrive).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "not within 5 s: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_policy() {
+    let b = Breaking::start("acl", "\"acl.deny\" = \"evil\"", &[]);
+    let addr = b.demo.addr;
+    eventually("evil refused", || ping_as(addr, "evil").is_err());
+    let err = ping_as(addr, "evil").unwrap_err();
+    assert!(
+        err.contains("caller evil may not call ringsoa-demo.ping (acl)"),
+        "{err}"
+    );
+    assert!(ping_as(addr, "good").is_ok());
+    assert!(
+        ping_native(addr).is_ok(),
+        "native callers are allowed by default"
+    );
+    // Live: an allow list, and native callers denied.
+    b.set_config("\"acl.allow\" = \"good\"\n\"acl.native\" = \"deny\"");
+    eventually("native refused", || ping_native(addr).is_err());
+    assert!(ping_native(addr).unwrap_err().contains("native callers"));
+    assert!(ping_as(addr, "good").is_ok());
+    assert!(ping_as(addr, "other")
+        .unwrap_err()
+        .contains("caller other may not call"));
+    assert!(ping_as(addr, "evil").is_err());
+    // Refusals are counted.
+    eventually("refusals counted", || {
+        b.report("ping")["lifetime"]["refused"].as_u64() >= Some(3)
+    });
+}
+
+/// Calls `echo` on every connection for `run`; returns each connection's admitted
+/// calls' times.
+fn echo_load(conns: &[TcpStream], run: Duration) -> Vec<Vec<Instant>> {
+    let start = Arc::new(Barrier::new(conns.len()));
+    let threads: Vec<_> = conns
+        .iter()
+        .map(|c| {
+            let mut s = c.try_clone().unwrap();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                let end = Instant::now() + run;
+                let mut ok = Vec::new();
+                while Instant::now() < end {
+                    let args = DemoEchoArgs {
+                        msg: Some("x".into()),
+                    };
+                    let reply = call_raw(&mut s, "echo", 1, &args).unwrap();
+                    if reply[3] == MessageType::Reply as u8 {
+                        ok.push(Instant::now());
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// A connection to `addr` served by core `core` (found by asking `whoami`).
+fn conn_on_core(addr: SocketAddr, core: usize) -> TcpStream {
+    for _ in 0..200 {
+        let mut s = conn(addr);
+        let reply = call_raw(&mut s, "whoami", 1, &DemoWhoamiArgs {}).unwrap();
+        let text = String::from_utf8_lossy(&reply);
+        // The map's entry "core" → "<n>": the key, then the value's length 1.
+        if text.contains(&format!("core\0\0\0\x01{core}")) {
+            return s;
+        }
+    }
+    panic!("no connection landed on core {core}");
+}
+
+#[test]
+fn a_rate_limit_holds_across_both_cores_and_an_idle_core_gets_its_share() {
+    let b = Breaking::start("limit", "\"limit.echo.qps\" = \"1000\"", &[]);
+    let addr = b.demo.addr;
+    // Load from 8 connections over both cores: the admitted rate is the limit.
+    let conns: Vec<TcpStream> = (0..8).map(|i| conn_on_core(addr, i % 2)).collect();
+    let admitted = echo_load(&conns, Duration::from_secs(3));
+    let t0 = admitted.iter().flatten().min().copied().unwrap();
+    let window = |from: f64, to: f64| {
+        admitted
+            .iter()
+            .flatten()
+            .filter(|t| {
+                let s = t.duration_since(t0).as_secs_f64();
+                s >= from && s < to
+            })
+            .count() as f64
+            / (to - from)
+    };
+    let rate = window(1.0, 3.0);
+    println!("admitted {rate:.0} calls/s against a limit of 1,000/s");
+    assert!((900.0..=1100.0).contains(&rate), "admitted {rate:.0}/s");
+    // All the load moves to core 1 alone: within a few ticks it gets the share.
+    let only_core1: Vec<TcpStream> = (0..4).map(|_| conn_on_core(addr, 1)).collect();
+    let admitted = echo_load(&only_core1, Duration::from_secs(2));
+    let t0 = admitted.iter().flatten().min().copied().unwrap();
+    let late = admitted
+        .iter()
+        .flatten()
+        .filter(|t| t.duration_since(t0) >= Duration::from_millis(1000))
+        .count() as f64;
+    println!("core 1 alone, second 2: {late:.0} calls/s");
+    assert!(
+        (800.0..=1100.0).contains(&late),
+        "core 1 alone got {late:.0}/s"
+    );
 }

@@ -1,0 +1,147 @@
+//! Access control by caller: allow and deny lists of caller app ids (the tracking
+//! handshake's identity), for the whole service and per method, from config
+//! (changed live), and a policy for native callers (no handshake, no identity).
+//!
+//! Config keys (a list is a JSON array of strings or comma-separated names):
+//! `acl.allow`, `acl.deny`, `acl.<method>.allow`, `acl.<method>.deny`, and
+//! `acl.native` = `allow` (default) or `deny`. A method's allow list replaces the
+//! service's; deny lists add up; deny wins over allow.
+
+use std::collections::HashMap;
+
+use crate::control::Snapshot;
+
+/// One allow list (absent: everyone) and one deny list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Lists {
+    allow: Option<Vec<String>>,
+    deny: Vec<String>,
+}
+
+/// The access rules (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acl {
+    service: Lists,
+    methods: HashMap<String, Lists>,
+    deny_native: bool,
+}
+
+fn list(v: &str) -> Vec<String> {
+    match serde_json::from_str::<Vec<String>>(v) {
+        Ok(l) => l,
+        Err(_) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+impl Acl {
+    /// The rules in `snap`'s config (none: everyone may call everything).
+    pub fn from_config(snap: Option<&Snapshot>) -> Acl {
+        let mut acl = Acl::default();
+        let Some(snap) = snap else { return acl };
+        for (key, value) in snap.config.range("acl.".to_string()..) {
+            let Some(rest) = key.strip_prefix("acl.") else {
+                break;
+            };
+            match rest {
+                "allow" => acl.service.allow = Some(list(value)),
+                "deny" => acl.service.deny = list(value),
+                "native" => acl.deny_native = value.trim() == "deny",
+                other => {
+                    if let Some(m) = other.strip_suffix(".allow") {
+                        acl.methods.entry(m.into()).or_default().allow = Some(list(value));
+                    } else if let Some(m) = other.strip_suffix(".deny") {
+                        acl.methods.entry(m.into()).or_default().deny = list(value);
+                    }
+                }
+            }
+        }
+        acl
+    }
+
+    /// Whether there are no rules at all (every call passes).
+    pub fn is_open(&self) -> bool {
+        *self == Acl::default()
+    }
+
+    /// Whether `caller` (empty for a native caller) may call `method`; the refusal's
+    /// message otherwise.
+    pub fn check(&self, caller: &str, app: &str, method: &str) -> Result<(), String> {
+        if caller.is_empty() {
+            return if self.deny_native {
+                Err(format!("ringsoa: native callers (no tracking handshake, so no app id) may not call {app}.{method} (acl.native = deny)"))
+            } else {
+                Ok(())
+            };
+        }
+        let m = self.methods.get(method);
+        let denied = self
+            .service
+            .deny
+            .iter()
+            .chain(m.map_or(&[][..], |m| &m.deny[..]))
+            .any(|d| d == caller);
+        let allow = m
+            .and_then(|m| m.allow.as_ref())
+            .or(self.service.allow.as_ref());
+        if denied || allow.is_some_and(|a| !a.iter().any(|x| x == caller)) {
+            return Err(format!(
+                "ringsoa: caller {caller} may not call {app}.{method} (acl)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(pairs: &[(&str, &str)]) -> Acl {
+        let mut s = Snapshot::empty("a", "c");
+        for (k, v) in pairs {
+            s.config.insert(k.to_string(), v.to_string());
+        }
+        Acl::from_config(Some(&s))
+    }
+
+    #[test]
+    fn lists_and_the_native_policy() {
+        assert!(acl(&[("other", "x")]).is_open());
+        let a = acl(&[
+            ("acl.allow", "web, api"),
+            ("acl.deny", "[\"bad\"]"),
+            ("acl.secret.allow", "admin"),
+            ("acl.echo.deny", "api"),
+        ]);
+        assert!(a.check("web", "svc", "ping").is_ok());
+        assert!(a
+            .check("bad", "svc", "ping")
+            .unwrap_err()
+            .contains("caller bad may not call svc.ping"));
+        assert!(
+            a.check("other", "svc", "ping").is_err(),
+            "not on the allow list"
+        );
+        assert!(
+            a.check("admin", "svc", "secret").is_ok(),
+            "the method's list replaces the service's"
+        );
+        assert!(a.check("web", "svc", "secret").is_err());
+        assert!(a.check("api", "svc", "echo").is_err(), "deny lists add up");
+        assert!(
+            a.check("", "svc", "ping").is_ok(),
+            "native callers allowed by default"
+        );
+        let n = acl(&[("acl.native", "deny")]);
+        assert!(n
+            .check("", "svc", "ping")
+            .unwrap_err()
+            .contains("native callers"));
+        assert!(n.check("anyone", "svc", "ping").is_ok());
+    }
+}

@@ -1,0 +1,151 @@
+//! Rate limits per method, in calls per second and in concurrent calls, from
+//! config (changed live): `limit.<method>.qps` and `limit.<method>.concurrency` for
+//! this process, `limit.<method>.cluster_qps` for the whole cluster (divided by
+//! the live provider count of this service in the registry).
+//!
+//! The aggregator splits each limit into per-core shares by the cores' recent
+//! demand, with a floor so that an idle core can start; each core enforces its
+//! share with a plain token bucket and counter.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::control::Snapshot;
+
+/// One method's process-wide limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Limit {
+    /// Calls per second.
+    pub qps: Option<f64>,
+    /// Calls at once.
+    pub concurrency: Option<u32>,
+}
+
+/// The limits in `snap`'s config; `providers` live providers of this service
+/// share a cluster-wide limit.
+pub fn from_config(snap: Option<&Snapshot>, providers: usize) -> HashMap<String, Limit> {
+    let mut out: HashMap<String, Limit> = HashMap::new();
+    let Some(snap) = snap else { return out };
+    for (key, value) in snap.config.range("limit.".to_string()..) {
+        let Some(rest) = key.strip_prefix("limit.") else {
+            break;
+        };
+        let Some((method, what)) = rest.rsplit_once('.') else {
+            continue;
+        };
+        let Ok(n) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        if !(n.is_finite() && n > 0.0) {
+            continue;
+        }
+        let l = out.entry(method.to_string()).or_default();
+        match what {
+            "qps" => l.qps = Some(l.qps.map_or(n, |q: f64| q.min(n))),
+            "cluster_qps" => {
+                let per = n / providers.max(1) as f64;
+                l.qps = Some(l.qps.map_or(per, |q| q.min(per)));
+            }
+            "concurrency" => l.concurrency = Some(n as u32).filter(|c| *c > 0),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Splits `limit` over cores by `demand` (recent calls per core): each core gets a
+/// floor of a tenth of an equal share, the rest goes by demand (equally when there
+/// is none).
+pub fn split(limit: &Limit, demand: &[f64]) -> Vec<Limit> {
+    let n = demand.len().max(1) as f64;
+    let total: f64 = demand.iter().sum();
+    let weight = |i: usize| {
+        let by_demand = if total > 0.0 {
+            demand[i] / total
+        } else {
+            1.0 / n
+        };
+        0.1 / n + 0.9 * by_demand
+    };
+    (0..demand.len())
+        .map(|i| Limit {
+            qps: limit.qps.map(|q| q * weight(i)),
+            concurrency: limit
+                .concurrency
+                .map(|c| ((c as f64 * weight(i)).round() as u32).max(1)),
+        })
+        .collect()
+}
+
+/// A core's token bucket for one method: refills at its share, holds at most a
+/// tenth of a second's worth (at least one call).
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(now: Instant) -> Self {
+        Bucket {
+            tokens: 1.0,
+            last: now,
+        }
+    }
+
+    /// Takes one call's token at `now` under `rate` calls per second; whether there
+    /// was one.
+    pub fn take(&mut self, rate: f64, now: Instant) -> bool {
+        let cap = (rate / 10.0).max(1.0);
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + rate * dt).min(cap);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn config_shares_and_buckets() {
+        let mut s = Snapshot::empty("a", "c");
+        s.config.insert("limit.echo.qps".into(), "1000".into());
+        s.config.insert("limit.echo.concurrency".into(), "8".into());
+        s.config
+            .insert("limit.add.cluster_qps".into(), "300".into());
+        s.config.insert("limit.bad.qps".into(), "-1".into());
+        let l = from_config(Some(&s), 3);
+        assert_eq!(
+            l["echo"],
+            Limit {
+                qps: Some(1000.0),
+                concurrency: Some(8)
+            }
+        );
+        assert_eq!(l["add"].qps, Some(100.0));
+        assert!(!l.contains_key("bad"));
+        let shares = split(&l["echo"], &[300.0, 100.0]);
+        let sum: f64 = shares.iter().map(|s| s.qps.unwrap()).sum();
+        assert!((sum - 1000.0).abs() < 1e-6);
+        assert!(shares[0].qps > shares[1].qps);
+        let idle = split(&l["echo"], &[100.0, 0.0]);
+        assert!(idle[1].qps.unwrap() >= 50.0, "an idle core gets its floor");
+        let mut b = Bucket::new(Instant::now());
+        let t0 = Instant::now();
+        let admitted = (0..1000)
+            .filter(|i| b.take(100.0, t0 + Duration::from_millis(*i)))
+            .count();
+        assert!((95..=115).contains(&admitted), "{admitted} in 1 s at 100/s");
+    }
+}
