@@ -368,3 +368,161 @@ fn a_rate_limit_holds_across_both_cores_and_an_idle_core_gets_its_share() {
         "core 1 alone got {late:.0}/s"
     );
 }
+
+#[test]
+fn statsd_lines_and_prometheus_metrics_count_the_calls_made() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let to = udp.local_addr().unwrap().to_string();
+    let b = Breaking::start("export", "", &["--statsd", &to, "--statsd-prefix", "t"]);
+    let mut s = conn(b.demo.addr);
+    for i in 0..50 {
+        call_raw(&mut s, "ping", i, &DemoPingArgs {}).unwrap();
+    }
+    for i in 0..7 {
+        call_raw(&mut s, "fail", i, &DemoFailArgs { code: Some(3) }).unwrap();
+    }
+    // statsd: well-formed lines whose counters add up to the calls (plus the one
+    // ping of the registrar's health check).
+    let (mut pings, mut declared, mut timers) = (0u64, 0u64, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 2048];
+    while pings < 50 || declared < 7 {
+        assert!(
+            Instant::now() < deadline,
+            "statsd: {pings} pings, {declared} declared"
+        );
+        let Ok(n) = udp.recv(&mut buf) else { continue };
+        for line in std::str::from_utf8(&buf[..n]).unwrap().lines() {
+            let (name, rest) = line.split_once(':').expect("name:value|type");
+            let mut parts = rest.split('|');
+            let value: f64 = parts.next().unwrap().parse().expect("a number");
+            let kind = parts.next().expect("a type");
+            assert!(matches!(kind, "c" | "ms"), "{line}");
+            if let Some(rate) = parts.next() {
+                assert!(
+                    rate.strip_prefix('@').unwrap().parse::<f64>().is_ok(),
+                    "{line}"
+                );
+            }
+            assert!(name.starts_with("t.") && !name.contains(' '), "{line}");
+            match (name, kind) {
+                ("t.ping.success", "c") => pings += value as u64,
+                ("t.fail.declared", "c") => declared += value as u64,
+                (_, "ms") => timers += 1,
+                _ => {}
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    while let Ok(n) = udp.recv(&mut buf) {
+        for line in std::str::from_utf8(&buf[..n]).unwrap().lines() {
+            if let Some(v) = line.strip_prefix("t.ping.success:") {
+                pings += v.trim_end_matches("|c").parse::<u64>().unwrap();
+            }
+        }
+    }
+    assert!(
+        (50..=51).contains(&pings) && declared == 7,
+        "{pings} pings, {declared} declared"
+    );
+    assert!(timers > 0, "a timer line per method");
+    // /metrics parses with the reference parser and counts the same calls.
+    let script = r#"
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(sys.argv[1]).read().decode()
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        if s.name == "ringsoa_calls_total" and s.value:
+            print(s.labels["method"], s.labels["outcome"], int(s.value))
+"#;
+    let url = format!("http://{}/metrics", b.admin);
+    eventually("/metrics counts the calls", || {
+        let out = std::process::Command::new(support::process::python())
+            .args(["-c", script, &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ping = text
+            .lines()
+            .any(|l| l == "ping success 50" || l == "ping success 51");
+        ping && text.lines().any(|l| l == "fail declared 7")
+    });
+}
+
+#[test]
+fn an_error_burst_is_flagged_as_an_anomaly_and_steady_methods_are_not() {
+    let b = Breaking::start("anomaly", "", &[]);
+    let addr = b.demo.addr;
+    let mut s = conn(addr);
+    let add = |s: &mut TcpStream, a: i32, b: i64| {
+        call_raw(
+            s,
+            "add",
+            1,
+            &DemoAddArgs {
+                a: Some(a),
+                b: Some(b),
+            },
+        )
+        .unwrap()
+    };
+    // Twelve steady seconds of `add` and `echo`, 50 calls a second each.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(12) {
+        for _ in 0..5 {
+            add(&mut s, 1, 2);
+            call_raw(
+                &mut s,
+                "echo",
+                1,
+                &DemoEchoArgs {
+                    msg: Some("x".into()),
+                },
+            )
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(b.report("add")["lifetime"]["requests"].as_u64() > Some(400));
+    let (_, body) = http_get(b.admin, "/anomalies");
+    assert_eq!(body.trim(), "{}", "nothing flagged while steady");
+    // A burst of overflowing adds (application errors): `add` is flagged.
+    let burst = Instant::now();
+    eventually("the burst flagged", || {
+        if burst.elapsed() < Duration::from_secs(3) {
+            for _ in 0..30 {
+                add(&mut s, i32::MAX, i64::MAX);
+                call_raw(
+                    &mut s,
+                    "echo",
+                    1,
+                    &DemoEchoArgs {
+                        msg: Some("x".into()),
+                    },
+                )
+                .unwrap();
+            }
+        }
+        let (_, body) = http_get(b.admin, "/anomalies");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["add"][0]["kind"] == "error_ratio"
+    });
+    let (_, body) = http_get(b.admin, "/anomalies");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v.get("echo").is_none(), "echo stayed steady: {v}");
+    let (_, metrics) = http_get(b.admin, "/metrics");
+    assert!(
+        metrics.contains(
+            "ringsoa_anomaly{app=\"ringsoa-demo\",method=\"add\",kind=\"error_ratio\"} 1"
+        ),
+        "{metrics}"
+    );
+}

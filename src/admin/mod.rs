@@ -2,7 +2,8 @@
 //! hyper), never on the cores: `GET /health`, and JSON views of governance state —
 //! `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
 //! providers as registered, for every service this process serves or calls), and
-//! `/breakers` (method → breaker state, window, lifetime counts and latency).
+//! `/breakers` (method → breaker state, window, lifetime counts and latency),
+//! `/anomalies` (methods flagged now) and `/metrics` (Prometheus text format).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -105,6 +106,16 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
             json(&out)
         }
+        "/anomalies" => json(&state.metrics.as_ref().map(Metrics::anomalies).unwrap_or_default()),
+        "/metrics" => {
+            let body = state.metrics.as_ref().map(Metrics::prometheus).unwrap_or_default();
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         "/breakers" => json(
             &state
                 .metrics
@@ -114,7 +125,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /health, /config, /switches, /registry, /breakers\n",
+            "not found: try /health, /config, /switches, /registry, /breakers, /anomalies, /metrics\n",
         ),
     }
 }

@@ -4,14 +4,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hdrhistogram::Histogram;
 
 use super::acl::Acl;
+use super::anomaly::{Kind, Series, MIN_CALLS};
 use super::breaker::{Breaker, Force, Probes, Settings, State};
 use super::counts::{Counts, Window};
+use super::export::Statsd;
 use super::limit::{self, Limit};
 use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
 use super::Shared;
@@ -40,12 +42,14 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let mut last_shares = Instant::now();
     let mut settings = Settings::default();
     let mut demand = Demand::default();
+    let mut second = Second::new(&shared);
     let mut acl = Acl::default();
     let mut limits: HashMap<String, Limit> = HashMap::new();
     loop {
         match deltas.recv_timeout(TICK) {
             Ok(d) => {
                 demand.add(&d);
+                second.add(&d);
                 merge(&mut methods, d, started, &settings);
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -53,8 +57,10 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         }
         for d in deltas.try_iter() {
             demand.add(&d);
+            second.add(&d);
             merge(&mut methods, d, started, &settings);
         }
+        second.roll(&shared);
         if last_decide.elapsed() < TICK {
             continue;
         }
@@ -239,6 +245,85 @@ impl Demand {
             .iter()
             .map(|c| rates.and_then(|r| r.get(c)).copied().unwrap_or(0.0))
             .collect()
+    }
+}
+
+/// Each second's calls by method: for anomaly alerts and statsd.
+struct Second {
+    started: Instant,
+    calls: BTreeMap<String, (Counts, Histogram<u64>)>,
+    series: BTreeMap<String, [Series; 2]>,
+    statsd: Option<Statsd>,
+}
+
+impl Second {
+    fn new(shared: &Shared) -> Self {
+        let statsd = shared.options.statsd.as_ref().and_then(|(to, prefix)| match Statsd::new(*to, prefix) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(%to, error = %e, "cannot open the statsd socket: no statsd lines");
+                None
+            }
+        });
+        Second {
+            started: Instant::now(),
+            calls: BTreeMap::new(),
+            series: BTreeMap::new(),
+            statsd,
+        }
+    }
+
+    fn add(&mut self, d: &Delta) {
+        for (m, delta) in &d.methods {
+            let (c, h) = self
+                .calls
+                .entry(m.clone())
+                .or_insert_with(|| (Counts::default(), histogram()));
+            c.merge(&delta.counts);
+            let _ = h.add(&delta.latency);
+        }
+    }
+
+    /// Once a second: anomaly points and flags, and the statsd lines.
+    fn roll(&mut self, shared: &Shared) {
+        if self.started.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.started = Instant::now();
+        for (m, (c, h)) in &self.calls {
+            if c.requests < MIN_CALLS {
+                continue;
+            }
+            let failed = (c.timeouts + c.system + c.application) as f64 / c.requests as f64;
+            let p99 = h.value_at_quantile(0.99) as f64;
+            let series = self.series.entry(m.clone()).or_default();
+            let raised = [
+                series[0].observe(Kind::ErrorRatio, failed, 0.01, 0.0),
+                series[1].observe(Kind::P99, p99, 100.0, 0.1),
+            ];
+            for a in raised.into_iter().flatten() {
+                tracing::warn!(method = %m, kind = ?a.kind, value = a.value, mean = a.mean, stddev = a.stddev, "anomaly: departs more than 3 standard deviations from its recent mean");
+            }
+        }
+        let flags = self
+            .series
+            .iter()
+            .map(|(m, s)| {
+                (
+                    m.clone(),
+                    s.iter()
+                        .filter_map(Series::flag)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, l)| !l.is_empty())
+            .collect();
+        *shared.anomalies.lock().expect("not poisoned") = flags;
+        if let Some(statsd) = &mut self.statsd {
+            statsd.send(&self.calls);
+        }
+        self.calls.clear();
     }
 }
 

@@ -14,8 +14,10 @@
 
 pub mod acl;
 mod aggregator;
+pub mod anomaly;
 pub mod breaker;
 mod counts;
+mod export;
 pub mod limit;
 mod recorder;
 
@@ -46,6 +48,8 @@ pub struct MetricsOptions {
     pub governance: Option<Governance>,
     /// Lock/unlock callback.
     pub on_change: Option<OnChange>,
+    /// A statsd agent and the prefix of every name sent to it.
+    pub statsd: Option<(std::net::SocketAddr, String)>,
 }
 
 impl MetricsOptions {
@@ -55,6 +59,7 @@ impl MetricsOptions {
             app: app.into(),
             governance: None,
             on_change: None,
+            statsd: None,
         }
     }
 }
@@ -80,6 +85,7 @@ struct Shared {
     cores: Mutex<Vec<(usize, Sender<Arc<Rules>>)>>,
     states: Mutex<Arc<Rules>>,
     report: Mutex<BTreeMap<String, MethodReport>>,
+    anomalies: Mutex<BTreeMap<String, Vec<anomaly::Anomaly>>>,
 }
 
 impl Shared {
@@ -148,6 +154,7 @@ impl Metrics {
             options,
             cores: Mutex::default(),
             report: Mutex::default(),
+            anomalies: Mutex::default(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -173,6 +180,17 @@ impl Metrics {
     /// Every method seen so far: its breaker, window, totals and latency.
     pub fn report(&self) -> BTreeMap<String, MethodReport> {
         self.shared.report.lock().expect("not poisoned").clone()
+    }
+
+    /// The methods whose error ratio or p99 departs from its recent mean now.
+    pub fn anomalies(&self) -> BTreeMap<String, Vec<anomaly::Anomaly>> {
+        self.shared.anomalies.lock().expect("not poisoned").clone()
+    }
+
+    /// The Prometheus text exposition of every method's calls, latency, breaker
+    /// and anomaly flags.
+    pub fn prometheus(&self) -> String {
+        export::prometheus(self.app(), &self.report(), &self.anomalies())
     }
 
     /// The app.

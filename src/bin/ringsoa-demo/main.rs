@@ -92,6 +92,12 @@ struct Args {
     /// No call metrics or circuit breakers.
     #[arg(long)]
     no_metrics: bool,
+    /// Send statsd lines (every second) to this UDP address.
+    #[arg(long)]
+    statsd: Option<SocketAddr>,
+    /// Prefix of every statsd name (default: the app id).
+    #[arg(long)]
+    statsd_prefix: Option<String>,
     /// Start even if another process listens on the port (zero-downtime restart).
     #[arg(long)]
     handover: bool,
@@ -351,6 +357,14 @@ fn main() -> std::io::Result<()> {
     } else {
         let mut o = MetricsOptions::new(&args.name);
         o.governance = governance.clone();
+        o.statsd = args.statsd.map(|to| {
+            (
+                to,
+                args.statsd_prefix
+                    .clone()
+                    .unwrap_or_else(|| args.name.clone()),
+            )
+        });
         Some(Metrics::start(o)?)
     };
     if let Some(m) = metrics.clone() {
