@@ -37,6 +37,7 @@ pub mod control;
 pub mod dynamic;
 pub mod governance;
 pub mod idl;
+pub mod logs;
 pub mod metrics;
 pub mod protocol;
 mod race;

@@ -526,3 +526,54 @@ fn an_error_burst_is_flagged_as_an_anomaly_and_steady_methods_are_not() {
         "{metrics}"
     );
 }
+
+#[test]
+fn log_routes_send_a_targets_lines_to_its_own_file_and_the_access_log_records_each_call() {
+    let dir = std::env::temp_dir().join(format!("ringsoa-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (access, warnings) = (dir.join("access.log"), dir.join("calls-warn.log"));
+    let routes = format!(
+        "\"log.routes\" = '[{{\"target\": \"ringsoa::access\", \"level\": \"info\", \"file\": \"{}\"}}, {{\"target\": \"ringsoa::server::call\", \"level\": \"warn\", \"file\": \"{}\"}}]'",
+        access.display(),
+        warnings.display()
+    );
+    let b = Breaking::start(
+        "routes",
+        &routes,
+        &["--access-log", "--call-timeout-ms", "50"],
+    );
+    let mut s = conn(b.demo.addr);
+    eventually("the routes applied", || {
+        access.exists() && warnings.exists()
+    });
+    for i in 0..3 {
+        call_raw(
+            &mut s,
+            "echo",
+            i,
+            &DemoEchoArgs {
+                msg: Some("x".into()),
+            },
+        )
+        .unwrap();
+    }
+    let _ = sleep_ms(&mut s, 100); // times out: a warning of ringsoa::server::call
+    eventually("the lines written", || {
+        let a = std::fs::read_to_string(&access).unwrap_or_default();
+        let w = std::fs::read_to_string(&warnings).unwrap_or_default();
+        a.lines().filter(|l| l.contains("method=echo")).count() == 3
+            && w.contains("call timed out after 50 ms")
+    });
+    let w = std::fs::read_to_string(&warnings).unwrap();
+    assert!(
+        w.lines().all(|l| l.contains("WARN ringsoa::server::call")),
+        "{w}"
+    );
+    let a = std::fs::read_to_string(&access).unwrap();
+    assert!(a.lines().all(|l| l.contains("INFO ringsoa::access")), "{a}");
+    assert!(
+        a.contains("outcome=Timeout") && a.contains("request_id="),
+        "{a}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -108,6 +108,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Logs one line per call (`info`, target `ringsoa::access`: method, caller,
+    /// request id, rpc id, core, outcome, microseconds). Off by default: a line per
+    /// call costs far more than the call.
+    pub fn access_log(mut self, yes: bool) -> Self {
+        self.config.access_log = yes;
+        self
+    }
+
     /// Reports a core whose loop has not ticked for `threshold` (default 1 s).
     pub fn watchdog(mut self, threshold: Duration) -> Self {
         self.config.watchdog = Some(threshold);

@@ -25,6 +25,7 @@ use crate::rpc::dispatch::write_exception;
 use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};
 use crate::tracking::server::{read_request_header, Handshake};
 use crate::transport::conn::MessageConn;
+use tracing::Instrument;
 
 /// A connection's parts a call uses.
 pub(super) struct CallSite<'a, S> {
@@ -79,7 +80,10 @@ impl<S: Dispatch> CallSite<'_, S> {
             (Some(own), Some(sent)) => Some(own.min(sent)),
             (own, sent) => own.or(sent),
         };
-        let timed = timeout.is_some() || core.control.is_some() || core.hooks.after_call.is_some();
+        let timed = timeout.is_some()
+            || core.control.is_some()
+            || core.hooks.after_call.is_some()
+            || cfg.access_log;
         let now = timed.then(Instant::now);
         cx.deadline = now.zip(timeout).map(|(now, t)| now + t);
         if draining && cx.version >= 2 {
@@ -101,7 +105,10 @@ impl<S: Dispatch> CallSite<'_, S> {
                 self.reply_exception::<C>(&cx, &msg, &exc);
                 (Outcome::Refused, Ticket::default())
             }
-            Ok(ticket) => match self.run_handler::<C>(&mut cx, &msg, r, timeout, mark).await {
+            Ok(ticket) => match self
+                .traced_handler::<C>(&mut cx, &msg, r, timeout, mark)
+                .await
+            {
                 Ok(outcome) => (outcome, ticket),
                 Err(end) => {
                     // Arguments that did not decode (the connection ends): the
@@ -134,7 +141,9 @@ impl<S: Dispatch> CallSite<'_, S> {
             outcome = Outcome::Application(ApplicationExceptionKind::InternalError);
         }
         let hooks = &core.hooks;
-        if let Some(now) = now.filter(|_| hooks.after_call.is_some() || core.control.is_some()) {
+        if let Some(now) =
+            now.filter(|_| hooks.after_call.is_some() || core.control.is_some() || cfg.access_log)
+        {
             let elapsed = now.elapsed();
             let method = method();
             if let Some(h) = &hooks.after_call {
@@ -147,11 +156,49 @@ impl<S: Dispatch> CallSite<'_, S> {
             if let Some(c) = &core.control {
                 c.record(&cx, method, ticket, outcome, elapsed);
             }
+            if cfg.access_log {
+                tracing::info!(
+                    target: "ringsoa::access",
+                    method,
+                    caller = %cx.caller,
+                    request_id = %cx.request_id,
+                    rpc_id = %cx.seq,
+                    core = core.index,
+                    outcome = ?outcome,
+                    us = elapsed.as_micros() as u64,
+                );
+            }
         }
         // Close after the reply only if the drain had begun when the call came in: then
         // the reply told a tracked client so. A call the drain overtook leaves the
         // connection open for its next request (answered and closed) or the grace.
         Ok(draining)
+    }
+
+    /// [`Self::run_handler`] inside a `debug` span `call` with the request id, rpc
+    /// id, caller, method and core (free unless a subscriber wants it).
+    async fn traced_handler<C: Codec>(
+        &mut self,
+        cx: &mut CallContext,
+        msg: &MessageHeader,
+        r: &mut C::Reader,
+        timeout: Option<Duration>,
+        mark: usize,
+    ) -> Result<Outcome, End> {
+        let span = tracing::debug_span!(
+            "call",
+            request_id = %cx.request_id,
+            rpc_id = %cx.seq,
+            caller = %cx.caller,
+            method = %String::from_utf8_lossy(&msg.name),
+            core = self.core.index,
+        );
+        if span.is_disabled() {
+            return self.run_handler::<C>(cx, msg, r, timeout, mark).await;
+        }
+        self.run_handler::<C>(cx, msg, r, timeout, mark)
+            .instrument(span)
+            .await
     }
 
     /// Runs the handler: within its timeout, with panics caught, and cut off with

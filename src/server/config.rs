@@ -51,6 +51,8 @@ pub struct Config {
     pub handover: bool,
     /// A core whose loop has not ticked for this long is reported (`None`: off).
     pub watchdog: Option<Duration>,
+    /// One `info` line per call, target `ringsoa::access`.
+    pub access_log: bool,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
             backlog: 1024,
             handover: false,
             watchdog: Some(Duration::from_secs(1)),
+            access_log: false,
         }
     }
 }

@@ -19,6 +19,7 @@ use idl::demo::*;
 use ringsoa::client::{Client, ClientConfig};
 use ringsoa::control::{Governed, ServiceName};
 use ringsoa::governance::{Backend, Governance, GovernanceOptions};
+use ringsoa::logs::Router;
 use ringsoa::metrics::{Metrics, MetricsOptions};
 use ringsoa::rpc::{CallContext, CallError, MethodError};
 use ringsoa::server::ServerBuilder;
@@ -89,6 +90,9 @@ struct Args {
     /// measuring what governance costs.
     #[arg(long, conflicts_with_all = ["zk", "state"])]
     no_governance: bool,
+    /// One log line per call (target `ringsoa::access`).
+    #[arg(long)]
+    access_log: bool,
     /// No call metrics or circuit breakers.
     #[arg(long)]
     no_metrics: bool,
@@ -296,6 +300,27 @@ impl DemoHandler for Demo {
     }
 }
 
+/// Applies config `log.routes` now and whenever it changes (checked every 200 ms).
+fn follow_log_routes(governance: Governance, router: Router) {
+    std::thread::spawn(move || {
+        let mut last: Option<String> = None;
+        loop {
+            let now = governance
+                .snapshot()
+                .config_str("log.routes")
+                .map(str::to_string);
+            if now != last {
+                let specs = now.as_deref().map_or(Ok(Vec::new()), Router::parse);
+                if let Err(e) = specs.and_then(|s| router.set(s)) {
+                    tracing::error!(error = %e, "log routes not applied");
+                }
+                last = now;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+}
+
 /// Starts the governance thread on ZooKeeper, the state file, or the embedded
 /// defaults.
 fn start_governance(args: &Args) -> std::io::Result<Governance> {
@@ -323,13 +348,22 @@ fn mark_core(cx: &mut CallContext) {
 }
 
 fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let router = Router::default();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour only on a terminal: no escape codes in redirected logs.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter()),
         )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: no escape codes in redirected logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Routed copies of what is logged (config `log.routes`).
+        .with(router.layer().with_filter(filter()))
         .init();
     let args = Args::parse();
     let governance = if args.no_governance {
@@ -337,6 +371,9 @@ fn main() -> std::io::Result<()> {
     } else {
         Some(start_governance(&args)?)
     };
+    if let Some(g) = &governance {
+        follow_log_routes(g.clone(), router);
+    }
     let mut builder = ServerBuilder::new(args.name.clone())
         .listen(args.listen)
         .drain_timeout(Duration::from_millis(args.drain_timeout_ms))
@@ -348,7 +385,8 @@ fn main() -> std::io::Result<()> {
             (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms)),
         )
         .max_connections(args.max_connections)
-        .handover(args.handover);
+        .handover(args.handover)
+        .access_log(args.access_log);
     if let Some(g) = &governance {
         builder = builder.governance(g.clone());
     }

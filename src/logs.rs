@@ -1,0 +1,189 @@
+//! Log routing: events of a target (a prefix of it) at a level or above also go to
+//! a file of their own, as the seed stack's rsyslog rules did by logger name. The
+//! routes come from config key `log.routes`, a JSON list —
+//! `[{"target": "ringsoa::access", "level": "info", "file": "/var/log/app/access.log"}]`
+//! — and can change while the process runs ([`Router::set`]).
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::sync::{Arc, RwLock};
+
+use serde::Deserialize;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+/// One route as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RouteSpec {
+    /// Events whose target starts with this.
+    pub target: String,
+    /// At this level or more severe (`error`, `warn`, `info`, `debug`, `trace`).
+    pub level: String,
+    /// Appended to this file.
+    pub file: String,
+}
+
+struct Route {
+    target: String,
+    level: Level,
+    file: std::sync::Mutex<File>,
+}
+
+/// The routes, shared by the layer and whoever updates them.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: Arc<RwLock<(Vec<RouteSpec>, Vec<Route>)>>,
+}
+
+impl Router {
+    /// Parses `log.routes`' value.
+    pub fn parse(json: &str) -> Result<Vec<RouteSpec>, String> {
+        let specs: Vec<RouteSpec> = serde_json::from_str(json).map_err(|e| {
+            format!("log.routes is not a JSON list of {{\"target\", \"level\", \"file\"}}: {e}")
+        })?;
+        for s in &specs {
+            s.level
+                .parse::<Level>()
+                .map_err(|_| format!("log.routes: bad level {:?}", s.level))?;
+        }
+        Ok(specs)
+    }
+
+    /// Replaces the routes (files are opened for appending); unchanged routes keep
+    /// their files. A file that cannot be opened is reported and skipped.
+    pub fn set(&self, specs: Vec<RouteSpec>) -> Result<(), String> {
+        let mut guard = self.routes.write().expect("not poisoned");
+        if guard.0 == specs {
+            return Ok(());
+        }
+        let mut routes = Vec::new();
+        let mut errors = Vec::new();
+        for s in &specs {
+            let level = s
+                .level
+                .parse::<Level>()
+                .map_err(|_| format!("bad level {:?}", s.level))?;
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&s.file)
+            {
+                Ok(f) => routes.push(Route {
+                    target: s.target.clone(),
+                    level,
+                    file: std::sync::Mutex::new(f),
+                }),
+                Err(e) => errors.push(format!("{}: {e}", s.file)),
+            }
+        }
+        *guard = (specs, routes);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("log routes: cannot open {}", errors.join("; ")))
+        }
+    }
+
+    /// The layer that writes routed events.
+    pub fn layer(&self) -> RouteLayer {
+        RouteLayer(self.clone())
+    }
+}
+
+/// A `tracing-subscriber` layer writing each event to the files of its routes.
+pub struct RouteLayer(Router);
+
+/// Collects an event's fields as `message key=value …`.
+struct Line(String);
+
+impl Visit for Line {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value}");
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for RouteLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let routes = self.0.routes.read().expect("not poisoned");
+        let mut line: Option<String> = None;
+        for r in routes
+            .1
+            .iter()
+            .filter(|r| meta.target().starts_with(&r.target) && *meta.level() <= r.level)
+        {
+            let text = line.get_or_insert_with(|| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let mut l = Line(format!(
+                    "{}.{:06} {} {}:",
+                    now.as_secs(),
+                    now.subsec_micros(),
+                    meta.level(),
+                    meta.target()
+                ));
+                event.record(&mut l);
+                l.0.push('\n');
+                l.0
+            });
+            let _ = r
+                .file
+                .lock()
+                .expect("not poisoned")
+                .write_all(text.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn a_target_at_a_level_goes_to_its_file() {
+        let dir = std::env::temp_dir().join(format!("ringsoa-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("warn.log");
+        let router = Router::default();
+        let spec = format!(
+            r#"[{{"target": "app::db", "level": "warn", "file": "{}"}}]"#,
+            file.display()
+        );
+        router.set(Router::parse(&spec).unwrap()).unwrap();
+        let subscriber = tracing_subscriber::registry().with(router.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "app::db::pool", conns = 3, "pool low");
+            tracing::info!(target: "app::db", "not routed: below warn");
+            tracing::error!(target: "app::web", "not routed: another target");
+        });
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("WARN app::db::pool: pool low conns=3"),
+            "{text}"
+        );
+        assert!(
+            Router::parse("[{\"target\": \"x\", \"level\": \"loud\", \"file\": \"f\"}]")
+                .unwrap_err()
+                .contains("bad level")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
