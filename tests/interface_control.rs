@@ -577,3 +577,49 @@ fn log_routes_send_a_targets_lines_to_its_own_file_and_the_access_log_records_ea
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_downstream_method_gets_its_own_breaker_and_the_pools_show_the_clients() {
+    // The server-side breaker of relay_whoami is held closed, so that what refuses
+    // the relays below is the client's breaker of the downstream whoami.
+    let config =
+        format!("{FAST}\n[apps.ringsoa-demo.switches]\n\"breaker.relay_whoami\" = \"off\"");
+    let b = Breaking::start("client", &config, &[]);
+    let mut s = conn(b.demo.addr);
+    let relay = |s: &mut TcpStream, target: &str| {
+        let args = DemoRelayWhoamiArgs {
+            target: Some(target.into()),
+        };
+        let reply = call_raw(s, "relay_whoami", 1, &args).unwrap();
+        (
+            reply[3] == MessageType::Reply as u8,
+            String::from_utf8_lossy(&reply).into_owned(),
+        )
+    };
+    let live = b.demo.addr.to_string();
+    for _ in 0..3 {
+        assert!(relay(&mut s, &live).0);
+    }
+    let dead = format!("127.0.0.1:{}", free_port());
+    for _ in 0..6 {
+        let (ok, text) = relay(&mut s, &dead);
+        assert!(!ok && text.contains("relay to"), "{text}");
+    }
+    let breaker = format!("client:{dead}.whoami");
+    b.wait_state(&breaker, "LOCKED");
+    let (ok, text) = relay(&mut s, &dead);
+    assert!(
+        !ok && text.contains(&format!("circuit breaker ringsoa-demo.{breaker} is open")),
+        "{text}"
+    );
+    assert!(relay(&mut s, &live).0, "another downstream is not touched");
+    // Per node: the attempts on the dead node, as system errors (no connection).
+    let node = b.report(&format!("node:{dead}@{dead}"));
+    assert!(node["lifetime"]["system"].as_u64() >= Some(6), "{node}");
+    // The pools of the relay clients, pushed by the cores.
+    eventually("/pools shows the live client's pool", || {
+        let (_, body) = http_get(b.admin, "/pools");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v[&live][&live]["created"].as_u64() >= Some(1)
+    });
+}

@@ -3,7 +3,8 @@
 //! `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
 //! providers as registered, for every service this process serves or calls), and
 //! `/breakers` (method → breaker state, window, lifetime counts and latency),
-//! `/anomalies` (methods flagged now) and `/metrics` (Prometheus text format).
+//! `/anomalies` (methods flagged now), `/pools` (the clients' pools by service and
+//! node) and `/metrics` (Prometheus text format).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -116,6 +117,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        "/pools" => json(&state.metrics.as_ref().map(Metrics::pools).unwrap_or_default()),
         "/breakers" => json(
             &state
                 .metrics
@@ -125,7 +127,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /health, /config, /switches, /registry, /breakers, /anomalies, /metrics\n",
+            "not found: try /health, /config, /switches, /registry, /breakers, /anomalies, /pools, /metrics\n",
         ),
     }
 }

@@ -19,7 +19,7 @@ use super::node::{Node, NodeState, NodeStats};
 use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
 use super::upkeep;
-use crate::control::{Governed, ServiceName, Snapshot};
+use crate::control::{Governed, Outcome, ServiceName, Snapshot, Ticket};
 use crate::protocol::{Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::{CallContext, CallError, Channel};
@@ -32,7 +32,13 @@ pub struct Client {
 
 impl Client {
     /// A client of the service at `nodes`.
-    pub fn new<N: Into<Node>>(nodes: impl IntoIterator<Item = N>, config: ClientConfig) -> Self {
+    pub fn new<N: Into<Node>>(
+        nodes: impl IntoIterator<Item = N>,
+        mut config: ClientConfig,
+    ) -> Self {
+        if config.service.is_empty() {
+            config.service = "downstream".into();
+        }
         let budget = RetryBudget::new(&config.retry, Instant::now());
         let client = Client {
             inner: Rc::new(Inner {
@@ -45,6 +51,15 @@ impl Client {
             }),
         };
         client.set_nodes(nodes);
+        if let Some(c) = &client.inner.config.control {
+            let weak = Rc::downgrade(&client.inner);
+            let stats = move || {
+                let inner = weak.upgrade()?;
+                let nodes = inner.nodes.borrow();
+                Some(nodes.iter().map(|n| n.stats()).collect())
+            };
+            c.watch_pools(&client.inner.config.service, Box::new(stats));
+        }
         client
     }
 
@@ -60,8 +75,15 @@ impl Client {
     /// this core's governance view: nodes and weights change as providers come and
     /// go. Until the providers are loaded, calls fail with "the service has no
     /// nodes" (see [`Governed::loaded`] to wait for them).
-    pub fn discover(governance: &Rc<Governed>, service: ServiceName, config: ClientConfig) -> Self {
+    pub fn discover(
+        governance: &Rc<Governed>,
+        service: ServiceName,
+        mut config: ClientConfig,
+    ) -> Self {
         governance.watch(&service);
+        if config.service.is_empty() {
+            config.service = service.to_string();
+        }
         let client = Client::new(governance.with(|s| nodes_of(s, &service)), config);
         let weak = Rc::downgrade(&client.inner);
         governance.subscribe(move |snap| {
@@ -151,6 +173,12 @@ impl Inner {
     ) -> Result<Option<Reply>, CallError> {
         self.start_maintenance();
         let cfg = &self.config;
+        let ticket = match &cfg.control {
+            Some(c) => c
+                .admit(&cfg.service, method)
+                .map_err(|m| CallError::Rejected(m.into()))?,
+            None => Ticket::default(),
+        };
         let started = Instant::now();
         let mut deadline = started + cfg.conn.call_timeout;
         if let Some(d) = cx.as_ref().and_then(|cx| cx.deadline) {
@@ -201,6 +229,9 @@ impl Inner {
                 if let Some(h) = &cfg.hooks.after_call {
                     h(&attempt, elapsed, outcome);
                 }
+                if let Some(c) = &cfg.control {
+                    c.record_node(&cfg.service, node.node.addr, outcome_of(outcome), elapsed);
+                }
                 let failed = match result {
                     Ok(mut reply) => {
                         if has_context {
@@ -227,6 +258,10 @@ impl Inner {
         };
         if let (Some(cx), Some(meta)) = (cx, reply_meta) {
             cx.reply_meta = meta.unwrap_or_default();
+        }
+        if let Some(c) = &cfg.control {
+            let outcome = outcome_of(result.as_ref().map(|_| ()));
+            c.record(&cfg.service, method, ticket, outcome, started.elapsed());
         }
         result
     }
@@ -406,4 +441,16 @@ fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
         .collect();
     nodes.sort_by_key(|n| n.addr);
     nodes
+}
+
+/// How a call or attempt ended, in the recorders' terms (declared exceptions are
+/// decoded later, by the stub: here they are answers, so successes).
+fn outcome_of(result: Result<(), &CallError>) -> Outcome {
+    match result {
+        Ok(()) | Err(CallError::Declared(_)) => Outcome::Result,
+        Err(CallError::Application(e)) => Outcome::Application(e.kind),
+        Err(CallError::Timeout) => Outcome::Timeout,
+        Err(CallError::Rejected(_)) => Outcome::Refused,
+        Err(_) => Outcome::Unavailable,
+    }
 }

@@ -9,11 +9,18 @@ use super::balance::BalanceOptions;
 use super::conn::ConnOptions;
 use super::pool::{CloseReason, PoolOptions};
 use super::retry::RetryOptions;
+use crate::control::ClientControl;
 use crate::rpc::CallError;
 
 /// Everything a [`super::Client`] can be told.
 #[derive(Clone, Default)]
 pub struct ClientConfig {
+    /// The service's name in metrics and breakers (e.g. `app/cluster`; default:
+    /// `downstream`, or the service [`super::Client::discover`] follows).
+    pub service: String,
+    /// The core's recorder and breaker check of downstream calls (e.g.
+    /// `ringsoa::metrics::CoreMetrics`).
+    pub control: Option<Rc<dyn ClientControl>>,
     /// Connections: app id, protocol, framing, timeouts, tracking.
     pub conn: ConnOptions,
     /// Pools.

@@ -60,6 +60,9 @@ pub enum Outcome {
     Timeout,
     /// The call was refused before it ran (admission, or a header over the limits).
     Refused,
+    /// (Client side) the call could not be made or its answer was lost: no
+    /// connection, a transport or protocol error, or a draining server.
+    Unavailable,
 }
 
 impl From<Dispatched> for Outcome {
@@ -105,3 +108,38 @@ pub trait CoreControl {
 
 /// Admits everything and records nothing.
 impl CoreControl for () {}
+
+/// A core's control of its clients' calls: a breaker per downstream method before
+/// each call, and the outcome of each call and of each attempt on a node after.
+/// Runs on the calling core; must not block.
+pub trait ClientControl {
+    /// Whether a call of `service`'s `method` may start; the refusal's message
+    /// otherwise.
+    fn admit(&self, service: &str, method: &str) -> Result<Ticket, String>;
+
+    /// How a call ended (after all its attempts).
+    fn record(
+        &self,
+        service: &str,
+        method: &str,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed: Duration,
+    );
+
+    /// How one attempt on `node` ended.
+    fn record_node(
+        &self,
+        service: &str,
+        node: std::net::SocketAddr,
+        outcome: Outcome,
+        elapsed: Duration,
+    );
+
+    /// Asks to be sent `service`'s pool statistics now and then, from `stats`
+    /// (which returns `None` once the client is gone).
+    fn watch_pools(&self, service: &str, stats: PoolSource);
+}
+
+/// A client's pool statistics, while it lives.
+pub type PoolSource = Box<dyn Fn() -> Option<Vec<crate::client::NodeStats>>>;

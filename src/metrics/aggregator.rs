@@ -50,6 +50,7 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
             Ok(d) => {
                 demand.add(&d);
                 second.add(&d);
+                shared.set_pools(&d);
                 merge(&mut methods, d, started, &settings);
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -58,6 +59,7 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         for d in deltas.try_iter() {
             demand.add(&d);
             second.add(&d);
+            shared.set_pools(&d);
             merge(&mut methods, d, started, &settings);
         }
         second.roll(&shared);
@@ -90,6 +92,11 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         let now_ms = (now - started).as_millis() as u64;
         let mut changed = rules_changed;
         for (method, m) in methods.iter_mut() {
+            // A node's health is the client's to judge (its failed list and
+            // probes), not a breaker's.
+            if method.starts_with("node:") {
+                continue;
+            }
             let force = Force::of(snap.as_deref(), method);
             let probes = std::mem::take(&mut m.probes);
             if let Some(before) =
@@ -387,6 +394,7 @@ mod tests {
                 let delta = Delta {
                     core,
                     methods: vec![("m".to_string(), d)],
+                    pools: Vec::new(),
                 };
                 merge(&mut methods, delta, Instant::now(), &s);
             }

@@ -19,7 +19,8 @@ pub struct Counts {
     pub declared: u64,
     /// `TApplicationException`s from the handler or the framework.
     pub application: u64,
-    /// Panics.
+    /// Panics (server side); no connection, transport or protocol errors (client
+    /// side).
     pub system: u64,
     /// Calls cut off by their timeout.
     pub timeouts: u64,
@@ -40,7 +41,7 @@ impl Counts {
             Outcome::Result | Outcome::Oneway => self.successes += 1,
             Outcome::Declared => self.declared += 1,
             Outcome::Application(_) => self.application += 1,
-            Outcome::Panic => self.system += 1,
+            Outcome::Panic | Outcome::Unavailable => self.system += 1,
             Outcome::Timeout => self.timeouts += 1,
             Outcome::Refused => unreachable!("counted above"),
         }
@@ -67,7 +68,7 @@ impl Counts {
 pub fn is_failure(outcome: Outcome) -> bool {
     matches!(
         outcome,
-        Outcome::Timeout | Outcome::Panic | Outcome::Application(_)
+        Outcome::Timeout | Outcome::Panic | Outcome::Unavailable | Outcome::Application(_)
     ) && outcome != Outcome::Application(ApplicationExceptionKind::UnknownMethod)
 }
 

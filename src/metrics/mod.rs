@@ -31,6 +31,7 @@ pub use breaker::State;
 pub use counts::Counts;
 pub use recorder::CoreMetrics;
 
+use crate::client::NodeStats;
 use crate::control::CoreInit;
 use crate::governance::Governance;
 use aggregator::{state_name, MethodRecord};
@@ -64,6 +65,27 @@ impl MetricsOptions {
     }
 }
 
+/// One node of a client's pools, summed over the cores.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PoolReport {
+    /// The node's weight.
+    pub weight: u32,
+    /// Idle connections now.
+    pub idle: usize,
+    /// Connections checked out now.
+    pub in_use: usize,
+    /// Connections opened so far.
+    pub created: u64,
+    /// Connections closed so far.
+    pub closed: u64,
+    /// Connections found dead by a check.
+    pub failed_checks: u64,
+    /// Calls waiting for a slot now.
+    pub waiters: usize,
+    /// On some core's failed list.
+    pub failed: bool,
+}
+
 /// One method as the admin views show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MethodReport {
@@ -86,9 +108,21 @@ struct Shared {
     states: Mutex<Arc<Rules>>,
     report: Mutex<BTreeMap<String, MethodReport>>,
     anomalies: Mutex<BTreeMap<String, Vec<anomaly::Anomaly>>>,
+    /// The latest pool statistics by core and client service.
+    pools: Mutex<BTreeMap<(usize, String), Vec<NodeStats>>>,
 }
 
 impl Shared {
+    fn set_pools(&self, d: &Delta) {
+        if d.pools.is_empty() {
+            return;
+        }
+        let mut pools = self.pools.lock().expect("not poisoned");
+        for (service, stats) in &d.pools {
+            pools.insert((d.core, service.clone()), stats.clone());
+        }
+    }
+
     /// The indexes of the cores, in registration order.
     fn core_indexes(&self) -> Vec<usize> {
         self.cores
@@ -155,6 +189,7 @@ impl Metrics {
             cores: Mutex::default(),
             report: Mutex::default(),
             anomalies: Mutex::default(),
+            pools: Mutex::default(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -167,6 +202,26 @@ impl Metrics {
     /// The recorder of the core `init` describes; call it on that core (it starts
     /// a tick task on the core's runtime). Use with `ServerBuilder::control`.
     pub fn core(&self, init: &CoreInit) -> CoreMetrics {
+        thread_local! {
+            static MINE: std::cell::RefCell<Vec<(std::sync::Weak<Shared>, CoreMetrics)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // The same core asking again (its server control, then its clients) gets
+        // the same recorder. (The `Weak` keeps the address from being reused.)
+        let found = MINE.with_borrow(|v| {
+            v.iter()
+                .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.shared)))
+                .map(|(_, m)| m.clone())
+        });
+        if let Some(m) = found {
+            return m;
+        }
+        let made = self.make_core(init);
+        MINE.with_borrow_mut(|v| v.push((Arc::downgrade(&self.shared), made.clone())));
+        made
+    }
+
+    fn make_core(&self, init: &CoreInit) -> CoreMetrics {
         let (tx, rx) = crossbeam_channel::unbounded();
         let initial = Arc::new((**self.shared.states.lock().expect("not poisoned")).clone());
         self.shared
@@ -180,6 +235,30 @@ impl Metrics {
     /// Every method seen so far: its breaker, window, totals and latency.
     pub fn report(&self) -> BTreeMap<String, MethodReport> {
         self.shared.report.lock().expect("not poisoned").clone()
+    }
+
+    /// The clients' pools, summed over the cores: service → node → counters (and
+    /// whether any core has the node on its failed list).
+    pub fn pools(&self) -> BTreeMap<String, BTreeMap<String, PoolReport>> {
+        let mut out: BTreeMap<String, BTreeMap<String, PoolReport>> = BTreeMap::new();
+        for ((_, service), nodes) in self.shared.pools.lock().expect("not poisoned").iter() {
+            for n in nodes {
+                let r = out
+                    .entry(service.clone())
+                    .or_default()
+                    .entry(n.node.addr.to_string())
+                    .or_default();
+                r.weight = n.node.weight;
+                r.idle += n.pool.idle;
+                r.in_use += n.pool.in_use;
+                r.created += n.pool.created;
+                r.closed += n.pool.closed;
+                r.failed_checks += n.pool.failed_checks;
+                r.waiters += n.pool.waiters;
+                r.failed |= n.failed;
+            }
+        }
+        out
     }
 
     /// The methods whose error ratio or p99 departs from its recent mean now.

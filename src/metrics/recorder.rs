@@ -16,7 +16,10 @@ use super::acl::Acl;
 use super::breaker::State;
 use super::counts::{is_failure, Counts};
 use super::limit::{Bucket, Limit};
-use crate::control::{CoreControl, Outcome, Ticket};
+use std::net::SocketAddr;
+
+use crate::client::NodeStats;
+use crate::control::{ClientControl, CoreControl, Outcome, PoolSource, Ticket};
 use crate::protocol::ApplicationException;
 use crate::rpc::CallContext;
 
@@ -63,8 +66,11 @@ impl MethodDelta {
 pub struct Delta {
     /// The core.
     pub core: usize,
-    /// Method → news.
+    /// Method → news. Server methods by name; a client's calls as
+    /// `client:<service>.<method>`, its attempts per node as `node:<service>@<addr>`.
     pub methods: Vec<(String, MethodDelta)>,
+    /// The pools of this core's clients: service → nodes.
+    pub pools: Vec<(String, Vec<NodeStats>)>,
 }
 
 /// One breaker as the cores are told it.
@@ -122,9 +128,16 @@ struct Inner {
     relocked: RefCell<Vec<String>>,
     probes: RefCell<Vec<Probe>>,
     next_ticket: std::cell::Cell<u64>,
+    /// The clients' pool statistics, while they live.
+    pools: RefCell<Vec<(String, PoolSource)>>,
+    /// Where a client call's key is built (no allocation per call).
+    key: RefCell<String>,
 }
 
-/// One core's recorder and breaker check (see the module docs); a [`CoreControl`].
+/// One core's recorder and breaker check (see the module docs): a [`CoreControl`]
+/// for the server's calls and a [`ClientControl`] for its clients' (cheap to
+/// clone: the same core's state).
+#[derive(Clone)]
 pub struct CoreMetrics(Rc<Inner>);
 
 impl CoreMetrics {
@@ -146,6 +159,8 @@ impl CoreMetrics {
             relocked: RefCell::default(),
             probes: RefCell::default(),
             next_ticket: std::cell::Cell::new(1),
+            pools: RefCell::default(),
+            key: RefCell::default(),
         });
         let weak: Weak<Inner> = Rc::downgrade(&inner);
         monoio::spawn(async move {
@@ -191,12 +206,39 @@ impl Inner {
             .filter(|(_, d)| !d.is_empty())
             .map(|(m, d)| (m.clone(), std::mem::replace(d, MethodDelta::new())))
             .collect();
-        if !news.is_empty() {
+        let mut pools = Vec::new();
+        self.pools
+            .borrow_mut()
+            .retain(|(service, stats)| match stats() {
+                Some(s) => {
+                    pools.push((service.clone(), s));
+                    true
+                }
+                None => false,
+            });
+        if !news.is_empty() || !pools.is_empty() {
             let _ = self.deltas.send(Delta {
                 core: self.core,
                 methods: news,
+                pools,
             });
         }
+    }
+
+    /// Builds `<prefix><service><sep><what>` in the reused key buffer.
+    fn key<R>(
+        &self,
+        prefix: &str,
+        service: &str,
+        sep: char,
+        what: &dyn std::fmt::Display,
+        f: impl FnOnce(&str) -> R,
+    ) -> R {
+        use std::fmt::Write;
+        let mut key = self.key.borrow_mut();
+        key.clear();
+        let _ = write!(key, "{prefix}{service}{sep}{what}");
+        f(&key)
     }
 
     fn with_method<R>(&self, method: &str, f: impl FnOnce(&mut MethodDelta) -> R) -> R {
@@ -318,7 +360,13 @@ impl CoreControl for CoreMetrics {
         outcome: Outcome,
         elapsed: Duration,
     ) {
-        let inner = &self.0;
+        self.0.record(method, ticket, outcome, elapsed);
+    }
+}
+
+impl Inner {
+    fn record(&self, method: &str, ticket: Ticket, outcome: Outcome, elapsed: Duration) {
+        let inner = self;
         inner.with_method(method, |d| {
             d.counts.add(outcome);
             if outcome != Outcome::Refused {
@@ -340,5 +388,44 @@ impl CoreControl for CoreMetrics {
                 inner.probe_ended(method, !is_failure(outcome));
             }
         }
+    }
+}
+
+impl ClientControl for CoreMetrics {
+    fn admit(&self, service: &str, method: &str) -> Result<Ticket, String> {
+        let inner = &self.0;
+        let rules = inner.states.borrow();
+        if rules.breakers.is_empty() {
+            return Ok(Ticket::default());
+        }
+        let probe = inner.key("client:", service, '.', &method, |key| {
+            inner.breaker(&rules, key)
+        })?;
+        Ok(Ticket(probe << 1))
+    }
+
+    fn record(
+        &self,
+        service: &str,
+        method: &str,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        let inner = &self.0;
+        inner.key("client:", service, '.', &method, |key| {
+            inner.record(key, ticket, outcome, elapsed)
+        });
+    }
+
+    fn record_node(&self, service: &str, node: SocketAddr, outcome: Outcome, elapsed: Duration) {
+        let inner = &self.0;
+        inner.key("node:", service, '@', &node, |key| {
+            inner.record(key, Ticket::default(), outcome, elapsed)
+        });
+    }
+
+    fn watch_pools(&self, service: &str, stats: PoolSource) {
+        self.0.pools.borrow_mut().push((service.to_string(), stats));
     }
 }

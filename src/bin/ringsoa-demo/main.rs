@@ -17,10 +17,11 @@ use std::time::Duration;
 use clap::Parser;
 use idl::demo::*;
 use ringsoa::client::{Client, ClientConfig};
+use ringsoa::control::ClientControl;
 use ringsoa::control::{Governed, ServiceName};
 use ringsoa::governance::{Backend, Governance, GovernanceOptions};
 use ringsoa::logs::Router;
-use ringsoa::metrics::{Metrics, MetricsOptions};
+use ringsoa::metrics::{CoreMetrics, Metrics, MetricsOptions};
 use ringsoa::rpc::{CallContext, CallError, MethodError};
 use ringsoa::server::ServerBuilder;
 
@@ -116,6 +117,8 @@ struct Demo {
     relays: RefCell<Relays>,
     /// This core's config, switches and providers (none with --no-governance).
     governance: Option<Rc<Governed>>,
+    /// This core's recorder, for the relay clients' calls (none with --no-metrics).
+    metrics: Option<CoreMetrics>,
 }
 
 /// The most recently used downstream clients of `relay_whoami`, at most
@@ -271,7 +274,17 @@ impl DemoHandler for Demo {
                 "relay is switched off (switch \"relay\")",
             ));
         }
-        let config = || ClientConfig::new(self.app.clone());
+        let config = || {
+            let mut c = ClientConfig::new(self.app.clone());
+            c.control = self
+                .metrics
+                .clone()
+                .map(|m| Rc::new(m) as Rc<dyn ClientControl>);
+            if let Target::Addr(a) = &to {
+                c.service = a.to_string();
+            }
+            c
+        };
         let client = match (&to, gov) {
             (Target::Service(s), None) => {
                 return Err(MethodError::internal(format!(
@@ -413,12 +426,14 @@ fn main() -> std::io::Result<()> {
     }
     let fired = Arc::new(AtomicI64::new(0));
     let app = args.name.clone();
+    let core_metrics = metrics.clone();
     let server = builder.start(move |core| {
         DemoServer::new(Demo {
             app: app.clone(),
             fired: fired.clone(),
             relays: RefCell::default(),
             governance: core.governance.clone(),
+            metrics: core_metrics.as_ref().map(|m| m.core(core)),
         })
     })?;
     tracing::info!(listen = %server.local_addr(), "ringsoa-demo serving");
