@@ -37,7 +37,7 @@ for zk in ["up", "down (disk cache)"]:
     if ms:
         print(f"| ZooKeeper {zk} | {len(ms)} | {med(ms):.0f} | {max(ms):.0f} |")
 for prefix, on_what in [("governance", "governance on (ZooKeeper, config and switches) ÷ off (--no-governance)"),
-                        ("control", "recorders and breaker checks on ÷ off (--no-metrics)")]:
+                        ("control", "recorders, breaker, ACL and rate-limit checks on ÷ all off (--no-governance --no-metrics)")]:
     runs = {}
     for r in rows:
         if r.get("label") in (f"{prefix}-on", f"{prefix}-off"):
