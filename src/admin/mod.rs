@@ -3,7 +3,8 @@
 //! `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
 //! providers as registered, for every service this process serves or calls), and
 //! `/breakers` (method → breaker state, window, lifetime counts and latency),
-//! `/anomalies` (methods flagged now), `/pools` (the clients' pools by service and
+//! `/limits` (each rate limit and its split over the cores), `/anomalies` (methods
+//! flagged now), `/pools` (the clients' pools by service and
 //! node) and `/metrics` (Prometheus text format).
 
 use std::collections::BTreeMap;
@@ -117,6 +118,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        "/limits" => json(&state.metrics.as_ref().map(Metrics::limits).unwrap_or_default()),
         "/pools" => json(&state.metrics.as_ref().map(Metrics::pools).unwrap_or_default()),
         "/breakers" => json(
             &state
@@ -127,7 +129,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /health, /config, /switches, /registry, /breakers, /anomalies, /pools, /metrics\n",
+            "not found: try /health, /config, /switches, /registry, /breakers, /limits, /anomalies, /pools, /metrics\n",
         ),
     }
 }

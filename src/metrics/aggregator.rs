@@ -16,7 +16,7 @@ use super::counts::{Counts, Window};
 use super::export::Statsd;
 use super::limit::{self, Limit};
 use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
-use super::Shared;
+use super::{LimitReport, Shared};
 use crate::control::ServiceName;
 
 /// One method's merged record.
@@ -47,7 +47,8 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let mut limits: HashMap<String, Limit> = HashMap::new();
     loop {
         match deltas.recv_timeout(TICK) {
-            Ok(d) => {
+            Ok(mut d) => {
+                cap_keys(&methods, &mut d);
                 demand.add(&d);
                 second.add(&d);
                 shared.set_pools(&d);
@@ -56,7 +57,8 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        for d in deltas.try_iter() {
+        for mut d in deltas.try_iter() {
+            cap_keys(&methods, &mut d);
             demand.add(&d);
             second.add(&d);
             shared.set_pools(&d);
@@ -131,6 +133,27 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     }
 }
 
+/// The most keys (methods, downstream methods, nodes) the aggregator keeps apart;
+/// beyond, new ones are counted together as [`OTHER`] (callers naming methods or
+/// relay targets must not make it grow without bound).
+pub const MAX_KEYS: usize = 256;
+/// The key that stands for every key beyond [`MAX_KEYS`].
+pub const OTHER: &str = "(other)";
+
+fn cap_keys(methods: &BTreeMap<String, MethodRecord>, d: &mut Delta) {
+    let mut known = methods.len();
+    for (name, _) in d.methods.iter_mut() {
+        if methods.contains_key(name.as_str()) {
+            continue;
+        }
+        if known >= MAX_KEYS {
+            *name = OTHER.to_string();
+        } else {
+            known += 1;
+        }
+    }
+}
+
 fn merge(methods: &mut BTreeMap<String, MethodRecord>, d: Delta, started: Instant, s: &Settings) {
     let now_ms = started.elapsed().as_millis() as u64;
     for (name, delta) in d.methods {
@@ -200,6 +223,23 @@ fn publish(
     let shares: HashMap<&String, Vec<Limit>> = limits
         .iter()
         .map(|(m, l)| (m, limit::split(l, &demand.of(m, &cores))))
+        .collect();
+    *shared.limits.lock().expect("not poisoned") = limits
+        .iter()
+        .map(|(m, l)| {
+            let per_core = cores
+                .iter()
+                .copied()
+                .zip(shares[m].iter().copied())
+                .collect();
+            (
+                m.clone(),
+                LimitReport {
+                    limit: *l,
+                    per_core,
+                },
+            )
+        })
         .collect();
     shared.publish_rules(rules, |rules, i| {
         for (m, per_core) in &shares {

@@ -65,6 +65,15 @@ impl MetricsOptions {
     }
 }
 
+/// A rate limit and how it is split now.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitReport {
+    /// The process-wide limit (a cluster-wide one already divided).
+    pub limit: limit::Limit,
+    /// Each core's share: (core index, share).
+    pub per_core: Vec<(usize, limit::Limit)>,
+}
+
 /// One node of a client's pools, summed over the cores.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PoolReport {
@@ -108,6 +117,8 @@ struct Shared {
     states: Mutex<Arc<Rules>>,
     report: Mutex<BTreeMap<String, MethodReport>>,
     anomalies: Mutex<BTreeMap<String, Vec<anomaly::Anomaly>>>,
+    /// The limits and their current shares.
+    limits: Mutex<BTreeMap<String, LimitReport>>,
     /// The latest pool statistics by core and client service.
     pools: Mutex<BTreeMap<(usize, String), Vec<NodeStats>>>,
 }
@@ -190,6 +201,7 @@ impl Metrics {
             report: Mutex::default(),
             anomalies: Mutex::default(),
             pools: Mutex::default(),
+            limits: Mutex::default(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -235,6 +247,11 @@ impl Metrics {
     /// Every method seen so far: its breaker, window, totals and latency.
     pub fn report(&self) -> BTreeMap<String, MethodReport> {
         self.shared.report.lock().expect("not poisoned").clone()
+    }
+
+    /// Every rate limit and its current split over the cores.
+    pub fn limits(&self) -> BTreeMap<String, LimitReport> {
+        self.shared.limits.lock().expect("not poisoned").clone()
     }
 
     /// The clients' pools, summed over the cores: service → node → counters (and

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 
 use super::acl::Acl;
+use super::aggregator::OTHER;
 use super::breaker::State;
 use super::counts::{is_failure, Counts};
 use super::limit::{Bucket, Limit};
@@ -25,6 +26,9 @@ use crate::rpc::CallContext;
 
 /// How often a core looks for new breaker states and timed-out probes.
 pub const TICK: Duration = Duration::from_millis(10);
+/// The most keys a core keeps apart between two flushes.
+const KEYS_PER_FLUSH: usize = 64;
+
 /// How often a core sends its deltas.
 pub const FLUSH: Duration = Duration::from_millis(100);
 
@@ -200,11 +204,10 @@ impl Inner {
     }
 
     fn flush(&self) {
-        let mut methods = self.methods.borrow_mut();
-        let news: Vec<(String, MethodDelta)> = methods
-            .iter_mut()
+        // The whole map goes: it holds only what was called since the last flush.
+        let news: Vec<(String, MethodDelta)> = std::mem::take(&mut *self.methods.borrow_mut())
+            .into_iter()
             .filter(|(_, d)| !d.is_empty())
-            .map(|(m, d)| (m.clone(), std::mem::replace(d, MethodDelta::new())))
             .collect();
         let mut pools = Vec::new();
         self.pools
@@ -246,8 +249,15 @@ impl Inner {
         if let Some(d) = methods.get_mut(method) {
             return f(d);
         }
+        // Between two flushes a core keeps at most KEYS_PER_FLUSH keys apart (each
+        // holds a histogram); the rest are counted together.
+        let key = if methods.len() < KEYS_PER_FLUSH {
+            method
+        } else {
+            OTHER
+        };
         f(methods
-            .entry(method.to_string())
+            .entry(key.to_string())
             .or_insert_with(MethodDelta::new))
     }
 
