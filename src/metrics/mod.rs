@@ -294,3 +294,51 @@ impl Metrics {
         &self.shared.options.app
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Outcome;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_lock_callback_is_told_and_the_views_follow() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let log = told.clone();
+        let mut o = MetricsOptions::new("app");
+        o.on_change = Some(Arc::new(move |m: &str, from, to, why: &str| {
+            log.lock()
+                .unwrap()
+                .push((m.to_string(), from, to, why.to_string()));
+        }));
+        let metrics = Metrics::start(o).unwrap();
+        let mut d = recorder::MethodDelta::new();
+        for _ in 0..30 {
+            d.counts.add(Outcome::Timeout);
+        }
+        let delta = Delta {
+            core: 0,
+            methods: vec![("m".into(), d)],
+            pools: Vec::new(),
+        };
+        metrics.deltas.send(delta).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while told.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "no callback");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (m, from, to, why) = told.lock().unwrap()[0].clone();
+        assert_eq!(
+            (m.as_str(), from, to),
+            ("m", State::Unlocked, State::Locked)
+        );
+        assert!(why.contains("30 of 30 calls timed out"), "{why}");
+        while metrics.report().get("m").map(|r| r.state) != Some("LOCKED") {
+            assert!(Instant::now() < deadline, "the report did not follow");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(metrics
+            .prometheus()
+            .contains("ringsoa_breaker_state{app=\"app\",method=\"m\"} 1"));
+    }
+}

@@ -51,7 +51,7 @@ pub struct MethodDelta {
 }
 
 impl MethodDelta {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         MethodDelta {
             counts: Counts::default(),
             latency: histogram(),
