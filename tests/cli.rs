@@ -231,3 +231,47 @@ fn large_arguments_come_from_a_file_or_stdin_and_bad_flags_are_refused() {
     assert_eq!(code, 2);
     assert!(err.contains("the arguments: expected an object"), "{err}");
 }
+
+#[test]
+fn a_missing_argument_is_an_error_null_sends_it_absent_and_hosts_resolve() {
+    let demo = Demo::start(&[]);
+    let (code, _, err) = call(demo.addr, &[], "Demo.add", json!({"a": 40}));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("Demo.add: missing argument b") && err.contains("null"),
+        "{err}"
+    );
+    let (code, out, err) = call(demo.addr, &[], "Demo.add", json!({"a": 40, "b": null}));
+    assert_eq!((code, out), (0, json!(40)), "{err}");
+    // --addr takes a host name.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "call",
+            "--idl",
+            IDL,
+            "--addr",
+            &format!("localhost:{}", demo.addr.port()),
+            "Demo.ping",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A binary's failure is one line, not a Debug dump.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+        .args(["--listen", &demo.addr.to_string(), "--cores", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        last.starts_with("ringsoa-demo: ")
+            && last.contains("in use by another process")
+            && !last.contains("Custom {"),
+        "{err}"
+    );
+}

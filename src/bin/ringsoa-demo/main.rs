@@ -360,7 +360,17 @@ fn mark_core(cx: &mut CallContext) {
     }
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringsoa-demo: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> std::io::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;

@@ -76,7 +76,17 @@ fn plot(a: PlotArgs) -> std::io::Result<()> {
     report::plot(&reports, &a.out)
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringsoa-perf: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> std::io::Result<()> {
     match Cli::parse().command {
         Command::Load(a) => load::run(a),
         Command::EchoServer(a) => echo_server::run(a),

@@ -83,8 +83,8 @@ struct CallArgs {
     /// Directories searched for includes (after the including file's own).
     #[arg(long = "include-dir")]
     include_dirs: Vec<PathBuf>,
-    /// The server, HOST:PORT.
-    #[arg(long, required_unless_present = "service", conflicts_with = "service")]
+    /// The server, HOST:PORT (a host name is resolved).
+    #[arg(long, required_unless_present = "service", conflicts_with = "service", value_parser = resolve)]
     addr: Option<SocketAddr>,
     /// Call a service found in the registry, APP/CLUSTER (with --zk or --state).
     #[arg(long, requires = "registry")]
@@ -118,6 +118,14 @@ struct CallArgs {
     /// reads it from FILE and `-` from standard input (for arguments larger than the
     /// command line allows).
     args: Option<String>,
+}
+
+/// `HOST:PORT`, the host a name or an address.
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    std::net::ToSocketAddrs::to_socket_addrs(s)
+        .map_err(|e| format!("{s:?} is not HOST:PORT with a host that resolves ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// The arguments' JSON text: inline, `@FILE` or `-` (standard input).
@@ -188,6 +196,22 @@ fn call(a: CallArgs) -> ExitCode {
     // Check the arguments against the IDL before connecting.
     if let Err(e) = dynamic::encode_call(&method, &json, protocol, 0) {
         return fail(format!("bad arguments for {}: {e}", a.method));
+    }
+    // An argument left out would reach the server as absent, which most handlers
+    // read as zero: say so instead, and let `null` ask for it.
+    let missing: Vec<&str> = method
+        .function
+        .args
+        .iter()
+        .map(|f| f.name.as_str())
+        .filter(|n| json.as_object().is_some_and(|o| !o.contains_key(*n)))
+        .collect();
+    if !missing.is_empty() {
+        return fail(format!(
+            "{}: missing argument {}: give each a value, or null to send it absent",
+            a.method,
+            missing.join(", ")
+        ));
     }
     let (nodes, target) = match (a.addr, &a.service) {
         (Some(addr), _) => (vec![Node::from(addr)], addr.to_string()),
