@@ -81,7 +81,7 @@ pub enum CloseReason {
 }
 
 /// A node's pool counters on this core.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolStats {
     /// Idle connections now.
     pub idle: usize,
@@ -95,6 +95,18 @@ pub struct PoolStats {
     pub failed_checks: u64,
     /// Calls waiting for a slot under `max_in_flight` now.
     pub waiters: usize,
+}
+
+impl PoolStats {
+    /// Adds another core's counters.
+    pub fn merge(&mut self, o: &PoolStats) {
+        self.idle += o.idle;
+        self.in_use += o.in_use;
+        self.created += o.created;
+        self.closed += o.closed;
+        self.failed_checks += o.failed_checks;
+        self.waiters += o.waiters;
+    }
 }
 
 /// Idle connections to one node, newest at the back, and its counters.

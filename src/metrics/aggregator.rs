@@ -42,6 +42,8 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let mut last_shares = Instant::now();
     let mut settings = Settings::default();
     let mut demand = Demand::default();
+    // The snapshot version the settings were last parsed from.
+    let mut parsed: Option<Option<u64>> = None;
     let mut second = Second::new(&shared);
     let mut acl = Acl::default();
     let mut limits: HashMap<String, Limit> = HashMap::new();
@@ -70,20 +72,26 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         }
         last_decide = Instant::now();
         let snap = shared.options.governance.as_ref().map(|g| g.snapshot());
-        let fresh = Settings::from_config(snap.as_deref());
-        let fresh_acl = Acl::from_config(snap.as_deref());
-        let own = snap.as_deref().and_then(|s| {
-            let own = ServiceName::new(&s.app, &s.cluster).ok()?;
-            s.providers(&own).map(<[_]>::len)
-        });
-        let fresh_limits = limit::from_config(snap.as_deref(), own.unwrap_or(1));
-        let mut rules_changed = fresh.probes_per_core != settings.probes_per_core
-            || fresh.probe_timeout != settings.probe_timeout
-            || fresh_acl != acl
-            || fresh_limits != limits;
-        settings = fresh;
-        acl = fresh_acl;
-        limits = fresh_limits;
+        // Settings, ACL and limits are parsed again only when the snapshot changed.
+        let version = snap.as_ref().map(|s| s.version);
+        let mut rules_changed = false;
+        if parsed != Some(version) {
+            parsed = Some(version);
+            let fresh = Settings::from_config(snap.as_deref());
+            let fresh_acl = Acl::from_config(snap.as_deref());
+            let own = snap.as_deref().and_then(|s| {
+                let own = ServiceName::new(&s.app, &s.cluster).ok()?;
+                s.providers(&own).map(<[_]>::len)
+            });
+            let fresh_limits = limit::from_config(snap.as_deref(), own.unwrap_or(1));
+            rules_changed = fresh.probes_per_core != settings.probes_per_core
+                || fresh.probe_timeout != settings.probe_timeout
+                || fresh_acl != acl
+                || fresh_limits != limits;
+            settings = fresh;
+            acl = fresh_acl;
+            limits = fresh_limits;
+        }
         // Limit shares follow demand: re-split every flush.
         if !limits.is_empty() && last_shares.elapsed() >= FLUSH {
             demand.roll(last_shares.elapsed());

@@ -79,20 +79,11 @@ pub struct LimitReport {
 pub struct PoolReport {
     /// The node's weight.
     pub weight: u32,
-    /// Idle connections now.
-    pub idle: usize,
-    /// Connections checked out now.
-    pub in_use: usize,
-    /// Connections opened so far.
-    pub created: u64,
-    /// Connections closed so far.
-    pub closed: u64,
-    /// Connections found dead by a check.
-    pub failed_checks: u64,
-    /// Calls waiting for a slot now.
-    pub waiters: usize,
     /// On some core's failed list.
     pub failed: bool,
+    /// The counters, summed.
+    #[serde(flatten)]
+    pub pool: crate::client::PoolStats,
 }
 
 /// One method as the admin views show it.
@@ -266,12 +257,7 @@ impl Metrics {
                     .entry(n.node.addr.to_string())
                     .or_default();
                 r.weight = n.node.weight;
-                r.idle += n.pool.idle;
-                r.in_use += n.pool.in_use;
-                r.created += n.pool.created;
-                r.closed += n.pool.closed;
-                r.failed_checks += n.pool.failed_checks;
-                r.waiters += n.pool.waiters;
+                r.pool.merge(&n.pool);
                 r.failed |= n.failed;
             }
         }

@@ -193,9 +193,6 @@ impl<S: Dispatch> CallSite<'_, S> {
             method = %String::from_utf8_lossy(&msg.name),
             core = self.core.index,
         );
-        if span.is_disabled() {
-            return self.run_handler::<C>(cx, msg, r, timeout, mark).await;
-        }
         self.run_handler::<C>(cx, msg, r, timeout, mark)
             .instrument(span)
             .await
