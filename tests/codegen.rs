@@ -232,3 +232,48 @@ fn unknown_methods_get_unknown_method() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn apache_corners_generate_their_defaults() {
+    let c = Corners::default();
+    assert!(c.next.is_none());
+    assert!(c.tags.is_empty() && c.counts.is_empty());
+    assert_eq!(c.shape, Some(Shape::radius(1.5)));
+    assert_eq!(c.id, TRACE_ID);
+    let nested = Corners {
+        next: Some(Box::new(Corners::default())),
+        ..Corners::default()
+    };
+    round_trip(&nested);
+}
+
+#[test]
+fn uuid_is_sixteen_bytes_of_wire_type_16() {
+    // Hand-checked against Apache Thrift 0.19's protocols: binary writes field type
+    // 16, compact type 13 (in the field header's low nibble), then the 16 bytes as
+    // they read in the text form.
+    let id: [u8; 16] = TRACE_ID;
+    assert_eq!(
+        ringsoa::protocol::format_uuid(&id),
+        "00112233-4455-6677-8899-aabbccddeeff"
+    );
+    let c = Corners::default();
+    let wire = |proto| to_bytes(&c, proto).to_vec();
+    let binary = wire(Protocol::Binary);
+    let mut field = vec![0x10, 0x00, 0x05];
+    field.extend_from_slice(&id);
+    assert!(
+        binary.windows(field.len()).any(|w| w == field),
+        "binary: {binary:02x?}"
+    );
+    let compact = wire(Protocol::Compact);
+    // Field 5 after field 4: delta 1, type 13.
+    let mut field = vec![0x1d];
+    field.extend_from_slice(&id);
+    assert!(
+        compact.windows(field.len()).any(|w| w == field),
+        "compact: {compact:02x?}"
+    );
+    let back: Corners = from_bytes(binary.into(), Protocol::Binary).unwrap();
+    assert_eq!(back.id, id);
+}

@@ -366,6 +366,27 @@ fn errors_say_where_and_what() {
         ),
         ("/* never closed", (1, 1), "unterminated comment"),
         ("const string S = \"\\x41\"", (1, 18), "unsupported escape"),
+        // Values as written, not Rust `Debug` dumps.
+        (
+            "const set<i32> S = {1: 2}",
+            (1, 1),
+            "{1: 2} is not a valid set<i32>",
+        ),
+        (
+            "const list<string> L = [\"a\", 1.5]",
+            (1, 1),
+            "1.5 is not a valid string",
+        ),
+        (
+            "const uuid U = \"not-a-uuid\"",
+            (1, 1),
+            "\"not-a-uuid\" is not a valid uuid",
+        ),
+        (
+            "union U { 1: i32 a, 2: i32 b }\nconst U u = {\"a\": 1, \"b\": 2}",
+            (2, 1),
+            "sets more than one field",
+        ),
         (
             "const i32 X = 99999999999999999999",
             (1, 15),
@@ -382,6 +403,51 @@ fn errors_say_where_and_what() {
         assert_eq!((e.pos.line, e.pos.col), (*line, *col), "{src:?}: {e}");
         assert!(e.to_string().starts_with("t.thrift:"), "{e}");
     }
+}
+
+#[test]
+fn apache_corners_are_accepted() {
+    // Empty `{}` and `[]` for any collection (ThriftTest.thrift's `set<binary> = {}`),
+    // C++'s `&` reference marker (Recursive.thrift), an enum value written with
+    // another enum's prefix, bound by name in the expected enum (EnumTest.thrift).
+    let p = ok("enum A { X = 1 }\nenum B { Y = 7 }\n\
+                struct S {\n  1: optional set<binary> s = {}\n  2: map<i32, i32> m = []\n\
+                  3: S & next\n  4: B b = A.Y\n}");
+    let s = &p.files[0].structs[0];
+    assert_eq!(s.fields[0].default, Some(Value::List(vec![])));
+    assert_eq!(s.fields[1].default, Some(Value::Map(vec![])));
+    assert_eq!(s.fields[2].ty, Ty::Struct(DefId { file: 0, index: 0 }));
+    assert_eq!(s.fields[3].default, Some(Value::Int(7)));
+}
+
+#[test]
+fn included_file_names_may_hold_dots() {
+    // Apache's netstd tests include `name_conflicts.enum.thrift` and name its types
+    // `name_conflicts.enum.some_args`.
+    let dir = std::env::temp_dir().join(format!("ringsoa-idl-dots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.b.thrift"), "struct T { 1: i32 x }").unwrap();
+    std::fs::write(
+        dir.join("main.thrift"),
+        "include \"a.b.thrift\"\nstruct U { 1: a.b.T t }",
+    )
+    .unwrap();
+    let p = load(&[dir.join("main.thrift")], &[] as &[&str]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.files[0].name, "a.b");
+    let code = ringsoa::codegen::generate(&p, "::ringsoa").unwrap();
+    assert!(code.contains("pub mod a_b {"), "{code}");
+    assert!(code.contains("super::a_b::T"), "{code}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_file_is_named_without_a_position() {
+    let e = load(&["no/such/file.thrift"], &[] as &[&str]).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("no/such/file.thrift: cannot read"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -336,8 +336,15 @@ impl Inner {
         } else {
             Default::default()
         };
+        let multiplexed;
         let call = Call {
-            method,
+            method: match &self.config.conn.multiplex {
+                Some(service) => {
+                    multiplexed = format!("{service}:{method}");
+                    &multiplexed
+                }
+                None => method,
+            },
             oneway,
             header: &header,
         };

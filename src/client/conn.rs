@@ -45,6 +45,10 @@ pub struct ConnOptions {
     /// Whether tracked calls carry the remaining time budget in meta
     /// ([`crate::rpc::context::TIMEOUT_META`]).
     pub send_deadline: bool,
+    /// The service name put before every method name (`Service:method`), for a server
+    /// that hosts several services on one port as Apache's `TMultiplexedProcessor`
+    /// does (ringsoa's [`crate::rpc::Multiplexed`] too). `None`: plain names.
+    pub multiplex: Option<String>,
 }
 
 impl ConnOptions {
@@ -67,6 +71,7 @@ impl Default for ConnOptions {
             call_timeout: Duration::from_secs(5),
             tracking: true,
             send_deadline: true,
+            multiplex: None,
         }
     }
 }

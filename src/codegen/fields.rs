@@ -40,13 +40,18 @@ pub fn is_boxed(p: &Program, owner: DefId, f: &Field) -> bool {
     }
 }
 
-/// Wraps an expression of the field's plain type into its stored form.
-pub fn wrap_field(p: &Program, owner: DefId, f: &Field, expr: String) -> String {
-    let expr = if is_boxed(p, owner, f) {
+/// Boxes an expression of the field's plain type where the field is boxed.
+pub fn box_field(p: &Program, owner: DefId, f: &Field, expr: String) -> String {
+    if is_boxed(p, owner, f) {
         format!("__std::boxed::Box::new({expr})")
     } else {
         expr
-    };
+    }
+}
+
+/// Wraps an expression of the field's plain type into its stored form.
+pub fn wrap_field(p: &Program, owner: DefId, f: &Field, expr: String) -> String {
+    let expr = box_field(p, owner, f, expr);
     if is_option(f) {
         format!("__std::option::Option::Some({expr})")
     } else {

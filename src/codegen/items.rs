@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::idl::model::{DefId, Enum, Field, Requiredness, Struct, StructKind, Ty};
 
-use super::fields::{is_boxed, is_option, wrap_field};
+use super::fields::{box_field, is_boxed, is_option, wrap_field};
 use super::names::ident;
 use super::types::{ttype, Gen};
 
@@ -173,11 +173,7 @@ pub fn union(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
             Some(d) => g.value(&first.ty, d),
             None => "__std::default::Default::default()".into(),
         };
-        let v = if is_boxed(g.program, id, first) {
-            format!("__std::boxed::Box::new({v})")
-        } else {
-            v
-        };
+        let v = box_field(g.program, id, first, v);
         let _ = writeln!(out, "impl __std::default::Default for {name} {{\n    fn default() -> Self {{\n        {name}::{}({v})\n    }}\n}}\n", ident(&first.name));
     }
     let _ = writeln!(out, "impl __rs::protocol::Encode for {name} {{\n    fn encode<W: __rs::protocol::ProtocolWriter>(&self, w: &mut W) {{\n        let mark = w.write_struct_begin();\n        match self {{");
@@ -266,7 +262,10 @@ pub fn constant(g: &Gen, out: &mut String, c: &crate::idl::model::Const) {
         (Ty::Binary, crate::idl::model::Value::String(s)) => {
             let _ = writeln!(out, "pub const {name}: &[u8] = {s:?}.as_bytes();\n");
         }
-        (Ty::Bool | Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::Double | Ty::Enum(_), v) => {
+        (
+            Ty::Bool | Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::Double | Ty::Uuid | Ty::Enum(_),
+            v,
+        ) => {
             let _ = writeln!(
                 out,
                 "pub const {name}: {} = {};\n",

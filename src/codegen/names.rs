@@ -24,6 +24,20 @@ pub fn ident(name: &str) -> String {
     }
 }
 
+/// The Rust module for an IDL file named `name` (which may hold dots or dashes, as
+/// in `name_conflicts.enum`): other characters become `_`, a leading digit gets a `_`
+/// before it, keywords are escaped.
+pub fn module(name: &str) -> String {
+    let mut m: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !m.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        m.insert(0, '_');
+    }
+    ident(&m)
+}
+
 /// `some_name` or `someName` as `SomeName`, for derived type names.
 pub fn camel(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -52,5 +66,8 @@ mod tests {
         assert_eq!(ident("from"), "from");
         assert_eq!(camel("sleep_ms"), "SleepMs");
         assert_eq!(camel("getItem"), "GetItem");
+        assert_eq!(module("name_conflicts.enum"), "name_conflicts_enum");
+        assert_eq!(module("2-step"), "_2_step");
+        assert_eq!(module("type"), "r#type");
     }
 }

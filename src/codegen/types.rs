@@ -9,9 +9,9 @@
 
 use std::fmt::Write;
 
-use crate::idl::model::{DefId, Program, Ty, Value};
+use crate::idl::model::{DefId, Program, StructKind, Ty, Value};
 
-use super::names::ident;
+use super::names::{ident, module};
 
 /// Generation context: the program and the file whose module is being written.
 pub struct Gen<'a> {
@@ -34,7 +34,7 @@ impl Gen<'_> {
         } else {
             format!(
                 "super::{}::{}",
-                ident(&self.program.files[id.file].name),
+                module(&self.program.files[id.file].name),
                 ident(name)
             )
         }
@@ -232,6 +232,11 @@ impl Gen<'_> {
             (Ty::Binary, Value::String(s)) => {
                 format!("__rs::bytes::Bytes::from_static({s:?}.as_bytes())")
             }
+            (Ty::Uuid, Value::String(s)) => {
+                // The resolver checked the text.
+                let u = crate::protocol::parse_uuid(s).unwrap_or_default();
+                format!("{u:?}")
+            }
             (Ty::List(t) | Ty::Set(t), Value::List(items)) => {
                 let mut out = String::from("__std::vec::Vec::from([");
                 for i in items {
@@ -253,6 +258,27 @@ impl Gen<'_> {
                     out.push_str(".into_iter().collect()");
                 }
                 out
+            }
+            (Ty::Struct(id), Value::Struct(given))
+                if self.program.strukt(*id).kind == StructKind::Union =>
+            {
+                let s = self.program.strukt(*id);
+                match given.as_slice() {
+                    [(idx, fv)] => {
+                        let f = &s.fields[*idx];
+                        let expr = self.value(&f.ty, fv);
+                        format!(
+                            "{}::{}({})",
+                            self.struct_path(*id),
+                            ident(&f.name),
+                            super::fields::box_field(self.program, *id, f, expr)
+                        )
+                    }
+                    _ => format!(
+                        "<{} as __std::default::Default>::default()",
+                        self.struct_path(*id)
+                    ),
+                }
             }
             (Ty::Struct(id), Value::Struct(given)) => {
                 let s = self.program.strukt(*id);

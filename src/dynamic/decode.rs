@@ -57,18 +57,7 @@ pub fn decode_value<R: ProtocolReader>(
         Ty::Binary => {
             Json::String(base64::engine::general_purpose::STANDARD.encode(r.read_binary()?))
         }
-        Ty::Uuid => {
-            let u = r.read_uuid()?;
-            let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-            Json::String(format!(
-                "{}-{}-{}-{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..]
-            ))
-        }
+        Ty::Uuid => Json::String(crate::protocol::format_uuid(&r.read_uuid()?)),
         Ty::Struct(id) => decode_fields(p, &p.strukt(*id).fields, r)?,
         Ty::List(t) | Ty::Set(t) => {
             let (et, n) = if matches!(ty, Ty::List(_)) {

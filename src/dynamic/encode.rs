@@ -165,19 +165,11 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
 }
 
 fn parse_uuid(json: &Json) -> Result<[u8; 16]> {
-    let bad = || {
-        DynamicError::json(format!(
-            "expected a uuid like 00112233-4455-6677-8899-aabbccddeeff, found {json}"
-        ))
-    };
-    let s = json.as_str().ok_or_else(bad)?;
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || s.len() != 36 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    json.as_str()
+        .and_then(crate::protocol::parse_uuid)
+        .ok_or_else(|| {
+            DynamicError::json(format!(
+                "expected a uuid like 00112233-4455-6677-8899-aabbccddeeff, found {json}"
+            ))
+        })
 }

@@ -94,6 +94,33 @@ pub enum ConstValue {
     Map(Vec<(ConstValue, ConstValue)>),
 }
 
+impl std::fmt::Display for ConstValue {
+    /// The value as IDL text, for error messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConstValue::Int(n) => write!(f, "{n}"),
+            ConstValue::Double(d) => write!(f, "{d:?}"),
+            ConstValue::String(s) => write!(f, "{s:?}"),
+            ConstValue::Bool(b) => write!(f, "{b}"),
+            ConstValue::Ident(name, _) => f.write_str(name),
+            ConstValue::List(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    write!(f, "{}{v}", if i == 0 { "" } else { ", " })?;
+                }
+                f.write_str("]")
+            }
+            ConstValue::Map(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    write!(f, "{}{k}: {v}", if i == 0 { "" } else { ", " })?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
 /// A top-level definition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Definition {

@@ -35,15 +35,20 @@ impl IdlError {
 }
 
 impl fmt::Display for IdlError {
+    /// `file:line:col: message`, or `file: message` for the whole file.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.pos.line,
-            self.pos.col,
-            self.message
-        )
+        if self.pos.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.pos.line,
+                self.pos.col,
+                self.message
+            )
+        }
     }
 }
 

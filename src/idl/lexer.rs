@@ -103,6 +103,10 @@ pub enum Tok {
     Eq,
     #[token("*")]
     Star,
+    /// C++'s reference marker after a field type (`RecList & next`), which Apache
+    /// accepts and ringsoa ignores (recursive fields are boxed anyway).
+    #[token("&")]
+    Amp,
 }
 
 impl Tok {
@@ -167,6 +171,7 @@ fn keyword_text(t: &Tok) -> &'static str {
         Tok::Colon => ":",
         Tok::Eq => "=",
         Tok::Star => "*",
+        Tok::Amp => "&",
         _ => "?",
     }
 }

@@ -390,6 +390,7 @@ impl Parser<'_> {
                 Requiredness::Default
             };
             let ty = self.field_type()?;
+            self.eat(&Tok::Amp);
             let name = self.plain_name("a field name")?;
             let default = if self.eat(&Tok::Eq) {
                 Some(self.const_value()?)

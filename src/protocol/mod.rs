@@ -21,6 +21,7 @@ pub mod compact;
 pub mod error;
 pub mod skip;
 pub mod ttype;
+pub mod uuid;
 
 pub use app_exception::{ApplicationException, ApplicationExceptionKind};
 pub use binary::{BinaryReader, BinaryWriter};
@@ -28,6 +29,7 @@ pub use budget::{element_cost, DecodeBudget};
 pub use compact::{CompactReader, CompactWriter};
 pub use error::{ProtocolError, ProtocolErrorKind};
 pub use ttype::{MessageType, TType};
+pub use uuid::{format_uuid, parse_uuid};
 
 use bytes::Bytes;
 

@@ -32,7 +32,9 @@ pub trait Channel {
     ) -> Result<(), CallError>;
 }
 
-/// Checks a reply header against its call and reads an EXCEPTION reply's body.
+/// Checks a reply header against its call and reads an EXCEPTION reply's body. Names
+/// are compared without a multiplexing prefix (`Service:method`): Apache's
+/// multiplexing servers answer such a call as plain `method`.
 pub fn check_reply<R: ProtocolReader>(
     r: &mut R,
     method: &str,
@@ -43,7 +45,12 @@ pub fn check_reply<R: ProtocolReader>(
         kind,
         seqid: got,
     } = r.read_message_begin()?;
-    if got != seqid || &name[..] != method.as_bytes() {
+    fn plain(name: &[u8]) -> &[u8] {
+        name.iter()
+            .position(|&b| b == b':')
+            .map_or(name, |at| &name[at + 1..])
+    }
+    if got != seqid || plain(&name) != plain(method.as_bytes()) {
         return Err(ProtocolError::new(
             ProtocolErrorKind::InvalidData,
             format!(

@@ -30,6 +30,15 @@ pub trait Dispatch {
     /// The service's name in the IDL.
     const NAME: &'static str;
 
+    /// Whether this is a set of services ([`super::Multiplexed`]) that takes
+    /// multiplexed names (`Service:method`) whole; a single service takes plain names.
+    const MULTIPLEXED: bool = false;
+
+    /// Whether calls prefixed `service` (`service:method`) are this one's.
+    fn serves(&self, service: &[u8]) -> bool {
+        service == Self::NAME.as_bytes()
+    }
+
     /// Serves the call whose header is `msg`: decodes its arguments from `r`, runs the
     /// handler, and writes the reply (with the response header when the context's
     /// tracking version asks for one) to `w`. Unknown methods and undecodable

@@ -7,13 +7,17 @@
 //! - [`dispatch`]: the [`Dispatch`] trait a generated service implements, and the
 //!   reply helpers the server shares with it.
 //! - [`channel`]: the [`Channel`] trait a generated client stub calls through.
+//! - [`multiplex`]: [`Multiplexed`], several services on one port (Apache's
+//!   `TMultiplexedProcessor` naming).
 
 pub mod channel;
 pub mod context;
 pub mod dispatch;
 pub mod error;
+pub mod multiplex;
 
 pub use channel::Channel;
 pub use context::CallContext;
 pub use dispatch::{Dispatch, Dispatched, SHUTTING_DOWN};
 pub use error::{CallError, MethodError, Never};
+pub use multiplex::Multiplexed;

@@ -68,3 +68,16 @@ service Derived extends shared.Base {
   oneway void poke(),
   void type(1: Keywords in),
 }
+
+/** Apache Thrift 0.19's uuid, as a constant and a default. */
+const uuid TRACE_ID = "00112233-4455-6677-8899-aabbccddeeff"
+
+/** Corners of Apache's grammar: a C++ reference marker on a recursive field, empty
+ *  `{}`/`[]` defaults for any collection, a union literal, a uuid default. */
+struct Corners {
+  1: Corners & next
+  2: set<binary> tags = {}
+  3: map<string, i32> counts = []
+  4: optional Shape shape = {"radius": 1.5}
+  5: uuid id = "{00112233-4455-6677-8899-AABBCCDDEEFF}"
+}

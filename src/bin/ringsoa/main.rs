@@ -2,8 +2,10 @@
 //!
 //! `ringsoa call` calls any method of any Thrift service from a `.thrift` file parsed
 //! at run time, arguments and result as JSON; `ringsoa registry|config|switch` read
-//! and write the registry, config and switches (`registry.rs`).
+//! and write the registry, config and switches (`registry.rs`); `ringsoa idl` checks IDL
+//! files and prints the code generated for them (`idl.rs`).
 
+mod idl;
 mod registry;
 
 use std::net::SocketAddr;
@@ -61,6 +63,9 @@ enum Command {
     /// Switches (on, off or JSON; app-wide, or a cluster's overrides).
     #[command(subcommand)]
     Switch(registry::ValueCmd),
+    /// Check IDL files, or print the Rust code generated for them.
+    #[command(subcommand)]
+    Idl(idl::IdlCmd),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -112,6 +117,10 @@ struct CallArgs {
     /// Do not offer the tracking handshake (plain Thrift).
     #[arg(long)]
     no_tracking: bool,
+    /// Send the method as `SERVICE:method`, for a server hosting several services on
+    /// one port (Apache's TMultiplexedProtocol); SERVICE defaults to the IDL's name.
+    #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "")]
+    multiplex: Option<String>,
     /// The method: Service.method (or module.Service.method).
     method: String,
     /// The arguments: a JSON object keyed by argument name (default: {}); `@FILE`
@@ -233,6 +242,13 @@ fn call(a: CallArgs) -> ExitCode {
         connect_timeout: timeout,
         call_timeout: timeout,
         tracking: !a.no_tracking,
+        multiplex: a.multiplex.map(|s| {
+            if s.is_empty() {
+                method.service.clone()
+            } else {
+                s
+            }
+        }),
         ..ConnOptions::new(a.app_id)
     };
     let mut cx = CallContext {
@@ -335,5 +351,6 @@ fn main() -> ExitCode {
         Command::Registry(c) => registry::registry(c),
         Command::Config(c) => registry::values(Kind::Config, c),
         Command::Switch(c) => registry::values(Kind::Switches, c),
+        Command::Idl(c) => idl::idl(c),
     }
 }
