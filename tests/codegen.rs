@@ -277,3 +277,87 @@ fn uuid_is_sixteen_bytes_of_wire_type_16() {
     let back: Corners = from_bytes(binary.into(), Protocol::Binary).unwrap();
     assert_eq!(back.id, id);
 }
+
+/// A channel that sends multiplexed names (`Service:method`), as Apache's
+/// `TMultiplexedProtocol` does.
+struct Prefixed<C> {
+    inner: C,
+    service: &'static str,
+}
+
+impl<C: ringsoa::rpc::Channel> ringsoa::rpc::Channel for Prefixed<C> {
+    async fn call<A: Encode, T: Decode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<T, CallError> {
+        let name = format!("{}:{method}", self.service);
+        self.inner
+            .call(cx, Box::leak(name.into_boxed_str()), args)
+            .await
+    }
+
+    async fn oneway<A: Encode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<(), CallError> {
+        let name = format!("{}:{method}", self.service);
+        self.inner
+            .oneway(cx, Box::leak(name.into_boxed_str()), args)
+            .await
+    }
+}
+
+#[test]
+fn multiplexed_services_share_one_dispatcher() {
+    use idl::shared::{BaseClient, BaseServer};
+    use ringsoa::rpc::Multiplexed;
+    // Base by default; Derived and Base again behind a nested set.
+    let server = || {
+        Multiplexed::new(
+            BaseServer::new(Service),
+            Multiplexed::new(DerivedServer::new(Service), BaseServer::new(Service)),
+        )
+    };
+    let on = |service| Prefixed {
+        inner: InProcess::new(server(), Protocol::Compact),
+        service,
+    };
+    // Un-prefixed calls go to the default service.
+    let plain = BaseClient::new(InProcess::new(server(), Protocol::Binary));
+    assert_eq!(block_on(plain.hello(None, "a".into())).unwrap(), "hello a");
+    let base = BaseClient::new(on("Base"));
+    assert_eq!(block_on(base.hello(None, "b".into())).unwrap(), "hello b");
+    // Through the nested set, declared exceptions included.
+    let derived = DerivedClient::new(on("Derived"));
+    assert_eq!(block_on(derived.get(None, 7, None)).unwrap().at, 7);
+    assert!(matches!(
+        block_on(derived.get(None, 2, None)),
+        Err(CallError::Declared(DerivedGetException::Other(_)))
+    ));
+    // A service nobody serves gets UNKNOWN_METHOD naming it.
+    let nope = BaseClient::new(on("Nope"));
+    match block_on(nope.hello(None, "c".into())) {
+        Err(CallError::Application(e)) => {
+            assert_eq!(e.kind, ApplicationExceptionKind::UnknownMethod);
+            assert!(e.message.unwrap().contains("no service Nope"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The default service does not answer the other's methods un-prefixed.
+    let wrong = DerivedClient::new(InProcess::new(server(), Protocol::Binary));
+    let got = block_on(wrong.get(None, 7, None));
+    assert!(
+        matches!(
+            &got,
+            Err(CallError::Application(ApplicationException {
+                kind: ApplicationExceptionKind::UnknownMethod,
+                ..
+            }))
+        ),
+        "{got:?}"
+    );
+}

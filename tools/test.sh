@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what the tests need when it is
-# missing, then runs every check. Takes a few minutes on a fresh 2-core machine.
+# missing (ZooKeeper, the Python venv, Apache Thrift's source and compiler), then runs
+# every check. Takes a few minutes on a fresh 2-core machine.
 #   FUZZ_SECONDS=N   seconds per fuzz target in the smoke run (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +26,6 @@ tools/fuzz.sh "${FUZZ_SECONDS:-10}"
 
 step "cargo test"
 cargo test
+
+step "Apache Thrift conformance: its IDL corpus and its cross-language test"
+tools/apache/conformance.sh

@@ -1,0 +1,224 @@
+"""Apache Thrift's cross-language test, ringsoa on one side, in every protocol and
+transport both speak. Prints a pass table (markdown) and exits 1 if a cell failed.
+
+- Apache's test/py/TestClient.py against ringsoa's ThriftTest server (one server
+  answers every protocol and transport, multiplexed or not, on one port).
+- ringsoa's generated client (ringsoa-crosstest client) against Apache's
+  test/py/TestServer.py.
+- `ringsoa call` (dynamic mode, the IDL parsed at run time) against TestServer.py,
+  every method.
+
+Usage: cross.py APACHE_SRC GEN_PY APACHE_PYTHON RINGSOA_BIN CROSSTEST_BIN
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+SRC, GEN_PY, PY, RINGSOA, CROSSTEST = sys.argv[1:6]
+TEST_PY = os.path.join(SRC, "test", "py")
+IDL = os.path.join(SRC, "test", "ThriftTest.thrift")
+# TestClient.py/TestServer.py protocol names ringsoa speaks: accel* are the same
+# wire through Apache's C codec; multi* are TMultiplexedProtocol over them.
+PROTOCOLS = ["binary", "accel", "compact", "accelc", "multi", "multia", "multic", "multiac"]
+TRANSPORTS = ["buffered", "framed"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"cross: {what} exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"cross: {what} did not listen on {port} within 30 s")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# Apache's test protocol name → ringsoa's protocol, and whether calls are multiplexed.
+WIRE = {"binary": ("binary", False), "accel": ("binary", False),
+        "compact": ("compact", False), "accelc": ("compact", False),
+        "multi": ("binary", True), "multia": ("binary", True),
+        "multic": ("compact", True), "multiac": ("compact", True)}
+
+
+def wire(proto):
+    return WIRE[proto]
+
+
+def apache_client_vs_ringsoa_server():
+    port = free_port()
+    server = subprocess.Popen([CROSSTEST, "server", "--port", str(port)],
+                              stdout=subprocess.DEVNULL)
+    results = {}
+    try:
+        wait_port(port, server, "ringsoa-crosstest server")
+        for proto in PROTOCOLS:
+            for trans in TRANSPORTS:
+                run = subprocess.run(
+                    [PY, os.path.join(TEST_PY, "TestClient.py"), "--genpydir", GEN_PY,
+                     "--host", "127.0.0.1", "--port", str(port), "--protocol", proto,
+                     "--transport", trans],
+                    capture_output=True, text=True, timeout=120)
+                ok = run.returncode == 0 and "OK" in run.stderr
+                if not ok:
+                    print(f"--- TestClient.py --protocol {proto} --transport {trans}\n"
+                          f"{run.stdout}{run.stderr}")
+                results[(proto, trans)] = ok
+    finally:
+        stop(server)
+    return results
+
+
+def apache_server(proto, trans):
+    port = free_port()
+    server = subprocess.Popen(
+        [PY, os.path.join(TEST_PY, "TestServer.py"), "--genpydir", GEN_PY, "--port",
+         str(port), "--protocol", proto, "--transport", trans, "-q", "TThreadedServer"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, server, f"TestServer.py --protocol {proto}")
+    return port, server
+
+
+def ringsoa_client_vs_apache_server():
+    results = {}
+    for proto in PROTOCOLS:
+        for trans in TRANSPORTS:
+            port, server = apache_server(proto, trans)
+            try:
+                ours, multiplexed = wire(proto)
+                cmd = [CROSSTEST, "client", "--port", str(port), "--protocol", ours,
+                       "--transport", trans] + (["--multiplex"] if multiplexed else [])
+                run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                if run.returncode != 0:
+                    print(f"--- ringsoa-crosstest client vs TestServer.py --protocol {proto}"
+                          f" --transport {trans}\n{run.stdout}{run.stderr}")
+                results[(proto, trans)] = run.returncode == 0
+            finally:
+                stop(server)
+    return results
+
+
+INSANITY = {"userMap": {"5": 5, "8": 8},
+            "xtructs": [{"string_thing": "Zero", "byte_thing": 1, "i32_thing": -3, "i64_thing": -5}]}
+XTRUCT = {"string_thing": "Zero", "byte_thing": 1, "i32_thing": -3, "i64_thing": -5}
+# (method, arguments, expected result on stdout, expected exit status)
+CALLS = [
+    ("testVoid", {}, None, 0),
+    ("testString", {"thing": "パイソン \"q\""}, "パイソン \"q\"", 0),
+    ("testBool", {"thing": True}, True, 0),
+    ("testByte", {"thing": -127}, -127, 0),
+    ("testI32", {"thing": -1}, -1, 0),
+    ("testI64", {"thing": -34359738368}, -34359738368, 0),
+    ("testDouble", {"thing": -5.235098235}, -5.235098235, 0),
+    ("testBinary", {"thing": "AAEC/w=="}, "AAEC/w==", 0),
+    ("testStruct", {"thing": XTRUCT}, XTRUCT, 0),
+    ("testNest", {"thing": {"byte_thing": 0, "struct_thing": XTRUCT, "i32_thing": 0}},
+     {"byte_thing": 0, "struct_thing": XTRUCT, "i32_thing": 0}, 0),
+    ("testMap", {"thing": {"0": 1, "-1": -2}}, {"-1": -2, "0": 1}, 0),
+    ("testStringMap", {"thing": {"a": "b"}}, {"a": "b"}, 0),
+    ("testSet", {"thing": [8, 1, 42]}, [1, 8, 42], 0),
+    ("testList", {"thing": [1, 4, 9, -42]}, [1, 4, 9, -42], 0),
+    ("testEnum", {"thing": "FIVE"}, 5, 0),
+    ("testTypedef", {"thing": 72057594037927935}, 72057594037927935, 0),
+    ("testMapMap", {"hello": 42},
+     {"-4": {"-4": -4, "-3": -3, "-2": -2, "-1": -1}, "4": {"1": 1, "2": 2, "3": 3, "4": 4}}, 0),
+    ("testInsanity", {"argument": INSANITY},
+     {"1": {"2": INSANITY, "3": INSANITY}, "2": {"6": {}}}, 0),
+    ("testMulti", {"arg0": 74, "arg1": 16711935, "arg2": 281474976698576, "arg3": {"0": "abc"},
+                   "arg4": 5, "arg5": 15790320},
+     {"string_thing": "Hello2", "byte_thing": 74, "i32_thing": 16711935,
+      "i64_thing": 281474976698576}, 0),
+    ("testException", {"arg": "Xception"}, {"err1": {"errorCode": 1001, "message": "Xception"}}, 1),
+    ("testMultiException", {"arg0": "Xception2", "arg1": "x"},
+     {"err2": {"errorCode": 2002, "struct_thing": {"string_thing": "This is an Xception2"}}}, 1),
+    ("testOneway", {"secondsToSleep": 1}, None, 0),
+]
+
+
+
+
+def dynamic_vs_apache_server():
+    results = {}
+    for proto in ["binary", "compact", "multi", "multic"]:
+        for trans in TRANSPORTS:
+            port, server = apache_server(proto, trans)
+            failed = []
+            try:
+                ours, multiplexed = wire(proto)
+                for method, args, want, status in CALLS:
+                    cmd = [RINGSOA, "call", "--idl", IDL, "--addr", f"127.0.0.1:{port}",
+                           "--protocol", ours, "--transport", trans, "--no-tracking",
+                           f"ThriftTest.{method}", json.dumps(args)]
+                    if multiplexed:
+                        cmd.insert(2, "--multiplex")
+                    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                    got = json.loads(run.stdout) if run.stdout.strip() else None
+                    if method == "testSet" and isinstance(got, list):
+                        got = sorted(got)
+                    if run.returncode != status or got != want:
+                        failed.append(f"{method}: exit {run.returncode}, got {run.stdout.strip()}"
+                                      f" {run.stderr.strip()}, want {json.dumps(want)}")
+                # A TException raised by Apache's handler arrives as its processor
+                # sends it (TApplicationException INTERNAL_ERROR): one line, exit 2.
+                run = subprocess.run(
+                    [RINGSOA, "call", "--idl", IDL, "--addr", f"127.0.0.1:{port}", "--protocol",
+                     ours, "--transport", trans, "--no-tracking", "ThriftTest.testException",
+                     '{"arg": "TException"}'] + (["--multiplex"] if multiplexed else []),
+                    capture_output=True, text=True, timeout=60)
+                if run.returncode != 2 or "InternalError" not in run.stderr:
+                    failed.append(f"testException(TException): exit {run.returncode}, "
+                                  f"{run.stderr.strip()}")
+            finally:
+                stop(server)
+            for f in failed:
+                print(f"--- ringsoa call vs TestServer.py --protocol {proto} --transport {trans}: {f}")
+            results[(proto, trans)] = not failed
+    return results
+
+
+def table(title, results):
+    print(f"\n{title}\n")
+    print("| protocol | " + " | ".join(TRANSPORTS) + " |")
+    print("| --- | " + " | ".join("---" for _ in TRANSPORTS) + " |")
+    protos = [p for p in PROTOCOLS if any((p, t) in results for t in TRANSPORTS)]
+    for p in protos:
+        print(f"| {p} | " + " | ".join("pass" if results[(p, t)] else "FAIL"
+                                       for t in TRANSPORTS) + " |")
+
+
+def main():
+    rows = [
+        ("Apache TestClient.py → ringsoa ThriftTest server", apache_client_vs_ringsoa_server()),
+        ("ringsoa generated client → Apache TestServer.py", ringsoa_client_vs_apache_server()),
+        ("`ringsoa call` (dynamic, 22 methods) → Apache TestServer.py", dynamic_vs_apache_server()),
+    ]
+    failed = 0
+    for title, results in rows:
+        table(title, results)
+        failed += sum(1 for ok in results.values() if not ok)
+    print(f"\ncross: {failed} failed cells")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Brings Apache Thrift's own test material, never committed: Debian's source package
+# of thrift (the version Debian's thrift-compiler is built from), unpacked once under
+# target/apache-thrift; Debian's thrift-compiler; Apache's Python library built from
+# that source into its own venv; and the Python code Debian's compiler generates from
+# the downloaded test/ThriftTest.thrift. Prints the unpacked source directory.
+#   Usage: src=$(tools/apache/fetch.sh)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dir="$root/target/apache-thrift"
+mkdir -p "$dir"
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+log() { echo "apache/fetch.sh: $*" >&2; }
+
+if ! command -v thrift >/dev/null; then
+    log "installing Debian's thrift-compiler"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q thrift-compiler >/dev/null ||
+        { $sudo apt-get update -q >/dev/null &&
+          $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q thrift-compiler >/dev/null; }
+fi
+version=$(thrift --version | awk '{print $3}')
+
+src="$dir/thrift-$version"
+if [ ! -f "$src/test/ThriftTest.thrift" ]; then
+    log "downloading Debian's source package of thrift $version"
+    apt="$dir/apt"
+    mkdir -p "$apt/lists/partial"
+    # The machine lists binary packages only: ask for sources with a list of our own.
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $codename main" \
+        >"$apt/sources.list"
+    opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+          -o "Dir::State::Lists=$apt/lists" -o APT::Sandbox::User=root)
+    apt-get "${opts[@]}" update -q >/dev/null
+    (cd "$dir" && apt-get "${opts[@]}" source --download-only -q thrift >/dev/null)
+    tar -xzf "$dir"/thrift_"$version".orig.tar.gz -C "$dir"
+fi
+
+venv="$dir/venv"
+if ! "$venv/bin/python" -c 'import thrift.protocol.fastbinary' 2>/dev/null; then
+    log "building Apache's Python library $version from the source"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$src/lib/py" >&2
+fi
+
+if [ ! -f "$dir/gen-py/ThriftTest/ThriftTest.py" ]; then
+    mkdir -p "$dir/gen-py"
+    thrift --gen py -out "$dir/gen-py" "$src/test/ThriftTest.thrift" 2>/dev/null
+fi
+echo "$src"
