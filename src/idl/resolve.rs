@@ -82,14 +82,20 @@ impl Loader {
         let mut includes: Vec<(String, usize)> = Vec::new();
         for (inc, pos) in &doc.includes {
             let found = self.find_include(path, inc).ok_or_else(|| {
-                IdlError::new(
-                    path,
-                    *pos,
+                let dirs: Vec<String> = self
+                    .include_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                let where_ = if dirs.is_empty() {
+                    "next to this file (no include dirs given)".to_owned()
+                } else {
                     format!(
-                        "include \"{inc}\" not found next to this file or in the include dirs {:?}",
-                        self.include_dirs
-                    ),
-                )
+                        "next to this file or in the include dirs {}",
+                        dirs.join(", ")
+                    )
+                };
+                IdlError::new(path, *pos, format!("include \"{inc}\" not found {where_}"))
             })?;
             let fkey = found.canonicalize().unwrap_or_else(|_| found.clone());
             if self.loading.contains(&fkey) {
