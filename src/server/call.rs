@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::conns::{Signal, Slot};
 use super::end::End;
+use super::envelope;
 use super::state::CoreState;
 use crate::control::{Outcome, Ticket};
 use crate::protocol::{
@@ -25,6 +26,7 @@ use crate::rpc::dispatch::write_exception;
 use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};
 use crate::tracking::server::{read_request_header, Handshake};
 use crate::transport::conn::MessageConn;
+use crate::transport::header::Header;
 use tracing::Instrument;
 
 /// A connection's parts a call uses.
@@ -33,6 +35,8 @@ pub(super) struct CallSite<'a, S> {
     pub conn: &'a mut MessageConn,
     pub slot: &'a Slot,
     pub tracking: &'a Handshake,
+    /// The header transport's request header, when the call came in one.
+    pub envelope: Option<&'a Header>,
 }
 
 impl<S: Dispatch> CallSite<'_, S> {
@@ -51,7 +55,10 @@ impl<S: Dispatch> CallSite<'_, S> {
             ..CallContext::default()
         };
         let mut over_limits = None;
-        if self.tracking.version >= 1 {
+        if let Some(h) = self.envelope {
+            cx.version = 0;
+            envelope::seed(&mut cx, h, &cfg.tracking_limits);
+        } else if self.tracking.version >= 1 {
             let h = read_request_header(r, &cfg.tracking_limits)?;
             (cx.request_id, cx.seq, cx.meta) = (h.request_id, h.seq, h.meta);
             over_limits = h.over_limits;
@@ -70,7 +77,7 @@ impl<S: Dispatch> CallSite<'_, S> {
             // Pools that ping on checkout take this as "reconnect elsewhere".
             let exc = ApplicationException::internal(SHUTTING_DOWN);
             self.reply_exception::<C>(&cx, &msg, &exc);
-            self.conn.finish_message(mark);
+            self.finish(mark, &cx);
             return Ok(true);
         }
         // The call's timeout: the server's own, shortened to the budget the caller
@@ -122,7 +129,7 @@ impl<S: Dispatch> CallSite<'_, S> {
                 }
             },
         };
-        let len = self.conn.finish_message(mark);
+        let len = self.finish(mark, &cx);
         if len > cfg.max_message {
             self.conn.out().truncate(mark);
             let mark = self.conn.begin_message();
@@ -137,7 +144,7 @@ impl<S: Dispatch> CallSite<'_, S> {
                 exc.message.as_deref().unwrap_or("")
             );
             self.reply_exception::<C>(&cx, &msg, &exc);
-            self.conn.finish_message(mark);
+            self.finish(mark, &cx);
             outcome = Outcome::Application(ApplicationExceptionKind::InternalError);
         }
         let hooks = &core.hooks;
@@ -278,6 +285,15 @@ impl<S: Dispatch> CallSite<'_, S> {
         let exc = ApplicationException::new(ApplicationExceptionKind::InternalError, message);
         self.reply_exception::<C>(cx, msg, &exc);
         Ok(outcome)
+    }
+
+    /// Ends the reply begun at `mark`, in the request's header when it came in one;
+    /// returns its length.
+    fn finish(&mut self, mark: usize, cx: &CallContext) -> usize {
+        if let Some(h) = self.envelope {
+            envelope::wrap_reply(self.conn, mark, h, &cx.response_meta);
+        }
+        self.conn.finish_message(mark)
     }
 
     /// Writes `exc` as the reply to `msg` (nothing for a oneway call).

@@ -18,6 +18,7 @@ use super::call::CallSite;
 use super::conns::{Signal, Slot};
 use super::detect::{detect, Detected};
 use super::end::End;
+use super::envelope;
 use super::state::CoreState;
 use super::throttle::warn_throttled;
 use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader};
@@ -25,6 +26,7 @@ use crate::race::{race, Either};
 use crate::rpc::Dispatch;
 use crate::tracking::{self, server::Handshake};
 use crate::transport::conn::{Expect, MessageConn, ReadTimeouts};
+use crate::transport::header::{self, HeaderKind};
 use crate::transport::Framing;
 
 /// Serves one accepted connection until it ends.
@@ -101,7 +103,7 @@ impl<S: Dispatch> Session<S> {
     async fn serve<C: Codec>(&mut self) -> Result<(), End> {
         // The tracking handshake is a connection's first message, if it comes.
         let first = self.next(Expect::Message).await?;
-        let mut pending = if self.handshake::<C>(&first)? {
+        let mut pending = if HeaderKind::of(&first).is_none() && self.handshake::<C>(&first)? {
             self.flush().await?;
             None
         } else {
@@ -113,11 +115,11 @@ impl<S: Dispatch> Session<S> {
                 Some(r) => r,
                 None => self.next(expect).await?,
             };
-            let mut close = self.site().request::<C>(request).await?;
+            let mut close = self.request::<C>(request).await?;
             // Answer every complete request already here, then write once.
             while !close {
                 match self.conn.try_cut(self.expect())? {
-                    Some(r) => close = self.site().request::<C>(r).await?,
+                    Some(r) => close = self.request::<C>(r).await?,
                     None => break,
                 }
             }
@@ -128,6 +130,20 @@ impl<S: Dispatch> Session<S> {
         }
     }
 
+    /// Serves one request: a frame that starts with a TTHeader or THeader is
+    /// unwrapped (its payload in the protocol the header names) and answered in the
+    /// same header; anything else is a plain message in the connection's protocol.
+    async fn request<C: Codec>(&mut self, frame: Bytes) -> Result<bool, End> {
+        if self.conn.framing() == Framing::Framed && HeaderKind::of(&frame).is_some() {
+            let limits = envelope::limits(&self.core.config.tracking_limits);
+            let (h, payload) = header::decode(&frame, &limits)?;
+            let mut site = self.site();
+            site.envelope = Some(&h);
+            return with_codec!(h.protocol, P => site.request::<P>(payload).await);
+        }
+        self.site().request::<C>(frame).await
+    }
+
     /// Where the next call runs: this connection's parts.
     fn site(&mut self) -> CallSite<'_, S> {
         CallSite {
@@ -135,6 +151,7 @@ impl<S: Dispatch> Session<S> {
             conn: &mut self.conn,
             slot: &self.slot,
             tracking: &self.tracking,
+            envelope: None,
         }
     }
 

@@ -1,10 +1,12 @@
 //! Per-connection auto-detection of framing and protocol from the first bytes.
 //!
 //! Strict binary starts `0x80 0x01`, compact `0x82`; framed transport puts a 4-byte
-//! big-endian length before either. THeader/TTHeader (`0x0F 0xFF` after the length)
-//! is recognised and refused with a clear reason, not misread.
+//! big-endian length before either, or before a header ([`crate::transport::header`]:
+//! TTHeader `0x10 0x00`, THeader `0x0F 0xFF`), whose payload protocol is read per
+//! message. HTTP is recognised and refused with a reason that says so.
 
 use crate::protocol::Protocol;
+use crate::transport::header::HeaderKind;
 use crate::transport::Framing;
 
 /// What the first bytes of a connection say.
@@ -18,34 +20,60 @@ pub enum Detected {
     Unsupported(&'static str),
 }
 
-fn protocol_at(b: &[u8]) -> Option<Result<Protocol, &'static str>> {
+const NOT_THRIFT: &str = "not a strict binary or compact Thrift message";
+
+/// The protocol of a message starting at `b`; in a frame (`framed`), a header counts
+/// as binary (each header names its payload's protocol).
+fn protocol_at(b: &[u8], framed: bool) -> Option<Result<Protocol, &'static str>> {
+    if framed && HeaderKind::of(b).is_some() {
+        return Some(Ok(Protocol::Binary));
+    }
     match b {
-        [] => None,
-        [0x80] => None,
+        [] | [0x80] => None,
         [0x80, 0x01, ..] => Some(Ok(Protocol::Binary)),
         [0x82, ..] => Some(Ok(Protocol::Compact)),
-        [0x0f] => None,
-        [0x0f, 0xff, ..] => Some(Err("THeader framing is not supported")),
-        _ => Some(Err("not a strict binary or compact Thrift message")),
+        // The start of a header's magic, or of a header framed again inside.
+        [0x0f] | [0x10] if framed => None,
+        [0, ..] if framed && b.len() < 6 => None,
+        _ => Some(Err(NOT_THRIFT)),
     }
+}
+
+/// Whether the bytes start an HTTP request (or HTTP/2's preface).
+fn is_http(b: &[u8]) -> bool {
+    [
+        &b"GET "[..],
+        b"POST",
+        b"PUT ",
+        b"HEAD",
+        b"DELE",
+        b"OPTI",
+        b"PATC",
+        b"PRI ",
+    ]
+    .iter()
+    .any(|m| b.starts_with(m))
 }
 
 /// Detects framing and protocol from the bytes received so far.
 pub fn detect(buf: &[u8]) -> Detected {
-    match protocol_at(buf) {
+    match protocol_at(buf, false) {
         Some(Ok(p)) => return Detected::Speaks(Framing::Buffered, p),
         None => return Detected::NeedMore,
         Some(Err(_)) => {}
+    }
+    if is_http(buf) {
+        return Detected::Unsupported("the peer is speaking HTTP, not Thrift");
     }
     // A frame length: its top byte is 0 for any frame under 16 MiB.
     if buf.len() < 5 {
         return if buf[0] == 0 {
             Detected::NeedMore
         } else {
-            Detected::Unsupported("not a strict binary or compact Thrift message")
+            Detected::Unsupported(NOT_THRIFT)
         };
     }
-    match protocol_at(&buf[4..]) {
+    match protocol_at(&buf[4..], true) {
         Some(Ok(p)) => Detected::Speaks(Framing::Framed, p),
         None => Detected::NeedMore,
         Some(Err(reason)) => Detected::Unsupported(reason),
@@ -85,10 +113,20 @@ mod tests {
         ] {
             assert_eq!(detect(prefix), NeedMore, "{prefix:?}");
         }
-        assert!(matches!(detect(b"GET / HTTP/1.1"), Unsupported(_)));
-        assert!(
-            matches!(detect(&[0, 0, 0, 9, 0x0f, 0xff]), Unsupported(r) if r.contains("THeader"))
-        );
+        assert!(matches!(detect(b"GET / HTTP/1.1"), Unsupported(r) if r.contains("HTTP")));
+        // Headers: framed, their payload's protocol read per message.
+        for magic in [[0x0f, 0xff], [0x10, 0x00]] {
+            let mut b = vec![0, 0, 0, 9];
+            assert_eq!(detect(&[0, 0, 0, 9, magic[0]]), NeedMore);
+            b.extend_from_slice(&magic);
+            assert_eq!(detect(&b), Speaks(Framing::Framed, Protocol::Binary));
+            assert!(matches!(detect(&magic), Unsupported(_)));
+            // Framed twice (Apache's Python THeaderTransport over TFramedTransport).
+            let mut b = vec![0, 0, 0, 20, 0, 0, 0, 16];
+            assert_eq!(detect(&b), NeedMore);
+            b.extend_from_slice(&magic);
+            assert_eq!(detect(&b), Speaks(Framing::Framed, Protocol::Binary));
+        }
         assert!(matches!(detect(&[0x80, 0x02]), Unsupported(_)));
     }
 }

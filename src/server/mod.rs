@@ -42,6 +42,7 @@ mod conns;
 pub mod core;
 pub mod detect;
 mod end;
+mod envelope;
 mod fds;
 mod handle;
 mod hooks;

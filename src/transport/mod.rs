@@ -7,11 +7,13 @@
 //! - [`io`]: appending socket reads on monoio.
 //! - [`conn`]: [`conn::MessageConn`], one socket and its buffers: read one whole
 //!   message, write messages, for the server, the client and the perf harness.
+//! - [`header`]: TTHeader and THeader, the header transports inside a frame.
 //!
 //! Both check the configured maximum message size before anything is allocated.
 
 pub mod conn;
 pub mod framed;
+pub mod header;
 pub mod io;
 pub mod scan;
 
