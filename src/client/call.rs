@@ -326,7 +326,7 @@ impl Inner {
             budget
         };
         // The tracking fields are made only for a tracked connection.
-        let header = if conn.version >= 1 {
+        let header = if conn.version >= 1 || conn.has_header() {
             let budget = self
                 .config
                 .conn

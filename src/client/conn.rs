@@ -16,13 +16,15 @@ use monoio::net::TcpStream;
 
 use crate::protocol::with_codec;
 use crate::protocol::{
-    ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolReader,
-    ProtocolWriter,
+    ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolError,
+    ProtocolErrorKind, ProtocolReader, ProtocolWriter,
 };
 use crate::rpc::channel::check_reply;
 use crate::rpc::dispatch::is_shutting_down;
 use crate::rpc::CallError;
 use crate::tracking::{self, OutgoingHeader, ResponseHeader, UpgradeReply};
+use crate::transport::header::{self, HeaderKind};
+use super::envelope;
 use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};
 use crate::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
@@ -49,6 +51,12 @@ pub struct ConnOptions {
     /// that hosts several services on one port as Apache's `TMultiplexedProcessor`
     /// does (ringsoa's [`crate::rpc::Multiplexed`] too). `None`: plain names.
     pub multiplex: Option<String>,
+    /// Sends every call in a header transport: TTHeader as Volo and Kitex clients
+    /// do, or THeader as fbthrift's and Apache's. Connections are then framed and
+    /// not tracked; the header carries the app id, the method, the remaining time
+    /// and the context's meta, and the reply header's string pairs come back as
+    /// reply meta.
+    pub header: Option<HeaderKind>,
 }
 
 impl ConnOptions {
@@ -72,6 +80,7 @@ impl Default for ConnOptions {
             tracking: true,
             send_deadline: true,
             multiplex: None,
+            header: None,
         }
     }
 }
@@ -80,6 +89,8 @@ impl Default for ConnOptions {
 pub(crate) struct Conn {
     io: MessageConn,
     protocol: Protocol,
+    /// The header transport of every call, with the app id it names.
+    header: Option<(HeaderKind, std::rc::Rc<str>)>,
     /// Tracking version: 0 native, 1 or 2.
     pub version: i32,
     /// The last seqid sent; seqids increase per connection.
@@ -141,9 +152,14 @@ impl Conn {
             .map_err(connect_err)?;
         stream.set_nodelay(true).map_err(connect_err)?;
         let now = Instant::now();
+        let framing = match opts.header {
+            Some(_) => Framing::Framed,
+            None => opts.framing,
+        };
         let mut conn = Conn {
-            io: MessageConn::new(stream, opts.framing, opts.protocol, DEFAULT_MAX_MESSAGE),
+            io: MessageConn::new(stream, framing, opts.protocol, DEFAULT_MAX_MESSAGE),
             protocol: opts.protocol,
+            header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
             version: 0,
             seqid: 0,
             opened: now,
@@ -151,7 +167,7 @@ impl Conn {
             uses: 0,
             generation,
         };
-        if opts.tracking {
+        if opts.tracking && opts.header.is_none() {
             let handshake = conn.handshake(&opts.app_id);
             let outcome = monoio::time::timeout(opts.connect_timeout, handshake)
                 .await
@@ -211,6 +227,10 @@ impl Conn {
         self.seqid = self.seqid.wrapping_add(1).max(1);
         let seqid = self.seqid;
         let mark = self.io.begin_message();
+        if let Some((kind, app_id)) = &self.header {
+            let h = envelope::request(*kind, seqid, self.protocol, app_id, call);
+            header::encode(self.io.out(), &h);
+        }
         {
             let mut w = C::writer(self.io.out());
             if self.version >= 1 {
@@ -245,7 +265,15 @@ impl Conn {
             }
         };
         let mut meta = None;
-        if self.version >= 2 && !matches!(msg.first(), Some(0x80 | 0x82)) {
+        if self.header.is_some() && HeaderKind::of(&msg).is_some() {
+            let (h, payload) = header::decode(&msg, &envelope::REPLY_LIMITS).map_err(Failed::sent)?;
+            if h.protocol != self.protocol {
+                let why = format!("the reply header says {:?}, the call was {:?}", h.protocol, self.protocol);
+                return Err(Failed::sent(ProtocolError::new(ProtocolErrorKind::InvalidData, why)));
+            }
+            meta = (!h.strings.is_empty()).then(|| h.strings.into_iter().collect());
+            msg = payload;
+        } else if self.version >= 2 && !matches!(msg.first(), Some(0x80 | 0x82)) {
             let mut r = C::reader(msg.clone());
             meta = ResponseHeader::decode(&mut r).map_err(Failed::sent)?.meta;
             let used = msg.len() - r.remaining();
@@ -264,6 +292,12 @@ impl Conn {
             }
             Err(e) => Err(Failed::sent(e)),
         }
+    }
+
+    /// Whether calls on it go in a header transport (which carries the call's
+    /// fields as tracking would).
+    pub fn has_header(&self) -> bool {
+        self.header.is_some()
     }
 
     /// Whether the connection is still usable, asked of the kernel without a round

@@ -21,6 +21,7 @@ pub mod balance;
 mod call;
 mod config;
 pub mod conn;
+mod envelope;
 mod inner;
 mod lease;
 mod limit;

@@ -21,6 +21,7 @@ use ringsoa::governance::layout::Kind;
 use ringsoa::idl::model::{Field, Program, StructKind};
 use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
 use ringsoa::rpc::{CallContext, CallError};
+use ringsoa::transport::header::HeaderKind;
 use ringsoa::transport::Framing;
 use serde_json::Value as Json;
 
@@ -78,6 +79,10 @@ enum ProtocolArg {
 enum TransportArg {
     Buffered,
     Framed,
+    /// CloudWeGo's TTHeader (Volo, Kitex), framed.
+    Ttheader,
+    /// fbthrift's and Apache's THeader, framed.
+    Theader,
 }
 
 #[derive(clap::Args, Debug)]
@@ -105,7 +110,8 @@ struct CallArgs {
     /// Thrift protocol.
     #[arg(long, value_enum, default_value = "binary")]
     protocol: ProtocolArg,
-    /// Thrift transport.
+    /// Thrift transport (a header transport carries the app id, method, timeout and
+    /// --meta in its header instead of the tracking handshake).
     #[arg(long, value_enum, default_value = "buffered")]
     transport: TransportArg,
     /// Request meta sent in the tracking header, KEY=VALUE (repeatable).
@@ -237,7 +243,12 @@ fn call(a: CallArgs) -> ExitCode {
         protocol,
         framing: match a.transport {
             TransportArg::Buffered => Framing::Buffered,
-            TransportArg::Framed => Framing::Framed,
+            _ => Framing::Framed,
+        },
+        header: match a.transport {
+            TransportArg::Ttheader => Some(HeaderKind::TTHeader),
+            TransportArg::Theader => Some(HeaderKind::THeader),
+            _ => None,
         },
         connect_timeout: timeout,
         call_timeout: timeout,

@@ -10,6 +10,7 @@ use ringsoa::bytes::Bytes;
 use ringsoa::client::{Client, ClientConfig, ConnOptions};
 use ringsoa::protocol::Protocol;
 use ringsoa::rpc::CallError;
+use ringsoa::transport::header::HeaderKind;
 use ringsoa::transport::Framing;
 
 use crate::handler::{insanity, map_map};
@@ -26,10 +27,19 @@ fn same<T: PartialEq + std::fmt::Debug>(got: T, want: T) -> Check {
     }
 }
 
-fn client(addr: SocketAddr, protocol: Protocol, framing: Framing, service: Option<&str>) -> Client {
+/// A framing, and the header transport inside the frames if any.
+pub type Transport = (Framing, Option<HeaderKind>);
+
+fn client(
+    addr: SocketAddr,
+    protocol: Protocol,
+    transport: Transport,
+    service: Option<&str>,
+) -> Client {
     let conn = ConnOptions {
         protocol,
-        framing,
+        framing: transport.0,
+        header: transport.1,
         tracking: false,
         connect_timeout: Duration::from_secs(5),
         call_timeout: Duration::from_secs(10),
@@ -45,7 +55,12 @@ fn client(addr: SocketAddr, protocol: Protocol, framing: Framing, service: Optio
 }
 
 /// Runs every check; one line each; exit 1 if any failed.
-pub fn run(addr: SocketAddr, protocol: Protocol, framing: Framing, multiplex: bool) -> ExitCode {
+pub fn run(
+    addr: SocketAddr,
+    protocol: Protocol,
+    transport: Transport,
+    multiplex: bool,
+) -> ExitCode {
     let mut rt = match ringsoa::runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -54,8 +69,8 @@ pub fn run(addr: SocketAddr, protocol: Protocol, framing: Framing, multiplex: bo
         }
     };
     let failed = rt.block_on(async {
-        let tests = client(addr, protocol, framing, multiplex.then_some("ThriftTest"));
-        let second = client(addr, protocol, framing, Some("SecondService"));
+        let tests = client(addr, protocol, transport, multiplex.then_some("ThriftTest"));
+        let second = client(addr, protocol, transport, Some("SecondService"));
         let t = ThriftTestClient::new(&tests);
         let mut failed = 0;
         for (name, result) in [

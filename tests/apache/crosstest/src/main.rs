@@ -6,7 +6,7 @@
 //! `test/py/TestServer.py` does.
 //!
 //! `ringsoa-crosstest client --port P --protocol binary|compact --transport
-//! buffered|framed [--multiplex]` calls every method of a ThriftTest server (Apache's
+//! buffered|framed|theader|ttheader [--multiplex]` calls every method of a ThriftTest server (Apache's
 //! `TestServer.py`) through ringsoa's client and the generated stubs, checks each
 //! answer as Apache's `TestClient.py` does, prints one line per method and exits 1 if
 //! any failed.
@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use ringsoa::protocol::Protocol;
 use ringsoa::rpc::Multiplexed;
 use ringsoa::server::ServerBuilder;
+use ringsoa::transport::header::HeaderKind;
 use ringsoa::transport::Framing;
 
 use idl::ThriftTest::{SecondServiceServer, ThriftTestServer};
@@ -49,13 +50,15 @@ fn main() -> ExitCode {
                 "compact" => Protocol::Compact,
                 other => return usage(&format!("unknown protocol {other}")),
             };
-            let framing = match flag("--transport").unwrap_or("buffered") {
-                "buffered" => Framing::Buffered,
-                "framed" => Framing::Framed,
+            let (framing, header) = match flag("--transport").unwrap_or("buffered") {
+                "buffered" => (Framing::Buffered, None),
+                "framed" => (Framing::Framed, None),
+                "theader" => (Framing::Framed, Some(HeaderKind::THeader)),
+                "ttheader" => (Framing::Framed, Some(HeaderKind::TTHeader)),
                 other => return usage(&format!("unknown transport {other}")),
             };
             let multiplex = args.iter().any(|a| a == "--multiplex");
-            checks::run(addr, protocol, framing, multiplex)
+            checks::run(addr, protocol, (framing, header), multiplex)
         }
         _ => usage("say server or client"),
     }
@@ -65,7 +68,7 @@ fn usage(why: &str) -> ExitCode {
     eprintln!(
         "ringsoa-crosstest: {why}\nusage: ringsoa-crosstest server --port P\n       \
          ringsoa-crosstest client --port P [--protocol binary|compact] \
-         [--transport buffered|framed] [--multiplex]"
+         [--transport buffered|framed|theader|ttheader] [--multiplex]"
     );
     ExitCode::from(2)
 }
