@@ -369,3 +369,85 @@ fn connections_spread_over_both_cores() {
         "each core serves at least a quarter: {per_core:?}"
     );
 }
+
+#[test]
+fn every_transport_at_once_on_one_port() {
+    // thriftpy2 tracked (v1, v2) and native, framed and buffered, binary and
+    // compact, in one process; TTHeader and THeader from ringsoa's client in this
+    // one; all on one port at the same time.
+    let demo = Demo::start(&[]);
+    let mut py = Command::new(python())
+        .arg("tests/peers/demo_clients.py")
+        .arg("src/bin/ringsoa-demo/demo.thrift")
+        .arg(demo.addr.to_string())
+        .arg(demo.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rounds of header calls until the thriftpy2 checks end (at least one).
+    let mut rounds = 0;
+    while rounds == 0 || py.try_wait().unwrap().is_none() {
+        rounds += 1;
+        header_round(demo.addr);
+    }
+    let out = py.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all thriftpy2 checks passed"),
+        "thriftpy2 checks failed beside the header clients:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{rounds} rounds of header calls ran beside the thriftpy2 checks");
+}
+
+/// Every Demo call kind over TTHeader and THeader, binary and compact.
+fn header_round(addr: SocketAddr) {
+    use ringsoa::client::{Client, ClientConfig, ConnOptions};
+    use ringsoa::protocol::Protocol;
+    use ringsoa::rpc::{CallContext, CallError};
+    use ringsoa::transport::header::HeaderKind;
+    support::block_on(async {
+        for (kind, protocol) in [
+            (HeaderKind::TTHeader, Protocol::Binary),
+            (HeaderKind::THeader, Protocol::Compact),
+            (HeaderKind::TTHeader, Protocol::Compact),
+        ] {
+            let config = ClientConfig {
+                conn: ConnOptions {
+                    protocol,
+                    header: Some(kind),
+                    ..ConnOptions::new("header-peer")
+                },
+                ..ClientConfig::default()
+            };
+            let client = Client::new([addr], config);
+            let d = DemoClient::new(&client);
+            for i in 0..300 {
+                assert_eq!(d.add(None, i, 1).await.unwrap(), i64::from(i) + 1);
+            }
+            assert_eq!(
+                d.echo(None, "é".repeat(5000)).await.unwrap(),
+                "é".repeat(5000)
+            );
+            match d.fail(None, 7).await {
+                Err(CallError::Declared(DemoFailException::Err(e))) => {
+                    assert_eq!(e.code, Some(7))
+                }
+                other => panic!("{kind:?}: {other:?}"),
+            }
+            // The header's caller, timeout and string pairs reach the handler; its
+            // response meta comes back in the reply header.
+            let mut cx = CallContext {
+                meta: BTreeMap::from([("RPC_TRANSIT_k".to_string(), "v".to_string())]),
+                ..CallContext::default()
+            };
+            let who = d.whoami(Some(&mut cx)).await.unwrap();
+            assert_eq!(who["client"], "header-peer", "{kind:?}");
+            assert_eq!(who["meta.RPC_TRANSIT_k"], "v", "{kind:?}");
+            let budget: u64 = who["meta.ringsoa.timeout_ms"].parse().unwrap();
+            assert!(budget > 0 && budget <= 5000, "{budget}");
+            assert_eq!(cx.reply_meta.get("core"), Some(&who["core"]), "{kind:?}");
+        }
+    });
+}

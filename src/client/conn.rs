@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use super::envelope;
 use crate::protocol::with_codec;
 use crate::protocol::{
     ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolError,
@@ -23,9 +24,8 @@ use crate::rpc::channel::check_reply;
 use crate::rpc::dispatch::is_shutting_down;
 use crate::rpc::CallError;
 use crate::tracking::{self, OutgoingHeader, ResponseHeader, UpgradeReply};
-use crate::transport::header::{self, HeaderKind};
-use super::envelope;
 use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};
+use crate::transport::header::{self, HeaderKind};
 use crate::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
 /// How to reach and talk to a service's nodes.
@@ -266,10 +266,17 @@ impl Conn {
         };
         let mut meta = None;
         if self.header.is_some() && HeaderKind::of(&msg).is_some() {
-            let (h, payload) = header::decode(&msg, &envelope::REPLY_LIMITS).map_err(Failed::sent)?;
+            let (h, payload) =
+                header::decode(&msg, &envelope::REPLY_LIMITS).map_err(Failed::sent)?;
             if h.protocol != self.protocol {
-                let why = format!("the reply header says {:?}, the call was {:?}", h.protocol, self.protocol);
-                return Err(Failed::sent(ProtocolError::new(ProtocolErrorKind::InvalidData, why)));
+                let why = format!(
+                    "the reply header says {:?}, the call was {:?}",
+                    h.protocol, self.protocol
+                );
+                return Err(Failed::sent(ProtocolError::new(
+                    ProtocolErrorKind::InvalidData,
+                    why,
+                )));
             }
             meta = (!h.strings.is_empty()).then(|| h.strings.into_iter().collect());
             msg = payload;

@@ -233,7 +233,9 @@ impl DemoHandler for Demo {
     }
 
     async fn whoami(&self, cx: &mut CallContext) -> Result<BTreeMap<String, String>, MethodError> {
-        mark_core(cx);
+        // Always, so that a header transport's reply (which carries response meta
+        // whatever the tracking version) shows it too.
+        cx.response_meta.insert("core".into(), cx.core.to_string());
         let mut out = BTreeMap::from([
             ("client".to_string(), cx.caller.to_string()),
             ("request_id".to_string(), cx.request_id.clone()),
