@@ -111,10 +111,10 @@ impl Drop for Demo {
     }
 }
 
-/// A thriftpy2 server process, killed on drop.
-pub struct PyServer(Child);
+/// A peer server process (thriftpy2, Volo), killed on drop.
+pub struct Peer(Child);
 
-impl Drop for PyServer {
+impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -122,7 +122,7 @@ impl Drop for PyServer {
 }
 
 /// Starts `tests/peers/demo_server.py` (thriftpy2) in `mode` ("native"/"tracked").
-pub fn py_server(mode: &str, proto: &str, framing: &str) -> (PyServer, SocketAddr) {
+pub fn py_server(mode: &str, proto: &str, framing: &str) -> (Peer, SocketAddr) {
     let py = python();
     let port = free_port();
     let child = Command::new(py)
@@ -135,12 +135,51 @@ pub fn py_server(mode: &str, proto: &str, framing: &str) -> (PyServer, SocketAdd
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr, "thriftpy2 server");
+    (Peer(child), addr)
+}
+
+/// Waits (up to 15 s) until something accepts on `addr`.
+fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "thriftpy2 server did not start");
+        assert!(Instant::now() < deadline, "{what} did not start on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (PyServer(child), addr)
+}
+
+/// The path of a Volo peer binary (`tests/peers/volo`: `volo-client`,
+/// `volo-server`), built once per test process into `target/peers` (a target
+/// directory of its own, so the build can run while cargo test holds `target`).
+pub fn volo_peer(bin: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/peers");
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(root.join("tests/peers/volo/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "building the Volo peers (tests/peers/volo) failed"
+        );
+    });
+    target.join("debug").join(bin)
+}
+
+/// Starts the Volo peer server (its default codec) on a free port.
+pub fn volo_server() -> (Peer, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(volo_peer("volo-server"))
+        .arg(addr.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(addr, "the Volo server");
+    (Peer(child), addr)
 }
 
 /// The project venv's Python (created by tools/venv.sh).
