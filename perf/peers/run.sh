@@ -5,11 +5,15 @@
 # Demo.ping/Demo.echo over framed strict binary, pinned to CPU 0, driven by
 # `ringsoa-perf load` pinned to CPU 1 (framed everywhere: thriftpy2's server never
 # sets TCP_NODELAY, so a buffered 4 KiB reply would wait for a delayed ACK).
-# Cells: echo 64 B and 4 KiB at 1, 16 and 128 connections, and ping at 16; servers
-# rotate within each cell, ROUNDS rounds, medians. Writes every run to
+# Cells: echo 64 B and 4 KiB at 1, 16 and 128 connections, and ping at 16; then
+# echo 64 B at 16 connections over TTHeader (Volo's default codec; ringsoa-demo and
+# volo-thrift only, the others do not speak it); servers rotate within each cell,
+# ROUNDS rounds, medians. Writes every run to
 # perf/results/peers.jsonl and the table into perf/RESULTS.md (between the
 # peers:begin/end markers), and prints it.
 # Usage: perf/peers/run.sh [ROUNDS] [SECONDS]
+#   CELLS="echo 64 16 ttheader;ping 0 16"  only these cells (the table is printed,
+#                                           perf/RESULTS.md left alone)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . perf/lib.sh "${1:-3}" "${2:-2}"
@@ -39,21 +43,27 @@ start_peer() {
 out=perf/results/peers.jsonl
 : > "$out"
 servers=(raw ringsoa tokio volo thrift-rs thriftpy2 gunicorn)
-cells=("echo 64 1" "echo 64 16" "echo 64 128" "echo 4096 1" "echo 4096 16" "echo 4096 128" "ping 0 16")
+cells=("echo 64 1" "echo 64 16" "echo 64 128" "echo 4096 1" "echo 4096 16" "echo 4096 128" "ping 0 16"
+       "echo 64 16 ttheader")
+into=(--into perf/RESULTS.md)
+if [ -n "${CELLS:-}" ]; then IFS=';' read -ra cells <<< "$CELLS"; into=(); fi
 started_at=$(date +%s)
 for round in $(seq "$rounds"); do
   for cell in "${cells[@]}"; do
-    read -r method payload conns <<< "$cell"
+    read -r method payload conns transport <<< "$cell"
+    transport=${transport:-framed}
+    in_cell=("${servers[@]}")
+    [ "$transport" = framed ] || in_cell=(ringsoa volo)
     # Rotate the order within the cell from round to round.
-    for i in "${!servers[@]}"; do
-      srv=${servers[$(( (i + round) % ${#servers[@]} ))]}
+    for i in "${!in_cell[@]}"; do
+      srv=${in_cell[$(( (i + round) % ${#in_cell[@]} ))]}
       start_peer "$srv"
       run_load "$out" "$round" "$srv" --method "$method" --payload "$payload" \
-        --conns "$conns" --warmup-s 0.5 --duration-s "$secs"
+        --conns "$conns" --transport "$transport" --warmup-s 0.5 --duration-s "$secs"
       stop_server
     done
   done
   echo "round $round done after $(( $(date +%s) - started_at )) s" >&2
 done
 python3 perf/peers/table.py "$out" "$(( $(date +%s) - started_at ))" "$rounds" "$secs" \
-  --into perf/RESULTS.md | tee perf/results/peers.md
+  "${into[@]}" | tee perf/results/peers.md

@@ -23,9 +23,12 @@ NAMES = {
 }
 
 def cell_name(r):
-    return "ping" if r["method"] == "ping" else f"echo {r['payload'] if r['payload'] < 1024 else str(r['payload'] // 1024) + ' KiB'}{' B' if r['payload'] < 1024 else ''}"
+    name = "ping" if r["method"] == "ping" else f"echo {r['payload'] if r['payload'] < 1024 else str(r['payload'] // 1024) + ' KiB'}{' B' if r['payload'] < 1024 else ''}"
+    transport = r.get("transport", "framed")
+    return name if transport == "framed" else f"{name} over {'TTHeader' if transport == 'ttheader' else transport}"
 
-cells = group(rows, lambda r: (r["method"] != "echo", r["payload"], r["conns"]))
+cells = group(rows, lambda r: (r.get("transport", "framed") != "framed", r["method"] != "echo",
+                               r["payload"], r["conns"]))
 
 def spread(rs, k):
     vals = [r[k] for r in rs]
@@ -43,7 +46,7 @@ out = []
 out.append(f"Measured {time.strftime('%Y-%m-%d')} by `perf/peers/run.sh {rounds} {secs}` in {taken} s "
            f"({len(rows)} runs; {rounds} rounds, servers rotating within each cell; {secs} s measured after 0.5 s warm-up) "
            f"on {ncpu} × {cpu}, Linux {platform.release()}. Server pinned to CPU 0, `ringsoa-perf load` to CPU 1; "
-           "framed strict binary. Medians over rounds. Server CPU per call is user + system time from `/proc/<pid>/stat` "
+           "framed strict binary (the TTHeader cell: TTHeader around framed binary, as Volo's default codec sends). Medians over rounds. Server CPU per call is user + system time from `/proc/<pid>/stat` "
            "over the measured window (for gunicorn_thrift, its worker process).\n")
 out.append("**Server CPU µs per call** (lower is better):\n")
 out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " |")

@@ -31,6 +31,7 @@ use ringsoa::protocol::{
 };
 use ringsoa::rpc::CallError;
 use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
+use ringsoa::transport::header::{self, int_key, Header, HeaderKind, HeaderLimits};
 use ringsoa::transport::Framing;
 use ringsoa::transport::{framed, DEFAULT_MAX_MESSAGE};
 
@@ -134,10 +135,12 @@ enum ProtocolArg {
     Compact,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 enum TransportArg {
     Framed,
     Buffered,
+    /// TTHeader around a framed payload, as a Volo client sends by default.
+    Ttheader,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -221,6 +224,25 @@ impl<B: Encode> Encode for Message<'_, B> {
     }
 }
 
+/// `msg` in a TTHeader frame as a Volo client sends it: WithHeader, FromService
+/// and ToMethod int keys, the payload in a frame of its own.
+fn ttheader(protocol: Protocol, method: &str, msg: &[u8]) -> Bytes {
+    let mut h = Header::new(HeaderKind::TTHeader, 1, protocol);
+    h.framed_payload = true;
+    h.ints = vec![
+        (int_key::WITH_HEADER, "3".into()),
+        (int_key::FROM_SERVICE, "ringsoa-perf".into()),
+        (int_key::TO_METHOD, method.into()),
+    ];
+    let mut buf = BytesMut::new();
+    framed::write_frame(&mut buf, |b| {
+        header::encode(b, &h);
+        b.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        b.extend_from_slice(msg);
+    });
+    buf.freeze()
+}
+
 /// One message as sent on the wire (in a frame when framed).
 pub fn message(
     protocol: Protocol,
@@ -248,6 +270,20 @@ pub fn frame(framing: Framing, msg: &[u8]) -> Bytes {
 /// The request to send (as on the wire) and the exact reply message to expect, for
 /// Demo.echo or Demo.ping.
 fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
+    let (request, reply) = plain_exchange(args, msg);
+    if args.transport != TransportArg::Ttheader {
+        return (request, reply);
+    }
+    // The plain request is framed; its body goes into the header frame.
+    let method = match args.method {
+        Method::Echo => "echo",
+        Method::Ping => "ping",
+    };
+    let body = &request[framed::HEADER_LEN..];
+    (ttheader(protocol(args), method, body), reply)
+}
+
+fn plain_exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
     let protocol = protocol(args);
     let framing = framing(args);
     match args.method {
@@ -297,10 +333,16 @@ fn protocol(args: &Args) -> Protocol {
 
 fn framing(args: &Args) -> Framing {
     match args.transport {
-        TransportArg::Framed => Framing::Framed,
+        TransportArg::Framed | TransportArg::Ttheader => Framing::Framed,
         TransportArg::Buffered => Framing::Buffered,
     }
 }
+
+/// Limits on a reply header's pairs.
+const REPLY_LIMITS: HeaderLimits = HeaderLimits {
+    entries: 64,
+    item: 4096,
+};
 
 /// How long after the measured window a run waits for calls still in flight.
 const GRACE: Duration = Duration::from_secs(2);
@@ -370,6 +412,7 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
                 reply,
                 framing: framing(&args),
                 protocol: protocol(&args),
+                header: args.transport == TransportArg::Ttheader,
             });
             for i in 0..args.conns {
                 let stream = connect(args.addr).await?;
@@ -422,6 +465,14 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         .with("server_cpu_us_per_call", cpu.map(per_call))
         .with("client_cpu_us_per_call", per_call(own_cpu))
         .with("mode", if args.full_stack { "full-stack" } else { "raw" })
+        .with(
+            "transport",
+            match args.transport {
+                TransportArg::Framed => "framed",
+                TransportArg::Buffered => "buffered",
+                TransportArg::Ttheader => "ttheader",
+            },
+        )
         .with("tracking", args.full_stack && !args.no_tracking)
         .with(
             "loop",
@@ -467,6 +518,9 @@ fn full_stack_client(args: &Args) -> Client {
     config.conn.framing = framing(args);
     config.conn.protocol = protocol(args);
     config.conn.tracking = !args.no_tracking;
+    if args.transport == TransportArg::Ttheader {
+        config.conn.header = Some(HeaderKind::TTHeader);
+    }
     config.conn.call_timeout = GRACE;
     config.pool.max_idle = args.conns;
     Client::new([args.addr], config)
@@ -512,6 +566,9 @@ struct RawExchange {
     reply: Bytes,
     framing: Framing,
     protocol: Protocol,
+    /// Replies come in a TTHeader, checked for the payload only (peers differ in
+    /// the keys they send back).
+    header: bool,
 }
 
 /// One raw connection: keeps `pipeline` requests in flight (closed loop) or sends on
@@ -542,11 +599,17 @@ async fn conn(
             return run.error(|| format!("write: {}", e.error));
         }
         let read = io.read_message(Expect::Message, ReadTimeouts::default());
-        let got = match monoio::time::timeout(run.left(), read).await {
+        let mut got = match monoio::time::timeout(run.left(), read).await {
             Ok(Ok(got)) => got,
             Ok(Err(e)) => return run.error(|| format!("read: {e}")),
             Err(_) => return run.error(|| "no reply by the end of the run".into()),
         };
+        if raw.header {
+            got = match header::decode(&got, &REPLY_LIMITS) {
+                Ok((_, payload)) => payload,
+                Err(e) => return run.error(|| format!("reply header: {e}")),
+            };
+        }
         if got != raw.reply {
             return run.error(|| {
                 format!(
