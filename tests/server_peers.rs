@@ -132,6 +132,29 @@ fn hostile_input_costs_only_its_connection() {
     s.write_all(&[0, 0, 0, 0, 0x80]).unwrap();
     assert!(closed(&mut s), "zero frame");
 
+    // Header transports: a zlib THeader, a TTHeader claiming more header than its
+    // frame holds, a THeader with a protobuf payload: each closes its connection.
+    for (what, body) in [
+        (
+            "zlib THeader",
+            &[0x0f, 0xff, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 1, 0][..],
+        ),
+        (
+            "TTHeader longer than its frame",
+            &[0x10, 0x00, 0, 0, 0, 0, 0, 1, 0x40, 0][..],
+        ),
+        (
+            "THeader protocol 4",
+            &[0x0f, 0xff, 0, 0, 0, 0, 0, 1, 0, 1, 4, 0, 0, 0][..],
+        ),
+    ] {
+        let mut s = connect(addr);
+        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        assert!(closed(&mut s), "{what}");
+        echo_ok(addr);
+    }
+
     // A truncated message, then close.
     let mut s = connect(addr);
     s.write_all(&[0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, b'e'])

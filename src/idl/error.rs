@@ -12,8 +12,10 @@ pub struct Pos {
     pub col: u32,
 }
 
-/// An error in an IDL file or its includes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An error in an IDL file or its includes. Its `Debug` form is its one-line
+/// `Display` form too, so that a build script's `.unwrap()` prints
+/// `file:line:col: message` rather than the struct.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IdlError {
     /// The file the error is in.
     pub file: PathBuf,
@@ -49,6 +51,12 @@ impl fmt::Display for IdlError {
                 self.message
             )
         }
+    }
+}
+
+impl fmt::Debug for IdlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
