@@ -160,6 +160,16 @@ impl DerivedHandler for Service {
             1 => Err(Oops { why: hint }.into()),
             2 => Err(Other { code: Some(2) }.into()),
             3 => Err(MethodError::internal("three")),
+            // `?` on ordinary errors and on a declared exception.
+            4 => Ok(Everything {
+                at: hint.as_deref().unwrap_or("").parse::<i64>()?,
+                ..Default::default()
+            }),
+            5 => {
+                std::fs::read("/no/such/file")?;
+                unreachable!()
+            }
+            6 => Err(Oops { why: hint })?,
             _ => Ok(Everything {
                 at: id,
                 ..Default::default()
@@ -200,6 +210,23 @@ fn generated_services_dispatch_through_the_codec() {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            block_on(client.get(None, 4, Some("42".into()))).unwrap().at,
+            42
+        );
+        for (id, hint, words) in [(4, "x", "invalid digit"), (5, "", "No such file")] {
+            match block_on(client.get(None, id, Some(hint.into()))) {
+                Err(CallError::Application(e)) => {
+                    assert_eq!(e.kind, ApplicationExceptionKind::InternalError);
+                    assert!(e.message.as_deref().unwrap_or("").contains(words), "{e}");
+                }
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            block_on(client.get(None, 6, Some("w".into()))),
+            Err(CallError::Declared(DerivedGetException::Oops(_)))
+        ));
         block_on(client.poke(None)).unwrap();
         block_on(client.r#type(
             None,

@@ -151,7 +151,7 @@ pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     out.push_str("        })\n    }\n}\n\n");
 
     if s.kind == StructKind::Exception {
-        let _ = writeln!(out, "impl __std::fmt::Display for {name} {{\n    fn fmt(&self, f: &mut __std::fmt::Formatter<'_>) -> __std::fmt::Result {{\n        write!(f, \"{{:?}}\", self)\n    }}\n}}\n\nimpl __std::error::Error for {name} {{}}\n");
+        let _ = writeln!(out, "impl __std::fmt::Display for {name} {{\n    fn fmt(&self, f: &mut __std::fmt::Formatter<'_>) -> __std::fmt::Result {{\n        write!(f, \"{{:?}}\", self)\n    }}\n}}\n");
     }
 }
 

@@ -16,6 +16,14 @@ impl std::error::Error for Never {}
 
 /// What a handler returns on failure: one of the method's declared exceptions (sent
 /// in the result struct) or an application exception (sent as an EXCEPTION message).
+///
+/// `?` converts: a declared exception (generated `From`) into `Declared`; an
+/// `ApplicationException` into `Application` as it is; any other
+/// `std::error::Error` (`io::Error`, `ParseIntError`, a downstream `CallError`, …)
+/// into an INTERNAL_ERROR application exception carrying the error's message,
+/// logged at `error` (target `ringsoa::handler`). So that the last rule can exist,
+/// `MethodError` itself and generated exceptions do not implement
+/// `std::error::Error`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MethodError<E = Never> {
     /// A declared exception; generated code provides `From<Exception>` for it.
@@ -31,9 +39,14 @@ impl<E> MethodError<E> {
     }
 }
 
-impl<E> From<ApplicationException> for MethodError<E> {
-    fn from(e: ApplicationException) -> Self {
-        MethodError::Application(e)
+impl<E, T: std::error::Error + 'static> From<T> for MethodError<E> {
+    fn from(e: T) -> Self {
+        if let Some(app) = (&e as &dyn std::any::Any).downcast_ref::<ApplicationException>() {
+            return MethodError::Application(app.clone());
+        }
+        let message = e.to_string();
+        tracing::error!(target: "ringsoa::handler", "handler failed: {message}");
+        MethodError::internal(message)
     }
 }
 
@@ -85,6 +98,31 @@ impl CallError<Never> {
             CallError::Timeout => CallError::Timeout,
             CallError::ShuttingDown => CallError::ShuttingDown,
             CallError::Rejected(why) => CallError::Rejected(why),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ApplicationExceptionKind;
+
+    fn fails_with(e: impl std::error::Error + 'static) -> Result<(), MethodError> {
+        Err(e)?;
+        Ok(())
+    }
+
+    #[test]
+    fn question_mark_keeps_application_exceptions_and_wraps_the_rest() {
+        let app = ApplicationException::new(ApplicationExceptionKind::UnknownMethod, "nope");
+        assert_eq!(fails_with(app.clone()), Err(MethodError::Application(app)));
+        let io = std::io::Error::other("disk on fire");
+        match fails_with(io) {
+            Err(MethodError::Application(e)) => {
+                assert_eq!(e.kind, ApplicationExceptionKind::InternalError);
+                assert_eq!(e.message.as_deref(), Some("disk on fire"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -1,0 +1,112 @@
+//! The examples in `examples/` (the README's handler and its plain-`main` client),
+//! built by `cargo test` like every example, run against each other and against
+//! thriftpy2-free checks: the declared exception, `?` on an ordinary error, and the
+//! client's answer.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::process::free_port;
+
+/// The path of a built example (beside this test's deps directory).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built (cargo test builds examples)",
+        path.display()
+    );
+    path
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the `serve_handler` example with `LIMIT` set; returns once it accepts.
+fn serve(limit: &str) -> (Killed, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = Killed(
+        Command::new(example("serve_handler"))
+            .arg(addr.to_string())
+            .env("LIMIT", limit)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "serve_handler did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, addr)
+}
+
+/// `ringsoa call … Demo.fail ARGS` against `addr`.
+fn call_fail(addr: SocketAddr, args: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "call",
+            "--idl",
+            "src/bin/ringsoa-demo/demo.thrift",
+            "--addr",
+        ])
+        .arg(addr.to_string())
+        .args(["Demo.fail", args])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_readme_handler_serves_and_the_plain_client_calls_it() {
+    let (_server, addr) = serve("not a number");
+    let out = Command::new(example("plain_client"))
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // `?` on a ParseIntError (LIMIT is not a number) answers INTERNAL_ERROR with
+    // the error's message.
+    let out = call_fail(addr, r#"{"code": 3}"#);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("InternalError") && err.contains("invalid digit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_readme_handler_raises_its_declared_exception() {
+    let (_server, addr) = serve("5");
+    let out = call_fail(addr, r#"{"code": 9}"#);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#""code":9"#) && stdout.contains("too big"),
+        "{stdout}"
+    );
+    // Within the limit: no exception.
+    assert_eq!(call_fail(addr, r#"{"code": 2}"#).status.code(), Some(0));
+}
