@@ -128,6 +128,30 @@ fn fn_structs(g: &Gen, out: &mut String, service: &str, f: &Function) {
     }
 }
 
+/// The handler trait's method for `f` of `s`, without a body:
+/// `async fn f(&self, cx: &mut CallContext, args…) -> Result<T, MethodError<…>>`
+/// (also what `ringsoa new` writes a stub for).
+pub fn handler_method(g: &Gen, s: &Service, f: &Function) -> String {
+    let mut params = String::new();
+    for a in &f.args {
+        let _ = write!(params, ", {}: {}", ident(&a.name), param_type(g, a));
+    }
+    let err = if f.throws.is_empty() {
+        "__rs::rpc::MethodError".to_string()
+    } else {
+        format!(
+            "__rs::rpc::MethodError<{}{}Exception>",
+            s.name,
+            camel(&f.name)
+        )
+    };
+    format!(
+        "async fn {}(&self, cx: &mut __rs::rpc::CallContext{params}) -> __std::result::Result<{}, {err}>",
+        ident(&f.name),
+        ok_type(g, f)
+    )
+}
+
 fn handler_trait(g: &Gen, out: &mut String, s: &Service) {
     doc_lines(out, &s.doc, "");
     let supertrait = s.extends.map_or(String::new(), |b| {
@@ -139,20 +163,7 @@ fn handler_trait(g: &Gen, out: &mut String, s: &Service) {
     let _ = writeln!(out, "/// Implement this to serve `{}`; futures need not be `Send` (one instance per core).\n#[allow(async_fn_in_trait)]\npub trait {}Handler{supertrait} {{", s.name, s.name);
     for f in &s.functions {
         doc_lines(out, &f.doc, "    ");
-        let mut params = String::new();
-        for a in &f.args {
-            let _ = write!(params, ", {}: {}", ident(&a.name), param_type(g, a));
-        }
-        let err = if f.throws.is_empty() {
-            "__rs::rpc::MethodError".to_string()
-        } else {
-            format!(
-                "__rs::rpc::MethodError<{}{}Exception>",
-                s.name,
-                camel(&f.name)
-            )
-        };
-        let _ = writeln!(out, "    async fn {}(&self, cx: &mut __rs::rpc::CallContext{params}) -> __std::result::Result<{}, {err}>;", ident(&f.name), ok_type(g, f));
+        let _ = writeln!(out, "    {};", handler_method(g, s, f));
     }
     out.push_str("}\n\n");
 }

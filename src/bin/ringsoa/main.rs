@@ -6,6 +6,7 @@
 //! files and prints the code generated for them (`idl.rs`).
 
 mod idl;
+mod new;
 mod registry;
 
 use std::net::SocketAddr;
@@ -67,6 +68,9 @@ enum Command {
     /// Check IDL files, or print the Rust code generated for them.
     #[command(subcommand)]
     Idl(idl::IdlCmd),
+    /// Create a service crate from an IDL file: build script, handler stubs, server
+    /// main, client example.
+    New(new::NewArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -363,5 +367,6 @@ fn main() -> ExitCode {
         Command::Config(c) => registry::values(Kind::Config, c),
         Command::Switch(c) => registry::values(Kind::Switches, c),
         Command::Idl(c) => idl::idl(c),
+        Command::New(a) => new::new(a),
     }
 }

@@ -1,0 +1,285 @@
+//! `ringsoa new NAME --idl FILE`: a crate that builds and serves at once — the IDL
+//! (and its includes) copied in, a build script, a handler with one stub per method
+//! (each answering its type's default until written), a server `main`, and a client
+//! example that calls the first method.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ringsoa::codegen::names::module;
+use ringsoa::codegen::service::handler_method;
+use ringsoa::codegen::types::Gen;
+use ringsoa::idl::load;
+use ringsoa::idl::model::{DefId, Program};
+
+/// `ringsoa new` arguments.
+#[derive(clap::Args, Debug)]
+pub struct NewArgs {
+    /// The crate's name (a Cargo package name: letters, digits, `-`, `_`).
+    name: String,
+    /// The IDL file whose services the crate serves (its includes are copied too).
+    #[arg(long)]
+    idl: PathBuf,
+    /// Directories searched for the IDL's includes.
+    #[arg(long = "include-dir")]
+    include_dirs: Vec<PathBuf>,
+    /// Where to create the crate (default: ./NAME); it must not exist.
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// The ringsoa the crate depends on, as a path (default: the source this tool
+    /// was built from).
+    #[arg(long, default_value = env!("CARGO_MANIFEST_DIR"))]
+    ringsoa: PathBuf,
+}
+
+/// Writes the crate.
+pub fn new(a: NewArgs) -> ExitCode {
+    match create(&a) {
+        Ok(dir) => {
+            println!(
+                "created {0}: cd {0} && cargo run (serves on 127.0.0.1:9090), then \
+                 cargo run --example client",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringsoa new: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn create(a: &NewArgs) -> Result<PathBuf, String> {
+    let ok_name = !a.name.is_empty()
+        && a.name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok_name {
+        return Err(format!(
+            "{:?} is not a crate name (a letter, then letters, digits, - or _)",
+            a.name
+        ));
+    }
+    let program = load(&[&a.idl], &a.include_dirs).map_err(|e| e.to_string())?;
+    let root = program
+        .files
+        .iter()
+        .position(|f| same_file(&f.path, &a.idl))
+        .unwrap_or(0);
+    if program.files[root].services.is_empty() {
+        return Err(format!("{} declares no service", a.idl.display()));
+    }
+    let dir = a.path.clone().unwrap_or_else(|| PathBuf::from(&a.name));
+    if dir.exists() {
+        return Err(format!("{} already exists", dir.display()));
+    }
+    let ringsoa = a
+        .ringsoa
+        .canonicalize()
+        .map_err(|e| format!("ringsoa source {}: {e}", a.ringsoa.display()))?;
+    let idl_file = copy_idl(&program, root, &dir.join("idl"))?;
+    let krate = a.name.replace('-', "_");
+    let files = [
+        ("Cargo.toml", cargo_toml(&a.name, &ringsoa)),
+        ("build.rs", build_rs(&idl_file)),
+        ("src/lib.rs", lib_rs(&a.name, &program, root)),
+        ("src/handler.rs", handler_rs(&program, root)),
+        ("src/main.rs", main_rs(&a.name, &krate, &program, root)),
+        (
+            "examples/client.rs",
+            client_rs(&a.name, &krate, &program, root),
+        ),
+    ];
+    let mut sources = Vec::new();
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file in the crate"))
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "rs") {
+            sources.push(path);
+        }
+    }
+    // Formatted when rustfmt is there (it comes with rustup's default profile).
+    let _ = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021"])
+        .args(&sources)
+        .status();
+    Ok(dir)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Copies every IDL file of the program into `to`, keeping their places relative to
+/// the root file's folder; returns the root's path inside the crate.
+fn copy_idl(program: &Program, root: usize, to: &Path) -> Result<String, String> {
+    let base = program.files[root]
+        .path
+        .canonicalize()
+        .map_err(|e| e.to_string())?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut root_rel = String::new();
+    for (i, f) in program.files.iter().enumerate() {
+        let abs = f.path.canonicalize().map_err(|e| e.to_string())?;
+        let rel = abs.strip_prefix(&base).map_err(|_| {
+            format!(
+                "{} is included from outside {}'s folder: copy it into the crate by hand",
+                f.path.display(),
+                program.files[root].path.display()
+            )
+        })?;
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().expect("a file"))
+            .and_then(|()| std::fs::copy(&abs, &dest).map(drop))
+            .map_err(|e| format!("cannot copy {}: {e}", f.path.display()))?;
+        if i == root {
+            root_rel = format!("idl/{}", rel.display());
+        }
+    }
+    Ok(root_rel)
+}
+
+fn cargo_toml(name: &str, ringsoa: &Path) -> String {
+    format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\nringsoa = {{ path = {r:?} }}\ntracing-subscriber = \"0.3\"\n\n\
+         [build-dependencies]\nringsoa = {{ path = {r:?} }}\n",
+        r = ringsoa.display().to_string()
+    )
+}
+
+fn build_rs(idl: &str) -> String {
+    format!(
+        "//! Generates the Rust code for the IDL (included by src/lib.rs).\n\n\
+         fn main() {{\n    if let Err(e) = ringsoa::build::compile(&[{idl:?}]) {{\n        \
+         eprintln!(\"{{e}}\");\n        std::process::exit(1);\n    }}\n}}\n"
+    )
+}
+
+fn lib_rs(name: &str, program: &Program, root: usize) -> String {
+    format!(
+        "//! {name}: serves {}.\n\n/// The code generated from the IDL, a module per IDL file.\n\
+         pub mod idl {{\n    ringsoa::include_idl!();\n}}\n\npub mod handler;\n",
+        program.files[root]
+            .services
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Generated-code paths as a crate's own code spells them.
+fn plain(code: &str) -> String {
+    code.replace("__std::", "std::")
+        .replace("__rs::", "ringsoa::")
+        .replace("super::", "crate::idl::")
+}
+
+fn handler_rs(program: &Program, root: usize) -> String {
+    let m = module(&program.files[root].name);
+    let mut out = format!(
+        "//! The handlers: one stub per method, each answering its type's default until\n\
+         //! written. `?` works on any error (it becomes an INTERNAL_ERROR\n\
+         //! TApplicationException) and on the method's declared exceptions.\n\n\
+         #[allow(unused_imports)]\nuse crate::idl::{m}::*;\n\n"
+    );
+    let g = Gen {
+        program,
+        file: root,
+    };
+    for (index, s) in program.files[root].services.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "/// Serves `{0}`.\n#[derive(Clone, Copy, Debug, Default)]\npub struct {0}Impl;\n",
+            s.name
+        );
+        // The service's own methods, then those of every service it extends.
+        let mut chain = Some(DefId { file: root, index });
+        while let Some(id) = chain {
+            let svc = program.service(id);
+            let path = plain(&g.path(id, &format!("{}Handler", svc.name)));
+            let _ = writeln!(
+                out,
+                "#[allow(unused_variables)]\nimpl {path} for {}Impl {{",
+                s.name
+            );
+            for f in &svc.functions {
+                let _ = writeln!(
+                    out,
+                    "    {} {{\n        // TODO: {}.{}\n        Ok(Default::default())\n    }}\n",
+                    plain(&handler_method(&g, svc, f)),
+                    svc.name,
+                    f.name
+                );
+            }
+            out.push_str("}\n\n");
+            chain = svc.extends;
+        }
+    }
+    out
+}
+
+fn main_rs(name: &str, krate: &str, program: &Program, root: usize) -> String {
+    let m = module(&program.files[root].name);
+    let s = &program.files[root].services[0].name;
+    format!(
+        "//! Serves `{s}` on HOST:PORT (default 127.0.0.1:9090), one thread per core;\n\
+         //! SIGTERM drains. Logs go to stderr (RUST_LOG=debug for more).\n\n\
+         use {krate}::handler::{s}Impl;\nuse {krate}::idl::{m}::{s}Server;\n\n\
+         fn main() -> std::process::ExitCode {{\n    \
+         tracing_subscriber::fmt().with_writer(std::io::stderr).init();\n    \
+         let listen = std::env::args().nth(1).unwrap_or_else(|| \"127.0.0.1:9090\".into());\n    \
+         let addr: std::net::SocketAddr = match listen.parse() {{\n        Ok(a) => a,\n        \
+         Err(e) => {{\n            eprintln!(\"{name}: {{listen:?}} is not HOST:PORT: {{e}}\");\n            \
+         return std::process::ExitCode::from(2);\n        }}\n    }};\n    \
+         let started = ringsoa::server::ServerBuilder::new(\"{name}\")\n        .listen(addr)\n        \
+         .start(|_| {s}Server::new({s}Impl));\n    \
+         match started.and_then(|server| server.run_until_signal()) {{\n        \
+         Ok(()) => std::process::ExitCode::SUCCESS,\n        Err(e) => {{\n            \
+         eprintln!(\"{name}: cannot serve on {{addr}}: {{e}}\");\n            \
+         std::process::ExitCode::FAILURE\n        }}\n    }}\n}}\n"
+    )
+}
+
+fn client_rs(name: &str, krate: &str, program: &Program, root: usize) -> String {
+    let m = module(&program.files[root].name);
+    let s = &program.files[root].services[0];
+    let call = match s.functions.first() {
+        Some(f) => {
+            let args = ", Default::default()".repeat(f.args.len());
+            format!(
+                "        let reply = service.{}(None{args}).await?;\n        \
+                 println!(\"{}.{}: {{reply:?}}\");\n",
+                ringsoa::codegen::names::ident(&f.name),
+                s.name,
+                f.name
+            )
+        }
+        None => String::new(),
+    };
+    format!(
+        "//! Calls `{sn}` at HOST:PORT (default 127.0.0.1:9090) from a plain `main`: the\n\
+         //! first method, with default arguments.\n\n\
+         use {krate}::idl::{m}::{sn}Client;\n\n\
+         fn main() -> Result<(), Box<dyn std::error::Error>> {{\n    \
+         let addr = std::env::args().nth(1).unwrap_or_else(|| \"127.0.0.1:9090\".into());\n    \
+         let mut rt = ringsoa::runtime::build()?;\n    rt.block_on(async {{\n        \
+         let nodes: [std::net::SocketAddr; 1] = [addr.parse()?];\n        \
+         let config = ringsoa::client::ClientConfig::new(\"{name}-client\");\n        \
+         let client = std::rc::Rc::new(ringsoa::client::Client::new(nodes, config));\n        \
+         #[allow(unused_variables)]\n        let service = {sn}Client::new(client);\n{call}        \
+         Ok(())\n    }})\n}}\n",
+        sn = s.name
+    )
+}

@@ -1,0 +1,134 @@
+//! `ringsoa new`: a fresh crate outside the repository, made from the demo IDL,
+//! builds, serves, and answers its own client example and `ringsoa call`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::process::free_port;
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("ringsoa-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let krate = dir.join("hello-svc");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "new",
+            "hello-svc",
+            "--idl",
+            "src/bin/ringsoa-demo/demo.thrift",
+            "--path",
+        ])
+        .arg(&krate)
+        .arg("--ringsoa")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "Cargo.toml",
+        "build.rs",
+        "src/lib.rs",
+        "src/handler.rs",
+        "src/main.rs",
+        "examples/client.rs",
+        "idl/demo.thrift",
+    ] {
+        assert!(krate.join(f).is_file(), "{f} missing");
+    }
+    // Made again on the same path: refused, nothing touched.
+    let again = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "new",
+            "hello-svc",
+            "--idl",
+            "src/bin/ringsoa-demo/demo.thrift",
+            "--path",
+        ])
+        .arg(&krate)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // The repository's lock pins the same versions; a target directory of its own
+    // (cargo test holds `target`).
+    std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let target = root.join("target/scaffold");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--all-targets", "--manifest-path"])
+        .arg(krate.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", "-D warnings")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the new crate does not build without warnings"
+    );
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _server = Killed(
+        Command::new(target.join("debug/hello-svc"))
+            .arg(addr.to_string())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new crate's server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new(target.join("debug/examples/client"))
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Demo.ping: ()");
+    // The stubs answer their types' defaults.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "call",
+            "--idl",
+            "src/bin/ringsoa-demo/demo.thrift",
+            "--addr",
+        ])
+        .arg(addr.to_string())
+        .args(["Demo.add", r#"{"a": 40, "b": 2}"#])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
