@@ -1,0 +1,49 @@
+"""Apache's Python THeaderProtocol as a client with a chosen payload protocol (the
+cross test's TestClient.py only sends binary inside THeader). Calls ThriftTest
+methods on HOST:PORT and checks each answer; exit 1 on any failure.
+
+Usage: header_client.py GEN_PY PORT binary|compact
+"""
+import sys
+
+sys.path.insert(0, sys.argv[1])
+from thrift.protocol import THeaderProtocol  # noqa: E402
+from thrift.transport import TSocket  # noqa: E402
+from thrift.transport.THeaderTransport import THeaderClientType, THeaderSubprotocolID  # noqa: E402
+from ThriftTest import ThriftTest  # noqa: E402
+from ThriftTest.ttypes import Xception, Xtruct  # noqa: E402
+
+port, proto = int(sys.argv[2]), sys.argv[3]
+payload = {"binary": THeaderSubprotocolID.BINARY, "compact": THeaderSubprotocolID.COMPACT}[proto]
+sock = TSocket.TSocket("127.0.0.1", port)
+protocol = THeaderProtocol.THeaderProtocol(sock, (THeaderClientType.HEADERS,), default_protocol=payload)
+client = ThriftTest.Client(protocol)
+sock.open()
+# A header of our own on every request: the server must read past it.
+protocol.trans.set_header(b"RPC_TRANSIT_from", b"apache-python")
+failed = 0
+
+
+def check(name, ok):
+    global failed
+    print(("ok   " if ok else "FAIL ") + name)
+    failed += 0 if ok else 1
+
+
+check("testString", client.testString("héader " + proto) == "héader " + proto)
+x = Xtruct(string_thing="Zero", byte_thing=1, i32_thing=-3, i64_thing=-5)
+check("testStruct", client.testStruct(x) == x)
+check("testMapMap", client.testMapMap(1)[4] == {1: 1, 2: 2, 3: 3, 4: 4})
+try:
+    client.testException("Xception")
+    check("testException", False)
+except Xception as e:
+    check("testException", e.errorCode == 1001)
+client.testOneway(0)
+check("testOneway then testI32", client.testI32(-7) == -7)
+check("the reply came back in THeader with the same payload protocol",
+      protocol.trans._client_type == THeaderClientType.HEADERS
+      and protocol.trans.protocol_id == payload)
+sock.close()
+print(f"header_client {proto}: {failed} failed")
+sys.exit(1 if failed else 0)
