@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::codegen::generate;
+use crate::codegen::{generate_with, Options};
 use crate::idl::{load, IdlError};
 
 /// Name of the generated file in `OUT_DIR`, included by [`include_idl!`](crate::include_idl).
@@ -26,6 +26,7 @@ pub const OUTPUT_FILE: &str = "ringsoa_idl.rs";
 pub struct Builder {
     include_dirs: Vec<PathBuf>,
     crate_path: String,
+    attributes: Vec<(String, String)>,
     out_dir: Option<PathBuf>,
     output_file: String,
 }
@@ -35,6 +36,7 @@ impl Default for Builder {
         Builder {
             include_dirs: Vec::new(),
             crate_path: "::ringsoa".into(),
+            attributes: Vec::new(),
             out_dir: None,
             output_file: OUTPUT_FILE.into(),
         }
@@ -56,6 +58,18 @@ impl Builder {
     /// How generated code names this crate (default `::ringsoa`).
     pub fn crate_path(mut self, path: impl Into<String>) -> Self {
         self.crate_path = path.into();
+        self
+    }
+
+    /// Puts `attribute` on the generated types that `path` names: `.` for every
+    /// type, `Name` for every type of that name, `module.Name` for one file's (the
+    /// module is the IDL file's name). For example
+    /// `.type_attribute(".", "#[derive(serde::Serialize)]")`, or
+    /// `.type_attribute("demo.Item", "#[derive(Hash)]")` (the type's fields must
+    /// allow it; `binary` is `bytes::Bytes`, which has serde support behind the
+    /// `bytes` crate's `serde` feature).
+    pub fn type_attribute(mut self, path: impl Into<String>, attribute: impl Into<String>) -> Self {
+        self.attributes.push((path.into(), attribute.into()));
         self
     }
 
@@ -82,7 +96,11 @@ impl Builder {
         for f in &program.files {
             println!("cargo:rerun-if-changed={}", f.path.display());
         }
-        let code = generate(&program, &self.crate_path)?;
+        let options = Options {
+            crate_path: self.crate_path.clone(),
+            attributes: self.attributes.clone(),
+        };
+        let code = generate_with(&program, &options)?;
         let dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(|| {

@@ -17,6 +17,8 @@ fn main() {
         // The demo contract and the codegen test corpus, for the demo binary and tests.
         build::Builder::new()
             .include_dir("tests/idl/inc")
+            // Checked by tests/codegen.rs: a Point can key a HashSet.
+            .type_attribute("shared.Point", "#[derive(Eq, Hash)]")
             .compile(&[
                 "src/bin/ringsoa-demo/demo.thrift",
                 "tests/idl/codegen.thrift",

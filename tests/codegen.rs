@@ -388,3 +388,37 @@ fn multiplexed_services_share_one_dispatcher() {
         "{got:?}"
     );
 }
+
+#[test]
+fn type_attributes_reach_the_types_they_name() {
+    // From the package's build script: `.type_attribute("shared.Point", "#[derive(Eq, Hash)]")`.
+    let set: std::collections::HashSet<Point> = [Point { x: 1, y: 2 }].into();
+    assert!(set.contains(&Point { x: 1, y: 2 }));
+    // `.` reaches every type, `Name` and `module.Name` only that one.
+    let p = ringsoa::idl::load_str(
+        "m.thrift",
+        "struct A { 1: i32 x }\nunion U { 1: i32 y }\nenum E { X }\nexception X { 1: string m }",
+        &[] as &[&str],
+    )
+    .unwrap();
+    let options = ringsoa::codegen::Options {
+        attributes: vec![
+            (".".into(), "#[doc(alias = \"all\")]".into()),
+            ("U".into(), "#[doc(alias = \"just_u\")]".into()),
+            ("m.E".into(), "#[doc(alias = \"just_e\")]".into()),
+            ("other.A".into(), "#[doc(alias = \"never\")]".into()),
+        ],
+        ..Default::default()
+    };
+    let code = ringsoa::codegen::generate_with(&p, &options).unwrap();
+    assert_eq!(code.matches("#[doc(alias = \"all\")]").count(), 4, "{code}");
+    assert!(
+        code.contains("#[doc(alias = \"just_u\")]\npub enum U"),
+        "{code}"
+    );
+    assert!(
+        code.contains("#[doc(alias = \"just_e\")]\npub struct E("),
+        "{code}"
+    );
+    assert!(!code.contains("never"));
+}

@@ -61,7 +61,8 @@ pub fn structure(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     doc_lines(out, &s.doc, "");
     let _ = writeln!(
         out,
-        "#[derive(Clone, Debug, PartialEq)]\npub struct {name} {{"
+        "#[derive(Clone, Debug, PartialEq)]\n{}pub struct {name} {{",
+        g.attributes_for(&s.name)
     );
     for f in &s.fields {
         doc_lines(out, &f.doc, "    ");
@@ -161,7 +162,8 @@ pub fn union(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     doc_lines(out, &s.doc, "");
     let _ = writeln!(
         out,
-        "#[derive(Clone, Debug, PartialEq)]\npub enum {name} {{"
+        "#[derive(Clone, Debug, PartialEq)]\n{}pub enum {name} {{",
+        g.attributes_for(&s.name)
     );
     for f in &s.fields {
         doc_lines(out, &f.doc, "    ");
@@ -201,10 +203,10 @@ pub fn union(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
 }
 
 /// An enum: a newtype over `i32` with a constant per value; unknown numbers are kept.
-pub fn enumeration(out: &mut String, e: &Enum) {
+pub fn enumeration(g: &Gen, out: &mut String, e: &Enum) {
     let name = ident(&e.name);
     doc_lines(out, &e.doc, "");
-    let _ = writeln!(out, "#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub struct {name}(pub i32);\n\nimpl {name} {{");
+    let _ = writeln!(out, "#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n{}pub struct {name}(pub i32);\n\nimpl {name} {{", g.attributes_for(&e.name));
     for v in &e.values {
         doc_lines(out, &v.doc, "    ");
         let _ = writeln!(

@@ -19,6 +19,9 @@ pub struct Gen<'a> {
     pub program: &'a Program,
     /// The file being generated.
     pub file: usize,
+    /// Extra attributes for generated types: (path, attribute), where the path is
+    /// `.` (every type), `Name` or `module.Name` (see [`super::Options`]).
+    pub attributes: &'a [(String, String)],
 }
 
 /// The `TType` constant for a type.
@@ -27,6 +30,25 @@ pub fn ttype(ty: &Ty) -> String {
 }
 
 impl Gen<'_> {
+    /// The extra attributes that apply to type `name` of the current file, as lines.
+    pub fn attributes_for(&self, name: &str) -> String {
+        let module = &self.program.files[self.file].name;
+        let mut out = String::new();
+        for (path, attr) in self.attributes {
+            let hit = path == "."
+                || path == name
+                || path
+                    .strip_prefix(module.as_str())
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    == Some(name);
+            if hit {
+                out.push_str(attr);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// The path of a struct or enum from the current module.
     pub fn path(&self, id: DefId, name: &str) -> String {
         if id.file == self.file {

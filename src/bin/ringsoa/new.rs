@@ -197,6 +197,7 @@ fn handler_rs(program: &Program, root: usize) -> String {
     let g = Gen {
         program,
         file: root,
+        attributes: &[],
     };
     for (index, s) in program.files[root].services.iter().enumerate() {
         let _ = writeln!(
