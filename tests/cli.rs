@@ -172,6 +172,21 @@ fn errors_are_one_line_with_exit_2() {
     std::fs::remove_file(&newer).unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("UnknownMethod"));
+    // A port that answers HTTP: said so, in one line.
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_addr = http.local_addr().unwrap();
+    let answer = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = http.accept().unwrap();
+        let _ = c.read(&mut [0u8; 256]);
+        c.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    });
+    let (code, _, err) = call(http_addr, &["--no-tracking"], "Demo.ping", json!({}));
+    answer.join().unwrap();
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("the peer is speaking HTTP"), "{err}");
 }
 
 #[test]

@@ -254,6 +254,14 @@ impl Conn {
         };
         let mut msg = match self.io.read_message(expect, ReadTimeouts::default()).await {
             Ok(m) => m,
+            Err(ReadError::Bad(_)) if self.io.buffered().starts_with(b"HTTP/") => {
+                let why =
+                    "the peer is speaking HTTP, not Thrift (is this the service's Thrift port?)";
+                return Err(Failed::sent(ProtocolError::new(
+                    ProtocolErrorKind::InvalidData,
+                    why,
+                )));
+            }
             Err(ReadError::Bad(e)) => return Err(Failed::sent(e)),
             Err(ReadError::Io(e)) => return Err(Failed::sent(e)),
             Err(e) => {
