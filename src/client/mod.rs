@@ -12,6 +12,8 @@
 //! - `call`: [`Client`] itself and its call loop; `tracker` makes a call's tracking
 //!   fields once, and only for tracked connections; `lease` checks connections out
 //!   and back in; `upkeep` is the background task that reaps, pings and probes.
+//! - [`shared`]: [`SharedClient`], a `Send + Sync + Clone` handle on client threads
+//!   of its own, for tokio applications and plain threads, and [`shared::wait`].
 //!
 //! It never repeats the seed's hazards: seqids increase per connection, every reply's
 //! seqid and method name are checked, and a connection that saw a timeout, a
@@ -28,6 +30,7 @@ mod limit;
 pub mod node;
 pub mod pool;
 pub mod retry;
+pub mod shared;
 mod tracker;
 mod upkeep;
 
@@ -38,3 +41,4 @@ pub use conn::ConnOptions;
 pub use node::{Node, NodeStats};
 pub use pool::{CloseReason, PoolOptions, PoolStats};
 pub use retry::RetryOptions;
+pub use shared::SharedClient;

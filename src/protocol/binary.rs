@@ -118,6 +118,11 @@ impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
     }
 
     #[inline]
+    fn write_raw(&mut self, v: &[u8]) {
+        self.buf.put_slice(v);
+    }
+
+    #[inline]
     fn write_uuid(&mut self, v: &[u8; 16]) {
         self.buf.put_slice(v);
     }

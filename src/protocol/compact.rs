@@ -229,6 +229,11 @@ impl<B: BufMut> ProtocolWriter for CompactWriter<'_, B> {
     }
 
     #[inline]
+    fn write_raw(&mut self, v: &[u8]) {
+        self.buf.put_slice(v);
+    }
+
+    #[inline]
     fn write_uuid(&mut self, v: &[u8; 16]) {
         self.buf.put_slice(v);
     }

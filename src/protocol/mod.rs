@@ -117,6 +117,9 @@ pub trait ProtocolWriter {
     fn write_binary(&mut self, v: &[u8]);
     /// Writes a uuid (16 bytes, big-endian as in Apache Thrift 0.19+).
     fn write_uuid(&mut self, v: &[u8; 16]);
+    /// Appends bytes already encoded in this protocol as one whole value (a
+    /// struct encoded elsewhere, e.g. on another thread).
+    fn write_raw(&mut self, v: &[u8]);
 }
 
 /// Reads Thrift values from a buffer. Implemented by each protocol.

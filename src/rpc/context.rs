@@ -18,7 +18,7 @@ pub const DRAINING_META: &str = "ringsoa.draining";
 pub struct CallContext {
     /// The caller's app_id from the tracking handshake ("" for native callers),
     /// shared with the connection (no copy per call).
-    pub caller: std::rc::Rc<str>,
+    pub caller: std::sync::Arc<str>,
     /// The request id shared by every call of one request chain.
     pub request_id: String,
     /// The rpc id of this call: "1", "1.2", "1.2.1", …

@@ -40,7 +40,7 @@ pub struct Handshake {
     /// The negotiated version (1 or 2).
     pub version: i32,
     /// The caller's app id.
-    pub caller: std::rc::Rc<str>,
+    pub caller: std::sync::Arc<str>,
 }
 
 /// Answers a handshake whose message header has been read (`seqid` is its seqid):

@@ -11,6 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 src=$(tools/apache/fetch.sh)
+[ -f "$src/test/ThriftTest.thrift" ] || { echo "conformance: fetch.sh gave no source directory: $src" >&2; exit 1; }
 work="$root/target/apache-thrift"
 # One target directory for ringsoa and the two throw-away crates: ringsoa builds once.
 export CARGO_TARGET_DIR="$root/target"

@@ -24,6 +24,9 @@ def accepted_by_apache(path):
 def main():
     src, ringsoa, crate, repo = (pathlib.Path(a) for a in sys.argv[1:5])
     files = sorted(src.rglob("*.thrift"))
+    if len(files) < 100 or not (src / "test" / "ThriftTest.thrift").is_file():
+        print(f"corpus: {src} holds {len(files)} .thrift files, not Apache Thrift's source")
+        sys.exit(1)
     both = neither = 0
     refused, extra, modules = [], [], []
     (crate / "src").mkdir(parents=True, exist_ok=True)

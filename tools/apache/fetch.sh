@@ -6,6 +6,7 @@
 # the downloaded test/ThriftTest.thrift. Prints the unpacked source directory.
 #   Usage: src=$(tools/apache/fetch.sh)
 set -euo pipefail
+# Everything but the final path goes to stderr.
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir="$root/target/apache-thrift"
 mkdir -p "$dir"
@@ -45,6 +46,8 @@ fi
 
 if [ ! -f "$dir/gen-py/ThriftTest/ThriftTest.py" ]; then
     mkdir -p "$dir/gen-py"
-    thrift --gen py -out "$dir/gen-py" "$src/test/ThriftTest.thrift" 2>/dev/null
+    # The compiler prints warnings on stdout: keep them off ours (the caller reads
+    # the source directory from it).
+    thrift --gen py -out "$dir/gen-py" "$src/test/ThriftTest.thrift" >&2
 fi
 echo "$src"

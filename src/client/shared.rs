@@ -1,0 +1,260 @@
+//! [`SharedClient`]: a `Send + Sync + Clone` handle for programs that are not
+//! ringsoa servers — a tokio (axum, tonic) application, plain threads. Calls go to
+//! ringsoa client threads of its own, each with its core-local [`Client`] (pools,
+//! health, retries as on a server's core); the caller gets a future any executor
+//! can await, or blocks on it with [`wait`].
+//!
+//! A call's arguments are encoded on the calling thread and its reply decoded there;
+//! between them travel bytes, the call's context and a oneshot answer. A client
+//! thread that has nothing to do waits on a socket pair, written to (one byte) only
+//! when it sleeps: its runtime has no cross-thread wake-ups of its own.
+
+use std::future::Future;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use monoio::io::AsyncReadRent;
+use tokio::sync::oneshot;
+
+use super::Client;
+use crate::protocol::{
+    with_codec, Codec, Decode, Encode, Protocol, ProtocolReader, ProtocolWriter,
+};
+use crate::rpc::{CallContext, CallError, Channel};
+
+/// What comes back from a client thread: the reply from its message header on
+/// (`None` for oneway), and the call's context with its child counter and reply meta.
+type Answer = (Result<Option<Bytes>, CallError>, Option<CallContext>);
+
+/// One call handed to a client thread.
+struct Job {
+    method: &'static str,
+    oneway: bool,
+    args: Bytes,
+    cx: Option<CallContext>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// A handle on ringsoa client threads; clone it freely and call from any thread.
+/// Generated client stubs work over it (`DemoClient::new(shared.clone())`), and
+/// their futures are `Send`.
+#[derive(Clone)]
+pub struct SharedClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    threads: Vec<Thread>,
+    next: AtomicUsize,
+    protocol: Protocol,
+}
+
+/// One client thread's mailbox.
+struct Thread {
+    jobs: Sender<Job>,
+    /// Set by the thread before it waits on its socket.
+    sleeping: Arc<AtomicBool>,
+    /// Our end of its socket pair: a byte here wakes it.
+    wake: UnixStream,
+}
+
+impl Thread {
+    fn send(&self, job: Job) -> Result<(), ()> {
+        self.jobs.send(job).map_err(drop)?;
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            // Non-blocking: a full socket already holds a wake-up.
+            let _ = (&self.wake).write(&[1]);
+        }
+        Ok(())
+    }
+}
+
+/// Arguments already encoded on the calling thread.
+struct Encoded<'a>(&'a [u8]);
+
+impl Encode for Encoded<'_> {
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        w.write_raw(self.0);
+    }
+}
+
+impl SharedClient {
+    /// Starts `threads` client threads (at least one), each running ringsoa's
+    /// runtime with the `Client` that `make` builds there (so its pools stay on that
+    /// thread); calls are spread over them in turn. `protocol` must be the one the
+    /// clients speak (`ClientConfig::conn.protocol`). The threads end when the last
+    /// handle is dropped.
+    pub fn spawn<F>(threads: usize, protocol: Protocol, make: F) -> std::io::Result<SharedClient>
+    where
+        F: Fn() -> Client + Send + Sync + 'static,
+    {
+        let make = Arc::new(make);
+        let mut mailboxes = Vec::new();
+        for i in 0..threads.max(1) {
+            let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+            let (wake, theirs) = UnixStream::pair()?;
+            wake.set_nonblocking(true)?;
+            let sleeping = Arc::new(AtomicBool::new(false));
+            let make = make.clone();
+            let asleep = sleeping.clone();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("ringsoa-client-{i}"))
+                .spawn(move || {
+                    let mut rt = match crate::runtime::build() {
+                        Ok(rt) => rt,
+                        Err(e) => return drop(ready_tx.send(Err(e))),
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    rt.block_on(serve(make(), rx, theirs, asleep));
+                })?;
+            ready_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("a client thread ended while starting"))??;
+            mailboxes.push(Thread {
+                jobs,
+                sleeping,
+                wake,
+            });
+        }
+        Ok(SharedClient {
+            inner: Arc::new(Inner {
+                threads: mailboxes,
+                next: AtomicUsize::new(0),
+                protocol,
+            }),
+        })
+    }
+
+    /// Sends one call to a client thread and waits for its answer.
+    async fn send<A: Encode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        oneway: bool,
+        args: &A,
+    ) -> Result<Option<Bytes>, CallError> {
+        let mut buf = BytesMut::new();
+        with_codec!(self.inner.protocol, C => args.encode(&mut C::writer(&mut buf)));
+        let (answer, answered) = oneshot::channel();
+        let (cx_in, back) = match cx {
+            Some(cx) => (Some(std::mem::take(cx)), Some(cx)),
+            None => (None, None),
+        };
+        let n = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.threads.len();
+        let job = Job {
+            method,
+            oneway,
+            args: buf.freeze(),
+            cx: cx_in,
+            answer,
+        };
+        if self.inner.threads[n].send(job).is_err() {
+            return Err(CallError::Rejected(
+                "the shared client's thread has ended".into(),
+            ));
+        }
+        let (result, cx_out) = answered
+            .await
+            .map_err(|_| CallError::Rejected("the shared client's thread has ended".into()))?;
+        if let (Some(back), Some(cx)) = (back, cx_out) {
+            *back = cx;
+        }
+        result
+    }
+}
+
+/// A client thread's loop: start every job that came, then sleep on the socket
+/// until a byte says more came; ends when every handle is gone.
+async fn serve(client: Client, jobs: Receiver<Job>, wake: UnixStream, sleeping: Arc<AtomicBool>) {
+    let client = Rc::new(client);
+    let Ok(mut wake) = monoio::net::UnixStream::from_std(wake) else {
+        return;
+    };
+    let mut buf = vec![0u8; 64];
+    loop {
+        loop {
+            match jobs.try_recv() {
+                Ok(job) => drop(monoio::spawn(run(client.clone(), job))),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        sleeping.store(true, Ordering::SeqCst);
+        // A job sent before the flag was up is seen here; one sent after wakes us.
+        if !jobs.is_empty() {
+            sleeping.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let (read, back) = wake.read(buf).await;
+        buf = back;
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
+/// Runs one job on a client thread.
+async fn run(client: Rc<Client>, mut job: Job) {
+    let result = client
+        .call_raw(job.cx.as_mut(), job.method, job.oneway, &Encoded(&job.args))
+        .await
+        .map(|reply| reply.map(|(msg, _)| msg));
+    let _ = job.answer.send((result, job.cx));
+}
+
+impl Channel for SharedClient {
+    async fn call<A: Encode, T: Decode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<T, CallError> {
+        let msg = self
+            .send(cx, method, false, args)
+            .await?
+            .ok_or_else(|| CallError::Rejected("a call came back without a reply".into()))?;
+        fn body<C: Codec, T: Decode>(msg: Bytes) -> Result<T, CallError> {
+            let mut r = C::reader(msg);
+            r.read_message_begin()?;
+            Ok(T::decode(&mut r)?)
+        }
+        with_codec!(self.inner.protocol, C => body::<C, T>(msg))
+    }
+
+    async fn oneway<A: Encode>(
+        &self,
+        cx: Option<&mut CallContext>,
+        method: &'static str,
+        args: &A,
+    ) -> Result<(), CallError> {
+        self.send(cx, method, true, args).await.map(drop)
+    }
+}
+
+/// Runs `future` to completion on this thread, parking between wake-ups: for
+/// synchronous code calling through a [`SharedClient`]
+/// (`wait(demo.add(None, 40, 2))`). Not for use inside an async runtime's thread.
+pub fn wait<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}

@@ -1,0 +1,103 @@
+//! `SharedClient` from a tokio multi-thread runtime (its stub futures are `Send`:
+//! `tokio::spawn` takes them) and from plain threads (`wait`), against
+//! `ringsoa-demo`: results, declared exceptions, and the call's context carried
+//! there and back (rpc-id chain, meta, reply meta).
+
+mod idl {
+    ringsoa::include_idl!();
+}
+mod support;
+
+use std::collections::BTreeMap;
+
+use idl::demo::*;
+use ringsoa::client::shared::wait;
+use ringsoa::client::{Client, ClientConfig, SharedClient};
+use ringsoa::protocol::Protocol;
+use ringsoa::rpc::{CallContext, CallError};
+use support::process::Demo;
+
+fn shared(addr: std::net::SocketAddr) -> SharedClient {
+    SharedClient::spawn(2, Protocol::Binary, move || {
+        Client::new([addr], ClientConfig::new("shared-caller"))
+    })
+    .unwrap()
+}
+
+#[test]
+fn tokio_tasks_call_through_a_shared_client() {
+    let demo = Demo::start(&[]);
+    let client = shared(demo.addr);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..32)
+            .map(|t| {
+                let d = DemoClient::new(client.clone());
+                tokio::spawn(async move {
+                    for i in 0..50 {
+                        assert_eq!(d.add(None, t, i).await.unwrap(), i64::from(t) + i);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let d = DemoClient::new(client.clone());
+        match d.fail(None, 7).await {
+            Err(CallError::Declared(DemoFailException::Err(e))) => assert_eq!(e.code, Some(7)),
+            other => panic!("{other:?}"),
+        }
+        // The context goes to the client thread and comes back: the second call
+        // gets the next rpc id, and the reply meta lands here.
+        let mut cx = CallContext {
+            request_id: "req-1".into(),
+            seq: "1".into(),
+            meta: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            ..CallContext::default()
+        };
+        let who = tokio::spawn(async move {
+            let first = d.whoami(Some(&mut cx)).await.unwrap();
+            let second = d.whoami(Some(&mut cx)).await.unwrap();
+            (first, second, cx)
+        })
+        .await
+        .unwrap();
+        let (first, second, cx) = who;
+        assert_eq!(first["request_id"], "req-1");
+        assert_eq!(first["client"], "shared-caller");
+        assert_eq!(first["meta.k"], "v");
+        assert_eq!(
+            (first["seq"].as_str(), second["seq"].as_str()),
+            ("1.1", "1.2")
+        );
+        assert_eq!(cx.reply_meta.get("core"), Some(&second["core"]));
+    });
+}
+
+#[test]
+fn plain_threads_wait_on_a_shared_client() {
+    let demo = Demo::start(&[]);
+    let client = shared(demo.addr);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let d = DemoClient::new(client.clone());
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    assert_eq!(wait(d.add(None, t, i)).unwrap(), i64::from(t) + i);
+                }
+                wait(d.fire(None, "note".into())).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let d = DemoClient::new(client);
+    let echoed = wait(d.echo(None, "ü".repeat(10_000))).unwrap();
+    assert_eq!(echoed, "ü".repeat(10_000));
+}
