@@ -7,10 +7,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use support::process::free_port;
+use support::process::{free_port, Peer};
 
 /// The path of a built example (beside this test's deps directory).
 fn example(name: &str) -> PathBuf {
@@ -25,32 +24,12 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the `serve_handler` example with `LIMIT` set; returns once it accepts.
-fn serve(limit: &str) -> (Killed, SocketAddr) {
+fn serve(limit: &str) -> (Peer, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let server = Killed(
-        Command::new(example("serve_handler"))
-            .arg(addr.to_string())
-            .env("LIMIT", limit)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "serve_handler did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (server, addr)
+    let mut cmd = Command::new(example("serve_handler"));
+    cmd.arg(addr.to_string()).env("LIMIT", limit);
+    (Peer::spawn(&mut cmd, addr, "serve_handler"), addr)
 }
 
 /// `ringsoa call … Demo.fail ARGS` against `addr`.

@@ -5,19 +5,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use support::process::free_port;
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::process::{free_port, Peer};
 
 #[test]
 fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
@@ -26,19 +16,22 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let krate = dir.join("hello-svc");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args([
-            "new",
-            "hello-svc",
-            "--idl",
-            "src/bin/ringsoa-demo/demo.thrift",
-            "--path",
-        ])
-        .arg(&krate)
-        .arg("--ringsoa")
-        .arg(root)
-        .output()
-        .unwrap();
+    let new = || {
+        Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+            .args([
+                "new",
+                "hello-svc",
+                "--idl",
+                "src/bin/ringsoa-demo/demo.thrift",
+            ])
+            .arg("--path")
+            .arg(&krate)
+            .arg("--ringsoa")
+            .arg(root)
+            .output()
+            .unwrap()
+    };
+    let out = new();
     assert!(
         out.status.success(),
         "{}",
@@ -56,17 +49,7 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
         assert!(krate.join(f).is_file(), "{f} missing");
     }
     // Made again on the same path: refused, nothing touched.
-    let again = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args([
-            "new",
-            "hello-svc",
-            "--idl",
-            "src/bin/ringsoa-demo/demo.thrift",
-            "--path",
-        ])
-        .arg(&krate)
-        .output()
-        .unwrap();
+    let again = new();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
@@ -87,21 +70,11 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     );
 
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _server = Killed(
-        Command::new(target.join("debug/hello-svc"))
-            .arg(addr.to_string())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _server = Peer::spawn(
+        Command::new(target.join("debug/hello-svc")).arg(addr.to_string()),
+        addr,
+        "the new crate's server",
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the new crate's server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let out = Command::new(target.join("debug/examples/client"))
         .arg(addr.to_string())
         .output()

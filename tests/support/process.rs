@@ -139,8 +139,23 @@ pub fn py_server(mode: &str, proto: &str, framing: &str) -> (Peer, SocketAddr) {
     (Peer(child), addr)
 }
 
+impl Peer {
+    /// Spawns `cmd` (stdout and stderr to nowhere) and returns once something
+    /// accepts on `addr`.
+    pub fn spawn(cmd: &mut Command, addr: SocketAddr, what: &str) -> Peer {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let peer = Peer(child);
+        wait_listening(addr, what);
+        peer
+    }
+}
+
 /// Waits (up to 15 s) until something accepts on `addr`.
-fn wait_listening(addr: SocketAddr, what: &str) {
+pub fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start on {addr}");
@@ -173,13 +188,9 @@ pub fn volo_peer(bin: &str) -> std::path::PathBuf {
 /// Starts the Volo peer server (its default codec) on a free port.
 pub fn volo_server() -> (Peer, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(volo_peer("volo-server"))
-        .arg(addr.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(addr, "the Volo server");
-    (Peer(child), addr)
+    let mut cmd = Command::new(volo_peer("volo-server"));
+    cmd.arg(addr.to_string());
+    (Peer::spawn(&mut cmd, addr, "the Volo server"), addr)
 }
 
 /// The project venv's Python (created by tools/venv.sh).
