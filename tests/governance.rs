@@ -475,6 +475,8 @@ fn config_and_switches_reach_every_core_and_overrides_win() {
     assert!(String::from_utf8_lossy(&reply).contains("relay is switched off"));
     set(&["switch", "set", APP, "relay", "on", "--cluster", "main"]);
     g.wait_view("/switches", "relay on (override)", |s| s["relay"] == "on");
+    // The admin view is the governance thread's; each core follows within its poll.
+    every_core_sees(g.demo.addr, "demo.switch", "relay", "on");
     assert!(is_reply(
         &call_raw(&mut s, "relay_whoami", 2, &args).unwrap()
     ));
