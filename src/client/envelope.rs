@@ -23,7 +23,7 @@ pub fn request(
     call: &Call<'_>,
 ) -> Header {
     let mut h = Header::new(kind, seqid as u32, protocol);
-    let method = call.method.rsplit(':').next().unwrap_or(call.method);
+    let method = call.method.split_once(':').map_or(call.method, |(_, m)| m);
     let budget = call.header.budget_ms.map(|ms| ms.to_string());
     let meta = call
         .header

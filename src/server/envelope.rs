@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 
 use crate::rpc::context::TIMEOUT_META;
 use crate::rpc::CallContext;
@@ -42,7 +42,8 @@ pub fn seed(cx: &mut CallContext, h: &Header, limits: &Limits) {
 
 /// Wraps the reply written since `mark` (a frame begun on `conn`) in the header
 /// that answers `request`, with `meta` as its string pairs; a oneway call's empty
-/// reply stays empty. The payload is copied once, behind the header.
+/// reply stays empty. The header is made apart and put in front of the payload in
+/// place: the payload moves once within the write buffer, nothing else is copied.
 pub fn wrap_reply(
     conn: &mut MessageConn,
     mark: usize,
@@ -54,28 +55,32 @@ pub fn wrap_reply(
     if out.len() <= at {
         return;
     }
-    let payload = out.split_off(at);
+    let payload_len = out.len() - at;
     let mut reply = Header {
+        flags: request.flags,
+        framed_payload: request.framed_payload,
+        nested: request.nested,
         strings: meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         ..Header::new(request.kind, request.seqid, request.protocol)
     };
-    reply.flags = request.flags;
-    reply.framed_payload = request.framed_payload;
     if request.kind == HeaderKind::TTHeader {
-        if let Some(t) = header::message_type(&payload) {
+        if let Some(t) = header::message_type(&out[at..]) {
             reply.ints.push((int_key::MSG_TYPE, t.to_string()));
         }
     }
-    reply.nested = request.nested;
+    let mut head = BytesMut::new();
     if reply.nested {
-        out.put_u32(0);
+        head.put_u32(0);
     }
-    header::encode(out, &reply);
+    header::encode(&mut head, &reply);
     if reply.framed_payload {
-        out.put_u32(payload.len() as u32);
+        head.put_u32(payload_len as u32);
     }
-    out.extend_from_slice(&payload);
     if reply.nested {
-        header::finish_nested(out, at);
+        let inner = (head.len() - 4 + payload_len) as u32;
+        head[..4].copy_from_slice(&inner.to_be_bytes());
     }
+    out.resize(out.len() + head.len(), 0);
+    out.copy_within(at..at + payload_len, at + head.len());
+    out[at..at + head.len()].copy_from_slice(&head);
 }
