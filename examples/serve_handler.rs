@@ -1,6 +1,6 @@
 //! A demo-contract server with the README's handler (Serving): declared exceptions
 //! and `?` on ordinary errors. The contract's code comes from this package's build
-//! script, as a service's own `build.rs` would make it (`ringsoa::build::compile`).
+//! script, as a service's own `build.rs` would make it (`ringsoa_build::compile`).
 //!
 //! Run: `cargo run --example serve_handler -- 127.0.0.1:9191`
 

@@ -1,16 +1,7 @@
 //! The package's build script: generates Rust code for the demo service's IDL and the
-//! codegen test IDLs with ringsoa's own compiler, compiled here from the library's
-//! sources (a build script cannot depend on the crate it builds).
-#![allow(dead_code, unused_imports)]
+//! codegen test IDLs with ringsoa's own compiler, the `ringsoa-build` crate.
 
-#[path = "build.rs"]
-mod build;
-#[path = "codegen/mod.rs"]
-mod codegen;
-#[path = "idl/mod.rs"]
-mod idl;
-#[path = "protocol/mod.rs"]
-mod protocol;
+use ringsoa_build as build;
 
 fn main() {
     let builds = [
@@ -23,6 +14,19 @@ fn main() {
                 "src/bin/ringsoa-demo/demo.thrift",
                 "tests/idl/codegen.thrift",
             ]),
+        // The examples' own IDL (examples/handler_calls_service.rs).
+        build::Builder::new()
+            .output_file("ringsoa_examples.rs")
+            .compile(&["examples/idl/front.thrift"]),
+        // Type overrides (tests/codegen.rs): the same IDL with default and other types.
+        build::Builder::new()
+            .output_file("ringsoa_overrides_default.rs")
+            .compile(&["tests/idl/overrides.thrift"]),
+        build::Builder::new()
+            .output_file("ringsoa_overrides.rs")
+            .binary_type(build::BinaryType::Vec)
+            .collections(build::Collections::Hash)
+            .compile(&["tests/idl/overrides.thrift"]),
         // The library's own tracking structs, included by src/tracking/mod.rs.
         build::Builder::new()
             .output_file("ringsoa_tracking.rs")

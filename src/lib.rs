@@ -6,8 +6,9 @@
 //!   `TApplicationException`: every byte that crosses the wire.
 //! - [`transport`]: message boundaries: framed (length-prefixed) and buffered
 //!   (unframed, found by a resumable scanner), with a maximum message size.
-//! - [`idl`]: the Thrift IDL lexer, parser and resolver; the result is our AST.
-//! - [`codegen`]: Rust code from the resolved IDL, driven by [`build::compile`].
+//! - [`idl`], [`codegen`]: the Thrift IDL compiler and Rust code generator, from
+//!   the `ringsoa-build` crate (`src/build/`), which a service's build script
+//!   depends on alone.
 //! - [`rpc`]: what generated code stands on: the call context, handler errors, the
 //!   dispatcher and client-channel traits.
 //! - [`tracking`]: the Eleme tracking extension (handshake, request and response
@@ -29,14 +30,13 @@ pub use bytes;
 // (the tracking structs) do the same.
 extern crate self as ringsoa;
 
+pub use ringsoa_build::{codegen, idl};
+
 pub mod admin;
-pub mod build;
 pub mod client;
-pub mod codegen;
 pub mod control;
 pub mod dynamic;
 pub mod governance;
-pub mod idl;
 pub mod logs;
 pub mod metrics;
 pub mod protocol;
@@ -47,7 +47,7 @@ pub mod server;
 pub mod tracking;
 pub mod transport;
 
-/// Includes the code that [`build::compile`] generated in this crate's `OUT_DIR`.
+/// Includes the code that `ringsoa_build::compile` generated in this crate's `OUT_DIR`.
 ///
 /// ```ignore
 /// mod idl {

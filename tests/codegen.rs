@@ -5,6 +5,14 @@
 mod idl {
     ringsoa::include_idl!();
 }
+/// `tests/idl/overrides.thrift` with `binary` as `Vec<u8>` and Hash collections.
+mod overridden {
+    ringsoa::include_idl!("ringsoa_overrides.rs");
+}
+/// The same IDL with the default types.
+mod plain {
+    ringsoa::include_idl!("ringsoa_overrides_default.rs");
+}
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -413,12 +421,74 @@ fn type_attributes_reach_the_types_they_name() {
     let code = ringsoa::codegen::generate_with(&p, &options).unwrap();
     assert_eq!(code.matches("#[doc(alias = \"all\")]").count(), 4, "{code}");
     assert!(
-        code.contains("#[doc(alias = \"just_u\")]\npub enum U"),
+        code.contains("#[doc(alias = \"just_u\")]\n    pub enum U"),
         "{code}"
     );
     assert!(
-        code.contains("#[doc(alias = \"just_e\")]\npub struct E("),
+        code.contains("#[doc(alias = \"just_e\")]\n    pub struct E("),
         "{code}"
     );
     assert!(!code.contains("never"));
+}
+
+#[test]
+fn type_overrides_write_the_same_bytes() {
+    use overridden::overrides as o;
+    use plain::overrides as p;
+    use std::collections::{BTreeSet, HashMap, HashSet};
+    // The types are the overridden ones (this would not compile otherwise).
+    let theirs = o::Bag {
+        blob: b"blob".to_vec(),
+        ids: HashSet::from([7]),
+        groups: vec![HashSet::from([1])],
+        named: HashMap::from([("k".to_string(), vec![0u8, 255])]),
+        by_group: vec![(HashSet::from([2]), 3)],
+        by_score: vec![(0.5, 1)],
+        blobs: vec![vec![1, 2]],
+        lists: Some(HashMap::from([(9, vec!["s".to_string()])])),
+    };
+    let ours = p::Bag {
+        blob: bytes::Bytes::from_static(b"blob"),
+        ids: BTreeSet::from([7]),
+        groups: BTreeSet::from([BTreeSet::from([1])]),
+        named: BTreeMap::from([("k".to_string(), bytes::Bytes::from_static(&[0, 255]))]),
+        by_group: BTreeMap::from([(BTreeSet::from([2]), 3)]),
+        by_score: vec![(0.5, 1)],
+        blobs: vec![bytes::Bytes::from_static(&[1, 2])],
+        lists: Some(BTreeMap::from([(9, vec!["s".to_string()])])),
+    };
+    for proto in [Protocol::Binary, Protocol::Compact] {
+        // One element per collection, so hash order cannot differ from sorted order.
+        assert_eq!(
+            to_bytes(&theirs, proto),
+            to_bytes(&ours, proto),
+            "{proto:?}"
+        );
+        let back: o::Bag = from_bytes(to_bytes(&ours, proto), proto).unwrap();
+        assert_eq!(back, theirs, "{proto:?}");
+    }
+    // Many elements: equal as sets after a round trip, whatever the order.
+    let many = o::Bag {
+        ids: (0..100).collect(),
+        named: (0..50).map(|i| (i.to_string(), vec![i as u8])).collect(),
+        lists: Some((0..20).map(|i| (i, vec![i.to_string()])).collect()),
+        ..theirs.clone()
+    };
+    round_trip(&many);
+    assert_eq!(o::TAG, b"t\t");
+    assert_eq!(*o::PRIMES, HashSet::from([2, 3, 5]));
+    assert_eq!(o::NAMED.get("a").map(Vec::as_slice), Some(&b"x"[..]));
+}
+
+#[test]
+fn generated_code_is_formatted() {
+    let p = ringsoa::idl::load(&["src/bin/ringsoa-demo/demo.thrift"], &[] as &[&str]).unwrap();
+    let code = ringsoa::codegen::generate(&p, "::ringsoa").unwrap();
+    // prettyplease keeps lines near 100 columns; the unformatted output ran past 200.
+    let longest = code.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest <= 140, "a {longest}-character line");
+    assert!(
+        code.contains("\n    pub struct Item {\n        pub id: i64,\n"),
+        "{code}"
+    );
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::process::{free_port, Peer};
+use support::process::{free_port, http_get, Demo, Peer};
 
 /// The path of a built example (beside this test's deps directory).
 fn example(name: &str) -> PathBuf {
@@ -88,4 +88,61 @@ fn the_readme_handler_raises_its_declared_exception() {
     );
     // Within the limit: no exception.
     assert_eq!(call_fail(addr, r#"{"code": 2}"#).status.code(), Some(0));
+}
+
+#[test]
+fn an_axum_application_calls_through_a_shared_client() {
+    let demo = Demo::start(&[]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = Command::new(example("axum_gateway"));
+    cmd.arg(addr.to_string()).arg(demo.addr.to_string());
+    let _gateway = Peer::spawn(&mut cmd, addr, "axum_gateway");
+    assert_eq!(http_get(addr, "/add/40/2"), (200, "42".to_string()));
+    assert_eq!(http_get(addr, "/echo/h%C3%A9"), (200, "hé".to_string()));
+    // Many requests at once, over the gateway's tokio tasks and both client threads.
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..16)
+            .map(|i| s.spawn(move || http_get(addr, &format!("/add/{i}/1000"))))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (i, a) in answers.into_iter().enumerate() {
+        assert_eq!(a, (200, (i + 1000).to_string()));
+    }
+    // The back end gone: the gateway answers 502 with the call's error.
+    demo.kill();
+    let (status, body) = http_get(addr, "/add/1/2");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.starts_with("Demo.add: "), "{body}");
+}
+
+#[test]
+fn a_handler_calls_another_service_with_its_context() {
+    let demo = Demo::start(&[]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = Command::new(example("handler_calls_service"));
+    cmd.arg(addr.to_string()).arg(demo.addr.to_string());
+    let _front = Peer::spawn(&mut cmd, addr, "handler_calls_service");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["call", "--idl", "examples/idl/front.thrift", "--addr"])
+        .arg(addr.to_string())
+        .args(["--meta", "tenant=blue", "Front.trace"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: std::collections::BTreeMap<String, String> = serde_json::from_str(&stdout).unwrap();
+    let get = |k: &str| seen.get(k).map(String::as_str).unwrap_or("");
+    // The back end saw the front's request id, the next rpc id in its chain, the
+    // front as its client and the caller's meta.
+    assert!(!get("request_id").is_empty(), "{seen:?}");
+    assert_eq!(get("request_id"), get("front.request_id"), "{seen:?}");
+    assert_eq!(get("seq"), format!("{}.1", get("front.seq")), "{seen:?}");
+    assert_eq!(get("client"), "front", "{seen:?}");
+    assert_eq!(get("front.caller"), "ringsoa-cli", "{seen:?}");
+    assert_eq!(get("meta.tenant"), "blue", "{seen:?}");
 }

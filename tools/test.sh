@@ -18,14 +18,14 @@ step "golden fixtures still equal what thriftpy2 writes"
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "fuzz smoke run"
 tools/fuzz.sh "${FUZZ_SECONDS:-10}"
 
 step "cargo test"
-cargo test
+cargo test --workspace
 
 step "Apache Thrift conformance: its IDL corpus and its cross-language test"
 tools/apache/conformance.sh

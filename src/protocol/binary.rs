@@ -8,8 +8,8 @@
 use bytes::{BufMut, Bytes};
 
 use super::{
-    check_len, DecodeBudget, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind,
-    ProtocolReader, ProtocolWriter, TType,
+    check_len, ttype_from_u8, DecodeBudget, Depth, MessageHeader, MessageType, ProtocolError,
+    ProtocolErrorKind, ProtocolReader, ProtocolWriter, TType,
 };
 
 /// The strict version word's upper half.
@@ -187,7 +187,7 @@ impl BinaryReader {
 
     #[inline]
     fn read_ttype(&mut self) -> Result<TType, ProtocolError> {
-        TType::from_u8(self.take::<1>()?[0])
+        ttype_from_u8(self.take::<1>()?[0])
     }
 
     fn container(&mut self, elems: &[TType]) -> Result<usize, ProtocolError> {

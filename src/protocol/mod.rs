@@ -21,15 +21,14 @@ pub mod compact;
 pub mod error;
 pub mod skip;
 pub mod ttype;
-pub mod uuid;
 
 pub use app_exception::{ApplicationException, ApplicationExceptionKind};
 pub use binary::{BinaryReader, BinaryWriter};
 pub use budget::{element_cost, DecodeBudget};
 pub use compact::{CompactReader, CompactWriter};
 pub use error::{ProtocolError, ProtocolErrorKind};
-pub use ttype::{MessageType, TType};
-pub use uuid::{format_uuid, parse_uuid};
+pub use ringsoa_build::{format_uuid, parse_uuid};
+pub use ttype::{ttype_from_u8, MessageType, TType};
 
 use bytes::Bytes;
 

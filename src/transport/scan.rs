@@ -9,7 +9,7 @@
 //! limit, so a hostile stream costs at most `max` buffered bytes.
 
 use crate::protocol::{
-    binary, compact, Protocol, ProtocolError, ProtocolErrorKind, TType, MAX_DEPTH,
+    binary, compact, ttype_from_u8, Protocol, ProtocolError, ProtocolErrorKind, TType, MAX_DEPTH,
 };
 
 /// A pending piece of work on the scanner's stack.
@@ -220,7 +220,7 @@ impl Scanner {
                             return Ok(Step::NeedMore);
                         };
                         let left = self.checked_len(n, 0)?;
-                        let elem = TType::from_u8(e)?;
+                        let elem = ttype_from_u8(e)?;
                         return self.container(Task::Elems { elem, left }, 5);
                     }
                     TType::Map => {
@@ -229,7 +229,7 @@ impl Scanner {
                             return Ok(Step::NeedMore);
                         };
                         let left = self.checked_len(n, 0)?;
-                        let (key, value) = (TType::from_u8(k)?, TType::from_u8(v)?);
+                        let (key, value) = (ttype_from_u8(k)?, ttype_from_u8(v)?);
                         return self.container(Task::Entries { key, value, left }, 6);
                     }
                     TType::Stop | TType::Void => return Err(bad_value(t)),
@@ -244,7 +244,7 @@ impl Scanner {
                 let Some(&t) = rest.first() else {
                     return Ok(Step::NeedMore);
                 };
-                let t = TType::from_u8(t)?;
+                let t = ttype_from_u8(t)?;
                 if t == TType::Stop {
                     self.pos += 1;
                     self.stack.pop();

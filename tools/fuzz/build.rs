@@ -1,4 +1,4 @@
 //! Generates the demo service's code for the fuzz targets.
 fn main() {
-    ringsoa::build::compile(&["../../src/bin/ringsoa-demo/demo.thrift"]).unwrap();
+    ringsoa_build::compile(&["../../src/bin/ringsoa-demo/demo.thrift"]).unwrap();
 }

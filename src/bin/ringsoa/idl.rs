@@ -20,7 +20,7 @@ pub enum IdlCmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Print the Rust code generated for IDL files (what `ringsoa::build` writes).
+    /// Print the Rust code generated for IDL files (what `ringsoa_build::compile` writes).
     Gen {
         /// Directories searched for includes (after the including file's own).
         #[arg(long = "include-dir")]

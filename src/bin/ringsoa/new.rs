@@ -152,16 +152,18 @@ fn copy_idl(program: &Program, root: usize, to: &Path) -> Result<String, String>
 fn cargo_toml(name: &str, ringsoa: &Path) -> String {
     format!(
         "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-         [dependencies]\nringsoa = {{ path = {r:?} }}\ntracing-subscriber = \"0.3\"\n\n\
-         [build-dependencies]\nringsoa = {{ path = {r:?} }}\n",
-        r = ringsoa.display().to_string()
+         [dependencies]\nringsoa = {{ path = {r:?}, default-features = false }}\n\
+         tracing-subscriber = \"0.3\"\n\n\
+         [build-dependencies]\nringsoa-build = {{ path = {b:?} }}\n",
+        r = ringsoa.display().to_string(),
+        b = ringsoa.join("src/build").display().to_string()
     )
 }
 
 fn build_rs(idl: &str) -> String {
     format!(
         "//! Generates the Rust code for the IDL (included by src/lib.rs).\n\n\
-         fn main() {{\n    if let Err(e) = ringsoa::build::compile(&[{idl:?}]) {{\n        \
+         fn main() {{\n    if let Err(e) = ringsoa_build::compile(&[{idl:?}]) {{\n        \
          eprintln!(\"{{e}}\");\n        std::process::exit(1);\n    }}\n}}\n"
     )
 }
@@ -194,10 +196,11 @@ fn handler_rs(program: &Program, root: usize) -> String {
          //! TApplicationException) and on the method's declared exceptions.\n\n\
          #[allow(unused_imports)]\nuse crate::idl::{m}::*;\n\n"
     );
+    let options = ringsoa::codegen::Options::default();
     let g = Gen {
         program,
         file: root,
-        attributes: &[],
+        options: &options,
     };
     for (index, s) in program.files[root].services.iter().enumerate() {
         let _ = writeln!(

@@ -11,7 +11,7 @@ fn main() {
         );
         std::process::exit(1);
     };
-    if let Err(e) = ringsoa::build::compile(&[idl]) {
+    if let Err(e) = ringsoa_build::compile(&[idl]) {
         eprintln!("ringsoa codegen failed: {e}");
         std::process::exit(1);
     }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use super::ast;
-use crate::protocol::TType;
+use crate::TType;
 
 /// A definition in a file of the program: `(file index, index within its kind)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

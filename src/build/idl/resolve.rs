@@ -510,7 +510,7 @@ impl Resolver {
             (Ty::Double, ConstValue::Double(d)) => Value::Double(*d),
             (Ty::Double, ConstValue::Int(n)) => Value::Double(*n as f64),
             (Ty::String | Ty::Binary, ConstValue::String(s)) => Value::String(s.clone()),
-            (Ty::Uuid, ConstValue::String(s)) if crate::protocol::parse_uuid(s).is_some() => {
+            (Ty::Uuid, ConstValue::String(s)) if crate::parse_uuid(s).is_some() => {
                 Value::String(s.clone())
             }
             (Ty::List(e) | Ty::Set(e), ConstValue::List(items)) => Value::List(

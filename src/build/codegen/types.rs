@@ -1,17 +1,20 @@
 //! Type expressions, and the code that writes, reads and constructs values of a type.
 //!
 //! Mapping: `bool`→`bool`, `byte`/`i8`→`i8`, `i16`/`i32`/`i64`, `double`→`f64`,
-//! `string`→`String`, `binary`→`Bytes` (a zero-copy slice of the input),
-//! `uuid`→`[u8; 16]`, `list<T>`→`Vec<T>`, `set<T>`→`BTreeSet<T>` and
-//! `map<K,V>`→`BTreeMap<K,V>` when the element or key type is ordered (sorted output,
-//! deterministic bytes), else `Vec<T>` and `Vec<(K, V)>` (doubles and structs as keys);
-//! enums are newtypes over `i32`, so unknown values are preserved.
+//! `string`→`String`, `binary`→`Bytes` (a zero-copy slice of the input; `Vec<u8>`
+//! with [`BinaryType::Vec`]), `uuid`→`[u8; 16]`, `list<T>`→`Vec<T>`,
+//! `set<T>`→`BTreeSet<T>` and `map<K,V>`→`BTreeMap<K,V>` when the element or key type
+//! is ordered (sorted output, deterministic bytes; `HashSet`/`HashMap` with
+//! [`Collections::Hash`] when it is hashable), else `Vec<T>` and `Vec<(K, V)>`
+//! (doubles and structs as keys); enums are newtypes over `i32`, so unknown values
+//! are preserved.
 
 use std::fmt::Write;
 
 use crate::idl::model::{DefId, Program, StructKind, Ty, Value};
 
 use super::names::{ident, module};
+use super::{BinaryType, Collections, Options};
 
 /// Generation context: the program and the file whose module is being written.
 pub struct Gen<'a> {
@@ -19,9 +22,16 @@ pub struct Gen<'a> {
     pub program: &'a Program,
     /// The file being generated.
     pub file: usize,
-    /// Extra attributes for generated types: (path, attribute), where the path is
-    /// `.` (every type), `Name` or `module.Name` (see [`super::Options`]).
-    pub attributes: &'a [(String, String)],
+    /// How code is generated.
+    pub options: &'a Options,
+}
+
+/// How a set or map is held in Rust, chosen by its element or key type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repr {
+    BTree,
+    Hash,
+    Vec,
 }
 
 /// The `TType` constant for a type.
@@ -34,7 +44,7 @@ impl Gen<'_> {
     pub fn attributes_for(&self, name: &str) -> String {
         let module = &self.program.files[self.file].name;
         let mut out = String::new();
-        for (path, attr) in self.attributes {
+        for (path, attr) in &self.options.attributes {
             let hit = path == "."
                 || path == name
                 || path
@@ -76,9 +86,40 @@ impl Gen<'_> {
     pub fn is_ord(&self, ty: &Ty) -> bool {
         match ty {
             Ty::Double | Ty::Struct(_) => false,
-            Ty::List(e) | Ty::Set(e) => self.is_ord(e),
-            Ty::Map(k, v) => self.is_ord(k) && self.is_ord(v),
+            Ty::List(e) => self.is_ord(e),
+            Ty::Set(e) => self.repr(e) == Repr::BTree,
+            Ty::Map(k, v) => self.repr(k) == Repr::BTree && self.is_ord(v),
             _ => true,
+        }
+    }
+
+    /// Whether values of `ty` are `Hash + Eq` in Rust (can key a HashMap).
+    fn is_hash(&self, ty: &Ty) -> bool {
+        match ty {
+            Ty::Double | Ty::Struct(_) => false,
+            Ty::List(e) => self.is_hash(e),
+            Ty::Set(e) => self.repr(e) == Repr::BTree && self.is_hash(e),
+            Ty::Map(k, v) => self.repr(k) == Repr::BTree && self.is_hash(k) && self.is_hash(v),
+            _ => true,
+        }
+    }
+
+    /// How a set of `elem` or a map keyed by `elem` is held.
+    fn repr(&self, elem: &Ty) -> Repr {
+        if self.options.collections == Collections::Hash && self.is_hash(elem) {
+            Repr::Hash
+        } else if self.is_ord(elem) {
+            Repr::BTree
+        } else {
+            Repr::Vec
+        }
+    }
+
+    /// The std collection for a set (`Set`) or map (`Map`) held as `repr`.
+    fn collection(repr: Repr, kind: &str) -> String {
+        match repr {
+            Repr::Hash => format!("__std::collections::Hash{kind}"),
+            _ => format!("__std::collections::BTree{kind}"),
         }
     }
 
@@ -92,23 +133,29 @@ impl Gen<'_> {
             Ty::I64 => "i64".into(),
             Ty::Double => "f64".into(),
             Ty::String => "__std::string::String".into(),
-            Ty::Binary => "__rs::bytes::Bytes".into(),
+            Ty::Binary => match self.options.binary {
+                BinaryType::Bytes => "__rs::bytes::Bytes".into(),
+                BinaryType::Vec => "__std::vec::Vec<u8>".into(),
+            },
             Ty::Uuid => "[u8; 16]".into(),
             Ty::List(e) => format!("__std::vec::Vec<{}>", self.rust_type(e)),
-            Ty::Set(e) if self.is_ord(e) => {
-                format!("__std::collections::BTreeSet<{}>", self.rust_type(e))
-            }
-            Ty::Set(e) => format!("__std::vec::Vec<{}>", self.rust_type(e)),
-            Ty::Map(k, v) if self.is_ord(k) => format!(
-                "__std::collections::BTreeMap<{}, {}>",
-                self.rust_type(k),
-                self.rust_type(v)
-            ),
-            Ty::Map(k, v) => format!(
-                "__std::vec::Vec<({}, {})>",
-                self.rust_type(k),
-                self.rust_type(v)
-            ),
+            Ty::Set(e) => match self.repr(e) {
+                Repr::Vec => format!("__std::vec::Vec<{}>", self.rust_type(e)),
+                r => format!("{}<{}>", Self::collection(r, "Set"), self.rust_type(e)),
+            },
+            Ty::Map(k, v) => match self.repr(k) {
+                Repr::Vec => format!(
+                    "__std::vec::Vec<({}, {})>",
+                    self.rust_type(k),
+                    self.rust_type(v)
+                ),
+                r => format!(
+                    "{}<{}, {}>",
+                    Self::collection(r, "Map"),
+                    self.rust_type(k),
+                    self.rust_type(v)
+                ),
+            },
             Ty::Enum(id) => self.enum_path(*id),
             Ty::Struct(id) => self.struct_path(*id),
         }
@@ -164,7 +211,10 @@ impl Gen<'_> {
             Ty::I64 => "r.read_i64()?".into(),
             Ty::Double => "r.read_double()?".into(),
             Ty::String => "r.read_string()?".into(),
-            Ty::Binary => "r.read_binary()?".into(),
+            Ty::Binary => match self.options.binary {
+                BinaryType::Bytes => "r.read_binary()?".into(),
+                BinaryType::Vec => "__std::vec::Vec::from(r.read_binary()?)".into(),
+            },
             Ty::Uuid => "r.read_uuid()?".into(),
             Ty::Enum(id) => format!("{}(r.read_i32()?)", self.enum_path(*id)),
             Ty::Struct(id) => format!(
@@ -173,7 +223,8 @@ impl Gen<'_> {
             ),
             Ty::List(t) | Ty::Set(t) => {
                 let (n, c) = (format!("n{depth}"), format!("c{depth}"));
-                let list = matches!(ty, Ty::List(_)) || !self.is_ord(t);
+                let repr = self.repr(t);
+                let list = matches!(ty, Ty::List(_)) || repr == Repr::Vec;
                 let (begin, make, add) = if list {
                     (
                         if matches!(ty, Ty::List(_)) {
@@ -190,7 +241,7 @@ impl Gen<'_> {
                 } else {
                     (
                         "set",
-                        "__std::collections::BTreeSet::new()".into(),
+                        format!("{}::new()", Self::collection(repr, "Set")),
                         "insert",
                     )
                 };
@@ -207,9 +258,10 @@ impl Gen<'_> {
             }
             Ty::Map(k, v) => {
                 let (n, c) = (format!("n{depth}"), format!("c{depth}"));
-                let (make, add) = if self.is_ord(k) {
+                let repr = self.repr(k);
+                let (make, add) = if repr != Repr::Vec {
                     (
-                        "__std::collections::BTreeMap::new()".to_string(),
+                        format!("{}::new()", Self::collection(repr, "Map")),
                         format!("{c}.insert(k, v);"),
                     )
                 } else {
@@ -251,12 +303,13 @@ impl Gen<'_> {
             (Ty::Enum(id), Value::Int(n)) => format!("{}({n})", self.enum_path(*id)),
             (Ty::Double, Value::Double(d)) => format!("{d:?}f64"),
             (Ty::String, Value::String(s)) => format!("__std::string::String::from({s:?})"),
-            (Ty::Binary, Value::String(s)) => {
-                format!("__rs::bytes::Bytes::from_static({s:?}.as_bytes())")
-            }
+            (Ty::Binary, Value::String(s)) => match self.options.binary {
+                BinaryType::Bytes => format!("__rs::bytes::Bytes::from_static({s:?}.as_bytes())"),
+                BinaryType::Vec => format!("__std::vec::Vec::from({s:?}.as_bytes())"),
+            },
             (Ty::Uuid, Value::String(s)) => {
                 // The resolver checked the text.
-                let u = crate::protocol::parse_uuid(s).unwrap_or_default();
+                let u = crate::parse_uuid(s).unwrap_or_default();
                 format!("{u:?}")
             }
             (Ty::List(t) | Ty::Set(t), Value::List(items)) => {
@@ -265,7 +318,7 @@ impl Gen<'_> {
                     let _ = write!(out, "{}, ", self.value(t, i));
                 }
                 out.push_str("])");
-                if matches!(ty, Ty::Set(_)) && self.is_ord(t) {
+                if matches!(ty, Ty::Set(_)) && self.repr(t) != Repr::Vec {
                     out.push_str(".into_iter().collect()");
                 }
                 out
@@ -276,7 +329,7 @@ impl Gen<'_> {
                     let _ = write!(out, "({}, {}), ", self.value(k, a), self.value(val, b));
                 }
                 out.push_str("])");
-                if self.is_ord(k) {
+                if self.repr(k) != Repr::Vec {
                     out.push_str(".into_iter().collect()");
                 }
                 out

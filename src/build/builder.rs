@@ -1,32 +1,19 @@
-//! The build-script API: Thrift IDL in, Rust code in `OUT_DIR` out, no external
-//! compiler and no generated code checked in.
-//!
-//! ```ignore
-//! // build.rs
-//! fn main() {
-//!     ringsoa::build::compile(&["idl/demo.thrift"]).unwrap();
-//! }
-//! // lib.rs
-//! mod idl {
-//!     ringsoa::include_idl!();
-//! }
-//! use idl::demo::{DemoHandler, DemoServer, Item};
-//! ```
+//! [`Builder`]: what a build script sets, and where the generated code goes.
 
 use std::path::{Path, PathBuf};
 
 use crate::codegen::{generate_with, Options};
+pub use crate::codegen::{BinaryType, Collections};
 use crate::idl::{load, IdlError};
 
-/// Name of the generated file in `OUT_DIR`, included by [`include_idl!`](crate::include_idl).
+/// Name of the generated file in `OUT_DIR`, included by `ringsoa::include_idl!()`.
 pub const OUTPUT_FILE: &str = "ringsoa_idl.rs";
 
 /// Options for code generation.
 #[derive(Debug, Clone)]
 pub struct Builder {
     include_dirs: Vec<PathBuf>,
-    crate_path: String,
-    attributes: Vec<(String, String)>,
+    options: Options,
     out_dir: Option<PathBuf>,
     output_file: String,
 }
@@ -35,8 +22,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             include_dirs: Vec::new(),
-            crate_path: "::ringsoa".into(),
-            attributes: Vec::new(),
+            options: Options::default(),
             out_dir: None,
             output_file: OUTPUT_FILE.into(),
         }
@@ -57,7 +43,7 @@ impl Builder {
 
     /// How generated code names this crate (default `::ringsoa`).
     pub fn crate_path(mut self, path: impl Into<String>) -> Self {
-        self.crate_path = path.into();
+        self.options.crate_path = path.into();
         self
     }
 
@@ -69,7 +55,21 @@ impl Builder {
     /// allow it; `binary` is `bytes::Bytes`, which has serde support behind the
     /// `bytes` crate's `serde` feature).
     pub fn type_attribute(mut self, path: impl Into<String>, attribute: impl Into<String>) -> Self {
-        self.attributes.push((path.into(), attribute.into()));
+        self.options
+            .attributes
+            .push((path.into(), attribute.into()));
+        self
+    }
+
+    /// The Rust type of `binary` (default [`BinaryType::Bytes`]).
+    pub fn binary_type(mut self, binary: BinaryType) -> Self {
+        self.options.binary = binary;
+        self
+    }
+
+    /// The Rust type of sets and maps (default [`Collections::BTree`]).
+    pub fn collections(mut self, collections: Collections) -> Self {
+        self.options.collections = collections;
         self
     }
 
@@ -96,11 +96,7 @@ impl Builder {
         for f in &program.files {
             println!("cargo:rerun-if-changed={}", f.path.display());
         }
-        let options = Options {
-            crate_path: self.crate_path.clone(),
-            attributes: self.attributes.clone(),
-        };
-        let code = generate_with(&program, &options)?;
+        let code = generate_with(&program, &self.options)?;
         let dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(|| {

@@ -223,7 +223,7 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
 
 fn client(g: &Gen, out: &mut String, id: DefId, s: &Service) {
     let name = &s.name;
-    let _ = writeln!(out, "/// Calls `{name}` through a [`Channel`](__rs::rpc::Channel).\npub struct {name}Client<C> {{\n    channel: C,\n}}\n\nimpl<C: __rs::rpc::Channel> {name}Client<C> {{\n    /// A client over `channel`.\n    pub fn new(channel: C) -> Self {{\n        {name}Client {{ channel }}\n    }}\n\n    /// The channel calls go through.\n    pub fn channel(&self) -> &C {{\n        &self.channel\n    }}\n");
+    let _ = writeln!(out, "/// Calls `{name}` through a [`Channel`](__rs::rpc::Channel); clones share the\n/// channel when it is a handle (`Rc<Client>`, `SharedClient`).\n#[derive(Clone)]\npub struct {name}Client<C> {{\n    channel: C,\n}}\n\nimpl<C: __rs::rpc::Channel> {name}Client<C> {{\n    /// A client over `channel`.\n    pub fn new(channel: C) -> Self {{\n        {name}Client {{ channel }}\n    }}\n\n    /// The channel calls go through.\n    pub fn channel(&self) -> &C {{\n        &self.channel\n    }}\n");
     let mut next = Some(id);
     while let Some(sid) = next {
         let svc = g.program.service(sid);
