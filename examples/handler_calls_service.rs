@@ -40,6 +40,7 @@ impl FrontHandler for Front {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let mut args = std::env::args().skip(1);
@@ -52,14 +53,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    // The factory runs on each core: the back end's client (its pools) is that core's.
     let started = ringsoa::server::ServerBuilder::new("front")
         .listen(listen)
         .cores(1)
         .start(move |_| {
-            let client = Client::new([backend], ClientConfig::new("front"));
+            // One client per core, built on that core: pools, health and budget are core-local.
+            let mut config = ClientConfig::new("front"); // app_id sent in the handshake
+            config.retry.idempotent = vec!["whoami".into()]; // may run twice
+            let client = Client::new([backend], config);
             FrontServer::new(Front {
-                backend: DemoClient::new(Rc::new(client)),
+                backend: DemoClient::new(Rc::new(client)), // a generated stub
             })
         });
     match started.and_then(|server| server.run_until_signal()) {

@@ -1,5 +1,6 @@
 //! A demo-contract server with the README's handler (Serving): declared exceptions
-//! and `?` on ordinary errors. The contract's code comes from this package's build
+//! and `?` on ordinary errors; and a per-core control that refuses the caller
+//! `blocked` and counts how every call ended. The contract's code comes from this package's build
 //! script, as a service's own `build.rs` would make it (`ringsoa_build::compile`).
 //!
 //! Run: `cargo run --example serve_handler -- 127.0.0.1:9191`
@@ -8,7 +9,14 @@ mod idl {
     ringsoa::include_idl!();
 }
 
-use idl::demo::{DemoError, DemoFailException, DemoHandler, DemoServer, Item};
+use idl::demo::DemoServer;
+use ringsoa::control::{CoreControl, Outcome, Ticket};
+use ringsoa::protocol::ApplicationException;
+use std::cell::Cell;
+use std::time::Duration;
+
+// The README's handler, from here to the end of `impl DemoHandler`.
+use idl::demo::{DemoError, DemoFailException, DemoHandler, Item};
 use ringsoa::rpc::{CallContext, MethodError};
 use std::collections::BTreeMap;
 
@@ -65,8 +73,67 @@ impl DemoHandler for MyHandler {
     }
 }
 
+/// One per core: admission and outcome counts, with no lock (the core owns it).
+struct MyControl {
+    core: usize,
+    calls: Cell<u64>,
+    failed: Cell<u64>,
+}
+
+impl MyControl {
+    fn new(core: usize) -> Self {
+        MyControl {
+            core,
+            calls: Cell::new(0),
+            failed: Cell::new(0),
+        }
+    }
+
+    fn refuses(&self, caller: &str, _method: &str) -> bool {
+        caller == "blocked"
+    }
+
+    fn count(&self, method: &str, outcome: Outcome, took: Duration) {
+        self.calls.set(self.calls.get() + 1);
+        if !matches!(outcome, Outcome::Result | Outcome::Declared) {
+            self.failed.set(self.failed.get() + 1);
+            tracing::warn!(
+                core = self.core,
+                method,
+                ?outcome,
+                ?took,
+                failed = self.failed.get(),
+                "a call failed"
+            );
+        }
+    }
+}
+
+impl CoreControl for MyControl {
+    fn admit(&self, cx: &CallContext, method: &str) -> Result<Ticket, ApplicationException> {
+        if self.refuses(&cx.caller, method) {
+            return Err(ApplicationException::internal(format!(
+                "{method}: refused for {}",
+                cx.caller
+            )));
+        }
+        Ok(Ticket::default()) // handed back to record
+    }
+    fn record(
+        &self,
+        _cx: &CallContext,
+        method: &str,
+        _ticket: Ticket,
+        outcome: Outcome,
+        took: Duration,
+    ) {
+        self.count(method, outcome, took); // plain per-core counters
+    }
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let addr = std::env::args()
@@ -79,15 +146,25 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let started = ringsoa::server::ServerBuilder::new("serve-handler")
-        .listen(addr)
-        .cores(1)
-        .start(|_| DemoServer::new(MyHandler));
-    match started.and_then(|server| server.run_until_signal()) {
+    match serve(addr) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("serve_handler: cannot serve on {addr}: {e}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn serve(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let server = ringsoa::server::ServerBuilder::new("my-app")
+        .listen(addr)
+        .cores(1)
+        .call_timeout(Some(std::time::Duration::from_secs(2)))
+        // Optional, built on each core: admit or refuse each call, and be told how
+        // every call ended (result, declared or application exception, panic,
+        // timeout, refused).
+        .control(|init: &ringsoa::control::CoreInit| MyControl::new(init.index))
+        // Built on each core from its CoreInit (index, core count), before it listens.
+        .start(|_init| DemoServer::new(MyHandler))?;
+    server.run_until_signal()
 }

@@ -25,6 +25,7 @@ fn main() {
         build::Builder::new()
             .output_file("ringsoa_overrides.rs")
             .binary_type(build::BinaryType::Vec)
+            .string_type(build::StringType::Text)
             .collections(build::Collections::Hash)
             .compile(&["tests/idl/overrides.thrift"]),
         // The library's own tracking structs, included by src/tracking/mod.rs.

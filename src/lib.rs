@@ -32,6 +32,7 @@ extern crate self as ringsoa;
 
 pub use ringsoa_build::{codegen, idl};
 
+pub mod addr;
 pub mod admin;
 pub mod client;
 pub mod control;

@@ -275,6 +275,29 @@ fn a_missing_argument_is_an_error_null_sends_it_absent_and_hosts_resolve() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // ringsoa-demo's --listen takes a host name too: whatever `localhost` resolves to
+    // first, the CLI resolves the same way.
+    let host = format!("localhost:{}", support::process::free_port());
+    let _named = support::process::Peer::spawn_quiet(
+        Command::new(env!("CARGO_BIN_EXE_ringsoa-demo")).args(["--listen", &host, "--cores", "1"]),
+    );
+    let ping = || {
+        Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+            .args(["call", "--idl", IDL, "--addr", &host, "Demo.ping"])
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut out = ping();
+    while !out.status.success() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = ping();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A binary's failure is one line, not a Debug dump.
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
         .args(["--listen", &demo.addr.to_string(), "--cores", "1"])

@@ -435,17 +435,20 @@ fn type_attributes_reach_the_types_they_name() {
 fn type_overrides_write_the_same_bytes() {
     use overridden::overrides as o;
     use plain::overrides as p;
+    use ringsoa::protocol::Text;
     use std::collections::{BTreeSet, HashMap, HashSet};
     // The types are the overridden ones (this would not compile otherwise).
     let theirs = o::Bag {
         blob: b"blob".to_vec(),
         ids: HashSet::from([7]),
         groups: vec![HashSet::from([1])],
-        named: HashMap::from([("k".to_string(), vec![0u8, 255])]),
+        named: HashMap::from([(Text::from("k"), vec![0u8, 255])]),
         by_group: vec![(HashSet::from([2]), 3)],
         by_score: vec![(0.5, 1)],
         blobs: vec![vec![1, 2]],
-        lists: Some(HashMap::from([(9, vec!["s".to_string()])])),
+        lists: Some(HashMap::from([(9, vec![Text::from("s")])])),
+        name: Text::from_static("bag"),
+        motto: Text::from("keep going"),
     };
     let ours = p::Bag {
         blob: bytes::Bytes::from_static(b"blob"),
@@ -456,6 +459,8 @@ fn type_overrides_write_the_same_bytes() {
         by_score: vec![(0.5, 1)],
         blobs: vec![bytes::Bytes::from_static(&[1, 2])],
         lists: Some(BTreeMap::from([(9, vec!["s".to_string()])])),
+        name: "bag".into(),
+        motto: "keep going".into(),
     };
     for proto in [Protocol::Binary, Protocol::Compact] {
         // One element per collection, so hash order cannot differ from sorted order.
@@ -470,14 +475,32 @@ fn type_overrides_write_the_same_bytes() {
     // Many elements: equal as sets after a round trip, whatever the order.
     let many = o::Bag {
         ids: (0..100).collect(),
-        named: (0..50).map(|i| (i.to_string(), vec![i as u8])).collect(),
-        lists: Some((0..20).map(|i| (i, vec![i.to_string()])).collect()),
+        named: (0..50)
+            .map(|i| (i.to_string().into(), vec![i as u8]))
+            .collect(),
+        lists: Some((0..20).map(|i| (i, vec![i.to_string().into()])).collect()),
         ..theirs.clone()
     };
     round_trip(&many);
     assert_eq!(o::TAG, b"t\t");
     assert_eq!(*o::PRIMES, HashSet::from([2, 3, 5]));
     assert_eq!(o::NAMED.get("a").map(Vec::as_slice), Some(&b"x"[..]));
+    assert_eq!(o::Bag::default().motto, "keep going");
+    // A decoded Text is a view of the message's buffer, not a copy.
+    let wire = to_bytes(&ours, Protocol::Binary);
+    let back: o::Bag = from_bytes(wire.clone(), Protocol::Binary).unwrap();
+    let inside = wire.as_ptr_range();
+    assert!(inside.contains(&back.name.as_ptr()), "name was copied");
+    // Invalid UTF-8 is refused as for String.
+    let bad = o::Bag {
+        name: "\u{e9}t\u{e9}".into(),
+        ..Default::default()
+    };
+    let mut wire = to_bytes(&bad, Protocol::Binary).to_vec();
+    let at = wire.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+    wire[at] = 0xff;
+    let err = from_bytes::<o::Bag>(wire.into(), Protocol::Binary).unwrap_err();
+    assert!(err.to_string().contains("not valid UTF-8"), "{err}");
 }
 
 #[test]

@@ -91,6 +91,37 @@ fn the_readme_handler_raises_its_declared_exception() {
 }
 
 #[test]
+fn the_readme_control_refuses_its_blocked_caller_and_the_connection_goes_on() {
+    let (_server, addr) = serve("10");
+    let call = |app: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+            .args([
+                "call",
+                "--idl",
+                "src/bin/ringsoa-demo/demo.thrift",
+                "--app-id",
+                app,
+                "--addr",
+            ])
+            .arg(addr.to_string())
+            .args(["Demo.add", r#"{"a": 1, "b": 2}"#])
+            .output()
+            .unwrap()
+    };
+    let out = call("blocked");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("add: refused for blocked"), "{err}");
+    let out = call("welcome");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+}
+
+#[test]
 fn an_axum_application_calls_through_a_shared_client() {
     let demo = Demo::start(&[]);
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

@@ -40,8 +40,8 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    s.parse()
-        .map_err(|_| format!("bad admin address {s:?}: expected HOST:PORT or PORT"))
+    crate::addr::resolve(s)
+        .map_err(|e| format!("bad admin address: {e}; expected HOST:PORT or PORT"))
 }
 
 /// Binds `addr` now (so a taken port fails the start) and serves on a new thread.

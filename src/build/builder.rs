@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::codegen::{generate_with, Options};
-pub use crate::codegen::{BinaryType, Collections};
+pub use crate::codegen::{BinaryType, Collections, StringType};
 use crate::idl::{load, IdlError};
 
 /// Name of the generated file in `OUT_DIR`, included by `ringsoa::include_idl!()`.
@@ -64,6 +64,12 @@ impl Builder {
     /// The Rust type of `binary` (default [`BinaryType::Bytes`]).
     pub fn binary_type(mut self, binary: BinaryType) -> Self {
         self.options.binary = binary;
+        self
+    }
+
+    /// The Rust type of `string` (default [`StringType::String`]).
+    pub fn string_type(mut self, string: StringType) -> Self {
+        self.options.string = string;
         self
     }
 

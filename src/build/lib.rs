@@ -28,6 +28,6 @@ mod builder;
 mod ttype;
 mod uuid;
 
-pub use builder::{compile, BinaryType, Builder, Collections, OUTPUT_FILE};
+pub use builder::{compile, BinaryType, Builder, Collections, StringType, OUTPUT_FILE};
 pub use ttype::TType;
 pub use uuid::{format_uuid, parse_uuid};

@@ -7,6 +7,7 @@
 //! - [`skip`]: skipping a value of any type with a nesting limit.
 //! - [`app_exception`]: `TApplicationException`, the standard error reply.
 //! - [`budget`]: how much memory decoding one message may take.
+//! - [`text`]: [`Text`], a `string` decoded without copying its characters.
 //!
 //! Generated code and the dynamic encoder are generic over [`ProtocolWriter`] and
 //! [`ProtocolReader`], so each protocol gets its own monomorphised copy with no
@@ -20,6 +21,7 @@ pub mod budget;
 pub mod compact;
 pub mod error;
 pub mod skip;
+pub mod text;
 pub mod ttype;
 
 pub use app_exception::{ApplicationException, ApplicationExceptionKind};
@@ -28,6 +30,7 @@ pub use budget::{element_cost, DecodeBudget};
 pub use compact::{CompactReader, CompactWriter};
 pub use error::{ProtocolError, ProtocolErrorKind};
 pub use ringsoa_build::{format_uuid, parse_uuid};
+pub use text::Text;
 pub use ttype::{ttype_from_u8, MessageType, TType};
 
 use bytes::Bytes;
@@ -156,6 +159,10 @@ pub trait ProtocolReader {
     fn read_string(&mut self) -> Result<String, ProtocolError>;
     /// Reads binary data as a slice of the input (no copy).
     fn read_binary(&mut self) -> Result<Bytes, ProtocolError>;
+    /// Reads a string as a checked slice of the input (no copy).
+    fn read_text(&mut self) -> Result<Text, ProtocolError> {
+        Text::from_utf8(self.read_binary()?)
+    }
     /// Reads a uuid.
     fn read_uuid(&mut self) -> Result<[u8; 16], ProtocolError>;
     /// Bytes not yet consumed.
@@ -281,13 +288,17 @@ impl Depth {
 /// Copies `bytes` into a `String`, rejecting invalid UTF-8.
 #[inline]
 pub(crate) fn utf8(bytes: &[u8]) -> Result<String, ProtocolError> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(s.to_owned()),
-        Err(e) => Err(ProtocolError::new(
-            ProtocolErrorKind::InvalidData,
-            format!("string is not valid UTF-8: {e}"),
-        )),
-    }
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(not_utf8)
+}
+
+/// The error for a string that is not UTF-8.
+pub(crate) fn not_utf8(e: std::str::Utf8Error) -> ProtocolError {
+    ProtocolError::new(
+        ProtocolErrorKind::InvalidData,
+        format!("string is not valid UTF-8: {e}"),
+    )
 }
 
 /// Checks a container's element type on the wire against the declared one (an empty

@@ -1,5 +1,5 @@
 // Compiled twice by the build script, with the default types and with the type
-// overrides (binary as Vec<u8>, sets and maps as Hash*); tests/codegen.rs checks
+// overrides (binary as Vec<u8>, string as Text, sets and maps as Hash*); tests/codegen.rs checks
 // both write the same bytes.
 
 const binary TAG = "t\t"
@@ -15,6 +15,8 @@ struct Bag {
   6: required map<double, i32> by_score
   7: required list<binary> blobs
   8: optional map<i64, list<string>> lists
+  9: required string name
+  10: string motto = "keep going"
 }
 
 service Bags {

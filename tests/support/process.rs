@@ -143,14 +143,19 @@ impl Peer {
     /// Spawns `cmd` (stdout and stderr to nowhere) and returns once something
     /// accepts on `addr`.
     pub fn spawn(cmd: &mut Command, addr: SocketAddr, what: &str) -> Peer {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let peer = Peer(child);
+        let peer = Peer::spawn_quiet(cmd);
         wait_listening(addr, what);
         peer
+    }
+
+    /// Spawns `cmd` (stdout and stderr to nowhere) and returns at once.
+    pub fn spawn_quiet(cmd: &mut Command) -> Peer {
+        Peer(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 }
 

@@ -29,8 +29,8 @@ use ringsoa::server::ServerBuilder;
 #[derive(Parser, Debug)]
 #[command(version, about = "The ringsoa demo service (demo.thrift)")]
 struct Args {
-    /// Address every core listens on.
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    /// Address every core listens on (HOST:PORT; a host name is resolved).
+    #[arg(long, default_value = "127.0.0.1:9090", value_parser = ringsoa::addr::resolve)]
     listen: SocketAddr,
     /// Number of cores (default: all online cores).
     #[arg(long)]
@@ -98,7 +98,7 @@ struct Args {
     #[arg(long)]
     no_metrics: bool,
     /// Send statsd lines (every second) to this UDP address.
-    #[arg(long)]
+    #[arg(long, value_parser = ringsoa::addr::resolve)]
     statsd: Option<SocketAddr>,
     /// Prefix of every statsd name (default: the app id).
     #[arg(long)]

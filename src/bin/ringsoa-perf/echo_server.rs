@@ -17,7 +17,7 @@ use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9191")]
+    #[arg(long, default_value = "127.0.0.1:9191", value_parser = ringsoa::addr::resolve)]
     listen: SocketAddr,
     /// CPU to pin the server thread to.
     #[arg(long)]

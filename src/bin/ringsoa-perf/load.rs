@@ -45,7 +45,7 @@ use super::spawn::DemoProcess;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Server address (ignored with --spawn-demo).
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    #[arg(long, default_value = "127.0.0.1:9090", value_parser = ringsoa::addr::resolve)]
     addr: SocketAddr,
     /// Connections (raw) or concurrent callers (full stack).
     #[arg(long, default_value_t = 16)]

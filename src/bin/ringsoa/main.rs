@@ -98,7 +98,7 @@ struct CallArgs {
     #[arg(long = "include-dir")]
     include_dirs: Vec<PathBuf>,
     /// The server, HOST:PORT (a host name is resolved).
-    #[arg(long, required_unless_present = "service", conflicts_with = "service", value_parser = resolve)]
+    #[arg(long, required_unless_present = "service", conflicts_with = "service", value_parser = ringsoa::addr::resolve)]
     addr: Option<SocketAddr>,
     /// Call a service found in the registry, APP/CLUSTER (with --zk or --state).
     #[arg(long, requires = "registry")]
@@ -137,14 +137,6 @@ struct CallArgs {
     /// reads it from FILE and `-` from standard input (for arguments larger than the
     /// command line allows).
     args: Option<String>,
-}
-
-/// `HOST:PORT`, the host a name or an address.
-fn resolve(s: &str) -> Result<SocketAddr, String> {
-    std::net::ToSocketAddrs::to_socket_addrs(s)
-        .map_err(|e| format!("{s:?} is not HOST:PORT with a host that resolves ({e})"))?
-        .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// The arguments' JSON text: inline, `@FILE` or `-` (standard input).

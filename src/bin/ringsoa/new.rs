@@ -153,7 +153,7 @@ fn cargo_toml(name: &str, ringsoa: &Path) -> String {
     format!(
         "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
          [dependencies]\nringsoa = {{ path = {r:?}, default-features = false }}\n\
-         tracing-subscriber = \"0.3\"\n\n\
+         tracing-subscriber = {{ version = \"0.3\", features = [\"env-filter\"] }}\n\n\
          [build-dependencies]\nringsoa-build = {{ path = {b:?} }}\n",
         r = ringsoa.display().to_string(),
         b = ringsoa.join("src/build").display().to_string()
@@ -242,7 +242,14 @@ fn main_rs(name: &str, krate: &str, program: &Program, root: usize) -> String {
          //! SIGTERM drains. Logs go to stderr (RUST_LOG=debug for more).\n\n\
          use {krate}::handler::{s}Impl;\nuse {krate}::idl::{m}::{s}Server;\n\n\
          fn main() -> std::process::ExitCode {{\n    \
-         tracing_subscriber::fmt().with_writer(std::io::stderr).init();\n    \
+         // Logs on stderr: RUST_LOG picks levels (default info), colour only on a terminal.\n    \
+         tracing_subscriber::fmt()\n        \
+         .with_env_filter(\n            \
+         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| \"info\".into()),\n        \
+         )\n        \
+         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))\n        \
+         .with_writer(std::io::stderr)\n        \
+         .init();\n    \
          let listen = std::env::args().nth(1).unwrap_or_else(|| \"127.0.0.1:9090\".into());\n    \
          let addr: std::net::SocketAddr = match listen.parse() {{\n        Ok(a) => a,\n        \
          Err(e) => {{\n            eprintln!(\"{name}: {{listen:?}} is not HOST:PORT: {{e}}\");\n            \

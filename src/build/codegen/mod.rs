@@ -40,6 +40,8 @@ pub struct Options {
     pub attributes: Vec<(String, String)>,
     /// The Rust type of `binary`.
     pub binary: BinaryType,
+    /// The Rust type of `string`.
+    pub string: StringType,
     /// The Rust type of sets and maps.
     pub collections: Collections,
 }
@@ -50,6 +52,7 @@ impl Default for Options {
             crate_path: "::ringsoa".into(),
             attributes: Vec::new(),
             binary: BinaryType::Bytes,
+            string: StringType::String,
             collections: Collections::BTree,
         }
     }
@@ -63,6 +66,17 @@ pub enum BinaryType {
     Bytes,
     /// `Vec<u8>`: one copy per value when decoding, no `bytes` in your types.
     Vec,
+}
+
+/// The Rust type of Thrift's `string`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StringType {
+    /// `String`: decoding copies the characters out of the request buffer.
+    #[default]
+    String,
+    /// `ringsoa::protocol::Text`: a checked UTF-8 view of the request buffer (derefs
+    /// to `str`), so an echoed string is copied once, into the reply.
+    Text,
 }
 
 /// The Rust type of Thrift's `set` and `map` whose element or key type allows it

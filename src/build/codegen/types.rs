@@ -1,20 +1,20 @@
 //! Type expressions, and the code that writes, reads and constructs values of a type.
 //!
 //! Mapping: `bool`→`bool`, `byte`/`i8`→`i8`, `i16`/`i32`/`i64`, `double`→`f64`,
-//! `string`→`String`, `binary`→`Bytes` (a zero-copy slice of the input; `Vec<u8>`
-//! with [`BinaryType::Vec`]), `uuid`→`[u8; 16]`, `list<T>`→`Vec<T>`,
-//! `set<T>`→`BTreeSet<T>` and `map<K,V>`→`BTreeMap<K,V>` when the element or key type
-//! is ordered (sorted output, deterministic bytes; `HashSet`/`HashMap` with
-//! [`Collections::Hash`] when it is hashable), else `Vec<T>` and `Vec<(K, V)>`
-//! (doubles and structs as keys); enums are newtypes over `i32`, so unknown values
-//! are preserved.
+//! `string`→`String` (`Text` with [`StringType::Text`]), `binary`→`Bytes` (a
+//! zero-copy slice of the input; `Vec<u8>` with [`BinaryType::Vec`]),
+//! `uuid`→`[u8; 16]`, `list<T>`→`Vec<T>`, `set<T>`→`BTreeSet<T>` and
+//! `map<K,V>`→`BTreeMap<K,V>` when the element or key type is ordered (sorted output,
+//! deterministic bytes; `HashSet`/`HashMap` with [`Collections::Hash`] when it is
+//! hashable), else `Vec<T>` and `Vec<(K, V)>` (doubles and structs as keys); enums
+//! are newtypes over `i32`, so unknown values are preserved.
 
 use std::fmt::Write;
 
 use crate::idl::model::{DefId, Program, StructKind, Ty, Value};
 
 use super::names::{ident, module};
-use super::{BinaryType, Collections, Options};
+use super::{BinaryType, Collections, Options, StringType};
 
 /// Generation context: the program and the file whose module is being written.
 pub struct Gen<'a> {
@@ -132,7 +132,10 @@ impl Gen<'_> {
             Ty::I32 => "i32".into(),
             Ty::I64 => "i64".into(),
             Ty::Double => "f64".into(),
-            Ty::String => "__std::string::String".into(),
+            Ty::String => match self.options.string {
+                StringType::String => "__std::string::String".into(),
+                StringType::Text => "__rs::protocol::Text".into(),
+            },
             Ty::Binary => match self.options.binary {
                 BinaryType::Bytes => "__rs::bytes::Bytes".into(),
                 BinaryType::Vec => "__std::vec::Vec<u8>".into(),
@@ -210,7 +213,10 @@ impl Gen<'_> {
             Ty::I32 => "r.read_i32()?".into(),
             Ty::I64 => "r.read_i64()?".into(),
             Ty::Double => "r.read_double()?".into(),
-            Ty::String => "r.read_string()?".into(),
+            Ty::String => match self.options.string {
+                StringType::String => "r.read_string()?".into(),
+                StringType::Text => "r.read_text()?".into(),
+            },
             Ty::Binary => match self.options.binary {
                 BinaryType::Bytes => "r.read_binary()?".into(),
                 BinaryType::Vec => "__std::vec::Vec::from(r.read_binary()?)".into(),
@@ -302,7 +308,10 @@ impl Gen<'_> {
             (Ty::I64, Value::Int(n)) => format!("{n}i64"),
             (Ty::Enum(id), Value::Int(n)) => format!("{}({n})", self.enum_path(*id)),
             (Ty::Double, Value::Double(d)) => format!("{d:?}f64"),
-            (Ty::String, Value::String(s)) => format!("__std::string::String::from({s:?})"),
+            (Ty::String, Value::String(s)) => match self.options.string {
+                StringType::String => format!("__std::string::String::from({s:?})"),
+                StringType::Text => format!("__rs::protocol::Text::from_static({s:?})"),
+            },
             (Ty::Binary, Value::String(s)) => match self.options.binary {
                 BinaryType::Bytes => format!("__rs::bytes::Bytes::from_static({s:?}.as_bytes())"),
                 BinaryType::Vec => format!("__std::vec::Vec::from({s:?}.as_bytes())"),
