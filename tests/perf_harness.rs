@@ -191,6 +191,60 @@ fn any_method_of_any_idl_in_every_protocol_and_transport() {
 }
 
 #[test]
+fn any_method_of_any_idl_through_the_full_client() {
+    for (protocol, transport, tracking) in [
+        ("binary", "framed", None),
+        ("compact", "buffered", Some("--no-tracking")),
+    ] {
+        let mut call = vec![
+            "--duration-s",
+            "0.3",
+            "--full-stack",
+            "--idl",
+            "src/bin/ringsoa-demo/demo.thrift",
+            "--call",
+            "Demo.add",
+            "--args",
+            r#"{"a": 40, "b": 2}"#,
+            "--protocol",
+            protocol,
+            "--transport",
+            transport,
+        ];
+        call.extend(tracking);
+        let (out, v) = load(&[&SPAWN[..], &call].concat());
+        assert!(out.status.success(), "{protocol}/{transport}: {v}");
+        assert_eq!(v["mode"], "full-stack", "{v}");
+        assert_eq!(v["method"], "Demo.add");
+        assert_eq!(v["errors"], 0, "{v}");
+        assert!(v["calls"].as_u64().unwrap() > 10, "{v}");
+    }
+    // The check is real: whoami answers each tracked call with its own request id,
+    // so the replies differ from the first (untracked) one and the run fails.
+    let (out, v) = load(
+        &[
+            &SPAWN[..],
+            &["--duration-s", "0.3", "--full-stack"],
+            &[
+                "--idl",
+                "src/bin/ringsoa-demo/demo.thrift",
+                "--call",
+                "Demo.whoami",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!out.status.success(), "{v}");
+    assert!(
+        v["first_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("answered other bytes"),
+        "{v}"
+    );
+}
+
+#[test]
 fn a_person_gets_a_readable_summary_and_scripts_get_json_in_a_file() {
     let server = EchoServer::start(&[]);
     let dir = std::env::temp_dir().join(format!("ringsoa-perf-summary-{}", std::process::id()));

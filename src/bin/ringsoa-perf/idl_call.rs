@@ -1,8 +1,9 @@
-//! `load --idl`: raw load of any method of any `.thrift` file. The request is
-//! encoded once from JSON arguments (dynamic mode); one call made before the load
-//! learns the reply, which must be a normal result, and every reply of the load is
-//! then compared byte for byte with it (so the method must answer the same request
-//! the same way, as echo-like benchmark methods do).
+//! `load --idl`: load of any method of any `.thrift` file, raw or through ringsoa's
+//! client (`--full-stack`). The request is encoded once from JSON arguments (dynamic
+//! mode); one call made before the load learns the reply, which must be a normal
+//! result, and every reply of the load is then compared byte for byte with it (so
+//! the method must answer the same request the same way, as echo-like benchmark
+//! methods do; through the client, the result after the message header).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringsoa::dynamic::{self, Reply};
-use ringsoa::protocol::Protocol;
+use ringsoa::protocol::{
+    BinaryReader, CompactReader, Encode, Protocol, ProtocolReader, ProtocolWriter,
+};
 use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
 use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
@@ -31,9 +34,48 @@ fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// One call of a method, learnt before the load.
+pub struct Exchange {
+    /// The request as sent on the wire (framed if the transport is).
+    pub request: Bytes,
+    /// The reply message expected (without a frame header).
+    pub reply: Bytes,
+    /// The method's name.
+    pub method: String,
+    /// The arguments struct alone (after the message header), for the client.
+    pub args: Bytes,
+    /// The result struct alone, as every reply must end.
+    pub result: Bytes,
+}
+
+/// What follows the message header of `msg`.
+fn body(msg: &Bytes, protocol: Protocol) -> std::io::Result<Bytes> {
+    let rest = match protocol {
+        Protocol::Binary => {
+            let mut r = BinaryReader::new(msg.clone());
+            r.read_message_begin().map(|_| r.remaining())
+        }
+        Protocol::Compact => {
+            let mut r = CompactReader::new(msg.clone());
+            r.read_message_begin().map(|_| r.remaining())
+        }
+    }
+    .map_err(other)?;
+    Ok(msg.slice(msg.len() - rest..))
+}
+
+/// Encoded arguments, written as they are.
+pub struct RawArgs<'a>(pub &'a [u8]);
+
+impl Encode for RawArgs<'_> {
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        w.write_raw(self.0);
+    }
+}
+
 impl IdlCall<'_> {
-    /// The request as sent (on the wire) and the reply message expected.
-    pub async fn exchange(&self, addr: SocketAddr) -> std::io::Result<(Bytes, Bytes)> {
+    /// The request as sent, the reply expected, and their bodies for the client.
+    pub async fn exchange(&self, addr: SocketAddr) -> std::io::Result<Exchange> {
         let program = ringsoa::idl::load(&[self.idl], self.include_dirs).map_err(other)?;
         let method = dynamic::method(&program, self.call).map_err(other)?;
         let json: serde_json::Value = serde_json::from_str(self.args)
@@ -45,7 +87,13 @@ impl IdlCall<'_> {
         let request = super::load::frame(self.framing, &msg);
         let reply = self.first_reply(addr, &request).await?;
         match dynamic::decode_reply(&method, reply.clone(), self.protocol, 1).map_err(other)? {
-            Reply::Success(_) => Ok((request, reply)),
+            Reply::Success(_) => Ok(Exchange {
+                args: body(&msg, self.protocol)?,
+                result: body(&reply, self.protocol)?,
+                method: method.function.name.clone(),
+                request,
+                reply,
+            }),
             Reply::Declared { name, value } => Err(other(format!(
                 "{} raised {name}: {value}; a benchmark needs a normal answer",
                 self.call

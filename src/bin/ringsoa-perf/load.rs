@@ -37,7 +37,7 @@ use ringsoa::transport::{framed, DEFAULT_MAX_MESSAGE};
 
 use super::cpu::process_cpu;
 use super::idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult, DemoPingArgs, DemoPingResult};
-use super::idl_call::IdlCall;
+use super::idl_call::{Exchange, IdlCall, RawArgs};
 use super::report::{self, Report};
 use super::spawn::DemoProcess;
 
@@ -60,9 +60,9 @@ pub struct Args {
     /// The method: Demo.echo (of --payload bytes) or Demo.ping.
     #[arg(long, value_enum, default_value = "echo")]
     method: Method,
-    /// Raw load of any method instead: the `.thrift` file (then --method and
-    /// --payload are not used).
-    #[arg(long, requires = "call", conflicts_with = "full_stack")]
+    /// Load of any method instead, raw or with --full-stack: the `.thrift` file (then
+    /// --method and --payload are not used).
+    #[arg(long, requires = "call")]
     idl: Option<PathBuf>,
     /// With --idl: where its includes are found (repeatable).
     #[arg(long = "include-dir")]
@@ -359,6 +359,7 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
     let mut rt = ringsoa::runtime::build()?;
     let me = std::process::id();
     let (run, window, cpu, own_cpu) = rt.block_on(async {
+        let mut learnt = None;
         let (request, reply) = match (&args.idl, &args.call) {
             (Some(idl), Some(call)) => {
                 let target = IdlCall {
@@ -369,7 +370,9 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
                     protocol: protocol(&args),
                     framing: framing(&args),
                 };
-                target.exchange(args.addr).await?
+                let x = Rc::new(target.exchange(args.addr).await?);
+                learnt = Some(x.clone());
+                (x.request.clone(), x.reply.clone())
             }
             _ => exchange(&args, &msg),
         };
@@ -397,14 +400,22 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         if args.full_stack {
             let client = Rc::new(full_stack_client(&args));
             for i in 0..args.conns {
-                let task = caller(
-                    client.clone(),
-                    args.method,
-                    msg.clone(),
-                    run.clone(),
-                    schedule(i),
-                );
-                tasks.push(monoio::spawn(task));
+                let task = match &learnt {
+                    Some(x) => monoio::spawn(idl_caller(
+                        client.clone(),
+                        x.clone(),
+                        run.clone(),
+                        schedule(i),
+                    )),
+                    None => monoio::spawn(caller(
+                        client.clone(),
+                        args.method,
+                        msg.clone(),
+                        run.clone(),
+                        schedule(i),
+                    )),
+                };
+                tasks.push(task);
             }
         } else {
             let raw = Rc::new(RawExchange {
@@ -552,6 +563,35 @@ async fn caller(
         };
         if let Err(e) = result {
             run.error(|| format!("{method:?}: {e}"));
+            return;
+        }
+        run.record(start);
+    }
+}
+
+/// One caller of any method (`--idl`): calls through the client with the encoded
+/// arguments, and checks that each reply ends with the first one's result.
+async fn idl_caller(
+    client: Rc<Client>,
+    call: Rc<Exchange>,
+    run: Rc<Run>,
+    mut schedule: Option<Schedule>,
+) {
+    while run.phase.get() != Phase::Stop {
+        let start = match &mut schedule {
+            Some(s) => s.wait().await,
+            None => Instant::now(),
+        };
+        let args = RawArgs(&call.args);
+        let result = match client.call_raw(None, &call.method, false, &args).await {
+            Ok(Some((reply, _))) if reply.ends_with(&call.result) => Ok(()),
+            Ok(_) => Err(CallError::Rejected(
+                "answered other bytes than its first reply".into(),
+            )),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            run.error(|| format!("{}: {e}", call.method));
             return;
         }
         run.record(start);
