@@ -151,23 +151,29 @@ fn spawns_the_demo_measures_it_and_plots() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `load` flags for a 0.3 s run of `Demo.add` through `--idl` in `protocol` over
+/// `transport`.
+fn add_through_idl<'a>(protocol: &'a str, transport: &'a str) -> Vec<&'a str> {
+    vec![
+        "--duration-s",
+        "0.3",
+        "--idl",
+        "src/bin/ringsoa-demo/demo.thrift",
+        "--call",
+        "Demo.add",
+        "--args",
+        r#"{"a": 40, "b": 2}"#,
+        "--protocol",
+        protocol,
+        "--transport",
+        transport,
+    ]
+}
+
 #[test]
 fn any_method_of_any_idl_in_every_protocol_and_transport() {
     for (protocol, transport) in [("binary", "framed"), ("compact", "buffered")] {
-        let call = [
-            "--duration-s",
-            "0.3",
-            "--idl",
-            "src/bin/ringsoa-demo/demo.thrift",
-            "--call",
-            "Demo.add",
-            "--args",
-            r#"{"a": 40, "b": 2}"#,
-            "--protocol",
-            protocol,
-            "--transport",
-            transport,
-        ];
+        let call = add_through_idl(protocol, transport);
         let (out, v) = load(&[&SPAWN[..], &call].concat());
         assert!(out.status.success(), "{protocol}/{transport}: {v}");
         assert_eq!(v["method"], "Demo.add");
@@ -196,21 +202,8 @@ fn any_method_of_any_idl_through_the_full_client() {
         ("binary", "framed", None),
         ("compact", "buffered", Some("--no-tracking")),
     ] {
-        let mut call = vec![
-            "--duration-s",
-            "0.3",
-            "--full-stack",
-            "--idl",
-            "src/bin/ringsoa-demo/demo.thrift",
-            "--call",
-            "Demo.add",
-            "--args",
-            r#"{"a": 40, "b": 2}"#,
-            "--protocol",
-            protocol,
-            "--transport",
-            transport,
-        ];
+        let mut call = add_through_idl(protocol, transport);
+        call.push("--full-stack");
         call.extend(tracking);
         let (out, v) = load(&[&SPAWN[..], &call].concat());
         assert!(out.status.success(), "{protocol}/{transport}: {v}");
