@@ -14,6 +14,12 @@ fn main() {
                 "src/bin/ringsoa-demo/demo.thrift",
                 "tests/idl/codegen.thrift",
             ]),
+        // The demo binary's own build of its contract: `string` as a view of the
+        // request buffer (src/bin/ringsoa-demo/main.rs).
+        build::Builder::new()
+            .output_file("ringsoa_demo_text.rs")
+            .string_type(build::StringType::Text)
+            .compile(&["src/bin/ringsoa-demo/demo.thrift"]),
         // The examples' own IDL (examples/handler_calls_service.rs).
         build::Builder::new()
             .output_file("ringsoa_examples.rs")

@@ -2,8 +2,10 @@
 //!
 //! `cargo run --release --bin ringsoa-demo -- --listen 127.0.0.1:9090`
 
+/// The demo contract with `string` as `Text` (a view of the request buffer), so an
+/// echoed string is copied once, into the reply.
 mod idl {
-    ringsoa::include_idl!();
+    ringsoa::include_idl!("ringsoa_demo_text.rs");
 }
 
 use std::cell::RefCell;
@@ -22,6 +24,7 @@ use ringsoa::control::{Governed, ServiceName};
 use ringsoa::governance::{Backend, Governance, GovernanceOptions};
 use ringsoa::logs::Router;
 use ringsoa::metrics::{CoreMetrics, Metrics, MetricsOptions};
+use ringsoa::protocol::Text;
 use ringsoa::rpc::{CallContext, CallError, MethodError};
 use ringsoa::server::ServerBuilder;
 
@@ -178,7 +181,7 @@ impl DemoHandler for Demo {
         Ok(())
     }
 
-    async fn echo(&self, cx: &mut CallContext, msg: String) -> Result<String, MethodError> {
+    async fn echo(&self, cx: &mut CallContext, msg: Text) -> Result<Text, MethodError> {
         mark_core(cx);
         Ok(msg)
     }
@@ -204,14 +207,14 @@ impl DemoHandler for Demo {
         if code != 0 {
             return Err(DemoError {
                 code: Some(code),
-                message: Some(format!("fail {code}")),
+                message: Some(format!("fail {code}").into()),
             }
             .into());
         }
         Ok(())
     }
 
-    async fn sleep_ms(&self, cx: &mut CallContext, ms: i32) -> Result<String, MethodError> {
+    async fn sleep_ms(&self, cx: &mut CallContext, ms: i32) -> Result<Text, MethodError> {
         mark_core(cx);
         if !(0..=MAX_SLEEP_MS).contains(&ms) {
             return Err(MethodError::internal(format!(
@@ -219,10 +222,10 @@ impl DemoHandler for Demo {
             )));
         }
         monoio::time::sleep(Duration::from_millis(ms as u64)).await;
-        Ok(format!("slept {ms}"))
+        Ok(format!("slept {ms}").into())
     }
 
-    async fn fire(&self, _cx: &mut CallContext, _note: String) -> Result<(), MethodError> {
+    async fn fire(&self, _cx: &mut CallContext, _note: Text) -> Result<(), MethodError> {
         self.fired.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -232,19 +235,19 @@ impl DemoHandler for Demo {
         Ok(self.fired.load(Ordering::Relaxed))
     }
 
-    async fn whoami(&self, cx: &mut CallContext) -> Result<BTreeMap<String, String>, MethodError> {
+    async fn whoami(&self, cx: &mut CallContext) -> Result<BTreeMap<Text, Text>, MethodError> {
         // Always, so that a header transport's reply (which carries response meta
         // whatever the tracking version) shows it too.
         cx.response_meta.insert("core".into(), cx.core.to_string());
         let mut out = BTreeMap::from([
-            ("client".to_string(), cx.caller.to_string()),
-            ("request_id".to_string(), cx.request_id.clone()),
-            ("seq".to_string(), cx.seq.clone()),
-            ("version".to_string(), cx.version.to_string()),
-            ("core".to_string(), cx.core.to_string()),
+            ("client".into(), (*cx.caller).into()),
+            ("request_id".into(), cx.request_id.as_str().into()),
+            ("seq".into(), cx.seq.as_str().into()),
+            ("version".into(), cx.version.to_string().into()),
+            ("core".into(), cx.core.to_string().into()),
         ]);
         for (k, v) in &cx.meta {
-            out.insert(format!("meta.{k}"), v.clone());
+            out.insert(format!("meta.{k}").into(), v.as_str().into());
         }
         // Asked for with request meta: a config value or switch as this core sees it.
         if let Some(gov) = &self.governance {
@@ -254,8 +257,8 @@ impl DemoHandler for Demo {
                     ("demo.switch", "switch", &snap.switches),
                 ] {
                     if let Some(key) = cx.meta.get(ask) {
-                        let value = values.get(key).cloned().unwrap_or_default();
-                        out.insert(format!("{prefix}.{key}"), value);
+                        let value = values.get(key).map_or("", String::as_str);
+                        out.insert(format!("{prefix}.{key}").into(), value.into());
                     }
                 }
             });
@@ -266,8 +269,8 @@ impl DemoHandler for Demo {
     async fn relay_whoami(
         &self,
         cx: &mut CallContext,
-        target: String,
-    ) -> Result<BTreeMap<String, String>, MethodError> {
+        target: Text,
+    ) -> Result<BTreeMap<Text, Text>, MethodError> {
         mark_core(cx);
         let to = relay_target(&target).map_err(MethodError::internal)?;
         let gov = self.governance.as_ref();
