@@ -28,11 +28,8 @@ struct MyHandler {
     gov: Rc<Governed>,
     limit: u32,
     users: Client,
-}
-
-thread_local! {
-    /// Calls served on this core.
-    static SERVED: Cell<u32> = const { Cell::new(0) };
+    /// Calls this core has served.
+    served: Cell<u32>,
 }
 
 impl FrontHandler for MyHandler {
@@ -42,7 +39,7 @@ impl FrontHandler for MyHandler {
                 "trace is switched off (switch \"trace\")",
             ));
         }
-        let served = SERVED.with(|n| n.replace(n.get() + 1));
+        let served = self.served.replace(self.served.get() + 1);
         if served >= self.limit {
             return Err(MethodError::internal(format!(
                 "this core served its {} calls",
@@ -87,7 +84,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "users/main".parse().unwrap(),
                 ringsoa::client::ClientConfig::new("my-app"),
             );
-            MyServer::new(MyHandler { gov, limit, users })
+            let served = Cell::new(0);
+            MyServer::new(MyHandler {
+                gov,
+                limit,
+                users,
+                served,
+            })
         })?;
     server.run_until_signal()?;
     Ok(())

@@ -7,19 +7,15 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use support::process::{py_server, Demo};
+use support::process::{free_port, py_server, ringsoa_call, stdout_ok, Demo, Peer};
 
 const IDL: &str = "src/bin/ringsoa-demo/demo.thrift";
 
 /// Runs `ringsoa call`; returns the exit code, stdout parsed as JSON (Null if empty)
 /// and stderr.
 fn call(addr: SocketAddr, flags: &[&str], method: &str, args: Value) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args(["call", "--idl", IDL, "--addr", &addr.to_string()])
-        .args(flags)
-        .args([method, &args.to_string()])
-        .output()
-        .unwrap();
+    let args = args.to_string();
+    let out = ringsoa_call(IDL, &addr.to_string(), &[flags, &[method, &args]].concat());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let value = if stdout.trim().is_empty() {
         Value::Null
@@ -259,45 +255,21 @@ fn a_missing_argument_is_an_error_null_sends_it_absent_and_hosts_resolve() {
     let (code, out, err) = call(demo.addr, &[], "Demo.add", json!({"a": 40, "b": null}));
     assert_eq!((code, out), (0, json!(40)), "{err}");
     // --addr takes a host name.
-    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args([
-            "call",
-            "--idl",
-            IDL,
-            "--addr",
-            &format!("localhost:{}", demo.addr.port()),
-            "Demo.ping",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let localhost = format!("localhost:{}", demo.addr.port());
+    stdout_ok(&ringsoa_call(IDL, &localhost, &["Demo.ping"]));
     // ringsoa-demo's --listen takes a host name too: whatever `localhost` resolves to
     // first, the CLI resolves the same way.
-    let host = format!("localhost:{}", support::process::free_port());
-    let _named = support::process::Peer::spawn_quiet(
+    let host = format!("localhost:{}", free_port());
+    let _named = Peer::spawn_quiet(
         Command::new(env!("CARGO_BIN_EXE_ringsoa-demo")).args(["--listen", &host, "--cores", "1"]),
     );
-    let ping = || {
-        Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-            .args(["call", "--idl", IDL, "--addr", &host, "Demo.ping"])
-            .output()
-            .unwrap()
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut out = ping();
+    let mut out = ringsoa_call(IDL, &host, &["Demo.ping"]);
     while !out.status.success() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        out = ping();
+        out = ringsoa_call(IDL, &host, &["Demo.ping"]);
     }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_ok(&out);
     // A binary's failure is one line, not a Debug dump.
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
         .args(["--listen", &demo.addr.to_string(), "--cores", "1"])

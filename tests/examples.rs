@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::process::{free_port, http_get, Demo, Peer};
+use support::process::{free_port, http_get, ringsoa_call, stdout_ok, Demo, Peer};
 
 /// The path of a built example (beside this test's deps directory).
 fn example(name: &str) -> PathBuf {
@@ -32,19 +32,11 @@ fn serve(limit: &str) -> (Peer, SocketAddr) {
     (Peer::spawn(&mut cmd, addr, "serve_handler"), addr)
 }
 
+const DEMO_IDL: &str = "src/bin/ringsoa-demo/demo.thrift";
+
 /// `ringsoa call … Demo.fail ARGS` against `addr`.
 fn call_fail(addr: SocketAddr, args: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args([
-            "call",
-            "--idl",
-            "src/bin/ringsoa-demo/demo.thrift",
-            "--addr",
-        ])
-        .arg(addr.to_string())
-        .args(["Demo.fail", args])
-        .output()
-        .unwrap()
+    ringsoa_call(DEMO_IDL, &addr.to_string(), &["Demo.fail", args])
 }
 
 #[test]
@@ -54,12 +46,7 @@ fn the_readme_handler_serves_and_the_plain_client_calls_it() {
         .arg(addr.to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    assert_eq!(stdout_ok(&out), "42");
     // `?` on a ParseIntError (LIMIT is not a number) answers INTERNAL_ERROR with
     // the error's message.
     let out = call_fail(addr, r#"{"code": 3}"#);
@@ -94,31 +81,14 @@ fn the_readme_handler_raises_its_declared_exception() {
 fn the_readme_control_refuses_its_blocked_caller_and_the_connection_goes_on() {
     let (_server, addr) = serve("10");
     let call = |app: &str| {
-        Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-            .args([
-                "call",
-                "--idl",
-                "src/bin/ringsoa-demo/demo.thrift",
-                "--app-id",
-                app,
-                "--addr",
-            ])
-            .arg(addr.to_string())
-            .args(["Demo.add", r#"{"a": 1, "b": 2}"#])
-            .output()
-            .unwrap()
+        let args = ["--app-id", app, "Demo.add", r#"{"a": 1, "b": 2}"#];
+        ringsoa_call(DEMO_IDL, &addr.to_string(), &args)
     };
     let out = call("blocked");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("add: refused for blocked"), "{err}");
-    let out = call("welcome");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    assert_eq!(stdout_ok(&call("welcome")), "3");
 }
 
 #[test]
@@ -154,18 +124,12 @@ fn a_handler_calls_another_service_with_its_context() {
     let mut cmd = Command::new(example("handler_calls_service"));
     cmd.arg(addr.to_string()).arg(demo.addr.to_string());
     let _front = Peer::spawn(&mut cmd, addr, "handler_calls_service");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args(["call", "--idl", "examples/idl/front.thrift", "--addr"])
-        .arg(addr.to_string())
-        .args(["--meta", "tenant=blue", "Front.trace"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = ringsoa_call(
+        "examples/idl/front.thrift",
+        &addr.to_string(),
+        &["--meta", "tenant=blue", "Front.trace"],
     );
+    let stdout = stdout_ok(&out);
     let seen: std::collections::BTreeMap<String, String> = serde_json::from_str(&stdout).unwrap();
     let get = |k: &str| seen.get(k).map(String::as_str).unwrap_or("");
     // The back end saw the front's request id, the next rpc id in its chain, the

@@ -172,7 +172,11 @@ fn add_through_idl<'a>(protocol: &'a str, transport: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn any_method_of_any_idl_in_every_protocol_and_transport() {
-    for (protocol, transport) in [("binary", "framed"), ("compact", "buffered")] {
+    for (protocol, transport) in [
+        ("binary", "framed"),
+        ("compact", "buffered"),
+        ("binary", "ttheader"),
+    ] {
         let call = add_through_idl(protocol, transport);
         let (out, v) = load(&[&SPAWN[..], &call].concat());
         assert!(out.status.success(), "{protocol}/{transport}: {v}");

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use support::process::{free_port, Peer};
+use support::process::{free_port, ringsoa_call, stdout_ok, Peer};
 
 #[test]
 fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
@@ -79,29 +79,10 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
         .arg(addr.to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Demo.ping: ()");
+    assert_eq!(stdout_ok(&out), "Demo.ping: ()");
     // The stubs answer their types' defaults.
-    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args([
-            "call",
-            "--idl",
-            "src/bin/ringsoa-demo/demo.thrift",
-            "--addr",
-        ])
-        .arg(addr.to_string())
-        .args(["Demo.add", r#"{"a": 40, "b": 2}"#])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    let add = ["Demo.add", r#"{"a": 40, "b": 2}"#];
+    let out = ringsoa_call("src/bin/ringsoa-demo/demo.thrift", &addr.to_string(), &add);
+    assert_eq!(stdout_ok(&out), "0");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -23,9 +23,7 @@ use monoio::io::AsyncReadRent;
 use tokio::sync::oneshot;
 
 use super::Client;
-use crate::protocol::{
-    with_codec, Codec, Decode, Encode, Protocol, ProtocolReader, ProtocolWriter,
-};
+use crate::protocol::{with_codec, Codec, Decode, Encode, Encoded, Protocol, ProtocolReader};
 use crate::rpc::{CallContext, CallError, Channel};
 
 /// What comes back from a client thread: the reply from its message header on
@@ -72,15 +70,6 @@ impl Thread {
             let _ = (&self.wake).write(&[1]);
         }
         Ok(())
-    }
-}
-
-/// Arguments already encoded on the calling thread.
-struct Encoded<'a>(&'a [u8]);
-
-impl Encode for Encoded<'_> {
-    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
-        w.write_raw(self.0);
     }
 }
 

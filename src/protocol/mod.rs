@@ -192,6 +192,16 @@ pub trait Encode {
     fn encode<W: ProtocolWriter>(&self, w: &mut W);
 }
 
+/// A struct already encoded in the protocol it will be written with, written as it
+/// is (arguments encoded on another thread, or once for many calls).
+pub struct Encoded<'a>(pub &'a [u8]);
+
+impl Encode for Encoded<'_> {
+    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
+        w.write_raw(self.0);
+    }
+}
+
 /// A value that can be read with any protocol.
 pub trait Decode: Sized {
     /// Reads a value.

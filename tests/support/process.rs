@@ -1,7 +1,7 @@
 //! Server processes for tests: `ringsoa-demo` and a thriftpy2 server, killed on drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `ringsoa-demo` process, killed on drop.
@@ -230,4 +230,24 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
+}
+
+/// `ringsoa call --idl IDL --addr ADDR ARGS…` (ARGS: flags, then `Service.method` and
+/// its JSON arguments).
+pub fn ringsoa_call(idl: &str, addr: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["call", "--idl", idl, "--addr", addr])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The trimmed stdout of `out`, which must have succeeded (its stderr otherwise).
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringsoa::dynamic::{self, Reply};
-use ringsoa::protocol::{
-    BinaryReader, CompactReader, Encode, Protocol, ProtocolReader, ProtocolWriter,
-};
+use ringsoa::protocol::{BinaryReader, CompactReader, Protocol, ProtocolReader};
 use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
 use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
@@ -62,15 +60,6 @@ fn body(msg: &Bytes, protocol: Protocol) -> std::io::Result<Bytes> {
     }
     .map_err(other)?;
     Ok(msg.slice(msg.len() - rest..))
-}
-
-/// Encoded arguments, written as they are.
-pub struct RawArgs<'a>(pub &'a [u8]);
-
-impl Encode for RawArgs<'_> {
-    fn encode<W: ProtocolWriter>(&self, w: &mut W) {
-        w.write_raw(self.0);
-    }
 }
 
 impl IdlCall<'_> {

@@ -26,8 +26,8 @@ use hdrhistogram::Histogram;
 use monoio::net::TcpStream;
 use ringsoa::client::{Client, ClientConfig};
 use ringsoa::protocol::{
-    ApplicationException, BinaryReader, CompactReader, Decode, Encode, MessageType, Protocol,
-    ProtocolReader, ProtocolWriter,
+    ApplicationException, BinaryReader, CompactReader, Decode, Encode, Encoded, MessageType,
+    Protocol, ProtocolReader, ProtocolWriter,
 };
 use ringsoa::rpc::CallError;
 use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
@@ -37,7 +37,7 @@ use ringsoa::transport::{framed, DEFAULT_MAX_MESSAGE};
 
 use super::cpu::process_cpu;
 use super::idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult, DemoPingArgs, DemoPingResult};
-use super::idl_call::{Exchange, IdlCall, RawArgs};
+use super::idl_call::{Exchange, IdlCall};
 use super::report::{self, Report};
 use super::spawn::DemoProcess;
 
@@ -267,23 +267,19 @@ pub fn frame(framing: Framing, msg: &[u8]) -> Bytes {
     }
 }
 
-/// The request to send (as on the wire) and the exact reply message to expect, for
-/// Demo.echo or Demo.ping.
-fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
-    let (request, reply) = plain_exchange(args, msg);
+/// `request` (a framed message, or a buffered one) as `args.transport` sends it: the
+/// same, or its message in a TTHeader frame.
+fn on_transport(args: &Args, method: &str, request: Bytes) -> Bytes {
     if args.transport != TransportArg::Ttheader {
-        return (request, reply);
+        return request;
     }
     // The plain request is framed; its body goes into the header frame.
-    let method = match args.method {
-        Method::Echo => "echo",
-        Method::Ping => "ping",
-    };
-    let body = &request[framed::HEADER_LEN..];
-    (ttheader(protocol(args), method, body), reply)
+    ttheader(protocol(args), method, &request[framed::HEADER_LEN..])
 }
 
-fn plain_exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
+/// The request to send (as framed or buffered) and the exact reply message to
+/// expect, for Demo.echo or Demo.ping.
+fn exchange(args: &Args, msg: &str) -> (Bytes, Bytes) {
     let protocol = protocol(args);
     let framing = framing(args);
     match args.method {
@@ -372,9 +368,19 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
                 };
                 let x = Rc::new(target.exchange(args.addr).await?);
                 learnt = Some(x.clone());
-                (x.request.clone(), x.reply.clone())
+                (
+                    on_transport(&args, &x.method, x.request.clone()),
+                    x.reply.clone(),
+                )
             }
-            _ => exchange(&args, &msg),
+            _ => {
+                let (request, reply) = exchange(&args, &msg);
+                let method = match args.method {
+                    Method::Echo => "echo",
+                    Method::Ping => "ping",
+                };
+                (on_transport(&args, method, request), reply)
+            }
         };
         let start = Instant::now();
         let run = Rc::new(Run {
@@ -582,7 +588,7 @@ async fn idl_caller(
             Some(s) => s.wait().await,
             None => Instant::now(),
         };
-        let args = RawArgs(&call.args);
+        let args = Encoded(&call.args);
         let result = match client.call_raw(None, &call.method, false, &args).await {
             Ok(Some((reply, _))) if reply.ends_with(&call.result) => Ok(()),
             Ok(_) => Err(CallError::Rejected(
