@@ -298,13 +298,22 @@ impl Depth {
 /// Copies `bytes` into a `String`, rejecting invalid UTF-8.
 #[inline]
 pub(crate) fn utf8(bytes: &[u8]) -> Result<String, ProtocolError> {
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(not_utf8)
+    check_utf8(bytes).map(str::to_owned)
+}
+
+/// `bytes` as `str`, rejecting invalid UTF-8. Checked with SIMD where the CPU has it
+/// (4 KiB of text is checked several times faster than by `std`); only a failure
+/// pays for `std`'s check, which says where the bad byte is.
+#[inline]
+pub(crate) fn check_utf8(bytes: &[u8]) -> Result<&str, ProtocolError> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(_) => std::str::from_utf8(bytes).map_err(not_utf8),
+    }
 }
 
 /// The error for a string that is not UTF-8.
-pub(crate) fn not_utf8(e: std::str::Utf8Error) -> ProtocolError {
+fn not_utf8(e: std::str::Utf8Error) -> ProtocolError {
     ProtocolError::new(
         ProtocolErrorKind::InvalidData,
         format!("string is not valid UTF-8: {e}"),

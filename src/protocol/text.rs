@@ -24,10 +24,8 @@ impl Text {
 
     /// Text over `bytes`, checked to be UTF-8.
     pub fn from_utf8(bytes: Bytes) -> Result<Text, ProtocolError> {
-        match std::str::from_utf8(&bytes) {
-            Ok(_) => Ok(Text(bytes)),
-            Err(e) => Err(super::not_utf8(e)),
-        }
+        super::check_utf8(&bytes)?;
+        Ok(Text(bytes))
     }
 
     /// The text.
@@ -106,5 +104,21 @@ impl fmt::Debug for Text {
 impl fmt::Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_checked_where_the_bad_byte_is() {
+        // Longer than a SIMD block, with multi-byte characters on both sides of it.
+        let good = "é漢🦀a".repeat(40);
+        assert_eq!(&*Text::from_utf8(Bytes::from(good.clone())).unwrap(), good);
+        let mut bad = good.into_bytes();
+        bad[101] = 0xff;
+        let e = Text::from_utf8(Bytes::from(bad)).unwrap_err();
+        assert!(e.to_string().contains("from index 100"), "{e}");
     }
 }
