@@ -50,7 +50,8 @@ async fn serve(
     k.publish(Source::File, SystemTime::now());
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(CHECK) => {
+            // Without a file to follow or a registration to retry, nothing to check.
+            _ = tokio::time::sleep(CHECK), if path.is_some() || pending => {
                 if let Some(p) = &path {
                     let now = stamp_of(p);
                     if now != stamp {

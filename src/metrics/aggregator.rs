@@ -1,6 +1,8 @@
 //! The aggregator thread: merges the cores' deltas into per-method windows and
-//! lifetime totals, decides the breakers every tick, and pushes their states to
-//! the cores when they change.
+//! lifetime totals, decides the breakers, and pushes their states to the cores
+//! when they change. It decides a tick after news from the cores, and every tick
+//! while a breaker is not unlocked (its timers run); otherwise it wakes only every
+//! flush, for switches and rules, so a quiet process costs a few wake-ups a second.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -47,29 +49,32 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let mut second = Second::new(&shared);
     let mut acl = Acl::default();
     let mut limits: HashMap<String, Limit> = HashMap::new();
+    // Deltas merged since the last decision; a breaker whose timers run.
+    let (mut news, mut timed) = (false, false);
     loop {
-        match deltas.recv_timeout(TICK) {
-            Ok(mut d) => {
-                cap_keys(&methods, &mut d);
-                demand.add(&d);
-                second.add(&d);
-                shared.set_pools(&d);
-                merge(&mut methods, d, started, &settings);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
+        let wait = if news || timed {
+            TICK.saturating_sub(last_decide.elapsed())
+        } else {
+            FLUSH
+        };
+        let first = match deltas.recv_timeout(wait) {
+            Ok(d) => Some(d),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
-        }
-        for mut d in deltas.try_iter() {
+        };
+        for mut d in first.into_iter().chain(deltas.try_iter()) {
             cap_keys(&methods, &mut d);
             demand.add(&d);
             second.add(&d);
             shared.set_pools(&d);
             merge(&mut methods, d, started, &settings);
+            news = true;
         }
         second.roll(&shared);
         if last_decide.elapsed() < TICK {
             continue;
         }
+        news = false;
         last_decide = Instant::now();
         let snap = shared.options.governance.as_ref().map(|g| g.snapshot());
         // Settings, ACL and limits are parsed again only when the snapshot changed.
@@ -130,6 +135,9 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
                 }
             }
         }
+        timed = methods
+            .values()
+            .any(|m| m.breaker.state() != State::Unlocked);
         if changed {
             publish(&shared, &methods, &settings, &acl, &limits, &demand);
         }
