@@ -290,8 +290,8 @@ impl Inner {
         let unsent = |error| Failed { error, sent: false };
         // The common case needs no timer: no cap on calls in flight, and an idle
         // connection in the pool.
-        let mut waited = node.limiter.capped();
-        let fast = if waited { None } else { self.pooled(node, now) };
+        let capped = node.limiter.capped();
+        let fast = if capped { None } else { self.pooled(node, now) };
         let (_slot, mut lease) = match fast {
             Some(lease) => match node.limiter.acquire().await {
                 Some(slot) => (slot, lease),
@@ -316,22 +316,16 @@ impl Inner {
             .unwrap_or(Err(CallError::Timeout))
             .map_err(unsent)?,
         };
-        let budget = left;
         let conn = lease.conn();
-        // Only waiting for a slot or a new connection costs time worth a clock read.
-        waited |= conn.uses == 0;
-        let left = if waited {
-            (now + budget).saturating_duration_since(Instant::now())
-        } else {
-            budget
-        };
-        // The tracking fields are made only for a tracked connection.
+        // The tracking fields are made only for a tracked connection. The budget
+        // sent is the attempt's whole budget, time spent waiting for a slot or a
+        // connection included, so the server gives up no sooner than the client.
         let header = if conn.version >= 1 || conn.has_header() {
             let budget = self
                 .config
                 .conn
                 .send_deadline
-                .then(|| budget.as_millis().max(1) as u64);
+                .then(|| left.as_millis().max(1) as u64);
             tracker.header(budget)
         } else {
             Default::default()
@@ -348,12 +342,7 @@ impl Inner {
             oneway,
             header: &header,
         };
-        let result = monoio::time::timeout(left, conn.call(&call, args))
-            .await
-            .unwrap_or(Err(Failed {
-                error: CallError::Timeout,
-                sent: true,
-            }));
+        let result = conn.call_until(&call, args, now + left).await;
         let draining = matches!(&result, Ok(Some(r)) if r.meta.as_ref().is_some_and(|m| m.contains_key(DRAINING_META)));
         if draining {
             // The server closes this connection after the reply, and drains.

@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use super::deadline::Deadline;
 use super::envelope;
 use crate::protocol::with_codec;
 use crate::protocol::{
     ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolError,
     ProtocolErrorKind, ProtocolReader, ProtocolWriter,
 };
+use crate::race::{race, Either};
 use crate::rpc::channel::check_reply;
 use crate::rpc::dispatch::is_shutting_down;
 use crate::rpc::CallError;
@@ -103,6 +105,9 @@ pub(crate) struct Conn {
     pub uses: u64,
     /// The pool generation it belongs to.
     pub generation: u64,
+    /// The calls' deadline timer, reused by every call on the connection; `None`
+    /// until the first call, or after one that was dropped midway.
+    timer: Option<Deadline>,
 }
 
 /// A reply that matched its call: the message from its header on (the response
@@ -166,6 +171,7 @@ impl Conn {
             last_used: now,
             uses: 0,
             generation,
+            timer: None,
         };
         if opts.tracking && opts.header.is_none() {
             let handshake = conn.handshake(&opts.app_id);
@@ -202,6 +208,31 @@ impl Conn {
         };
         let r = read_body::<UpgradeReply>(self.protocol, reply)?;
         Ok(tracking::client::accepted_version(&r))
+    }
+
+    /// [`Conn::call`] that fails with [`CallError::Timeout`] at `deadline`, on the
+    /// connection's one [`Deadline`]. (The timer left behind fires once, a call
+    /// timeout after the last call, and wakes that call's task for nothing.)
+    pub async fn call_until<A: Encode>(
+        &mut self,
+        call: &Call<'_>,
+        args: &A,
+        deadline: Instant,
+    ) -> Result<Option<Reply>, Failed> {
+        let mut timer = match self.timer.take() {
+            Some(mut t) => {
+                t.reset(deadline);
+                t
+            }
+            None => Deadline::new(deadline),
+        };
+        let result = match race(self.call(call, args), timer.elapsed()).await {
+            Either::Left(result) => result,
+            Either::Right(()) => Err(Failed::sent(CallError::Timeout)),
+        };
+        timer.release();
+        self.timer = Some(timer);
+        result
     }
 
     /// Makes one call: writes the request (the tracking header first when the
