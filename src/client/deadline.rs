@@ -105,23 +105,19 @@ mod tests {
             .expect("a runtime");
         rt.block_on(async {
             let t0 = Instant::now();
-            let deadline = std::rc::Rc::new(std::cell::RefCell::new(Deadline::new(
-                t0 + Duration::from_millis(200),
-            )));
-            let d = deadline.clone();
+            let mut deadline = Deadline::new(t0 + Duration::from_millis(200));
             let first = monoio::spawn(async move {
-                let mut d = d.borrow_mut();
-                monoio::time::timeout(Duration::from_millis(20), d.elapsed()).await
+                let r = monoio::time::timeout(Duration::from_millis(20), deadline.elapsed()).await;
+                (r, deadline)
             });
+            let (gave_up, mut deadline) = first.await;
             assert!(
-                first.await.is_err(),
+                gave_up.is_err(),
                 "the first task gave up before the deadline"
             );
-            let d = deadline.clone();
             let second = monoio::spawn(async move {
-                let mut d = d.borrow_mut();
-                d.reset(t0 + Duration::from_millis(60));
-                d.elapsed().await;
+                deadline.reset(t0 + Duration::from_millis(60));
+                deadline.elapsed().await;
                 t0.elapsed()
             });
             let waited = monoio::time::timeout(Duration::from_secs(2), second)
