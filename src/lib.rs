@@ -36,6 +36,7 @@ pub mod addr;
 pub mod admin;
 pub mod client;
 pub mod control;
+mod deadline;
 pub mod dynamic;
 pub mod governance;
 pub mod logs;

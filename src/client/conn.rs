@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
-use super::deadline::Deadline;
 use super::envelope;
+use crate::deadline::Deadline;
 use crate::protocol::with_codec;
 use crate::protocol::{
     ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolError,
     ProtocolErrorKind, ProtocolReader, ProtocolWriter,
 };
-use crate::race::{race, Either};
 use crate::rpc::channel::check_reply;
 use crate::rpc::dispatch::is_shutting_down;
 use crate::rpc::CallError;
@@ -219,20 +218,10 @@ impl Conn {
         args: &A,
         deadline: Instant,
     ) -> Result<Option<Reply>, Failed> {
-        let mut timer = match self.timer.take() {
-            Some(mut t) => {
-                t.reset(deadline);
-                t
-            }
-            None => Deadline::new(deadline),
-        };
-        let result = match race(self.call(call, args), timer.elapsed()).await {
-            Either::Left(result) => result,
-            Either::Right(()) => Err(Failed::sent(CallError::Timeout)),
-        };
-        timer.release();
-        self.timer = Some(timer);
-        result
+        let mut timer = self.timer.take();
+        let result = Deadline::run(&mut timer, deadline, self.call(call, args)).await;
+        self.timer = timer;
+        result.unwrap_or(Err(Failed::sent(CallError::Timeout)))
     }
 
     /// Makes one call: writes the request (the tracking header first when the

@@ -23,7 +23,6 @@ pub mod balance;
 mod call;
 mod config;
 pub mod conn;
-mod deadline;
 mod envelope;
 mod inner;
 mod lease;

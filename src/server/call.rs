@@ -16,6 +16,7 @@ use super::end::End;
 use super::envelope;
 use super::state::CoreState;
 use crate::control::{Outcome, Ticket};
+use crate::deadline::Deadline;
 use crate::protocol::{
     ApplicationException, ApplicationExceptionKind, Codec, DecodeBudget, MessageHeader,
     MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,
@@ -35,6 +36,8 @@ pub(super) struct CallSite<'a, S> {
     pub conn: &'a mut MessageConn,
     pub slot: &'a Slot,
     pub tracking: &'a Handshake,
+    /// The connection's timer for calls with a timeout.
+    pub timer: &'a mut Option<Deadline>,
     /// The header transport's request header, when the call came in one.
     pub envelope: Option<&'a Header>,
 }
@@ -223,6 +226,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         core.in_flight.set(core.in_flight.get() + 1);
         let beat = core.beats.core(core.index);
         beat.enter(&msg.name);
+        let deadline = cx.deadline;
         let result = {
             let mut w = C::writer(self.conn.out());
             // Pinned where it is made: a handler's future can be kilobytes (it holds
@@ -231,15 +235,23 @@ impl<S: Dispatch> CallSite<'_, S> {
             match timeout {
                 // The caller has already given up: do not start the call.
                 Some(t) if t.is_zero() => Ended::TimedOut,
-                t => {
-                    let mut call = std::pin::pin!(with_timeout(t, catch_panic(call)));
+                _ => {
+                    let call = catch_panic(call);
+                    let mut call = std::pin::pin!(async {
+                        match deadline {
+                            Some(at) => Deadline::run(self.timer, at, call).await,
+                            None => Some(call.await),
+                        }
+                    });
                     loop {
                         if core.shutdown.draining() {
                             let left = core
                                 .shutdown
                                 .deadline()
                                 .saturating_duration_since(Instant::now());
-                            break match monoio::time::timeout(left, call.as_mut()).await {
+                            // Boxed: the drain is rare, and its timer would
+                            // otherwise add 700 bytes to every call's future.
+                            break match Box::pin(monoio::time::timeout(left, call.as_mut())).await {
                                 Ok(done) => done.into(),
                                 Err(_) => Ended::CutOff,
                             };
@@ -326,14 +338,6 @@ impl From<Guarded> for Ended {
             Some(Ok(done)) => Ended::Done(done),
             Some(Err(panic)) => Ended::Panicked(panic_message(&panic)),
         }
-    }
-}
-
-/// Runs `f`, giving up after `timeout` (`None` when it ran out).
-async fn with_timeout<F: Future>(timeout: Option<Duration>, f: F) -> Option<F::Output> {
-    match timeout {
-        Some(t) => monoio::time::timeout(t, f).await.ok(),
-        None => Some(f.await),
     }
 }
 

@@ -21,6 +21,7 @@ use super::end::End;
 use super::envelope;
 use super::state::CoreState;
 use super::throttle::warn_throttled;
+use crate::deadline::Deadline;
 use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader};
 use crate::race::{race, Either};
 use crate::rpc::Dispatch;
@@ -50,6 +51,7 @@ pub async fn serve<S: Dispatch>(
             version: 0,
             caller: "".into(),
         },
+        timer: None,
     };
     let Err(end) = session.run().await else {
         return;
@@ -85,6 +87,8 @@ struct Session<S> {
     slot: Rc<Slot>,
     /// Set by the handshake; per connection, never shared.
     tracking: Handshake,
+    /// The calls' timeout timer, made by the first call that has a timeout.
+    timer: Option<Deadline>,
 }
 
 impl<S: Dispatch> Session<S> {
@@ -151,6 +155,7 @@ impl<S: Dispatch> Session<S> {
             conn: &mut self.conn,
             slot: &self.slot,
             tracking: &self.tracking,
+            timer: &mut self.timer,
             envelope: None,
         }
     }

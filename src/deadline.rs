@@ -1,11 +1,11 @@
-//! [`Deadline`]: one connection's call timer, moved to each call's deadline instead
-//! of made anew. Moving a timer to a later deadline is a store, where a timer per
-//! call cost an insert and a removal in the core's timer wheel and put the timer's
-//! 700 bytes into every call's future.
+//! [`Deadline`]: one connection's call timer (client or server), moved to each
+//! call's deadline instead of made anew. Moving a timer to a later deadline is a
+//! store, where a timer per call cost an insert and a removal in the core's timer
+//! wheel and put the timer's 700 bytes into every call's future.
 //!
-//! A pooled connection serves calls of different tasks, and monoio's timer keeps
-//! the first waker it is polled with. So the timer is always polled with the
-//! connection's own waker, which passes the wake to the task calling now.
+//! A pooled client connection serves calls of different tasks, and monoio's timer
+//! keeps the first waker it is polled with. So the timer is always polled with the
+//! deadline's own waker, which passes the wake to the task waiting now.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +14,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use monoio::time::Sleep;
+
+use crate::race::{race, Either};
 
 /// A reusable deadline (see the module docs).
 pub(crate) struct Deadline {
@@ -77,6 +79,28 @@ impl Deadline {
     /// Waits for the deadline.
     pub async fn elapsed(&mut self) {
         std::future::poll_fn(|cx| self.poll_elapsed(cx)).await
+    }
+
+    /// Runs `f` until `at` on the timer in `slot` (made there on first use):
+    /// `None` when the deadline came first.
+    pub async fn run<F: Future>(
+        slot: &mut Option<Deadline>,
+        at: Instant,
+        f: F,
+    ) -> Option<F::Output> {
+        let timer = match slot {
+            Some(t) => {
+                t.reset(at);
+                t
+            }
+            None => slot.insert(Deadline::new(at)),
+        };
+        let result = match race(f, timer.elapsed()).await {
+            Either::Left(v) => Some(v),
+            Either::Right(()) => None,
+        };
+        timer.release();
+        result
     }
 
     /// Lets go of the waiting task's waker (its call ended), so that a finished
