@@ -20,7 +20,9 @@ fi
 cargo build --release --quiet --bin ringsoa-demo --bin ringsoa-perf
 mkdir -p perf/results
 data=perf/results/flamegraph.perf.data
-port=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768+), where the load's TIME_WAIT sockets would
+# keep a server that does not set SO_REUSEADDR from binding.
+port=$((20000 + RANDOM % 12000))
 RUST_LOG=warn perf record -q -e cpu-clock -g -o "$data" -- \
   taskset -c 0 target/release/ringsoa-demo --listen "127.0.0.1:$port" --cores 1 &
 recorder=$!

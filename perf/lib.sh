@@ -4,7 +4,9 @@ rounds=${1:-3}
 secs=${2:-3}
 cargo build --release --quiet --bin ringsoa-demo --bin ringsoa-perf
 mkdir -p perf/results
-port=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768+), where the load's TIME_WAIT sockets would
+# keep a server that does not set SO_REUSEADDR from binding.
+port=$((20000 + RANDOM % 12000))
 
 # start_cmd COMMAND...: starts COMMAND (with {port} replaced by the next port) pinned
 # to CPU 0; returns once the port accepts. Sets $port, $server (the PID measured) and
