@@ -211,7 +211,7 @@ impl Conn {
 
     /// [`Conn::call`] that fails with [`CallError::Timeout`] at `deadline`, on the
     /// connection's one [`Deadline`]. (The timer left behind fires once, a call
-    /// timeout after the last call, and wakes that call's task for nothing.)
+    /// timeout after the last call, and wakes no task: the call let go of its waker.)
     pub async fn call_until<A: Encode>(
         &mut self,
         call: &Call<'_>,
