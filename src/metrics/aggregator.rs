@@ -19,7 +19,7 @@ use super::export::Statsd;
 use super::limit::{self, Limit};
 use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
 use super::{LimitReport, Shared};
-use crate::control::ServiceName;
+use crate::control::{CoreInit, ServiceName, Snapshot};
 
 /// One method's merged record.
 pub struct MethodRecord {
@@ -82,13 +82,7 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         let mut rules_changed = false;
         if parsed != Some(version) {
             parsed = Some(version);
-            let fresh = Settings::from_config(snap.as_deref());
-            let fresh_acl = Acl::from_config(snap.as_deref());
-            let own = snap.as_deref().and_then(|s| {
-                let own = ServiceName::new(&s.app, &s.cluster).ok()?;
-                s.providers(&own).map(<[_]>::len)
-            });
-            let fresh_limits = limit::from_config(snap.as_deref(), own.unwrap_or(1));
+            let (fresh, fresh_acl, fresh_limits) = parse(snap.as_deref());
             rules_changed = fresh.probes_per_core != settings.probes_per_core
                 || fresh.probe_timeout != settings.probe_timeout
                 || fresh_acl != acl
@@ -400,16 +394,35 @@ pub fn state_name(s: State) -> &'static str {
     }
 }
 
-/// The rules before any decision: nothing locked, limited or denied.
-pub fn initial_rules(app: &str) -> Rules {
-    let s = Settings::default();
+/// The settings, ACL and limits in `snap`'s config.
+fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, Limit>) {
+    let own = snap.and_then(|s| {
+        let own = ServiceName::new(&s.app, &s.cluster).ok()?;
+        s.providers(&own).map(<[_]>::len)
+    });
+    (
+        Settings::from_config(snap),
+        Acl::from_config(snap),
+        limit::from_config(snap, own.unwrap_or(1)),
+    )
+}
+
+/// Core `init`'s rules before the aggregator's first publish: nothing locked, and
+/// the settings, ACL and limits (split equally) of `snap`'s config, so that the
+/// config a process starts with holds from its first call.
+pub fn initial_rules(app: &str, snap: Option<&Snapshot>, init: &CoreInit) -> Rules {
+    let (s, acl, limits) = parse(snap);
+    let equal = vec![0.0; init.cores];
     Rules {
         app: app.into(),
         breakers: HashMap::new(),
         probes_per_core: s.probes_per_core,
         probe_timeout: s.probe_timeout,
-        acl: Acl::default(),
-        limits: HashMap::new(),
+        acl,
+        limits: limits
+            .iter()
+            .filter_map(|(m, l)| Some((m.clone(), *limit::split(l, &equal).get(init.index)?)))
+            .collect(),
     }
 }
 
@@ -418,6 +431,22 @@ mod tests {
     use super::*;
     use crate::control::Outcome;
     use crate::metrics::recorder::MethodDelta;
+
+    #[test]
+    fn the_initial_rules_hold_the_config_a_process_starts_with() {
+        let mut snap = Snapshot::empty("a", "c");
+        snap.config.insert("acl.deny".into(), "evil".into());
+        snap.config.insert("limit.echo.qps".into(), "1000".into());
+        snap.config
+            .insert("breaker.probes_per_core".into(), "3".into());
+        let rules = initial_rules("a", Some(&snap), &CoreInit::new(1, 2));
+        assert!(rules.acl.check("evil", "a", "ping").is_err());
+        assert!(rules.acl.check("good", "a", "ping").is_ok());
+        assert_eq!(rules.limits["echo"].qps, Some(500.0), "an equal share");
+        assert_eq!(rules.probes_per_core, 3);
+        let open = initial_rules("a", None, &CoreInit::new(0, 2));
+        assert!(open.acl.is_open() && open.limits.is_empty());
+    }
 
     #[test]
     fn two_cores_merge_to_exact_sums_and_the_reference_percentiles() {

@@ -105,7 +105,8 @@ struct Shared {
     options: MetricsOptions,
     /// Each core's index and rules channel.
     cores: Mutex<Vec<(usize, Sender<Arc<Rules>>)>>,
-    states: Mutex<Arc<Rules>>,
+    /// The rules last published (none before the aggregator's first publish).
+    states: Mutex<Option<Arc<Rules>>>,
     report: Mutex<BTreeMap<String, MethodReport>>,
     anomalies: Mutex<BTreeMap<String, Vec<anomaly::Anomaly>>>,
     /// The limits and their current shares.
@@ -146,7 +147,7 @@ impl Shared {
             pos += 1;
             tx.send(Arc::new(mine)).is_ok()
         });
-        *self.states.lock().expect("not poisoned") = Arc::new(rules);
+        *self.states.lock().expect("not poisoned") = Some(Arc::new(rules));
     }
 
     fn set_report(&self, methods: &BTreeMap<String, MethodRecord>, now_ms: u64) {
@@ -186,7 +187,7 @@ impl Metrics {
     /// Starts the aggregator thread.
     pub fn start(options: MetricsOptions) -> std::io::Result<Metrics> {
         let shared = Arc::new(Shared {
-            states: Mutex::new(Arc::new(aggregator::initial_rules(&options.app))),
+            states: Mutex::default(),
             options,
             cores: Mutex::default(),
             report: Mutex::default(),
@@ -226,12 +227,20 @@ impl Metrics {
 
     fn make_core(&self, init: &CoreInit) -> CoreMetrics {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let initial = Arc::new((**self.shared.states.lock().expect("not poisoned")).clone());
-        self.shared
-            .cores
-            .lock()
-            .expect("not poisoned")
-            .push((init.index, tx));
+        // Under the cores' lock (taken before the rules' one, as a publish does):
+        // a publish lands either in `initial` or in the channel, never in neither.
+        let mut cores = self.shared.cores.lock().expect("not poisoned");
+        let published = self.shared.states.lock().expect("not poisoned").clone();
+        let initial = Arc::new(match published {
+            Some(rules) => (*rules).clone(),
+            None => {
+                let o = &self.shared.options;
+                let snap = o.governance.as_ref().map(|g| g.snapshot());
+                aggregator::initial_rules(&o.app, snap.as_deref(), init)
+            }
+        });
+        cores.push((init.index, tx));
+        drop(cores);
         CoreMetrics::new(init.index, self.deltas.clone(), rx, initial)
     }
 
