@@ -30,14 +30,18 @@ start_server() {
 }
 
 # run_load OUT ROUND LABEL [ringsoa-perf load flags...]: one run against $server,
-# its JSON (with the round and the load average at its start) appended to OUT. The
-# load generator is $LOAD_BIN when set (another build's ringsoa-perf).
+# its JSON (with the round, the load average and the CPUs' cache-line round trip at
+# its start) appended to OUT. The load generator is $LOAD_BIN when set (another
+# build's ringsoa-perf).
 run_load() {
   local out=$1 round=$2 label=$3; shift 3
   local load; load=$(cut -d' ' -f1 /proc/loadavg)
+  # The machine's state: a cache line's round trip between the two CPUs (the host
+  # places and moves the virtual CPUs; see src/bin/ringsoa-perf/cpu_latency.rs).
+  local rtt; rtt=$(target/release/ringsoa-perf cpu-latency --a 0 --b 1)
   "${LOAD_BIN:-target/release/ringsoa-perf}" load --addr "127.0.0.1:$port" --cpu 1 --server-pid "$server" \
     --label "$label" --json "$@" \
-    | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$round; d['loadavg']=$load; print(json.dumps(d))" >> "$out"
+    | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$round; d['loadavg']=$load; d['cpu_rtt_ns']=$rtt; print(json.dumps(d))" >> "$out"
 }
 
 stop_server() {

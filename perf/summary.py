@@ -28,10 +28,34 @@ def med(rs, k):
     return statistics.median(vals) if vals else float("nan")
 
 
+def paired(a, b, k):
+    """The ratios a/b of field `k` round by round (runs of one round are adjacent in
+    time, so each pair shares the machine's state), sorted."""
+    bs = {r["round"]: r[k] for r in b if r.get(k) is not None}
+    return sorted(r[k] / bs[r["round"]] for r in a if r.get(k) is not None and r["round"] in bs)
+
+
+def paired_text(ratios):
+    """A paired ratio's median and range, e.g. "1.12 (1.06–1.19)"."""
+    if not ratios:
+        return "—"
+    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f})"
+
+
+def rtt_line(results):
+    """The range of the CPUs' cache-line round trip recorded beside the runs."""
+    rtts = [r["cpu_rtt_ns"] for r in results if r.get("cpu_rtt_ns") is not None]
+    if not rtts:
+        return ""
+    return (f"; cache-line round trip between the two CPUs at run start "
+            f"{min(rtts):.0f}–{max(rtts):.0f} ns")
+
+
 def load_line(results):
     """How many runs and the load average range at their start."""
     loads = [r["loadavg"] for r in results]
-    return f"{len(results)} runs; load average at run start {min(loads):.2f}–{max(loads):.2f}"
+    return (f"{len(results)} runs; load average at run start {min(loads):.2f}–{max(loads):.2f}"
+            + rtt_line(results))
 
 
 def server_echo(results):
@@ -47,15 +71,19 @@ def server_echo(results):
 
 def client_echo(results):
     names = {"raw": "raw, pre-encoded", "tracked": "ringsoa client, tracked", "native": "ringsoa client, native"}
-    print("| calls in flight | load generator | client CPU µs/call | ratio to raw | p50 µs | p99 µs | server CPU µs/call | kQPS |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| calls in flight | load generator | client CPU µs/call | ratio to raw | paired ratio, median (range) | p50 µs | p99 µs | server CPU µs/call | kQPS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    k = "client_cpu_us_per_call"
     for conns, by in sorted(cells(results, lambda r: r["conns"]).items()):
-        base = med(by["raw"], "client_cpu_us_per_call")
+        base = med(by["raw"], k)
         for label in ("raw", "tracked", "native"):
             rs = by[label]
-            c = med(rs, "client_cpu_us_per_call")
-            print(f"| {conns} | {names[label]} | {c:.2f} | {c / base:.2f} | {med(rs, 'p50_us'):.0f} "
-                  f"| {med(rs, 'p99_us'):.0f} | {med(rs, 'server_cpu_us_per_call'):.2f} | {med(rs, 'qps') / 1000:.1f} |")
+            c = med(rs, k)
+            print(f"| {conns} | {names[label]} | {c:.2f} | {c / base:.2f} | {paired_text(paired(rs, by['raw'], k))} "
+                  f"| {med(rs, 'p50_us'):.0f} | {med(rs, 'p99_us'):.0f} | {med(rs, 'server_cpu_us_per_call'):.2f} "
+                  f"| {med(rs, 'qps') / 1000:.1f} |")
+    print("\nThe paired ratio divides each run by the raw generator's run of the same round"
+          " (a few seconds apart, so on the same machine state).")
 
 
 if __name__ == "__main__":

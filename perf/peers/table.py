@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from summary import cells as group, med, rows as read_rows  # noqa: E402
+from summary import cells as group, med, paired, paired_text, rows as read_rows  # noqa: E402
 
 rows = read_rows(sys.argv[1])
 taken, rounds, secs = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -74,6 +74,22 @@ for key in sorted(cells):
     out.append(f"| {cell_name(any_row)} | {any_row['conns']} | " + " | ".join(
         f"{mine / med(by[s], 'server_cpu_us_per_call'):.2f}" if s in by else "—" for s in others) + " |")
 out.append("")
+out.append("**ringsoa ÷ the limit, paired by round** (each round's ringsoa run divided by the same round's "
+           "raw monoio run, seconds apart, so on the same machine state; the host moves this VM's CPUs "
+           "between near and far cores, which the cache-line round trip between the two CPUs shows):\n")
+out.append("| cell | conns | ratio of medians | paired: median (range) | CPU round trip at run start, ns |")
+out.append("|---|---|---|---|---|")
+for key in sorted(cells):
+    by = cells[key]
+    any_row = next(iter(by.values()))[0]
+    if "ringsoa" not in by or "raw" not in by:
+        continue
+    k = "server_cpu_us_per_call"
+    rtts = [r["cpu_rtt_ns"] for rs in (by["ringsoa"], by["raw"]) for r in rs if r.get("cpu_rtt_ns")]
+    rtt = f"{min(rtts):.0f}–{max(rtts):.0f}" if rtts else "—"
+    out.append(f"| {cell_name(any_row)} | {any_row['conns']} | {med(by['ringsoa'], k) / med(by['raw'], k):.2f} "
+               f"| {paired_text(paired(by['ringsoa'], by['raw'], k))} | {rtt} |")
+out.append("")
 out.append("**Throughput and latency** (kQPS, p50 / p99 / p99.9 µs; the load generator's one core bounds QPS, "
            "so QPS mostly measures it), and the load average at the start of the cell's runs:\n")
 out.append("| cell | conns | " + " | ".join(NAMES[s] for s in ORDER) + " | load avg |")
@@ -107,7 +123,9 @@ for key in sorted(cells):
         if other in by:
             r = c("ringsoa") / c(other)
             if r > limit:
-                checks.append(f"{name}: ringsoa ÷ {NAMES[other]} = {r:.2f} (target ≤ {limit})")
+                pairs = paired(by["ringsoa"], by[other], "server_cpu_us_per_call")
+                checks.append(f"{name}: ringsoa ÷ {NAMES[other]} = {r:.2f}, paired {paired_text(pairs)} "
+                              f"(target ≤ {limit})")
     if any_row["conns"] == 128 and "raw" in by:
         r = med(by["ringsoa"], "p99_us") / med(by["raw"], "p99_us")
         if r > 1.1:

@@ -13,6 +13,8 @@
 //! - `ringsoa-perf echo-server`: the limit: a raw monoio echo server that answers
 //!   each framed `echo` call with exactly the bytes ringsoa answers it with, and does
 //!   nothing else.
+//! - `ringsoa-perf cpu-latency`: the round trip of a cache line between two CPUs,
+//!   which the perf scripts record beside each run (see the module).
 //!
 
 mod idl {
@@ -20,6 +22,7 @@ mod idl {
 }
 
 mod cpu;
+mod cpu_latency;
 mod echo_server;
 mod governance;
 mod idl_call;
@@ -47,6 +50,8 @@ enum Command {
     Governance(governance::Args),
     /// A latency-percentile plot comparing several `load` results (JSON files).
     Plot(PlotArgs),
+    /// The round trip of a cache line between two CPUs (the machine's state).
+    CpuLatency(cpu_latency::Args),
 }
 
 /// Flags of `plot`.
@@ -92,6 +97,7 @@ fn run() -> std::io::Result<()> {
         Command::EchoServer(a) => echo_server::run(a),
         Command::Plot(a) => plot(a),
         Command::Governance(a) => governance::run(a),
+        Command::CpuLatency(a) => cpu_latency::run(a),
     }
 }
 
