@@ -28,18 +28,28 @@ def med(rs, k):
     return statistics.median(vals) if vals else float("nan")
 
 
-def paired(a, b, k):
-    """The ratios a/b of field `k` round by round (runs of one round are adjacent in
-    time, so each pair shares the machine's state), sorted."""
-    bs = {r["round"]: r[k] for r in b if r.get(k) is not None}
-    return sorted(r[k] / bs[r["round"]] for r in a if r.get(k) is not None and r["round"] in bs)
+def paired(a, b, k, same_state=False):
+    """The ratios a/b of field `k` round by round (runs of one round are seconds
+    apart), sorted. With `same_state`, only pairs whose CPU round trips at run
+    start are within 1.5× of each other (the host had the CPUs equally near)."""
+    bs = {r["round"]: r for r in b if r.get(k) is not None}
+
+    def same(x, y):
+        rx, ry = x.get("cpu_rtt_ns"), y.get("cpu_rtt_ns")
+        return rx is not None and ry is not None and max(rx, ry) <= 1.5 * min(rx, ry)
+
+    return sorted(r[k] / bs[r["round"]][k] for r in a
+                  if r.get(k) is not None and r["round"] in bs
+                  and (not same_state or same(r, bs[r["round"]])))
 
 
-def paired_text(ratios):
-    """A paired ratio's median and range, e.g. "1.12 (1.06–1.19)"."""
+def paired_text(ratios, count=False):
+    """A paired ratio's median and range, e.g. "1.12 (1.06–1.19)" (with `count`,
+    how many pairs: "1.12 (1.06–1.19, 4 pairs)")."""
     if not ratios:
         return "—"
-    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f})"
+    n = f", {len(ratios)} pairs" if count else ""
+    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f}{n})"
 
 
 def rtt_line(results):
@@ -71,8 +81,8 @@ def server_echo(results):
 
 def client_echo(results):
     names = {"raw": "raw, pre-encoded", "tracked": "ringsoa client, tracked", "native": "ringsoa client, native"}
-    print("| calls in flight | load generator | client CPU µs/call | ratio to raw | paired ratio, median (range) | p50 µs | p99 µs | server CPU µs/call | kQPS |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| calls in flight | load generator | client CPU µs/call | ratio to raw | paired ratio, median (range) | same-state pairs | p50 µs | p99 µs | server CPU µs/call | kQPS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     k = "client_cpu_us_per_call"
     for conns, by in sorted(cells(results, lambda r: r["conns"]).items()):
         base = med(by["raw"], k)
@@ -80,10 +90,12 @@ def client_echo(results):
             rs = by[label]
             c = med(rs, k)
             print(f"| {conns} | {names[label]} | {c:.2f} | {c / base:.2f} | {paired_text(paired(rs, by['raw'], k))} "
+                  f"| {paired_text(paired(rs, by['raw'], k, True), True)} "
                   f"| {med(rs, 'p50_us'):.0f} | {med(rs, 'p99_us'):.0f} | {med(rs, 'server_cpu_us_per_call'):.2f} "
                   f"| {med(rs, 'qps') / 1000:.1f} |")
     print("\nThe paired ratio divides each run by the raw generator's run of the same round"
-          " (a few seconds apart, so on the same machine state).")
+          " (seconds apart); same-state pairs are those whose CPU round trips at run start"
+          " are within 1.5× of each other (the host had the two CPUs equally near).")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,8 @@ out.append("")
 out.append("**ringsoa ÷ the limit, paired by round** (each round's ringsoa run divided by the same round's "
            "raw monoio run, seconds apart, so on the same machine state; the host moves this VM's CPUs "
            "between near and far cores, which the cache-line round trip between the two CPUs shows):\n")
-out.append("| cell | conns | ratio of medians | paired: median (range) | CPU round trip at run start, ns |")
-out.append("|---|---|---|---|---|")
+out.append("| cell | conns | ratio of medians | paired: median (range) | same-state pairs (round trips within 1.5×) | CPU round trip at run start, ns |")
+out.append("|---|---|---|---|---|---|")
 for key in sorted(cells):
     by = cells[key]
     any_row = next(iter(by.values()))[0]
@@ -88,7 +88,8 @@ for key in sorted(cells):
     rtts = [r["cpu_rtt_ns"] for rs in (by["ringsoa"], by["raw"]) for r in rs if r.get("cpu_rtt_ns")]
     rtt = f"{min(rtts):.0f}–{max(rtts):.0f}" if rtts else "—"
     out.append(f"| {cell_name(any_row)} | {any_row['conns']} | {med(by['ringsoa'], k) / med(by['raw'], k):.2f} "
-               f"| {paired_text(paired(by['ringsoa'], by['raw'], k))} | {rtt} |")
+               f"| {paired_text(paired(by['ringsoa'], by['raw'], k))} "
+               f"| {paired_text(paired(by['ringsoa'], by['raw'], k, True), True)} | {rtt} |")
 out.append("")
 out.append("**Throughput and latency** (kQPS, p50 / p99 / p99.9 µs; the load generator's one core bounds QPS, "
            "so QPS mostly measures it), and the load average at the start of the cell's runs:\n")
