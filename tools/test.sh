@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
+# One full run gains nothing from incremental caches (gigabytes on disk), and the
+# crates the tests build beside ringsoa (peers, scaffold, Apache's) take the
+# workspace's line-tables-only debug info too. The free disk is printed so that a
+# linker killed by a full disk (SIGBUS) can be told from a real failure.
+export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+df -h . | awk 'NR == 2 { print "tools/test.sh: " $4 " free on the disk of target/" }'
+
 step "Python venv with thriftpy2 (real peer)"
 PY=$(tools/venv.sh)
 
