@@ -230,32 +230,19 @@ fn publish(
         limits: HashMap::new(),
     };
     let cores = shared.core_indexes();
-    let shares: HashMap<&String, Vec<Limit>> = limits
-        .iter()
-        .map(|(m, l)| (m, limit::split(l, &demand.of(m, &cores))))
-        .collect();
     *shared.limits.lock().expect("not poisoned") = limits
         .iter()
         .map(|(m, l)| {
-            let per_core = cores
-                .iter()
-                .copied()
-                .zip(shares[m].iter().copied())
-                .collect();
-            (
-                m.clone(),
-                LimitReport {
-                    limit: *l,
-                    per_core,
-                },
-            )
+            let shares = limit::split(l, &demand.of(m, &cores));
+            let per_core = cores.iter().copied().zip(shares).collect();
+            let report = LimitReport {
+                limit: *l,
+                per_core,
+            };
+            (m.clone(), report)
         })
         .collect();
-    shared.publish_rules(rules, |rules, i| {
-        for (m, per_core) in &shares {
-            rules.limits.insert((*m).clone(), per_core[i]);
-        }
-    });
+    shared.publish_rules(rules);
 }
 
 /// Recent calls per method and core (admitted and refused), for the limits' split.
@@ -412,7 +399,6 @@ fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, Limit>) {
 /// config a process starts with holds from its first call.
 pub fn initial_rules(app: &str, snap: Option<&Snapshot>, init: &CoreInit) -> Rules {
     let (s, acl, limits) = parse(snap);
-    let equal = vec![0.0; init.cores];
     Rules {
         app: app.into(),
         breakers: HashMap::new(),
@@ -421,7 +407,7 @@ pub fn initial_rules(app: &str, snap: Option<&Snapshot>, init: &CoreInit) -> Rul
         acl,
         limits: limits
             .iter()
-            .filter_map(|(m, l)| Some((m.clone(), *limit::split(l, &equal).get(init.index)?)))
+            .map(|(m, l)| (m.clone(), limit::equal_share(l, init.cores)))
             .collect(),
     }
 }

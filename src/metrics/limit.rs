@@ -55,6 +55,11 @@ pub fn from_config(snap: Option<&Snapshot>, providers: usize) -> HashMap<String,
     out
 }
 
+/// One of `cores` equal shares of `limit`: a core's share before any demand is known.
+pub fn equal_share(limit: &Limit, cores: usize) -> Limit {
+    split(limit, &vec![0.0; cores.max(1)])[0]
+}
+
 /// Splits `limit` over cores by `demand` (recent calls per core): each core gets a
 /// floor of a tenth of an equal share, the rest goes by demand (equally when there
 /// is none).
@@ -88,7 +93,7 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A full bucket.
+    /// A bucket holding one call's token.
     pub fn new(now: Instant) -> Self {
         Bucket {
             tokens: 1.0,

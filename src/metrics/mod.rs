@@ -74,6 +74,17 @@ pub struct LimitReport {
     pub per_core: Vec<(usize, limit::Limit)>,
 }
 
+impl LimitReport {
+    /// Core `core`'s share; a core not in the split yet (made after it) gets an
+    /// equal share of the cores in it and itself until the next split.
+    fn share_of(&self, core: usize) -> limit::Limit {
+        self.per_core.iter().find(|(i, _)| *i == core).map_or_else(
+            || limit::equal_share(&self.limit, self.per_core.len() + 1),
+            |(_, s)| *s,
+        )
+    }
+}
+
 /// One node of a client's pools, summed over the cores.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PoolReport {
@@ -137,16 +148,15 @@ impl Shared {
     }
 
     /// Sends each core its own copy of `rules` (so that reading it touches no
-    /// other core), adjusted by `each` with the core's position.
-    fn publish_rules(&self, rules: Rules, each: impl Fn(&mut Rules, usize)) {
+    /// other core) with its share of each limit in `self.limits`.
+    fn publish_rules(&self, rules: Rules) {
         let mut cores = self.cores.lock().expect("not poisoned");
-        let mut pos = 0;
-        cores.retain(|(_, tx)| {
-            let mut mine = rules.clone();
-            each(&mut mine, pos);
-            pos += 1;
+        let limits = self.limits.lock().expect("not poisoned");
+        cores.retain(|(core, tx)| {
+            let mine = with_shares(rules.clone(), &limits, *core);
             tx.send(Arc::new(mine)).is_ok()
         });
+        drop(limits);
         *self.states.lock().expect("not poisoned") = Some(Arc::new(rules));
     }
 
@@ -174,6 +184,14 @@ impl Shared {
             .collect();
         *self.report.lock().expect("not poisoned") = report;
     }
+}
+
+/// `rules` with core `core`'s share of each limit.
+fn with_shares(mut rules: Rules, limits: &BTreeMap<String, LimitReport>, core: usize) -> Rules {
+    for (method, report) in limits {
+        rules.limits.insert(method.clone(), report.share_of(core));
+    }
+    rules
 }
 
 /// The running aggregator (cheap to clone; `Send` and `Sync`).
@@ -227,12 +245,16 @@ impl Metrics {
 
     fn make_core(&self, init: &CoreInit) -> CoreMetrics {
         let (tx, rx) = crossbeam_channel::unbounded();
-        // Under the cores' lock (taken before the rules' one, as a publish does):
-        // a publish lands either in `initial` or in the channel, never in neither.
+        // Under the cores' lock (taken before the rules' and the limits' ones, as a
+        // publish does): a publish lands either in `initial` or in the channel,
+        // never in neither.
         let mut cores = self.shared.cores.lock().expect("not poisoned");
         let published = self.shared.states.lock().expect("not poisoned").clone();
         let initial = Arc::new(match published {
-            Some(rules) => (*rules).clone(),
+            Some(rules) => {
+                let limits = self.shared.limits.lock().expect("not poisoned");
+                with_shares((*rules).clone(), &limits, init.index)
+            }
             None => {
                 let o = &self.shared.options;
                 let snap = o.governance.as_ref().map(|g| g.snapshot());
@@ -293,8 +315,48 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::Outcome;
+    use crate::control::{CoreControl, Outcome};
+    use crate::governance::{Backend, GovernanceOptions};
+    use crate::rpc::CallContext;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_core_made_after_a_publish_enforces_its_share_of_each_limit() {
+        let state = "[apps.app.config]\n\"limit.echo.qps\" = \"1000\"\n";
+        let gov = GovernanceOptions::new("app", "c", Backend::Embedded(state.into()));
+        let gov = Governance::start(gov).unwrap();
+        assert!(gov.wait_ready(Duration::from_secs(5)));
+        let mut o = MetricsOptions::new("app");
+        o.governance = Some(gov);
+        let metrics = Metrics::start(o).unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _early = metrics.make_core(&CoreInit::new(0, 2));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while metrics.shared.states.lock().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "no publish");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Its share is half of 1,000/s: one call, then 500 calls a second.
+            let late = metrics.make_core(&CoreInit::new(1, 2));
+            let cx = CallContext::default();
+            let start = Instant::now();
+            let (mut tried, mut admitted) = (0, 0);
+            while start.elapsed() < Duration::from_millis(200) {
+                tried += 1;
+                admitted += usize::from(late.admit(&cx, "echo").is_ok());
+            }
+            let share = 1.0 + 500.0 * start.elapsed().as_secs_f64();
+            let ok = (admitted as f64) <= share + 1.0 && (admitted as f64) >= share * 0.8;
+            assert!(
+                ok,
+                "admitted {admitted} of {tried} in 200 ms: expected {share:.0}"
+            );
+        });
+    }
 
     #[test]
     fn the_lock_callback_is_told_and_the_views_follow() {
