@@ -65,9 +65,10 @@ impl Acl {
 
     /// Whether there are no rules at all (every call passes).
     pub fn is_open(&self) -> bool {
-        // Field by field: comparing with `Acl::default()` built a `HashMap` (and
-        // its random hasher keys) on every call.
-        self.service == Lists::default() && self.methods.is_empty() && !self.deny_native
+        // Field by field: comparing with a default value built (and dropped) one on
+        // every call.
+        let s = &self.service;
+        s.allow.is_none() && s.deny.is_empty() && self.methods.is_empty() && !self.deny_native
     }
 
     /// Whether `caller` (empty for a native caller) may call `method`; the refusal's

@@ -196,7 +196,7 @@ fn publish(
     demand: &Demand,
 ) {
     let app = &shared.options.app;
-    let breakers: HashMap<String, BreakerView> = methods
+    let breakers: foldhash::HashMap<String, BreakerView> = methods
         .iter()
         .filter(|(_, m)| m.breaker.state() != State::Unlocked)
         .map(|(method, m)| {
@@ -227,7 +227,7 @@ fn publish(
         probes_per_core: s.probes_per_core,
         probe_timeout: s.probe_timeout,
         acl: acl.clone(),
-        limits: HashMap::new(),
+        limits: Default::default(),
     };
     let cores = shared.core_indexes();
     *shared.limits.lock().expect("not poisoned") = limits
@@ -401,7 +401,7 @@ pub fn initial_rules(app: &str, snap: Option<&Snapshot>, init: &CoreInit) -> Rul
     let (s, acl, limits) = parse(snap);
     Rules {
         app: app.into(),
-        breakers: HashMap::new(),
+        breakers: Default::default(),
         probes_per_core: s.probes_per_core,
         probe_timeout: s.probe_timeout,
         acl,

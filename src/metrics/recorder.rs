@@ -4,7 +4,9 @@
 //! core's probes in flight, each with its timeout.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+// foldhash: a method name is looked up on every call, and SipHash cost more than
+// the rest of the lookup.
+use foldhash::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -99,7 +99,10 @@ impl<S: Dispatch> CallSite<'_, S> {
         if draining && cx.version >= 2 {
             cx.response_meta.insert(DRAINING_META.into(), "1".into());
         }
-        let method = || std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>");
+        // Checked once, when first needed (admission, then the recorder).
+        let name = std::cell::OnceCell::new();
+        let method =
+            || *name.get_or_init(|| std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>"));
         let admitted = match over_limits {
             Some(why) => Err(ApplicationException::new(
                 ApplicationExceptionKind::ProtocolError,

@@ -143,9 +143,16 @@ impl<S: Dispatch> Session<S> {
             let (h, payload) = header::decode(&frame, &limits)?;
             let mut site = self.site();
             site.envelope = Some(&h);
-            return with_codec!(h.protocol, P => site.request::<P>(payload).await);
+            return with_codec!(h.protocol, P => {
+                let call = std::pin::pin!(site.request::<P>(payload));
+                call.await
+            });
         }
-        self.site().request::<C>(frame).await
+        // Pinned where it is made: a call's future is kilobytes, and awaiting it
+        // as a value copied all of it on every call.
+        let mut site = self.site();
+        let call = std::pin::pin!(site.request::<C>(frame));
+        call.await
     }
 
     /// Where the next call runs: this connection's parts.
