@@ -40,7 +40,9 @@ for round in $(seq "$rounds"); do
   for transport in $transports; do
     for payload in $payloads; do
       for conns in $conns_list; do
-        for build in base this; do
+        order="base this"
+        [ $((round % 2)) -eq 0 ] && order="this base"
+        for build in $order; do
           demo=target/release/ringsoa-demo
           LOAD_BIN=target/release/ringsoa-perf
           if [ $side = server ]; then

@@ -2,8 +2,8 @@
 # Server benchmark: ringsoa-demo against the raw monoio echo server (the limit), same
 # bytes on the wire. Echo of 64 B and 4 KiB over framed binary at 1, 16 and 128
 # connections; each server pinned to CPU 0 (one core), the load generator to CPU 1;
-# servers alternate, ROUNDS rounds; the medians go to stdout as a Markdown table and
-# every run's JSON to perf/results/server-echo.jsonl.
+# servers alternate (the order swapped every round), ROUNDS rounds; the medians go
+# to stdout as a Markdown table and every run's JSON to perf/results/server-echo.jsonl.
 # Usage: perf/server-echo.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,11 @@ out=perf/results/server-echo.jsonl
 for round in $(seq "$rounds"); do
   for payload in 64 4096; do
     for conns in 1 16 128; do
-      for srv in raw ringsoa; do
+      # Each round swaps the order, so that whatever one run leaves behind (the
+      # load's sockets in TIME_WAIT, a warm page cache) falls on both servers.
+      order="raw ringsoa"
+      [ $((round % 2)) -eq 0 ] && order="ringsoa raw"
+      for srv in $order; do
         start_server "$srv"
         run_load "$out" "$round" "$srv" --conns "$conns" --payload "$payload" \
           --warmup-s 1 --duration-s "$secs"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Instructions per call, which machine noise does not move: ringsoa-demo and the raw
+# io_uring limit (`ringsoa-perf echo-server`) each run under valgrind's callgrind,
+# pinned to CPU 0, while `ringsoa-perf load` (CPU 1) echoes PAYLOAD bytes over CONNS
+# connections. The counts are zeroed after a warm-up load and dumped after the
+# measured one, then divided by its calls. Prints per call: instructions (Ir), data
+# reads and writes, and the simulated L1 misses, with each server's top functions by
+# their own instructions. Valgrind sees user space only, and its cache simulation
+# does not see the kernel's copies into the buffers: the misses are a hint, the
+# instruction counts are exact. Needs valgrind (Debian's package).
+# Usage: perf/callgrind.sh [PAYLOAD] [CONNS] [SECONDS]
+#   DEMO_FLAGS  ringsoa-demo's flags besides --listen/--cores (default: none, the
+#               demo's defaults with governance and metrics)
+#   TOP         functions listed per server (default 25)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind > /dev/null || { echo "perf/callgrind.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+payload=${1:-4096}
+conns=${2:-128}
+. perf/lib.sh 1 "${3:-10}"
+read -r -a demo_flags <<< "${DEMO_FLAGS-}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+load() {
+  target/release/ringsoa-perf load --addr "127.0.0.1:$port" --cpu 1 --conns "$conns" \
+    --payload "$payload" --warmup-s 0 "$@"
+}
+for name in limit ringsoa; do
+  case $name in
+    limit) server=(target/release/ringsoa-perf echo-server --listen "127.0.0.1:{port}") ;;
+    ringsoa) server=(target/release/ringsoa-demo --listen "127.0.0.1:{port}" --cores 1 "${demo_flags[@]}") ;;
+  esac
+  start_cmd valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file="$work/$name.out" "${server[@]}"
+  load --duration-s 2 > /dev/null
+  callgrind_control --zero "$started" > /dev/null 2>&1
+  load --duration-s "$secs" --json > "$work/$name.json"
+  callgrind_control --dump "$started" > /dev/null 2>&1
+  # Killed, not asked: under valgrind a server idle in io_uring_enter never sees a
+  # SIGTERM, and the counts are already written.
+  kill -KILL "$started"; wait "$started" 2>/dev/null || true
+  calls=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['calls'])" "$work/$name.json")
+  echo "== $name: echo $payload B, $conns connections, $calls calls measured"
+  python3 perf/callgrind_top.py "$work/$name.out".* "$calls" "${TOP:-25}"
+done
