@@ -27,10 +27,10 @@ load() {
 }
 for name in limit ringsoa; do
   case $name in
-    limit) server=(target/release/ringsoa-perf echo-server --listen "127.0.0.1:{port}") ;;
-    ringsoa) server=(target/release/ringsoa-demo --listen "127.0.0.1:{port}" --cores 1 "${demo_flags[@]}") ;;
+    limit) cmd=(target/release/ringsoa-perf echo-server --listen "127.0.0.1:{port}") ;;
+    ringsoa) cmd=(target/release/ringsoa-demo --listen "127.0.0.1:{port}" --cores 1 "${demo_flags[@]}") ;;
   esac
-  start_cmd valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file="$work/$name.out" "${server[@]}"
+  start_cmd valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file="$work/$name.out" "${cmd[@]}"
   load --duration-s 2 > /dev/null
   callgrind_control --zero "$started" > /dev/null 2>&1
   load --duration-s "$secs" --json > "$work/$name.json"

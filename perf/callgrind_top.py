@@ -2,7 +2,6 @@
 their own (exclusive) instructions per call. Used by perf/callgrind.sh.
 Usage: callgrind_top.py DUMP CALLS [TOP]"""
 
-import collections
 import re
 import sys
 
@@ -11,7 +10,7 @@ NAME = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
 
 def exclusive_costs(path):
     """Event names, and each function's own costs (calls' costs left out)."""
-    names, costs = {}, collections.defaultdict(lambda: None)
+    names, costs = {}, {}
     events, current, after_call = [], None, False
     with open(path) as f:
         for line in f:
@@ -36,10 +35,9 @@ def exclusive_costs(path):
                     after_call = False
                     continue
                 values = [int(v) for v in line.split()[1:]]
-                c = costs[current] or [0] * len(events)
+                c = costs.setdefault(current, [0] * len(events))
                 for i, v in enumerate(values):
                     c[i] += v
-                costs[current] = c
     return events, costs
 
 

@@ -333,3 +333,21 @@ fn a_run_ends_on_time_whatever_the_server_does() {
         assert!(took < Duration::from_secs(20), "{mode}: took {took:?}");
     }
 }
+
+#[test]
+fn cpu_latency_times_a_round_trip_and_refuses_one_cpu_twice() {
+    let out = Command::new(PERF)
+        .args(["cpu-latency", "--a", "0", "--b", "1", "--trips", "20000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ns: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(ns > 0.0 && ns.is_finite(), "{ns}");
+    let same = Command::new(PERF)
+        .args(["cpu-latency", "--a", "0", "--b", "0"])
+        .output()
+        .unwrap();
+    assert!(!same.status.success());
+    let err = String::from_utf8_lossy(&same.stderr);
+    assert!(err.contains("two different CPUs"), "{err}");
+}

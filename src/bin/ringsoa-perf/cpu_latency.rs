@@ -28,6 +28,13 @@ pub struct Args {
 
 /// Prints the mean round trip in nanoseconds.
 pub fn run(args: Args) -> std::io::Result<()> {
+    if args.a == args.b {
+        // Two spinning threads on one CPU pass the line once per time slice.
+        return Err(std::io::Error::other(format!(
+            "cpu-latency: --a and --b must be two different CPUs (both are {})",
+            args.a
+        )));
+    }
     println!("{:.0}", round_trip_ns(&args));
     Ok(())
 }
