@@ -169,12 +169,21 @@ fn ping_load(
         let mut conn: Option<TcpStream> = None;
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
-            let s = conn.get_or_insert_with(|| {
-                let s = TcpStream::connect(addr).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s
-            });
             calls += 1;
+            let s = match &mut conn {
+                Some(s) => s,
+                None => match TcpStream::connect(addr) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        conn.insert(s)
+                    }
+                    Err(_) => {
+                        failed += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                },
+            };
             let ok =
                 call_raw(s, "ping", calls as i32, &DemoPingArgs {}).is_ok_and(|r| is_reply(&r));
             if !ok {

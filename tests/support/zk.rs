@@ -158,9 +158,22 @@ impl Zk {
             .enable_all()
             .build()
             .unwrap();
-        let client = rt
-            .block_on(zk::Client::connect(connect))
-            .expect("ZooKeeper reachable");
+        // An ensemble that just lost its leader answers again once it has elected
+        // another, which a loaded machine may take longer than one attempt waits.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let attempt = zk::Client::connector()
+                .with_connection_timeout(Duration::from_secs(5))
+                .connect(connect);
+            match rt.block_on(attempt) {
+                Ok(client) => break client,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("ZooKeeper at {connect} not reachable yet ({e}); trying again");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("ZooKeeper at {connect} not reachable within 30 s: {e}"),
+            }
+        };
         Zk { rt, client }
     }
 
