@@ -52,6 +52,31 @@ impl CallContext {
         }
     }
 
+    /// Makes a served connection's context fresh for its next call, keeping what
+    /// it has allocated: the caller (shared with the connection) is swapped only if
+    /// the last call changed it, the strings keep their capacity, and maps emptied by
+    /// the last call cost nothing to clear again.
+    pub(crate) fn reset(&mut self, caller: &std::sync::Arc<str>, version: i32, core: usize) {
+        if !std::sync::Arc::ptr_eq(&self.caller, caller) {
+            self.caller = caller.clone();
+        }
+        self.request_id.clear();
+        self.seq.clear();
+        for map in [
+            &mut self.meta,
+            &mut self.response_meta,
+            &mut self.reply_meta,
+        ] {
+            if !map.is_empty() {
+                map.clear();
+            }
+        }
+        self.version = version;
+        self.core = core;
+        self.deadline = None;
+        self.calls_made = 0;
+    }
+
     /// The time budget the caller sent in [`TIMEOUT_META`], if any and well formed.
     pub fn sent_budget(&self) -> Option<Duration> {
         let ms = self.meta.get(TIMEOUT_META)?.parse::<u64>().ok()?;
@@ -74,6 +99,32 @@ mod tests {
         let mut root = CallContext::default();
         assert_eq!(root.next_child_seq(), "1");
         assert_eq!(root.next_child_seq(), "2");
+    }
+
+    #[test]
+    fn a_reset_context_keeps_nothing_of_the_last_call() {
+        let caller: std::sync::Arc<str> = "app".into();
+        let mut cx = CallContext {
+            caller: "other".into(),
+            request_id: "r".into(),
+            seq: "1.2".into(),
+            version: 2,
+            core: 3,
+            deadline: Some(Instant::now()),
+            calls_made: 4,
+            ..Default::default()
+        };
+        for map in [&mut cx.meta, &mut cx.response_meta, &mut cx.reply_meta] {
+            map.insert("k".into(), "v".into());
+        }
+        cx.reset(&caller, 1, 0);
+        assert!(std::sync::Arc::ptr_eq(&cx.caller, &caller));
+        let fresh = CallContext {
+            caller: caller.clone(),
+            version: 1,
+            ..Default::default()
+        };
+        assert_eq!(format!("{cx:?}"), format!("{fresh:?}"));
     }
 
     #[test]

@@ -46,21 +46,21 @@ impl<S: Dispatch> CallSite<'_, S> {
     /// Serves the request in `frame`, appending its reply to the output. Returns
     /// whether the connection closes after the reply; an error means the request
     /// could not be parsed and the connection closes now.
-    pub(super) async fn request<C: Codec>(&mut self, frame: Bytes) -> Result<bool, End> {
+    /// `cx` is the connection's context, reset here for this call.
+    pub(super) async fn request<C: Codec>(
+        &mut self,
+        cx: &mut CallContext,
+        frame: Bytes,
+    ) -> Result<bool, End> {
         let core = self.core.clone();
         let cfg = &*core.config;
         let r = &mut C::reader(frame);
         *r.budget() = DecodeBudget::new(cfg.max_decoded, Some(core.decode_pool.clone()));
-        let mut cx = CallContext {
-            caller: self.tracking.caller.clone(),
-            version: self.tracking.version,
-            core: core.index,
-            ..CallContext::default()
-        };
+        cx.reset(&self.tracking.caller, self.tracking.version, core.index);
         let mut over_limits = None;
         if let Some(h) = self.envelope {
             cx.version = 0;
-            envelope::seed(&mut cx, h, &cfg.tracking_limits);
+            envelope::seed(cx, h, &cfg.tracking_limits);
         } else if self.tracking.version >= 1 {
             let h = read_request_header(r, &cfg.tracking_limits)?;
             (cx.request_id, cx.seq, cx.meta) = (h.request_id, h.seq, h.meta);
@@ -79,8 +79,8 @@ impl<S: Dispatch> CallSite<'_, S> {
         if draining && msg.name[..] == *cfg.health_method.as_bytes() {
             // Pools that ping on checkout take this as "reconnect elsewhere".
             let exc = ApplicationException::internal(SHUTTING_DOWN);
-            self.reply_exception::<C>(&cx, &msg, &exc);
-            self.finish(mark, &cx);
+            self.reply_exception::<C>(cx, &msg, &exc);
+            self.finish(mark, cx);
             return Ok(true);
         }
         // The call's timeout: the server's own, shortened to the budget the caller
@@ -101,27 +101,23 @@ impl<S: Dispatch> CallSite<'_, S> {
         }
         // Checked once, when first needed (admission, then the recorder).
         let name = std::cell::OnceCell::new();
-        let method =
-            || *name.get_or_init(|| std::str::from_utf8(&msg.name).unwrap_or("<non-UTF-8 name>"));
+        let method = || *name.get_or_init(|| method_name(&msg.name));
         let admitted = match over_limits {
             Some(why) => Err(ApplicationException::new(
                 ApplicationExceptionKind::ProtocolError,
                 format!("ringsoa: {why}"),
             )),
             None => match &core.control {
-                Some(c) => c.admit(&cx, method()),
+                Some(c) => c.admit(cx, method()),
                 None => Ok(Ticket::default()),
             },
         };
         let (mut outcome, ticket) = match admitted {
             Err(exc) => {
-                self.reply_exception::<C>(&cx, &msg, &exc);
+                self.reply_exception::<C>(cx, &msg, &exc);
                 (Outcome::Refused, Ticket::default())
             }
-            Ok(ticket) => match self
-                .traced_handler::<C>(&mut cx, &msg, r, timeout, mark)
-                .await
-            {
+            Ok(ticket) => match self.traced_handler::<C>(cx, &msg, r, timeout, mark).await {
                 Ok(outcome) => (outcome, ticket),
                 Err(end) => {
                     // Arguments that did not decode (the connection ends): the
@@ -129,13 +125,13 @@ impl<S: Dispatch> CallSite<'_, S> {
                     if let Some(c) = &core.control {
                         let elapsed = now.map(|n| n.elapsed()).unwrap_or_default();
                         let failed = Outcome::Application(ApplicationExceptionKind::ProtocolError);
-                        c.record(&cx, method(), ticket, failed, elapsed);
+                        c.record(cx, method(), ticket, failed, elapsed);
                     }
                     return Err(end);
                 }
             },
         };
-        let len = self.finish(mark, &cx);
+        let len = self.finish(mark, cx);
         if len > cfg.max_message {
             self.conn.out().truncate(mark);
             let mark = self.conn.begin_message();
@@ -149,8 +145,8 @@ impl<S: Dispatch> CallSite<'_, S> {
                 "{}",
                 exc.message.as_deref().unwrap_or("")
             );
-            self.reply_exception::<C>(&cx, &msg, &exc);
-            self.finish(mark, &cx);
+            self.reply_exception::<C>(cx, &msg, &exc);
+            self.finish(mark, cx);
             outcome = Outcome::Application(ApplicationExceptionKind::InternalError);
         }
         let hooks = &core.hooks;
@@ -164,10 +160,10 @@ impl<S: Dispatch> CallSite<'_, S> {
                     outcome,
                     Outcome::Panic | Outcome::Timeout | Outcome::Refused
                 );
-                h(&cx, method, elapsed, normal);
+                h(cx, method, elapsed, normal);
             }
             if let Some(c) = &core.control {
-                c.record(&cx, method, ticket, outcome, elapsed);
+                c.record(cx, method, ticket, outcome, elapsed);
             }
             if cfg.access_log {
                 tracing::info!(
@@ -341,6 +337,17 @@ impl From<Guarded> for Ended {
             Some(Ok(done)) => Ended::Done(done),
             Some(Err(panic)) => Ended::Panicked(panic_message(&panic)),
         }
+    }
+}
+
+/// A method name as text: names are ASCII in practice, checked far more cheaply
+/// as such than by the general UTF-8 check.
+fn method_name(name: &[u8]) -> &str {
+    if name.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        unsafe { std::str::from_utf8_unchecked(name) }
+    } else {
+        std::str::from_utf8(name).unwrap_or("<non-UTF-8 name>")
     }
 }
 

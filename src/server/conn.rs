@@ -24,7 +24,7 @@ use super::throttle::warn_throttled;
 use crate::deadline::Deadline;
 use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader};
 use crate::race::{race, Either};
-use crate::rpc::Dispatch;
+use crate::rpc::{CallContext, Dispatch};
 use crate::tracking::{self, server::Handshake};
 use crate::transport::conn::{Expect, MessageConn, ReadTimeouts};
 use crate::transport::header::{self, HeaderKind};
@@ -52,6 +52,7 @@ pub async fn serve<S: Dispatch>(
             caller: "".into(),
         },
         timer: None,
+        cx: CallContext::default(),
     };
     let Err(end) = session.run().await else {
         return;
@@ -89,6 +90,9 @@ struct Session<S> {
     tracking: Handshake,
     /// The calls' timeout timer, made by the first call that has a timeout.
     timer: Option<Deadline>,
+    /// The context of the call being served, reset for each call: its maps and
+    /// strings are made once per connection, not once per call.
+    cx: CallContext,
 }
 
 impl<S: Dispatch> Session<S> {
@@ -141,30 +145,31 @@ impl<S: Dispatch> Session<S> {
         if self.conn.framing() == Framing::Framed && HeaderKind::of(&frame).is_some() {
             let limits = envelope::limits(&self.core.config.tracking_limits);
             let (h, payload) = header::decode(&frame, &limits)?;
-            let mut site = self.site();
+            let (mut site, cx) = self.site();
             site.envelope = Some(&h);
             return with_codec!(h.protocol, P => {
-                let call = std::pin::pin!(site.request::<P>(payload));
+                let call = std::pin::pin!(site.request::<P>(cx, payload));
                 call.await
             });
         }
         // Pinned where it is made: a call's future is kilobytes, and awaiting it
         // as a value copied all of it on every call.
-        let mut site = self.site();
-        let call = std::pin::pin!(site.request::<C>(frame));
+        let (mut site, cx) = self.site();
+        let call = std::pin::pin!(site.request::<C>(cx, frame));
         call.await
     }
 
-    /// Where the next call runs: this connection's parts.
-    fn site(&mut self) -> CallSite<'_, S> {
-        CallSite {
+    /// Where the next call runs: this connection's parts, and its call context.
+    fn site(&mut self) -> (CallSite<'_, S>, &mut CallContext) {
+        let site = CallSite {
             core: &self.core,
             conn: &mut self.conn,
             slot: &self.slot,
             tracking: &self.tracking,
             timer: &mut self.timer,
             envelope: None,
-        }
+        };
+        (site, &mut self.cx)
     }
 
     fn expect(&self) -> Expect {
