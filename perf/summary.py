@@ -2,6 +2,7 @@
 `ringsoa-perf load` prints them, with `round` and `loadavg` added by perf/lib.sh).
 
 Usage: summary.py server-echo|client-echo RESULTS.jsonl
+       summary.py placement RESULTS.jsonl...  (ringsoa ÷ raw by where the CPUs sit)
 (perf/peers/table.py uses the helpers for the peer matrix.)
 """
 import json
@@ -98,8 +99,36 @@ def client_echo(results):
           " are within 1.5× of each other (the host had the two CPUs equally near).")
 
 
+NEAR_NS = 200
+
+
+def placement(paths):
+    """ringsoa ÷ raw server CPU per call over the same-state pairs of the echo cells
+    at 16 and 128 connections of every file (server-echo or peers results), pooled
+    by the CPUs' state: near (round trip under NEAR_NS) or far."""
+    k = "server_cpu_us_per_call"
+    pools = {"near": [], "far": []}
+    for path in paths:
+        runs = {}
+        for r in rows(path):
+            if (r["method"] == "echo" and r["conns"] in (16, 128)
+                    and r.get("transport", "framed") == "framed" and r.get(k) is not None):
+                runs.setdefault((r["payload"], r["conns"], r["round"]), {})[r["label"]] = r
+        for pair in runs.values():
+            a, b = pair.get("ringsoa"), pair.get("raw")
+            if a is None or b is None or not paired([a], [b], k, same_state=True):
+                continue
+            state = "near" if max(a["cpu_rtt_ns"], b["cpu_rtt_ns"]) < NEAR_NS else "far"
+            pools[state].append(a[k] / b[k])
+    for state, ratios in pools.items():
+        print(f"CPUs {state}: ringsoa ÷ raw {paired_text(sorted(ratios), True)}")
+
+
 if __name__ == "__main__":
     kind, path = sys.argv[1], sys.argv[2]
+    if kind == "placement":
+        placement(sys.argv[2:])
+        sys.exit()
     results = rows(path)
     {"server-echo": server_echo, "client-echo": client_echo}[kind](results)
     print("\n" + load_line(results))
