@@ -49,7 +49,7 @@ def paired_text(ratios, count=False):
     how many pairs: "1.12 (1.06–1.19, 4 pairs)")."""
     if not ratios:
         return "—"
-    n = f", {len(ratios)} pairs" if count else ""
+    n = f", {len(ratios)} pair{'' if len(ratios) == 1 else 's'}" if count else ""
     return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f}{n})"
 
 
@@ -102,27 +102,39 @@ def client_echo(results):
 NEAR_NS = 200
 
 
-def placement(paths):
+def by_placement(results):
     """ringsoa ÷ raw server CPU per call over the same-state pairs of the echo cells
-    at 16 and 128 connections of every file (server-echo or peers results), pooled
-    by the CPUs' state: near (round trip under NEAR_NS) or far."""
+    at 16 and 128 connections of one script's results (server-echo or peers),
+    sorted into the CPUs' state: near (round trip under NEAR_NS) or far."""
     k = "server_cpu_us_per_call"
     pools = {"near": [], "far": []}
-    for path in paths:
-        runs = {}
-        for r in rows(path):
-            if (r["method"] == "echo" and r["conns"] in (16, 128)
-                    and r.get("transport", "framed") == "framed" and r.get(k) is not None):
-                runs.setdefault((r["payload"], r["conns"], r["round"]), {})[r["label"]] = r
-        for pair in runs.values():
-            a, b = pair.get("ringsoa"), pair.get("raw")
-            if a is None or b is None or not paired([a], [b], k, same_state=True):
-                continue
-            state = "near" if max(a["cpu_rtt_ns"], b["cpu_rtt_ns"]) < NEAR_NS else "far"
-            pools[state].append(a[k] / b[k])
-    for state, ratios in pools.items():
-        print(f"CPUs {state}: ringsoa ÷ raw {paired_text(sorted(ratios), True)}")
+    runs = {}
+    for r in results:
+        if (r["method"] == "echo" and r["conns"] in (16, 128)
+                and r.get("transport", "framed") == "framed" and r.get(k) is not None):
+            runs.setdefault((r["payload"], r["conns"], r["round"]), {})[r["label"]] = r
+    for pair in runs.values():
+        a, b = pair.get("ringsoa"), pair.get("raw")
+        if a is None or b is None or not paired([a], [b], k, same_state=True):
+            continue
+        state = "near" if max(a["cpu_rtt_ns"], b["cpu_rtt_ns"]) < NEAR_NS else "far"
+        pools[state].append(a[k] / b[k])
+    return {state: sorted(ratios) for state, ratios in pools.items()}
 
+
+def placement_text(pools):
+    """The pooled ratios, e.g. "CPUs near: 1.06 (0.86–1.32, 42 pairs); CPUs far: …"."""
+    return "; ".join(f"CPUs {state}: {paired_text(r, True)}" for state, r in pools.items())
+
+
+def placement(paths):
+    """Prints ringsoa ÷ raw by the CPUs' state, pooled over the files' runs."""
+    pools = {"near": [], "far": []}
+    for path in paths:
+        for state, ratios in by_placement(rows(path)).items():
+            pools[state] += ratios
+    print("ringsoa ÷ raw, same-state pairs, echo at 16 and 128 connections: "
+          + placement_text({state: sorted(r) for state, r in pools.items()}))
 
 if __name__ == "__main__":
     kind, path = sys.argv[1], sys.argv[2]

@@ -11,7 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from summary import cells as group, med, paired, paired_text, rows as read_rows  # noqa: E402
+from summary import (by_placement, cells as group, med, paired, paired_text,  # noqa: E402
+                     placement_text, rows as read_rows)
 
 rows = read_rows(sys.argv[1])
 taken, rounds, secs = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -90,6 +91,9 @@ for key in sorted(cells):
     out.append(f"| {cell_name(any_row)} | {any_row['conns']} | {med(by['ringsoa'], k) / med(by['raw'], k):.2f} "
                f"| {paired_text(paired(by['ringsoa'], by['raw'], k))} "
                f"| {paired_text(paired(by['ringsoa'], by['raw'], k, True), True)} | {rtt} |")
+out.append("")
+out.append("The same-state pairs of the echo cells at 16 and 128 connections, pooled by where the host "
+           "had the CPUs (near: round trip under 200 ns): " + placement_text(by_placement(rows)) + ".")
 out.append("")
 out.append("**Throughput and latency** (kQPS, p50 / p99 / p99.9 µs; the load generator's one core bounds QPS, "
            "so QPS mostly measures it), and the load average at the start of the cell's runs:\n")
