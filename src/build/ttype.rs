@@ -36,6 +36,7 @@ pub enum TType {
 
 impl TType {
     /// The type for a TBinaryProtocol type code; `None` for an unknown code.
+    #[inline]
     pub fn from_code(code: u8) -> Option<TType> {
         Some(match code {
             0 => TType::Stop,

@@ -127,7 +127,7 @@ struct Inner {
     core: usize,
     deltas: Sender<Delta>,
     states_rx: Receiver<Arc<Rules>>,
-    methods: RefCell<HashMap<String, MethodDelta>>,
+    methods: RefCell<MethodTable>,
     states: RefCell<Arc<Rules>>,
     limited: RefCell<HashMap<String, Limited>>,
     /// Methods whose probe failed here: refused until the aggregator decides.
@@ -138,6 +138,54 @@ struct Inner {
     pools: RefCell<Vec<(String, PoolSource)>>,
     /// Where a client call's key is built (no allocation per call).
     key: RefCell<String>,
+}
+
+/// A core's deltas by key since the last flush, with the last key used checked
+/// first (a core's calls mostly repeat one method: one compare, not a hash).
+#[derive(Default)]
+struct MethodTable {
+    deltas: Vec<(String, MethodDelta)>,
+    index: HashMap<String, usize>,
+    last: usize,
+}
+
+impl MethodTable {
+    /// The delta of `method`, made on first use. Between two flushes a core keeps
+    /// at most KEYS_PER_FLUSH keys apart (each holds a histogram); the rest are
+    /// counted together under OTHER.
+    fn get(&mut self, method: &str) -> &mut MethodDelta {
+        let hit = matches!(self.deltas.get(self.last), Some((k, _)) if k == method);
+        if !hit {
+            self.last = match self.index.get(method) {
+                Some(&i) => i,
+                None => {
+                    let key = if self.deltas.len() < KEYS_PER_FLUSH {
+                        method
+                    } else {
+                        OTHER
+                    };
+                    match self.index.get(key) {
+                        Some(&i) => i,
+                        None => {
+                            self.index.insert(key.to_string(), self.deltas.len());
+                            self.deltas.push((key.to_string(), MethodDelta::new()));
+                            self.deltas.len() - 1
+                        }
+                    }
+                }
+            };
+        }
+        &mut self.deltas[self.last].1
+    }
+
+    /// Everything with news, leaving the table empty.
+    fn take(&mut self) -> Vec<(String, MethodDelta)> {
+        self.index.clear();
+        self.last = 0;
+        let mut news = std::mem::take(&mut self.deltas);
+        news.retain(|(_, d)| !d.is_empty());
+        news
+    }
 }
 
 /// One core's recorder and breaker check (see the module docs): a [`CoreControl`]
@@ -207,10 +255,7 @@ impl Inner {
 
     fn flush(&self) {
         // The whole map goes: it holds only what was called since the last flush.
-        let news: Vec<(String, MethodDelta)> = std::mem::take(&mut *self.methods.borrow_mut())
-            .into_iter()
-            .filter(|(_, d)| !d.is_empty())
-            .collect();
+        let news = self.methods.borrow_mut().take();
         let mut pools = Vec::new();
         self.pools
             .borrow_mut()
@@ -247,20 +292,7 @@ impl Inner {
     }
 
     fn with_method<R>(&self, method: &str, f: impl FnOnce(&mut MethodDelta) -> R) -> R {
-        let mut methods = self.methods.borrow_mut();
-        if let Some(d) = methods.get_mut(method) {
-            return f(d);
-        }
-        // Between two flushes a core keeps at most KEYS_PER_FLUSH keys apart (each
-        // holds a histogram); the rest are counted together.
-        let key = if methods.len() < KEYS_PER_FLUSH {
-            method
-        } else {
-            OTHER
-        };
-        f(methods
-            .entry(key.to_string())
-            .or_insert_with(MethodDelta::new))
+        f(self.methods.borrow_mut().get(method))
     }
 
     fn probe_ended(&self, method: &str, passed: bool) {
@@ -439,5 +471,35 @@ impl ClientControl for CoreMetrics {
 
     fn watch_pools(&self, service: &str, stats: PoolSource) {
         self.0.pools.borrow_mut().push((service.to_string(), stats));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_method_table_keeps_each_key_apart_up_to_its_bound_then_pools_the_rest() {
+        let mut t = MethodTable::default();
+        t.get("a").probes_passed += 1;
+        t.get("b").probes_passed += 1;
+        t.get("a").probes_passed += 1; // not the last key used
+        t.get("a").probes_passed += 1; // the last key used
+        for i in 2..KEYS_PER_FLUSH + 5 {
+            t.get(&format!("m{i}")).probes_passed += 1;
+        }
+        t.get("b").probes_passed += 1; // kept apart before the bound
+        t.get("z").probes_failed += 1; // past the bound
+        let news = t.take();
+        let of = |k: &str| news.iter().find(|(n, _)| n == k).map(|(_, d)| d.clone());
+        assert_eq!(news.len(), KEYS_PER_FLUSH + 1, "the bound, and OTHER");
+        assert_eq!(of("a").unwrap().probes_passed, 3);
+        assert_eq!(of("b").unwrap().probes_passed, 2);
+        let other = of(OTHER).unwrap();
+        assert_eq!((other.probes_passed, other.probes_failed), (5, 1));
+        assert!(of("z").is_none());
+        assert!(t.take().is_empty(), "a flush leaves the table empty");
+        t.get("z").probes_failed += 1;
+        assert_eq!(t.take()[0].0, "z", "after a flush every key starts afresh");
     }
 }

@@ -5,13 +5,17 @@ use super::{ProtocolError, ProtocolErrorKind};
 pub use ringsoa_build::TType;
 
 /// The type for a TBinaryProtocol type code; unknown codes are an error.
+#[inline]
 pub fn ttype_from_u8(code: u8) -> Result<TType, ProtocolError> {
-    TType::from_code(code).ok_or_else(|| {
-        ProtocolError::new(
-            ProtocolErrorKind::InvalidData,
-            format!("unknown type code {code}"),
-        )
-    })
+    TType::from_code(code).ok_or_else(|| unknown_type_code(code))
+}
+
+#[cold]
+fn unknown_type_code(code: u8) -> ProtocolError {
+    ProtocolError::new(
+        ProtocolErrorKind::InvalidData,
+        format!("unknown type code {code}"),
+    )
 }
 
 /// The kind of a message.
