@@ -254,7 +254,7 @@ impl Inner {
     }
 
     fn flush(&self) {
-        // The whole map goes: it holds only what was called since the last flush.
+        // The whole table goes: it holds only what was called since the last flush.
         let news = self.methods.borrow_mut().take();
         let mut pools = Vec::new();
         self.pools
