@@ -57,24 +57,33 @@ impl CallContext {
     /// the last call changed it, the strings keep their capacity, and maps emptied by
     /// the last call cost nothing to clear again.
     pub(crate) fn reset(&mut self, caller: &std::sync::Arc<str>, version: i32, core: usize) {
-        if !std::sync::Arc::ptr_eq(&self.caller, caller) {
-            self.caller = caller.clone();
+        // Every field by name: a new field does not compile until it is reset here.
+        let CallContext {
+            caller: my_caller,
+            request_id,
+            seq,
+            meta,
+            version: my_version,
+            core: my_core,
+            deadline,
+            response_meta,
+            reply_meta,
+            calls_made,
+        } = self;
+        if !std::sync::Arc::ptr_eq(my_caller, caller) {
+            *my_caller = caller.clone();
         }
-        self.request_id.clear();
-        self.seq.clear();
-        for map in [
-            &mut self.meta,
-            &mut self.response_meta,
-            &mut self.reply_meta,
-        ] {
+        request_id.clear();
+        seq.clear();
+        for map in [meta, response_meta, reply_meta] {
             if !map.is_empty() {
                 map.clear();
             }
         }
-        self.version = version;
-        self.core = core;
-        self.deadline = None;
-        self.calls_made = 0;
+        *my_version = version;
+        *my_core = core;
+        *deadline = None;
+        *calls_made = 0;
     }
 
     /// The time budget the caller sent in [`TIMEOUT_META`], if any and well formed.
