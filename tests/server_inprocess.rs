@@ -24,8 +24,8 @@ use ringsoa::protocol::{
 use ringsoa::rpc::{CallContext, MethodError};
 use ringsoa::server::{ServerBuilder, ServerHandle};
 
-/// `get(id)`: 13 panics, 14 sleeps past the call timeout, 15 blocks its core's
-/// thread, 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
+/// `get(id)`: 13 panics, 17 panics after waiting, 14 sleeps past the call timeout,
+/// 15 blocks its core's thread, 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
 /// else answers.
 struct Misbehaving;
 
@@ -44,6 +44,10 @@ impl DerivedHandler for Misbehaving {
     ) -> Result<Everything, MethodError<DerivedGetException>> {
         match id {
             13 => panic!("handler bug {id}"),
+            17 => {
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                panic!("handler bug {id}")
+            }
             14 => monoio::time::sleep(Duration::from_secs(5)).await,
             15 => std::thread::sleep(Duration::from_millis(700)),
             19 => {
@@ -145,6 +149,9 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
     assert!(exc.message.unwrap().contains("handler bug 13"));
     ok(get(&mut s, 1), 1);
+    // A panic after the handler has waited (not on its first poll) is caught alike.
+    let exc = exception(get(&mut s, 17));
+    assert!(exc.message.unwrap().contains("handler bug 17"));
 
     let exc = exception(get(&mut s, 14));
     assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
@@ -163,8 +170,8 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     // Hooks saw every call, before and after; the panic and the timeout as failures.
     let seen = seen.lock().unwrap().clone();
     let after: Vec<bool> = seen.iter().filter_map(|(_, ok)| *ok).collect();
-    assert_eq!(seen.iter().filter(|(_, ok)| ok.is_none()).count(), 5);
-    assert_eq!(after, vec![false, true, false, true, true]);
+    assert_eq!(seen.iter().filter(|(_, ok)| ok.is_none()).count(), 6);
+    assert_eq!(after, vec![false, true, false, false, true, true]);
     assert!(seen.iter().all(|(m, _)| m == "get"));
 
     server.shutdown();

@@ -295,7 +295,7 @@ impl ProtocolReader for BinaryReader {
     #[inline]
     fn read_string(&mut self) -> Result<String, ProtocolError> {
         let r = self.read_bytes()?;
-        super::utf8(&self.buf[r])
+        super::string_from_utf8(&self.buf[r])
     }
 
     #[inline]

@@ -23,6 +23,7 @@ pub mod error;
 pub mod skip;
 pub mod text;
 pub mod ttype;
+mod utf8;
 
 pub use app_exception::{ApplicationException, ApplicationExceptionKind};
 pub use binary::{BinaryReader, BinaryWriter};
@@ -32,6 +33,7 @@ pub use error::{ProtocolError, ProtocolErrorKind};
 pub use ringsoa_build::{format_uuid, parse_uuid};
 pub use text::Text;
 pub use ttype::{ttype_from_u8, MessageType, TType};
+pub(crate) use utf8::{check_utf8, string_from_utf8};
 
 use bytes::Bytes;
 
@@ -293,31 +295,6 @@ impl Depth {
     pub(crate) fn leave(&mut self) {
         self.0 = self.0.saturating_sub(1);
     }
-}
-
-/// Copies `bytes` into a `String`, rejecting invalid UTF-8.
-#[inline]
-pub(crate) fn utf8(bytes: &[u8]) -> Result<String, ProtocolError> {
-    check_utf8(bytes).map(str::to_owned)
-}
-
-/// `bytes` as `str`, rejecting invalid UTF-8. Checked with SIMD where the CPU has it
-/// (4 KiB of text is checked several times faster than by `std`); only a failure
-/// pays for `std`'s check, which says where the bad byte is.
-#[inline]
-pub(crate) fn check_utf8(bytes: &[u8]) -> Result<&str, ProtocolError> {
-    match simdutf8::basic::from_utf8(bytes) {
-        Ok(s) => Ok(s),
-        Err(_) => std::str::from_utf8(bytes).map_err(not_utf8),
-    }
-}
-
-/// The error for a string that is not UTF-8.
-fn not_utf8(e: std::str::Utf8Error) -> ProtocolError {
-    ProtocolError::new(
-        ProtocolErrorKind::InvalidData,
-        format!("string is not valid UTF-8: {e}"),
-    )
 }
 
 /// Checks a container's element type on the wire against the declared one (an empty

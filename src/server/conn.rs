@@ -7,8 +7,10 @@
 //! wrong inside a call becomes a `TApplicationException` for that call only
 //! ([`super::call`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,7 +25,6 @@ use super::state::CoreState;
 use super::throttle::warn_throttled;
 use crate::deadline::Deadline;
 use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader};
-use crate::race::{race, Either};
 use crate::rpc::{CallContext, Dispatch};
 use crate::tracking::{self, server::Handshake};
 use crate::transport::conn::{Expect, MessageConn, ReadTimeouts};
@@ -233,24 +234,27 @@ impl<S: Dispatch> Session<S> {
         };
         let mut fill = std::pin::pin!(conn.fill(timeouts));
         let mut grace: Option<std::pin::Pin<Box<monoio::time::Sleep>>> = None;
-        let result = loop {
-            let stop = async {
-                match grace.as_mut() {
-                    Some(g) => race(slot.signal(), g.as_mut()).await,
-                    None => Either::Left(slot.signal().await),
-                }
-            };
-            match race(fill.as_mut(), stop).await {
-                Either::Left(r) => break r.map_err(End::from),
-                Either::Right(Either::Left(Signal::Evicted)) => break Err(End::Evicted),
-                Either::Right(Either::Right(())) => break Err(End::Idle),
-                Either::Right(Either::Left(Signal::Drain)) => {
-                    if idle && grace.is_none() {
+        // One poll function, not a race of futures: this runs for every read.
+        let result = std::future::poll_fn(|task| {
+            if let Poll::Ready(r) = fill.as_mut().poll(task) {
+                return Poll::Ready(r.map_err(End::from));
+            }
+            loop {
+                match slot.poll_signal(task) {
+                    Poll::Ready(Signal::Evicted) => return Poll::Ready(Err(End::Evicted)),
+                    Poll::Ready(Signal::Drain) if idle && grace.is_none() => {
                         grace = Some(Box::pin(monoio::time::sleep(cfg.drain_grace)));
                     }
+                    Poll::Ready(Signal::Drain) => {}
+                    Poll::Pending => break,
                 }
             }
-        };
+            match grace.as_mut().map(|g| g.as_mut().poll(task)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(End::Idle)),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
         if idle {
             slot.set_idle(None);
         }

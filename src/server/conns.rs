@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// One connection's entry: its idle state and the signals the core sends it.
 #[derive(Default)]
@@ -36,21 +36,25 @@ impl Slot {
 
     /// Waits for the core's next signal to this connection.
     pub fn signal(&self) -> impl Future<Output = Signal> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.evicted.get() {
-                Poll::Ready(Signal::Evicted)
-            } else if self.nudged.replace(false) {
-                Poll::Ready(Signal::Drain)
-            } else {
-                // Keep the stored waker when it wakes the same task (no clone).
-                let waker = match self.waker.take() {
-                    Some(w) if w.will_wake(cx.waker()) => w,
-                    _ => cx.waker().clone(),
-                };
-                self.waker.set(Some(waker));
-                Poll::Pending
-            }
-        })
+        std::future::poll_fn(move |task| self.poll_signal(task))
+    }
+
+    /// The core's next signal to this connection, if one came; else `task` is
+    /// woken when one comes.
+    pub fn poll_signal(&self, task: &mut Context<'_>) -> Poll<Signal> {
+        if self.evicted.get() {
+            Poll::Ready(Signal::Evicted)
+        } else if self.nudged.replace(false) {
+            Poll::Ready(Signal::Drain)
+        } else {
+            // Keep the stored waker when it wakes the same task (no clone).
+            let waker = match self.waker.take() {
+                Some(w) if w.will_wake(task.waker()) => w,
+                _ => task.waker().clone(),
+            };
+            self.waker.set(Some(waker));
+            Poll::Pending
+        }
     }
 
     fn evict(&self) {
