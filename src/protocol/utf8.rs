@@ -25,18 +25,26 @@ pub(crate) fn check_utf8(bytes: &[u8]) -> Result<&str, ProtocolError> {
 
 /// How many leading bytes are ASCII, in whole blocks of [`BLOCK`] bytes (0 when the
 /// CPU has no AVX2: simdutf8 then checks everything).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 fn ascii_prefix(bytes: &[u8]) -> usize {
-    #[cfg(target_arch = "x86_64")]
     if bytes.len() >= BLOCK && std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { ascii_blocks_avx2(bytes) };
+        unsafe { ascii_blocks_avx2(bytes) }
+    } else {
+        0
     }
-    let _ = bytes;
+}
+
+/// Elsewhere simdutf8 checks everything.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn ascii_prefix(_: &[u8]) -> usize {
     0
 }
 
 /// Bytes per step of the ASCII scan: eight 32-byte vectors OR-ed together.
+#[cfg(target_arch = "x86_64")]
 const BLOCK: usize = 256;
 
 /// The length of the longest prefix of `bytes` made of whole ASCII blocks.
