@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::conns::{Signal, Slot};
 use super::end::End;
 use super::envelope;
+use super::shutdown::Shutdown;
 use super::state::CoreState;
 use crate::control::{Outcome, Ticket};
 use crate::deadline::Deadline;
@@ -244,37 +245,7 @@ impl<S: Dispatch> CallSite<'_, S> {
                 _ => match poll_once(call.as_mut()).await {
                     Poll::Ready(done) => Some(done).into(),
                     Poll::Pending => {
-                        let call = catch_panic(call);
-                        let mut call = std::pin::pin!(async {
-                            match deadline {
-                                Some(at) => Deadline::run(self.timer, at, call).await,
-                                None => Some(call.await),
-                            }
-                        });
-                        loop {
-                            if core.shutdown.draining() {
-                                let left = core
-                                    .shutdown
-                                    .deadline()
-                                    .saturating_duration_since(Instant::now());
-                                // Boxed: the drain is rare, and its timer would
-                                // otherwise add 700 bytes to every call's future.
-                                break match Box::pin(monoio::time::timeout(left, call.as_mut()))
-                                    .await
-                                {
-                                    Ok(done) => done.into(),
-                                    Err(_) => Ended::CutOff,
-                                };
-                            }
-                            match race(call.as_mut(), self.slot.signal()).await {
-                                Either::Left(done) => break done.into(),
-                                Either::Right(Signal::Drain) => continue,
-                                // Only idle connections are evicted; should a busy
-                                // one be told, it finishes its call without
-                                // listening again.
-                                Either::Right(Signal::Evicted) => break call.as_mut().await.into(),
-                            }
-                        }
+                        wait_out(&core.shutdown, self.slot, self.timer, call, deadline).await
                     }
                 },
             }
@@ -329,6 +300,47 @@ impl<S: Dispatch> CallSite<'_, S> {
     ) {
         if msg.kind == MessageType::Call {
             write_exception(cx, &mut C::writer(self.conn.out()), msg, exc);
+        }
+    }
+}
+
+/// Runs a handler that did not finish on its first poll to its end: within its
+/// deadline, and cut off at the drain's deadline once the drain has begun.
+async fn wait_out<F>(
+    shutdown: &Shutdown,
+    slot: &Slot,
+    timer: &mut Option<Deadline>,
+    call: Pin<&mut F>,
+    deadline: Option<Instant>,
+) -> Ended
+where
+    F: Future<Output = Result<crate::rpc::Dispatched, ProtocolError>>,
+{
+    let call = catch_panic(call);
+    let mut call = std::pin::pin!(async {
+        match deadline {
+            Some(at) => Deadline::run(timer, at, call).await,
+            None => Some(call.await),
+        }
+    });
+    loop {
+        if shutdown.draining() {
+            let left = shutdown
+                .deadline()
+                .saturating_duration_since(Instant::now());
+            // Boxed: the drain is rare, and its timer would otherwise add 700
+            // bytes to every call's future.
+            return match Box::pin(monoio::time::timeout(left, call.as_mut())).await {
+                Ok(done) => done.into(),
+                Err(_) => Ended::CutOff,
+            };
+        }
+        match race(call.as_mut(), slot.signal()).await {
+            Either::Left(done) => return done.into(),
+            Either::Right(Signal::Drain) => continue,
+            // Only idle connections are evicted; should a busy one be told, it
+            // finishes its call without listening again.
+            Either::Right(Signal::Evicted) => return call.as_mut().await.into(),
         }
     }
 }
