@@ -204,7 +204,10 @@ impl<S: Dispatch> CallSite<'_, S> {
             method = %String::from_utf8_lossy(&msg.name),
             core = self.core.index,
         );
-        // Unwrapped when no subscriber wants the span: one layer less per poll.
+        // Unwrapped when no subscriber wants the span: one layer less per poll. Two
+        // calls, not one future wrapped or not: made before the branch, the future
+        // is moved into the wrapper: 6,187 instructions a call against 5,921
+        // (`perf/callgrind.sh 4096 128 5`).
         if span.is_disabled() {
             return self.run_handler::<C>(cx, msg, r, timeout, mark).await;
         }
