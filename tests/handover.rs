@@ -1,11 +1,12 @@
 //! Zero-downtime restarts under load: ten handovers (a new `ringsoa-demo --handover`
-//! on the same port, then SIGTERM to the old one) while ringsoa's own client and the
-//! seed stack's thrift_connector pool call `Demo.echo` without pause. Not one call
-//! may fail: during a drain the health check is answered "shutting down" (pools that
+//! on the same port, then SIGTERM to the old one) while ringsoa's own client, the
+//! seed stack's thrift_connector pool, and callers that open a new connection for
+//! every call call `Demo.echo` without pause. Not one call may fail: during a drain the health check is answered "shutting down" (pools that
 //! ping on checkout reconnect), every other call is served, and a draining server
-//! tells ringsoa clients not to reuse the connection it closes. The kernel must move
-//! connections queued on the old listener to the new one (`net.ipv4.tcp_migrate_req`,
-//! set in the test's own network namespace).
+//! tells ringsoa clients not to reuse the connection it closes. The new process is
+//! handed the old one's listening sockets, so none closes: the drill runs with
+//! `net.ipv4.tcp_migrate_req=0` (the kernel's default, which resets what is queued
+//! on a closing listener), in the test's own network namespace.
 
 mod idl {
     ringsoa::include_idl!();
@@ -20,18 +21,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idl::demo::DemoClient;
+use idl::demo::{DemoClient, DemoEchoArgs, DemoEchoResult};
 use ringsoa::client::{Client, ClientConfig};
+use ringsoa::protocol::{BinaryReader, Decode, MessageType, ProtocolReader};
 use support::process::{free_port, python};
+use support::wire::call_raw;
 
 const HANDOVERS: usize = 10;
 
 /// Moves this test's thread (and the processes and threads it starts) into a new
-/// network namespace with loopback up and `net.ipv4.tcp_migrate_req=1`, so that a
-/// closing listener hands its queued connections to the new process's listener
-/// (without it the kernel resets them). Needs root, as CI and the dev machines
-/// have; false without it.
-fn isolated_network_with_migration() -> bool {
+/// network namespace with loopback up and `net.ipv4.tcp_migrate_req=0`: a listener
+/// that closed during a handover would reset what is queued on it. Needs root, as
+/// CI and the dev machines have; false without it.
+fn isolated_network_without_migration() -> bool {
     // SAFETY: plain syscalls on this thread and a socket it owns.
     unsafe {
         if libc::unshare(libc::CLONE_NEWNET) != 0 {
@@ -47,12 +49,13 @@ fn isolated_network_with_migration() -> bool {
             libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0
         };
         libc::close(fd);
-        up && std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "1").is_ok()
+        up && std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "0").is_ok()
     }
 }
 
-/// A `ringsoa-demo --handover` on `addr`, returned once every core listens.
-fn start(addr: SocketAddr) -> Child {
+/// A `ringsoa-demo --handover` on `addr`, returned once every core listens, with
+/// whether it took the listening sockets of a running server.
+fn start(addr: SocketAddr) -> (Child, bool) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
         .args(["--listen", &addr.to_string(), "--cores", "2", "--handover"])
         .env("RUST_LOG", "info")
@@ -61,14 +64,17 @@ fn start(addr: SocketAddr) -> Child {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut took = false;
     for line in lines.by_ref() {
-        if line.unwrap().contains("ringsoa-demo serving") {
+        let line = line.unwrap();
+        took |= line.contains("took the running server's listening sockets");
+        if line.contains("ringsoa-demo serving") {
             break;
         }
     }
     // Keep draining its log so that it never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    child
+    (child, took)
 }
 
 fn sigterm_and_wait(mut child: Child) {
@@ -118,14 +124,59 @@ fn ringsoa_load(addr: SocketAddr, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
     })
 }
 
+/// Callers that connect anew for every call (as short-lived clients do), the most
+/// exposed to a listener closing: `callers` threads until `stop`; (calls, failures).
+fn new_connection_load(addr: SocketAddr, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut calls, mut failures) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    calls += 1;
+                    let msg = format!("{i}-{calls}");
+                    if let Err(e) = echo_on_new_connection(addr, &msg) {
+                        failures.push(e);
+                    }
+                }
+                (calls, failures)
+            })
+        })
+        .collect();
+    let mut total = (0, Vec::new());
+    for t in threads {
+        let (c, f) = t.join().unwrap();
+        total.0 += c;
+        total.1.extend(f);
+    }
+    total
+}
+
+fn echo_on_new_connection(addr: SocketAddr, msg: &str) -> Result<(), String> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let args = DemoEchoArgs {
+        msg: Some(msg.into()),
+    };
+    let reply = call_raw(&mut s, "echo", 1, &args).map_err(|e| format!("call: {e}"))?;
+    let mut r = BinaryReader::new(reply);
+    let kind = r.read_message_begin().map_err(|e| e.to_string())?.kind;
+    let got = DemoEchoResult::decode(&mut r).map_err(|e| e.to_string())?;
+    match (kind, got.success.as_deref()) {
+        (MessageType::Reply, Some(m)) if m == msg => Ok(()),
+        other => Err(format!("wrong answer: {other:?}")),
+    }
+}
+
 #[test]
 fn ten_handovers_under_load_fail_no_call() {
     assert!(
-        isolated_network_with_migration(),
+        isolated_network_without_migration(),
         "the handover drill needs root for its own network namespace"
     );
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut current = start(addr);
+    let (mut current, _) = start(addr);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_file = std::env::temp_dir().join(format!("ringsoa-handover-{}", std::process::id()));
     let _ = std::fs::remove_file(&stop_file);
@@ -140,9 +191,17 @@ fn ten_handovers_under_load_fail_no_call() {
         let stop = stop.clone();
         std::thread::spawn(move || ringsoa_load(addr, stop))
     };
+    let fresh_load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || new_connection_load(addr, stop))
+    };
     std::thread::sleep(Duration::from_millis(500));
-    for _ in 0..HANDOVERS {
-        let next = start(addr);
+    for i in 0..HANDOVERS {
+        let (next, took) = start(addr);
+        assert!(
+            took,
+            "handover {i}: the new process did not take the listening sockets"
+        );
         sigterm_and_wait(current);
         current = next;
         std::thread::sleep(Duration::from_millis(300));
@@ -150,15 +209,17 @@ fn ten_handovers_under_load_fail_no_call() {
     stop.store(true, Ordering::Relaxed);
     std::fs::write(&stop_file, "").unwrap();
     let (calls, failures) = rust_load.join().unwrap();
+    let (fresh_calls, fresh_failures) = fresh_load.join().unwrap();
     let out = python_load.wait_with_output().unwrap();
     let _ = std::fs::remove_file(&stop_file);
     sigterm_and_wait(current);
     let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!(
-        "{HANDOVERS} handovers: ringsoa client {calls} calls, {} failed; thrift_connector {} calls, {} failed",
+        "{HANDOVERS} handovers: ringsoa client {calls} calls, {} failed; thrift_connector {} calls, {} failed; a new connection per call {fresh_calls} calls, {} failed",
         failures.len(),
         py["calls"],
-        py["failures"]
+        py["failures"],
+        fresh_failures.len()
     );
     assert!(calls > 1000, "the ringsoa load ran: {calls}");
     assert!(
@@ -166,7 +227,12 @@ fn ten_handovers_under_load_fail_no_call() {
         "the thrift_connector load ran: {py}"
     );
     assert!(
-        failures.is_empty() && py["failures"] == 0,
-        "ringsoa client failures: {failures:?}; thrift_connector: {py}"
+        fresh_calls > 1000,
+        "the new-connection load ran: {fresh_calls}"
+    );
+    assert!(
+        failures.is_empty() && py["failures"] == 0 && fresh_failures.is_empty(),
+        "ringsoa client failures: {failures:?}; thrift_connector: {py}; new connections: {:?}",
+        &fresh_failures[..fresh_failures.len().min(10)]
     );
 }

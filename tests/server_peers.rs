@@ -357,19 +357,85 @@ fn a_second_process_takes_the_port_only_for_handover() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another process"));
-    // With --handover it starts beside the first (a zero-downtime restart).
-    let mut second = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
-        .args(["--listen", &port, "--cores", "1", "--handover"])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// A handover passes the listening sockets themselves: the new process accepts on the
+/// very sockets the old one did, and when the old one drains no listener closes (so
+/// nothing queued on one is reset). The new one hands them on in turn.
+#[test]
+fn a_handover_passes_the_listening_sockets_and_none_closes() {
+    let mut old = Demo::start(&[]);
+    let before = listening_sockets(old.addr.port());
+    assert_eq!(before.len(), 2, "one listener per core: {before:?}");
+    let (mut new, new_log) = start_handover(old.addr, "1");
     assert!(
-        second.try_wait().unwrap().is_none(),
-        "the handover instance exited"
+        new_log.contains("took the running server's listening sockets")
+            && new_log.contains("sockets=2"),
+        "{new_log}"
     );
-    second.kill().unwrap();
-    let _ = second.wait();
+    assert_eq!(
+        listening_sockets(old.addr.port()),
+        before,
+        "no listener of its own"
+    );
+    old.sigterm();
+    assert_eq!(old.wait(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(
+        listening_sockets(old.addr.port()),
+        before,
+        "the old process's drain closed no listener"
+    );
+    // Fresh connections (spread over both sockets) are served by the new process.
+    for i in 0..20 {
+        let mut s = connect(new.addr);
+        let reply = call_raw(&mut s, "whoami", i, &DemoWhoamiArgs {}).unwrap();
+        let mut r = BinaryReader::new(reply);
+        r.read_message_begin().unwrap();
+        assert!(DemoWhoamiResult::decode(&mut r).unwrap().success.is_some());
+    }
+    // The new process offers them on: a third takes both from its one core.
+    let (_third, third_log) = start_handover(new.addr, "2");
+    assert!(third_log.contains("sockets=2"), "{third_log}");
+    new.sigterm();
+    assert_eq!(new.wait(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(listening_sockets(old.addr.port()), before);
+}
+
+/// Starts `ringsoa-demo --handover --cores CORES` on `addr`; returns it once it
+/// serves, with its log so far.
+fn start_handover(addr: SocketAddr, cores: &str) -> (Demo, String) {
+    let log = std::env::temp_dir().join(format!("ringsoa-handover-{}-{cores}.log", addr.port()));
+    let file = std::fs::File::create(&log).unwrap();
+    let demo = Demo::start_with(addr, &["--handover", "--cores", cores], |cmd| {
+        cmd.env("RUST_LOG", "info").stderr(file);
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("ringsoa-demo serving") {
+            let _ = std::fs::remove_file(&log);
+            return (demo, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handover did not serve: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The inodes of the TCP sockets listening on `port` (from `/proc/net/tcp`).
+fn listening_sockets(port: u16) -> std::collections::BTreeSet<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok()?;
+            (local_port == port && f[3] == "0A").then(|| f[9].parse().ok())?
+        })
+        .collect()
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::core::{self, CoreRun};
-use super::handle::{self as handover, refuse_a_live_listener, ServerHandle};
+use super::handle::ServerHandle;
+use super::handover::{self, Offer};
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
 use super::state::ControlFactory;
@@ -102,7 +103,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Starts even if another process already listens on the port (handover).
+    /// Takes over the port from the ringsoa server running on it (zero-downtime
+    /// restart): that server hands over its listening sockets, which this one then
+    /// accepts on too, so none closes when the old one drains. With no ringsoa server
+    /// to ask, this one joins the port's SO_REUSEPORT group instead.
     pub fn handover(mut self, yes: bool) -> Self {
         self.config.handover = yes;
         self
@@ -191,10 +195,14 @@ impl ServerBuilder {
         S: Dispatch + 'static,
         F: Fn(&CoreInit) -> S + Send + Sync + 'static,
     {
+        let mut inherited = Vec::new();
         if !self.config.handover {
-            refuse_a_live_listener(self.config.listen)?;
-        } else if !handover::migrates_queued_connections() {
-            tracing::warn!("handover: net.ipv4.tcp_migrate_req is not 1, so connections queued on the old process's listener when it closes are reset (set it with `sysctl -w net.ipv4.tcp_migrate_req=1`)");
+            handover::refuse_a_live_listener(self.config.listen)?;
+        } else {
+            inherited = handover::take(self.config.listen);
+            if inherited.is_empty() && !handover::migrates_queued_connections() {
+                tracing::warn!("handover: net.ipv4.tcp_migrate_req is not 1, so connections queued on the old process's listener when it closes are reset (set it with `sysctl -w net.ipv4.tcp_migrate_req=1`)");
+            }
         }
         self.config.max_connections = fds::fit_connections(&self.config);
         let config = Arc::new(self.config);
@@ -223,9 +231,15 @@ impl ServerBuilder {
         let hooks = Arc::new(self.hooks);
         let factory = Arc::new(factory);
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        // Every listener handed over is accepted on by some core: none may close.
+        let mut listeners: Vec<Vec<_>> = (0..config.cores).map(|_| Vec::new()).collect();
+        for (i, l) in inherited.into_iter().enumerate() {
+            listeners[i % config.cores].push(l);
+        }
+        let offer = Offer::new(config.listen);
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
-        for index in 0..config.cores {
+        for (index, listeners) in listeners.into_iter().enumerate() {
             let run = CoreRun {
                 index,
                 config: config.clone(),
@@ -235,6 +249,8 @@ impl ServerBuilder {
                 shutdown: shutdown.clone(),
                 hooks: hooks.clone(),
                 beats: beats.clone(),
+                listeners,
+                offer: offer.clone(),
                 ready: tx.clone(),
             };
             let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
@@ -252,7 +268,14 @@ impl ServerBuilder {
         // One report per core (a core that dies before reporting drops its sender).
         let reports: Vec<_> = rx.iter().take(config.cores).collect();
         let missing = config.cores - reports.len();
-        let mut failures: Vec<String> = reports.into_iter().filter_map(Result::err).collect();
+        let mut offered = Vec::new();
+        let mut failures = Vec::new();
+        for report in reports {
+            match report {
+                Ok(fds) => offered.extend(fds),
+                Err(why) => failures.push(why),
+            }
+        }
         failures.extend((0..missing).map(|_| "a core thread exited before reporting".to_string()));
         let handle = ServerHandle::new(
             config.listen,
@@ -260,6 +283,7 @@ impl ServerBuilder {
             shutdown,
             threads,
             self.governance.clone(),
+            offer.clone(),
         );
         if failures.len() * 3 > config.cores {
             handle.abort();
@@ -271,6 +295,7 @@ impl ServerBuilder {
         for f in &failures {
             tracing::error!("running degraded: {f}");
         }
+        offer.open(offered);
         if let Some(g) = &self.governance {
             g.register_server(config.listen, config.cores - failures.len());
         }

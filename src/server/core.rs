@@ -4,13 +4,17 @@
 //! the drain flag.
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use monoio::io::{CancelHandle, Canceller};
 use monoio::net::{TcpListener, TcpStream};
+use monoio::task::JoinHandle;
 use socket2::{Domain, Socket, Type};
 
+use super::handover::Offer;
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
 use super::state::{ControlFactory, CoreState, Warnings};
@@ -34,8 +38,14 @@ pub(super) struct CoreRun<F> {
     pub shutdown: Arc<Shutdown>,
     pub hooks: Arc<Hooks>,
     pub beats: Arc<Beats>,
-    /// Told once the core listens (or why it could not).
-    pub ready: mpsc::Sender<Result<(), String>>,
+    /// Listeners handed over by the process this one replaces; the core binds its
+    /// own when there are none.
+    pub listeners: Vec<std::net::TcpListener>,
+    /// This process's offer of its listeners to its successor.
+    pub offer: Arc<Offer>,
+    /// Told once the core listens, with copies of its listeners for the offer (or
+    /// why it could not).
+    pub ready: mpsc::Sender<Result<Vec<OwnedFd>, String>>,
 }
 
 /// Binds one SO_REUSEPORT listener for `addr` (explicitly: the whole point is that
@@ -81,20 +91,21 @@ where
         let Ok((service, control)) = built else {
             return failed(format!("core {index}: the service factory panicked"));
         };
-        let listener = match bind(run.config.listen, run.config.backlog) {
-            Ok(l) => l,
-            Err(e) => {
-                return failed(format!(
-                    "core {index}: cannot listen on {}: {e}",
-                    run.config.listen
-                ))
+        let listeners = if run.listeners.is_empty() {
+            match bind(run.config.listen, run.config.backlog) {
+                Ok(l) => vec![l],
+                Err(e) => {
+                    return failed(format!(
+                        "core {index}: cannot listen on {}: {e}",
+                        run.config.listen
+                    ))
+                }
             }
+        } else {
+            run.listeners
         };
-        let (control_socket, listener) = match listener
-            .try_clone()
-            .and_then(|c| Ok((Socket::from(c), TcpListener::from_std(listener)?)))
-        {
-            Ok(pair) => pair,
+        let listening: Vec<Listening> = match listeners.into_iter().map(Listening::new).collect() {
+            Ok(l) => l,
             Err(e) => return failed(format!("core {index}: {e}")),
         };
         let state = Rc::new(CoreState {
@@ -110,15 +121,40 @@ where
             warnings: Warnings::default(),
             decode_pool: Rc::new(std::cell::Cell::new(run.config.core_decoded)),
         });
-        monoio::spawn(accept_loop(state.clone(), listener));
+        let canceller = Canceller::new();
+        let mut offered: Vec<OwnedFd> = Vec::new();
+        for l in &listening {
+            match l.control.try_clone() {
+                Ok(copy) => offered.push(copy.into()),
+                Err(e) => tracing::warn!(
+                    core = index,
+                    "handover: no copy of the listener to offer: {e}"
+                ),
+            }
+        }
+        let mut controls = Vec::new();
+        let mut accepts = Vec::new();
+        for Listening { io, control } in listening {
+            accepts.push(monoio::spawn(accept_loop(
+                state.clone(),
+                io,
+                canceller.handle(),
+            )));
+            controls.push(control);
+        }
         if let Some(threshold) = state.config.watchdog {
             monoio::spawn(heartbeat(
                 state.clone(),
                 (threshold / 4).max(Duration::from_millis(5)),
             ));
         }
-        let _ = run.ready.send(Ok(()));
-        drain_when_asked(state, control_socket).await;
+        let _ = run.ready.send(Ok(offered));
+        let listening = Accepting {
+            loops: accepts,
+            canceller,
+            controls,
+        };
+        drain_when_asked(state, listening, &run.offer).await;
     });
 }
 
@@ -130,9 +166,39 @@ async fn heartbeat<S: Dispatch + 'static>(state: Rc<CoreState<S>>, every: Durati
     }
 }
 
-async fn accept_loop<S: Dispatch + 'static>(state: Rc<CoreState<S>>, listener: TcpListener) {
+/// A listener: the ring's accepts go through `io`; the drain takes what is queued
+/// through `control` (a copy of it, non-blocking).
+struct Listening {
+    io: TcpListener,
+    control: Socket,
+}
+
+impl Listening {
+    fn new(l: std::net::TcpListener) -> std::io::Result<Self> {
+        let control = Socket::from(l.try_clone()?);
+        Ok(Listening {
+            io: TcpListener::from_std(l)?,
+            control,
+        })
+    }
+}
+
+/// A core's accept loops, which the drain stops, and copies of their listeners.
+struct Accepting {
+    loops: Vec<JoinHandle<()>>,
+    canceller: Canceller,
+    controls: Vec<Socket>,
+}
+
+/// Accepts until the drain cancels the accept in flight. Cancelled, not shut down:
+/// after a handover the socket is also the new process's listener.
+async fn accept_loop<S: Dispatch + 'static>(
+    state: Rc<CoreState<S>>,
+    listener: TcpListener,
+    cancel: CancelHandle,
+) {
     loop {
-        match listener.accept().await {
+        match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => adopt(&state, stream, peer),
             Err(_) if state.shutdown.draining() => return,
             Err(e) => {
@@ -177,39 +243,58 @@ fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, pee
 }
 
 /// Waits for the drain, then: stops accepting without dropping the connections
-/// already queued on this core's listener (they are accepted and served), tells
+/// already queued on this core's listeners (they are accepted and served, unless the
+/// listeners went to a new process, which then accepts them), tells
 /// every connection (idle ones close after the grace, busy ones after their reply),
 /// lets in-flight calls finish up to the drain deadline (where they are cut off
 /// with an error reply), and returns, which ends the runtime.
-async fn drain_when_asked<S: Dispatch + 'static>(state: Rc<CoreState<S>>, control: Socket) {
+async fn drain_when_asked<S: Dispatch + 'static>(
+    state: Rc<CoreState<S>>,
+    accepting: Accepting,
+    offer: &Offer,
+) {
     while !state.shutdown.draining() {
         monoio::time::sleep(TICK).await;
     }
     if let Some(h) = &state.hooks.on_drain_start {
         h(state.index);
     }
-    // Closing an SO_REUSEPORT listener resets what is queued on it: take it first.
+    // Stop accepting, and wait until each accept in flight has ended: one that took a
+    // connection before the cancel reached it is served, not lost with the ring.
+    let Accepting {
+        loops,
+        canceller,
+        controls,
+    } = accepting;
+    canceller.cancel();
+    for l in loops {
+        l.await;
+    }
+    let handed_over = offer.handed();
     let mut queued = 0;
-    while let Ok((sock, addr)) = control.accept() {
-        let peer = addr
-            .as_socket()
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let std: std::net::TcpStream = sock.into();
-        if std.set_nonblocking(true).is_ok() {
-            if let Ok(stream) = TcpStream::from_std(std) {
-                adopt(&state, stream, peer);
-                queued += 1;
+    // Closing an SO_REUSEPORT listener resets what is queued on it: take it first,
+    // unless the listeners are the new process's too (they stay open).
+    for control in controls.iter().filter(|_| !handed_over) {
+        while let Ok((sock, addr)) = control.accept() {
+            let peer = addr
+                .as_socket()
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let std: std::net::TcpStream = sock.into();
+            if std.set_nonblocking(true).is_ok() {
+                if let Ok(stream) = TcpStream::from_std(std) {
+                    adopt(&state, stream, peer);
+                    queued += 1;
+                }
             }
         }
     }
-    // Stop listening; the pending accept wakes with an error and the loop ends.
-    let _ = control.shutdown(std::net::Shutdown::Read);
-    drop(control);
+    drop(controls);
     state.conns.nudge_all();
     let deadline = state.shutdown.deadline();
     tracing::info!(
         core = state.index,
         queued,
+        handed_over,
         connections = state.conns.len(),
         in_flight = state.in_flight.get(),
         "draining"

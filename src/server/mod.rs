@@ -18,6 +18,8 @@
 //!   connection limit to the open-file limit, `throttle` rate-limits its warnings.
 //! - [`detect`]: first-bytes detection.
 //! - `conn`: one connection's request loop; `call`: one call on it.
+//! - `handover`: a zero-downtime restart hands the listening sockets to the new
+//!   process (SCM_RIGHTS over an abstract Unix socket named for the address).
 //! - [`shutdown`]: the drain flag shared with the control thread.
 //! - [`watchdog`]: reports a core whose loop stopped ticking, with the method in flight.
 //!
@@ -26,8 +28,9 @@
 //! before it runs and is told every call's [`crate::control::Outcome`].
 //!
 //! Drain (on [`ServerHandle::shutdown`] or SIGTERM/SIGINT in
-//! [`ServerHandle::run_until_signal`]): each core takes the connections queued on its
-//! listener and stops listening. The health-check method (`ping` by default) is
+//! [`ServerHandle::run_until_signal`]): each core stops accepting and takes the
+//! connections queued on its listener (unless a new process took the listeners over
+//! and accepts them). The health-check method (`ping` by default) is
 //! answered `TApplicationException` INTERNAL_ERROR `ringsoa: server is shutting
 //! down` and its connection closes, so pools that ping on checkout reconnect
 //! elsewhere; any other call is still served and its connection closes right after
@@ -45,6 +48,7 @@ mod end;
 mod envelope;
 mod fds;
 mod handle;
+mod handover;
 mod hooks;
 pub mod shutdown;
 mod state;

@@ -106,7 +106,8 @@ struct Args {
     /// Prefix of every statsd name (default: the app id).
     #[arg(long)]
     statsd_prefix: Option<String>,
-    /// Start even if another process listens on the port (zero-downtime restart).
+    /// Take over the port from the server running on it (zero-downtime restart): its
+    /// listening sockets are handed over; then SIGTERM the old process.
     #[arg(long)]
     handover: bool,
 }

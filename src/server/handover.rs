@@ -1,0 +1,259 @@
+//! Zero-downtime handover: a new process on the same port takes over from a running
+//! one without refusing a connection.
+//!
+//! Every server offers its listening sockets on an abstract Unix socket named for its
+//! address (`ringsoa-handover:ADDR`, in the network namespace, so no file is left
+//! behind). A new server started with `handover` asks there first and is handed the
+//! very sockets the running one accepts on (SCM_RIGHTS, to the same user only), as
+//! Envoy's hot restart and HAProxy's seamless reload do: when the old process
+//! drains, it stops accepting and closes its copies, and no listener closes, so
+//! nothing queued on it is reset and no connection arriving in that instant is
+//! refused. With no server to ask, the new one joins the old one's SO_REUSEPORT
+//! group, and the kernel must move what is queued on a closing listener
+//! (`net.ipv4.tcp_migrate_req=1`).
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustix::net::{
+    recvmsg, sendmsg, sockopt, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
+use socket2::Socket;
+
+/// The most descriptors one message may carry (the kernel's SCM_MAX_FD).
+const MAX_FDS: usize = 253;
+
+/// How long a new process waits for the running one to hand its sockets over.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn name(addr: SocketAddr) -> std::io::Result<UnixAddr> {
+    UnixAddr::from_abstract_name(format!("ringsoa-handover:{addr}"))
+}
+
+/// Asks the server running on `addr` for its listening sockets. Empty when none
+/// answers (no server there, or one from before handover by socket passing); a
+/// socket that is not a TCP listener on `addr` is dropped with a warning.
+pub(crate) fn take(addr: SocketAddr) -> Vec<std::net::TcpListener> {
+    let got = name(addr)
+        .and_then(|n| UnixStream::connect_addr(&n))
+        .and_then(|s| {
+            s.set_read_timeout(Some(ASK_TIMEOUT))?;
+            receive(&s)
+        });
+    let (fds, pid) = match got {
+        Ok(got) => got,
+        Err(e) => {
+            tracing::info!(%addr, "handover: no running server handed over its listening sockets ({e}): joining its SO_REUSEPORT group");
+            return Vec::new();
+        }
+    };
+    let listeners: Vec<std::net::TcpListener> = fds
+        .into_iter()
+        .map(Socket::from)
+        .filter(|s| {
+            let ok = s.is_listener().unwrap_or(false)
+                && s.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr);
+            if !ok {
+                tracing::warn!(%addr, "handover: process {pid} handed over a socket that is not a TCP listener on this address: ignored");
+            }
+            ok
+        })
+        .map(Into::into)
+        .collect();
+    tracing::info!(%addr, pid, sockets = listeners.len(), "handover: took the running server's listening sockets");
+    listeners
+}
+
+/// Reads one message of descriptors; returns them and the sender's process id.
+fn receive(s: &UnixStream) -> std::io::Result<(Vec<OwnedFd>, i32)> {
+    let pid = same_user(s)?;
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    let got = recvmsg(
+        s,
+        &mut [IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    if got.bytes == 0 {
+        return Err(std::io::Error::other(format!(
+            "process {pid} closed the handover without sending its sockets"
+        )));
+    }
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    Ok((fds, pid))
+}
+
+/// This server's offer of its listening sockets to the next process on its address.
+pub(crate) struct Offer {
+    addr: SocketAddr,
+    /// Copies of the cores' listeners, until the drain withdraws them (held past it,
+    /// they would keep the listeners open).
+    fds: Mutex<Option<Vec<OwnedFd>>>,
+    /// The sockets went to a new process (whose listeners they now also are).
+    handed: AtomicBool,
+}
+
+impl Offer {
+    pub fn new(addr: SocketAddr) -> Arc<Self> {
+        Arc::new(Offer {
+            addr,
+            fds: Mutex::new(None),
+            handed: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether a new process took the sockets: the drain then leaves what is queued
+    /// on them to it.
+    pub fn handed(&self) -> bool {
+        self.handed.load(Ordering::Acquire)
+    }
+
+    /// Offers `fds` (copies of every core's listener) until the drain or a handover,
+    /// on a thread of its own. Logs and offers nothing if the name is taken.
+    pub fn open(self: &Arc<Self>, fds: Vec<OwnedFd>) {
+        let listener = match name(self.addr).and_then(|n| UnixListener::bind_addr(&n)) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(addr = %self.addr, "handover: cannot offer the listening sockets to a successor ({e}): it will join the SO_REUSEPORT group instead");
+                return;
+            }
+        };
+        *self.fds.lock().unwrap() = Some(fds);
+        let offer = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ringsoa-handover".into())
+            .spawn(move || offer.serve(listener));
+        if let Err(e) = spawned {
+            tracing::warn!("handover: no thread to offer the listening sockets: {e}");
+        }
+    }
+
+    /// Hands the sockets to the first process of this user that asks.
+    fn serve(&self, mut listener: UnixListener) {
+        loop {
+            let conn = match listener.accept() {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    tracing::debug!(addr = %self.addr, "handover: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            let mut fds = self.fds.lock().unwrap();
+            let Some(offered) = fds.as_ref() else {
+                return; // withdrawn: this was the drain's wake-up call
+            };
+            let pid = match same_user(&conn) {
+                Ok(pid) => pid,
+                Err(e) => {
+                    tracing::warn!(addr = %self.addr, "handover: refused the listening sockets: {e}");
+                    continue;
+                }
+            };
+            // The name is free before the successor has the sockets: it offers them
+            // under it from then on.
+            drop(listener);
+            match send(&conn, offered) {
+                Ok(()) => {
+                    self.handed.store(true, Ordering::Release);
+                    tracing::info!(addr = %self.addr, pid, sockets = offered.len(), "handover: handed the listening sockets to the new process; drain this one once it serves");
+                    *fds = None;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(addr = %self.addr, pid, "handover: sending the listening sockets failed: {e}")
+                }
+            }
+            match name(self.addr).and_then(|n| UnixListener::bind_addr(&n)) {
+                Ok(l) => listener = l,
+                Err(e) => {
+                    tracing::warn!(addr = %self.addr, "handover: no longer offering the listening sockets: {e}");
+                    *fds = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops offering and closes the copies (before the cores close theirs).
+    pub fn withdraw(&self) {
+        if self.fds.lock().unwrap().take().is_some() {
+            // Wake the accept so the thread sees the withdrawal and frees the name.
+            let _ = name(self.addr).and_then(|n| UnixStream::connect_addr(&n));
+        }
+    }
+}
+
+/// The process id of the peer of `conn`, if it runs as this process's user.
+fn same_user(conn: &UnixStream) -> std::io::Result<i32> {
+    let peer = sockopt::socket_peercred(conn)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let pid = peer.pid.as_raw_nonzero().get();
+    if peer.uid.as_raw() != me {
+        return Err(std::io::Error::other(format!(
+            "process {pid} runs as user {}, not {me}",
+            peer.uid.as_raw()
+        )));
+    }
+    Ok(pid)
+}
+
+fn send(conn: &UnixStream, fds: &[OwnedFd]) -> std::io::Result<()> {
+    let fds: Vec<_> = fds.iter().take(MAX_FDS).map(|f| f.as_fd()).collect();
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(std::io::Error::other(
+            "the descriptors do not fit one message",
+        ));
+    }
+    sendmsg(
+        conn,
+        &[IoSlice::new(&[1])],
+        &mut control,
+        SendFlags::empty(),
+    )?;
+    Ok(())
+}
+
+/// Fails if another process listens on `addr`. A plain bind fails if anyone holds the
+/// port, SO_REUSEPORT or not — but so do the half-closed connections a crashed
+/// predecessor left behind (FIN_WAIT2 until their clients close), so a failed bind
+/// is confirmed by connecting: only a listener that accepts blocks the start.
+pub(crate) fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
+    let Err(e) = std::net::TcpListener::bind(addr) else {
+        return Ok(());
+    };
+    let connect = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+    if e.kind() != std::io::ErrorKind::AddrInUse || connect.is_ok() {
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{addr} is in use by another process ({e}); pass handover to share it"),
+        ));
+    }
+    tracing::info!(%addr, "the port is held only by old connections, not a listener: starting");
+    Ok(())
+}
+
+/// Whether the kernel moves connections queued on a closing SO_REUSEPORT listener to
+/// another listener of the group (`net.ipv4.tcp_migrate_req`, Linux 5.14+), as a
+/// handover by joining the group needs.
+pub(crate) fn migrates_queued_connections() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|v| v.trim() == "1")
+}
