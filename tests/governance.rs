@@ -83,6 +83,11 @@ impl Governed {
 
     /// Starts one on ZooKeeper `zk`, cluster `main`, short session and grace.
     fn on_zk(zk: &str, dir: &Path, extra: &[&str]) -> Governed {
+        Governed::on_zk_at(zk, dir, None, extra)
+    }
+
+    /// [`Governed::on_zk`] at `addr` (or a free port).
+    fn on_zk_at(zk: &str, dir: &Path, addr: Option<SocketAddr>, extra: &[&str]) -> Governed {
         let cache = dir.join("cache");
         let mut args = vec![
             "--zk",
@@ -98,7 +103,7 @@ impl Governed {
             args.extend(["--cache-dir", cache.to_str().unwrap()]);
         }
         args.extend_from_slice(extra);
-        Governed::start(dir, None, &args)
+        Governed::start(dir, addr, &args)
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
@@ -303,6 +308,35 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
     println!(
         "node gone {:?} after SIGKILL (session timeout 2 s)",
         killed.elapsed()
+    );
+}
+
+/// A handover on a registered address: the new process registers it (its node
+/// replaces the old one's), and the old one's drain deletes nothing, so the address
+/// stays in the registry through the old one's exit.
+#[test]
+fn a_handover_leaves_the_registration_to_the_new_process() {
+    let (zk, zkc, dir, mut old) = registered(1, "handover");
+    let node = old.node();
+    let old_session = zkc.get(&node).unwrap().1.ephemeral_owner;
+    let new = Governed::on_zk_at(&zk.connect, &dir.0, Some(old.demo.addr), &["--handover"]);
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| stat.ephemeral_owner != old_session)
+        }),
+        "the new process never registered the address"
+    );
+    let created = zkc.get(&node).unwrap().1.czxid;
+    old.demo.sigterm();
+    assert_eq!(old.demo.wait(Duration::from_secs(15)).0, Some(0));
+    let (data, stat) = zkc.get(&node).expect("the address is still registered");
+    assert_eq!(stat.czxid, created, "the node was deleted and made again");
+    let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(json["pid"], new.demo.child.id());
+    assert!(
+        old.log_text().contains("its node stays"),
+        "{}",
+        old.log_text()
     );
 }
 

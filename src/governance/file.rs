@@ -80,7 +80,7 @@ async fn serve(
                     k.registration = Some(r);
                     pending = !register(&mut k, &folders).await;
                 }
-                Some(Command::Deregister(ack)) => {
+                Some(Command::Deregister { ack, .. }) => {
                     k.registration = None;
                     k.status(|s| s.registered = None);
                     apply(&mut k, &folders);

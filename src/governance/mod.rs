@@ -110,8 +110,13 @@ pub struct Status {
 enum Command {
     Watch(ServiceName),
     Register(Registration),
-    /// Delete the registration; the sender is told whether there was one.
-    Deregister(mpsc::Sender<bool>),
+    /// Delete the registration; the sender is told whether there was one. After a
+    /// handover, first wait up to `successor` for the new process (on the same
+    /// address) to register: then its node stays and nothing is deleted.
+    Deregister {
+        ack: mpsc::Sender<bool>,
+        successor: Option<Duration>,
+    },
 }
 
 /// What the thread shares with the rest of the process.
@@ -244,8 +249,22 @@ impl Governance {
     /// Deletes the registration (waiting at most `timeout` for ZooKeeper), then
     /// gives consumers the deregister grace to see it. Blocks.
     pub fn deregister(&self, timeout: Duration) {
-        let (tx, rx) = mpsc::channel();
-        if self.commands.send(Command::Deregister(tx)).is_ok()
+        self.leave(timeout, None);
+    }
+
+    /// After a handover to a new process on the same address: waits up to
+    /// `successor` for it to register, and leaves its node in place (no gap in the
+    /// registry); if it does not register in time, deregisters as usual. Blocks.
+    pub fn hand_over(&self, successor: Duration, timeout: Duration) {
+        self.leave(timeout + successor, Some(successor));
+    }
+
+    fn leave(&self, timeout: Duration, successor: Option<Duration>) {
+        let (ack, rx) = mpsc::channel();
+        if self
+            .commands
+            .send(Command::Deregister { ack, successor })
+            .is_ok()
             && rx.recv_timeout(timeout) == Ok(true)
         {
             std::thread::sleep(self.shared.options.deregister_grace);

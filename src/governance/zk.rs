@@ -127,7 +127,7 @@ fn remember(k: &mut Keeper, cmd: Command) {
             k.mirror.watch(&s);
         }
         Command::Register(r) => k.registration = Some(r),
-        Command::Deregister(ack) => {
+        Command::Deregister { ack, .. } => {
             // An ephemeral node of a lost connection goes with its session.
             k.registration = None;
             let _ = ack.send(false);
@@ -210,8 +210,12 @@ async fn session(
                     k.registration = Some(r);
                     registered = ensure_registered(&client, k).await;
                 }
-                Some(Command::Deregister(ack)) => {
-                    let had = deregister(&client, k).await;
+                Some(Command::Deregister { ack, successor }) => {
+                    let left = match successor {
+                        Some(wait) => left_to_successor(&client, k, wait).await,
+                        None => false,
+                    };
+                    let had = !left && deregister(&client, k).await;
                     registered = true;
                     let _ = ack.send(had);
                 }
@@ -390,6 +394,32 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> bool {
             tracing::warn!(%path, error = %e, "cannot register: trying again");
             false
         }
+    }
+}
+
+/// After a handover: waits at most `wait` for the successor, which serves the same
+/// address, to replace this session's node with its own, then forgets the
+/// registration without deleting anything; whether it did.
+async fn left_to_successor(client: &zk::Client, k: &mut Keeper, wait: Duration) -> bool {
+    let Some(path) = k.registration_path() else {
+        return false;
+    };
+    let ours = client.session_id().0;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Ok(Some(stat)) = client.check_stat(&path).await {
+            if stat.ephemeral_owner != ours {
+                tracing::info!(%path, "the process this one handed over to registered the address: its node stays");
+                k.registration = None;
+                k.status(|s| s.registered = None);
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(%path, ?wait, "the process this one handed over to did not register in time: deregistering");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

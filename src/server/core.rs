@@ -243,8 +243,7 @@ fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, pee
 }
 
 /// Waits for the drain, then: stops accepting without dropping the connections
-/// already queued on this core's listeners (they are accepted and served, unless the
-/// listeners went to a new process, which then accepts them), tells
+/// already queued on this core's listeners (they are accepted and served), tells
 /// every connection (idle ones close after the grace, busy ones after their reply),
 /// lets in-flight calls finish up to the drain deadline (where they are cut off
 /// with an error reply), and returns, which ends the runtime.
@@ -272,9 +271,10 @@ async fn drain_when_asked<S: Dispatch + 'static>(
     }
     let handed_over = offer.handed();
     let mut queued = 0;
-    // Closing an SO_REUSEPORT listener resets what is queued on it: take it first,
-    // unless the listeners are the new process's too (they stay open).
-    for control in controls.iter().filter(|_| !handed_over) {
+    // Closing an SO_REUSEPORT listener resets what is queued on it: take it first.
+    // Also after a handover: the new process may have exited since, and if it runs,
+    // what is queued at this instant is little and served here all the same.
+    for control in &controls {
         while let Ok((sock, addr)) = control.accept() {
             let peer = addr
                 .as_socket()

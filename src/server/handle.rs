@@ -12,6 +12,9 @@ use crate::governance::Governance;
 /// How long a drain waits for ZooKeeper to delete the registration.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a drain after a handover waits for the new process to register.
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
+
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
@@ -30,11 +33,17 @@ struct Drain {
 
 impl Drain {
     /// Starts the drain with `timeout`: the registration is deleted first (the first
-    /// time), and the listening sockets are no longer offered to a successor.
+    /// time; after a handover it is left to the new process once that registers),
+    /// and the listening sockets are no longer offered to a successor.
     fn begin(&self, timeout: Duration) {
         if let (Some(g), false) = (&self.governance, self.shutdown.draining()) {
-            tracing::info!("deregistering before the drain");
-            g.deregister(DEREGISTER_TIMEOUT);
+            if self.offer.handed() {
+                tracing::info!("leaving the registration to the process this one handed over to");
+                g.hand_over(SUCCESSOR_WAIT, DEREGISTER_TIMEOUT);
+            } else {
+                tracing::info!("deregistering before the drain");
+                g.deregister(DEREGISTER_TIMEOUT);
+            }
         }
         self.offer.withdraw();
         self.shutdown.begin(timeout);

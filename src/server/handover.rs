@@ -68,6 +68,10 @@ pub(crate) fn take(addr: SocketAddr) -> Vec<std::net::TcpListener> {
         })
         .map(Into::into)
         .collect();
+    if listeners.is_empty() {
+        tracing::info!(%addr, "handover: process {pid} handed over no listening socket: joining its SO_REUSEPORT group");
+        return listeners;
+    }
     tracing::info!(%addr, pid, sockets = listeners.len(), "handover: took the running server's listening sockets");
     listeners
 }
@@ -117,8 +121,7 @@ impl Offer {
         })
     }
 
-    /// Whether a new process took the sockets: the drain then leaves what is queued
-    /// on them to it.
+    /// Whether a new process took the sockets (which the drain logs).
     pub fn handed(&self) -> bool {
         self.handed.load(Ordering::Acquire)
     }

@@ -29,8 +29,7 @@
 //!
 //! Drain (on [`ServerHandle::shutdown`] or SIGTERM/SIGINT in
 //! [`ServerHandle::run_until_signal`]): each core stops accepting and takes the
-//! connections queued on its listener (unless a new process took the listeners over
-//! and accepts them). The health-check method (`ping` by default) is
+//! connections queued on its listener. The health-check method (`ping` by default) is
 //! answered `TApplicationException` INTERNAL_ERROR `ringsoa: server is shutting
 //! down` and its connection closes, so pools that ping on checkout reconnect
 //! elsewhere; any other call is still served and its connection closes right after
