@@ -401,6 +401,53 @@ fn a_handover_passes_the_listening_sockets_and_none_closes() {
     assert_eq!(listening_sockets(old.addr.port()), before);
 }
 
+/// Should the new process die before the old one drains, the old one (still serving)
+/// offers its sockets again, to the next new process.
+#[test]
+fn the_old_process_offers_its_sockets_again_when_the_new_one_dies() {
+    let old = Demo::start(&[]);
+    let before = listening_sockets(old.addr.port());
+    let (mut dead, log) = start_handover(old.addr, "1");
+    assert!(log.contains("sockets=2"), "{log}");
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_next, log) = start_handover(old.addr, "1");
+        if log.contains("took the running server's listening sockets") {
+            assert!(log.contains("sockets=2"), "{log}");
+            break;
+        }
+        // The old process may not have seen the death yet.
+        assert!(Instant::now() < deadline, "never offered again: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(listening_sockets(old.addr.port()), before);
+}
+
+/// With no ringsoa server on the port to hand its sockets over (another program
+/// shares it with SO_REUSEPORT, as in a move from gunicorn_thrift), `--handover`
+/// joins the port's group and serves beside it.
+#[test]
+fn a_handover_from_another_program_joins_its_reuseport_group() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", support::process::free_port())
+        .parse()
+        .unwrap();
+    let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    other.set_reuse_port(true).unwrap();
+    other.bind(&addr.into()).unwrap();
+    other.listen(16).unwrap();
+    let (_demo, log) = start_handover(addr, "1");
+    assert!(log.contains("joining its SO_REUSEPORT group"), "{log}");
+    assert_eq!(
+        listening_sockets(addr.port()).len(),
+        2,
+        "the other's and its own"
+    );
+    drop(other);
+    echo_ok(addr);
+}
+
 /// Starts `ringsoa-demo --handover --cores CORES` on `addr`; returns it once it
 /// serves, with its log so far.
 fn start_handover(addr: SocketAddr, cores: &str) -> (Demo, String) {

@@ -430,7 +430,25 @@ async fn deregister(client: &zk::Client, k: &mut Keeper) -> bool {
     };
     k.registration = None;
     k.status(|s| s.registered = None);
-    match client.delete(&path, None).await {
+    // Only this session's node: another process may have registered the address
+    // since (a handover's successor), and its node is not this one's to delete.
+    let version = match client.check_stat(&path).await {
+        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => Some(stat.version),
+        Ok(Some(stat)) => {
+            tracing::info!(%path, owner = format!("{:#x}", stat.ephemeral_owner), "the provider node belongs to another session now: left in place");
+            return false;
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot check the provider node: it goes with the session");
+            return false;
+        }
+    };
+    let deleted = match version {
+        Some(v) => client.delete(&path, Some(v)).await,
+        None => Err(zk::Error::NoNode),
+    };
+    match deleted {
         Ok(()) | Err(zk::Error::NoNode) => {
             tracing::info!(%path, "deregistered");
             true

@@ -195,11 +195,12 @@ impl ServerBuilder {
         S: Dispatch + 'static,
         F: Fn(&CoreInit) -> S + Send + Sync + 'static,
     {
+        let offer = Offer::new(self.config.listen);
         let mut inherited = Vec::new();
         if !self.config.handover {
             handover::refuse_a_live_listener(self.config.listen)?;
         } else {
-            inherited = handover::take(self.config.listen);
+            inherited = offer.take();
             if inherited.is_empty() && !handover::migrates_queued_connections() {
                 tracing::warn!("handover: net.ipv4.tcp_migrate_req is not 1, so connections queued on the old process's listener when it closes are reset (set it with `sysctl -w net.ipv4.tcp_migrate_req=1`)");
             }
@@ -236,7 +237,6 @@ impl ServerBuilder {
         for (i, l) in inherited.into_iter().enumerate() {
             listeners[i % config.cores].push(l);
         }
-        let offer = Offer::new(config.listen);
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
         for (index, listeners) in listeners.into_iter().enumerate() {

@@ -12,7 +12,7 @@
 //! group, and the kernel must move what is queued on a closing listener
 //! (`net.ipv4.tcp_migrate_req=1`).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::{IoSlice, IoSliceMut, Read};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -36,44 +36,6 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn name(addr: SocketAddr) -> std::io::Result<UnixAddr> {
     UnixAddr::from_abstract_name(format!("ringsoa-handover:{addr}"))
-}
-
-/// Asks the server running on `addr` for its listening sockets. Empty when none
-/// answers (no server there, or one from before handover by socket passing); a
-/// socket that is not a TCP listener on `addr` is dropped with a warning.
-pub(crate) fn take(addr: SocketAddr) -> Vec<std::net::TcpListener> {
-    let got = name(addr)
-        .and_then(|n| UnixStream::connect_addr(&n))
-        .and_then(|s| {
-            s.set_read_timeout(Some(ASK_TIMEOUT))?;
-            receive(&s)
-        });
-    let (fds, pid) = match got {
-        Ok(got) => got,
-        Err(e) => {
-            tracing::info!(%addr, "handover: no running server handed over its listening sockets ({e}): joining its SO_REUSEPORT group");
-            return Vec::new();
-        }
-    };
-    let listeners: Vec<std::net::TcpListener> = fds
-        .into_iter()
-        .map(Socket::from)
-        .filter(|s| {
-            let ok = s.is_listener().unwrap_or(false)
-                && s.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr);
-            if !ok {
-                tracing::warn!(%addr, "handover: process {pid} handed over a socket that is not a TCP listener on this address: ignored");
-            }
-            ok
-        })
-        .map(Into::into)
-        .collect();
-    if listeners.is_empty() {
-        tracing::info!(%addr, "handover: process {pid} handed over no listening socket: joining its SO_REUSEPORT group");
-        return listeners;
-    }
-    tracing::info!(%addr, pid, sockets = listeners.len(), "handover: took the running server's listening sockets");
-    listeners
 }
 
 /// Reads one message of descriptors; returns them and the sender's process id.
@@ -102,14 +64,23 @@ fn receive(s: &UnixStream) -> std::io::Result<(Vec<OwnedFd>, i32)> {
     Ok((fds, pid))
 }
 
-/// This server's offer of its listening sockets to the next process on its address.
+/// This server's offer of its listening sockets to the next process on its address,
+/// and its end of the handover from the process before it.
 pub(crate) struct Offer {
     addr: SocketAddr,
     /// Copies of the cores' listeners, until the drain withdraws them (held past it,
     /// they would keep the listeners open).
     fds: Mutex<Option<Vec<OwnedFd>>>,
-    /// The sockets went to a new process (whose listeners they now also are).
+    /// The offering socket while it holds the name (the drain wakes its accept).
+    listener: Mutex<Option<Arc<UnixListener>>>,
+    /// The connection to the process the sockets went to; it ends when that process
+    /// exits (then they are offered again), or the drain shuts it.
+    successor: Mutex<Option<UnixStream>>,
+    /// The sockets went to a process that still runs.
     handed: AtomicBool,
+    /// The connection from the process that handed its sockets to this one, open for
+    /// as long as this process runs: its end tells that process when this one exits.
+    predecessor: Mutex<Option<UnixStream>>,
 }
 
 impl Offer {
@@ -117,26 +88,70 @@ impl Offer {
         Arc::new(Offer {
             addr,
             fds: Mutex::new(None),
+            listener: Mutex::new(None),
+            successor: Mutex::new(None),
             handed: AtomicBool::new(false),
+            predecessor: Mutex::new(None),
         })
     }
 
-    /// Whether a new process took the sockets (which the drain logs).
+    /// Asks the server running on this address for its listening sockets. Empty
+    /// when none answers (no server there, or not a ringsoa one); a socket that is
+    /// not a TCP listener on the address is dropped with a warning.
+    pub fn take(&self) -> Vec<std::net::TcpListener> {
+        let addr = self.addr;
+        let got = name(addr)
+            .and_then(|n| UnixStream::connect_addr(&n))
+            .and_then(|s| {
+                s.set_read_timeout(Some(ASK_TIMEOUT))?;
+                let (fds, pid) = receive(&s)?;
+                Ok((fds, pid, s))
+            });
+        let (fds, pid, conn) = match got {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::info!(%addr, "handover: no running server handed over its listening sockets ({e}): joining its SO_REUSEPORT group");
+                return Vec::new();
+            }
+        };
+        *self.predecessor.lock().unwrap() = Some(conn);
+        let listeners: Vec<std::net::TcpListener> = fds
+            .into_iter()
+            .map(Socket::from)
+            .filter(|s| {
+                let ok = s.is_listener().unwrap_or(false)
+                    && s.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr);
+                if !ok {
+                    tracing::warn!(%addr, "handover: process {pid} handed over a socket that is not a TCP listener on this address: ignored");
+                }
+                ok
+            })
+            .map(Into::into)
+            .collect();
+        if listeners.is_empty() {
+            tracing::info!(%addr, "handover: process {pid} handed over no listening socket: joining its SO_REUSEPORT group");
+            return listeners;
+        }
+        tracing::info!(%addr, pid, sockets = listeners.len(), "handover: took the running server's listening sockets");
+        listeners
+    }
+
+    /// Whether the sockets went to a process that still runs.
     pub fn handed(&self) -> bool {
         self.handed.load(Ordering::Acquire)
     }
 
-    /// Offers `fds` (copies of every core's listener) until the drain or a handover,
-    /// on a thread of its own. Logs and offers nothing if the name is taken.
+    /// Offers `fds` (copies of every core's listener) until the drain, on a thread
+    /// of its own. Logs and offers nothing if the name is taken; nothing for port 0.
     pub fn open(self: &Arc<Self>, fds: Vec<OwnedFd>) {
-        let listener = match name(self.addr).and_then(|n| UnixListener::bind_addr(&n)) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(addr = %self.addr, "handover: cannot offer the listening sockets to a successor ({e}): it will join the SO_REUSEPORT group instead");
-                return;
-            }
-        };
+        if self.addr.port() == 0 {
+            return; // each core has a port of its own: nothing to take over
+        }
         *self.fds.lock().unwrap() = Some(fds);
+        let Some(listener) = self.bind() else {
+            self.fds.lock().unwrap().take();
+            return;
+        };
         let offer = self.clone();
         let spawned = std::thread::Builder::new()
             .name("ringsoa-handover".into())
@@ -146,8 +161,24 @@ impl Offer {
         }
     }
 
-    /// Hands the sockets to the first process of this user that asks.
-    fn serve(&self, mut listener: UnixListener) {
+    /// Takes the name, to offer the sockets under it.
+    fn bind(&self) -> Option<Arc<UnixListener>> {
+        match name(self.addr).and_then(|n| UnixListener::bind_addr(&n)) {
+            Ok(l) => {
+                let l = Arc::new(l);
+                *self.listener.lock().unwrap() = Some(l.clone());
+                Some(l)
+            }
+            Err(e) => {
+                tracing::warn!(addr = %self.addr, "handover: cannot offer the listening sockets to a successor ({e}): it will join the SO_REUSEPORT group instead");
+                None
+            }
+        }
+    }
+
+    /// Hands the sockets to the first process of this user that asks; should that
+    /// process exit before this one drains, offers them again.
+    fn serve(&self, mut listener: Arc<UnixListener>) {
         loop {
             let conn = match listener.accept() {
                 Ok((conn, _)) => conn,
@@ -157,7 +188,7 @@ impl Offer {
                     continue;
                 }
             };
-            let mut fds = self.fds.lock().unwrap();
+            let fds = self.fds.lock().unwrap();
             let Some(offered) = fds.as_ref() else {
                 return; // withdrawn: this was the drain's wake-up call
             };
@@ -170,34 +201,46 @@ impl Offer {
             };
             // The name is free before the successor has the sockets: it offers them
             // under it from then on.
+            self.listener.lock().unwrap().take();
             drop(listener);
             match send(&conn, offered) {
                 Ok(()) => {
-                    self.handed.store(true, Ordering::Release);
                     tracing::info!(addr = %self.addr, pid, sockets = offered.len(), "handover: handed the listening sockets to the new process; drain this one once it serves");
-                    *fds = None;
-                    return;
+                    *self.successor.lock().unwrap() = conn.try_clone().ok();
+                    self.handed.store(true, Ordering::Release);
+                    drop(fds);
+                    // Until the successor exits (its end closes) or the drain shuts this.
+                    let _ = (&conn).read(&mut [0u8; 1]);
+                    self.successor.lock().unwrap().take();
+                    self.handed.store(false, Ordering::Release);
+                    if self.fds.lock().unwrap().is_none() {
+                        return;
+                    }
+                    tracing::warn!(addr = %self.addr, pid, "handover: the process the listening sockets went to has exited: offering them again");
                 }
                 Err(e) => {
                     tracing::warn!(addr = %self.addr, pid, "handover: sending the listening sockets failed: {e}")
                 }
             }
-            match name(self.addr).and_then(|n| UnixListener::bind_addr(&n)) {
-                Ok(l) => listener = l,
-                Err(e) => {
-                    tracing::warn!(addr = %self.addr, "handover: no longer offering the listening sockets: {e}");
-                    *fds = None;
-                    return;
-                }
+            match self.bind() {
+                Some(l) => listener = l,
+                None => return,
             }
         }
     }
 
     /// Stops offering and closes the copies (before the cores close theirs).
     pub fn withdraw(&self) {
-        if self.fds.lock().unwrap().take().is_some() {
-            // Wake the accept so the thread sees the withdrawal and frees the name.
+        if self.fds.lock().unwrap().take().is_none() {
+            return;
+        }
+        // Wake the thread: in its accept (while it holds the name) or in its wait
+        // for the successor.
+        if self.listener.lock().unwrap().is_some() {
             let _ = name(self.addr).and_then(|n| UnixStream::connect_addr(&n));
+        }
+        if let Some(s) = self.successor.lock().unwrap().as_ref() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 }
