@@ -8,9 +8,10 @@
 //! Envoy's hot restart and HAProxy's seamless reload do: when the old process
 //! drains, it stops accepting and closes its copies, and no listener closes, so
 //! nothing queued on it is reset and no connection arriving in that instant is
-//! refused. With no server to ask, the new one joins the old one's SO_REUSEPORT
-//! group, and the kernel must move what is queued on a closing listener
-//! (`net.ipv4.tcp_migrate_req=1`).
+//! refused. The old process keeps the handover's connection open: should the new one
+//! exit before the old one drains, it offers the sockets again. With no server to
+//! ask, the new one joins the old one's SO_REUSEPORT group, and the kernel must move
+//! what is queued on a closing listener (`net.ipv4.tcp_migrate_req=1`).
 
 use std::io::{IoSlice, IoSliceMut, Read};
 use std::mem::MaybeUninit;
@@ -261,6 +262,9 @@ fn same_user(conn: &UnixStream) -> std::io::Result<i32> {
 }
 
 fn send(conn: &UnixStream, fds: &[OwnedFd]) -> std::io::Result<()> {
+    if fds.len() > MAX_FDS {
+        tracing::warn!("handover: {} listening sockets, of which one message carries {MAX_FDS}: the rest close when this process drains", fds.len());
+    }
     let fds: Vec<_> = fds.iter().take(MAX_FDS).map(|f| f.as_fd()).collect();
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
