@@ -125,7 +125,7 @@ fn ringsoa_load(addr: SocketAddr, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
 }
 
 /// Callers that connect anew for every call (as short-lived clients do), the most
-/// exposed to a listener closing: `callers` threads until `stop`; (calls, failures).
+/// exposed to a listener closing: 4 threads until `stop`; (calls, failures).
 fn new_connection_load(addr: SocketAddr, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
     let threads: Vec<_> = (0..4)
         .map(|i| {
