@@ -175,6 +175,8 @@ struct Listening {
 
 impl Listening {
     fn new(l: std::net::TcpListener) -> std::io::Result<Self> {
+        // Handed over ones too: the drain's accepts must never block.
+        l.set_nonblocking(true)?;
         let control = Socket::from(l.try_clone()?);
         Ok(Listening {
             io: TcpListener::from_std(l)?,
