@@ -253,8 +253,9 @@ impl Governance {
     }
 
     /// After a handover to a new process on the same address: waits up to
-    /// `successor` for it to register, and leaves its node in place (no gap in the
-    /// registry); if it does not register in time, deregisters as usual. Blocks.
+    /// `successor` for it to register (its node replacing this one's) and leaves
+    /// that node in place; if it does not register in time, deregisters as usual.
+    /// Blocks.
     pub fn hand_over(&self, successor: Duration, timeout: Duration) {
         self.leave(timeout + successor, Some(successor));
     }
