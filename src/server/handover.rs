@@ -213,10 +213,10 @@ impl Offer {
                     // Until the successor exits (its end closes) or the drain shuts this.
                     let _ = (&conn).read(&mut [0u8; 1]);
                     self.successor.lock().unwrap().take();
-                    self.handed.store(false, Ordering::Release);
                     if self.fds.lock().unwrap().is_none() {
-                        return;
+                        return; // the drain: the successor still has the sockets
                     }
+                    self.handed.store(false, Ordering::Release);
                     tracing::warn!(addr = %self.addr, pid, "handover: the process the listening sockets went to has exited: offering them again");
                 }
                 Err(e) => {
