@@ -348,7 +348,7 @@ fn idle_connections_do_not_delay_exit_and_the_timeout_cancels() {
 }
 
 #[test]
-fn a_second_process_takes_the_port_only_for_handover() {
+fn a_second_process_without_handover_is_refused_the_port() {
     let first = Demo::start(&[]);
     let port = first.addr.to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
