@@ -340,6 +340,33 @@ fn a_handover_leaves_the_registration_to_the_new_process() {
     );
 }
 
+/// Stopping the new process first (a rollback): the old one, which has the
+/// sockets back, registers the address again.
+#[test]
+fn the_old_process_registers_again_when_the_new_one_stops_first() {
+    let (zk, zkc, dir, old) = registered(1, "rollback");
+    let node = old.node();
+    let old_session = zkc.get(&node).unwrap().1.ephemeral_owner;
+    let mut new = Governed::on_zk_at(&zk.connect, &dir.0, Some(old.demo.addr), &["--handover"]);
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| stat.ephemeral_owner != old_session)
+        }),
+        "the new process never registered the address"
+    );
+    new.demo.sigterm();
+    assert_eq!(new.demo.wait(Duration::from_secs(15)).0, Some(0));
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| stat.ephemeral_owner == old_session)
+        }),
+        "the old process did not register again: {}",
+        old.log_text()
+    );
+    let json: serde_json::Value = serde_json::from_slice(&zkc.get(&node).unwrap().0).unwrap();
+    assert_eq!(json["pid"], old.demo.child.id());
+}
+
 #[test]
 fn consumers_follow_providers_as_they_come_and_go() {
     let (zk, zkc, dir, a) = registered(1, "discover");

@@ -295,10 +295,12 @@ impl ServerBuilder {
         for f in &failures {
             tracing::error!("running degraded: {f}");
         }
-        offer.open(offered);
         if let Some(g) = &self.governance {
-            g.register_server(config.listen, config.cores - failures.len());
+            let (g, listen, cores) = (g.clone(), config.listen, config.cores - failures.len());
+            g.register_server(listen, cores);
+            offer.on_return(move || g.register_server(listen, cores));
         }
+        offer.open(offered);
         Ok(handle)
     }
 }

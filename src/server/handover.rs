@@ -9,7 +9,8 @@
 //! drains, it stops accepting and closes its copies, and no listener closes, so
 //! nothing queued on it is reset and no connection arriving in that instant is
 //! refused. The old process keeps the handover's connection open: should the new one
-//! exit before the old one drains, it offers the sockets again. With no server to
+//! exit before the old one drains, it offers the sockets again and registers its
+//! address again (the new one's node replaced its own). With no server to
 //! ask, the new one joins the old one's SO_REUSEPORT group, and the kernel must move
 //! what is queued on a closing listener (`net.ipv4.tcp_migrate_req=1`).
 
@@ -82,6 +83,8 @@ pub(crate) struct Offer {
     /// The connection from the process that handed its sockets to this one, open for
     /// as long as this process runs: its end tells that process when this one exits.
     predecessor: Mutex<Option<UnixStream>>,
+    /// Run when the sockets come back from a successor that exited.
+    on_return: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 impl Offer {
@@ -93,6 +96,7 @@ impl Offer {
             successor: Mutex::new(None),
             handed: AtomicBool::new(false),
             predecessor: Mutex::new(None),
+            on_return: Mutex::new(None),
         })
     }
 
@@ -140,6 +144,12 @@ impl Offer {
     /// Whether the sockets went to a process that still runs.
     pub fn handed(&self) -> bool {
         self.handed.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` whenever the sockets come back from a successor that exited before
+    /// this process drained (to register the address again).
+    pub fn on_return(&self, f: impl Fn() + Send + 'static) {
+        *self.on_return.lock().unwrap() = Some(Box::new(f));
     }
 
     /// Offers `fds` (copies of every core's listener) until the drain, on a thread
@@ -218,6 +228,9 @@ impl Offer {
                     }
                     self.handed.store(false, Ordering::Release);
                     tracing::warn!(addr = %self.addr, pid, "handover: the process the listening sockets went to has exited: offering them again");
+                    if let Some(f) = self.on_return.lock().unwrap().as_ref() {
+                        f();
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(addr = %self.addr, pid, "handover: sending the listening sockets failed: {e}")
