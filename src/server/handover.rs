@@ -33,6 +33,11 @@ use socket2::Socket;
 /// The most descriptors one message may carry (the kernel's SCM_MAX_FD).
 const MAX_FDS: usize = 253;
 
+/// A message's one data byte: the last message of the sockets (all that earlier
+/// versions send), or one with more to follow.
+const LAST: u8 = 1;
+const MORE: u8 = 2;
+
 /// How long a new process waits for the running one to hand its sockets over.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,30 +45,35 @@ fn name(addr: SocketAddr) -> std::io::Result<UnixAddr> {
     UnixAddr::from_abstract_name(format!("ringsoa-handover:{addr}"))
 }
 
-/// Reads one message of descriptors; returns them and the sender's process id.
+/// Reads the messages of descriptors up to the last; returns them and the sender's
+/// process id.
 fn receive(s: &UnixStream) -> std::io::Result<(Vec<OwnedFd>, i32)> {
     let pid = same_user(s)?;
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut byte = [0u8; 1];
-    let got = recvmsg(
-        s,
-        &mut [IoSliceMut::new(&mut byte)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )?;
-    if got.bytes == 0 {
-        return Err(std::io::Error::other(format!(
-            "process {pid} closed the handover without sending its sockets"
-        )));
-    }
     let mut fds = Vec::new();
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut byte = [0u8; 1];
+        let got = recvmsg(
+            s,
+            &mut [IoSliceMut::new(&mut byte)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        if got.bytes == 0 {
+            return Err(std::io::Error::other(format!(
+                "process {pid} closed the handover without sending all its sockets"
+            )));
+        }
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+        }
+        if byte[0] != MORE {
+            return Ok((fds, pid));
         }
     }
-    Ok((fds, pid))
 }
 
 /// This server's offer of its listening sockets to the next process on its address,
@@ -274,24 +284,30 @@ fn same_user(conn: &UnixStream) -> std::io::Result<i32> {
     Ok(pid)
 }
 
+/// Sends `fds` in messages of at most [`MAX_FDS`], each but the last marked [`MORE`]
+/// (a process of an earlier version takes only the first message's).
 fn send(conn: &UnixStream, fds: &[OwnedFd]) -> std::io::Result<()> {
-    if fds.len() > MAX_FDS {
-        tracing::warn!("handover: {} listening sockets, of which one message carries {MAX_FDS}: the rest close when this process drains", fds.len());
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let chunks: Vec<&[OwnedFd]> = match fds.len() {
+        0 => vec![&[]],
+        _ => fds.chunks(MAX_FDS).collect(),
+    };
+    for (i, chunk) in chunks.iter().enumerate() {
+        let chunk: Vec<_> = chunk.iter().map(|f| f.as_fd()).collect();
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !chunk.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&chunk)) {
+            return Err(std::io::Error::other(
+                "the descriptors do not fit one message",
+            ));
+        }
+        let mark = if i + 1 < chunks.len() { MORE } else { LAST };
+        sendmsg(
+            conn,
+            &[IoSlice::new(&[mark])],
+            &mut control,
+            SendFlags::empty(),
+        )?;
     }
-    let fds: Vec<_> = fds.iter().take(MAX_FDS).map(|f| f.as_fd()).collect();
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-        return Err(std::io::Error::other(
-            "the descriptors do not fit one message",
-        ));
-    }
-    sendmsg(
-        conn,
-        &[IoSlice::new(&[1])],
-        &mut control,
-        SendFlags::empty(),
-    )?;
     Ok(())
 }
 
@@ -319,4 +335,31 @@ pub(crate) fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
 /// handover by joining the group needs.
 pub(crate) fn migrates_queued_connections() -> bool {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|v| v.trim() == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More sockets than one message carries arrive whole, in order.
+    #[test]
+    fn sockets_beyond_one_message_all_arrive() {
+        for count in [0, 1, MAX_FDS, MAX_FDS + 1, 3 * MAX_FDS + 7] {
+            let listeners: Vec<std::net::TcpListener> = (0..count)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let ports: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+            let fds: Vec<OwnedFd> = listeners.into_iter().map(Into::into).collect();
+            let (a, b) = UnixStream::pair().unwrap();
+            let sender = std::thread::spawn(move || send(&a, &fds));
+            let (got, pid) = receive(&b).unwrap();
+            sender.join().unwrap().unwrap();
+            assert_eq!(pid, std::process::id() as i32);
+            let got: Vec<_> = got
+                .into_iter()
+                .map(|fd| std::net::TcpListener::from(fd).local_addr().unwrap())
+                .collect();
+            assert_eq!(got, ports, "{count} sockets");
+        }
+    }
 }
