@@ -365,6 +365,26 @@ fn the_old_process_registers_again_when_the_new_one_stops_first() {
     );
     let json: serde_json::Value = serde_json::from_slice(&zkc.get(&node).unwrap().0).unwrap();
     assert_eq!(json["pid"], old.demo.child.id());
+
+    // A new process that crashes: its node stays until its session expires, and the
+    // old one replaces it.
+    let mut new = Governed::on_zk_at(&zk.connect, &dir.0, Some(old.demo.addr), &["--handover"]);
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| stat.ephemeral_owner != old_session)
+        }),
+        "the second new process never registered the address"
+    );
+    // Not `Demo::kill`, which waits for the address to refuse: the old one serves it.
+    new.demo.child.kill().unwrap();
+    new.demo.child.wait().unwrap();
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| stat.ephemeral_owner == old_session)
+        }),
+        "the old process did not take the address back from a crashed one: {}",
+        old.log_text()
+    );
 }
 
 #[test]
