@@ -387,6 +387,44 @@ fn the_old_process_registers_again_when_the_new_one_stops_first() {
     );
 }
 
+/// A → B → C, and B stops while A still runs: B handed the sockets on, so A, which
+/// sees B exit, leaves the address and its registration to C.
+#[test]
+fn after_a_chain_of_handovers_the_newest_keeps_the_registration() {
+    let (zk, zkc, dir, a) = registered(1, "chain");
+    let node = a.node();
+    let owner = |zkc: &support::zk::Zk| zkc.get(&node).map(|(_, stat)| stat.ephemeral_owner);
+    let a_session = owner(&zkc).unwrap();
+    let mut b = Governed::on_zk_at(&zk.connect, &dir.0, Some(a.demo.addr), &["--handover"]);
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| stat.ephemeral_owner != a_session)
+        }),
+        "B never registered the address"
+    );
+    let b_session = owner(&zkc).unwrap();
+    let c = Governed::on_zk_at(&zk.connect, &dir.0, Some(a.demo.addr), &["--handover"]);
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| ![a_session, b_session].contains(&stat.ephemeral_owner))
+        }),
+        "C never registered the address"
+    );
+    let c_session = owner(&zkc).unwrap();
+    b.demo.sigterm();
+    assert_eq!(b.demo.wait(Duration::from_secs(15)).0, Some(0));
+    // A would take the address back at once (its health check passes): give it time.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        owner(&zkc),
+        Some(c_session),
+        "C lost the registration: {}",
+        a.log_text()
+    );
+    let json: serde_json::Value = serde_json::from_slice(&zkc.get(&node).unwrap().0).unwrap();
+    assert_eq!(json["pid"], c.demo.child.id());
+}
+
 #[test]
 fn consumers_follow_providers_as_they_come_and_go() {
     let (zk, zkc, dir, a) = registered(1, "discover");

@@ -157,7 +157,8 @@ impl Offer {
     }
 
     /// Runs `f` whenever the sockets come back from a successor that exited before
-    /// this process drained (to register the address again).
+    /// this process drained, and no process it handed them on to runs (to register
+    /// the address again).
     pub fn on_return(&self, f: impl Fn() + Send + 'static) {
         *self.on_return.lock().unwrap() = Some(Box::new(f));
     }
@@ -224,6 +225,7 @@ impl Offer {
             // under it from then on.
             self.listener.lock().unwrap().take();
             drop(listener);
+            let mut back = false;
             match send(&conn, offered) {
                 Ok(()) => {
                     tracing::info!(addr = %self.addr, pid, sockets = offered.len(), "handover: handed the listening sockets to the new process; drain this one once it serves");
@@ -238,17 +240,22 @@ impl Offer {
                     }
                     self.handed.store(false, Ordering::Release);
                     tracing::warn!(addr = %self.addr, pid, "handover: the process the listening sockets went to has exited: offering them again");
-                    if let Some(f) = self.on_return.lock().unwrap().as_ref() {
-                        f();
-                    }
+                    back = true;
                 }
                 Err(e) => {
                     tracing::warn!(addr = %self.addr, pid, "handover: sending the listening sockets failed: {e}")
                 }
             }
-            match self.bind() {
-                Some(l) => listener = l,
+            // A name held by another process means the successor handed the sockets
+            // on before it exited: that process has the address (and its registration).
+            listener = match self.bind() {
+                Some(l) => l,
                 None => return,
+            };
+            if back {
+                if let Some(f) = self.on_return.lock().unwrap().as_ref() {
+                    f();
+                }
             }
         }
     }
