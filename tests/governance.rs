@@ -311,6 +311,45 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
     );
 }
 
+/// The session that owns `node`, if it exists.
+fn owner(zkc: &support::zk::Zk, node: &str) -> Option<i64> {
+    zkc.get(node).map(|(_, stat)| stat.ephemeral_owner)
+}
+
+/// Starts `ringsoa-demo --handover` on `from`'s address; returns it once a node of
+/// a session not among `others` holds the address, and that session.
+fn hand_over(
+    zk: &ZooKeeper,
+    zkc: &support::zk::Zk,
+    dir: &Scratch,
+    from: &Governed,
+    others: &[i64],
+) -> (Governed, i64) {
+    let new = Governed::on_zk_at(&zk.connect, &dir.0, Some(from.demo.addr), &["--handover"]);
+    let node = from.node();
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| {
+            n.is_some_and(|(_, stat)| !others.contains(&stat.ephemeral_owner))
+        }),
+        "the new process never registered the address"
+    );
+    let session = owner(zkc, &node).unwrap();
+    (new, session)
+}
+
+/// Whether `node` comes to belong to `session` within 10 s.
+fn comes_back_to(zkc: &support::zk::Zk, node: &str, session: i64) -> bool {
+    zkc.wait_for(node, Duration::from_secs(10), |n| {
+        n.is_some_and(|(_, stat)| stat.ephemeral_owner == session)
+    })
+}
+
+/// The pid in `node`'s registration.
+fn registered_pid(zkc: &support::zk::Zk, node: &str) -> serde_json::Value {
+    let json: serde_json::Value = serde_json::from_slice(&zkc.get(node).unwrap().0).unwrap();
+    json["pid"].clone()
+}
+
 /// A handover on a registered address: the new process registers it (its node
 /// replaces the old one's), and the old one's drain deletes nothing, so the address
 /// stays in the registry through the old one's exit.
@@ -318,21 +357,13 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
 fn a_handover_leaves_the_registration_to_the_new_process() {
     let (zk, zkc, dir, mut old) = registered(1, "handover");
     let node = old.node();
-    let old_session = zkc.get(&node).unwrap().1.ephemeral_owner;
-    let new = Governed::on_zk_at(&zk.connect, &dir.0, Some(old.demo.addr), &["--handover"]);
-    assert!(
-        zkc.wait_for(&node, Duration::from_secs(10), |n| {
-            n.is_some_and(|(_, stat)| stat.ephemeral_owner != old_session)
-        }),
-        "the new process never registered the address"
-    );
+    let (new, _) = hand_over(&zk, &zkc, &dir, &old, &[owner(&zkc, &node).unwrap()]);
     let created = zkc.get(&node).unwrap().1.czxid;
     old.demo.sigterm();
     assert_eq!(old.demo.wait(Duration::from_secs(15)).0, Some(0));
-    let (data, stat) = zkc.get(&node).expect("the address is still registered");
+    let stat = zkc.get(&node).expect("the address is still registered").1;
     assert_eq!(stat.czxid, created, "the node was deleted and made again");
-    let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
-    assert_eq!(json["pid"], new.demo.child.id());
+    assert_eq!(registered_pid(&zkc, &node), new.demo.child.id());
     assert!(
         old.log_text().contains("its node stays"),
         "{}",
@@ -346,42 +377,25 @@ fn a_handover_leaves_the_registration_to_the_new_process() {
 fn the_old_process_registers_again_when_the_new_one_stops_first() {
     let (zk, zkc, dir, old) = registered(1, "rollback");
     let node = old.node();
-    let old_session = zkc.get(&node).unwrap().1.ephemeral_owner;
-    let mut new = Governed::on_zk_at(&zk.connect, &dir.0, Some(old.demo.addr), &["--handover"]);
-    assert!(
-        zkc.wait_for(&node, Duration::from_secs(10), |n| {
-            n.is_some_and(|(_, stat)| stat.ephemeral_owner != old_session)
-        }),
-        "the new process never registered the address"
-    );
+    let old_session = owner(&zkc, &node).unwrap();
+    let (mut new, _) = hand_over(&zk, &zkc, &dir, &old, &[old_session]);
     new.demo.sigterm();
     assert_eq!(new.demo.wait(Duration::from_secs(15)).0, Some(0));
     assert!(
-        zkc.wait_for(&node, Duration::from_secs(10), |n| {
-            n.is_some_and(|(_, stat)| stat.ephemeral_owner == old_session)
-        }),
+        comes_back_to(&zkc, &node, old_session),
         "the old process did not register again: {}",
         old.log_text()
     );
-    let json: serde_json::Value = serde_json::from_slice(&zkc.get(&node).unwrap().0).unwrap();
-    assert_eq!(json["pid"], old.demo.child.id());
+    assert_eq!(registered_pid(&zkc, &node), old.demo.child.id());
 
     // A new process that crashes: its node stays until its session expires, and the
     // old one replaces it.
-    let mut new = Governed::on_zk_at(&zk.connect, &dir.0, Some(old.demo.addr), &["--handover"]);
-    assert!(
-        zkc.wait_for(&node, Duration::from_secs(10), |n| {
-            n.is_some_and(|(_, stat)| stat.ephemeral_owner != old_session)
-        }),
-        "the second new process never registered the address"
-    );
+    let (mut new, _) = hand_over(&zk, &zkc, &dir, &old, &[old_session]);
     // Not `Demo::kill`, which waits for the address to refuse: the old one serves it.
     new.demo.child.kill().unwrap();
     new.demo.child.wait().unwrap();
     assert!(
-        zkc.wait_for(&node, Duration::from_secs(10), |n| {
-            n.is_some_and(|(_, stat)| stat.ephemeral_owner == old_session)
-        }),
+        comes_back_to(&zkc, &node, old_session),
         "the old process did not take the address back from a crashed one: {}",
         old.log_text()
     );
@@ -393,36 +407,20 @@ fn the_old_process_registers_again_when_the_new_one_stops_first() {
 fn after_a_chain_of_handovers_the_newest_keeps_the_registration() {
     let (zk, zkc, dir, a) = registered(1, "chain");
     let node = a.node();
-    let owner = |zkc: &support::zk::Zk| zkc.get(&node).map(|(_, stat)| stat.ephemeral_owner);
-    let a_session = owner(&zkc).unwrap();
-    let mut b = Governed::on_zk_at(&zk.connect, &dir.0, Some(a.demo.addr), &["--handover"]);
-    assert!(
-        zkc.wait_for(&node, Duration::from_secs(10), |n| {
-            n.is_some_and(|(_, stat)| stat.ephemeral_owner != a_session)
-        }),
-        "B never registered the address"
-    );
-    let b_session = owner(&zkc).unwrap();
-    let c = Governed::on_zk_at(&zk.connect, &dir.0, Some(a.demo.addr), &["--handover"]);
-    assert!(
-        zkc.wait_for(&node, Duration::from_secs(10), |n| {
-            n.is_some_and(|(_, stat)| ![a_session, b_session].contains(&stat.ephemeral_owner))
-        }),
-        "C never registered the address"
-    );
-    let c_session = owner(&zkc).unwrap();
+    let a_session = owner(&zkc, &node).unwrap();
+    let (mut b, b_session) = hand_over(&zk, &zkc, &dir, &a, &[a_session]);
+    let (c, c_session) = hand_over(&zk, &zkc, &dir, &a, &[a_session, b_session]);
     b.demo.sigterm();
     assert_eq!(b.demo.wait(Duration::from_secs(15)).0, Some(0));
     // A would take the address back at once (its health check passes): give it time.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        owner(&zkc),
+        owner(&zkc, &node),
         Some(c_session),
         "C lost the registration: {}",
         a.log_text()
     );
-    let json: serde_json::Value = serde_json::from_slice(&zkc.get(&node).unwrap().0).unwrap();
-    assert_eq!(json["pid"], c.demo.child.id());
+    assert_eq!(registered_pid(&zkc, &node), c.demo.child.id());
 }
 
 #[test]
