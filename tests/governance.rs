@@ -344,6 +344,12 @@ fn comes_back_to(zkc: &support::zk::Zk, node: &str, session: i64) -> bool {
     })
 }
 
+/// Sends SIGTERM and asserts a clean exit within 15 s.
+fn stops_cleanly(g: &mut Governed) {
+    g.demo.sigterm();
+    assert_eq!(g.demo.wait(Duration::from_secs(15)).0, Some(0));
+}
+
 /// The pid in `node`'s registration.
 fn registered_pid(zkc: &support::zk::Zk, node: &str) -> serde_json::Value {
     let json: serde_json::Value = serde_json::from_slice(&zkc.get(node).unwrap().0).unwrap();
@@ -359,8 +365,7 @@ fn a_handover_leaves_the_registration_to_the_new_process() {
     let node = old.node();
     let (new, _) = hand_over(&zk, &zkc, &dir, &old, &[owner(&zkc, &node).unwrap()]);
     let created = zkc.get(&node).unwrap().1.czxid;
-    old.demo.sigterm();
-    assert_eq!(old.demo.wait(Duration::from_secs(15)).0, Some(0));
+    stops_cleanly(&mut old);
     let stat = zkc.get(&node).expect("the address is still registered").1;
     assert_eq!(stat.czxid, created, "the node was deleted and made again");
     assert_eq!(registered_pid(&zkc, &node), new.demo.child.id());
@@ -379,8 +384,7 @@ fn the_old_process_registers_again_when_the_new_one_stops_first() {
     let node = old.node();
     let old_session = owner(&zkc, &node).unwrap();
     let (mut new, _) = hand_over(&zk, &zkc, &dir, &old, &[old_session]);
-    new.demo.sigterm();
-    assert_eq!(new.demo.wait(Duration::from_secs(15)).0, Some(0));
+    stops_cleanly(&mut new);
     assert!(
         comes_back_to(&zkc, &node, old_session),
         "the old process did not register again: {}",
@@ -410,8 +414,7 @@ fn after_a_chain_of_handovers_the_newest_keeps_the_registration() {
     let a_session = owner(&zkc, &node).unwrap();
     let (mut b, b_session) = hand_over(&zk, &zkc, &dir, &a, &[a_session]);
     let (c, c_session) = hand_over(&zk, &zkc, &dir, &a, &[a_session, b_session]);
-    b.demo.sigterm();
-    assert_eq!(b.demo.wait(Duration::from_secs(15)).0, Some(0));
+    stops_cleanly(&mut b);
     // A would take the address back at once (its health check passes): give it time.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
