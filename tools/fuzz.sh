@@ -11,7 +11,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 cd "$root"
 corpus="$root/target/fuzz-corpus"
-for target in binary compact scanner idl header; do
+for target in binary compact scanner idl header tracking dynamic; do
   mkdir -p "$corpus/$target"
   echo "fuzz: $target for ${secs}s"
   cargo +nightly fuzz run --fuzz-dir tools/fuzz "$target" "$corpus/$target" -- \

@@ -117,11 +117,13 @@ fn read_meta<R: ProtocolReader>(
     let (k, v, n) = r.read_map_begin()?;
     // An empty map carries no element types in the compact protocol.
     let strings = n == 0 || (k == TType::String && v == TType::String);
-    if n > limits.meta_entries || !strings {
+    // A header may repeat its meta field: the limit is on all of them together.
+    let n_all = meta.len() + n;
+    if n_all > limits.meta_entries || !strings {
         if over.is_none() {
             *over = Some(if strings {
                 format!(
-                    "the tracking header's meta has {n} entries; the limit is {}",
+                    "the tracking header's meta has {n_all} entries; the limit is {}",
                     limits.meta_entries
                 )
             } else {
@@ -230,5 +232,28 @@ mod tests {
             assert!(h.meta.is_empty());
             assert_eq!(r.remaining(), 0, "the whole header is consumed");
         }
+    }
+
+    #[test]
+    fn a_repeated_meta_field_counts_against_one_limit() {
+        // Found by the `tracking` fuzz target: each map within the limit, together over.
+        let mut buf = bytes::BytesMut::new();
+        let w = &mut BinaryWriter::new(&mut buf);
+        let mark = w.write_struct_begin();
+        for part in 0..2 {
+            w.write_field_begin(TType::Map, 3);
+            w.write_map_begin(TType::String, TType::String, 40);
+            for i in 0..40 {
+                w.write_string(&format!("k{part}.{i}"));
+                w.write_string("v");
+            }
+        }
+        w.write_struct_end(mark);
+        let mut r = BinaryReader::new(buf.freeze());
+        let h = read_request_header(&mut r, &Limits::default()).unwrap();
+        let over = h.over_limits.as_deref();
+        assert!(over.is_some_and(|m| m.contains("80 entries")), "{over:?}");
+        assert!(h.meta.len() <= Limits::default().meta_entries);
+        assert_eq!(r.remaining(), 0, "the whole header is consumed");
     }
 }
