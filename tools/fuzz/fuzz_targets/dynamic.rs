@@ -1,14 +1,15 @@
 //! Dynamic mode's decoder (the IDL parsed at run time, the reply as JSON) on
-//! arbitrary bytes: the demo IDL's methods' replies and every struct of it, binary
-//! or compact. Never a panic; a decoded reply prints as JSON.
+//! arbitrary bytes: a reply to one of the demo IDL's methods (its message header
+//! written here, the body from the fuzzer) and every struct of the IDL, binary or
+//! compact. Never a panic; a decoded reply prints as JSON.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ringsoa::dynamic::{decode_fields, decode_reply, method, Reply};
-use ringsoa::idl::model::Program;
-use ringsoa::protocol::{BinaryReader, CompactReader, Protocol};
+use ringsoa::idl::model::{Field, Program};
+use ringsoa::protocol::{BinaryCodec, Codec, CompactCodec, MessageType, Protocol, ProtocolWriter};
 
 const METHODS: [&str; 10] = [
     "Demo.ping",
@@ -31,8 +32,27 @@ fn program() -> &'static Program {
     })
 }
 
+/// A reply (or, when `exception`, an exception) message to `name`, seqid 1, with
+/// `body` after its header.
+fn reply<C: Codec>(name: &str, exception: bool, body: &[u8]) -> Bytes {
+    let mut buf = BytesMut::new();
+    let kind = if exception {
+        MessageType::Exception
+    } else {
+        MessageType::Reply
+    };
+    C::writer(&mut buf).write_message_begin(name, kind, 1);
+    buf.extend_from_slice(body);
+    buf.freeze()
+}
+
+/// `bytes` read as a struct with `fields`.
+fn structure<C: Codec>(p: &Program, fields: &[Field], bytes: &Bytes) -> Option<serde_json::Value> {
+    decode_fields(p, fields, &mut C::reader(bytes.clone())).ok()
+}
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else {
+    let Some((&pick, body)) = data.split_first() else {
         return;
     };
     let p = program();
@@ -41,24 +61,26 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     } else {
         Protocol::Compact
     };
-    let bytes = Bytes::copy_from_slice(rest);
-    let m = method(p, METHODS[(pick & 0x7f) as usize % METHODS.len()]).expect("a demo method");
-    if let Ok(reply) = decode_reply(&m, bytes.clone(), protocol, 1) {
+    let exception = pick & 0x40 != 0;
+    let m = method(p, METHODS[(pick & 0x3f) as usize % METHODS.len()]).expect("a demo method");
+    let name = &m.function.name;
+    let msg = match protocol {
+        Protocol::Binary => reply::<BinaryCodec>(name, exception, body),
+        Protocol::Compact => reply::<CompactCodec>(name, exception, body),
+    };
+    if let Ok(reply) = decode_reply(&m, msg, protocol, 1) {
         let json = match reply {
             Reply::Success(v) => v,
             Reply::Declared { value, .. } => value,
         };
         serde_json::to_string(&json).expect("decoded JSON prints");
     }
+    let bytes = Bytes::copy_from_slice(body);
     for file in &p.files {
         for s in &file.structs {
             let _ = match protocol {
-                Protocol::Binary => {
-                    decode_fields(p, &s.fields, &mut BinaryReader::new(bytes.clone()))
-                }
-                Protocol::Compact => {
-                    decode_fields(p, &s.fields, &mut CompactReader::new(bytes.clone()))
-                }
+                Protocol::Binary => structure::<BinaryCodec>(p, &s.fields, &bytes),
+                Protocol::Compact => structure::<CompactCodec>(p, &s.fields, &bytes),
             };
         }
     }

@@ -1,35 +1,72 @@
 //! The unframed message-boundary scanner, fed arbitrary bytes in arbitrary pieces;
-//! whatever it reports must agree with feeding everything at once.
+//! whatever it reports must agree with feeding everything at once, and a boundary
+//! it finds must be where the decoder ends the same message.
 #![no_main]
 
-use ringsoa::protocol::Protocol;
+use bytes::Bytes;
+use ringsoa::protocol::{BinaryReader, CompactReader, Protocol, ProtocolReader, TType};
 use ringsoa::transport::scan::Scanner;
+
+/// Whether the decoder, reading a tracking header (when `header`) and a message
+/// from `unit`, ends exactly at its end; `None` when it cannot decode it at all.
+fn decoder_ends_at_end(proto: Protocol, unit: &[u8], header: bool) -> Option<bool> {
+    fn read<R: ProtocolReader>(mut r: R, header: bool) -> Option<bool> {
+        if header {
+            r.skip(TType::Struct).ok()?;
+        }
+        r.read_message_begin().ok()?;
+        r.skip(TType::Struct).ok()?;
+        Some(r.remaining() == 0)
+    }
+    let bytes = Bytes::copy_from_slice(unit);
+    match proto {
+        Protocol::Binary => read(BinaryReader::new(bytes), header),
+        Protocol::Compact => read(CompactReader::new(bytes), header),
+    }
+}
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&step, data)) = data.split_first() else {
         return;
     };
     for proto in [Protocol::Binary, Protocol::Compact] {
-        let mut whole = Scanner::new(proto, 4096);
-        whole.expect_struct_then_message();
-        let at_once = whole.feed(data);
-        let mut inc = Scanner::new(proto, 4096);
-        inc.expect_struct_then_message();
-        let step = step as usize % 7 + 1;
-        let mut end = 0;
-        let piecewise = loop {
-            end = (end + step).min(data.len());
-            match inc.feed(&data[..end]) {
-                Ok(None) if end < data.len() => continue,
-                other => break other,
+        for header in [true, false] {
+            let start = |s: &mut Scanner| {
+                if header {
+                    s.expect_struct_then_message()
+                } else {
+                    s.expect_message()
+                }
+            };
+            let mut whole = Scanner::new(proto, 4096);
+            start(&mut whole);
+            let at_once = whole.feed(data);
+            let mut inc = Scanner::new(proto, 4096);
+            start(&mut inc);
+            let step = step as usize % 7 + 1;
+            let mut end = 0;
+            let piecewise = loop {
+                end = (end + step).min(data.len());
+                match inc.feed(&data[..end]) {
+                    Ok(None) if end < data.len() => continue,
+                    other => break other,
+                }
+            };
+            match (&at_once, &piecewise) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "piecewise and whole scans disagree"),
+                (Err(_), Err(_)) => {}
+                // An error may be seen on a prefix only when it is found before the end.
+                (Ok(Some(n)), Err(e)) => panic!("whole found {n} bytes, pieces failed: {e}"),
+                _ => {}
             }
-        };
-        match (&at_once, &piecewise) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "piecewise and whole scans disagree"),
-            (Err(_), Err(_)) => {}
-            // An error may be seen on a prefix only when it is found before the end.
-            (Ok(Some(n)), Err(e)) => panic!("whole found {n} bytes, pieces failed: {e}"),
-            _ => {}
+            if let Ok(Some(n)) = at_once {
+                let ends = decoder_ends_at_end(proto, &data[..n], header);
+                assert_ne!(
+                    ends,
+                    Some(false),
+                    "the decoder does not end where the scanner cut"
+                );
+            }
         }
     }
 });
