@@ -7,28 +7,28 @@
 use std::sync::OnceLock;
 
 use bytes::{Bytes, BytesMut};
-use ringsoa::dynamic::{decode_fields, decode_reply, method, Reply};
+use ringsoa::dynamic::{decode_fields, decode_reply, method, Method, Reply};
 use ringsoa::idl::model::{Field, Program};
 use ringsoa::protocol::{BinaryCodec, Codec, CompactCodec, MessageType, Protocol, ProtocolWriter};
-
-const METHODS: [&str; 10] = [
-    "Demo.ping",
-    "Demo.echo",
-    "Demo.roundtrip",
-    "Demo.add",
-    "Demo.fail",
-    "Demo.sleep_ms",
-    "Demo.fire",
-    "Demo.fired",
-    "Demo.whoami",
-    "Demo.relay_whoami",
-];
 
 fn program() -> &'static Program {
     static P: OnceLock<Program> = OnceLock::new();
     P.get_or_init(|| {
         let src = include_str!("../../../src/bin/ringsoa-demo/demo.thrift");
         ringsoa::idl::load_str("demo.thrift", src, &[] as &[&str]).expect("the demo IDL loads")
+    })
+}
+
+/// Every method of the demo IDL's service.
+fn methods() -> &'static [Method<'static>] {
+    static M: OnceLock<Vec<Method<'static>>> = OnceLock::new();
+    M.get_or_init(|| {
+        let p = program();
+        let id = p.find_service("Demo").expect("the demo IDL has Demo");
+        p.all_functions(id)
+            .iter()
+            .map(|f| method(p, &format!("Demo.{}", f.name)).expect("a method of Demo"))
+            .collect()
     })
 }
 
@@ -62,13 +62,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         Protocol::Compact
     };
     let exception = pick & 0x40 != 0;
-    let m = method(p, METHODS[(pick & 0x3f) as usize % METHODS.len()]).expect("a demo method");
+    let methods = methods();
+    let m = &methods[(pick & 0x3f) as usize % methods.len()];
     let name = &m.function.name;
     let msg = match protocol {
         Protocol::Binary => reply::<BinaryCodec>(name, exception, body),
         Protocol::Compact => reply::<CompactCodec>(name, exception, body),
     };
-    if let Ok(reply) = decode_reply(&m, msg, protocol, 1) {
+    if let Ok(reply) = decode_reply(m, msg, protocol, 1) {
         let json = match reply {
             Reply::Success(v) => v,
             Reply::Declared { value, .. } => value,
