@@ -22,6 +22,7 @@ use ringsoa::rpc::CallContext;
 use support::process::{free_port, http_get, Demo};
 use support::wire::call_raw;
 use support::zk::ZooKeeper;
+use zookeeper_client as zk;
 
 mod idl {
     ringsoa::include_idl!();
@@ -363,7 +364,13 @@ fn registered_pid(zkc: &support::zk::Zk, node: &str) -> serde_json::Value {
 fn a_handover_leaves_the_registration_to_the_new_process() {
     let (zk, zkc, dir, mut old) = registered(1, "handover");
     let node = old.node();
+    let woken = zkc.on_change(&node);
     let (new, _) = hand_over(&zk, &zkc, &dir, &old, &[owner(&zkc, &node).unwrap()]);
+    // The old node is deleted and the new one made in one transaction: a reader
+    // woken by the deletion already finds the new node.
+    let (event, found) = zkc.wait_task(woken, Duration::from_secs(10));
+    assert_eq!(event, zk::EventType::NodeDeleted);
+    assert!(found, "the address was briefly not registered");
     let created = zkc.get(&node).unwrap().1.czxid;
     stops_cleanly(&mut old);
     let stat = zkc.get(&node).expect("the address is still registered").1;

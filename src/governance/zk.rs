@@ -366,10 +366,12 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> bool {
                 return false;
             }
             if let Some(stat) = stale {
-                // A node of an expired session of ours (or a stale one): replace it so
-                // that it goes when this session goes.
+                // A node of another session (a process this one took over from, or
+                // an expired session of ours): replaced so that it goes when this
+                // session goes.
                 tracing::info!(%path, owner = format!("{:#x}", stat.ephemeral_owner), "replacing a provider node owned by another session");
-                let _ = client.delete(&path, None).await;
+                let replaced = replace(client, &path, stat.version, &r.json()).await;
+                return registered(k, path, replaced);
             }
         }
         Err(e) => {
@@ -383,9 +385,32 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> bool {
         tracing::warn!(%parent, error = %e, "cannot create the providers folder");
         return false;
     }
-    let node = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-    match client.create(&path, &r.json(), &node).await {
-        Ok(_) => {
+    let created = client.create(&path, &r.json(), &provider_node()).await;
+    registered(k, path, created.map(drop).map_err(|e| e.to_string()))
+}
+
+/// A provider node's mode: ephemeral, open to all.
+fn provider_node() -> zk::CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+}
+
+/// Replaces the node at `path`, if it is still at `version`, by this session's
+/// node holding `data`, in one transaction: a reader sees the old node or the new
+/// one, never none (a delete then a create would leave the address unregistered
+/// between them).
+async fn replace(client: &zk::Client, path: &str, version: i32, data: &[u8]) -> Result<(), String> {
+    let mut multi = client.new_multi_writer();
+    multi
+        .add_delete(path, Some(version))
+        .and_then(|()| multi.add_create(path, data, &provider_node()))
+        .map_err(|e| e.to_string())?;
+    multi.commit().await.map(drop).map_err(|e| e.to_string())
+}
+
+/// Records the outcome of a registration attempt at `path`; whether it succeeded.
+fn registered(k: &mut Keeper, path: String, outcome: Result<(), String>) -> bool {
+    match outcome {
+        Ok(()) => {
             tracing::info!(%path, "registered");
             k.status(|s| s.registered = Some(path));
             true

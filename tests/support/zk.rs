@@ -210,6 +210,35 @@ impl Zk {
         }
     }
 
+    /// Watches the node at `path` (which must exist) for its next change; the
+    /// answer is that event's type and whether a read sent the moment it arrived
+    /// found the node: what a consumer woken by the change sees.
+    pub fn on_change(&self, path: &str) -> tokio::task::JoinHandle<(zk::EventType, bool)> {
+        let client = self.client.clone();
+        let path = path.to_string();
+        let (stat, watcher) = self
+            .rt
+            .block_on(client.check_and_watch_stat(&path))
+            .unwrap_or_else(|e| panic!("watch {path}: {e}"));
+        assert!(stat.is_some(), "watch {path}: no such node");
+        self.rt.spawn(async move {
+            let event = watcher.changed().await;
+            let found = client.check_stat(&path).await;
+            (
+                event.event_type,
+                found.expect("read after the event").is_some(),
+            )
+        })
+    }
+
+    /// The answer of a task of this client's, waited for at most `limit`.
+    pub fn wait_task<T>(&self, task: tokio::task::JoinHandle<T>, limit: Duration) -> T {
+        self.rt
+            .block_on(async { tokio::time::timeout(limit, task).await })
+            .expect("the task did not end in time")
+            .expect("the task panicked")
+    }
+
     /// Waits until `check` holds for the node at `path` (its data, if it exists),
     /// at most `limit`; whether it did.
     pub fn wait_for(
