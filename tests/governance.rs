@@ -391,11 +391,22 @@ fn the_old_process_registers_again_when_the_new_one_stops_first() {
     let node = old.node();
     let old_session = owner(&zkc, &node).unwrap();
     let (mut new, _) = hand_over(&zk, &zkc, &dir, &old, &[old_session]);
+    // The new one gives the address back as it stops: the old one's node replaces
+    // its node before its drain, and a reader never finds none.
+    let woken = zkc.on_change(&node);
     stops_cleanly(&mut new);
     assert!(
         comes_back_to(&zkc, &node, old_session),
         "the old process did not register again: {}",
         old.log_text()
+    );
+    let (event, found) = zkc.wait_task(woken, Duration::from_secs(10));
+    assert_eq!(event, zk::EventType::NodeDeleted);
+    assert!(found, "the address was not registered for a while");
+    assert!(
+        new.log_text().contains("giving the address back"),
+        "{}",
+        new.log_text()
     );
     assert_eq!(registered_pid(&zkc, &node), old.demo.child.id());
 

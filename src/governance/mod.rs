@@ -252,9 +252,10 @@ impl Governance {
         self.leave(timeout, None);
     }
 
-    /// After a handover to a new process on the same address: waits up to
-    /// `successor` for it to register (its node replacing this one's) and leaves
-    /// that node in place; if it does not register in time, deregisters as usual.
+    /// Leaves the address to another process serving it (the new one after a
+    /// handover, or the old one after a rollback): waits up to `successor` for it to
+    /// register (its node replacing this one's) and leaves that node in place; if it
+    /// does not register in time, deregisters as usual.
     /// Blocks.
     pub fn hand_over(&self, successor: Duration, timeout: Duration) {
         self.leave(timeout + successor, Some(successor));

@@ -12,7 +12,8 @@ use crate::governance::Governance;
 /// How long a drain waits for ZooKeeper to delete the registration.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long a drain after a handover waits for the new process to register.
+/// How long a drain that leaves the address to another process (the new one after
+/// a handover, or the old one after a rollback) waits for it to register.
 const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
 
 /// A running server.
@@ -33,12 +34,18 @@ struct Drain {
 
 impl Drain {
     /// Starts the drain with `timeout`: the registration is deleted first (the first
-    /// time; after a handover it is left to the new process once that registers),
-    /// and the listening sockets are no longer offered to a successor.
+    /// time; after a handover it is left to the new process once that registers, and
+    /// a new process stopping before the old one drained gives it back to the old
+    /// one), and the listening sockets are no longer offered to a successor.
     fn begin(&self, timeout: Duration) {
         if let (Some(g), false) = (&self.governance, self.shutdown.draining()) {
             if self.offer.handed() {
                 tracing::info!("leaving the registration to the process this one handed over to");
+                g.hand_over(SUCCESSOR_WAIT, DEREGISTER_TIMEOUT);
+            } else if self.offer.give_back() {
+                // A rollback: the process this one took over from still serves the
+                // address, and registers it again before this one drains.
+                tracing::info!("giving the address back to the process this one took over from");
                 g.hand_over(SUCCESSOR_WAIT, DEREGISTER_TIMEOUT);
             } else {
                 tracing::info!("deregistering before the drain");

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::net::{
-    recvmsg, sendmsg, sockopt, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
+    recv, recvmsg, sendmsg, sockopt, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
     SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
 use socket2::Socket;
@@ -37,6 +37,10 @@ const MAX_FDS: usize = 253;
 /// versions send), or one with more to follow.
 const LAST: u8 = 1;
 const MORE: u8 = 2;
+
+/// The byte a successor sends back when it stops before this process drained: it
+/// gives the address back (this process registers it again at once).
+const BACK: u8 = 3;
 
 /// How long a new process waits for the running one to hand its sockets over.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,11 +160,33 @@ impl Offer {
         self.handed.load(Ordering::Acquire)
     }
 
-    /// Runs `f` whenever the sockets come back from a successor that exited before
+    /// Runs `f` whenever the sockets come back from a successor that stops before
     /// this process drained, and no process it handed them on to runs (to register
     /// the address again).
     pub fn on_return(&self, f: impl Fn() + Send + 'static) {
         *self.on_return.lock().unwrap() = Some(Box::new(f));
+    }
+
+    /// Tells the process this one took its sockets from, if it still serves them and
+    /// this one handed them to no other, that this one is stopping: it registers the
+    /// address again at once (its node replacing this one's) instead of when this
+    /// process exits. Whether it was told.
+    pub fn give_back(&self) -> bool {
+        if self.handed() {
+            return false;
+        }
+        let predecessor = self.predecessor.lock().unwrap();
+        let Some(conn) = predecessor.as_ref() else {
+            return false;
+        };
+        // Its end shuts when it drains (or exits): then it takes nothing back.
+        let mut byte = [0u8; 1];
+        let peeked = recv(conn, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT);
+        if peeked != Err(rustix::io::Errno::AGAIN) {
+            return false;
+        }
+        // Kept open: its close still tells the predecessor when this process exits.
+        rustix::net::send(conn, &[BACK], SendFlags::NOSIGNAL).is_ok()
     }
 
     /// Offers `fds` (copies of every core's listener) until the drain, on a thread
@@ -232,15 +258,26 @@ impl Offer {
                     *self.successor.lock().unwrap() = conn.try_clone().ok();
                     self.handed.store(true, Ordering::Release);
                     drop(fds);
-                    // Until the successor exits (its end closes) or the drain shuts this.
-                    let _ = (&conn).read(&mut [0u8; 1]);
+                    // Until the successor exits (its end closes), gives the address
+                    // back as it stops, or the drain shuts this.
+                    let mut byte = [0u8; 1];
+                    let given = matches!((&conn).read(&mut byte), Ok(1) if byte[0] == BACK);
+                    if given && self.fds.lock().unwrap().is_some() {
+                        self.handed.store(false, Ordering::Release);
+                        tracing::info!(addr = %self.addr, pid, "handover: the process the listening sockets went to is stopping: registering the address again");
+                        self.returned();
+                        // Offered again once it has exited and freed the name.
+                        let _ = (&conn).read(&mut byte);
+                    }
                     self.successor.lock().unwrap().take();
                     if self.fds.lock().unwrap().is_none() {
                         return; // the drain: the successor still has the sockets
                     }
-                    self.handed.store(false, Ordering::Release);
-                    tracing::warn!(addr = %self.addr, pid, "handover: the process the listening sockets went to has exited: offering them again");
-                    back = true;
+                    if !given {
+                        self.handed.store(false, Ordering::Release);
+                        tracing::warn!(addr = %self.addr, pid, "handover: the process the listening sockets went to has exited: offering them again");
+                    }
+                    back = !given;
                 }
                 Err(e) => {
                     tracing::warn!(addr = %self.addr, pid, "handover: sending the listening sockets failed: {e}")
@@ -253,10 +290,15 @@ impl Offer {
                 None => return,
             };
             if back {
-                if let Some(f) = self.on_return.lock().unwrap().as_ref() {
-                    f();
-                }
+                self.returned();
             }
+        }
+    }
+
+    /// Runs the hook for sockets that came back.
+    fn returned(&self) {
+        if let Some(f) = self.on_return.lock().unwrap().as_ref() {
+            f();
         }
     }
 
