@@ -358,7 +358,8 @@ fn registered_pid(zkc: &support::zk::Zk, node: &str) -> serde_json::Value {
 }
 
 /// A handover on a registered address: the new process registers it (its node
-/// replaces the old one's), and the old one's drain deletes nothing, so the address
+/// replaces the old one's, never leaving none), a ZooKeeper blip does not give the
+/// node back to the old one, and the old one's drain deletes nothing, so the address
 /// stays in the registry through the old one's exit.
 #[test]
 fn a_handover_leaves_the_registration_to_the_new_process() {
@@ -371,6 +372,33 @@ fn a_handover_leaves_the_registration_to_the_new_process() {
     let (event, found) = zkc.wait_task(woken, Duration::from_secs(10));
     assert_eq!(event, zk::EventType::NodeDeleted);
     assert!(found, "the address was briefly not registered");
+
+    // A ZooKeeper blip before the old process drains: both reconnect and check
+    // their registration again, and the old one does not take the node back.
+    drop(zkc);
+    zk.pause(1);
+    std::thread::sleep(Duration::from_millis(1500));
+    zk.resume(1);
+    let zkc = zk.client();
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/after-blip", b"yes");
+    old.wait_view("/config", "the old process back on ZooKeeper", |c| {
+        c["after-blip"] == "yes"
+    });
+    let by_new = |n: Option<&(Vec<u8>, zk::Stat)>| {
+        n.and_then(|(data, _)| serde_json::from_slice::<serde_json::Value>(data).ok())
+            .is_some_and(|j| j["pid"] == new.demo.child.id())
+    };
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), by_new),
+        "the new process lost the registration: {}",
+        old.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        by_new(zkc.get(&node).as_ref()),
+        "the old process took the registration back: {}",
+        old.log_text()
+    );
     let created = zkc.get(&node).unwrap().1.czxid;
     stops_cleanly(&mut old);
     let stat = zkc.get(&node).expect("the address is still registered").1;

@@ -76,8 +76,9 @@ async fn serve(
                         k.publish(Source::File, SystemTime::now());
                     }
                 }
+                Some(Command::Yield) => {}
                 Some(Command::Register(r)) => {
-                    k.registration = Some(r);
+                    k.want(r);
                     pending = !register(&mut k, &folders).await;
                 }
                 Some(Command::Deregister { ack, .. }) => {

@@ -20,6 +20,9 @@ pub struct Keeper {
     version: u64,
     /// The registration wanted (kept across sessions).
     pub registration: Option<Registration>,
+    /// The address went to another process (a handover): its node, of another
+    /// session, stays.
+    pub yielded: bool,
 }
 
 impl Keeper {
@@ -36,6 +39,7 @@ impl Keeper {
             cache,
             version: 0,
             registration: None,
+            yielded: false,
             shared,
         }
     }
@@ -80,6 +84,12 @@ impl Keeper {
     /// Updates the reported status.
     pub fn status(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.shared.status.lock().expect("not poisoned"));
+    }
+
+    /// Wants `r` registered (again, should the address have been yielded).
+    pub fn want(&mut self, r: Registration) {
+        self.registration = Some(r);
+        self.yielded = false;
     }
 
     /// The registration's node path, when one is wanted.

@@ -117,6 +117,9 @@ enum Command {
         ack: mpsc::Sender<bool>,
         successor: Option<Duration>,
     },
+    /// This process handed its sockets to another, which registers the address: a
+    /// node of another session there is left alone until this one registers again.
+    Yield,
 }
 
 /// What the thread shares with the rest of the process.
@@ -244,6 +247,14 @@ impl Governance {
     /// and keeps it registered across reconnects and session expiry.
     pub fn register(&self, registration: Registration) {
         let _ = self.commands.send(Command::Register(registration));
+    }
+
+    /// Tells the thread that this process handed its listening sockets to another
+    /// process, which registers the address (its node replacing this one's): from
+    /// then on a reconnect does not take the node back, until [`Self::register`] or
+    /// [`Self::register_server`] asks again (the sockets came back).
+    pub fn handed_over(&self) {
+        let _ = self.commands.send(Command::Yield);
     }
 
     /// Deletes the registration (waiting at most `timeout` for ZooKeeper), then

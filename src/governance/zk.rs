@@ -126,7 +126,8 @@ fn remember(k: &mut Keeper, cmd: Command) {
         Command::Watch(s) => {
             k.mirror.watch(&s);
         }
-        Command::Register(r) => k.registration = Some(r),
+        Command::Register(r) => k.want(r),
+        Command::Yield => k.yielded = true,
         Command::Deregister { ack, .. } => {
             // An ephemeral node of a lost connection goes with its session.
             k.registration = None;
@@ -207,9 +208,10 @@ async fn session(
                     }
                 }
                 Some(Command::Register(r)) => {
-                    k.registration = Some(r);
+                    k.want(r);
                     registered = ensure_registered(&client, k).await;
                 }
+                Some(Command::Yield) => k.yielded = true,
                 Some(Command::Deregister { ack, successor }) => {
                     let left = match successor {
                         Some(wait) => left_to_successor(&client, k, wait).await,
@@ -358,6 +360,11 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> bool {
     match client.check_stat(&path).await {
         Ok(Some(stat)) if stat.ephemeral_owner == ours => {
             k.status(|s| s.registered = Some(path));
+            return true;
+        }
+        Ok(Some(_)) if k.yielded => {
+            // The process this one handed over to registered the address.
+            k.status(|s| s.registered = None);
             return true;
         }
         Ok(stale) => {

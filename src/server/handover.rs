@@ -33,6 +33,9 @@ use socket2::Socket;
 /// The most descriptors one message may carry (the kernel's SCM_MAX_FD).
 const MAX_FDS: usize = 253;
 
+/// What runs when the sockets go to a successor (`true`) or come back.
+type OnMove = Box<dyn Fn(bool) + Send>;
+
 /// A message's one data byte: the last message of the sockets (all that earlier
 /// versions send), or one with more to follow.
 const LAST: u8 = 1;
@@ -97,8 +100,9 @@ pub(crate) struct Offer {
     /// The connection from the process that handed its sockets to this one, open for
     /// as long as this process runs: its end tells that process when this one exits.
     predecessor: Mutex<Option<UnixStream>>,
-    /// Run when the sockets come back from a successor that exited.
-    on_return: Mutex<Option<Box<dyn Fn() + Send>>>,
+    /// Run with true when the sockets go to a successor, with false when they
+    /// come back from it.
+    on_move: Mutex<Option<OnMove>>,
 }
 
 impl Offer {
@@ -110,7 +114,7 @@ impl Offer {
             successor: Mutex::new(None),
             handed: AtomicBool::new(false),
             predecessor: Mutex::new(None),
-            on_return: Mutex::new(None),
+            on_move: Mutex::new(None),
         })
     }
 
@@ -160,11 +164,11 @@ impl Offer {
         self.handed.load(Ordering::Acquire)
     }
 
-    /// Runs `f` whenever the sockets come back from a successor that stops before
-    /// this process drained, and no process it handed them on to runs (to register
-    /// the address again).
-    pub fn on_return(&self, f: impl Fn() + Send + 'static) {
-        *self.on_return.lock().unwrap() = Some(Box::new(f));
+    /// Runs `f(true)` whenever the sockets go to a successor, and `f(false)`
+    /// whenever they come back from one that stops before this process drained and
+    /// handed them on to no other (to register the address again).
+    pub fn on_move(&self, f: impl Fn(bool) + Send + 'static) {
+        *self.on_move.lock().unwrap() = Some(Box::new(f));
     }
 
     /// Tells the process this one took its sockets from, if it still serves them and
@@ -258,6 +262,7 @@ impl Offer {
                     *self.successor.lock().unwrap() = conn.try_clone().ok();
                     self.handed.store(true, Ordering::Release);
                     drop(fds);
+                    self.moved(true);
                     // Until the successor exits (its end closes), gives the address
                     // back as it stops, or the drain shuts this.
                     let mut byte = [0u8; 1];
@@ -265,7 +270,7 @@ impl Offer {
                     if given && self.fds.lock().unwrap().is_some() {
                         self.handed.store(false, Ordering::Release);
                         tracing::info!(addr = %self.addr, pid, "handover: the process the listening sockets went to is stopping: registering the address again");
-                        self.returned();
+                        self.moved(false);
                         // Offered again once it has exited and freed the name.
                         let _ = (&conn).read(&mut byte);
                     }
@@ -290,15 +295,15 @@ impl Offer {
                 None => return,
             };
             if back {
-                self.returned();
+                self.moved(false);
             }
         }
     }
 
-    /// Runs the hook for sockets that came back.
-    fn returned(&self) {
-        if let Some(f) = self.on_return.lock().unwrap().as_ref() {
-            f();
+    /// Runs the hook for sockets that went (`true`) or came back.
+    fn moved(&self, handed: bool) {
+        if let Some(f) = self.on_move.lock().unwrap().as_ref() {
+            f(handed);
         }
     }
 
