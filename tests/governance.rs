@@ -312,6 +312,20 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
     );
 }
 
+/// Freezes ZooKeeper for `pause` (less than a session), then waits until `g` sees
+/// a change made after it; returns a new client.
+fn blip(zk: &ZooKeeper, g: &Governed, pause: Duration) -> support::zk::Zk {
+    zk.pause(1);
+    std::thread::sleep(pause);
+    zk.resume(1);
+    let zkc = zk.client();
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/after-blip", b"yes");
+    g.wait_view("/config", "a change after the blip", |c| {
+        c["after-blip"] == "yes"
+    });
+    zkc
+}
+
 /// The session that owns `node`, if it exists.
 fn owner(zkc: &support::zk::Zk, node: &str) -> Option<i64> {
     zkc.get(node).map(|(_, stat)| stat.ephemeral_owner)
@@ -376,14 +390,7 @@ fn a_handover_leaves_the_registration_to_the_new_process() {
     // A ZooKeeper blip before the old process drains: both reconnect and check
     // their registration again, and the old one does not take the node back.
     drop(zkc);
-    zk.pause(1);
-    std::thread::sleep(Duration::from_millis(1500));
-    zk.resume(1);
-    let zkc = zk.client();
-    zkc.set("/ringsoa/apps/ringsoa-demo/config/after-blip", b"yes");
-    old.wait_view("/config", "the old process back on ZooKeeper", |c| {
-        c["after-blip"] == "yes"
-    });
+    let zkc = blip(&zk, &old, Duration::from_millis(1500));
     let by_new = |n: Option<&(Vec<u8>, zk::Stat)>| {
         n.and_then(|(data, _)| serde_json::from_slice::<serde_json::Value>(data).ok())
             .is_some_and(|j| j["pid"] == new.demo.child.id())
@@ -715,14 +722,7 @@ fn session_expiry_brings_a_new_session_a_new_registration_and_a_full_reread() {
     drop(zkc);
     // A blip shorter than the session: the same session reconnects, and changes
     // made after it are still seen (the watches are re-made).
-    zk.pause(1);
-    std::thread::sleep(Duration::from_millis(1200));
-    zk.resume(1);
-    let zkc = zk.client();
-    zkc.set("/ringsoa/apps/ringsoa-demo/config/after-blip", b"yes");
-    g.wait_view("/config", "a change after the blip", |c| {
-        c["after-blip"] == "yes"
-    });
+    let zkc = blip(&zk, &g, Duration::from_millis(1200));
     assert_eq!(
         zkc.get(&g.node()).unwrap().1.ephemeral_owner,
         owner,
