@@ -298,9 +298,12 @@ impl ServerBuilder {
         if let Some(g) = &self.governance {
             let (g, listen, cores) = (g.clone(), config.listen, config.cores - failures.len());
             g.register_server(listen, cores);
-            offer.on_move(move |handed| match handed {
-                true => g.handed_over(),
-                false => g.register_server(listen, cores),
+            offer.on_move(move |handed| {
+                if handed {
+                    g.handed_over()
+                } else {
+                    g.register_server(listen, cores)
+                }
             });
         }
         offer.open(offered);

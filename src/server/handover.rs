@@ -33,9 +33,6 @@ use socket2::Socket;
 /// The most descriptors one message may carry (the kernel's SCM_MAX_FD).
 const MAX_FDS: usize = 253;
 
-/// What runs when the sockets go to a successor (`true`) or come back.
-type OnMove = Box<dyn Fn(bool) + Send>;
-
 /// A message's one data byte: the last message of the sockets (all that earlier
 /// versions send), or one with more to follow.
 const LAST: u8 = 1;
@@ -82,6 +79,9 @@ fn receive(s: &UnixStream) -> std::io::Result<(Vec<OwnedFd>, i32)> {
         }
     }
 }
+
+/// What runs when the sockets go to a successor (`true`) or come back.
+type OnMove = Box<dyn Fn(bool) + Send>;
 
 /// This server's offer of its listening sockets to the next process on its address,
 /// and its end of the handover from the process before it.
