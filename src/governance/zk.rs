@@ -429,9 +429,10 @@ fn registered(k: &mut Keeper, path: String, outcome: Result<(), String>) -> bool
     }
 }
 
-/// After a handover: waits at most `wait` for the successor, which serves the same
-/// address, to replace this session's node with its own, then forgets the
-/// registration without deleting anything; whether it did.
+/// After a handover (or a rollback's hand-back): waits at most `wait` for the
+/// other process, which serves the same address, to replace this session's node
+/// with its own, then forgets the registration without deleting anything; whether
+/// it did.
 async fn left_to_successor(client: &zk::Client, k: &mut Keeper, wait: Duration) -> bool {
     let Some(path) = k.registration_path() else {
         return false;
@@ -441,14 +442,14 @@ async fn left_to_successor(client: &zk::Client, k: &mut Keeper, wait: Duration) 
     loop {
         if let Ok(Some(stat)) = client.check_stat(&path).await {
             if stat.ephemeral_owner != ours {
-                tracing::info!(%path, "the process this one handed over to registered the address: its node stays");
+                tracing::info!(%path, "the process this one left the address to registered it: its node stays");
                 k.registration = None;
                 k.status(|s| s.registered = None);
                 return true;
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(%path, ?wait, "the process this one handed over to did not register in time: deregistering");
+            tracing::warn!(%path, ?wait, "the process this one left the address to did not register in time: deregistering");
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
