@@ -326,6 +326,21 @@ fn blip(zk: &ZooKeeper, g: &Governed, pause: Duration) -> support::zk::Zk {
     zkc
 }
 
+/// Starts a demo named `relay` and has it relay one call to `ringsoa-demo/main`
+/// (a consumer from then on, following that service's providers); returns it and
+/// the connection the call went on.
+fn relaying(zk: &ZooKeeper, dir: &Scratch) -> (Governed, TcpStream) {
+    let relay = Governed::on_zk(&zk.connect, &dir.0, &["--name", "relay"]);
+    let mut s = TcpStream::connect(relay.demo.addr).unwrap();
+    let args = DemoRelayWhoamiArgs {
+        target: Some("ringsoa-demo/main".into()),
+    };
+    assert!(is_reply(
+        &call_raw(&mut s, "relay_whoami", 1, &args).unwrap()
+    ));
+    (relay, s)
+}
+
 /// The session that owns `node`, if it exists.
 fn owner(zkc: &support::zk::Zk, node: &str) -> Option<i64> {
     zkc.get(node).map(|(_, stat)| stat.ephemeral_owner)
@@ -379,13 +394,27 @@ fn registered_pid(zkc: &support::zk::Zk, node: &str) -> serde_json::Value {
 fn a_handover_leaves_the_registration_to_the_new_process() {
     let (zk, zkc, dir, mut old) = registered(1, "handover");
     let node = old.node();
+    // A consumer that follows the address (it relays calls to it).
+    let (relay, _) = relaying(&zk, &dir);
     let woken = zkc.on_change(&node);
     let (new, _) = hand_over(&zk, &zkc, &dir, &old, &[owner(&zkc, &node).unwrap()]);
     // The old node is deleted and the new one made in one transaction: a reader
-    // woken by the deletion already finds the new node.
+    // woken by the deletion already finds the new node, and the consumer never
+    // drops the address (it reads a deleted node before dropping it).
     let (event, found) = zkc.wait_task(woken, Duration::from_secs(10));
     assert_eq!(event, zk::EventType::NodeDeleted);
     assert!(found, "the address was briefly not registered");
+    relay.wait_view("/registry", "the new process's node", |r| {
+        let pid = new.demo.child.id();
+        r["ringsoa-demo"]["main"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|p| p["pid"] == pid))
+    });
+    assert!(
+        !relay.log_text().contains("dropped from the mirror"),
+        "{}",
+        relay.log_text()
+    );
 
     // A ZooKeeper blip before the old process drains: both reconnect and check
     // their registration again, and the old one does not take the node back.
@@ -574,14 +603,7 @@ fn consumers_follow_providers_as_they_come_and_go() {
 
     // The demo relays to app/cluster through discovery; a service without
     // providers is a clear error.
-    let relay = Governed::on_zk(&zk.connect, &dir.0, &["--name", "relay"]);
-    let mut s = TcpStream::connect(relay.demo.addr).unwrap();
-    let args = DemoRelayWhoamiArgs {
-        target: Some("ringsoa-demo/main".into()),
-    };
-    assert!(is_reply(
-        &call_raw(&mut s, "relay_whoami", 1, &args).unwrap()
-    ));
+    let (_relay, mut s) = relaying(&zk, &dir);
     let args = DemoRelayWhoamiArgs {
         target: Some("ringsoa-demo/none".into()),
     };

@@ -330,24 +330,39 @@ async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec
 }
 
 /// Applies one watch event to the mirror; whether it changed.
+///
+/// A deleted child is read before it is dropped: a node replaced in one
+/// transaction (a handover's registration) is deleted and created at once, and the
+/// two events may come in separate batches, which would publish a snapshot without
+/// it in between.
 async fn apply(client: &zk::Client, k: &mut Keeper, ev: WatchedEvent) -> bool {
-    match ev.event_type {
-        EventType::NodeCreated | EventType::NodeDataChanged => {
-            if k.mirror.split(&ev.path).is_none() {
-                return false;
-            }
-            match client.get_data(&ev.path).await {
-                Ok((data, _)) => k.mirror.set(&ev.path, data),
-                Err(zk::Error::NoNode) => k.mirror.remove(&ev.path),
-                Err(e) => {
-                    tracing::warn!(path = %ev.path, error = %e, "cannot read a changed node: re-read on reconnect");
-                    false
-                }
-            }
-        }
-        EventType::NodeDeleted => k.mirror.remove(&ev.path),
-        EventType::NodeChildrenChanged | EventType::Session => false,
+    let deleted = match ev.event_type {
+        EventType::NodeCreated | EventType::NodeDataChanged => false,
+        EventType::NodeDeleted => true,
+        EventType::NodeChildrenChanged | EventType::Session => return false,
+    };
+    if k.mirror.split(&ev.path).is_none() {
+        // Not a child: a followed folder itself may have been deleted.
+        return deleted && remove(k, &ev.path);
     }
+    match client.get_data(&ev.path).await {
+        Ok((data, _)) => k.mirror.set(&ev.path, data),
+        Err(zk::Error::NoNode) => remove(k, &ev.path),
+        Err(_) if deleted => remove(k, &ev.path),
+        Err(e) => {
+            tracing::warn!(path = %ev.path, error = %e, "cannot read a changed node: re-read on reconnect");
+            false
+        }
+    }
+}
+
+/// Drops `path` from the mirror; whether it changed.
+fn remove(k: &mut Keeper, path: &str) -> bool {
+    let removed = k.mirror.remove(path);
+    if removed {
+        tracing::debug!(%path, "gone from ZooKeeper: dropped from the mirror");
+    }
+    removed
 }
 
 /// Makes sure the wanted registration exists and belongs to this session; whether
