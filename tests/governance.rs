@@ -508,6 +508,71 @@ fn after_a_chain_of_handovers_the_newest_keeps_the_registration() {
     assert_eq!(registered_pid(&zkc, &node), c.demo.child.id());
 }
 
+/// Rolling restarts by handover while a consumer that discovers the service calls
+/// it without pause: no call fails, and the consumer's list of providers is never
+/// empty (each restart's node replaces the last in one transaction).
+#[test]
+fn handovers_under_a_discovering_consumer_fail_no_call() {
+    let (zk, zkc, dir, mut current) = registered(1, "rolling");
+    let node = current.node();
+    let mut o = GovernanceOptions::new("consumer", "c", Backend::ZooKeeper(zk.connect.clone()));
+    o.session_timeout = Duration::from_secs(2);
+    let gov = Governance::start(o).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            support::block_on(async {
+                let service: ServiceName = "ringsoa-demo/main".parse().unwrap();
+                let view = gov.follow_here();
+                assert!(view.loaded(&service, Duration::from_secs(10)).await);
+                let empty = Rc::new(Cell::new(0u32));
+                let seen = empty.clone();
+                let watched = service.clone();
+                view.subscribe(move |snap| {
+                    if snap.providers(&watched).is_none_or(<[_]>::is_empty) {
+                        seen.set(seen.get() + 1);
+                    }
+                    true
+                });
+                let client = Client::discover(&view, service, ClientConfig::new("consumer"));
+                let demo = DemoClient::new(Rc::new(client));
+                let (mut calls, mut failed) = (0u32, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    calls += 1;
+                    if let Err(e) = demo.echo(None, "x".into()).await {
+                        failed.push(e.to_string());
+                        // A call refused at once does not yield: let the view follow.
+                        monoio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                (calls, failed, empty.get())
+            })
+        })
+    };
+    let mut sessions = vec![owner(&zkc, &node).unwrap()];
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(300));
+        let (next, session) = hand_over(&zk, &zkc, &dir, &current, &sessions);
+        sessions.push(session);
+        stops_cleanly(&mut current);
+        current = next;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (calls, failed, empty) = consumer.join().unwrap();
+    println!("rolling: {calls} calls through 5 handovers");
+    assert!(calls > 100, "{calls} calls");
+    assert!(
+        failed.is_empty(),
+        "{} of {calls} calls failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(empty, 0, "snapshots without a provider");
+    assert_eq!(registered_pid(&zkc, &node), current.demo.child.id());
+}
+
 #[test]
 fn consumers_follow_providers_as_they_come_and_go() {
     let (zk, zkc, dir, a) = registered(1, "discover");
