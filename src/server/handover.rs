@@ -33,14 +33,17 @@ use socket2::Socket;
 /// The most descriptors one message may carry (the kernel's SCM_MAX_FD).
 const MAX_FDS: usize = 253;
 
-/// A message's one data byte: the last message of the sockets (all that earlier
-/// versions send), or one with more to follow.
-const LAST: u8 = 1;
+/// A message's one data byte: one with more to follow, or the last message from a
+/// process that takes the address back ([`BACK`]). Earlier versions end with 1
+/// (and read anything but [`MORE`] as the last).
 const MORE: u8 = 2;
+const LAST_TAKES_BACK: u8 = 3;
 
 /// The byte a successor sends back when it stops before this process drained: it
-/// gives the address back (this process registers it again at once).
-const BACK: u8 = 3;
+/// gives the address back (this process registers it again at once). Sent only to
+/// a process that ended its sockets with [`LAST_TAKES_BACK`]: an earlier version
+/// would read it as the successor's exit.
+const BACK: u8 = 4;
 
 /// How long a new process waits for the running one to hand its sockets over.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,9 +52,16 @@ fn name(addr: SocketAddr) -> std::io::Result<UnixAddr> {
     UnixAddr::from_abstract_name(format!("ringsoa-handover:{addr}"))
 }
 
-/// Reads the messages of descriptors up to the last; returns them and the sender's
-/// process id.
-fn receive(s: &UnixStream) -> std::io::Result<(Vec<OwnedFd>, i32)> {
+/// The sockets a predecessor handed over.
+struct Received {
+    fds: Vec<OwnedFd>,
+    pid: i32,
+    /// Whether it takes the address back ([`LAST_TAKES_BACK`]).
+    takes_back: bool,
+}
+
+/// Reads the messages of descriptors up to the last.
+fn receive(s: &UnixStream) -> std::io::Result<Received> {
     let pid = same_user(s)?;
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut fds = Vec::new();
@@ -75,7 +85,12 @@ fn receive(s: &UnixStream) -> std::io::Result<(Vec<OwnedFd>, i32)> {
             }
         }
         if byte[0] != MORE {
-            return Ok((fds, pid));
+            let takes_back = byte[0] == LAST_TAKES_BACK;
+            return Ok(Received {
+                fds,
+                pid,
+                takes_back,
+            });
         }
     }
 }
@@ -99,7 +114,8 @@ pub(crate) struct Offer {
     handed: AtomicBool,
     /// The connection from the process that handed its sockets to this one, open for
     /// as long as this process runs: its end tells that process when this one exits.
-    predecessor: Mutex<Option<UnixStream>>,
+    /// With it, whether that process takes the address back ([`BACK`]).
+    predecessor: Mutex<Option<(UnixStream, bool)>>,
     /// Run with true when the sockets go to a successor, with false when they
     /// come back from it.
     on_move: Mutex<Option<OnMove>>,
@@ -127,17 +143,23 @@ impl Offer {
             .and_then(|n| UnixStream::connect_addr(&n))
             .and_then(|s| {
                 s.set_read_timeout(Some(ASK_TIMEOUT))?;
-                let (fds, pid) = receive(&s)?;
-                Ok((fds, pid, s))
+                Ok((receive(&s)?, s))
             });
-        let (fds, pid, conn) = match got {
+        let (
+            Received {
+                fds,
+                pid,
+                takes_back,
+            },
+            conn,
+        ) = match got {
             Ok(got) => got,
             Err(e) => {
                 tracing::info!(%addr, "handover: no running server handed over its listening sockets ({e}): joining its SO_REUSEPORT group");
                 return Vec::new();
             }
         };
-        *self.predecessor.lock().unwrap() = Some(conn);
+        *self.predecessor.lock().unwrap() = Some((conn, takes_back));
         let listeners: Vec<std::net::TcpListener> = fds
             .into_iter()
             .map(Socket::from)
@@ -180,9 +202,13 @@ impl Offer {
             return false;
         }
         let predecessor = self.predecessor.lock().unwrap();
-        let Some(conn) = predecessor.as_ref() else {
+        let Some((conn, takes_back)) = predecessor.as_ref() else {
             return false;
         };
+        if !takes_back {
+            tracing::info!(addr = %self.addr, "handover: the process this one took over from is of an earlier version, which registers the address again only once this one has exited");
+            return false;
+        }
         // Its end shuts when it drains (or exits): then it takes nothing back.
         let mut byte = [0u8; 1];
         let peeked = recv(conn, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT);
@@ -256,7 +282,7 @@ impl Offer {
             self.listener.lock().unwrap().take();
             drop(listener);
             let mut back = false;
-            match send(&conn, offered) {
+            match send(&conn, offered, LAST_TAKES_BACK) {
                 Ok(()) => {
                     tracing::info!(addr = %self.addr, pid, sockets = offered.len(), "handover: handed the listening sockets to the new process; drain this one once it serves");
                     *self.successor.lock().unwrap() = conn.try_clone().ok();
@@ -339,8 +365,9 @@ fn same_user(conn: &UnixStream) -> std::io::Result<i32> {
 }
 
 /// Sends `fds` in messages of at most [`MAX_FDS`], each but the last marked [`MORE`]
-/// (a process of an earlier version takes only the first message's).
-fn send(conn: &UnixStream, fds: &[OwnedFd]) -> std::io::Result<()> {
+/// (a process of an earlier version takes only the first message's), the last
+/// marked `last`.
+fn send(conn: &UnixStream, fds: &[OwnedFd], last: u8) -> std::io::Result<()> {
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let chunks: Vec<&[OwnedFd]> = match fds.len() {
         0 => vec![&[]],
@@ -354,7 +381,7 @@ fn send(conn: &UnixStream, fds: &[OwnedFd]) -> std::io::Result<()> {
                 "the descriptors do not fit one message",
             ));
         }
-        let mark = if i + 1 < chunks.len() { MORE } else { LAST };
+        let mark = if i + 1 < chunks.len() { MORE } else { last };
         sendmsg(
             conn,
             &[IoSlice::new(&[mark])],
@@ -405,15 +432,48 @@ mod tests {
             let ports: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
             let fds: Vec<OwnedFd> = listeners.into_iter().map(Into::into).collect();
             let (a, b) = UnixStream::pair().unwrap();
-            let sender = std::thread::spawn(move || send(&a, &fds));
-            let (got, pid) = receive(&b).unwrap();
+            let sender = std::thread::spawn(move || send(&a, &fds, LAST_TAKES_BACK));
+            let got = receive(&b).unwrap();
             sender.join().unwrap().unwrap();
-            assert_eq!(pid, std::process::id() as i32);
+            assert_eq!(got.pid, std::process::id() as i32);
+            assert!(got.takes_back);
             let got: Vec<_> = got
+                .fds
                 .into_iter()
                 .map(|fd| std::net::TcpListener::from(fd).local_addr().unwrap())
                 .collect();
             assert_eq!(got, ports, "{count} sockets");
         }
+    }
+
+    /// The last message's mark from an earlier version.
+    const LAST: u8 = 1;
+
+    /// A process of an earlier version ends its sockets with [`LAST`]: it is never
+    /// sent [`BACK`], which it would take for this process's exit.
+    #[test]
+    fn an_earlier_version_is_not_asked_to_take_the_address_back() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        send(&a, &[OwnedFd::from(listener)], LAST).unwrap();
+        let got = receive(&b).unwrap();
+        assert_eq!(got.fds.len(), 1);
+        assert!(!got.takes_back);
+        let offer = Offer::new("127.0.0.1:1".parse().unwrap());
+        *offer.predecessor.lock().unwrap() = Some((b, got.takes_back));
+        assert!(!offer.give_back());
+        a.set_nonblocking(true).unwrap();
+        let nothing = (&a).read(&mut [0u8; 1]);
+        assert_eq!(
+            nothing.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+        // A predecessor of this version is told.
+        let (a, b) = UnixStream::pair().unwrap();
+        *offer.predecessor.lock().unwrap() = Some((b, true));
+        assert!(offer.give_back());
+        let mut byte = [0u8; 1];
+        assert_eq!((&a).read(&mut byte).unwrap(), 1);
+        assert_eq!(byte[0], BACK);
     }
 }
