@@ -39,13 +39,17 @@ impl Drain {
     /// one), and the listening sockets are no longer offered to a successor.
     fn begin(&self, timeout: Duration) {
         if let (Some(g), false) = (&self.governance, self.shutdown.draining()) {
-            if self.offer.handed() {
-                tracing::info!("leaving the registration to the process this one handed over to");
-                g.hand_over(SUCCESSOR_WAIT, DEREGISTER_TIMEOUT);
+            // After a handover, or in a rollback (the process this one took over
+            // from still serves the address and registers it again at once).
+            let other = if self.offer.handed() {
+                Some("leaving the registration to the process this one handed over to")
             } else if self.offer.give_back() {
-                // A rollback: the process this one took over from still serves the
-                // address, and registers it again before this one drains.
-                tracing::info!("giving the address back to the process this one took over from");
+                Some("giving the address back to the process this one took over from")
+            } else {
+                None
+            };
+            if let Some(what) = other {
+                tracing::info!("{what}");
                 g.hand_over(SUCCESSOR_WAIT, DEREGISTER_TIMEOUT);
             } else {
                 tracing::info!("deregistering before the drain");

@@ -145,22 +145,17 @@ impl Offer {
                 s.set_read_timeout(Some(ASK_TIMEOUT))?;
                 Ok((receive(&s)?, s))
             });
-        let (
-            Received {
-                fds,
-                pid,
-                takes_back,
-            },
-            conn,
-        ) = match got {
+        let (got, conn) = match got {
             Ok(got) => got,
             Err(e) => {
                 tracing::info!(%addr, "handover: no running server handed over its listening sockets ({e}): joining its SO_REUSEPORT group");
                 return Vec::new();
             }
         };
-        *self.predecessor.lock().unwrap() = Some((conn, takes_back));
-        let listeners: Vec<std::net::TcpListener> = fds
+        *self.predecessor.lock().unwrap() = Some((conn, got.takes_back));
+        let pid = got.pid;
+        let listeners: Vec<std::net::TcpListener> = got
+            .fds
             .into_iter()
             .map(Socket::from)
             .filter(|s| {
