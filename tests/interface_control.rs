@@ -6,9 +6,14 @@ mod support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
+use std::rc::Rc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use ringsoa::client::{Client, ClientConfig};
+use ringsoa::control::CoreInit;
+use ringsoa::governance::{Backend, Governance, GovernanceOptions};
+use ringsoa::metrics::{Metrics, MetricsOptions};
 use ringsoa::protocol::MessageType;
 use support::process::{free_port, http_get, Demo};
 use support::wire::call_raw;
@@ -154,6 +159,52 @@ fn timeouts_lock_it_a_probe_reopens_it_and_a_timed_out_probe_locks_it_again() {
         .as_str()
         .unwrap()
         .contains("probe"));
+}
+
+/// A caller that retries a call its client's breaker refused, awaiting nothing
+/// else, never lets the core's tick take the aggregator's news; the refusal takes
+/// them itself, so the lock still ends in a probe (without it the loop spun on
+/// refusals until its deadline).
+#[test]
+fn a_caller_retrying_at_once_still_gets_the_probe() {
+    let down = Demo::start(&[]);
+    let state = format!("[apps.consumer.config]\n{FAST}\n");
+    let gov = Governance::start(GovernanceOptions::new(
+        "consumer",
+        "c",
+        Backend::Embedded(state),
+    ))
+    .unwrap();
+    let mut options = MetricsOptions::new("consumer");
+    options.governance = Some(gov);
+    let metrics = Metrics::start(options).unwrap();
+    support::block_on(async {
+        let mut config = ClientConfig::new("consumer");
+        config.service = "down".into();
+        config.control = Some(Rc::new(metrics.core(&CoreInit::new(0, 1))));
+        config.conn.call_timeout = Duration::from_millis(50);
+        let demo = DemoClient::new(Rc::new(Client::new([down.addr], config)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let breaker = "circuit breaker consumer.client:down.sleep_ms is open";
+        // Timeouts until the breaker locks.
+        loop {
+            let e = demo.sleep_ms(None, 300).await.unwrap_err().to_string();
+            if e.contains(breaker) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not locked: {e}");
+        }
+        let mut refused = 0u64;
+        while let Err(e) = demo.sleep_ms(None, 0).await {
+            assert!(e.to_string().contains(breaker), "{e}");
+            refused += 1;
+            assert!(
+                Instant::now() < deadline,
+                "still refused after {refused} calls retried at once"
+            );
+        }
+        println!("a probe went out after {refused} refused calls");
+    });
 }
 
 #[test]

@@ -32,9 +32,14 @@ pub struct Client {
 
 impl Client {
     /// A client of the service at `nodes`.
-    pub fn new<N: Into<Node>>(
+    pub fn new<N: Into<Node>>(nodes: impl IntoIterator<Item = N>, config: ClientConfig) -> Self {
+        Client::with_view(nodes, config, None)
+    }
+
+    fn with_view<N: Into<Node>>(
         nodes: impl IntoIterator<Item = N>,
         mut config: ClientConfig,
+        view: Option<Rc<Governed>>,
     ) -> Self {
         if config.service.is_empty() {
             config.service = "downstream".into();
@@ -44,6 +49,7 @@ impl Client {
             inner: Rc::new(Inner {
                 config,
                 nodes: RefCell::new(Rc::new([])),
+                view,
                 budget: RefCell::new(budget),
                 root_calls: Cell::new(0),
                 maintenance: Cell::new(false),
@@ -84,7 +90,8 @@ impl Client {
         if config.service.is_empty() {
             config.service = service.to_string();
         }
-        let client = Client::new(governance.with(|s| nodes_of(s, &service)), config);
+        let nodes = governance.with(|s| nodes_of(s, &service));
+        let client = Client::with_view(nodes, config, Some(governance.clone()));
         let weak = Rc::downgrade(&client.inner);
         governance.subscribe(move |snap| {
             let Some(inner) = weak.upgrade() else {
@@ -186,7 +193,12 @@ impl Inner {
         }
         self.budget.borrow_mut().deposit(started);
         let idempotent = cfg.retry.idempotent.iter().any(|m| m == method);
-        let nodes = self.nodes.borrow().clone();
+        let mut nodes = self.nodes.borrow().clone();
+        if let (true, Some(view)) = (nodes.is_empty(), &self.view) {
+            // The refusal below would not yield: take the view's news here.
+            view.refresh();
+            nodes = self.nodes.borrow().clone();
+        }
         let mut tried = Vec::new();
         let mut reply_meta = None;
         let mut now = started;

@@ -8,11 +8,16 @@ use super::config::ClientConfig;
 use super::node::NodeState;
 use super::retry::RetryBudget;
 use super::upkeep::Stop;
+use crate::control::Governed;
 
 /// The client's state; see the module docs.
 pub(super) struct Inner {
     pub config: ClientConfig,
     pub nodes: RefCell<Rc<[Rc<NodeState>]>>,
+    /// The governance view the nodes follow (`Client::discover`), asked for news
+    /// when a call finds no node: a caller that retries a refused call without
+    /// awaiting anything else never lets the view's timer run.
+    pub view: Option<Rc<Governed>>,
     pub budget: RefCell<RetryBudget>,
     /// Top-level calls so far: their rpc ids are "1", "2", …
     pub root_calls: Cell<u64>,

@@ -234,11 +234,19 @@ impl CoreMetrics {
 }
 
 impl Inner {
+    /// Takes the newest breaker states the aggregator sent, if any; whether there
+    /// were any.
+    fn take_states(&self) -> bool {
+        let Some(latest) = self.states_rx.try_iter().last() else {
+            return false;
+        };
+        *self.states.borrow_mut() = latest;
+        self.relocked.borrow_mut().clear();
+        true
+    }
+
     fn tick(&self) {
-        if let Some(latest) = self.states_rx.try_iter().last() {
-            *self.states.borrow_mut() = latest;
-            self.relocked.borrow_mut().clear();
-        }
+        self.take_states();
         let timeout = self.states.borrow().probe_timeout;
         let now = Instant::now();
         let late: Vec<Probe> = {
@@ -438,13 +446,21 @@ impl Inner {
 impl ClientControl for CoreMetrics {
     fn admit(&self, service: &str, method: &str) -> Result<Ticket, String> {
         let inner = &self.0;
-        let rules = inner.states.borrow();
-        if rules.breakers.is_empty() {
-            return Ok(Ticket::default());
-        }
-        let probe = inner.key("client:", service, '.', &method, |key| {
-            inner.breaker(&rules, key)
-        })?;
+        let check = || {
+            let rules = inner.states.borrow();
+            if rules.breakers.is_empty() {
+                return Ok(0);
+            }
+            inner.key("client:", service, '.', &method, |key| {
+                inner.breaker(&rules, key)
+            })
+        };
+        // A refusal does not yield, and a caller that retries at once would never
+        // let the tick run: it takes the aggregator's news itself.
+        let probe = match check() {
+            Err(_) if inner.take_states() => check(),
+            verdict => verdict,
+        }?;
         Ok(Ticket(probe << 1))
     }
 
