@@ -1,7 +1,8 @@
 """Markdown summaries of the perf scripts' results (one JSON object per line, as
 `ringsoa-perf load` prints them, with `round` and `loadavg` added by perf/lib.sh).
 
-Usage: summary.py server-echo|client-echo RESULTS.jsonl
+Usage: summary.py server-echo|client-echo RESULTS.jsonl  (server-echo also splits
+       each server's CPU per call into user and system time)
        summary.py placement RESULTS.jsonl...  (ringsoa ÷ raw by where the CPUs sit)
 (perf/peers/table.py uses the helpers for the peer matrix.)
 """
@@ -99,6 +100,36 @@ def client_echo(results):
           " are within 1.5× of each other (the host had the two CPUs equally near).")
 
 
+def split(results):
+    """Where the server's CPU per call goes: user and system time of each server,
+    and ringsoa − raw round by round (runs without the split are left out)."""
+    keys = ("server_user_us_per_call", "server_system_us_per_call", "server_cpu_us_per_call")
+    results = [r for r in results if all(r.get(k) is not None for k in keys)]
+    if not results:
+        return
+    print("\n| echo | conns | raw user / system µs/call | ringsoa user / system µs/call "
+          "| ringsoa − raw, paired medians: user / system / total µs | total ratio |")
+    print("|---|---|---|---|---|---|")
+    for (payload, conns), by in sorted(cells(results, lambda r: (r["payload"], r["conns"])).items()):
+        raw, rs = by.get("raw", []), by.get("ringsoa", [])
+        if not raw or not rs:
+            continue
+        base = {r["round"]: r for r in raw}
+
+        def diff(k):
+            d = [r[k] - base[r["round"]][k] for r in rs if r["round"] in base]
+            return statistics.median(d) if d else float("nan")
+
+        u, s, t = keys
+        print(f"| {payload} B | {conns} | {med(raw, u):.2f} / {med(raw, s):.2f} "
+              f"| {med(rs, u):.2f} / {med(rs, s):.2f} "
+              f"| {diff(u):+.2f} / {diff(s):+.2f} / {diff(t):+.2f} | {med(rs, t) / med(raw, t):.2f} |")
+    print("\nUser and system time as /proc/<pid>/stat gives them: with tick-based"
+          " accounting (the kernel's default) the split between the two is sampled at the"
+          " kernel's ticks (250 a second on the project's machines), so a 2 s run's user"
+          " figure rests on some fifty samples; read the medians over rounds.")
+
+
 NEAR_NS = 200
 
 
@@ -143,4 +174,6 @@ if __name__ == "__main__":
         sys.exit()
     results = rows(path)
     {"server-echo": server_echo, "client-echo": client_echo}[kind](results)
+    if kind == "server-echo":
+        split(results)
     print("\n" + load_line(results))

@@ -137,6 +137,16 @@ fn spawns_the_demo_measures_it_and_plots() {
     let (out, v) = load(&[&SPAWN[..], &plot].concat());
     assert!(out.status.success(), "{v}");
     assert!(us(&v, "server_cpu_us_per_call") > 0.0, "{v}");
+    // The server's CPU comes split into user and system time, which add up.
+    let (user, system) = (
+        us(&v, "server_user_us_per_call"),
+        us(&v, "server_system_us_per_call"),
+    );
+    assert!(user >= 0.0 && system >= 0.0, "{v}");
+    assert!(
+        (user + system - us(&v, "server_cpu_us_per_call")).abs() < 1e-6,
+        "{v}"
+    );
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 
     let json = dir.join("run.json");

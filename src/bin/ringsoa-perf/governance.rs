@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cpu::{process_cpu, CpuTime};
 use ringsoa::control::ServiceName;
 use ringsoa::governance::{Backend, Governance, GovernanceOptions};
 use zookeeper_client as zk;
@@ -205,12 +206,9 @@ fn packets(connect: &str) -> (u64, u64) {
     sum
 }
 
-/// CPU time (user + system) of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+/// User plus system CPU time of `pid` (ZooKeeper's server), if it can be read.
+fn zk_cpu(pid: u32) -> Option<Duration> {
+    process_cpu(pid).ok().map(CpuTime::total)
 }
 
 fn fanout(
@@ -255,7 +253,7 @@ fn fanout(
     std::thread::sleep(Duration::from_secs(3));
     let idle = packets(&a.zk).0 - idle_start.0 .0;
     let idle_rate = idle as f64 / idle_start.1.elapsed().as_secs_f64();
-    let (before, cpu_before) = (packets(&a.zk), a.zk_pid.and_then(cpu_ticks));
+    let (before, cpu_before) = (packets(&a.zk), a.zk_pid.and_then(zk_cpu));
     let phase = Instant::now();
     let mut times = Vec::new();
     let (extra_path, extra_json) = node(a.providers);
@@ -287,9 +285,9 @@ fn fanout(
     let heartbeats = idle_rate * phase.elapsed().as_secs_f64();
     let cpu = a
         .zk_pid
-        .and_then(cpu_ticks)
+        .and_then(zk_cpu)
         .zip(cpu_before)
-        .map(|(x, y)| x - y);
+        .map(|(x, y)| x.saturating_sub(y));
     let per = |x: u64| x as f64 / a.changes as f64;
     Ok(serde_json::json!({
         "mode": "fanout",
@@ -299,6 +297,6 @@ fn fanout(
         "zk_packets_received_per_change": per(after.0 - before.0),
         "zk_packets_sent_per_change": per(after.1 - before.1),
         "zk_packets_received_per_change_less_heartbeats": (after.0 - before.0) as f64 / a.changes as f64 - heartbeats / a.changes as f64,
-        "zk_cpu_ms_per_change": cpu.map(|t| per(t) * 1000.0 / 100.0),
+        "zk_cpu_ms_per_change": cpu.map(|t| t.as_secs_f64() * 1e3 / a.changes as f64),
     }))
 }

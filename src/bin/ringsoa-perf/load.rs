@@ -479,8 +479,10 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         .with("payload", args.payload)
         .with("errors", run.errors.get())
         .with("first_error", run.first_error.borrow().clone())
-        .with("server_cpu_us_per_call", cpu.map(per_call))
-        .with("client_cpu_us_per_call", per_call(own_cpu))
+        .with("server_cpu_us_per_call", cpu.map(|c| per_call(c.total())))
+        .with("server_user_us_per_call", cpu.map(|c| per_call(c.user)))
+        .with("server_system_us_per_call", cpu.map(|c| per_call(c.system)))
+        .with("client_cpu_us_per_call", per_call(own_cpu.total()))
         .with("mode", if args.full_stack { "full-stack" } else { "raw" })
         .with(
             "transport",

@@ -104,9 +104,15 @@ impl Report {
             num("p999_us"),
             num("max_us")
         );
+        let server = match (f("server_user_us_per_call"), f("server_system_us_per_call")) {
+            (Some(u), Some(s)) => format!(
+                "{} µs/call (user {u:.2}, system {s:.2})",
+                num("server_cpu_us_per_call")
+            ),
+            _ => format!("{} µs/call", num("server_cpu_us_per_call")),
+        };
         out += &format!(
-            "  CPU      server {} µs/call, client {} µs/call\n",
-            num("server_cpu_us_per_call"),
+            "  CPU      server {server}, client {} µs/call\n",
             num("client_cpu_us_per_call")
         );
         if let Some(e) = self.fields.get("first_error").and_then(Value::as_str) {
