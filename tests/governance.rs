@@ -380,7 +380,6 @@ fn stops_cleanly(g: &mut Governed) {
     assert_eq!(g.demo.wait(Duration::from_secs(15)).0, Some(0));
 }
 
-/// The pid in `node`'s registration.
 /// A consumer process's governance on `zk` (app `consumer`, a 2 s session).
 fn consumer(zk: &ZooKeeper) -> Governance {
     let mut o = GovernanceOptions::new("consumer", "c", Backend::ZooKeeper(zk.connect.clone()));
@@ -388,6 +387,7 @@ fn consumer(zk: &ZooKeeper) -> Governance {
     Governance::start(o).unwrap()
 }
 
+/// The pid in `node`'s registration.
 fn registered_pid(zkc: &support::zk::Zk, node: &str) -> serde_json::Value {
     pid_in(&zkc.get(node).unwrap().0)
 }
