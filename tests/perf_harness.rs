@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::process::free_port;
+use support::process::{free_port, wait_listening};
 
 const PERF: &str = env!("CARGO_BIN_EXE_ringsoa-perf");
 
@@ -31,11 +31,7 @@ impl EchoServer {
             .args(flags)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "echo-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(addr, "ringsoa-perf echo-server");
         EchoServer { child, addr }
     }
 }

@@ -9,7 +9,7 @@ mod support;
 
 use support::wire::call_raw;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,11 +82,7 @@ impl DerivedHandler for Misbehaving {
 
 /// A one-core server for `app` on a free loopback port.
 fn builder(app: &str) -> ServerBuilder {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::process::free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     ServerBuilder::new(app).listen(addr).cores(1)
 }

@@ -1,7 +1,9 @@
 //! Server processes for tests: `ringsoa-demo` and a thriftpy2 server, killed on drop.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A `ringsoa-demo` process, killed on drop.
@@ -12,13 +14,28 @@ pub struct Demo {
     pub addr: SocketAddr,
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago and that no other caller in this test process
+/// was given. Found by a socket that is bound, never listened on: tests run in
+/// parallel, and a process that another test spawns holds a copy of every open
+/// socket from its fork to its exec. A listening copy accepted the probe of
+/// [`wait_listening`] meant for the server about to start on that port, and the
+/// test's first call then found no server (beside a thread spawning processes
+/// without pause, 0.5% of the ports a dropped listener had found still accepted a
+/// connection). And the kernel may hand one free port to two tests before either
+/// server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use socket2::{Domain, Socket, Type};
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 impl Demo {
@@ -51,14 +68,7 @@ impl Demo {
             .stdout(Stdio::null());
         configure(&mut cmd);
         let child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "ringsoa-demo did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(addr, "ringsoa-demo");
         Demo { child, addr }
     }
 
@@ -164,7 +174,7 @@ pub fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
