@@ -342,3 +342,36 @@ fn a_reply_over_the_message_limit_becomes_an_application_exception() {
     server.shutdown();
     server.join();
 }
+
+#[test]
+fn a_process_the_application_spawns_does_not_keep_its_connections_open() {
+    let server = builder("spawns")
+        .idle_timeout(Some(Duration::from_millis(300)))
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    ok(get(&mut s, 1), 1);
+    // Spawned while the connection is open (as a handler or a hook might): were the
+    // accepted socket inherited, the child would hold it open past the server's close.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    // The server closes the idle connection: the client sees the end, child or not.
+    let mut byte = [0u8; 1];
+    let read = loop {
+        match std::io::Read::read(&mut s, &mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        matches!(read, Ok(0)),
+        "the idle close did not reach the client while a spawned process lived: {read:?}"
+    );
+    server.shutdown();
+    server.join();
+}

@@ -4,7 +4,7 @@
 //! the drain flag.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -230,6 +230,7 @@ fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, pee
         return;
     }
     let _ = stream.set_nodelay(true);
+    let _ = close_on_exec(&stream);
     if let Some(h) = &state.hooks.on_connected {
         h(state.index, peer);
     }
@@ -242,6 +243,16 @@ fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, pee
             h(st.index, peer);
         }
     });
+}
+
+/// Marks an accepted socket close-on-exec, as std's accept and monoio's own
+/// sockets are but monoio's io_uring accept is not: a process the application
+/// spawns would otherwise hold every connection of that moment open after the
+/// server closed it, and its client would wait for an end that never comes.
+fn close_on_exec(stream: &TcpStream) -> std::io::Result<()> {
+    // SAFETY: the descriptor is the stream's, open while the stream is borrowed.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    socket2::SockRef::from(&fd).set_cloexec(true)
 }
 
 /// Waits for the drain, then: stops accepting without dropping the connections
