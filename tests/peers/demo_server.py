@@ -4,7 +4,6 @@
 Usage: demo_server.py IDL PORT native|tracked [binary|compact] [buffered|framed]
 `tracked` serves through TTrackedProcessor (one connection at a time: its version
 state lives on the processor); whoami reports what the tracking header said.
-Prints "ready" once listening.
 """
 import sys
 
@@ -77,5 +76,4 @@ pf = TBinaryProtocolFactory() if proto == "binary" else TCompactProtocolFactory(
 tf = TBufferedTransportFactory() if trans == "buffered" else TFramedTransportFactory()
 server = TThreadedServer(processor, TServerSocket(host="127.0.0.1", port=port),
                          iprot_factory=pf, itrans_factory=tf)
-print("ready", flush=True)
 server.serve()
