@@ -323,8 +323,13 @@ fn a_run_ends_on_time_whatever_the_server_does() {
         ("short", "UnknownMethod"),
         ("silent", "no reply by the end of the run"),
         ("close", "closed"),
+        ("absent", "cannot connect to 127.0.0.1:"),
     ] {
-        let addr = misbehaving_server(mode).to_string();
+        let addr = match mode {
+            // Nobody listens: the error names the address.
+            "absent" => format!("127.0.0.1:{}", free_port()),
+            _ => misbehaving_server(mode).to_string(),
+        };
         let started = Instant::now();
         let out = Command::new(PERF)
             .args(["load", "--addr", &addr, "--conns", "2"])

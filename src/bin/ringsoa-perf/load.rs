@@ -526,7 +526,8 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
 pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let stream = monoio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
-        .map_err(|_| std::io::Error::other(format!("no connection to {addr} within 5 s")))??;
+        .map_err(|_| std::io::Error::other(format!("no connection to {addr} within 5 s")))?
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}")))?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
