@@ -7,7 +7,8 @@
 # sets TCP_NODELAY, so a buffered 4 KiB reply would wait for a delayed ACK).
 # Cells: echo 64 B and 4 KiB at 1, 16 and 128 connections, and ping at 16; then
 # echo 64 B at 16 connections over TTHeader (Volo's default codec; ringsoa-demo and
-# volo-thrift only, the others do not speak it); servers rotate within each cell,
+# volo-thrift only, the others do not speak it); servers rotate within each cell
+# (ringsoa-demo and the limit back to back, their order swapped every round),
 # ROUNDS rounds, medians. Writes every run to
 # perf/results/peers.jsonl and the table into perf/RESULTS.md (between the
 # peers:begin/end markers), and prints it.
@@ -42,7 +43,7 @@ start_peer() {
 
 out=perf/results/peers.jsonl
 : > "$out"
-servers=(raw ringsoa tokio volo thrift-rs thriftpy2 gunicorn)
+others=(tokio volo thrift-rs thriftpy2 gunicorn)
 cells=("echo 64 1" "echo 64 16" "echo 64 128" "echo 4096 1" "echo 4096 16" "echo 4096 128" "ping 0 16"
        "echo 64 16 ttheader")
 into=(--into perf/RESULTS.md)
@@ -52,11 +53,19 @@ for round in $(seq "$rounds"); do
   for cell in "${cells[@]}"; do
     read -r method payload conns transport <<< "$cell"
     transport=${transport:-framed}
-    in_cell=("${servers[@]}")
+    # The servers rotate within the cell from round to round; ringsoa and the limit
+    # it is held to run back to back, the one first in one round second in the
+    # next, so that neither always inherits what the run before it left behind.
+    pair="raw ringsoa"
+    [ $((round % 2)) -eq 0 ] && pair="ringsoa raw"
+    in_cell=("$pair" "${others[@]}")
     [ "$transport" = framed ] || in_cell=(ringsoa volo)
-    # Rotate the order within the cell from round to round.
+    order=()
     for i in "${!in_cell[@]}"; do
-      srv=${in_cell[$(( (i + round) % ${#in_cell[@]} ))]}
+      read -r -a runs <<< "${in_cell[$(( (i + round) % ${#in_cell[@]} ))]}"
+      order+=("${runs[@]}")
+    done
+    for srv in "${order[@]}"; do
       start_peer "$srv"
       run_load "$out" "$round" "$srv" --method "$method" --payload "$payload" \
         --conns "$conns" --transport "$transport" --warmup-s 0.5 --duration-s "$secs"

@@ -45,7 +45,7 @@ ncpu = sum(1 for l in open("/proc/cpuinfo") if l.startswith("processor"))
 
 out = []
 out.append(f"Measured {time.strftime('%Y-%m-%d')} by `perf/peers/run.sh {rounds} {secs}` in {taken} s "
-           f"({len(rows)} runs; {rounds} rounds, servers rotating within each cell; {secs} s measured after 0.5 s warm-up) "
+           f"({len(rows)} runs; {rounds} rounds, servers rotating within each cell, ringsoa-demo and the limit back to back in alternating order; {secs} s measured after 0.5 s warm-up) "
            f"on {ncpu} × {cpu}, Linux {platform.release()}. Server pinned to CPU 0, `ringsoa-perf load` to CPU 1; "
            "framed strict binary (the TTHeader cell: TTHeader around framed binary, as Volo's default codec sends). Medians over rounds. Server CPU per call is user + system time from `/proc/<pid>/stat` "
            "over the measured window (for gunicorn_thrift, its worker process).\n")
