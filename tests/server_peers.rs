@@ -356,7 +356,10 @@ fn a_second_process_without_handover_is_refused_the_port() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another process"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    // It says what to do about it.
+    assert!(err.contains("--handover"), "{err}");
 }
 
 /// A handover passes the listening sockets themselves: the new process accepts on the

@@ -399,7 +399,11 @@ pub(crate) fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
     if e.kind() != std::io::ErrorKind::AddrInUse || connect.is_ok() {
         return Err(std::io::Error::new(
             e.kind(),
-            format!("{addr} is in use by another process ({e}); pass handover to share it"),
+            format!(
+                "{addr} is in use by another process ({e}); to take it over in a \
+                 zero-downtime restart, enable handover (`ServerBuilder::handover(true)`, \
+                 ringsoa-demo's `--handover`)"
+            ),
         ));
     }
     tracing::info!(%addr, "the port is held only by old connections, not a listener: starting");
