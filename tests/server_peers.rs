@@ -362,6 +362,25 @@ fn a_second_process_without_handover_is_refused_the_port() {
     assert!(err.contains("--handover"), "{err}");
 }
 
+#[test]
+fn an_address_that_cannot_be_listened_on_is_not_called_in_use() {
+    // 192.0.2.1 (TEST-NET-1) is no machine's own address.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+        .args([
+            "--listen",
+            "192.0.2.1:9090",
+            "--cores",
+            "1",
+            "--no-governance",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on 192.0.2.1:9090"), "{err}");
+    assert!(!err.contains("in use"), "{err}");
+}
+
 /// A handover passes the listening sockets themselves: the new process accepts on the
 /// very sockets the old one did, and when the old one drains no listener closes (so
 /// nothing queued on one is reset). The new one hands them on in turn.

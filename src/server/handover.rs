@@ -387,16 +387,23 @@ fn send(conn: &UnixStream, fds: &[OwnedFd], last: u8) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Fails if another process listens on `addr`. A plain bind fails if anyone holds the
-/// port, SO_REUSEPORT or not — but so do the half-closed connections a crashed
-/// predecessor left behind (FIN_WAIT2 until their clients close), so a failed bind
-/// is confirmed by connecting: only a listener that accepts blocks the start.
+/// Fails if another process listens on `addr`, or if `addr` cannot be listened on at
+/// all (not a local address, a port this user may not bind). A plain bind fails if
+/// anyone holds the port, SO_REUSEPORT or not — but so do the half-closed connections
+/// a crashed predecessor left behind (FIN_WAIT2 until their clients close), so a bind
+/// that fails for the port being in use is confirmed by connecting: only a listener
+/// that accepts blocks the start.
 pub(crate) fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
     let Err(e) = std::net::TcpListener::bind(addr) else {
         return Ok(());
     };
-    let connect = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
-    if e.kind() != std::io::ErrorKind::AddrInUse || connect.is_ok() {
+    if e.kind() != std::io::ErrorKind::AddrInUse {
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e}"),
+        ));
+    }
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
         return Err(std::io::Error::new(
             e.kind(),
             format!(
