@@ -174,6 +174,36 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     server.join();
 }
 
+/// Port 0 is one free port that every core serves, and the handle names it.
+#[test]
+fn port_zero_picks_one_free_port_for_every_core() {
+    let cores = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let seen = cores.clone();
+    let server = ServerBuilder::new("port-zero")
+        .listen("127.0.0.1:0".parse().unwrap())
+        .cores(2)
+        .before_call(move |cx, _| {
+            seen.lock().unwrap().insert(cx.core);
+        })
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap();
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0, "the handle names the port picked");
+    // SO_REUSEPORT spreads connections over the cores' listeners by a hash of the
+    // client's address: a few dozen reach both cores unless one has another port.
+    for _ in 0..64 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        ok(get(&mut s, 1), 1);
+        if cores.lock().unwrap().len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(cores.lock().unwrap().len(), 2, "both cores serve {addr}");
+    server.shutdown();
+    server.join();
+}
+
 /// A server whose service factory fails on some cores.
 fn start_failing(cores: usize, failing: usize) -> std::io::Result<ServerHandle> {
     builder("failing").cores(cores).start(move |init| {

@@ -35,7 +35,8 @@ impl ServerBuilder {
         }
     }
 
-    /// Address to listen on.
+    /// Address to listen on. Port 0 picks one free port, which every core serves
+    /// ([`ServerHandle::local_addr`] names it).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = addr;
         self
@@ -195,11 +196,21 @@ impl ServerBuilder {
         S: Dispatch + 'static,
         F: Fn(&CoreInit) -> S + Send + Sync + 'static,
     {
-        let offer = Offer::new(self.config.listen);
         let mut inherited = Vec::new();
-        if !self.config.handover {
+        if self.config.listen.port() == 0 {
+            // Port 0: one free port for every core (each would otherwise get a port
+            // of its own), taken by a first listener that core 0 accepts on.
+            let addr = self.config.listen;
+            let first = core::bind(addr, self.config.backlog).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            self.config.listen = first.local_addr()?;
+            inherited.push(first);
+        } else if !self.config.handover {
             handover::refuse_a_live_listener(self.config.listen)?;
-        } else {
+        }
+        let offer = Offer::new(self.config.listen);
+        if self.config.handover && inherited.is_empty() {
             inherited = offer.take();
             if inherited.is_empty() && !handover::migrates_queued_connections() {
                 tracing::warn!("handover: net.ipv4.tcp_migrate_req is not 1, so connections queued on the old process's listener when it closes are reset (set it with `sysctl -w net.ipv4.tcp_migrate_req=1`)");

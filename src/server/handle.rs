@@ -82,7 +82,7 @@ impl ServerHandle {
         }
     }
 
-    /// The address the cores listen on.
+    /// The address the cores listen on (with the port picked, when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
