@@ -200,10 +200,7 @@ impl ServerBuilder {
         if self.config.listen.port() == 0 {
             // Port 0: one free port for every core (each would otherwise get a port
             // of its own), taken by a first listener that core 0 accepts on.
-            let addr = self.config.listen;
-            let first = core::bind(addr, self.config.backlog).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?;
+            let first = core::bind(self.config.listen, self.config.backlog)?;
             self.config.listen = first.local_addr()?;
             inherited.push(first);
         } else if !self.config.handover {

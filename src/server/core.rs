@@ -49,20 +49,23 @@ pub(super) struct CoreRun<F> {
 }
 
 /// Binds one SO_REUSEPORT listener for `addr` (explicitly: the whole point is that
-/// each core has its own).
+/// each core has its own). The error names the address.
 pub fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_tcp_nodelay(true)?;
-    s.bind(&addr.into())?;
-    s.listen(backlog)?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
+    let bound = || -> std::io::Result<std::net::TcpListener> {
+        let s = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_tcp_nodelay(true)?;
+        s.bind(&addr.into())?;
+        s.listen(backlog)?;
+        s.set_nonblocking(true)?;
+        Ok(s.into())
+    };
+    bound().map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
 /// Runs one core on the current thread until its drain completes.
@@ -94,12 +97,7 @@ where
         let listeners = if run.listeners.is_empty() {
             match bind(run.config.listen, run.config.backlog) {
                 Ok(l) => vec![l],
-                Err(e) => {
-                    return failed(format!(
-                        "core {index}: cannot listen on {}: {e}",
-                        run.config.listen
-                    ))
-                }
+                Err(e) => return failed(format!("core {index}: {e}")),
             }
         } else {
             run.listeners
