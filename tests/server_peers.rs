@@ -456,6 +456,7 @@ fn a_handover_from_another_program_joins_its_reuseport_group() {
         .parse()
         .unwrap();
     let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    other.set_reuse_address(true).unwrap();
     other.set_reuse_port(true).unwrap();
     other.bind(&addr.into()).unwrap();
     other.listen(16).unwrap();

@@ -21,16 +21,37 @@ pub struct Demo {
 /// [`wait_listening`] meant for the server about to start on that port, and the
 /// test's first call then found no server (beside a thread spawning processes
 /// without pause, 0.5% of the ports a dropped listener had found still accepted a
-/// connection). And the kernel may hand one free port to two tests before either
-/// server binds it.
+/// connection).
+///
+/// The port is taken from below the kernel's ephemeral range: a port the kernel
+/// picks for port 0 can be picked again for another test's outgoing connection
+/// before the server binds it, and the bind then fails with "address in use"
+/// (seen once in CI). Each test process starts at its own place in that range.
 pub fn free_port() -> u16 {
     use socket2::{Domain, Socket, Type};
+    use std::sync::atomic::{AtomicU32, Ordering};
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 20_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST);
+    let start = std::process::id() * 101;
     loop {
+        // With no room below the ephemeral range, let the kernel pick.
+        let port = if span < 1_000 {
+            0
+        } else {
+            LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span
+        };
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         socket.set_reuse_address(true).unwrap();
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        socket.bind(&any.into()).unwrap();
+        let probe: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        if socket.bind(&probe.into()).is_err() {
+            continue;
+        }
         let port = socket.local_addr().unwrap().as_socket().unwrap().port();
         if GIVEN.lock().unwrap().insert(port) {
             return port;
