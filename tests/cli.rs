@@ -285,3 +285,57 @@ fn a_missing_argument_is_an_error_null_sends_it_absent_and_hosts_resolve() {
         "{err}"
     );
 }
+
+/// Counts that cannot be zero are refused with one line naming the flag, and more
+/// cores than CPUs start with a warning that they share CPUs.
+#[test]
+fn the_demo_refuses_zero_counts_and_warns_of_more_cores_than_cpus() {
+    for flag in ["--cores", "--max-connections", "--read-timeout-ms"] {
+        // Bounded: a demo that took the 0 would serve until killed.
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut demo = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+            .args(["--listen", &listen, "--no-governance", flag, "0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while demo.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = demo.kill();
+                panic!("ringsoa-demo took {flag} 0 and served");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = demo.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = flag[2..].to_uppercase().replace('-', "_");
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert_eq!(
+            err.lines().next().unwrap_or_default(),
+            format!("error: invalid value '0' for '{flag} <{name}>': must be at least 1"),
+            "{flag}: {err}"
+        );
+    }
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cores = (cpus + 1).to_string();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+        .args(["--listen", &addr, "--cores", &cores, "--no-governance"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::io::BufReader::new(demo.stderr.take().unwrap());
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(log) {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("ringsoa-demo serving") {
+            break;
+        }
+    }
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let warning = format!("{cores} cores on {cpus} CPUs: cores share CPUs");
+    assert!(seen.contains(&warning), "{seen}");
+}

@@ -240,6 +240,13 @@ impl ServerBuilder {
         let hooks = Arc::new(self.hooks);
         let factory = Arc::new(factory);
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        if !cpus.is_empty() && config.cores > cpus.len() {
+            tracing::warn!(
+                "{} cores on {} CPUs: cores share CPUs (pinned in turn), and a busy one slows the others on its CPU",
+                config.cores,
+                cpus.len()
+            );
+        }
         // Every listener handed over is accepted on by some core: none may close.
         let mut listeners: Vec<Vec<_>> = (0..config.cores).map(|_| Vec::new()).collect();
         for (i, l) in inherited.into_iter().enumerate() {

@@ -36,7 +36,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:9090", value_parser = ringsoa::addr::resolve)]
     listen: SocketAddr,
     /// Number of cores (default: all online cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<usize>)]
     cores: Option<usize>,
     /// App id: used in logs and as the caller id of downstream calls.
     #[arg(long, default_value = "ringsoa-demo")]
@@ -49,14 +49,14 @@ struct Args {
     call_timeout_ms: u64,
     /// Time a started request has to arrive completely, however slowly its bytes
     /// trickle in (slow-client defence).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 30_000, value_parser = at_least_one::<u64>)]
     read_timeout_ms: u64,
     /// Time a connection may sit idle between requests (0: no limit).
     #[arg(long, default_value_t = 0)]
     idle_timeout_ms: u64,
     /// Open connections per core; at the limit the longest-idle one is closed to
     /// admit a new one.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<usize>)]
     max_connections: usize,
     /// ZooKeeper connect string (host:port,host:port); without it, the state file
     /// (--state) or the embedded defaults provide config, switches and providers.
@@ -174,6 +174,20 @@ fn relay_target(target: &str) -> Result<Target, String> {
     Err(format!(
         "bad target {target:?}: expected host:port (e.g. 127.0.0.1:9090) or app/cluster"
     ))
+}
+
+/// A number that must be at least 1 (`--cores`, `--max-connections`,
+/// `--read-timeout-ms`).
+fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let n: T = text.parse().map_err(|e: T::Err| e.to_string())?;
+    if n == T::from(0) {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
 }
 
 impl DemoHandler for Demo {
