@@ -286,36 +286,29 @@ fn a_missing_argument_is_an_error_null_sends_it_absent_and_hosts_resolve() {
     );
 }
 
-/// Counts that cannot be zero are refused with one line naming the flag, and more
-/// cores than CPUs start with a warning that they share CPUs.
+/// Counts that cannot be zero and an advertised address nobody can reach are
+/// refused with one line naming the flag, and more cores than CPUs start with a
+/// warning that they share CPUs.
 #[test]
-fn the_demo_refuses_zero_counts_and_warns_of_more_cores_than_cpus() {
+fn the_demo_refuses_values_it_cannot_use_and_warns_of_more_cores_than_cpus() {
     for flag in ["--cores", "--max-connections", "--read-timeout-ms"] {
-        // Bounded: a demo that took the 0 would serve until killed.
-        let listen = format!("127.0.0.1:{}", free_port());
-        let mut demo = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
-            .args(["--listen", &listen, "--no-governance", flag, "0"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while demo.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = demo.kill();
-                panic!("ringsoa-demo took {flag} 0 and served");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = demo.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let (code, err) = demo_refused(&[flag, "0"]);
         let name = flag[2..].to_uppercase().replace('-', "_");
-        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert_eq!(code, 2, "{flag}: {err}");
         assert_eq!(
             err.lines().next().unwrap_or_default(),
             format!("error: invalid value '0' for '{flag} <{name}>': must be at least 1"),
             "{flag}: {err}"
         );
     }
+    for host in ["0.0.0.0", "[::]"] {
+        let (code, err) = demo_refused(&["--advertise", host]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("is not an address others can reach"), "{err}");
+    }
+    let (code, err) = demo_refused(&["--advertise", "host:9090"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("without a port"), "{err}");
     let cpus = std::thread::available_parallelism().unwrap().get();
     let addr = format!("127.0.0.1:{}", free_port());
     let cores = (cpus + 1).to_string();
@@ -338,4 +331,53 @@ fn the_demo_refuses_zero_counts_and_warns_of_more_cores_than_cpus() {
     let _ = demo.wait();
     let warning = format!("{cores} cores on {cpus} CPUs: cores share CPUs");
     assert!(seen.contains(&warning), "{seen}");
+}
+
+/// A state file that is missing or does not parse at start stops the demo with one
+/// line naming the file (a typo in its path used to leave it serving with nothing).
+#[test]
+fn the_demo_refuses_a_state_file_it_cannot_use() {
+    let dir = std::env::temp_dir().join(format!("ringsoa-cli-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "[apps.ringsoa-demo.config\n").unwrap();
+    let missing = dir.join("missing.toml");
+    for (file, says) in [
+        (&broken, "TOML parse error at line 1"),
+        (&missing, "cannot read the state file"),
+    ] {
+        let (code, err) = demo_refused(&["--state", file.to_str().unwrap()]);
+        let last = err.lines().last().unwrap_or_default();
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            last.starts_with("ringsoa-demo: ")
+                && last.contains(file.to_str().unwrap())
+                && last.contains(says),
+            "{err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs ringsoa-demo with `args` on a free port, expecting it to refuse to start:
+/// its exit code and stderr. Bounded: a demo that started would serve until killed.
+fn demo_refused(args: &[&str]) -> (i32, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_ringsoa-demo"))
+        .args(["--listen", &listen])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while demo.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = demo.kill();
+            panic!("ringsoa-demo started with {args:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = demo.wait_with_output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
 }

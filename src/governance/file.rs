@@ -1,6 +1,7 @@
 //! The state-file loop: the process's registry without ZooKeeper. The file is
-//! read at start and whenever it changes (checked every few milliseconds); a file
-//! that fails to read or parse is logged and the previous values stand. The
+//! read at start (where `Governance::start` has refused one it cannot use) and
+//! whenever it changes (checked every few milliseconds); a change that fails to
+//! read or parse is logged and the previous values stand. The
 //! process's own registration appears in its snapshot only (the file is never
 //! written by a server).
 
@@ -36,10 +37,8 @@ async fn serve(
 ) {
     let layout = k.mirror.layout().clone();
     let mut folders = match (&path, &text) {
-        (_, Some(t)) => state_file::parse(t, &layout).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "embedded state is invalid: starting with nothing");
-            Folders::new()
-        }),
+        // Both were checked by `Governance::start`.
+        (_, Some(t)) => state_file::parse(t, &layout).unwrap_or_default(),
         (Some(p), None) => read(p, &layout, &mut None).unwrap_or_default(),
         (None, None) => Folders::new(),
     };

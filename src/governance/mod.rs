@@ -39,7 +39,8 @@ use crate::control::{Governed, Request, ServiceName, Snapshot};
 pub enum Backend {
     /// A ZooKeeper ensemble: its connect string (`host:port,host:port`).
     ZooKeeper(String),
-    /// A state file, watched for changes ([`state_file`]).
+    /// A state file, watched for changes ([`state_file`]); it must read and parse
+    /// at start.
     File(PathBuf),
     /// State-file text that never changes (a binary's embedded defaults).
     Embedded(String),
@@ -146,6 +147,19 @@ impl Governance {
     pub fn start(options: GovernanceOptions) -> std::io::Result<Governance> {
         let layout = layout::Layout::new(&options.root).map_err(std::io::Error::other)?;
         ServiceName::new(&options.app, &options.cluster).map_err(std::io::Error::other)?;
+        // A state file that cannot be used at start is refused here, as a typo in
+        // its path would otherwise leave the process serving with nothing. Later
+        // edits that fail are logged and the previous values stand.
+        match &options.backend {
+            Backend::File(path) => {
+                state_file::load(path, &layout).map_err(std::io::Error::other)?;
+            }
+            Backend::Embedded(text) => {
+                state_file::parse(text, &layout)
+                    .map_err(|e| std::io::Error::other(format!("embedded state: {e}")))?;
+            }
+            Backend::ZooKeeper(_) => {}
+        }
         let shared = Arc::new(Shared {
             latest: Mutex::new(Arc::new(Snapshot::empty(&options.app, &options.cluster))),
             cores: Mutex::default(),
