@@ -11,8 +11,6 @@ mod idl {
     ringsoa::include_idl!();
 }
 
-use std::net::SocketAddr;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -45,10 +43,20 @@ async fn echo(
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match serve().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("axum_gateway: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let listen: SocketAddr = args.next().as_deref().unwrap_or("127.0.0.1:8080").parse()?;
-    let backend: SocketAddr = args.next().as_deref().unwrap_or("127.0.0.1:9090").parse()?;
+    let listen = ringsoa::addr::resolve(args.next().as_deref().unwrap_or("127.0.0.1:8080"))?;
+    let backend = ringsoa::addr::resolve(args.next().as_deref().unwrap_or("127.0.0.1:9090"))?;
     // Two ringsoa client threads; each builds its own Client (pools stay there).
     let shared = SharedClient::spawn(2, Protocol::Binary, move || {
         Client::new([backend], ClientConfig::new("axum-gateway"))
@@ -57,7 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/add/{a}/{b}", get(add))
         .route("/echo/{msg}", get(echo))
         .with_state(DemoClient::new(shared));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     eprintln!("axum_gateway: listening on http://{listen}, calling {backend}");
     axum::serve(listener, app).await?;
     Ok(())

@@ -50,14 +50,24 @@ impl FrontHandler for MyHandler {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    match serve() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("governed_service: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let zk = args.next().unwrap_or_else(|| "127.0.0.1:2181".into());
-    let addr: std::net::SocketAddr = args.next().as_deref().unwrap_or("127.0.0.1:9393").parse()?;
+    let addr = ringsoa::addr::resolve(args.next().as_deref().unwrap_or("127.0.0.1:9393"))?;
     let mut options = GovernanceOptions::new("my-app", "main", Backend::ZooKeeper(zk));
     options.cache_dir = Some(std::env::temp_dir().join("my-app-cache"));
     let governance = Governance::start(options)?;

@@ -47,6 +47,18 @@ fn the_readme_handler_serves_and_the_plain_client_calls_it() {
         .output()
         .unwrap();
     assert_eq!(stdout_ok(&out), "42");
+    // With nothing listening: one line saying so, not a Debug dump.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(example("plain_client"))
+        .arg(&closed)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!("plain_client: connect to {closed}: Connection refused (os error 111)")
+    );
     // `?` on a ParseIntError (LIMIT is not a number) answers INTERNAL_ERROR with
     // the error's message.
     let out = call_fail(addr, r#"{"code": 3}"#);

@@ -987,6 +987,11 @@ fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
     let (ok, out, _) = ringsoa(&["registry", "ls", "up", "--state", st]);
     assert!(ok);
     assert!(out.contains("\"port\": 1"), "{out}");
+    // A mistyped file is named as missing, not as a file without the app.
+    let typo = format!("{st}.typo");
+    let (ok, _, err) = ringsoa(&["config", "get", APP, "added", "--state", &typo]);
+    assert!(!ok);
+    assert!(err.contains("(no such file yet)"), "{err}");
     // A broken edit is logged; the previous values stand.
     std::fs::write(&state, "[apps.ringsoa-demo.config\n").unwrap();
     wait(Duration::from_secs(5), "the parse error", || {

@@ -79,6 +79,9 @@ impl Store {
             Store::ZooKeeper { hosts, layout, .. } => {
                 format!("ZooKeeper {hosts} under {}/apps", layout.root())
             }
+            Store::File { path, .. } if !path.exists() => {
+                format!("state file {} (no such file yet)", path.display())
+            }
             Store::File { path, .. } => format!("state file {}", path.display()),
         }
     }
