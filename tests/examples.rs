@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::process::{free_port, http_get, ringsoa_call, stdout_ok, Demo, Peer};
+use support::process::{
+    free_port, http_get, refused_in_one_line, ringsoa_call, stdout_ok, Demo, Peer,
+};
 
 /// The path of a built example (beside this test's deps directory).
 fn example(name: &str) -> PathBuf {
@@ -48,17 +50,7 @@ fn the_readme_handler_serves_and_the_plain_client_calls_it() {
         .unwrap();
     assert_eq!(stdout_ok(&out), "42");
     // With nothing listening: one line saying so, not a Debug dump.
-    let closed = format!("127.0.0.1:{}", free_port());
-    let out = Command::new(example("plain_client"))
-        .arg(&closed)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(
-        err.trim_end(),
-        format!("plain_client: connect to {closed}: Connection refused (os error 111)")
-    );
+    refused_in_one_line(&example("plain_client"), "plain_client");
     // `?` on a ParseIntError (LIMIT is not a number) answers INTERNAL_ERROR with
     // the error's message.
     let out = call_fail(addr, r#"{"code": 3}"#);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use support::process::{free_port, ringsoa_call, stdout_ok, Peer};
+use support::process::{free_port, refused_in_one_line, ringsoa_call, stdout_ok, Peer};
 
 #[test]
 fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
@@ -80,6 +80,8 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
         .output()
         .unwrap();
     assert_eq!(stdout_ok(&out), "Demo.ping: ()");
+    // With nothing listening, the client says so in one line.
+    refused_in_one_line(&target.join("debug/examples/client"), "hello-svc-client");
     // The stubs answer their types' defaults.
     let add = ["Demo.add", r#"{"a": 40, "b": 2}"#];
     let out = ringsoa_call("src/bin/ringsoa-demo/demo.thrift", &addr.to_string(), &add);

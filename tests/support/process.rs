@@ -273,6 +273,19 @@ pub fn ringsoa_call(idl: &str, addr: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the client program `exe` against a port nothing listens on: it must fail
+/// with exit 1 and one line, `NAME: connect to ADDR: Connection refused (…)`.
+pub fn refused_in_one_line(exe: &std::path::Path, name: &str) {
+    let closed = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(exe).arg(&closed).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!("{name}: connect to {closed}: Connection refused (os error 111)")
+    );
+}
+
 /// The trimmed stdout of `out`, which must have succeeded (its stderr otherwise).
 pub fn stdout_ok(out: &Output) -> String {
     assert!(

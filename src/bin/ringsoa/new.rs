@@ -283,10 +283,16 @@ fn client_rs(name: &str, krate: &str, program: &Program, root: usize) -> String 
         "//! Calls `{sn}` at HOST:PORT (default 127.0.0.1:9090) from a plain `main`: the\n\
          //! first method, with default arguments.\n\n\
          use {krate}::idl::{m}::{sn}Client;\n\n\
-         fn main() -> Result<(), Box<dyn std::error::Error>> {{\n    \
+         fn main() -> std::process::ExitCode {{\n    \
          let addr = std::env::args().nth(1).unwrap_or_else(|| \"127.0.0.1:9090\".into());\n    \
+         if let Err(e) = call(&addr) {{\n        \
+         eprintln!(\"{name}-client: {{e}}\");\n        \
+         return std::process::ExitCode::FAILURE;\n    }}\n    \
+         std::process::ExitCode::SUCCESS\n}}\n\n\
+         /// Calls `{sn}` at `addr`.\n\
+         fn call(addr: &str) -> Result<(), Box<dyn std::error::Error>> {{\n    \
          let mut rt = ringsoa::runtime::build()?;\n    rt.block_on(async {{\n        \
-         let nodes: [std::net::SocketAddr; 1] = [addr.parse()?];\n        \
+         let nodes = [ringsoa::addr::resolve(addr)?];\n        \
          let config = ringsoa::client::ClientConfig::new(\"{name}-client\");\n        \
          let client = std::rc::Rc::new(ringsoa::client::Client::new(nodes, config));\n        \
          #[allow(unused_variables)]\n        let service = {sn}Client::new(client);\n{call}        \
