@@ -345,6 +345,55 @@ fn a_run_ends_on_time_whatever_the_server_does() {
     }
 }
 
+/// A rate so low that no call falls inside the run still ends with the run (it
+/// used to wait for its first send time), raw and full stack; values that make no
+/// run are refused with one line.
+#[test]
+fn a_rate_too_low_to_send_ends_with_the_run_and_empty_runs_are_refused() {
+    let demo = support::process::Demo::start(&[]);
+    let addr = demo.addr.to_string();
+    for stack in [&[][..], &["--full-stack"][..]] {
+        let mut run = Command::new(PERF)
+            .args(["load", "--json", "--addr", &addr, "--rate", "0.001"])
+            .args(["--warmup-s", "0.2", "--duration-s", "0.3"])
+            .args(stack)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The run is 0.5 s; calls in flight get a 2 s grace after it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while run.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = run.kill();
+                panic!("{stack:?}: the run did not end");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{stack:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["errors"], 0, "{stack:?}: {v}");
+    }
+    for (flag, value) in [
+        ("--conns", "0"),
+        ("--pipeline", "0"),
+        ("--rate", "0"),
+        ("--duration-s", "0"),
+        ("--warmup-s", "-1"),
+    ] {
+        let out = Command::new(PERF)
+            .args(["load", "--addr", &addr, &format!("{flag}={value}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: invalid value '{value}' for '{flag} ")),
+            "{flag}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn cpu_latency_times_a_round_trip_and_refuses_one_cpu_twice() {
     let out = Command::new(PERF)

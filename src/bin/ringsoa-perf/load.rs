@@ -48,14 +48,14 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:9090", value_parser = ringsoa::addr::resolve)]
     addr: SocketAddr,
     /// Connections (raw) or concurrent callers (full stack).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     conns: usize,
     /// Raw closed loop: requests in flight on each connection.
-    #[arg(long, default_value_t = 1, conflicts_with_all = ["rate", "full_stack"])]
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["rate", "full_stack"], value_parser = at_least_one)]
     pipeline: usize,
     /// Open loop: calls per second in all, spread evenly over the connections;
     /// latency counts from each call's intended send time.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     rate: Option<f64>,
     /// The method: Demo.echo (of --payload bytes) or Demo.ping.
     #[arg(long, value_enum, default_value = "echo")]
@@ -84,10 +84,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "framed")]
     transport: TransportArg,
     /// Seconds of warm-up before measuring.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = seconds)]
     warmup_s: f64,
     /// Seconds measured.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = positive)]
     duration_s: f64,
     /// CPU to pin the load generator to.
     #[arg(long)]
@@ -190,6 +190,8 @@ impl Run {
 struct Schedule {
     next: Instant,
     interval: Duration,
+    /// The run's end: no wait goes past it, however low the rate.
+    stop_at: Instant,
 }
 
 impl Schedule {
@@ -204,9 +206,34 @@ impl Schedule {
         self.next += self.interval;
         let now = Instant::now();
         if intended > now + GRANULARITY {
-            monoio::time::sleep(intended - now - GRANULARITY).await;
+            let until = (intended - GRANULARITY).min(self.stop_at);
+            monoio::time::sleep(until.saturating_duration_since(now)).await;
         }
         intended.min(Instant::now())
+    }
+}
+
+/// A count that must be at least 1 (`--conns`, `--pipeline`).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>().map_err(|e| e.to_string())? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// A number of seconds: finite and not negative (`--warmup-s`).
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>().map_err(|e| e.to_string())? {
+        x if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err("must be a number of seconds, 0 or more".into()),
+    }
+}
+
+/// A number above 0 (`--rate`, `--duration-s`).
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>().map_err(|e| e.to_string())? {
+        x if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err("must be a number above 0".into()),
     }
 }
 
@@ -393,12 +420,17 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
             ),
             stop_at: start + Duration::from_secs_f64(args.warmup_s + args.duration_s) + GRACE,
         });
+        let stop_at = run.stop_at;
         let schedule = |i: usize| {
             args.rate.map(|rate| {
-                let interval = Duration::from_secs_f64(args.conns as f64 / rate.max(1e-9));
+                // Capped: a rate that low sends at most once in the run anyway.
+                let interval = Duration::try_from_secs_f64(args.conns as f64 / rate)
+                    .unwrap_or(Duration::MAX)
+                    .min(Duration::from_secs(86_400));
                 Schedule {
                     next: start + interval.mul_f64(i as f64 / args.conns as f64),
                     interval,
+                    stop_at,
                 }
             })
         };
@@ -433,13 +465,7 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
             });
             for i in 0..args.conns {
                 let stream = connect(args.addr).await?;
-                let task = conn(
-                    stream,
-                    raw.clone(),
-                    run.clone(),
-                    args.pipeline.max(1),
-                    schedule(i),
-                );
+                let task = conn(stream, raw.clone(), run.clone(), args.pipeline, schedule(i));
                 tasks.push(monoio::spawn(task));
             }
         }
@@ -560,6 +586,10 @@ async fn caller(
             Some(s) => s.wait().await,
             None => Instant::now(),
         };
+        // A low rate's wait may end at the run's end: then nothing is sent.
+        if run.phase.get() == Phase::Stop {
+            break;
+        }
         let result = match method {
             Method::Echo => demo.echo(None, msg.clone()).await.and_then(|got| {
                 if got == msg {
@@ -591,6 +621,10 @@ async fn idl_caller(
             Some(s) => s.wait().await,
             None => Instant::now(),
         };
+        // A low rate's wait may end at the run's end: then nothing is sent.
+        if run.phase.get() == Phase::Stop {
+            break;
+        }
         let args = Encoded(&call.args);
         let result = match client.call_raw(None, &call.method, false, &args).await {
             Ok(Some((reply, _))) if reply.ends_with(&call.result) => Ok(()),
@@ -638,11 +672,18 @@ async fn conn(
                 Some(s) => s.wait().await,
                 None => Instant::now(),
             };
+            if run.phase.get() == Phase::Stop {
+                break;
+            }
             io.out().extend_from_slice(&raw.request);
             sent.push_back(start);
             if schedule.is_some() {
                 break;
             }
+        }
+        // The run ended before anything more was sent: no reply to wait for.
+        if sent.is_empty() {
+            continue;
         }
         if let Err(e) = io.flush().await {
             return run.error(|| format!("write: {}", e.error));
