@@ -359,6 +359,24 @@ fn the_demo_refuses_a_state_file_it_cannot_use() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A taken admin port stops the demo before it serves (with --zk, before it
+/// registers): the admin listener is bound before the cores start.
+#[test]
+fn the_demo_stops_before_serving_when_its_admin_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap().to_string();
+    let (code, err) = demo_refused(&["--admin", &admin]);
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        last.starts_with(&format!(
+            "ringsoa-demo: admin endpoint: cannot listen on {admin}: "
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("ringsoa-demo serving"), "{err}");
+}
+
 /// Runs ringsoa-demo with `args` on a free port, expecting it to refuse to start:
 /// its exit code and stderr. Bounded: a demo that started would serve until killed.
 fn demo_refused(args: &[&str]) -> (i32, String) {

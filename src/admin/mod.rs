@@ -44,19 +44,31 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("bad admin address: {e}; expected HOST:PORT or PORT"))
 }
 
-/// Binds `addr` now (so a taken port fails the start) and serves on a new thread.
-pub fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("admin endpoint: cannot listen on {addr}: {e}"),
-        )
-    })?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    crate::runtime::spawn_control_thread("ringsoa-admin", move || accept(listener, state))?;
-    tracing::info!(admin = %local, "admin endpoint serving");
-    Ok(local)
+/// The admin endpoint's listening socket, bound before the server starts so that a
+/// taken port fails the start before the process serves or registers.
+pub struct AdminListener(std::net::TcpListener);
+
+impl AdminListener {
+    /// Binds `addr`.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<AdminListener> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("admin endpoint: cannot listen on {addr}: {e}"),
+            )
+        })?;
+        listener.set_nonblocking(true)?;
+        Ok(AdminListener(listener))
+    }
+
+    /// Serves on a new thread; returns the address it listens on.
+    pub fn serve(self, state: AdminState) -> std::io::Result<SocketAddr> {
+        let listener = self.0;
+        let local = listener.local_addr()?;
+        crate::runtime::spawn_control_thread("ringsoa-admin", move || accept(listener, state))?;
+        tracing::info!(admin = %local, "admin endpoint serving");
+        Ok(local)
+    }
 }
 
 async fn accept(listener: std::net::TcpListener, state: AdminState) {

@@ -468,6 +468,12 @@ fn run() -> std::io::Result<()> {
     if let Some(n) = args.cores {
         builder = builder.cores(n);
     }
+    // Bound before the cores start: a taken admin port stops the process before
+    // it serves or registers.
+    let admin = args
+        .admin
+        .map(ringsoa::admin::AdminListener::bind)
+        .transpose()?;
     let fired = Arc::new(AtomicI64::new(0));
     let app = args.name.clone();
     let core_metrics = metrics.clone();
@@ -481,15 +487,12 @@ fn run() -> std::io::Result<()> {
         })
     })?;
     tracing::info!(listen = %server.local_addr(), "ringsoa-demo serving");
-    if let Some(addr) = args.admin {
-        ringsoa::admin::serve(
-            addr,
-            ringsoa::admin::AdminState {
-                governance,
-                metrics,
-                serving: server.serving(),
-            },
-        )?;
+    if let Some(admin) = admin {
+        admin.serve(ringsoa::admin::AdminState {
+            governance,
+            metrics,
+            serving: server.serving(),
+        })?;
     }
     server.run_until_signal()?;
     tracing::info!("ringsoa-demo stopped");
