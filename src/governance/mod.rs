@@ -72,7 +72,8 @@ pub struct GovernanceOptions {
     /// The registered version string.
     pub version: String,
     /// The host others reach this process at (default: the listen IP, or this
-    /// host's outward IP when listening on all addresses).
+    /// host's outward IP when listening on all addresses); checked at start by
+    /// [`registrar::check_advertise`].
     pub advertise: Option<String>,
 }
 
@@ -144,7 +145,12 @@ impl Governance {
     /// Starts the governance thread. Returns at once; the first snapshot follows
     /// when the backend is read (or the disk cache, when ZooKeeper does not answer
     /// within the boot wait).
-    pub fn start(options: GovernanceOptions) -> std::io::Result<Governance> {
+    pub fn start(mut options: GovernanceOptions) -> std::io::Result<Governance> {
+        if let Some(host) = &options.advertise {
+            let host = registrar::check_advertise(host)
+                .map_err(|e| std::io::Error::other(format!("advertise {host:?}: {e}")))?;
+            options.advertise = Some(host);
+        }
         let layout = layout::Layout::new(&options.root).map_err(std::io::Error::other)?;
         ServiceName::new(&options.app, &options.cluster).map_err(std::io::Error::other)?;
         // A state file that cannot be used at start is refused here, as a typo in

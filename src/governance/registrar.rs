@@ -72,6 +72,22 @@ impl Registration {
     }
 }
 
+/// Checks an advertised host: a name or an IP others can reach, without a port
+/// (brackets around an IPv6 address are dropped). Returns the host to register.
+pub fn check_advertise(host: &str) -> Result<String, String> {
+    let bare = host.trim_matches(['[', ']']);
+    match bare.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => Err(format!(
+            "{ip} is not an address others can reach; give this host's own IP or name"
+        )),
+        Ok(_) => Ok(bare.to_string()),
+        Err(_) if host.is_empty() || host.contains([':', '/', ' ']) => {
+            Err("expected a host name or an IP, without a port".into())
+        }
+        Err(_) => Ok(host.to_string()),
+    }
+}
+
 fn loopback_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
@@ -127,4 +143,30 @@ pub async fn ping(addr: SocketAddr, method: &str, timeout: Duration) -> Result<(
     tokio::time::timeout(timeout, call)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::{Backend, Governance, GovernanceOptions};
+
+    #[test]
+    fn an_advertised_host_must_be_reachable_and_portless() {
+        assert_eq!(check_advertise("10.0.0.5").unwrap(), "10.0.0.5");
+        assert_eq!(check_advertise("[::1]").unwrap(), "::1");
+        assert_eq!(check_advertise("db-1.example").unwrap(), "db-1.example");
+        for bad in ["0.0.0.0", "::", "[::]"] {
+            let e = check_advertise(bad).unwrap_err();
+            assert!(e.contains("not an address others can reach"), "{bad}: {e}");
+        }
+        for bad in ["", "host:9090", "a b"] {
+            let e = check_advertise(bad).unwrap_err();
+            assert!(e.contains("without a port"), "{bad:?}: {e}");
+        }
+        // A library user who sets it gets the same refusal at start.
+        let mut o = GovernanceOptions::new("app", "c", Backend::Embedded(String::new()));
+        o.advertise = Some("0.0.0.0".into());
+        let e = Governance::start(o).err().expect("refused").to_string();
+        assert!(e.starts_with("advertise \"0.0.0.0\": "), "{e}");
+    }
 }

@@ -85,7 +85,7 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     weight: u32,
     /// Host registered for others to reach this process (default: the listen IP).
-    #[arg(long, value_parser = reachable_host)]
+    #[arg(long, value_parser = ringsoa::governance::registrar::check_advertise)]
     advertise: Option<String>,
     /// Time consumers get to see the deregistration before the drain.
     #[arg(long, default_value_t = 1000)]
@@ -188,20 +188,6 @@ where
         return Err("must be at least 1".into());
     }
     Ok(n)
-}
-
-/// An `--advertise` host: a name or an IP others can reach, without a port.
-fn reachable_host(text: &str) -> Result<String, String> {
-    match text.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        Ok(ip) if ip.is_unspecified() => Err(format!(
-            "{ip} is not an address others can reach; give this host's own IP or name"
-        )),
-        Ok(_) => Ok(text.trim_matches(['[', ']']).to_string()),
-        Err(_) if text.is_empty() || text.contains([':', '/', ' ']) => {
-            Err("expected a host name or an IP, without a port".into())
-        }
-        Err(_) => Ok(text.to_string()),
-    }
 }
 
 impl DemoHandler for Demo {
