@@ -13,3 +13,9 @@ pub fn resolve(s: &str) -> Result<SocketAddr, String> {
         .next()
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
+
+/// The error of a failed bind of `addr`, naming the address: "cannot listen on
+/// ADDR: why", of the same kind.
+pub(crate) fn cannot_listen(addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}

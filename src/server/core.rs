@@ -65,7 +65,7 @@ pub fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpList
         s.set_nonblocking(true)?;
         Ok(s.into())
     };
-    bound().map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    bound().map_err(|e| crate::addr::cannot_listen(addr, e))
 }
 
 /// Runs one core on the current thread until its drain completes.

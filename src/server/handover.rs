@@ -398,10 +398,7 @@ pub(crate) fn refuse_a_live_listener(addr: SocketAddr) -> std::io::Result<()> {
         return Ok(());
     };
     if e.kind() != std::io::ErrorKind::AddrInUse {
-        return Err(std::io::Error::new(
-            e.kind(),
-            format!("cannot listen on {addr}: {e}"),
-        ));
+        return Err(crate::addr::cannot_listen(addr, e));
     }
     if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
         return Err(std::io::Error::new(
