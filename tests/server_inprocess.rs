@@ -7,7 +7,9 @@ mod idl {
 }
 mod support;
 
-use support::wire::call_raw;
+use support::wire::{call_raw, read_reply};
+
+use std::io::{Read, Write};
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -17,12 +19,14 @@ use bytes::Bytes;
 use idl::codegen::*;
 use idl::shared::BaseHandler;
 use ringsoa::control::{CoreControl, Outcome, Ticket};
+use ringsoa::protocol::Protocol;
 use ringsoa::protocol::{
     ApplicationException, ApplicationExceptionKind, BinaryReader, Decode, MessageType,
     ProtocolReader,
 };
 use ringsoa::rpc::{CallContext, MethodError};
 use ringsoa::server::{ServerBuilder, ServerHandle};
+use ringsoa::transport::scan::Scanner;
 
 /// `get(id)`: 13 panics, 17 panics after waiting, 14 sleeps past the call timeout,
 /// 15 blocks its core's thread, 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
@@ -369,6 +373,120 @@ fn a_reply_over_the_message_limit_becomes_an_application_exception() {
         "the reply is refused, not sent"
     );
     ok(get(&mut s, 1), 1);
+    server.shutdown();
+    server.join();
+}
+
+/// A `get` request with a hint of `hint` bytes.
+fn get_request(id: i64, hint: usize) -> Vec<u8> {
+    let mut buf = bytes::BytesMut::new();
+    let mut w = ringsoa::protocol::BinaryWriter::new(&mut buf);
+    ringsoa::protocol::ProtocolWriter::write_message_begin(
+        &mut w,
+        "get",
+        MessageType::Call,
+        id as i32,
+    );
+    let args = DerivedGetArgs {
+        id: Some(id),
+        hint: Some("x".repeat(hint)),
+    };
+    ringsoa::protocol::Encode::encode(&args, &mut w);
+    buf.to_vec()
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    [&(body.len() as u32).to_be_bytes()[..], body].concat()
+}
+
+fn read_frame(s: &mut TcpStream) -> Bytes {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    body.into()
+}
+
+/// Reads `N` whole buffered replies (which may come in one read).
+fn read_replies<const N: usize>(s: &mut TcpStream) -> [Bytes; N] {
+    let mut got = Vec::new();
+    let mut replies = Vec::new();
+    while replies.len() < N {
+        let mut scanner = Scanner::new(Protocol::Binary, 1 << 20);
+        scanner.expect_message();
+        if let Some(n) = scanner.feed(&got).unwrap() {
+            replies.push(Bytes::from(got.drain(..n).collect::<Vec<u8>>()));
+            continue;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {} replies", replies.len());
+        got.extend_from_slice(&chunk[..n]);
+    }
+    replies.try_into().unwrap()
+}
+
+fn too_large(reply: Bytes, what: &str) {
+    let exc = exception(reply);
+    assert_eq!(exc.kind, ApplicationExceptionKind::ProtocolError);
+    let message = exc.message.unwrap();
+    assert!(
+        message.starts_with(&format!("ringsoa: the request is too large: {what}"))
+            && message.ends_with("exceeds the maximum of 4096"),
+        "{message}"
+    );
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    matches!(s.read(&mut [0u8; 64]), Ok(0) | Err(_))
+}
+
+/// A request over the maximum message size is answered with PROTOCOL_ERROR, and the
+/// rest of it read and dropped: framed or not, the connection goes on (a request
+/// sent behind it in the same write is answered). A frame claiming over 4× the
+/// maximum closes it unanswered; an unframed message running past that, answered.
+#[test]
+fn a_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
+    let server = builder("small-requests")
+        .max_message(4096)
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap();
+    let connect = || {
+        let s = TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let mut s = connect();
+    let big = get_request(1, 10_000);
+    s.write_all(&[framed(&big), framed(&get_request(2, 5))].concat())
+        .unwrap();
+    too_large(read_frame(&mut s), &format!("frame of {} bytes", big.len()));
+    ok(read_frame(&mut s), 2);
+    s.write_all(&framed(&get_request(3, 5))).unwrap();
+    ok(read_frame(&mut s), 3);
+
+    let mut s = connect();
+    s.write_all(&[get_request(4, 10_000), get_request(5, 5)].concat())
+        .unwrap();
+    let [refused, fifth] = read_replies(&mut s);
+    too_large(refused, "unframed message of at least");
+    ok(fifth, 5);
+    s.write_all(&get_request(6, 5)).unwrap();
+    ok(read_reply(&mut s).unwrap(), 6);
+
+    let mut s = connect();
+    let mut claim = framed(&get_request(7, 5));
+    claim[..4].copy_from_slice(&(4 * 4096 + 1u32).to_be_bytes());
+    s.write_all(&claim).unwrap();
+    assert!(
+        closed(&mut s),
+        "no answer to a frame of over 4× the maximum"
+    );
+
+    let mut s = connect();
+    s.write_all(&get_request(8, 5 * 4096)).unwrap();
+    too_large(read_reply(&mut s).unwrap(), "unframed message of at least");
+    assert!(closed(&mut s), "an unframed message of over 4× the maximum");
     server.shutdown();
     server.join();
 }

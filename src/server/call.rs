@@ -186,6 +186,44 @@ impl<S: Dispatch> CallSite<'_, S> {
         Ok(draining)
     }
 
+    /// Answers the request whose first bytes are `head`, refused as too large
+    /// (`why`), with a PROTOCOL_ERROR (nothing for a oneway call), and hands the
+    /// recorder a refused call. An error means its message header is not all in
+    /// `head`, and nothing was written.
+    pub(super) fn refuse_too_large<C: Codec>(
+        &mut self,
+        cx: &mut CallContext,
+        head: Bytes,
+        why: &str,
+    ) -> Result<(), ProtocolError> {
+        let core = self.core.clone();
+        let r = &mut C::reader(head);
+        cx.reset(&self.tracking.caller, self.tracking.version, core.index);
+        if self.tracking.version >= 1 {
+            let h = read_request_header(r, &core.config.tracking_limits)?;
+            (cx.request_id, cx.seq, cx.meta) = (h.request_id, h.seq, h.meta);
+        }
+        let msg = r.read_message_begin()?;
+        let exc = ApplicationException::new(
+            ApplicationExceptionKind::ProtocolError,
+            format!("ringsoa: the request is too large: {why}"),
+        );
+        let mark = self.conn.begin_message();
+        self.reply_exception::<C>(cx, &msg, &exc);
+        self.finish(mark, cx);
+        if let Some(c) = &core.control {
+            let method = method_name(&msg.name);
+            c.record(
+                cx,
+                method,
+                Ticket::default(),
+                Outcome::Refused,
+                Duration::ZERO,
+            );
+        }
+        Ok(())
+    }
+
     /// [`Self::run_handler`] inside a `debug` span `call` with the request id, rpc
     /// id, caller, method and core (when a subscriber wants it).
     async fn traced_handler<C: Codec>(

@@ -24,12 +24,21 @@ use super::envelope;
 use super::state::CoreState;
 use super::throttle::warn_throttled;
 use crate::deadline::Deadline;
-use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader};
+use crate::protocol::{
+    with_codec, Codec, MessageType, Protocol, ProtocolErrorKind, ProtocolReader,
+};
 use crate::rpc::{CallContext, Dispatch};
 use crate::tracking::{self, server::Handshake};
 use crate::transport::conn::{Expect, MessageConn, ReadTimeouts};
 use crate::transport::header::{self, HeaderKind};
-use crate::transport::Framing;
+use crate::transport::{framed, Framing};
+
+/// A request over the maximum message size is read to its end (and answered) only
+/// while it is within this many times the maximum.
+const DISCARD_FACTOR: usize = 4;
+
+/// The most of a refused request's first bytes searched for its message header.
+const HEAD_MAX: usize = 64 * 1024;
 
 /// Serves one accepted connection until it ends.
 pub async fn serve<S: Dispatch>(
@@ -48,6 +57,7 @@ pub async fn serve<S: Dispatch>(
         core: core.clone(),
         conn,
         slot,
+        peer,
         tracking: Handshake {
             version: 0,
             caller: "".into(),
@@ -87,6 +97,7 @@ struct Session<S> {
     core: Rc<CoreState<S>>,
     conn: MessageConn,
     slot: Rc<Slot>,
+    peer: SocketAddr,
     /// Set by the handshake; per connection, never shared.
     tracking: Handshake,
     /// The calls' timeout timer, made by the first call that has a timeout.
@@ -111,7 +122,7 @@ impl<S: Dispatch> Session<S> {
 
     async fn serve<C: Codec>(&mut self) -> Result<(), End> {
         // The tracking handshake is a connection's first message, if it comes.
-        let first = self.next(Expect::Message).await?;
+        let first = self.next::<C>(Expect::Message).await?;
         let mut pending = if HeaderKind::of(&first).is_none() && self.handshake::<C>(&first)? {
             self.flush().await?;
             None
@@ -122,14 +133,15 @@ impl<S: Dispatch> Session<S> {
             let expect = self.expect();
             let request = match pending.take() {
                 Some(r) => r,
-                None => self.next(expect).await?,
+                None => self.next::<C>(expect).await?,
             };
             let mut close = self.request::<C>(request).await?;
-            // Answer every complete request already here, then write once.
+            // Answer every complete request already here, then write once (bytes that
+            // are not a request are reported by `next`, after these replies).
             while !close {
-                match self.conn.try_cut(self.expect())? {
-                    Some(r) => close = self.request::<C>(r).await?,
-                    None => break,
+                match self.conn.try_cut(self.expect()) {
+                    Ok(Some(r)) => close = self.request::<C>(r).await?,
+                    _ => break,
                 }
             }
             self.flush().await?;
@@ -199,14 +211,68 @@ impl<S: Dispatch> Session<S> {
         Ok(true)
     }
 
-    /// The next whole request.
-    async fn next(&mut self, expect: Expect) -> Result<Bytes, End> {
+    /// The next whole request. One over the maximum message size is refused
+    /// ([`Self::refuse_too_large`]), and the next one looked for when the
+    /// connection can go on.
+    async fn next<C: Codec>(&mut self, expect: Expect) -> Result<Bytes, End> {
         loop {
-            if let Some(r) = self.conn.try_cut(expect)? {
-                return Ok(r);
+            match self.conn.try_cut(expect) {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => self.fill().await?,
+                // Boxed: rare, and its timers would enlarge every connection's task.
+                Err(e) if e.kind == ProtocolErrorKind::SizeLimit => {
+                    Box::pin(self.refuse_too_large::<C>(expect, e.message.into_owned())).await?
+                }
+                Err(e) => return Err(e.into()),
             }
-            self.fill().await?;
         }
+    }
+
+    /// Answers a request over the maximum message size (`expect`ed as such), once
+    /// its message header has arrived, with a PROTOCOL_ERROR that names both sizes
+    /// (a oneway call gets nothing), and drops the rest of it as it comes
+    /// ([`MessageConn::discard`]), so that a client still writing it reads the
+    /// answer instead of a reset, and the connection goes on. One that claims or
+    /// runs to more than [`DISCARD_FACTOR`] times the maximum, or comes in a header
+    /// transport's frame, closes the connection (the first two unanswered).
+    async fn refuse_too_large<C: Codec>(&mut self, expect: Expect, why: String) -> Result<(), End> {
+        let framed = self.conn.framing() == Framing::Framed;
+        let skip = if framed { framed::HEADER_LEN } else { 0 };
+        let limit = DISCARD_FACTOR * self.core.config.max_message;
+        let claimed = framed::declared_len(self.conn.buffered()).map(|n| n + skip);
+        if framed && claimed.is_some_and(|n| n > limit) {
+            return Err(End::Bad(why));
+        }
+        loop {
+            let body = &self.conn.buffered()[skip..];
+            if framed && HeaderKind::of(body).is_some() {
+                return Err(End::Bad(why));
+            }
+            let head = Bytes::copy_from_slice(&body[..body.len().min(HEAD_MAX)]);
+            let more = body.len() < HEAD_MAX;
+            let (mut site, cx) = self.site();
+            match site.refuse_too_large::<C>(cx, head, &why) {
+                Ok(()) => break,
+                Err(_) if more => self.fill().await?,
+                Err(_) => return Err(End::Bad(why)),
+            }
+        }
+        let told = if self.conn.has_output() {
+            "the caller was told"
+        } else {
+            "a oneway call"
+        };
+        self.flush().await?;
+        let timeout = self.core.config.read_timeout;
+        if !self.conn.discard(expect, limit, timeout).await {
+            return Err(End::Bad(format!("{why} ({told})")));
+        }
+        let (i, peer) = (self.core.index, self.peer);
+        warn_throttled!(
+            self.core.warnings.bad,
+            "core {i}: {peer}: refused a request: {why} ({told}; the connection goes on)"
+        );
+        Ok(())
     }
 
     /// Reads more, within the timeouts; while waiting for a request the core may

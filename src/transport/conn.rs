@@ -154,6 +154,7 @@ impl MessageConn {
 
     /// Cuts one whole unit (per `expect`) from the read buffer if it has all
     /// arrived: for framed transport the frame's body, for buffered the unit's bytes.
+    /// An error leaves the buffer as it was: asked again, it is the same error.
     pub fn try_cut(&mut self, expect: Expect) -> Result<Option<Bytes>, ProtocolError> {
         let whole = match self.framing {
             Framing::Framed => {
@@ -185,9 +186,13 @@ impl MessageConn {
                         self.scanner.expect_message();
                     }
                 }
-                match self.scanner.feed(&self.rbuf)? {
-                    Some(n) => n,
-                    None => return Ok(None),
+                match self.scanner.feed(&self.rbuf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        self.scanner.forget();
+                        return Err(e);
+                    }
                 }
             }
         };
@@ -261,6 +266,78 @@ impl MessageConn {
             0 => Err(ReadError::Closed),
             _ => Ok(()),
         }
+    }
+
+    /// Drops the unit (per `expect`) at the start of the read buffer, which this side
+    /// refused, reading the rest of it as it comes: a peer still writing it goes on
+    /// to read the answer rather than a reset, and the stream stays in step. A
+    /// frame's end is its declared length; an unframed message's is found by walking
+    /// it without keeping it (only its headers need to arrive whole). Gives up past
+    /// `limit` bytes, after `timeout`, or when the peer closes or sends bytes that are
+    /// not a message. Returns whether it got to the end; bytes after it stay buffered.
+    pub async fn discard(&mut self, expect: Expect, limit: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut skipper = Scanner::skipping(self.scanner.protocol(), limit);
+        self.scanner.forget();
+        let mut buf = std::mem::take(&mut self.rbuf);
+        let whole = match self.framing {
+            Framing::Framed => match framed::declared_len(&buf) {
+                Some(n) if n + framed::HEADER_LEN <= limit => Some(n + framed::HEADER_LEN),
+                _ => {
+                    self.rbuf = buf;
+                    return false;
+                }
+            },
+            Framing::Buffered => {
+                match expect {
+                    Expect::Message => skipper.expect_message(),
+                    _ => skipper.expect_struct_then_message(),
+                }
+                None
+            }
+        };
+        let mut dropped = 0;
+        let done = loop {
+            // Where the unit ends in `buf`, once it is there.
+            let end = match whole {
+                Some(n) => Ok((n - dropped <= buf.len()).then_some(n - dropped)),
+                None => skipper.feed(&buf),
+            };
+            let walked = match end {
+                Err(_) => break false,
+                Ok(Some(n)) => {
+                    bytes::Buf::advance(&mut buf, n);
+                    break true;
+                }
+                Ok(None) if whole.is_some() => buf.len(),
+                Ok(None) => skipper.release(buf.len()),
+            };
+            dropped += walked;
+            bytes::Buf::advance(&mut buf, walked);
+            let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
+                break false;
+            };
+            if dropped > limit {
+                break false;
+            }
+            let read = read_append(&mut self.stream, buf, KEEP_CAPACITY);
+            match monoio::time::timeout(wait, read).await {
+                Ok((Ok(n), b)) if n > 0 => buf = b,
+                Ok((_, b)) => {
+                    buf = b;
+                    break false;
+                }
+                // The buffer went with the read.
+                Err(_) => {
+                    buf = BytesMut::new();
+                    break false;
+                }
+            }
+        };
+        self.holds_buffer = buf.capacity() > 0;
+        self.rbuf = buf;
+        self.deadline = None;
+        done
     }
 
     /// The write buffer, for a protocol writer.

@@ -12,10 +12,9 @@ pub const HEADER_LEN: usize = 4;
 /// bytes have arrived. A length of zero or above `max` is an error: the connection
 /// should be closed without reading further.
 pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolError> {
-    let Some(head) = buf.get(..HEADER_LEN) else {
+    let Some(len) = declared_len(buf) else {
         return Ok(None);
     };
-    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
     if len == 0 {
         return Err(ProtocolError::new(
             ProtocolErrorKind::InvalidData,
@@ -29,6 +28,13 @@ pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolError>
         ));
     }
     Ok(Some(len))
+}
+
+/// The body length the frame at the start of `buf` declares, unchecked (`None`
+/// if fewer than four bytes have arrived).
+pub fn declared_len(buf: &[u8]) -> Option<usize> {
+    let head = buf.get(..HEADER_LEN)?;
+    Some(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize)
 }
 
 /// Starts a frame at the end of `buf`: reserves the length prefix. Returns the mark

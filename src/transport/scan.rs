@@ -39,6 +39,8 @@ pub struct Scanner {
     /// Bytes of the current unit sequence already walked.
     pos: usize,
     stack: Vec<Task>,
+    /// Walking a unit that is not kept (see [`Scanner::skipping`]).
+    skip: bool,
 }
 
 /// What a step found.
@@ -57,7 +59,36 @@ impl Scanner {
             max,
             pos: 0,
             stack: Vec::with_capacity(16),
+            skip: false,
         }
+    }
+
+    /// A scanner that walks a unit which is dropped as it comes, of at most `max`
+    /// bytes: a string's (or name's, or number's) bytes need not have arrived, only
+    /// the headers around them, and [`Scanner::release`] lets the walked bytes go.
+    pub fn skipping(protocol: Protocol, max: usize) -> Self {
+        Scanner {
+            skip: true,
+            ..Scanner::new(protocol, max)
+        }
+    }
+
+    /// The protocol walked.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Of the `buffered` bytes last fed, how many were walked and may be dropped
+    /// from the buffer's front; positions then count from what is left.
+    pub fn release(&mut self, buffered: usize) -> usize {
+        let walked = self.pos.min(buffered);
+        self.pos -= walked;
+        walked
+    }
+
+    /// Whether `rest` lacks `n` bytes that must be read (not merely skipped).
+    fn lacks(&self, rest: &[u8], n: usize) -> bool {
+        rest.len() < n && !self.skip
     }
 
     /// Starts over to find the end of one message.
@@ -69,6 +100,11 @@ impl Scanner {
     /// request header and its call).
     pub fn expect_struct_then_message(&mut self) {
         self.reset(&[Task::Message, Task::Value(TType::Struct)]);
+    }
+
+    /// Forgets the unit being walked: the next one starts from scratch.
+    pub fn forget(&mut self) {
+        self.stack.clear();
     }
 
     /// Whether a unit is being walked (started and not yet complete).
@@ -192,7 +228,7 @@ impl Scanner {
                     return Ok(Step::NeedMore);
                 };
                 let need = self.checked_len(name_len, 12)?;
-                if rest.len() < need {
+                if self.lacks(rest, need) {
                     return Ok(Step::NeedMore);
                 }
                 self.pos += need;
@@ -234,7 +270,7 @@ impl Scanner {
                     }
                     TType::Stop | TType::Void => return Err(bad_value(t)),
                 };
-                if rest.len() < fixed {
+                if self.lacks(rest, fixed) {
                     return Ok(Step::NeedMore);
                 }
                 self.pos += fixed;
@@ -281,7 +317,7 @@ impl Scanner {
                     return Ok(Step::NeedMore);
                 };
                 let need = self.checked_len(n as i64, 2 + a + b)?;
-                if rest.len() < need {
+                if self.lacks(rest, need) {
                     return Ok(Step::NeedMore);
                 }
                 self.pos += need;
@@ -342,7 +378,7 @@ impl Scanner {
                     }
                     TType::Stop | TType::Void => return Err(bad_value(t)),
                 };
-                if rest.len() < used {
+                if self.lacks(rest, used) {
                     return Ok(Step::NeedMore);
                 }
                 self.pos += used;

@@ -4,8 +4,9 @@
 Usage: demo_clients.py IDL HOST:PORT_A HOST:PORT_B
 Asserts every Demo method in {binary, compact} x {buffered, framed} with native and
 tracked (version 2 and version 1) clients, the relay chain A -> B, DemoError,
-oneway + fired(), and that an unknown method's EXCEPTION reply keeps a v2
-connection usable. Prints one line per check; exits non-zero on the first failure.
+oneway + fired(), that an unknown method's EXCEPTION reply keeps a v2
+connection usable, and that a request over the server's size limit is answered.
+Prints one line per check; exits non-zero on the first failure.
 """
 import sys
 import uuid
@@ -139,6 +140,26 @@ for pname, pf in protocols:
             check(e.type == TApplicationException.UNKNOWN_METHOD, f"tracked v2 {tag} unknown method -> UNKNOWN_METHOD")
         check(c.echo("still") == "still", f"tracked v2 {tag} connection usable after EXCEPTION reply")
         t.close()
+
+# A request over the server's maximum message size (16 MiB): PROTOCOL_ERROR naming
+# the sizes, not a reset; a framed connection goes on, a buffered one is closed.
+big = "a" * (17 << 20)
+for pname, pf in protocols:
+    for tname, tf in transports:
+        for who, offer in (("native", False), ("tracked v2", 2), ("tracked v1", None)):
+            tag = f"{who} {pname}/{tname}"
+            c, t = connect(a, pf, tf, None if offer is False else Tracker(offer))
+            try:
+                c.echo(big)
+                check(False, f"{tag} a request over the limit is refused")
+            except TApplicationException as e:
+                check(e.type == TApplicationException.PROTOCOL_ERROR
+                      and e.message.startswith("ringsoa: the request is too large: ")
+                      and e.message.endswith("exceeds the maximum of 16777216"),
+                      f"{tag} a request over the limit gets PROTOCOL_ERROR ({e.message})")
+            if tname == "framed":
+                check(c.echo("next") == "next", f"{tag} the connection goes on after a refused frame")
+            t.close()
 
 # The relay chain: client -> A.relay_whoami(B) -> B.whoami, across two servers.
 for pname, pf in protocols:

@@ -60,6 +60,19 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 _ => {}
             }
             if let Ok(Some(n)) = at_once {
+                // Walked without keeping it, each piece's walked bytes let go: the same end.
+                let mut skip = Scanner::skipping(proto, 4096);
+                start(&mut skip);
+                let (mut kept_from, mut end) = (0, 0);
+                let skipped = loop {
+                    end = (end + step).min(data.len());
+                    match skip.feed(&data[kept_from..end]) {
+                        Ok(Some(k)) => break Some(kept_from + k),
+                        Ok(None) if end < data.len() => kept_from += skip.release(end - kept_from),
+                        _ => break None,
+                    }
+                };
+                assert_eq!(skipped, Some(n), "the skipping scan ends elsewhere");
                 let ends = decoder_ends_at_end(proto, &data[..n], header);
                 assert_ne!(
                     ends,
