@@ -124,3 +124,48 @@ fn tracks_against_ttrackedprocessor_and_survives_its_exception_replies() {
         assert_eq!(demo.whoami(None).await.unwrap()["seq"], "5");
     });
 }
+
+/// A reply over the client's maximum message size fails its call with an error that
+/// says so and names the setting; `ConnOptions::max_message` raises the limit.
+#[test]
+fn a_reply_over_the_clients_size_limit_fails_its_call_and_the_limit_can_be_raised() {
+    let (_server, addr) = py_server("native", "binary", "framed");
+    let big = "x".repeat(2 << 20);
+    block_on(async {
+        let limited = |max_message| {
+            let conn = ConnOptions {
+                protocol: Protocol::Binary,
+                framing: Framing::Framed,
+                max_message,
+                ..ConnOptions::new("rust-client")
+            };
+            let config = ClientConfig {
+                conn,
+                ..ClientConfig::default()
+            };
+            Client::new([addr], config)
+        };
+        let small = limited(1 << 20);
+        match DemoClient::new(&small).echo(None, big.clone()).await {
+            Err(CallError::Protocol(e)) => {
+                let message = e.message;
+                assert!(
+                    message.starts_with("the reply is too large: frame of ")
+                        && message.ends_with(
+                            "exceeds the maximum of 1048576 (the client's ConnOptions::max_message)"
+                        ),
+                    "{message}"
+                );
+            }
+            other => panic!("expected the client's size error, got {other:?}"),
+        }
+        let large = limited(4 << 20);
+        assert_eq!(
+            DemoClient::new(&large)
+                .echo(None, big.clone())
+                .await
+                .unwrap(),
+            big
+        );
+    });
+}

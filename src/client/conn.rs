@@ -58,6 +58,9 @@ pub struct ConnOptions {
     /// and the context's meta, and the reply header's string pairs come back as
     /// reply meta.
     pub header: Option<HeaderKind>,
+    /// The largest reply read, in bytes (16 MiB, the server's default too); a larger
+    /// one fails its call and closes its connection.
+    pub max_message: usize,
 }
 
 impl ConnOptions {
@@ -82,6 +85,7 @@ impl Default for ConnOptions {
             send_deadline: true,
             multiplex: None,
             header: None,
+            max_message: DEFAULT_MAX_MESSAGE,
         }
     }
 }
@@ -161,7 +165,7 @@ impl Conn {
             None => opts.framing,
         };
         let mut conn = Conn {
-            io: MessageConn::new(stream, framing, opts.protocol, DEFAULT_MAX_MESSAGE),
+            io: MessageConn::new(stream, framing, opts.protocol, opts.max_message),
             protocol: opts.protocol,
             header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
             version: 0,
@@ -281,6 +285,13 @@ impl Conn {
                     ProtocolErrorKind::InvalidData,
                     why,
                 )));
+            }
+            Err(ReadError::Bad(e)) if e.kind == ProtocolErrorKind::SizeLimit => {
+                let why = format!(
+                    "the reply is too large: {} (the client's ConnOptions::max_message)",
+                    e.message
+                );
+                return Err(Failed::sent(ProtocolError::new(e.kind, why)));
             }
             Err(ReadError::Bad(e)) => return Err(Failed::sent(e)),
             Err(ReadError::Io(e)) => return Err(Failed::sent(e)),
