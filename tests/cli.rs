@@ -237,6 +237,17 @@ fn large_arguments_come_from_a_file_or_stdin_and_bad_flags_are_refused() {
     let (code, _, err) = call(demo.addr, &["--timeout-ms", "0"], "Demo.ping", json!({}));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--timeout-ms"), "{err}");
+    // A reply over --max-message fails in one line that names the limit.
+    let msg = json!({ "msg": "y".repeat(300) });
+    let (code, _, err) = call(demo.addr, &["--max-message", "100"], "Demo.echo", msg);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the reply is too large")
+            && err.contains("exceeds the maximum of 100")
+            && err.contains("--max-message")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
     // A top-level error names the arguments object, not an empty path.
     let (code, _, err) = call(demo.addr, &[], "Demo.add", json!([1, 2]));
     assert_eq!(code, 2);

@@ -152,7 +152,7 @@ fn a_reply_over_the_clients_size_limit_fails_its_call_and_the_limit_can_be_raise
                 assert!(
                     message.starts_with("the reply is too large: frame of ")
                         && message.ends_with(
-                            "exceeds the maximum of 1048576 (the client's ConnOptions::max_message)"
+                            "exceeds the maximum of 1048576 (the client's limit: ConnOptions::max_message, `ringsoa call --max-message`)"
                         ),
                     "{message}"
                 );

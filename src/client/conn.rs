@@ -288,7 +288,7 @@ impl Conn {
             }
             Err(ReadError::Bad(e)) if e.kind == ProtocolErrorKind::SizeLimit => {
                 let why = format!(
-                    "the reply is too large: {} (the client's ConnOptions::max_message)",
+                    "the reply is too large: {} (the client's limit: ConnOptions::max_message, `ringsoa call --max-message`)",
                     e.message
                 );
                 return Err(Failed::sent(ProtocolError::new(e.kind, why)));

@@ -127,6 +127,9 @@ struct CallArgs {
     /// Do not offer the tracking handshake (plain Thrift).
     #[arg(long)]
     no_tracking: bool,
+    /// The largest reply read, in bytes.
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    max_message: u64,
     /// Send the method as `SERVICE:method`, for a server hosting several services on
     /// one port (Apache's TMultiplexedProtocol); SERVICE defaults to the IDL's name.
     #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "")]
@@ -249,6 +252,7 @@ fn call(a: CallArgs) -> ExitCode {
         connect_timeout: timeout,
         call_timeout: timeout,
         tracking: !a.no_tracking,
+        max_message: usize::try_from(a.max_message).unwrap_or(usize::MAX),
         multiplex: a.multiplex.map(|s| {
             if s.is_empty() {
                 method.service.clone()
