@@ -21,6 +21,7 @@ use ringsoa::client::{
 };
 use ringsoa::rpc::context::TIMEOUT_META;
 use ringsoa::rpc::{CallContext, CallError};
+use ringsoa::transport::header::HeaderKind;
 use support::process::Demo;
 
 /// What the hooks saw: attempts (node, method, retry number, outcome) and closes.
@@ -549,39 +550,43 @@ fn waiting_for_a_slot_until_the_deadline_is_not_the_nodes_failure() {
 }
 
 /// A request over the server's maximum message size (16 MiB) comes back as the
-/// server's PROTOCOL_ERROR, not a reset, and the connection it went on is in step:
-/// the next calls reuse it.
+/// server's PROTOCOL_ERROR, not a reset, tracked or in a header transport, and the
+/// connection it went on is in step: the next calls reuse it.
 #[test]
 fn a_request_over_the_servers_size_limit_is_answered_and_its_connection_reused() {
     let demo = Demo::start(&[]);
     let addr = demo.addr;
     block_on(async move {
-        let client = Rc::new(Client::new([addr], config()));
-        let echo = DemoClient::new(client.clone());
-        match echo.echo(None, "a".repeat(17 << 20)).await {
-            Err(CallError::Application(e)) => {
-                let message = e.message.unwrap_or_default();
-                assert_eq!(
-                    e.kind,
-                    ringsoa::protocol::ApplicationExceptionKind::ProtocolError
-                );
-                assert!(
-                    message.starts_with("ringsoa: the request is too large: ")
-                        && message.ends_with("exceeds the maximum of 16777216"),
-                    "{message}"
-                );
+        for header in [None, Some(HeaderKind::TTHeader), Some(HeaderKind::THeader)] {
+            let mut config = config();
+            config.conn.header = header;
+            let client = Rc::new(Client::new([addr], config));
+            let echo = DemoClient::new(client.clone());
+            match echo.echo(None, "a".repeat(17 << 20)).await {
+                Err(CallError::Application(e)) => {
+                    let message = e.message.unwrap_or_default();
+                    assert_eq!(
+                        e.kind,
+                        ringsoa::protocol::ApplicationExceptionKind::ProtocolError
+                    );
+                    assert!(
+                        message.starts_with("ringsoa: the request is too large: ")
+                            && message.ends_with("exceeds the maximum of 16777216"),
+                        "{header:?}: {message}"
+                    );
+                }
+                other => panic!("{header:?}: expected the server's PROTOCOL_ERROR, got {other:?}"),
             }
-            other => panic!("expected the server's PROTOCOL_ERROR, got {other:?}"),
+            for i in 0..3 {
+                let msg = format!("after {i}");
+                assert_eq!(echo.echo(None, msg.clone()).await.unwrap(), msg);
+            }
+            let pool = client.stats()[0].pool;
+            assert_eq!(
+                (pool.created, pool.closed),
+                (1, 0),
+                "{header:?}: one connection for every call"
+            );
         }
-        for i in 0..3 {
-            let msg = format!("after {i}");
-            assert_eq!(echo.echo(None, msg.clone()).await.unwrap(), msg);
-        }
-        let pool = client.stats()[0].pool;
-        assert_eq!(
-            (pool.created, pool.closed),
-            (1, 0),
-            "one connection for every call"
-        );
     });
 }

@@ -58,17 +58,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         let cfg = &*core.config;
         let r = &mut C::reader(frame);
         *r.budget() = DecodeBudget::new(cfg.max_decoded, Some(core.decode_pool.clone()));
-        cx.reset(&self.tracking.caller, self.tracking.version, core.index);
-        let mut over_limits = None;
-        if let Some(h) = self.envelope {
-            cx.version = 0;
-            envelope::seed(cx, h, &cfg.tracking_limits);
-        } else if self.tracking.version >= 1 {
-            let h = read_request_header(r, &cfg.tracking_limits)?;
-            (cx.request_id, cx.seq, cx.meta) = (h.request_id, h.seq, h.meta);
-            over_limits = h.over_limits;
-        }
-        let msg = r.read_message_begin()?;
+        let (msg, over_limits) = self.begin::<C>(cx, r)?;
         if !matches!(msg.kind, MessageType::Call | MessageType::Oneway) {
             return Err(ProtocolError::new(
                 ProtocolErrorKind::InvalidData,
@@ -186,6 +176,29 @@ impl<S: Dispatch> CallSite<'_, S> {
         Ok(draining)
     }
 
+    /// Resets `cx` for the call in `r` (from the header transport's header or the
+    /// tracking request header) and reads the call's message header. Also returns
+    /// why the tracking header went over its limits, if it did.
+    fn begin<C: Codec>(
+        &self,
+        cx: &mut CallContext,
+        r: &mut C::Reader,
+    ) -> Result<(MessageHeader, Option<String>), ProtocolError> {
+        let core = &**self.core;
+        let limits = &core.config.tracking_limits;
+        cx.reset(&self.tracking.caller, self.tracking.version, core.index);
+        let mut over_limits = None;
+        if let Some(h) = self.envelope {
+            cx.version = 0;
+            envelope::seed(cx, h, limits);
+        } else if self.tracking.version >= 1 {
+            let h = read_request_header(r, limits)?;
+            (cx.request_id, cx.seq, cx.meta) = (h.request_id, h.seq, h.meta);
+            over_limits = h.over_limits;
+        }
+        Ok((r.read_message_begin()?, over_limits))
+    }
+
     /// Answers the request whose first bytes are `head`, refused as too large
     /// (`why`), with a PROTOCOL_ERROR (nothing for a oneway call), and hands the
     /// recorder a refused call. An error means its message header is not all in
@@ -197,13 +210,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         why: &str,
     ) -> Result<(), ProtocolError> {
         let core = self.core.clone();
-        let r = &mut C::reader(head);
-        cx.reset(&self.tracking.caller, self.tracking.version, core.index);
-        if self.tracking.version >= 1 {
-            let h = read_request_header(r, &core.config.tracking_limits)?;
-            (cx.request_id, cx.seq, cx.meta) = (h.request_id, h.seq, h.meta);
-        }
-        let msg = r.read_message_begin()?;
+        let (msg, _) = self.begin::<C>(cx, &mut C::reader(head))?;
         let exc = ApplicationException::new(
             ApplicationExceptionKind::ProtocolError,
             format!("ringsoa: the request is too large: {why}"),

@@ -232,9 +232,10 @@ impl<S: Dispatch> Session<S> {
     /// its message header has arrived, with a PROTOCOL_ERROR that names both sizes
     /// (a oneway call gets nothing), and drops the rest of it as it comes
     /// ([`MessageConn::discard`]), so that a client still writing it reads the
-    /// answer instead of a reset, and the connection goes on. One that claims or
-    /// runs to more than [`DISCARD_FACTOR`] times the maximum, or comes in a header
-    /// transport's frame, closes the connection (the first two unanswered).
+    /// answer instead of a reset, and the connection goes on; in a header
+    /// transport's frame, the answer comes in the same header. One that claims or
+    /// runs to more than [`DISCARD_FACTOR`] times the maximum closes the connection
+    /// (a frame unanswered).
     async fn refuse_too_large<C: Codec>(&mut self, expect: Expect, why: String) -> Result<(), End> {
         let framed = self.conn.framing() == Framing::Framed;
         let skip = if framed { framed::HEADER_LEN } else { 0 };
@@ -245,13 +246,21 @@ impl<S: Dispatch> Session<S> {
         }
         loop {
             let body = &self.conn.buffered()[skip..];
-            if framed && HeaderKind::of(body).is_some() {
-                return Err(End::Bad(why));
-            }
             let head = Bytes::copy_from_slice(&body[..body.len().min(HEAD_MAX)]);
             let more = body.len() < HEAD_MAX;
-            let (mut site, cx) = self.site();
-            match site.refuse_too_large::<C>(cx, head, &why) {
+            let answered = if framed && HeaderKind::of(&head).is_some() {
+                // Answered in the same header, its payload in the protocol it names.
+                let limits = envelope::limits(&self.core.config.tracking_limits);
+                header::decode(&head, &limits).and_then(|(h, payload)| {
+                    let (mut site, cx) = self.site();
+                    site.envelope = Some(&h);
+                    with_codec!(h.protocol, P => site.refuse_too_large::<P>(cx, payload, &why))
+                })
+            } else {
+                let (mut site, cx) = self.site();
+                site.refuse_too_large::<C>(cx, head, &why)
+            };
+            match answered {
                 Ok(()) => break,
                 Err(_) if more => self.fill().await?,
                 Err(_) => return Err(End::Bad(why)),
