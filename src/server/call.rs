@@ -178,7 +178,10 @@ impl<S: Dispatch> CallSite<'_, S> {
 
     /// Resets `cx` for the call in `r` (from the header transport's header or the
     /// tracking request header) and reads the call's message header. Also returns
-    /// why the tracking header went over its limits, if it did.
+    /// why the tracking header went over its limits, if it did. Inlined: as a
+    /// function of its own, 5,264 instructions a call against 5,230 (64 B echo,
+    /// 128 connections, ringsoa-demo under callgrind as `perf/callgrind.sh` runs it).
+    #[inline(always)]
     fn begin<C: Codec>(
         &self,
         cx: &mut CallContext,
