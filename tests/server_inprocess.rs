@@ -357,6 +357,22 @@ fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
 }
 
 #[test]
+fn a_buffer_budget_too_small_for_one_whole_request_is_refused_at_start() {
+    let refused = builder("budget")
+        .max_message(2 << 20)
+        .max_buffered(1 << 20)
+        .start(|_| DerivedServer::new(Misbehaving));
+    let e = refused.err().expect("refused");
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(
+        e.to_string().starts_with(
+            "max_buffered (1048576 bytes) plus 64 KiB is below max_message (2097152 bytes)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_reply_over_the_message_limit_becomes_an_application_exception() {
     let server = builder("small")
         .max_message(4096)

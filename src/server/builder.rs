@@ -104,6 +104,14 @@ impl ServerBuilder {
         self
     }
 
+    /// What one core's connections may buffer together of requests still arriving,
+    /// beyond each connection's first 64 KiB; past it, a connection waits (within
+    /// its read timeout) for others' requests to arrive whole.
+    pub fn max_buffered(mut self, per_core: usize) -> Self {
+        self.config.core_buffered = per_core;
+        self
+    }
+
     /// Takes over the port from the ringsoa server running on it (zero-downtime
     /// restart): that server hands over its listening sockets, which this one then
     /// accepts on too, so none closes when the old one drains. With no ringsoa server
@@ -196,6 +204,16 @@ impl ServerBuilder {
         S: Dispatch + 'static,
         F: Fn(&CoreInit) -> S + Send + Sync + 'static,
     {
+        let room = self.config.core_buffered + crate::transport::conn::KEEP_CAPACITY;
+        if room < self.config.max_message {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "max_buffered ({} bytes) plus 64 KiB is below max_message ({} bytes): a request of the maximum size could never arrive",
+                    self.config.core_buffered, self.config.max_message
+                ),
+            ));
+        }
         let mut inherited = Vec::new();
         if self.config.listen.port() == 0 {
             // Port 0: one free port for every core (each would otherwise get a port

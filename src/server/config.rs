@@ -45,6 +45,9 @@ pub struct Config {
     /// Memory that the decoded containers of all calls in flight on one core may
     /// take together.
     pub core_decoded: usize,
+    /// What one core's connections may buffer together of requests still arriving,
+    /// beyond each one's first 64 KiB (see [`crate::transport::budget`]).
+    pub core_buffered: usize,
     /// Listen backlog per core.
     pub backlog: i32,
     /// Start even if another process listens on the port (zero-downtime handover).
@@ -59,7 +62,8 @@ impl Config {
     /// Defaults for `app` on 127.0.0.1:9090 with every online core: 16 MiB
     /// messages, 10,000 connections per core, no idle timeout, 30 s read timeout,
     /// no call timeout, 10 s drain timeout with a 100 ms idle grace, `ping` as the
-    /// health check, 64 MiB decoded per request and 256 MiB per core, watchdog at 1 s.
+    /// health check, 64 MiB decoded per request and 256 MiB per core, 256 MiB of
+    /// requests still arriving per core, watchdog at 1 s.
     pub fn new(app: String) -> Self {
         Config {
             app,
@@ -76,6 +80,7 @@ impl Config {
             tracking_limits: Limits::default(),
             max_decoded: 64 << 20,
             core_decoded: 256 << 20,
+            core_buffered: 256 << 20,
             backlog: 1024,
             handover: false,
             watchdog: Some(Duration::from_secs(1)),

@@ -47,12 +47,13 @@ pub async fn serve<S: Dispatch>(
     peer: SocketAddr,
     slot: Rc<Slot>,
 ) {
-    let conn = MessageConn::new(
+    let mut conn = MessageConn::new(
         stream,
         Framing::Buffered,
         Protocol::Binary,
         core.config.max_message,
     );
+    conn.set_budget(core.buffer_budget.clone());
     let mut session = Session {
         core: core.clone(),
         conn,

@@ -24,6 +24,7 @@ use super::{conn, Config};
 use crate::control::CoreInit;
 use crate::governance::Governance;
 use crate::rpc::Dispatch;
+use crate::transport::budget::BufferBudget;
 
 /// How often an idle core looks at the drain flag.
 const TICK: Duration = Duration::from_millis(20);
@@ -118,6 +119,7 @@ where
             hooks: run.hooks.clone(),
             warnings: Warnings::default(),
             decode_pool: Rc::new(std::cell::Cell::new(run.config.core_decoded)),
+            buffer_budget: Rc::new(BufferBudget::new(run.config.core_buffered)),
         });
         let canceller = Canceller::new();
         let mut offered: Vec<OwnedFd> = Vec::new();

@@ -11,6 +11,7 @@ use super::throttle::Throttle;
 use super::watchdog::Beats;
 use super::Config;
 use crate::control::{CoreControl, CoreInit};
+use crate::transport::budget::BufferBudget;
 
 /// Builds a [`CoreControl`] on each core.
 pub(crate) type ControlFactory = dyn Fn(&CoreInit) -> Box<dyn CoreControl> + Send + Sync;
@@ -39,6 +40,8 @@ pub struct CoreState<S> {
     pub warnings: Warnings,
     /// What the decoded containers of this core's calls in flight may still take.
     pub decode_pool: Rc<Cell<usize>>,
+    /// What this core's connections may still buffer of requests still arriving.
+    pub buffer_budget: Rc<BufferBudget>,
 }
 
 /// One [`Throttle`] per kind of repeated warning.

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::budget::{BufferBudget, Charge};
 use super::io::read_append;
 use super::scan::Scanner;
 use super::{framed, Framing};
@@ -107,6 +108,8 @@ pub struct MessageConn {
     /// buffer merely used up to its capacity still counts, so a busy connection
     /// never pays the readiness wait.
     holds_buffer: bool,
+    /// What the read buffer took, past [`KEEP_CAPACITY`], from the core's budget.
+    charge: Charge,
 }
 
 impl MessageConn {
@@ -123,7 +126,15 @@ impl MessageConn {
             deadline: None,
             want: READ_CHUNK,
             holds_buffer: false,
+            charge: Charge::default(),
         }
+    }
+
+    /// Grows the read buffer past [`KEEP_CAPACITY`] only with bytes taken from
+    /// `budget`, given back once the message is whole; a read that needs more than
+    /// the budget has left waits for it within the read's timeout.
+    pub fn set_budget(&mut self, budget: std::rc::Rc<BufferBudget>) {
+        self.charge = Charge::new(budget);
     }
 
     /// Changes the framing and protocol (once detected from the first bytes).
@@ -202,6 +213,9 @@ impl MessageConn {
         }
         // The next message, if it has started, gets its deadline at its next read.
         self.deadline = None;
+        if self.charge.held() > 0 {
+            self.charge.release();
+        }
         if self.rbuf.is_empty() && whole + self.rbuf.capacity() > KEEP_CAPACITY {
             self.rbuf = BytesMut::new();
             self.holds_buffer = false;
@@ -254,6 +268,15 @@ impl MessageConn {
             .want
             .min(self.rbuf.len().max(READ_CHUNK))
             .clamp(READ_CHUNK, MAX_STEP);
+        // A frame's whole length at once: a connection either holds all its message
+        // needs or waits holding nothing, so waiting connections never hold the
+        // budget from each other.
+        let held = (self.rbuf.len() + self.want.max(room)).saturating_sub(KEEP_CAPACITY);
+        if held > self.charge.held() {
+            with_limit(limit, self.charge.hold(held))
+                .await
+                .ok_or_else(expired)?;
+        }
         let buf = std::mem::take(&mut self.rbuf);
         let read = read_append(&mut self.stream, buf, room);
         let (res, buf) = with_limit(limit, read).await.ok_or_else(expired)?;
@@ -337,6 +360,7 @@ impl MessageConn {
         self.holds_buffer = buf.capacity() > 0;
         self.rbuf = buf;
         self.deadline = None;
+        self.charge.release();
         done
     }
 

@@ -8,9 +8,12 @@
 //! - [`conn`]: [`conn::MessageConn`], one socket and its buffers: read one whole
 //!   message, write messages, for the server, the client and the perf harness.
 //! - [`header`]: TTHeader and THeader, the header transports inside a frame.
+//! - [`budget`]: what a core's connections may hold together of requests still
+//!   arriving.
 //!
 //! Both check the configured maximum message size before anything is allocated.
 
+pub mod budget;
 pub mod conn;
 pub mod framed;
 pub mod header;
