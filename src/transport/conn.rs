@@ -49,6 +49,22 @@ pub enum Expect {
     OptionalStructThenMessage,
 }
 
+impl Expect {
+    /// Sets `scanner` to walk this unit, whose first byte is `first`.
+    fn start(self, scanner: &mut Scanner, first: u8) {
+        let header = match self {
+            Expect::Message => false,
+            Expect::StructThenMessage => true,
+            Expect::OptionalStructThenMessage => !matches!(first, 0x80 | 0x82),
+        };
+        if header {
+            scanner.expect_struct_then_message();
+        } else {
+            scanner.expect_message();
+        }
+    }
+}
+
 /// Timeouts of a read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadTimeouts {
@@ -186,16 +202,7 @@ impl MessageConn {
                     return Ok(None);
                 }
                 if !self.scanner.in_progress() {
-                    let header = match expect {
-                        Expect::Message => false,
-                        Expect::StructThenMessage => true,
-                        Expect::OptionalStructThenMessage => !matches!(self.rbuf[0], 0x80 | 0x82),
-                    };
-                    if header {
-                        self.scanner.expect_struct_then_message();
-                    } else {
-                        self.scanner.expect_message();
-                    }
+                    expect.start(&mut self.scanner, self.rbuf[0]);
                 }
                 match self.scanner.feed(&self.rbuf) {
                     Ok(Some(n)) => n,
@@ -311,12 +318,13 @@ impl MessageConn {
                     return false;
                 }
             },
-            Framing::Buffered => {
-                match expect {
-                    Expect::Message => skipper.expect_message(),
-                    _ => skipper.expect_struct_then_message(),
-                }
+            Framing::Buffered if !buf.is_empty() => {
+                expect.start(&mut skipper, buf[0]);
                 None
+            }
+            Framing::Buffered => {
+                self.rbuf = buf;
+                return false;
             }
         };
         let mut dropped = 0;
@@ -357,6 +365,9 @@ impl MessageConn {
                 }
             }
         };
+        if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+            buf = BytesMut::new();
+        }
         self.holds_buffer = buf.capacity() > 0;
         self.rbuf = buf;
         self.deadline = None;
