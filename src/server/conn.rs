@@ -241,8 +241,7 @@ impl<S: Dispatch> Session<S> {
         let framed = self.conn.framing() == Framing::Framed;
         let skip = if framed { framed::HEADER_LEN } else { 0 };
         let limit = DISCARD_FACTOR * self.core.config.max_message;
-        let claimed = framed::declared_len(self.conn.buffered()).map(|n| n + skip);
-        if framed && claimed.is_some_and(|n| n > limit) {
+        if framed && framed::declared_len(self.conn.buffered()).unwrap_or(0) + skip > limit {
             return Err(End::Bad(why));
         }
         loop {
