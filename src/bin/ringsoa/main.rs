@@ -23,7 +23,7 @@ use ringsoa::idl::model::{Field, Program, StructKind};
 use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
 use ringsoa::rpc::{CallContext, CallError};
 use ringsoa::transport::header::HeaderKind;
-use ringsoa::transport::Framing;
+use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 use serde_json::Value as Json;
 
 const JSON_MAPPING: &str = "\
@@ -128,7 +128,7 @@ struct CallArgs {
     #[arg(long)]
     no_tracking: bool,
     /// The largest reply read, in bytes.
-    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_message: u64,
     /// Send the method as `SERVICE:method`, for a server hosting several services on
     /// one port (Apache's TMultiplexedProtocol); SERVICE defaults to the IDL's name.
