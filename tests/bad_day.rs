@@ -194,8 +194,8 @@ fn framed_echo(len: usize) -> Vec<u8> {
 }
 
 /// Connections each sending all but the last byte of a 15 MiB request hold at most
-/// the core's budget for requests still arriving (256 MiB) beyond 64 KiB each: 40 of
-/// them raised RSS to 625 MB before it. Small calls are answered meanwhile, and once those
+/// the core's budget for requests still arriving (256 MiB) and one message past it
+/// (the overdraft) beyond 64 KiB each: 40 of them raised RSS to 625 MB before it. Small calls are answered meanwhile, and once those
 /// connections go, a large call is too.
 #[test]
 fn requests_still_arriving_take_at_most_the_cores_buffer_budget() {
@@ -244,30 +244,60 @@ fn requests_still_arriving_take_at_most_the_cores_buffer_budget() {
     assert!(reply.len() > 15 << 20);
 }
 
-/// 30 callers each echoing 15 MiB at once on one core, more than its budget for
-/// requests still arriving (256 MiB): the budget makes some wait, and every call
-/// is answered.
+/// 30 callers each echoing 15 MiB in frames at once on one core, more than its
+/// budget for requests still arriving (256 MiB): the budget makes some wait, and
+/// every call is answered.
 #[test]
 fn concurrent_large_requests_past_the_buffer_budget_all_get_through() {
     let demo = Demo::start(&["--cores", "1"]);
-    let wire = std::sync::Arc::new(framed_echo(15 << 20));
-    let callers: Vec<_> = (0..30)
+    echoes_at_once(demo.addr, framed_echo(15 << 20), 30, 0);
+}
+
+/// 40 callers each echoing 15 MiB unframed at once on one core, each first sending
+/// 6 MiB and waiting for the others to have done so (240 MiB in all, within the
+/// core's 256 MiB budget): an unframed message's length is known only at its end,
+/// so each took part of the budget and then waited for more, and all stalled until
+/// the read timeout closed them (30 s). Now one at a time goes past the budget, and
+/// every call is answered.
+#[test]
+fn concurrent_large_unframed_requests_past_the_buffer_budget_all_get_through() {
+    let demo = Demo::start(&["--cores", "1", "--read-timeout-ms", "120000"]);
+    echoes_at_once(demo.addr, framed_echo(15 << 20)[4..].to_vec(), 40, 6 << 20);
+}
+
+/// Echoes `wire` (a `Demo.echo` request, framed or not) on `callers` connections at
+/// once, each sending its `first` bytes, waiting for all the others to have done
+/// so, then the rest; asserts that each gets its echo within 20 s (the reply is as
+/// long as the request: the result struct's field header is the arguments' size).
+fn echoes_at_once(addr: SocketAddr, wire: Vec<u8>, callers: usize, first: usize) {
+    let wire = std::sync::Arc::new(wire);
+    let all_started = std::sync::Arc::new(std::sync::Barrier::new(callers));
+    let callers: Vec<_> = (0..callers)
         .map(|_| {
-            let (wire, addr) = (wire.clone(), demo.addr);
+            let (wire, all_started) = (wire.clone(), all_started.clone());
             std::thread::spawn(move || {
                 let mut s = connect(addr);
-                s.set_read_timeout(Some(Duration::from_secs(25))).unwrap();
-                s.write_all(&wire)?;
-                let mut len = [0u8; 4];
-                s.read_exact(&mut len)?;
-                let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s.write_all(&wire[..first])?;
+                all_started.wait();
+                s.write_all(&wire[first..])?;
+                let mut reply = vec![0u8; wire.len()];
                 s.read_exact(&mut reply)?;
-                Ok::<_, std::io::Error>(reply_kind(&reply.into()))
+                Ok::<_, std::io::Error>(reply)
             })
         })
         .collect();
     for c in callers {
-        assert_eq!(c.join().unwrap().unwrap(), MessageType::Reply);
+        let reply = c.join().unwrap().expect("an echo");
+        // Strict binary's version word ends in the message type (after the length
+        // of a frame).
+        let at = if wire[0] == 0x80 { 3 } else { 7 };
+        assert_eq!(MessageType::from_u8(reply[at]).unwrap(), MessageType::Reply);
+        let payload = wire.len() - 1 - (15 << 20)..wire.len() - 1;
+        assert!(
+            reply[payload.clone()] == wire[payload],
+            "the payload echoed"
+        );
     }
 }
 

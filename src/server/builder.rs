@@ -105,8 +105,10 @@ impl ServerBuilder {
     }
 
     /// What one core's connections may buffer together of requests still arriving,
-    /// beyond each connection's first 64 KiB; past it, a connection waits (within
-    /// its read timeout) for others' requests to arrive whole.
+    /// beyond each connection's first 64 KiB; past it, one connection at a time
+    /// goes on (so that partly arrived requests never wait on each other) and the
+    /// others wait, within their read timeout, for requests to arrive whole. At
+    /// least `max_message` less 64 KiB (checked at start).
     pub fn max_buffered(mut self, per_core: usize) -> Self {
         self.config.core_buffered = per_core;
         self
@@ -209,7 +211,7 @@ impl ServerBuilder {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
-                    "max_buffered ({} bytes) plus 64 KiB is below max_message ({} bytes): a request of the maximum size could never arrive",
+                    "max_buffered ({} bytes) plus 64 KiB is below max_message ({} bytes): requests of the maximum size would arrive one at a time; raise max_buffered or lower max_message",
                     self.config.core_buffered, self.config.max_message
                 ),
             ));

@@ -3,18 +3,32 @@
 //! its own; a read buffer grows past that only with bytes taken from the budget,
 //! and waits (within its read timeout) while the budget has none, so that many
 //! connections each sending most of a large message cannot take the process's
-//! memory. Shared through an `Rc`: never across threads.
+//! memory. When the budget is out, one connection at a time may go past it (the
+//! overdraft): connections each holding part of an unframed message, whose length
+//! is known only at its end, would otherwise all wait for each other. The most held
+//! is thus the budget and one message. Shared through an `Rc`: never across threads.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 /// Bytes of partly arrived requests a core may hold beyond each connection's own
-/// first [`super::conn::KEEP_CAPACITY`].
+/// first [`super::conn::KEEP_CAPACITY`], and one connection's overdraft past them.
 #[derive(Debug)]
 pub struct BufferBudget {
     left: Cell<usize>,
+    /// Whether a connection is past the budget.
+    overdrawn: Cell<bool>,
     waiting: RefCell<Vec<Waker>>,
+}
+
+/// What [`BufferBudget::poll_take`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// The bytes asked for.
+    Bytes,
+    /// The overdraft: as much as the taker needs, until it gives the overdraft back.
+    Overdraft,
 }
 
 impl BufferBudget {
@@ -22,35 +36,34 @@ impl BufferBudget {
     pub fn new(bytes: usize) -> Self {
         BufferBudget {
             left: Cell::new(bytes),
+            overdrawn: Cell::new(false),
             waiting: RefCell::new(Vec::new()),
         }
     }
 
-    /// Bytes not taken now.
-    pub fn left(&self) -> usize {
-        self.left.get()
-    }
-
-    /// Takes `n` bytes, or says when to try again.
-    pub fn poll_take(&self, n: usize, task: &mut Context<'_>) -> Poll<()> {
-        match self.left.get().checked_sub(n) {
-            Some(rest) => {
-                self.left.set(rest);
-                Poll::Ready(())
-            }
-            None => {
-                self.waiting.borrow_mut().push(task.waker().clone());
-                Poll::Pending
-            }
+    /// Takes `n` bytes, or the overdraft when the budget lacks them and nobody has
+    /// it, or says when to try again.
+    pub fn poll_take(&self, n: usize, task: &mut Context<'_>) -> Poll<Taken> {
+        if let Some(rest) = self.left.get().checked_sub(n) {
+            self.left.set(rest);
+            return Poll::Ready(Taken::Bytes);
         }
+        if !self.overdrawn.replace(true) {
+            return Poll::Ready(Taken::Overdraft);
+        }
+        self.waiting.borrow_mut().push(task.waker().clone());
+        Poll::Pending
     }
 
-    /// Gives back `n` bytes, and wakes whoever waits for some.
-    pub fn give(&self, n: usize) {
-        if n == 0 {
+    /// Gives back `n` bytes, and the overdraft if `overdraft`; wakes whoever waits.
+    pub fn give(&self, n: usize, overdraft: bool) {
+        if n == 0 && !overdraft {
             return;
         }
         self.left.set(self.left.get() + n);
+        if overdraft {
+            self.overdrawn.set(false);
+        }
         for w in std::mem::take(&mut *self.waiting.borrow_mut()) {
             w.wake();
         }
@@ -58,11 +71,13 @@ impl BufferBudget {
 }
 
 /// What one connection took from its core's [`BufferBudget`], given back once its
-/// message is whole and when it is dropped. Without a budget it holds nothing.
+/// message is whole and when it is dropped. Without a budget it holds nothing and
+/// covers everything.
 #[derive(Debug, Default)]
 pub struct Charge {
     budget: Option<Rc<BufferBudget>>,
     bytes: usize,
+    overdraft: bool,
 }
 
 impl Charge {
@@ -71,28 +86,43 @@ impl Charge {
         Charge {
             budget: Some(budget),
             bytes: 0,
+            overdraft: false,
         }
     }
 
-    /// The bytes held.
-    pub fn held(&self) -> usize {
-        self.bytes
+    /// Whether a buffer of `bytes` (beyond the connection's own) is paid for.
+    pub fn covers(&self, bytes: usize) -> bool {
+        self.overdraft || self.bytes >= bytes || self.budget.is_none()
     }
 
-    /// Holds `bytes` in all, waiting while the budget lacks what more that takes.
+    /// Whether it holds anything to give back.
+    pub fn holds(&self) -> bool {
+        self.overdraft || self.bytes > 0
+    }
+
+    /// Pays for a buffer of `bytes` in all, waiting while the budget lacks what more
+    /// that takes and another connection has the overdraft.
     pub async fn hold(&mut self, bytes: usize) {
-        if let (Some(budget), Some(more)) = (&self.budget, bytes.checked_sub(self.bytes)) {
-            std::future::poll_fn(|task| budget.poll_take(more, task)).await;
+        let Some(budget) = &self.budget else {
+            return;
+        };
+        if self.covers(bytes) {
+            return;
         }
-        self.bytes = self.bytes.max(bytes);
+        let more = bytes - self.bytes;
+        match std::future::poll_fn(|task| budget.poll_take(more, task)).await {
+            Taken::Bytes => self.bytes = bytes,
+            Taken::Overdraft => self.overdraft = true,
+        }
     }
 
     /// Gives back everything held.
     pub fn release(&mut self) {
         if let Some(budget) = &self.budget {
-            budget.give(self.bytes);
+            budget.give(self.bytes, self.overdraft);
         }
         self.bytes = 0;
+        self.overdraft = false;
     }
 }
 
@@ -118,38 +148,51 @@ mod tests {
         }
     }
 
+    fn ready(f: impl Future<Output = ()>, task: &mut Context<'_>) -> bool {
+        std::pin::pin!(f).poll(task).is_ready()
+    }
+
     #[test]
-    fn a_charge_waits_for_what_it_lacks_and_gives_everything_back() {
+    fn a_charge_takes_bytes_then_the_overdraft_then_waits_and_gives_everything_back() {
         let budget = Rc::new(BufferBudget::new(100));
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(woken.clone());
         let mut task = Context::from_waker(&waker);
-        let mut a = Charge::new(budget.clone());
-        let mut b = Charge::new(budget.clone());
-        assert!(std::pin::pin!(a.hold(60)).poll(&mut task).is_ready());
-        assert_eq!((a.held(), budget.left()), (60, 40));
+        let [mut a, mut b, mut c, mut d] = [(); 4].map(|_| Charge::new(budget.clone()));
+        assert!(ready(a.hold(60), &mut task));
+        assert!(a.covers(60) && !a.covers(61));
         // Holding less than it has takes nothing.
-        assert!(std::pin::pin!(a.hold(50)).poll(&mut task).is_ready());
-        assert_eq!((a.held(), budget.left()), (60, 40));
+        assert!(ready(a.hold(50), &mut task));
+        assert_eq!(budget.left.get(), 40);
+        // More than is left: the overdraft, which covers any size.
+        assert!(ready(b.hold(70), &mut task));
+        assert!(b.covers(1 << 40) && b.holds());
+        assert_eq!(budget.left.get(), 40, "the overdraft takes no bytes");
+        // What is left still goes to whoever it suffices for.
+        assert!(ready(c.hold(30), &mut task));
         {
-            let mut more = std::pin::pin!(b.hold(70));
+            // Neither bytes nor the overdraft: wait, taking nothing.
+            let mut more = std::pin::pin!(d.hold(20));
             assert!(more.as_mut().poll(&mut task).is_pending());
-            assert_eq!(budget.left(), 40, "a waiting charge takes nothing");
-            a.release();
+            assert_eq!(budget.left.get(), 10);
+            b.release();
             assert_eq!(woken.0.load(Ordering::Relaxed), 1, "the waiter is woken");
+            assert!(!b.holds());
             assert!(more.as_mut().poll(&mut task).is_ready());
         }
-        assert_eq!((a.held(), b.held(), budget.left()), (0, 70, 30));
-        drop(b);
+        assert!(d.covers(1 << 40), "the overdraft given back is taken again");
+        a.release();
+        assert_eq!(budget.left.get(), 70);
+        drop((c, d));
         assert_eq!(
-            budget.left(),
+            budget.left.get(),
             100,
             "a dropped charge gives back what it held"
         );
+        assert!(!budget.overdrawn.get());
         // Without a budget, nothing is held back.
         let mut free = Charge::default();
-        assert!(std::pin::pin!(free.hold(1 << 40))
-            .poll(&mut task)
-            .is_ready());
+        assert!(free.covers(1 << 40));
+        assert!(ready(free.hold(1 << 40), &mut task));
     }
 }

@@ -220,7 +220,7 @@ impl MessageConn {
         }
         // The next message, if it has started, gets its deadline at its next read.
         self.deadline = None;
-        if self.charge.held() > 0 {
+        if self.charge.holds() {
             self.charge.release();
         }
         if self.rbuf.is_empty() && whole + self.rbuf.capacity() > KEEP_CAPACITY {
@@ -276,10 +276,11 @@ impl MessageConn {
             .min(self.rbuf.len().max(READ_CHUNK))
             .clamp(READ_CHUNK, MAX_STEP);
         // A frame's whole length at once: a connection either holds all its message
-        // needs or waits holding nothing, so waiting connections never hold the
-        // budget from each other.
+        // needs or waits holding nothing. An unframed message's length is known
+        // only at its end, so it takes the budget step by step; the budget's
+        // overdraft keeps such connections from all waiting on each other.
         let held = (self.rbuf.len() + self.want.max(room)).saturating_sub(KEEP_CAPACITY);
-        if held > self.charge.held() {
+        if !self.charge.covers(held) {
             with_limit(limit, self.charge.hold(held))
                 .await
                 .ok_or_else(expired)?;
