@@ -301,6 +301,65 @@ fn echoes_at_once(addr: SocketAddr, wire: Vec<u8>, callers: usize, first: usize)
     }
 }
 
+/// 40 clients each asking for a 15 MiB echo and reading none of it held some 630
+/// MB of replies for as long as they stayed connected; with a write timeout of 2 s
+/// each is closed once its reply has made no progress for that long, and the memory
+/// goes back. A client that reads its reply slowly but steadily (at most 4 MiB/s,
+/// so for longer than the timeout) still gets all of it.
+#[test]
+fn clients_that_take_no_replies_are_closed_after_the_write_timeout() {
+    let demo = Demo::start(&["--cores", "1", "--write-timeout-ms", "2000"]);
+    let pid = demo.child.id();
+    let wire = framed_echo(15 << 20);
+    let mut stalled: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = connect(demo.addr);
+            s.write_all(&wire).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let held = rss_kb(pid);
+    // Past the timeout (reading earlier would take the replies), each is closed:
+    // what its socket had received comes, then the end.
+    std::thread::sleep(Duration::from_millis(3000));
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut sink = vec![0u8; 1 << 20];
+        loop {
+            match s.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("the server kept a client that took no reply: {e}"),
+            }
+        }
+    }
+    let after = rss_kb(pid);
+    eprintln!("RSS {held} kB with 40 replies of 15 MiB not taken, {after} kB once closed");
+    assert!(
+        after < held / 2,
+        "RSS {held} kB with the replies held, {after} kB once closed"
+    );
+    let mut slow = connect(demo.addr);
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(&wire).unwrap();
+    let mut reply = vec![0u8; wire.len()];
+    let started = Instant::now();
+    for part in reply.chunks_mut(64 << 10) {
+        slow.read_exact(part).unwrap();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "read for longer than the timeout"
+    );
+    assert_eq!(MessageType::from_u8(reply[7]).unwrap(), MessageType::Reply);
+    let mut s = connect(demo.addr);
+    assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
+}
+
 /// The tracking handshake with `app_id`, raw.
 fn handshake(s: &mut TcpStream, app_id: &str) -> std::io::Result<Bytes> {
     let mut buf = BytesMut::new();

@@ -72,6 +72,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Time a connection's replies may make no progress (its peer reads none of
+    /// them) before the connection is closed (30 s by default).
+    pub fn write_timeout(mut self, t: Duration) -> Self {
+        self.config.write_timeout = t;
+        self
+    }
+
     /// Per-call timeout.
     pub fn call_timeout(mut self, t: Option<Duration>) -> Self {
         self.config.call_timeout = t;

@@ -27,6 +27,9 @@ pub struct Config {
     /// Time a started request has to arrive completely, however its bytes trickle
     /// in (slow-loris defence).
     pub read_timeout: Duration,
+    /// Time a connection's replies may make no progress (the peer reads none of
+    /// them) before the connection is closed.
+    pub write_timeout: Duration,
     /// Time a call may run before it is answered with a timeout error.
     pub call_timeout: Option<Duration>,
     /// Time in-flight calls get to finish once a drain starts.
@@ -73,6 +76,7 @@ impl Config {
             max_connections: 10_000,
             idle_timeout: None,
             read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             call_timeout: None,
             drain_timeout: Duration::from_secs(10),
             drain_grace: Duration::from_millis(100),

@@ -83,6 +83,13 @@ pub async fn serve<S: Dispatch>(
                 core.config.read_timeout
             )
         }
+        End::Stalled => {
+            warn_throttled!(
+                core.warnings.stalled,
+                "core {i}: {peer}: replies not taken within the write timeout of {:?}, closed",
+                core.config.write_timeout
+            )
+        }
         End::Bad(why) => {
             warn_throttled!(
                 core.warnings.bad,
@@ -336,7 +343,20 @@ impl<S: Dispatch> Session<S> {
         result
     }
 
+    /// Sends the replies, marking the connection as writing while they go out, so
+    /// that the core closes it if its peer stops taking them (the write timeout).
     async fn flush(&mut self) -> Result<(), End> {
-        self.conn.flush().await.map_err(|e| End::Io(e.error))
+        let conns = &self.core.conns;
+        self.slot.set_writing(Some(conns.now()));
+        loop {
+            match self.conn.send_some().await {
+                Ok(true) => break,
+                Ok(false) => self.slot.set_writing(Some(conns.now())),
+                Err(_) if self.slot.stalled() => return Err(End::Stalled),
+                Err(e) => return Err(End::Io(e.error)),
+            }
+        }
+        self.slot.set_writing(None);
+        Ok(())
     }
 }

@@ -1,18 +1,27 @@
-//! A core's open connections: how many, which are idle since when, and closing the
+//! A core's open connections: how many, which are idle since when, closing the
 //! longest-idle one to make room for a newcomer (as nginx reuses keep-alive
-//! connections) instead of refusing it.
+//! connections) instead of refusing it, and closing those whose peer has stopped
+//! taking their replies (the write timeout).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// One connection's entry: its idle state and the signals the core sends it.
-#[derive(Default)]
+/// One connection's entry: its idle and writing state and the signals the core
+/// sends it.
 pub struct Slot {
+    /// The connection's socket, open as long as the slot is registered.
+    fd: RawFd,
     /// When it started waiting for a request, by the core's tick count.
     idle_since: Cell<Option<u64>>,
+    /// When its replies last went out in part or started to, by the core's clock
+    /// of write-timeout periods ([`Conns::advance`]); `None` while not writing.
+    writing_since: Cell<Option<u32>>,
+    /// Closed because its replies made no progress within the write timeout.
+    stalled: Cell<bool>,
     evicted: Cell<bool>,
     /// The drain started: look at the connection's state again.
     nudged: Cell<bool>,
@@ -29,9 +38,44 @@ pub enum Signal {
 }
 
 impl Slot {
+    fn new(fd: RawFd) -> Self {
+        Slot {
+            fd,
+            idle_since: Cell::new(None),
+            writing_since: Cell::new(None),
+            stalled: Cell::new(false),
+            evicted: Cell::new(false),
+            nudged: Cell::new(false),
+            waker: Cell::new(None),
+        }
+    }
+
     /// Marks the connection idle (waiting for a request) or busy.
     pub fn set_idle(&self, idle: Option<u64>) {
         self.idle_since.set(idle);
+    }
+
+    /// Marks the connection's replies as going out now (`Some` of
+    /// [`Conns::now`]), again at each part that goes, or all gone (`None`).
+    pub fn set_writing(&self, since: Option<u32>) {
+        self.writing_since.set(since);
+    }
+
+    /// Whether the core closed it for the write timeout.
+    pub fn stalled(&self) -> bool {
+        self.stalled.get()
+    }
+
+    /// Resets the socket under its pending send, which then fails, ending the
+    /// connection; the unsent replies and the socket's buffers are dropped at once.
+    fn stall(&self) {
+        self.stalled.set(true);
+        // SAFETY: the socket is open while its slot is registered (the slot is
+        // removed, on this thread, right after the connection's stream is dropped).
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let sock = socket2::SockRef::from(&fd);
+        let _ = sock.set_linger(Some(std::time::Duration::ZERO));
+        let _ = sock.shutdown(std::net::Shutdown::Both);
     }
 
     /// Waits for the core's next signal to this connection.
@@ -81,6 +125,8 @@ pub struct Conns {
     next: Cell<u64>,
     /// A counter that orders idle periods without reading the clock.
     ticks: Cell<u64>,
+    /// Write-timeout periods since the core started ([`Conns::advance`]).
+    now: Cell<u32>,
 }
 
 impl Conns {
@@ -101,11 +147,34 @@ impl Conns {
         t
     }
 
-    /// Registers a new connection; its slot is removed by [`Conns::remove`].
-    pub fn add(&self) -> (u64, Rc<Slot>) {
+    /// The core's clock of write-timeout periods, for [`Slot::set_writing`].
+    pub fn now(&self) -> u32 {
+        self.now.get()
+    }
+
+    /// Moves the clock on one period, and closes every connection whose replies
+    /// have made no progress for more than `periods` of them (so for between
+    /// `periods` and `periods + 1`). Returns how many it closed.
+    pub fn advance(&self, periods: u32) -> usize {
+        let now = self.now.get().wrapping_add(1);
+        self.now.set(now);
+        let mut closed = 0;
+        for s in self.slots.borrow().values() {
+            let since = s.writing_since.get();
+            if since.is_some_and(|t| now.wrapping_sub(t) > periods) && !s.stalled.get() {
+                s.stall();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Registers a new connection on socket `fd`; its slot is removed by
+    /// [`Conns::remove`] once the socket is closed.
+    pub fn add(&self, fd: RawFd) -> (u64, Rc<Slot>) {
         let id = self.next.get();
         self.next.set(id + 1);
-        let slot = Rc::new(Slot::default());
+        let slot = Rc::new(Slot::new(fd));
         self.slots.borrow_mut().insert(id, slot.clone());
         (id, slot)
     }
@@ -147,9 +216,9 @@ mod tests {
     #[test]
     fn the_longest_idle_connection_is_evicted_and_busy_ones_never() {
         let conns = Conns::default();
-        let (_, busy) = conns.add();
-        let (_, old) = conns.add();
-        let (_, young) = conns.add();
+        let (_, busy) = conns.add(-1);
+        let (_, old) = conns.add(-1);
+        let (_, young) = conns.add(-1);
         old.set_idle(Some(conns.tick()));
         young.set_idle(Some(conns.tick()));
         assert!(conns.evict_longest_idle());
@@ -158,5 +227,34 @@ mod tests {
         assert!(young.evicted.get());
         assert!(!conns.evict_longest_idle(), "only busy ones are left");
         assert_eq!(conns.len(), 3);
+    }
+
+    #[test]
+    fn a_connection_whose_replies_make_no_progress_is_closed_after_the_timeout() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let conns = Conns::default();
+        let (mut ends, mut peers) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let (end, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            peers.push(peer);
+            ends.push(end);
+        }
+        let [stuck, moving, reading] = [0, 1, 2].map(|i| conns.add(ends[i].as_raw_fd()).1);
+        stuck.set_writing(Some(conns.now()));
+        moving.set_writing(Some(conns.now()));
+        for _ in 0..3 {
+            assert_eq!(conns.advance(3), 0, "within the timeout");
+            moving.set_writing(Some(conns.now()));
+        }
+        assert_eq!(conns.advance(3), 1, "more than 3 periods without progress");
+        assert!(stuck.stalled() && !moving.stalled() && !reading.stalled());
+        let mut b = [0u8; 1];
+        assert_eq!(peers[0].read(&mut b).unwrap(), 0, "its socket is shut down");
+        assert_eq!(conns.advance(3), 0, "closed once");
+        moving.set_writing(None);
+        for _ in 0..5 {
+            assert_eq!(conns.advance(3), 0, "not writing: never closed");
+        }
     }
 }

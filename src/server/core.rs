@@ -142,6 +142,7 @@ where
             )));
             controls.push(control);
         }
+        monoio::spawn(close_stalled(state.clone()));
         if let Some(threshold) = state.config.watchdog {
             monoio::spawn(heartbeat(
                 state.clone(),
@@ -156,6 +157,20 @@ where
         };
         drain_when_asked(state, listening, &run.offer).await;
     });
+}
+
+/// Closes the connections whose replies make no progress within the write timeout,
+/// looking every tenth of it (at most every second, at least every 10 ms): a peer
+/// that stops reading would otherwise hold its replies, and its socket's buffers,
+/// for as long as it stays connected.
+async fn close_stalled<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
+    let timeout = state.config.write_timeout;
+    let period = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let periods = timeout.as_nanos().div_ceil(period.as_nanos()) as u32;
+    loop {
+        monoio::time::sleep(period).await;
+        state.conns.advance(periods);
+    }
 }
 
 /// Ticks this core's heartbeat while its loop runs.
@@ -234,7 +249,7 @@ fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, pee
     if let Some(h) = &state.hooks.on_connected {
         h(state.index, peer);
     }
-    let (id, slot) = state.conns.add();
+    let (id, slot) = state.conns.add(stream.as_raw_fd());
     let st = state.clone();
     monoio::spawn(async move {
         conn::serve(st.clone(), stream, peer, slot).await;

@@ -12,6 +12,8 @@ pub enum End {
     Idle,
     /// A request did not arrive completely within the read timeout.
     Slow,
+    /// The peer took none of its replies within the write timeout.
+    Stalled,
     /// Closed to make room for a new connection.
     Evicted,
     /// Bytes that are not a request this server can read.

@@ -51,6 +51,8 @@ pub struct Warnings {
     pub bad: Throttle,
     /// A request that did not arrive within the read timeout.
     pub slow: Throttle,
+    /// A connection whose peer took none of its replies within the write timeout.
+    pub stalled: Throttle,
     /// An idle connection closed to admit a new one.
     pub evicted: Throttle,
     /// A new connection refused at the limit.

@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use super::budget::{BufferBudget, Charge};
@@ -102,7 +102,7 @@ pub enum ReadError {
 pub struct WriteError {
     /// The socket error.
     pub error: std::io::Error,
-    /// False only when the first write failed: nothing was sent.
+    /// False only when nothing of the buffer was sent.
     pub sent: bool,
 }
 
@@ -116,6 +116,8 @@ pub struct MessageConn {
     rbuf: BytesMut,
     /// Messages written and not yet sent.
     wbuf: BytesMut,
+    /// Whether the flush under way has sent part of them.
+    wsent: bool,
     /// When the message partly in `rbuf` must be whole.
     deadline: Option<Instant>,
     /// Bytes the next read should make room for.
@@ -139,6 +141,7 @@ impl MessageConn {
             scanner: Scanner::new(protocol, max),
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
+            wsent: false,
             deadline: None,
             want: READ_CHUNK,
             holds_buffer: false,
@@ -417,28 +420,40 @@ impl MessageConn {
 
     /// Sends everything in the write buffer.
     pub async fn flush(&mut self) -> Result<(), WriteError> {
+        while !self.send_some().await? {}
+        Ok(())
+    }
+
+    /// Sends what is left of the write buffer in one send, which waits only while
+    /// the socket has no room at all; returns whether all of it has gone out (else
+    /// call again). Lets a caller see a slow peer take its replies part by part.
+    pub async fn send_some(&mut self) -> Result<bool, WriteError> {
         if self.wbuf.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
+        // Taken: a send dropped midway leaves an empty buffer and nothing sent.
+        let sent = std::mem::take(&mut self.wsent);
         let out = std::mem::take(&mut self.wbuf);
         let (res, mut out) = self.stream.write(out).await;
-        let result = match res {
-            Err(error) => Err(WriteError { error, sent: false }),
-            Ok(n) if n < out.len() => {
-                let rest = out.split_off(n);
-                let (res, rest) = self.stream.write_all(rest).await;
-                out.unsplit(rest);
-                res.map(drop)
-                    .map_err(|error| WriteError { error, sent: true })
+        let done = match res {
+            Ok(n) if n > 0 && n < out.len() => {
+                // The rest stays where it is (the buffer's front is reclaimed when
+                // the next message is written).
+                bytes::Buf::advance(&mut out, n);
+                self.wbuf = out;
+                self.wsent = true;
+                return Ok(false);
             }
-            Ok(_) => Ok(()),
+            Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(_) => Ok(true),
+            Err(error) => Err(error),
         };
         out.clear();
         if out.capacity() > KEEP_CAPACITY {
             out = BytesMut::new();
         }
         self.wbuf = out;
-        result
+        done.map_err(|error| WriteError { error, sent })
     }
 }
 
@@ -455,6 +470,7 @@ async fn with_limit<F: std::future::Future>(limit: Option<Duration>, f: F) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use monoio::io::AsyncWriteRentExt;
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         crate::runtime::build().unwrap().block_on(f)

@@ -51,6 +51,10 @@ struct Args {
     /// trickle in (slow-client defence).
     #[arg(long, default_value_t = 30_000, value_parser = at_least_one::<u64>)]
     read_timeout_ms: u64,
+    /// Time a connection's replies may make no progress (its client reads none of
+    /// them) before it is closed.
+    #[arg(long, default_value_t = 30_000, value_parser = at_least_one::<u64>)]
+    write_timeout_ms: u64,
     /// Time a connection may sit idle between requests (0: no limit).
     #[arg(long, default_value_t = 0)]
     idle_timeout_ms: u64,
@@ -424,6 +428,7 @@ fn run() -> std::io::Result<()> {
             (args.call_timeout_ms > 0).then(|| Duration::from_millis(args.call_timeout_ms)),
         )
         .read_timeout(Duration::from_millis(args.read_timeout_ms))
+        .write_timeout(Duration::from_millis(args.write_timeout_ms))
         .idle_timeout(
             (args.idle_timeout_ms > 0).then(|| Duration::from_millis(args.idle_timeout_ms)),
         )
