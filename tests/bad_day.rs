@@ -360,6 +360,70 @@ fn clients_that_take_no_replies_are_closed_after_the_write_timeout() {
     assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
 }
 
+/// The admin endpoint held every connection for as long as its client liked: one
+/// that sent nothing, one that trickled its headers and an idle keep-alive one were
+/// all open 45 s later, and 3,000 connections took 3,000 of the process's open
+/// files, which its cores' connections share. Now each is closed 10 s after it
+/// last had a request to read, at most 64 are open (past that a new one is closed
+/// at once), and the endpoint answers again once they go.
+#[test]
+fn the_admin_endpoint_closes_idle_connections_and_holds_at_most_64() {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _demo = Demo::start(&["--cores", "1", "--admin", &admin.to_string()]);
+    let idle = connect(admin);
+    let mut slow = connect(admin);
+    slow.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+    let mut kept = connect(admin);
+    assert!(health(&mut kept));
+    let started = Instant::now();
+    let mut more: Vec<TcpStream> = (0..70).map(|_| connect(admin)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let closed = more
+        .iter_mut()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            matches!((&**s).read(&mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert_eq!(closed, 70 - (64 - 3), "connections past 64 closed at once");
+    drop(more);
+    // Answered once the server has seen the others go (moments later).
+    let answered = (0..20).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        health(&mut connect(admin))
+    });
+    assert!(answered, "answered once the others went");
+    assert!(health(&mut kept), "keep-alive within the timeout");
+    for mut s in [idle, slow, kept] {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let after = started.elapsed();
+        assert!(
+            after < Duration::from_secs(15),
+            "an idle admin connection still open after {after:?}"
+        );
+    }
+}
+
+/// `GET /health` on `s`: whether it came back 200 `serving`.
+fn health(s: &mut TcpStream) -> bool {
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut b = [0u8; 512];
+    while !got.ends_with(b"serving\n") {
+        match s.read(&mut b) {
+            Ok(n) if n > 0 => got.extend_from_slice(&b[..n]),
+            _ => return false,
+        }
+    }
+    got.starts_with(b"HTTP/1.1 200 OK")
+}
+
 /// The tracking handshake with `app_id`, raw.
 fn handshake(s: &mut TcpStream, app_id: &str) -> std::io::Result<Bytes> {
     let mut buf = BytesMut::new();

@@ -10,16 +10,19 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::governance::Governance;
 use crate::metrics::Metrics;
+use crate::server::throttle::{warn_throttled, Throttle};
 
 /// Whether the process serves now (for `/health`).
 pub type Serving = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -71,17 +74,35 @@ impl AdminListener {
     }
 }
 
+/// Open admin connections at most; past it a new one is closed at once. The
+/// endpoint shares the process's open files with the cores' connections.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Time a connection has to send a request's headers, idle time before it
+/// included: a connection that sends nothing, or trickles, is closed after it.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn accept(listener: std::net::TcpListener, state: AdminState) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
+    let open = Arc::new(AtomicUsize::new(0));
+    let refused = Throttle::default();
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            warn_throttled!(
+                refused,
+                "admin endpoint: {MAX_CONNECTIONS} connections open: closed {peer}"
+            );
+            continue;
+        }
+        let held = Held::new(&open);
         let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -89,9 +110,28 @@ async fn accept(listener: std::net::TcpListener, state: AdminState) {
                 async move { Ok::<_, Infallible>(route(&state, &req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(held);
         });
+    }
+}
+
+/// One open admin connection, counted until dropped.
+struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    fn new(open: &Arc<AtomicUsize>) -> Held {
+        open.fetch_add(1, Ordering::Relaxed);
+        Held(open.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
