@@ -357,18 +357,26 @@ fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
 }
 
 #[test]
-fn a_buffer_budget_too_small_for_one_whole_request_is_refused_at_start() {
-    let refused = builder("budget")
-        .max_message(2 << 20)
-        .max_buffered(1 << 20)
-        .start(|_| DerivedServer::new(Misbehaving));
-    let e = refused.err().expect("refused");
-    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
-    assert!(
-        e.to_string().starts_with(
-            "max_buffered (1048576 bytes) plus 64 KiB is below max_message (2097152 bytes)"
-        ),
-        "{e}"
+fn settings_that_cannot_serve_are_refused_at_start() {
+    let refused = |b: ServerBuilder, says: &str| {
+        let e = b
+            .start(|_| DerivedServer::new(Misbehaving))
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().starts_with(says), "{e}");
+    };
+    refused(
+        builder("budget").max_message(2 << 20).max_buffered(1 << 20),
+        "max_buffered (1048576 bytes) plus 64 KiB is below max_message (2097152 bytes)",
+    );
+    refused(
+        builder("write").write_timeout(Duration::ZERO),
+        "read_timeout (30s) and write_timeout (0ns) must be above zero",
+    );
+    refused(
+        builder("read").read_timeout(Duration::ZERO),
+        "read_timeout (0ns) and write_timeout (30s) must be above zero",
     );
 }
 

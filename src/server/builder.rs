@@ -66,14 +66,15 @@ impl ServerBuilder {
         self
     }
 
-    /// Time a started request has to arrive.
+    /// Time a started request has to arrive (above zero: checked at start).
     pub fn read_timeout(mut self, t: Duration) -> Self {
         self.config.read_timeout = t;
         self
     }
 
     /// Time a connection's replies may make no progress (its peer reads none of
-    /// them) before the connection is closed (30 s by default).
+    /// them) before the connection is closed (30 s by default; above zero: checked
+    /// at start).
     pub fn write_timeout(mut self, t: Duration) -> Self {
         self.config.write_timeout = t;
         self
@@ -213,16 +214,9 @@ impl ServerBuilder {
         S: Dispatch + 'static,
         F: Fn(&CoreInit) -> S + Send + Sync + 'static,
     {
-        let room = self.config.core_buffered + crate::transport::conn::KEEP_CAPACITY;
-        if room < self.config.max_message {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "max_buffered ({} bytes) plus 64 KiB is below max_message ({} bytes): requests of the maximum size would arrive one at a time; raise max_buffered or lower max_message",
-                    self.config.core_buffered, self.config.max_message
-                ),
-            ));
-        }
+        self.config
+            .check()
+            .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
         let mut inherited = Vec::new();
         if self.config.listen.port() == 0 {
             // Port 0: one free port for every core (each would otherwise get a port

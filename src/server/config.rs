@@ -92,3 +92,23 @@ impl Config {
         }
     }
 }
+
+impl Config {
+    /// Why these settings cannot serve, if they cannot.
+    pub(super) fn check(&self) -> Result<(), String> {
+        if self.read_timeout.is_zero() || self.write_timeout.is_zero() {
+            return Err(format!(
+                "read_timeout ({:?}) and write_timeout ({:?}) must be above zero: every request or reply that does not go through at once would close its connection",
+                self.read_timeout, self.write_timeout
+            ));
+        }
+        let room = self.core_buffered + crate::transport::conn::KEEP_CAPACITY;
+        if room < self.max_message {
+            return Err(format!(
+                "max_buffered ({} bytes) plus 64 KiB is below max_message ({} bytes): requests of the maximum size would arrive one at a time; raise max_buffered or lower max_message",
+                self.core_buffered, self.max_message
+            ));
+        }
+        Ok(())
+    }
+}
