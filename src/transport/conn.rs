@@ -151,7 +151,8 @@ impl MessageConn {
 
     /// Grows the read buffer past [`KEEP_CAPACITY`] only with bytes taken from
     /// `budget`, given back once the message is whole; a read that needs more than
-    /// the budget has left waits for it within the read's timeout.
+    /// the budget has left takes its overdraft if no other connection has it, and
+    /// otherwise waits, within the read's timeout.
     pub fn set_budget(&mut self, budget: std::rc::Rc<BufferBudget>) {
         self.charge = Charge::new(budget);
     }
