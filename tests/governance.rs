@@ -960,6 +960,63 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
 }
 
 #[test]
+fn a_chroot_in_the_connect_string_is_created_and_a_refused_registration_logs_without_flooding() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("chroot");
+    // A chroot nobody made yet: made, and everything lives under it.
+    let chrooted = format!("{}/team/a", zk.connect);
+    let g = Governed::on_zk(&chrooted, &dir.0, &[]);
+    let node = format!("/team/a{}", g.node());
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| n.is_some()),
+        "not registered under the chroot; log:\n{}",
+        g.log_text()
+    );
+    assert!(
+        zkc.get(&g.node()).is_none(),
+        "registered outside the chroot"
+    );
+    let port = format!("\"port\": {}", g.demo.addr.port());
+    let (ok, out, err) = ringsoa(&["registry", "ls", APP, "--zk", &chrooted]);
+    assert!(ok && out.contains(&port), "{out}{err}");
+    let (ok, _, err) = ringsoa(&["config", "set", APP, "k", "v", "--zk", &chrooted]);
+    assert!(ok, "{err}");
+    g.wait_view("/config", "the value set under the chroot", |c| {
+        c["k"] == "v"
+    });
+    drop(g);
+    // The CLI makes a missing chroot too.
+    let fresh = format!("{}/team/cli", zk.connect);
+    let (ok, _, err) = ringsoa(&["config", "set", APP, "k", "w", "--zk", &fresh]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = ringsoa(&["config", "get", APP, "k", "--zk", &fresh]);
+    assert!(ok && out.contains('w'), "{out}");
+
+    // A chroot this process may not write under: serving goes on, and the refusal
+    // is logged once a second's tries have failed and every 5 s after, with why.
+    zkc.create_read_only("/locked");
+    let g = Governed::on_zk(&format!("{}/locked", zk.connect), &dir.0, &[]);
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    assert!(is_reply(
+        &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
+    ));
+    std::thread::sleep(Duration::from_secs(4));
+    let log = g.log_text();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("governance"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].contains("not registered yet") && warned[0].contains("not authorized"),
+        "{}",
+        warned[0]
+    );
+    assert!(log.matches("not registered yet").count() >= 10, "{log}");
+}
+
+#[test]
 fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
     let dir = Scratch::new("state");
     let state = dir.0.join("state.toml");

@@ -178,6 +178,9 @@ impl Store {
                     };
                 };
                 let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                super::zk::make_chroot(client)
+                    .await
+                    .map_err(|e| format!("cannot create the chroot {}: {e}", client.path()))?;
                 client
                     .mkdir(&folder, &dir)
                     .await

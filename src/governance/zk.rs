@@ -151,6 +151,7 @@ async fn session(
         s.connected = true;
         s.session = Some(id);
     });
+    ensure_chroot(&client).await;
     let mut states = client.state_watcher();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let mut watches = Watches::default();
@@ -158,8 +159,8 @@ async fn session(
         watches.add(&client, &path, &events_tx).await;
     }
     reread(&client, k).await;
-    let mut registered = ensure_registered(&client, k).await;
-    let mut ping_failures = 0u32;
+    let mut attempts = Attempts::default();
+    let mut registered = attempts.note(ensure_registered(&client, k).await);
     loop {
         tokio::select! {
             Some(ev) = events.recv() => {
@@ -186,7 +187,7 @@ async fn session(
                         watches.add(&client, &path, &events_tx).await;
                     }
                     reread(&client, k).await;
-                    registered = ensure_registered(&client, k).await;
+                    registered = attempts.note(ensure_registered(&client, k).await);
                 }
                 lost => {
                     k.status(|s| *s = Default::default());
@@ -209,7 +210,7 @@ async fn session(
                 }
                 Some(Command::Register(r)) => {
                     k.want(r);
-                    registered = ensure_registered(&client, k).await;
+                    registered = attempts.note(ensure_registered(&client, k).await);
                 }
                 Some(Command::Yield) => k.yielded = true,
                 Some(Command::Deregister { ack, successor }) => {
@@ -223,21 +224,61 @@ async fn session(
                 }
             },
             _ = tokio::time::sleep(RETRY_REGISTER), if !registered => {
-                registered = ensure_registered(&client, k).await;
-                if !registered {
-                    ping_failures += 1;
-                }
+                registered = attempts.note(ensure_registered(&client, k).await);
             }
         }
-        if registered {
-            ping_failures = 0;
-        } else if ping_failures > 0 && ping_failures % 25 == 0 {
-            tracing::warn!(
-                tries = ping_failures,
-                "still not registered: the health check or ZooKeeper keeps failing"
-            );
+    }
+}
+
+/// Consecutive registration attempts that failed, logged without flooding: each at
+/// debug, the 5th (a second of trying) and every 25th after it at WARN with its
+/// reason.
+#[derive(Default)]
+struct Attempts(u32);
+
+impl Attempts {
+    /// Counts an attempt's outcome; whether it registered.
+    fn note(&mut self, outcome: Result<(), String>) -> bool {
+        let Err(why) = outcome else {
+            self.0 = 0;
+            return true;
+        };
+        self.0 += 1;
+        if self.0 % 25 == 5 {
+            tracing::warn!(tries = self.0, error = %why, "not registered yet: trying again every {RETRY_REGISTER:?}");
+        } else {
+            tracing::debug!(tries = self.0, error = %why, "not registered yet");
+        }
+        false
+    }
+}
+
+/// Logs what [`make_chroot`] did at the start of a session.
+async fn ensure_chroot(client: &zk::Client) {
+    let chroot = client.path();
+    match make_chroot(client).await {
+        Ok(false) => {}
+        Ok(true) => tracing::info!(chroot, "created the connect string's chroot"),
+        Err(e) => {
+            tracing::warn!(chroot, error = %e, "cannot create the connect string's chroot: nothing can be registered under it until it exists")
         }
     }
+}
+
+/// Creates `client`'s chroot (the connect string's `/chroot`) when it is missing,
+/// as Curator does its namespace: ZooKeeper creates nothing under a chroot that
+/// does not exist. Whether it created it.
+pub(super) async fn make_chroot(client: &zk::Client) -> Result<bool, zk::Error> {
+    let chroot = client.path();
+    if chroot == "/" {
+        return Ok(false);
+    }
+    let root = client.clone().chroot("/").unwrap_or_else(|same| same);
+    if root.check_stat(chroot).await?.is_some() {
+        return Ok(false);
+    }
+    let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    root.mkdir(chroot, &dir).await.map(|()| true)
 }
 
 /// The session's persistent recursive watches, one per followed folder, each
@@ -365,27 +406,27 @@ fn remove(k: &mut Keeper, path: &str) -> bool {
     removed
 }
 
-/// Makes sure the wanted registration exists and belongs to this session; whether
-/// it does (or none is wanted). A new node is created only after the health check.
-async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> bool {
+/// Makes sure the wanted registration exists and belongs to this session (or that
+/// none is wanted); else why not yet. A new node is created only after the health
+/// check.
+async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> Result<(), String> {
     let (Some(r), Some(path)) = (k.registration.clone(), k.registration_path()) else {
-        return true;
+        return Ok(());
     };
     let ours = client.session_id().0;
     match client.check_stat(&path).await {
         Ok(Some(stat)) if stat.ephemeral_owner == ours => {
             k.status(|s| s.registered = Some(path));
-            return true;
+            return Ok(());
         }
         Ok(Some(_)) if k.yielded => {
             // The process this one handed over to registered the address.
             k.status(|s| s.registered = None);
-            return true;
+            return Ok(());
         }
         Ok(stale) => {
             if let Err(e) = ping(r.check, &r.method, Duration::from_secs(1)).await {
-                tracing::debug!(addr = %r.check, error = %e, "health check failed: not registering yet");
-                return false;
+                return Err(format!("the health check of {} failed: {e}", r.check));
             }
             if let Some(stat) = stale {
                 // A node of another session (a process this one took over from, or
@@ -396,16 +437,12 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> bool {
                 return registered(k, path, replaced);
             }
         }
-        Err(e) => {
-            tracing::warn!(%path, error = %e, "cannot check the registration");
-            return false;
-        }
+        Err(e) => return Err(format!("cannot check the registration {path}: {e}")),
     }
     let parent = k.mirror.layout().providers(&r.service);
     let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
     if let Err(e) = client.mkdir(&parent, &dir).await {
-        tracing::warn!(%parent, error = %e, "cannot create the providers folder");
-        return false;
+        return Err(format!("cannot create the providers folder {parent}: {e}"));
     }
     let created = client.create(&path, &r.json(), &provider_node()).await;
     registered(k, path, created.map(drop).map_err(|e| e.to_string()))
@@ -429,18 +466,15 @@ async fn replace(client: &zk::Client, path: &str, version: i32, data: &[u8]) -> 
     multi.commit().await.map(drop).map_err(|e| e.to_string())
 }
 
-/// Records the outcome of a registration attempt at `path`; whether it succeeded.
-fn registered(k: &mut Keeper, path: String, outcome: Result<(), String>) -> bool {
+/// Records the outcome of a registration attempt at `path`.
+fn registered(k: &mut Keeper, path: String, outcome: Result<(), String>) -> Result<(), String> {
     match outcome {
         Ok(()) => {
             tracing::info!(%path, "registered");
             k.status(|s| s.registered = Some(path));
-            true
+            Ok(())
         }
-        Err(e) => {
-            tracing::warn!(%path, error = %e, "cannot register: trying again");
-            false
-        }
+        Err(e) => Err(format!("cannot register {path}: {e}")),
     }
 }
 
@@ -481,22 +515,21 @@ async fn deregister(client: &zk::Client, k: &mut Keeper) -> bool {
     // Only this session's node: another process may have registered the address
     // since (a handover's successor), and its node is not this one's to delete.
     let version = match client.check_stat(&path).await {
-        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => Some(stat.version),
+        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => stat.version,
         Ok(Some(stat)) => {
             tracing::info!(%path, owner = format!("{:#x}", stat.ephemeral_owner), "the provider node belongs to another session now: left in place");
             return false;
         }
-        Ok(None) => None,
+        Ok(None) => {
+            tracing::info!(%path, "not registered: nothing to deregister");
+            return false;
+        }
         Err(e) => {
             tracing::warn!(%path, error = %e, "cannot check the provider node: it goes with the session");
             return false;
         }
     };
-    let deleted = match version {
-        Some(v) => client.delete(&path, Some(v)).await,
-        None => Err(zk::Error::NoNode),
-    };
-    match deleted {
+    match client.delete(&path, Some(version)).await {
         Ok(()) | Err(zk::Error::NoNode) => {
             tracing::info!(%path, "deregistered");
             true

@@ -202,6 +202,20 @@ impl Zk {
         });
     }
 
+    /// Creates a persistent node (its parents open to all) that anyone may read and
+    /// nobody may change or create under.
+    pub fn create_read_only(&self, path: &str) {
+        let parent = path.rsplit_once('/').unwrap().0;
+        let dir = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let locked = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_read());
+        self.rt.block_on(async {
+            if !parent.is_empty() {
+                self.client.mkdir(parent, &dir).await.unwrap();
+            }
+            self.client.create(path, b"", &locked).await.unwrap();
+        });
+    }
+
     /// Deletes a node if it exists.
     pub fn delete(&self, path: &str) {
         match self.rt.block_on(self.client.delete(path, None)) {
