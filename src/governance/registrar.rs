@@ -96,7 +96,8 @@ fn loopback_of(ip: IpAddr) -> IpAddr {
 }
 
 /// The listen IP, or for an unspecified one the IP this host's traffic leaves
-/// from (found without sending anything), else loopback.
+/// from (found without sending anything; an IPv4 one as such, not mapped into
+/// IPv6 as a dual-stack socket on `::` sees it), else loopback.
 fn advertised_ip(ip: IpAddr) -> IpAddr {
     if !ip.is_unspecified() {
         return ip;
@@ -106,7 +107,7 @@ fn advertised_ip(ip: IpAddr) -> IpAddr {
             s.connect(("10.255.255.255", 1))?;
             s.local_addr()
         })
-        .map(|a| a.ip())
+        .map(|a| a.ip().to_canonical())
         .ok()
         .filter(|ip| !ip.is_unspecified())
         .unwrap_or_else(|| loopback_of(ip))
@@ -162,6 +163,22 @@ mod tests {
         for bad in ["", "host:9090", "a b"] {
             let e = check_advertise(bad).unwrap_err();
             assert!(e.contains("without a port"), "{bad:?}: {e}");
+        }
+        // On all addresses: the outward IP, an IPv4 one unmapped on `::`.
+        for any in ["0.0.0.0:1", "[::]:1"] {
+            let r = Registration::new(
+                "app/c".parse().unwrap(),
+                any.parse().unwrap(),
+                1,
+                100,
+                "v",
+                None,
+            );
+            let ip: IpAddr = r.provider.host.parse().unwrap();
+            assert!(
+                !ip.is_unspecified() && ip.to_canonical() == ip,
+                "{any}: {ip}"
+            );
         }
         // A library user who sets it gets the same refusal at start.
         let mut o = GovernanceOptions::new("app", "c", Backend::Embedded(String::new()));
