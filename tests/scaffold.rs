@@ -1,13 +1,48 @@
 //! `ringsoa new`: a fresh crate outside the repository, made from the demo IDL,
-//! builds, serves, and answers its own client example and `ringsoa call`.
+//! builds, serves, and answers its own client example and `ringsoa call`; one made
+//! from an IDL whose include is found through `--include-dir` builds and serves too.
 
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use support::process::{free_port, refused_in_one_line, ringsoa_call, stdout_ok, Peer};
+
+/// Runs `ringsoa new NAME --idl IDL EXTRA… --path DIR/NAME` against this source.
+fn ringsoa_new(dir: &Path, name: &str, idl: &str, extra: &[&str]) -> (PathBuf, Output) {
+    let krate = dir.join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["new", name, "--idl", idl])
+        .args(extra)
+        .arg("--path")
+        .arg(&krate)
+        .arg("--ringsoa")
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (krate, out)
+}
+
+/// Builds the crate at `krate` (all targets, warnings denied) into `target`, with
+/// the repository's lock, which pins the same versions.
+fn build(krate: &Path, target: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--all-targets", "--manifest-path"])
+        .arg(krate.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target)
+        .env("RUSTFLAGS", "-D warnings")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{} does not build without warnings",
+        krate.display()
+    );
+}
 
 #[test]
 fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
@@ -15,23 +50,8 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     let dir = std::env::temp_dir().join(format!("ringsoa-new-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let krate = dir.join("hello-svc");
-    let new = || {
-        Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-            .args([
-                "new",
-                "hello-svc",
-                "--idl",
-                "src/bin/ringsoa-demo/demo.thrift",
-            ])
-            .arg("--path")
-            .arg(&krate)
-            .arg("--ringsoa")
-            .arg(root)
-            .output()
-            .unwrap()
-    };
-    let out = new();
+    let demo_idl = "src/bin/ringsoa-demo/demo.thrift";
+    let (krate, out) = ringsoa_new(&dir, "hello-svc", demo_idl, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -49,26 +69,13 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
         assert!(krate.join(f).is_file(), "{f} missing");
     }
     // Made again on the same path: refused, nothing touched.
-    let again = new();
+    let (_, again) = ringsoa_new(&dir, "hello-svc", demo_idl, &[]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    // The repository's lock pins the same versions; a target directory of its own
-    // (cargo test holds `target`).
-    std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    // A target directory of its own (cargo test holds `target`).
     let target = root.join("target/scaffold");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--all-targets", "--manifest-path"])
-        .arg(krate.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .env("RUSTFLAGS", "-D warnings")
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "the new crate does not build without warnings"
-    );
-
+    build(&krate, &target);
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let _server = Peer::spawn(
         Command::new(target.join("debug/hello-svc")).arg(addr.to_string()),
@@ -84,7 +91,47 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     refused_in_one_line(&target.join("debug/examples/client"), "hello-svc-client");
     // The stubs answer their types' defaults.
     let add = ["Demo.add", r#"{"a": 40, "b": 2}"#];
-    let out = ringsoa_call("src/bin/ringsoa-demo/demo.thrift", &addr.to_string(), &add);
+    let out = ringsoa_call(demo_idl, &addr.to_string(), &add);
     assert_eq!(stdout_ok(&out), "0");
+
+    // An IDL whose include is found only through an include dir: copied in, and
+    // the build script searches its place in the crate (before, the copy was made
+    // but the build script did not look there, and the crate did not build).
+    let idl = "tests/idl/codegen.thrift";
+    let (_, out) = ringsoa_new(&dir, "no-dir", idl, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("include \"shared.thrift\" not found"), "{err}");
+    let (krate, out) = ringsoa_new(&dir, "inc-svc", idl, &["--include-dir", "tests/idl/inc"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(krate.join("idl/inc/shared.thrift").is_file());
+    build(&krate, &target);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _server = Peer::spawn(
+        Command::new(target.join("debug/inc-svc")).arg(addr.to_string()),
+        addr,
+        "the second crate's server",
+    );
+    let out = Command::new(target.join("debug/examples/client"))
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    assert!(stdout_ok(&out).starts_with("Derived.get: "));
+    // The method Derived inherits from the included file's service answers too.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["call", "--idl", idl, "--include-dir", "tests/idl/inc"])
+        .args([
+            "--addr",
+            &addr.to_string(),
+            "Derived.hello",
+            r#"{"who": "x"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout_ok(&out), "\"\"");
     std::fs::remove_dir_all(&dir).unwrap();
 }

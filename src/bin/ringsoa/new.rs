@@ -80,11 +80,11 @@ fn create(a: &NewArgs) -> Result<PathBuf, String> {
         .ringsoa
         .canonicalize()
         .map_err(|e| format!("ringsoa source {}: {e}", a.ringsoa.display()))?;
-    let idl_file = copy_idl(&program, root, &dir.join("idl"))?;
+    let (idl_file, include_dirs) = copy_idl(&program, root, &a.include_dirs, &dir)?;
     let krate = a.name.replace('-', "_");
     let files = [
         ("Cargo.toml", cargo_toml(&a.name, &ringsoa)),
-        ("build.rs", build_rs(&idl_file)),
+        ("build.rs", build_rs(&idl_file, &include_dirs)),
         ("src/lib.rs", lib_rs(&a.name, &program, root)),
         ("src/handler.rs", handler_rs(&program, root)),
         ("src/main.rs", main_rs(&a.name, &krate, &program, root)),
@@ -118,35 +118,76 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Copies every IDL file of the program into `to`, keeping their places relative to
-/// the root file's folder; returns the root's path inside the crate.
-fn copy_idl(program: &Program, root: usize, to: &Path) -> Result<String, String> {
-    let base = program.files[root]
-        .path
-        .canonicalize()
-        .map_err(|e| e.to_string())?
+/// Copies every IDL file of the program into the crate's `idl` folder: those under
+/// the root file's folder keep their places relative to it; those found through an
+/// include dir outside it go to `idl/includes/K` (K: the dir's place in
+/// `include_dirs`), keeping their places relative to that dir. Returns the root's
+/// path in the crate and the include dirs its build script gives, in their order.
+fn copy_idl(
+    program: &Program,
+    root: usize,
+    include_dirs: &[PathBuf],
+    krate: &Path,
+) -> Result<(String, Vec<String>), String> {
+    let canonical = |p: &Path| {
+        p.canonicalize()
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let base = canonical(&program.files[root].path)?
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let dirs = include_dirs
+        .iter()
+        .map(|d| canonical(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each include dir's place in the crate: under `idl` as under the root's folder,
+    // else its own folder once a file is copied from it.
+    let mut places: Vec<Option<PathBuf>> = dirs
+        .iter()
+        .map(|d| {
+            d.strip_prefix(&base)
+                .ok()
+                .map(|rel| Path::new("idl").join(rel))
+        })
+        .collect();
     let mut root_rel = String::new();
     for (i, f) in program.files.iter().enumerate() {
-        let abs = f.path.canonicalize().map_err(|e| e.to_string())?;
-        let rel = abs.strip_prefix(&base).map_err(|_| {
-            format!(
-                "{} is included from outside {}'s folder: copy it into the crate by hand",
-                f.path.display(),
-                program.files[root].path.display()
-            )
-        })?;
-        let dest = to.join(rel);
+        let abs = canonical(&f.path)?;
+        let rel = match abs.strip_prefix(&base) {
+            Ok(rel) => Path::new("idl").join(rel),
+            Err(_) => {
+                let k = dirs
+                    .iter()
+                    .position(|d| abs.starts_with(d))
+                    .ok_or_else(|| {
+                        format!(
+                            "{} is included from outside {}'s folder and every include dir: \
+                         copy it into the crate by hand",
+                            f.path.display(),
+                            program.files[root].path.display()
+                        )
+                    })?;
+                let place = places[k].get_or_insert_with(|| format!("idl/includes/{k}").into());
+                place.join(abs.strip_prefix(&dirs[k]).expect("a file in the dir"))
+            }
+        };
+        let dest = krate.join(&rel);
         std::fs::create_dir_all(dest.parent().expect("a file"))
             .and_then(|()| std::fs::copy(&abs, &dest).map(drop))
             .map_err(|e| format!("cannot copy {}: {e}", f.path.display()))?;
         if i == root {
-            root_rel = format!("idl/{}", rel.display());
+            root_rel = rel.display().to_string();
         }
     }
-    Ok(root_rel)
+    // Only those that hold a copied file (the rest are not in the crate).
+    let dirs = places
+        .into_iter()
+        .flatten()
+        .filter(|p| krate.join(p).is_dir())
+        .map(|p| p.display().to_string())
+        .collect();
+    Ok((root_rel, dirs))
 }
 
 fn cargo_toml(name: &str, ringsoa: &Path) -> String {
@@ -160,10 +201,14 @@ fn cargo_toml(name: &str, ringsoa: &Path) -> String {
     )
 }
 
-fn build_rs(idl: &str) -> String {
+fn build_rs(idl: &str, include_dirs: &[String]) -> String {
+    let builder: String = include_dirs
+        .iter()
+        .map(|d| format!(".include_dir({d:?})"))
+        .collect();
     format!(
         "//! Generates the Rust code for the IDL (included by src/lib.rs).\n\n\
-         fn main() {{\n    if let Err(e) = ringsoa_build::compile(&[{idl:?}]) {{\n        \
+         fn main() {{\n    if let Err(e) = ringsoa_build::Builder::new(){builder}.compile(&[{idl:?}]) {{\n        \
          eprintln!(\"{{e}}\");\n        std::process::exit(1);\n    }}\n}}\n"
     )
 }
