@@ -992,6 +992,11 @@ fn a_chroot_in_the_connect_string_is_created_and_a_refused_registration_logs_wit
     assert!(ok, "{err}");
     let (ok, out, _) = ringsoa(&["config", "get", APP, "k", "--zk", &fresh]);
     assert!(ok && out.contains('w'), "{out}");
+    // Reading never makes one (a mistyped chroot stays absent).
+    let typo = format!("{}/team/typo", zk.connect);
+    let (ok, out, err) = ringsoa(&["registry", "ls", "--zk", &typo]);
+    assert!(ok, "{out}{err}");
+    assert!(zkc.get("/team/typo").is_none());
 
     // A chroot this process may not write under: serving goes on, and the refusal
     // is logged once a second's tries have failed and every 5 s after, with why.

@@ -151,7 +151,6 @@ async fn session(
         s.connected = true;
         s.session = Some(id);
     });
-    ensure_chroot(&client).await;
     let mut states = client.state_watcher();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let mut watches = Watches::default();
@@ -253,21 +252,10 @@ impl Attempts {
     }
 }
 
-/// Logs what [`make_chroot`] did at the start of a session.
-async fn ensure_chroot(client: &zk::Client) {
-    let chroot = client.path();
-    match make_chroot(client).await {
-        Ok(false) => {}
-        Ok(true) => tracing::info!(chroot, "created the connect string's chroot"),
-        Err(e) => {
-            tracing::warn!(chroot, error = %e, "cannot create the connect string's chroot: nothing can be registered under it until it exists")
-        }
-    }
-}
-
 /// Creates `client`'s chroot (the connect string's `/chroot`) when it is missing,
-/// as Curator does its namespace: ZooKeeper creates nothing under a chroot that
-/// does not exist. Whether it created it.
+/// before a write, as Curator does its namespace: ZooKeeper creates nothing under a
+/// chroot that does not exist. Readers never create it (a mistyped chroot stays
+/// absent). Whether it created it.
 pub(super) async fn make_chroot(client: &zk::Client) -> Result<bool, zk::Error> {
     let chroot = client.path();
     if chroot == "/" {
@@ -438,6 +426,14 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> Result<(), St
             }
         }
         Err(e) => return Err(format!("cannot check the registration {path}: {e}")),
+    }
+    match make_chroot(client).await {
+        Ok(false) => {}
+        Ok(true) => tracing::info!(
+            chroot = client.path(),
+            "created the connect string's chroot"
+        ),
+        Err(e) => return Err(format!("cannot create the chroot {}: {e}", client.path())),
     }
     let parent = k.mirror.layout().providers(&r.service);
     let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
