@@ -44,6 +44,23 @@ fn build(krate: &Path, target: &Path) {
     );
 }
 
+/// Starts the crate `name`'s server (built into `target`) on a free port and runs
+/// its client example against it; the server, its address and what the client
+/// printed.
+fn serve_and_call(target: &Path, name: &str) -> (Peer, SocketAddr, String) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = Peer::spawn(
+        Command::new(target.join("debug").join(name)).arg(addr.to_string()),
+        addr,
+        name,
+    );
+    let out = Command::new(target.join("debug/examples/client"))
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    (server, addr, stdout_ok(&out))
+}
+
 #[test]
 fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -76,17 +93,8 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     // A target directory of its own (cargo test holds `target`).
     let target = root.join("target/scaffold");
     build(&krate, &target);
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _server = Peer::spawn(
-        Command::new(target.join("debug/hello-svc")).arg(addr.to_string()),
-        addr,
-        "the new crate's server",
-    );
-    let out = Command::new(target.join("debug/examples/client"))
-        .arg(addr.to_string())
-        .output()
-        .unwrap();
-    assert_eq!(stdout_ok(&out), "Demo.ping: ()");
+    let (_server, addr, said) = serve_and_call(&target, "hello-svc");
+    assert_eq!(said, "Demo.ping: ()");
     // With nothing listening, the client says so in one line.
     refused_in_one_line(&target.join("debug/examples/client"), "hello-svc-client");
     // The stubs answer their types' defaults.
@@ -110,17 +118,8 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     );
     assert!(krate.join("idl/inc/shared.thrift").is_file());
     build(&krate, &target);
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _server = Peer::spawn(
-        Command::new(target.join("debug/inc-svc")).arg(addr.to_string()),
-        addr,
-        "the second crate's server",
-    );
-    let out = Command::new(target.join("debug/examples/client"))
-        .arg(addr.to_string())
-        .output()
-        .unwrap();
-    assert!(stdout_ok(&out).starts_with("Derived.get: "));
+    let (_server, addr, said) = serve_and_call(&target, "inc-svc");
+    assert!(said.starts_with("Derived.get: "), "{said}");
     // The method Derived inherits from the included file's service answers too.
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
         .args(["call", "--idl", idl, "--include-dir", "tests/idl/inc"])
