@@ -297,8 +297,8 @@ fn a_missing_argument_is_an_error_null_sends_it_absent_and_hosts_resolve() {
     );
 }
 
-/// Counts that cannot be zero and an advertised address nobody can reach are
-/// refused with one line naming the flag, and more cores than CPUs start with a
+/// Counts that cannot be zero, an advertised address nobody can reach and a
+/// malformed ZooKeeper connect string are refused with one line naming the flag, and more cores than CPUs start with a
 /// warning that they share CPUs.
 #[test]
 fn the_demo_refuses_values_it_cannot_use_and_warns_of_more_cores_than_cpus() {
@@ -320,6 +320,18 @@ fn the_demo_refuses_values_it_cannot_use_and_warns_of_more_cores_than_cpus() {
     let (code, err) = demo_refused(&["--advertise", "host:9090"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("without a port"), "{err}");
+    // A malformed ZooKeeper connect string is a setting to fix, not a ZooKeeper to
+    // retry for ever (as it was).
+    let (code, err) = demo_refused(&["--zk", "127.0.0.1:2181/team//a"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a ZooKeeper path"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["registry", "ls", "--zk", "zk1:21x81"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the port is not a number"), "{err}");
     let cpus = std::thread::available_parallelism().unwrap().get();
     let addr = format!("127.0.0.1:{}", free_port());
     let cores = (cpus + 1).to_string();

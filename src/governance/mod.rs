@@ -5,6 +5,7 @@
 //! - [`layout`]: where things live in ZooKeeper.
 //! - `mirror`: the followed folders and the snapshot they make; `cache`: the disk
 //!   cache; [`state_file`]: the TOML file used without ZooKeeper.
+//! - [`connect`]: the ZooKeeper connect string, checked before use.
 //! - `keeper`: what both backends share — the mirror, publishing to the cores, the
 //!   wanted registration; `zk`: the ZooKeeper session loop; `file`: the state-file
 //!   loop; [`registrar`]: the registration and its health check.
@@ -13,6 +14,7 @@
 //! new snapshots from a channel on their own tick ([`crate::control::Governed`]).
 
 mod cache;
+pub mod connect;
 mod file;
 mod keeper;
 pub mod layout;
@@ -164,7 +166,14 @@ impl Governance {
                 state_file::parse(text, &layout)
                     .map_err(|e| std::io::Error::other(format!("embedded state: {e}")))?;
             }
-            Backend::ZooKeeper(_) => {}
+            Backend::ZooKeeper(hosts) => {
+                connect::check(hosts).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("ZooKeeper connect string {hosts:?}: {e}"),
+                    )
+                })?;
+            }
         }
         let shared = Arc::new(Shared {
             latest: Mutex::new(Arc::new(Snapshot::empty(&options.app, &options.cluster))),

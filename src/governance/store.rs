@@ -40,6 +40,8 @@ impl Store {
     /// Connects to ZooKeeper, giving up after `timeout`.
     pub async fn zookeeper(hosts: &str, root: &str, timeout: Duration) -> Result<Store, String> {
         let layout = Layout::new(root)?;
+        super::connect::check(hosts)
+            .map_err(|e| format!("ZooKeeper connect string {hosts:?}: {e}"))?;
         let connect = zk::Client::connector()
             .with_session_timeout(Duration::from_secs(6))
             .with_fail_eagerly()

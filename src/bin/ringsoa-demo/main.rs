@@ -62,9 +62,9 @@ struct Args {
     /// admit a new one.
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<usize>)]
     max_connections: usize,
-    /// ZooKeeper connect string (host:port,host:port); without it, the state file
-    /// (--state) or the embedded defaults provide config, switches and providers.
-    #[arg(long)]
+    /// ZooKeeper connect string (host:port,host:port[/chroot]); without it, the state
+    /// file (--state) or the embedded defaults provide config, switches and providers.
+    #[arg(long, value_parser = ringsoa::governance::connect::check)]
     zk: Option<String>,
     /// This process's cluster in the registry.
     #[arg(long, default_value = "default")]

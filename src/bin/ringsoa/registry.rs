@@ -16,8 +16,8 @@ const ZK_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(clap::Args, Debug, Clone)]
 #[group(id = "registry", multiple = false)]
 pub struct Source {
-    /// ZooKeeper connect string (host:port,host:port).
-    #[arg(long)]
+    /// ZooKeeper connect string (host:port,host:port[/chroot]).
+    #[arg(long, value_parser = ringsoa::governance::connect::check)]
     pub zk: Option<String>,
     /// A state file (TOML) instead of ZooKeeper.
     #[arg(long)]

@@ -1,0 +1,123 @@
+//! The ZooKeeper connect string, `HOST[:PORT][,HOST[:PORT]…][/CHROOT]`, checked
+//! before use: a malformed one is a setting to fix, refused at start with one line,
+//! not a ZooKeeper to retry for ever.
+
+/// Checks `hosts` as zookeeper-client reads it: comma-separated `host:port` (port
+/// 2181 when left out; `[v6]:port`; a `tcp://` prefix allowed), the last one
+/// followed by an optional chroot, an absolute path without empty, `.` or `..`
+/// parts. Returns it (a command-line parser's value).
+pub fn check(hosts: &str) -> Result<String, String> {
+    let (list, chroot) = split_chroot(hosts);
+    if list.is_empty() {
+        return Err("no host given".into());
+    }
+    for host in list.split(',') {
+        check_host(host)?;
+    }
+    if let Some(path) = chroot {
+        check_chroot(path)?;
+    }
+    Ok(hosts.to_string())
+}
+
+/// The hosts and the chroot: the chroot starts at the first `/` of the last host
+/// that is not part of its `tcp://` prefix (a scheme, not a chroot).
+fn split_chroot(hosts: &str) -> (&str, Option<&str>) {
+    let last = hosts.rfind(',').map_or(0, |i| i + 1);
+    let start = last
+        + ["tcp://", "tcp+tls://"]
+            .iter()
+            .find_map(|p| hosts[last..].starts_with(p).then_some(p.len()))
+            .unwrap_or(0);
+    match hosts[start..].find('/') {
+        Some(i) => (&hosts[..start + i], Some(&hosts[start + i..])),
+        None => (hosts, None),
+    }
+}
+
+fn check_host(entry: &str) -> Result<(), String> {
+    let hostport = entry
+        .strip_prefix("tcp://")
+        .or_else(|| entry.strip_prefix("tcp+tls://"))
+        .unwrap_or(entry);
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, rest)) if rest.is_empty() || rest.starts_with(':') => {
+                (host, rest.strip_prefix(':'))
+            }
+            _ => return Err(format!("{entry:?} is not HOST:PORT")),
+        },
+        None => match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        },
+    };
+    if host.is_empty() || host.contains(['/', ' ']) {
+        return Err(format!("{entry:?} is not HOST:PORT"));
+    }
+    match port.map(str::parse::<u16>) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => Err(format!("{entry:?}: the port is not a number in 1..=65535")),
+    }
+}
+
+fn check_chroot(path: &str) -> Result<(), String> {
+    if path == "/" {
+        return Ok(());
+    }
+    let bad = path.ends_with('/')
+        || path[1..]
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        return Err(format!(
+            "chroot {path:?} is not a ZooKeeper path (/a/b: no empty, `.` or `..` parts, no trailing /)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use crate::governance::{Backend, Governance, GovernanceOptions};
+
+    #[test]
+    fn connect_strings_the_client_takes_pass_and_malformed_ones_say_why() {
+        for good in [
+            "127.0.0.1:2181",
+            "zk1:2181,zk2:2182,zk3",
+            "localhost:2181/team/a",
+            "[::1]:2181,[::1]:2182/x",
+            "tcp://h:2181/ringsoa",
+            "h:2181/",
+        ] {
+            assert_eq!(check(good).as_deref(), Ok(good));
+        }
+        for (bad, why) in [
+            ("", "no host"),
+            ("/chroot", "no host"),
+            ("h:2181,", "not HOST:PORT"),
+            ("h:2181,,g:1", "not HOST:PORT"),
+            (":2181", "not HOST:PORT"),
+            ("h:zk", "the port"),
+            ("h:0", "the port"),
+            ("h:70000", "the port"),
+            ("[::1:2181", "not HOST:PORT"),
+            ("h:2181/a//b", "is not a ZooKeeper path"),
+            ("h:2181/a/", "is not a ZooKeeper path"),
+            ("h:2181/a/../b", "is not a ZooKeeper path"),
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        // A library user gets the same refusal at start.
+        let zk = Backend::ZooKeeper("h:2181/a//b".into());
+        let e = Governance::start(GovernanceOptions::new("app", "c", zk)).err();
+        let e = e.expect("refused").to_string();
+        assert!(
+            e.starts_with("ZooKeeper connect string \"h:2181/a//b\": chroot"),
+            "{e}"
+        );
+    }
+}
