@@ -21,25 +21,26 @@ pub fn check(hosts: &str) -> Result<String, String> {
 }
 
 /// The hosts and the chroot: the chroot starts at the first `/` of the last host
-/// that is not part of its `tcp://` prefix (a scheme, not a chroot).
+/// that is not part of its scheme.
 fn split_chroot(hosts: &str) -> (&str, Option<&str>) {
     let last = hosts.rfind(',').map_or(0, |i| i + 1);
-    let start = last
-        + ["tcp://", "tcp+tls://"]
-            .iter()
-            .find_map(|p| hosts[last..].starts_with(p).then_some(p.len()))
-            .unwrap_or(0);
+    let start = hosts.len() - without_scheme(&hosts[last..]).len();
     match hosts[start..].find('/') {
         Some(i) => (&hosts[..start + i], Some(&hosts[start + i..])),
         None => (hosts, None),
     }
 }
 
+/// `entry` without its `tcp://` or `tcp+tls://`, if it has one.
+fn without_scheme(entry: &str) -> &str {
+    ["tcp://", "tcp+tls://"]
+        .iter()
+        .find_map(|p| entry.strip_prefix(p))
+        .unwrap_or(entry)
+}
+
 fn check_host(entry: &str) -> Result<(), String> {
-    let hostport = entry
-        .strip_prefix("tcp://")
-        .or_else(|| entry.strip_prefix("tcp+tls://"))
-        .unwrap_or(entry);
+    let hostport = without_scheme(entry);
     let (host, port) = match hostport.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
             Some((host, rest)) if rest.is_empty() || rest.starts_with(':') => {
