@@ -340,6 +340,15 @@ fn a_run_ends_on_time_whatever_the_server_does() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{mode}: the run must fail");
         assert!(stderr.contains(why), "{mode}: {stderr}");
+        // No latency or CPU of zero, which would read as a fast server.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if mode != "absent" {
+            assert!(
+                stdout.contains("latency  - (no call completed)"),
+                "{mode}: {stdout}"
+            );
+            assert!(!stdout.contains("0.00 µs"), "{mode}: {stdout}");
+        }
         // The run is 0.5 s; calls in flight get a 2 s grace after it.
         assert!(took < Duration::from_secs(20), "{mode}: took {took:?}");
     }

@@ -96,14 +96,30 @@ impl Report {
             f("qps").unwrap_or(0.0),
             f("errors").unwrap_or(0.0)
         );
-        out += &format!(
-            "  latency  p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs\n",
-            num("p50_us"),
-            num("p90_us"),
-            num("p99_us"),
-            num("p999_us"),
-            num("max_us")
-        );
+        if f("calls").unwrap_or(0.0) == 0.0 {
+            // Zeros here would read as a fast server.
+            out += "  latency  - (no call completed)\n  CPU      - (no call completed)\n";
+        } else {
+            out += &format!(
+                "  latency  p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs\n",
+                num("p50_us"),
+                num("p90_us"),
+                num("p99_us"),
+                num("p999_us"),
+                num("max_us")
+            );
+            out += &self.cpu_line();
+        }
+        if let Some(e) = self.fields.get("first_error").and_then(Value::as_str) {
+            out += &format!("  first error: {e}\n");
+        }
+        out
+    }
+
+    /// The summary's line of server and client CPU per call.
+    fn cpu_line(&self) -> String {
+        let f = |k: &str| self.fields.get(k).and_then(Value::as_f64);
+        let num = |k: &str| f(k).map_or("-".to_string(), |v| format!("{v:.2}"));
         let server = match (f("server_user_us_per_call"), f("server_system_us_per_call")) {
             (Some(u), Some(s)) => format!(
                 "{} µs/call (user {u:.2}, system {s:.2})",
@@ -111,14 +127,10 @@ impl Report {
             ),
             _ => format!("{} µs/call", num("server_cpu_us_per_call")),
         };
-        out += &format!(
+        format!(
             "  CPU      server {server}, client {} µs/call\n",
             num("client_cpu_us_per_call")
-        );
-        if let Some(e) = self.fields.get("first_error").and_then(Value::as_str) {
-            out += &format!("  first error: {e}\n");
-        }
-        out
+        )
     }
 
     /// The result as one JSON object.
