@@ -180,9 +180,7 @@ impl Store {
                     };
                 };
                 let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                super::zk::make_chroot(client)
-                    .await
-                    .map_err(|e| format!("cannot create the chroot {}: {e}", client.path()))?;
+                super::zk::make_chroot(client).await?;
                 client
                     .mkdir(&folder, &dir)
                     .await

@@ -255,18 +255,20 @@ impl Attempts {
 /// Creates `client`'s chroot (the connect string's `/chroot`) when it is missing,
 /// before a write, as Curator does its namespace: ZooKeeper creates nothing under a
 /// chroot that does not exist. Readers never create it (a mistyped chroot stays
-/// absent). Whether it created it.
-pub(super) async fn make_chroot(client: &zk::Client) -> Result<bool, zk::Error> {
+/// absent). Whether it created it; else why it could not.
+pub(super) async fn make_chroot(client: &zk::Client) -> Result<bool, String> {
     let chroot = client.path();
     if chroot == "/" {
         return Ok(false);
     }
     let root = client.clone().chroot("/").unwrap_or_else(|same| same);
-    if root.check_stat(chroot).await?.is_some() {
-        return Ok(false);
-    }
     let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    root.mkdir(chroot, &dir).await.map(|()| true)
+    let made = match root.check_stat(chroot).await {
+        Ok(Some(_)) => Ok(false),
+        Ok(None) => root.mkdir(chroot, &dir).await.map(|()| true),
+        Err(e) => Err(e),
+    };
+    made.map_err(|e| format!("cannot create the chroot {chroot}: {e}"))
 }
 
 /// The session's persistent recursive watches, one per followed folder, each
@@ -427,13 +429,11 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> Result<(), St
         }
         Err(e) => return Err(format!("cannot check the registration {path}: {e}")),
     }
-    match make_chroot(client).await {
-        Ok(false) => {}
-        Ok(true) => tracing::info!(
+    if make_chroot(client).await? {
+        tracing::info!(
             chroot = client.path(),
             "created the connect string's chroot"
-        ),
-        Err(e) => return Err(format!("cannot create the chroot {}: {e}", client.path())),
+        );
     }
     let parent = k.mirror.layout().providers(&r.service);
     let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());

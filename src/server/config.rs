@@ -91,9 +91,7 @@ impl Config {
             access_log: false,
         }
     }
-}
 
-impl Config {
     /// Why these settings cannot serve, if they cannot.
     pub(super) fn check(&self) -> Result<(), String> {
         if self.read_timeout.is_zero() || self.write_timeout.is_zero() {

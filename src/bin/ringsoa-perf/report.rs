@@ -62,7 +62,8 @@ impl Report {
     /// The result as lines for a person: what ran, counts, latency percentiles and
     /// CPU per call.
     pub fn summary(&self) -> String {
-        let f = |k: &str| self.fields.get(k).and_then(Value::as_f64);
+        let f = |k: &str| self.number(k);
+        let num = |k: &str| self.shown(k);
         let s = |k: &str| {
             self.fields
                 .get(k)
@@ -70,7 +71,6 @@ impl Report {
                 .unwrap_or("")
                 .to_string()
         };
-        let num = |k: &str| f(k).map_or("-".to_string(), |v| format!("{v:.2}"));
         let mut out = format!(
             "{} {} ({} B), {} {}, {} loop{}, {:.1} s measured\n",
             s("mode"),
@@ -116,10 +116,21 @@ impl Report {
         out
     }
 
+    /// A numeric field.
+    fn number(&self, key: &str) -> Option<f64> {
+        self.fields.get(key).and_then(Value::as_f64)
+    }
+
+    /// A numeric field as the summary shows it (two decimals, `-` when absent).
+    fn shown(&self, key: &str) -> String {
+        self.number(key)
+            .map_or("-".to_string(), |v| format!("{v:.2}"))
+    }
+
     /// The summary's line of server and client CPU per call.
     fn cpu_line(&self) -> String {
-        let f = |k: &str| self.fields.get(k).and_then(Value::as_f64);
-        let num = |k: &str| f(k).map_or("-".to_string(), |v| format!("{v:.2}"));
+        let f = |k: &str| self.number(k);
+        let num = |k: &str| self.shown(k);
         let server = match (f("server_user_us_per_call"), f("server_system_us_per_call")) {
             (Some(u), Some(s)) => format!(
                 "{} µs/call (user {u:.2}, system {s:.2})",
