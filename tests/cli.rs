@@ -139,6 +139,25 @@ fn errors_are_one_line_with_exit_2() {
     let (code, _, err) = call(demo.addr, &[], "Demo.nothing", json!({}));
     assert_eq!(code, 2);
     assert!(err.contains("has no method `nothing`"), "{err}");
+    // Meta with nothing to carry it: refused, not dropped in silence.
+    let (code, _, err) = call(
+        demo.addr,
+        &["--no-tracking", "--meta", "k=v"],
+        "Demo.ping",
+        json!({}),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--meta travels in the tracking header"),
+        "{err}"
+    );
+    let (code, who, err) = call(
+        demo.addr,
+        &["--no-tracking", "--meta", "k=v", "--transport", "ttheader"],
+        "Demo.whoami",
+        json!({}),
+    );
+    assert_eq!((code, &who["meta.k"]), (0, &json!("v")), "{err}");
     let closed: SocketAddr = format!("127.0.0.1:{}", support::process::free_port())
         .parse()
         .unwrap();

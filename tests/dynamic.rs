@@ -197,6 +197,14 @@ fn bad_json_says_where() {
             other => panic!("{args}: expected a JSON error at {path}, got {other:?}"),
         }
     }
+    // A key that is not JSON text says how such keys are written.
+    match dynamic::encode_call(&m, &json!({"item": {"id": 1, "nested": {"x": []}}}), Protocol::Binary, 1) {
+        Err(dynamic::DynamicError::Json { message, .. }) => assert_eq!(
+            message,
+            "map key `x` is not JSON text: a map whose keys are not strings takes each key as its JSON text, as \"4\" for 4"
+        ),
+        other => panic!("expected a JSON error, got {other:?}"),
+    }
     // Enum names are accepted on input and printed as numbers.
     let ok = dynamic::encode_call(
         &m,

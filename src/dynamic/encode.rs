@@ -152,8 +152,11 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
                     w.write_string(key);
                 } else {
                     let kj: Json = serde_json::from_str(key).map_err(|_| {
-                        DynamicError::json(format!("map key `{key}` is not JSON text of a {:?}", k))
-                            .at(&at)
+                        DynamicError::json(format!(
+                            "map key `{key}` is not JSON text: a map whose keys are not strings \
+                             takes each key as its JSON text, as \"4\" for 4"
+                        ))
+                        .at(&at)
                     })?;
                     encode_value(p, k, &kj, w).map_err(|e| e.at(&at))?;
                 }

@@ -237,6 +237,12 @@ fn call(a: CallArgs) -> ExitCode {
             return fail("say where to call: --addr HOST:PORT or --service APP/CLUSTER")
         }
     };
+    let header_transport = matches!(a.transport, TransportArg::Ttheader | TransportArg::Theader);
+    if a.no_tracking && !header_transport && !a.meta.is_empty() {
+        return fail(
+            "--meta travels in the tracking header or a header transport's: drop --no-tracking, or add --transport ttheader",
+        );
+    }
     let timeout = Duration::from_millis(a.timeout_ms);
     let opts = ConnOptions {
         protocol,
