@@ -2,8 +2,9 @@
 //! its cluster's overrides, the providers of every service it serves or calls),
 //! their children as last read, and the [`Snapshot`] they make.
 //!
-//! Every value is checked as it comes in: a value that is not UTF-8, or a provider
-//! node that is not valid JSON, is logged once and left out; the rest stands.
+//! Every value is checked as it comes in: a value that is not UTF-8, a switch that
+//! is not on, off or JSON, or a provider node that is not valid JSON, is logged
+//! once and left out; the rest stands.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -12,7 +13,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Kind, Layout};
-use crate::control::{Provider, ServiceName, Snapshot, Source, MAX_SERVICES};
+use crate::control::{Provider, ServiceName, Snapshot, Source, Switch, MAX_SERVICES};
 
 /// One followed folder.
 #[derive(Debug, Clone)]
@@ -278,7 +279,14 @@ fn check(kind: Kind, path: &str, name: &str, data: Vec<u8>) -> Option<Value> {
                 return None;
             }
         },
-        _ => None,
+        Kind::Switches => {
+            if let Err(e) = Switch::parse(&raw) {
+                tracing::warn!(%path, "{e}: ignored");
+                return None;
+            }
+            None
+        }
+        Kind::Config => None,
     };
     Some(Value { raw, provider })
 }
@@ -336,12 +344,16 @@ mod tests {
             ],
         );
         assert!(!m.set("/r/apps/demo/config/k", vec![0xc3]));
+        // A cluster's switch that is not one: left out, so the app-wide value stands.
+        assert!(m.set("/r/apps/demo/switches/s", b"on".to_vec()));
+        assert!(!m.set("/r/apps/demo/clusters/main/switches/s", b"maybe".to_vec()));
         let snap = m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
         let ps = snap.providers(&svc).unwrap();
         assert_eq!(ps.len(), 1);
         assert_eq!(ps[0].weight, 5);
         assert_eq!(ps[0].addr, Some("127.0.0.1:1".parse().unwrap()));
         assert!(snap.config.is_empty());
+        assert!(snap.switch_on("s", false));
         assert!(
             snap.providers(&"x/y".parse().unwrap()).is_none(),
             "not loaded"

@@ -28,7 +28,7 @@ use std::path::Path;
 use toml_edit::{DocumentMut, Item, Table};
 
 use super::layout::{Kind, Layout};
-use crate::control::{check_name, Provider};
+use crate::control::{check_name, Provider, Switch};
 
 /// A state file's contents: folder path (as in ZooKeeper) → child → value.
 pub type Folders = BTreeMap<String, Vec<(String, Vec<u8>)>>;
@@ -67,7 +67,7 @@ pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
                     } else {
                         Kind::Switches
                     };
-                    let values = values(item, &format!("apps.{app}.{key}"))?;
+                    let values = values(item, &format!("apps.{app}.{key}"), kind)?;
                     out.insert(layout.folder(app, None, kind), values);
                 }
                 "clusters" => {
@@ -115,14 +115,15 @@ fn cluster_folders(
         let values = if kind == Kind::Providers {
             providers(item, &format!("{at}.providers"))?
         } else {
-            values(item, &format!("{at}.{key}"))?
+            values(item, &format!("{at}.{key}"), kind)?
         };
         out.insert(layout.folder(app, Some(cluster), kind), values);
     }
     Ok(())
 }
 
-fn values(item: &Item, at: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// The values of a config or switches table; a switch must read as one.
+fn values(item: &Item, at: &str, kind: Kind) -> Result<Vec<(String, Vec<u8>)>, String> {
     let t = item
         .as_table_like()
         .ok_or(format!("{at} must be a table"))?;
@@ -141,6 +142,9 @@ fn values(item: &Item, at: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
                     ))
                 }
             };
+            if kind == Kind::Switches {
+                Switch::parse(&text).map_err(|e| format!("{at}.{k}: {e}"))?;
+            }
             Ok((k.to_string(), text.into_bytes()))
         })
         .collect()
@@ -288,6 +292,10 @@ mod tests {
             ("[[apps.d.clusters.c.providers]]\nport = 1", "needs host"),
             ("[apps.\"a b\".config]", "bad app name"),
             ("[apps.demo", "TOML parse error"),
+            (
+                "[apps.demo.clusters.main.switches]\nrelay = \"maybe\"",
+                "apps.demo.clusters.main.switches.relay: a switch is on, off or JSON",
+            ),
         ] {
             let e = parse(text, &layout).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");
