@@ -19,7 +19,7 @@ use ringsoa::control::ServiceName;
 use ringsoa::governance::{Backend, Governance, GovernanceOptions, Registration};
 use ringsoa::protocol::MessageType;
 use ringsoa::rpc::CallContext;
-use support::process::{free_port, http_get, Demo};
+use support::process::{free_port, http, http_get, Demo};
 use support::wire::call_raw;
 use support::zk::ZooKeeper;
 use zookeeper_client as zk;
@@ -905,6 +905,12 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
         &[0xff, 0xfe, 0x00],
     );
     zkc.set("/ringsoa/apps/ringsoa-demo/config/good", b"1");
+    // A cluster's switch that is not one: left out, so the app-wide value stands.
+    zkc.set("/ringsoa/apps/ringsoa-demo/switches/relay", b"off");
+    zkc.set(
+        "/ringsoa/apps/ringsoa-demo/clusters/main/switches/relay",
+        b"maybe",
+    );
     // A cache dir that cannot be made: its parent is a file.
     let file = dir.0.join("a-file");
     std::fs::write(&file, b"x").unwrap();
@@ -916,6 +922,7 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
     );
     g.wait_view("/config", "the good value", |c| c["good"] == "1");
     assert!(g.get("/config").get("binary").is_none());
+    g.wait_view("/switches", "the app-wide relay", |w| w["relay"] == "off");
     g.wait_view("/registry", "its own node", |r| {
         r[APP]["main"].as_array().is_some_and(|l| l.len() == 1)
     });
@@ -927,6 +934,7 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
         let log = g.log_text();
         log.contains("provider node is not valid JSON")
             && log.contains("value is not UTF-8")
+            && log.contains("a switch is on, off or JSON; \"maybe\" is none of these")
             && log.contains("cannot write the disk cache")
     });
 
@@ -1069,6 +1077,13 @@ fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
     assert_eq!(e.get("/switches")["relay"], "on");
     assert_eq!(http_get(e.admin, "/health").0, 200);
     assert_eq!(http_get(e.admin, "/nope").0, 404);
+    // HEAD, as load balancers' health checks send it: the GET's status, no body.
+    let head = http(e.admin, "HEAD", "/health", &[]);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head:?}");
+    let post = http(e.admin, "POST", "/health", &["Content-Length: 0"]);
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert!(post.contains("allow: GET, HEAD\r\n"), "{post}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use ringsoa::control::CoreInit;
 use ringsoa::governance::{Backend, Governance, GovernanceOptions};
 use ringsoa::metrics::{Metrics, MetricsOptions};
 use ringsoa::protocol::MessageType;
-use support::process::{free_port, http_get, Demo};
+use support::process::{free_port, http, http_get, Demo};
 use support::wire::call_raw;
 
 mod idl {
@@ -487,11 +487,14 @@ fn statsd_lines_and_prometheus_metrics_count_the_calls_made() {
         "{pings} pings, {declared} declared"
     );
     assert!(timers > 0, "a timer line per method");
-    // /metrics parses with the reference parser and counts the same calls.
+    // /metrics parses with the reference parsers (0.0.4 text and strict OpenMetrics)
+    // and counts the same calls.
     let script = r#"
 import sys, urllib.request
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
 text = urllib.request.urlopen(sys.argv[1]).read().decode()
+list(openmetrics(text))  # strict: raises unless the body is valid OpenMetrics
 for family in text_string_to_metric_families(text):
     for s in family.samples:
         if s.name == "ringsoa_calls_total" and s.value:
@@ -578,6 +581,21 @@ fn an_error_burst_is_flagged_as_an_anomaly_and_steady_methods_are_not() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v.get("echo").is_none(), "echo stayed steady: {v}");
     let (_, metrics) = http_get(b.admin, "/metrics");
+    // Labelled OpenMetrics (what the body is) for a scraper that asks, as Prometheus
+    // does; the 0.0.4 text type otherwise.
+    let prometheus = http(
+        b.admin,
+        "GET",
+        "/metrics",
+        &["Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"],
+    );
+    assert!(
+        prometheus.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{prometheus}"
+    );
+    assert!(
+        http(b.admin, "GET", "/metrics", &[]).contains("content-type: text/plain; version=0.0.4"),
+    );
     assert!(
         metrics.contains(
             "ringsoa_anomaly{app=\"ringsoa-demo\",method=\"add\",kind=\"error_ratio\"} 1"

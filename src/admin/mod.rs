@@ -136,8 +136,14 @@ impl Drop for Held {
 }
 
 fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        // hyper answers a HEAD with the GET's headers and no body.
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        return r;
     }
     let snap = state.governance.as_ref().map(Governance::snapshot);
     match req.uri().path() {
@@ -166,7 +172,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                hyper::header::HeaderValue::from_static(metrics_type(req)),
             );
             r
         }
@@ -183,6 +189,24 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             StatusCode::NOT_FOUND,
             "not found: try /health, /config, /switches, /registry, /breakers, /limits, /anomalies, /pools, /metrics\n",
         ),
+    }
+}
+
+/// The content type `/metrics` is labelled with. The body is OpenMetrics text
+/// (`prometheus-client`'s encoder), which Prometheus's 0.0.4 text parser also reads:
+/// labelled OpenMetrics for a scraper that asks for it (Prometheus does, and then
+/// types `ringsoa_calls_total` as the counter `ringsoa_calls`), 0.0.4 for any other.
+fn metrics_type(req: &Request<Incoming>) -> &'static str {
+    let accepts_openmetrics = req
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if accepts_openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
     }
 }
 

@@ -241,16 +241,7 @@ pub fn python() -> String {
 
 /// `GET path` from an HTTP endpoint: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = http(addr, "GET", path, &[]);
     let status = text
         .split(' ')
         .nth(1)
@@ -261,6 +252,22 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
+}
+
+/// `METHOD path` with extra header lines (`"Accept: …"`) to an HTTP endpoint: the
+/// whole response, read until the server closes.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for h in headers {
+        request += &format!("{h}\r\n");
+    }
+    s.write_all(format!("{request}\r\n").as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }
 
 /// `ringsoa call --idl IDL --addr ADDR ARGS…` (ARGS: flags, then `Service.method` and
