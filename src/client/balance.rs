@@ -3,7 +3,10 @@
 //! Candidates are the nodes not yet tried by this call and not on the failed list;
 //! when none is left, nodes already tried (a retry may go back to the only node), and
 //! when every node has failed, all of them: the client fails open, like Finagle,
-//! rather than refusing every call while the prober works.
+//! rather than refusing every call while the prober works. Within that set, nodes of
+//! weight 0 are left out while any node of a higher weight is in it (as Dubbo's and
+//! Kitex's weighted choices do): weight 0 takes a node out of rotation without
+//! deregistering it, and when only such nodes are left they share the calls evenly.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -65,6 +68,12 @@ pub(crate) fn pick(
         &healthy
     } else {
         &|_| true
+    };
+    let weighted = |i: usize| level(i) && nodes[i].node.weight > 0;
+    let level: &dyn Fn(usize) -> bool = if (0..nodes.len()).any(weighted) {
+        &weighted
+    } else {
+        level
     };
     let candidates = || (0..nodes.len()).filter(|&i| level(i));
     match candidates().count() {
@@ -194,6 +203,33 @@ mod tests {
         assert_eq!(by_weight(&ns, both, 0.2499), 0);
         assert_eq!(by_weight(&ns, both, 0.25), 1);
         assert_eq!(by_weight(&ns, both, 0.9999), 1);
+    }
+
+    #[test]
+    fn weight_0_takes_a_node_out_while_another_can_serve() {
+        let ns = nodes(&[0, 100, 0]);
+        for opts in [soft(), p2c_opts()] {
+            for _ in 0..200 {
+                assert_eq!(pick(&ns, &[], &opts), Some(1));
+            }
+            // Its retry, with node 1 tried, goes to a node of weight 0, not back.
+            let mut seen = [0u32; 3];
+            for _ in 0..200 {
+                seen[pick(&ns, &[1], &opts).unwrap()] += 1;
+            }
+            assert!(seen[0] > 0 && seen[2] > 0 && seen[1] == 0, "{seen:?}");
+        }
+        fail(&ns[1]);
+        assert_ne!(pick(&ns, &[], &soft()), Some(1), "the weighted node failed");
+        let zeros = nodes(&[0, 0]);
+        let mut seen = [0u32; 2];
+        for _ in 0..200 {
+            seen[pick(&zeros, &[], &soft()).unwrap()] += 1;
+        }
+        assert!(
+            seen[0] > 50 && seen[1] > 50,
+            "all 0: shared evenly {seen:?}"
+        );
     }
 
     #[test]

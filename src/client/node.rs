@@ -15,7 +15,8 @@ use super::pool::{NodePool, PoolOptions, PoolStats};
 pub struct Node {
     /// The node's address.
     pub addr: SocketAddr,
-    /// Relative share of calls; 0 is treated as 1.
+    /// Relative share of calls; 0 takes the node out of rotation while a node of a
+    /// higher weight can take the call.
     pub weight: u32,
 }
 

@@ -85,7 +85,8 @@ struct Args {
     /// Admin HTTP endpoint: HOST:PORT, or PORT for loopback.
     #[arg(long, value_parser = ringsoa::admin::parse_addr)]
     admin: Option<SocketAddr>,
-    /// Registered weight.
+    /// Registered weight: a share of callers' calls (0: none while another node can
+    /// take them).
     #[arg(long, default_value_t = 100)]
     weight: u32,
     /// Host registered for others to reach this process (default: the listen IP).
