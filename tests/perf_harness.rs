@@ -72,6 +72,23 @@ fn short_run(server: &EchoServer) -> (Output, Value) {
 }
 
 #[test]
+fn thousands_of_connections_open_before_the_clock_starts() {
+    // Opened one by one beside the ones already loaded, 2,000 connections took
+    // about 4 s (release build), and the run's end (counted from before them) came
+    // first: every connection failed with "no reply by the end of the run".
+    let server = EchoServer::start(&[]);
+    let addr = server.addr.to_string();
+    let (out, v) = load(&["--addr", &addr, "--conns", "3000", "--duration-s", "0.5"]);
+    assert!(
+        out.status.success(),
+        "{v} / {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["errors"], 0, "{v}");
+    assert!(v["calls"].as_u64().unwrap() >= 3000, "{v}");
+}
+
+#[test]
 fn wrong_replies_are_counted_and_fail_the_run() {
     let (out, v) = short_run(&EchoServer::start(&[]));
     assert!(out.status.success(), "{v}");

@@ -13,7 +13,7 @@ fn reserve(limit: u64) -> u64 {
 /// per-core connection limit that fits in it (the configured one, lowered with a
 /// warning when cores × connections and a reserve exceed the limit).
 pub fn fit_connections(config: &Config) -> usize {
-    let limit = raise_soft_limit();
+    let limit = crate::runtime::raise_open_file_limit();
     let wanted = config.max_connections;
     let Some(limit) = limit else {
         return wanted;
@@ -28,33 +28,4 @@ pub fn fit_connections(config: &Config) -> usize {
         return fit;
     }
     wanted
-}
-
-/// Sets the soft RLIMIT_NOFILE to the hard one; returns the soft limit now in force.
-fn raise_soft_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                tracing::debug!(
-                    from = lim.rlim_cur,
-                    to = lim.rlim_max,
-                    "raised the open-file limit"
-                );
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-    }
-    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }

@@ -92,7 +92,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> std::io::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // Thousands of connections on either side need more than a soft limit of 1,024.
+    ringsoa::runtime::raise_open_file_limit();
+    match cli.command {
         Command::Load(a) => load::run(a),
         Command::EchoServer(a) => echo_server::run(a),
         Command::Plot(a) => plot(a),
