@@ -90,6 +90,36 @@ fn ringsoa_new_makes_a_crate_that_builds_serves_and_answers() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
+    // Several services in one file: the one no other extends is served (it has
+    // its base's methods too; before, the first, here the base, was), and
+    // --service picks another.
+    let two = dir.join("two.thrift");
+    std::fs::write(
+        &two,
+        "service Base { void ping() }\nservice Derived extends Base { i32 get() }\nservice Other { void x() }\n",
+    )
+    .unwrap();
+    let two = two.to_str().unwrap();
+    let (made, out) = ringsoa_new(&dir, "two-svc", two, &[]);
+    assert!(
+        stdout_ok(&out).contains(
+            "serving Derived (the IDL also declares Base, Other; --service picks another)"
+        ),
+        "{out:?}"
+    );
+    let main = std::fs::read_to_string(made.join("src/main.rs")).unwrap();
+    assert!(main.contains("DerivedServer::new(DerivedImpl)"), "{main}");
+    let (made, _) = ringsoa_new(&dir, "other-svc", two, &["--service", "Other"]);
+    let main = std::fs::read_to_string(made.join("src/main.rs")).unwrap();
+    assert!(main.contains("OtherServer::new(OtherImpl)"), "{main}");
+    let (_, out) = ringsoa_new(&dir, "none-svc", two, &["--service", "Nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("declares no service Nope (it declares Base, Derived, Other)"),
+        "{out:?}"
+    );
+
     // A target directory of its own (cargo test holds `target`).
     let target = root.join("target/scaffold");
     build(&krate, &target);

@@ -18,9 +18,13 @@ use ringsoa::idl::model::{DefId, Program};
 pub struct NewArgs {
     /// The crate's name (a Cargo package name: letters, digits, `-`, `_`).
     name: String,
-    /// The IDL file whose services the crate serves (its includes are copied too).
+    /// The IDL file whose service the crate serves (its includes are copied too).
     #[arg(long)]
     idl: PathBuf,
+    /// The service to serve, when the IDL declares several (default: the first that
+    /// no other service in the file extends, which serves its bases' methods too).
+    #[arg(long)]
+    service: Option<String>,
     /// Directories searched for the IDL's includes.
     #[arg(long = "include-dir")]
     include_dirs: Vec<PathBuf>,
@@ -36,9 +40,9 @@ pub struct NewArgs {
 /// Writes the crate.
 pub fn new(a: NewArgs) -> ExitCode {
     match create(&a) {
-        Ok(dir) => {
+        Ok((dir, served)) => {
             println!(
-                "created {0}: cd {0} && cargo run (serves on 127.0.0.1:9090), then \
+                "created {0}{served}: cd {0} && cargo run (serves on 127.0.0.1:9090), then \
                  cargo run --example client",
                 dir.display()
             );
@@ -51,7 +55,9 @@ pub fn new(a: NewArgs) -> ExitCode {
     }
 }
 
-fn create(a: &NewArgs) -> Result<PathBuf, String> {
+/// Writes the crate; returns its folder and, when the IDL declares several
+/// services, which one it serves (for the closing line).
+fn create(a: &NewArgs) -> Result<(PathBuf, String), String> {
     let ok_name = !a.name.is_empty()
         && a.name.starts_with(|c: char| c.is_ascii_alphabetic())
         && a.name
@@ -69,9 +75,8 @@ fn create(a: &NewArgs) -> Result<PathBuf, String> {
         .iter()
         .position(|f| same_file(&f.path, &a.idl))
         .unwrap_or(0);
-    if program.files[root].services.is_empty() {
-        return Err(format!("{} declares no service", a.idl.display()));
-    }
+    let service = served(&program, root, a.service.as_deref())
+        .map_err(|e| format!("{}: {e}", a.idl.display()))?;
     let dir = a.path.clone().unwrap_or_else(|| PathBuf::from(&a.name));
     if dir.exists() {
         return Err(format!("{} already exists", dir.display()));
@@ -87,10 +92,13 @@ fn create(a: &NewArgs) -> Result<PathBuf, String> {
         ("build.rs", build_rs(&idl_file, &include_dirs)),
         ("src/lib.rs", lib_rs(&a.name, &program, root)),
         ("src/handler.rs", handler_rs(&program, root)),
-        ("src/main.rs", main_rs(&a.name, &krate, &program, root)),
+        (
+            "src/main.rs",
+            main_rs(&a.name, &krate, &program, root, service),
+        ),
         (
             "examples/client.rs",
-            client_rs(&a.name, &krate, &program, root),
+            client_rs(&a.name, &krate, &program, root, service),
         ),
     ];
     let mut sources = Vec::new();
@@ -108,7 +116,50 @@ fn create(a: &NewArgs) -> Result<PathBuf, String> {
         .args(["--edition", "2021"])
         .args(&sources)
         .status();
-    Ok(dir)
+    let services = &program.files[root].services;
+    let served = if services.len() > 1 {
+        let others: Vec<_> = services
+            .iter()
+            .filter(|s| s.name != services[service].name)
+            .map(|s| s.name.as_str())
+            .collect();
+        format!(
+            " serving {} (the IDL also declares {}; --service picks another)",
+            services[service].name,
+            others.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    Ok((dir, served))
+}
+
+/// The index of the service to serve in file `root`: `asked` by name, else the first
+/// that no other service of the file extends.
+fn served(program: &Program, root: usize, asked: Option<&str>) -> Result<usize, String> {
+    let services = &program.files[root].services;
+    let names = || {
+        services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match asked {
+        _ if services.is_empty() => Err("declares no service".into()),
+        Some(name) => services
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| format!("declares no service {name} (it declares {})", names())),
+        None => {
+            let extended = |index: usize| {
+                services
+                    .iter()
+                    .any(|s| s.extends == Some(DefId { file: root, index }))
+            };
+            Ok((0..services.len()).find(|&i| !extended(i)).unwrap_or(0))
+        }
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -279,9 +330,9 @@ fn handler_rs(program: &Program, root: usize) -> String {
     out
 }
 
-fn main_rs(name: &str, krate: &str, program: &Program, root: usize) -> String {
+fn main_rs(name: &str, krate: &str, program: &Program, root: usize, service: usize) -> String {
     let m = module(&program.files[root].name);
-    let s = &program.files[root].services[0].name;
+    let s = &program.files[root].services[service].name;
     format!(
         "//! Serves `{s}` on HOST:PORT (default 127.0.0.1:9090), one thread per core;\n\
          //! SIGTERM drains. Logs go to stderr (RUST_LOG=debug for more).\n\n\
@@ -308,9 +359,9 @@ fn main_rs(name: &str, krate: &str, program: &Program, root: usize) -> String {
     )
 }
 
-fn client_rs(name: &str, krate: &str, program: &Program, root: usize) -> String {
+fn client_rs(name: &str, krate: &str, program: &Program, root: usize, service: usize) -> String {
     let m = module(&program.files[root].name);
-    let s = &program.files[root].services[0];
+    let s = &program.files[root].services[service];
     let call = match s.functions.first() {
         Some(f) => {
             let args = ", Default::default()".repeat(f.args.len());
