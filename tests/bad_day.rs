@@ -527,6 +527,45 @@ fn a_flood_of_garbage_logs_a_line_not_a_line_each() {
 }
 
 #[test]
+fn a_non_strict_binary_client_is_refused_with_a_log_line_that_names_it() {
+    // thriftpy2 with strict_write=False: its messages carry no protocol version,
+    // which ringsoa does not read (DESIGN: strict binary). The log says why.
+    let logged = Logged::start("non-strict", |_| {});
+    let script = r#"
+import sys, thriftpy2
+from thriftpy2.rpc import make_client
+from thriftpy2.protocol import TBinaryProtocolFactory
+from thriftpy2.transport import TBufferedTransportFactory, TFramedTransportFactory
+demo = thriftpy2.load("src/bin/ringsoa-demo/demo.thrift", module_name="demo_thrift")
+host, port = sys.argv[1].rsplit(":", 1)
+for tf in (TBufferedTransportFactory(), TFramedTransportFactory()):
+    c = make_client(demo.Demo, host, int(port), timeout=3000, trans_factory=tf,
+                    proto_factory=TBinaryProtocolFactory(strict_write=False))
+    try:
+        c.echo("hi")
+        print("answered")
+    except Exception as e:
+        print("refused", type(e).__name__)
+"#;
+    let out = std::process::Command::new(support::process::python())
+        .args(["-c", script, &logged.demo.addr.to_string()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        ["refused TTransportException"; 2],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = logged.text();
+    assert!(
+        text.contains("closing connection: non-strict binary (a message with no protocol version"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_low_open_file_limit_is_fitted_and_sheds_load_cleanly() {
     let logged = Logged::start("fds", |cmd| {
         // SAFETY: setrlimit between fork and exec touches only this child.

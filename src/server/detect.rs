@@ -3,7 +3,8 @@
 //! Strict binary starts `0x80 0x01`, compact `0x82`; framed transport puts a 4-byte
 //! big-endian length before either, or before a header ([`crate::transport::header`]:
 //! TTHeader `0x10 0x00`, THeader `0x0F 0xFF`), whose payload protocol is read per
-//! message. HTTP is recognised and refused with a reason that says so.
+//! message. HTTP and non-strict binary are recognised and refused with a reason that
+//! says so.
 
 use crate::protocol::Protocol;
 use crate::transport::header::HeaderKind;
@@ -21,6 +22,21 @@ pub enum Detected {
 }
 
 const NOT_THRIFT: &str = "not a strict binary or compact Thrift message";
+
+const NON_STRICT: &str = "non-strict binary (a message with no protocol version, as \
+     TBinaryProtocol(strict_write=False) writes): ringsoa reads strict binary only";
+
+/// Whether `b` starts like a non-strict binary message: a name length under 256,
+/// then the name's first bytes, letters, digits, `_`, `.` or `:`.
+fn non_strict_at(b: &[u8]) -> bool {
+    match b {
+        [0, 0, 0, n, name @ ..] if *n > 0 && !name.is_empty() => name
+            .iter()
+            .take(*n as usize)
+            .all(|c| c.is_ascii_alphanumeric() || b"_.:".contains(c)),
+        _ => false,
+    }
+}
 
 /// The protocol of a message starting at `b`; in a frame (`framed`), a header counts
 /// as binary (each header names its payload's protocol).
@@ -76,6 +92,9 @@ pub fn detect(buf: &[u8]) -> Detected {
     match protocol_at(&buf[4..], true) {
         Some(Ok(p)) => Detected::Speaks(Framing::Framed, p),
         None => Detected::NeedMore,
+        Some(Err(_)) if non_strict_at(buf) || non_strict_at(&buf[4..]) => {
+            Detected::Unsupported(NON_STRICT)
+        }
         Some(Err(reason)) => Detected::Unsupported(reason),
     }
 }
@@ -128,5 +147,22 @@ mod tests {
             assert_eq!(detect(&b), Speaks(Framing::Framed, Protocol::Binary));
         }
         assert!(matches!(detect(&[0x80, 0x02]), Unsupported(_)));
+    }
+
+    #[test]
+    fn non_strict_binary_is_named_as_such() {
+        let buffered = b"\0\0\0\x04echo\x01\0\0\0\x01";
+        let mut framed = vec![0, 0, 0, 13];
+        framed.extend_from_slice(buffered);
+        for b in [&buffered[..], &framed, b"\0\0\0\x0fDemo:relay_whoami"] {
+            assert_eq!(detect(b), Detected::Unsupported(NON_STRICT), "{b:?}");
+        }
+        for other in [&b"\0\0\0\x04ec\xffo"[..], b"\0\0\0\0\x01", b"hello"] {
+            assert_eq!(
+                detect(other),
+                Detected::Unsupported(NOT_THRIFT),
+                "{other:?}"
+            );
+        }
     }
 }
