@@ -12,6 +12,9 @@
 #   DEMO_FLAGS  ringsoa-demo's flags besides --listen/--cores (default: none, the
 #               demo's defaults with governance and metrics)
 #   TOP         functions listed per server (default 25)
+#   FOOTPRINT=1 also the hot code's footprint (perf/footprint.py): the cache lines
+#               of the instructions run at least every other call, and how they
+#               fall on a 32 KiB 8-way L1 instruction cache's sets
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind > /dev/null || { echo "perf/callgrind.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -30,7 +33,9 @@ for name in limit ringsoa; do
     limit) cmd=(target/release/ringsoa-perf echo-server --listen "127.0.0.1:{port}") ;;
     ringsoa) cmd=(target/release/ringsoa-demo --listen "127.0.0.1:{port}" --cores 1 "${demo_flags[@]}") ;;
   esac
-  start_cmd valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file="$work/$name.out" "${cmd[@]}"
+  extra=()
+  [ "${FOOTPRINT:-}" = 1 ] && extra=(--dump-instr=yes)
+  start_cmd valgrind --tool=callgrind --cache-sim=yes "${extra[@]}" --callgrind-out-file="$work/$name.out" "${cmd[@]}"
   load --duration-s 2 > /dev/null
   callgrind_control --zero "$started" > /dev/null 2>&1
   load --duration-s "$secs" --json > "$work/$name.json"
@@ -41,4 +46,7 @@ for name in limit ringsoa; do
   calls=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['calls'])" "$work/$name.json")
   echo "== $name: echo $payload B, $conns connections, $calls calls measured"
   python3 perf/callgrind_top.py "$work/$name.out".* "$calls" "${TOP:-25}"
+  if [ "${FOOTPRINT:-}" = 1 ]; then
+    python3 perf/footprint.py "$work/$name.out".* "$calls"
+  fi
 done

@@ -12,9 +12,13 @@ def exclusive_costs(path):
     """Event names, and each function's own costs (calls' costs left out)."""
     names, costs = {}, {}
     events, current, after_call = [], None, False
+    positions = 1  # columns before the costs: "line", or "instr line"
     with open(path) as f:
         for line in f:
             line = line.rstrip("\n")
+            if line.startswith("positions:"):
+                positions = len(line.split()) - 1
+                continue
             if line.startswith("events:"):
                 events = line.split()[1:]
                 continue
@@ -34,7 +38,7 @@ def exclusive_costs(path):
                 if after_call:
                     after_call = False
                     continue
-                values = [int(v) for v in line.split()[1:]]
+                values = [int(v) for v in line.split()[positions:]]
                 c = costs.setdefault(current, [0] * len(events))
                 for i, v in enumerate(values):
                     c[i] += v
