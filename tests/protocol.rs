@@ -209,6 +209,53 @@ fn scanner_finds_every_message_end_byte_by_byte() {
     }
 }
 
+/// A strict binary message rewritten with a non-strict header: name length, name,
+/// type byte, sequence id (what `TBinaryProtocol(strict_write=False)` sends).
+fn non_strict(strict: &[u8]) -> Vec<u8> {
+    let name_len = u32::from_be_bytes(strict[4..8].try_into().unwrap()) as usize;
+    let (name, rest) = strict[8..].split_at(name_len);
+    let mut out = strict[4..8].to_vec();
+    out.extend_from_slice(name);
+    out.push(strict[3]);
+    out.extend_from_slice(rest);
+    out
+}
+
+#[test]
+fn a_scanner_that_accepts_non_strict_binary_finds_its_ends_too() {
+    for (name, bin, _) in message_cases() {
+        let msg = non_strict(&bin);
+        assert_eq!(msg.len(), bin.len() - 3);
+        let mut stream = msg.clone();
+        stream.extend_from_slice(&msg[..3]);
+        let mut strict = Scanner::new(Protocol::Binary, DEFAULT_MAX_MESSAGE);
+        strict.expect_message();
+        let err = strict.feed(&stream).unwrap_err();
+        assert_eq!(err.kind, ProtocolErrorKind::BadVersion, "{name}");
+        for skipping in [false, true] {
+            let mut s = if skipping {
+                Scanner::skipping(Protocol::Binary, DEFAULT_MAX_MESSAGE)
+            } else {
+                Scanner::new(Protocol::Binary, DEFAULT_MAX_MESSAGE)
+            };
+            s.accept_non_strict();
+            s.expect_message();
+            assert_eq!(scan_bytewise(&mut s, &stream), Some(msg.len()), "{name}");
+            // Strict messages still walk on the same scanner.
+            s.expect_message();
+            assert_eq!(s.feed(&bin).unwrap(), Some(bin.len()), "{name}");
+        }
+    }
+    // A name length past the maximum is refused as soon as it is seen.
+    let mut s = Scanner::new(Protocol::Binary, 64);
+    s.accept_non_strict();
+    s.expect_message();
+    assert_eq!(
+        s.feed(&[0, 0, 1, 0]).unwrap_err().kind,
+        ProtocolErrorKind::SizeLimit
+    );
+}
+
 /// Feeds `stream` to a skipping scanner `piece` bytes at a time, dropping what it
 /// walked after each piece; returns the length found and the most bytes held.
 fn skip_piecewise(s: &mut Scanner, stream: &[u8], piece: usize) -> (Option<usize>, usize) {

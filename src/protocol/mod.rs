@@ -334,17 +334,25 @@ pub trait Codec {
     fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_>;
 }
 
+/// [`Codec`] for TBinaryProtocol: strict reads (`STRICT`), or reads that also take
+/// non-strict message headers; writes are always strict, which every non-strict
+/// reader accepts.
+pub struct BinaryCodecOf<const STRICT: bool>;
+
 /// [`Codec`] for TBinaryProtocol (strict).
-pub struct BinaryCodec;
+pub type BinaryCodec = BinaryCodecOf<true>;
+
+/// [`Codec`] for TBinaryProtocol that also reads non-strict message headers.
+pub type NonStrictBinaryCodec = BinaryCodecOf<false>;
 
 /// [`Codec`] for TCompactProtocol.
 pub struct CompactCodec;
 
-impl Codec for BinaryCodec {
+impl<const STRICT: bool> Codec for BinaryCodecOf<STRICT> {
     type Reader = BinaryReader;
     type Writer<'a> = BinaryWriter<'a, bytes::BytesMut>;
     fn reader(buf: Bytes) -> BinaryReader {
-        BinaryReader::new(buf)
+        BinaryReader::new(buf).with_strict_read(STRICT)
     }
     fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_> {
         BinaryWriter::new(buf)

@@ -92,6 +92,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serves clients that send non-strict binary (see
+    /// [`Config::accept_non_strict_binary`]).
+    pub fn accept_non_strict_binary(mut self, accept: bool) -> Self {
+        self.config.accept_non_strict_binary = accept;
+        self
+    }
+
     /// The health-check method answered "shutting down" during a drain.
     pub fn health_method(mut self, name: impl Into<String>) -> Self {
         self.config.health_method = name.into();

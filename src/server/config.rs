@@ -59,6 +59,11 @@ pub struct Config {
     pub watchdog: Option<Duration>,
     /// One `info` line per call, target `ringsoa::access`.
     pub access_log: bool,
+    /// Also serve clients that send non-strict binary (message headers with no
+    /// protocol version, as `TBinaryProtocol(strict_write=False)` and old Apache
+    /// clients write), as Apache's servers do by default; replies stay strict. Off by
+    /// default, as in thriftpy2: such connections are closed with a WARN naming them.
+    pub accept_non_strict_binary: bool,
 }
 
 impl Config {
@@ -89,6 +94,7 @@ impl Config {
             handover: false,
             watchdog: Some(Duration::from_secs(1)),
             access_log: false,
+            accept_non_strict_binary: false,
         }
     }
 

@@ -25,7 +25,8 @@ use super::state::CoreState;
 use super::throttle::warn_throttled;
 use crate::deadline::Deadline;
 use crate::protocol::{
-    with_codec, Codec, MessageType, Protocol, ProtocolErrorKind, ProtocolReader,
+    with_codec, Codec, MessageType, NonStrictBinaryCodec, Protocol, ProtocolErrorKind,
+    ProtocolReader,
 };
 use crate::rpc::{CallContext, Dispatch};
 use crate::tracking::{self, server::Handshake};
@@ -117,14 +118,20 @@ struct Session<S> {
 
 impl<S: Dispatch> Session<S> {
     async fn run(&mut self) -> Result<(), End> {
-        let (framing, protocol) = loop {
-            match detect(self.conn.buffered()) {
-                Detected::Speaks(f, p) => break (f, p),
+        let non_strict = self.core.config.accept_non_strict_binary;
+        let (framing, protocol, strict) = loop {
+            match detect(self.conn.buffered(), non_strict) {
+                Detected::Speaks(f, p) => break (f, p, true),
+                Detected::NonStrict(f) => break (f, Protocol::Binary, false),
                 Detected::Unsupported(why) => return Err(End::Bad(why.into())),
                 Detected::NeedMore => self.fill().await?,
             }
         };
         self.conn.set_form(framing, protocol);
+        if !strict {
+            self.conn.accept_non_strict();
+            return self.serve::<NonStrictBinaryCodec>().await;
+        }
         with_codec!(protocol, C => self.serve::<C>().await)
     }
 

@@ -15,6 +15,8 @@ use crate::transport::Framing;
 pub enum Detected {
     /// The connection speaks this.
     Speaks(Framing, Protocol),
+    /// Non-strict binary in this framing (only when asked to accept it).
+    NonStrict(Framing),
     /// Not enough bytes yet.
     NeedMore,
     /// Not Thrift that ringsoa serves; the reason is for the log.
@@ -24,7 +26,8 @@ pub enum Detected {
 const NOT_THRIFT: &str = "not a strict binary or compact Thrift message";
 
 const NON_STRICT: &str = "non-strict binary (a message with no protocol version, as \
-     TBinaryProtocol(strict_write=False) writes): ringsoa reads strict binary only";
+     TBinaryProtocol(strict_write=False) writes), which this server does not accept \
+     (ServerBuilder::accept_non_strict_binary, ringsoa-demo --accept-non-strict-binary)";
 
 /// Whether `b` starts like a non-strict binary message: a name length under 256,
 /// then the name's first bytes, letters, digits, `_`, `.` or `:`.
@@ -71,8 +74,9 @@ fn is_http(b: &[u8]) -> bool {
     .any(|m| b.starts_with(m))
 }
 
-/// Detects framing and protocol from the bytes received so far.
-pub fn detect(buf: &[u8]) -> Detected {
+/// Detects framing and protocol from the bytes received so far; non-strict binary
+/// is accepted when `non_strict`, else refused with a reason that names it.
+pub fn detect(buf: &[u8], non_strict: bool) -> Detected {
     match protocol_at(buf, false) {
         Some(Ok(p)) => return Detected::Speaks(Framing::Buffered, p),
         None => return Detected::NeedMore,
@@ -92,9 +96,14 @@ pub fn detect(buf: &[u8]) -> Detected {
     match protocol_at(&buf[4..], true) {
         Some(Ok(p)) => Detected::Speaks(Framing::Framed, p),
         None => Detected::NeedMore,
-        Some(Err(_)) if non_strict_at(buf) || non_strict_at(&buf[4..]) => {
-            Detected::Unsupported(NON_STRICT)
-        }
+        Some(Err(_)) if non_strict_at(buf) => match non_strict {
+            true => Detected::NonStrict(Framing::Buffered),
+            false => Detected::Unsupported(NON_STRICT),
+        },
+        Some(Err(_)) if non_strict_at(&buf[4..]) => match non_strict {
+            true => Detected::NonStrict(Framing::Framed),
+            false => Detected::Unsupported(NON_STRICT),
+        },
         Some(Err(reason)) => Detected::Unsupported(reason),
     }
 }
@@ -107,19 +116,19 @@ mod tests {
     fn detects_all_four_forms_and_waits_for_bytes() {
         use Detected::*;
         assert_eq!(
-            detect(&[0x80, 0x01, 0, 1]),
+            detect(&[0x80, 0x01, 0, 1], false),
             Speaks(Framing::Buffered, Protocol::Binary)
         );
         assert_eq!(
-            detect(&[0x82, 0x21]),
+            detect(&[0x82, 0x21], false),
             Speaks(Framing::Buffered, Protocol::Compact)
         );
         assert_eq!(
-            detect(&[0, 0, 0, 9, 0x80, 0x01]),
+            detect(&[0, 0, 0, 9, 0x80, 0x01], false),
             Speaks(Framing::Framed, Protocol::Binary)
         );
         assert_eq!(
-            detect(&[0, 0, 0, 9, 0x82]),
+            detect(&[0, 0, 0, 9, 0x82], false),
             Speaks(Framing::Framed, Protocol::Compact)
         );
         for prefix in [
@@ -130,23 +139,23 @@ mod tests {
             &[0, 0, 0, 9],
             &[0, 0, 0, 9, 0x80],
         ] {
-            assert_eq!(detect(prefix), NeedMore, "{prefix:?}");
+            assert_eq!(detect(prefix, false), NeedMore, "{prefix:?}");
         }
-        assert!(matches!(detect(b"GET / HTTP/1.1"), Unsupported(r) if r.contains("HTTP")));
+        assert!(matches!(detect(b"GET / HTTP/1.1", false), Unsupported(r) if r.contains("HTTP")));
         // Headers: framed, their payload's protocol read per message.
         for magic in [[0x0f, 0xff], [0x10, 0x00]] {
             let mut b = vec![0, 0, 0, 9];
-            assert_eq!(detect(&[0, 0, 0, 9, magic[0]]), NeedMore);
+            assert_eq!(detect(&[0, 0, 0, 9, magic[0]], false), NeedMore);
             b.extend_from_slice(&magic);
-            assert_eq!(detect(&b), Speaks(Framing::Framed, Protocol::Binary));
-            assert!(matches!(detect(&magic), Unsupported(_)));
+            assert_eq!(detect(&b, false), Speaks(Framing::Framed, Protocol::Binary));
+            assert!(matches!(detect(&magic, false), Unsupported(_)));
             // Framed twice (Apache's Python THeaderTransport over TFramedTransport).
             let mut b = vec![0, 0, 0, 20, 0, 0, 0, 16];
-            assert_eq!(detect(&b), NeedMore);
+            assert_eq!(detect(&b, false), NeedMore);
             b.extend_from_slice(&magic);
-            assert_eq!(detect(&b), Speaks(Framing::Framed, Protocol::Binary));
+            assert_eq!(detect(&b, false), Speaks(Framing::Framed, Protocol::Binary));
         }
-        assert!(matches!(detect(&[0x80, 0x02]), Unsupported(_)));
+        assert!(matches!(detect(&[0x80, 0x02], false), Unsupported(_)));
     }
 
     #[test]
@@ -155,11 +164,21 @@ mod tests {
         let mut framed = vec![0, 0, 0, 13];
         framed.extend_from_slice(buffered);
         for b in [&buffered[..], &framed, b"\0\0\0\x0fDemo:relay_whoami"] {
-            assert_eq!(detect(b), Detected::Unsupported(NON_STRICT), "{b:?}");
+            assert_eq!(detect(b, false), Detected::Unsupported(NON_STRICT), "{b:?}");
         }
+        assert_eq!(
+            detect(buffered, true),
+            Detected::NonStrict(Framing::Buffered)
+        );
+        assert_eq!(detect(&framed, true), Detected::NonStrict(Framing::Framed));
+        // Strict forms are read as before when non-strict is accepted.
+        assert_eq!(
+            detect(&[0, 0, 0, 9, 0x80, 0x01], true),
+            Detected::Speaks(Framing::Framed, Protocol::Binary)
+        );
         for other in [&b"\0\0\0\x04ec\xffo"[..], b"\0\0\0\0\x01", b"hello"] {
             assert_eq!(
-                detect(other),
+                detect(other, false),
                 Detected::Unsupported(NOT_THRIFT),
                 "{other:?}"
             );

@@ -163,6 +163,11 @@ impl MessageConn {
         self.scanner = Scanner::new(protocol, self.max);
     }
 
+    /// Also reads non-strict binary messages (see [`Scanner::accept_non_strict`]).
+    pub fn accept_non_strict(&mut self) {
+        self.scanner.accept_non_strict();
+    }
+
     /// The framing in use.
     pub fn framing(&self) -> Framing {
         self.framing
@@ -313,6 +318,9 @@ impl MessageConn {
     pub async fn discard(&mut self, expect: Expect, limit: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut skipper = Scanner::skipping(self.scanner.protocol(), limit);
+        if !self.scanner.strict() {
+            skipper.accept_non_strict();
+        }
         self.scanner.forget();
         let mut buf = std::mem::take(&mut self.rbuf);
         let whole = match self.framing {

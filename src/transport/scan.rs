@@ -41,6 +41,8 @@ pub struct Scanner {
     stack: Vec<Task>,
     /// Walking a unit that is not kept (see [`Scanner::skipping`]).
     skip: bool,
+    /// Whether binary message headers must be strict (see [`Scanner::accept_non_strict`]).
+    strict: bool,
 }
 
 /// What a step found.
@@ -60,7 +62,19 @@ impl Scanner {
             pos: 0,
             stack: Vec::with_capacity(16),
             skip: false,
+            strict: true,
         }
+    }
+
+    /// Also walks non-strict binary message headers (a name length first, as
+    /// `TBinaryProtocol(strict_write=False)` writes them).
+    pub fn accept_non_strict(&mut self) {
+        self.strict = false;
+    }
+
+    /// Whether only strict binary message headers are walked.
+    pub fn strict(&self) -> bool {
+        self.strict
     }
 
     /// A scanner that walks a unit which is dropped as it comes, of at most `max`
@@ -218,16 +232,21 @@ impl Scanner {
                 let Some(word) = i32_at(0) else {
                     return Ok(Step::NeedMore);
                 };
-                if (word as u32) & 0xffff_0000 != binary::VERSION_1 {
+                let need = if (word as u32) & 0xffff_0000 == binary::VERSION_1 {
+                    // Version word, name, sequence id.
+                    let Some(name_len) = i32_at(4) else {
+                        return Ok(Step::NeedMore);
+                    };
+                    self.checked_len(name_len, 12)?
+                } else if !self.strict && word >= 0 {
+                    // Name, type byte, sequence id.
+                    self.checked_len(word, 9)?
+                } else {
                     return Err(ProtocolError::new(
                         ProtocolErrorKind::BadVersion,
                         format!("bad binary message header {:#010x}", word as u32),
                     ));
-                }
-                let Some(name_len) = i32_at(4) else {
-                    return Ok(Step::NeedMore);
                 };
-                let need = self.checked_len(name_len, 12)?;
                 if self.lacks(rest, need) {
                     return Ok(Step::NeedMore);
                 }

@@ -102,6 +102,10 @@ struct Args {
     /// One log line per call (target `ringsoa::access`).
     #[arg(long)]
     access_log: bool,
+    /// Also serve clients that send non-strict binary (no protocol version in their
+    /// message headers); replies stay strict.
+    #[arg(long)]
+    accept_non_strict_binary: bool,
     /// No call metrics or circuit breakers.
     #[arg(long)]
     no_metrics: bool,
@@ -435,7 +439,8 @@ fn run() -> std::io::Result<()> {
         )
         .max_connections(args.max_connections)
         .handover(args.handover)
-        .access_log(args.access_log);
+        .access_log(args.access_log)
+        .accept_non_strict_binary(args.accept_non_strict_binary);
     if let Some(g) = &governance {
         builder = builder.governance(g.clone());
     }

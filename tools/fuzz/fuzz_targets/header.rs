@@ -36,7 +36,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if h.nested {
         ringsoa::transport::header::finish_nested(&mut again, 0);
     }
-    let (back, back_payload) = decode(&again.freeze(), &LIMITS).expect("a re-encoded header decodes");
+    let (back, back_payload) =
+        decode(&again.freeze(), &LIMITS).expect("a re-encoded header decodes");
     assert_eq!(back, h);
     assert_eq!(back_payload, payload);
 });

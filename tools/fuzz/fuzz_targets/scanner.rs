@@ -1,15 +1,17 @@
 //! The unframed message-boundary scanner, fed arbitrary bytes in arbitrary pieces;
 //! whatever it reports must agree with feeding everything at once, and a boundary
-//! it finds must be where the decoder ends the same message.
+//! it finds must be where the decoder ends the same message. Binary is walked both
+//! strict and accepting non-strict message headers.
 #![no_main]
 
 use bytes::Bytes;
 use ringsoa::protocol::{BinaryReader, CompactReader, Protocol, ProtocolReader, TType};
 use ringsoa::transport::scan::Scanner;
 
-/// Whether the decoder, reading a tracking header (when `header`) and a message
-/// from `unit`, ends exactly at its end; `None` when it cannot decode it at all.
-fn decoder_ends_at_end(proto: Protocol, unit: &[u8], header: bool) -> Option<bool> {
+/// Whether the decoder (binary reads `strict` or not), reading a tracking header
+/// (when `header`) and a message from `unit`, ends exactly at its end; `None` when it
+/// cannot decode it at all.
+fn decoder_ends_at_end(proto: Protocol, strict: bool, unit: &[u8], header: bool) -> Option<bool> {
     fn read<R: ProtocolReader>(mut r: R, header: bool) -> Option<bool> {
         if header {
             r.skip(TType::Struct).ok()?;
@@ -20,7 +22,7 @@ fn decoder_ends_at_end(proto: Protocol, unit: &[u8], header: bool) -> Option<boo
     }
     let bytes = Bytes::copy_from_slice(unit);
     match proto {
-        Protocol::Binary => read(BinaryReader::new(bytes), header),
+        Protocol::Binary => read(BinaryReader::new(bytes).with_strict_read(strict), header),
         Protocol::Compact => read(CompactReader::new(bytes), header),
     }
 }
@@ -29,7 +31,23 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&step, data)) = data.split_first() else {
         return;
     };
-    for proto in [Protocol::Binary, Protocol::Compact] {
+    let forms = [
+        (Protocol::Binary, true),
+        (Protocol::Binary, false),
+        (Protocol::Compact, true),
+    ];
+    for (proto, strict) in forms {
+        let scanner = |skipping: bool| {
+            let mut s = if skipping {
+                Scanner::skipping(proto, 4096)
+            } else {
+                Scanner::new(proto, 4096)
+            };
+            if !strict {
+                s.accept_non_strict();
+            }
+            s
+        };
         for header in [true, false] {
             let start = |s: &mut Scanner| {
                 if header {
@@ -38,10 +56,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     s.expect_message()
                 }
             };
-            let mut whole = Scanner::new(proto, 4096);
+            let mut whole = scanner(false);
             start(&mut whole);
             let at_once = whole.feed(data);
-            let mut inc = Scanner::new(proto, 4096);
+            let mut inc = scanner(false);
             start(&mut inc);
             let step = step as usize % 7 + 1;
             let mut end = 0;
@@ -61,7 +79,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             }
             if let Ok(Some(n)) = at_once {
                 // Walked without keeping it, each piece's walked bytes let go: the same end.
-                let mut skip = Scanner::skipping(proto, 4096);
+                let mut skip = scanner(true);
                 start(&mut skip);
                 let (mut kept_from, mut end) = (0, 0);
                 let skipped = loop {
@@ -73,7 +91,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     }
                 };
                 assert_eq!(skipped, Some(n), "the skipping scan ends elsewhere");
-                let ends = decoder_ends_at_end(proto, &data[..n], header);
+                let ends = decoder_ends_at_end(proto, strict, &data[..n], header);
                 assert_ne!(
                     ends,
                     Some(false),
