@@ -565,16 +565,7 @@ for tf in (TBufferedTransportFactory(), TFramedTransportFactory()):
 "#;
 
 fn non_strict_clients(addr: SocketAddr) -> Vec<String> {
-    let out = std::process::Command::new(support::process::python())
-        .args(["-c", NON_STRICT_CLIENTS, &addr.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    support::process::python_script(NON_STRICT_CLIENTS, &[&addr.to_string()])
         .lines()
         .map(str::to_string)
         .collect()

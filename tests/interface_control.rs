@@ -502,16 +502,7 @@ for family in text_string_to_metric_families(text):
 "#;
     let url = format!("http://{}/metrics", b.admin);
     eventually("/metrics counts the calls", || {
-        let out = std::process::Command::new(support::process::python())
-            .args(["-c", script, &url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = support::process::python_script(script, &[&url]);
         let ping = text
             .lines()
             .any(|l| l == "ping success 50" || l == "ping success 51");

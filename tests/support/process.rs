@@ -239,6 +239,22 @@ pub fn python() -> String {
     py
 }
 
+/// Runs `python -c script args…` in the project's venv; its stdout, after it
+/// succeeded (its stderr otherwise).
+pub fn python_script(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `GET path` from an HTTP endpoint: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let text = http(addr, "GET", path, &[]);
