@@ -3,8 +3,8 @@
 //! Strict binary starts `0x80 0x01`, compact `0x82`; framed transport puts a 4-byte
 //! big-endian length before either, or before a header ([`crate::transport::header`]:
 //! TTHeader `0x10 0x00`, THeader `0x0F 0xFF`), whose payload protocol is read per
-//! message. HTTP and non-strict binary are recognised and refused with a reason that
-//! says so.
+//! message. HTTP is recognised and refused with a reason that says so; so is
+//! non-strict binary (no protocol version), unless the server accepts it.
 
 use crate::protocol::Protocol;
 use crate::transport::header::HeaderKind;
