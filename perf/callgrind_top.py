@@ -5,14 +5,17 @@ Usage: callgrind_top.py DUMP CALLS [TOP]"""
 import re
 import sys
 
-NAME = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+NAME = re.compile(r"^(c?ob|c?fn)=\((\d+)\)(?: (.*))?$")
 
 
-def exclusive_costs(path):
-    """Event names, and each function's own costs (calls' costs left out)."""
-    names, costs = {}, {}
-    events, current, after_call = [], None, False
-    positions = 1  # columns before the costs: "line", or "instr line"
+def self_costs(path):
+    """Yields the dump's event names once (a list), then, for each cost line that is
+    a function's own (a call's inclusive cost left out), (object, function, first
+    position, costs): the first position is the instruction address in a dump made
+    with --dump-instr=yes, else the source line."""
+    names = {"ob": {}, "fn": {}}
+    obj = fn = None
+    positions, last, after_call = 1, 0, False
     with open(path) as f:
         for line in f:
             line = line.rstrip("\n")
@@ -20,28 +23,48 @@ def exclusive_costs(path):
                 positions = len(line.split()) - 1
                 continue
             if line.startswith("events:"):
-                events = line.split()[1:]
+                yield line.split()[1:]
                 continue
             m = NAME.match(line)
             if m:
                 kind, key, name = m.groups()
+                table = names["ob" if "ob" in kind else "fn"]
                 if name:
-                    names[key] = name
-                if kind == "fn":
-                    current = names.get(key, key)
+                    table[key] = name
+                if kind == "ob":
+                    obj = table[key]
+                elif kind == "fn":
+                    fn = table.get(key, key)
                 continue
             if line.startswith("calls="):
                 # The next cost line is the call's inclusive cost: not this function's.
                 after_call = True
                 continue
-            if line and (line[0].isdigit() or line[0] in "+-*"):
-                if after_call:
-                    after_call = False
-                    continue
-                values = [int(v) for v in line.split()[positions:]]
-                c = costs.setdefault(current, [0] * len(events))
-                for i, v in enumerate(values):
-                    c[i] += v
+            if not line or not (line[0].isdigit() or line[0] in "+-*"):
+                continue
+            parts = line.split()
+            at = parts[0]
+            if at.startswith("0x"):
+                last = int(at, 16)
+            elif at[0] in "+-":
+                last += int(at)
+            elif at != "*":
+                last = int(at)
+            if after_call:
+                after_call = False
+                continue
+            yield obj, fn, last, [int(v) for v in parts[positions:]]
+
+
+def exclusive_costs(path):
+    """Event names, and each function's own costs."""
+    records = self_costs(path)
+    events = next(records, [])
+    costs = {}
+    for _, fn, _, values in records:
+        c = costs.setdefault(fn, [0] * len(events))
+        for i, v in enumerate(values):
+            c[i] += v
     return events, costs
 
 

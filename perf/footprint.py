@@ -5,50 +5,22 @@ the functions with the most hot lines. Used by perf/callgrind.sh (FOOTPRINT=1).
 Usage: footprint.py DUMP CALLS [TOP]"""
 
 import collections
-import re
 import sys
 
-NAME = re.compile(r"^(c?ob|c?fn)=\((\d+)\)(?: (.*))?$")
+from callgrind_top import self_costs
+
 SETS, WAYS, LINE = 64, 8, 64
 
 
 def instruction_costs(path):
     """Each instruction's own Ir, keyed by (object, address), and its function."""
-    names = {"ob": {}, "fn": {}}
-    obj = fn = None
-    last, after_call = 0, False
+    records = self_costs(path)
+    ir = next(records, []).index("Ir")
     cost, owner = collections.Counter(), {}
-    with open(path) as f:
-        for line in f:
-            m = NAME.match(line.rstrip("\n"))
-            if m:
-                kind, key, name = m.groups()
-                table = names["ob" if "ob" in kind else "fn"]
-                if name:
-                    table[key] = name
-                if kind == "ob":
-                    obj = table[key]
-                elif kind == "fn":
-                    fn = table[key]
-                continue
-            if line.startswith("calls="):
-                # The next cost line is the call's inclusive cost: not this one's.
-                after_call = True
-                continue
-            if not line[:1] or not (line[0] == "0" or line[0] in "+-*"):
-                continue
-            parts = line.split()
-            a = parts[0]
-            if a.startswith("0x"):
-                last = int(a, 16)
-            elif a[0] in "+-":
-                last += int(a)
-            if after_call:
-                after_call = False
-                continue
-            if len(parts) >= 3:
-                cost[(obj, last)] += int(parts[2])
-                owner[(obj, last)] = fn
+    for obj, fn, addr, values in records:
+        if len(values) > ir:
+            cost[(obj, addr)] += values[ir]
+            owner[(obj, addr)] = fn
     return cost, owner
 
 

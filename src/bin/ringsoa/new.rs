@@ -40,9 +40,9 @@ pub struct NewArgs {
 /// Writes the crate.
 pub fn new(a: NewArgs) -> ExitCode {
     match create(&a) {
-        Ok((dir, served)) => {
+        Ok((dir, serving)) => {
             println!(
-                "created {0}{served}: cd {0} && cargo run (serves on 127.0.0.1:9090), then \
+                "created {0}{serving}: cd {0} && cargo run (serves on 127.0.0.1:9090), then \
                  cargo run --example client",
                 dir.display()
             );
@@ -117,7 +117,7 @@ fn create(a: &NewArgs) -> Result<(PathBuf, String), String> {
         .args(&sources)
         .status();
     let services = &program.files[root].services;
-    let served = if services.len() > 1 {
+    let serving = if services.len() > 1 {
         let others: Vec<_> = services
             .iter()
             .filter(|s| s.name != services[service].name)
@@ -131,7 +131,7 @@ fn create(a: &NewArgs) -> Result<(PathBuf, String), String> {
     } else {
         String::new()
     };
-    Ok((dir, served))
+    Ok((dir, serving))
 }
 
 /// The index of the service to serve in file `root`: `asked` by name, else the first
