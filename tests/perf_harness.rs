@@ -282,6 +282,8 @@ fn a_person_gets_a_readable_summary_and_scripts_get_json_in_a_file() {
         assert!(text.contains(part), "{part} missing from {text}");
     }
     assert!(serde_json::from_str::<Value>(&text).is_err(), "not JSON");
+    // No server PID given: the summary says how to get the server's figure.
+    assert!(text.contains("server not measured (--server-pid"), "{text}");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(v["calls"].as_u64().unwrap() > 10, "{v}");
     let _ = std::fs::remove_dir_all(&dir);

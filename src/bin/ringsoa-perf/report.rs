@@ -136,6 +136,9 @@ impl Report {
                 "{} µs/call (user {u:.2}, system {s:.2})",
                 num("server_cpu_us_per_call")
             ),
+            _ if f("server_cpu_us_per_call").is_none() => {
+                "not measured (--server-pid PID or --spawn-demo CPU)".to_string()
+            }
             _ => format!("{} µs/call", num("server_cpu_us_per_call")),
         };
         format!(
