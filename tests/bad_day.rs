@@ -526,6 +526,42 @@ fn a_flood_of_garbage_logs_a_line_not_a_line_each() {
     assert!((1..=2).contains(&lines), "{lines} lines:\n{text}");
 }
 
+#[test]
+fn calls_timing_out_by_the_hundred_log_a_line_not_a_line_each() {
+    // A downstream outage: every call runs past its timeout.
+    let logged = Logged::start("timeouts", |cmd| {
+        // No breaker to open and refuse the rest.
+        cmd.args(["--call-timeout-ms", "5", "--no-metrics"]);
+    });
+    let addr = logged.demo.addr;
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                for i in 0..30 {
+                    let reply = call_raw(&mut s, "sleep_ms", i, &DemoSleepMsArgs { ms: Some(100) });
+                    let exc = exception(reply.unwrap()).message.unwrap();
+                    assert!(exc.contains("timed out after 5 ms"), "{exc}");
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().unwrap();
+    }
+    let text = logged.text();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("timed out after"))
+        .count();
+    // 120 timeouts: one line per core per 10 s (two cores).
+    assert!((1..=2).contains(&lines), "{lines} lines:\n{text}");
+    assert!(
+        text.contains(": sleep_ms: call timed out after 5 ms"),
+        "{text}"
+    );
+}
+
 /// thriftpy2 clients that write non-strict binary (no protocol version), buffered
 /// and framed, native and tracked (v2), against the server at argv[1]: each prints
 /// what it got, or `refused` and the exception.

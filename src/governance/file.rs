@@ -45,6 +45,8 @@ async fn serve(
     let mut stamp = path.as_deref().and_then(stamp_of);
     let mut last_error = None;
     let mut pending = false;
+    let mut told = Vec::new();
+    tell_other_apps(&k, path.as_deref(), &folders, &mut told);
     apply(&mut k, &folders);
     k.publish(Source::File, SystemTime::now());
     loop {
@@ -58,6 +60,7 @@ async fn serve(
                         let seen = SystemTime::now();
                         if let Some(f) = read(p, &layout, &mut last_error) {
                             folders = f;
+                            tell_other_apps(&k, Some(p), &folders, &mut told);
                             apply(&mut k, &folders);
                             k.publish(Source::File, seen);
                         }
@@ -90,6 +93,21 @@ async fn serve(
             },
         }
     }
+}
+
+/// Warns (once for each set of names) when the file gives this app nothing but
+/// gives other apps config or switches: most likely written for another app name.
+fn tell_other_apps(k: &Keeper, path: Option<&Path>, folders: &Folders, told: &mut Vec<String>) {
+    let app = k.mirror.app();
+    let others = state_file::other_apps(folders, k.mirror.layout(), app);
+    if !others.is_empty() && others != *told {
+        let file = path.map_or("the embedded state".into(), |p| p.display().to_string());
+        tracing::warn!(
+            "{file} has no [apps.{app}] tables, only config or switches of {}: this process (app {app}) runs with none; name its tables [apps.{app}.…] or start it under the app name the file uses",
+            others.join(", ")
+        );
+    }
+    *told = others;
 }
 
 /// The file's modification time and size, to notice a change.

@@ -110,6 +110,11 @@ impl Mirror {
         self.add(path, Kind::Providers, Some(service.clone()))
     }
 
+    /// The app whose config and switches are followed.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout

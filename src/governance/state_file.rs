@@ -90,6 +90,25 @@ pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
     Ok(out)
 }
 
+/// The apps given config or switches in `folders` when `app` is given nothing at
+/// all: the sign of a file written under another app name than the process's.
+pub fn other_apps(folders: &Folders, layout: &Layout, app: &str) -> Vec<String> {
+    let apps = format!("{}/", layout.apps());
+    if folders
+        .keys()
+        .any(|p| p.starts_with(&format!("{apps}{app}/")))
+    {
+        return Vec::new();
+    }
+    let mut others: Vec<String> = folders
+        .iter()
+        .filter(|(p, v)| !v.is_empty() && !p.ends_with(Kind::Providers.folder()))
+        .filter_map(|(p, _)| Some(p.strip_prefix(&apps)?.split('/').next()?.to_string()))
+        .collect();
+    others.dedup(); // the paths are in order, each app's together
+    others
+}
+
 fn cluster_folders(
     out: &mut Folders,
     layout: &Layout,
@@ -277,6 +296,28 @@ mod tests {
         let p = &f["/ringsoa/apps/demo/clusters/main/providers"];
         assert_eq!(p[0].0, "127.0.0.1:9090");
         assert!(String::from_utf8_lossy(&p[0].1).contains("\"weight\":100"));
+    }
+
+    #[test]
+    fn a_file_for_another_app_name_is_told() {
+        let l = Layout::new("/ringsoa").unwrap();
+        let f = parse(
+            "[apps.demo.config]\nk = 1\n[apps.demo.clusters.c.switches]\ns = 'on'\n\
+             [[apps.users.clusters.main.providers]]\nhost = 'h'\nport = 1\n",
+            &l,
+        )
+        .unwrap();
+        assert_eq!(other_apps(&f, &l, "ringsoa-demo"), ["demo"]);
+        assert!(other_apps(&f, &l, "demo").is_empty());
+        // Only providers of other services: a consumer's file, nothing amiss.
+        let f = parse(
+            "[[apps.users.clusters.main.providers]]\nhost = 'h'\nport = 1\n",
+            &l,
+        );
+        assert!(other_apps(&f.unwrap(), &l, "front").is_empty());
+        // An empty table of its own is the app's (all defaults), not a mistake.
+        let f = parse("[apps.front.config]\n[apps.demo.config]\nk = 1\n", &l);
+        assert!(other_apps(&f.unwrap(), &l, "front").is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::end::End;
 use super::envelope;
 use super::shutdown::Shutdown;
 use super::state::CoreState;
+use super::throttle::{log_throttled, warn_throttled};
 use crate::control::{Outcome, Ticket};
 use crate::deadline::Deadline;
 use crate::protocol::{
@@ -30,7 +31,7 @@ use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};
 use crate::tracking::server::{read_request_header, Handshake};
 use crate::transport::conn::MessageConn;
 use crate::transport::header::Header;
-use tracing::Instrument;
+use tracing::{Instrument, Level};
 
 /// A connection's parts a call uses.
 pub(super) struct CallSite<'a, S> {
@@ -306,20 +307,35 @@ impl<S: Dispatch> CallSite<'_, S> {
         let (outcome, message) = match result {
             Ended::Done(Ok(d)) => return Ok(d.into()),
             Ended::Done(Err(e)) => return Err(e.into()),
+            // Each kind of failure logs one line per core per interval, so that a
+            // downstream outage timing out every call does not flood the log.
             Ended::Panicked(what) => {
-                tracing::error!(core = core.index, method = %method(), "handler panicked: {what}");
+                let (i, m) = (core.index, method());
+                log_throttled!(
+                    Level::ERROR,
+                    core.warnings.panicked,
+                    "core {i}: {m}: handler panicked: {what}"
+                );
                 (Outcome::Panic, format!("handler panicked: {what}"))
             }
             Ended::TimedOut => {
                 let ms = timeout.map_or(0, |t| t.as_millis());
-                tracing::warn!(core = core.index, method = %method(), "call timed out after {ms} ms");
+                let (i, m) = (core.index, method());
+                warn_throttled!(
+                    core.warnings.timed_out,
+                    "core {i}: {m}: call timed out after {ms} ms"
+                );
                 (
                     Outcome::Timeout,
                     format!("ringsoa: call timed out after {ms} ms"),
                 )
             }
             Ended::CutOff => {
-                tracing::warn!(core = core.index, method = %method(), "call cut off by the drain timeout");
+                let (i, m) = (core.index, method());
+                warn_throttled!(
+                    core.warnings.cut_off,
+                    "core {i}: {m}: call cut off by the drain timeout"
+                );
                 (
                     Outcome::Timeout,
                     "ringsoa: call cut off by the server's drain timeout".to_string(),

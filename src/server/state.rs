@@ -59,4 +59,10 @@ pub struct Warnings {
     pub refused: Throttle,
     /// An accept that failed (out of file descriptors and the like).
     pub accept: Throttle,
+    /// A handler that panicked.
+    pub panicked: Throttle,
+    /// A call that ran past its timeout.
+    pub timed_out: Throttle,
+    /// A call still running at the drain timeout.
+    pub cut_off: Throttle,
 }

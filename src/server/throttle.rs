@@ -1,5 +1,6 @@
 //! Rate-limited warnings: a flood of the same event (garbage connections, refusals,
-//! accept errors) logs one line per interval and then how many were left out.
+//! accept errors, calls timing out) logs one line per interval and then how many
+//! were left out.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -35,12 +36,21 @@ impl Throttle {
 /// as it is, the next one an interval later with how many were left out.
 macro_rules! warn_throttled {
     ($throttle:expr, $($fmt:tt)+) => {
+        $crate::server::throttle::log_throttled!(tracing::Level::WARN, $throttle, $($fmt)+)
+    };
+}
+pub(crate) use warn_throttled;
+
+/// [`warn_throttled`] at any level.
+macro_rules! log_throttled {
+    ($level:expr, $throttle:expr, $($fmt:tt)+) => {
         if let Some(more) = $throttle.allow(std::time::Instant::now()) {
             let line = format!($($fmt)+);
             if more == 0 {
-                tracing::warn!("{line}");
+                tracing::event!($level, "{line}");
             } else {
-                tracing::warn!(
+                tracing::event!(
+                    $level,
                     "{line} (and {more} more like it in the last {} s)",
                     $crate::server::throttle::INTERVAL.as_secs()
                 );
@@ -48,7 +58,7 @@ macro_rules! warn_throttled {
         }
     };
 }
-pub(crate) use warn_throttled;
+pub(crate) use log_throttled;
 
 #[cfg(test)]
 mod tests {
