@@ -21,8 +21,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::governance::Governance;
+use crate::logs::throttle::{warn_throttled, Throttle};
 use crate::metrics::Metrics;
-use crate::server::throttle::{warn_throttled, Throttle};
 
 /// Whether the process serves now (for `/health`).
 pub type Serving = Arc<dyn Fn() -> bool + Send + Sync>;

@@ -1,6 +1,8 @@
 //! Handler and client error types used by generated code.
 
+use crate::logs::throttle::{log_throttled, Throttle};
 use crate::protocol::{ApplicationException, ProtocolError};
+use tracing::Level;
 
 /// The exceptions of a method that declares none: it has no values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +23,8 @@ impl std::error::Error for Never {}
 /// `ApplicationException` into `Application` as it is; any other
 /// `std::error::Error` (`io::Error`, `ParseIntError`, a downstream `CallError`, …)
 /// into an INTERNAL_ERROR application exception carrying the error's message,
-/// logged at `error` (target `ringsoa::handler`). So that the last rule can exist,
+/// logged at `error` (target `ringsoa::handler`; one line per thread every 10 s,
+/// with a count of the rest). So that the last rule can exist,
 /// `MethodError` itself and generated exceptions do not implement
 /// `std::error::Error`.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +48,12 @@ impl<E, T: std::error::Error + 'static> From<T> for MethodError<E> {
             return MethodError::Application(app.clone());
         }
         let message = e.to_string();
-        tracing::error!(target: "ringsoa::handler", "handler failed: {message}");
+        // One line per thread (a core) every interval: a database that is down
+        // would otherwise write a line for every call.
+        thread_local!(static FAILED: Throttle = Throttle::default());
+        FAILED.with(|t| {
+            log_throttled!(Level::ERROR, t, target: "ringsoa::handler", "handler failed: {message}")
+        });
         MethodError::internal(message)
     }
 }
@@ -124,5 +132,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_handler_failing_on_every_call_logs_a_line_not_a_line_each() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+        /// Counts the events of target `ringsoa::handler`.
+        struct Count(Arc<Mutex<usize>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+            fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
+                if e.metadata().target() == "ringsoa::handler" {
+                    *self.0.lock().unwrap() += 1;
+                }
+            }
+        }
+        let lines = Arc::new(Mutex::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(lines.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..100 {
+                assert!(fails_with(std::io::Error::other("database down")).is_err());
+            }
+        });
+        assert_eq!(*lines.lock().unwrap(), 1);
     }
 }

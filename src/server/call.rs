@@ -17,9 +17,9 @@ use super::end::End;
 use super::envelope;
 use super::shutdown::Shutdown;
 use super::state::CoreState;
-use super::throttle::{log_throttled, warn_throttled};
 use crate::control::{Outcome, Ticket};
 use crate::deadline::Deadline;
+use crate::logs::throttle::{log_throttled, warn_throttled};
 use crate::protocol::{
     ApplicationException, ApplicationExceptionKind, Codec, DecodeBudget, MessageHeader,
     MessageType, ProtocolError, ProtocolErrorKind, ProtocolReader,

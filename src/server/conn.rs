@@ -22,8 +22,8 @@ use super::detect::{detect, Detected};
 use super::end::End;
 use super::envelope;
 use super::state::CoreState;
-use super::throttle::warn_throttled;
 use crate::deadline::Deadline;
+use crate::logs::throttle::warn_throttled;
 use crate::protocol::{
     with_codec, Codec, MessageType, NonStrictBinaryCodec, Protocol, ProtocolErrorKind,
     ProtocolReader,

@@ -18,11 +18,11 @@ use super::handover::Offer;
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
 use super::state::{ControlFactory, CoreState, Warnings};
-use super::throttle::warn_throttled;
 use super::watchdog::Beats;
 use super::{conn, Config};
 use crate::control::CoreInit;
 use crate::governance::Governance;
+use crate::logs::throttle::warn_throttled;
 use crate::rpc::Dispatch;
 use crate::transport::budget::BufferBudget;
 

@@ -15,7 +15,8 @@
 //!   [`ServerHandle`] and the operator [`Hooks`].
 //! - [`core`]: one core: runtime, listener, accept loop, drain; `state` is what its
 //!   connections share, `conns` its connection table (idle eviction), `fds` fits the
-//!   connection limit to the open-file limit, `throttle` rate-limits its warnings.
+//!   connection limit to the open-file limit (its warnings are rate-limited by
+//!   `logs::throttle`).
 //! - [`detect`]: first-bytes detection.
 //! - `conn`: one connection's request loop; `call`: one call on it.
 //! - `handover`: a zero-downtime restart hands the listening sockets to the new
@@ -51,7 +52,6 @@ mod handover;
 mod hooks;
 pub mod shutdown;
 mod state;
-pub(crate) mod throttle;
 pub mod watchdog;
 
 pub use builder::ServerBuilder;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use super::conns::Conns;
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
-use super::throttle::Throttle;
 use super::watchdog::Beats;
 use super::Config;
 use crate::control::{CoreControl, CoreInit};
+use crate::logs::throttle::Throttle;
 use crate::transport::budget::BufferBudget;
 
 /// Builds a [`CoreControl`] on each core.

@@ -36,26 +36,30 @@ impl Throttle {
 /// as it is, the next one an interval later with how many were left out.
 macro_rules! warn_throttled {
     ($throttle:expr, $($fmt:tt)+) => {
-        $crate::server::throttle::log_throttled!(tracing::Level::WARN, $throttle, $($fmt)+)
+        $crate::logs::throttle::log_throttled!(tracing::Level::WARN, $throttle, $($fmt)+)
     };
 }
 pub(crate) use warn_throttled;
 
-/// [`warn_throttled`] at any level.
+/// [`warn_throttled`] at any level, and under a target of its own if given.
 macro_rules! log_throttled {
-    ($level:expr, $throttle:expr, $($fmt:tt)+) => {
+    ($level:expr, $throttle:expr, target: $target:expr, $($fmt:tt)+) => {
         if let Some(more) = $throttle.allow(std::time::Instant::now()) {
             let line = format!($($fmt)+);
             if more == 0 {
-                tracing::event!($level, "{line}");
+                tracing::event!(target: $target, $level, "{line}");
             } else {
                 tracing::event!(
+                    target: $target,
                     $level,
                     "{line} (and {more} more like it in the last {} s)",
-                    $crate::server::throttle::INTERVAL.as_secs()
+                    $crate::logs::throttle::INTERVAL.as_secs()
                 );
             }
         }
+    };
+    ($level:expr, $throttle:expr, $($fmt:tt)+) => {
+        $crate::logs::throttle::log_throttled!($level, $throttle, target: module_path!(), $($fmt)+)
     };
 }
 pub(crate) use log_throttled;

@@ -1,8 +1,4 @@
-//! Log routing: events of a target (a prefix of it) at a level or above also go to
-//! a file of their own, as the seed stack's rsyslog rules did by logger name. The
-//! routes come from config key `log.routes`, a JSON list —
-//! `[{"target": "ringsoa::access", "level": "info", "file": "/var/log/app/access.log"}]`
-//! — and can change while the process runs ([`Router::set`]).
+//! Routes: events of a target at a level or above also go to a file of their own.
 
 use std::fmt::Write as _;
 use std::fs::File;

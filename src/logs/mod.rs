@@ -1,0 +1,13 @@
+//! Log routing: events of a target (a prefix of it) at a level or above also go to
+//! a file of their own, as the seed stack's rsyslog rules did by logger name. The
+//! routes come from config key `log.routes`, a JSON list —
+//! `[{"target": "ringsoa::access", "level": "info", "file": "/var/log/app/access.log"}]`
+//! — and can change while the process runs ([`Router::set`]).
+//!
+//! Also: [`throttle`], warnings that would repeat for every call or connection
+//! logged once per interval with a count of the rest.
+
+mod router;
+pub(crate) mod throttle;
+
+pub use router::{RouteLayer, RouteSpec, Router};
