@@ -318,6 +318,34 @@ fn drain_finishes_calls_refuses_new_ones_and_exits() {
 }
 
 #[test]
+fn sighup_is_logged_and_the_server_serves_on() {
+    let log = std::env::temp_dir().join(format!("ringsoa-hup-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", support::process::free_port())
+        .parse()
+        .unwrap();
+    let mut demo = Demo::start_with(addr, &[], |cmd| {
+        cmd.stderr(file);
+    });
+    let mut s = connect(addr);
+    call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap();
+    demo.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        demo.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
+    // The open connection and a new one are both served.
+    call_raw(&mut s, "ping", 2, &DemoPingArgs {}).unwrap();
+    echo_ok(addr);
+    demo.sigterm();
+    assert_eq!(demo.wait(Duration::from_secs(5)).0, Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(text.contains("SIGHUP ignored"), "{text}");
+}
+
+#[test]
 fn idle_connections_do_not_delay_exit_and_the_timeout_cancels() {
     let mut demo = Demo::start(&["--drain-timeout-ms", "300"]);
     let _idle: Vec<TcpStream> = (0..20).map(|_| connect(demo.addr)).collect();

@@ -117,15 +117,22 @@ impl ServerHandle {
     }
 
     /// Serves until SIGTERM (drain with the configured timeout) or SIGINT (drain
-    /// with at most 1 s), then waits for the drain to finish.
+    /// with at most 1 s), then waits for the drain to finish. SIGHUP, which would
+    /// end the process on the spot (gunicorn reloads on it, and a closing terminal
+    /// sends it), is logged and changes nothing: config is followed live, and a
+    /// restart is a new process taking over with [`ServerBuilder::handover`](super::ServerBuilder::handover).
     pub fn run_until_signal(self) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         let (drain, timeout) = (self.drain.clone(), self.drain_timeout);
         std::thread::Builder::new()
             .name("ringsoa-signals".into())
             .spawn(move || {
                 for sig in signals.forever() {
+                    if sig == SIGHUP {
+                        tracing::warn!("SIGHUP ignored: config, switches and the state file are followed live; to restart, start the new process with handover (ringsoa-demo --handover) and SIGTERM this one");
+                        continue;
+                    }
                     let timeout = if sig == SIGINT {
                         timeout.min(Duration::from_secs(1))
                     } else {
