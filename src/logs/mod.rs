@@ -4,7 +4,7 @@
 //! `[{"target": "ringsoa::access", "level": "info", "file": "/var/log/app/access.log"}]`
 //! — and can change while the process runs ([`Router::set`]).
 //!
-//! Also: [`throttle`], warnings that would repeat for every call or connection
+//! Also: `throttle`, warnings that would repeat for every call or connection
 //! logged once per interval with a count of the rest.
 
 mod router;
