@@ -62,26 +62,44 @@ pub fn equal_share(limit: &Limit, cores: usize) -> Limit {
 
 /// Splits `limit` over cores by `demand` (recent calls per core): each core gets a
 /// floor of a tenth of an equal share, the rest goes by demand (equally when there
-/// is none).
+/// is none). Concurrency shares are whole calls that add up to the limit, each at
+/// least one: a limit below the core count admits one call per core.
 pub fn split(limit: &Limit, demand: &[f64]) -> Vec<Limit> {
     let n = demand.len().max(1) as f64;
     let total: f64 = demand.iter().sum();
-    let weight = |i: usize| {
-        let by_demand = if total > 0.0 {
-            demand[i] / total
-        } else {
-            1.0 / n
-        };
-        0.1 / n + 0.9 * by_demand
-    };
+    let weights: Vec<f64> = demand
+        .iter()
+        .map(|d| {
+            let by_demand = if total > 0.0 { d / total } else { 1.0 / n };
+            0.1 / n + 0.9 * by_demand
+        })
+        .collect();
+    let calls = limit.concurrency.map(|c| apportion(c, &weights));
     (0..demand.len())
         .map(|i| Limit {
-            qps: limit.qps.map(|q| q * weight(i)),
-            concurrency: limit
-                .concurrency
-                .map(|c| ((c as f64 * weight(i)).round() as u32).max(1)),
+            qps: limit.qps.map(|q| q * weights[i]),
+            concurrency: calls.as_ref().map(|c| c[i]),
         })
         .collect()
+}
+
+/// `total` whole units over `weights` (summing to 1), each share at least one and
+/// the shares adding up to `total` when it allows: one each first, then the rest by
+/// weight, its rounding left-overs to the largest remainders.
+fn apportion(total: u32, weights: &[f64]) -> Vec<u32> {
+    let rest = total.saturating_sub(weights.len() as u32);
+    let exact: Vec<f64> = weights.iter().map(|w| rest as f64 * w).collect();
+    let mut shares: Vec<u32> = exact.iter().map(|e| 1 + *e as u32).collect();
+    let given: u32 = shares.iter().sum::<u32>() - weights.len() as u32;
+    let mut by_remainder: Vec<usize> = (0..weights.len()).collect();
+    by_remainder.sort_by(|a, b| (exact[*b] % 1.0).total_cmp(&(exact[*a] % 1.0)));
+    for &i in by_remainder
+        .iter()
+        .take(rest.saturating_sub(given) as usize)
+    {
+        shares[i] += 1;
+    }
+    shares
 }
 
 /// A core's token bucket for one method: refills at its share, holds at most a
@@ -146,6 +164,36 @@ mod tests {
         assert!(shares[0].qps > shares[1].qps);
         let idle = split(&l["echo"], &[100.0, 0.0]);
         assert!(idle[1].qps.unwrap() >= 50.0, "an idle core gets its floor");
+        let calls = |c, demand: &[f64]| -> Vec<u32> {
+            let limit = Limit {
+                qps: None,
+                concurrency: Some(c),
+            };
+            split(&limit, demand)
+                .iter()
+                .map(|s| s.concurrency.unwrap())
+                .collect()
+        };
+        // Whole calls that add up to the process's limit, every core at least one.
+        assert_eq!(calls(2, &[100.0, 0.0]), [1, 1]);
+        assert_eq!(calls(8, &[100.0, 0.0]), [7, 1]);
+        assert_eq!(calls(8, &[0.0, 0.0]), [4, 4]);
+        let even = calls(10, &[1.0, 1.0, 1.0]);
+        assert!(even.iter().all(|c| (3..=4).contains(c)), "{even:?}");
+        for demand in [[5.0, 1.0, 0.0, 3.0], [0.0; 4], [1.0, 1.0, 1.0, 1.0]] {
+            for c in 4..40 {
+                assert_eq!(
+                    calls(c, &demand).iter().sum::<u32>(),
+                    c,
+                    "{c} over {demand:?}"
+                );
+            }
+        }
+        assert_eq!(
+            calls(3, &[1.0; 4]),
+            [1, 1, 1, 1],
+            "below the core count: one each"
+        );
         let mut b = Bucket::new(Instant::now());
         let t0 = Instant::now();
         let admitted = (0..1000)
