@@ -1068,6 +1068,16 @@ fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
         g.log_text().contains("state file not applied")
     });
     assert_eq!(g.get("/config")["added"], "yes");
+    // A file written for another app name: applied (this app has nothing in it),
+    // and the log names what it holds instead.
+    std::fs::write(&state, "[apps.demo.config]\ngreeting = \"elsewhere\"\n").unwrap();
+    wait(Duration::from_secs(5), "the other app named", || {
+        g.log_text()
+            .contains("has no [apps.ringsoa-demo] tables, only config or switches of demo")
+    });
+    g.wait_view("/config", "no values of its own", |c| {
+        c.get("added").is_none()
+    });
 
     // No --zk, no --state: the embedded defaults.
     let e = Governed::start(&dir.0, None, &[]);

@@ -46,7 +46,9 @@ async fn serve(
     let mut last_error = None;
     let mut pending = false;
     let mut told = Vec::new();
-    tell_other_apps(&k, path.as_deref(), &folders, &mut told);
+    if let Some(p) = &path {
+        tell_other_apps(&k, p, &folders, &mut told);
+    }
     apply(&mut k, &folders);
     k.publish(Source::File, SystemTime::now());
     loop {
@@ -60,7 +62,7 @@ async fn serve(
                         let seen = SystemTime::now();
                         if let Some(f) = read(p, &layout, &mut last_error) {
                             folders = f;
-                            tell_other_apps(&k, Some(p), &folders, &mut told);
+                            tell_other_apps(&k, p, &folders, &mut told);
                             apply(&mut k, &folders);
                             k.publish(Source::File, seen);
                         }
@@ -97,13 +99,14 @@ async fn serve(
 
 /// Warns (once for each set of names) when the file gives this app nothing but
 /// gives other apps config or switches: most likely written for another app name.
-fn tell_other_apps(k: &Keeper, path: Option<&Path>, folders: &Folders, told: &mut Vec<String>) {
+/// (Not for embedded defaults: a binary run under another name leaves them aside.)
+fn tell_other_apps(k: &Keeper, file: &Path, folders: &Folders, told: &mut Vec<String>) {
     let app = k.mirror.app();
     let others = state_file::other_apps(folders, k.mirror.layout(), app);
     if !others.is_empty() && others != *told {
-        let file = path.map_or("the embedded state".into(), |p| p.display().to_string());
         tracing::warn!(
-            "{file} has no [apps.{app}] tables, only config or switches of {}: this process (app {app}) runs with none; name its tables [apps.{app}.…] or start it under the app name the file uses",
+            "{} has no [apps.{app}] tables, only config or switches of {}: this process (app {app}) runs with none; name its tables [apps.{app}.…] or start it under the app name the file uses",
+            file.display(),
             others.join(", ")
         );
     }
