@@ -171,6 +171,31 @@ fn calls_and_replies_by_method_name() {
 }
 
 #[test]
+fn doubles_json_cannot_hold_are_named_strings_both_ways() {
+    let p = demo();
+    let app = ringsoa::idl::load_str("a.thrift", "", &[] as &[&str]).unwrap();
+    let (fields, kind) = fields_of(&p, &app, "Item");
+    let item = json!({"id": 1, "scores": ["NaN", "Infinity", "-Infinity", -0.0, 1.5]});
+    let mut buf = BytesMut::new();
+    encode_fields(&p, &fields, kind, &item, &mut BinaryWriter::new(&mut buf)).unwrap();
+    let back = decode_fields(&p, &fields, &mut BinaryReader::new(buf.freeze())).unwrap();
+    assert_eq!(back["scores"], item["scores"]);
+    let err = encode_fields(
+        &p,
+        &fields,
+        kind,
+        &json!({"id": 1, "scores": ["nan"]}),
+        &mut BinaryWriter::new(&mut BytesMut::new()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(r#"expected a number (or "NaN", "Infinity", "-Infinity"), found "nan""#),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_json_says_where() {
     let p = demo();
     let m = dynamic::method(&p, "Demo.roundtrip").unwrap();

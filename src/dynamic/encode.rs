@@ -91,7 +91,7 @@ pub fn encode_value<W: ProtocolWriter>(p: &Program, ty: &Ty, json: &Json, w: &mu
             Json::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
             other => {
                 return Err(DynamicError::json(format!(
-                    "expected a number, found {other}"
+                    "expected a number (or \"NaN\", \"Infinity\", \"-Infinity\"), found {other}"
                 )))
             }
         }),
