@@ -12,8 +12,10 @@
 //! test passes with it, but an A/B on the project's machine (perf/RESULTS.md) showed
 //! no difference beyond noise, and monoio's guard against a task that never stops
 //! yielding submits without waiting, which under `DEFER_TASKRUN` delivers no
-//! completions: so it is not the default. `RINGSOA_RING=plain` uses neither flag.
-//! The raw echo limit (`ringsoa-perf echo-server`) uses the same list.
+//! completions: so it is not the default. `RINGSOA_RING=plain` uses neither flag,
+//! and `RINGSOA_RING=epoll` no ring at all: the epoll driver, as where io_uring is
+//! missing or blocked (Docker's default seccomp profile blocks it), for trying a
+//! service there. The raw echo limit (`ringsoa-perf echo-server`) uses the same list.
 
 use monoio::time::TimeDriver;
 use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
@@ -32,13 +34,22 @@ pub fn ring_setups() -> Vec<(&'static str, io_uring::Builder)> {
         ("coop", coop),
         ("plain", io_uring::IoUring::builder()),
     ];
-    // `defer` only when asked for.
+    // `defer` only when asked for; none for `epoll`.
     let start = std::env::var("RINGSOA_RING")
         .ok()
-        .filter(|r| ["defer", "coop", "plain"].contains(&r.as_str()))
+        .filter(|r| ["defer", "coop", "plain", "epoll"].contains(&r.as_str()))
         .unwrap_or_else(|| "coop".into());
+    if start == "epoll" {
+        return Vec::new();
+    }
     let skip = all.iter().position(|(name, _)| *name == start).unwrap_or(1);
     all.into_iter().skip(skip).collect()
+}
+
+/// Whether [`build`] runs on io_uring: the kernel has it, it is not blocked, and
+/// `RINGSOA_RING` does not ask for epoll.
+pub fn on_io_uring() -> bool {
+    !ring_setups().is_empty() && monoio::utils::detect_uring()
 }
 
 /// Builds the runtime for the calling thread.
@@ -53,7 +64,10 @@ pub fn build() -> std::io::Result<Runtime> {
             Err(e) => tracing::debug!("io_uring setup {name} unavailable ({e})"),
         }
     }
-    RuntimeBuilder::<FusionDriver>::new().enable_timer().build()
+    Ok(RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .build()?
+        .into())
 }
 
 /// Starts a control-plane thread named `name` that runs the future `make` builds on

@@ -26,6 +26,33 @@ use ringsoa::protocol::{
 #[test]
 fn thriftpy2_clients_against_two_demo_servers() {
     let (a, b) = (Demo::start(&[]), Demo::start(&[]));
+    thriftpy2_checks(&a, &b);
+}
+
+/// The same on the epoll driver, as where io_uring is missing or blocked (Docker's
+/// default seccomp profile): every check, then a drain that exits 0.
+#[test]
+fn thriftpy2_clients_against_two_demo_servers_on_the_epoll_driver() {
+    let log = std::env::temp_dir().join(format!("ringsoa-epoll-{}.log", std::process::id()));
+    let start = |file: std::fs::File| {
+        let addr = format!("127.0.0.1:{}", support::process::free_port());
+        Demo::start_with(addr.parse().unwrap(), &[], |cmd| {
+            cmd.env("RINGSOA_RING", "epoll").stderr(file);
+        })
+    };
+    let file = std::fs::File::create(&log).unwrap();
+    let (mut a, b) = (start(file.try_clone().unwrap()), start(file));
+    thriftpy2_checks(&a, &b);
+    a.sigterm();
+    assert_eq!(a.wait(Duration::from_secs(5)).0, Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let on_epoll = text.matches("cores run on the epoll driver").count();
+    assert_eq!(on_epoll, 2, "{text}");
+}
+
+/// Runs `tests/peers/demo_clients.py` against `a` and `b`.
+fn thriftpy2_checks(a: &Demo, b: &Demo) {
     let out = Command::new(python())
         .arg("tests/peers/demo_clients.py")
         .arg("src/bin/ringsoa-demo/demo.thrift")

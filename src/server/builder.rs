@@ -243,10 +243,10 @@ impl ServerBuilder {
         }
         self.config.max_connections = fds::fit_connections(&self.config);
         let config = Arc::new(self.config);
-        if monoio::utils::detect_uring() {
+        if crate::runtime::on_io_uring() {
             tracing::info!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on io_uring");
         } else {
-            tracing::warn!(app = %config.app, "io_uring is unavailable: cores run on the epoll driver");
+            tracing::warn!(app = %config.app, "io_uring is unavailable (or RINGSOA_RING=epoll): cores run on the epoll driver");
         }
         if let Some(g) = &self.governance {
             // Load before listen: config and switches first (bounded: ZooKeeper's

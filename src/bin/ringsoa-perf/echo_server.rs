@@ -95,7 +95,11 @@ pub fn run(args: Args) -> std::io::Result<()> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no io_uring setup")))
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::other(
+            "the raw limit runs on io_uring only, and RINGSOA_RING=epoll asks for none",
+        )
+    }))
 }
 
 async fn accept(addr: SocketAddr, faults: Rc<Faults>) -> std::io::Result<()> {
