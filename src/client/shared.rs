@@ -89,6 +89,9 @@ impl SharedClient {
             let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
             let (wake, theirs) = UnixStream::pair()?;
             wake.set_nonblocking(true)?;
+            // On the epoll driver a blocking socket's read would block the thread
+            // (io_uring does not mind).
+            theirs.set_nonblocking(true)?;
             let sleeping = Arc::new(AtomicBool::new(false));
             let make = make.clone();
             let asleep = sleeping.clone();
