@@ -46,10 +46,21 @@ pub fn ring_setups() -> Vec<(&'static str, io_uring::Builder)> {
     all.into_iter().skip(skip).collect()
 }
 
-/// Whether [`build`] runs on io_uring: the kernel has it, it is not blocked, and
-/// `RINGSOA_RING` does not ask for epoll.
-pub fn on_io_uring() -> bool {
-    !ring_setups().is_empty() && monoio::utils::detect_uring()
+/// Why [`build`] runs on epoll rather than io_uring, or `None` when it runs on
+/// io_uring: `RINGSOA_RING=epoll`, or the error a ring's setup gets (a seccomp
+/// profile's EPERM, a kernel without io_uring's ENOSYS).
+pub fn why_not_io_uring() -> Option<String> {
+    if ring_setups().is_empty() {
+        return Some("RINGSOA_RING=epoll".into());
+    }
+    let e = io_uring::IoUring::new(2).err()?;
+    Some(match e.raw_os_error() {
+        Some(libc::EPERM) => {
+            format!("io_uring_setup: {e}; blocked by a seccomp profile, as containers' default ones do, or by sysctl kernel.io_uring_disabled")
+        }
+        Some(libc::ENOSYS) => format!("io_uring_setup: {e}; the kernel has no io_uring"),
+        _ => format!("io_uring_setup: {e}"),
+    })
 }
 
 /// Builds the runtime for the calling thread.

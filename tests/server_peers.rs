@@ -47,7 +47,9 @@ fn thriftpy2_clients_against_two_demo_servers_on_the_epoll_driver() {
     assert_eq!(a.wait(Duration::from_secs(5)).0, Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
-    let on_epoll = text.matches("cores run on the epoll driver").count();
+    let on_epoll = text
+        .matches("starting on the epoll driver, not io_uring (RINGSOA_RING=epoll)")
+        .count();
     assert_eq!(on_epoll, 2, "{text}");
 }
 

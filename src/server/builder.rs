@@ -243,10 +243,13 @@ impl ServerBuilder {
         }
         self.config.max_connections = fds::fit_connections(&self.config);
         let config = Arc::new(self.config);
-        if crate::runtime::on_io_uring() {
-            tracing::info!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on io_uring");
-        } else {
-            tracing::warn!(app = %config.app, "io_uring is unavailable (or RINGSOA_RING=epoll): cores run on the epoll driver");
+        match crate::runtime::why_not_io_uring() {
+            None => {
+                tracing::info!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on io_uring")
+            }
+            Some(why) => {
+                tracing::warn!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on the epoll driver, not io_uring ({why})")
+            }
         }
         if let Some(g) = &self.governance {
             // Load before listen: config and switches first (bounded: ZooKeeper's
