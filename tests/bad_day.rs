@@ -7,7 +7,6 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +15,7 @@ use ringsoa::protocol::{
     ProtocolWriter, TType,
 };
 use ringsoa::tracking::{RequestHeader, UpgradeArgs, HANDSHAKE_METHOD};
-use support::process::{free_port, Demo};
+use support::process::{free_port, Demo, Logged};
 use support::wire::{call_raw, read_reply};
 
 mod idl {
@@ -478,43 +477,6 @@ fn tracking_fields_have_limits_with_a_clear_error() {
     DemoPingArgs {}.encode(&mut w);
     s.write_all(&buf).unwrap();
     assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
-}
-
-/// A demo whose log goes to a file (read back by [`Logged::text`]), its command
-/// adjusted by `configure` too.
-struct Logged {
-    demo: Demo,
-    log: std::path::PathBuf,
-}
-
-impl Logged {
-    fn start(name: &str, configure: impl FnOnce(&mut std::process::Command)) -> Logged {
-        let log = std::env::temp_dir().join(format!("ringsoa-{name}-{}.log", std::process::id()));
-        let file = std::fs::File::create(&log).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let demo = Demo::start_with(addr, &[], |cmd| {
-            cmd.stderr(Stdio::from(file));
-            configure(cmd);
-        });
-        Logged { demo, log }
-    }
-
-    /// Stops the demo and returns its whole log.
-    fn text(self) -> String {
-        drop(self.demo);
-        let text = std::fs::read_to_string(&self.log).unwrap();
-        let _ = std::fs::remove_file(&self.log);
-        text
-    }
-
-    /// Stops the demo; asserts that a flood logged one or two lines holding `what`
-    /// (one per core per 10 s, two cores), not one each. Returns the log.
-    fn logged_once_per_core(self, what: &str) -> String {
-        let text = self.text();
-        let lines = text.lines().filter(|l| l.contains(what)).count();
-        assert!((1..=2).contains(&lines), "{lines} lines:\n{text}");
-        text
-    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod idl {
 }
 mod support;
 
-use support::process::{python, Demo};
+use support::process::{python, Demo, Logged};
 use support::wire::{call_raw, read_reply};
 
 use std::collections::BTreeMap;
@@ -33,24 +33,20 @@ fn thriftpy2_clients_against_two_demo_servers() {
 /// default seccomp profile): every check, then a drain that exits 0.
 #[test]
 fn thriftpy2_clients_against_two_demo_servers_on_the_epoll_driver() {
-    let log = std::env::temp_dir().join(format!("ringsoa-epoll-{}.log", std::process::id()));
-    let start = |file: std::fs::File| {
-        let addr = format!("127.0.0.1:{}", support::process::free_port());
-        Demo::start_with(addr.parse().unwrap(), &[], |cmd| {
-            cmd.env("RINGSOA_RING", "epoll").stderr(file);
-        })
+    let on_epoll = |cmd: &mut Command| {
+        cmd.env("RINGSOA_RING", "epoll");
     };
-    let file = std::fs::File::create(&log).unwrap();
-    let (mut a, b) = (start(file.try_clone().unwrap()), start(file));
-    thriftpy2_checks(&a, &b);
-    a.sigterm();
-    assert_eq!(a.wait(Duration::from_secs(5)).0, Some(0));
-    let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
-    let on_epoll = text
-        .matches("starting on the epoll driver, not io_uring (RINGSOA_RING=epoll)")
-        .count();
-    assert_eq!(on_epoll, 2, "{text}");
+    let (mut a, b) = (
+        Logged::start("epoll-a", on_epoll),
+        Logged::start("epoll-b", on_epoll),
+    );
+    thriftpy2_checks(&a.demo, &b.demo);
+    a.demo.sigterm();
+    assert_eq!(a.demo.wait(Duration::from_secs(5)).0, Some(0));
+    for text in [a.text(), b.text()] {
+        let says = "starting on the epoll driver, not io_uring (RINGSOA_RING=epoll)";
+        assert!(text.contains(says), "{text}");
+    }
 }
 
 /// Runs `tests/peers/demo_clients.py` against `a` and `b`.
@@ -348,14 +344,9 @@ fn drain_finishes_calls_refuses_new_ones_and_exits() {
 
 #[test]
 fn sighup_is_logged_and_the_server_serves_on() {
-    let log = std::env::temp_dir().join(format!("ringsoa-hup-{}.log", std::process::id()));
-    let file = std::fs::File::create(&log).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", support::process::free_port())
-        .parse()
-        .unwrap();
-    let mut demo = Demo::start_with(addr, &[], |cmd| {
-        cmd.stderr(file);
-    });
+    let mut logged = Logged::start("hup", |_| {});
+    let addr = logged.demo.addr;
+    let demo = &mut logged.demo;
     let mut s = connect(addr);
     call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap();
     demo.signal("HUP");
@@ -369,8 +360,7 @@ fn sighup_is_logged_and_the_server_serves_on() {
     echo_ok(addr);
     demo.sigterm();
     assert_eq!(demo.wait(Duration::from_secs(5)).0, Some(0));
-    let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
+    let text = logged.text();
     assert!(text.contains("SIGHUP ignored"), "{text}");
 }
 

@@ -94,10 +94,8 @@ pub fn parse(text: &str, layout: &Layout) -> Result<Folders, String> {
 /// all: the sign of a file written under another app name than the process's.
 pub fn other_apps(folders: &Folders, layout: &Layout, app: &str) -> Vec<String> {
     let apps = format!("{}/", layout.apps());
-    if folders
-        .keys()
-        .any(|p| p.starts_with(&format!("{apps}{app}/")))
-    {
+    let own = format!("{apps}{app}/");
+    if folders.keys().any(|p| p.starts_with(&own)) {
         return Vec::new();
     }
     let mut others: Vec<String> = folders

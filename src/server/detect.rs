@@ -96,15 +96,19 @@ pub fn detect(buf: &[u8], non_strict: bool) -> Detected {
     match protocol_at(&buf[4..], true) {
         Some(Ok(p)) => Detected::Speaks(Framing::Framed, p),
         None => Detected::NeedMore,
-        Some(Err(_)) if non_strict_at(buf) => match non_strict {
-            true => Detected::NonStrict(Framing::Buffered),
-            false => Detected::Unsupported(NON_STRICT),
-        },
-        Some(Err(_)) if non_strict_at(&buf[4..]) => match non_strict {
-            true => Detected::NonStrict(Framing::Framed),
-            false => Detected::Unsupported(NON_STRICT),
-        },
-        Some(Err(reason)) => Detected::Unsupported(reason),
+        Some(Err(reason)) => {
+            let framing = if non_strict_at(buf) {
+                Framing::Buffered
+            } else if non_strict_at(&buf[4..]) {
+                Framing::Framed
+            } else {
+                return Detected::Unsupported(reason);
+            };
+            match non_strict {
+                true => Detected::NonStrict(framing),
+                false => Detected::Unsupported(NON_STRICT),
+            }
+        }
     }
 }
 

@@ -140,6 +140,45 @@ impl Demo {
     }
 }
 
+/// A demo whose log goes to a file (read back by [`Logged::text`]), its command
+/// adjusted by `configure` too.
+pub struct Logged {
+    /// The process.
+    pub demo: Demo,
+    log: std::path::PathBuf,
+}
+
+impl Logged {
+    /// Starts `ringsoa-demo` on a free port, its stderr to a file named for `name`.
+    pub fn start(name: &str, configure: impl FnOnce(&mut Command)) -> Logged {
+        let log = std::env::temp_dir().join(format!("ringsoa-{name}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let demo = Demo::start_with(addr, &[], |cmd| {
+            cmd.stderr(Stdio::from(file));
+            configure(cmd);
+        });
+        Logged { demo, log }
+    }
+
+    /// Stops the demo (if it still runs) and returns its whole log.
+    pub fn text(self) -> String {
+        drop(self.demo);
+        let text = std::fs::read_to_string(&self.log).unwrap();
+        let _ = std::fs::remove_file(&self.log);
+        text
+    }
+
+    /// Stops the demo; asserts that a flood logged one or two lines holding `what`
+    /// (one per core per 10 s, two cores), not one each. Returns the log.
+    pub fn logged_once_per_core(self, what: &str) -> String {
+        let text = self.text();
+        let lines = text.lines().filter(|l| l.contains(what)).count();
+        assert!((1..=2).contains(&lines), "{lines} lines:\n{text}");
+        text
+    }
+}
+
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
