@@ -243,7 +243,11 @@ fn registered(nodes: usize, name: &str) -> (ZooKeeper, support::zk::Zk, Scratch,
     let zkc = zk.client();
     let dir = Scratch::new(name);
     let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
-    assert!(zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()));
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()),
+        "not registered in 10 s: {}",
+        g.log_text()
+    );
     (zk, zkc, dir, g)
 }
 

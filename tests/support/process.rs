@@ -28,7 +28,16 @@ pub struct Demo {
 /// before the server binds it, and the bind then fails with "address in use"
 /// (seen once in CI). Each test process starts at its own place in that range.
 pub fn free_port() -> u16 {
-    use socket2::{Domain, Socket, Type};
+    free_ports(&[])
+}
+
+/// A port `p` as [`free_port`] gives, such that `p + o` for every offset `o` in
+/// `also` was free too and is given to no other caller either: for a process that
+/// listens on several ports (a ZooKeeper ensemble's client and quorum ports). With
+/// only `p` given, the next caller was handed `p + 1` while an ensemble's second
+/// node was still starting there; the demo meant for it lost the bind, and the
+/// node answered in its place (seen once in CI).
+pub fn free_ports(also: &[u16]) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -46,17 +55,34 @@ pub fn free_port() -> u16 {
         } else {
             LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span
         };
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket.set_reuse_address(true).unwrap();
-        let probe: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        if socket.bind(&probe.into()).is_err() {
+        let Some(base) = bindable(port as u16) else {
             continue;
-        }
-        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
-        if GIVEN.lock().unwrap().insert(port) {
-            return port;
+        };
+        let others: Option<Vec<u16>> = also
+            .iter()
+            .map(|o| base.checked_add(*o).and_then(bindable))
+            .collect();
+        let Some(mut ports) = others else {
+            continue;
+        };
+        ports.push(base);
+        let mut given = GIVEN.lock().unwrap();
+        if ports.iter().all(|p| !given.contains(p)) {
+            given.extend(ports);
+            return base;
         }
     }
+}
+
+/// The port a socket bound to 127.0.0.1:`port` gets (0: the kernel picks), if the
+/// bind succeeds.
+fn bindable(port: u16) -> Option<u16> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    let probe = SocketAddr::from(([127, 0, 0, 1], port));
+    socket.bind(&probe.into()).ok()?;
+    Some(socket.local_addr().ok()?.as_socket()?.port())
 }
 
 impl Demo {
@@ -88,8 +114,12 @@ impl Demo {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         configure(&mut cmd);
-        let child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().unwrap();
         wait_listening(addr, "ringsoa-demo");
+        // Something else listening there (a lost bind) answers the probe too.
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ringsoa-demo on {addr} exited ({status}) as it started");
+        }
         Demo { child, addr }
     }
 

@@ -31,9 +31,14 @@ impl ZooKeeper {
         let dir = std::env::temp_dir().join(format!("ringsoa-zk-{}-{n}", std::process::id()));
         for _ in 0..5 {
             let _ = std::fs::remove_dir_all(&dir);
-            // The quorum ports are base+1000+k and base+2000+k: keep them in range.
+            // Client ports base+k-1, quorum ports base+1000+k and base+2000+k (tools/zk.sh):
+            // all given out, and in range.
+            let mut also: Vec<u16> = (1..nodes as u16).collect();
+            if nodes > 1 {
+                also.extend((1..=nodes as u16).flat_map(|k| [1000 + k, 2000 + k]));
+            }
             let base = loop {
-                let p = super::process::free_port();
+                let p = super::process::free_ports(&also);
                 if p < 60000 {
                     break p;
                 }
