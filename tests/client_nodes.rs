@@ -1,6 +1,6 @@
-//! Node management against three real `ringsoa-demo` processes: a node killed under
-//! load leaves rotation after at most K failures, a probe restores it after a
-//! restart, and soft load keeps connection counts level.
+//! Node management against three real `ringsoa-demo` processes: a node killed or
+//! frozen under load leaves rotation after at most K failures, a probe restores it
+//! after a restart or a thaw, and soft load keeps connection counts level.
 
 mod idl {
     ringsoa::include_idl!();
@@ -25,7 +25,11 @@ const CALLERS: usize = 6;
 /// An attempt as the hook saw it: node, when it ended, whether it failed.
 type Seen = Rc<RefCell<Vec<(SocketAddr, Instant, bool)>>>;
 
-fn client(nodes: &[SocketAddr], policy: Policy) -> (Rc<Client>, Seen) {
+fn client(
+    nodes: &[SocketAddr],
+    policy: Policy,
+    configure: impl FnOnce(&mut ClientConfig),
+) -> (Rc<Client>, Seen) {
     let seen: Seen = Rc::default();
     let log = seen.clone();
     let mut config = ClientConfig::new("nodes-test");
@@ -43,6 +47,7 @@ fn client(nodes: &[SocketAddr], policy: Policy) -> (Rc<Client>, Seen) {
         })),
         ..Hooks::default()
     };
+    configure(&mut config);
     (Rc::new(Client::new(nodes.to_vec(), config)), seen)
 }
 
@@ -69,12 +74,34 @@ fn load(client: &Rc<Client>, stop: &Rc<Cell<bool>>) -> Vec<monoio::task::JoinHan
         .collect()
 }
 
+/// Waits until node 1's failed flag is `want`, failing at `deadline`.
+async fn node_failed(client: &Client, want: bool, deadline: Instant) {
+    while client.stats()[1].failed != want {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 still not failed = {want}: {:?}",
+            client.stats()[1]
+        );
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Stops the callers of [`load`]; returns how many of their calls failed.
+async fn stop_load(stop: &Cell<bool>, workers: Vec<monoio::task::JoinHandle<u32>>) -> u32 {
+    stop.set(true);
+    let mut failed = 0;
+    for w in workers {
+        failed += w.await;
+    }
+    failed
+}
+
 fn run(policy: Policy) {
     let mut demos: Vec<Option<Demo>> = (0..3).map(|_| Some(Demo::start(&[]))).collect();
     let addrs: Vec<SocketAddr> = demos.iter().map(|d| d.as_ref().unwrap().addr).collect();
     let victim = addrs[1];
     support::block_on(async {
-        let (client, seen) = client(&addrs, policy);
+        let (client, seen) = client(&addrs, policy, |_| {});
         let stop = Rc::new(Cell::new(false));
         let workers = load(&client, &stop);
         monoio::time::sleep(Duration::from_millis(400)).await;
@@ -119,13 +146,7 @@ fn run(policy: Policy) {
         // Restart it: a probe restores it within T plus a tolerance.
         demos[1] = Some(Demo::start_on(victim, &[]));
         let restarted_at = Instant::now();
-        while client.stats()[1].failed {
-            assert!(
-                restarted_at.elapsed() < T + Duration::from_secs(1),
-                "not restored within {T:?} + 1 s"
-            );
-            monoio::time::sleep(Duration::from_millis(5)).await;
-        }
+        node_failed(&client, false, restarted_at + T + Duration::from_secs(1)).await;
         let restored_in = restarted_at.elapsed();
         monoio::time::sleep(Duration::from_millis(300)).await;
         let back = seen
@@ -135,11 +156,7 @@ fn run(policy: Policy) {
             .count();
         assert!(back > 0, "calls go to the restored node again");
 
-        stop.set(true);
-        let mut failed_calls = 0;
-        for w in workers {
-            failed_calls += w.await;
-        }
+        let failed_calls = stop_load(&stop, workers).await;
         assert_eq!(failed_calls, 0, "retries hid the outage from callers");
         eprintln!(
             "{policy:?}: open connections {open:?}, restored in {restored_in:?}, stats {:?}",
@@ -156,4 +173,79 @@ fn soft_load_fails_over_and_restores_a_killed_node() {
 #[test]
 fn p2c_fails_over_and_restores_a_killed_node() {
     run(Policy::P2cEwma);
+}
+
+/// A node that freezes (SIGSTOP: its kernel still completes connects, nothing
+/// answers) under load: after K timed-out calls it leaves rotation, its probes fail
+/// while it stays frozen (a connect alone does not restore it), and once it thaws a
+/// probe restores it.
+#[test]
+fn a_frozen_node_leaves_rotation_and_returns_once_it_thaws() {
+    for policy in [Policy::SoftLoad, Policy::P2cEwma] {
+        frozen(policy);
+    }
+}
+
+fn frozen(policy: Policy) {
+    let demos: Vec<Demo> = (0..3).map(|_| Demo::start(&[])).collect();
+    let addrs: Vec<SocketAddr> = demos.iter().map(|d| d.addr).collect();
+    let victim = addrs[1];
+    let timeout = Duration::from_millis(300);
+    support::block_on(async {
+        let (client, seen) = client(&addrs, policy, |c| {
+            c.conn.call_timeout = timeout;
+            c.conn.connect_timeout = timeout;
+        });
+        let stop = Rc::new(Cell::new(false));
+        let workers = load(&client, &stop);
+        monoio::time::sleep(Duration::from_millis(300)).await;
+
+        let frozen_at = Instant::now();
+        demos[1].signal("STOP");
+        node_failed(&client, true, frozen_at + Duration::from_secs(5)).await;
+        // The calls sent there before it failed time out by then.
+        monoio::time::sleep(timeout + Duration::from_millis(100)).await;
+        let settled = Instant::now();
+        // Frozen for 10 probe periods: no call goes there.
+        monoio::time::sleep(T * 10).await;
+        let stats = client.stats()[1].clone();
+        assert!(stats.failed, "restored while frozen: {stats:?}");
+        let (late, failed) = {
+            let seen = seen.borrow();
+            let on_victim =
+                |from: Instant| seen.iter().filter(move |s| s.0 == victim && s.1 >= from);
+            (
+                on_victim(settled).count(),
+                on_victim(frozen_at).filter(|s| s.2).count(),
+            )
+        };
+        assert_eq!(late, 0, "calls went to the frozen node");
+        // The calls in flight there (one per caller at most), and a caller whose
+        // call timed out before the K-th may have picked it again.
+        assert!(
+            failed <= K as usize + CALLERS,
+            "{failed} failed attempts on the frozen node"
+        );
+
+        demos[1].signal("CONT");
+        let thawed_at = Instant::now();
+        node_failed(
+            &client,
+            false,
+            thawed_at + T + timeout * 2 + Duration::from_secs(1),
+        )
+        .await;
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let back = seen
+            .borrow()
+            .iter()
+            .filter(|s| s.0 == victim && s.1 >= thawed_at && !s.2)
+            .count();
+        assert!(back > 0, "no call went to the thawed node");
+        let failed_calls = stop_load(&stop, workers).await;
+        eprintln!(
+            "{policy:?}: {failed} attempts failed on the frozen node ({failed_calls} calls failed), restored {:?} after the thaw",
+            thawed_at.elapsed(),
+        );
+    });
 }

@@ -364,6 +364,35 @@ fn sighup_is_logged_and_the_server_serves_on() {
     assert!(text.contains("SIGHUP ignored"), "{text}");
 }
 
+/// A process stopped and continued (SIGSTOP; a paused VM or container) reports no
+/// blocked core: its watchdog was stopped with it. It serves on.
+#[test]
+fn a_stopped_and_continued_process_reports_no_blocked_core() {
+    let logged = Logged::start("stopped", |_| {});
+    let addr = logged.demo.addr;
+    logged.demo.signal("STOP");
+    // Requests that wait for it: the cores have work when they wake.
+    let mut request = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut request);
+    w.write_message_begin("ping", MessageType::Call, 1);
+    DemoPingArgs {}.encode(&mut w);
+    let mut waiting: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    for s in &mut waiting {
+        s.write_all(&request).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    logged.demo.signal("CONT");
+    for s in &mut waiting {
+        let mut byte = [0u8];
+        s.read_exact(&mut byte).unwrap();
+    }
+    echo_ok(addr);
+    // A few of the watchdog's rounds (a quarter of its 1 s threshold each).
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = logged.text();
+    assert!(!text.contains("appears blocked"), "{text}");
+}
+
 #[test]
 fn idle_connections_do_not_delay_exit_and_the_timeout_cancels() {
     let mut demo = Demo::start(&["--drain-timeout-ms", "300"]);

@@ -106,9 +106,18 @@ pub fn watch(
     let period = (threshold / 4).max(Duration::from_millis(5));
     // The tick at which each core was last reported, so one stall is one report.
     let mut reported = vec![u64::MAX; beats.cores.len()];
+    let late = (period + threshold).as_millis() as u64;
+    let mut woke = 0;
     while !stop() {
         std::thread::sleep(period);
         let now = beats.epoch.elapsed().as_millis() as u64;
+        // This thread slept a threshold too long: the whole process was stopped
+        // (SIGSTOP, a paused VM or container) or starved, the cores with it. They
+        // are judged next round, when they have had the time to tick: every core
+        // was reported blocked for the length of the pause before.
+        if now.saturating_sub(std::mem::replace(&mut woke, now)) >= late {
+            continue;
+        }
         for (core, beat) in beats.cores.iter().enumerate() {
             let tick = beat.tick_ms.load(Ordering::Relaxed);
             let blocked = Duration::from_millis(now.saturating_sub(tick));
