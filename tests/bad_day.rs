@@ -377,13 +377,7 @@ fn the_admin_endpoint_closes_idle_connections_and_holds_at_most_64() {
     let started = Instant::now();
     let mut more: Vec<TcpStream> = (0..70).map(|_| connect(admin)).collect();
     std::thread::sleep(Duration::from_millis(500));
-    let closed = more
-        .iter_mut()
-        .filter(|s| {
-            s.set_nonblocking(true).unwrap();
-            matches!((&**s).read(&mut [0u8; 1]), Ok(0))
-        })
-        .count();
+    let closed = closed_by_peer(&mut more);
     assert_eq!(closed, 70 - (64 - 3), "connections past 64 closed at once");
     drop(more);
     // Answered once the server has seen the others go (moments later).
@@ -403,6 +397,50 @@ fn the_admin_endpoint_closes_idle_connections_and_holds_at_most_64() {
             "an idle admin connection still open after {after:?}"
         );
     }
+}
+
+/// The admin endpoint's limits are settings (`AdminListener::limits`, the demo's
+/// `--admin-max-connections` and `--admin-header-timeout-ms`); they were constants.
+#[test]
+fn the_admin_endpoint_limits_are_settings() {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_flag = admin.to_string();
+    let flags = [
+        "--cores",
+        "1",
+        "--admin",
+        &admin_flag,
+        "--admin-max-connections",
+        "4",
+        "--admin-header-timeout-ms",
+        "500",
+    ];
+    let _demo = Demo::start(&flags);
+    let started = Instant::now();
+    let mut idle = connect(admin);
+    let mut more: Vec<TcpStream> = (0..6).map(|_| connect(admin)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let closed = closed_by_peer(&mut more);
+    assert_eq!(closed, 6 - (4 - 1), "connections past 4 closed at once");
+    drop(more);
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = idle.read_to_end(&mut Vec::new());
+    let after = started.elapsed();
+    assert!(
+        after < Duration::from_secs(3),
+        "an idle admin connection still open after {after:?}"
+    );
+}
+
+/// How many of `conns` the peer has closed (read at once, without waiting).
+fn closed_by_peer(conns: &mut [TcpStream]) -> usize {
+    conns
+        .iter_mut()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            matches!((&**s).read(&mut [0u8; 1]), Ok(0))
+        })
+        .count()
 }
 
 /// `GET /health` on `s`: whether it came back 200 `serving`.

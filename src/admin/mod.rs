@@ -47,12 +47,35 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("bad admin address: {e}; expected HOST:PORT or PORT"))
 }
 
+/// What the admin endpoint holds open at most.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminLimits {
+    /// Open connections (64); past it a new one is closed at once. The endpoint
+    /// shares the process's open files with the cores' connections.
+    pub max_connections: usize,
+    /// Time a connection has to send a request's headers, idle time before it
+    /// included (10 s): one that sends nothing, or trickles, is closed after it.
+    pub header_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The admin endpoint's listening socket, bound before the server starts so that a
 /// taken port fails the start before the process serves or registers.
-pub struct AdminListener(std::net::TcpListener);
+pub struct AdminListener {
+    listener: std::net::TcpListener,
+    limits: AdminLimits,
+}
 
 impl AdminListener {
-    /// Binds `addr`.
+    /// Binds `addr`, with the default [`AdminLimits`].
     pub fn bind(addr: SocketAddr) -> std::io::Result<AdminListener> {
         let listener = std::net::TcpListener::bind(addr).map_err(|e| {
             std::io::Error::new(
@@ -61,31 +84,43 @@ impl AdminListener {
             )
         })?;
         listener.set_nonblocking(true)?;
-        Ok(AdminListener(listener))
+        Ok(AdminListener {
+            listener,
+            limits: AdminLimits::default(),
+        })
+    }
+
+    /// Serves within `limits` instead of the defaults.
+    pub fn limits(self, limits: AdminLimits) -> Self {
+        AdminListener { limits, ..self }
     }
 
     /// Serves on a new thread; returns the address it listens on.
     pub fn serve(self, state: AdminState) -> std::io::Result<SocketAddr> {
-        let listener = self.0;
+        let AdminListener { listener, limits } = self;
+        if limits.max_connections == 0 || limits.header_timeout.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("admin endpoint: the connection limit ({}) and the header timeout ({:?}) must be above zero", limits.max_connections, limits.header_timeout),
+            ));
+        }
         let local = listener.local_addr()?;
-        crate::runtime::spawn_control_thread("ringsoa-admin", move || accept(listener, state))?;
+        crate::runtime::spawn_control_thread("ringsoa-admin", move || {
+            accept(listener, state, limits)
+        })?;
         tracing::info!(admin = %local, "admin endpoint serving");
         Ok(local)
     }
 }
 
-/// Open admin connections at most; past it a new one is closed at once. The
-/// endpoint shares the process's open files with the cores' connections.
-const MAX_CONNECTIONS: usize = 64;
-
-/// Time a connection has to send a request's headers, idle time before it
-/// included: a connection that sends nothing, or trickles, is closed after it.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn accept(listener: std::net::TcpListener, state: AdminState) {
+async fn accept(listener: std::net::TcpListener, state: AdminState, limits: AdminLimits) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
     let open = Arc::new(AtomicUsize::new(0));
     let refused = Throttle::default();
+    let AdminLimits {
+        max_connections,
+        header_timeout,
+    } = limits;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -95,10 +130,10 @@ async fn accept(listener: std::net::TcpListener, state: AdminState) {
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+        if open.load(Ordering::Relaxed) >= max_connections {
             warn_throttled!(
                 refused,
-                "admin endpoint: {MAX_CONNECTIONS} connections open: closed {peer}"
+                "admin endpoint: {max_connections} connections open: closed {peer}"
             );
             continue;
         }
@@ -111,7 +146,7 @@ async fn accept(listener: std::net::TcpListener, state: AdminState) {
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             drop(held);

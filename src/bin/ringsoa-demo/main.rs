@@ -85,6 +85,13 @@ struct Args {
     /// Admin HTTP endpoint: HOST:PORT, or PORT for loopback.
     #[arg(long, value_parser = ringsoa::admin::parse_addr)]
     admin: Option<SocketAddr>,
+    /// Admin connections open at most; past it a new one is closed at once.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one::<usize>)]
+    admin_max_connections: usize,
+    /// Time an admin connection has to send a request's headers, idle time
+    /// before it included.
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<u64>)]
+    admin_header_timeout_ms: u64,
     /// Registered weight: a share of callers' calls (0: none while another node can
     /// take them).
     #[arg(long, default_value_t = 100)]
@@ -186,7 +193,7 @@ fn relay_target(target: &str) -> Result<Target, String> {
 }
 
 /// A number that must be at least 1 (`--cores`, `--max-connections`,
-/// `--read-timeout-ms`).
+/// `--read-timeout-ms`, `--admin-max-connections`).
 fn at_least_one<T>(text: &str) -> Result<T, String>
 where
     T: std::str::FromStr + PartialEq + From<u8>,
@@ -467,9 +474,13 @@ fn run() -> std::io::Result<()> {
     }
     // Bound before the cores start: a taken admin port stops the process before
     // it serves or registers.
+    let limits = ringsoa::admin::AdminLimits {
+        max_connections: args.admin_max_connections,
+        header_timeout: Duration::from_millis(args.admin_header_timeout_ms),
+    };
     let admin = args
         .admin
-        .map(ringsoa::admin::AdminListener::bind)
+        .map(|a| ringsoa::admin::AdminListener::bind(a).map(|l| l.limits(limits)))
         .transpose()?;
     let fired = Arc::new(AtomicI64::new(0));
     let app = args.name.clone();
