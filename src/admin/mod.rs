@@ -266,6 +266,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn zero_limits_are_refused_before_serving() {
+        for limits in [
+            AdminLimits {
+                max_connections: 0,
+                ..AdminLimits::default()
+            },
+            AdminLimits {
+                header_timeout: Duration::ZERO,
+                ..AdminLimits::default()
+            },
+        ] {
+            let listener = AdminListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let state = AdminState {
+                governance: None,
+                metrics: None,
+                serving: Arc::new(|| true),
+            };
+            let err = listener.limits(limits).serve(state).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains("must be above zero"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_bare_port_means_loopback() {
         assert_eq!(
             parse_addr("9091").unwrap(),
