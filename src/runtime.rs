@@ -46,14 +46,26 @@ pub fn ring_setups() -> Vec<(&'static str, io_uring::Builder)> {
     all.into_iter().skip(skip).collect()
 }
 
+/// Entries of each thread's ring (monoio's default), for [`build`] and for
+/// [`why_not_io_uring`]'s trial of the same setups.
+const RING_ENTRIES: u32 = 1024;
+
 /// Why [`build`] runs on epoll rather than io_uring, or `None` when it runs on
-/// io_uring: `RINGSOA_RING=epoll`, or the error a ring's setup gets (a seccomp
-/// profile's EPERM, a kernel without io_uring's ENOSYS).
+/// io_uring: `RINGSOA_RING=epoll`, or the error the last of [`build`]'s ring setups
+/// gets (a seccomp profile's EPERM, a kernel without io_uring's ENOSYS). It tries
+/// the very rings [`build`] makes: a small plain ring that sets up where those do
+/// not would have the start line say io_uring while the cores run on epoll.
 pub fn why_not_io_uring() -> Option<String> {
-    if ring_setups().is_empty() {
-        return Some("RINGSOA_RING=epoll".into());
+    let mut last = None;
+    for (_, setup) in ring_setups() {
+        match setup.build(RING_ENTRIES) {
+            Ok(_) => return None,
+            Err(e) => last = Some(e),
+        }
     }
-    let e = io_uring::IoUring::new(2).err()?;
+    let Some(e) = last else {
+        return Some("RINGSOA_RING=epoll".into());
+    };
     Some(match e.raw_os_error() {
         Some(libc::EPERM) => {
             format!("io_uring_setup: {e}; blocked by a seccomp profile, as containers' default ones do, or by sysctl kernel.io_uring_disabled")
@@ -68,6 +80,7 @@ pub fn build() -> std::io::Result<Runtime> {
     for (name, setup) in ring_setups() {
         match RuntimeBuilder::<FusionDriver>::new()
             .enable_timer()
+            .with_entries(RING_ENTRIES)
             .uring_builder(setup)
             .build()
         {
