@@ -840,6 +840,40 @@ fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
     );
 }
 
+/// Someone else (an operator, a cleanup script) deletes a running provider's node:
+/// the same session registers it again, after the health check; the node the
+/// process deletes itself when it drains stays deleted.
+#[test]
+fn a_provider_node_deleted_by_someone_else_is_registered_again() {
+    let (_zk, zkc, _dir, mut g) = registered(1, "deleted");
+    let node = g.node();
+    let session = owner(&zkc, &node).unwrap();
+    for _ in 0..2 {
+        zkc.delete(&node);
+        assert!(
+            comes_back_to(&zkc, &node, session),
+            "not registered again: {}",
+            g.log_text()
+        );
+    }
+    let log = g.log_text();
+    assert_eq!(
+        log.matches("the provider node was deleted, not by this process")
+            .count(),
+        2,
+        "{log}"
+    );
+    // Its own deregistration is not undone: the node stays gone through the drain.
+    g.demo.sigterm();
+    assert!(zkc.wait_for(&node, Duration::from_secs(5), |n| n.is_none()));
+    let exit = std::thread::spawn(move || g.demo.wait(Duration::from_secs(15)).0);
+    assert!(
+        !zkc.wait_for(&node, Duration::from_secs(2), |n| n.is_some()),
+        "registered again after its own deregistration"
+    );
+    assert_eq!(exit.join().unwrap(), Some(0));
+}
+
 #[test]
 fn session_expiry_brings_a_new_session_a_new_registration_and_a_full_reread() {
     let (zk, zkc, _dir, g) = registered(1, "expiry");

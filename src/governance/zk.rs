@@ -1,8 +1,9 @@
 //! The ZooKeeper session loop: connect (abandoning a connect or handshake that gets
 //! no answer), follow every folder with a persistent recursive watch, re-read
 //! everything after every reconnect (events can be lost across one) and on every
-//! new session, keep the registration alive, and boot from the disk cache when
-//! ZooKeeper does not answer at start.
+//! new session, keep the registration alive (registered again when someone else
+//! deletes its node), and boot from the disk cache when ZooKeeper does not answer
+//! at start.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -157,21 +158,30 @@ async fn session(
     for path in k.mirror.paths() {
         watches.add(&client, &path, &events_tx).await;
     }
+    watches.registration(&client, k, &events_tx).await;
     reread(&client, k).await;
     let mut attempts = Attempts::default();
     let mut registered = attempts.note(ensure_registered(&client, k).await);
     loop {
         tokio::select! {
             Some(ev) = events.recv() => {
-                tracing::debug!(?ev, "watch event");
                 let seen = SystemTime::now();
-                let mut changed = apply(&client, k, ev).await;
-                while let Ok(ev) = events.try_recv() {
+                let own = k.registration_path();
+                let (mut changed, mut own_deleted) = (false, false);
+                let mut next = Some(ev);
+                while let Some(ev) = next {
+                    tracing::debug!(?ev, "watch event");
+                    own_deleted |= ev.event_type == EventType::NodeDeleted
+                        && own.as_deref() == Some(ev.path.as_str());
                     changed |= apply(&client, k, ev).await;
+                    next = events.try_recv().ok();
                 }
                 if changed {
                     k.publish(Source::ZooKeeper, seen);
                     k.save();
+                }
+                if own_deleted {
+                    registered = attempts.note(restore_registration(&client, k).await);
                 }
             }
             state = states.changed() => match state {
@@ -185,6 +195,7 @@ async fn session(
                     for path in k.mirror.paths() {
                         watches.add(&client, &path, &events_tx).await;
                     }
+                    watches.registration(&client, k, &events_tx).await;
                     reread(&client, k).await;
                     registered = attempts.note(ensure_registered(&client, k).await);
                 }
@@ -209,6 +220,7 @@ async fn session(
                 }
                 Some(Command::Register(r)) => {
                     k.want(r);
+                    watches.registration(&client, k, &events_tx).await;
                     registered = attempts.note(ensure_registered(&client, k).await);
                 }
                 Some(Command::Yield) => k.yielded = true,
@@ -285,7 +297,32 @@ struct Watches(HashMap<String, JoinHandle<()>>);
 impl Watches {
     /// Watches `path` and everything under it (again); events go to `tx`.
     async fn add(&mut self, client: &zk::Client, path: &str, tx: &UnboundedSender<WatchedEvent>) {
-        let mut w = match client.watch(path, AddWatchMode::PersistentRecursive).await {
+        self.add_in(client, path, AddWatchMode::PersistentRecursive, tx)
+            .await;
+    }
+
+    /// Watches the wanted registration's node (again), so that its deletion by
+    /// someone else is seen; events go to `tx`.
+    async fn registration(
+        &mut self,
+        client: &zk::Client,
+        k: &Keeper,
+        tx: &UnboundedSender<WatchedEvent>,
+    ) {
+        if let Some(path) = k.registration_path() {
+            self.add_in(client, &path, AddWatchMode::Persistent, tx)
+                .await;
+        }
+    }
+
+    async fn add_in(
+        &mut self,
+        client: &zk::Client,
+        path: &str,
+        mode: AddWatchMode,
+        tx: &UnboundedSender<WatchedEvent>,
+    ) {
+        let mut w = match client.watch(path, mode).await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(%path, error = %e, "cannot watch: re-watched on the next reconnect");
@@ -442,6 +479,31 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> Result<(), St
     }
     let created = client.create(&path, &r.json(), &provider_node()).await;
     registered(k, path, created.map(drop).map_err(|e| e.to_string()))
+}
+
+/// After the registration's node was deleted, not by this process (by an operator
+/// or a cleanup script): registers again, after the health check. Nothing is done
+/// when the address was handed over, or when another session registered it since
+/// (a process started on the same port): that node stays, and should it go, this
+/// process registers again.
+async fn restore_registration(client: &zk::Client, k: &mut Keeper) -> Result<(), String> {
+    let Some(path) = k.registration_path().filter(|_| !k.yielded) else {
+        return Ok(());
+    };
+    match client.check_stat(&path).await {
+        Ok(None) => {
+            tracing::warn!(%path, "the provider node was deleted, not by this process: registering again (to take a node out of rotation, set its weight to 0)");
+            k.status(|s| s.registered = None);
+            ensure_registered(client, k).await
+        }
+        Ok(Some(stat)) if stat.ephemeral_owner != client.session_id().0 => {
+            tracing::info!(%path, owner = format!("{:#x}", stat.ephemeral_owner), "another session registered this address: its node stays");
+            k.status(|s| s.registered = None);
+            Ok(())
+        }
+        Ok(Some(_)) => Ok(()),
+        Err(e) => Err(format!("cannot check the registration {path}: {e}")),
+    }
 }
 
 /// A provider node's mode: ephemeral, open to all.
