@@ -856,6 +856,12 @@ fn a_provider_node_deleted_by_someone_else_is_registered_again() {
             g.log_text()
         );
     }
+    g.wait_view("/governance", "the registration", |v| {
+        v["registered"] == node.as_str()
+            && v["connected"] == true
+            && v["source"] == "zookeeper"
+            && v["session"] == format!("{session:#x}").as_str()
+    });
     let log = g.log_text();
     assert_eq!(
         log.matches("the provider node was deleted, not by this process")
@@ -1123,6 +1129,11 @@ fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
         c["greeting"] == "hello from the embedded defaults"
     });
     assert_eq!(e.get("/switches")["relay"], "on");
+    let view = e.get("/governance");
+    assert_eq!(view["backend"], "embedded defaults", "{view}");
+    assert_eq!(view["source"], "file", "{view}");
+    assert_eq!(view["connected"], false, "{view}");
+    assert_eq!(g.get("/governance")["backend"], "state file");
     assert_eq!(http_get(e.admin, "/health").0, 200);
     assert_eq!(http_get(e.admin, "/nope").0, 404);
     // HEAD, as load balancers' health checks send it: the GET's status, no body.

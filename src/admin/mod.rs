@@ -1,6 +1,7 @@
 //! The admin HTTP endpoint, on its own thread (a current-thread tokio runtime with
 //! hyper), never on the cores: `GET /health`, and JSON views of governance state —
-//! `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
+//! `/governance` (the backend, the ZooKeeper session, the registration and where
+//! the values come from), `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
 //! providers as registered, for every service this process serves or calls), and
 //! `/breakers` (method → breaker state, window, lifetime counts and latency),
 //! `/limits` (each rate limit and its split over the cores), `/anomalies` (methods
@@ -20,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::governance::Governance;
+use crate::governance::{Backend, Governance};
 use crate::logs::throttle::{warn_throttled, Throttle};
 use crate::metrics::Metrics;
 
@@ -189,6 +190,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not serving\n")
             }
         }
+        "/governance" => json(&state.governance.as_ref().map(governance_view)),
         "/config" => json(&snap.map(|s| s.config.clone()).unwrap_or_default()),
         "/switches" => json(&snap.map(|s| s.switches.clone()).unwrap_or_default()),
         "/registry" => {
@@ -222,9 +224,37 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /health, /config, /switches, /registry, /breakers, /limits, /anomalies, /pools, /metrics\n",
+            "not found: try /health, /governance, /config, /switches, /registry, /breakers, /limits, /anomalies, /pools, /metrics\n",
         ),
     }
+}
+
+/// `/governance`: where state comes from, the ZooKeeper session and the
+/// registration, as the governance thread sees them now.
+fn governance_view(g: &Governance) -> serde_json::Value {
+    let status = g.status();
+    let snap = g.snapshot();
+    let (backend, at) = match &g.options().backend {
+        Backend::ZooKeeper(connect) => ("zookeeper", Some(connect.clone())),
+        Backend::File(path) => ("state file", Some(path.display().to_string())),
+        Backend::Embedded(_) => ("embedded defaults", None),
+    };
+    let seen_at_ms = snap
+        .seen_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    serde_json::json!({
+        "app": snap.app,
+        "cluster": snap.cluster,
+        "backend": backend,
+        "at": at,
+        "connected": status.connected,
+        "session": status.session.map(|s| format!("{s:#x}")),
+        "registered": status.registered,
+        "source": format!("{:?}", snap.source).to_lowercase(),
+        "version": snap.version,
+        "seen_at_ms": seen_at_ms,
+    })
 }
 
 /// The content type `/metrics` is labelled with. The body is OpenMetrics text
