@@ -399,6 +399,48 @@ fn the_admin_endpoint_closes_idle_connections_and_holds_at_most_64() {
     }
 }
 
+/// A stderr nobody reads (a stalled log shipper, a supervisor that stopped reading
+/// its pipe): the core goes on serving while the lines wait in the log's queue,
+/// and none is lost once the pipe is read again. Before, the first 64 KiB filled
+/// the pipe and the core stopped at its next log line, for good.
+#[test]
+fn a_stderr_nobody_reads_stops_no_core() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut demo = Demo::start_with(addr, &["--access-log", "--cores", "1"], |cmd| {
+        cmd.stderr(std::process::Stdio::piped())
+            .env("RUST_LOG", "info");
+    });
+    let mut s = connect(addr);
+    // About 150 bytes of access log each: many times what the pipe holds.
+    let calls = 3000;
+    for i in 0..calls {
+        let args = DemoEchoArgs {
+            msg: Some(format!("m{i}")),
+        };
+        let reply = call_raw(&mut s, "echo", i, &args)
+            .unwrap_or_else(|e| panic!("call {i} of {calls} got no reply: {e}"));
+        assert_eq!(reply_kind(&reply), MessageType::Reply);
+    }
+    let mut pipe = demo.child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        pipe.read_to_string(&mut text).unwrap();
+        text
+    });
+    demo.sigterm();
+    assert_eq!(demo.wait(Duration::from_secs(15)).0, Some(0));
+    let log = reader.join().unwrap();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("ringsoa::access") && l.contains("method=\"echo\""))
+        .count();
+    assert_eq!(logged, calls as usize, "access lines of {calls} calls");
+    assert!(
+        !log.contains("log lines dropped"),
+        "the queue held them all"
+    );
+}
+
 /// The admin endpoint's limits are settings (`AdminListener::limits`, the demo's
 /// `--admin-max-connections` and `--admin-header-timeout-ms`); they were constants.
 #[test]

@@ -4,10 +4,13 @@
 //! `[{"target": "ringsoa::access", "level": "info", "file": "/var/log/app/access.log"}]`
 //! — and can change while the process runs ([`Router::set`]).
 //!
-//! Also: `throttle`, warnings that would repeat for every call or connection
-//! logged once per interval with a count of the rest.
+//! Also: `output`, a writer that never makes a core wait for the log's reader, and
+//! `throttle`, warnings that would repeat for every call or connection logged once
+//! per interval with a count of the rest.
 
+mod output;
 mod router;
 pub(crate) mod throttle;
 
+pub use output::{non_blocking, WorkerGuard};
 pub use router::{RouteLayer, RouteSpec, Router};

@@ -1,7 +1,8 @@
-//! Routes: events of a target at a level or above also go to a file of their own.
+//! Routes: events of a target at a level or above also go to a file of their own,
+//! each written by a thread of its own ([`non_blocking`]): a slow disk never makes
+//! a core wait.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::Write as _;
 use std::sync::{Arc, RwLock};
 
@@ -10,6 +11,9 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
+
+use super::output::{non_blocking, WorkerGuard};
+use tracing_appender::non_blocking::NonBlocking;
 
 /// One route as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -25,7 +29,8 @@ pub struct RouteSpec {
 struct Route {
     target: String,
     level: Level,
-    file: std::sync::Mutex<File>,
+    file: NonBlocking,
+    _flushed_on_drop: WorkerGuard,
 }
 
 /// The routes, shared by the layer and whoever updates them.
@@ -67,15 +72,23 @@ impl Router {
                 .append(true)
                 .open(&s.file)
             {
-                Ok(f) => routes.push(Route {
-                    target: s.target.clone(),
-                    level,
-                    file: std::sync::Mutex::new(f),
-                }),
+                Ok(f) => {
+                    let (file, guard) = non_blocking(f, &s.file);
+                    routes.push(Route {
+                        target: s.target.clone(),
+                        level,
+                        file,
+                        _flushed_on_drop: guard,
+                    })
+                }
                 Err(e) => errors.push(format!("{}: {e}", s.file)),
             }
         }
-        *guard = (specs, routes);
+        let old = std::mem::replace(&mut *guard, (specs, routes));
+        // The old files are flushed (up to a second each) after the lock is let go:
+        // the cores log meanwhile.
+        drop(guard);
+        drop(old);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -138,11 +151,7 @@ impl<S: Subscriber> Layer<S> for RouteLayer {
                 l.0.push('\n');
                 l.0
             });
-            let _ = r
-                .file
-                .lock()
-                .expect("not poisoned")
-                .write_all(text.as_bytes());
+            let _ = r.file.clone().write_all(text.as_bytes());
         }
     }
 }
@@ -169,6 +178,8 @@ mod tests {
             tracing::info!(target: "app::db", "not routed: below warn");
             tracing::error!(target: "app::web", "not routed: another target");
         });
+        // The last handle on the routes: its files are flushed.
+        drop(router);
         let text = std::fs::read_to_string(&file).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(

@@ -338,13 +338,16 @@ fn main_rs(name: &str, krate: &str, program: &Program, root: usize, service: usi
          //! SIGTERM drains. Logs go to stderr (RUST_LOG=debug for more).\n\n\
          use {krate}::handler::{s}Impl;\nuse {krate}::idl::{m}::{s}Server;\n\n\
          fn main() -> std::process::ExitCode {{\n    \
-         // Logs on stderr: RUST_LOG picks levels (default info), colour only on a terminal.\n    \
+         // Logs on stderr, written by a thread of their own (a stderr nobody reads\n    \
+         // never stops a core): RUST_LOG picks levels (default info), colour only\n    \
+         // on a terminal.\n    \
+         let (stderr, _flushed_at_exit) = ringsoa::logs::non_blocking(std::io::stderr(), \"stderr\");\n    \
          tracing_subscriber::fmt()\n        \
          .with_env_filter(\n            \
          tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| \"info\".into()),\n        \
          )\n        \
          .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))\n        \
-         .with_writer(std::io::stderr)\n        \
+         .with_writer(stderr)\n        \
          .init();\n    \
          let listen = std::env::args().nth(1).unwrap_or_else(|| \"127.0.0.1:9090\".into());\n    \
          let addr: std::net::SocketAddr = match listen.parse() {{\n        Ok(a) => a,\n        \

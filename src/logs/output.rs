@@ -1,0 +1,63 @@
+//! Log output that never makes a core wait: each line goes to a writer thread
+//! through a bounded queue (tracing-appender's non-blocking writer, lossy). When the
+//! output's reader falls behind (a pipe nobody reads, a stalled log shipper, a slow
+//! disk) and the queue is full, lines are dropped and counted, and once the output
+//! takes lines again a WARN says how many were lost.
+
+use std::io::{self, Write};
+use std::sync::{Arc, OnceLock};
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder};
+
+pub use tracing_appender::non_blocking::WorkerGuard;
+
+/// A non-blocking writer to `out` (named `what` in the WARN about dropped lines),
+/// for `tracing_subscriber::fmt::layer().with_writer(..)`, and the guard that
+/// flushes what is queued (waiting about a second at most) when dropped: keep it
+/// until the process ends.
+pub fn non_blocking<W: Write + Send + 'static>(out: W, what: &str) -> (NonBlocking, WorkerGuard) {
+    let counter = Arc::new(OnceLock::new());
+    let out = Noting {
+        out,
+        counter: counter.clone(),
+        noted: 0,
+        what: what.to_string(),
+    };
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("ringsoa-log")
+        .finish(out);
+    let _ = counter.set(writer.error_counter());
+    (writer, guard)
+}
+
+/// The writer thread's end: before a line, notes the lines dropped since the last
+/// note.
+struct Noting<W> {
+    out: W,
+    counter: Arc<OnceLock<ErrorCounter>>,
+    noted: usize,
+    what: String,
+}
+
+impl<W: Write> Write for Noting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let dropped = self.counter.get().map_or(0, ErrorCounter::dropped_lines);
+        if dropped > self.noted {
+            // Logged, not written here: it takes the output's format and routes. The
+            // queue has room now, as this thread is emptying it.
+            tracing::warn!(
+                target: "ringsoa::logs",
+                lost = dropped - self.noted,
+                "log lines dropped: {} was not read fast enough (a pipe nobody reads, a stalled log shipper, a slow disk); the cores never wait for it",
+                self.what
+            );
+            self.noted = dropped;
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,74 @@
+//! The log output that never makes a core wait (`ringsoa::logs::non_blocking`),
+//! against an output that takes nothing for a while. In a test binary of its own:
+//! the note of dropped lines is logged from the writer thread, so through the
+//! global subscriber, which this test sets.
+
+use std::io::{self, Write};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An output that takes nothing until told to, then keeps what it is given.
+struct Gate {
+    open: mpsc::Receiver<()>,
+    opened: bool,
+    got: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Write for Gate {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.opened {
+            let _ = self.open.recv();
+            self.opened = true;
+        }
+        self.got.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stalled_output_blocks_no_logger_and_the_lines_it_lost_are_told() {
+    let (open, gate) = mpsc::channel();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let out = Gate {
+        open: gate,
+        opened: false,
+        got: got.clone(),
+    };
+    let (writer, guard) = ringsoa::logs::non_blocking(out, "the test output");
+    let counter = writer.error_counter();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish(),
+    )
+    .unwrap();
+    // Far more than the queue holds, while the output takes nothing: a blocking
+    // writer would hang here for good.
+    let written = 200_000;
+    for i in 0..written {
+        tracing::info!(i, "line");
+    }
+    let dropped = counter.dropped_lines();
+    assert!(dropped > 0, "nothing dropped");
+    open.send(()).unwrap();
+    let note = format!("WARN ringsoa::logs: log lines dropped: the test output was not read fast enough (a pipe nobody reads, a stalled log shipper, a slow disk); the cores never wait for it lost={dropped}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        if text.contains(&note) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no note of {dropped} lines lost");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(guard);
+    assert!(text.contains(" i=0\n"), "the first lines are kept");
+    // Every line is either written or counted, and the note comes once.
+    assert_eq!(text.lines().count() - 1 + dropped, written);
+    assert_eq!(text.matches("log lines dropped").count(), 1);
+}
