@@ -66,9 +66,36 @@ fn a_stalled_output_blocks_no_logger_and_the_lines_it_lost_are_told() {
         assert!(Instant::now() < deadline, "no note of {dropped} lines lost");
         std::thread::sleep(Duration::from_millis(20));
     };
-    drop(guard);
     assert!(text.contains(" i=0\n"), "the first lines are kept");
     // Every line is either written or counted, and the note comes once.
     assert_eq!(text.lines().count() - 1 + dropped, written);
     assert_eq!(text.matches("log lines dropped").count(), 1);
+
+    // An output that refuses lines (a full disk): they are lost, with one WARN.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (writer, full_guard) = ringsoa::logs::non_blocking(full, "/dev/full");
+    let local = tracing_subscriber::fmt().with_writer(writer).finish();
+    tracing::subscriber::with_default(local, || {
+        for i in 0..100 {
+            tracing::info!(i, "refused");
+        }
+    });
+    drop(full_guard);
+    let warned = || {
+        let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter(|l| l.contains("cannot write the log to /dev/full: No space left on device"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while warned() == 0 {
+        assert!(Instant::now() < deadline, "no WARN of the refused lines");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(warned(), 1, "one WARN for 100 refused lines");
+    drop(guard);
 }

@@ -2,12 +2,15 @@
 //! through a bounded queue (tracing-appender's non-blocking writer, lossy). When the
 //! output's reader falls behind (a pipe nobody reads, a stalled log shipper, a slow
 //! disk) and the queue is full, lines are dropped and counted, and once the output
-//! takes lines again a WARN says how many were lost.
+//! takes lines again a WARN says how many were lost. A line the output refuses (a
+//! full disk, a closed pipe) is lost too, with a WARN at most every 10 s.
 
 use std::io::{self, Write};
 use std::sync::{Arc, OnceLock};
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder};
+
+use super::throttle::{warn_throttled, Throttle};
 
 pub use tracing_appender::non_blocking::WorkerGuard;
 
@@ -22,6 +25,7 @@ pub fn non_blocking<W: Write + Send + 'static>(out: W, what: &str) -> (NonBlocki
         counter: counter.clone(),
         noted: 0,
         what: what.to_string(),
+        failing: Throttle::default(),
     };
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
@@ -32,12 +36,13 @@ pub fn non_blocking<W: Write + Send + 'static>(out: W, what: &str) -> (NonBlocki
 }
 
 /// The writer thread's end: before a line, notes the lines dropped since the last
-/// note.
+/// note; notes the lines the output refuses.
 struct Noting<W> {
     out: W,
     counter: Arc<OnceLock<ErrorCounter>>,
     noted: usize,
     what: String,
+    failing: Throttle,
 }
 
 impl<W: Write> Write for Noting<W> {
@@ -54,7 +59,16 @@ impl<W: Write> Write for Noting<W> {
             );
             self.noted = dropped;
         }
-        self.out.write(buf)
+        let written = self.out.write(buf);
+        match &written {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => warn_throttled!(
+                self.failing,
+                "cannot write the log to {}: {e}; its lines are lost until it can",
+                self.what
+            ),
+            _ => {}
+        }
+        written
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -1,10 +1,15 @@
 //! Routes: events of a target at a level or above also go to a file of their own,
 //! each written by a thread of its own ([`non_blocking`]): a slow disk never makes
-//! a core wait.
+//! a core wait. A file moved or deleted (logrotate's default `create` mode) is
+//! opened again at its path.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tracing::field::{Field, Visit};
@@ -67,11 +72,7 @@ impl Router {
                 .level
                 .parse::<Level>()
                 .map_err(|_| format!("bad level {:?}", s.level))?;
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&s.file)
-            {
+            match RouteFile::open(&s.file) {
                 Ok(f) => {
                     let (file, guard) = non_blocking(f, &s.file);
                     routes.push(Route {
@@ -99,6 +100,71 @@ impl Router {
     /// The layer that writes routed events.
     pub fn layer(&self) -> RouteLayer {
         RouteLayer(self.clone())
+    }
+}
+
+/// How often a route's writer looks whether its file was moved or deleted.
+const CHECK_MOVED: Duration = Duration::from_secs(1);
+
+/// A route's file, on its writer thread: opened again at its path when the file
+/// there is no longer the one open (moved or deleted), looked at most once every
+/// [`CHECK_MOVED`]. Before, the lines went on into the moved file, or into a
+/// deleted one whose space was never given back.
+struct RouteFile {
+    path: PathBuf,
+    file: File,
+    /// The open file's device and inode.
+    id: (u64, u64),
+    checked: Instant,
+}
+
+impl RouteFile {
+    fn open(path: &str) -> io::Result<RouteFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let m = file.metadata()?;
+        Ok(RouteFile {
+            path: path.into(),
+            file,
+            id: (m.dev(), m.ino()),
+            checked: Instant::now(),
+        })
+    }
+
+    fn reopen_if_moved(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.checked) < CHECK_MOVED {
+            return;
+        }
+        self.checked = now;
+        let same = std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        if same {
+            return;
+        }
+        let path = self.path.display().to_string();
+        match RouteFile::open(&path) {
+            Ok(fresh) => {
+                *self = fresh;
+                tracing::info!(target: "ringsoa::logs", %path, "log route file moved or deleted: opened it again");
+            }
+            // Written where it was meanwhile; tried again at the next look.
+            Err(e) => {
+                tracing::warn!(target: "ringsoa::logs", %path, error = %e, "log route file moved or deleted, and cannot be opened again")
+            }
+        }
+    }
+}
+
+impl io::Write for RouteFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.reopen_if_moved();
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -191,6 +257,51 @@ mod tests {
                 .unwrap_err()
                 .contains("bad level")
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Waits until `path` holds `want`.
+    fn holds(path: &std::path::Path, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(path).is_ok_and(|t| t.contains(want)) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never held {want:?}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_moved_or_deleted_route_file_is_opened_again_at_its_path() {
+        let dir = std::env::temp_dir().join(format!("ringsoa-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("app.log");
+        let router = Router::default();
+        let spec = format!(
+            r#"[{{"target": "app", "level": "info", "file": "{}"}}]"#,
+            file.display()
+        );
+        router.set(Router::parse(&spec).unwrap()).unwrap();
+        let subscriber = tracing_subscriber::registry().with(router.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "app", "before");
+            holds(&file, "before");
+            // logrotate's `create`: the file is renamed and a new one expected.
+            let rotated = dir.join("app.log.1");
+            std::fs::rename(&file, &rotated).unwrap();
+            std::thread::sleep(CHECK_MOVED + Duration::from_millis(100));
+            tracing::info!(target: "app", "after the move");
+            holds(&file, "after the move");
+            let old = std::fs::read_to_string(&rotated).unwrap();
+            assert!(!old.contains("after the move"), "{old}");
+            // Deleted: made again.
+            std::fs::remove_file(&file).unwrap();
+            std::thread::sleep(CHECK_MOVED + Duration::from_millis(100));
+            tracing::info!(target: "app", "after the delete");
+            holds(&file, "after the delete");
+        });
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
