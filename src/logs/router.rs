@@ -227,17 +227,24 @@ mod tests {
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
 
-    #[test]
-    fn a_target_at_a_level_goes_to_its_file() {
-        let dir = std::env::temp_dir().join(format!("ringsoa-logs-{}", std::process::id()));
+    /// A router with one route of `target` at `level` to a file in a scratch
+    /// folder named for `test`; returns the folder and the file.
+    fn routed(test: &str, target: &str, level: &str) -> (PathBuf, PathBuf, Router) {
+        let dir = std::env::temp_dir().join(format!("ringsoa-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("warn.log");
+        let file = dir.join("routed.log");
         let router = Router::default();
         let spec = format!(
-            r#"[{{"target": "app::db", "level": "warn", "file": "{}"}}]"#,
+            r#"[{{"target": "{target}", "level": "{level}", "file": "{}"}}]"#,
             file.display()
         );
         router.set(Router::parse(&spec).unwrap()).unwrap();
+        (dir, file, router)
+    }
+
+    #[test]
+    fn a_target_at_a_level_goes_to_its_file() {
+        let (dir, file, router) = routed("logs", "app::db", "warn");
         let subscriber = tracing_subscriber::registry().with(router.layer());
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(target: "app::db::pool", conns = 3, "pool low");
@@ -275,21 +282,13 @@ mod tests {
 
     #[test]
     fn a_moved_or_deleted_route_file_is_opened_again_at_its_path() {
-        let dir = std::env::temp_dir().join(format!("ringsoa-rotate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("app.log");
-        let router = Router::default();
-        let spec = format!(
-            r#"[{{"target": "app", "level": "info", "file": "{}"}}]"#,
-            file.display()
-        );
-        router.set(Router::parse(&spec).unwrap()).unwrap();
+        let (dir, file, router) = routed("rotate", "app", "info");
         let subscriber = tracing_subscriber::registry().with(router.layer());
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(target: "app", "before");
             holds(&file, "before");
             // logrotate's `create`: the file is renamed and a new one expected.
-            let rotated = dir.join("app.log.1");
+            let rotated = dir.join("routed.log.1");
             std::fs::rename(&file, &rotated).unwrap();
             std::thread::sleep(CHECK_MOVED + Duration::from_millis(100));
             tracing::info!(target: "app", "after the move");
