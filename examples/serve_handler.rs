@@ -132,9 +132,12 @@ impl CoreControl for MyControl {
 }
 
 fn main() -> std::process::ExitCode {
+    // Logs on stderr, written by a thread of their own: a stderr nobody reads
+    // never stops a core.
+    let (stderr, _flushed_at_exit) = ringsoa::logs::non_blocking(std::io::stderr(), "stderr");
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
         .init();
     let addr = std::env::args()
         .nth(1)
