@@ -11,11 +11,27 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monoio::time::Sleep;
 
 use crate::race::{race, Either};
+
+/// The longest any timer waits: a year. monoio's timer panics on a deadline too far
+/// ahead (a wait of `u64::MAX` milliseconds, say), so settings and the budgets
+/// callers send that are longer are cut to it.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Cuts each setting (named, `None` when unset) to [`MAX_WAIT`], with a WARN for
+/// each that was longer.
+pub(crate) fn bound<'a>(settings: impl IntoIterator<Item = (&'a str, Option<&'a mut Duration>)>) {
+    for (what, setting) in settings {
+        if let Some(setting) = setting.filter(|s| **s > MAX_WAIT) {
+            tracing::warn!("{what} of {setting:?} cut to a year: timers wait at most that long");
+            *setting = MAX_WAIT;
+        }
+    }
+}
 
 /// A reusable deadline (see the module docs).
 pub(crate) struct Deadline {

@@ -559,6 +559,52 @@ fn tracking_fields_have_limits_with_a_clear_error() {
     assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
 }
 
+/// Waits of any length crash nothing: a caller's budget of `u64::MAX` ms (tracking
+/// meta `ringsoa.timeout_ms`) on calls that wait, with the demo's idle and call
+/// timeouts set as long. Before, monoio's timer panicked ("Duration too far into
+/// the future"): one such request from any client took the whole process down, and
+/// the idle timeout its core at the first connection.
+#[test]
+fn waits_of_any_length_crash_nothing() {
+    let max = u64::MAX.to_string();
+    let mut demo = Demo::start(&["--cores", "1"]);
+    let mut s = connect(demo.addr);
+    handshake(&mut s, "caller").unwrap();
+    for seq in 1..=3 {
+        let mut buf = BytesMut::new();
+        let mut w = BinaryWriter::new(&mut buf);
+        RequestHeader {
+            request_id: Some("r".into()),
+            seq: Some(seq.to_string()),
+            meta: Some([("ringsoa.timeout_ms".to_string(), max.clone())].into()),
+        }
+        .encode(&mut w);
+        w.write_message_begin("sleep_ms", MessageType::Call, seq);
+        DemoSleepMsArgs { ms: Some(20) }.encode(&mut w);
+        s.write_all(&buf).unwrap();
+        assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
+    }
+    assert!(ping(&mut connect(demo.addr)).is_ok());
+    assert!(demo.child.try_wait().unwrap().is_none(), "the demo exited");
+    // The settings as long: cut to a year, with a WARN each.
+    let long = Logged::start("long-waits", |cmd| {
+        cmd.args(["--idle-timeout-ms", &max, "--call-timeout-ms", &max]);
+    });
+    let mut s = connect(long.demo.addr);
+    let reply = call_raw(&mut s, "sleep_ms", 1, &DemoSleepMsArgs { ms: Some(20) }).unwrap();
+    assert_eq!(reply_kind(&reply), MessageType::Reply);
+    assert!(ping(&mut s).is_ok());
+    let text = long.text();
+    assert!(
+        text.contains("idle_timeout of 18446744073709551.615s cut to a year"),
+        "{text}"
+    );
+    assert!(
+        text.contains("call_timeout of 18446744073709551.615s cut to a year"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_flood_of_garbage_logs_a_line_not_a_line_each() {
     let logged = Logged::start("flood", |_| {});

@@ -305,6 +305,32 @@ fn the_deadline_travels_in_meta_and_servers_honour_it() {
     });
 }
 
+/// `Duration::MAX` for every wait of a client is a year: calls go through, and the
+/// budget they send is a year's. Before, the call's deadline overflowed (a panic
+/// in the caller) and the pool's keepalive check too.
+#[test]
+fn waits_of_duration_max_are_a_year() {
+    let first = Demo::start(&[]);
+    block_on(async {
+        let mut cfg = config();
+        cfg.conn.call_timeout = Duration::MAX;
+        cfg.conn.connect_timeout = Duration::MAX;
+        cfg.pool.keepalive = Some(Duration::MAX);
+        cfg.pool.max_idle_time = Some(Duration::MAX);
+        cfg.pool.ping_interval = Some(Duration::MAX);
+        cfg.balance.probe_interval = Duration::MAX;
+        let client = Client::new([first.addr], cfg);
+        let demo = DemoClient::new(&client);
+        for _ in 0..3 {
+            assert_eq!(demo.sleep_ms(None, 5).await.unwrap(), "slept 5");
+        }
+        let seen = demo.whoami(None).await.unwrap();
+        let year_ms = 365 * 24 * 3600 * 1000u64;
+        let left: u64 = seen[&format!("meta.{TIMEOUT_META}")].parse().unwrap();
+        assert!(left <= year_ms && left > year_ms - 60_000, "{seen:?}");
+    });
+}
+
 #[test]
 fn the_relay_chain_carries_request_id_seq_and_meta() {
     let first = Demo::start(&[]);

@@ -44,6 +44,7 @@ impl Client {
         if config.service.is_empty() {
             config.service = "downstream".into();
         }
+        config.bound_waits();
         let budget = RetryBudget::new(&config.retry, Instant::now());
         let client = Client {
             inner: Rc::new(Inner {

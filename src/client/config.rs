@@ -41,6 +41,22 @@ impl ClientConfig {
             ..ClientConfig::default()
         }
     }
+
+    /// Cuts every wait longer than a year to a year (see
+    /// [`crate::deadline::MAX_WAIT`]): a call timeout of `Duration::MAX` would
+    /// overflow the call's deadline.
+    pub(super) fn bound_waits(&mut self) {
+        let (conn, pool) = (&mut self.conn, &mut self.pool);
+        crate::deadline::bound([
+            ("ping_interval", pool.ping_interval.as_mut()),
+            ("max_idle_time", pool.max_idle_time.as_mut()),
+            ("keepalive", pool.keepalive.as_mut()),
+            ("peek_idle_after", Some(&mut pool.peek_idle_after)),
+            ("connect_timeout", Some(&mut conn.connect_timeout)),
+            ("call_timeout", Some(&mut conn.call_timeout)),
+            ("probe_interval", Some(&mut self.balance.probe_interval)),
+        ]);
+    }
 }
 
 /// What a call hook is told about an attempt.

@@ -80,6 +80,27 @@ pub struct GovernanceOptions {
 }
 
 impl GovernanceOptions {
+    /// Cuts every wait longer than a year to a year (see
+    /// [`crate::deadline::MAX_WAIT`]), and the session timeout to what ZooKeeper's
+    /// protocol holds (`i32::MAX` ms; a longer one wrapped, and the server gave the
+    /// shortest session it allows). ZooKeeper cuts it further to its own
+    /// `maxSessionTimeout` (40 s by default).
+    fn bound_waits(&mut self) {
+        let most = Duration::from_millis(i32::MAX as u64);
+        if self.session_timeout > most {
+            tracing::warn!(
+                "session_timeout of {:?} cut to {most:?}: ZooKeeper takes no more",
+                self.session_timeout
+            );
+            self.session_timeout = most;
+        }
+        crate::deadline::bound([
+            ("connect_timeout", Some(&mut self.connect_timeout)),
+            ("boot_wait", Some(&mut self.boot_wait)),
+            ("deregister_grace", Some(&mut self.deregister_grace)),
+        ]);
+    }
+
     /// Defaults for `app`/`cluster` on `backend`.
     pub fn new(app: &str, cluster: &str, backend: Backend) -> Self {
         GovernanceOptions {
@@ -155,6 +176,7 @@ impl Governance {
         }
         let layout = layout::Layout::new(&options.root).map_err(std::io::Error::other)?;
         ServiceName::new(&options.app, &options.cluster).map_err(std::io::Error::other)?;
+        options.bound_waits();
         // A state file that cannot be used at start is refused here, as a typo in
         // its path would otherwise leave the process serving with nothing. Later
         // edits that fail are logged and the previous values stand.
@@ -311,5 +333,25 @@ impl Governance {
         {
             std::thread::sleep(self.shared.options.deregister_grace);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_too_long_for_zookeeper_or_a_timer_are_cut() {
+        let mut o = GovernanceOptions::new("a", "c", Backend::ZooKeeper("h:1".into()));
+        o.session_timeout = Duration::from_millis(u64::MAX);
+        o.deregister_grace = Duration::MAX;
+        o.bound_waits();
+        assert_eq!(o.session_timeout, Duration::from_millis(i32::MAX as u64));
+        assert_eq!(o.deregister_grace, crate::deadline::MAX_WAIT);
+        // Sensible values are left alone.
+        let mut o = GovernanceOptions::new("a", "c", Backend::ZooKeeper("h:1".into()));
+        o.bound_waits();
+        assert_eq!(o.session_timeout, Duration::from_secs(6));
+        assert_eq!(o.deregister_grace, Duration::from_secs(1));
     }
 }

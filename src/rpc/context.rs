@@ -86,10 +86,12 @@ impl CallContext {
         *calls_made = 0;
     }
 
-    /// The time budget the caller sent in [`TIMEOUT_META`], if any and well formed.
+    /// The time budget the caller sent in [`TIMEOUT_META`], if any and well formed
+    /// (at most a year).
     pub fn sent_budget(&self) -> Option<Duration> {
         let ms = self.meta.get(TIMEOUT_META)?.parse::<u64>().ok()?;
-        Some(Duration::from_millis(ms))
+        // A caller may send any number: more than a year is a year.
+        Some(Duration::from_millis(ms).min(crate::deadline::MAX_WAIT))
     }
 }
 

@@ -221,6 +221,7 @@ impl ServerBuilder {
         S: Dispatch + 'static,
         F: Fn(&CoreInit) -> S + Send + Sync + 'static,
     {
+        self.config.bound_waits();
         self.config
             .check()
             .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;

@@ -98,6 +98,19 @@ impl Config {
         }
     }
 
+    /// Cuts every wait longer than a year to a year (see [`crate::deadline::MAX_WAIT`]).
+    pub(super) fn bound_waits(&mut self) {
+        crate::deadline::bound([
+            ("idle_timeout", self.idle_timeout.as_mut()),
+            ("call_timeout", self.call_timeout.as_mut()),
+            ("watchdog", self.watchdog.as_mut()),
+            ("read_timeout", Some(&mut self.read_timeout)),
+            ("write_timeout", Some(&mut self.write_timeout)),
+            ("drain_timeout", Some(&mut self.drain_timeout)),
+            ("drain_grace", Some(&mut self.drain_grace)),
+        ]);
+    }
+
     /// Why these settings cannot serve, if they cannot.
     pub(super) fn check(&self) -> Result<(), String> {
         if self.read_timeout.is_zero() || self.write_timeout.is_zero() {
