@@ -484,8 +484,8 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> Result<(), St
 /// After the registration's node was deleted, not by this process (by an operator
 /// or a cleanup script): registers again, after the health check. Nothing is done
 /// when the address was handed over, or when another session registered it since
-/// (a process started on the same port): that node stays, and should it go, this
-/// process registers again.
+/// (a handover's new process, which replaces the node in one transaction): that
+/// node stays, and should it go, this process registers again.
 async fn restore_registration(client: &zk::Client, k: &mut Keeper) -> Result<(), String> {
     let Some(path) = k.registration_path().filter(|_| !k.yielded) else {
         return Ok(());

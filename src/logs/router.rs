@@ -18,6 +18,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
 use super::output::{non_blocking, WorkerGuard};
+use super::throttle::{warn_throttled, Throttle};
 use tracing_appender::non_blocking::NonBlocking;
 
 /// One route as configured.
@@ -116,6 +117,7 @@ struct RouteFile {
     /// The open file's device and inode.
     id: (u64, u64),
     checked: Instant,
+    failing: Throttle,
 }
 
 impl RouteFile {
@@ -130,6 +132,7 @@ impl RouteFile {
             file,
             id: (m.dev(), m.ino()),
             checked: Instant::now(),
+            failing: Throttle::default(),
         })
     }
 
@@ -150,9 +153,10 @@ impl RouteFile {
                 tracing::info!(target: "ringsoa::logs", %path, "log route file moved or deleted: opened it again");
             }
             // Written where it was meanwhile; tried again at the next look.
-            Err(e) => {
-                tracing::warn!(target: "ringsoa::logs", %path, error = %e, "log route file moved or deleted, and cannot be opened again")
-            }
+            Err(e) => warn_throttled!(
+                self.failing,
+                "log route file {path} moved or deleted, and it cannot be opened again: {e}"
+            ),
         }
     }
 }
