@@ -14,6 +14,7 @@ use ringsoa::protocol::{
     ApplicationException, BinaryReader, BinaryWriter, Decode, Encode, MessageType, ProtocolReader,
     ProtocolWriter, TType,
 };
+use ringsoa::rpc::context::TIMEOUT_META;
 use ringsoa::tracking::{RequestHeader, UpgradeArgs, HANDSHAKE_METHOD};
 use support::process::{free_port, Demo, Logged};
 use support::wire::{call_raw, read_reply};
@@ -576,7 +577,7 @@ fn waits_of_any_length_crash_nothing() {
         RequestHeader {
             request_id: Some("r".into()),
             seq: Some(seq.to_string()),
-            meta: Some([("ringsoa.timeout_ms".to_string(), max.clone())].into()),
+            meta: Some([(TIMEOUT_META.to_string(), max.clone())].into()),
         }
         .encode(&mut w);
         w.write_message_begin("sleep_ms", MessageType::Call, seq);
