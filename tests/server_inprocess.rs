@@ -1,6 +1,7 @@
 //! The server library in this process, with handlers that misbehave on purpose: a
 //! panic or a timeout becomes a `TApplicationException` for that call only, and the
-//! connection and the core live on; a blocked core is reported by the watchdog.
+//! connection and the core live on; a blocked core is reported by the watchdog and
+//! by `/health`.
 
 mod idl {
     ringsoa::include_idl!();
@@ -29,7 +30,7 @@ use ringsoa::server::{ServerBuilder, ServerHandle};
 use ringsoa::transport::scan::Scanner;
 
 /// `get(id)`: 13 panics, 17 panics after waiting, 14 sleeps past the call timeout,
-/// 15 blocks its core's thread, 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
+/// 15 blocks its core's thread (18 for 3 s), 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
 /// else answers.
 struct Misbehaving;
 
@@ -54,6 +55,7 @@ impl DerivedHandler for Misbehaving {
             }
             14 => monoio::time::sleep(Duration::from_secs(5)).await,
             15 => std::thread::sleep(Duration::from_millis(700)),
+            18 => std::thread::sleep(Duration::from_secs(3)),
             19 => {
                 return Ok(Everything {
                     at: id,
@@ -175,6 +177,65 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     assert!(seen.iter().all(|(m, _)| m == "get"));
 
     server.shutdown();
+    server.join();
+}
+
+/// While a handler blocks its core's thread, `/health` answers 503 and names the
+/// core and the method (the connections the kernel gives that core wait), and 200
+/// again once the core's loop ticks; 503 `draining` once the drain starts. Before,
+/// it said `serving` throughout.
+#[test]
+fn health_is_unavailable_while_a_core_is_blocked() {
+    use ringsoa::admin::{AdminListener, AdminState};
+    use support::process::http_get;
+    let stalls = Arc::new(Mutex::new(Vec::new()));
+    let server = start(stalls.clone(), Seen::default());
+    let admin = AdminListener::bind("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .serve(AdminState {
+            governance: None,
+            metrics: None,
+            health: server.health(),
+        })
+        .unwrap();
+    assert_eq!(http_get(admin, "/health"), (200, "serving\n".into()));
+
+    let addr = server.local_addr();
+    let blocking = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        get(&mut s, 18)
+    });
+    // Once the watchdog has seen the stall, the core stays blocked for seconds more.
+    let waited = std::time::Instant::now();
+    while stalls.lock().unwrap().is_empty() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "no stall reported"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (code, body) = http_get(admin, "/health");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.starts_with("not serving: core 0 blocked for ") && body.contains(" ms in get:"),
+        "{body}"
+    );
+    ok(blocking.join().unwrap(), 18);
+    let waited = std::time::Instant::now();
+    while http_get(admin, "/health").0 != 200 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the core never ticked again"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    server.shutdown();
+    assert_eq!(
+        http_get(admin, "/health"),
+        (503, "not serving: draining\n".into())
+    );
     server.join();
 }
 

@@ -25,8 +25,9 @@ use crate::governance::{Backend, Governance};
 use crate::logs::throttle::{warn_throttled, Throttle};
 use crate::metrics::Metrics;
 
-/// Whether the process serves now (for `/health`).
-pub type Serving = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Whether the process serves now, else why not in one line (for `/health`; see
+/// [`ServerHandle::health`](crate::server::ServerHandle::health)).
+pub type Health = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// What the views read.
 #[derive(Clone)]
@@ -36,7 +37,7 @@ pub struct AdminState {
     /// Calls and breakers (none: empty views).
     pub metrics: Option<Metrics>,
     /// Whether the process serves.
-    pub serving: Serving,
+    pub health: Health,
 }
 
 /// Parses `--admin`: `HOST:PORT`, or a bare port meaning loopback.
@@ -184,10 +185,12 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let snap = state.governance.as_ref().map(Governance::snapshot);
     match req.uri().path() {
         "/health" => {
-            if (state.serving)() {
-                text(StatusCode::OK, "serving\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not serving\n")
+            match (state.health)() {
+                Ok(()) => text(StatusCode::OK, "serving\n"),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not serving: {why}\n"),
+                ),
             }
         }
         "/governance" => json(&state.governance.as_ref().map(governance_view)),
@@ -275,8 +278,8 @@ fn metrics_type(req: &Request<Incoming>) -> &'static str {
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r
 }
@@ -311,7 +314,7 @@ mod tests {
             let state = AdminState {
                 governance: None,
                 metrics: None,
-                serving: Arc::new(|| true),
+                health: Arc::new(|| Ok(())),
             };
             let err = listener.limits(limits).serve(state).unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");

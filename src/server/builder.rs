@@ -325,9 +325,9 @@ impl ServerBuilder {
         }
         failures.extend((0..missing).map(|_| "a core thread exited before reporting".to_string()));
         let handle = ServerHandle::new(
-            config.listen,
-            config.drain_timeout,
+            &config,
             shutdown,
+            beats,
             threads,
             self.governance.clone(),
             offer.clone(),

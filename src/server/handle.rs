@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::handover::Offer;
 use super::shutdown::Shutdown;
+use super::watchdog::Beats;
+use super::Config;
 use crate::governance::Governance;
 
 /// How long a drain waits for ZooKeeper to delete the registration.
@@ -22,6 +24,9 @@ pub struct ServerHandle {
     drain_timeout: Duration,
     threads: Vec<JoinHandle<()>>,
     drain: Drain,
+    beats: Arc<Beats>,
+    /// The watchdog's threshold (none: no heartbeats).
+    watchdog: Option<Duration>,
 }
 
 /// What starting the drain takes, shared with the signal thread.
@@ -63,22 +68,24 @@ impl Drain {
 
 impl ServerHandle {
     pub(crate) fn new(
-        addr: SocketAddr,
-        drain_timeout: Duration,
+        config: &Config,
         shutdown: Arc<Shutdown>,
+        beats: Arc<Beats>,
         threads: Vec<JoinHandle<()>>,
         governance: Option<Governance>,
         offer: Arc<Offer>,
     ) -> Self {
         ServerHandle {
-            addr,
-            drain_timeout,
+            addr: config.listen,
+            drain_timeout: config.drain_timeout,
             threads,
             drain: Drain {
                 shutdown,
                 governance,
                 offer,
             },
+            beats,
+            watchdog: config.watchdog,
         }
     }
 
@@ -87,11 +94,25 @@ impl ServerHandle {
         self.addr
     }
 
-    /// Whether the server serves (true until the drain starts), for health checks
-    /// on other threads.
-    pub fn serving(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
-        let shutdown = self.drain.shutdown.clone();
-        Arc::new(move || !shutdown.draining())
+    /// Whether the server serves now, for health checks on other threads: `Ok`
+    /// until the drain starts, except while a core's event loop has not ticked for
+    /// the watchdog's threshold (a handler blocking its thread: the connections the
+    /// kernel gives that core's listener wait); else why not, in one line.
+    pub fn health(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
+        let (shutdown, beats, watchdog) = (
+            self.drain.shutdown.clone(),
+            self.beats.clone(),
+            self.watchdog,
+        );
+        Arc::new(move || {
+            if shutdown.draining() {
+                return Err("draining".into());
+            }
+            match watchdog.and_then(|threshold| beats.blocked(threshold)) {
+                Some(why) => Err(why),
+                None => Ok(()),
+            }
+        })
     }
 
     /// Starts the drain with the configured timeout. With governance, the

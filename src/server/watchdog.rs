@@ -17,7 +17,7 @@ const NAME_WORDS: usize = 3;
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub struct Beat {
-    /// Milliseconds since the epoch of [`Beats`] at the core's last tick.
+    /// [`Beats::now_ms`] at the core's last tick (0: it has not ticked yet).
     tick_ms: AtomicU64,
     /// The first 24 bytes of the method in flight.
     name: [AtomicU64; NAME_WORDS],
@@ -87,9 +87,62 @@ impl Beats {
 
     /// Records a tick of core `core` now.
     pub fn tick(&self, core: usize) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.cores[core].tick_ms.store(ms, Ordering::Relaxed);
+        self.cores[core]
+            .tick_ms
+            .store(self.now_ms(), Ordering::Relaxed);
     }
+
+    /// Milliseconds since the epoch, plus one: a tick in the first millisecond is
+    /// not taken for "no tick yet" (a core that blocked on its first call, before
+    /// its second tick, was never reported).
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// The cores that have not ticked for `threshold` or longer at `now_ms`, with
+    /// their last tick.
+    fn stalls(&self, threshold: Duration, now_ms: u64) -> impl Iterator<Item = Stall> + '_ {
+        self.cores
+            .iter()
+            .enumerate()
+            .filter_map(move |(core, beat)| {
+                let tick = beat.tick_ms.load(Ordering::Relaxed);
+                let blocked = Duration::from_millis(now_ms.saturating_sub(tick));
+                (tick != 0 && blocked >= threshold).then(|| Stall {
+                    core,
+                    method: beat.method().unwrap_or_default(),
+                    blocked,
+                    tick,
+                })
+            })
+    }
+
+    /// Why the process does not serve now, if a core has not ticked for `threshold`:
+    /// the first such core, the method in flight and for how long (for `/health`).
+    pub fn blocked(&self, threshold: Duration) -> Option<String> {
+        self.stalls(threshold, self.now_ms()).next().map(|s| {
+            let within = if s.method.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", s.method)
+            };
+            format!(
+                "core {} blocked for {} ms{within}: its event loop has not ticked",
+                s.core,
+                s.blocked.as_millis()
+            )
+        })
+    }
+}
+
+/// A core that has not ticked for the threshold.
+struct Stall {
+    core: usize,
+    /// The method in flight ("" if none).
+    method: String,
+    blocked: Duration,
+    /// Its last tick, so one stall is one report.
+    tick: u64,
 }
 
 /// What the watchdog calls with each stall: core, method in flight ("" if none), how
@@ -110,7 +163,7 @@ pub fn watch(
     let mut woke = 0;
     while !stop() {
         std::thread::sleep(period);
-        let now = beats.epoch.elapsed().as_millis() as u64;
+        let now = beats.now_ms();
         // This thread slept a threshold too long: the whole process was stopped
         // (SIGSTOP, a paused VM or container) or starved, the cores with it. They
         // are judged next round, when they have had the time to tick: every core
@@ -118,17 +171,13 @@ pub fn watch(
         if now.saturating_sub(std::mem::replace(&mut woke, now)) >= late {
             continue;
         }
-        for (core, beat) in beats.cores.iter().enumerate() {
-            let tick = beat.tick_ms.load(Ordering::Relaxed);
-            let blocked = Duration::from_millis(now.saturating_sub(tick));
-            if tick == 0 || blocked < threshold || reported[core] == tick {
+        for s in beats.stalls(threshold, now) {
+            if std::mem::replace(&mut reported[s.core], s.tick) == s.tick {
                 continue;
             }
-            reported[core] = tick;
-            let method = beat.method().unwrap_or_default();
-            tracing::warn!(core, method = %method, blocked_ms = blocked.as_millis() as u64, "core appears blocked: its event loop has not ticked");
+            tracing::warn!(core = s.core, method = %s.method, blocked_ms = s.blocked.as_millis() as u64, "core appears blocked: its event loop has not ticked");
             if let Some(f) = &on_stall {
-                f(core, &method, blocked);
+                f(s.core, &s.method, s.blocked);
             }
         }
     }
@@ -148,5 +197,25 @@ mod tests {
         assert_eq!(b.method().as_deref(), Some("a_method_name_longer_tha…"));
         b.leave();
         assert_eq!(b.method(), None);
+    }
+
+    /// A core that ticked in the first millisecond and then blocked is blocked (it
+    /// used to read as "not ticked yet", and a first call's blocking was missed).
+    #[test]
+    fn a_block_after_the_first_tick_is_seen() {
+        let beats = Beats::new(2);
+        beats.tick(0);
+        beats.core(0).enter(b"get");
+        assert_eq!(beats.blocked(Duration::from_millis(20)), None);
+        std::thread::sleep(Duration::from_millis(30));
+        let why = beats
+            .blocked(Duration::from_millis(20))
+            .expect("core 0 blocked");
+        assert!(
+            why.starts_with("core 0 blocked for ") && why.contains(" ms in get:"),
+            "{why}"
+        );
+        // Core 1 never ticked (it did not start): not blocked.
+        assert_eq!(beats.stalls(Duration::ZERO, beats.now_ms()).count(), 1);
     }
 }

@@ -501,7 +501,7 @@ fn run() -> std::io::Result<()> {
         admin.serve(ringsoa::admin::AdminState {
             governance,
             metrics,
-            serving: server.serving(),
+            health: server.health(),
         })?;
     }
     server.run_until_signal()?;
