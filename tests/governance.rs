@@ -271,12 +271,22 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
         zkc.get(&gate).is_none(),
         "registered before the health check passed"
     );
+    // The status says why (before, only the log did).
+    let status = gov.status();
+    let why = format!("the health check of {addr} failed");
+    assert!(
+        status.connected && status.error.as_deref().is_some_and(|e| e.starts_with(&why)),
+        "{status:?}"
+    );
     // A server starts there: registered once its ping answers.
     let _server = Demo::start_on(addr, &[]);
     assert!(
         zkc.wait_for(&gate, Duration::from_secs(5), |n| n.is_some()),
         "never registered"
     );
+    let status = gov.status();
+    assert_eq!(status.registered.as_deref(), Some(gate.as_str()));
+    assert_eq!(status.error, None);
 
     // The demo registers itself, ephemeral, with the documented JSON.
     let mut g = Governed::on_zk(&zk.connect, &dir.0, &[]);
@@ -1071,6 +1081,15 @@ fn a_chroot_in_the_connect_string_is_created_and_a_refused_registration_logs_wit
         warned[0]
     );
     assert!(log.matches("not registered yet").count() >= 10, "{log}");
+    let view = g.get("/governance");
+    assert!(
+        view["registered"].is_null()
+            && view["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot create the providers folder")
+                    && e.contains("not authorized")),
+        "{view}"
+    );
 }
 
 #[test]
@@ -1170,6 +1189,12 @@ fn a_zookeeper_that_accepts_but_never_answers_is_abandoned() {
     wait(Duration::from_secs(5), "the log line", || {
         g.log_text().contains("cannot reach ZooKeeper")
     });
+    let view = g.get("/governance");
+    let why = format!("cannot reach ZooKeeper at {hosts}: ");
+    assert!(
+        view["connected"] == false && view["error"].as_str().is_some_and(|e| e.starts_with(&why)),
+        "{view}"
+    );
     // The CLI gives up with one clear line and exit status 2.
     let cli = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))

@@ -1,7 +1,7 @@
 //! The admin HTTP endpoint, on its own thread (a current-thread tokio runtime with
 //! hyper), never on the cores: `GET /health`, and JSON views of governance state —
-//! `/governance` (the backend, the ZooKeeper session, the registration and where
-//! the values come from), `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
+//! `/governance` (the backend, the ZooKeeper session, the registration, why either
+//! is missing, and where the values come from), `/config`, `/switches` (name → effective value), `/registry` (app → cluster →
 //! providers as registered, for every service this process serves or calls), and
 //! `/breakers` (method → breaker state, window, lifetime counts and latency),
 //! `/limits` (each rate limit and its split over the cores), `/anomalies` (methods
@@ -233,7 +233,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// `/governance`: where state comes from, the ZooKeeper session and the
-/// registration, as the governance thread sees them now.
+/// registration, and why either is missing, as the governance thread sees them now.
 fn governance_view(g: &Governance) -> serde_json::Value {
     let status = g.status();
     let snap = g.snapshot();
@@ -254,6 +254,7 @@ fn governance_view(g: &Governance) -> serde_json::Value {
         "connected": status.connected,
         "session": status.session.map(|s| format!("{s:#x}")),
         "registered": status.registered,
+        "error": status.error,
         "source": format!("{:?}", snap.source).to_lowercase(),
         "version": snap.version,
         "seen_at_ms": seen_at_ms,

@@ -129,6 +129,10 @@ pub struct Status {
     pub session: Option<i64>,
     /// The registered node's path, when registered.
     pub registered: Option<String>,
+    /// Why ZooKeeper cannot be reached, or why the wanted registration is not
+    /// there (a failed health check, ZooKeeper's refusal), as the last attempt
+    /// found; none once it succeeds.
+    pub error: Option<String>,
 }
 
 /// What the governance thread is asked.

@@ -59,6 +59,7 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
             Err(_) => format!("no answer within {:?}", opts.connect_timeout),
         };
         failures += 1;
+        k.status(|s| s.error = Some(format!("cannot reach ZooKeeper at {hosts}: {why}")));
         if failures == 1 || failures % 10 == 0 {
             tracing::warn!(%hosts, error = %why, attempts = failures, "cannot reach ZooKeeper: serving from what the process has, retrying");
         }
@@ -151,6 +152,7 @@ async fn session(
     k.status(|s| {
         s.connected = true;
         s.session = Some(id);
+        s.error = None;
     });
     let mut states = client.state_watcher();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
@@ -161,7 +163,7 @@ async fn session(
     watches.registration(&client, k, &events_tx).await;
     reread(&client, k).await;
     let mut attempts = Attempts::default();
-    let mut registered = attempts.note(ensure_registered(&client, k).await);
+    let mut registered = attempts.note(ensure_registered(&client, k).await, k);
     loop {
         tokio::select! {
             Some(ev) = events.recv() => {
@@ -181,7 +183,7 @@ async fn session(
                     k.save();
                 }
                 if own_deleted {
-                    registered = attempts.note(restore_registration(&client, k).await);
+                    registered = attempts.note(restore_registration(&client, k).await, k);
                 }
             }
             state = states.changed() => match state {
@@ -197,7 +199,7 @@ async fn session(
                     }
                     watches.registration(&client, k, &events_tx).await;
                     reread(&client, k).await;
-                    registered = attempts.note(ensure_registered(&client, k).await);
+                    registered = attempts.note(ensure_registered(&client, k).await, k);
                 }
                 lost => {
                     k.status(|s| *s = Default::default());
@@ -221,7 +223,7 @@ async fn session(
                 Some(Command::Register(r)) => {
                     k.want(r);
                     watches.registration(&client, k, &events_tx).await;
-                    registered = attempts.note(ensure_registered(&client, k).await);
+                    registered = attempts.note(ensure_registered(&client, k).await, k);
                 }
                 Some(Command::Yield) => k.yielded = true,
                 Some(Command::Deregister { ack, successor }) => {
@@ -230,12 +232,12 @@ async fn session(
                         None => false,
                     };
                     let had = !left && deregister(&client, k).await;
-                    registered = true;
+                    registered = attempts.note(Ok(()), k);
                     let _ = ack.send(had);
                 }
             },
             _ = tokio::time::sleep(RETRY_REGISTER), if !registered => {
-                registered = attempts.note(ensure_registered(&client, k).await);
+                registered = attempts.note(ensure_registered(&client, k).await, k);
             }
         }
     }
@@ -248,12 +250,15 @@ async fn session(
 struct Attempts(u32);
 
 impl Attempts {
-    /// Counts an attempt's outcome; whether it registered.
-    fn note(&mut self, outcome: Result<(), String>) -> bool {
+    /// Counts an attempt's outcome and reports it in `k`'s status; whether it
+    /// registered.
+    fn note(&mut self, outcome: Result<(), String>, k: &Keeper) -> bool {
         let Err(why) = outcome else {
             self.0 = 0;
+            k.status(|s| s.error = None);
             return true;
         };
+        k.status(|s| s.error = Some(why.clone()));
         self.0 += 1;
         if self.0 % 25 == 5 {
             tracing::warn!(tries = self.0, error = %why, "not registered yet: trying again every {RETRY_REGISTER:?}");
