@@ -92,20 +92,21 @@ impl AdminListener {
         })
     }
 
-    /// Serves within `limits` instead of the defaults.
-    pub fn limits(self, limits: AdminLimits) -> Self {
-        AdminListener { limits, ..self }
-    }
-
-    /// Serves on a new thread; returns the address it listens on.
-    pub fn serve(self, state: AdminState) -> std::io::Result<SocketAddr> {
-        let AdminListener { listener, limits } = self;
+    /// Serves within `limits` instead of the defaults; refused (`InvalidInput`)
+    /// when either is zero, before anything serves.
+    pub fn limits(self, limits: AdminLimits) -> std::io::Result<Self> {
         if limits.max_connections == 0 || limits.header_timeout.is_zero() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("admin endpoint: the connection limit ({}) and the header timeout ({:?}) must be above zero", limits.max_connections, limits.header_timeout),
             ));
         }
+        Ok(AdminListener { limits, ..self })
+    }
+
+    /// Serves on a new thread; returns the address it listens on.
+    pub fn serve(self, state: AdminState) -> std::io::Result<SocketAddr> {
+        let AdminListener { listener, limits } = self;
         let local = listener.local_addr()?;
         crate::runtime::spawn_control_thread("ringsoa-admin", move || {
             accept(listener, state, limits)
@@ -300,7 +301,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_limits_are_refused_before_serving() {
+    fn zero_limits_are_refused_when_set() {
         for limits in [
             AdminLimits {
                 max_connections: 0,
@@ -312,12 +313,7 @@ mod tests {
             },
         ] {
             let listener = AdminListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            let state = AdminState {
-                governance: None,
-                metrics: None,
-                health: Arc::new(|| Ok(())),
-            };
-            let err = listener.limits(limits).serve(state).unwrap_err();
+            let err = listener.limits(limits).err().expect("refused");
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
             assert!(err.to_string().contains("must be above zero"), "{err}");
         }

@@ -482,7 +482,7 @@ fn run() -> std::io::Result<()> {
     };
     let admin = args
         .admin
-        .map(|a| ringsoa::admin::AdminListener::bind(a).map(|l| l.limits(limits)))
+        .map(|a| ringsoa::admin::AdminListener::bind(a).and_then(|l| l.limits(limits)))
         .transpose()?;
     let fired = Arc::new(AtomicI64::new(0));
     let app = args.name.clone();
