@@ -1,5 +1,6 @@
 //! [`Governed`]: one core's end of the governance thread — the core's own copy of
-//! the latest [`Snapshot`], taken from a channel by a light poll on the core, read
+//! the latest [`Snapshot`], taken from a [`latest`](super::latest) mailbox by a light
+//! poll on the core, read
 //! with no lock, and the subscribers told of each new one.
 
 use std::cell::{Cell, RefCell};
@@ -9,8 +10,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
+use super::latest::Mailbox;
 use super::snapshot::{ServiceName, Snapshot};
 
 /// How often a core looks for a new snapshot (bounds how late a change is seen).
@@ -37,7 +37,7 @@ type Subscriber = Box<dyn Fn(&Snapshot) -> bool>;
 /// with `Governance::core`, on that core.
 pub struct Governed {
     current: RefCell<Arc<Snapshot>>,
-    updates: Receiver<Arc<Snapshot>>,
+    updates: Mailbox<Arc<Snapshot>>,
     requests: Requests,
     asked: RefCell<HashSet<ServiceName>>,
     subscribers: RefCell<Vec<Subscriber>>,
@@ -56,7 +56,7 @@ impl Governed {
     /// A view starting at `initial`, fed by `updates`, asking through `requests`.
     pub fn new(
         initial: Arc<Snapshot>,
-        updates: Receiver<Arc<Snapshot>>,
+        updates: Mailbox<Arc<Snapshot>>,
         requests: Requests,
     ) -> Self {
         Governed {
@@ -128,7 +128,7 @@ impl Governed {
 
     /// Takes the newest snapshot waiting, if any, and tells the subscribers.
     pub fn refresh(&self) {
-        let Some(latest) = self.updates.try_iter().last() else {
+        let Some(latest) = self.updates.take() else {
             return;
         };
         *self.current.borrow_mut() = latest.clone();
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn the_newest_snapshot_wins_and_subscribers_may_leave() {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crate::control::latest::mailbox();
         let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = asked.clone();
         let g = Governed::new(
@@ -164,14 +164,14 @@ mod tests {
         for v in 1..=2 {
             let mut snap = Snapshot::empty("a", "c");
             snap.version = v;
-            tx.send(Arc::new(snap)).unwrap();
+            assert!(tx.publish(Arc::new(snap)));
         }
         g.refresh();
         assert_eq!(g.snapshot().version, 2);
         assert_eq!(seen.get(), 2, "told once, of the newest");
         let mut snap = Snapshot::empty("a", "c");
         snap.version = 3;
-        tx.send(Arc::new(snap)).unwrap();
+        assert!(tx.publish(Arc::new(snap)));
         g.refresh();
         assert_eq!(seen.get(), 2, "unsubscribed");
         let svc: ServiceName = "x/y".parse().unwrap();

@@ -7,6 +7,7 @@
 //! is shared across cores: each core gets its own values.
 
 mod governed;
+pub mod latest;
 mod snapshot;
 
 use std::rc::Rc;

@@ -55,7 +55,7 @@ impl Keeper {
         let snap = self.mirror.snapshot(source, self.version, seen_at);
         // Each core gets its own copy, so that cloning its `Arc` touches no other core.
         let mut cores = self.shared.cores.lock().expect("not poisoned");
-        cores.retain(|tx| tx.send(Arc::new(snap.clone())).is_ok());
+        cores.retain(|tx| tx.publish(Arc::new(snap.clone())));
         drop(cores);
         *self.shared.latest.lock().expect("not poisoned") = Arc::new(snap);
         let (lock, cv) = &self.shared.ready;

@@ -11,7 +11,7 @@
 //!   loop; [`registrar`]: the registration and its health check.
 //!
 //! The thread never touches a core's state and a core never waits on it: cores take
-//! new snapshots from a channel on their own tick ([`crate::control::Governed`]).
+//! the newest snapshot from a mailbox on their own tick ([`crate::control::Governed`]).
 
 mod cache;
 pub mod connect;
@@ -29,11 +29,11 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use registrar::Registration;
 
+use crate::control::latest::{self, Publisher};
 use crate::control::{Governed, Request, ServiceName, Snapshot};
 
 /// Where governance state comes from.
@@ -154,7 +154,7 @@ enum Command {
 /// What the thread shares with the rest of the process.
 struct Shared {
     latest: Mutex<Arc<Snapshot>>,
-    cores: Mutex<Vec<Sender<Arc<Snapshot>>>>,
+    cores: Mutex<Vec<Publisher<Arc<Snapshot>>>>,
     status: Mutex<Status>,
     /// Set once the first snapshot is published.
     ready: (Mutex<bool>, Condvar),
@@ -254,7 +254,7 @@ impl Governance {
     /// A view for the current core (or any one thread): its own copy of each new
     /// snapshot. Call [`Governed::follow`] on a monoio runtime to keep it current.
     pub fn core(&self) -> Governed {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = latest::mailbox();
         let mut cores = self.shared.cores.lock().expect("not poisoned");
         let initial = Arc::new((*self.snapshot()).clone());
         cores.push(tx);

@@ -32,6 +32,7 @@ pub use counts::Counts;
 pub use recorder::CoreMetrics;
 
 use crate::client::NodeStats;
+use crate::control::latest::{self, Publisher};
 use crate::control::CoreInit;
 use crate::governance::Governance;
 use aggregator::{state_name, MethodRecord};
@@ -114,8 +115,8 @@ pub struct MethodReport {
 
 struct Shared {
     options: MetricsOptions,
-    /// Each core's index and rules channel.
-    cores: Mutex<Vec<(usize, Sender<Arc<Rules>>)>>,
+    /// Each core's index and rules mailbox.
+    cores: Mutex<Vec<(usize, Publisher<Arc<Rules>>)>>,
     /// The rules last published (none before the aggregator's first publish).
     states: Mutex<Option<Arc<Rules>>>,
     report: Mutex<BTreeMap<String, MethodReport>>,
@@ -154,7 +155,7 @@ impl Shared {
         let limits = self.limits.lock().expect("not poisoned");
         cores.retain(|(core, tx)| {
             let mine = with_shares(rules.clone(), &limits, *core);
-            tx.send(Arc::new(mine)).is_ok()
+            tx.publish(Arc::new(mine))
         });
         drop(limits);
         *self.states.lock().expect("not poisoned") = Some(Arc::new(rules));
@@ -244,9 +245,9 @@ impl Metrics {
     }
 
     fn make_core(&self, init: &CoreInit) -> CoreMetrics {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = latest::mailbox();
         // Under the cores' lock (taken before the rules' and the limits' ones, as a
-        // publish does): a publish lands either in `initial` or in the channel,
+        // publish does): a publish lands either in `initial` or in the mailbox,
         // never in neither.
         let mut cores = self.shared.cores.lock().expect("not poisoned");
         let published = self.shared.states.lock().expect("not poisoned").clone();

@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use hdrhistogram::Histogram;
 
 use super::acl::Acl;
@@ -22,6 +22,7 @@ use super::limit::{Bucket, Limit};
 use std::net::SocketAddr;
 
 use crate::client::NodeStats;
+use crate::control::latest::Mailbox;
 use crate::control::{ClientControl, CoreControl, Outcome, PoolSource, Ticket};
 use crate::protocol::ApplicationException;
 use crate::rpc::CallContext;
@@ -126,7 +127,7 @@ struct Probe {
 struct Inner {
     core: usize,
     deltas: Sender<Delta>,
-    states_rx: Receiver<Arc<Rules>>,
+    states_rx: Mailbox<Arc<Rules>>,
     methods: RefCell<MethodTable>,
     states: RefCell<Arc<Rules>>,
     limited: RefCell<HashMap<String, Limited>>,
@@ -200,7 +201,7 @@ impl CoreMetrics {
     pub fn new(
         core: usize,
         deltas: Sender<Delta>,
-        states: Receiver<Arc<Rules>>,
+        states: Mailbox<Arc<Rules>>,
         initial: Arc<Rules>,
     ) -> Self {
         let inner = Rc::new(Inner {
@@ -237,7 +238,7 @@ impl Inner {
     /// Takes the newest breaker states the aggregator sent, if any; whether there
     /// were any.
     fn take_states(&self) -> bool {
-        let Some(latest) = self.states_rx.try_iter().last() else {
+        let Some(latest) = self.states_rx.take() else {
             return false;
         };
         *self.states.borrow_mut() = latest;
