@@ -342,6 +342,37 @@ fn drain_finishes_calls_refuses_new_ones_and_exits() {
     assert_eq!(code, Some(0));
 }
 
+/// Ctrl-C after SIGTERM shortens the drain to 1 s from its start: the call in
+/// flight is cut off then, and the process exits. Before, the second signal was
+/// logged ("timeout=1s") but the drain went on to its first deadline.
+#[test]
+fn a_sigint_during_a_drain_cuts_it_short() {
+    let mut demo = Demo::start(&["--drain-timeout-ms", "60000"]);
+    let mut busy = connect(demo.addr);
+    busy.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin("sleep_ms", MessageType::Call, 7);
+    DemoSleepMsArgs { ms: Some(30_000) }.encode(&mut w);
+    busy.write_all(&buf).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    demo.sigterm();
+    std::thread::sleep(Duration::from_millis(300));
+    demo.signal("INT");
+    let exc = app_exception(read_reply(&mut busy).unwrap());
+    assert!(
+        exc.message
+            .as_deref()
+            .unwrap()
+            .contains("cut off by the server's drain timeout"),
+        "{exc:?}"
+    );
+    // Well before the call's 30 s or the first drain's 60 s.
+    let (code, _) = demo.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
+
 #[test]
 fn sighup_is_logged_and_the_server_serves_on() {
     let mut logged = Logged::start("hup", |_| {});

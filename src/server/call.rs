@@ -397,9 +397,13 @@ where
                 .saturating_duration_since(Instant::now());
             // Boxed: the drain is rare, and its timer would otherwise add 700
             // bytes to every call's future.
-            return match Box::pin(monoio::time::timeout(left, call.as_mut())).await {
-                Ok(done) => done.into(),
-                Err(_) => Ended::CutOff,
+            let mut cut = Box::pin(monoio::time::timeout(left, call.as_mut()));
+            // A later signal may bring the deadline nearer (SIGINT after SIGTERM):
+            // the core tells every connection again, and the cut-off is re-armed.
+            return match race(cut.as_mut(), slot.signal()).await {
+                Either::Left(done) => done.map_or(Ended::CutOff, Ended::from),
+                Either::Right(Signal::Drain) => continue,
+                Either::Right(Signal::Evicted) => cut.await.map_or(Ended::CutOff, Ended::from),
             };
         }
         match race(call.as_mut(), slot.signal()).await {

@@ -318,7 +318,7 @@ async fn drain_when_asked<S: Dispatch + 'static>(
     }
     drop(controls);
     state.conns.nudge_all();
-    let deadline = state.shutdown.deadline();
+    let mut deadline = state.shutdown.deadline();
     tracing::info!(
         core = state.index,
         queued,
@@ -327,15 +327,21 @@ async fn drain_when_asked<S: Dispatch + 'static>(
         in_flight = state.in_flight.get(),
         "draining"
     );
-    // The cut-off replies need a moment to go out after the deadline.
-    let last = deadline + Duration::from_millis(50);
     loop {
         state
             .shutdown
             .report(state.index, state.in_flight.get() + state.conns.len());
+        // A later signal may bring the deadline nearer (SIGINT after SIGTERM):
+        // the calls in flight are told, to be cut off at the new one.
+        let now_due = state.shutdown.deadline();
+        if now_due < deadline {
+            deadline = now_due;
+            state.conns.nudge_all();
+        }
         let mine_done = state.in_flight.get() == 0 && state.conns.is_empty();
-        let now = Instant::now();
-        if (mine_done && state.shutdown.all_idle()) || now >= last {
+        // The cut-off replies need a moment to go out after the deadline.
+        let last = deadline + Duration::from_millis(50);
+        if (mine_done && state.shutdown.all_idle()) || Instant::now() >= last {
             break;
         }
         monoio::time::sleep(Duration::from_millis(2)).await;
