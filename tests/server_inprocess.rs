@@ -13,6 +13,7 @@ use support::wire::{call_raw, read_reply};
 use std::io::{Read, Write};
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,9 +31,12 @@ use ringsoa::server::{ServerBuilder, ServerHandle};
 use ringsoa::transport::scan::Scanner;
 
 /// `get(id)`: 13 panics, 17 panics after waiting, 14 sleeps past the call timeout,
-/// 15 blocks its core's thread (18 for 3 s), 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
+/// 15 blocks its core's thread (18 for 3 s, 20 until [`RELEASE`]), 16 raises the declared `Oops`, 19 answers with about 20 KB, anything
 /// else answers.
 struct Misbehaving;
+
+/// Ends the block of `get(20)`.
+static RELEASE: AtomicBool = AtomicBool::new(false);
 
 impl BaseHandler for Misbehaving {
     async fn hello(&self, _cx: &mut CallContext, who: String) -> Result<String, MethodError> {
@@ -56,6 +60,13 @@ impl DerivedHandler for Misbehaving {
             14 => monoio::time::sleep(Duration::from_secs(5)).await,
             15 => std::thread::sleep(Duration::from_millis(700)),
             18 => std::thread::sleep(Duration::from_secs(3)),
+            20 => {
+                let start = std::time::Instant::now();
+                while !RELEASE.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             19 => {
                 return Ok(Everything {
                     at: id,
@@ -237,6 +248,33 @@ fn health_is_unavailable_while_a_core_is_blocked() {
         (503, "not serving: draining\n".into())
     );
     server.join();
+}
+
+/// A handler that blocks its core's thread for good does not keep the process
+/// from ending: `join` waits 2 s past the drain's deadline, then names the core
+/// and returns. Before, it waited for the handler, for ever.
+#[test]
+fn a_core_blocked_for_good_does_not_hold_the_exit() {
+    let server = builder("blocked-for-good")
+        .drain_timeout(Duration::from_millis(200))
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap();
+    let addr = server.local_addr();
+    let blocking = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        get(&mut s, 20)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = std::time::Instant::now();
+    server.shutdown();
+    let left = server.join();
+    let took = stopping.elapsed();
+    assert_eq!(left, vec![0], "the blocked core is named");
+    assert!(took < Duration::from_secs(30), "join waited {took:?}");
+    // The handler ends; its thread finishes by itself.
+    RELEASE.store(true, Ordering::Relaxed);
+    let _ = blocking.join().unwrap();
 }
 
 /// Port 0 is one free port that every core serves, and the handle names it.

@@ -9,7 +9,7 @@ use super::core::{self, CoreRun};
 use super::handle::ServerHandle;
 use super::handover::{self, Offer};
 use super::hooks::Hooks;
-use super::shutdown::Shutdown;
+use super::shutdown::{CoreEnded, Shutdown};
 use super::state::ControlFactory;
 use super::{fds, watchdog, Config};
 use crate::control::{CoreControl, CoreInit};
@@ -304,6 +304,7 @@ impl ServerBuilder {
             let t = std::thread::Builder::new()
                 .name(format!("ringsoa-core-{index}"))
                 .spawn(move || {
+                    let _ended = CoreEnded::new(run.shutdown.clone(), index);
                     if let Some(cpu) = cpu {
                         core_affinity::set_for_current(cpu);
                     }

@@ -18,6 +18,10 @@ const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 /// a handover, or the old one after a rollback) waits for it to register.
 const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
 
+/// How long after the drain's deadline [`ServerHandle::join`] waits for a core
+/// whose thread a handler blocks (a core ends within milliseconds of it otherwise).
+const BLOCKED_GRACE: Duration = Duration::from_secs(2);
+
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
@@ -126,15 +130,27 @@ impl ServerHandle {
     pub(crate) fn abort(self) {
         self.drain.offer.withdraw();
         self.drain.shutdown.begin(Duration::ZERO);
-        self.join();
+        let _ = self.join();
     }
 
-    /// Waits for every core to finish.
-    pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
+    /// Waits for every core to finish; returns the cores left running. Once the
+    /// drain has begun it waits at most 2 s past the drain's deadline: a core whose
+    /// thread a handler still blocks then (an endless loop, a lock never released)
+    /// is logged at ERROR with the method in flight and left to end with the
+    /// process, which would otherwise never exit.
+    pub fn join(self) -> Vec<usize> {
+        let blocked = self.drain.shutdown.wait_cores(BLOCKED_GRACE);
+        for &core in &blocked {
+            let method = self.beats.core(core).method().unwrap_or_default();
+            tracing::error!(core, method = %method, "core still blocked {BLOCKED_GRACE:?} after the drain timeout: its thread is left to end with the process");
+        }
+        for (core, t) in self.threads.into_iter().enumerate() {
+            if !blocked.contains(&core) {
+                let _ = t.join();
+            }
         }
         self.drain.shutdown.stop();
+        blocked
     }
 
     /// Serves until SIGTERM (drain with the configured timeout) or SIGINT (drain
@@ -142,6 +158,7 @@ impl ServerHandle {
     /// end the process on the spot (gunicorn reloads on it, and a closing terminal
     /// sends it), is logged and changes nothing: config is followed live, and a
     /// restart is a new process taking over with [`ServerBuilder::handover`](super::ServerBuilder::handover).
+    /// An error when a core was left blocked (see [`ServerHandle::join`]).
     pub fn run_until_signal(self) -> std::io::Result<()> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -163,7 +180,12 @@ impl ServerHandle {
                     drain.begin(timeout);
                 }
             })?;
-        self.join();
-        Ok(())
+        match self.join().as_slice() {
+            [] => Ok(()),
+            blocked => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the drain ended with core {blocked:?} still blocked by a handler (its method is logged above)"),
+            )),
+        }
     }
 }

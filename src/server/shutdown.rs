@@ -4,6 +4,7 @@
 //! request: an uncontended cache line that stays shared in every core's cache.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The process-wide drain state.
@@ -20,6 +21,10 @@ pub struct Shutdown {
     busy: Vec<AtomicUsize>,
     /// Every core has finished (ends the watchdog).
     stopped: AtomicBool,
+    /// Each core's thread has ended.
+    finished: Vec<AtomicBool>,
+    /// Told when the drain starts or a core's thread ends (for [`Shutdown::wait_cores`]).
+    changed: (Mutex<()>, Condvar),
 }
 
 impl Shutdown {
@@ -33,6 +38,56 @@ impl Shutdown {
             // Unknown until each core reports once it drains (or fails to start).
             busy: (0..cores).map(|_| AtomicUsize::new(usize::MAX)).collect(),
             stopped: AtomicBool::new(false),
+            finished: (0..cores).map(|_| AtomicBool::new(false)).collect(),
+            changed: Default::default(),
+        }
+    }
+
+    /// Marks core `core`'s thread as ended.
+    fn core_finished(&self, core: usize) {
+        if let Some(f) = self.finished.get(core) {
+            f.store(true, Ordering::Release);
+        }
+        self.tell();
+    }
+
+    /// Wakes [`Shutdown::wait_cores`]; under its lock, so that no change is missed
+    /// between its check and its wait.
+    fn tell(&self) {
+        let _held = self
+            .changed
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.changed.1.notify_all();
+    }
+
+    /// Waits until every core's thread has ended, but once draining no longer than
+    /// `grace` after the drain's deadline; the cores whose thread has not ended then
+    /// (a handler blocking it), in order.
+    pub fn wait_cores(&self, grace: Duration) -> Vec<usize> {
+        let (lock, cv) = &self.changed;
+        let mut held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let left: Vec<usize> = (self.finished.iter().enumerate())
+                .filter(|(_, f)| !f.load(Ordering::Acquire))
+                .map(|(core, _)| core)
+                .collect();
+            if left.is_empty() {
+                return left;
+            }
+            held = if self.draining() {
+                // The deadline is read again each time: a later signal may bring it nearer.
+                let until = self.deadline() + grace;
+                let Some(wait) = until.checked_duration_since(Instant::now()) else {
+                    return left;
+                };
+                cv.wait_timeout(held, wait)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            } else {
+                cv.wait(held).unwrap_or_else(PoisonError::into_inner)
+            };
         }
     }
 
@@ -52,13 +107,22 @@ impl Shutdown {
     /// first start but may shorten the timeout.
     pub fn begin(&self, timeout: Duration) {
         let ms = timeout.as_millis() as u64;
-        if !self.draining.swap(true, Ordering::AcqRel) {
+        let held = self
+            .changed
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.draining.load(Ordering::Acquire) {
+            // The deadline first: whoever sees the drain sees its deadline.
             self.began_ms
                 .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
             self.timeout_ms.store(ms, Ordering::Release);
+            self.draining.store(true, Ordering::Release);
         } else {
             self.timeout_ms.fetch_min(ms, Ordering::AcqRel);
         }
+        self.changed.1.notify_all();
+        drop(held);
     }
 
     /// Whether the drain has started.
@@ -69,6 +133,8 @@ impl Shutdown {
 
     /// When in-flight calls are cancelled, once draining.
     pub fn deadline(&self) -> Instant {
+        // Acquire: a drain seen here comes with the deadline stored before it.
+        self.draining.load(Ordering::Acquire);
         let began = Duration::from_millis(self.began_ms.load(Ordering::Acquire));
         let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::Acquire));
         self.started + began + timeout
@@ -82,5 +148,22 @@ impl Shutdown {
     /// Whether every core has finished.
     pub fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
+    }
+}
+
+/// Held by a core's thread: marks the core ended when the thread ends, panicking
+/// or not.
+pub struct CoreEnded(Arc<Shutdown>, usize);
+
+impl CoreEnded {
+    /// The guard of core `core`.
+    pub fn new(shutdown: Arc<Shutdown>, core: usize) -> Self {
+        CoreEnded(shutdown, core)
+    }
+}
+
+impl Drop for CoreEnded {
+    fn drop(&mut self) {
+        self.0.core_finished(self.1);
     }
 }

@@ -45,7 +45,8 @@ impl Beat {
         self.name_len.store(0, Ordering::Relaxed);
     }
 
-    fn method(&self) -> Option<String> {
+    /// The method in flight, if any.
+    pub(crate) fn method(&self) -> Option<String> {
         let len = self.name_len.load(Ordering::Relaxed) as usize;
         if len == 0 {
             return None;
