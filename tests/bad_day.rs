@@ -523,6 +523,52 @@ fn handshake(s: &mut TcpStream, app_id: &str) -> std::io::Result<Bytes> {
     read_reply(s)
 }
 
+/// Text a client chose (its caller id, its request id) cannot forge log lines: a
+/// line break in it is written as `\n`. Before, an access-logged call from the
+/// caller "x\n<date> ERROR …" wrote a whole forged ERROR line.
+#[test]
+fn client_text_cannot_forge_log_lines() {
+    let logged = Logged::start("forge", |cmd| {
+        cmd.arg("--access-log")
+            .env("RUST_LOG", "warn,ringsoa::access=info");
+    });
+    let mut s = connect(logged.demo.addr);
+    let forged = "x\n2026-12-03T00:00:00.000000Z ERROR ringsoa::admin: forged";
+    handshake(&mut s, forged).unwrap();
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    RequestHeader {
+        request_id: Some("r\r\nforged request id".into()),
+        seq: Some("1".into()),
+        meta: Some(Default::default()),
+    }
+    .encode(&mut w);
+    w.write_message_begin("ping", MessageType::Call, 1);
+    DemoPingArgs {}.encode(&mut w);
+    s.write_all(&buf).unwrap();
+    assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
+    std::thread::sleep(Duration::from_millis(500));
+    let text = logged.text();
+    // The one call (the readiness ping logs a native line beside it).
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ringsoa::access") && l.contains("rpc_id=\"1\""))
+        .collect();
+    assert_eq!(access.len(), 1, "{text}");
+    assert!(
+        access[0]
+            .contains(r#"caller="x\n2026-12-03T00:00:00.000000Z ERROR ringsoa::admin: forged""#)
+            && access[0].contains(r#"request_id="r\r\nforged request id""#),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-12-03T00:00:00") || l.starts_with("forged")),
+        "{text}"
+    );
+}
+
 #[test]
 fn tracking_fields_have_limits_with_a_clear_error() {
     let demo = Demo::start(&[]);

@@ -361,6 +361,29 @@ fn multiplexed_services_share_one_dispatcher() {
         inner: InProcess::new(server(), Protocol::Compact),
         service,
     };
+    // What the set knows is what it serves: the name a call is recorded under.
+    use ringsoa::rpc::Dispatch;
+    let names = server();
+    for (name, known) in [
+        (&b"hello"[..], true),
+        (b"Base:hello", true),
+        (b"Derived:get", true),
+        (b"Derived:hello", true), // inherited from Base
+        (b"get", false),          // not the default service's
+        (b"Base:get", false),
+        (b"Nope:hello", false),
+        (b"Derived:", false),
+        (b"hel\nlo", false),
+    ] {
+        assert_eq!(
+            names.knows(name),
+            known,
+            "{}",
+            String::from_utf8_lossy(name)
+        );
+    }
+    assert!(DerivedServer::<Service>::knows_method(b"hello"));
+    assert!(!BaseServer::<Service>::knows_method(b"get"));
     // Un-prefixed calls go to the default service.
     let plain = BaseClient::new(InProcess::new(server(), Protocol::Binary));
     assert_eq!(block_on(plain.hello(None, "a".into())).unwrap(), "hello a");

@@ -442,15 +442,35 @@ fn statsd_lines_and_prometheus_metrics_count_the_calls_made() {
     for i in 0..7 {
         call_raw(&mut s, "fail", i, &DemoFailArgs { code: Some(3) }).unwrap();
     }
+    // Names a client chose: counted as `(unknown)`, never as themselves. Before,
+    // each became its own key, and these forged statsd lines and Prometheus samples.
+    for (i, name) in ["evil\"} 1\nforged{a=\"b", "x:1|c\nforged.statsd:1|c"]
+        .iter()
+        .enumerate()
+    {
+        call_raw(&mut s, name, i as i32, &DemoPingArgs {}).unwrap();
+    }
+    // A downstream call: its keys (`client:host:port.whoami`, `node:…@…`) hold `:`,
+    // which ended the name of a statsd line.
+    let target = b.demo.addr.to_string();
+    let args = DemoRelayWhoamiArgs {
+        target: Some(target.clone()),
+    };
+    call_raw(&mut s, "relay_whoami", 1, &args).unwrap();
     // statsd: well-formed lines whose counters add up to the calls (plus the one
     // ping of the registrar's health check).
-    let (mut pings, mut declared, mut timers) = (0u64, 0u64, 0);
+    let (mut pings, mut declared, mut timers, mut unknown) = (0u64, 0u64, 0, 0);
+    let mut names = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 2048];
-    while pings < 50 || declared < 7 {
+    while pings < 50
+        || declared < 7
+        || unknown < 2
+        || !names.iter().any(|n: &String| n.starts_with("t.client_"))
+    {
         assert!(
             Instant::now() < deadline,
-            "statsd: {pings} pings, {declared} declared"
+            "statsd: {pings} pings, {declared} declared, {unknown} unknown; {names:?}"
         );
         let Ok(n) = udp.recv(&mut buf) else { continue };
         for line in std::str::from_utf8(&buf[..n]).unwrap().lines() {
@@ -466,9 +486,12 @@ fn statsd_lines_and_prometheus_metrics_count_the_calls_made() {
                 );
             }
             assert!(name.starts_with("t.") && !name.contains(' '), "{line}");
+            assert!(!line.contains("forged"), "{line}");
+            names.insert(name.to_string());
             match (name, kind) {
                 ("t.ping.success", "c") => pings += value as u64,
                 ("t.fail.declared", "c") => declared += value as u64,
+                ("t._unknown_.application", "c") => unknown += value as u64,
                 (_, "ms") => timers += 1,
                 _ => {}
             }
@@ -507,6 +530,9 @@ for family in text_string_to_metric_families(text):
             .lines()
             .any(|l| l == "ping success 50" || l == "ping success 51");
         ping && text.lines().any(|l| l == "fail declared 7")
+            && text.lines().any(|l| l == "(unknown) application 2")
+            && !text.contains("forged")
+            && text.contains(&format!("client:{target}.whoami success 1"))
     });
 }
 

@@ -97,5 +97,28 @@ fn a_stalled_output_blocks_no_logger_and_the_lines_it_lost_are_told() {
     }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(warned(), 1, "one WARN for 100 refused lines");
+
+    // An event is one line: a line break in its text (a panic message quoting
+    // what a client sent) is written as `\n`, so it cannot forge a line.
+    tracing::error!(
+        "handler panicked: bad input {}",
+        "x\n2026-12-03T00:00:00.000000Z  INFO forged"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        if text.contains("bad input") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the panic line never came");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        text.lines().any(|l| l
+            .ends_with("handler panicked: bad input x\\n2026-12-03T00:00:00.000000Z  INFO forged")),
+        "{}",
+        &text[text.len().saturating_sub(500)..]
+    );
+    assert!(!text.lines().any(|l| l.starts_with("2026-12-03T00:00:00")));
     drop(guard);
 }

@@ -443,8 +443,13 @@ fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
         ("get", Refused),
         ("get", Declared),
         ("get", Refused),
-        ("nope", Application(ApplicationExceptionKind::UnknownMethod)),
-        ("nope", Refused),
+        // A name the service does not have is recorded as `(unknown)`: the names
+        // callers choose never become metric keys.
+        (
+            "(unknown)",
+            Application(ApplicationExceptionKind::UnknownMethod),
+        ),
+        ("(unknown)", Refused),
         ("get", Panic),
         ("get", Refused),
         ("get", Timeout),

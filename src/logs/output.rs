@@ -3,7 +3,9 @@
 //! output's reader falls behind (a pipe nobody reads, a stalled log shipper, a slow
 //! disk) and the queue is full, lines are dropped and counted, and once the output
 //! takes lines again a WARN says how many were lost. A line the output refuses (a
-//! full disk, a closed pipe) is lost too, with a WARN at most every 10 s.
+//! full disk, a closed pipe) is lost too, with a WARN at most every 10 s. Each
+//! event is one line: a line break inside it is written as `\n` (or `\r`), so that
+//! text a client chose (a caller id, a request id) cannot forge log lines.
 
 use std::io::{self, Write};
 use std::sync::{Arc, OnceLock};
@@ -59,7 +61,11 @@ impl<W: Write> Write for Noting<W> {
             );
             self.noted = dropped;
         }
-        let written = self.out.write(buf);
+        let written = match one_line(buf) {
+            // The whole event, escaped, stands for the bytes given.
+            Some(escaped) => self.out.write_all(&escaped).map(|()| buf.len()),
+            None => self.out.write(buf),
+        };
         match &written {
             Err(e) if e.kind() != io::ErrorKind::Interrupted => warn_throttled!(
                 self.failing,
@@ -73,5 +79,40 @@ impl<W: Write> Write for Noting<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// `event` with each line break before its end escaped (`\n`, `\r`), when it has
+/// any: the event is then one line.
+fn one_line(event: &[u8]) -> Option<Vec<u8>> {
+    let body = event.strip_suffix(b"\n").unwrap_or(event);
+    if !body.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(event.len() + 16);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(&event[body.len()..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_event_is_one_line() {
+        assert_eq!(one_line(b"plain\n"), None);
+        assert_eq!(one_line(b"no end"), None);
+        assert_eq!(
+            one_line(b"caller=x\n2026 ERROR forged\r\n").as_deref(),
+            Some(&b"caller=x\\n2026 ERROR forged\\r\n"[..])
+        );
+        assert_eq!(one_line(b"a\nb").as_deref(), Some(&b"a\\nb"[..]));
     }
 }

@@ -346,7 +346,7 @@ impl Second {
                 series[1].observe(Kind::P99, p99, 100.0, 0.1),
             ];
             for a in raised.into_iter().flatten() {
-                tracing::warn!(method = %m, kind = ?a.kind, value = a.value, mean = a.mean, stddev = a.stddev, "anomaly: departs more than 3 standard deviations from its recent mean");
+                tracing::warn!(method = m.as_str(), kind = ?a.kind, value = a.value, mean = a.mean, stddev = a.stddev, "anomaly: departs more than 3 standard deviations from its recent mean");
             }
         }
         let flags = self

@@ -62,7 +62,7 @@ pub fn prometheus(
         "1 while a method's error ratio or p99 departs from its recent mean",
         anomaly.clone(),
     );
-    let base = |m: &str| -> Labels { vec![("app", app.to_string()), ("method", m.to_string())] };
+    let base = |m: &str| -> Labels { vec![("app", label_value(app)), ("method", label_value(m))] };
     for (m, r) in report {
         for (outcome, n) in outcomes(&r.lifetime) {
             let mut l = base(m);
@@ -103,6 +103,36 @@ pub fn prometheus(
     out
 }
 
+/// `text` as a label value of the text format, escaped as it requires (`\\`, `\"`,
+/// `\n`): the encoder writes values as given, and a key such as a client's
+/// `client:svc.method` must not end the line or the label.
+fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` as part of a statsd name: any character but ASCII letters, digits, `_`,
+/// `-` and `.` becomes `_` (a `:` ends the name in a statsd line, `|` and a line
+/// break end more: `client:host:port.method` made lines statsd could not parse).
+fn statsd_name(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if text.chars().all(plain) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| if plain(c) { c } else { '_' })
+        .collect::<String>()
+        .into()
+}
+
 /// Sends statsd lines for each second's calls: a counter per outcome and a timer
 /// (the second's mean latency, with the sample rate that stands for every call).
 pub struct Statsd {
@@ -122,7 +152,7 @@ impl Statsd {
         Ok(Statsd {
             socket,
             to,
-            prefix: prefix.trim_end_matches('.').to_string(),
+            prefix: statsd_name(prefix.trim_end_matches('.')).into_owned(),
             buf: String::with_capacity(DATAGRAM),
         })
     }
@@ -133,6 +163,7 @@ impl Statsd {
         self.buf.clear();
         let mut line = String::with_capacity(128);
         for (m, (c, h)) in calls {
+            let m = statsd_name(m);
             for (outcome, n) in outcomes(c).into_iter().filter(|(_, n)| *n > 0) {
                 line.clear();
                 let _ = write!(line, "{}.{m}.{outcome}:{n}|c", self.prefix);

@@ -257,7 +257,12 @@ impl Inner {
             late
         };
         for p in late {
-            tracing::warn!(core = self.core, method = %p.method, ?timeout, "breaker probe timed out");
+            tracing::warn!(
+                core = self.core,
+                method = p.method.as_str(),
+                ?timeout,
+                "breaker probe timed out"
+            );
             self.probe_ended(&p.method, false);
         }
     }

@@ -39,6 +39,12 @@ pub trait Dispatch {
         service == Self::NAME.as_bytes()
     }
 
+    /// Whether `method` (as a call names it on the wire) is one this service
+    /// serves. A call of any other name is admitted, recorded, hooked and logged
+    /// as [`UNKNOWN_METHOD`]: the names callers choose never become metric keys or
+    /// breakers (see [`crate::metrics`]).
+    fn knows(&self, method: &[u8]) -> bool;
+
     /// Serves the call whose header is `msg`: decodes its arguments from `r`, runs the
     /// handler, and writes the reply (with the response header when the context's
     /// tracking version asks for one) to `w`. Unknown methods and undecodable
@@ -52,6 +58,10 @@ pub trait Dispatch {
         w: &mut W,
     ) -> Result<Dispatched, ProtocolError>;
 }
+
+/// The name under which calls of methods the service does not have are admitted,
+/// recorded, hooked and logged.
+pub const UNKNOWN_METHOD: &str = "(unknown)";
 
 /// Writes what precedes a reply: the version-2 tracking response header
 /// ([`crate::tracking::write_response_header`]), then the message header.

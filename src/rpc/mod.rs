@@ -18,6 +18,6 @@ pub mod multiplex;
 
 pub use channel::Channel;
 pub use context::CallContext;
-pub use dispatch::{Dispatch, Dispatched, SHUTTING_DOWN};
+pub use dispatch::{Dispatch, Dispatched, SHUTTING_DOWN, UNKNOWN_METHOD};
 pub use error::{CallError, MethodError, Never};
 pub use multiplex::Multiplexed;

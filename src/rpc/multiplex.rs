@@ -55,6 +55,26 @@ impl<A: Dispatch, B: Dispatch> Dispatch for Multiplexed<A, B> {
         self.first.serves(service) || self.rest.serves(service)
     }
 
+    fn knows(&self, method: &[u8]) -> bool {
+        let Some(at) = method.iter().position(|&b| b == b':') else {
+            return self.first.knows(method);
+        };
+        let service = &method[..at];
+        // As `route` passes it on: a multiplexed set takes the prefixed name.
+        let knows = |multiplexed: bool, knows: &dyn Fn(&[u8]) -> bool| {
+            knows(if multiplexed {
+                method
+            } else {
+                &method[at + 1..]
+            })
+        };
+        if self.first.serves(service) {
+            knows(A::MULTIPLEXED, &|m| self.first.knows(m))
+        } else {
+            self.rest.serves(service) && knows(B::MULTIPLEXED, &|m| self.rest.knows(m))
+        }
+    }
+
     async fn dispatch<R: ProtocolReader, W: ProtocolWriter>(
         &self,
         cx: &mut CallContext,

@@ -159,13 +159,16 @@ impl ServerBuilder {
         self
     }
 
-    /// Called on the core before each call is dispatched.
+    /// Called on the core before each call is dispatched, with the method's name
+    /// ([`UNKNOWN_METHOD`](crate::rpc::UNKNOWN_METHOD) for a name the service does
+    /// not have).
     pub fn before_call(mut self, f: impl Fn(&CallContext, &str) + Send + Sync + 'static) -> Self {
         self.hooks.before_call = Some(Box::new(f));
         self
     }
 
-    /// Called on the core after each call (not for the handshake).
+    /// Called on the core after each call (not for the handshake), with the name
+    /// as [`ServerBuilder::before_call`] has it.
     pub fn after_call(
         mut self,
         f: impl Fn(&CallContext, &str, Duration, bool) + Send + Sync + 'static,

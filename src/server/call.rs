@@ -26,7 +26,7 @@ use crate::protocol::{
 };
 use crate::race::{race, Either};
 use crate::rpc::context::DRAINING_META;
-use crate::rpc::dispatch::write_exception;
+use crate::rpc::dispatch::{write_exception, UNKNOWN_METHOD};
 use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};
 use crate::tracking::server::{read_request_header, Handshake};
 use crate::transport::conn::MessageConn;
@@ -94,7 +94,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         }
         // Checked once, when first needed (admission, then the recorder).
         let name = std::cell::OnceCell::new();
-        let method = || *name.get_or_init(|| method_name(&msg.name));
+        let method = || *name.get_or_init(|| method_key(&core.service, &msg.name));
         let admitted = match over_limits {
             Some(why) => Err(ApplicationException::new(
                 ApplicationExceptionKind::ProtocolError,
@@ -162,9 +162,9 @@ impl<S: Dispatch> CallSite<'_, S> {
                 tracing::info!(
                     target: "ringsoa::access",
                     method,
-                    caller = %cx.caller,
-                    request_id = %cx.request_id,
-                    rpc_id = %cx.seq,
+                    caller = &*cx.caller,
+                    request_id = cx.request_id.as_str(),
+                    rpc_id = cx.seq.as_str(),
                     core = core.index,
                     outcome = ?outcome,
                     us = elapsed.as_micros() as u64,
@@ -223,7 +223,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         self.reply_exception::<C>(cx, &msg, &exc);
         self.finish(mark, cx);
         if let Some(c) = &core.control {
-            let method = method_name(&msg.name);
+            let method = method_key(&core.service, &msg.name);
             c.record(
                 cx,
                 method,
@@ -247,10 +247,10 @@ impl<S: Dispatch> CallSite<'_, S> {
     ) -> Result<Outcome, End> {
         let span = tracing::debug_span!(
             "call",
-            request_id = %cx.request_id,
-            rpc_id = %cx.seq,
-            caller = %cx.caller,
-            method = %String::from_utf8_lossy(&msg.name),
+            request_id = cx.request_id.as_str(),
+            rpc_id = cx.seq.as_str(),
+            caller = &*cx.caller,
+            method = method_key(&self.core.service, &msg.name),
             core = self.core.index,
         );
         // Unwrapped when no subscriber wants the span: one layer less per poll. Two
@@ -276,13 +276,13 @@ impl<S: Dispatch> CallSite<'_, S> {
         mark: usize,
     ) -> Result<Outcome, End> {
         let core = self.core.clone();
-        let method = || String::from_utf8_lossy(&msg.name);
+        let method = || method_key(&core.service, &msg.name);
         if let Some(h) = &core.hooks.before_call {
-            h(cx, &method());
+            h(cx, method());
         }
         core.in_flight.set(core.in_flight.get() + 1);
         let beat = core.beats.core(core.index);
-        beat.enter(&msg.name);
+        beat.enter(method().as_bytes());
         let deadline = cx.deadline;
         let result = {
             let mut w = C::writer(self.conn.out());
@@ -433,6 +433,17 @@ impl From<Guarded> for Ended {
             Some(Ok(done)) => Ended::Done(done),
             Some(Err(panic)) => Ended::Panicked(panic_message(&panic)),
         }
+    }
+}
+
+/// The name a call is admitted, recorded, hooked and logged under: its method's,
+/// or [`UNKNOWN_METHOD`] when the service has no such method (names callers
+/// choose must not become metric keys, breakers or log text).
+fn method_key<'n, S: Dispatch>(service: &S, name: &'n [u8]) -> &'n str {
+    if service.knows(name) {
+        method_name(name)
+    } else {
+        UNKNOWN_METHOD
     }
 }
 

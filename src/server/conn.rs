@@ -222,7 +222,12 @@ impl<S: Dispatch> Session<S> {
         drop(w);
         self.tracking = answered?;
         self.conn.finish_message(mark);
-        tracing::debug!(core = self.core.index, caller = %self.tracking.caller, version = self.tracking.version, "tracking handshake");
+        tracing::debug!(
+            core = self.core.index,
+            caller = &*self.tracking.caller,
+            version = self.tracking.version,
+            "tracking handshake"
+        );
         Ok(true)
     }
 

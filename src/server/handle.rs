@@ -142,7 +142,7 @@ impl ServerHandle {
         let blocked = self.drain.shutdown.wait_cores(BLOCKED_GRACE);
         for &core in &blocked {
             let method = self.beats.core(core).method().unwrap_or_default();
-            tracing::error!(core, method = %method, "core still blocked {BLOCKED_GRACE:?} after the drain timeout: its thread is left to end with the process");
+            tracing::error!(core, method = method.as_str(), "core still blocked {BLOCKED_GRACE:?} after the drain timeout: its thread is left to end with the process");
         }
         for (core, t) in self.threads.into_iter().enumerate() {
             if !blocked.contains(&core) {

@@ -176,7 +176,12 @@ pub fn watch(
             if std::mem::replace(&mut reported[s.core], s.tick) == s.tick {
                 continue;
             }
-            tracing::warn!(core = s.core, method = %s.method, blocked_ms = s.blocked.as_millis() as u64, "core appears blocked: its event loop has not ticked");
+            tracing::warn!(
+                core = s.core,
+                method = s.method.as_str(),
+                blocked_ms = s.blocked.as_millis() as u64,
+                "core appears blocked: its event loop has not ticked"
+            );
             if let Some(f) = &on_stall {
                 f(s.core, &s.method, s.blocked);
             }

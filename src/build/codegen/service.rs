@@ -214,11 +214,29 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
         ),
         None => format!("__rs::rpc::dispatch::unknown_method(cx, {name:?}, msg, r, w)"),
     };
-    let _ = writeln!(
-        out,
-        "            _ => {fallback},\n        }}\n    }}\n}}\n"
-    );
-    let _ = writeln!(out, "impl<H: {name}Handler> __rs::rpc::Dispatch for {name}Server<H> {{\n    const NAME: &'static str = {name:?};\n\n    async fn dispatch<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(&self, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError> {{\n        Self::dispatch_with(&self.handler, cx, msg, r, w).await\n    }}\n}}\n");
+    let _ = writeln!(out, "            _ => {fallback},\n        }}\n    }}\n");
+    let names: Vec<String> = s
+        .functions
+        .iter()
+        .map(|f| format!("b{:?}", f.name))
+        .collect();
+    let mut known = vec![];
+    if !names.is_empty() {
+        known.push(format!("matches!(name, {})", names.join(" | ")));
+    }
+    if let Some(b) = s.extends {
+        known.push(format!(
+            "<{}Server<H>>::knows_method(name)",
+            g.path(b, &g.program.service(b).name)
+        ));
+    }
+    let known = if known.is_empty() {
+        "false".to_string()
+    } else {
+        known.join(" || ")
+    };
+    let _ = writeln!(out, "    /// Whether `name` is a method of this service (or of one it extends).\n    pub fn knows_method(name: &[u8]) -> bool {{\n        {known}\n    }}\n}}\n");
+    let _ = writeln!(out, "impl<H: {name}Handler> __rs::rpc::Dispatch for {name}Server<H> {{\n    const NAME: &'static str = {name:?};\n\n    fn knows(&self, method: &[u8]) -> bool {{\n        Self::knows_method(method)\n    }}\n\n    async fn dispatch<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(&self, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError> {{\n        Self::dispatch_with(&self.handler, cx, msg, r, w).await\n    }}\n}}\n");
 }
 
 fn client(g: &Gen, out: &mut String, id: DefId, s: &Service) {
