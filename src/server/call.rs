@@ -92,9 +92,10 @@ impl<S: Dispatch> CallSite<'_, S> {
         if draining && cx.version >= 2 {
             cx.response_meta.insert(DRAINING_META.into(), "1".into());
         }
-        // Checked once, when first needed (admission, then the recorder).
+        // Checked once, when first needed (admission, then the recorder). Admission
+        // only looks names up; what is recorded is `recorded`'s.
         let name = std::cell::OnceCell::new();
-        let method = || *name.get_or_init(|| method_key(&core.service, &msg.name));
+        let method = || *name.get_or_init(|| method_name(&msg.name));
         let admitted = match over_limits {
             Some(why) => Err(ApplicationException::new(
                 ApplicationExceptionKind::ProtocolError,
@@ -118,7 +119,8 @@ impl<S: Dispatch> CallSite<'_, S> {
                     if let Some(c) = &core.control {
                         let elapsed = now.map(|n| n.elapsed()).unwrap_or_default();
                         let failed = Outcome::Application(ApplicationExceptionKind::ProtocolError);
-                        c.record(cx, method(), ticket, failed, elapsed);
+                        let method = method_key(&core.service, &msg.name);
+                        c.record(cx, method, ticket, failed, elapsed);
                     }
                     return Err(end);
                 }
@@ -147,7 +149,7 @@ impl<S: Dispatch> CallSite<'_, S> {
             now.filter(|_| hooks.after_call.is_some() || core.control.is_some() || cfg.access_log)
         {
             let elapsed = now.elapsed();
-            let method = method();
+            let method = recorded(&core.service, &msg.name, outcome);
             if let Some(h) = &hooks.after_call {
                 let normal = !matches!(
                     outcome,
@@ -282,7 +284,9 @@ impl<S: Dispatch> CallSite<'_, S> {
         }
         core.in_flight.set(core.in_flight.get() + 1);
         let beat = core.beats.core(core.index);
-        beat.enter(method().as_bytes());
+        // The wire name: a call blocks only in a handler, so of a method the
+        // service has.
+        beat.enter(&msg.name);
         let deadline = cx.deadline;
         let result = {
             let mut w = C::writer(self.conn.out());
@@ -436,9 +440,26 @@ impl From<Guarded> for Ended {
     }
 }
 
-/// The name a call is admitted, recorded, hooked and logged under: its method's,
-/// or [`UNKNOWN_METHOD`] when the service has no such method (names callers
-/// choose must not become metric keys, breakers or log text).
+/// The name a call that ended with `outcome` is recorded, hooked and logged under
+/// ([`method_key`]), looked up only when the outcome does not tell: a handler
+/// that ran, or refused its arguments, is of a method the service has, and an
+/// unknown method is told as such.
+fn recorded<'n, S: Dispatch>(service: &S, name: &'n [u8], outcome: Outcome) -> &'n str {
+    use ApplicationExceptionKind::{InternalError, UnknownMethod};
+    match outcome {
+        Outcome::Application(UnknownMethod) => UNKNOWN_METHOD,
+        Outcome::Result | Outcome::Declared | Outcome::Panic => method_name(name),
+        // Not the reply over the size limit, which an unknown method's may be (it
+        // names the method twice).
+        Outcome::Application(kind) if kind != InternalError => method_name(name),
+        // Refused, or timed out, before it ran; an unknown oneway call is not told.
+        _ => method_key(service, name),
+    }
+}
+
+/// The name a call is recorded, hooked and logged under: its method's, or
+/// [`UNKNOWN_METHOD`] when the service has no such method (names callers choose
+/// must not become metric keys, breakers or log text).
 fn method_key<'n, S: Dispatch>(service: &S, name: &'n [u8]) -> &'n str {
     if service.knows(name) {
         method_name(name)
