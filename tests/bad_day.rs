@@ -869,3 +869,86 @@ fn relay_targets_are_checked_and_their_clients_bounded() {
         "RSS {before} kB -> {after} kB after 4,800 relay targets"
     );
 }
+
+/// A server (here a thread speaking the tracking protocol, framed binary) whose
+/// reply's tracking header carries `entries` meta entries; answers `add` with 42.
+fn meta_server(entries: usize) -> SocketAddr {
+    use ringsoa::tracking::{ResponseHeader, UpgradeReply};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || loop {
+                let mut len = [0u8; 4];
+                if s.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+                s.read_exact(&mut frame).unwrap();
+                // A tracked call's request header first (a message starts 0x80).
+                let tracked = frame[0] != 0x80;
+                let mut r = BinaryReader::new(Bytes::from(frame));
+                if tracked {
+                    RequestHeader::decode(&mut r).unwrap();
+                }
+                let msg = r.read_message_begin().unwrap();
+                let mut body = BytesMut::new();
+                let mut w = BinaryWriter::new(&mut body);
+                if msg.name[..] == *HANDSHAKE_METHOD.as_bytes() {
+                    w.write_message_begin(HANDSHAKE_METHOD, MessageType::Reply, msg.seqid);
+                    UpgradeReply { version: Some(2) }.encode(&mut w);
+                } else {
+                    let meta = (0..entries).map(|i| (format!("k{i}"), String::new()));
+                    ResponseHeader {
+                        meta: Some(meta.collect()),
+                    }
+                    .encode(&mut w);
+                    w.write_message_begin("add", MessageType::Reply, msg.seqid);
+                    DemoAddResult { success: Some(42) }.encode(&mut w);
+                }
+                let mut out = (body.len() as u32).to_be_bytes().to_vec();
+                out.extend_from_slice(&body);
+                s.write_all(&out).unwrap();
+            });
+        }
+    });
+    addr
+}
+
+/// A reply's tracking header is held to the limits a server holds request headers
+/// to (64 meta entries of at most 4 KiB): over them, that call fails with a clear
+/// error. Before, the client took it whole: one 15 MB reply of a million empty
+/// entries took `ringsoa call` from 7 MB to 137 MB.
+#[test]
+fn a_reply_header_over_the_limits_fails_its_call() {
+    use ringsoa::client::{Client, ClientConfig, ConnOptions};
+    use ringsoa::rpc::CallError;
+    let client = |addr| {
+        let conn = ConnOptions {
+            framing: ringsoa::transport::Framing::Framed,
+            ..ConnOptions::new("bad-day")
+        };
+        Client::new(
+            [addr],
+            ClientConfig {
+                conn,
+                ..ClientConfig::default()
+            },
+        )
+    };
+    support::block_on(async {
+        let within = client(meta_server(64));
+        assert_eq!(DemoClient::new(&within).add(None, 40, 2).await.unwrap(), 42);
+        let over = client(meta_server(100_000));
+        match DemoClient::new(&over).add(None, 40, 2).await {
+            Err(CallError::Protocol(e)) => assert!(
+                e.to_string().contains(
+                    "the reply's tracking header is over the limits: the tracking header's meta has 100000 entries; the limit is 64"
+                ),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    });
+}

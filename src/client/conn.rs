@@ -24,7 +24,7 @@ use crate::protocol::{
 use crate::rpc::channel::check_reply;
 use crate::rpc::dispatch::is_shutting_down;
 use crate::rpc::CallError;
-use crate::tracking::{self, OutgoingHeader, ResponseHeader, UpgradeReply};
+use crate::tracking::{self, OutgoingHeader, UpgradeReply};
 use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};
 use crate::transport::header::{self, HeaderKind};
 use crate::transport::{Framing, DEFAULT_MAX_MESSAGE};
@@ -321,7 +321,7 @@ impl Conn {
             msg = payload;
         } else if self.version >= 2 && !matches!(msg.first(), Some(0x80 | 0x82)) {
             let mut r = C::reader(msg.clone());
-            meta = ResponseHeader::decode(&mut r).map_err(Failed::sent)?.meta;
+            meta = tracking::read_response_header(&mut r).map_err(Failed::sent)?;
             let used = msg.len() - r.remaining();
             bytes::Buf::advance(&mut msg, used);
         }

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::server::{read_meta, Limits};
 use super::TIMEOUT_META;
 use super::{UpgradeArgs, UpgradeReply, CURRENT_VERSION};
-use crate::protocol::{ProtocolWriter, TType};
+use crate::protocol::{ProtocolError, ProtocolErrorKind, ProtocolReader, ProtocolWriter, TType};
 
 /// The handshake's arguments: this caller's app id, version 2 offered.
 pub fn upgrade_args(app_id: &str) -> UpgradeArgs {
@@ -92,6 +93,38 @@ fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
         }
     }
     std::str::from_utf8(&buf[i..]).expect("ASCII digits")
+}
+
+/// Reads a version-2 `ResponseHeader {1: meta}` within the limits a server holds
+/// request headers to (64 entries of at most 4 KiB): its meta (none when absent).
+/// A header over them is an error, for that call: a reply of a few megabytes of
+/// tiny entries would otherwise take some ten times its size in memory.
+pub fn read_response_header<R: ProtocolReader>(
+    r: &mut R,
+) -> Result<Option<BTreeMap<String, String>>, ProtocolError> {
+    let (limits, mut over) = (Limits::default(), None);
+    let mut meta = None;
+    let mark = r.read_struct_begin()?;
+    loop {
+        match r.read_field_begin()? {
+            (TType::Stop, _) => break,
+            (TType::Map, 1) => read_meta(
+                r,
+                meta.get_or_insert_with(BTreeMap::new),
+                &limits,
+                &mut over,
+            )?,
+            (other, _) => r.skip(other)?,
+        }
+    }
+    r.read_struct_end(mark);
+    match over {
+        None => Ok(meta),
+        Some(why) => Err(ProtocolError::new(
+            ProtocolErrorKind::SizeLimit,
+            format!("the reply's tracking header is over the limits: {why}"),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ mod generated {
 pub mod client;
 pub mod server;
 
-pub use client::{write_request_header, OutgoingHeader};
+pub use client::{read_response_header, write_request_header, OutgoingHeader};
 pub use server::{write_response_header, Limits};
 
 pub use generated::tracking::{RequestHeader, ResponseHeader, UpgradeArgs, UpgradeReply};

@@ -108,7 +108,9 @@ pub fn read_request_header<R: ProtocolReader>(
     Ok(h)
 }
 
-fn read_meta<R: ProtocolReader>(
+/// Reads a header's meta map into `meta`, within `limits` (past them, it is read
+/// past and `over` says why).
+pub(super) fn read_meta<R: ProtocolReader>(
     r: &mut R,
     meta: &mut BTreeMap<String, String>,
     limits: &Limits,
