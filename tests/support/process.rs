@@ -191,8 +191,20 @@ impl Logged {
         Logged { demo, log }
     }
 
-    /// Stops the demo (if it still runs) and returns its whole log.
-    pub fn text(self) -> String {
+    /// Stops the demo (if it still runs) and returns its whole log. Stopped with
+    /// SIGINT (a drain of at most 1 s): at its exit the log's writer thread has
+    /// written every line, so that a line's absence means it was never logged
+    /// (killed if it has not exited 5 s later).
+    pub fn text(mut self) -> String {
+        if self.demo.child.try_wait().unwrap().is_none() {
+            self.demo.signal("INT");
+            let start = Instant::now();
+            while self.demo.child.try_wait().unwrap().is_none()
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         drop(self.demo);
         let text = std::fs::read_to_string(&self.log).unwrap();
         let _ = std::fs::remove_file(&self.log);
