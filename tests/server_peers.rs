@@ -302,7 +302,9 @@ fn wrong_argument_types_get_an_answer() {
 
 #[test]
 fn drain_finishes_calls_refuses_new_ones_and_exits() {
-    let mut demo = Demo::start(&["--drain-timeout-ms", "5000"]);
+    let admin = format!("127.0.0.1:{}", support::process::free_port());
+    let mut demo = Demo::start(&["--drain-timeout-ms", "5000", "--admin", &admin]);
+    let admin: SocketAddr = admin.parse().unwrap();
     let addr = demo.addr;
     let mut idle = connect(addr);
     let mut busy = connect(addr);
@@ -313,7 +315,13 @@ fn drain_finishes_calls_refuses_new_ones_and_exits() {
     busy.write_all(&buf).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     demo.sigterm();
-    std::thread::sleep(Duration::from_millis(100));
+    // Once the drain has begun (an idle connection closes 100 ms after its core
+    // sees it; a fixed wait here left a few milliseconds to spare).
+    let began = Instant::now();
+    while support::process::http_get(admin, "/health").0 != 503 {
+        assert!(began.elapsed() < Duration::from_secs(5), "no drain");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 
     // A request on an idle connection: not executed, told so, then closed.
     let exc = app_exception(call_raw(&mut idle, "ping", 1, &DemoPingArgs {}).unwrap());
@@ -322,11 +330,16 @@ fn drain_finishes_calls_refuses_new_ones_and_exits() {
         .unwrap()
         .starts_with("ringsoa: server is shutting down"));
     assert!(closed(&mut idle));
-    // New connections are refused.
-    assert!(
-        TcpStream::connect(addr).is_err(),
-        "a new connection was accepted while draining"
-    );
+    // New connections are refused (once the cores have seen the drain: they look
+    // every few milliseconds).
+    let seen = Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            seen.elapsed() < Duration::from_secs(2),
+            "new connections still accepted while draining"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // The in-flight call completes, then its connection closes.
     let mut r = BinaryReader::new(read_reply(&mut busy).unwrap());
     assert_eq!(r.read_message_begin().unwrap().seqid, 7);
@@ -608,18 +621,31 @@ fn start_handover(addr: SocketAddr, cores: &str) -> (Demo, String) {
     }
 }
 
-/// The inodes of the TCP sockets listening on `port` (from `/proc/net/tcp`).
+/// The inodes of the TCP sockets listening on `port` (from `/proc/net/tcp`): the
+/// same in two reads in a row, as the kernel writes the table a page at a time and
+/// a read while other tests open and close sockets may skip a line.
 fn listening_sockets(port: u16) -> std::collections::BTreeSet<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let local_port = u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok()?;
-            (local_port == port && f[3] == "0A").then(|| f[9].parse().ok())?
-        })
-        .collect()
+    let read = || -> std::collections::BTreeSet<u64> {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let local_port = u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok()?;
+                (local_port == port && f[3] == "0A").then(|| f[9].parse().ok())?
+            })
+            .collect()
+    };
+    let mut last = read();
+    for _ in 0..20 {
+        let now = read();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 #[test]
