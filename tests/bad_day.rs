@@ -17,7 +17,7 @@ use ringsoa::protocol::{
 use ringsoa::rpc::context::TIMEOUT_META;
 use ringsoa::tracking::{RequestHeader, UpgradeArgs, HANDSHAKE_METHOD};
 use support::process::{free_port, Demo, Logged};
-use support::wire::{call_raw, read_reply};
+use support::wire::{call_raw, call_tracked, read_reply};
 
 mod idl {
     ringsoa::include_idl!();
@@ -535,18 +535,13 @@ fn client_text_cannot_forge_log_lines() {
     let mut s = connect(logged.demo.addr);
     let forged = "x\n2026-12-03T00:00:00.000000Z ERROR ringsoa::admin: forged";
     handshake(&mut s, forged).unwrap();
-    let mut buf = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut buf);
-    RequestHeader {
+    let header = RequestHeader {
         request_id: Some("r\r\nforged request id".into()),
         seq: Some("1".into()),
         meta: Some(Default::default()),
-    }
-    .encode(&mut w);
-    w.write_message_begin("ping", MessageType::Call, 1);
-    DemoPingArgs {}.encode(&mut w);
-    s.write_all(&buf).unwrap();
-    assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
+    };
+    let reply = call_tracked(&mut s, &header, "ping", 1, &DemoPingArgs {}).unwrap();
+    assert_eq!(reply_kind(&reply), MessageType::Reply);
     std::thread::sleep(Duration::from_millis(500));
     let text = logged.text();
     // The one call (the readiness ping logs a native line beside it).
@@ -579,36 +574,25 @@ fn tracking_fields_have_limits_with_a_clear_error() {
     // 100 meta entries: that call is refused, the connection serves on.
     let mut s = connect(demo.addr);
     handshake(&mut s, "caller").unwrap();
-    let mut buf = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut buf);
-    RequestHeader {
+    let header = RequestHeader {
         request_id: Some("r".into()),
         seq: Some("1".into()),
         meta: Some((0..100).map(|i| (format!("k{i}"), "v".into())).collect()),
-    }
-    .encode(&mut w);
-    w.write_message_begin("ping", MessageType::Call, 1);
-    DemoPingArgs {}.encode(&mut w);
-    s.write_all(&buf).unwrap();
-    let exc = exception(read_reply(&mut s).unwrap());
+    };
+    let exc = exception(call_tracked(&mut s, &header, "ping", 1, &DemoPingArgs {}).unwrap());
     let message = exc.message.unwrap_or_default();
     assert!(
         message.contains("meta has 100 entries; the limit is 64"),
         "{message}"
     );
     // Then a good call on the same connection.
-    let mut buf = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut buf);
-    RequestHeader {
+    let header = RequestHeader {
         request_id: Some("r".into()),
         seq: Some("2".into()),
         meta: Some(Default::default()),
-    }
-    .encode(&mut w);
-    w.write_message_begin("ping", MessageType::Call, 2);
-    DemoPingArgs {}.encode(&mut w);
-    s.write_all(&buf).unwrap();
-    assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
+    };
+    let reply = call_tracked(&mut s, &header, "ping", 2, &DemoPingArgs {}).unwrap();
+    assert_eq!(reply_kind(&reply), MessageType::Reply);
 }
 
 /// Waits of any length crash nothing: a caller's budget of `u64::MAX` ms (tracking
@@ -623,18 +607,14 @@ fn waits_of_any_length_crash_nothing() {
     let mut s = connect(demo.addr);
     handshake(&mut s, "caller").unwrap();
     for seq in 1..=3 {
-        let mut buf = BytesMut::new();
-        let mut w = BinaryWriter::new(&mut buf);
-        RequestHeader {
+        let header = RequestHeader {
             request_id: Some("r".into()),
             seq: Some(seq.to_string()),
             meta: Some([(TIMEOUT_META.to_string(), max.clone())].into()),
-        }
-        .encode(&mut w);
-        w.write_message_begin("sleep_ms", MessageType::Call, seq);
-        DemoSleepMsArgs { ms: Some(20) }.encode(&mut w);
-        s.write_all(&buf).unwrap();
-        assert_eq!(reply_kind(&read_reply(&mut s).unwrap()), MessageType::Reply);
+        };
+        let args = DemoSleepMsArgs { ms: Some(20) };
+        let reply = call_tracked(&mut s, &header, "sleep_ms", seq, &args).unwrap();
+        assert_eq!(reply_kind(&reply), MessageType::Reply);
     }
     assert!(ping(&mut connect(demo.addr)).is_ok());
     assert!(demo.child.try_wait().unwrap().is_none(), "the demo exited");

@@ -300,6 +300,15 @@ fn wrong_argument_types_get_an_answer() {
     );
 }
 
+/// Sends `sleep_ms(ms)` with `seqid` on `s`, without reading the reply.
+fn send_sleep(s: &mut TcpStream, seqid: i32, ms: i32) {
+    let mut buf = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut buf);
+    w.write_message_begin("sleep_ms", MessageType::Call, seqid);
+    DemoSleepMsArgs { ms: Some(ms) }.encode(&mut w);
+    s.write_all(&buf).unwrap();
+}
+
 #[test]
 fn drain_finishes_calls_refuses_new_ones_and_exits() {
     let admin = format!("127.0.0.1:{}", support::process::free_port());
@@ -308,11 +317,7 @@ fn drain_finishes_calls_refuses_new_ones_and_exits() {
     let addr = demo.addr;
     let mut idle = connect(addr);
     let mut busy = connect(addr);
-    let mut buf = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut buf);
-    w.write_message_begin("sleep_ms", MessageType::Call, 7);
-    DemoSleepMsArgs { ms: Some(600) }.encode(&mut w);
-    busy.write_all(&buf).unwrap();
+    send_sleep(&mut busy, 7, 600);
     std::thread::sleep(Duration::from_millis(100));
     demo.sigterm();
     // Once the drain has begun (an idle connection closes 100 ms after its core
@@ -364,11 +369,7 @@ fn a_sigint_during_a_drain_cuts_it_short() {
     let mut busy = connect(demo.addr);
     busy.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut buf = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut buf);
-    w.write_message_begin("sleep_ms", MessageType::Call, 7);
-    DemoSleepMsArgs { ms: Some(30_000) }.encode(&mut w);
-    busy.write_all(&buf).unwrap();
+    send_sleep(&mut busy, 7, 30_000);
     std::thread::sleep(Duration::from_millis(100));
     demo.sigterm();
     std::thread::sleep(Duration::from_millis(300));

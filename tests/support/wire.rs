@@ -1,11 +1,12 @@
-//! Talking to a server over a blocking socket in tests: one native buffered strict
-//! binary call, one whole reply.
+//! Talking to a server over a blocking socket in tests: one buffered strict binary
+//! call (native, or tracked after the handshake), one whole reply.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use bytes::{Bytes, BytesMut};
 use ringsoa::protocol::{BinaryWriter, Encode, MessageType, Protocol, ProtocolWriter};
+use ringsoa::tracking::RequestHeader;
 use ringsoa::transport::scan::Scanner;
 
 /// Sends a CALL of `name` with `args` and returns the reply's bytes.
@@ -15,8 +16,32 @@ pub fn call_raw(
     seqid: i32,
     args: &impl Encode,
 ) -> std::io::Result<Bytes> {
+    call(s, None::<&RequestHeader>, name, seqid, args)
+}
+
+/// [`call_raw`] on a tracked connection (after the handshake): `header` first.
+pub fn call_tracked(
+    s: &mut TcpStream,
+    header: &RequestHeader,
+    name: &str,
+    seqid: i32,
+    args: &impl Encode,
+) -> std::io::Result<Bytes> {
+    call(s, Some(header), name, seqid, args)
+}
+
+fn call(
+    s: &mut TcpStream,
+    header: Option<&impl Encode>,
+    name: &str,
+    seqid: i32,
+    args: &impl Encode,
+) -> std::io::Result<Bytes> {
     let mut buf = BytesMut::new();
     let mut w = BinaryWriter::new(&mut buf);
+    if let Some(h) = header {
+        h.encode(&mut w);
+    }
     w.write_message_begin(name, MessageType::Call, seqid);
     args.encode(&mut w);
     s.write_all(&buf)?;
