@@ -59,19 +59,13 @@ impl<A: Dispatch, B: Dispatch> Dispatch for Multiplexed<A, B> {
         let Some(at) = method.iter().position(|&b| b == b':') else {
             return self.first.knows(method);
         };
-        let service = &method[..at];
+        let (service, plain) = (&method[..at], &method[at + 1..]);
         // As `route` passes it on: a multiplexed set takes the prefixed name.
-        let knows = |multiplexed: bool, knows: &dyn Fn(&[u8]) -> bool| {
-            knows(if multiplexed {
-                method
-            } else {
-                &method[at + 1..]
-            })
-        };
+        let name = |multiplexed: bool| if multiplexed { method } else { plain };
         if self.first.serves(service) {
-            knows(A::MULTIPLEXED, &|m| self.first.knows(m))
+            self.first.knows(name(A::MULTIPLEXED))
         } else {
-            self.rest.serves(service) && knows(B::MULTIPLEXED, &|m| self.rest.knows(m))
+            self.rest.serves(service) && self.rest.knows(name(B::MULTIPLEXED))
         }
     }
 

@@ -180,12 +180,18 @@ impl ServerHandle {
                     drain.begin(timeout);
                 }
             })?;
-        match self.join().as_slice() {
-            [] => Ok(()),
-            blocked => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("the drain ended with core {blocked:?} still blocked by a handler (its method is logged above)"),
-            )),
+        let blocked = self.join();
+        if blocked.is_empty() {
+            return Ok(());
         }
+        let cores: Vec<String> = blocked.iter().map(usize::to_string).collect();
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the drain ended with {} {} still blocked by a handler (its method is logged above)",
+                if cores.len() == 1 { "core" } else { "cores" },
+                cores.join(", ")
+            ),
+        ))
     }
 }
