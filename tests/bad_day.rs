@@ -850,15 +850,20 @@ fn relay_targets_are_checked_and_their_clients_bounded() {
     );
 }
 
-/// A server (here a thread speaking the tracking protocol, framed binary) whose
-/// reply's tracking header carries `entries` meta entries; answers `add` with 42.
-fn meta_server(entries: usize) -> SocketAddr {
-    use ringsoa::tracking::{ResponseHeader, UpgradeReply};
+/// A server (here a thread speaking the tracking protocol, framed binary) that
+/// answers the handshake, then every call with `answer`'s reply (response header
+/// and message), given the call's method and seqid.
+fn fake_server(
+    answer: impl Fn(&str, i32, &mut BinaryWriter<BytesMut>) + Send + Sync + 'static,
+) -> SocketAddr {
+    use ringsoa::tracking::UpgradeReply;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut s) = conn else { return };
+            let answer = answer.clone();
             std::thread::spawn(move || loop {
                 let mut len = [0u8; 4];
                 if s.read_exact(&mut len).is_err() {
@@ -879,13 +884,7 @@ fn meta_server(entries: usize) -> SocketAddr {
                     w.write_message_begin(HANDSHAKE_METHOD, MessageType::Reply, msg.seqid);
                     UpgradeReply { version: Some(2) }.encode(&mut w);
                 } else {
-                    let meta = (0..entries).map(|i| (format!("k{i}"), String::new()));
-                    ResponseHeader {
-                        meta: Some(meta.collect()),
-                    }
-                    .encode(&mut w);
-                    w.write_message_begin("add", MessageType::Reply, msg.seqid);
-                    DemoAddResult { success: Some(42) }.encode(&mut w);
+                    answer(std::str::from_utf8(&msg.name).unwrap(), msg.seqid, &mut w);
                 }
                 let mut out = (body.len() as u32).to_be_bytes().to_vec();
                 out.extend_from_slice(&body);
@@ -896,31 +895,47 @@ fn meta_server(entries: usize) -> SocketAddr {
     addr
 }
 
+/// A [`fake_server`] whose reply's tracking header carries `entries` meta entries;
+/// answers `add` with 42.
+fn meta_server(entries: usize) -> SocketAddr {
+    fake_server(move |_, seqid, w| {
+        let meta = (0..entries).map(|i| (format!("k{i}"), String::new()));
+        ringsoa::tracking::ResponseHeader {
+            meta: Some(meta.collect()),
+        }
+        .encode(w);
+        w.write_message_begin("add", MessageType::Reply, seqid);
+        DemoAddResult { success: Some(42) }.encode(w);
+    })
+}
+
+/// A framed client of `addr` for the fake servers.
+fn framed_client(addr: SocketAddr) -> ringsoa::client::Client {
+    use ringsoa::client::{Client, ClientConfig, ConnOptions};
+    let conn = ConnOptions {
+        framing: ringsoa::transport::Framing::Framed,
+        ..ConnOptions::new("bad-day")
+    };
+    Client::new(
+        [addr],
+        ClientConfig {
+            conn,
+            ..ClientConfig::default()
+        },
+    )
+}
+
 /// A reply's tracking header is held to the limits a server holds request headers
 /// to (64 meta entries of at most 4 KiB): over them, that call fails with a clear
 /// error. Before, the client took it whole: one 15 MB reply of a million empty
 /// entries took `ringsoa call` from 7 MB to 137 MB.
 #[test]
 fn a_reply_header_over_the_limits_fails_its_call() {
-    use ringsoa::client::{Client, ClientConfig, ConnOptions};
     use ringsoa::rpc::CallError;
-    let client = |addr| {
-        let conn = ConnOptions {
-            framing: ringsoa::transport::Framing::Framed,
-            ..ConnOptions::new("bad-day")
-        };
-        Client::new(
-            [addr],
-            ClientConfig {
-                conn,
-                ..ClientConfig::default()
-            },
-        )
-    };
     support::block_on(async {
-        let within = client(meta_server(64));
+        let within = framed_client(meta_server(64));
         assert_eq!(DemoClient::new(&within).add(None, 40, 2).await.unwrap(), 42);
-        let over = client(meta_server(100_000));
+        let over = framed_client(meta_server(100_000));
         match DemoClient::new(&over).add(None, 40, 2).await {
             Err(CallError::Protocol(e)) => assert!(
                 e.to_string().contains(
@@ -931,4 +946,92 @@ fn a_reply_header_over_the_limits_fails_its_call() {
             other => panic!("{other:?}"),
         }
     });
+}
+
+/// A reply is held to a decode budget as a request is: a list of empty structs is
+/// one byte an element on the wire and 48 bytes in memory, so a 2 MB reply of two
+/// million children would take 96 MB; over the client's budget (64 MiB by default),
+/// the call fails with a clear error, and the connection serves the next call.
+/// Before, the client decoded it all.
+#[test]
+fn a_reply_over_the_decode_budget_fails_its_call() {
+    use ringsoa::rpc::CallError;
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let addr = fake_server(move |method, seqid, w| {
+        ringsoa::tracking::ResponseHeader { meta: None }.encode(w);
+        w.write_message_begin(method, MessageType::Reply, seqid);
+        let first = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+        let children: usize = if first { 2_000_000 } else { 1_000 };
+        // DemoRoundtripResult { success: Item { id: 1, children: [Inner; n] } },
+        // written by hand: the test need not build the list it sends.
+        w.write_field_begin(TType::Struct, 0);
+        w.write_field_begin(TType::I64, 1);
+        w.write_i64(1);
+        w.write_field_begin(TType::List, 11);
+        w.write_list_begin(TType::Struct, children);
+        w.write_raw(&vec![0u8; children]);
+        w.write_raw(&[0, 0]);
+    });
+    let item = Item {
+        id: 1,
+        ..Item::default()
+    };
+    let (over, next, created) = support::block_on(async {
+        let client = framed_client(addr);
+        let demo = DemoClient::new(&client);
+        let over = demo.roundtrip(None, item.clone()).await;
+        let next = demo.roundtrip(None, item).await;
+        let created = client.stats()[0].pool.created;
+        (over.map(|i| i.children.map(|c| c.len())), next, created)
+    });
+    match over {
+        Err(CallError::Protocol(e)) => {
+            let e = e.to_string();
+            assert!(e.contains("decoding would take 96000000 more bytes"), "{e}");
+            assert!(e.contains("ConnOptions::max_decoded"), "{e}");
+        }
+        other => panic!("expected the budget's refusal, got {other:?}"),
+    }
+    // The reply was read whole: the connection is in step for the next call.
+    let next = next.unwrap().children.map(|c| c.len());
+    assert_eq!(next, Some(1_000));
+    assert_eq!(created, 1, "the same connection");
+}
+
+/// A [`ringsoa::client::SharedClient`] holds replies to its clients' budget: 2,000
+/// empty children (96,000 bytes decoded) over a budget of 50,000.
+#[test]
+fn a_shared_client_holds_replies_to_its_clients_budget() {
+    use ringsoa::client::{Client, ClientConfig, ConnOptions, SharedClient};
+    let addr = fake_server(|method, seqid, w| {
+        ringsoa::tracking::ResponseHeader { meta: None }.encode(w);
+        w.write_message_begin(method, MessageType::Reply, seqid);
+        w.write_field_begin(TType::Struct, 0);
+        w.write_field_begin(TType::I64, 1);
+        w.write_i64(1);
+        w.write_field_begin(TType::List, 11);
+        w.write_list_begin(TType::Struct, 2_000);
+        w.write_raw(&[0u8; 2_000]);
+        w.write_raw(&[0, 0]);
+    });
+    let shared = SharedClient::spawn(1, ringsoa::protocol::Protocol::Binary, move || {
+        let conn = ConnOptions {
+            framing: ringsoa::transport::Framing::Framed,
+            max_decoded: 50_000,
+            ..ConnOptions::new("bad-day")
+        };
+        let config = ClientConfig {
+            conn,
+            ..ClientConfig::default()
+        };
+        Client::new([addr], config)
+    })
+    .unwrap();
+    let demo = DemoClient::new(shared);
+    match ringsoa::client::shared::wait(demo.roundtrip(None, Item::default())) {
+        Err(ringsoa::rpc::CallError::Protocol(e)) => {
+            assert!(e.to_string().contains("ConnOptions::max_decoded"), "{e}")
+        }
+        other => panic!("expected the budget's refusal, got {other:?}"),
+    }
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 use support::golden::cases;
 
 const DEMO: &str = "src/bin/ringsoa-demo/demo.thrift";
+const MAX: usize = ringsoa::protocol::DEFAULT_MAX_DECODED;
 
 fn demo() -> Program {
     ringsoa::idl::load(&[DEMO], &[] as &[&str]).unwrap()
@@ -120,22 +121,38 @@ fn calls_and_replies_by_method_name() {
         dynamic::encode_call(&m, &json!({"a": -5, "b": 1u64 << 40}), Protocol::Binary, 4).unwrap();
     assert_eq!(&bytes[..], &call.binary[..]);
     let reply = golden.iter().find(|c| c.name == "reply_add").unwrap();
-    let got = dynamic::decode_reply(&m, Bytes::from(reply.compact.clone()), Protocol::Compact, 4)
-        .unwrap();
+    let got = dynamic::decode_reply(
+        &m,
+        Bytes::from(reply.compact.clone()),
+        Protocol::Compact,
+        4,
+        MAX,
+    )
+    .unwrap();
     assert_eq!(got, Reply::Success(json!((1u64 << 40) - 5)));
     // A reply to another seqid is refused, not mistaken for this call's.
-    assert!(
-        dynamic::decode_reply(&m, Bytes::from(reply.compact.clone()), Protocol::Compact, 5)
-            .is_err()
-    );
+    assert!(dynamic::decode_reply(
+        &m,
+        Bytes::from(reply.compact.clone()),
+        Protocol::Compact,
+        5,
+        MAX
+    )
+    .is_err());
 
     let fail = dynamic::method(&p, "Demo.fail").unwrap();
     let err = golden
         .iter()
         .find(|c| c.name == "reply_fail_error")
         .unwrap();
-    let got =
-        dynamic::decode_reply(&fail, Bytes::from(err.binary.clone()), Protocol::Binary, 5).unwrap();
+    let got = dynamic::decode_reply(
+        &fail,
+        Bytes::from(err.binary.clone()),
+        Protocol::Binary,
+        5,
+        MAX,
+    )
+    .unwrap();
     assert_eq!(
         got,
         Reply::Declared {
@@ -145,8 +162,14 @@ fn calls_and_replies_by_method_name() {
     );
     let void = golden.iter().find(|c| c.name == "reply_fail").unwrap();
     assert_eq!(
-        dynamic::decode_reply(&fail, Bytes::from(void.binary.clone()), Protocol::Binary, 5)
-            .unwrap(),
+        dynamic::decode_reply(
+            &fail,
+            Bytes::from(void.binary.clone()),
+            Protocol::Binary,
+            5,
+            MAX
+        )
+        .unwrap(),
         Reply::Success(json!(null))
     );
 
@@ -162,11 +185,45 @@ fn calls_and_replies_by_method_name() {
         Bytes::from(exc.binary.clone()),
         Protocol::Binary,
         i32::MAX,
+        MAX,
     ) {
         Err(dynamic::DynamicError::Application(a)) => {
             assert_eq!(a.message.as_deref(), Some("unknown method nope"))
         }
         other => panic!("expected an application exception, got {other:?}"),
+    }
+}
+
+/// A reply's containers are held to the decode budget given: 100,000 empty
+/// `Inner`s are 100 KB on the wire and 3.2 MB as JSON values.
+#[test]
+fn a_reply_over_the_decode_budget_is_refused() {
+    let p = demo();
+    let m = dynamic::method(&p, "Demo.roundtrip").unwrap();
+    let reply = |children: usize| {
+        let mut buf = BytesMut::new();
+        let mut w = BinaryWriter::new(&mut buf);
+        w.write_message_begin("roundtrip", MessageType::Reply, 1);
+        w.write_field_begin(ringsoa::protocol::TType::Struct, 0);
+        w.write_field_begin(ringsoa::protocol::TType::I64, 1);
+        w.write_i64(1);
+        w.write_field_begin(ringsoa::protocol::TType::List, 11);
+        w.write_list_begin(ringsoa::protocol::TType::Struct, children);
+        w.write_raw(&vec![0u8; children]);
+        w.write_raw(&[0, 0]);
+        buf.freeze()
+    };
+    let decode =
+        |children, budget| dynamic::decode_reply(&m, reply(children), Protocol::Binary, 1, budget);
+    match decode(100, 1 << 20).unwrap() {
+        Reply::Success(v) => assert_eq!(v["children"].as_array().map(Vec::len), Some(100)),
+        other => panic!("{other:?}"),
+    }
+    match decode(100_000, 1 << 20) {
+        Err(dynamic::DynamicError::Protocol(e)) => {
+            assert!(e.to_string().contains("ConnOptions::max_decoded"), "{e}")
+        }
+        other => panic!("expected the budget's refusal, got {other:?}"),
     }
 }
 

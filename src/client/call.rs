@@ -129,6 +129,11 @@ impl Client {
         self.inner.config.conn.protocol
     }
 
+    /// The decode budget of a reply ([`super::ConnOptions::max_decoded`]).
+    pub fn max_decoded(&self) -> usize {
+        self.inner.config.conn.max_decoded
+    }
+
     /// Makes a call whose arguments and result the caller encodes and decodes itself
     /// (dynamic mode): returns the reply from its message header on (response header
     /// removed, name, seqid and type checked) with its seqid; `None` for oneway calls.
@@ -422,7 +427,7 @@ impl Channel for Client {
         // would copy all of it.
         let call = std::pin::pin!(self.inner.call(cx, method, false, args));
         let reply = call.await?.expect("a CALL has a reply");
-        read_body(self.protocol(), reply)
+        read_body(self.protocol(), self.inner.config.conn.max_decoded, reply)
     }
 
     async fn oneway<A: Encode>(

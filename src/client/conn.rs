@@ -18,8 +18,8 @@ use super::envelope;
 use crate::deadline::Deadline;
 use crate::protocol::with_codec;
 use crate::protocol::{
-    ApplicationExceptionKind, Codec, Decode, Encode, MessageType, Protocol, ProtocolError,
-    ProtocolErrorKind, ProtocolReader, ProtocolWriter,
+    ApplicationExceptionKind, Codec, Decode, DecodeBudget, Encode, MessageType, Protocol,
+    ProtocolError, ProtocolErrorKind, ProtocolReader, ProtocolWriter, DEFAULT_MAX_DECODED,
 };
 use crate::rpc::channel::check_reply;
 use crate::rpc::dispatch::is_shutting_down;
@@ -61,6 +61,11 @@ pub struct ConnOptions {
     /// The largest reply read, in bytes (16 MiB, the server's default too); a larger
     /// one fails its call and closes its connection.
     pub max_message: usize,
+    /// The most memory a reply's decoded containers may take beyond its bytes (64
+    /// MiB, the server's default per request too): an empty struct is one byte on
+    /// the wire and tens in memory. A reply over it fails its call with a protocol
+    /// error; the connection goes on.
+    pub max_decoded: usize,
 }
 
 impl ConnOptions {
@@ -86,6 +91,7 @@ impl Default for ConnOptions {
             multiplex: None,
             header: None,
             max_message: DEFAULT_MAX_MESSAGE,
+            max_decoded: DEFAULT_MAX_DECODED,
         }
     }
 }
@@ -209,7 +215,8 @@ impl Conn {
             }) if e.kind == ApplicationExceptionKind::UnknownMethod => return Ok(0),
             Err(f) => return Err(f.error),
         };
-        let r = read_body::<UpgradeReply>(self.protocol, reply)?;
+        // No containers: any budget does.
+        let r = read_body::<UpgradeReply>(self.protocol, DEFAULT_MAX_DECODED, reply)?;
         Ok(tracking::client::accepted_version(&r))
     }
 
@@ -384,12 +391,29 @@ pub(crate) struct Call<'a> {
 }
 
 /// Decodes the body `T` of a reply that [`Conn::call`] has already checked (its
-/// message header is not parsed again).
-pub(crate) fn read_body<T: Decode>(protocol: Protocol, reply: Reply) -> Result<T, CallError> {
+/// message header is not parsed again), within `max_decoded` bytes of decoded
+/// memory.
+pub(crate) fn read_body<T: Decode>(
+    protocol: Protocol,
+    max_decoded: usize,
+    reply: Reply,
+) -> Result<T, CallError> {
     let mut body = reply.msg;
     bytes::Buf::advance(&mut body, reply.body);
-    with_codec!(protocol, C => Ok(T::decode(&mut C::reader(body))?))
+    with_codec!(protocol, C => Ok(T::decode(&mut reply_reader::<C>(body, max_decoded))?))
 }
+
+/// A reader of a reply's bytes `msg`, its decoded containers held to `max_decoded`
+/// bytes ([`ConnOptions::max_decoded`]).
+pub fn reply_reader<C: Codec>(msg: Bytes, max_decoded: usize) -> C::Reader {
+    let mut r = C::reader(msg);
+    *r.budget() = DecodeBudget::named(max_decoded, REPLY_BUDGET);
+    r
+}
+
+/// What a reply over its decode budget is over, as its error names it.
+const REPLY_BUDGET: &str =
+    "the client's decode budget for a reply (ConnOptions::max_decoded, `ringsoa call --max-decoded`)";
 
 /// The arguments of a health-check ping: an empty struct. Any reply that matches
 /// the call — a result or an application exception such as `UNKNOWN_METHOD` — proves

@@ -22,6 +22,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use monoio::io::AsyncReadRent;
 use tokio::sync::oneshot;
 
+use super::conn::reply_reader;
 use super::Client;
 use crate::protocol::{with_codec, Codec, Decode, Encode, Encoded, Protocol, ProtocolReader};
 use crate::rpc::{CallContext, CallError, Channel};
@@ -51,6 +52,8 @@ struct Inner {
     threads: Vec<Thread>,
     next: AtomicUsize,
     protocol: Protocol,
+    /// The clients' decode budget for a reply.
+    max_decoded: usize,
 }
 
 /// One client thread's mailbox.
@@ -85,6 +88,7 @@ impl SharedClient {
     {
         let make = Arc::new(make);
         let mut mailboxes = Vec::new();
+        let mut max_decoded = crate::protocol::DEFAULT_MAX_DECODED;
         for i in 0..threads.max(1) {
             let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
             let (wake, theirs) = UnixStream::pair()?;
@@ -103,10 +107,11 @@ impl SharedClient {
                         Ok(rt) => rt,
                         Err(e) => return drop(ready_tx.send(Err(e))),
                     };
-                    let _ = ready_tx.send(Ok(()));
-                    rt.block_on(serve(make(), rx, theirs, asleep));
+                    let client = make();
+                    let _ = ready_tx.send(Ok(client.max_decoded()));
+                    rt.block_on(serve(client, rx, theirs, asleep));
                 })?;
-            ready_rx
+            max_decoded = ready_rx
                 .recv()
                 .map_err(|_| std::io::Error::other("a client thread ended while starting"))??;
             mailboxes.push(Thread {
@@ -120,6 +125,7 @@ impl SharedClient {
                 threads: mailboxes,
                 next: AtomicUsize::new(0),
                 protocol,
+                max_decoded,
             }),
         })
     }
@@ -212,12 +218,13 @@ impl Channel for SharedClient {
             .send(cx, method, false, args)
             .await?
             .ok_or_else(|| CallError::Rejected("a call came back without a reply".into()))?;
-        fn body<C: Codec, T: Decode>(msg: Bytes) -> Result<T, CallError> {
-            let mut r = C::reader(msg);
+        fn body<C: Codec, T: Decode>(msg: Bytes, max_decoded: usize) -> Result<T, CallError> {
+            let mut r = reply_reader::<C>(msg, max_decoded);
             r.read_message_begin()?;
             Ok(T::decode(&mut r)?)
         }
-        with_codec!(self.inner.protocol, C => body::<C, T>(msg))
+        let max_decoded = self.inner.max_decoded;
+        with_codec!(self.inner.protocol, C => body::<C, T>(msg, max_decoded))
     }
 
     async fn oneway<A: Encode>(

@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::Value as Json;
 
+use crate::client::conn::reply_reader;
 use crate::idl::model::{Function, Program, StructKind};
 use crate::protocol::{with_codec, Codec, MessageType, Protocol, ProtocolReader, ProtocolWriter};
 use crate::rpc::channel::check_reply;
@@ -83,13 +84,15 @@ pub fn encode_call(
     Ok(buf.freeze())
 }
 
-/// Decodes the reply message to call `seqid` of `m`. A `TApplicationException` reply
-/// is `Err(DynamicError::Application)`.
+/// Decodes the reply message to call `seqid` of `m`, its containers held to
+/// `max_decoded` bytes of memory ([`crate::client::ConnOptions::max_decoded`]). A
+/// `TApplicationException` reply is `Err(DynamicError::Application)`.
 pub fn decode_reply(
     m: &Method,
     bytes: Bytes,
     protocol: Protocol,
     seqid: i32,
+    max_decoded: usize,
 ) -> Result<Reply, DynamicError> {
     fn read<R: ProtocolReader>(m: &Method, seqid: i32, mut r: R) -> Result<Reply, DynamicError> {
         check_reply(&mut r, &m.function.name, seqid).map_err(|e| match e {
@@ -116,5 +119,5 @@ pub fn decode_reply(
         )
         .into())
     }
-    with_codec!(protocol, C => read(m, seqid, C::reader(bytes)))
+    with_codec!(protocol, C => read(m, seqid, reply_reader::<C>(bytes, max_decoded)))
 }

@@ -4,7 +4,7 @@ use base64::Engine;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::idl::model::{Field, Program, Ty};
-use crate::protocol::{check_elem, ProtocolError, ProtocolReader, TType};
+use crate::protocol::{check_elem, element_cost, ProtocolError, ProtocolReader, TType};
 
 /// Reads a struct with `fields` into a JSON object (fields as they came; unknown and
 /// mistyped ones skipped).
@@ -66,6 +66,7 @@ pub fn decode_value<R: ProtocolReader>(
                 r.read_set_begin()?
             };
             check_elem(t.ttype(), et, n)?;
+            r.charge(element_cost::<Json>(n))?;
             let mut items = Vec::with_capacity(crate::protocol::prealloc::<Json>(n));
             for _ in 0..n {
                 items.push(decode_value(p, t, r)?);
@@ -76,6 +77,7 @@ pub fn decode_value<R: ProtocolReader>(
             let (kt, vt, n) = r.read_map_begin()?;
             check_elem(k.ttype(), kt, n)?;
             check_elem(v.ttype(), vt, n)?;
+            r.charge(element_cost::<(String, Json)>(n))?;
             let mut obj = Map::new();
             for _ in 0..n {
                 let key = match decode_value(p, k, r)? {

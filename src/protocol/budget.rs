@@ -12,6 +12,11 @@ use std::rc::Rc;
 
 use super::{ProtocolError, ProtocolErrorKind};
 
+/// The default decode budget of one message: a server's per request
+/// (`ServerConfig::max_decoded`) and a client's per reply
+/// (`ConnOptions::max_decoded`).
+pub const DEFAULT_MAX_DECODED: usize = 64 << 20;
+
 /// A reader's decode budget: unlimited unless set. What it took from its pool goes
 /// back when it is dropped (with its reader, after the call).
 #[derive(Debug, Default)]
@@ -22,6 +27,8 @@ pub struct DecodeBudget {
     used: usize,
     /// What the core has left for all of its calls in flight, if shared.
     pool: Option<Rc<Cell<usize>>>,
+    /// What a refusal names as the limit (`None`: the message's decode budget).
+    limit: Option<&'static str>,
 }
 
 impl DecodeBudget {
@@ -32,7 +39,16 @@ impl DecodeBudget {
             left: Some(per_message),
             used: 0,
             pool,
+            limit: None,
         }
+    }
+
+    /// At most `per_message` bytes, a refusal naming `limit` (the setting a
+    /// person raises, e.g. a client's) as what it is over.
+    pub fn named(per_message: usize, limit: &'static str) -> Self {
+        let mut budget = DecodeBudget::new(per_message, None);
+        budget.limit = Some(limit);
+        budget
     }
 
     /// Bytes charged so far.
@@ -47,7 +63,8 @@ impl DecodeBudget {
             return Ok(());
         };
         if bytes > left {
-            return Err(self.refuse(bytes, "the message's decode budget"));
+            let what = self.limit.unwrap_or("the message's decode budget");
+            return Err(self.refuse(bytes, what));
         }
         if let Some(pool) = &self.pool {
             if bytes > pool.get() {

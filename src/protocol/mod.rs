@@ -27,7 +27,7 @@ mod utf8;
 
 pub use app_exception::{ApplicationException, ApplicationExceptionKind};
 pub use binary::{BinaryReader, BinaryWriter};
-pub use budget::{element_cost, DecodeBudget};
+pub use budget::{element_cost, DecodeBudget, DEFAULT_MAX_DECODED};
 pub use compact::{CompactReader, CompactWriter};
 pub use error::{ProtocolError, ProtocolErrorKind};
 pub use ringsoa_build::{format_uuid, parse_uuid};

@@ -87,7 +87,7 @@ impl Config {
             drain_grace: Duration::from_millis(100),
             health_method: "ping".into(),
             tracking_limits: Limits::default(),
-            max_decoded: 64 << 20,
+            max_decoded: crate::protocol::DEFAULT_MAX_DECODED,
             core_decoded: 256 << 20,
             core_buffered: 256 << 20,
             backlog: 1024,

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringsoa::dynamic::{self, Reply};
-use ringsoa::protocol::{BinaryReader, CompactReader, Protocol, ProtocolReader};
+use ringsoa::protocol::{
+    BinaryReader, CompactReader, Protocol, ProtocolReader, DEFAULT_MAX_DECODED,
+};
 use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
 use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
@@ -75,7 +77,15 @@ impl IdlCall<'_> {
         }
         let request = super::load::frame(self.framing, &msg);
         let reply = self.first_reply(addr, &request).await?;
-        match dynamic::decode_reply(&method, reply.clone(), self.protocol, 1).map_err(other)? {
+        match dynamic::decode_reply(
+            &method,
+            reply.clone(),
+            self.protocol,
+            1,
+            DEFAULT_MAX_DECODED,
+        )
+        .map_err(other)?
+        {
             Reply::Success(_) => Ok(Exchange {
                 args: body(&msg, self.protocol)?,
                 result: body(&reply, self.protocol)?,

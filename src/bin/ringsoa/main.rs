@@ -20,7 +20,7 @@ use ringsoa::control::ServiceName;
 use ringsoa::dynamic::{self, encode_fields, Reply};
 use ringsoa::governance::layout::Kind;
 use ringsoa::idl::model::{Field, Program, StructKind};
-use ringsoa::protocol::{Encode, Protocol, ProtocolWriter};
+use ringsoa::protocol::{Encode, Protocol, ProtocolWriter, DEFAULT_MAX_DECODED};
 use ringsoa::rpc::{CallContext, CallError};
 use ringsoa::transport::header::HeaderKind;
 use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
@@ -130,6 +130,9 @@ struct CallArgs {
     /// The largest reply read, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_message: u64,
+    /// The most memory the reply's decoded containers may take beyond its bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_DECODED as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_decoded: u64,
     /// Send the method as `SERVICE:method`, for a server hosting several services on
     /// one port (Apache's TMultiplexedProtocol); SERVICE defaults to the IDL's name.
     #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "")]
@@ -259,6 +262,7 @@ fn call(a: CallArgs) -> ExitCode {
         call_timeout: timeout,
         tracking: !a.no_tracking,
         max_message: usize::try_from(a.max_message).unwrap_or(usize::MAX),
+        max_decoded: usize::try_from(a.max_decoded).unwrap_or(usize::MAX),
         multiplex: a.multiplex.map(|s| {
             if s.is_empty() {
                 method.service.clone()
@@ -268,6 +272,7 @@ fn call(a: CallArgs) -> ExitCode {
         }),
         ..ConnOptions::new(a.app_id)
     };
+    let max_decoded = opts.max_decoded;
     let mut cx = CallContext {
         meta: a.meta.into_iter().collect(),
         ..CallContext::default()
@@ -306,17 +311,19 @@ fn call(a: CallArgs) -> ExitCode {
             println!("null");
             ExitCode::SUCCESS
         }
-        Ok(Some((reply, seqid))) => match dynamic::decode_reply(&method, reply, protocol, seqid) {
-            Ok(Reply::Success(v)) => {
-                println!("{v}");
-                ExitCode::SUCCESS
+        Ok(Some((reply, seqid))) => {
+            match dynamic::decode_reply(&method, reply, protocol, seqid, max_decoded) {
+                Ok(Reply::Success(v)) => {
+                    println!("{v}");
+                    ExitCode::SUCCESS
+                }
+                Ok(Reply::Declared { name, value }) => {
+                    println!("{}", serde_json::json!({ name: value }));
+                    ExitCode::from(1)
+                }
+                Err(e) => fail(e),
             }
-            Ok(Reply::Declared { name, value }) => {
-                println!("{}", serde_json::json!({ name: value }));
-                ExitCode::from(1)
-            }
-            Err(e) => fail(e),
-        },
+        }
         Err(CallError::Application(e)) => fail(format!("the server answered with {e}")),
         Err(e) => fail(format!("{} at {target}: {e}", a.method)),
     }
