@@ -35,6 +35,7 @@ pub use ringsoa_build::{codegen, idl};
 pub mod addr;
 pub mod admin;
 pub mod client;
+mod clock;
 pub mod control;
 mod deadline;
 pub mod dynamic;

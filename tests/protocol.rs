@@ -43,6 +43,61 @@ fn strict_binary_is_the_default_and_non_strict_is_an_option() {
     assert_eq!(err.kind, ProtocolErrorKind::BadVersion);
 }
 
+/// The strict message header, whole or cut short or odd in any one byte, reads as
+/// the general path reads it: the reader's fast path for a whole header must not
+/// change what is accepted, refused or consumed.
+#[test]
+fn message_headers_read_the_same_whatever_path_they_take() {
+    let header = |bytes: &[u8]| {
+        let mut r = BinaryReader::new(Bytes::copy_from_slice(bytes));
+        r.read_message_begin()
+            .map(|h| (h.name.to_vec(), h.kind, h.seqid, r.remaining()))
+            .map_err(|e| e.kind)
+    };
+    let mut whole = vec![0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4];
+    whole.extend_from_slice(b"echo");
+    whole.extend_from_slice(&(-9i32).to_be_bytes());
+    whole.push(0);
+    assert_eq!(
+        header(&whole),
+        Ok((b"echo".to_vec(), MessageType::Call, -9, 1))
+    );
+    for cut in 0..16 {
+        assert_eq!(
+            header(&whole[..cut]),
+            Err(ProtocolErrorKind::Truncated),
+            "cut at {cut}"
+        );
+    }
+    assert_eq!(
+        header(&whole[..16]),
+        Ok((b"echo".to_vec(), MessageType::Call, -9, 0))
+    );
+    // The version word's third byte is not looked at; its fourth is the type.
+    let mut odd = whole.clone();
+    odd[2] = 0x55;
+    assert_eq!(header(&odd), header(&whole));
+    for (kind, want) in [
+        (2, Ok(MessageType::Reply)),
+        (4, Ok(MessageType::Oneway)),
+        (5, Err(ProtocolErrorKind::InvalidData)),
+        (0, Err(ProtocolErrorKind::InvalidData)),
+    ] {
+        let mut h = whole.clone();
+        h[3] = kind;
+        assert_eq!(header(&h).map(|h| h.1), want, "type {kind}");
+    }
+    let mut negative = whole.clone();
+    negative[4] = 0x80;
+    assert_eq!(header(&negative), Err(ProtocolErrorKind::NegativeSize));
+    let mut long = whole.clone();
+    long[7] = 9;
+    assert_eq!(header(&long), Err(ProtocolErrorKind::Truncated));
+    let mut version = whole;
+    version[1] = 0x02;
+    assert_eq!(header(&version), Err(ProtocolErrorKind::BadVersion));
+}
+
 #[test]
 fn every_truncation_of_every_message_is_an_error() {
     for (name, bin, compact) in message_cases() {

@@ -366,8 +366,37 @@ impl Inner {
 
 impl CoreControl for CoreMetrics {
     fn admit(&self, cx: &CallContext, method: &str) -> Result<Ticket, ApplicationException> {
-        let inner = &self.0;
-        let rules = inner.states.borrow();
+        let rules = self.0.states.borrow();
+        if rules.breakers.is_empty() && rules.limits.is_empty() && rules.acl.is_open() {
+            // Nothing to enforce: the usual case, kept apart to stay cheap.
+            return Ok(Ticket::default());
+        }
+        self.0.enforce(&rules, cx, method)
+    }
+
+    fn record(
+        &self,
+        _cx: &CallContext,
+        method: &str,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        self.0.record(method, ticket, outcome, elapsed);
+    }
+}
+
+impl Inner {
+    /// Admits a call of `method` or refuses it by the ACL, the limits and the
+    /// breakers in `rules`.
+    #[inline(never)]
+    fn enforce(
+        &self,
+        rules: &Rules,
+        cx: &CallContext,
+        method: &str,
+    ) -> Result<Ticket, ApplicationException> {
+        let inner = self;
         if !rules.acl.is_open() {
             rules
                 .acl
@@ -398,7 +427,7 @@ impl CoreControl for CoreMetrics {
             holds_slot = share.concurrency.is_some();
         }
         let probe = inner
-            .breaker(&rules, method)
+            .breaker(rules, method)
             .map_err(ApplicationException::internal)?;
         let mut ticket = probe << 1;
         if holds_slot {
@@ -408,17 +437,6 @@ impl CoreControl for CoreMetrics {
             }
         }
         Ok(Ticket(ticket))
-    }
-
-    fn record(
-        &self,
-        _cx: &CallContext,
-        method: &str,
-        ticket: Ticket,
-        outcome: Outcome,
-        elapsed: Duration,
-    ) {
-        self.0.record(method, ticket, outcome, elapsed);
     }
 }
 

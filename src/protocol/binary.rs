@@ -200,6 +200,26 @@ impl BinaryReader {
 
 impl ProtocolReader for BinaryReader {
     fn read_message_begin(&mut self) -> Result<MessageHeader, ProtocolError> {
+        // The usual header, all here, its bounds checked once.
+        if let Some(&[v0, v1, 0, k, l0, l1, l2, l3]) = self.buf.get(self.pos..self.pos + 8) {
+            let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+            let (name, seqid) = (self.pos + 8, self.pos + 8 + len);
+            if u16::from_be_bytes([v0, v1]) == (VERSION_1 >> 16) as u16
+                && len <= i32::MAX as usize
+                && seqid + 4 <= self.buf.len()
+            {
+                if let Ok(kind) = MessageType::from_u8(k) {
+                    let s = &self.buf[seqid..seqid + 4];
+                    let seqid_value = i32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+                    self.pos = seqid + 4;
+                    return Ok(MessageHeader {
+                        name: self.buf.slice(name..name + len),
+                        kind,
+                        seqid: seqid_value,
+                    });
+                }
+            }
+        }
         let word = i32::from_be_bytes(self.take()?);
         if word < 0 {
             let word = word as u32;

@@ -29,12 +29,12 @@ impl Beat {
     /// Marks the start of a call of `method`.
     #[inline]
     pub fn enter(&self, method: &[u8]) {
-        let mut words = [0u64; NAME_WORDS];
-        for (i, b) in method.iter().take(NAME_WORDS * 8).enumerate() {
-            words[i / 8] |= (*b as u64) << (8 * (i % 8));
-        }
-        for (slot, w) in self.name.iter().zip(words) {
-            slot.store(w, Ordering::Relaxed);
+        let mut bytes = [0u8; NAME_WORDS * 8];
+        let n = method.len().min(bytes.len());
+        bytes[..n].copy_from_slice(&method[..n]);
+        for (slot, w) in self.name.iter().zip(bytes.chunks_exact(8)) {
+            let w: [u8; 8] = w.try_into().expect("chunks of 8");
+            slot.store(u64::from_le_bytes(w), Ordering::Relaxed);
         }
         self.name_len.store(method.len() as u64, Ordering::Relaxed);
     }
