@@ -413,9 +413,21 @@ fn sighup_is_logged_and_the_server_serves_on() {
 /// blocked core: its watchdog was stopped with it. It serves on.
 #[test]
 fn a_stopped_and_continued_process_reports_no_blocked_core() {
-    let logged = Logged::start("stopped", |_| {});
+    let admin = format!("127.0.0.1:{}", support::process::free_port());
+    let logged = Logged::start("stopped", |cmd| {
+        cmd.args(["--admin", &admin]);
+    });
+    let admin: SocketAddr = admin.parse().unwrap();
+    support::process::http_get(admin, "/health");
     let addr = logged.demo.addr;
     logged.demo.signal("STOP");
+    // Health checks that wait for it: the first is answered as it wakes, before
+    // its cores have ticked.
+    let mut probes: Vec<TcpStream> = (0..5).map(|_| connect(admin)).collect();
+    for p in &mut probes {
+        p.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
     // Requests that wait for it: the cores have work when they wake.
     let mut request = BytesMut::new();
     let mut w = BinaryWriter::new(&mut request);
@@ -427,6 +439,11 @@ fn a_stopped_and_continued_process_reports_no_blocked_core() {
     }
     std::thread::sleep(Duration::from_millis(2500));
     logged.demo.signal("CONT");
+    for p in &mut probes {
+        let mut answer = String::new();
+        p.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
     for s in &mut waiting {
         let mut byte = [0u8];
         s.read_exact(&mut byte).unwrap();

@@ -36,8 +36,15 @@ start_peer() {
         -k thriftpy_gevent -w 1 --bind "127.0.0.1:{port}" --log-level warning \
         --thrift-transport-factory thriftpy2.transport:TFramedTransportFactory \
         --thrift-protocol-factory thriftpy2.protocol:TBinaryProtocolFactory
-      # The worker serves; the master only supervises.
-      server=$(pgrep -P "$started" | head -1) ;;
+      # The worker serves; the master only supervises. It listens before it forks
+      # the worker: wait for the worker (a bare pgrep here ended a run now and then).
+      server=
+      for _ in $(seq 200); do
+        server=$(pgrep -P "$started" | head -1 || true)
+        [ -n "$server" ] && break
+        sleep 0.05
+      done
+      [ -n "$server" ] || { echo "gunicorn_thrift started no worker" >&2; exit 1; } ;;
   esac
 }
 

@@ -18,7 +18,7 @@ use super::handover::Offer;
 use super::hooks::Hooks;
 use super::shutdown::Shutdown;
 use super::state::{ControlFactory, CoreState, Warnings};
-use super::watchdog::Beats;
+use super::watchdog::{self, Beats};
 use super::{conn, Config};
 use crate::control::CoreInit;
 use crate::governance::Governance;
@@ -144,10 +144,7 @@ where
         }
         monoio::spawn(close_stalled(state.clone()));
         if let Some(threshold) = state.config.watchdog {
-            monoio::spawn(heartbeat(
-                state.clone(),
-                (threshold / 4).max(Duration::from_millis(5)),
-            ));
+            monoio::spawn(heartbeat(state.clone(), watchdog::period(threshold)));
         }
         let _ = run.ready.send(Ok(offered));
         let listening = Accepting {

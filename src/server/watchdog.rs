@@ -65,11 +65,16 @@ impl Beat {
     }
 }
 
-/// The heartbeats of every core.
+/// The heartbeats of every core, and the watchdog's own.
 #[derive(Debug)]
 pub struct Beats {
     epoch: Instant,
     cores: Vec<Beat>,
+    /// [`Beats::now_ms`] when the watchdog thread last woke (0: not yet).
+    watched_ms: AtomicU64,
+    /// When it last woke from a pause of the whole process: no core is judged by
+    /// the time before.
+    resumed_ms: AtomicU64,
 }
 
 impl Beats {
@@ -78,6 +83,8 @@ impl Beats {
         Beats {
             epoch: Instant::now(),
             cores: (0..cores).map(|_| Beat::default()).collect(),
+            watched_ms: AtomicU64::new(0),
+            resumed_ms: AtomicU64::new(0),
         }
     }
 
@@ -103,12 +110,14 @@ impl Beats {
     /// The cores that have not ticked for `threshold` or longer at `now_ms`, with
     /// their last tick.
     fn stalls(&self, threshold: Duration, now_ms: u64) -> impl Iterator<Item = Stall> + '_ {
+        let resumed = self.resumed_ms.load(Ordering::Relaxed);
         self.cores
             .iter()
             .enumerate()
             .filter_map(move |(core, beat)| {
                 let tick = beat.tick_ms.load(Ordering::Relaxed);
-                let blocked = Duration::from_millis(now_ms.saturating_sub(tick));
+                let since = tick.max(resumed);
+                let blocked = Duration::from_millis(now_ms.saturating_sub(since));
                 (tick != 0 && blocked >= threshold).then(|| Stall {
                     core,
                     method: beat.method().unwrap_or_default(),
@@ -120,8 +129,16 @@ impl Beats {
 
     /// Why the process does not serve now, if a core has not ticked for `threshold`:
     /// the first such core, the method in flight and for how long (for `/health`).
+    /// Not while the watchdog itself is overdue: then the whole process was stopped
+    /// (SIGSTOP, a paused VM) or starved, and its cores are judged once it has
+    /// woken and they have had the time to tick.
     pub fn blocked(&self, threshold: Duration) -> Option<String> {
-        self.stalls(threshold, self.now_ms()).next().map(|s| {
+        let now = self.now_ms();
+        let watched = self.watched_ms.load(Ordering::Relaxed);
+        if watched != 0 && now.saturating_sub(watched) >= overdue(threshold) {
+            return None;
+        }
+        self.stalls(threshold, now).next().map(|s| {
             let within = if s.method.is_empty() {
                 String::new()
             } else {
@@ -146,6 +163,16 @@ struct Stall {
     tick: u64,
 }
 
+/// How often the watchdog looks, and the cores' heartbeats tick, for `threshold`.
+pub(crate) fn period(threshold: Duration) -> Duration {
+    (threshold / 4).max(Duration::from_millis(5))
+}
+
+/// How late the watchdog's wake-up must be to mean the process was paused.
+fn overdue(threshold: Duration) -> u64 {
+    (period(threshold) + threshold).as_millis() as u64
+}
+
 /// What the watchdog calls with each stall: core, method in flight ("" if none), how
 /// long the core has not ticked.
 pub type OnStall = dyn Fn(usize, &str, Duration) + Send + Sync;
@@ -157,19 +184,20 @@ pub fn watch(
     on_stall: Option<Arc<OnStall>>,
     stop: impl Fn() -> bool,
 ) {
-    let period = (threshold / 4).max(Duration::from_millis(5));
     // The tick at which each core was last reported, so one stall is one report.
     let mut reported = vec![u64::MAX; beats.cores.len()];
-    let late = (period + threshold).as_millis() as u64;
-    let mut woke = 0;
+    let late = overdue(threshold);
+    beats.watched_ms.store(beats.now_ms(), Ordering::Relaxed);
     while !stop() {
-        std::thread::sleep(period);
+        std::thread::sleep(period(threshold));
         let now = beats.now_ms();
+        let woke = beats.watched_ms.swap(now, Ordering::Relaxed);
         // This thread slept a threshold too long: the whole process was stopped
         // (SIGSTOP, a paused VM or container) or starved, the cores with it. They
-        // are judged next round, when they have had the time to tick: every core
+        // are judged from now on, when they have had the time to tick: every core
         // was reported blocked for the length of the pause before.
-        if now.saturating_sub(std::mem::replace(&mut woke, now)) >= late {
+        if now.saturating_sub(woke) >= late {
+            beats.resumed_ms.store(now, Ordering::Relaxed);
             continue;
         }
         for s in beats.stalls(threshold, now) {
@@ -223,5 +251,31 @@ mod tests {
         );
         // Core 1 never ticked (it did not start): not blocked.
         assert_eq!(beats.stalls(Duration::ZERO, beats.now_ms()).count(), 1);
+    }
+
+    /// After a pause of the whole process, a core is not blocked until it has had
+    /// a threshold to tick: not while the watchdog is overdue, nor from the pause's
+    /// start once it has woken.
+    #[test]
+    fn a_pause_of_the_whole_process_is_no_block() {
+        let threshold = Duration::from_millis(20);
+        let beats = Beats::new(1);
+        beats.tick(0);
+        beats.watched_ms.store(beats.now_ms(), Ordering::Relaxed);
+        // Stopped: neither the core nor the watchdog ran for a while.
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(beats.blocked(threshold), None, "the watchdog is overdue");
+        // The watchdog wakes, sees its own lateness, and marks the resumption.
+        let now = beats.now_ms();
+        beats.watched_ms.store(now, Ordering::Relaxed);
+        beats.resumed_ms.store(now, Ordering::Relaxed);
+        assert_eq!(beats.blocked(threshold), None, "judged from the resumption");
+        // The core still does not tick for a threshold, the watchdog awake.
+        std::thread::sleep(Duration::from_millis(25));
+        beats.watched_ms.store(beats.now_ms(), Ordering::Relaxed);
+        assert!(
+            beats.blocked(threshold).is_some(),
+            "blocked since the resumption"
+        );
     }
 }
