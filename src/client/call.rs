@@ -427,7 +427,7 @@ impl Channel for Client {
         // would copy all of it.
         let call = std::pin::pin!(self.inner.call(cx, method, false, args));
         let reply = call.await?.expect("a CALL has a reply");
-        read_body(self.protocol(), self.inner.config.conn.max_decoded, reply)
+        read_body(self.protocol(), self.max_decoded(), reply)
     }
 
     async fn oneway<A: Encode>(

@@ -78,16 +78,14 @@ impl<S: Dispatch> CallSite<'_, S> {
             return Ok(true);
         }
         // The call's timeout: the server's own, shortened to the budget the caller
-        // sent; the handler sees it as the context's deadline. At most one clock
-        // read, and none when nothing needs the time.
+        // sent; the handler sees it as the context's deadline. The clock is read
+        // only when something needs the time: for the recorder, the hook or the
+        // access log (a `Stamp`), and for a deadline (an `Instant`).
         let timeout = match (cfg.call_timeout, cx.sent_budget()) {
             (Some(own), Some(sent)) => Some(own.min(sent)),
             (own, sent) => own.or(sent),
         };
-        let timed = timeout.is_some()
-            || core.control.is_some()
-            || core.hooks.after_call.is_some()
-            || cfg.access_log;
+        let timed = core.control.is_some() || core.hooks.after_call.is_some() || cfg.access_log;
         let started = timed.then(Stamp::now);
         cx.deadline = timeout.map(|t| Instant::now() + t);
         if draining && cx.version >= 2 {
@@ -146,9 +144,7 @@ impl<S: Dispatch> CallSite<'_, S> {
             outcome = Outcome::Application(ApplicationExceptionKind::InternalError);
         }
         let hooks = &core.hooks;
-        if let Some(started) = started
-            .filter(|_| hooks.after_call.is_some() || core.control.is_some() || cfg.access_log)
-        {
+        if let Some(started) = started {
             let elapsed = started.elapsed();
             let method = recorded(&core.service, &msg.name, outcome, method);
             if let Some(h) = &hooks.after_call {
@@ -444,8 +440,8 @@ impl From<Guarded> for Ended {
 /// The name a call that ended with `outcome` is recorded, hooked and logged under
 /// ([`method_key`]), looked up only when the outcome does not tell: a handler
 /// that ran, or refused its arguments, is of a method the service has, and an
-/// unknown method is told as such.
-/// `text` is the name as text ([`method_name`]).
+/// unknown method is told as such. `text` gives the name as text
+/// ([`method_name`]).
 fn recorded<'n, S: Dispatch>(
     service: &S,
     name: &'n [u8],
