@@ -240,10 +240,10 @@ mod tests {
         let beats = Beats::new(2);
         beats.tick(0);
         beats.core(0).enter(b"get");
-        assert_eq!(beats.blocked(Duration::from_millis(20)), None);
-        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(beats.blocked(Duration::from_millis(200)), None);
+        std::thread::sleep(Duration::from_millis(250));
         let why = beats
-            .blocked(Duration::from_millis(20))
+            .blocked(Duration::from_millis(200))
             .expect("core 0 blocked");
         assert!(
             why.starts_with("core 0 blocked for ") && why.contains(" ms in get:"),
@@ -258,12 +258,15 @@ mod tests {
     /// start once it has woken.
     #[test]
     fn a_pause_of_the_whole_process_is_no_block() {
-        let threshold = Duration::from_millis(20);
+        // Wide enough that a test thread descheduled for a while between two
+        // lines does not make a block of its own.
+        let threshold = Duration::from_millis(200);
         let beats = Beats::new(1);
         beats.tick(0);
         beats.watched_ms.store(beats.now_ms(), Ordering::Relaxed);
-        // Stopped: neither the core nor the watchdog ran for a while.
-        std::thread::sleep(Duration::from_millis(60));
+        // Stopped: neither the core nor the watchdog ran for a while (over the
+        // watchdog's period and the threshold: 250 ms).
+        std::thread::sleep(Duration::from_millis(300));
         assert_eq!(beats.blocked(threshold), None, "the watchdog is overdue");
         // The watchdog wakes, sees its own lateness, and marks the resumption.
         let now = beats.now_ms();
@@ -271,7 +274,7 @@ mod tests {
         beats.resumed_ms.store(now, Ordering::Relaxed);
         assert_eq!(beats.blocked(threshold), None, "judged from the resumption");
         // The core still does not tick for a threshold, the watchdog awake.
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(210));
         beats.watched_ms.store(beats.now_ms(), Ordering::Relaxed);
         assert!(
             beats.blocked(threshold).is_some(),
