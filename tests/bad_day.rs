@@ -948,6 +948,18 @@ fn a_reply_header_over_the_limits_fails_its_call() {
     });
 }
 
+/// Writes `DemoRoundtripResult { success: Item { id: 1, children: [Inner; n] } }`
+/// by hand: a test need not build the list it sends.
+fn children_result(w: &mut BinaryWriter<BytesMut>, n: usize) {
+    w.write_field_begin(TType::Struct, 0);
+    w.write_field_begin(TType::I64, 1);
+    w.write_i64(1);
+    w.write_field_begin(TType::List, 11);
+    w.write_list_begin(TType::Struct, n);
+    w.write_raw(&vec![0u8; n]);
+    w.write_raw(&[0, 0]);
+}
+
 /// A reply is held to a decode budget as a request is: a list of empty structs is
 /// one byte an element on the wire and 48 bytes in memory, so a 2 MB reply of two
 /// million children would take 96 MB; over the client's budget (64 MiB by default),
@@ -962,15 +974,7 @@ fn a_reply_over_the_decode_budget_fails_its_call() {
         w.write_message_begin(method, MessageType::Reply, seqid);
         let first = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
         let children: usize = if first { 2_000_000 } else { 1_000 };
-        // DemoRoundtripResult { success: Item { id: 1, children: [Inner; n] } },
-        // written by hand: the test need not build the list it sends.
-        w.write_field_begin(TType::Struct, 0);
-        w.write_field_begin(TType::I64, 1);
-        w.write_i64(1);
-        w.write_field_begin(TType::List, 11);
-        w.write_list_begin(TType::Struct, children);
-        w.write_raw(&vec![0u8; children]);
-        w.write_raw(&[0, 0]);
+        children_result(w, children);
     });
     let item = Item {
         id: 1,
@@ -1006,13 +1010,7 @@ fn a_shared_client_holds_replies_to_its_clients_budget() {
     let addr = fake_server(|method, seqid, w| {
         ringsoa::tracking::ResponseHeader { meta: None }.encode(w);
         w.write_message_begin(method, MessageType::Reply, seqid);
-        w.write_field_begin(TType::Struct, 0);
-        w.write_field_begin(TType::I64, 1);
-        w.write_i64(1);
-        w.write_field_begin(TType::List, 11);
-        w.write_list_begin(TType::Struct, 2_000);
-        w.write_raw(&[0u8; 2_000]);
-        w.write_raw(&[0, 0]);
+        children_result(w, 2_000);
     });
     let shared = SharedClient::spawn(1, ringsoa::protocol::Protocol::Binary, move || {
         let conn = ConnOptions {
