@@ -672,6 +672,18 @@ fn log_routes_send_a_targets_lines_to_its_own_file_and_the_access_log_records_ea
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Calls `relay_whoami(target)`: whether it answered with a reply, and the answer.
+fn relay(s: &mut TcpStream, target: &str) -> (bool, String) {
+    let args = DemoRelayWhoamiArgs {
+        target: Some(target.into()),
+    };
+    let reply = call_raw(s, "relay_whoami", 1, &args).unwrap();
+    (
+        reply[3] == MessageType::Reply as u8,
+        String::from_utf8_lossy(&reply).into_owned(),
+    )
+}
+
 #[test]
 fn a_downstream_method_gets_its_own_breaker_and_the_pools_show_the_clients() {
     // The server-side breaker of relay_whoami is held closed, so that what refuses
@@ -680,16 +692,6 @@ fn a_downstream_method_gets_its_own_breaker_and_the_pools_show_the_clients() {
         format!("{FAST}\n[apps.ringsoa-demo.switches]\n\"breaker.relay_whoami\" = \"off\"");
     let b = Breaking::start("client", &config, &[]);
     let mut s = conn(b.demo.addr);
-    let relay = |s: &mut TcpStream, target: &str| {
-        let args = DemoRelayWhoamiArgs {
-            target: Some(target.into()),
-        };
-        let reply = call_raw(s, "relay_whoami", 1, &args).unwrap();
-        (
-            reply[3] == MessageType::Reply as u8,
-            String::from_utf8_lossy(&reply).into_owned(),
-        )
-    };
     let live = b.demo.addr.to_string();
     for _ in 0..3 {
         assert!(relay(&mut s, &live).0);
@@ -716,4 +718,44 @@ fn a_downstream_method_gets_its_own_breaker_and_the_pools_show_the_clients() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         v[&live][&live]["created"].as_u64() >= Some(1)
     });
+}
+
+#[test]
+fn downstreams_long_gone_make_room_for_new_ones_in_a_full_key_table() {
+    // Nodes come and go (a new address on every deploy): the keys of those that
+    // left must not keep the ones that came out of the metrics for good.
+    // relay_whoami's own breaker is held closed: the relays below all fail.
+    let config = "\"metrics.key_idle_ms\" = \"1500\"\n[apps.ringsoa-demo.switches]\n\"breaker.relay_whoami\" = \"off\"";
+    let b = Breaking::start("churn", config, &[]);
+    let mut s = conn(b.demo.addr);
+    // Each target gone leaves two keys (its client's method and its node): 2 × 130
+    // and relay_whoami fill the table.
+    for i in 0..130 {
+        let dead = format!("127.0.0.1:{}", free_port());
+        let (ok, text) = relay(&mut s, &dead);
+        assert!(!ok && text.contains("relay to"), "{text}");
+        // A core keeps at most 64 keys apart between two flushes (100 ms).
+        if i % 20 == 19 {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    let keys = || -> serde_json::Map<String, serde_json::Value> {
+        let (_, body) = http_get(b.admin, "/breakers");
+        serde_json::from_str(&body).unwrap()
+    };
+    eventually("the key table is full", || keys().len() >= 256);
+    std::thread::sleep(Duration::from_millis(2000));
+    let live = b.demo.addr.to_string();
+    let (ok, text) = relay(&mut s, &live);
+    assert!(ok, "{text}");
+    let mine = format!("client:{live}.whoami");
+    eventually("the new downstream has a key of its own", || {
+        keys()
+            .get(&mine)
+            .is_some_and(|k| k["lifetime"]["requests"].as_u64() == Some(1))
+    });
+    let now = keys();
+    assert!(now.len() <= 257, "{} keys", now.len());
+    assert!(now.contains_key(&format!("node:{live}@{live}")));
+    assert!(now.contains_key("relay_whoami"), "a key with calls stays");
 }

@@ -33,6 +33,8 @@ pub struct MethodRecord {
     probes: Probes,
     /// The breaker.
     pub breaker: Breaker,
+    /// When the cores last told of calls (ms since the aggregator started).
+    last_news_ms: u64,
 }
 
 /// Runs the aggregator until the process ends.
@@ -63,11 +65,20 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
             Err(RecvTimeoutError::Disconnected) => return,
         };
         for mut d in first.into_iter().chain(deltas.try_iter()) {
-            cap_keys(&methods, &mut d);
+            let now_ms = started.elapsed().as_millis() as u64;
+            let idle_ms = settings.key_idle.as_millis() as u64;
+            for gone in cap_keys(&mut methods, &mut d, now_ms, idle_ms) {
+                demand.forget(&gone);
+                second.forget(&gone);
+                tracing::debug!(
+                    key = gone,
+                    "metrics: a key idle for {idle_ms} ms gives its place to a new one"
+                );
+            }
             demand.add(&d);
             second.add(&d);
             shared.set_pools(&d);
-            merge(&mut methods, d, started, &settings);
+            merge(&mut methods, d, now_ms, &settings);
             news = true;
         }
         second.roll(&shared);
@@ -150,22 +161,49 @@ pub const MAX_KEYS: usize = 256;
 /// The key that stands for every key beyond [`MAX_KEYS`].
 pub const OTHER: &str = "(other)";
 
-fn cap_keys(methods: &BTreeMap<String, MethodRecord>, d: &mut Delta) {
+/// Makes room for `d`'s new keys: in a full table a new key takes the place of the
+/// key idle longest, if that one has had no calls for `idle_ms` and its breaker is
+/// unlocked (nodes and downstreams come and go, and those long gone must not keep
+/// new ones out), else it is counted as [`OTHER`]. Returns the keys let go.
+fn cap_keys(
+    methods: &mut BTreeMap<String, MethodRecord>,
+    d: &mut Delta,
+    now_ms: u64,
+    idle_ms: u64,
+) -> Vec<String> {
     let mut known = methods.len();
+    let mut gone = Vec::new();
     for (name, _) in d.methods.iter_mut() {
-        if methods.contains_key(name.as_str()) {
+        if let Some(m) = methods.get_mut(name.as_str()) {
+            // Has news: not to be let go for another key of this delta.
+            m.last_news_ms = now_ms;
             continue;
         }
-        if known >= MAX_KEYS {
-            *name = OTHER.to_string();
-        } else {
+        if known < MAX_KEYS {
             known += 1;
+            continue;
+        }
+        let idle = methods
+            .iter()
+            .filter(|(_, m)| {
+                now_ms.saturating_sub(m.last_news_ms) >= idle_ms
+                    && m.breaker.state() == State::Unlocked
+                    && m.probes.passed + m.probes.failed == 0
+            })
+            .min_by_key(|(_, m)| m.last_news_ms)
+            .map(|(k, _)| k.clone());
+        match idle {
+            Some(k) => {
+                methods.remove(&k);
+                gone.push(k);
+            }
+            None => *name = OTHER.to_string(),
         }
     }
+    gone
 }
 
-fn merge(methods: &mut BTreeMap<String, MethodRecord>, d: Delta, started: Instant, s: &Settings) {
-    let now_ms = started.elapsed().as_millis() as u64;
+fn merge(methods: &mut BTreeMap<String, MethodRecord>, d: Delta, now_ms: u64, s: &Settings) {
     for (name, delta) in d.methods {
         let m = methods.entry(name).or_insert_with(|| MethodRecord {
             window: Window::new(s.buckets, s.bucket_ms),
@@ -173,7 +211,9 @@ fn merge(methods: &mut BTreeMap<String, MethodRecord>, d: Delta, started: Instan
             latency: histogram(),
             probes: Probes::default(),
             breaker: Breaker::new(Instant::now()),
+            last_news_ms: now_ms,
         });
+        m.last_news_ms = now_ms;
         if !m.window.has_shape(s.buckets, s.bucket_ms) {
             m.window = Window::new(s.buckets, s.bucket_ms);
         }
@@ -282,6 +322,12 @@ impl Demand {
         }
     }
 
+    /// Drops what it knows of `method`.
+    fn forget(&mut self, method: &str) {
+        self.fresh.remove(method);
+        self.rate.remove(method);
+    }
+
     /// The smoothed rates of `method` on `cores` (in their order).
     fn of(&self, method: &str, cores: &[usize]) -> Vec<f64> {
         let rates = self.rate.get(method);
@@ -326,6 +372,12 @@ impl Second {
             c.merge(&delta.counts);
             let _ = h.add(&delta.latency);
         }
+    }
+
+    /// Drops what it knows of `method`.
+    fn forget(&mut self, method: &str) {
+        self.calls.remove(method);
+        self.series.remove(method);
     }
 
     /// Once a second: anomaly points and flags, and the statsd lines.
@@ -467,7 +519,7 @@ mod tests {
                     methods: vec![("m".to_string(), d)],
                     pools: Vec::new(),
                 };
-                merge(&mut methods, delta, Instant::now(), &s);
+                merge(&mut methods, delta, 0, &s);
             }
         }
         let m = &methods["m"];
@@ -481,5 +533,75 @@ mod tests {
             );
         }
         assert_eq!(m.latency.len(), reference.len());
+    }
+
+    /// A delta of one call of each of `names`.
+    fn calls(names: &[&str]) -> Delta {
+        let methods = names
+            .iter()
+            .map(|n| {
+                let mut d = MethodDelta::new();
+                d.counts.add(Outcome::Result);
+                (n.to_string(), d)
+            })
+            .collect();
+        Delta {
+            core: 0,
+            methods,
+            pools: Vec::new(),
+        }
+    }
+
+    /// `cap_keys` then `merge`, as the aggregator runs them; the keys let go.
+    fn feed(
+        methods: &mut BTreeMap<String, MethodRecord>,
+        names: &[&str],
+        now_ms: u64,
+    ) -> Vec<String> {
+        let mut d = calls(names);
+        let gone = cap_keys(methods, &mut d, now_ms, 1000);
+        merge(methods, d, now_ms, &Settings::default());
+        gone
+    }
+
+    #[test]
+    fn a_full_table_gives_the_place_of_a_long_idle_key_to_a_new_one() {
+        let mut methods = BTreeMap::new();
+        let old: Vec<String> = (0..MAX_KEYS)
+            .map(|i| format!("node:s@10.0.0.{i}"))
+            .collect();
+        let old: Vec<&str> = old.iter().map(String::as_str).collect();
+        assert!(feed(&mut methods, &old, 0).is_empty());
+        // Full, and nothing idle long enough: the newcomer is counted as (other).
+        assert!(feed(&mut methods, &["node:s@10.0.1.1"], 500).is_empty());
+        assert!(methods.contains_key(OTHER) && !methods.contains_key("node:s@10.0.1.1"));
+        // A key with calls since, and a key whose breaker is locked, stay.
+        feed(&mut methods, &[old[7]], 900);
+        let locked = methods.get_mut(old[3]).unwrap();
+        let s = Settings::default();
+        locked.breaker.decide(
+            Instant::now(),
+            900,
+            &mut locked.window,
+            Probes::default(),
+            &s,
+            Force::Open,
+        );
+        assert_eq!(locked.breaker.state(), State::Locked);
+        let gone = feed(&mut methods, &["node:s@10.0.1.2", "node:s@10.0.1.3"], 1500);
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        for k in &gone {
+            assert!(k != old[3] && k != old[7] && k != OTHER, "{gone:?}");
+            assert!(!methods.contains_key(k), "{k} let go");
+        }
+        for k in ["node:s@10.0.1.2", "node:s@10.0.1.3", old[3], old[7], OTHER] {
+            assert!(methods.contains_key(k), "{k}");
+        }
+        assert_eq!(methods["node:s@10.0.1.2"].lifetime.requests, 1);
+        assert_eq!(
+            methods.len(),
+            MAX_KEYS + 1,
+            "the table (with (other)) does not grow"
+        );
     }
 }

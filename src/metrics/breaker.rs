@@ -40,6 +40,9 @@ pub struct Settings {
     pub buckets: usize,
     /// Bucket width (`breaker.bucket_ms`).
     pub bucket_ms: u64,
+    /// How long a key (method, downstream method, node) must have had no calls
+    /// before a new key may take its place in a full table (`metrics.key_idle_ms`).
+    pub key_idle: Duration,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             probe_timeout: Duration::from_secs(2),
             buckets: 10,
             bucket_ms: 1000,
+            key_idle: Duration::from_secs(600),
         }
     }
 }
@@ -85,6 +89,9 @@ impl Settings {
         s.probe_timeout = ms("probe_timeout_ms").unwrap_or(s.probe_timeout);
         s.buckets = num("window_buckets").map_or(s.buckets, |n| n.clamp(1, 600) as usize);
         s.bucket_ms = num("bucket_ms").map_or(s.bucket_ms, |n| n.max(10));
+        s.key_idle = (snap.config_str("metrics.key_idle_ms").map(str::trim))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(s.key_idle, Duration::from_millis);
         s
     }
 }
