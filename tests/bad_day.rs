@@ -340,7 +340,15 @@ fn clients_that_take_no_replies_are_closed_after_the_write_timeout() {
             }
         }
     }
-    let after = rss_kb(pid);
+    // The core drops a closed connection's replies when it next runs: on a loaded
+    // machine, a while after the client saw the end (in one CI run on the epoll
+    // driver, 245 MB was still held just after the last client saw it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = rss_kb(pid);
+    while after >= held / 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        after = rss_kb(pid);
+    }
     eprintln!("RSS {held} kB at most with 40 replies of 15 MiB not taken, {after} kB once closed");
     assert!(
         after < held / 2,
