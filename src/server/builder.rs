@@ -11,7 +11,7 @@ use super::handover::{self, Offer};
 use super::hooks::Hooks;
 use super::shutdown::{CoreEnded, Shutdown};
 use super::state::ControlFactory;
-use super::{fds, watchdog, Config};
+use super::{alloc, fds, watchdog, Config};
 use crate::control::{CoreControl, CoreInit};
 use crate::governance::Governance;
 use crate::rpc::{CallContext, Dispatch};
@@ -195,6 +195,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Freed memory glibc's malloc keeps at the top of each thread's heap for the
+    /// next large buffer (`M_TOP_PAD`, process-wide; default 16 MiB), so that
+    /// large messages one after another reuse pages instead of faulting them in
+    /// afresh; a core may hold that much after its last large message. `None`
+    /// leaves glibc's own (128 KiB); `MALLOC_TOP_PAD_` in the environment wins.
+    pub fn malloc_top_pad(mut self, bytes: Option<usize>) -> Self {
+        self.config.malloc_top_pad = bytes;
+        self
+    }
+
     /// Builds each core's admission rules and outcome recorder, on that core.
     pub fn control<C: CoreControl + 'static>(
         mut self,
@@ -246,6 +256,9 @@ impl ServerBuilder {
             }
         }
         self.config.max_connections = fds::fit_connections(&self.config);
+        if let Some(pad) = self.config.malloc_top_pad {
+            alloc::keep_top_pad(pad);
+        }
         let config = Arc::new(self.config);
         match crate::runtime::why_not_io_uring() {
             None => {

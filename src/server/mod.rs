@@ -37,6 +37,7 @@
 //! the reply; a connection idle for the drain's grace (100 ms) closes; calls still
 //! running at the drain timeout get an error reply.
 
+mod alloc;
 mod builder;
 mod call;
 mod config;
