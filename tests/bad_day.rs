@@ -192,7 +192,8 @@ fn minor_faults(pid: u32) -> u64 {
 /// A core answering large messages one after another reuses their pages (the
 /// malloc top pad, `ServerBuilder::malloc_top_pad`). Before, glibc gave each
 /// freed buffer's pages back at once and the next was faulted in afresh: a 1 MiB
-/// buffer is 256 pages, and a 1 MiB echo took 88–440 page faults.
+/// buffer is 256 pages, and a 1 MiB echo took 484 page faults here (88–440 with
+/// four connections under `ringsoa-perf load`).
 #[test]
 fn large_messages_one_after_another_reuse_their_pages() {
     let demo = Demo::start(&["--cores", "1"]);

@@ -1,7 +1,7 @@
 //! The allocator setting a server process starts with: glibc's malloc gives the
 //! freed top of a thread's heap back to the system at once, so a core that answers
 //! large messages one after another faults every page of each in afresh (a 1 MiB
-//! echo: up to 440 page faults a call; a 4 MiB one some 1,900, at 2.6× the raw
+//! echo: 88–484 page faults a call; a 4 MiB one some 1,900, at 2.6× the raw
 //! io_uring echo's CPU a call; `perf/RESULTS.md`). Keeping a pad at the top of each
 //! heap lets the next large buffer reuse those pages.
 
