@@ -284,7 +284,14 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
         zkc.wait_for(&gate, Duration::from_secs(5), |n| n.is_some()),
         "never registered"
     );
-    let status = gov.status();
+    // The status follows the create's reply, which can come a moment after the
+    // node shows to another session.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut status = gov.status();
+    while status.registered.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        status = gov.status();
+    }
     assert_eq!(status.registered.as_deref(), Some(gate.as_str()));
     assert_eq!(status.error, None);
 
