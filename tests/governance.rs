@@ -1099,6 +1099,30 @@ fn a_chroot_in_the_connect_string_is_created_and_a_refused_registration_logs_wit
     );
 }
 
+/// A state file rewritten in place (truncated, then written, as a shell's `>`,
+/// nano or `std::fs::write` do) is not applied while it is empty: its values
+/// stand until the new text is there.
+#[test]
+fn a_state_file_rewritten_in_place_keeps_its_values_while_it_is_empty() {
+    use std::io::Write;
+    let dir = Scratch::new("in-place");
+    let state = dir.0.join("state.toml");
+    let text = |v: &str| format!("[apps.ringsoa-demo.config]\ngreeting = \"{v}\"\n");
+    std::fs::write(&state, text("first")).unwrap();
+    let g = Governed::start(&dir.0, None, &["--state", state.to_str().unwrap()]);
+    g.wait_view("/config", "the file's value", |c| c["greeting"] == "first");
+    // Truncated, and empty for 300 ms (15 checks) before the new text comes.
+    let mut f = std::fs::File::create(&state).unwrap();
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        assert_eq!(g.get("/config")["greeting"], "first", "applied while empty");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.write_all(text("second").as_bytes()).unwrap();
+    drop(f);
+    g.wait_view("/config", "the new text", |c| c["greeting"] == "second");
+}
+
 #[test]
 fn the_state_file_and_the_embedded_defaults_serve_without_zookeeper() {
     let dir = Scratch::new("state");

@@ -1,9 +1,9 @@
 //! The state-file loop: the process's registry without ZooKeeper. The file is
 //! read at start (where `Governance::start` has refused one it cannot use) and
-//! whenever it changes (checked every few milliseconds); a change that fails to
-//! read or parse is logged and the previous values stand. The
-//! process's own registration appears in its snapshot only (the file is never
-//! written by a server).
+//! whenever it changes (checked every few milliseconds), once the change has held
+//! still ([`Settle`]); a change that fails to read or parse is logged and the
+//! previous values stand. The process's own registration appears in its snapshot
+//! only (the file is never written by a server).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -18,6 +18,11 @@ use crate::control::Source;
 
 /// How often the file's modification time and size are checked.
 const CHECK: Duration = Duration::from_millis(20);
+
+/// Checks an empty file must stay unchanged before it is applied (1 s): an editor
+/// or a shell that rewrites the file in place truncates it first, and applying
+/// that moment would take every value away until the rest is written.
+const EMPTY_CHECKS: u32 = 50;
 
 /// Follows the state file at `path` (see the module docs).
 pub async fn run(k: Keeper, path: Option<PathBuf>, commands: UnboundedReceiver<Command>) {
@@ -43,6 +48,7 @@ async fn serve(
         (None, None) => Folders::new(),
     };
     let mut stamp = path.as_deref().and_then(stamp_of);
+    let mut settle = Settle::default();
     let mut last_error = None;
     let mut pending = false;
     let mut told = Vec::new();
@@ -57,14 +63,18 @@ async fn serve(
             _ = tokio::time::sleep(CHECK), if path.is_some() || pending => {
                 if let Some(p) = &path {
                     let now = stamp_of(p);
-                    if now != stamp {
-                        stamp = now;
+                    if now != stamp && settle.still(now) {
                         let seen = SystemTime::now();
-                        if let Some(f) = read(p, &layout, &mut last_error) {
-                            folders = f;
-                            tell_other_apps(&k, p, &folders, &mut told);
-                            apply(&mut k, &folders);
-                            k.publish(Source::File, seen);
+                        let read = read(p, &layout, &mut last_error);
+                        // Changed while it was read: read again once it holds still.
+                        if stamp_of(p) == now {
+                            stamp = now;
+                            if let Some(f) = read {
+                                folders = f;
+                                tell_other_apps(&k, p, &folders, &mut told);
+                                apply(&mut k, &folders);
+                                k.publish(Source::File, seen);
+                            }
                         }
                     }
                 }
@@ -113,8 +123,33 @@ fn tell_other_apps(k: &Keeper, file: &Path, folders: &Folders, told: &mut Vec<St
     *told = others;
 }
 
+/// A file's modification time and size.
+type Stamp = Option<(SystemTime, u64)>;
+
+/// Whether a changed file has held still long enough to be read: the same stamp
+/// at two checks in a row (one for an editor writing it in place to finish), or at
+/// [`EMPTY_CHECKS`] when it is empty.
+#[derive(Default)]
+struct Settle {
+    seen: Stamp,
+    checks: u32,
+}
+
+impl Settle {
+    /// Notes the stamp `now` of a changed file; whether to read it.
+    fn still(&mut self, now: Stamp) -> bool {
+        if now != self.seen {
+            (self.seen, self.checks) = (now, 0);
+            return false;
+        }
+        self.checks += 1;
+        let empty = matches!(now, Some((_, 0)));
+        self.checks >= if empty { EMPTY_CHECKS } else { 1 }
+    }
+}
+
 /// The file's modification time and size, to notice a change.
-fn stamp_of(p: &Path) -> Option<(SystemTime, u64)> {
+fn stamp_of(p: &Path) -> Stamp {
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -169,4 +204,32 @@ async fn register(k: &mut Keeper, folders: &Folders) -> bool {
     apply(k, folders);
     k.publish(Source::File, SystemTime::now());
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(ms: u64, len: u64) -> Stamp {
+        Some((SystemTime::UNIX_EPOCH + Duration::from_millis(ms), len))
+    }
+
+    #[test]
+    fn a_change_is_read_once_it_holds_still_and_an_empty_file_only_after_a_second() {
+        let mut s = Settle::default();
+        // Written, then written again before the next check: not read yet.
+        assert!(!s.still(stamp(1, 10)));
+        assert!(!s.still(stamp(2, 20)));
+        assert!(s.still(stamp(2, 20)));
+        // Truncated by an editor that writes in place: not read while it is empty…
+        assert!(!s.still(stamp(3, 0)));
+        for _ in 1..EMPTY_CHECKS {
+            assert!(!s.still(stamp(3, 0)));
+        }
+        // …unless it stays empty for EMPTY_CHECKS checks.
+        assert!(s.still(stamp(3, 0)));
+        // A file that went missing is read (and its error logged) like any change.
+        assert!(!s.still(None));
+        assert!(s.still(None));
+    }
 }
