@@ -129,6 +129,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Large buffers (over 64 KiB) one core keeps, up to `per_core` bytes together,
+    /// after the large messages that grew them, for the next large request or reply
+    /// on any of its connections to take whole: no pages faulted in afresh, no
+    /// growing step by step. Those nobody takes for a second are let go. Default
+    /// 64 MiB; 0 keeps none.
+    pub fn spare_buffers(mut self, per_core: usize) -> Self {
+        self.config.spare_buffers = per_core;
+        self
+    }
+
     /// Takes over the port from the ringsoa server running on it (zero-downtime
     /// restart): that server hands over its listening sockets, which this one then
     /// accepts on too, so none closes when the old one drains. With no ringsoa server

@@ -51,6 +51,9 @@ pub struct Config {
     /// What one core's connections may buffer together of requests still arriving,
     /// beyond each one's first 64 KiB (see [`crate::transport::budget`]).
     pub core_buffered: usize,
+    /// Large connection buffers one core keeps between large messages, for the
+    /// next to take (see [`crate::transport::spare`]); 0: none.
+    pub spare_buffers: usize,
     /// Listen backlog per core.
     pub backlog: i32,
     /// Start even if another process listens on the port (zero-downtime handover).
@@ -74,7 +77,8 @@ impl Config {
     /// messages, 10,000 connections per core, no idle timeout, 30 s read timeout,
     /// no call timeout, 10 s drain timeout with a 100 ms idle grace, `ping` as the
     /// health check, 64 MiB decoded per request and 256 MiB per core, 256 MiB of
-    /// requests still arriving per core, watchdog at 1 s, a malloc top pad of 16 MiB.
+    /// requests still arriving per core, 64 MiB of spare large buffers per core,
+    /// watchdog at 1 s, a malloc top pad of 16 MiB.
     pub fn new(app: String) -> Self {
         Config {
             app,
@@ -93,6 +97,7 @@ impl Config {
             max_decoded: crate::protocol::DEFAULT_MAX_DECODED,
             core_decoded: 256 << 20,
             core_buffered: 256 << 20,
+            spare_buffers: 64 << 20,
             backlog: 1024,
             handover: false,
             watchdog: Some(Duration::from_secs(1)),

@@ -30,7 +30,7 @@ use crate::protocol::{
 };
 use crate::rpc::{CallContext, Dispatch};
 use crate::tracking::{self, server::Handshake};
-use crate::transport::conn::{Expect, MessageConn, ReadTimeouts};
+use crate::transport::conn::{Expect, MessageConn, ReadTimeouts, KEEP_CAPACITY};
 use crate::transport::header::{self, HeaderKind};
 use crate::transport::{framed, Framing};
 
@@ -55,6 +55,7 @@ pub async fn serve<S: Dispatch>(
         core.config.max_message,
     );
     conn.set_budget(core.buffer_budget.clone());
+    conn.set_spares(core.spare_buffers.clone());
     let mut session = Session {
         core: core.clone(),
         conn,
@@ -180,11 +181,19 @@ impl<S: Dispatch> Session<S> {
                 call.await
             });
         }
+        // A large request's buffer goes to the spare buffers after its call.
+        let large = (frame.len() > KEEP_CAPACITY).then(|| frame.clone());
         // Pinned where it is made: a call's future is kilobytes, and awaiting it
         // as a value copied all of it on every call.
-        let (mut site, cx) = self.site();
-        let call = std::pin::pin!(site.request::<C>(cx, frame));
-        call.await
+        let close = {
+            let (mut site, cx) = self.site();
+            let call = std::pin::pin!(site.request::<C>(cx, frame));
+            call.await
+        };
+        if let Some(frame) = large {
+            self.conn.recycle(frame);
+        }
+        close
     }
 
     /// Where the next call runs: this connection's parts, and its call context.

@@ -25,6 +25,7 @@ use crate::governance::Governance;
 use crate::logs::throttle::warn_throttled;
 use crate::rpc::Dispatch;
 use crate::transport::budget::BufferBudget;
+use crate::transport::spare::SpareBuffers;
 
 /// How often an idle core looks at the drain flag.
 const TICK: Duration = Duration::from_millis(20);
@@ -120,6 +121,7 @@ where
             warnings: Warnings::default(),
             decode_pool: Rc::new(std::cell::Cell::new(run.config.core_decoded)),
             buffer_budget: Rc::new(BufferBudget::new(run.config.core_buffered)),
+            spare_buffers: Rc::new(SpareBuffers::new(run.config.spare_buffers)),
         });
         let canceller = Canceller::new();
         let mut offered: Vec<OwnedFd> = Vec::new();
@@ -142,7 +144,7 @@ where
             )));
             controls.push(control);
         }
-        monoio::spawn(close_stalled(state.clone()));
+        monoio::spawn(upkeep(state.clone()));
         if let Some(threshold) = state.config.watchdog {
             monoio::spawn(heartbeat(state.clone(), watchdog::period(threshold)));
         }
@@ -159,14 +161,15 @@ where
 /// Closes the connections whose replies make no progress within the write timeout,
 /// looking every tenth of it (at most every second, at least every 10 ms): a peer
 /// that stops reading would otherwise hold its replies, and its socket's buffers,
-/// for as long as it stays connected.
-async fn close_stalled<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
+/// for as long as it stays connected. Also lets go of spare buffers nobody took.
+async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
     let timeout = state.config.write_timeout;
     let period = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let periods = timeout.as_nanos().div_ceil(period.as_nanos()) as u32;
     loop {
         monoio::time::sleep(period).await;
         state.conns.advance(periods);
+        state.spare_buffers.trim(Instant::now());
     }
 }
 

@@ -12,6 +12,7 @@ use super::Config;
 use crate::control::{CoreControl, CoreInit};
 use crate::logs::throttle::Throttle;
 use crate::transport::budget::BufferBudget;
+use crate::transport::spare::SpareBuffers;
 
 /// Builds a [`CoreControl`] on each core.
 pub(crate) type ControlFactory = dyn Fn(&CoreInit) -> Box<dyn CoreControl> + Send + Sync;
@@ -42,6 +43,8 @@ pub struct CoreState<S> {
     pub decode_pool: Rc<Cell<usize>>,
     /// What this core's connections may still buffer of requests still arriving.
     pub buffer_budget: Rc<BufferBudget>,
+    /// This core's large buffers kept between large messages.
+    pub spare_buffers: Rc<SpareBuffers>,
 }
 
 /// One [`Throttle`] per kind of repeated warning.

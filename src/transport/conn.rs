@@ -9,10 +9,12 @@
 //! filled in) until [`MessageConn::flush`] sends them all with one write.
 //!
 //! A connection keeps no large buffer: one that grew past [`KEEP_CAPACITY`] is given
-//! back once it is empty, and a connection whose read buffer holds nothing waits
-//! for readability without any buffer before it allocates one, so silent connections
-//! cost no buffer memory at all.
+//! back once it is empty (to the core's [`SpareBuffers`], when it has them, for the
+//! next large message to take), and a connection whose read buffer holds nothing
+//! waits for readability without any buffer before it allocates one, so silent
+//! connections cost no buffer memory at all.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +24,7 @@ use monoio::net::TcpStream;
 use super::budget::{BufferBudget, Charge};
 use super::io::read_append;
 use super::scan::Scanner;
+use super::spare::SpareBuffers;
 use super::{framed, Framing};
 use crate::protocol::{Protocol, ProtocolError};
 
@@ -128,6 +131,13 @@ pub struct MessageConn {
     holds_buffer: bool,
     /// What the read buffer took, past [`KEEP_CAPACITY`], from the core's budget.
     charge: Charge,
+    /// Where large buffers go when done, and come from.
+    spares: Option<Rc<SpareBuffers>>,
+    /// The length of the last unit cut, and of the last bytes sent, when over
+    /// [`KEEP_CAPACITY`] (else 0): the room a reply is likely to need.
+    large_in: usize,
+    /// See `large_in`.
+    large_out: usize,
 }
 
 impl MessageConn {
@@ -146,6 +156,9 @@ impl MessageConn {
             want: READ_CHUNK,
             holds_buffer: false,
             charge: Charge::default(),
+            spares: None,
+            large_in: 0,
+            large_out: 0,
         }
     }
 
@@ -153,8 +166,26 @@ impl MessageConn {
     /// `budget`, given back once the message is whole; a read that needs more than
     /// the budget has left takes its overdraft if no other connection has it, and
     /// otherwise waits, within the read's timeout.
-    pub fn set_budget(&mut self, budget: std::rc::Rc<BufferBudget>) {
+    pub fn set_budget(&mut self, budget: Rc<BufferBudget>) {
         self.charge = Charge::new(budget);
+    }
+
+    /// Gives large buffers to `spares` when done with them, and takes them from
+    /// there: for a read that must grow past [`KEEP_CAPACITY`], and for the replies
+    /// after a large message (see [`Self::recycle`] for the requests' own).
+    pub fn set_spares(&mut self, spares: Rc<SpareBuffers>) {
+        self.spares = Some(spares);
+    }
+
+    /// Hands a large unit this connection cut, once its reader is done with it, to
+    /// the spare buffers (when nothing else holds a part of it: a handler may keep
+    /// one). A small one is simply dropped.
+    pub fn recycle(&self, unit: Bytes) {
+        if let (Some(spares), true) = (&self.spares, unit.len() > KEEP_CAPACITY) {
+            if let Ok(buf) = unit.try_into_mut() {
+                spares.give(buf);
+            }
+        }
     }
 
     /// Changes the framing and protocol (once detected from the first bytes).
@@ -224,6 +255,7 @@ impl MessageConn {
             }
         };
         let mut unit = self.rbuf.split_to(whole);
+        self.large_in = if whole > KEEP_CAPACITY { whole } else { 0 };
         if self.framing == Framing::Framed {
             bytes::Buf::advance(&mut unit, framed::HEADER_LEN);
         }
@@ -294,6 +326,9 @@ impl MessageConn {
                 .await
                 .ok_or_else(expired)?;
         }
+        if self.rbuf.len() + room > self.rbuf.capacity().max(KEEP_CAPACITY) {
+            self.take_spare_read(room);
+        }
         let buf = std::mem::take(&mut self.rbuf);
         let read = read_append(&mut self.stream, buf, room);
         let (res, buf) = with_limit(limit, read).await.ok_or_else(expired)?;
@@ -306,6 +341,23 @@ impl MessageConn {
             0 => Err(ReadError::Closed),
             _ => Ok(()),
         }
+    }
+
+    /// Moves what the read buffer holds into a spare buffer with room for the whole
+    /// message (a frame's length is known), or at least for `room` more bytes, if
+    /// one is kept: no step-by-step growth, no pages to fault in.
+    #[cold]
+    fn take_spare_read(&mut self, room: usize) {
+        let Some(spares) = &self.spares else {
+            return;
+        };
+        let len = self.rbuf.len();
+        let whole = len + self.want.max(room);
+        let Some(mut buf) = spares.take(whole).or_else(|| spares.take(len + room)) else {
+            return;
+        };
+        buf.extend_from_slice(&self.rbuf);
+        spares.give(std::mem::replace(&mut self.rbuf, buf));
     }
 
     /// Drops the unit (per `expect`) at the start of the read buffer, which this side
@@ -397,9 +449,24 @@ impl MessageConn {
     /// [`finish_message`](Self::finish_message) and
     /// [`discard_message`](Self::discard_message).
     pub fn begin_message(&mut self) -> usize {
+        if self.large_in.max(self.large_out) > self.wbuf.capacity() {
+            self.take_spare_write();
+        }
         match self.framing {
             Framing::Framed => framed::begin_frame(&mut self.wbuf),
             Framing::Buffered => self.wbuf.len(),
+        }
+    }
+
+    /// Takes a spare buffer with room for a reply as large as the last message, if
+    /// nothing waits in the write buffer and one is kept.
+    #[cold]
+    fn take_spare_write(&mut self) {
+        let likely = self.large_in.max(self.large_out);
+        if self.wbuf.is_empty() {
+            if let Some(buf) = self.spares.as_ref().and_then(|s| s.take(likely)) {
+                self.wbuf = buf;
+            }
         }
     }
 
@@ -443,6 +510,13 @@ impl MessageConn {
         // Taken: a send dropped midway leaves an empty buffer and nothing sent.
         let sent = std::mem::take(&mut self.wsent);
         let out = std::mem::take(&mut self.wbuf);
+        if !sent {
+            self.large_out = if out.len() > KEEP_CAPACITY {
+                out.len()
+            } else {
+                0
+            };
+        }
         let (res, mut out) = self.stream.write(out).await;
         let done = match res {
             Ok(n) if n > 0 && n < out.len() => {
@@ -459,10 +533,20 @@ impl MessageConn {
         };
         out.clear();
         if out.capacity() > KEEP_CAPACITY {
-            out = BytesMut::new();
+            out = self.let_go(out);
         }
         self.wbuf = out;
         done.map_err(|error| WriteError { error, sent })
+    }
+
+    /// Gives a large write buffer to the spare buffers, if any; an empty one to
+    /// write into next.
+    #[cold]
+    fn let_go(&self, out: BytesMut) -> BytesMut {
+        if let Some(spares) = &self.spares {
+            spares.give(out);
+        }
+        BytesMut::new()
     }
 }
 
@@ -526,6 +610,35 @@ mod tests {
             assert!(matches!(got, Err(ReadError::Slow)), "{got:?}");
             drop(conn);
             trickle.await;
+        });
+    }
+
+    #[test]
+    fn large_messages_one_after_another_land_in_one_spare_buffer() {
+        block_on(async {
+            let (mut conn, mut peer) = pair(Framing::Framed).await;
+            let spares = Rc::new(SpareBuffers::new(4 << 20));
+            conn.set_spares(spares.clone());
+            let mut wire = 200_000u32.to_be_bytes().to_vec();
+            wire.extend_from_slice(&[0x80; 200_000]);
+            let mut at = Vec::new();
+            for _ in 0..3 {
+                let (r, _) = peer.write_all(wire.clone()).await;
+                r.unwrap();
+                let m = conn
+                    .read_message(Expect::Message, ReadTimeouts::default())
+                    .await;
+                let m = m.unwrap();
+                assert_eq!(m.len(), 200_000);
+                at.push(m.as_ptr());
+                conn.recycle(m);
+                assert!(spares.held() >= 200_000, "{}", spares.held());
+            }
+            assert_eq!((at[1], at[2]), (at[0], at[0]), "one buffer");
+            // A reply as large as the last request takes it too.
+            conn.begin_message();
+            assert_eq!(spares.held(), 0);
+            assert!(conn.buffer_capacity() >= 200_000);
         });
     }
 

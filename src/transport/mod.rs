@@ -10,6 +10,7 @@
 //! - [`header`]: TTHeader and THeader, the header transports inside a frame.
 //! - [`budget`]: what a core's connections may hold together of requests still
 //!   arriving.
+//! - [`spare`]: a core's large buffers, kept between large messages.
 //!
 //! Both check the configured maximum message size before anything is allocated.
 
@@ -19,6 +20,7 @@ pub mod framed;
 pub mod header;
 pub mod io;
 pub mod scan;
+pub mod spare;
 
 /// Default maximum size of one message (frame body or unframed message): 16 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;

@@ -1,7 +1,9 @@
 //! The limit: a raw monoio echo server on io_uring, one pinned thread, answering each
 //! framed strict-binary `echo(msg)` or `ping()` call with the same bytes ringsoa
 //! answers it with (the call with its message type set to REPLY and its first field
-//! id set to 0: the `_result` struct's `success`), and doing nothing else.
+//! id set to 0: the `_result` struct's `success`), and doing nothing else. Large
+//! buffers are kept for the next large message as ringsoa's cores keep them
+//! (`transport::spare`, 64 MiB, here for the whole run).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use monoio::net::{TcpListener, TcpStream};
 use ringsoa::protocol::Protocol;
 use ringsoa::transport::conn::{Expect, MessageConn, ReadTimeouts};
+use ringsoa::transport::spare::SpareBuffers;
 use ringsoa::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
 /// Flags of `echo-server`.
@@ -104,10 +107,11 @@ pub fn run(args: Args) -> std::io::Result<()> {
 
 async fn accept(addr: SocketAddr, faults: Rc<Faults>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
+    let spares = Rc::new(SpareBuffers::new(64 << 20));
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        monoio::spawn(serve(stream, faults.clone()));
+        monoio::spawn(serve(stream, faults.clone(), spares.clone()));
     }
 }
 
@@ -125,13 +129,14 @@ fn reply_in_place(msg: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-async fn serve(stream: TcpStream, faults: Rc<Faults>) {
+async fn serve(stream: TcpStream, faults: Rc<Faults>, spares: Rc<SpareBuffers>) {
     let mut io = MessageConn::new(
         stream,
         Framing::Framed,
         Protocol::Binary,
         DEFAULT_MAX_MESSAGE,
     );
+    io.set_spares(spares);
     let t = ReadTimeouts::default();
     while let Ok(first) = io.read_message(Expect::Message, t).await {
         faults.stall_if_due();
@@ -149,6 +154,7 @@ async fn serve(stream: TcpStream, faults: Rc<Faults>) {
                 io.out()[last] ^= 0xff;
             }
             io.finish_message(mark);
+            io.recycle(msg);
             next = io.try_cut(Expect::Message).ok().flatten();
         }
         if io.flush().await.is_err() {
