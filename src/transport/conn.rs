@@ -531,7 +531,7 @@ impl MessageConn {
             Ok(_) => Ok(true),
             Err(error) => Err(error),
         };
-        out.clear();
+        emptied(&mut out, sent);
         if out.capacity() > KEEP_CAPACITY {
             out = self.let_go(out);
         }
@@ -547,6 +547,17 @@ impl MessageConn {
             spares.give(out);
         }
         BytesMut::new()
+    }
+}
+
+/// Empties a write buffer whose bytes all went out. One sent in parts (`parts`)
+/// gets back the front those parts consumed (no copy), so that its capacity is
+/// its whole allocation again: one whose last part was small would otherwise look
+/// small, and a connection would keep a large reply's memory while idle.
+fn emptied(out: &mut BytesMut, parts: bool) {
+    out.clear();
+    if parts {
+        let _ = out.try_reclaim(out.capacity() + 1);
     }
 }
 
@@ -640,6 +651,17 @@ mod tests {
             assert_eq!(spares.held(), 0);
             assert!(conn.buffer_capacity() >= 200_000);
         });
+    }
+
+    #[test]
+    fn a_reply_sent_in_parts_leaves_its_whole_buffer_to_let_go() {
+        let mut out = BytesMut::with_capacity(1 << 20);
+        out.extend_from_slice(&vec![1; 1 << 20]);
+        // All but 1,000 bytes went out in the first part.
+        bytes::Buf::advance(&mut out, (1 << 20) - 1000);
+        assert!(out.capacity() <= KEEP_CAPACITY);
+        emptied(&mut out, true);
+        assert_eq!((out.len(), out.capacity()), (0, 1 << 20));
     }
 
     #[test]
