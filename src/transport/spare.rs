@@ -4,10 +4,10 @@
 //! message is done, so that idle connections hold little. Freed, such a buffer's
 //! pages went back to the system (or not) as the allocator decided, and the next
 //! large message paid for faulting its pages in afresh and for growing its buffer
-//! step by step, copying as it grew. Kept here instead, up to a cap for the whole core, the next large
-//! message on any of the core's connections takes one that fits. What nobody has
-//! taken for a while is let go ([`SpareBuffers::trim`]). Shared through an `Rc`:
-//! never across threads.
+//! step by step, copying as it grew. Kept here instead, up to a cap for the whole
+//! core, the next large message on any of the core's connections takes one that
+//! fits. What nobody has taken for a while is let go ([`SpareBuffers::trim`]).
+//! Shared through an `Rc`: never across threads.
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
