@@ -73,6 +73,18 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// `pid`'s RSS once it is under `bound` kB, or its last reading after `limit`
+/// (memory let go by a core's next upkeep, or by the allocator, takes a while).
+fn rss_falling_below(pid: u32, bound: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    let mut rss = rss_kb(pid);
+    while rss >= bound && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        rss = rss_kb(pid);
+    }
+    rss
+}
+
 #[test]
 fn a_started_request_must_finish_within_the_read_timeout_however_it_trickles() {
     let demo = Demo::start(&["--read-timeout-ms", "1000"]);
@@ -170,12 +182,7 @@ fn connections_give_back_large_buffers() {
     }
     // A core keeps large buffers for the next large message for a second
     // (`ServerBuilder::spare_buffers`), and lets them go at its next upkeep.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut after = rss_kb(pid);
-    while after >= before + 160 * 1024 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        after = rss_kb(pid);
-    }
+    let after = rss_falling_below(pid, before + 160 * 1024, Duration::from_secs(5));
     println!("RSS {before} kB -> {after} kB");
     eprintln!("RSS {before} kB -> {after} kB");
     // Before the fix each idle connection kept 30–32 MB (653 MB for these 20).
@@ -227,8 +234,8 @@ fn large_messages_one_after_another_reuse_their_pages() {
 
 /// Large messages on several connections at once reuse their buffers (the core's
 /// spare buffers, `ServerBuilder::spare_buffers`): four connections of 4 MiB
-/// echoes need more than the malloc top pad keeps, and took 1,080 page faults a
-/// call under `ringsoa-perf load` before (a 4 MiB buffer is 1,024 pages).
+/// echoes need more than the malloc top pad keeps, and took 1,114–1,255 page
+/// faults a call here before (a 4 MiB buffer is 1,024 pages).
 #[test]
 fn large_messages_on_several_connections_at_once_reuse_their_buffers() {
     let demo = Demo::start(&["--cores", "1"]);
@@ -436,12 +443,7 @@ fn clients_that_take_no_replies_are_closed_after_the_write_timeout() {
     }
     // The core drops a closed connection's replies when it next runs: on a loaded
     // machine, a while after the client saw the end.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut after = rss_kb(pid);
-    while after >= held / 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        after = rss_kb(pid);
-    }
+    let after = rss_falling_below(pid, held / 2, Duration::from_secs(10));
     eprintln!("RSS {held} kB at most with 40 replies of 15 MiB not taken, {after} kB once closed");
     assert!(
         after < held / 2,

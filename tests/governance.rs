@@ -286,12 +286,10 @@ fn registration_waits_for_the_health_check_and_leaves_before_exit() {
     );
     // The status follows the create's reply, which can come a moment after the
     // node shows to another session.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut status = gov.status();
-    while status.registered.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        status = gov.status();
-    }
+    wait(Duration::from_secs(5), "the registered status", || {
+        gov.status().registered.is_some()
+    });
+    let status = gov.status();
     assert_eq!(status.registered.as_deref(), Some(gate.as_str()));
     assert_eq!(status.error, None);
 

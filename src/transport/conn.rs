@@ -255,7 +255,7 @@ impl MessageConn {
             }
         };
         let mut unit = self.rbuf.split_to(whole);
-        self.large_in = if whole > KEEP_CAPACITY { whole } else { 0 };
+        self.large_in = large(whole);
         if self.framing == Framing::Framed {
             bytes::Buf::advance(&mut unit, framed::HEADER_LEN);
         }
@@ -511,11 +511,7 @@ impl MessageConn {
         let sent = std::mem::take(&mut self.wsent);
         let out = std::mem::take(&mut self.wbuf);
         if !sent {
-            self.large_out = if out.len() > KEEP_CAPACITY {
-                out.len()
-            } else {
-                0
-            };
+            self.large_out = large(out.len());
         }
         let (res, mut out) = self.stream.write(out).await;
         let done = match res {
@@ -547,6 +543,15 @@ impl MessageConn {
             spares.give(out);
         }
         BytesMut::new()
+    }
+}
+
+/// `len` if it is over [`KEEP_CAPACITY`], else 0.
+fn large(len: usize) -> usize {
+    if len > KEEP_CAPACITY {
+        len
+    } else {
+        0
     }
 }
 
