@@ -26,6 +26,18 @@ impl Stamp {
     pub fn elapsed(self) -> Duration {
         Duration::from_nanos(Stamp::now().0.saturating_sub(self.0))
     }
+
+    /// Seconds from `earlier` to this reading (0 when `earlier` is later).
+    #[inline]
+    pub fn secs_since(self, earlier: Stamp) -> f64 {
+        self.0.saturating_sub(earlier.0) as f64 * 1e-9
+    }
+
+    /// The reading `d` after this one.
+    #[cfg(test)]
+    pub fn after(self, d: Duration) -> Stamp {
+        Stamp(self.0 + d.as_nanos() as u64)
+    }
 }
 
 #[cfg(test)]

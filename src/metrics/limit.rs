@@ -8,10 +8,10 @@
 //! share with a plain token bucket and counter.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::clock::Stamp;
 use crate::control::Snapshot;
 
 /// One method's process-wide limit.
@@ -105,14 +105,14 @@ fn apportion(total: u32, weights: &[f64]) -> Vec<u32> {
 /// A core's token bucket for one method: refills at its share, holds at most a
 /// tenth of a second's worth (at least one call).
 #[derive(Debug, Clone)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
-    last: Instant,
+    last: Stamp,
 }
 
 impl Bucket {
     /// A bucket holding one call's token.
-    pub fn new(now: Instant) -> Self {
+    pub fn new(now: Stamp) -> Self {
         Bucket {
             tokens: 1.0,
             last: now,
@@ -121,9 +121,9 @@ impl Bucket {
 
     /// Takes one call's token at `now` under `rate` calls per second; whether there
     /// was one.
-    pub fn take(&mut self, rate: f64, now: Instant) -> bool {
+    pub fn take(&mut self, rate: f64, now: Stamp) -> bool {
         let cap = (rate / 10.0).max(1.0);
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        let dt = now.secs_since(self.last);
         self.last = now;
         self.tokens = (self.tokens + rate * dt).min(cap);
         if self.tokens >= 1.0 {
@@ -135,10 +135,189 @@ impl Bucket {
     }
 }
 
+/// One core's limited methods: each one's share of its limits (from the rules in
+/// force), token bucket and calls in flight. A call finds its method by name, the
+/// last name first (a core's calls mostly repeat one method: one compare, not a
+/// hash), and gives its concurrency slot back by number when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct CoreLimits {
+    methods: Vec<Limited>,
+    index: foldhash::HashMap<String, usize>,
+    last: usize,
+}
+
+#[derive(Debug)]
+struct Limited {
+    method: String,
+    /// `None` once the method's limits are gone from the rules.
+    share: Option<Limit>,
+    bucket: Bucket,
+    in_flight: u32,
+}
+
+/// Which of its limits a refused call is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    /// Calls at once.
+    Concurrency,
+    /// Calls per second.
+    Rate,
+}
+
+impl CoreLimits {
+    /// The most methods kept (each limited method of the config takes one, for good).
+    pub const MAX_METHODS: usize = 1 << 16;
+
+    /// Takes `shares` (method → this core's share) as the shares in force; a method
+    /// missing from them is no longer limited. Calls in flight keep their slots.
+    pub fn set_shares<'a>(
+        &mut self,
+        shares: impl IntoIterator<Item = (&'a String, &'a Limit)>,
+        now: Stamp,
+    ) {
+        for l in &mut self.methods {
+            l.share = None;
+        }
+        for (method, share) in shares {
+            let i = match self.index.get(method) {
+                Some(&i) => i,
+                None if self.methods.len() < Self::MAX_METHODS => {
+                    self.index.insert(method.clone(), self.methods.len());
+                    self.methods.push(Limited {
+                        method: method.clone(),
+                        share: None,
+                        bucket: Bucket::new(now),
+                        in_flight: 0,
+                    });
+                    self.methods.len() - 1
+                }
+                None => {
+                    tracing::warn!(
+                        method = method.as_str(),
+                        "more than {} limited methods: this one is not limited",
+                        Self::MAX_METHODS
+                    );
+                    continue;
+                }
+            };
+            self.methods[i].share = Some(*share);
+        }
+    }
+
+    /// Admits a call of `method` by its limits: `Ok(Some(slot))` when it holds a
+    /// concurrency slot, to be given back with [`Self::release`]; `Ok(None)` when it
+    /// holds none. Reads the clock (`now`) only for a rate limit.
+    pub fn admit(
+        &mut self,
+        method: &str,
+        now: impl FnOnce() -> Stamp,
+    ) -> Result<Option<usize>, Over> {
+        let hit = matches!(self.methods.get(self.last), Some(l) if l.method == method);
+        if !hit {
+            match self.index.get(method) {
+                Some(&i) => self.last = i,
+                None => return Ok(None),
+            }
+        }
+        let i = self.last;
+        let l = &mut self.methods[i];
+        let Some(share) = l.share else {
+            return Ok(None);
+        };
+        if share.concurrency.is_some_and(|c| l.in_flight >= c) {
+            return Err(Over::Concurrency);
+        }
+        if share.qps.is_some_and(|q| !l.bucket.take(q, now())) {
+            return Err(Over::Rate);
+        }
+        if share.concurrency.is_none() {
+            return Ok(None);
+        }
+        l.in_flight += 1;
+        Ok(Some(i))
+    }
+
+    /// Gives back a slot [`Self::admit`] gave.
+    pub fn release(&mut self, slot: usize) {
+        if let Some(l) = self.methods.get_mut(slot) {
+            l.in_flight = l.in_flight.saturating_sub(1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_core_admits_by_its_shares_and_gets_its_slots_back() {
+        let mut t = CoreLimits::default();
+        let t0 = Stamp::now();
+        let shares: HashMap<String, Limit> = [
+            (
+                "echo".to_string(),
+                Limit {
+                    qps: None,
+                    concurrency: Some(2),
+                },
+            ),
+            (
+                "add".to_string(),
+                Limit {
+                    qps: Some(10.0),
+                    concurrency: None,
+                },
+            ),
+        ]
+        .into();
+        t.set_shares(&shares, t0);
+        let no_clock = || -> Stamp { panic!("no rate limit: no clock read") };
+        let a = t.admit("echo", no_clock).unwrap().expect("a slot");
+        let b = t.admit("echo", no_clock).unwrap().expect("a slot");
+        assert_eq!(t.admit("echo", no_clock), Err(Over::Concurrency));
+        assert_eq!(t.admit("ping", no_clock), Ok(None), "not limited");
+        // The bucket starts with one token and holds one call at 10/s.
+        assert_eq!(t.admit("add", || t0), Ok(None));
+        assert_eq!(t.admit("add", || t0), Err(Over::Rate));
+        assert_eq!(
+            t.admit("add", || t0.after(Duration::from_millis(150))),
+            Ok(None)
+        );
+        t.release(a);
+        let c = t
+            .admit("echo", no_clock)
+            .unwrap()
+            .expect("the slot given back");
+        // Limits gone from the rules: admitted freely; slots taken before still go back.
+        t.set_shares(&HashMap::new(), t0);
+        assert_eq!(t.admit("echo", no_clock), Ok(None));
+        t.release(b);
+        t.release(c);
+        t.set_shares(&shares, t0);
+        assert!(t.admit("echo", no_clock).unwrap().is_some());
+        assert!(
+            t.admit("echo", no_clock).unwrap().is_some(),
+            "both slots were given back"
+        );
+        // Past the bound a method is not limited (its slot number would not fit a
+        // ticket), and those within it still are.
+        let one = Limit {
+            qps: None,
+            concurrency: Some(1),
+        };
+        let many: HashMap<String, Limit> = (0..CoreLimits::MAX_METHODS + 10)
+            .map(|i| (format!("m{i}"), one))
+            .collect();
+        let mut t = CoreLimits::default();
+        t.set_shares(&many, t0);
+        assert_eq!(t.methods.len(), CoreLimits::MAX_METHODS);
+        let kept = &t.methods[0].method.clone();
+        assert!(t.admit(kept, no_clock).unwrap().is_some());
+        assert_eq!(t.admit(kept, no_clock), Err(Over::Concurrency));
+        let left_out = many.keys().find(|m| !t.index.contains_key(*m)).unwrap();
+        assert_eq!(t.admit(left_out, no_clock), Ok(None));
+    }
 
     #[test]
     fn config_shares_and_buckets() {
@@ -194,10 +373,10 @@ mod tests {
             [1, 1, 1, 1],
             "below the core count: one each"
         );
-        let mut b = Bucket::new(Instant::now());
-        let t0 = Instant::now();
+        let t0 = Stamp::now();
+        let mut b = Bucket::new(t0);
         let admitted = (0..1000)
-            .filter(|i| b.take(100.0, t0 + Duration::from_millis(*i)))
+            .filter(|i| b.take(100.0, t0.after(Duration::from_millis(*i))))
             .count();
         assert!((95..=115).contains(&admitted), "{admitted} in 1 s at 100/s");
     }

@@ -363,6 +363,51 @@ mod tests {
     }
 
     #[test]
+    fn a_core_holds_its_concurrency_limit_and_each_ended_call_frees_its_slot() {
+        let state = "[apps.app.config]\n\"limit.echo.concurrency\" = \"2\"\n";
+        let gov = GovernanceOptions::new("app", "c", Backend::Embedded(state.into()));
+        let gov = Governance::start(gov).unwrap();
+        assert!(gov.wait_ready(Duration::from_secs(5)));
+        let mut o = MetricsOptions::new("app");
+        o.governance = Some(gov);
+        let metrics = Metrics::start(o).unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _first = metrics.make_core(&CoreInit::new(0, 1));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while metrics.shared.states.lock().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "no publish");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // The only core: its share is the whole limit, two calls at once.
+            let core = metrics.make_core(&CoreInit::new(0, 1));
+            let cx = CallContext::default();
+            let a = core.admit(&cx, "echo").expect("the first call");
+            let b = core.admit(&cx, "echo").expect("the second call");
+            let refused = core.admit(&cx, "echo").expect_err("a third at once");
+            assert_eq!(
+                refused.message.as_deref(),
+                Some("ringsoa: concurrency limit of app.echo reached: call refused")
+            );
+            assert!(core.admit(&cx, "ping").is_ok(), "ping has no limit");
+            core.record(&cx, "echo", a, Outcome::Result, Duration::from_millis(1));
+            let c = core
+                .admit(&cx, "echo")
+                .expect("the slot the first call freed");
+            assert!(core.admit(&cx, "echo").is_err(), "two in flight again");
+            for t in [b, c] {
+                core.record(&cx, "echo", t, Outcome::Timeout, Duration::from_millis(1));
+            }
+            for _ in 0..2 {
+                assert!(core.admit(&cx, "echo").is_ok(), "both slots freed");
+            }
+        });
+    }
+
+    #[test]
     fn the_lock_callback_is_told_and_the_views_follow() {
         let told = Arc::new(Mutex::new(Vec::new()));
         let log = told.clone();

@@ -18,10 +18,11 @@ use super::acl::Acl;
 use super::aggregator::OTHER;
 use super::breaker::State;
 use super::counts::{is_failure, Counts};
-use super::limit::{Bucket, Limit};
+use super::limit::{CoreLimits, Limit, Over};
 use std::net::SocketAddr;
 
 use crate::client::NodeStats;
+use crate::clock::Stamp;
 use crate::control::latest::Mailbox;
 use crate::control::{ClientControl, CoreControl, Outcome, PoolSource, Ticket};
 use crate::protocol::ApplicationException;
@@ -109,14 +110,11 @@ pub struct Rules {
     pub limits: HashMap<String, Limit>,
 }
 
-/// A core's state of one limited method.
-struct Limited {
-    bucket: Bucket,
-    in_flight: u32,
-}
-
-/// Ticket bit 0: the call holds a concurrency slot; the bits above: its probe id.
-const HOLDS_SLOT: u64 = 1;
+/// Ticket bits 0–23: the concurrency slot the call holds, plus one (0: none); the
+/// bits above: its probe id (0: none).
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+const _: () = assert!(CoreLimits::MAX_METHODS as u64 <= SLOT_MASK);
 
 struct Probe {
     ticket: u64,
@@ -130,7 +128,7 @@ struct Inner {
     states_rx: Mailbox<Arc<Rules>>,
     methods: RefCell<MethodTable>,
     states: RefCell<Arc<Rules>>,
-    limited: RefCell<HashMap<String, Limited>>,
+    limited: RefCell<CoreLimits>,
     /// Methods whose probe failed here: refused until the aggregator decides.
     relocked: RefCell<Vec<String>>,
     probes: RefCell<Vec<Probe>>,
@@ -189,6 +187,13 @@ impl MethodTable {
     }
 }
 
+/// The limited methods of `rules`, for a core that starts with them.
+fn limits_of(rules: &Rules) -> CoreLimits {
+    let mut limits = CoreLimits::default();
+    limits.set_shares(&rules.limits, Stamp::now());
+    limits
+}
+
 /// One core's recorder and breaker check (see the module docs): a [`CoreControl`]
 /// for the server's calls and a [`ClientControl`] for its clients' (cheap to
 /// clone: the same core's state).
@@ -209,8 +214,8 @@ impl CoreMetrics {
             deltas,
             states_rx: states,
             methods: RefCell::default(),
+            limited: RefCell::new(limits_of(&initial)),
             states: RefCell::new(initial),
-            limited: RefCell::default(),
             relocked: RefCell::default(),
             probes: RefCell::default(),
             next_ticket: std::cell::Cell::new(1),
@@ -241,6 +246,9 @@ impl Inner {
         let Some(latest) = self.states_rx.take() else {
             return false;
         };
+        self.limited
+            .borrow_mut()
+            .set_shares(&latest.limits, Stamp::now());
         *self.states.borrow_mut() = latest;
         self.relocked.borrow_mut().clear();
         true
@@ -396,47 +404,34 @@ impl Inner {
         cx: &CallContext,
         method: &str,
     ) -> Result<Ticket, ApplicationException> {
-        let inner = self;
         if !rules.acl.is_open() {
             rules
                 .acl
                 .check(&cx.caller, &rules.app, method)
                 .map_err(ApplicationException::internal)?;
         }
-        let app = &rules.app;
-        let mut holds_slot = false;
-        if let Some(share) = rules.limits.get(method) {
-            let mut limited = inner.limited.borrow_mut();
-            let l = match limited.get_mut(method) {
-                Some(l) => l,
-                None => limited.entry(method.to_string()).or_insert(Limited {
-                    bucket: Bucket::new(Instant::now()),
-                    in_flight: 0,
-                }),
+        let mut limited = self.limited.borrow_mut();
+        let slot = limited.admit(method, Stamp::now).map_err(|over| {
+            let what = match over {
+                Over::Concurrency => "concurrency",
+                Over::Rate => "rate",
             };
-            if share.concurrency.is_some_and(|c| l.in_flight >= c) {
-                return Err(ApplicationException::internal(format!(
-                    "ringsoa: concurrency limit of {app}.{method} reached: call refused"
-                )));
+            ApplicationException::internal(format!(
+                "ringsoa: {what} limit of {}.{method} reached: call refused",
+                rules.app
+            ))
+        })?;
+        let probe = match self.breaker(rules, method) {
+            Ok(probe) => probe,
+            Err(refused) => {
+                if let Some(slot) = slot {
+                    limited.release(slot);
+                }
+                return Err(ApplicationException::internal(refused));
             }
-            if share.qps.is_some_and(|q| !l.bucket.take(q, Instant::now())) {
-                return Err(ApplicationException::internal(format!(
-                    "ringsoa: rate limit of {app}.{method} reached: call refused"
-                )));
-            }
-            holds_slot = share.concurrency.is_some();
-        }
-        let probe = inner
-            .breaker(rules, method)
-            .map_err(ApplicationException::internal)?;
-        let mut ticket = probe << 1;
-        if holds_slot {
-            if let Some(l) = inner.limited.borrow_mut().get_mut(method) {
-                l.in_flight += 1;
-                ticket |= HOLDS_SLOT;
-            }
-        }
-        Ok(Ticket(ticket))
+        };
+        let held = slot.map_or(0, |s| s as u64 + 1);
+        Ok(Ticket(probe << SLOT_BITS | held))
     }
 }
 
@@ -449,12 +444,11 @@ impl Inner {
                 let _ = d.latency.record((elapsed.as_micros() as u64).max(1));
             }
         });
-        if ticket.0 & HOLDS_SLOT != 0 {
-            if let Some(l) = inner.limited.borrow_mut().get_mut(method) {
-                l.in_flight = l.in_flight.saturating_sub(1);
-            }
+        let held = ticket.0 & SLOT_MASK;
+        if held != 0 {
+            inner.limited.borrow_mut().release(held as usize - 1);
         }
-        let probe = ticket.0 >> 1;
+        let probe = ticket.0 >> SLOT_BITS;
         if probe != 0 {
             let mut probes = inner.probes.borrow_mut();
             // A probe that already timed out was counted as failed then.
@@ -485,7 +479,7 @@ impl ClientControl for CoreMetrics {
             Err(_) if inner.take_states() => check(),
             verdict => verdict,
         }?;
-        Ok(Ticket(probe << 1))
+        Ok(Ticket(probe << SLOT_BITS))
     }
 
     fn record(
