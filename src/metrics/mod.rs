@@ -321,9 +321,10 @@ mod tests {
     use crate::rpc::CallContext;
     use std::time::{Duration, Instant};
 
-    #[test]
-    fn a_core_made_after_a_publish_enforces_its_share_of_each_limit() {
-        let state = "[apps.app.config]\n\"limit.echo.qps\" = \"1000\"\n";
+    /// Runs `f` on a monoio runtime with the metrics of app `app` under `state`, once
+    /// the aggregator has published its first rules (asked for by a first core, 0 of
+    /// `cores`).
+    fn with_published(state: &str, cores: usize, f: impl FnOnce(&Metrics)) {
         let gov = GovernanceOptions::new("app", "c", Backend::Embedded(state.into()));
         let gov = Governance::start(gov).unwrap();
         assert!(gov.wait_ready(Duration::from_secs(5)));
@@ -335,12 +336,20 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let _early = metrics.make_core(&CoreInit::new(0, 2));
+            let _early = metrics.make_core(&CoreInit::new(0, cores));
             let deadline = Instant::now() + Duration::from_secs(5);
             while metrics.shared.states.lock().unwrap().is_none() {
                 assert!(Instant::now() < deadline, "no publish");
                 std::thread::sleep(Duration::from_millis(5));
             }
+            f(&metrics);
+        });
+    }
+
+    #[test]
+    fn a_core_made_after_a_publish_enforces_its_share_of_each_limit() {
+        let state = "[apps.app.config]\n\"limit.echo.qps\" = \"1000\"\n";
+        with_published(state, 2, |metrics| {
             // Its share is half of 1,000/s: one call, then 500 calls a second.
             let late = metrics.make_core(&CoreInit::new(1, 2));
             let cx = CallContext::default();
@@ -365,23 +374,7 @@ mod tests {
     #[test]
     fn a_core_holds_its_concurrency_limit_and_each_ended_call_frees_its_slot() {
         let state = "[apps.app.config]\n\"limit.echo.concurrency\" = \"2\"\n";
-        let gov = GovernanceOptions::new("app", "c", Backend::Embedded(state.into()));
-        let gov = Governance::start(gov).unwrap();
-        assert!(gov.wait_ready(Duration::from_secs(5)));
-        let mut o = MetricsOptions::new("app");
-        o.governance = Some(gov);
-        let metrics = Metrics::start(o).unwrap();
-        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let _first = metrics.make_core(&CoreInit::new(0, 1));
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while metrics.shared.states.lock().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "no publish");
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        with_published(state, 1, |metrics| {
             // The only core: its share is the whole limit, two calls at once.
             let core = metrics.make_core(&CoreInit::new(0, 1));
             let cx = CallContext::default();
