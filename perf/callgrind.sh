@@ -12,6 +12,8 @@
 #   DEMO_FLAGS  ringsoa-demo's flags besides --listen/--cores (default: none, the
 #               demo's defaults with governance and metrics)
 #   TOP         functions listed per server (default 25)
+#   BIN_DIR     where both servers' binaries are (default target/release; e.g. the
+#               PGO builds of perf/pgo.sh, target/pgo/use/release)
 #   FOOTPRINT=1 also the hot code's footprint (perf/footprint.py): the cache lines
 #               of the instructions run at least every other call, and how they
 #               fall on a 32 KiB 8-way L1 instruction cache's sets
@@ -22,6 +24,7 @@ payload=${1:-4096}
 conns=${2:-128}
 . perf/lib.sh 1 "${3:-10}"
 read -r -a demo_flags <<< "${DEMO_FLAGS-}"
+bin_dir=${BIN_DIR:-target/release}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 load() {
@@ -30,8 +33,8 @@ load() {
 }
 for name in limit ringsoa; do
   case $name in
-    limit) cmd=(target/release/ringsoa-perf echo-server --listen "127.0.0.1:{port}") ;;
-    ringsoa) cmd=(target/release/ringsoa-demo --listen "127.0.0.1:{port}" --cores 1 "${demo_flags[@]}") ;;
+    limit) cmd=("$bin_dir/ringsoa-perf" echo-server --listen "127.0.0.1:{port}") ;;
+    ringsoa) cmd=("$bin_dir/ringsoa-demo" --listen "127.0.0.1:{port}" --cores 1 "${demo_flags[@]}") ;;
   esac
   extra=()
   [ "${FOOTPRINT:-}" = 1 ] && extra=(--dump-instr=yes)

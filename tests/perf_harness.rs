@@ -89,6 +89,31 @@ fn thousands_of_connections_open_before_the_clock_starts() {
 }
 
 #[test]
+fn the_limit_exits_cleanly_on_sigterm_and_sigint() {
+    // Through `exit`, so that a profiling build writes its profile (perf/pgo.sh);
+    // killed by the signal, it wrote none.
+    for signal in ["TERM", "INT"] {
+        let mut server = EchoServer::start(&[]);
+        let (out, v) = short_run(&server);
+        assert!(out.status.success(), "{v}");
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = server.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no exit on SIG{signal}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {status}");
+    }
+}
+
+#[test]
 fn wrong_replies_are_counted_and_fail_the_run() {
     let (out, v) = short_run(&EchoServer::start(&[]));
     assert!(out.status.success(), "{v}");

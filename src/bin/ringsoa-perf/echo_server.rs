@@ -66,8 +66,10 @@ impl Faults {
     }
 }
 
-/// Runs the server until killed.
+/// Runs the server until SIGTERM or SIGINT, then exits with status 0 (through
+/// `exit`, so that a profiling build writes its profile: `perf/pgo.sh`).
 pub fn run(args: Args) -> std::io::Result<()> {
+    exit_on_signal()?;
     super::pin(args.cpu);
     let faults = Rc::new(Faults {
         stall: args
@@ -103,6 +105,20 @@ pub fn run(args: Args) -> std::io::Result<()> {
             "the raw limit runs on io_uring only, and RINGSOA_RING=epoll asks for none",
         )
     }))
+}
+
+/// Exits the process with status 0 on SIGTERM or SIGINT, from a thread of its own.
+fn exit_on_signal() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("echo-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
 }
 
 async fn accept(addr: SocketAddr, faults: Rc<Faults>) -> std::io::Result<()> {
