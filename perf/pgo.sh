@@ -54,15 +54,17 @@ candidates+=("$(rustc --print sysroot)"/lib/rustlib/*/bin/llvm-profdata)
 for v in $(seq "$llvm" -1 19); do candidates+=("llvm-profdata-$v"); done
 candidates+=(llvm-profdata)
 merged=""
+tried="none found"
 for tool in "${candidates[@]}"; do
   [ -n "$tool" ] && command -v "$tool" > /dev/null || continue
+  tried=$tool
   if "$tool" merge -o "$root/merged.profdata" "$data"/*.profraw 2> "$root/merge.err"; then
     merged=$tool
     break
   fi
 done
 [ -n "$merged" ] || {
-  echo "perf/pgo.sh: no llvm-profdata here reads LLVM $llvm's profiles (last error: $(tail -1 "$root/merge.err" 2>/dev/null)); install one: rustup component add llvm-tools, or apt-get install llvm-19" >&2
+  echo "perf/pgo.sh: no llvm-profdata here reads LLVM $llvm's profiles (last tried: $tried, $(tail -1 "$root/merge.err" 2>/dev/null)); install one: rustup component add llvm-tools, or apt-get install llvm-19" >&2
   exit 1
 }
 echo "merged with $merged"
