@@ -21,12 +21,27 @@ start_cmd() {
   echo "server $* did not start" >&2; exit 1
 }
 
-# start_server raw|ringsoa: the raw io_uring limit or ringsoa-demo on one core.
+# start_server raw|ringsoa [DIR]: the raw io_uring limit or ringsoa-demo on one core,
+# from the build in DIR (default target/release).
 start_server() {
+  local dir=${2:-target/release}
   case $1 in
-    raw) start_cmd target/release/ringsoa-perf echo-server --listen "127.0.0.1:{port}" ;;
-    ringsoa) start_cmd target/release/ringsoa-demo --listen "127.0.0.1:{port}" --cores 1 ;;
+    raw) start_cmd "$dir/ringsoa-perf" echo-server --listen "127.0.0.1:{port}" ;;
+    ringsoa) start_cmd "$dir/ringsoa-demo" --listen "127.0.0.1:{port}" --cores 1 ;;
   esac
+}
+
+# in_turn ROUND NAME...: the names in order, reversed in even rounds, so that whatever
+# one run leaves behind (the load's sockets in TIME_WAIT, a warm page cache) falls on
+# each of them in turn.
+in_turn() {
+  local round=$1; shift
+  if [ $((round % 2)) -eq 0 ]; then
+    local i
+    for ((i = $#; i >= 1; i--)); do printf '%s ' "${!i}"; done
+  else
+    printf '%s ' "$@"
+  fi
 }
 
 # run_load OUT ROUND LABEL [ringsoa-perf load flags...]: one run against $server,

@@ -32,11 +32,8 @@ gen
 rm -rf "$data"
 
 echo "== 2. training, ${TRAIN_SECS:-3} s a load"
-for name in limit ringsoa; do
-  case $name in
-    limit) start_cmd "$root/gen/release/ringsoa-perf" echo-server --listen "127.0.0.1:{port}" ;;
-    ringsoa) start_cmd "$root/gen/release/ringsoa-demo" --listen "127.0.0.1:{port}" --cores 1 ;;
-  esac
+for name in raw ringsoa; do
+  start_server "$name" "$root/gen/release"
   for payload in 64 4096; do
     for conns in 16 128; do
       target/release/ringsoa-perf load --addr "127.0.0.1:$port" --cpu 1 --conns "$conns" \
@@ -79,15 +76,11 @@ out=perf/results/pgo.jsonl
 for round in $(seq "$rounds"); do
   for payload in 64 4096; do
     for conns in 16 128; do
-      order="limit ringsoa limit-pgo ringsoa-pgo"
-      [ $((round % 2)) -eq 0 ] && order="ringsoa-pgo limit-pgo ringsoa limit"
-      for build in $order; do
+      for build in $(in_turn "$round" limit ringsoa limit-pgo ringsoa-pgo); do
         dir=target/release
         [[ $build == *-pgo ]] && dir=$root/use/release
-        case $build in
-          limit*) start_cmd "$dir/ringsoa-perf" echo-server --listen "127.0.0.1:{port}" ;;
-          ringsoa*) start_cmd "$dir/ringsoa-demo" --listen "127.0.0.1:{port}" --cores 1 ;;
-        esac
+        kind=${build%-pgo}
+        start_server "${kind/limit/raw}" "$dir"
         run_load "$out" "$round" "$build" --conns "$conns" --payload "$payload" \
           --warmup-s 0.5 --duration-s "$secs"
         stop_server

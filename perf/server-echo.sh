@@ -13,11 +13,7 @@ out=perf/results/server-echo.jsonl
 for round in $(seq "$rounds"); do
   for payload in 64 4096; do
     for conns in 1 16 128; do
-      # Each round swaps the order, so that whatever one run leaves behind (the
-      # load's sockets in TIME_WAIT, a warm page cache) falls on both servers.
-      order="raw ringsoa"
-      [ $((round % 2)) -eq 0 ] && order="ringsoa raw"
-      for srv in $order; do
+      for srv in $(in_turn "$round" raw ringsoa); do
         start_server "$srv"
         run_load "$out" "$round" "$srv" --conns "$conns" --payload "$payload" \
           --warmup-s 1 --duration-s "$secs"
