@@ -648,10 +648,14 @@ fn log_routes_send_a_targets_lines_to_its_own_file_and_the_access_log_records_ea
         .unwrap();
     }
     let _ = sleep_ms(&mut s, 100); // times out: a warning of ringsoa::server::call
+
+    // The timed-out call's access line comes after its warning, and the two files
+    // are written apart: each is waited for.
     eventually("the lines written", || {
         let a = std::fs::read_to_string(&access).unwrap_or_default();
         let w = std::fs::read_to_string(&warnings).unwrap_or_default();
         a.lines().filter(|l| l.contains("method=echo")).count() == 3
+            && a.contains("outcome=Timeout")
             && w.contains("call timed out after 50 ms")
     });
     let w = std::fs::read_to_string(&warnings).unwrap();
