@@ -69,7 +69,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         Protocol::Binary => reply::<BinaryCodec>(name, exception, body),
         Protocol::Compact => reply::<CompactCodec>(name, exception, body),
     };
-    if let Ok(reply) = decode_reply(m, msg, protocol, 1) {
+    if let Ok(reply) = decode_reply(m, msg, protocol, 1, 1 << 20) {
         let json = match reply {
             Reply::Success(v) => v,
             Reply::Declared { value, .. } => value,
