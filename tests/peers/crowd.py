@@ -166,8 +166,8 @@ def bad(kind, seed):
             continue
         try:
             if kind == "garbage":
-                # Not a message header, whatever follows: 0x00 0x00 is neither a
-                # frame length the server takes (under 8) nor a message's start.
+                # A frame of 1 byte, or non-strict binary, or noise, as the random
+                # bytes fall: closed at once, or at the latest at the read timeout.
                 s.sendall(b"\x00\x00\x00\x01" + os.urandom(rnd.randint(1, 2000)))
                 if not closed_by_server(s, grace):
                     fail("garbage: the connection stayed open")
