@@ -28,12 +28,14 @@ case $side in
   client) bin=ringsoa-perf; metric=client_cpu_us_per_call ;;
   *) echo "SIDE is server or client, not $side" >&2; exit 2 ;;
 esac
-work=target/ab-base
-rm -rf "$work/tree"
-mkdir -p "$work"
-git worktree add --detach --force "$work/tree" "$base" >/dev/null 2>&1
-trap 'git worktree remove --force "$work/tree"' EXIT
-(cd "$work/tree" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --quiet --bin "$bin")
+# The base's tree is checked out outside this one: inside it, cargo took this
+# tree's workspace for the base's, and a base from before the workspace (as
+# perf/header-cost.sh's) did not build. Its builds stay in target/ab-base.
+work=$PWD/target/ab-base
+tree=$(mktemp -d)
+git worktree add --detach --force "$tree" "$base" >/dev/null 2>&1
+trap 'git worktree remove --force "$tree"' EXIT
+(cd "$tree" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet --bin "$bin")
 old="$work/target/release/$bin"
 : > "$out"
 for round in $(seq "$rounds"); do
