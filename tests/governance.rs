@@ -964,6 +964,8 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
         &[0xff, 0xfe, 0x00],
     );
     zkc.set("/ringsoa/apps/ringsoa-demo/config/good", b"1");
+    // A key given a node of its own below it, as if keys nested: only `db` is read.
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/db/host", b"h");
     // A cluster's switch that is not one: left out, so the app-wide value stands.
     zkc.set("/ringsoa/apps/ringsoa-demo/switches/relay", b"off");
     zkc.set(
@@ -981,6 +983,8 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
     );
     g.wait_view("/config", "the good value", |c| c["good"] == "1");
     assert!(g.get("/config").get("binary").is_none());
+    assert!(g.get("/config").get("db/host").is_none());
+    zkc.set("/ringsoa/apps/ringsoa-demo/switches/relay/why", b"x");
     g.wait_view("/switches", "the app-wide relay", |w| w["relay"] == "off");
     g.wait_view("/registry", "its own node", |r| {
         r[APP]["main"].as_array().is_some_and(|l| l.len() == 1)
@@ -995,6 +999,9 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
             && log.contains("value is not UTF-8")
             && log.contains("a switch is on, off or JSON; \"maybe\" is none of these")
             && log.contains("cannot write the disk cache")
+            && log.contains("nested node not read")
+            && log.contains("path=/ringsoa/apps/ringsoa-demo/config/db/…")
+            && log.contains("path=/ringsoa/apps/ringsoa-demo/switches/relay/why")
     });
 
     // A cache dir that does not exist yet is made; a corrupt cache file is logged

@@ -147,6 +147,19 @@ impl Mirror {
         Some((key.as_str(), child))
     }
 
+    /// The followed folder `path` lies deeper under than one child (a node that is
+    /// no key, switch or provider, and is not read).
+    pub fn nested_in(&self, path: &str) -> Option<&str> {
+        let (mut above, _) = path.rsplit_once('/')?;
+        while let Some((up, _)) = above.rsplit_once('/') {
+            if let Some((key, _)) = self.folders.get_key_value(up) {
+                return Some(key);
+            }
+            above = up;
+        }
+        None
+    }
+
     /// Sets one child's value; whether the mirror changed.
     pub fn set(&mut self, path: &str, data: Vec<u8>) -> bool {
         let Some((folder, child)) = self.split(path) else {
@@ -363,6 +376,23 @@ mod tests {
             snap.providers(&"x/y".parse().unwrap()).is_none(),
             "not loaded"
         );
+    }
+
+    #[test]
+    fn a_node_below_a_child_is_named_with_its_folder() {
+        let m = mirror();
+        assert_eq!(
+            m.nested_in("/r/apps/demo/config/db/host"),
+            Some("/r/apps/demo/config")
+        );
+        assert_eq!(
+            m.nested_in("/r/apps/demo/clusters/main/switches/a/b/c"),
+            Some("/r/apps/demo/clusters/main/switches")
+        );
+        assert_eq!(m.nested_in("/r/apps/demo/config/db"), None, "a child");
+        assert_eq!(m.nested_in("/r/apps/demo/config"), None, "the folder");
+        assert_eq!(m.nested_in("/r/apps/demo/config-x/a/b"), None);
+        assert_eq!(m.nested_in("/r/apps/other/config/a/b"), None);
     }
 
     #[test]

@@ -391,7 +391,13 @@ async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec
     let mut out = Vec::with_capacity(names.len());
     for (name, read) in names.into_iter().zip(reads) {
         match read.await {
-            Ok((data, _)) => out.push((name, data)),
+            Ok((data, stat)) => {
+                if stat.num_children > 0 {
+                    let nested = format!("{path}/{name}/…");
+                    tracing::warn!(path = %nested, folder = %path, "{NESTED}");
+                }
+                out.push((name, data))
+            }
             Err(zk::Error::NoNode) => {}
             Err(e) => {
                 tracing::warn!(%path, error = %e, "cannot read: keeping the previous values");
@@ -401,6 +407,9 @@ async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec
     }
     Some(out)
 }
+
+/// Why a node below a key, switch or provider is not read.
+const NESTED: &str = "nested node not read: only the nodes directly in a folder are keys, switches or providers (a value is the node's data)";
 
 /// Applies one watch event to the mirror; whether it changed.
 ///
@@ -415,6 +424,9 @@ async fn apply(client: &zk::Client, k: &mut Keeper, ev: WatchedEvent) -> bool {
         EventType::NodeChildrenChanged | EventType::Session => return false,
     };
     if k.mirror.split(&ev.path).is_none() {
+        if let (false, Some(folder)) = (deleted, k.mirror.nested_in(&ev.path)) {
+            tracing::warn!(path = %ev.path, %folder, "{NESTED}");
+        }
         // Not a child: a followed folder itself may have been deleted.
         return deleted && remove(k, &ev.path);
     }
