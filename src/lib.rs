@@ -23,6 +23,8 @@
 //! - [`dynamic`]: encoding and decoding any method's arguments and results from and
 //!   to JSON with an IDL parsed at run time.
 
+#![warn(missing_docs)]
+
 /// Re-exported for generated code (`binary` fields are `bytes::Bytes`).
 pub use bytes;
 

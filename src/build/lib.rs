@@ -21,6 +21,8 @@
 //! - [`Builder`]: the options a build script sets, and where the code is written.
 //! - [`TType`], [`parse_uuid`]: the wire facts the model needs.
 
+#![warn(missing_docs)]
+
 pub mod codegen;
 pub mod idl;
 

@@ -142,7 +142,7 @@ pub fn generate_with(program: &Program, options: &Options) -> Result<String, Idl
         };
         let _ = writeln!(
             out,
-            "/// Generated from `{}`.\npub mod {} {{\n#![allow(unused_imports, unused_variables, unused_mut, dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals, clippy::all, rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]\nuse {crate_path} as __rs;\nuse ::std as __std;\nuse __rs::protocol::{{ProtocolReader as _, ProtocolWriter as _}};\n",
+            "/// Generated from `{}`.\npub mod {} {{\n#![allow(unused_imports, unused_variables, unused_mut, dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals, missing_docs, clippy::all, rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]\nuse {crate_path} as __rs;\nuse ::std as __std;\nuse __rs::protocol::{{ProtocolReader as _, ProtocolWriter as _}};\n",
             f.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
             module(&f.name)
         );

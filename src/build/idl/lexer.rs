@@ -5,7 +5,8 @@ use logos::Logos;
 
 use super::error::{IdlError, Pos};
 
-/// A token.
+/// A token. Keyword and punctuation variants are named for the text they match.
+#[allow(missing_docs)]
 #[derive(Logos, Debug, Clone, PartialEq)]
 #[logos(skip r"[ \t\r\n\f\u{feff}]+")]
 #[logos(skip(r"(//|#)[^\n]*", allow_greedy = true))]
@@ -17,7 +18,6 @@ pub enum Tok {
     #[regex(r"/\*([^*]|\*+[^*/])*\*+/", priority = 1)]
     #[token("/**/")]
     Comment,
-    /// Keywords.
     #[token("include")]
     Include,
     #[token("cpp_include")]
