@@ -8,7 +8,7 @@ mod idl {
 }
 mod support;
 
-use support::wire::{call_raw, read_reply};
+use support::wire::{call_raw, closed, read_reply};
 
 use std::io::{Read, Write};
 
@@ -563,10 +563,6 @@ fn too_large(reply: Bytes, what: &str) {
             && message.ends_with("exceeds the maximum of 4096"),
         "{message}"
     );
-}
-
-fn closed(s: &mut TcpStream) -> bool {
-    matches!(s.read(&mut [0u8; 64]), Ok(0) | Err(_))
 }
 
 /// A request over the maximum message size is answered with PROTOCOL_ERROR, and the

@@ -8,7 +8,7 @@ mod idl {
 mod support;
 
 use support::process::{python, Demo, Logged};
-use support::wire::{call_raw, read_reply};
+use support::wire::{call_raw, closed, read_reply};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -116,11 +116,6 @@ fn app_exception(reply: Bytes) -> ApplicationException {
 }
 
 /// Whether the server closed `s` (EOF or reset) within the read timeout.
-fn closed(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 64];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
-}
-
 #[test]
 fn hostile_input_costs_only_its_connection() {
     let demo = Demo::start(&["--read-timeout-ms", "300"]);

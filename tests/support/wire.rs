@@ -68,3 +68,16 @@ pub fn read_reply(s: &mut TcpStream) -> std::io::Result<Bytes> {
         got.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// Whether the server closed `s`: an end of stream or a reset. A read that times
+/// out (the socket's read timeout) is not one.
+pub fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
