@@ -713,6 +713,98 @@ fn every_transport_at_once_on_one_port() {
     println!("{rounds} rounds of header calls ran beside the thriftpy2 checks");
 }
 
+/// fbthrift's persistent THeader pairs (PKEYVALUE), as its `setPersistentHeader`
+/// sends them: once sent, a pair counts for every later call on the connection; a
+/// key sent again takes its new value; a call's own pair of the same key wins for
+/// that call; another connection (on the same core) has none; and a connection that
+/// sends more than the limit is closed.
+#[test]
+fn theader_persistent_pairs_count_for_every_later_call_on_their_connection() {
+    use ringsoa::protocol::Protocol;
+    use ringsoa::transport::header::{self, Header, HeaderKind, HeaderLimits};
+    let demo = Demo::start(&["--cores", "1"]);
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let send = |s: &mut TcpStream, seqid: u32, strings: &[(&str, &str)], persistent: Vec<_>| {
+        let mut h = Header::new(HeaderKind::THeader, seqid, Protocol::Binary);
+        h.strings = pairs(strings);
+        h.persistent = persistent;
+        let mut frame = BytesMut::from(&[0u8; 4][..]);
+        header::encode(&mut frame, &h);
+        let mut w = BinaryWriter::new(&mut frame);
+        w.write_message_begin("whoami", MessageType::Call, seqid as i32);
+        DemoWhoamiArgs {}.encode(&mut w);
+        let len = (frame.len() - 4) as u32;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        s.write_all(&frame)
+    };
+    let who = |s: &mut TcpStream, seqid, strings: &[(&str, &str)], persistent: &[(&str, &str)]| {
+        send(s, seqid, strings, pairs(persistent)).unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut body).unwrap();
+        let limits = HeaderLimits {
+            entries: 64,
+            item: 4096,
+        };
+        let (h, payload) = header::decode(&Bytes::from(body), &limits).unwrap();
+        assert_eq!(h.seqid, seqid);
+        let mut r = BinaryReader::new(payload);
+        r.read_message_begin().unwrap();
+        DemoWhoamiResult::decode(&mut r).unwrap().success.unwrap()
+    };
+    let mut s = connect(demo.addr);
+    let first = who(
+        &mut s,
+        1,
+        &[("once", "1")],
+        &[("tenant", "t1"), ("client_id", "pclient")],
+    );
+    assert_eq!(first["meta.tenant"], "t1");
+    assert_eq!(first["meta.once"], "1");
+    assert_eq!(
+        first["client"], "pclient",
+        "the caller, from a persistent pair"
+    );
+    let later = who(&mut s, 2, &[], &[]);
+    assert_eq!(later["meta.tenant"], "t1", "{later:?}");
+    assert_eq!(later["client"], "pclient", "{later:?}");
+    assert!(!later.contains_key("meta.once"), "{later:?}");
+    let own = who(&mut s, 3, &[("tenant", "mine")], &[]);
+    assert_eq!(own["meta.tenant"], "mine", "the call's own pair wins");
+    let changed = who(&mut s, 4, &[], &[("tenant", "t2")]);
+    assert_eq!(changed["meta.tenant"], "t2");
+    assert_eq!(who(&mut s, 5, &[], &[])["meta.tenant"], "t2");
+    let mut other = connect(demo.addr);
+    let fresh = who(&mut other, 1, &[], &[]);
+    assert_eq!(fresh["core"], later["core"], "one core");
+    assert!(!fresh.contains_key("meta.tenant"), "{fresh:?}");
+
+    // 60 kept, then 40 more: past the limit (the tracking meta's 64 + 32).
+    let many = |from: usize, n: usize| -> Vec<(String, String)> {
+        (from..from + n)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect()
+    };
+    let mut greedy = connect(demo.addr);
+    send(&mut greedy, 1, &[], many(0, 60)).unwrap();
+    let mut sink = Vec::new();
+    greedy
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut len = [0u8; 4];
+    greedy.read_exact(&mut len).unwrap();
+    sink.resize(u32::from_be_bytes(len) as usize, 0);
+    greedy.read_exact(&mut sink).unwrap();
+    let _ = send(&mut greedy, 2, &[], many(60, 40));
+    assert!(closed(&mut greedy), "a connection past the limit is closed");
+    assert_eq!(who(&mut s, 6, &[], &[])["meta.tenant"], "t2", "and only it");
+}
+
 /// Every Demo call kind over TTHeader and THeader, binary and compact.
 fn header_round(addr: SocketAddr) {
     use ringsoa::client::{Client, ClientConfig, ConnOptions};

@@ -324,7 +324,9 @@ impl Conn {
                     why,
                 )));
             }
-            meta = (!h.strings.is_empty()).then(|| h.strings.into_iter().collect());
+            // A reply's persistent pairs count for this reply only; its own win.
+            let pairs = h.persistent.into_iter().chain(h.strings);
+            meta = Some(pairs.collect()).filter(|m: &BTreeMap<_, _>| !m.is_empty());
             msg = payload;
         } else if self.version >= 2 && !matches!(msg.first(), Some(0x80 | 0x82)) {
             let mut r = C::reader(msg.clone());

@@ -67,6 +67,7 @@ pub async fn serve<S: Dispatch>(
         },
         timer: None,
         cx: CallContext::default(),
+        persistent: Vec::new(),
     };
     let Err(end) = session.run().await else {
         return;
@@ -115,6 +116,8 @@ struct Session<S> {
     /// The context of the call being served, reset for each call: its maps and
     /// strings are made once per connection, not once per call.
     cx: CallContext,
+    /// THeader's persistent pairs this connection's client has sent.
+    persistent: Vec<(String, String)>,
 }
 
 impl<S: Dispatch> Session<S> {
@@ -173,7 +176,10 @@ impl<S: Dispatch> Session<S> {
     async fn request<C: Codec>(&mut self, frame: Bytes) -> Result<bool, End> {
         if self.conn.framing() == Framing::Framed && HeaderKind::of(&frame).is_some() {
             let limits = envelope::limits(&self.core.config.tracking_limits);
-            let (h, payload) = header::decode(&frame, &limits)?;
+            let (mut h, payload) = header::decode(&frame, &limits)?;
+            if !(h.persistent.is_empty() && self.persistent.is_empty()) {
+                envelope::persist(&mut self.persistent, &mut h, limits.entries)?;
+            }
             let (mut site, cx) = self.site();
             site.envelope = Some(&h);
             return with_codec!(h.protocol, P => {

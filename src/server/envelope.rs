@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::{BufMut, BytesMut};
 
+use crate::protocol::{ProtocolError, ProtocolErrorKind};
 use crate::rpc::context::TIMEOUT_META;
 use crate::rpc::CallContext;
 use crate::tracking::server::Limits;
@@ -20,6 +21,36 @@ pub fn limits(l: &Limits) -> HeaderLimits {
         entries: l.meta_entries + 32,
         item: l.meta_item,
     }
+}
+
+/// Keeps a THeader request's persistent (PKEYVALUE) pairs in `kept`, the
+/// connection's (a key sent again takes its new value), and adds each kept pair
+/// the request does not set itself to the request's pairs, as fbthrift's THeader
+/// does: a client sends such a pair once, and it counts for every later call on
+/// the connection. More than `limit` kept ends the connection.
+pub fn persist(
+    kept: &mut Vec<(String, String)>,
+    h: &mut Header,
+    limit: usize,
+) -> Result<(), ProtocolError> {
+    for (key, value) in h.persistent.drain(..) {
+        if let Some(i) = kept.iter().position(|(k, _)| *k == key) {
+            kept[i].1 = value;
+        } else if kept.len() < limit {
+            kept.push((key, value));
+        } else {
+            return Err(ProtocolError::new(
+                ProtocolErrorKind::SizeLimit,
+                format!("THeader persistent pairs: more than {limit} on one connection"),
+            ));
+        }
+    }
+    for (key, value) in kept.iter() {
+        if !h.strings.iter().any(|(k, _)| k == key) {
+            h.strings.push((key.clone(), value.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Puts the header's values into `cx`: the caller (TTHeader's FromService,

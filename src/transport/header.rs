@@ -84,8 +84,11 @@ pub struct Header {
     pub nested: bool,
     /// TTHeader's int-key pairs.
     pub ints: Vec<(u16, String)>,
-    /// String pairs (THeader's KEYVALUE and PKEYVALUE, TTHeader's 0x01).
+    /// String pairs (THeader's KEYVALUE, TTHeader's 0x01).
     pub strings: Vec<(String, String)>,
+    /// THeader's PKEYVALUE pairs: persistent, sent once and meant for every later
+    /// message on the connection too (fbthrift's `setPersistentHeader`).
+    pub persistent: Vec<(String, String)>,
 }
 
 impl Header {
@@ -100,6 +103,7 @@ impl Header {
             nested: false,
             ints: Vec::new(),
             strings: Vec::new(),
+            persistent: Vec::new(),
         }
     }
 
@@ -310,9 +314,11 @@ pub fn decode(frame: &Bytes, limits: &HeaderLimits) -> Result<(Header, Bytes), P
             transforms(&ids, kind)?;
             // KEYVALUE (1) and PKEYVALUE (2); padding (0) or any other id ends them.
             while !h.done() {
-                if !matches!(h.varint()?, 1 | 2) {
-                    break;
-                }
+                let pairs = match h.varint()? {
+                    1 => &mut header.strings,
+                    2 => &mut header.persistent,
+                    _ => break,
+                };
                 let n = h.varint()? as usize;
                 count(n)?;
                 for _ in 0..n {
@@ -320,7 +326,7 @@ pub fn decode(frame: &Bytes, limits: &HeaderLimits) -> Result<(Header, Bytes), P
                     let key = h.text(k, limits)?;
                     let v = h.varint()? as usize;
                     let value = h.text(v, limits)?;
-                    header.strings.push((key, value));
+                    pairs.push((key, value));
                 }
             }
         }
@@ -396,10 +402,13 @@ pub fn encode(out: &mut BytesMut, h: &Header) {
         HeaderKind::THeader => {
             out.put_u8(proto);
             out.put_u8(0);
-            if !h.strings.is_empty() {
-                out.put_u8(1);
-                put_varint(out, h.strings.len());
-                for (k, v) in &h.strings {
+            for (id, pairs) in [(1, &h.strings), (2, &h.persistent)] {
+                if pairs.is_empty() {
+                    continue;
+                }
+                out.put_u8(id);
+                put_varint(out, pairs.len());
+                for (k, v) in pairs {
                     for s in [k, v] {
                         put_varint(out, s.len());
                         out.put_slice(s.as_bytes());
@@ -457,6 +466,20 @@ mod tests {
     }
 
     #[test]
+    fn theader_persistent_pairs_are_kept_apart() {
+        // As fbthrift writes them: protocol 0, no transforms, KEYVALUE (1) with
+        // a=b, PKEYVALUE (2) with k=v, padding to a whole word; then the message.
+        let info = [0, 0, 1, 1, 1, b'a', 1, b'b', 2, 1, 1, b'k', 1, b'v', 0, 0];
+        let mut f = vec![0x0f, 0xff, 0, 0, 0, 0, 0, 9, 0, info.len() as u8 / 4];
+        f.extend_from_slice(&info);
+        f.extend_from_slice(&[0x80, 0x01, 0x00, 0x01, 0, 0, 0, 0]);
+        let (h, payload) = decode(&Bytes::from(f), &LIMITS).unwrap();
+        assert_eq!(h.strings, [("a".to_string(), "b".to_string())]);
+        assert_eq!(h.persistent, [("k".to_string(), "v".to_string())]);
+        assert_eq!(payload.len(), 8);
+    }
+
+    #[test]
     fn both_kinds_round_trip_with_their_pairs() {
         let msg = [0x80, 0x01, 0x00, 0x01, 0, 0, 0, 0];
         for kind in [HeaderKind::TTHeader, HeaderKind::THeader] {
@@ -471,6 +494,8 @@ mod tests {
                 ];
                 if kind == HeaderKind::TTHeader {
                     h.ints = vec![(int_key::FROM_SERVICE, "svc".into())];
+                } else {
+                    h.persistent = vec![("tenant".into(), "t1".into())];
                 }
                 let f = frame(&h, &msg);
                 let extra = usize::from(framed) * 4 + usize::from(nested) * 4;
