@@ -805,22 +805,25 @@ fn theader_persistent_pairs_count_for_every_later_call_on_their_connection() {
     assert_eq!(who(&mut s, 6, &[], &[])["meta.tenant"], "t2", "and only it");
 }
 
-/// Every Demo call kind over TTHeader and THeader, binary and compact.
+/// Every Demo call kind over TTHeader and THeader, binary and compact, and THeader
+/// with each header frame inside a frame of its own (Apache's over TFramedTransport).
 fn header_round(addr: SocketAddr) {
     use ringsoa::client::{Client, ClientConfig, ConnOptions};
     use ringsoa::protocol::Protocol;
     use ringsoa::rpc::{CallContext, CallError};
     use ringsoa::transport::header::HeaderKind;
     support::block_on(async {
-        for (kind, protocol) in [
-            (HeaderKind::TTHeader, Protocol::Binary),
-            (HeaderKind::THeader, Protocol::Compact),
-            (HeaderKind::TTHeader, Protocol::Compact),
+        for (kind, protocol, in_frame) in [
+            (HeaderKind::TTHeader, Protocol::Binary, false),
+            (HeaderKind::THeader, Protocol::Compact, false),
+            (HeaderKind::TTHeader, Protocol::Compact, false),
+            (HeaderKind::THeader, Protocol::Binary, true),
         ] {
             let config = ClientConfig {
                 conn: ConnOptions {
                     protocol,
                     header: Some(kind),
+                    header_in_frame: in_frame,
                     ..ConnOptions::new("header-peer")
                 },
                 ..ClientConfig::default()

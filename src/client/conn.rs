@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use monoio::net::TcpStream;
 
 use super::envelope;
@@ -58,6 +58,10 @@ pub struct ConnOptions {
     /// and the context's meta, and the reply header's string pairs come back as
     /// reply meta.
     pub header: Option<HeaderKind>,
+    /// With a header transport, puts each header frame inside a frame of its own, as
+    /// Apache's `THeaderProtocol` over `TFramedTransport` sends it (a server set up
+    /// that way reads nothing else; ringsoa's server and fbthrift's read either).
+    pub header_in_frame: bool,
     /// The largest reply read, in bytes (16 MiB, the server's default too); a larger
     /// one fails its call and closes its connection.
     pub max_message: usize,
@@ -90,6 +94,7 @@ impl Default for ConnOptions {
             send_deadline: true,
             multiplex: None,
             header: None,
+            header_in_frame: false,
             max_message: DEFAULT_MAX_MESSAGE,
             max_decoded: DEFAULT_MAX_DECODED,
         }
@@ -102,6 +107,8 @@ pub(crate) struct Conn {
     protocol: Protocol,
     /// The header transport of every call, with the app id it names.
     header: Option<(HeaderKind, std::rc::Rc<str>)>,
+    /// Each header frame inside a frame of its own.
+    header_in_frame: bool,
     /// Tracking version: 0 native, 1 or 2.
     pub version: i32,
     /// The last seqid sent; seqids increase per connection.
@@ -174,6 +181,7 @@ impl Conn {
             io: MessageConn::new(stream, framing, opts.protocol, opts.max_message),
             protocol: opts.protocol,
             header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
+            header_in_frame: opts.header_in_frame,
             version: 0,
             seqid: 0,
             opened: now,
@@ -258,8 +266,13 @@ impl Conn {
         self.seqid = self.seqid.wrapping_add(1).max(1);
         let seqid = self.seqid;
         let mark = self.io.begin_message();
+        let inner = self.io.out().len();
         if let Some((kind, app_id)) = &self.header {
-            let h = envelope::request(*kind, seqid, self.protocol, app_id, call);
+            let mut h = envelope::request(*kind, seqid, self.protocol, app_id, call);
+            h.nested = self.header_in_frame;
+            if h.nested {
+                self.io.out().put_u32(0);
+            }
             header::encode(self.io.out(), &h);
         }
         {
@@ -269,6 +282,9 @@ impl Conn {
             }
             w.write_message_begin(call.method, kind, seqid);
             args.encode(&mut w);
+        }
+        if self.header.is_some() && self.header_in_frame {
+            header::finish_nested(self.io.out(), inner);
         }
         self.io.finish_message(mark);
         self.io.flush().await.map_err(|e| Failed {

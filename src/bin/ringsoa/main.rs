@@ -87,6 +87,9 @@ enum TransportArg {
     Ttheader,
     /// fbthrift's and Apache's THeader, framed.
     Theader,
+    /// THeader with each header frame inside a frame of its own, for a server
+    /// running Apache's THeaderProtocol over TFramedTransport.
+    TheaderInFrame,
 }
 
 #[derive(clap::Args, Debug)]
@@ -255,9 +258,10 @@ fn call(a: CallArgs) -> ExitCode {
         },
         header: match a.transport {
             TransportArg::Ttheader => Some(HeaderKind::TTHeader),
-            TransportArg::Theader => Some(HeaderKind::THeader),
+            TransportArg::Theader | TransportArg::TheaderInFrame => Some(HeaderKind::THeader),
             _ => None,
         },
+        header_in_frame: matches!(a.transport, TransportArg::TheaderInFrame),
         connect_timeout: timeout,
         call_timeout: timeout,
         tracking: !a.no_tracking,

@@ -27,8 +27,9 @@ fn same<T: PartialEq + std::fmt::Debug>(got: T, want: T) -> Check {
     }
 }
 
-/// A framing, and the header transport inside the frames if any.
-pub type Transport = (Framing, Option<HeaderKind>);
+/// A framing, the header transport inside the frames if any, and whether each
+/// header frame sits inside a frame of its own.
+pub type Transport = (Framing, Option<HeaderKind>, bool);
 
 fn client(
     addr: SocketAddr,
@@ -40,6 +41,7 @@ fn client(
         protocol,
         framing: transport.0,
         header: transport.1,
+        header_in_frame: transport.2,
         tracking: false,
         connect_timeout: Duration::from_secs(5),
         call_timeout: Duration::from_secs(10),

@@ -6,7 +6,7 @@
 //! `test/py/TestServer.py` does.
 //!
 //! `ringsoa-crosstest client --port P --protocol binary|compact --transport
-//! buffered|framed|theader|ttheader [--multiplex]` calls every method of a ThriftTest server (Apache's
+//! buffered|framed|theader|theader-in-frame|ttheader [--multiplex]` calls every method of a ThriftTest server (Apache's
 //! `TestServer.py`) through ringsoa's client and the generated stubs, checks each
 //! answer as Apache's `TestClient.py` does, prints one line per method and exits 1 if
 //! any failed.
@@ -50,15 +50,16 @@ fn main() -> ExitCode {
                 "compact" => Protocol::Compact,
                 other => return usage(&format!("unknown protocol {other}")),
             };
-            let (framing, header) = match flag("--transport").unwrap_or("buffered") {
-                "buffered" => (Framing::Buffered, None),
-                "framed" => (Framing::Framed, None),
-                "theader" => (Framing::Framed, Some(HeaderKind::THeader)),
-                "ttheader" => (Framing::Framed, Some(HeaderKind::TTHeader)),
+            let transport = match flag("--transport").unwrap_or("buffered") {
+                "buffered" => (Framing::Buffered, None, false),
+                "framed" => (Framing::Framed, None, false),
+                "theader" => (Framing::Framed, Some(HeaderKind::THeader), false),
+                "theader-in-frame" => (Framing::Framed, Some(HeaderKind::THeader), true),
+                "ttheader" => (Framing::Framed, Some(HeaderKind::TTHeader), false),
                 other => return usage(&format!("unknown transport {other}")),
             };
             let multiplex = args.iter().any(|a| a == "--multiplex");
-            checks::run(addr, protocol, (framing, header), multiplex)
+            checks::run(addr, protocol, transport, multiplex)
         }
         _ => usage("say server or client"),
     }
@@ -68,7 +69,7 @@ fn usage(why: &str) -> ExitCode {
     eprintln!(
         "ringsoa-crosstest: {why}\nusage: ringsoa-crosstest server --port P\n       \
          ringsoa-crosstest client --port P [--protocol binary|compact] \
-         [--transport buffered|framed|theader|ttheader] [--multiplex]"
+         [--transport buffered|framed|theader|theader-in-frame|ttheader] [--multiplex]"
     );
     ExitCode::from(2)
 }
