@@ -1,22 +1,25 @@
 """Apache's Python THeaderProtocol as a client with a chosen payload protocol (the
 cross test's TestClient.py only sends binary inside THeader). Calls ThriftTest
-methods on HOST:PORT and checks each answer; exit 1 on any failure.
+methods on HOST:PORT and checks each answer; exit 1 on any failure. `framed` puts
+the header transport over TFramedTransport (each header frame inside a frame).
 
-Usage: header_client.py GEN_PY PORT binary|compact
+Usage: header_client.py GEN_PY PORT binary|compact [buffered|framed]
 """
 import sys
 
 sys.path.insert(0, sys.argv[1])
 from thrift.protocol import THeaderProtocol  # noqa: E402
-from thrift.transport import TSocket  # noqa: E402
+from thrift.transport import TSocket, TTransport  # noqa: E402
 from thrift.transport.THeaderTransport import THeaderClientType, THeaderSubprotocolID  # noqa: E402
 from ThriftTest import ThriftTest  # noqa: E402
 from ThriftTest.ttypes import Xception, Xtruct  # noqa: E402
 
 port, proto = int(sys.argv[2]), sys.argv[3]
+framing = sys.argv[4] if len(sys.argv) > 4 else "buffered"
 payload = {"binary": THeaderSubprotocolID.BINARY, "compact": THeaderSubprotocolID.COMPACT}[proto]
 sock = TSocket.TSocket("127.0.0.1", port)
-protocol = THeaderProtocol.THeaderProtocol(sock, (THeaderClientType.HEADERS,), default_protocol=payload)
+trans = TTransport.TFramedTransport(sock) if framing == "framed" else sock
+protocol = THeaderProtocol.THeaderProtocol(trans, (THeaderClientType.HEADERS,), default_protocol=payload)
 client = ThriftTest.Client(protocol)
 sock.open()
 # A header of our own on every request: the server must read past it.
@@ -45,5 +48,5 @@ check("the reply came back in THeader with the same payload protocol",
       protocol.trans._client_type == THeaderClientType.HEADERS
       and protocol.trans.protocol_id == payload)
 sock.close()
-print(f"header_client {proto}: {failed} failed")
+print(f"header_client {proto} {framing}: {failed} failed")
 sys.exit(1 if failed else 0)
