@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use idl::demo::*;
+use ringsoa::protocol::Protocol;
 use ringsoa::protocol::{
     ApplicationException, BinaryReader, BinaryWriter, Decode, Encode, MessageType, ProtocolReader,
     ProtocolWriter,
 };
+use ringsoa::transport::header::{self, Header, HeaderKind, HeaderLimits};
 
 #[test]
 fn thriftpy2_clients_against_two_demo_servers() {
@@ -152,11 +154,12 @@ fn hostile_input_costs_only_its_connection() {
     s.write_all(&[0, 0, 0, 0, 0x80]).unwrap();
     assert!(closed(&mut s), "zero frame");
 
-    // Header transports: a zlib THeader, a TTHeader claiming more header than its
-    // frame holds, a THeader with a protobuf payload: each closes its connection.
+    // Header transports: a zlib THeader whose payload is not zlib, a TTHeader
+    // claiming more header than its frame holds, a THeader with a protobuf payload:
+    // each closes its connection.
     for (what, body) in [
         (
-            "zlib THeader",
+            "zlib THeader without zlib data",
             &[0x0f, 0xff, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 1, 0][..],
         ),
         (
@@ -720,42 +723,25 @@ fn every_transport_at_once_on_one_port() {
 /// sends more than the limit is closed.
 #[test]
 fn theader_persistent_pairs_count_for_every_later_call_on_their_connection() {
-    use ringsoa::protocol::Protocol;
-    use ringsoa::transport::header::{self, Header, HeaderKind, HeaderLimits};
     let demo = Demo::start(&["--cores", "1"]);
     let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
         p.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     };
-    let send = |s: &mut TcpStream, seqid: u32, strings: &[(&str, &str)], persistent: Vec<_>| {
-        let mut h = Header::new(HeaderKind::THeader, seqid, Protocol::Binary);
-        h.strings = pairs(strings);
-        h.persistent = persistent;
-        let mut frame = BytesMut::from(&[0u8; 4][..]);
-        header::encode(&mut frame, &h);
-        let mut w = BinaryWriter::new(&mut frame);
-        w.write_message_begin("whoami", MessageType::Call, seqid as i32);
-        DemoWhoamiArgs {}.encode(&mut w);
-        let len = (frame.len() - 4) as u32;
-        frame[..4].copy_from_slice(&len.to_be_bytes());
-        s.write_all(&frame)
+    let header = |seqid, strings: &[(&str, &str)], persistent| Header {
+        strings: pairs(strings),
+        persistent,
+        ..Header::new(HeaderKind::THeader, seqid, Protocol::Binary)
+    };
+    let send = |s: &mut TcpStream, seqid, strings: &[(&str, &str)], persistent| {
+        send_theader_whoami(s, &header(seqid, strings, persistent))
     };
     let who = |s: &mut TcpStream, seqid, strings: &[(&str, &str)], persistent: &[(&str, &str)]| {
         send(s, seqid, strings, pairs(persistent)).unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut body).unwrap();
-        let limits = HeaderLimits {
-            entries: 64,
-            item: 4096,
-        };
-        let (h, payload) = header::decode(&Bytes::from(body), &limits).unwrap();
+        let (h, who) = read_theader_whoami(s);
         assert_eq!(h.seqid, seqid);
-        let mut r = BinaryReader::new(payload);
-        r.read_message_begin().unwrap();
-        DemoWhoamiResult::decode(&mut r).unwrap().success.unwrap()
+        who
     };
     let mut s = connect(demo.addr);
     let first = who(
@@ -803,6 +789,94 @@ fn theader_persistent_pairs_count_for_every_later_call_on_their_connection() {
     let _ = send(&mut greedy, 2, &[], many(60, 40));
     assert!(closed(&mut greedy), "a connection past the limit is closed");
     assert_eq!(who(&mut s, 6, &[], &[])["meta.tenant"], "t2", "and only it");
+}
+
+/// A THeader frame with `h` around a binary `Demo.whoami` call, its payload
+/// compressed with zlib when `h.zlib` says so.
+fn send_theader_whoami(s: &mut TcpStream, h: &Header) -> std::io::Result<()> {
+    let mut message = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut message);
+    w.write_message_begin("whoami", MessageType::Call, h.seqid as i32);
+    DemoWhoamiArgs {}.encode(&mut w);
+    let mut frame = BytesMut::from(&[0u8; 4][..]);
+    header::encode(&mut frame, h);
+    if h.zlib {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&message)?;
+        frame.extend_from_slice(&z.finish()?);
+    } else {
+        frame.extend_from_slice(&message);
+    }
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    s.write_all(&frame)
+}
+
+/// One framed THeader reply to `whoami`: its header and the answer (inflated first
+/// when the header names zlib).
+fn read_theader_whoami(s: &mut TcpStream) -> (Header, BTreeMap<String, String>) {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    let limits = HeaderLimits {
+        entries: 64,
+        item: 4096,
+    };
+    let (h, mut payload) = header::decode(&Bytes::from(body), &limits).unwrap();
+    if h.zlib {
+        let mut plain = Vec::new();
+        flate2::read::ZlibDecoder::new(&payload[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        payload = plain.into();
+    }
+    let mut r = BinaryReader::new(payload);
+    r.read_message_begin().unwrap();
+    let who = DemoWhoamiResult::decode(&mut r).unwrap().success.unwrap();
+    (h, who)
+}
+
+/// THeader's zlib transform, as Apache's and fbthrift's clients send it: the request
+/// is inflated and the reply compressed too; a payload that inflates past the
+/// maximum message size closes its connection (only it) with a line that says so.
+#[test]
+fn theader_zlib_requests_are_inflated_and_answered_compressed() {
+    let logged = Logged::start("zlib", |_| {});
+    let addr = logged.demo.addr;
+    let mut s = connect(addr);
+    let h = Header {
+        zlib: true,
+        strings: vec![("k".into(), "zipped".into())],
+        ..Header::new(HeaderKind::THeader, 9, Protocol::Binary)
+    };
+    send_theader_whoami(&mut s, &h).unwrap();
+    let (back, who) = read_theader_whoami(&mut s);
+    assert!(back.zlib, "the reply is compressed too");
+    assert_eq!(who["meta.k"], "zipped");
+    // A bomb: 64 MiB of zeros in some 64 KiB, past the 16 MiB maximum.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![0u8; 64 << 20]).unwrap();
+    let bomb = z.finish().unwrap();
+    let mut frame = BytesMut::from(&[0u8; 4][..]);
+    header::encode(&mut frame, &h);
+    frame.extend_from_slice(&bomb);
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let mut b = connect(addr);
+    b.write_all(&frame).unwrap();
+    assert!(closed(&mut b), "a zlib bomb closes its connection");
+    send_theader_whoami(&mut s, &h).unwrap();
+    assert_eq!(
+        read_theader_whoami(&mut s).1["meta.k"],
+        "zipped",
+        "and only it"
+    );
+    let log = logged.text();
+    assert!(
+        log.contains("the THeader zlib payload inflates past the maximum message size"),
+        "{log}"
+    );
 }
 
 /// Every Demo call kind over TTHeader and THeader, binary and compact, and THeader

@@ -328,8 +328,11 @@ impl Conn {
         };
         let mut meta = None;
         if self.header.is_some() && HeaderKind::of(&msg).is_some() {
-            let (h, payload) =
+            let (h, mut payload) =
                 header::decode(&msg, &envelope::REPLY_LIMITS).map_err(Failed::sent)?;
+            if h.zlib {
+                payload = header::inflate(&payload, self.io.max_message()).map_err(Failed::sent)?;
+            }
             if h.protocol != self.protocol {
                 let why = format!(
                     "the reply header says {:?}, the call was {:?}",

@@ -176,9 +176,12 @@ impl<S: Dispatch> Session<S> {
     async fn request<C: Codec>(&mut self, frame: Bytes) -> Result<bool, End> {
         if self.conn.framing() == Framing::Framed && HeaderKind::of(&frame).is_some() {
             let limits = envelope::limits(&self.core.config.tracking_limits);
-            let (mut h, payload) = header::decode(&frame, &limits)?;
+            let (mut h, mut payload) = header::decode(&frame, &limits)?;
             if !(h.persistent.is_empty() && self.persistent.is_empty()) {
                 envelope::persist(&mut self.persistent, &mut h, limits.entries)?;
+            }
+            if h.zlib {
+                payload = header::inflate(&payload, self.conn.max_message())?;
             }
             let (mut site, cx) = self.site();
             site.envelope = Some(&h);

@@ -204,6 +204,11 @@ impl MessageConn {
         self.framing
     }
 
+    /// The largest message this connection reads.
+    pub fn max_message(&self) -> usize {
+        self.max
+    }
+
     /// The socket.
     pub fn stream(&self) -> &TcpStream {
         &self.stream

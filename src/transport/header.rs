@@ -12,8 +12,12 @@
 //! ```
 //!
 //! Decoding checks every length against the frame before reading; string pairs are
-//! bounded by the caller's limits; transforms (zlib, zstd) and protocols other than
-//! binary and compact are refused with a clear error.
+//! bounded by the caller's limits; THeader's zlib transform is named in the header
+//! (the payload is inflated by [`inflate`], within a size limit); other transforms
+//! (zstd, TTHeader's) and protocols other than binary and compact are refused with
+//! a clear error.
+
+use std::io::Read;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -89,6 +93,8 @@ pub struct Header {
     /// THeader's PKEYVALUE pairs: persistent, sent once and meant for every later
     /// message on the connection too (fbthrift's `setPersistentHeader`).
     pub persistent: Vec<(String, String)>,
+    /// THeader's zlib transform (1): the payload is zlib-compressed.
+    pub zlib: bool,
 }
 
 impl Header {
@@ -104,6 +110,7 @@ impl Header {
             ints: Vec::new(),
             strings: Vec::new(),
             persistent: Vec::new(),
+            zlib: false,
         }
     }
 
@@ -201,17 +208,26 @@ fn protocol(id: u32, kind: HeaderKind) -> Result<Protocol, ProtocolError> {
     }
 }
 
-fn transforms(ids: &[u32], kind: HeaderKind) -> Result<(), ProtocolError> {
-    match ids.first() {
-        None => Ok(()),
-        Some(id) => {
-            let name = match id {
-                1 => "zlib",
-                5 => "zstd",
-                _ => "unknown",
-            };
+/// Whether the transforms named are THeader's zlib alone (else none at all).
+fn transforms(ids: &[u32], kind: HeaderKind) -> Result<bool, ProtocolError> {
+    match ids {
+        [] => Ok(false),
+        [1] if kind == HeaderKind::THeader => Ok(true),
+        _ => {
+            let named: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    let name = match id {
+                        1 => "zlib",
+                        5 => "zstd",
+                        _ => "unknown",
+                    };
+                    format!("{id} ({name})")
+                })
+                .collect();
             Err(bad(format!(
-                "{kind:?} transform {id} ({name}) is not supported: send without compression"
+                "{kind:?} transform {} is not supported (THeader's zlib alone is): send without it",
+                named.join(" then ")
             )))
         }
     }
@@ -311,7 +327,7 @@ pub fn decode(frame: &Bytes, limits: &HeaderLimits) -> Result<(Header, Bytes), P
             if n > 8 {
                 return Err(bad(format!("THeader names {n} transforms")));
             }
-            transforms(&ids, kind)?;
+            header.zlib = transforms(&ids, kind)?;
             // KEYVALUE (1) and PKEYVALUE (2); padding (0) or any other id ends them.
             while !h.done() {
                 let pairs = match h.varint()? {
@@ -401,7 +417,11 @@ pub fn encode(out: &mut BytesMut, h: &Header) {
         }
         HeaderKind::THeader => {
             out.put_u8(proto);
-            out.put_u8(0);
+            if h.zlib {
+                out.put_slice(&[1, 1]);
+            } else {
+                out.put_u8(0);
+            }
             for (id, pairs) in [(1, &h.strings), (2, &h.persistent)] {
                 if pairs.is_empty() {
                     continue;
@@ -421,6 +441,34 @@ pub fn encode(out: &mut BytesMut, h: &Header) {
     out.put_bytes(0, pad);
     let words = ((out.len() - start) / 4).min(u16::MAX as usize) as u16;
     out[size_at..size_at + 2].copy_from_slice(&words.to_be_bytes());
+}
+
+/// Inflates the payload of a header with the zlib transform; one that is not zlib
+/// or would inflate past `max` bytes is an error (a few KiB of zlib can claim
+/// gigabytes: at most `max` + 1 bytes are ever inflated).
+pub fn inflate(payload: &[u8], max: usize) -> Result<Bytes, ProtocolError> {
+    let mut out = Vec::new();
+    let mut z = flate2::read::ZlibDecoder::new(payload).take(max as u64 + 1);
+    z.read_to_end(&mut out)
+        .map_err(|e| bad(format!("the THeader zlib payload does not inflate: {e}")))?;
+    if out.len() > max {
+        return Err(ProtocolError::new(
+            ProtocolErrorKind::SizeLimit,
+            format!(
+                "the THeader zlib payload inflates past the maximum message size of {max} bytes"
+            ),
+        ));
+    }
+    Ok(out.into())
+}
+
+/// Appends `payload`, zlib-compressed (the zlib transform), to `out`.
+pub fn deflate(payload: &[u8], out: &mut BytesMut) {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(out.writer(), flate2::Compression::default());
+    z.write_all(payload)
+        .and_then(|()| z.finish().map(drop))
+        .expect("writing to memory cannot fail");
 }
 
 /// Fills in the inner length of a nested header frame begun at `at` (where 4 bytes
@@ -463,6 +511,33 @@ mod tests {
             finish_nested(&mut out, 0);
         }
         out.freeze()
+    }
+
+    #[test]
+    fn the_zlib_transform_round_trips_and_inflates_within_its_limit() {
+        let mut h = Header::new(HeaderKind::THeader, 3, Protocol::Binary);
+        h.zlib = true;
+        let message = [0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, b'e', b'c', b'h', b'o'].repeat(50);
+        let mut packed = BytesMut::new();
+        deflate(&message, &mut packed);
+        assert!(packed.len() < message.len() / 4, "{} bytes", packed.len());
+        let f = frame(&h, &packed);
+        // Transforms: 1 of them, zlib (1); as Apache's Python writes them.
+        assert_eq!(&f[10..13], &[0, 1, 1]);
+        let (back, payload) = decode(&f, &LIMITS).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(&inflate(&payload, 4096).unwrap()[..], &message[..]);
+        // A bomb: 16 MiB of zeros in some 16 KiB, against a 1 MiB limit.
+        let mut bomb = BytesMut::new();
+        deflate(&vec![0u8; 16 << 20], &mut bomb);
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let e = inflate(&bomb, 1 << 20).unwrap_err();
+        assert_eq!(e.kind, ProtocolErrorKind::SizeLimit);
+        assert!(e
+            .message
+            .contains("inflates past the maximum message size of 1048576 bytes"));
+        let e = inflate(&message, 1 << 20).unwrap_err();
+        assert!(e.message.contains("does not inflate"), "{}", e.message);
     }
 
     #[test]
@@ -540,6 +615,10 @@ mod tests {
             (
                 &[0x0f, 0xff, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 5, 0],
                 "transform 5 (zstd)",
+            ),
+            (
+                &[0x0f, 0xff, 0, 0, 0, 0, 0, 1, 0, 1, 0, 2, 1, 1],
+                "transform 1 (zlib) then 1 (zlib) is not supported",
             ),
             (
                 &[0x10, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0x42, 0],

@@ -89,15 +89,19 @@ def apache_client_vs_ringsoa_server():
                           f"{run.stdout}{run.stderr}")
                 results[(proto, trans)] = ok
         # TestClient.py sends binary inside THeader only: compact too, by hand.
-        for payload in ("binary", "compact"):
+        for payload, transform in [(p, t) for t in ("plain", "zlib")
+                                   for p in ("binary", "compact")]:
             for trans in TRANSPORTS:
                 run = subprocess.run(
                     [PY, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                      "header_client.py"), GEN_PY, str(port), payload, trans],
+                                      "header_client.py"), GEN_PY, str(port), payload, trans,
+                     transform],
                     capture_output=True, text=True, timeout=60)
                 if run.returncode != 0:
-                    print(f"--- header_client.py {payload} {trans}\n{run.stdout}{run.stderr}")
-                results[(f"header, {payload} payload (header_client.py)", trans)] = \
+                    print(f"--- header_client.py {payload} {trans} {transform}\n"
+                          f"{run.stdout}{run.stderr}")
+                zlib = ", zlib" if transform == "zlib" else ""
+                results[(f"header, {payload} payload{zlib} (header_client.py)", trans)] = \
                     run.returncode == 0
     finally:
         stop(server)

@@ -1,10 +1,11 @@
 //! TTHeader and THeader decoding on arbitrary frames (with either magic put in
 //! front half the time, so the fuzzer reaches the info blocks): never a panic, and
-//! what decodes re-encodes to a header that decodes to the same values.
+//! what decodes re-encodes to a header that decodes to the same values; a payload
+//! under the zlib transform inflates or fails, within its limit.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
-use ringsoa::transport::header::{decode, encode, HeaderLimits};
+use ringsoa::transport::header::{decode, encode, inflate, HeaderLimits};
 
 const LIMITS: HeaderLimits = HeaderLimits {
     entries: 64,
@@ -40,4 +41,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         decode(&again.freeze(), &LIMITS).expect("a re-encoded header decodes");
     assert_eq!(back, h);
     assert_eq!(back_payload, payload);
+    if h.zlib {
+        if let Ok(plain) = inflate(&payload, 1 << 16) {
+            assert!(plain.len() <= 1 << 16);
+        }
+    }
 });
