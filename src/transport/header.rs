@@ -443,20 +443,40 @@ pub fn encode(out: &mut BytesMut, h: &Header) {
     out[size_at..size_at + 2].copy_from_slice(&words.to_be_bytes());
 }
 
-/// Inflates the payload of a header with the zlib transform; one that is not zlib
-/// or would inflate past `max` bytes is an error (a few KiB of zlib can claim
-/// gigabytes: at most `max` + 1 bytes are ever inflated).
+/// The most a zlib payload may inflate to, as a multiple of its own size (past
+/// [`INFLATE_FLOOR`]): a few KiB of zlib can claim gigabytes, and the memory a
+/// connection makes a server hold stays within a multiple of what it sent.
+pub const INFLATE_RATIO: usize = 128;
+
+/// What any zlib payload may inflate to, whatever its ratio.
+pub const INFLATE_FLOOR: usize = 64 * 1024;
+
+/// Inflates the payload of a header with the zlib transform. One that is not zlib,
+/// or would inflate past `max` bytes or past [`INFLATE_RATIO`] times its size (if
+/// that is more than [`INFLATE_FLOOR`]), is an error; no more than that limit plus
+/// one byte is ever inflated.
 pub fn inflate(payload: &[u8], max: usize) -> Result<Bytes, ProtocolError> {
+    let by_ratio = payload
+        .len()
+        .saturating_mul(INFLATE_RATIO)
+        .max(INFLATE_FLOOR);
+    let limit = max.min(by_ratio);
     let mut out = Vec::new();
-    let mut z = flate2::read::ZlibDecoder::new(payload).take(max as u64 + 1);
+    let mut z = flate2::read::ZlibDecoder::new(payload).take(limit as u64 + 1);
     z.read_to_end(&mut out)
         .map_err(|e| bad(format!("the THeader zlib payload does not inflate: {e}")))?;
-    if out.len() > max {
+    if out.len() > limit {
+        let why = if limit == max {
+            format!("past the maximum message size of {max} bytes")
+        } else {
+            format!(
+                "to more than {INFLATE_RATIO} times its {} bytes (send it without the transform)",
+                payload.len()
+            )
+        };
         return Err(ProtocolError::new(
             ProtocolErrorKind::SizeLimit,
-            format!(
-                "the THeader zlib payload inflates past the maximum message size of {max} bytes"
-            ),
+            format!("the THeader zlib payload inflates {why}"),
         ));
     }
     Ok(out.into())
@@ -536,6 +556,15 @@ mod tests {
         assert!(e
             .message
             .contains("inflates past the maximum message size of 1048576 bytes"));
+        // Within 32 MiB, but over the ratio.
+        let e = inflate(&bomb, 32 << 20).unwrap_err();
+        assert_eq!(e.kind, ProtocolErrorKind::SizeLimit);
+        let want = format!("inflates to more than 128 times its {} bytes", bomb.len());
+        assert!(e.message.contains(&want), "{}", e.message);
+        // Under the floor any ratio goes: 60 KiB of zeros.
+        let mut small = BytesMut::new();
+        deflate(&vec![0u8; 60 << 10], &mut small);
+        assert_eq!(inflate(&small, 32 << 20).unwrap().len(), 60 << 10);
         let e = inflate(&message, 1 << 20).unwrap_err();
         assert!(e.message.contains("does not inflate"), "{}", e.message);
     }
