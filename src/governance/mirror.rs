@@ -147,8 +147,8 @@ impl Mirror {
         Some((key.as_str(), child))
     }
 
-    /// The followed folder `path` lies deeper under than one child (a node that is
-    /// no key, switch or provider, and is not read).
+    /// The followed folder that `path` lies below by more than one level: such a
+    /// node is no key, switch or provider, and is not read.
     pub fn nested_in(&self, path: &str) -> Option<&str> {
         let (mut above, _) = path.rsplit_once('/')?;
         while let Some((up, _)) = above.rsplit_once('/') {
