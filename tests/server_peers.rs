@@ -784,30 +784,35 @@ fn theader_persistent_pairs_count_for_every_later_call_on_their_connection() {
     assert_eq!(who(&mut s, 6, &[], &[])["meta.tenant"], "t2", "and only it");
 }
 
-/// A THeader frame with `h` around a binary `Demo.whoami` call, its payload
-/// compressed with zlib when `h.zlib` says so.
-fn send_theader_whoami(s: &mut TcpStream, h: &Header) -> std::io::Result<()> {
-    let mut message = BytesMut::new();
-    let mut w = BinaryWriter::new(&mut message);
-    w.write_message_begin("whoami", MessageType::Call, h.seqid as i32);
-    DemoWhoamiArgs {}.encode(&mut w);
+/// Writes a THeader frame with `h` around `message`, compressed with zlib when
+/// `h.zlib` says so.
+fn write_theader(s: &mut TcpStream, h: &Header, message: &[u8]) -> std::io::Result<()> {
     let mut frame = BytesMut::from(&[0u8; 4][..]);
     header::encode(&mut frame, h);
     if h.zlib {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        z.write_all(&message)?;
+        z.write_all(message)?;
         frame.extend_from_slice(&z.finish()?);
     } else {
-        frame.extend_from_slice(&message);
+        frame.extend_from_slice(message);
     }
     let len = (frame.len() - 4) as u32;
     frame[..4].copy_from_slice(&len.to_be_bytes());
     s.write_all(&frame)
 }
 
-/// One framed THeader reply to `whoami`: its header and the answer (inflated first
-/// when the header names zlib).
-fn read_theader_whoami(s: &mut TcpStream) -> (Header, BTreeMap<String, String>) {
+/// A THeader frame with `h` around a binary `Demo.whoami` call.
+fn send_theader_whoami(s: &mut TcpStream, h: &Header) -> std::io::Result<()> {
+    let mut message = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut message);
+    w.write_message_begin("whoami", MessageType::Call, h.seqid as i32);
+    DemoWhoamiArgs {}.encode(&mut w);
+    write_theader(s, h, &message)
+}
+
+/// One framed THeader message: its header and payload (inflated first when the
+/// header names zlib).
+fn read_theader(s: &mut TcpStream) -> (Header, Bytes) {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).unwrap();
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -816,18 +821,66 @@ fn read_theader_whoami(s: &mut TcpStream) -> (Header, BTreeMap<String, String>) 
         entries: 64,
         item: 4096,
     };
-    let (h, mut payload) = header::decode(&Bytes::from(body), &limits).unwrap();
-    if h.zlib {
-        let mut plain = Vec::new();
-        flate2::read::ZlibDecoder::new(&payload[..])
-            .read_to_end(&mut plain)
-            .unwrap();
-        payload = plain.into();
+    let (h, payload) = header::decode(&Bytes::from(body), &limits).unwrap();
+    if !h.zlib {
+        return (h, payload);
     }
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(&payload[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    (h, plain.into())
+}
+
+/// One THeader reply to `whoami`: its header and the answer.
+fn read_theader_whoami(s: &mut TcpStream) -> (Header, BTreeMap<String, String>) {
+    let (h, payload) = read_theader(s);
     let mut r = BinaryReader::new(payload);
     r.read_message_begin().unwrap();
     let who = DemoWhoamiResult::decode(&mut r).unwrap().success.unwrap();
     (h, who)
+}
+
+/// The client's side of the zlib transform: told to, it sends every THeader request
+/// compressed (as a server that reads the transform sees it), and it inflates a
+/// compressed reply.
+#[test]
+fn the_client_compresses_theader_requests_when_told() {
+    use ringsoa::client::{Client, ClientConfig, ConnOptions};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let (h, request) = read_theader(&mut s);
+        let mut r = BinaryReader::new(request);
+        let call = r.read_message_begin().unwrap();
+        assert!(h.zlib, "the request came compressed");
+        assert_eq!(&call.name[..], b"whoami");
+        let mut reply = BytesMut::new();
+        let mut w = BinaryWriter::new(&mut reply);
+        w.write_message_begin("whoami", MessageType::Reply, call.seqid);
+        let who = BTreeMap::from([("from".to_string(), "a zlib server".to_string())]);
+        DemoWhoamiResult { success: Some(who) }.encode(&mut w);
+        let zlib = Header {
+            zlib: true,
+            ..Header::new(HeaderKind::THeader, h.seqid, Protocol::Binary)
+        };
+        write_theader(&mut s, &zlib, &reply).unwrap();
+    });
+    let config = ClientConfig {
+        conn: ConnOptions {
+            header: Some(HeaderKind::THeader),
+            header_zlib: true,
+            ..ConnOptions::new("zlib-client")
+        },
+        ..ClientConfig::default()
+    };
+    let who = support::block_on(async {
+        let client = Client::new([addr], config);
+        DemoClient::new(&client).whoami(None).await.unwrap()
+    });
+    assert_eq!(who["from"], "a zlib server");
+    server.join().unwrap();
 }
 
 /// THeader's zlib transform, as Apache's and fbthrift's clients send it: the request
@@ -873,25 +926,28 @@ fn theader_zlib_requests_are_inflated_and_answered_compressed() {
     );
 }
 
-/// Every Demo call kind over TTHeader and THeader, binary and compact, and THeader
-/// with each header frame inside a frame of its own (Apache's over TFramedTransport).
+/// Every Demo call kind over TTHeader and THeader, binary and compact, THeader with
+/// each header frame inside a frame of its own (Apache's over TFramedTransport), and
+/// THeader with the zlib transform.
 fn header_round(addr: SocketAddr) {
     use ringsoa::client::{Client, ClientConfig, ConnOptions};
     use ringsoa::protocol::Protocol;
     use ringsoa::rpc::{CallContext, CallError};
     use ringsoa::transport::header::HeaderKind;
     support::block_on(async {
-        for (kind, protocol, in_frame) in [
-            (HeaderKind::TTHeader, Protocol::Binary, false),
-            (HeaderKind::THeader, Protocol::Compact, false),
-            (HeaderKind::TTHeader, Protocol::Compact, false),
-            (HeaderKind::THeader, Protocol::Binary, true),
+        for (kind, protocol, in_frame, zlib) in [
+            (HeaderKind::TTHeader, Protocol::Binary, false, false),
+            (HeaderKind::THeader, Protocol::Compact, false, false),
+            (HeaderKind::TTHeader, Protocol::Compact, false, false),
+            (HeaderKind::THeader, Protocol::Binary, true, false),
+            (HeaderKind::THeader, Protocol::Compact, false, true),
         ] {
             let config = ClientConfig {
                 conn: ConnOptions {
                     protocol,
                     header: Some(kind),
                     header_in_frame: in_frame,
+                    header_zlib: zlib,
                     ..ConnOptions::new("header-peer")
                 },
                 ..ClientConfig::default()

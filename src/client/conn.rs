@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use super::envelope;
@@ -62,6 +62,10 @@ pub struct ConnOptions {
     /// Apache's `THeaderProtocol` over `TFramedTransport` sends it (a server set up
     /// that way reads nothing else; ringsoa's server and fbthrift's read either).
     pub header_in_frame: bool,
+    /// With THeader, compresses every request with its zlib transform (fbthrift's
+    /// and Apache's servers inflate it; ringsoa's server answers compressed too). A
+    /// compressed reply is inflated whatever this says.
+    pub header_zlib: bool,
     /// The largest reply read, in bytes (16 MiB, the server's default too); a larger
     /// one fails its call and closes its connection.
     pub max_message: usize,
@@ -95,6 +99,7 @@ impl Default for ConnOptions {
             multiplex: None,
             header: None,
             header_in_frame: false,
+            header_zlib: false,
             max_message: DEFAULT_MAX_MESSAGE,
             max_decoded: DEFAULT_MAX_DECODED,
         }
@@ -109,6 +114,8 @@ pub(crate) struct Conn {
     header: Option<(HeaderKind, std::rc::Rc<str>)>,
     /// Each header frame inside a frame of its own.
     header_in_frame: bool,
+    /// Every THeader request compressed with zlib.
+    header_zlib: bool,
     /// Tracking version: 0 native, 1 or 2.
     pub version: i32,
     /// The last seqid sent; seqids increase per connection.
@@ -182,6 +189,7 @@ impl Conn {
             protocol: opts.protocol,
             header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
             header_in_frame: opts.header_in_frame,
+            header_zlib: opts.header_zlib && opts.header == Some(HeaderKind::THeader),
             version: 0,
             seqid: 0,
             opened: now,
@@ -270,11 +278,13 @@ impl Conn {
         if let Some((kind, app_id)) = &self.header {
             let mut h = envelope::request(*kind, seqid, self.protocol, app_id, call);
             h.nested = self.header_in_frame;
+            h.zlib = self.header_zlib;
             if h.nested {
                 self.io.out().put_u32(0);
             }
             header::encode(self.io.out(), &h);
         }
+        let payload = self.io.out().len();
         {
             let mut w = C::writer(self.io.out());
             if self.version >= 1 {
@@ -282,6 +292,13 @@ impl Conn {
             }
             w.write_message_begin(call.method, kind, seqid);
             args.encode(&mut w);
+        }
+        if self.header_zlib {
+            let out = self.io.out();
+            let mut packed = BytesMut::new();
+            header::deflate(&out[payload..], &mut packed);
+            out.truncate(payload);
+            out.extend_from_slice(&packed);
         }
         if self.header.is_some() && self.header_in_frame {
             header::finish_nested(self.io.out(), inner);

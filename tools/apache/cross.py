@@ -127,7 +127,8 @@ def header_transport(trans):
 
 def ringsoa_client_vs_apache_server():
     """For header protocols ringsoa's client speaks THeader as Apache's server
-    reads it (`header_transport`), with a binary and with a compact payload."""
+    reads it (`header_transport`), with a binary and with a compact payload, each
+    plain and with the zlib transform."""
     results = {}
     for proto in PROTOCOLS:
         for trans in TRANSPORTS:
@@ -135,16 +136,18 @@ def ringsoa_client_vs_apache_server():
             try:
                 ours, multiplexed = wire(proto)
                 if proto in HEADERS:
-                    runs = [(p, header_transport(trans)) for p in ("binary", "compact")]
+                    # Binary and compact payloads, plain and with the zlib transform.
+                    runs = [(p, header_transport(trans), z) for p in ("binary", "compact")
+                            for z in ([], ["--zlib"])]
                 else:
-                    runs = [(ours, trans)]
+                    runs = [(ours, trans, [])]
                 ok = True
-                for p, t in runs:
+                for p, t, z in runs:
                     cmd = [CROSSTEST, "client", "--port", str(port), "--protocol", p,
-                           "--transport", t] + (["--multiplex"] if multiplexed else [])
+                           "--transport", t] + z + (["--multiplex"] if multiplexed else [])
                     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
                     if run.returncode != 0:
-                        print(f"--- ringsoa-crosstest client --protocol {p} --transport {t}"
+                        print(f"--- ringsoa-crosstest client --protocol {p} --transport {t} {z}"
                               f" vs TestServer.py --protocol {proto} --transport {trans}\n"
                               f"{run.stdout}{run.stderr}")
                     ok = ok and run.returncode == 0
@@ -225,6 +228,18 @@ def dynamic_vs_apache_server():
                 if run.returncode != 2 or "InternalError" not in run.stderr:
                     failed.append(f"testException(TException): exit {run.returncode}, "
                                   f"{run.stderr.strip()}")
+                if proto in HEADERS:
+                    # The same through the zlib transform.
+                    method, args, want, _ = next(c for c in CALLS if c[0] == "testStruct")
+                    run = subprocess.run(
+                        [RINGSOA, "call", "--idl", IDL, "--addr", f"127.0.0.1:{port}",
+                         "--protocol", ours, "--transport", transport, "--zlib",
+                         "--no-tracking", f"ThriftTest.{method}", json.dumps(args)]
+                        + (["--multiplex"] if multiplexed else []),
+                        capture_output=True, text=True, timeout=60)
+                    if run.returncode != 0 or json.loads(run.stdout or "null") != want:
+                        failed.append(f"{method} --zlib: exit {run.returncode}, "
+                                      f"{run.stdout.strip()} {run.stderr.strip()}")
             finally:
                 stop(server)
             for f in failed:

@@ -121,6 +121,10 @@ struct CallArgs {
     /// --meta in its header instead of the tracking handshake).
     #[arg(long, value_enum, default_value = "buffered")]
     transport: TransportArg,
+    /// Compress each request with THeader's zlib transform (with --transport theader
+    /// or theader-in-frame).
+    #[arg(long)]
+    zlib: bool,
     /// Request meta sent in the tracking header, KEY=VALUE (repeatable).
     #[arg(long = "meta", value_parser = key_value)]
     meta: Vec<(String, String)>,
@@ -243,7 +247,16 @@ fn call(a: CallArgs) -> ExitCode {
             return fail("say where to call: --addr HOST:PORT or --service APP/CLUSTER")
         }
     };
-    let header_transport = matches!(a.transport, TransportArg::Ttheader | TransportArg::Theader);
+    let theader = matches!(
+        a.transport,
+        TransportArg::Theader | TransportArg::TheaderInFrame
+    );
+    let header_transport = theader || matches!(a.transport, TransportArg::Ttheader);
+    if a.zlib && !theader {
+        return fail(
+            "--zlib is THeader's transform: add --transport theader (or theader-in-frame)",
+        );
+    }
     if a.no_tracking && !header_transport && !a.meta.is_empty() {
         return fail(
             "--meta travels in the tracking header or a header transport's: drop --no-tracking, or add --transport ttheader",
@@ -262,6 +275,7 @@ fn call(a: CallArgs) -> ExitCode {
             _ => None,
         },
         header_in_frame: matches!(a.transport, TransportArg::TheaderInFrame),
+        header_zlib: a.zlib,
         connect_timeout: timeout,
         call_timeout: timeout,
         tracking: !a.no_tracking,

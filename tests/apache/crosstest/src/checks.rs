@@ -27,9 +27,18 @@ fn same<T: PartialEq + std::fmt::Debug>(got: T, want: T) -> Check {
     }
 }
 
-/// A framing, the header transport inside the frames if any, and whether each
-/// header frame sits inside a frame of its own.
-pub type Transport = (Framing, Option<HeaderKind>, bool);
+/// How the client frames its calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    /// Buffered or framed.
+    pub framing: Framing,
+    /// The header transport inside the frames, if any.
+    pub header: Option<HeaderKind>,
+    /// Each header frame inside a frame of its own.
+    pub in_frame: bool,
+    /// THeader's zlib transform on every request.
+    pub zlib: bool,
+}
 
 fn client(
     addr: SocketAddr,
@@ -39,9 +48,10 @@ fn client(
 ) -> Client {
     let conn = ConnOptions {
         protocol,
-        framing: transport.0,
-        header: transport.1,
-        header_in_frame: transport.2,
+        framing: transport.framing,
+        header: transport.header,
+        header_in_frame: transport.in_frame,
+        header_zlib: transport.zlib,
         tracking: false,
         connect_timeout: Duration::from_secs(5),
         call_timeout: Duration::from_secs(10),

@@ -6,7 +6,7 @@
 //! `test/py/TestServer.py` does.
 //!
 //! `ringsoa-crosstest client --port P --protocol binary|compact --transport
-//! buffered|framed|theader|theader-in-frame|ttheader [--multiplex]` calls every method of a ThriftTest server (Apache's
+//! buffered|framed|theader|theader-in-frame|ttheader [--zlib] [--multiplex]` calls every method of a ThriftTest server (Apache's
 //! `TestServer.py`) through ringsoa's client and the generated stubs, checks each
 //! answer as Apache's `TestClient.py` does, prints one line per method and exits 1 if
 //! any failed.
@@ -50,13 +50,20 @@ fn main() -> ExitCode {
                 "compact" => Protocol::Compact,
                 other => return usage(&format!("unknown protocol {other}")),
             };
-            let transport = match flag("--transport").unwrap_or("buffered") {
+            let (framing, header, in_frame) = match flag("--transport").unwrap_or("buffered") {
                 "buffered" => (Framing::Buffered, None, false),
                 "framed" => (Framing::Framed, None, false),
                 "theader" => (Framing::Framed, Some(HeaderKind::THeader), false),
                 "theader-in-frame" => (Framing::Framed, Some(HeaderKind::THeader), true),
                 "ttheader" => (Framing::Framed, Some(HeaderKind::TTHeader), false),
                 other => return usage(&format!("unknown transport {other}")),
+            };
+            let zlib = args.iter().any(|a| a == "--zlib");
+            let transport = checks::Transport {
+                framing,
+                header,
+                in_frame,
+                zlib,
             };
             let multiplex = args.iter().any(|a| a == "--multiplex");
             checks::run(addr, protocol, transport, multiplex)
@@ -69,7 +76,7 @@ fn usage(why: &str) -> ExitCode {
     eprintln!(
         "ringsoa-crosstest: {why}\nusage: ringsoa-crosstest server --port P\n       \
          ringsoa-crosstest client --port P [--protocol binary|compact] \
-         [--transport buffered|framed|theader|theader-in-frame|ttheader] [--multiplex]"
+         [--transport buffered|framed|theader|theader-in-frame|ttheader] [--zlib] [--multiplex]"
     );
     ExitCode::from(2)
 }
