@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use monoio::net::TcpStream;
 
 use super::envelope;
@@ -294,11 +294,7 @@ impl Conn {
             args.encode(&mut w);
         }
         if self.header_zlib {
-            let out = self.io.out();
-            let mut packed = BytesMut::new();
-            header::deflate(&out[payload..], &mut packed);
-            out.truncate(payload);
-            out.extend_from_slice(&packed);
+            header::deflate_tail(self.io.out(), payload);
         }
         if self.header.is_some() && self.header_in_frame {
             header::finish_nested(self.io.out(), inner);

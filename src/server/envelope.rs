@@ -74,9 +74,9 @@ pub fn seed(cx: &mut CallContext, h: &Header, limits: &Limits) {
 /// Wraps the reply written since `mark` (a frame begun on `conn`) in the header
 /// that answers `request`, with `meta` as its string pairs; a oneway call's empty
 /// reply stays empty. The header is made apart and put in front of the payload in
-/// place: the payload moves once within the write buffer, nothing else is copied
-/// (but for a request with the zlib transform: the reply is compressed too, as
-/// fbthrift's and Apache's Go servers answer).
+/// place: the payload moves once within the write buffer, nothing else is copied.
+/// A request with the zlib transform gets its reply compressed too, as fbthrift's
+/// and Apache's Go servers answer.
 pub fn wrap_reply(
     conn: &mut MessageConn,
     mark: usize,
@@ -101,13 +101,10 @@ pub fn wrap_reply(
             reply.ints.push((int_key::MSG_TYPE, t.to_string()));
         }
     }
-    let packed = reply.zlib.then(|| {
-        let mut packed = BytesMut::new();
-        header::deflate(&out[at..], &mut packed);
-        out.truncate(at);
-        packed
-    });
-    let payload_len = packed.as_ref().map_or(out.len() - at, BytesMut::len);
+    if reply.zlib {
+        header::deflate_tail(out, at);
+    }
+    let payload_len = out.len() - at;
     let mut head = BytesMut::new();
     if reply.nested {
         head.put_u32(0);
@@ -119,11 +116,6 @@ pub fn wrap_reply(
     if reply.nested {
         let inner = (head.len() - 4 + payload_len) as u32;
         head[..4].copy_from_slice(&inner.to_be_bytes());
-    }
-    if let Some(packed) = packed {
-        out.extend_from_slice(&head);
-        out.extend_from_slice(&packed);
-        return;
     }
     out.resize(out.len() + head.len(), 0);
     out.copy_within(at..at + payload_len, at + head.len());
