@@ -19,7 +19,7 @@ use ringsoa::protocol::{
 use ringsoa::rpc::context::TIMEOUT_META;
 use ringsoa::tracking::{RequestHeader, UpgradeArgs, HANDSHAKE_METHOD};
 use support::process::{free_port, Demo, Logged};
-use support::wire::{call_raw, call_tracked, read_reply};
+use support::wire::{call_raw, call_tracked, closed, read_reply};
 
 mod idl {
     ringsoa::include_idl!();
@@ -35,15 +35,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 /// Whether the server has closed `s` (EOF or reset) within 3 s.
 fn is_closed(s: &mut TcpStream) -> bool {
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut b = [0u8; 256];
-    match s.read(&mut b) {
-        Ok(0) => true,
-        Err(e) => !matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ),
-        Ok(_) => false,
-    }
+    closed(s)
 }
 
 fn ping(s: &mut TcpStream) -> std::io::Result<Bytes> {

@@ -112,9 +112,9 @@ pub(crate) struct Conn {
     protocol: Protocol,
     /// The header transport of every call, with the app id it names.
     header: Option<(HeaderKind, std::rc::Rc<str>)>,
-    /// Each header frame inside a frame of its own.
+    /// Each header frame inside a frame of its own (never without a header).
     header_in_frame: bool,
-    /// Every THeader request compressed with zlib.
+    /// Every THeader request compressed with zlib (never without THeader).
     header_zlib: bool,
     /// Tracking version: 0 native, 1 or 2.
     pub version: i32,
@@ -188,7 +188,7 @@ impl Conn {
             io: MessageConn::new(stream, framing, opts.protocol, opts.max_message),
             protocol: opts.protocol,
             header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
-            header_in_frame: opts.header_in_frame,
+            header_in_frame: opts.header_in_frame && opts.header.is_some(),
             header_zlib: opts.header_zlib && opts.header == Some(HeaderKind::THeader),
             version: 0,
             seqid: 0,
@@ -296,7 +296,7 @@ impl Conn {
         if self.header_zlib {
             header::deflate_tail(self.io.out(), payload);
         }
-        if self.header.is_some() && self.header_in_frame {
+        if self.header_in_frame {
             header::finish_nested(self.io.out(), inner);
         }
         self.io.finish_message(mark);
