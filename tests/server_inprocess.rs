@@ -507,6 +507,11 @@ fn a_reply_over_the_message_limit_becomes_an_application_exception() {
 
 /// A `get` request with a hint of `hint` bytes.
 fn get_request(id: i64, hint: usize) -> Vec<u8> {
+    get_request_hinted(id, "x".repeat(hint))
+}
+
+/// A `get` request with this hint.
+fn get_request_hinted(id: i64, hint: String) -> Vec<u8> {
     let mut buf = bytes::BytesMut::new();
     let mut w = ringsoa::protocol::BinaryWriter::new(&mut buf);
     ringsoa::protocol::ProtocolWriter::write_message_begin(
@@ -517,7 +522,7 @@ fn get_request(id: i64, hint: usize) -> Vec<u8> {
     );
     let args = DerivedGetArgs {
         id: Some(id),
-        hint: Some("x".repeat(hint)),
+        hint: Some(hint),
     };
     ringsoa::protocol::Encode::encode(&args, &mut w);
     buf.to_vec()
@@ -611,6 +616,84 @@ fn a_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
     s.write_all(&get_request(8, 5 * 4096)).unwrap();
     too_large(read_reply(&mut s).unwrap(), "unframed message of at least");
     assert!(closed(&mut s), "an unframed message of over 4× the maximum");
+    server.shutdown();
+    server.join();
+}
+
+/// A THeader frame with the zlib transform around `message`.
+fn zlib_frame(seqid: u32, message: &[u8]) -> Vec<u8> {
+    use ringsoa::transport::header::{self, Header, HeaderKind};
+    let h = Header {
+        zlib: true,
+        ..Header::new(HeaderKind::THeader, seqid, Protocol::Binary)
+    };
+    let mut frame = bytes::BytesMut::new();
+    header::encode(&mut frame, &h);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(message).unwrap();
+    frame.extend_from_slice(&z.finish().unwrap());
+    framed(&frame)
+}
+
+/// The message in a THeader reply, which came compressed.
+fn unzlib(reply: Bytes) -> Bytes {
+    use ringsoa::transport::header::{self, HeaderLimits};
+    let limits = HeaderLimits {
+        entries: 64,
+        item: 4096,
+    };
+    let (h, payload) = header::decode(&reply, &limits).unwrap();
+    assert!(h.zlib, "the reply is compressed as the request was");
+    let mut message = Vec::new();
+    flate2::read::ZlibDecoder::new(&payload[..])
+        .read_to_end(&mut message)
+        .unwrap();
+    message.into()
+}
+
+/// A THeader request with the zlib transform that is over the maximum message size,
+/// compressed (its frame) or once inflated, is answered with PROTOCOL_ERROR in a
+/// compressed reply, as an uncompressed one is, and the connection goes on.
+#[test]
+fn a_zlib_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
+    let server = builder("small-zlib")
+        .max_message(4096)
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // 10,000 bytes of hint in a frame of well under 4096.
+    let big = zlib_frame(1, &get_request(1, 10_000));
+    assert!(big.len() < 1024, "{}", big.len());
+    s.write_all(&big).unwrap();
+    let exc = exception(unzlib(read_frame(&mut s)));
+    assert_eq!(exc.kind, ApplicationExceptionKind::ProtocolError);
+    assert_eq!(
+        exc.message.unwrap(),
+        "ringsoa: the request is too large: \
+         the THeader zlib payload inflates past the maximum message size of 4096 bytes"
+    );
+    s.write_all(&zlib_frame(2, &get_request(2, 5))).unwrap();
+    ok(unzlib(read_frame(&mut s)), 2);
+    // A hint that does not compress: the frame itself is over 4096.
+    let mut x = 0x9e37_79b9u32;
+    let noise: String = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    let frame = zlib_frame(3, &get_request_hinted(3, noise));
+    assert!(frame.len() > 4096, "{}", frame.len());
+    s.write_all(&frame).unwrap();
+    too_large(
+        unzlib(read_frame(&mut s)),
+        &format!("frame of {} bytes", frame.len() - 4),
+    );
+    s.write_all(&zlib_frame(4, &get_request(4, 5))).unwrap();
+    ok(unzlib(read_frame(&mut s)), 4);
     server.shutdown();
     server.join();
 }

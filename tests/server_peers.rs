@@ -20,8 +20,8 @@ use bytes::{Bytes, BytesMut};
 use idl::demo::*;
 use ringsoa::protocol::Protocol;
 use ringsoa::protocol::{
-    ApplicationException, BinaryReader, BinaryWriter, Decode, Encode, MessageType, ProtocolReader,
-    ProtocolWriter,
+    ApplicationException, ApplicationExceptionKind, BinaryReader, BinaryWriter, Decode, Encode,
+    MessageType, ProtocolReader, ProtocolWriter,
 };
 use ringsoa::transport::header::{self, Header, HeaderKind, HeaderLimits};
 
@@ -912,16 +912,48 @@ fn theader_zlib_requests_are_inflated_and_answered_compressed() {
     frame[..4].copy_from_slice(&len.to_be_bytes());
     let mut b = connect(addr);
     b.write_all(&frame).unwrap();
-    assert!(closed(&mut b), "a zlib bomb closes its connection");
+    assert!(
+        closed(&mut b),
+        "a zlib bomb that is no call closes its connection"
+    );
     send_theader_whoami(&mut s, &h).unwrap();
     assert_eq!(
         read_theader_whoami(&mut s).1["meta.k"],
         "zipped",
         "and only it"
     );
+    // A bomb that is a call (an echo of 8 MiB of one letter) is answered.
+    let mut message = BytesMut::new();
+    let mut w = BinaryWriter::new(&mut message);
+    w.write_message_begin("echo", MessageType::Call, 10);
+    DemoEchoArgs {
+        msg: Some("z".repeat(8 << 20)),
+    }
+    .encode(&mut w);
+    write_theader(&mut s, &h, &message).unwrap();
+    let (back, reply) = read_theader(&mut s);
+    assert!(back.zlib);
+    let exc = app_exception(reply);
+    assert_eq!(exc.kind, ApplicationExceptionKind::ProtocolError);
+    let why = exc.message.unwrap();
+    assert!(
+        why.starts_with("ringsoa: the request is too large: the THeader zlib payload inflates to more than 128 times its ")
+            && why.ends_with(" bytes (send it without the transform)"),
+        "{why}"
+    );
+    send_theader_whoami(&mut s, &h).unwrap();
+    assert_eq!(
+        read_theader_whoami(&mut s).1["meta.k"],
+        "zipped",
+        "it goes on"
+    );
     let log = logged.text();
     assert!(
         log.contains("the THeader zlib payload inflates to more than 128 times its"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused a request: the THeader zlib payload inflates to more than 128"),
         "{log}"
     );
 }

@@ -204,14 +204,14 @@ impl<S: Dispatch> CallSite<'_, S> {
 
     /// Answers the request whose first bytes are `head`, refused as too large
     /// (`why`), with a PROTOCOL_ERROR (nothing for a oneway call), and hands the
-    /// recorder a refused call. An error means its message header is not all in
-    /// `head`, and nothing was written.
+    /// recorder a refused call; true if the caller was answered. An error means its
+    /// message header is not all in `head`, and nothing was written.
     pub(super) fn refuse_too_large<C: Codec>(
         &mut self,
         cx: &mut CallContext,
         head: Bytes,
         why: &str,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<bool, ProtocolError> {
         let core = self.core.clone();
         let (msg, _) = self.begin::<C>(cx, &mut C::reader(head))?;
         let exc = ApplicationException::new(
@@ -231,7 +231,7 @@ impl<S: Dispatch> CallSite<'_, S> {
                 Duration::ZERO,
             );
         }
-        Ok(())
+        Ok(msg.kind == MessageType::Call)
     }
 
     /// [`Self::run_handler`] inside a `debug` span `call` with the request id, rpc

@@ -181,7 +181,22 @@ impl<S: Dispatch> Session<S> {
                 envelope::persist(&mut self.persistent, &mut h, limits.entries)?;
             }
             if h.zlib {
-                payload = header::inflate(&payload, self.conn.max_message())?;
+                payload = match header::inflate(&payload, self.conn.max_message()) {
+                    Ok(p) => p,
+                    // Answered as a request over the maximum size is; nothing of it
+                    // is held past the limit, so the connection goes on.
+                    Err(e) if e.kind == ProtocolErrorKind::SizeLimit => {
+                        let head = header::inflate_head(&payload, HEAD_MAX);
+                        let why = e.message.into_owned();
+                        let (mut site, cx) = self.site();
+                        site.envelope = Some(&h);
+                        let told = with_codec!(h.protocol, P => site.refuse_too_large::<P>(cx, head, &why))
+                            .map_err(|_| End::Bad(why.clone()))?;
+                        self.refused(&why, told);
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             }
             let (mut site, cx) = self.site();
             site.envelope = Some(&h);
@@ -281,14 +296,17 @@ impl<S: Dispatch> Session<S> {
         if framed && framed::declared_len(self.conn.buffered()).unwrap_or(0) + skip > limit {
             return Err(End::Bad(why));
         }
-        loop {
+        let told = loop {
             let body = &self.conn.buffered()[skip..];
             let head = Bytes::copy_from_slice(&body[..body.len().min(HEAD_MAX)]);
             let more = body.len() < HEAD_MAX;
             let answered = if framed && HeaderKind::of(&head).is_some() {
                 // Answered in the same header, its payload in the protocol it names.
                 let limits = envelope::limits(&self.core.config.tracking_limits);
-                header::decode(&head, &limits).and_then(|(h, payload)| {
+                header::decode(&head, &limits).and_then(|(h, mut payload)| {
+                    if h.zlib {
+                        payload = header::inflate_head(&payload, HEAD_MAX);
+                    }
                     let (mut site, cx) = self.site();
                     site.envelope = Some(&h);
                     with_codec!(h.protocol, P => site.refuse_too_large::<P>(cx, payload, &why))
@@ -298,27 +316,28 @@ impl<S: Dispatch> Session<S> {
                 site.refuse_too_large::<C>(cx, head, &why)
             };
             match answered {
-                Ok(()) => break,
+                Ok(told) => break told,
                 Err(_) if more => self.fill().await?,
                 Err(_) => return Err(End::Bad(why)),
             }
-        }
-        let told = if self.conn.has_output() {
-            "the caller was told"
-        } else {
-            "a oneway call"
         };
         self.flush().await?;
         let timeout = self.core.config.read_timeout;
         if !self.conn.discard(expect, limit, timeout).await {
-            return Err(End::Bad(format!("{why} ({told})")));
+            return Err(End::Bad(format!("{why} ({})", told_text(told))));
         }
-        let (i, peer) = (self.core.index, self.peer);
+        self.refused(&why, told);
+        Ok(())
+    }
+
+    /// Logs a refused request whose connection goes on (`told`: its caller was
+    /// answered, not a oneway call).
+    fn refused(&self, why: &str, told: bool) {
+        let (i, peer, told) = (self.core.index, self.peer, told_text(told));
         warn_throttled!(
             self.core.warnings.bad,
             "core {i}: {peer}: refused a request: {why} ({told}; the connection goes on)"
         );
-        Ok(())
     }
 
     /// Reads more, within the timeouts; while waiting for a request the core may
@@ -388,5 +407,14 @@ impl<S: Dispatch> Session<S> {
         }
         self.slot.set_writing(None);
         Ok(())
+    }
+}
+
+/// How a refused request's log line says whether its caller was answered.
+fn told_text(told: bool) -> &'static str {
+    if told {
+        "the caller was told"
+    } else {
+        "a oneway call"
     }
 }

@@ -482,6 +482,20 @@ pub fn inflate(payload: &[u8], max: usize) -> Result<Bytes, ProtocolError> {
     Ok(out.into())
 }
 
+/// The first (at most `n`) bytes a zlib payload inflates to, for a payload that may
+/// be cut short (a refused request's first bytes): enough to read its message
+/// header from. What does not inflate ends the bytes given.
+pub fn inflate_head(payload: &[u8], n: usize) -> Bytes {
+    let mut out = Vec::with_capacity(n);
+    // An error (bad zlib) leaves what inflated before it, which is all there is.
+    let _ = flate2::Decompress::new(true).decompress_vec(
+        payload,
+        &mut out,
+        flate2::FlushDecompress::None,
+    );
+    out.into()
+}
+
 /// Replaces `out[at..]` (a payload) with its zlib compression: the zlib transform.
 pub fn deflate_tail(out: &mut BytesMut, at: usize) {
     use std::io::Write;
@@ -570,6 +584,27 @@ mod tests {
         assert_eq!(inflate(&small, 32 << 20).unwrap().len(), 60 << 10);
         let e = inflate(&message, 1 << 20).unwrap_err();
         assert!(e.message.contains("does not inflate"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_head_of_a_cut_zlib_payload_inflates() {
+        // 1 MiB that does not compress much, cut to its first quarter.
+        let message: Vec<u8> = (0u32..1 << 18)
+            .flat_map(|i| i.wrapping_mul(2_654_435_761).to_be_bytes())
+            .collect();
+        let mut packed = BytesMut::from(&message[..]);
+        deflate_tail(&mut packed, 0);
+        let cut = &packed[..packed.len() / 4];
+        assert_eq!(&inflate_head(cut, 4096)[..], &message[..4096]);
+        let some = inflate_head(cut, 1 << 20);
+        assert!(
+            some.len() > 4096 && some.len() < message.len(),
+            "{}",
+            some.len()
+        );
+        assert_eq!(&some[..], &message[..some.len()]);
+        // Not zlib: nothing.
+        assert!(inflate_head(&message[..100], 4096).is_empty());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! TTHeader and THeader decoding on arbitrary frames (with either magic put in
 //! front half the time, so the fuzzer reaches the info blocks): never a panic, and
 //! what decodes re-encodes to a header that decodes to the same values; a payload
-//! under the zlib transform inflates or fails, within its limit.
+//! under the zlib transform inflates or fails, within its limit, and its head
+//! (what a refused request is answered from) is the start of what it inflates to.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
-use ringsoa::transport::header::{decode, encode, inflate, HeaderLimits};
+use ringsoa::transport::header::{decode, encode, inflate, inflate_head, HeaderLimits};
 
 const LIMITS: HeaderLimits = HeaderLimits {
     entries: 64,
@@ -42,8 +43,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     assert_eq!(back, h);
     assert_eq!(back_payload, payload);
     if h.zlib {
+        let head = inflate_head(&payload, 1024);
+        assert!(head.len() <= 1024);
         if let Ok(plain) = inflate(&payload, 1 << 16) {
             assert!(plain.len() <= 1 << 16);
+            assert_eq!(&plain[..head.len()], &head[..], "the head is the start");
         }
     }
 });
