@@ -158,6 +158,22 @@ fn errors_are_one_line_with_exit_2() {
         json!({}),
     );
     assert_eq!((code, &who["meta.k"]), (0, &json!("v")), "{err}");
+    // THeader's persistent pairs: counted for the call; refused without THeader.
+    let (code, who, err) = call(
+        demo.addr,
+        &["--persistent-meta", "p=kept", "--transport", "theader"],
+        "Demo.whoami",
+        json!({}),
+    );
+    assert_eq!((code, &who["meta.p"]), (0, &json!("kept")), "{err}");
+    let (code, _, err) = call(
+        demo.addr,
+        &["--persistent-meta", "p=kept", "--transport", "ttheader"],
+        "Demo.ping",
+        json!({}),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--persistent-meta is THeader's"), "{err}");
     let closed: SocketAddr = format!("127.0.0.1:{}", support::process::free_port())
         .parse()
         .unwrap();

@@ -66,6 +66,11 @@ pub struct ConnOptions {
     /// and Apache's servers inflate it; ringsoa's server answers compressed too). A
     /// compressed reply is inflated whatever this says.
     pub header_zlib: bool,
+    /// With THeader, pairs sent once per connection, in its first request, as
+    /// persistent (PKEYVALUE) pairs, as fbthrift's `setPersistentHeader` does: a
+    /// server that keeps them (fbthrift's, ringsoa's) counts them for that call and
+    /// every later one on the connection. Servers that do not (Apache's) ignore them.
+    pub header_persistent: Vec<(String, String)>,
     /// The largest reply read, in bytes (16 MiB, the server's default too); a larger
     /// one fails its call and closes its connection.
     pub max_message: usize,
@@ -100,6 +105,7 @@ impl Default for ConnOptions {
             header: None,
             header_in_frame: false,
             header_zlib: false,
+            header_persistent: Vec::new(),
             max_message: DEFAULT_MAX_MESSAGE,
             max_decoded: DEFAULT_MAX_DECODED,
         }
@@ -116,6 +122,8 @@ pub(crate) struct Conn {
     header_in_frame: bool,
     /// Every THeader request compressed with zlib (never without THeader).
     header_zlib: bool,
+    /// THeader persistent pairs not sent yet: taken by the first request.
+    persistent: Vec<(String, String)>,
     /// Tracking version: 0 native, 1 or 2.
     pub version: i32,
     /// The last seqid sent; seqids increase per connection.
@@ -190,6 +198,10 @@ impl Conn {
             header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
             header_in_frame: opts.header_in_frame && opts.header.is_some(),
             header_zlib: opts.header_zlib && opts.header == Some(HeaderKind::THeader),
+            persistent: match opts.header {
+                Some(HeaderKind::THeader) => opts.header_persistent.clone(),
+                _ => Vec::new(),
+            },
             version: 0,
             seqid: 0,
             opened: now,
@@ -279,6 +291,7 @@ impl Conn {
             let mut h = envelope::request(*kind, seqid, self.protocol, app_id, call);
             h.nested = self.header_in_frame;
             h.zlib = self.header_zlib;
+            h.persistent = std::mem::take(&mut self.persistent);
             if h.nested {
                 self.io.out().put_u32(0);
             }

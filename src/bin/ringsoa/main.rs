@@ -55,7 +55,7 @@ struct Cli {
 enum Command {
     /// Call a method of a Thrift service described by a .thrift file.
     #[command(after_help = JSON_MAPPING)]
-    Call(CallArgs),
+    Call(Box<CallArgs>),
     /// Providers in the registry.
     #[command(subcommand)]
     Registry(registry::RegistryCmd),
@@ -128,6 +128,11 @@ struct CallArgs {
     /// Request meta sent in the tracking header, KEY=VALUE (repeatable).
     #[arg(long = "meta", value_parser = key_value)]
     meta: Vec<(String, String)>,
+    /// A THeader persistent pair, KEY=VALUE (repeatable): sent once, in the
+    /// connection's first request, for every call on it (with --transport theader or
+    /// theader-in-frame).
+    #[arg(long = "persistent-meta", value_parser = key_value)]
+    persistent_meta: Vec<(String, String)>,
     /// Connect and call timeout, in milliseconds (at least 1).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
@@ -257,6 +262,11 @@ fn call(a: CallArgs) -> ExitCode {
             "--zlib is THeader's transform: add --transport theader (or theader-in-frame)",
         );
     }
+    if !a.persistent_meta.is_empty() && !theader {
+        return fail(
+            "--persistent-meta is THeader's: add --transport theader (or theader-in-frame)",
+        );
+    }
     if a.no_tracking && !header_transport && !a.meta.is_empty() {
         return fail(
             "--meta travels in the tracking header or a header transport's: drop --no-tracking, or add --transport ttheader",
@@ -276,6 +286,7 @@ fn call(a: CallArgs) -> ExitCode {
         },
         header_in_frame: matches!(a.transport, TransportArg::TheaderInFrame),
         header_zlib: a.zlib,
+        header_persistent: a.persistent_meta,
         connect_timeout: timeout,
         call_timeout: timeout,
         tracking: !a.no_tracking,
@@ -389,7 +400,7 @@ fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Call(a) => call(a),
+        Command::Call(a) => call(*a),
         Command::Registry(c) => registry::registry(c),
         Command::Config(c) => registry::values(Kind::Config, c),
         Command::Switch(c) => registry::values(Kind::Switches, c),
