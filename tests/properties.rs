@@ -5,14 +5,16 @@
 mod idl {
     ringsoa::include_idl!();
 }
+#[path = "support/items.rs"]
+mod items;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::{Bytes, BytesMut};
 use idl::demo::*;
-use proptest::collection::{btree_map, btree_set, vec};
-use proptest::option;
+use items::item;
+use proptest::collection::vec;
 use proptest::prelude::*;
 use ringsoa::dynamic::{decode_fields, encode_fields};
 use ringsoa::idl::model::Program;
@@ -64,46 +66,6 @@ fn config(cases: u32) -> ProptestConfig {
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     }
-}
-
-fn inner() -> impl Strategy<Value = Inner> {
-    (option::of(".{0,8}"), option::of(vec(any::<i64>(), 0..4)))
-        .prop_map(|(label, values)| Inner { label, values })
-}
-
-fn item() -> impl Strategy<Value = Item> {
-    (
-        any::<i64>(),
-        option::of(any::<String>()),
-        option::of(vec(any::<f64>(), 0..4)),
-        option::of(btree_map(".{0,4}", any::<i32>(), 0..4)),
-        option::of(btree_set(any::<i16>(), 0..20)),
-        option::of(vec(any::<u8>(), 0..40)),
-        any::<bool>(),
-        option::of(any::<i8>()),
-        any::<i32>(),
-        option::of(inner()),
-        option::of(vec(inner(), 0..18)),
-        option::of(btree_map(any::<i32>(), vec(".{0,3}", 0..3), 0..3)),
-    )
-        .prop_map(
-            |(id, name, scores, attrs, tags, blob, flag, tiny, color, inner, children, nested)| {
-                Item {
-                    id,
-                    name,
-                    scores,
-                    attrs,
-                    tags,
-                    blob: blob.map(Bytes::from),
-                    flag,
-                    tiny,
-                    color: Color(color),
-                    inner,
-                    children,
-                    nested,
-                }
-            },
-        )
 }
 
 fn demo() -> Program {
