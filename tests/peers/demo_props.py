@@ -7,8 +7,10 @@ For every protocol and transport thriftpy2 has (pure and Cython binary, compact;
 buffered and framed), hypothesis generates Items over each field's whole range
 (i64 and i16 extremes, any Unicode text, NaN and signed zeros, bytes, unknown enum
 values, empty and nested containers), strings and integer pairs, and checks that
-`roundtrip` and `echo` give back exactly what was sent (doubles bit for bit) and
-that `add` answers the sum, or an application exception when it overflows i64.
+`roundtrip` and `echo` give back exactly what was sent (doubles bit for bit),
+that `add` answers the sum, or an application exception when it overflows i64, and
+that a tracked (version 2) client's meta (any Unicode keys and values) reaches the
+handler as sent.
 The examples are derandomized (the same ones every run) unless PROPS_RANDOM=1.
 Prints one line per combination; exits non-zero on the first failure.
 """
@@ -26,6 +28,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from thriftpy2.protocol import (TBinaryProtocolFactory, TCompactProtocolFactory,
                                 TCyBinaryProtocolFactory)
+from thriftpy2.contrib.tracking import TTrackedClient
+from thriftpy2.contrib.tracking.tracker import TrackerBase
 from thriftpy2.thrift import TApplicationException, TClient
 from thriftpy2.transport import TBufferedTransportFactory, TFramedTransportFactory, TSocket
 
@@ -56,6 +60,17 @@ item = st.builds(
     children=st.lists(inner, max_size=3),
     nested=st.dictionaries(i32, st.lists(text, max_size=3), **small),
 )
+
+
+class Tracker(TrackerBase):
+    """Offers tracking version 2."""
+
+    def __init__(self):
+        super().__init__(client="py-props", server="ringsoa-demo")
+
+    def init_handshake_info(self, args):
+        args.app_id = "py-props"
+        args.version = 2
 
 
 def canon(v):
@@ -117,13 +132,30 @@ for pname, pf in protocols:
                 except TApplicationException as e:
                     assert "overflows i64" in e.message, e.message
 
+        sock = TSocket(host, int(port), socket_timeout=10000, connect_timeout=3000)
+        tracked_trans = tf.get_transport(sock)
+        tracked_trans.open()
+        tracked = TTrackedClient(Tracker(), demo.Demo, pf.get_protocol(tracked_trans))
+
+        @runs
+        @given(st.dictionaries(st.text(min_size=1, max_size=30), st.text(max_size=60),
+                               max_size=8))
+        def meta(sent):
+            with TrackerBase.add_meta(**sent):
+                who = tracked.whoami()
+            got = {k[len("meta."):]: v for k, v in who.items() if k.startswith("meta.")}
+            assert got == sent, f"sent {sent!r}, the server saw {got!r}"
+            assert who["client"] == "py-props" and who["version"] == "2", who
+
         try:
             roundtrip()
             echo()
             add()
+            meta()
         except Exception as e:  # hypothesis prints the falsifying example above
             print(f"FAIL: {tag}: {type(e).__name__}: {e}")
             sys.exit(1)
         trans.close()
-        print(f"ok: {tag}: {examples} items, strings and sums each")
+        tracked_trans.close()
+        print(f"ok: {tag}: {examples} items, strings, sums and tracked metas each")
 print("all property checks passed")
