@@ -155,8 +155,7 @@ fn panics_and_timeouts_fail_only_their_call_and_stalls_are_reported() {
     let stalls = Arc::new(Mutex::new(Vec::new()));
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let server = start(stalls.clone(), seen.clone());
-    let mut s = TcpStream::connect(server.local_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = connect(&server);
 
     let exc = exception(get(&mut s, 13));
     assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
@@ -320,8 +319,7 @@ fn start_failing(cores: usize, failing: usize) -> std::io::Result<ServerHandle> 
 fn core_failures_abort_beyond_a_third_and_degrade_below() {
     // One of four cores failing: serve degraded, on the other three.
     let server = start_failing(4, 3).expect("one failed core of four should not stop the server");
-    let mut s = TcpStream::connect(server.local_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = connect(&server);
     ok(get(&mut s, 1), 1);
     server.shutdown();
     server.join();
@@ -396,8 +394,7 @@ fn admission_refuses_and_every_outcome_is_classified_for_the_recorder() {
         [(0, 1)],
         "the factory got its CoreInit"
     );
-    let mut s = TcpStream::connect(server.local_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = connect(&server);
     let refused = |reply: Bytes| {
         let exc = exception(reply);
         assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
@@ -484,14 +481,25 @@ fn settings_that_cannot_serve_are_refused_at_start() {
     );
 }
 
-#[test]
-fn a_reply_over_the_message_limit_becomes_an_application_exception() {
-    let server = builder("small")
+/// A server of the misbehaving handler whose maximum message size is 4096.
+fn small_server(app: &str) -> ServerHandle {
+    builder(app)
         .max_message(4096)
         .start(|_| DerivedServer::new(Misbehaving))
-        .unwrap();
-    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+        .unwrap()
+}
+
+/// A connection to `server` whose reads give up after 5 s.
+fn connect(server: &ServerHandle) -> TcpStream {
+    let s = TcpStream::connect(server.local_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+#[test]
+fn a_reply_over_the_message_limit_becomes_an_application_exception() {
+    let server = small_server("small");
+    let mut s = connect(&server);
     let exc = exception(get(&mut s, 19));
     assert_eq!(exc.kind, ApplicationExceptionKind::InternalError);
     assert!(
@@ -576,16 +584,8 @@ fn too_large(reply: Bytes, what: &str) {
 /// maximum closes it unanswered; an unframed message running past that, answered.
 #[test]
 fn a_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
-    let server = builder("small-requests")
-        .max_message(4096)
-        .start(|_| DerivedServer::new(Misbehaving))
-        .unwrap();
-    let connect = || {
-        let s = TcpStream::connect(server.local_addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s
-    };
-    let mut s = connect();
+    let server = small_server("small-requests");
+    let mut s = connect(&server);
     let big = get_request(1, 10_000);
     s.write_all(&[framed(&big), framed(&get_request(2, 5))].concat())
         .unwrap();
@@ -594,7 +594,7 @@ fn a_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
     s.write_all(&framed(&get_request(3, 5))).unwrap();
     ok(read_frame(&mut s), 3);
 
-    let mut s = connect();
+    let mut s = connect(&server);
     s.write_all(&[get_request(4, 10_000), get_request(5, 5)].concat())
         .unwrap();
     let [refused, fifth] = read_replies(&mut s);
@@ -603,7 +603,7 @@ fn a_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
     s.write_all(&get_request(6, 5)).unwrap();
     ok(read_reply(&mut s).unwrap(), 6);
 
-    let mut s = connect();
+    let mut s = connect(&server);
     let mut claim = framed(&get_request(7, 5));
     claim[..4].copy_from_slice(&(4 * 4096 + 1u32).to_be_bytes());
     s.write_all(&claim).unwrap();
@@ -612,7 +612,7 @@ fn a_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
         "no answer to a frame of over 4× the maximum"
     );
 
-    let mut s = connect();
+    let mut s = connect(&server);
     s.write_all(&get_request(8, 5 * 4096)).unwrap();
     too_large(read_reply(&mut s).unwrap(), "unframed message of at least");
     assert!(closed(&mut s), "an unframed message of over 4× the maximum");
@@ -656,12 +656,8 @@ fn unzlib(reply: Bytes) -> Bytes {
 /// compressed reply, as an uncompressed one is, and the connection goes on.
 #[test]
 fn a_zlib_request_over_the_message_limit_is_answered_and_the_connection_goes_on() {
-    let server = builder("small-zlib")
-        .max_message(4096)
-        .start(|_| DerivedServer::new(Misbehaving))
-        .unwrap();
-    let mut s = TcpStream::connect(server.local_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let server = small_server("small-zlib");
+    let mut s = connect(&server);
     // 10,000 bytes of hint in a frame of well under 4096.
     let big = zlib_frame(1, &get_request(1, 10_000));
     assert!(big.len() < 1024, "{}", big.len());
@@ -704,8 +700,7 @@ fn a_process_the_application_spawns_does_not_keep_its_connections_open() {
         .idle_timeout(Some(Duration::from_millis(300)))
         .start(|_| DerivedServer::new(Misbehaving))
         .unwrap();
-    let mut s = TcpStream::connect(server.local_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = connect(&server);
     ok(get(&mut s, 1), 1);
     // Spawned while the connection is open (as a handler or a hook might): were the
     // accepted socket inherited, the child would hold it open past the server's close.
