@@ -12,10 +12,14 @@ mod support;
 
 use support::block_on;
 
+use std::collections::BTreeMap;
+
 use support::process::py_server;
 
 use idl::codegen::DerivedClient;
 use idl::demo::{Color, DemoClient, DemoFailException, Item};
+use proptest::arbitrary::any;
+use proptest::collection::btree_map;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use ringsoa::client::{Client, ClientConfig, ConnOptions};
@@ -141,6 +145,23 @@ fn tracks_against_ttrackedprocessor_and_survives_its_exception_replies() {
         assert_eq!(demo.echo(None, "in sync".into()).await.unwrap(), "in sync");
         // Root rpc ids count every call, the failed one too: 3 was `get`, 4 `echo`.
         assert_eq!(demo.whoami(None).await.unwrap()["seq"], "5");
+        // Random meta (any Unicode keys and values) reaches the Python handler as sent.
+        let metas = btree_map(".{1,20}", any::<String>(), 0..8);
+        let mut runner = TestRunner::deterministic();
+        for _ in 0..300 {
+            let meta = metas.new_tree(&mut runner).unwrap().current();
+            let mut cx = ringsoa::rpc::CallContext {
+                meta: meta.clone(),
+                ..Default::default()
+            };
+            let who = demo.whoami(Some(&mut cx)).await.unwrap();
+            let seen: BTreeMap<String, String> = who
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("meta.")?.to_string(), v)))
+                .filter(|(k, _)| k != "ringsoa.timeout_ms" || meta.contains_key(k))
+                .collect();
+            assert_eq!(seen, meta);
+        }
     });
 }
 
