@@ -7,6 +7,9 @@ transport both speak. Prints a pass table (markdown) and exits 1 if a cell faile
   test/py/TestServer.py.
 - `ringsoa call` (dynamic mode, the IDL parsed at run time) against TestServer.py,
   every method.
+- Apache's Node.js library, a second implementation of the same wire: its
+  lib/nodejs/test/client.js against ringsoa's server, and ringsoa's generated client
+  against its server.js, plain and multiplexed.
 
 Usage: cross.py APACHE_SRC GEN_PY APACHE_PYTHON RINGSOA_BIN CROSSTEST_BIN
 """
@@ -27,6 +30,15 @@ PROTOCOLS = ["binary", "accel", "compact", "accelc", "multi", "multia", "multic"
              "header", "multih"]
 TRANSPORTS = ["buffered", "framed"]
 HEADERS = ("header", "multih")
+NODE_TEST = os.path.join(SRC, "lib", "nodejs", "test")
+# require("thrift") is the library of this source; its dependencies come from npm
+# (tools/apache/fetch.sh).
+NODE_ENV = dict(os.environ, NODE_PATH=os.pathsep.join([
+    os.path.join(SRC, "lib", "nodejs", "lib"),
+    os.path.join(os.path.dirname(SRC), "node", "node_modules")]))
+# client.js/server.js protocols ringsoa speaks (not json), each with --type=tcp and
+# --type=multiplex (TMultiplexedProtocol, service ThriftTest).
+NODE_PROTOCOLS = [(p, kind) for kind in ("tcp", "multiplex") for p in ("binary", "compact", "header")]
 
 
 def free_port():
@@ -141,17 +153,81 @@ def ringsoa_client_vs_apache_server():
                             for z in ([], ["--zlib"])]
                 else:
                     runs = [(ours, trans, [])]
-                ok = True
-                for p, t, z in runs:
-                    cmd = [CROSSTEST, "client", "--port", str(port), "--protocol", p,
-                           "--transport", t] + z + (["--multiplex"] if multiplexed else [])
-                    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-                    if run.returncode != 0:
-                        print(f"--- ringsoa-crosstest client --protocol {p} --transport {t} {z}"
-                              f" vs TestServer.py --protocol {proto} --transport {trans}\n"
-                              f"{run.stdout}{run.stderr}")
-                    ok = ok and run.returncode == 0
-                results[(proto, trans)] = ok
+                results[(proto, trans)] = crosstest_client(
+                    port, runs, multiplexed,
+                    f"TestServer.py --protocol {proto} --transport {trans}")
+            finally:
+                stop(server)
+    return results
+
+
+def crosstest_client(port, runs, multiplexed, against):
+    """Runs ringsoa's generated client once per (protocol, transport, extra flags)
+    of `runs` against the server on `port`; true if every run passed."""
+    ok = True
+    for p, t, z in runs:
+        cmd = [CROSSTEST, "client", "--port", str(port), "--protocol", p,
+               "--transport", t] + z + (["--multiplex"] if multiplexed else [])
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if run.returncode != 0:
+            print(f"--- ringsoa-crosstest client --protocol {p} --transport {t} {z}"
+                  f" vs {against}\n{run.stdout}{run.stderr}")
+        ok = ok and run.returncode == 0
+    return ok
+
+
+def node_label(proto, kind):
+    return proto if kind == "tcp" else f"multiplexed {proto}"
+
+
+def node_client_vs_ringsoa_server():
+    """Apache's Node.js test client (its tape suite over ThriftTest) against one
+    ringsoa server; it passes when every assertion did and it says so."""
+    port = free_port()
+    server = subprocess.Popen([CROSSTEST, "server", "--port", str(port)],
+                              stdout=subprocess.DEVNULL)
+    results = {}
+    try:
+        wait_port(port, server, "ringsoa-crosstest server")
+        for proto, kind in NODE_PROTOCOLS:
+            for trans in TRANSPORTS:
+                run = subprocess.run(
+                    ["node", "client.js", f"--type={kind}", "--port", str(port),
+                     "--protocol", proto, "--transport", trans],
+                    cwd=NODE_TEST, env=NODE_ENV, capture_output=True, text=True, timeout=120)
+                ok = (run.returncode == 0 and "Server successfully tested!" in run.stdout
+                      and "\nnot ok" not in run.stdout)
+                if not ok:
+                    print(f"--- node client.js --type={kind} --protocol {proto}"
+                          f" --transport {trans}\n{run.stdout}{run.stderr}")
+                results[(node_label(proto, kind), trans)] = ok
+    finally:
+        stop(server)
+    return results
+
+
+def ringsoa_client_vs_node_server():
+    """For THeader ringsoa's client speaks as the Node.js server reads it
+    (`header_transport`), with a binary and a compact payload (the Node.js
+    library has no transforms)."""
+    results = {}
+    for proto, kind in NODE_PROTOCOLS:
+        for trans in TRANSPORTS:
+            port = free_port()
+            server = subprocess.Popen(
+                ["node", "server.js", f"--type={kind}", "--port", str(port),
+                 "--protocol", proto, "--transport", trans],
+                cwd=NODE_TEST, env=NODE_ENV, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            try:
+                wait_port(port, server, f"node server.js --protocol {proto}")
+                if proto == "header":
+                    runs = [(p, header_transport(trans), []) for p in ("binary", "compact")]
+                else:
+                    runs = [(proto, trans, [])]
+                results[(node_label(proto, kind), trans)] = crosstest_client(
+                    port, runs, kind == "multiplex",
+                    f"node server.js --type={kind} --protocol {proto} --transport {trans}")
             finally:
                 stop(server)
     return results
@@ -266,6 +342,8 @@ def main():
         ("ringsoa generated client → Apache TestServer.py", ringsoa_client_vs_apache_server()),
         ("`ringsoa call` (dynamic, 22 methods and a TException) → Apache TestServer.py",
          dynamic_vs_apache_server()),
+        ("Apache Node.js client.js → ringsoa ThriftTest server", node_client_vs_ringsoa_server()),
+        ("ringsoa generated client → Apache Node.js server.js", ringsoa_client_vs_node_server()),
     ]
     failed = 0
     for title, results in rows:

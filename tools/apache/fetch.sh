@@ -2,8 +2,9 @@
 # Brings Apache Thrift's own test material, never committed: Debian's source package
 # of thrift (the version Debian's thrift-compiler is built from), unpacked once under
 # target/apache-thrift; Debian's thrift-compiler; Apache's Python library built from
-# that source into its own venv; and the Python code Debian's compiler generates from
-# the downloaded test/ThriftTest.thrift. Prints the unpacked source directory.
+# that source into its own venv; its Node.js library's dependencies (npm, and Debian's
+# nodejs when missing); and the Python and Node.js code Debian's compiler generates
+# from the downloaded test/ThriftTest.thrift. Prints the unpacked source directory.
 #   Usage: src=$(tools/apache/fetch.sh)
 set -euo pipefail
 # Everything but the final path goes to stderr.
@@ -42,6 +43,27 @@ if ! "$venv/bin/python" -c 'import thrift.protocol.fastbinary' 2>/dev/null; then
     log "building Apache's Python library $version from the source"
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$src/lib/py" >&2
+fi
+
+# Apache's Node.js library (from the same source) and its cross-test client and
+# server (lib/nodejs/test): their dependencies from npm, at the versions the
+# library's package.json asks for, and the code generated for ThriftTest.thrift.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "installing Debian's nodejs and npm"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null ||
+        { $sudo apt-get update -q >/dev/null &&
+          $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null; }
+fi
+node_deps=(q@1.5.1 node-int64@0.4.0 ws@5.2.3 isomorphic-ws@4.0.1 browser-or-node@1.3.0
+           commander@2.20.3 tape@4.17.0)
+if [ ! -f "$dir/node/node_modules/tape/package.json" ]; then
+    log "installing the Node.js library's dependencies from npm"
+    mkdir -p "$dir/node"
+    echo '{"name": "ringsoa-apache-node-peers", "private": true}' >"$dir/node/package.json"
+    npm install --prefix "$dir/node" --no-audit --no-fund --silent "${node_deps[@]}" >&2
+fi
+if [ ! -f "$src/lib/nodejs/test/gen-nodejs/ThriftTest.js" ]; then
+    thrift --gen js:node -o "$src/lib/nodejs/test" "$src/test/ThriftTest.thrift" >&2
 fi
 
 if [ ! -f "$dir/gen-py/ThriftTest/ThriftTest.py" ]; then
