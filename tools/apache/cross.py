@@ -7,9 +7,10 @@ transport both speak. Prints a pass table (markdown) and exits 1 if a cell faile
   test/py/TestServer.py.
 - `ringsoa call` (dynamic mode, the IDL parsed at run time) against TestServer.py,
   every method.
-- Apache's Node.js library, a second implementation of the same wire: its
-  lib/nodejs/test/client.js against ringsoa's server, and ringsoa's generated client
-  against its server.js, plain and multiplexed.
+- Apache's Node.js and Go libraries, two more implementations of the same wire:
+  their cross-test clients (lib/nodejs/test/client.js, test/go's testclient) against
+  ringsoa's server, and ringsoa's generated client against their servers, in binary,
+  compact and THeader (not json); Node.js's plain and multiplexed too.
 
 Usage: cross.py APACHE_SRC GEN_PY APACHE_PYTHON RINGSOA_BIN CROSSTEST_BIN
 """
@@ -36,9 +37,7 @@ NODE_TEST = os.path.join(SRC, "lib", "nodejs", "test")
 NODE_ENV = dict(os.environ, NODE_PATH=os.pathsep.join([
     os.path.join(SRC, "lib", "nodejs", "lib"),
     os.path.join(os.path.dirname(SRC), "node", "node_modules")]))
-# client.js/server.js protocols ringsoa speaks (not json), each with --type=tcp and
-# --type=multiplex (TMultiplexedProtocol, service ThriftTest).
-NODE_PROTOCOLS = [(p, kind) for kind in ("tcp", "multiplex") for p in ("binary", "compact", "header")]
+GO_BIN = os.path.join(os.path.dirname(SRC), "go", "bin")
 
 
 def free_port():
@@ -176,58 +175,92 @@ def crosstest_client(port, runs, multiplexed, against):
     return ok
 
 
-def node_label(proto, kind):
-    return proto if kind == "tcp" else f"multiplexed {proto}"
+class Peer:
+    """Another language's Apache library and its cross-test programs: `protocols`
+    are (protocol, multiplexed) pairs; `client` and `server` give the command line
+    for a protocol, whether multiplexed, a transport and a port; `passed` reads a
+    client's run; `zlib` says whether its THeader has the zlib transform."""
+
+    def __init__(self, name, protocols, client, server, cwd, env, passed, zlib):
+        self.name, self.protocols, self.cwd, self.env = name, protocols, cwd, env
+        self.client, self.server, self.passed, self.zlib = client, server, passed, zlib
 
 
-def node_client_vs_ringsoa_server():
-    """Apache's Node.js test client (its tape suite over ThriftTest) against one
-    ringsoa server; it passes when every assertion did and it says so."""
+def label(proto, multiplexed):
+    return f"multiplexed {proto}" if multiplexed else proto
+
+
+def node_kind(multiplexed):
+    return "--type=multiplex" if multiplexed else "--type=tcp"
+
+
+# Apache's Node.js library: its test client runs a tape suite over ThriftTest and
+# passes when every assertion did and it says so.
+NODE = Peer(
+    "Node.js", [(p, m) for m in (False, True) for p in ("binary", "compact", "header")],
+    client=lambda p, m, t, port: ["node", "client.js", node_kind(m), "--port", str(port),
+                                  "--protocol", p, "--transport", t],
+    server=lambda p, m, t, port: ["node", "server.js", node_kind(m), "--port", str(port),
+                                  "--protocol", p, "--transport", t],
+    cwd=NODE_TEST, env=NODE_ENV,
+    passed=lambda run: (run.returncode == 0 and "Server successfully tested!" in run.stdout
+                        and "\nnot ok" not in run.stdout),
+    zlib=False)
+
+# Apache's Go library (built by tools/apache/fetch.sh); its test programs have no
+# multiplexing. Its client exits non-zero on the first wrong answer.
+GO = Peer(
+    "Go", [(p, False) for p in ("binary", "compact", "header")],
+    client=lambda p, m, t, port: [os.path.join(GO_BIN, "testclient"), "--host", "127.0.0.1",
+                                  "--port", str(port), "--protocol", p, "--transport", t],
+    server=lambda p, m, t, port: [os.path.join(GO_BIN, "testserver"), "--port", str(port),
+                                  "--protocol", p, "--transport", t],
+    cwd=None, env=None, passed=lambda run: run.returncode == 0, zlib=True)
+
+
+def peer_client_vs_ringsoa_server(peer):
+    """The peer's test client against one ringsoa server."""
     port = free_port()
     server = subprocess.Popen([CROSSTEST, "server", "--port", str(port)],
                               stdout=subprocess.DEVNULL)
     results = {}
     try:
         wait_port(port, server, "ringsoa-crosstest server")
-        for proto, kind in NODE_PROTOCOLS:
+        for proto, multiplexed in peer.protocols:
             for trans in TRANSPORTS:
-                run = subprocess.run(
-                    ["node", "client.js", f"--type={kind}", "--port", str(port),
-                     "--protocol", proto, "--transport", trans],
-                    cwd=NODE_TEST, env=NODE_ENV, capture_output=True, text=True, timeout=120)
-                ok = (run.returncode == 0 and "Server successfully tested!" in run.stdout
-                      and "\nnot ok" not in run.stdout)
+                cmd = peer.client(proto, multiplexed, trans, port)
+                run = subprocess.run(cmd, cwd=peer.cwd, env=peer.env, capture_output=True,
+                                     text=True, timeout=120)
+                ok = peer.passed(run)
                 if not ok:
-                    print(f"--- node client.js --type={kind} --protocol {proto}"
-                          f" --transport {trans}\n{run.stdout}{run.stderr}")
-                results[(node_label(proto, kind), trans)] = ok
+                    print(f"--- {' '.join(cmd)}\n{run.stdout}{run.stderr}")
+                results[(label(proto, multiplexed), trans)] = ok
     finally:
         stop(server)
     return results
 
 
-def ringsoa_client_vs_node_server():
-    """For THeader ringsoa's client speaks as the Node.js server reads it
-    (`header_transport`), with a binary and a compact payload (the Node.js
-    library has no transforms)."""
+def ringsoa_client_vs_peer_server(peer):
+    """For THeader ringsoa's client speaks as the peer's server reads it
+    (`header_transport`), with a binary and a compact payload, each also with the
+    zlib transform where the peer has it."""
     results = {}
-    for proto, kind in NODE_PROTOCOLS:
+    for proto, multiplexed in peer.protocols:
         for trans in TRANSPORTS:
             port = free_port()
-            server = subprocess.Popen(
-                ["node", "server.js", f"--type={kind}", "--port", str(port),
-                 "--protocol", proto, "--transport", trans],
-                cwd=NODE_TEST, env=NODE_ENV, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
+            cmd = peer.server(proto, multiplexed, trans, port)
+            server = subprocess.Popen(cmd, cwd=peer.cwd, env=peer.env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                wait_port(port, server, f"node server.js --protocol {proto}")
+                wait_port(port, server, " ".join(cmd))
                 if proto == "header":
-                    runs = [(p, header_transport(trans), []) for p in ("binary", "compact")]
+                    zlib = [[], ["--zlib"]] if peer.zlib else [[]]
+                    runs = [(p, header_transport(trans), z) for p in ("binary", "compact")
+                            for z in zlib]
                 else:
                     runs = [(proto, trans, [])]
-                results[(node_label(proto, kind), trans)] = crosstest_client(
-                    port, runs, kind == "multiplex",
-                    f"node server.js --type={kind} --protocol {proto} --transport {trans}")
+                results[(label(proto, multiplexed), trans)] = crosstest_client(
+                    port, runs, multiplexed, " ".join(cmd))
             finally:
                 stop(server)
     return results
@@ -342,8 +375,12 @@ def main():
         ("ringsoa generated client → Apache TestServer.py", ringsoa_client_vs_apache_server()),
         ("`ringsoa call` (dynamic, 22 methods and a TException) → Apache TestServer.py",
          dynamic_vs_apache_server()),
-        ("Apache Node.js client.js → ringsoa ThriftTest server", node_client_vs_ringsoa_server()),
-        ("ringsoa generated client → Apache Node.js server.js", ringsoa_client_vs_node_server()),
+        ("Apache Node.js client.js → ringsoa ThriftTest server",
+         peer_client_vs_ringsoa_server(NODE)),
+        ("ringsoa generated client → Apache Node.js server.js",
+         ringsoa_client_vs_peer_server(NODE)),
+        ("Apache Go testclient → ringsoa ThriftTest server", peer_client_vs_ringsoa_server(GO)),
+        ("ringsoa generated client → Apache Go testserver", ringsoa_client_vs_peer_server(GO)),
     ]
     failed = 0
     for title, results in rows:

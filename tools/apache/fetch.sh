@@ -3,8 +3,9 @@
 # of thrift (the version Debian's thrift-compiler is built from), unpacked once under
 # target/apache-thrift; Debian's thrift-compiler; Apache's Python library built from
 # that source into its own venv; its Node.js library's dependencies (npm, and Debian's
-# nodejs when missing); and the Python and Node.js code Debian's compiler generates
-# from the downloaded test/ThriftTest.thrift. Prints the unpacked source directory.
+# nodejs when missing); its Go test client and server (Debian's golang-go); and the
+# Python, Node.js and Go code Debian's compiler generates from the downloaded
+# test/ThriftTest.thrift. Prints the unpacked source directory.
 #   Usage: src=$(tools/apache/fetch.sh)
 set -euo pipefail
 # Everything but the final path goes to stderr.
@@ -64,6 +65,29 @@ if [ ! -f "$dir/node/node_modules/tape/package.json" ]; then
 fi
 if [ ! -f "$src/lib/nodejs/test/gen-nodejs/ThriftTest.js" ]; then
     thrift --gen js:node -o "$src/lib/nodejs/test" "$src/test/ThriftTest.thrift" >&2
+fi
+
+# Apache's Go library and its cross-test programs (test/go), built as Apache's
+# test/go/Makefile.am does: ThriftTest.thrift without the one line Go cannot map
+# (a map keyed by a list), generated into the source's test/go/src/gen. The source's
+# go.mod asks for golang/mock, used only by Apache's unit tests, which are not
+# built: a go.mod of our own (-modfile) asks for nothing, and nothing is fetched.
+if ! command -v go >/dev/null; then
+    log "installing Debian's golang-go"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null ||
+        { $sudo apt-get update -q >/dev/null &&
+          $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null; }
+fi
+if [ ! -x "$dir/go/bin/testserver" ] || [ ! -x "$dir/go/bin/testclient" ]; then
+    log "building Apache's Go test client and server"
+    mkdir -p "$dir/go/bin" "$src/test/go/src/gen"
+    printf 'module github.com/apache/thrift\n\ngo 1.18\n' >"$dir/go/go.mod"
+    grep -v 'list.*map.*list.*map' "$src/test/ThriftTest.thrift" >"$dir/go/ThriftTest.thrift"
+    thrift -out "$src/test/go/src/gen" --gen go:thrift_import=github.com/apache/thrift/lib/go/thrift,package_prefix=github.com/apache/thrift/test/go/src/gen/ \
+        "$dir/go/ThriftTest.thrift" >&2
+    (cd "$src" && GOPROXY=off GOFLAGS=-mod=mod GOPATH="$dir/go/path" GOCACHE="$dir/go/cache" \
+        go build -buildvcs=false -modfile="$dir/go/go.mod" -o "$dir/go/bin/" \
+        ./test/go/src/bin/testclient ./test/go/src/bin/testserver) >&2
 fi
 
 if [ ! -f "$dir/gen-py/ThriftTest/ThriftTest.py" ]; then
