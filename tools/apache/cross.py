@@ -175,15 +175,67 @@ def crosstest_client(port, runs, multiplexed, against):
     return ok
 
 
+INSANITY = {"userMap": {"5": 5, "8": 8},
+            "xtructs": [{"string_thing": "Zero", "byte_thing": 1, "i32_thing": -3, "i64_thing": -5}]}
+XTRUCT = {"string_thing": "Zero", "byte_thing": 1, "i32_thing": -3, "i64_thing": -5}
+# (method, arguments, expected result on stdout, expected exit status)
+CALLS = [
+    ("testVoid", {}, None, 0),
+    ("testString", {"thing": "パイソン \"q\""}, "パイソン \"q\"", 0),
+    ("testBool", {"thing": True}, True, 0),
+    ("testByte", {"thing": -127}, -127, 0),
+    ("testI32", {"thing": -1}, -1, 0),
+    ("testI64", {"thing": -34359738368}, -34359738368, 0),
+    ("testDouble", {"thing": -5.235098235}, -5.235098235, 0),
+    ("testBinary", {"thing": "AAEC/w=="}, "AAEC/w==", 0),
+    ("testStruct", {"thing": XTRUCT}, XTRUCT, 0),
+    ("testNest", {"thing": {"byte_thing": 0, "struct_thing": XTRUCT, "i32_thing": 0}},
+     {"byte_thing": 0, "struct_thing": XTRUCT, "i32_thing": 0}, 0),
+    ("testMap", {"thing": {"0": 1, "-1": -2}}, {"-1": -2, "0": 1}, 0),
+    ("testStringMap", {"thing": {"a": "b"}}, {"a": "b"}, 0),
+    ("testSet", {"thing": [8, 1, 42]}, [1, 8, 42], 0),
+    ("testList", {"thing": [1, 4, 9, -42]}, [1, 4, 9, -42], 0),
+    ("testEnum", {"thing": "FIVE"}, 5, 0),
+    ("testTypedef", {"thing": 72057594037927935}, 72057594037927935, 0),
+    ("testMapMap", {"hello": 42},
+     {"-4": {"-4": -4, "-3": -3, "-2": -2, "-1": -1}, "4": {"1": 1, "2": 2, "3": 3, "4": 4}}, 0),
+    ("testInsanity", {"argument": INSANITY},
+     {"1": {"2": INSANITY, "3": INSANITY}, "2": {"6": {}}}, 0),
+    ("testMulti", {"arg0": 74, "arg1": 16711935, "arg2": 281474976698576, "arg3": {"0": "abc"},
+                   "arg4": 5, "arg5": 15790320},
+     {"string_thing": "Hello2", "byte_thing": 74, "i32_thing": 16711935,
+      "i64_thing": 281474976698576}, 0),
+    ("testException", {"arg": "Xception"}, {"err1": {"errorCode": 1001, "message": "Xception"}}, 1),
+    ("testMultiException", {"arg0": "Xception2", "arg1": "x"},
+     {"err2": {"errorCode": 2002, "struct_thing": {"string_thing": "This is an Xception2"}}}, 1),
+    ("testOneway", {"secondsToSleep": 1}, None, 0),
+]
+
+# Go's server writes every field of default requiredness, empty or zero too, where
+# Python's leaves unset ones out: both are right.
+GO_ANSWERS = {
+    "testInsanity": {"1": {"2": INSANITY, "3": INSANITY},
+                     "2": {"6": {"userMap": {}, "xtructs": []}}},
+    "testMultiException": {"err2": {"errorCode": 2002, "struct_thing": {
+        "string_thing": "This is an Xception2", "byte_thing": 0, "i32_thing": 0,
+        "i64_thing": 0}}},
+}
+
+
 class Peer:
     """Another language's Apache library and its cross-test programs: `protocols`
     are (protocol, multiplexed) pairs; `client` and `server` give the command line
     for a protocol, whether multiplexed, a transport and a port; `passed` reads a
-    client's run; `zlib` says whether its THeader has the zlib transform."""
+    client's run; `zlib` says whether its THeader has the zlib transform;
+    `texception` is the TApplicationException kind its server answers a handler's
+    plain TException with; `answers` are its server's answers where they differ
+    from Python's (by method)."""
 
-    def __init__(self, name, protocols, client, server, cwd, env, passed, zlib):
-        self.name, self.protocols, self.cwd, self.env = name, protocols, cwd, env
+    def __init__(self, protocols, client, server, cwd, env, passed, zlib, texception,
+                 answers):
+        self.protocols, self.cwd, self.env = protocols, cwd, env
         self.client, self.server, self.passed, self.zlib = client, server, passed, zlib
+        self.texception, self.answers = texception, answers
 
 
 def label(proto, multiplexed):
@@ -197,7 +249,7 @@ def node_kind(multiplexed):
 # Apache's Node.js library: its test client runs a tape suite over ThriftTest and
 # passes when every assertion did and it says so.
 NODE = Peer(
-    "Node.js", [(p, m) for m in (False, True) for p in ("binary", "compact", "header")],
+    [(p, m) for m in (False, True) for p in ("binary", "compact", "header")],
     client=lambda p, m, t, port: ["node", "client.js", node_kind(m), "--port", str(port),
                                   "--protocol", p, "--transport", t],
     server=lambda p, m, t, port: ["node", "server.js", node_kind(m), "--port", str(port),
@@ -205,17 +257,18 @@ NODE = Peer(
     cwd=NODE_TEST, env=NODE_ENV,
     passed=lambda run: (run.returncode == 0 and "Server successfully tested!" in run.stdout
                         and "\nnot ok" not in run.stdout),
-    zlib=False)
+    zlib=False, texception="Unknown", answers={})
 
 # Apache's Go library (built by tools/apache/fetch.sh); its test programs have no
 # multiplexing. Its client exits non-zero on the first wrong answer.
 GO = Peer(
-    "Go", [(p, False) for p in ("binary", "compact", "header")],
+    [(p, False) for p in ("binary", "compact", "header")],
     client=lambda p, m, t, port: [os.path.join(GO_BIN, "testclient"), "--host", "127.0.0.1",
                                   "--port", str(port), "--protocol", p, "--transport", t],
     server=lambda p, m, t, port: [os.path.join(GO_BIN, "testserver"), "--port", str(port),
                                   "--protocol", p, "--transport", t],
-    cwd=None, env=None, passed=lambda run: run.returncode == 0, zlib=True)
+    cwd=None, env=None, passed=lambda run: run.returncode == 0, zlib=True,
+    texception="InternalError", answers=GO_ANSWERS)
 
 
 def peer_client_vs_ringsoa_server(peer):
@@ -266,43 +319,43 @@ def ringsoa_client_vs_peer_server(peer):
     return results
 
 
-INSANITY = {"userMap": {"5": 5, "8": 8},
-            "xtructs": [{"string_thing": "Zero", "byte_thing": 1, "i32_thing": -3, "i64_thing": -5}]}
-XTRUCT = {"string_thing": "Zero", "byte_thing": 1, "i32_thing": -3, "i64_thing": -5}
-# (method, arguments, expected result on stdout, expected exit status)
-CALLS = [
-    ("testVoid", {}, None, 0),
-    ("testString", {"thing": "パイソン \"q\""}, "パイソン \"q\"", 0),
-    ("testBool", {"thing": True}, True, 0),
-    ("testByte", {"thing": -127}, -127, 0),
-    ("testI32", {"thing": -1}, -1, 0),
-    ("testI64", {"thing": -34359738368}, -34359738368, 0),
-    ("testDouble", {"thing": -5.235098235}, -5.235098235, 0),
-    ("testBinary", {"thing": "AAEC/w=="}, "AAEC/w==", 0),
-    ("testStruct", {"thing": XTRUCT}, XTRUCT, 0),
-    ("testNest", {"thing": {"byte_thing": 0, "struct_thing": XTRUCT, "i32_thing": 0}},
-     {"byte_thing": 0, "struct_thing": XTRUCT, "i32_thing": 0}, 0),
-    ("testMap", {"thing": {"0": 1, "-1": -2}}, {"-1": -2, "0": 1}, 0),
-    ("testStringMap", {"thing": {"a": "b"}}, {"a": "b"}, 0),
-    ("testSet", {"thing": [8, 1, 42]}, [1, 8, 42], 0),
-    ("testList", {"thing": [1, 4, 9, -42]}, [1, 4, 9, -42], 0),
-    ("testEnum", {"thing": "FIVE"}, 5, 0),
-    ("testTypedef", {"thing": 72057594037927935}, 72057594037927935, 0),
-    ("testMapMap", {"hello": 42},
-     {"-4": {"-4": -4, "-3": -3, "-2": -2, "-1": -1}, "4": {"1": 1, "2": 2, "3": 3, "4": 4}}, 0),
-    ("testInsanity", {"argument": INSANITY},
-     {"1": {"2": INSANITY, "3": INSANITY}, "2": {"6": {}}}, 0),
-    ("testMulti", {"arg0": 74, "arg1": 16711935, "arg2": 281474976698576, "arg3": {"0": "abc"},
-                   "arg4": 5, "arg5": 15790320},
-     {"string_thing": "Hello2", "byte_thing": 74, "i32_thing": 16711935,
-      "i64_thing": 281474976698576}, 0),
-    ("testException", {"arg": "Xception"}, {"err1": {"errorCode": 1001, "message": "Xception"}}, 1),
-    ("testMultiException", {"arg0": "Xception2", "arg1": "x"},
-     {"err2": {"errorCode": 2002, "struct_thing": {"string_thing": "This is an Xception2"}}}, 1),
-    ("testOneway", {"secondsToSleep": 1}, None, 0),
-]
-
-
+def dynamic_calls(port, ours, transport, multiplexed, zlib, texception, answers):
+    """`ringsoa call` against the ThriftTest server on `port`: every method of CALLS
+    (with the server's own `answers` where they differ), a TException (answered as a
+    TApplicationException of kind `texception`), and with `zlib` testStruct through
+    the zlib transform with persistent pairs. Returns what failed."""
+    failed = []
+    # --multiplex before the rest: it takes an optional value.
+    call = [RINGSOA, "call"] + (["--multiplex"] if multiplexed else []) + [
+        "--idl", IDL, "--addr", f"127.0.0.1:{port}", "--protocol", ours,
+        "--transport", transport, "--no-tracking"]
+    for method, args, want, status in CALLS:
+        want = answers.get(method, want)
+        run = subprocess.run(call + [f"ThriftTest.{method}", json.dumps(args)],
+                             capture_output=True, text=True, timeout=60)
+        got = json.loads(run.stdout) if run.stdout.strip() else None
+        if method == "testSet" and isinstance(got, list):
+            got = sorted(got)
+        if run.returncode != status or got != want:
+            failed.append(f"{method}: exit {run.returncode}, got {run.stdout.strip()}"
+                          f" {run.stderr.strip()}, want {json.dumps(want)}")
+    # A TException raised by the handler arrives as its processor sends it (a
+    # TApplicationException): one line, exit 2.
+    run = subprocess.run(call + ["ThriftTest.testException", '{"arg": "TException"}'],
+                         capture_output=True, text=True, timeout=60)
+    if run.returncode != 2 or f"TApplicationException {texception}:" not in run.stderr:
+        failed.append(f"testException(TException): exit {run.returncode}, {run.stderr.strip()}")
+    if zlib:
+        # The same through the zlib transform, with persistent pairs (which Apache's
+        # readers ignore).
+        method, args, want, _ = next(c for c in CALLS if c[0] == "testStruct")
+        run = subprocess.run(call + ["--zlib", "--persistent-meta", "p=kept", "--meta", "k=v",
+                                     f"ThriftTest.{method}", json.dumps(args)],
+                             capture_output=True, text=True, timeout=60)
+        if run.returncode != 0 or json.loads(run.stdout or "null") != want:
+            failed.append(f"{method} --zlib --persistent-meta: exit {run.returncode}, "
+                          f"{run.stdout.strip()} {run.stderr.strip()}")
+    return failed
 
 
 def dynamic_vs_apache_server():
@@ -310,52 +363,40 @@ def dynamic_vs_apache_server():
     for proto in ["binary", "compact", "multi", "multic", "header", "multih"]:
         for trans in TRANSPORTS:
             port, server = apache_server(proto, trans)
-            failed = []
             ours, multiplexed = wire(proto)
             transport = header_transport(trans) if proto in HEADERS else trans
             try:
-                for method, args, want, status in CALLS:
-                    cmd = [RINGSOA, "call", "--idl", IDL, "--addr", f"127.0.0.1:{port}",
-                           "--protocol", ours, "--transport", transport, "--no-tracking",
-                           f"ThriftTest.{method}", json.dumps(args)]
-                    if multiplexed:
-                        cmd.insert(2, "--multiplex")
-                    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-                    got = json.loads(run.stdout) if run.stdout.strip() else None
-                    if method == "testSet" and isinstance(got, list):
-                        got = sorted(got)
-                    if run.returncode != status or got != want:
-                        failed.append(f"{method}: exit {run.returncode}, got {run.stdout.strip()}"
-                                      f" {run.stderr.strip()}, want {json.dumps(want)}")
-                # A TException raised by Apache's handler arrives as its processor
-                # sends it (TApplicationException INTERNAL_ERROR): one line, exit 2.
-                run = subprocess.run(
-                    [RINGSOA, "call", "--idl", IDL, "--addr", f"127.0.0.1:{port}", "--protocol",
-                     ours, "--transport", transport, "--no-tracking", "ThriftTest.testException",
-                     '{"arg": "TException"}'] + (["--multiplex"] if multiplexed else []),
-                    capture_output=True, text=True, timeout=60)
-                if run.returncode != 2 or "InternalError" not in run.stderr:
-                    failed.append(f"testException(TException): exit {run.returncode}, "
-                                  f"{run.stderr.strip()}")
-                if proto in HEADERS:
-                    # The same through the zlib transform, with persistent pairs
-                    # (which Apache's reader ignores).
-                    method, args, want, _ = next(c for c in CALLS if c[0] == "testStruct")
-                    run = subprocess.run(
-                        [RINGSOA, "call", "--idl", IDL, "--addr", f"127.0.0.1:{port}",
-                         "--protocol", ours, "--transport", transport, "--zlib",
-                         "--persistent-meta", "p=kept", "--meta", "k=v",
-                         "--no-tracking", f"ThriftTest.{method}", json.dumps(args)]
-                        + (["--multiplex"] if multiplexed else []),
-                        capture_output=True, text=True, timeout=60)
-                    if run.returncode != 0 or json.loads(run.stdout or "null") != want:
-                        failed.append(f"{method} --zlib --persistent-meta: exit {run.returncode}, "
-                                      f"{run.stdout.strip()} {run.stderr.strip()}")
+                failed = dynamic_calls(port, ours, transport, multiplexed, proto in HEADERS,
+                                       "InternalError", {})
             finally:
                 stop(server)
             for f in failed:
                 print(f"--- ringsoa call vs TestServer.py --protocol {proto} --transport {trans}: {f}")
             results[(proto, trans)] = not failed
+    return results
+
+
+def dynamic_vs_peer_server(peer):
+    """`ringsoa call` against the peer's server, as `dynamic_vs_apache_server`."""
+    results = {}
+    for proto, multiplexed in peer.protocols:
+        for trans in TRANSPORTS:
+            port = free_port()
+            cmd = peer.server(proto, multiplexed, trans, port)
+            server = subprocess.Popen(cmd, cwd=peer.cwd, env=peer.env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            header = proto == "header"
+            try:
+                wait_port(port, server, " ".join(cmd))
+                failed = dynamic_calls(port, "binary" if header else proto,
+                                       header_transport(trans) if header else trans,
+                                       multiplexed, header and peer.zlib, peer.texception,
+                                       peer.answers)
+            finally:
+                stop(server)
+            for f in failed:
+                print(f"--- ringsoa call vs {' '.join(cmd)}: {f}")
+            results[(label(proto, multiplexed), trans)] = not failed
     return results
 
 
@@ -379,8 +420,10 @@ def main():
          peer_client_vs_ringsoa_server(NODE)),
         ("ringsoa generated client → Apache Node.js server.js",
          ringsoa_client_vs_peer_server(NODE)),
+        ("`ringsoa call` → Apache Node.js server.js", dynamic_vs_peer_server(NODE)),
         ("Apache Go testclient → ringsoa ThriftTest server", peer_client_vs_ringsoa_server(GO)),
         ("ringsoa generated client → Apache Go testserver", ringsoa_client_vs_peer_server(GO)),
+        ("`ringsoa call` → Apache Go testserver", dynamic_vs_peer_server(GO)),
     ]
     failed = 0
     for title, results in rows:
