@@ -229,13 +229,16 @@ class Peer:
     client's run; `zlib` says whether its THeader has the zlib transform;
     `texception` is the TApplicationException kind its server answers a handler's
     plain TException with; `answers` are its server's answers where they differ
-    from Python's (by method)."""
+    from Python's (by method); `header_client`, if any, gives the command line of a
+    THeader client of ours on its library for a payload protocol, a transport,
+    whether zlib, and a port."""
 
     def __init__(self, protocols, client, server, cwd, env, passed, zlib, texception,
-                 answers):
+                 answers, header_client=None):
         self.protocols, self.cwd, self.env = protocols, cwd, env
         self.client, self.server, self.passed, self.zlib = client, server, passed, zlib
         self.texception, self.answers = texception, answers
+        self.header_client = header_client
 
 
 def label(proto, multiplexed):
@@ -268,7 +271,12 @@ GO = Peer(
     server=lambda p, m, t, port: [os.path.join(GO_BIN, "testserver"), "--port", str(port),
                                   "--protocol", p, "--transport", t],
     cwd=None, env=None, passed=lambda run: run.returncode == 0, zlib=True,
-    texception="InternalError", answers=GO_ANSWERS)
+    texception="InternalError", answers=GO_ANSWERS,
+    # tools/apache/go/header_client.go: compact payloads and the zlib transform
+    # too, and a header pair that must come back.
+    header_client=lambda p, t, z, port: [
+        os.path.join(GO_BIN, "ringsoa_header_client"), "-port", str(port), "-protocol", p,
+        "-transport", t] + (["-zlib"] if z else []))
 
 
 def peer_client_vs_ringsoa_server(peer):
@@ -288,9 +296,32 @@ def peer_client_vs_ringsoa_server(peer):
                 if not ok:
                     print(f"--- {' '.join(cmd)}\n{run.stdout}{run.stderr}")
                 results[(label(proto, multiplexed), trans)] = ok
+        for payload, z in [(p, z) for z in (False, True) for p in ("binary", "compact")]:
+            for trans in TRANSPORTS if peer.header_client else []:
+                cmd = peer.header_client(payload, trans, z, port)
+                run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                if run.returncode != 0:
+                    print(f"--- {' '.join(cmd)}\n{run.stdout}{run.stderr}")
+                zlib = ", zlib" if z else ""
+                results[(f"header, {payload} payload{zlib} (header_client.go)", trans)] = \
+                    run.returncode == 0
     finally:
         stop(server)
     return results
+
+
+def peer_server(peer, proto, multiplexed, trans):
+    """Starts the peer's test server: its port, process and command line."""
+    port = free_port()
+    cmd = peer.server(proto, multiplexed, trans, port)
+    server = subprocess.Popen(cmd, cwd=peer.cwd, env=peer.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, server, " ".join(cmd))
+    except BaseException:
+        stop(server)
+        raise
+    return port, server, cmd
 
 
 def ringsoa_client_vs_peer_server(peer):
@@ -300,12 +331,8 @@ def ringsoa_client_vs_peer_server(peer):
     results = {}
     for proto, multiplexed in peer.protocols:
         for trans in TRANSPORTS:
-            port = free_port()
-            cmd = peer.server(proto, multiplexed, trans, port)
-            server = subprocess.Popen(cmd, cwd=peer.cwd, env=peer.env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            port, server, cmd = peer_server(peer, proto, multiplexed, trans)
             try:
-                wait_port(port, server, " ".join(cmd))
                 if proto == "header":
                     zlib = [[], ["--zlib"]] if peer.zlib else [[]]
                     runs = [(p, header_transport(trans), z) for p in ("binary", "compact")
@@ -381,13 +408,9 @@ def dynamic_vs_peer_server(peer):
     results = {}
     for proto, multiplexed in peer.protocols:
         for trans in TRANSPORTS:
-            port = free_port()
-            cmd = peer.server(proto, multiplexed, trans, port)
-            server = subprocess.Popen(cmd, cwd=peer.cwd, env=peer.env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            port, server, cmd = peer_server(peer, proto, multiplexed, trans)
             header = proto == "header"
             try:
-                wait_port(port, server, " ".join(cmd))
                 failed = dynamic_calls(port, "binary" if header else proto,
                                        header_transport(trans) if header else trans,
                                        multiplexed, header and peer.zlib, peer.texception,

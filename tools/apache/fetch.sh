@@ -78,16 +78,22 @@ if ! command -v go >/dev/null; then
         { $sudo apt-get update -q >/dev/null &&
           $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null; }
 fi
-if [ ! -x "$dir/go/bin/testserver" ] || [ ! -x "$dir/go/bin/testclient" ]; then
+# Beside them, our THeader client (tools/apache/go/header_client.go), rebuilt when
+# it changes.
+go_client="$src/test/go/src/bin/ringsoa_header_client/main.go"
+if [ ! -x "$dir/go/bin/testserver" ] || [ ! -x "$dir/go/bin/ringsoa_header_client" ] ||
+   ! cmp -s "$root/tools/apache/go/header_client.go" "$go_client"; then
     log "building Apache's Go test client and server"
-    mkdir -p "$dir/go/bin" "$src/test/go/src/gen"
+    mkdir -p "$dir/go/bin" "$src/test/go/src/gen" "$(dirname "$go_client")"
+    cp "$root/tools/apache/go/header_client.go" "$go_client"
     printf 'module github.com/apache/thrift\n\ngo 1.18\n' >"$dir/go/go.mod"
     grep -v 'list.*map.*list.*map' "$src/test/ThriftTest.thrift" >"$dir/go/ThriftTest.thrift"
     thrift -out "$src/test/go/src/gen" --gen go:thrift_import=github.com/apache/thrift/lib/go/thrift,package_prefix=github.com/apache/thrift/test/go/src/gen/ \
         "$dir/go/ThriftTest.thrift" >&2
     (cd "$src" && GOPROXY=off GOFLAGS=-mod=mod GOPATH="$dir/go/path" GOCACHE="$dir/go/cache" \
         go build -buildvcs=false -modfile="$dir/go/go.mod" -o "$dir/go/bin/" \
-        ./test/go/src/bin/testclient ./test/go/src/bin/testserver) >&2
+        ./test/go/src/bin/testclient ./test/go/src/bin/testserver \
+        ./test/go/src/bin/ringsoa_header_client) >&2
 fi
 
 if [ ! -f "$dir/gen-py/ThriftTest/ThriftTest.py" ]; then

@@ -21,7 +21,12 @@ impl ThriftTestHandler for Tests {
     async fn testVoid(&self, _: &mut CallContext) -> R<()> {
         Ok(())
     }
-    async fn testString(&self, _: &mut CallContext, thing: String) -> R<String> {
+    /// Also sends back, in the reply's header, every request header pair whose key
+    /// starts with `echo-` (a header transport's client checks them).
+    async fn testString(&self, cx: &mut CallContext, thing: String) -> R<String> {
+        let echoed = cx.meta.iter().filter(|(k, _)| k.starts_with("echo-"));
+        let echoed: Vec<_> = echoed.map(|(k, v)| (k.clone(), v.clone())).collect();
+        cx.response_meta.extend(echoed);
         Ok(thing)
     }
     async fn testBool(&self, _: &mut CallContext, thing: bool) -> R<bool> {
