@@ -81,12 +81,9 @@ def wire(proto):
 
 
 def apache_client_vs_ringsoa_server():
-    port = free_port()
-    server = subprocess.Popen([CROSSTEST, "server", "--port", str(port)],
-                              stdout=subprocess.DEVNULL)
+    port, server = ringsoa_server()
     results = {}
     try:
-        wait_port(port, server, "ringsoa-crosstest server")
         for proto in PROTOCOLS:
             for trans in TRANSPORTS:
                 run = subprocess.run(
@@ -119,14 +116,31 @@ def apache_client_vs_ringsoa_server():
     return results
 
 
+def serve(cmd, port, cwd=None, env=None, stderr=subprocess.DEVNULL):
+    """Starts the server `cmd` and returns its process once it listens on `port`
+    (stopped, and the run ended, if it never does)."""
+    server = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                              stderr=stderr)
+    try:
+        wait_port(port, server, " ".join(cmd))
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def ringsoa_server():
+    """ringsoa's ThriftTest server, every protocol and transport on one port: its
+    port and process (its log lines go to ours)."""
+    port = free_port()
+    return port, serve([CROSSTEST, "server", "--port", str(port)], port, stderr=None)
+
+
 def apache_server(proto, trans):
     port = free_port()
-    server = subprocess.Popen(
+    return port, serve(
         [PY, os.path.join(TEST_PY, "TestServer.py"), "--genpydir", GEN_PY, "--port",
-         str(port), "--protocol", proto, "--transport", trans, "-q", "TThreadedServer"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, server, f"TestServer.py --protocol {proto}")
-    return port, server
+         str(port), "--protocol", proto, "--transport", trans, "-q", "TThreadedServer"], port)
 
 
 def header_transport(trans):
@@ -281,12 +295,9 @@ GO = Peer(
 
 def peer_client_vs_ringsoa_server(peer):
     """The peer's test client against one ringsoa server."""
-    port = free_port()
-    server = subprocess.Popen([CROSSTEST, "server", "--port", str(port)],
-                              stdout=subprocess.DEVNULL)
+    port, server = ringsoa_server()
     results = {}
     try:
-        wait_port(port, server, "ringsoa-crosstest server")
         for proto, multiplexed in peer.protocols:
             for trans in TRANSPORTS:
                 cmd = peer.client(proto, multiplexed, trans, port)
@@ -314,14 +325,7 @@ def peer_server(peer, proto, multiplexed, trans):
     """Starts the peer's test server: its port, process and command line."""
     port = free_port()
     cmd = peer.server(proto, multiplexed, trans, port)
-    server = subprocess.Popen(cmd, cwd=peer.cwd, env=peer.env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, server, " ".join(cmd))
-    except BaseException:
-        stop(server)
-        raise
-    return port, server, cmd
+    return port, serve(cmd, port, peer.cwd, peer.env), cmd
 
 
 def ringsoa_client_vs_peer_server(peer):
