@@ -25,8 +25,8 @@ use super::state::CoreState;
 use crate::deadline::Deadline;
 use crate::logs::throttle::warn_throttled;
 use crate::protocol::{
-    with_codec, Codec, MessageType, NonStrictBinaryCodec, Protocol, ProtocolErrorKind,
-    ProtocolReader,
+    with_codec, Codec, MessageType, NonStrictBinaryCodec, Protocol, ProtocolError,
+    ProtocolErrorKind, ProtocolReader,
 };
 use crate::rpc::{CallContext, Dispatch};
 use crate::tracking::{self, server::Handshake};
@@ -186,11 +186,9 @@ impl<S: Dispatch> Session<S> {
                     // Answered as a request over the maximum size is; nothing of it
                     // is held past the limit, so the connection goes on.
                     Err(e) if e.kind == ProtocolErrorKind::SizeLimit => {
-                        let head = header::inflate_head(&payload, HEAD_MAX);
                         let why = e.message.into_owned();
-                        let (mut site, cx) = self.site();
-                        site.envelope = Some(&h);
-                        let told = with_codec!(h.protocol, P => site.refuse_too_large::<P>(cx, head, &why))
+                        let told = self
+                            .refuse_in_header(&h, payload, &why)
                             .map_err(|_| End::Bad(why.clone()))?;
                         self.refused(&why, told);
                         return Ok(false);
@@ -303,14 +301,8 @@ impl<S: Dispatch> Session<S> {
             let answered = if framed && HeaderKind::of(&head).is_some() {
                 // Answered in the same header, its payload in the protocol it names.
                 let limits = envelope::limits(&self.core.config.tracking_limits);
-                header::decode(&head, &limits).and_then(|(h, mut payload)| {
-                    if h.zlib {
-                        payload = header::inflate_head(&payload, HEAD_MAX);
-                    }
-                    let (mut site, cx) = self.site();
-                    site.envelope = Some(&h);
-                    with_codec!(h.protocol, P => site.refuse_too_large::<P>(cx, payload, &why))
-                })
+                header::decode(&head, &limits)
+                    .and_then(|(h, payload)| self.refuse_in_header(&h, payload, &why))
             } else {
                 let (mut site, cx) = self.site();
                 site.refuse_too_large::<C>(cx, head, &why)
@@ -328,6 +320,25 @@ impl<S: Dispatch> Session<S> {
         }
         self.refused(&why, told);
         Ok(())
+    }
+
+    /// Answers a request in header `h` (whose payload starts with `payload`, still
+    /// compressed under the zlib transform) refused as too large (`why`), in the
+    /// same header ([`CallSite::refuse_too_large`]); true if the caller was told.
+    fn refuse_in_header(
+        &mut self,
+        h: &header::Header,
+        payload: Bytes,
+        why: &str,
+    ) -> Result<bool, ProtocolError> {
+        let payload = if h.zlib {
+            header::inflate_head(&payload, HEAD_MAX)
+        } else {
+            payload
+        };
+        let (mut site, cx) = self.site();
+        site.envelope = Some(h);
+        with_codec!(h.protocol, P => site.refuse_too_large::<P>(cx, payload, why))
     }
 
     /// Logs a refused request whose connection goes on (`told`: its caller was
