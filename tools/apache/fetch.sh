@@ -14,12 +14,16 @@ dir="$root/target/apache-thrift"
 mkdir -p "$dir"
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 log() { echo "apache/fetch.sh: $*" >&2; }
+# Installs Debian packages, updating the package lists first if they are stale.
+apt_install() {
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null ||
+        { $sudo apt-get update -q >/dev/null &&
+          $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+}
 
 if ! command -v thrift >/dev/null; then
     log "installing Debian's thrift-compiler"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q thrift-compiler >/dev/null ||
-        { $sudo apt-get update -q >/dev/null &&
-          $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q thrift-compiler >/dev/null; }
+    apt_install thrift-compiler
 fi
 version=$(thrift --version | awk '{print $3}')
 
@@ -51,9 +55,7 @@ fi
 # library's package.json asks for, and the code generated for ThriftTest.thrift.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     log "installing Debian's nodejs and npm"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null ||
-        { $sudo apt-get update -q >/dev/null &&
-          $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null; }
+    apt_install nodejs npm
 fi
 node_deps=(q@1.5.1 node-int64@0.4.0 ws@5.2.3 isomorphic-ws@4.0.1 browser-or-node@1.3.0
            commander@2.20.3 tape@4.17.0)
@@ -74,9 +76,7 @@ fi
 # built: a go.mod of our own (-modfile) asks for nothing, and nothing is fetched.
 if ! command -v go >/dev/null; then
     log "installing Debian's golang-go"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null ||
-        { $sudo apt-get update -q >/dev/null &&
-          $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null; }
+    apt_install golang-go
 fi
 # Beside them, our THeader client (tools/apache/go/header_client.go), rebuilt when
 # it changes.
