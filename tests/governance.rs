@@ -806,6 +806,69 @@ fn config_and_switches_reach_every_core_and_overrides_win() {
     assert!(!ok && err.contains("on, off or JSON"), "{err}");
 }
 
+/// An operator with ZooKeeper's own CLI (`zkCli.sh`, the Java client): the provider
+/// node ringsoa wrote reads back as its JSON, ephemeral; folders made with no data,
+/// values set, changed and deleted by hand, a cluster override among them, reach
+/// every core; a value the ringsoa CLI wrote reads back byte for byte.
+#[test]
+fn zookeepers_own_cli_reads_what_ringsoa_writes_and_its_edits_reach_every_core() {
+    let (zk, _zkc, _dir, g) = registered(1, "zkcli");
+    let node = g.node();
+    let json: serde_json::Value = serde_json::from_str(&zk.cli(&["get", &node])).unwrap();
+    assert_eq!(json["host"], "127.0.0.1", "{json}");
+    assert_eq!(json["port"], g.demo.addr.port(), "{json}");
+    assert_eq!(json["pid"], g.demo.child.id(), "{json}");
+    assert_eq!(json["cores"], 2, "{json}");
+    let stat = zk.cli(&["stat", &node]);
+    let owner = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("ephemeralOwner = "))
+        .unwrap_or_else(|| panic!("no ephemeralOwner in {stat}"));
+    assert_ne!(owner, "0x0", "the provider node is not ephemeral");
+
+    let app = "/ringsoa/apps/ringsoa-demo";
+    for (path, data) in [
+        ("config", None),
+        ("config/greeting", Some("set with zkCli")),
+        ("switches", None),
+        ("switches/relay", Some("off")),
+        ("clusters/main/config", None),
+        (
+            "clusters/main/config/greeting",
+            Some("the cluster's, with zkCli"),
+        ),
+    ] {
+        let path = format!("{app}/{path}");
+        let mut cmd = vec!["create", path.as_str()];
+        cmd.extend(data);
+        zk.cli(&cmd);
+    }
+    let greeting = |want: &'static str| {
+        g.wait_view("/config", want, |c| c["greeting"] == want);
+        every_core_sees(g.demo.addr, "demo.config", "greeting", want);
+    };
+    greeting("the cluster's, with zkCli");
+    g.wait_view("/switches", "relay off", |s| s["relay"] == "off");
+    every_core_sees(g.demo.addr, "demo.switch", "relay", "off");
+
+    zk.cli(&["delete", &format!("{app}/clusters/main/config/greeting")]);
+    greeting("set with zkCli");
+    zk.cli(&[
+        "set",
+        &format!("{app}/config/greeting"),
+        "changed with zkCli",
+    ]);
+    greeting("changed with zkCli");
+    zk.cli(&["deleteall", &format!("{app}/switches")]);
+    g.wait_view("/switches", "no switches", |s| s == &serde_json::json!({}));
+
+    let zka = ["--zk", zk.connect.as_str()];
+    let value = r#"{"max": 10, "name": "a b"}"#;
+    let (ok, out, err) = ringsoa(&[&["config", "set", APP, "limits", value], &zka[..]].concat());
+    assert!(ok, "{out} {err}");
+    assert_eq!(zk.cli(&["get", &format!("{app}/config/limits")]), value);
+}
+
 #[test]
 fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
     let (zk, zkc, dir, g) = registered(1, "outage");

@@ -139,6 +139,36 @@ impl ZooKeeper {
     pub fn client(&self) -> Zk {
         Zk::connect(&self.connect)
     }
+
+    /// Runs one command of ZooKeeper's own CLI (`zkCli.sh`, Debian's package, a
+    /// Java client) against this ZooKeeper, as an operator would, and returns what it
+    /// printed on stdout but its connection chatter. Panics when the command fails.
+    pub fn cli(&self, command: &[&str]) -> String {
+        let cli = "/usr/share/zookeeper/bin/zkCli.sh";
+        let out = Command::new(cli)
+            .args(["-server", &self.connect])
+            .args(command)
+            .output()
+            .unwrap_or_else(|e| panic!("{cli} (Debian's zookeeper package) runs: {e}"));
+        assert!(
+            out.status.success(),
+            "zkCli {command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let chatter = [
+            "Connecting to",
+            "WATCHER::",
+            "WatchedEvent",
+            "Welcome to",
+            "JLine",
+        ];
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty() && !chatter.iter().any(|c| l.starts_with(c)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 impl Drop for ZooKeeper {
