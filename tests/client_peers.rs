@@ -50,61 +50,84 @@ fn version(client: &Client) -> Option<i32> {
 /// Every method, in every protocol and transport, and then random `Item`s (every
 /// field over its whole range, NaN and signed zeros, unknown enum values, absent
 /// fields) come back unchanged through the thriftpy2 server's decoder and encoder:
-/// compared by their bytes, re-encoded (NaN is not equal to itself).
+/// compared by their bytes, re-encoded (NaN is not equal to itself). Against both of
+/// thriftpy2's servers: the threaded one and the asyncio one (`make_aio_server`, its
+/// own protocol and transport code).
 #[test]
 fn falls_back_to_native_on_a_plain_thriftpy2_server() {
     let mut runner = TestRunner::deterministic();
     let items: Vec<Item> = (0..400)
         .map(|_| items::item().new_tree(&mut runner).unwrap().current())
         .collect();
-    for (p, protocol) in [("binary", Protocol::Binary), ("compact", Protocol::Compact)] {
-        for (f, framing) in [("buffered", Framing::Buffered), ("framed", Framing::Framed)] {
-            let (_server, addr) = py_server("native", p, f);
-            block_on(async {
-                let client = client(addr, protocol, framing);
-                let demo = DemoClient::new(&client);
-                assert_eq!(
-                    demo.echo(None, "hi ✓".into()).await.unwrap(),
-                    "hi ✓",
-                    "{p}/{f}"
+    let combos = ["native", "aio"].into_iter().flat_map(|m| {
+        [("binary", Protocol::Binary), ("compact", Protocol::Compact)]
+            .into_iter()
+            .flat_map(move |p| {
+                [("buffered", Framing::Buffered), ("framed", Framing::Framed)]
+                    .map(move |f| (m, p, f))
+            })
+    });
+    for (mode, (p, protocol), (f, framing)) in combos {
+        // thriftpy2 0.7.1's asyncio compact reader drops every map with string keys
+        // or values (its threaded one does not): such a server is sent none.
+        let drops_maps = mode == "aio" && protocol == Protocol::Compact;
+        let fit = |mut item: Item| {
+            if drops_maps {
+                item.attrs = None;
+            }
+            item
+        };
+        let (_server, addr) = py_server(mode, p, f);
+        let p = format!("{mode} {p}");
+        block_on(async {
+            let client = client(addr, protocol, framing);
+            let demo = DemoClient::new(&client);
+            assert_eq!(
+                demo.echo(None, "hi ✓".into()).await.unwrap(),
+                "hi ✓",
+                "{p}/{f}"
+            );
+            assert_eq!(version(&client), Some(0), "{p}/{f}: should be native");
+            demo.ping(None).await.unwrap();
+            assert_eq!(demo.add(None, 40, 2).await.unwrap(), 42);
+            assert_eq!(demo.sleep_ms(None, 5).await.unwrap(), "slept 5");
+            let item = Item {
+                id: -7,
+                name: Some("ü".into()),
+                scores: Some(vec![0.5, -2.0]),
+                attrs: Some([("k".to_string(), 1)].into()),
+                tags: Some([3, -3].into()),
+                blob: Some(bytes::Bytes::from_static(b"\0\xff")),
+                flag: true,
+                tiny: Some(-1),
+                color: Color::GREEN,
+                inner: None,
+                children: Some(vec![]),
+                nested: Some([(4, vec!["x".to_string()])].into()),
+            };
+            let item = fit(item);
+            assert_eq!(
+                demo.roundtrip(None, item.clone()).await.unwrap(),
+                item,
+                "{p}/{f}"
+            );
+            match demo.fail(None, 3).await {
+                Err(CallError::Declared(DemoFailException::Err(e))) => {
+                    assert_eq!((e.code, e.message.as_deref()), (Some(3), Some("fail 3")))
+                }
+                other => panic!("{p}/{f}: {other:?}"),
+            }
+            demo.fire(None, "n".into()).await.unwrap();
+            assert_eq!(demo.fired(None).await.unwrap(), 1);
+            assert_eq!(demo.whoami(None).await.unwrap()["seq"], "");
+            for item in items.iter().cloned().map(fit) {
+                let back = demo.roundtrip(None, item.clone()).await.unwrap();
+                assert!(
+                    to_bytes(&back, protocol) == to_bytes(&item, protocol),
+                    "{p}/{f}: {item:?}\n came back as\n{back:?}"
                 );
-                assert_eq!(version(&client), Some(0), "{p}/{f}: should be native");
-                demo.ping(None).await.unwrap();
-                assert_eq!(demo.add(None, 40, 2).await.unwrap(), 42);
-                assert_eq!(demo.sleep_ms(None, 5).await.unwrap(), "slept 5");
-                let item = Item {
-                    id: -7,
-                    name: Some("ü".into()),
-                    scores: Some(vec![0.5, -2.0]),
-                    attrs: Some([("k".to_string(), 1)].into()),
-                    tags: Some([3, -3].into()),
-                    blob: Some(bytes::Bytes::from_static(b"\0\xff")),
-                    flag: true,
-                    tiny: Some(-1),
-                    color: Color::GREEN,
-                    inner: None,
-                    children: Some(vec![]),
-                    nested: Some([(4, vec!["x".to_string()])].into()),
-                };
-                assert_eq!(demo.roundtrip(None, item.clone()).await.unwrap(), item);
-                match demo.fail(None, 3).await {
-                    Err(CallError::Declared(DemoFailException::Err(e))) => {
-                        assert_eq!((e.code, e.message.as_deref()), (Some(3), Some("fail 3")))
-                    }
-                    other => panic!("{p}/{f}: {other:?}"),
-                }
-                demo.fire(None, "n".into()).await.unwrap();
-                assert_eq!(demo.fired(None).await.unwrap(), 1);
-                assert_eq!(demo.whoami(None).await.unwrap()["seq"], "");
-                for item in &items {
-                    let back = demo.roundtrip(None, item.clone()).await.unwrap();
-                    assert!(
-                        to_bytes(&back, protocol) == to_bytes(item, protocol),
-                        "{p}/{f}: {item:?}\n came back as\n{back:?}"
-                    );
-                }
-            });
-        }
+            }
+        });
     }
 }
 

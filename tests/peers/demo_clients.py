@@ -3,18 +3,24 @@
 
 Usage: demo_clients.py IDL HOST:PORT_A HOST:PORT_B
 Asserts every Demo method in {binary, compact} x {buffered, framed} with native and
-tracked (version 2 and version 1) clients, the relay chain A -> B, DemoError,
+tracked (version 2 and version 1) clients and thriftpy2's asyncio client
+(`make_aio_client`, its own protocol and transport code), the relay chain A -> B, DemoError,
 oneway + fired(), that an unknown method's EXCEPTION reply keeps a v2
 connection usable, and that a request over the server's size limit is answered.
 Prints one line per check; exits non-zero on the first failure.
 """
+import asyncio
+import copy
 import sys
 import uuid
 
 import thriftpy2
+from thriftpy2.contrib.aio.protocol import TAsyncBinaryProtocolFactory, TAsyncCompactProtocolFactory
+from thriftpy2.contrib.aio.transport import TAsyncBufferedTransportFactory, TAsyncFramedTransportFactory
 from thriftpy2.contrib.tracking import TTrackedClient
 from thriftpy2.contrib.tracking.tracker import TrackerBase
 from thriftpy2.protocol import TBinaryProtocolFactory, TCompactProtocolFactory
+from thriftpy2.rpc import make_aio_client
 from thriftpy2.thrift import TApplicationException, TClient
 from thriftpy2.transport import TBufferedTransportFactory, TFramedTransportFactory, TSocket
 
@@ -75,12 +81,12 @@ full = demo.Item(
 )
 
 
-def every_method(c, tag):
+def every_method(c, tag, item=full):
     check(c.ping() is None, f"{tag} ping")
     check(c.echo("hi ✓") == "hi ✓", f"{tag} echo")
-    back = c.roundtrip(full)
+    back = c.roundtrip(item)
     back.tags = set(back.tags)  # thriftpy2 reads a set back as a list
-    check(back == full, f"{tag} roundtrip")
+    check(back == item, f"{tag} roundtrip")
     check(c.add(-5, 2**40) == 2**40 - 5, f"{tag} add")
     check(c.fail(0) is None, f"{tag} fail(0)")
     try:
@@ -140,6 +146,49 @@ for pname, pf in protocols:
             check(e.type == TApplicationException.UNKNOWN_METHOD, f"tracked v2 {tag} unknown method -> UNKNOWN_METHOD")
         check(c.echo("still") == "still", f"tracked v2 {tag} connection usable after EXCEPTION reply")
         t.close()
+
+class Blocking:
+    """thriftpy2's asyncio client with its calls run one at a time to their end."""
+
+    def __init__(self, loop, client):
+        self.loop, self.client = loop, client
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+        return lambda *args: self.loop.run_until_complete(method(*args))
+
+    def close(self):
+        self.client.close()
+
+
+# thriftpy2 0.7.1's asyncio compact reader drops every map with string keys or values
+# (its threaded one does not; an asyncio server answers one with an empty map too):
+# the roundtrip leaves that map out there, and whoami's map is looked at in binary.
+loop = asyncio.new_event_loop()
+aio_protocols = [("binary", TAsyncBinaryProtocolFactory()), ("compact", TAsyncCompactProtocolFactory())]
+aio_transports = [("buffered", TAsyncBufferedTransportFactory()), ("framed", TAsyncFramedTransportFactory())]
+for pname, pf in aio_protocols:
+    item = copy.deepcopy(full)
+    if pname == "compact":
+        item.attrs = None
+    for tname, tf in aio_transports:
+        tag = f"asyncio {pname}/{tname}"
+        for service in (demo.Demo, newer.Demo):
+            c = Blocking(loop, loop.run_until_complete(make_aio_client(
+                service, *hostport(a), proto_factory=pf, trans_factory=tf, timeout=5000)))
+            if service is newer.Demo:
+                try:
+                    c.nope()
+                    check(False, f"{tag} unknown method raises")
+                except TApplicationException as e:
+                    check(e.type == TApplicationException.UNKNOWN_METHOD, f"{tag} unknown method -> UNKNOWN_METHOD")
+                check(c.echo("still") == "still", f"{tag} connection usable after EXCEPTION reply")
+            else:
+                every_method(c, tag, item)
+                if pname == "binary":
+                    w = c.whoami()
+                    check(w["version"] == "0" and w["client"] == "", f"{tag} whoami is untracked")
+            c.close()
 
 # A request over the server's maximum message size (16 MiB): PROTOCOL_ERROR naming
 # the sizes, not a reset; a framed connection goes on, a buffered one is closed.

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A thriftpy2 0.7.1 Demo server for client tests (run by tests/client_peers.rs).
 
-Usage: demo_server.py IDL PORT native|tracked [binary|compact] [buffered|framed]
+Usage: demo_server.py IDL PORT native|tracked|aio [binary|compact] [buffered|framed]
 `tracked` serves through TTrackedProcessor (one connection at a time: its version
-state lives on the processor); whoami reports what the tracking header said.
+state lives on the processor); whoami reports what the tracking header said. `aio`
+is thriftpy2's asyncio server (`make_aio_server`: its own protocols and transports,
+coroutine handlers), natively.
 """
 import sys
 
@@ -68,6 +70,33 @@ class Handler:
         raise demo.DemoError(code=1, message="no relay in the Python server")
 
 
+class AioHandler:
+    """The same methods as coroutines, as thriftpy2's asyncio processor awaits them."""
+
+    def __getattr__(self, name):
+        method = getattr(Handler(), name)
+
+        async def call(*args):
+            return method(*args)
+
+        return call
+
+
+if mode == "aio":
+    from thriftpy2.contrib.aio.protocol import (TAsyncBinaryProtocolFactory,
+                                                TAsyncCompactProtocolFactory)
+    from thriftpy2.contrib.aio.transport import (TAsyncBufferedTransportFactory,
+                                                 TAsyncFramedTransportFactory)
+    import asyncio
+
+    from thriftpy2.rpc import make_aio_server
+
+    pf = TAsyncBinaryProtocolFactory() if proto == "binary" else TAsyncCompactProtocolFactory()
+    tf = TAsyncBufferedTransportFactory() if trans == "buffered" else TAsyncFramedTransportFactory()
+    # No idle limit (its default closes a connection after 3 s without a request).
+    make_aio_server(demo.Demo, AioHandler(), "127.0.0.1", port, proto_factory=pf,
+                    trans_factory=tf, client_timeout=None, loop=asyncio.new_event_loop()).serve()
+    sys.exit(0)
 if mode == "tracked":
     processor = TTrackedProcessor(Tracker(), demo.Demo, Handler())
 else:
