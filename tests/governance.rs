@@ -155,6 +155,7 @@ fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 fn ringsoa(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
         .args(args)
+        .env_remove("RINGSOA_ZK_AUTH")
         .output()
         .unwrap();
     (
@@ -867,6 +868,95 @@ fn zookeepers_own_cli_reads_what_ringsoa_writes_and_its_edits_reach_every_core()
     let (ok, out, err) = ringsoa(&[&["config", "set", APP, "limits", value], &zka[..]].concat());
     assert!(ok, "{out} {err}");
     assert_eq!(zk.cli(&["get", &format!("{app}/config/limits")]), value);
+}
+
+/// A ZooKeeper whose root only an operator's credentials may write (set up with
+/// zkCli's `addauth digest`): a process without credentials serves unregistered and
+/// says why; one with them registers, its node guarded (everything to the same
+/// credentials, reading to anyone, so that zkCli without them cannot delete it);
+/// consumers without credentials still see the provider and the config; the CLI
+/// writes with credentials from `--zk-auth` or `RINGSOA_ZK_AUTH`, and refuses
+/// without, with one line that says where credentials go. The secret is never
+/// logged.
+#[test]
+fn credentials_write_under_an_acl_and_guard_what_they_create() {
+    let zk = ZooKeeper::start(1);
+    let dir = Scratch::new("auth");
+    let (_, err) = zk.cli_session(&[
+        "addauth digest ops:s3cret",
+        "create /ringsoa \"\" auth::cdrwa,world:anyone:r",
+    ]);
+    assert_eq!(err, "Created /ringsoa");
+    let acl = zk.cli(&["getAcl", "/ringsoa"]);
+    assert!(
+        acl.contains("'digest,'ops:") && acl.contains("'world,'anyone\n: r"),
+        "{acl}"
+    );
+
+    let open = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    open.wait_view("/governance", "the ACL's refusal", |v| {
+        v["error"].as_str().is_some_and(|e| {
+            e.contains("not authorized") && e.contains("(none; given by --zk-auth")
+        })
+    });
+    let cred = "digest:ops:s3cret";
+    let g = Governed::on_zk(&zk.connect, &dir.0, &["--zk-auth", cred]);
+    g.wait_view("/governance", "registered", |v| v["registered"] == g.node());
+    let acl = zk.cli(&["getAcl", &g.node()]);
+    assert!(
+        acl.contains("'digest,'ops:") && acl.contains("'world,'anyone\n: r"),
+        "{acl}"
+    );
+    let refused = zk.try_cli(&["delete", &g.node()]).unwrap_err();
+    assert!(refused.contains("Insufficient permission"), "{refused}");
+    let (ok, out, err) = ringsoa(&["registry", "ls", APP, "main", "--zk", &zk.connect]);
+    assert!(
+        ok && out.contains(&format!("\"port\": {}", g.demo.addr.port())),
+        "{out}{err}"
+    );
+
+    let set = [
+        "config",
+        "set",
+        APP,
+        "greeting",
+        "guarded",
+        "--zk",
+        &zk.connect,
+    ];
+    let (ok, _, err) = ringsoa(&set);
+    assert!(!ok && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("not authorized") && err.contains("RINGSOA_ZK_AUTH"),
+        "{err}"
+    );
+    let (ok, _, err) = ringsoa(&[&set[..], &["--zk-auth", cred]].concat());
+    assert!(ok, "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "config",
+            "set",
+            APP,
+            "other",
+            "from the environment",
+            "--zk",
+            &zk.connect,
+        ])
+        .env("RINGSOA_ZK_AUTH", cred)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for demo in [&g, &open] {
+        demo.wait_view("/config", "both values", |c| {
+            c["greeting"] == "guarded" && c["other"] == "from the environment"
+        });
+    }
+    every_core_sees(g.demo.addr, "demo.config", "greeting", "guarded");
+    assert!(!g.log_text().contains("s3cret"), "{}", g.log_text());
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! The thread never touches a core's state and a core never waits on it: cores take
 //! the newest snapshot from a mailbox on their own tick ([`crate::control::Governed`]).
 
+mod auth;
 mod cache;
 pub mod connect;
 mod file;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use auth::ZkAuth;
 pub use registrar::Registration;
 
 use crate::control::latest::{self, Publisher};
@@ -63,6 +65,10 @@ pub struct GovernanceOptions {
     pub cache_dir: Option<PathBuf>,
     /// ZooKeeper session timeout.
     pub session_timeout: Duration,
+    /// Credentials sent to ZooKeeper (none: none). With any, the nodes this process
+    /// creates (its registration, folders) give everything to the same credentials
+    /// and reading to anyone, instead of everything to anyone.
+    pub zk_auth: Vec<ZkAuth>,
     /// A connect (TCP and session handshake) that takes longer is abandoned.
     pub connect_timeout: Duration,
     /// How long a start waits for ZooKeeper before serving from the disk cache.
@@ -110,6 +116,7 @@ impl GovernanceOptions {
             root: layout::DEFAULT_ROOT.into(),
             cache_dir: None,
             session_timeout: Duration::from_secs(6),
+            zk_auth: Vec::new(),
             connect_timeout: Duration::from_secs(3),
             boot_wait: Duration::from_secs(3),
             deregister_grace: Duration::from_millis(1000),

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use zookeeper_client as zk;
-use zookeeper_client::{Acls, CreateMode};
+use zookeeper_client::CreateMode;
 
+use super::auth::{self, ZkAuth};
 use super::layout::{Kind, Layout};
 use super::state_file;
 use crate::control::{check_name, Provider, ServiceName};
@@ -26,6 +27,8 @@ pub enum Store {
         layout: Layout,
         /// The connect string (for messages).
         hosts: String,
+        /// The credentials it was given (the ACL of the nodes it creates).
+        auth: Vec<ZkAuth>,
     },
     /// A state file.
     File {
@@ -37,13 +40,17 @@ pub enum Store {
 }
 
 impl Store {
-    /// Connects to ZooKeeper, giving up after `timeout`.
-    pub async fn zookeeper(hosts: &str, root: &str, timeout: Duration) -> Result<Store, String> {
+    /// Connects to ZooKeeper with credentials `auth`, giving up after `timeout`.
+    pub async fn zookeeper(
+        hosts: &str,
+        root: &str,
+        auth: &[ZkAuth],
+        timeout: Duration,
+    ) -> Result<Store, String> {
         let layout = Layout::new(root)?;
         super::connect::check(hosts)
             .map_err(|e| format!("ZooKeeper connect string {hosts:?}: {e}"))?;
-        let connect = zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(6))
+        let connect = auth::connector(Duration::from_secs(6), auth)
             .with_fail_eagerly()
             .connect(hosts);
         let client = match tokio::time::timeout(timeout, connect).await {
@@ -59,6 +66,7 @@ impl Store {
             client,
             layout,
             hosts: hosts.into(),
+            auth: auth.to_vec(),
         })
     }
 
@@ -167,32 +175,38 @@ impl Store {
         };
         match self {
             Store::File { path, .. } => state_file::edit(path, app, cluster, kind, key, value),
-            Store::ZooKeeper { client, layout, .. } => {
+            Store::ZooKeeper {
+                client,
+                layout,
+                auth,
+                ..
+            } => {
                 let folder = layout.folder(app, cluster, kind);
                 let path = format!("{folder}/{key}");
+                let refused = |e| auth::explain(&e, auth);
                 let Some(value) = value else {
                     return match client.delete(&path, None).await {
                         Ok(()) => Ok(()),
                         Err(zk::Error::NoNode) => {
                             Err(format!("{at} has no {} {key}", kind.folder()))
                         }
-                        Err(e) => Err(format!("cannot delete {path}: {e}")),
+                        Err(e) => Err(format!("cannot delete {path}: {}", refused(e))),
                     };
                 };
-                let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                super::zk::make_chroot(client).await?;
+                let dir = CreateMode::Persistent.with_acls(auth::acls(auth));
+                super::zk::make_chroot(client, auth).await?;
                 client
                     .mkdir(&folder, &dir)
                     .await
-                    .map_err(|e| format!("cannot create {folder}: {e}"))?;
+                    .map_err(|e| format!("cannot create {folder}: {}", refused(e)))?;
                 match client.set_data(&path, value.as_bytes(), None).await {
                     Ok(_) => Ok(()),
                     Err(zk::Error::NoNode) => client
                         .create(&path, value.as_bytes(), &dir)
                         .await
                         .map(|_| ())
-                        .map_err(|e| format!("cannot create {path}: {e}")),
-                    Err(e) => Err(format!("cannot write {path}: {e}")),
+                        .map_err(|e| format!("cannot create {path}: {}", refused(e))),
+                    Err(e) => Err(format!("cannot write {path}: {}", refused(e))),
                 }
             }
         }

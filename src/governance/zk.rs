@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use zookeeper_client as zk;
-use zookeeper_client::{Acls, AddWatchMode, CreateMode, EventType, SessionState, WatchedEvent};
+use zookeeper_client::{AddWatchMode, CreateMode, EventType, SessionState, WatchedEvent};
 
+use super::auth::{self, ZkAuth};
 use super::keeper::Keeper;
 use super::registrar::ping;
 use super::Command;
@@ -40,7 +41,7 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
     loop {
-        let connector = zk::Client::connector().with_session_timeout(opts.session_timeout);
+        let connector = auth::connector(opts.session_timeout, &opts.auth);
         let connect = tokio::time::timeout(opts.connect_timeout, connector.connect(&hosts));
         let Some(connected) = offline(&mut k, &mut commands, &mut boot, connect).await else {
             return;
@@ -111,6 +112,7 @@ struct Opts {
     session_timeout: Duration,
     connect_timeout: Duration,
     boot_wait: Duration,
+    auth: Vec<ZkAuth>,
 }
 
 fn k_options(k: &Keeper) -> Opts {
@@ -119,6 +121,7 @@ fn k_options(k: &Keeper) -> Opts {
         session_timeout: o.session_timeout,
         connect_timeout: o.connect_timeout,
         boot_wait: o.boot_wait,
+        auth: o.zk_auth.clone(),
     }
 }
 
@@ -272,20 +275,26 @@ impl Attempts {
 /// Creates `client`'s chroot (the connect string's `/chroot`) when it is missing,
 /// before a write, as Curator does its namespace: ZooKeeper creates nothing under a
 /// chroot that does not exist. Readers never create it (a mistyped chroot stays
-/// absent). Whether it created it; else why it could not.
-pub(super) async fn make_chroot(client: &zk::Client) -> Result<bool, String> {
+/// absent). Made with the ACL of credentials `auth`. Whether it created it; else
+/// why it could not.
+pub(super) async fn make_chroot(client: &zk::Client, auth: &[ZkAuth]) -> Result<bool, String> {
     let chroot = client.path();
     if chroot == "/" {
         return Ok(false);
     }
     let root = client.clone().chroot("/").unwrap_or_else(|same| same);
-    let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let dir = CreateMode::Persistent.with_acls(auth::acls(auth));
     let made = match root.check_stat(chroot).await {
         Ok(Some(_)) => Ok(false),
         Ok(None) => root.mkdir(chroot, &dir).await.map(|()| true),
         Err(e) => Err(e),
     };
-    made.map_err(|e| format!("cannot create the chroot {chroot}: {e}"))
+    made.map_err(|e| {
+        format!(
+            "cannot create the chroot {chroot}: {}",
+            auth::explain(&e, auth)
+        )
+    })
 }
 
 /// The session's persistent recursive watches, one per followed folder, each
@@ -477,25 +486,31 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> Result<(), St
                 // an expired session of ours): replaced so that it goes when this
                 // session goes.
                 tracing::info!(%path, owner = format!("{:#x}", stat.ephemeral_owner), "replacing a provider node owned by another session");
-                let replaced = replace(client, &path, stat.version, &r.json()).await;
+                let node = provider_node(k);
+                let replaced = replace(client, &path, stat.version, &r.json(), &node)
+                    .await
+                    .map_err(|e| auth::explain(&e, &k.options().zk_auth));
                 return registered(k, path, replaced);
             }
         }
         Err(e) => return Err(format!("cannot check the registration {path}: {e}")),
     }
-    if make_chroot(client).await? {
+    let auth = k.options().zk_auth.clone();
+    if make_chroot(client, &auth).await? {
         tracing::info!(
             chroot = client.path(),
             "created the connect string's chroot"
         );
     }
     let parent = k.mirror.layout().providers(&r.service);
-    let dir = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let dir = CreateMode::Persistent.with_acls(auth::acls(&auth));
     if let Err(e) = client.mkdir(&parent, &dir).await {
+        let e = auth::explain(&e, &auth);
         return Err(format!("cannot create the providers folder {parent}: {e}"));
     }
-    let created = client.create(&path, &r.json(), &provider_node()).await;
-    registered(k, path, created.map(drop).map_err(|e| e.to_string()))
+    let created = client.create(&path, &r.json(), &provider_node(k)).await;
+    let created = created.map(drop).map_err(|e| auth::explain(&e, &auth));
+    registered(k, path, created)
 }
 
 /// After the registration's node was deleted, not by this process (by an operator
@@ -523,22 +538,28 @@ async fn restore_registration(client: &zk::Client, k: &mut Keeper) -> Result<(),
     }
 }
 
-/// A provider node's mode: ephemeral, open to all.
-fn provider_node() -> zk::CreateOptions<'static> {
-    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+/// A provider node's mode: ephemeral, with the ACL of the process's credentials
+/// ([`auth::acls`]).
+fn provider_node(k: &Keeper) -> zk::CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(auth::acls(&k.options().zk_auth))
 }
 
 /// Replaces the node at `path`, if it is still at `version`, by this session's
 /// node holding `data`, in one transaction: a reader sees the old node or the new
 /// one, never none (a delete then a create would leave the address unregistered
 /// between them).
-async fn replace(client: &zk::Client, path: &str, version: i32, data: &[u8]) -> Result<(), String> {
+async fn replace(
+    client: &zk::Client,
+    path: &str,
+    version: i32,
+    data: &[u8],
+    node: &zk::CreateOptions<'_>,
+) -> Result<(), zk::Error> {
     let mut multi = client.new_multi_writer();
     multi
         .add_delete(path, Some(version))
-        .and_then(|()| multi.add_create(path, data, &provider_node()))
-        .map_err(|e| e.to_string())?;
-    multi.commit().await.map(drop).map_err(|e| e.to_string())
+        .and_then(|()| multi.add_create(path, data, node))?;
+    multi.commit().await.map(drop).map_err(zk::Error::from)
 }
 
 /// Records the outcome of a registration attempt at `path`.

@@ -144,30 +144,47 @@ impl ZooKeeper {
     /// Java client) against this ZooKeeper, as an operator would, and returns what it
     /// printed on stdout but its connection chatter. Panics when the command fails.
     pub fn cli(&self, command: &[&str]) -> String {
+        self.try_cli(command)
+            .unwrap_or_else(|e| panic!("zkCli {command:?}: {e}"))
+    }
+
+    /// [`ZooKeeper::cli`], its failure (what it printed on stderr) returned.
+    pub fn try_cli(&self, command: &[&str]) -> Result<String, String> {
+        let out = self.zk_cli().args(command).output().expect("zkCli runs");
+        match out.status.success() {
+            true => Ok(cli_text(&out.stdout)),
+            false => Err(cli_text(&out.stderr)),
+        }
+    }
+
+    /// Runs `lines` as one zkCli session (commands such as `addauth` hold for the
+    /// lines after them), returning its stdout and stderr, chatter and logs left out.
+    pub fn cli_session(&self, lines: &[&str]) -> (String, String) {
+        use std::io::Write;
+        let mut child = self
+            .zk_cli()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("zkCli runs");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(lines.join("\n").as_bytes()).unwrap();
+        input.write_all(b"\n").unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (cli_text(&out.stdout), cli_text(&out.stderr))
+    }
+
+    fn zk_cli(&self) -> Command {
         let cli = "/usr/share/zookeeper/bin/zkCli.sh";
-        let out = Command::new(cli)
-            .args(["-server", &self.connect])
-            .args(command)
-            .output()
-            .unwrap_or_else(|e| panic!("{cli} (Debian's zookeeper package) runs: {e}"));
         assert!(
-            out.status.success(),
-            "zkCli {command:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            std::path::Path::new(cli).exists(),
+            "{cli} is missing: Debian's zookeeper package provides it (tools/zk.sh install)"
         );
-        let chatter = [
-            "Connecting to",
-            "WATCHER::",
-            "WatchedEvent",
-            "Welcome to",
-            "JLine",
-        ];
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.is_empty() && !chatter.iter().any(|c| l.starts_with(c)))
-            .collect::<Vec<_>>()
-            .join("\n")
+        let mut cmd = Command::new(cli);
+        cmd.args(["-server", &self.connect]);
+        cmd
     }
 }
 
@@ -176,6 +193,25 @@ impl Drop for ZooKeeper {
         zk_sh(&["stop", "--dir", self.dir.to_str().unwrap()]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// zkCli's output without its connection chatter and log lines.
+fn cli_text(bytes: &[u8]) -> String {
+    let chatter = [
+        "Connecting to",
+        "WATCHER::",
+        "WatchedEvent",
+        "Welcome to",
+        "JLine",
+        "log4j:",
+        "SLF4J:",
+    ];
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.is_empty() && !chatter.iter().any(|c| l.starts_with(c)))
+        .filter(|l| !l.contains(" INFO ") && !l.contains(" WARN "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A blocking ZooKeeper client.

@@ -75,6 +75,11 @@ struct Args {
     /// ZooKeeper session timeout.
     #[arg(long, default_value_t = 6000)]
     zk_session_timeout_ms: u64,
+    /// ZooKeeper credentials, SCHEME:AUTH (digest:user:password); the nodes this
+    /// process creates then give everything to the same credentials and reading to
+    /// anyone.
+    #[arg(long, env = "RINGSOA_ZK_AUTH", hide_env_values = true)]
+    zk_auth: Option<ringsoa::governance::ZkAuth>,
     /// A state file (TOML) with config, switches and static providers, watched for
     /// changes; used when --zk is not given.
     #[arg(long, conflicts_with = "zk")]
@@ -382,6 +387,7 @@ fn start_governance(args: &Args) -> std::io::Result<Governance> {
     o.root = args.zk_root.clone();
     o.cache_dir = args.cache_dir.clone();
     o.session_timeout = Duration::from_millis(args.zk_session_timeout_ms);
+    o.zk_auth = Vec::from_iter(args.zk_auth.clone());
     o.deregister_grace = Duration::from_millis(args.deregister_grace_ms);
     o.weight = args.weight;
     o.advertise = args.advertise.clone();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ringsoa::control::Switch;
 use ringsoa::governance::layout::{Kind, DEFAULT_ROOT};
 use ringsoa::governance::store::Store;
+use ringsoa::governance::ZkAuth;
 
 /// How long a command waits for ZooKeeper.
 const ZK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -24,12 +25,16 @@ pub struct Source {
     pub state: Option<PathBuf>,
 }
 
-/// The ZooKeeper root prefix.
+/// The ZooKeeper root prefix and credentials.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Root {
     /// ZooKeeper root prefix.
     #[arg(long = "zk-root", default_value = DEFAULT_ROOT)]
     pub root: String,
+    /// ZooKeeper credentials, SCHEME:AUTH (digest:user:password); nodes written with
+    /// them give everything to the same credentials and reading to anyone.
+    #[arg(long = "zk-auth", env = "RINGSOA_ZK_AUTH", hide_env_values = true)]
+    pub auth: Option<ZkAuth>,
 }
 
 /// `ringsoa registry`.
@@ -98,7 +103,10 @@ pub struct At {
 /// Connects to the store named by `source`.
 pub async fn open(source: &Source, root: &Root) -> Result<Store, String> {
     match (&source.zk, &source.state) {
-        (Some(hosts), _) => Store::zookeeper(hosts, &root.root, ZK_TIMEOUT).await,
+        (Some(hosts), _) => {
+            let auth = Vec::from_iter(root.auth.clone());
+            Store::zookeeper(hosts, &root.root, &auth, ZK_TIMEOUT).await
+        }
         (None, Some(path)) => Store::file(path.clone(), &root.root),
         (None, None) => Err("say where the registry is: --zk HOSTS or --state FILE".into()),
     }
