@@ -874,10 +874,11 @@ fn zookeepers_own_cli_reads_what_ringsoa_writes_and_its_edits_reach_every_core()
 /// zkCli's `addauth digest`): a process without credentials serves unregistered and
 /// says why; one with them registers, its node guarded (everything to the same
 /// credentials, reading to anyone, so that zkCli without them cannot delete it);
-/// consumers without credentials still see the provider and the config; the CLI
-/// writes with credentials from `--zk-auth` or `RINGSOA_ZK_AUTH`, and refuses
-/// without, with one line that says where credentials go. The secret is never
-/// logged.
+/// `<root>/apps`, which it made, lets another app with other credentials register,
+/// and its app's folders take values from its credentials only; consumers without
+/// credentials still see the provider and the config; the CLI writes with
+/// credentials from `--zk-auth` or `RINGSOA_ZK_AUTH`, and refuses without, with one
+/// line that says where credentials go. The secret is never logged.
 #[test]
 fn credentials_write_under_an_acl_and_guard_what_they_create() {
     let zk = ZooKeeper::start(1);
@@ -914,6 +915,21 @@ fn credentials_write_under_an_acl_and_guard_what_they_create() {
         ok && out.contains(&format!("\"port\": {}", g.demo.addr.port())),
         "{out}{err}"
     );
+    // `<root>/apps`, which it made, shuts out no other app with other credentials;
+    // its app's folders are its own.
+    let other = ["--zk-auth", "digest:other:pw", "--name", "other-app"];
+    let other = Governed::on_zk(&zk.connect, &dir.0, &other);
+    let node = format!(
+        "/ringsoa/apps/other-app/clusters/main/providers/{}",
+        other.demo.addr
+    );
+    other.wait_view("/governance", "the other app registered", |v| {
+        v["registered"] == node
+    });
+    let acl = zk.cli(&["getAcl", "/ringsoa/apps"]);
+    assert!(acl.ends_with("'world,'anyone\n: cr"), "{acl}");
+    let acl = zk.cli(&["getAcl", "/ringsoa/apps/ringsoa-demo"]);
+    assert!(acl.ends_with("'world,'anyone\n: r"), "{acl}");
 
     let set = [
         "config",
@@ -930,6 +946,8 @@ fn credentials_write_under_an_acl_and_guard_what_they_create() {
         err.contains("not authorized") && err.contains("RINGSOA_ZK_AUTH"),
         "{err}"
     );
+    let (ok, _, err) = ringsoa(&[&set[..], &["--zk-auth", "digest:other:pw"]].concat());
+    assert!(!ok && err.contains("(digest; given by --zk-auth"), "{err}");
     let (ok, _, err) = ringsoa(&[&set[..], &["--zk-auth", cred]].concat());
     assert!(ok, "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))

@@ -2,10 +2,11 @@
 //! by zookeeper-client), and the ACL of the nodes a process creates with them.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use zookeeper_client as zk;
-use zookeeper_client::{Acl, Acls, Permission};
+use zookeeper_client::{Acl, Acls, AuthId, Permission};
 
 /// One credential, `SCHEME:AUTH`: `digest:user:password`, as zkCli's `addauth
 /// digest user:password` takes it. Its `Debug` shows the scheme, never the secret.
@@ -57,22 +58,43 @@ pub(crate) fn connector(session_timeout: Duration, auths: &[ZkAuth]) -> zk::Conn
     )
 }
 
-/// Everything to whoever has the creator's credentials (ZooKeeper's `auth`
-/// scheme), reading to anyone.
-static CREATOR_ALL_ANYONE_READ: [Acl; 2] = [
+/// A node's ACL with credentials: everything to whoever has the creator's
+/// credentials (ZooKeeper's `auth` scheme), reading to anyone.
+static GUARDED_NODE: [Acl; 2] = [
     Acl::new_const(Permission::ALL, "auth", ""),
     Acl::new_const(Permission::READ, "world", "anyone"),
 ];
 
-/// The ACL of the nodes a process with `auths` creates: without credentials, open to
-/// all (as before); with them, everything to the same credentials and reading to
-/// anyone, so that consumers without credentials still discover providers and read
-/// config, and nobody else changes or deletes them.
-pub(crate) fn acls(auths: &[ZkAuth]) -> Acls<'static> {
+/// A shared folder's ACL with credentials (the root, `<root>/apps`): as a node's,
+/// and anyone may add nodes to it, so that the first app to make it does not shut
+/// out apps with other credentials; deleting or changing what is in it stays with
+/// the creator's credentials.
+static GUARDED_FOLDER: LazyLock<[Acl; 2]> = LazyLock::new(|| {
+    [
+        Acl::new_const(Permission::ALL, "auth", ""),
+        Acl::new(Permission::READ | Permission::CREATE, AuthId::anyone()),
+    ]
+});
+
+/// The ACL of the nodes a process with `auths` creates under an app (its folders,
+/// a registration, a value): without credentials, open to all (as before); with
+/// them, [`GUARDED_NODE`]: consumers without credentials still discover providers
+/// and read config, and nobody else adds, changes or deletes them.
+pub(crate) fn node_acls(auths: &[ZkAuth]) -> Acls<'static> {
     if auths.is_empty() {
         Acls::anyone_all()
     } else {
-        Acls::new(&CREATOR_ALL_ANYONE_READ)
+        Acls::new(&GUARDED_NODE)
+    }
+}
+
+/// The ACL of the shared folders (the root, `<root>/apps`) a process with `auths`
+/// creates: open to all without credentials, [`GUARDED_FOLDER`] with them.
+pub(crate) fn folder_acls(auths: &[ZkAuth]) -> Acls<'static> {
+    if auths.is_empty() {
+        Acls::anyone_all()
+    } else {
+        Acls::new(&*GUARDED_FOLDER)
     }
 }
 
@@ -123,20 +145,26 @@ mod tests {
 
     #[test]
     fn creates_open_nodes_without_credentials_and_guarded_ones_with() {
-        assert_eq!(acls(&[]), Acls::anyone_all());
-        let guarded = acls(&["digest:u:p".parse().unwrap()]);
-        assert_eq!(guarded.len(), 2);
+        assert_eq!(node_acls(&[]), Acls::anyone_all());
+        assert_eq!(folder_acls(&[]), Acls::anyone_all());
+        let auth = ["digest:u:p".parse().unwrap()];
+        let said = |acls: Acls<'_>| {
+            acls.iter()
+                .map(|a| format!("{}:{}:{}", a.scheme(), a.id(), a.permission()))
+                .collect::<Vec<_>>()
+        };
+        let (all, read) = (Permission::ALL, Permission::READ);
+        let read_create = read | Permission::CREATE;
         assert_eq!(
-            (guarded[0].scheme(), guarded[0].permission()),
-            ("auth", Permission::ALL)
+            said(node_acls(&auth)),
+            [format!("auth::{all}"), format!("world:anyone:{read}")]
         );
         assert_eq!(
-            (
-                guarded[1].scheme(),
-                guarded[1].id(),
-                guarded[1].permission()
-            ),
-            ("world", "anyone", Permission::READ)
+            said(folder_acls(&auth)),
+            [
+                format!("auth::{all}"),
+                format!("world:anyone:{read_create}")
+            ]
         );
     }
 }

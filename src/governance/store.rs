@@ -193,16 +193,15 @@ impl Store {
                         Err(e) => Err(format!("cannot delete {path}: {}", refused(e))),
                     };
                 };
-                let dir = CreateMode::Persistent.with_acls(auth::acls(auth));
+                let node = CreateMode::Persistent.with_acls(auth::node_acls(auth));
                 super::zk::make_chroot(client, auth).await?;
-                client
-                    .mkdir(&folder, &dir)
+                super::zk::make_app_folder(client, layout, &folder, auth)
                     .await
                     .map_err(|e| format!("cannot create {folder}: {}", refused(e)))?;
                 match client.set_data(&path, value.as_bytes(), None).await {
                     Ok(_) => Ok(()),
                     Err(zk::Error::NoNode) => client
-                        .create(&path, value.as_bytes(), &dir)
+                        .create(&path, value.as_bytes(), &node)
                         .await
                         .map(|_| ())
                         .map_err(|e| format!("cannot create {path}: {}", refused(e))),

@@ -15,6 +15,7 @@ use zookeeper_client::{AddWatchMode, CreateMode, EventType, SessionState, Watche
 
 use super::auth::{self, ZkAuth};
 use super::keeper::Keeper;
+use super::layout::Layout;
 use super::registrar::ping;
 use super::Command;
 use crate::control::Source;
@@ -283,7 +284,7 @@ pub(super) async fn make_chroot(client: &zk::Client, auth: &[ZkAuth]) -> Result<
         return Ok(false);
     }
     let root = client.clone().chroot("/").unwrap_or_else(|same| same);
-    let dir = CreateMode::Persistent.with_acls(auth::acls(auth));
+    let dir = CreateMode::Persistent.with_acls(auth::folder_acls(auth));
     let made = match root.check_stat(chroot).await {
         Ok(Some(_)) => Ok(false),
         Ok(None) => root.mkdir(chroot, &dir).await.map(|()| true),
@@ -295,6 +296,29 @@ pub(super) async fn make_chroot(client: &zk::Client, auth: &[ZkAuth]) -> Result<
             auth::explain(&e, auth)
         )
     })
+}
+
+/// Makes `folder`, one of an app's (`<root>/apps/<app>/…`), when it is missing:
+/// what is missing of `<root>/apps` with the shared folders' ACL, the app's own
+/// folders with its nodes' ACL ([`auth`]). Nothing is created when the folder is
+/// there: ZooKeeper checks the right to create before whether a node exists, so
+/// making an existing folder could be refused where adding to it is not.
+pub(super) async fn make_app_folder(
+    client: &zk::Client,
+    layout: &Layout,
+    folder: &str,
+    auth: &[ZkAuth],
+) -> Result<(), zk::Error> {
+    if client.check_stat(folder).await?.is_some() {
+        return Ok(());
+    }
+    let apps = layout.apps();
+    if client.check_stat(&apps).await?.is_none() {
+        let shared = CreateMode::Persistent.with_acls(auth::folder_acls(auth));
+        client.mkdir(&apps, &shared).await?;
+    }
+    let own = CreateMode::Persistent.with_acls(auth::node_acls(auth));
+    client.mkdir(folder, &own).await
 }
 
 /// The session's persistent recursive watches, one per followed folder, each
@@ -503,8 +527,7 @@ async fn ensure_registered(client: &zk::Client, k: &mut Keeper) -> Result<(), St
         );
     }
     let parent = k.mirror.layout().providers(&r.service);
-    let dir = CreateMode::Persistent.with_acls(auth::acls(&auth));
-    if let Err(e) = client.mkdir(&parent, &dir).await {
+    if let Err(e) = make_app_folder(client, k.mirror.layout(), &parent, &auth).await {
         let e = auth::explain(&e, &auth);
         return Err(format!("cannot create the providers folder {parent}: {e}"));
     }
@@ -539,9 +562,9 @@ async fn restore_registration(client: &zk::Client, k: &mut Keeper) -> Result<(),
 }
 
 /// A provider node's mode: ephemeral, with the ACL of the process's credentials
-/// ([`auth::acls`]).
+/// ([`auth::node_acls`]).
 fn provider_node(k: &Keeper) -> zk::CreateOptions<'static> {
-    CreateMode::Ephemeral.with_acls(auth::acls(&k.options().zk_auth))
+    CreateMode::Ephemeral.with_acls(auth::node_acls(&k.options().zk_auth))
 }
 
 /// Replaces the node at `path`, if it is still at `version`, by this session's
