@@ -903,6 +903,14 @@ fn credentials_write_under_an_acl_and_guard_what_they_create() {
     let cred = "digest:ops:s3cret";
     let g = Governed::on_zk(&zk.connect, &dir.0, &["--zk-auth", cred]);
     g.wait_view("/governance", "registered", |v| v["registered"] == g.node());
+    assert_eq!(
+        g.get("/governance")["credentials"],
+        serde_json::json!(["digest"])
+    );
+    assert_eq!(
+        open.get("/governance")["credentials"],
+        serde_json::json!([])
+    );
     let acl = zk.cli(&["getAcl", &g.node()]);
     assert!(
         acl.contains("'digest,'ops:") && acl.contains("'world,'anyone\n: r"),

@@ -233,8 +233,9 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// `/governance`: where state comes from, the ZooKeeper session and the
-/// registration, and why either is missing, as the governance thread sees them now.
+/// `/governance`: where state comes from, the schemes of the ZooKeeper credentials
+/// (never the secrets), the ZooKeeper session and the registration, and why either
+/// is missing, as the governance thread sees them now.
 fn governance_view(g: &Governance) -> serde_json::Value {
     let status = g.status();
     let snap = g.snapshot();
@@ -252,6 +253,7 @@ fn governance_view(g: &Governance) -> serde_json::Value {
         "cluster": snap.cluster,
         "backend": backend,
         "at": at,
+        "credentials": g.options().zk_auth.iter().map(|a| a.scheme()).collect::<Vec<_>>(),
         "connected": status.connected,
         "session": status.session.map(|s| format!("{s:#x}")),
         "registered": status.registered,
