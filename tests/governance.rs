@@ -956,6 +956,11 @@ fn credentials_write_under_an_acl_and_guard_what_they_create() {
     );
     let (ok, _, err) = ringsoa(&[&set[..], &["--zk-auth", "digest:other:pw"]].concat());
     assert!(!ok && err.contains("(digest; given by --zk-auth"), "{err}");
+    let (ok, _, err) = ringsoa(&[&set[..], &["--zk-auth", "nosuchscheme:x"]].concat());
+    assert!(
+        !ok && err.lines().count() == 1 && err.contains("refused the credentials (nosuchscheme)"),
+        "{err}"
+    );
     let (ok, _, err) = ringsoa(&[&set[..], &["--zk-auth", cred]].concat());
     assert!(ok, "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))

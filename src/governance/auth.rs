@@ -104,12 +104,26 @@ pub(crate) fn explain(e: &zk::Error, auths: &[ZkAuth]) -> String {
     if *e != zk::Error::NoAuth {
         return e.to_string();
     }
-    let schemes: Vec<&str> = auths.iter().map(ZkAuth::scheme).collect();
-    let have = match schemes.is_empty() {
-        true => "none".to_string(),
-        false => schemes.join(", "),
-    };
+    let have = schemes(auths);
     format!("{e}: the node's ACL refuses this session's credentials ({have}; given by --zk-auth or RINGSOA_ZK_AUTH)")
+}
+
+/// Why a session with `auths` could not be made with ZooKeeper at `hosts`: it
+/// refused the credentials, or could not be reached (`e`).
+pub(crate) fn connect_error(e: &zk::Error, hosts: &str, auths: &[ZkAuth]) -> String {
+    if *e == zk::Error::AuthFailed {
+        let have = schemes(auths);
+        return format!("ZooKeeper at {hosts} refused the credentials ({have}): {e} (a scheme it does not know, or credentials it rejects)");
+    }
+    format!("cannot reach ZooKeeper at {hosts}: {e}")
+}
+
+/// The credentials' schemes, for a message ("none" without).
+fn schemes(auths: &[ZkAuth]) -> String {
+    match auths.is_empty() {
+        true => "none".into(),
+        false => Vec::from_iter(auths.iter().map(ZkAuth::scheme)).join(", "),
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +154,17 @@ mod tests {
         assert_eq!(
             explain(&zk::Error::NoNode, &[]),
             zk::Error::NoNode.to_string()
+        );
+        let auth = ["foo:bar".parse().unwrap()];
+        let said = connect_error(&zk::Error::AuthFailed, "h:1", &auth);
+        assert!(
+            said.starts_with("ZooKeeper at h:1 refused the credentials (foo): "),
+            "{said}"
+        );
+        let said = connect_error(&zk::Error::ConnectionLoss, "h:1", &auth);
+        assert!(
+            said.starts_with("cannot reach ZooKeeper at h:1: "),
+            "{said}"
         );
     }
 

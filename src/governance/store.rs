@@ -55,7 +55,7 @@ impl Store {
             .connect(hosts);
         let client = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(format!("cannot reach ZooKeeper at {hosts}: {e}")),
+            Ok(Err(e)) => return Err(auth::connect_error(&e, hosts, auth)),
             Err(_) => {
                 return Err(format!(
                     "cannot reach ZooKeeper at {hosts}: no answer within {timeout:?}"

@@ -57,13 +57,19 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
                     End::Stopped => return,
                 }
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?}", opts.connect_timeout),
+            Ok(Err(e)) => auth::connect_error(&e, &hosts, &opts.auth),
+            Err(_) => format!(
+                "cannot reach ZooKeeper at {hosts}: no answer within {:?}",
+                opts.connect_timeout
+            ),
         };
         failures += 1;
-        k.status(|s| s.error = Some(format!("cannot reach ZooKeeper at {hosts}: {why}")));
+        k.status(|s| s.error = Some(why.clone()));
         if failures == 1 || failures % 10 == 0 {
-            tracing::warn!(%hosts, error = %why, attempts = failures, "cannot reach ZooKeeper: serving from what the process has, retrying");
+            tracing::warn!(
+                attempts = failures,
+                "{why}: serving from what the process has, retrying"
+            );
         }
         if offline(
             &mut k,
