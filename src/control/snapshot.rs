@@ -148,11 +148,12 @@ pub enum Switch {
 }
 
 impl Switch {
-    /// Parses a switch value: `on`, `off` or JSON.
+    /// Parses a switch value: `on`, `off` (in any case, as an operator may type
+    /// them in zkCli) or JSON.
     pub fn parse(s: &str) -> Result<Switch, String> {
         match s.trim() {
-            "on" => Ok(Switch::On),
-            "off" => Ok(Switch::Off),
+            t if t.eq_ignore_ascii_case("on") => Ok(Switch::On),
+            t if t.eq_ignore_ascii_case("off") => Ok(Switch::Off),
             other => serde_json::from_str(other).map(Switch::Json).map_err(|e| {
                 format!("a switch is on, off or JSON; {other:?} is none of these ({e})")
             }),
@@ -200,11 +201,13 @@ impl Snapshot {
         self.switches.get(name).and_then(|v| Switch::parse(v).ok())
     }
 
-    /// Whether switch `name` is `on`; `default` when it is absent or not on/off.
+    /// Whether switch `name` is `on` (or the JSON `true`); `default` when it is
+    /// absent or neither on nor off (nor `true` nor `false`).
     pub fn switch_on(&self, name: &str, default: bool) -> bool {
         match self.switch(name) {
             Some(Switch::On) => true,
             Some(Switch::Off) => false,
+            Some(Switch::Json(serde_json::Value::Bool(on))) => on,
             _ => default,
         }
     }
@@ -230,6 +233,8 @@ mod tests {
         }
         assert_eq!(Switch::parse("on"), Ok(Switch::On));
         assert_eq!(Switch::parse(" off\n"), Ok(Switch::Off));
+        assert_eq!(Switch::parse("ON"), Ok(Switch::On));
+        assert_eq!(Switch::parse("Off"), Ok(Switch::Off));
         assert_eq!(
             Switch::parse("{\"ratio\":0.5}"),
             Ok(Switch::Json(serde_json::json!({"ratio": 0.5})))
@@ -237,6 +242,18 @@ mod tests {
         assert!(Switch::parse("maybe")
             .unwrap_err()
             .contains("on, off or JSON"));
+    }
+
+    #[test]
+    fn json_booleans_are_on_and_off_and_anything_else_is_the_default() {
+        let mut snap = Snapshot::empty("a", "c");
+        for (name, value) in [("t", "true"), ("f", "false"), ("n", "1"), ("bad", "maybe")] {
+            snap.switches.insert(name.into(), value.into());
+        }
+        let on = |name, default| snap.switch_on(name, default);
+        assert!(on("t", false) && !on("f", true));
+        assert!(on("n", true) && !on("n", false));
+        assert!(on("bad", true) && on("absent", true) && !on("absent", false));
     }
 
     #[test]
