@@ -7,7 +7,7 @@ mod idl {
 }
 mod support;
 
-use support::process::{python, Demo, Logged};
+use support::process::{py_server, python, Demo, Logged};
 use support::wire::{call_raw, closed, read_reply};
 
 use std::collections::BTreeMap;
@@ -51,13 +51,16 @@ fn thriftpy2_clients_against_two_demo_servers_on_the_epoll_driver() {
     }
 }
 
-/// Runs `tests/peers/demo_clients.py` against `a` and `b`.
+/// Runs `tests/peers/demo_clients.py` against `a` and `b`, and a thriftpy2
+/// `TTrackedProcessor` server for `a` to relay to.
 fn thriftpy2_checks(a: &Demo, b: &Demo) {
+    let (_tracked, c) = py_server("tracked", "binary", "buffered");
     let out = Command::new(python())
         .arg("tests/peers/demo_clients.py")
         .arg("src/bin/ringsoa-demo/demo.thrift")
         .arg(a.addr.to_string())
         .arg(b.addr.to_string())
+        .arg(c.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """thriftpy2 0.7.1 clients against ringsoa-demo servers (run by tests/server_peers.rs).
 
-Usage: demo_clients.py IDL HOST:PORT_A HOST:PORT_B
+Usage: demo_clients.py IDL HOST:PORT_A HOST:PORT_B HOST:PORT_C
+(C: a thriftpy2 TTrackedProcessor server, tests/peers/demo_server.py in tracked mode)
 Asserts every Demo method in {binary, compact} x {buffered, framed} with native and
 tracked (version 2 and version 1) clients and thriftpy2's asyncio client
 (`make_aio_client`, its own protocol and transport code), the relay chain A -> B, DemoError,
-oneway + fired(), that an unknown method's EXCEPTION reply keeps a v2
+oneway + fired(), the chain thriftpy2 -> ringsoa A -> thriftpy2 C, that an unknown method's EXCEPTION reply keeps a v2
 connection usable, and that a request over the server's size limit is answered.
 Prints one line per check; exits non-zero on the first failure.
 """
@@ -24,7 +25,7 @@ from thriftpy2.rpc import make_aio_client
 from thriftpy2.thrift import TApplicationException, TClient
 from thriftpy2.transport import TBufferedTransportFactory, TFramedTransportFactory, TSocket
 
-idl, a, b = sys.argv[1:4]
+idl, a, b, c_addr = sys.argv[1:5]
 demo = thriftpy2.load(idl, module_name="demo_thrift")
 # The same service with one method the server lacks (a client with a newer IDL).
 newer_src = open(idl).read().replace("service Demo {", "service Demo {\n  void nope(),", 1)
@@ -224,5 +225,21 @@ for pname, pf in protocols:
     check(w["seq"] == str(int(first["seq"]) + 1) + ".1", f"relay {pname}: seq {w['seq']} is the child of the call")
     check(w.get("meta.trace") == "abc", f"relay {pname}: meta carried")
     t.close()
+
+# Python -> ringsoa -> Python: a tracked client calls A.relay_whoami(C), and A calls
+# thriftpy2's TTrackedProcessor at C, which sees the chain's ids and meta. One call:
+# C's processor holds one connection's tracking state.
+tracker = Tracker(2)
+c, t = connect(a, TBinaryProtocolFactory(), TBufferedTransportFactory(), tracker)
+rid = str(uuid.uuid4())
+tracker.get_request_id = lambda: rid
+with TrackerBase.add_meta(trace="py-rs-py"):
+    first = c.whoami()
+    w = c.relay_whoami(c_addr)
+check(w["client"] == "ringsoa-demo", f"relay to thriftpy2: C saw A's app id ({w['client']})")
+check(w["request_id"] == rid, "relay to thriftpy2: request id carried")
+check(w["seq"] == str(int(first["seq"]) + 1) + ".1", f"relay to thriftpy2: seq {w['seq']} is the child of the call")
+check(w.get("meta.trace") == "py-rs-py", "relay to thriftpy2: meta carried")
+t.close()
 
 print("all thriftpy2 checks passed")
