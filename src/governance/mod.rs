@@ -65,9 +65,11 @@ pub struct GovernanceOptions {
     pub cache_dir: Option<PathBuf>,
     /// ZooKeeper session timeout.
     pub session_timeout: Duration,
-    /// Credentials sent to ZooKeeper (none: none). With any, the nodes this process
-    /// creates (its registration, folders) give everything to the same credentials
-    /// and reading to anyone, instead of everything to anyone.
+    /// Credentials sent to ZooKeeper (`"digest:user:password".parse()`; none by
+    /// default). With any, what this process creates under an app (the app's
+    /// folders, its registration) gives everything to the same credentials and
+    /// reading to anyone, and the shared folders (a chroot, `<root>/apps`) let
+    /// anyone add too; without, everything it creates is open to all.
     pub zk_auth: Vec<ZkAuth>,
     /// A connect (TCP and session handshake) that takes longer is abandoned.
     pub connect_timeout: Duration,
