@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A thriftpy2 0.7.1 Demo server for client tests (run by tests/client_peers.rs).
+"""A thriftpy2 0.7.1 Demo server for client tests (run by tests/client_peers.rs, and
+by tests/server_peers.rs for ringsoa-demo to relay to).
 
 Usage: demo_server.py IDL PORT native|tracked|aio [binary|compact] [buffered|framed]
 `tracked` serves through TTrackedProcessor (one connection at a time: its version
@@ -7,6 +8,7 @@ state lives on the processor); whoami reports what the tracking header said. `ai
 is thriftpy2's asyncio server (`make_aio_server`: its own protocols and transports,
 coroutine handlers), natively.
 """
+import asyncio
 import sys
 
 import thriftpy2
@@ -87,8 +89,6 @@ if mode == "aio":
                                                 TAsyncCompactProtocolFactory)
     from thriftpy2.contrib.aio.transport import (TAsyncBufferedTransportFactory,
                                                  TAsyncFramedTransportFactory)
-    import asyncio
-
     from thriftpy2.rpc import make_aio_server
 
     pf = TAsyncBinaryProtocolFactory() if proto == "binary" else TAsyncCompactProtocolFactory()
