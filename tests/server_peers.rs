@@ -7,7 +7,7 @@ mod idl {
 }
 mod support;
 
-use support::process::{py_server, python, Demo, Logged};
+use support::process::{py_server, python, Demo, Logged, Peer};
 use support::wire::{call_raw, closed, read_reply};
 
 use std::collections::BTreeMap;
@@ -51,18 +51,21 @@ fn thriftpy2_clients_against_two_demo_servers_on_the_epoll_driver() {
     }
 }
 
-/// Runs `tests/peers/demo_clients.py` against `a` and `b`, and a thriftpy2
-/// `TTrackedProcessor` server for `a` to relay to.
-fn thriftpy2_checks(a: &Demo, b: &Demo) {
-    let (_tracked, c) = py_server("tracked", "binary", "buffered");
-    let out = Command::new(python())
-        .arg("tests/peers/demo_clients.py")
+/// `tests/peers/demo_clients.py` against `a` and `b`, with a thriftpy2
+/// `TTrackedProcessor` server for `a` to relay to (kept running by the `Peer`).
+fn demo_clients(a: SocketAddr, b: SocketAddr) -> (Command, Peer) {
+    let (tracked, c) = py_server("tracked", "binary", "buffered");
+    let mut cmd = Command::new(python());
+    cmd.arg("tests/peers/demo_clients.py")
         .arg("src/bin/ringsoa-demo/demo.thrift")
-        .arg(a.addr.to_string())
-        .arg(b.addr.to_string())
-        .arg(c.to_string())
-        .output()
-        .unwrap();
+        .args([a, b, c].map(|addr| addr.to_string()));
+    (cmd, tracked)
+}
+
+/// Runs `tests/peers/demo_clients.py` against `a` and `b`.
+fn thriftpy2_checks(a: &Demo, b: &Demo) {
+    let (mut cmd, _tracked) = demo_clients(a.addr, b.addr);
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
@@ -714,11 +717,8 @@ fn every_transport_at_once_on_one_port() {
     // compact, in one process; TTHeader and THeader from ringsoa's client in this
     // one; all on one port at the same time.
     let demo = Demo::start(&[]);
-    let mut py = Command::new(python())
-        .arg("tests/peers/demo_clients.py")
-        .arg("src/bin/ringsoa-demo/demo.thrift")
-        .arg(demo.addr.to_string())
-        .arg(demo.addr.to_string())
+    let (mut cmd, _tracked) = demo_clients(demo.addr, demo.addr);
+    let mut py = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
