@@ -152,12 +152,20 @@ fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Runs the `ringsoa` CLI with no ZooKeeper credentials in its environment: its
+/// success, stdout and stderr.
 fn ringsoa(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args(args)
-        .env_remove("RINGSOA_ZK_AUTH")
-        .output()
-        .unwrap();
+    ringsoa_with_auth(args, None)
+}
+
+/// [`ringsoa`] with `RINGSOA_ZK_AUTH` set to `auth`, when given.
+fn ringsoa_with_auth(args: &[&str], auth: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringsoa"));
+    cmd.args(args).env_remove("RINGSOA_ZK_AUTH");
+    if let Some(auth) = auth {
+        cmd.env("RINGSOA_ZK_AUTH", auth);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -963,24 +971,10 @@ fn credentials_write_under_an_acl_and_guard_what_they_create() {
     );
     let (ok, _, err) = ringsoa(&[&set[..], &["--zk-auth", cred]].concat());
     assert!(ok, "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
-        .args([
-            "config",
-            "set",
-            APP,
-            "other",
-            "from the environment",
-            "--zk",
-            &zk.connect,
-        ])
-        .env("RINGSOA_ZK_AUTH", cred)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let other = ["config", "set", APP, "other", "from the environment"];
+    let (ok, _, err) =
+        ringsoa_with_auth(&[&other[..], &["--zk", &zk.connect]].concat(), Some(cred));
+    assert!(ok, "{err}");
     for demo in [&g, &open] {
         demo.wait_view("/config", "both values", |c| {
             c["greeting"] == "guarded" && c["other"] == "from the environment"
