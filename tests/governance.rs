@@ -887,20 +887,25 @@ fn zookeepers_own_cli_reads_what_ringsoa_writes_and_its_edits_reach_every_core()
 /// credentials still see the provider and the config; the CLI writes with
 /// credentials from `--zk-auth` or `RINGSOA_ZK_AUTH`, and refuses without, with one
 /// line that says where credentials go. The secret is never logged.
-#[test]
-fn credentials_write_under_an_acl_and_guard_what_they_create() {
-    let zk = ZooKeeper::start(1);
-    let dir = Scratch::new("auth");
-    let (_, err) = zk.cli_session(&[
-        "addauth digest ops:s3cret",
-        "create /ringsoa \"\" auth::cdrwa,world:anyone:r",
-    ]);
+/// The operator's credentials in zkCli's `addauth` form and in ringsoa's.
+const OPS: (&str, &str) = ("addauth digest ops:s3cret", "digest:ops:s3cret");
+
+/// Makes `/ringsoa` with zkCli, writable only with [`OPS`]'s credentials.
+fn guard_root(zk: &ZooKeeper) {
+    let (_, err) = zk.cli_session(&[OPS.0, "create /ringsoa \"\" auth::cdrwa,world:anyone:r"]);
     assert!(err.contains("Created /ringsoa"), "{err}");
     let acl = zk.cli(&["getAcl", "/ringsoa"]);
     assert!(
         acl.contains("'digest,'ops:") && acl.contains("'world,'anyone\n: r"),
         "{acl}"
     );
+}
+
+#[test]
+fn credentials_write_under_an_acl_and_guard_what_they_create() {
+    let zk = ZooKeeper::start(1);
+    let dir = Scratch::new("auth");
+    guard_root(&zk);
 
     let open = Governed::on_zk(&zk.connect, &dir.0, &[]);
     open.wait_view("/governance", "the ACL's refusal", |v| {
@@ -908,7 +913,7 @@ fn credentials_write_under_an_acl_and_guard_what_they_create() {
             e.contains("not authorized") && e.contains("(none; given by --zk-auth")
         })
     });
-    let cred = "digest:ops:s3cret";
+    let cred = OPS.1;
     let g = Governed::on_zk(&zk.connect, &dir.0, &["--zk-auth", cred]);
     g.wait_view("/governance", "registered", |v| v["registered"] == g.node());
     assert_eq!(
@@ -982,6 +987,60 @@ fn credentials_write_under_an_acl_and_guard_what_they_create() {
     }
     every_core_sees(g.demo.addr, "demo.config", "greeting", "guarded");
     assert!(!g.log_text().contains("s3cret"), "{}", g.log_text());
+}
+
+#[test]
+fn credentials_hold_across_a_reconnect_and_a_new_session() {
+    let zk = ZooKeeper::start(1);
+    let dir = Scratch::new("auth-expiry");
+    guard_root(&zk);
+    let g = Governed::on_zk(&zk.connect, &dir.0, &["--zk-auth", OPS.1]);
+    g.wait_view("/governance", "registered", |v| v["registered"] == g.node());
+    let zkc = zk.client();
+    let session = owner(&zkc, &g.node()).unwrap();
+    drop(zkc);
+    // ZooKeeper binds credentials to a connection, not to the session: after a
+    // reconnect, writing again needs them sent again.
+    zk.pause(1);
+    wait(Duration::from_secs(5), "the connection lost", || {
+        g.log_text().contains("ZooKeeper connection lost")
+    });
+    zk.resume(1);
+    wait(Duration::from_secs(10), "the connection back", || {
+        g.log_text().contains("ZooKeeper connection back")
+    });
+    let zkc = zk.client();
+    assert_eq!(owner(&zkc, &g.node()), Some(session), "same session");
+    let (_, err) = zk.cli_session(&[OPS.0, &format!("delete {}", g.node())]);
+    assert!(!err.contains("Insufficient permission"), "{err}");
+    wait(Duration::from_secs(5), "the deletion seen", || {
+        g.log_text()
+            .contains("the provider node was deleted, not by this process")
+    });
+    assert!(
+        comes_back_to(&zkc, &g.node(), session),
+        "not registered again after a reconnect: {}",
+        g.log_text()
+    );
+    drop(zkc);
+    // A new session after expiry registers with them too, under the same ACL.
+    zk.pause(1);
+    std::thread::sleep(Duration::from_secs(6));
+    zk.resume(1);
+    let zkc = zk.client();
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(15), |n| n.is_some_and(
+            |(_, s)| s.ephemeral_owner != session && s.ephemeral_owner != 0
+        )),
+        "not registered by a new session: {}",
+        g.log_text()
+    );
+    let acl = zk.cli(&["getAcl", &g.node()]);
+    assert!(
+        acl.contains("'digest,'ops:") && acl.contains("'world,'anyone\n: r"),
+        "{acl}"
+    );
+    assert!(!g.log_text().contains("not authorized"), "{}", g.log_text());
 }
 
 #[test]
