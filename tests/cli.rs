@@ -221,6 +221,48 @@ fn errors_are_one_line_with_exit_2() {
 }
 
 #[test]
+fn a_server_that_closes_on_another_wire_is_asked_what_it_speaks() {
+    let (_framed, framed) = py_server("native", "binary", "framed");
+    let (_compact, compact) = py_server("native", "compact", "buffered");
+    for (addr, flags, answers) in [
+        (framed, &[][..], "--protocol binary --transport framed"),
+        (
+            framed,
+            &["--protocol", "compact", "--transport", "ttheader"][..],
+            "--protocol binary --transport framed",
+        ),
+        (
+            compact,
+            &["--transport", "framed"][..],
+            "--protocol compact --transport buffered",
+        ),
+    ] {
+        let (code, _, err) = call(addr, flags, "Demo.echo", json!({"msg": "hi"}));
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("it answers {answers}: call it with those")),
+            "{err}"
+        );
+        let named: Vec<&str> = answers.split(' ').collect();
+        let (code, echoed, err) = call(addr, &named, "Demo.echo", json!({"msg": "hi"}));
+        assert_eq!((code, echoed), (0, json!("hi")), "{err}");
+    }
+    // A port that closes every connection at once answers nothing.
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_addr = closer.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in closer.incoming() {
+            drop(c);
+        }
+    });
+    let (code, _, err) = call(closer_addr, &[], "Demo.ping", json!({}));
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is this a Thrift port?"), "{err}");
+}
+
+#[test]
 fn large_arguments_come_from_a_file_or_stdin_and_bad_flags_are_refused() {
     use std::io::Write;
     use std::process::Stdio;

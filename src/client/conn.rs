@@ -218,7 +218,14 @@ impl Conn {
             conn.version = match outcome {
                 Ok(v) => v,
                 Err(e) => {
-                    let why = std::io::Error::other(format!("tracking handshake failed: {e}"));
+                    // The kind is kept, so that a caller can tell a server that
+                    // closed the connection from one that answered wrong.
+                    let kind = match &e {
+                        CallError::Transport(io) => io.kind(),
+                        CallError::Timeout => std::io::ErrorKind::TimedOut,
+                        _ => std::io::ErrorKind::Other,
+                    };
+                    let why = std::io::Error::new(kind, format!("tracking handshake failed: {e}"));
                     return Err(connect_err(why));
                 }
             };

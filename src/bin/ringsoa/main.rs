@@ -7,6 +7,7 @@
 
 mod idl;
 mod new;
+mod probe;
 mod registry;
 
 use std::net::SocketAddr;
@@ -302,6 +303,7 @@ fn call(a: CallArgs) -> ExitCode {
         ..ConnOptions::new(a.app_id)
     };
     let max_decoded = opts.max_decoded;
+    let probe_opts = opts.clone();
     let mut cx = CallContext {
         meta: a.meta.into_iter().collect(),
         ..CallContext::default()
@@ -315,7 +317,7 @@ fn call(a: CallArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("no runtime: {e}")),
     };
-    let result = rt.block_on(async {
+    let (result, hint) = rt.block_on(async {
         // One attempt: a call typed by hand is not retried behind the user's back.
         let config = ClientConfig {
             conn: opts,
@@ -325,15 +327,24 @@ fn call(a: CallArgs) -> ExitCode {
             },
             ..ClientConfig::default()
         };
-        let client = Client::new(nodes, config);
-        client
+        let client = Client::new(nodes.clone(), config);
+        let result = client
             .call_raw(
                 Some(&mut cx),
                 &method.function.name,
                 method.function.oneway,
                 &args,
             )
-            .await
+            .await;
+        // A server that closed on the call without a word is asked what it speaks.
+        let hint = match &result {
+            Err(e) if probe::closed_unanswered(e) => {
+                let wait = timeout.min(Duration::from_secs(1));
+                Some(probe::server_wire(nodes[0], &probe_opts, wait).await)
+            }
+            _ => None,
+        };
+        (result, hint)
     });
     match result {
         Ok(None) => {
@@ -354,7 +365,17 @@ fn call(a: CallArgs) -> ExitCode {
             }
         }
         Err(CallError::Application(e)) => fail(format!("the server answered with {e}")),
-        Err(e) => fail(format!("{} at {target}: {e}", a.method)),
+        Err(e) => match hint {
+            Some(Some(flags)) => fail(format!(
+                "{} at {target}: {e}; it answers {flags}: call it with those",
+                a.method
+            )),
+            Some(None) => fail(format!(
+                "{} at {target}: {e}; it answers in no protocol and transport ringsoa speaks: is this a Thrift port?",
+                a.method
+            )),
+            None => fail(format!("{} at {target}: {e}", a.method)),
+        },
     }
 }
 
