@@ -411,26 +411,53 @@ fn a_sigint_during_a_drain_cuts_it_short() {
     assert_eq!(code, Some(0));
 }
 
+/// gunicorn's signals that ringsoa does not share (HUP reload, USR1 reopen logs,
+/// USR2 upgrade, TTIN and TTOU one worker more or less) change nothing: by default
+/// they end the process (HUP, USR1, USR2) or stop it (TTIN, TTOU) on the spot.
+/// SIGQUIT, gunicorn's quick stop, drains with at most 1 s as SIGINT does.
 #[test]
-fn sighup_is_logged_and_the_server_serves_on() {
-    let mut logged = Logged::start("hup", |_| {});
+fn gunicorns_other_signals_change_nothing_and_sigquit_stops_quickly() {
+    let mut logged = Logged::start("signals", |cmd| {
+        cmd.args(["--drain-timeout-ms", "60000"]);
+    });
     let addr = logged.demo.addr;
     let demo = &mut logged.demo;
     let mut s = connect(addr);
     call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap();
-    demo.signal("HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    for (seqid, sig) in (2..).zip(["HUP", "USR1", "USR2", "TTIN", "TTOU"]) {
+        demo.signal(sig);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            demo.child.try_wait().unwrap().is_none(),
+            "SIG{sig} ended the process"
+        );
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", demo.child.id())).unwrap();
+        let state = stat.rsplit(") ").next().unwrap().split(' ').next().unwrap();
+        assert_ne!(state, "T", "SIG{sig} stopped the process");
+        // The open connection and a new one are both served.
+        call_raw(&mut s, "ping", seqid, &DemoPingArgs {}).unwrap();
+        echo_ok(addr);
+    }
+    let mut busy = connect(addr);
+    busy.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    send_sleep(&mut busy, 7, 30_000);
+    std::thread::sleep(Duration::from_millis(100));
+    demo.signal("QUIT");
+    let exc = app_exception(read_reply(&mut busy).unwrap());
     assert!(
-        demo.child.try_wait().unwrap().is_none(),
-        "SIGHUP ended the process"
+        exc.message
+            .as_deref()
+            .unwrap()
+            .contains("cut off by the server's drain timeout"),
+        "{exc:?}"
     );
-    // The open connection and a new one are both served.
-    call_raw(&mut s, "ping", 2, &DemoPingArgs {}).unwrap();
-    echo_ok(addr);
-    demo.sigterm();
-    assert_eq!(demo.wait(Duration::from_secs(5)).0, Some(0));
+    // Well before the call's 30 s or the drain timeout's 60 s.
+    assert_eq!(demo.wait(Duration::from_secs(10)).0, Some(0));
     let text = logged.text();
-    assert!(text.contains("SIGHUP ignored"), "{text}");
+    for sig in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
+        assert!(text.contains(&format!("{sig} ignored")), "{text}");
+    }
 }
 
 /// A process stopped and continued (SIGSTOP; a paused VM or container) reports no

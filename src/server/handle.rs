@@ -153,30 +153,50 @@ impl ServerHandle {
         blocked
     }
 
-    /// Serves until SIGTERM (drain with the configured timeout) or SIGINT (drain
-    /// with at most 1 s), then waits for the drain to finish. SIGHUP, which would
-    /// end the process on the spot (gunicorn reloads on it, and a closing terminal
-    /// sends it), is logged and changes nothing: config is followed live, and a
-    /// restart is a new process taking over with [`ServerBuilder::handover`](super::ServerBuilder::handover).
+    /// Serves until SIGTERM (drain with the configured timeout) or SIGINT or
+    /// SIGQUIT (drain with at most 1 s: gunicorn's quick stop), then waits for the
+    /// drain to finish. The other signals gunicorn gives a meaning (HUP reload,
+    /// USR1 reopen logs, USR2 upgrade, TTIN and TTOU more or fewer workers) would
+    /// end or freeze the process on the spot, with its registry node left behind:
+    /// they change nothing, and HUP, USR1 and USR2 are logged saying what to do
+    /// instead. Config is followed live, and a restart is a new process taking over with
+    /// [`ServerBuilder::handover`](super::ServerBuilder::handover).
     /// An error when a core was left blocked (see [`ServerHandle::join`]).
     pub fn run_until_signal(self) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+        let stops = [
+            (SIGTERM, "SIGTERM"),
+            (SIGINT, "SIGINT"),
+            (SIGQUIT, "SIGQUIT"),
+        ];
+        let ignored = ignored_signals();
+        let all: Vec<i32> = stops
+            .iter()
+            .map(|s| s.0)
+            .chain(ignored.iter().map(|i| i.0))
+            .collect();
+        let mut signals = signal_hook::iterator::Signals::new(all)?;
+        ignore_job_control();
         let (drain, timeout) = (self.drain.clone(), self.drain_timeout);
         std::thread::Builder::new()
             .name("ringsoa-signals".into())
             .spawn(move || {
                 for sig in signals.forever() {
-                    if sig == SIGHUP {
-                        tracing::warn!("SIGHUP ignored: config, switches and the state file are followed live; to restart, start the new process with handover (ringsoa-demo --handover) and SIGTERM this one");
+                    if let Some(&(_, name, why, handover)) = ignored.iter().find(|i| i.0 == sig) {
+                        let instead = match handover {
+                            true => "; to restart, start the new process with handover (ringsoa-demo --handover) and SIGTERM this one",
+                            false => "",
+                        };
+                        tracing::warn!("{name} ignored: {why}{instead}");
                         continue;
                     }
-                    let timeout = if sig == SIGINT {
-                        timeout.min(Duration::from_secs(1))
-                    } else {
+                    let timeout = if sig == SIGTERM {
                         timeout
+                    } else {
+                        timeout.min(Duration::from_secs(1))
                     };
-                    tracing::info!(signal = sig, ?timeout, "draining");
+                    let name = stops.iter().find(|s| s.0 == sig).map_or("?", |s| s.1);
+                    tracing::info!(signal = name, ?timeout, "draining");
                     drain.begin(timeout);
                 }
             })?;
@@ -193,5 +213,44 @@ impl ServerHandle {
                 cores.join(", ")
             ),
         ))
+    }
+}
+
+/// The signals gunicorn gives a meaning that ringsoa does not share, caught and
+/// logged: each number, name, why it changes nothing, and whether a handover is
+/// what to do instead.
+fn ignored_signals() -> [(i32, &'static str, &'static str, bool); 3] {
+    use signal_hook::consts::{SIGHUP, SIGUSR1, SIGUSR2};
+    [
+        (
+            SIGHUP,
+            "SIGHUP",
+            "config, switches and the state file are followed live",
+            true,
+        ),
+        (
+            SIGUSR1,
+            "SIGUSR1",
+            "logs go to stderr, with no file to reopen: rotate them where stderr is collected",
+            false,
+        ),
+        (
+            SIGUSR2,
+            "SIGUSR2",
+            "a new binary takes over by handover",
+            true,
+        ),
+    ]
+}
+
+/// Ignores SIGTTIN and SIGTTOU (gunicorn's "one worker more or less"), which by
+/// default stop the process. They are not caught and logged: a background
+/// process writing to its terminal is sent SIGTTOU at each write while it is
+/// caught, for ever, where an ignored one lets the write through.
+fn ignore_job_control() {
+    for sig in [libc::SIGTTIN, libc::SIGTTOU] {
+        // SAFETY: setting a signal's disposition to SIG_IGN runs no code in the
+        // handler's context.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
 }
