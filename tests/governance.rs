@@ -1096,6 +1096,51 @@ fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
 /// the same session registers it again, after the health check; the node the
 /// process deletes itself when it drains stays deleted.
 #[test]
+fn an_ipv6_provider_is_named_in_brackets_and_called_through_the_registry() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here: nothing to check");
+        return;
+    };
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("ipv6");
+    let g = Governed::on_zk_at(&zk.connect, &dir.0, Some(addr), &[]);
+    let node = format!("{PROVIDERS}/[::1]:{}", addr.port());
+    assert_eq!(g.node(), node);
+    assert!(
+        zkc.wait_for(&node, Duration::from_secs(10), |n| n.is_some()),
+        "not registered as {node}: {}",
+        g.log_text()
+    );
+    let json: serde_json::Value = serde_json::from_slice(&zkc.get(&node).unwrap().0).unwrap();
+    assert_eq!(
+        (json["host"].as_str(), json["port"].as_u64()),
+        (Some("::1"), Some(addr.port().into()))
+    );
+    let idl = "src/bin/ringsoa-demo/demo.thrift";
+    let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args([
+            "call",
+            "--idl",
+            idl,
+            "--zk",
+            &zk.connect,
+            "--service",
+            "ringsoa-demo/main",
+        ])
+        .args(["Demo.echo", r#"{"msg": "over IPv6"}"#])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(stdout.trim(), "\"over IPv6\"", "{stderr}");
+}
+
+#[test]
 fn a_provider_node_deleted_by_someone_else_is_registered_again() {
     let (_zk, zkc, _dir, mut g) = registered(1, "deleted");
     let node = g.node();

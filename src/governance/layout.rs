@@ -81,9 +81,25 @@ impl Layout {
     }
 }
 
+/// A provider node's name: `<host>:<port>`, an IPv6 address in brackets
+/// (`[::1]:9090`, as a socket address is written).
+pub fn provider_node(host: &str, port: u16) -> String {
+    match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_provider_is_named_in_brackets() {
+        assert_eq!(provider_node("10.0.0.5", 9090), "10.0.0.5:9090");
+        assert_eq!(provider_node("db-1.example", 9090), "db-1.example:9090");
+        assert_eq!(provider_node("::1", 9090), "[::1]:9090");
+    }
 
     #[test]
     fn paths_follow_the_design() {

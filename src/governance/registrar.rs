@@ -61,9 +61,9 @@ impl Registration {
         }
     }
 
-    /// The node's name: `<host>:<port>`.
+    /// The node's name: `<host>:<port>` (see [`super::layout::provider_node`]).
     pub fn node_name(&self) -> String {
-        format!("{}:{}", self.provider.host, self.provider.port)
+        super::layout::provider_node(&self.provider.host, self.provider.port)
     }
 
     /// The node's JSON.

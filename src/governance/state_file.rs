@@ -200,7 +200,7 @@ fn providers(item: &Item, at: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
                 addr: None,
             };
             let json = serde_json::to_vec(&p).expect("a provider serialises");
-            Ok((format!("{host}:{port}"), json))
+            Ok((super::layout::provider_node(host, port), json))
         })
         .collect()
 }
