@@ -262,6 +262,82 @@ fn a_server_that_closes_on_another_wire_is_asked_what_it_speaks() {
     assert!(err.contains("is this a Thrift port?"), "{err}");
 }
 
+/// Runs `ringsoa ARGS` with `stdin` on its standard input: its exit code, stdout
+/// and stderr.
+fn ringsoa(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn values_come_from_a_file_or_stdin_and_a_reader_that_leaves_is_no_error() {
+    let dir = std::env::temp_dir().join(format!("ringsoa-cli-values-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.toml");
+    std::fs::write(&state, "").unwrap();
+    let state = state.to_str().unwrap();
+    // A value larger than a command line holds (one argument: 128 KiB on Linux).
+    let big = "y".repeat(300_000);
+    let file = dir.join("big.txt");
+    std::fs::write(&file, &big).unwrap();
+    let set = [
+        "config",
+        "set",
+        "app",
+        "big",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    let (code, out, err) = ringsoa(&[&set[..], &["--state", state]].concat(), b"");
+    assert_eq!((code, out.trim()), (0, "set big: 300000 bytes"), "{err}");
+    let (code, out, err) = ringsoa(&["config", "get", "app", "big", "--state", state], b"");
+    assert_eq!((code, out.trim_end()), (0, big.as_str()), "{err}");
+    let set = [
+        "switch", "set", "app", "sw", "--file", "-", "--state", state,
+    ];
+    let (code, _, err) = ringsoa(&set, b"ON");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = ringsoa(&["switch", "get", "app", "sw", "--state", state], b"");
+    assert_eq!((code, out.trim()), (0, "ON"));
+    let (code, _, err) = ringsoa(&set, b"maybe");
+    assert_eq!(code, 2);
+    assert!(err.contains("a switch is on, off or JSON"), "{err}");
+    let (code, _, err) = ringsoa(&set, b"\xff\xfe");
+    assert_eq!(code, 2);
+    assert!(err.contains("a value is UTF-8 text"), "{err}");
+    let both = [
+        "config", "set", "app", "k", "v", "--file", "-", "--state", state,
+    ];
+    assert_eq!(ringsoa(&both, b"").0, 2);
+    // A reader that leaves before the output is written (`| head`): no panic, exit
+    // 0. The generated code is larger than a pipe holds, so a write meets the close.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
+        .args(["idl", "gen", IDL])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn large_arguments_come_from_a_file_or_stdin_and_bad_flags_are_refused() {
     use std::io::Write;

@@ -813,6 +813,37 @@ fn config_and_switches_reach_every_core_and_overrides_win() {
     ));
     let (ok, _, err) = ringsoa(&[&["switch", "set", APP, "relay", "maybe"], &zka[..]].concat());
     assert!(!ok && err.contains("on, off or JSON"), "{err}");
+
+    // A value larger than a command line holds, from a file; one over ZooKeeper's
+    // jute.maxbuffer is refused in one line that says so.
+    let file = dir.0.join("value.txt");
+    std::fs::write(&file, "z".repeat(1_000_000)).unwrap();
+    set(&[
+        "config",
+        "set",
+        APP,
+        "large",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    g.wait_view("/config", "the large value", |c| {
+        c["large"].as_str().map(str::len) == Some(1_000_000)
+    });
+    std::fs::write(&file, "z".repeat(1_100_000)).unwrap();
+    let over = [
+        "config",
+        "set",
+        APP,
+        "over",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    let (ok, _, err) = ringsoa(&[&over[..], &zka[..]].concat());
+    assert!(!ok && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("jute.maxbuffer") && err.contains("1100000 bytes"),
+        "{err}"
+    );
 }
 
 /// An operator with ZooKeeper's own CLI (`zkCli.sh`, the Java client): the provider

@@ -14,6 +14,10 @@ use super::layout::{Kind, Layout};
 use super::state_file;
 use crate::control::{check_name, Provider, ServiceName};
 
+/// A value this large, written when ZooKeeper drops the connection, is said to be
+/// the likely cause (its jute.maxbuffer, about 1 MiB by default, bounds a request).
+const LARGE_VALUE: usize = 512 * 1024;
+
 /// Providers as registered: app → cluster → provider JSON objects.
 pub type Registry = BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>>;
 
@@ -183,7 +187,16 @@ impl Store {
             } => {
                 let folder = layout.folder(app, cluster, kind);
                 let path = format!("{folder}/{key}");
-                let refused = |e| auth::explain(&e, auth);
+                let refused = |e: zk::Error| {
+                    let why = auth::explain(&e, auth);
+                    match (e, value) {
+                        (zk::Error::ConnectionLoss, Some(v)) if v.len() >= LARGE_VALUE => format!(
+                            "{why} (ZooKeeper drops the connection of a request over its jute.maxbuffer, about 1 MiB by default, and this value is {} bytes)",
+                            v.len()
+                        ),
+                        _ => why,
+                    }
+                };
                 let Some(value) = value else {
                     return match client.delete(&path, None).await {
                         Ok(()) => Ok(()),

@@ -59,10 +59,7 @@ pub fn idl(cmd: IdlCmd) -> ExitCode {
             crate_path,
             files,
         } => match load(&files, &include_dirs).and_then(|p| generate(&p, &crate_path)) {
-            Ok(code) => {
-                print!("{code}");
-                ExitCode::SUCCESS
-            }
+            Ok(code) => crate::out(format_args!("{code}"), ExitCode::SUCCESS),
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(2)

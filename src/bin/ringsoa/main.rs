@@ -202,6 +202,22 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Writes `text` to stdout and returns `code`. A reader that went away (`| head`)
+/// is no error: the rest is dropped, as Unix tools do, where `println!` panicked;
+/// any other failure to write (a full disk) is one line and exit 2.
+fn out(text: std::fmt::Arguments, code: ExitCode) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("ringsoa: cannot write the output: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn call(a: CallArgs) -> ExitCode {
     let program = match ringsoa::idl::load(&[&a.idl], &a.include_dirs) {
         Ok(p) => p,
@@ -347,20 +363,14 @@ fn call(a: CallArgs) -> ExitCode {
         (result, hint)
     });
     match result {
-        Ok(None) => {
-            println!("null");
-            ExitCode::SUCCESS
-        }
+        Ok(None) => out(format_args!("null\n"), ExitCode::SUCCESS),
         Ok(Some((reply, seqid))) => {
             match dynamic::decode_reply(&method, reply, protocol, seqid, max_decoded) {
-                Ok(Reply::Success(v)) => {
-                    println!("{v}");
-                    ExitCode::SUCCESS
-                }
-                Ok(Reply::Declared { name, value }) => {
-                    println!("{}", serde_json::json!({ name: value }));
-                    ExitCode::from(1)
-                }
+                Ok(Reply::Success(v)) => out(format_args!("{v}\n"), ExitCode::SUCCESS),
+                Ok(Reply::Declared { name, value }) => out(
+                    format_args!("{}\n", serde_json::json!({ name: value })),
+                    ExitCode::from(1),
+                ),
                 Err(e) => fail(e),
             }
         }

@@ -55,15 +55,19 @@ const WIRES: [(Protocol, Framing, Option<HeaderKind>, &str); 6] = [
     ),
 ];
 
-/// Whether `e` is a server closing the connection before it replied, during the
-/// tracking handshake or the call.
+/// Whether `e` is a server closing (or resetting) the connection before it
+/// replied, during the tracking handshake or the call.
 pub fn closed_unanswered(e: &CallError) -> bool {
     let io = match e {
         CallError::Connect { source, .. } => source,
         CallError::Transport(io) => io,
         _ => return false,
     };
-    io.kind() == std::io::ErrorKind::UnexpectedEof
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        io.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
 }
 
 /// The flags of the first wire other than `tried`'s that the server at `node`

@@ -73,7 +73,13 @@ pub enum ValueCmd {
         /// The key.
         key: String,
         /// The value (a switch: on, off or JSON).
-        value: String,
+        #[arg(required_unless_present = "file")]
+        value: Option<String>,
+        /// Read the value from FILE (`-`: standard input), for values larger than
+        /// a command line holds; ZooKeeper keeps at most its jute.maxbuffer (1 MiB by
+        /// default) in a node.
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         at: At,
     },
@@ -117,10 +123,7 @@ fn run(name: &str, f: impl std::future::Future<Output = Result<String, String>>)
         .enable_all()
         .build();
     match rt.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(f)) {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
+        Ok(out) => crate::out(format_args!("{out}\n"), ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("ringsoa {name}: {e}");
             ExitCode::from(2)
@@ -167,8 +170,18 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                 app,
                 key,
                 value,
+                file,
                 at,
             } => {
+                let (value, shown) = match (value, file) {
+                    (Some(v), _) => (v.clone(), v),
+                    (None, Some(path)) => {
+                        let v = read_value(&path)?;
+                        let shown = format!("set {key}: {} bytes", v.len());
+                        (v, shown)
+                    }
+                    (None, None) => unreachable!("clap requires a value or --file"),
+                };
                 if kind == Kind::Switches {
                     Switch::parse(&value)?;
                 }
@@ -176,7 +189,7 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                 store
                     .set(&app, at.cluster.as_deref(), kind, &key, Some(&value))
                     .await?;
-                Ok(value)
+                Ok(shown)
             }
             ValueCmd::Rm { app, key, at } => {
                 let store = open(&at.source, &at.root).await?;
@@ -186,5 +199,24 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                 Ok(format!("removed {key}"))
             }
         }
+    })
+}
+
+/// A value read from `path` (`-`: standard input), as UTF-8.
+fn read_value(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes))
+    };
+    read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{}: a value is UTF-8 text, and byte {} is not",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
     })
 }
