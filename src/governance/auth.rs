@@ -105,7 +105,7 @@ pub(crate) fn explain(e: &zk::Error, auths: &[ZkAuth]) -> String {
         return e.to_string();
     }
     let have = schemes(auths);
-    format!("{e}: the node's ACL refuses this session's credentials ({have}; given by --zk-auth or RINGSOA_ZK_AUTH)")
+    format!("{e}: the node's ACL refuses this session's credentials ({have}; given by --zk-auth or RINGSOA_ZK_AUTH, or GovernanceOptions::zk_auth in code)")
 }
 
 /// Why a session with `auths` could not be made with ZooKeeper at `hosts`: it
