@@ -61,6 +61,16 @@ impl Governed {
     /// Starts `ringsoa-demo` with an admin endpoint, `extra` flags and its log in
     /// `dir` (at `addr`, or a free port).
     fn start(dir: &Path, addr: Option<SocketAddr>, extra: &[&str]) -> Governed {
+        Governed::start_with(dir, addr, extra, |_| {})
+    }
+
+    /// [`Governed::start`], its command adjusted by `configure` too.
+    fn start_with(
+        dir: &Path,
+        addr: Option<SocketAddr>,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Governed {
         let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.join(format!("demo-{}.log", addr.port()));
@@ -75,6 +85,7 @@ impl Governed {
         let demo = Demo::start_with(addr, &args, |cmd| {
             cmd.stderr(Stdio::from(file))
                 .env("RUST_LOG", "info,ringsoa::governance=debug");
+            configure(cmd);
         });
         wait(Duration::from_secs(10), "the admin endpoint", || {
             TcpStream::connect(admin).is_ok()
@@ -89,6 +100,17 @@ impl Governed {
 
     /// [`Governed::on_zk`] at `addr` (or a free port).
     fn on_zk_at(zk: &str, dir: &Path, addr: Option<SocketAddr>, extra: &[&str]) -> Governed {
+        Governed::on_zk_with(zk, dir, addr, extra, |_| {})
+    }
+
+    /// [`Governed::on_zk_at`], its command adjusted by `configure` too.
+    fn on_zk_with(
+        zk: &str,
+        dir: &Path,
+        addr: Option<SocketAddr>,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Governed {
         let cache = dir.join("cache");
         let mut args = vec![
             "--zk",
@@ -104,7 +126,7 @@ impl Governed {
             args.extend(["--cache-dir", cache.to_str().unwrap()]);
         }
         args.extend_from_slice(extra);
-        Governed::start(dir, addr, &args)
+        Governed::start_with(dir, addr, &args, configure)
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
@@ -1169,6 +1191,119 @@ fn an_ipv6_provider_is_named_in_brackets_and_called_through_the_registry() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(stdout.trim(), "\"over IPv6\"", "{stderr}");
+}
+
+/// Providers named by a host name are looked up off the governance thread (a
+/// lookup can block for seconds, which held up the ZooKeeper session's pings): one
+/// that resolves is called; one that never does is logged once and left out, and
+/// serving and changes go on beside it.
+#[test]
+fn providers_named_by_host_name_are_looked_up_and_one_that_never_resolves_harms_nothing() {
+    let (_zk, zkc, _dir, g) = registered(1, "names");
+    let named = "/ringsoa/apps/ringsoa-demo/clusters/named/providers";
+    let port = g.demo.addr.port();
+    // Both point at `g` itself, one by `localhost`, one by a name that cannot exist
+    // (`.invalid`, RFC 6761).
+    for host in ["localhost", "nowhere.invalid"] {
+        let json = format!(r#"{{"host":"{host}","port":{port}}}"#);
+        zkc.set(&format!("{named}/{host}:{port}"), json.as_bytes());
+    }
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    let args = DemoRelayWhoamiArgs {
+        target: Some("ringsoa-demo/named".into()),
+    };
+    for seqid in 1..=20 {
+        let reply = call_raw(&mut s, "relay_whoami", seqid, &args).unwrap();
+        assert!(is_reply(&reply), "{}", String::from_utf8_lossy(&reply));
+    }
+    g.wait_view("/registry", "the named provider", |r| {
+        r["ringsoa-demo"]["named"]
+            == serde_json::json!([{
+                "host": "localhost", "port": port, "cores": 0, "weight": 100,
+                "version": "", "pid": 0, "started_at_ms": 0
+            }])
+    });
+    zkc.set("/ringsoa/apps/ringsoa-demo/config/after-names", b"yes");
+    g.wait_view("/config", "a change beside them", |c| {
+        c["after-names"] == "yes"
+    });
+    let log = g.log_text();
+    assert_eq!(
+        log.matches("provider host does not resolve").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("nowhere.invalid"), "{log}");
+}
+
+/// A DNS server that never answers: each lookup blocks for 9 s (3 tries of 3 s).
+/// Made on the governance thread, a lookup of a provider's host name held up the
+/// ZooKeeper session's pings until the session expired, the process's own
+/// registration with it, and again in every new session. Now it is looked up off
+/// that thread: the session stays, and changes go on arriving. The demo runs with
+/// its own `/etc/resolv.conf` (a mount namespace of its own: needs root).
+#[test]
+fn a_dns_that_never_answers_holds_up_no_session() {
+    use std::os::unix::process::CommandExt;
+    let dns = std::net::UdpSocket::bind("127.53.0.1:53")
+        .expect("the DNS drill needs root, for port 53 and a mount namespace");
+    let (zk, zkc, dir, _) = registered(1, "dns");
+    drop(zk.client());
+    let resolv = dir.0.join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.53.0.1\noptions timeout:3 attempts:3\n",
+    )
+    .unwrap();
+    let resolv = std::ffi::CString::new(resolv.to_str().unwrap()).unwrap();
+    let g = Governed::on_zk_with(&zk.connect, &dir.0, None, &["--name", "dns-app"], |cmd| {
+        // SAFETY: between fork and exec only system calls run, no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                let target = c"/etc/resolv.conf";
+                let private = libc::MS_REC | libc::MS_PRIVATE;
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        private,
+                        std::ptr::null(),
+                    ) != 0
+                    || libc::mount(
+                        resolv.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let providers = "/ringsoa/apps/dns-app/clusters/main/providers";
+    let node = format!("{providers}/{}", g.demo.addr);
+    assert!(zkc.wait_for(&node, Duration::from_secs(10), |n| n.is_some()));
+    let session = owner(&zkc, &node).unwrap();
+    let slow = format!("{providers}/slow.example:1");
+    zkc.set(&slow, br#"{"host":"slow.example","port":1}"#);
+    // The lookup's own bound (5 s) passes; the session (2 s) would have expired
+    // twice over.
+    wait(Duration::from_secs(15), "the lookup given up", || {
+        g.log_text().contains("provider host does not resolve")
+    });
+    zkc.set("/ringsoa/apps/dns-app/config/after-dns", b"yes");
+    g.wait_view("/config", "a change after the lookup", |c| {
+        c["after-dns"] == "yes"
+    });
+    assert_eq!(owner(&zkc, &node), Some(session), "{}", g.log_text());
+    let log = g.log_text();
+    assert!(!log.contains("session ended"), "{log}");
+    assert!(log.contains("slow.example"), "{log}");
+    drop(dns);
 }
 
 #[test]

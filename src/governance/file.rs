@@ -58,7 +58,9 @@ async fn serve(
     apply(&mut k, &folders);
     k.publish(Source::File, SystemTime::now());
     loop {
+        k.look_up();
         tokio::select! {
+            event = k.resolver.next() => k.resolved(event),
             // Without a file to follow or a registration to retry, nothing to check.
             _ = tokio::time::sleep(CHECK), if path.is_some() || pending => {
                 if let Some(p) = &path {

@@ -1,5 +1,6 @@
-//! [`Keeper`]: what both backends share — the mirror, publishing snapshots to the
-//! cores and the control threads, the disk cache and the wanted registration.
+//! [`Keeper`]: what both backends share — the mirror and its host-name lookups,
+//! publishing snapshots to the cores and the control threads, the disk cache and
+//! the wanted registration.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -8,6 +9,7 @@ use super::cache::Cache;
 use super::layout::Layout;
 use super::mirror::Mirror;
 use super::registrar::Registration;
+use super::resolver::{Event, Resolver};
 use super::{Shared, Status};
 use crate::control::Source;
 
@@ -16,8 +18,12 @@ pub struct Keeper {
     shared: Arc<Shared>,
     /// The followed folders.
     pub mirror: Mirror,
+    /// Looks up the providers' host names.
+    pub resolver: Resolver,
     cache: Option<Cache>,
     version: u64,
+    /// Where the last snapshot's values came from.
+    source: Source,
     /// The registration wanted (kept across sessions).
     pub registration: Option<Registration>,
     /// The address went to another process (a handover): its node, of another
@@ -36,8 +42,10 @@ impl Keeper {
             .map(|d| Cache::new(d, &o.app, &o.cluster));
         Keeper {
             mirror,
+            resolver: Resolver::default(),
             cache,
             version: 0,
+            source: Source::Empty,
             registration: None,
             yielded: false,
             shared,
@@ -52,6 +60,7 @@ impl Keeper {
     /// Sends the mirror's snapshot to every core and to the control threads.
     pub fn publish(&mut self, source: Source, seen_at: SystemTime) {
         self.version += 1;
+        self.source = source;
         let snap = self.mirror.snapshot(source, self.version, seen_at);
         // Each core gets its own copy, so that cloning its `Arc` touches no other core.
         let mut cores = self.shared.cores.lock().expect("not poisoned");
@@ -61,6 +70,20 @@ impl Keeper {
         let (lock, cv) = &self.shared.ready;
         *lock.lock().expect("not poisoned") = true;
         cv.notify_all();
+    }
+
+    /// Looks up the mirror's new host names (see [`Resolver::ask`]).
+    pub fn look_up(&mut self) {
+        self.resolver.ask(&self.mirror);
+    }
+
+    /// Takes a lookup's `event` into the mirror, and publishes it again when an
+    /// address changed (once anything has been published: before, the server
+    /// still waits for the first snapshot, which will have it).
+    pub fn resolved(&mut self, event: Event) {
+        if self.resolver.handle(event, &mut self.mirror) && self.version > 0 {
+            self.publish(self.source, SystemTime::now());
+        }
     }
 
     /// Writes the disk cache (when there is one).

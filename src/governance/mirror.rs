@@ -4,10 +4,11 @@
 //!
 //! Every value is checked as it comes in: a value that is not UTF-8, a switch that
 //! is not on, off or JSON, or a provider node that is not valid JSON, is logged
-//! once and left out; the rest stands.
+//! once and left out; the rest stands. A provider named by a host name is in the
+//! snapshot once [`super::resolver`] has found its address.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ pub struct Mirror {
     app: String,
     cluster: String,
     folders: BTreeMap<String, Folder>,
+    /// Provider host names as last looked up ([`super::resolver`]): the address
+    /// found, or none when the name has never resolved.
+    addrs: HashMap<Name, Option<SocketAddr>>,
     /// The service limit was reached (logged once).
     full: bool,
 }
@@ -62,6 +66,7 @@ impl Mirror {
             app: app.into(),
             cluster: cluster.into(),
             folders: BTreeMap::new(),
+            addrs: HashMap::new(),
             full: false,
         };
         for c in [None, Some(cluster)] {
@@ -134,7 +139,13 @@ impl Mirror {
         folder.children = children
             .into_iter()
             .filter_map(|(name, data)| {
-                let value = check(folder.kind, &format!("{path}/{name}"), &name, data)?;
+                let value = check(
+                    folder.kind,
+                    &format!("{path}/{name}"),
+                    &name,
+                    data,
+                    &self.addrs,
+                )?;
                 Some((name, value))
             })
             .collect();
@@ -167,7 +178,7 @@ impl Mirror {
         };
         let (folder, child) = (folder.to_string(), child.to_string());
         let f = self.folders.get_mut(&folder).expect("split found it");
-        match check(f.kind, path, &child, data) {
+        match check(f.kind, path, &child, data, &self.addrs) {
             Some(v) => {
                 let same = f.children.get(&child).is_some_and(|old| old.raw == v.raw);
                 f.children.insert(child, v);
@@ -217,11 +228,64 @@ impl Mirror {
         }
         for f in self.folders.values() {
             if let (Some(service), true) = (&f.service, f.loaded) {
-                let providers = f.children.values().filter_map(|v| v.provider.clone());
-                snap.services.insert(service.clone(), providers.collect());
+                // A provider without an address is left out. A service whose
+                // providers are all host names not looked up yet is not loaded yet.
+                let providers = f.children.values().filter_map(|v| v.provider.as_ref());
+                let reachable: Vec<Provider> = providers
+                    .clone()
+                    .filter(|p| p.addr.is_some())
+                    .cloned()
+                    .collect();
+                let pending = providers
+                    .filter_map(name_of)
+                    .any(|n| !self.addrs.contains_key(&n));
+                if !reachable.is_empty() || !pending {
+                    snap.services.insert(service.clone(), reachable);
+                }
             }
         }
         snap
+    }
+
+    /// Every provider host name (not an IP address) in use, with its port.
+    pub fn names(&self) -> BTreeSet<Name> {
+        let providers = self.folders.values().flat_map(|f| f.children.values());
+        providers
+            .filter_map(|v| v.provider.as_ref())
+            .filter_map(name_of)
+            .collect()
+    }
+
+    /// What the last lookup of `name` found: `None` before any, `Some(None)` when
+    /// it has never resolved.
+    pub fn looked_up(&self, name: &Name) -> Option<Option<SocketAddr>> {
+        self.addrs.get(name).copied()
+    }
+
+    /// Takes what a lookup of `name` found (a failure leaves an address found
+    /// before as it is); whether the snapshot changed.
+    pub fn learn(&mut self, name: &Name, found: Option<SocketAddr>) -> bool {
+        let before = self.addrs.get(name).copied();
+        let now = found.or(before.flatten());
+        self.addrs.insert(name.clone(), now);
+        let providers = self
+            .folders
+            .values_mut()
+            .flat_map(|f| f.children.values_mut());
+        let mut changed = before.is_none();
+        for p in providers.filter_map(|v| v.provider.as_mut()) {
+            if (&p.host, p.port) == (&name.0, name.1) && p.addr != now {
+                p.addr = now;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Forgets the lookups of names no provider has any more.
+    pub fn forget_unused(&mut self) {
+        let names = self.names();
+        self.addrs.retain(|name, _| names.contains(name));
     }
 
     /// The disk cache's form.
@@ -273,8 +337,27 @@ impl Mirror {
     }
 }
 
-/// Checks one value: UTF-8, and for a provider, valid JSON with a host and port.
-fn check(kind: Kind, path: &str, name: &str, data: Vec<u8>) -> Option<Value> {
+/// A provider host name and port.
+pub type Name = (String, u16);
+
+/// `p`'s host name and port, when its host is not an IP address.
+fn name_of(p: &Provider) -> Option<Name> {
+    p.host
+        .parse::<IpAddr>()
+        .is_err()
+        .then(|| (p.host.clone(), p.port))
+}
+
+/// Checks one value: UTF-8, and for a provider, valid JSON with a host and port;
+/// a provider's address is its host's if that is an IP address, else the one last
+/// looked up for it in `addrs` (none yet: the lookup happens off this thread).
+fn check(
+    kind: Kind,
+    path: &str,
+    name: &str,
+    data: Vec<u8>,
+    addrs: &HashMap<Name, Option<SocketAddr>>,
+) -> Option<Value> {
     let raw = match String::from_utf8(data) {
         Ok(s) => s,
         Err(_) => {
@@ -285,11 +368,10 @@ fn check(kind: Kind, path: &str, name: &str, data: Vec<u8>) -> Option<Value> {
     let provider = match kind {
         Kind::Providers => match serde_json::from_str::<Provider>(&raw) {
             Ok(mut p) => {
-                p.addr = resolve(&p.host, p.port);
-                if p.addr.is_none() {
-                    tracing::warn!(%path, host = %p.host, "provider host does not resolve: ignored");
-                    return None;
-                }
+                p.addr = match p.host.parse::<IpAddr>() {
+                    Ok(ip) => Some(SocketAddr::new(ip, p.port)),
+                    Err(_) => addrs.get(&(p.host.clone(), p.port)).copied().flatten(),
+                };
                 Some(p)
             }
             Err(e) => {
@@ -307,13 +389,6 @@ fn check(kind: Kind, path: &str, name: &str, data: Vec<u8>) -> Option<Value> {
         Kind::Config => None,
     };
     Some(Value { raw, provider })
-}
-
-fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    if let Ok(ip) = host.parse() {
-        return Some(SocketAddr::new(ip, port));
-    }
-    (host, port).to_socket_addrs().ok()?.next()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod keeper;
 pub mod layout;
 mod mirror;
 pub mod registrar;
+mod resolver;
 pub mod state_file;
 pub mod store;
 mod zk;

@@ -97,9 +97,11 @@ async fn offline<F: std::future::Future>(
 ) -> Option<F::Output> {
     tokio::pin!(f);
     loop {
+        k.look_up();
         let deadline = *boot;
         tokio::select! {
             out = &mut f => return Some(out),
+            event = k.resolver.next() => k.resolved(event),
             cmd = commands.recv() => remember(k, cmd?),
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 *boot = None;
@@ -175,7 +177,9 @@ async fn session(
     let mut attempts = Attempts::default();
     let mut registered = attempts.note(ensure_registered(&client, k).await, k);
     loop {
+        k.look_up();
         tokio::select! {
+            event = k.resolver.next() => k.resolved(event),
             Some(ev) = events.recv() => {
                 let seen = SystemTime::now();
                 let own = k.registration_path();

@@ -1,0 +1,244 @@
+//! [`Resolver`]: provider host names looked up off the governance thread's loop.
+//!
+//! A lookup blocks for as long as DNS takes: seconds when its servers do not
+//! answer. Made on the governance thread, it held up the ZooKeeper session's pings
+//! with it, long enough for the session to expire and this process's own
+//! registration to go. Here each lookup runs on the runtime's blocking pool,
+//! bounded by [`LOOKUP_TIMEOUT`], and its answer comes back as an event of the
+//! loop. Every name in use is looked up again each [`REFRESH`], so that a name
+//! that did not resolve is taken once it does and a changed address is followed;
+//! a lookup that fails keeps the address last found, so a DNS outage takes no
+//! provider away.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+
+use super::mirror::{Mirror, Name};
+
+/// How often every provider host name in use is looked up again.
+pub const REFRESH: Duration = Duration::from_secs(10);
+
+/// A lookup that takes longer counts as failed.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A finished lookup.
+#[derive(Debug)]
+pub struct Lookup {
+    name: Name,
+    addr: Result<SocketAddr, String>,
+}
+
+/// What the loop is told.
+#[derive(Debug)]
+pub enum Event {
+    /// A lookup finished.
+    Found(Lookup),
+    /// Time to look every name up again.
+    Refresh,
+}
+
+/// The lookups under way (see the module docs).
+pub struct Resolver {
+    tx: UnboundedSender<Lookup>,
+    rx: UnboundedReceiver<Lookup>,
+    in_flight: HashSet<Name>,
+    /// Names that have never resolved, warned of once.
+    warned: HashSet<Name>,
+    /// Whether any provider has a host name (else the refresh sleeps).
+    names: bool,
+    refresh: Interval,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        let (tx, rx) = unbounded_channel();
+        let mut refresh = interval_at(Instant::now() + REFRESH, REFRESH);
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Resolver {
+            tx,
+            rx,
+            in_flight: HashSet::new(),
+            warned: HashSet::new(),
+            names: false,
+            refresh,
+        }
+    }
+}
+
+impl Resolver {
+    /// Looks up each of `mirror`'s provider host names never looked up (a name
+    /// that failed waits for the next refresh).
+    pub fn ask(&mut self, mirror: &Mirror) {
+        let names = mirror.names();
+        self.names = !names.is_empty();
+        for name in names {
+            if mirror.looked_up(&name).is_none() {
+                self.look_up(name);
+            }
+        }
+    }
+
+    /// The next event (see [`Event`]); a lookup's answer comes as soon as it is
+    /// in, and no refresh while no provider has a host name.
+    pub async fn next(&mut self) -> Event {
+        tokio::select! {
+            Some(found) = self.rx.recv() => Event::Found(found),
+            _ = self.refresh.tick(), if self.names => Event::Refresh,
+        }
+    }
+
+    /// Takes `event` into `mirror`; whether its snapshot changed.
+    pub fn handle(&mut self, event: Event, mirror: &mut Mirror) -> bool {
+        let Lookup { name, addr } = match event {
+            Event::Found(lookup) => lookup,
+            Event::Refresh => {
+                mirror.forget_unused();
+                self.warned.retain(|n| mirror.looked_up(n).is_some());
+                for name in mirror.names() {
+                    self.look_up(name);
+                }
+                return false;
+            }
+        };
+        self.in_flight.remove(&name);
+        if !mirror.names().contains(&name) {
+            return false;
+        }
+        let (host, port) = (&name.0, name.1);
+        match addr {
+            Ok(addr) => {
+                if self.warned.remove(&name) {
+                    tracing::info!(%host, port, %addr, "provider host resolves now");
+                }
+                mirror.learn(&name, Some(addr))
+            }
+            Err(why) if matches!(mirror.looked_up(&name), Some(Some(_))) => {
+                tracing::debug!(%host, port, %why, "provider host lookup failed: the address last found stands");
+                false
+            }
+            Err(why) => {
+                if self.warned.insert(name.clone()) {
+                    tracing::warn!(%host, port, %why, every = ?REFRESH, "provider host does not resolve: left out, and looked up again");
+                }
+                mirror.learn(&name, None)
+            }
+        }
+    }
+
+    fn look_up(&mut self, name: Name) {
+        if !self.in_flight.insert(name.clone()) {
+            return;
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let lookup = tokio::net::lookup_host((name.0.as_str(), name.1));
+            let addr = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer in {LOOKUP_TIMEOUT:?}")),
+            };
+            let _ = tx.send(Lookup { name, addr });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{ServiceName, Source};
+    use crate::governance::layout::Layout;
+    use std::time::SystemTime;
+
+    /// The service's providers in `m`'s snapshot (`None`: not loaded yet).
+    fn providers(m: &Mirror) -> Option<Vec<String>> {
+        let snap = m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
+        let service: ServiceName = "demo/main".parse().unwrap();
+        let list = snap.providers(&service)?.iter();
+        Some(list.map(|p| format!("{} {:?}", p.host, p.addr)).collect())
+    }
+
+    fn node(host: &str) -> (String, Vec<u8>) {
+        let json = format!(r#"{{"host":"{host}","port":9090}}"#);
+        (format!("{host}:9090"), json.into_bytes())
+    }
+
+    const FOLDER: &str = "/r/apps/demo/clusters/main/providers";
+
+    /// Real lookups of this machine's own names: `localhost` resolves, a name
+    /// under `.invalid` (RFC 6761) never does.
+    #[tokio::test]
+    async fn names_are_looked_up_off_the_loop_and_kept_through_failures() {
+        let mut m = Mirror::new(Layout::new("/r").unwrap(), "demo", "main");
+        m.replace(
+            FOLDER,
+            vec![node("localhost"), node("nowhere.invalid"), node("10.0.0.1")],
+        );
+        // The IP address is in at once, the names once their lookups answer.
+        assert_eq!(providers(&m).unwrap(), ["10.0.0.1 Some(10.0.0.1:9090)"]);
+        let mut r = Resolver::default();
+        r.ask(&m);
+        r.ask(&m); // nothing asked twice
+        assert_eq!(r.in_flight.len(), 2);
+        let mut changed = false;
+        for _ in 0..2 {
+            let event = r.next().await;
+            changed |= r.handle(event, &mut m);
+        }
+        assert!(changed);
+        let now = providers(&m).unwrap();
+        assert_eq!(now.len(), 2, "{now:?}");
+        assert!(
+            now.iter().any(|p| p.starts_with("localhost Some(")),
+            "{now:?}"
+        );
+        // The failed name is not asked again before the refresh.
+        r.ask(&m);
+        assert!(r.in_flight.is_empty());
+        assert!(r.warned.contains(&("nowhere.invalid".to_string(), 9090)));
+        // The node read again keeps the address found, with no new lookup.
+        m.replace(FOLDER, vec![node("localhost")]);
+        assert_eq!(providers(&m).unwrap().len(), 1);
+        r.ask(&m);
+        assert!(r.in_flight.is_empty());
+        // A refresh looks every name up again and forgets names no longer used.
+        assert!(!r.handle(Event::Refresh, &mut m));
+        assert_eq!(r.in_flight.len(), 1);
+        assert!(r.warned.is_empty());
+        let event = r.next().await;
+        assert!(!r.handle(event, &mut m), "the same address again");
+        // A failed lookup of a known name keeps its address.
+        let name = ("localhost".to_string(), 9090);
+        r.in_flight.insert(name.clone());
+        let failed = Lookup {
+            name,
+            addr: Err("no answer".into()),
+        };
+        assert!(!r.handle(Event::Found(failed), &mut m));
+        assert_eq!(providers(&m).unwrap().len(), 1);
+    }
+
+    /// A service whose providers are all names not looked up yet is not loaded
+    /// (a caller waits for it), where one with only names that failed is loaded
+    /// and empty ("no live provider").
+    #[tokio::test]
+    async fn a_service_of_names_loads_once_they_are_looked_up() {
+        let mut m = Mirror::new(Layout::new("/r").unwrap(), "demo", "main");
+        m.replace(FOLDER, vec![node("nowhere.invalid")]);
+        assert_eq!(providers(&m), None);
+        let mut r = Resolver::default();
+        r.ask(&m);
+        let event = r.next().await;
+        assert!(r.handle(event, &mut m));
+        assert_eq!(providers(&m), Some(vec![]));
+        // Looked up again at the refresh, and still failing: warned of once only.
+        r.handle(Event::Refresh, &mut m);
+        assert_eq!(r.in_flight.len(), 1);
+        let event = r.next().await;
+        assert!(!r.handle(event, &mut m));
+        assert_eq!(r.warned.len(), 1);
+    }
+}
