@@ -256,6 +256,16 @@ impl Mirror {
             .collect()
     }
 
+    /// Whether a provider has host name and port `name`.
+    pub fn uses(&self, name: &Name) -> bool {
+        let mut providers = self.folders.values().flat_map(|f| f.children.values());
+        providers.any(|v| {
+            v.provider
+                .as_ref()
+                .is_some_and(|p| (&p.host, p.port) == (&name.0, name.1))
+        })
+    }
+
     /// What the last lookup of `name` found: `None` before any, `Some(None)` when
     /// it has never resolved.
     pub fn looked_up(&self, name: &Name) -> Option<Option<SocketAddr>> {

@@ -105,7 +105,7 @@ impl Resolver {
             }
         };
         self.in_flight.remove(&name);
-        if !mirror.names().contains(&name) {
+        if !mirror.uses(&name) {
             return false;
         }
         let (host, port) = (&name.0, name.1);
