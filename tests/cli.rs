@@ -262,6 +262,13 @@ fn a_server_that_closes_on_another_wire_is_asked_what_it_speaks() {
     assert!(err.contains("is this a Thrift port?"), "{err}");
 }
 
+/// A new folder for this test process's files, named for `what`.
+fn scratch(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringsoa-cli-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Runs `ringsoa ARGS` with `stdin` on its standard input: its exit code, stdout
 /// and stderr.
 fn ringsoa(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
@@ -284,8 +291,7 @@ fn ringsoa(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
 
 #[test]
 fn values_come_from_a_file_or_stdin_and_a_reader_that_leaves_is_no_error() {
-    let dir = std::env::temp_dir().join(format!("ringsoa-cli-values-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("values");
     let state = dir.join("state.toml");
     std::fs::write(&state, "").unwrap();
     let state = state.to_str().unwrap();
@@ -513,8 +519,7 @@ fn the_demo_refuses_values_it_cannot_use_and_warns_of_more_cores_than_cpus() {
 /// line naming the file (a typo in its path used to leave it serving with nothing).
 #[test]
 fn the_demo_refuses_a_state_file_it_cannot_use() {
-    let dir = std::env::temp_dir().join(format!("ringsoa-cli-state-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("state");
     let broken = dir.join("broken.toml");
     std::fs::write(&broken, "[apps.ringsoa-demo.config\n").unwrap();
     let missing = dir.join("missing.toml");

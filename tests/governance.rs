@@ -376,6 +376,23 @@ fn blip(zk: &ZooKeeper, g: &Governed, pause: Duration) -> support::zk::Zk {
     zkc
 }
 
+/// Freezes ZooKeeper for longer than `g`'s session (`session`), then waits until
+/// a new session of `g`'s has registered it again; returns a new client.
+fn expire(zk: &ZooKeeper, g: &Governed, session: i64) -> support::zk::Zk {
+    zk.pause(1);
+    std::thread::sleep(Duration::from_secs(6));
+    zk.resume(1);
+    let zkc = zk.client();
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(15), |n| n.is_some_and(
+            |(_, s)| s.ephemeral_owner != session && s.ephemeral_owner != 0
+        )),
+        "not registered by a new session: {}",
+        g.log_text()
+    );
+    zkc
+}
+
 /// Starts a demo named `relay` and has it relay one call to `ringsoa-demo/main`
 /// (a consumer from then on, following that service's providers); returns it and
 /// the connection the call went on.
@@ -1077,17 +1094,7 @@ fn credentials_hold_across_a_reconnect_and_a_new_session() {
     );
     drop(zkc);
     // A new session after expiry registers with them too, under the same ACL.
-    zk.pause(1);
-    std::thread::sleep(Duration::from_secs(6));
-    zk.resume(1);
-    let zkc = zk.client();
-    assert!(
-        zkc.wait_for(&g.node(), Duration::from_secs(15), |n| n.is_some_and(
-            |(_, s)| s.ephemeral_owner != session && s.ephemeral_owner != 0
-        )),
-        "not registered by a new session: {}",
-        g.log_text()
-    );
+    expire(&zk, &g, session);
     let acl = zk.cli(&["getAcl", &g.node()]);
     assert!(
         acl.contains("'digest,'ops:") && acl.contains("'world,'anyone\n: r"),
@@ -1358,16 +1365,7 @@ fn session_expiry_brings_a_new_session_a_new_registration_and_a_full_reread() {
     );
     drop(zkc);
     // A pause longer than the session: it expires.
-    zk.pause(1);
-    std::thread::sleep(Duration::from_secs(6));
-    zk.resume(1);
-    let zkc = zk.client();
-    assert!(
-        zkc.wait_for(&g.node(), Duration::from_secs(15), |n| n.is_some_and(
-            |(_, s)| s.ephemeral_owner != owner && s.ephemeral_owner != 0
-        )),
-        "not re-registered by a new session"
-    );
+    let zkc = expire(&zk, &g, owner);
     zkc.set("/ringsoa/apps/ringsoa-demo/config/after-expiry", b"yes");
     g.wait_view("/config", "a change after expiry", |c| {
         c["after-expiry"] == "yes"
