@@ -323,7 +323,10 @@ fn values_come_from_a_file_or_stdin_and_a_reader_that_leaves_is_no_error() {
     assert!(err.contains("a switch is on, off or JSON"), "{err}");
     let (code, _, err) = ringsoa(&set, b"\xff\xfe");
     assert_eq!(code, 2);
-    assert!(err.contains("a value is UTF-8 text"), "{err}");
+    assert!(
+        err.contains("the value from standard input must be UTF-8 text"),
+        "{err}"
+    );
     let both = [
         "config", "set", "app", "k", "v", "--file", "-", "--state", state,
     ];

@@ -162,18 +162,32 @@ struct CallArgs {
 fn args_text(arg: Option<&str>) -> Result<String, String> {
     match arg {
         None => Ok("{}".into()),
-        Some("-") => {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .map_err(|e| format!("cannot read the arguments from standard input: {e}"))?;
-            Ok(text)
-        }
+        Some("-") => read_text(std::path::Path::new("-"), "the arguments"),
         Some(a) => match a.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the arguments from {path}: {e}")),
+            Some(path) => read_text(std::path::Path::new(path), "the arguments"),
             None => Ok(a.to_string()),
         },
     }
+}
+
+/// The text in file `path` (`-`: standard input), which holds `what`, as UTF-8.
+fn read_text(path: &std::path::Path, what: &str) -> Result<String, String> {
+    use std::io::Read;
+    let stdin = path.as_os_str() == "-";
+    let from = match stdin {
+        true => "standard input".to_string(),
+        false => path.display().to_string(),
+    };
+    let mut bytes = Vec::new();
+    let read = match stdin {
+        true => std::io::stdin().read_to_end(&mut bytes),
+        false => std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)),
+    };
+    read.map_err(|e| format!("cannot read {what} from {from}: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        format!("{what} from {from} must be UTF-8 text, and byte {at} is not")
+    })
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {

@@ -176,7 +176,7 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                 let (value, shown) = match (value, file) {
                     (Some(v), _) => (v.clone(), v),
                     (None, Some(path)) => {
-                        let v = read_value(&path)?;
+                        let v = crate::read_text(&path, "the value")?;
                         let shown = format!("set {key}: {} bytes", v.len());
                         (v, shown)
                     }
@@ -199,24 +199,5 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                 Ok(format!("removed {key}"))
             }
         }
-    })
-}
-
-/// A value read from `path` (`-`: standard input), as UTF-8.
-fn read_value(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut bytes)
-    } else {
-        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes))
-    };
-    read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "{}: a value is UTF-8 text, and byte {} is not",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
     })
 }
