@@ -458,6 +458,11 @@ fn gunicorns_other_signals_change_nothing_and_sigquit_stops_quickly() {
     for sig in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
         assert!(text.contains(&format!("{sig} ignored")), "{text}");
     }
+    // What to do instead is named for a service of one's own as well as the demo.
+    assert!(
+        text.contains("(ServerBuilder::handover, or ringsoa-demo --handover)"),
+        "{text}"
+    );
 }
 
 /// A process stopped and continued (SIGSTOP; a paused VM or container) reports no

@@ -74,7 +74,7 @@ impl Keeper {
 
     /// Looks up the mirror's new host names (see [`Resolver::ask`]).
     pub fn look_up(&mut self) {
-        self.resolver.ask(&self.mirror);
+        self.resolver.ask(&mut self.mirror);
     }
 
     /// Takes a lookup's `event` into the mirror, and publishes it again when an

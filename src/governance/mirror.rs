@@ -44,6 +44,10 @@ pub struct Mirror {
     /// Provider host names as last looked up ([`super::resolver`]): the address
     /// found, or none when the name has never resolved.
     addrs: HashMap<Name, Option<SocketAddr>>,
+    /// Host names of providers read since the last [`Mirror::take_fresh`] that had
+    /// not been looked up, so that a turn of the loop asks for new names without
+    /// going through every provider.
+    fresh: Vec<Name>,
     /// The service limit was reached (logged once).
     full: bool,
 }
@@ -67,6 +71,7 @@ impl Mirror {
             cluster: cluster.into(),
             folders: BTreeMap::new(),
             addrs: HashMap::new(),
+            fresh: Vec::new(),
             full: false,
         };
         for c in [None, Some(cluster)] {
@@ -146,6 +151,7 @@ impl Mirror {
                     data,
                     &self.addrs,
                 )?;
+                note_fresh(&mut self.fresh, &self.addrs, &value);
                 Some((name, value))
             })
             .collect();
@@ -180,6 +186,7 @@ impl Mirror {
         let f = self.folders.get_mut(&folder).expect("split found it");
         match check(f.kind, path, &child, data, &self.addrs) {
             Some(v) => {
+                note_fresh(&mut self.fresh, &self.addrs, &v);
                 let same = f.children.get(&child).is_some_and(|old| old.raw == v.raw);
                 f.children.insert(child, v);
                 !same
@@ -254,6 +261,12 @@ impl Mirror {
             .filter_map(|v| v.provider.as_ref())
             .filter_map(name_of)
             .collect()
+    }
+
+    /// The host names of providers read since the last call that had not been
+    /// looked up then (some may have been since, or be gone again).
+    pub fn take_fresh(&mut self) -> Vec<Name> {
+        std::mem::take(&mut self.fresh)
     }
 
     /// Whether a provider has host name and port `name`.
@@ -356,6 +369,15 @@ fn name_of(p: &Provider) -> Option<Name> {
         .parse::<IpAddr>()
         .is_err()
         .then(|| (p.host.clone(), p.port))
+}
+
+/// Notes `value`'s host name in `fresh` when it is a provider's that `addrs` has
+/// no lookup of.
+fn note_fresh(fresh: &mut Vec<Name>, addrs: &HashMap<Name, Option<SocketAddr>>, value: &Value) {
+    let name = value.provider.as_ref().and_then(name_of);
+    if let Some(name) = name.filter(|n| !addrs.contains_key(n)) {
+        fresh.push(name);
+    }
 }
 
 /// Checks one value: UTF-8, and for a provider, valid JSON with a host and port;

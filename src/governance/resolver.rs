@@ -48,7 +48,8 @@ pub struct Resolver {
     in_flight: HashSet<Name>,
     /// Names that have never resolved, warned of once.
     warned: HashSet<Name>,
-    /// Whether any provider has a host name (else the refresh sleeps).
+    /// Whether a provider had a host name at the last refresh or has one read
+    /// since (else the refresh sleeps).
     names: bool,
     refresh: Interval,
 }
@@ -70,13 +71,13 @@ impl Default for Resolver {
 }
 
 impl Resolver {
-    /// Looks up each of `mirror`'s provider host names never looked up (a name
-    /// that failed waits for the next refresh).
-    pub fn ask(&mut self, mirror: &Mirror) {
-        let names = mirror.names();
-        self.names = !names.is_empty();
-        for name in names {
+    /// Looks up each provider host name `mirror` read since the last ask that
+    /// was never looked up (a name that failed waits for the next refresh). Only
+    /// the names read since are gone through, not every provider.
+    pub fn ask(&mut self, mirror: &mut Mirror) {
+        for name in mirror.take_fresh() {
             if mirror.looked_up(&name).is_none() {
+                self.names = true;
                 self.look_up(name);
             }
         }
@@ -98,7 +99,9 @@ impl Resolver {
             Event::Refresh => {
                 mirror.forget_unused();
                 self.warned.retain(|n| mirror.looked_up(n).is_some());
-                for name in mirror.names() {
+                let names = mirror.names();
+                self.names = !names.is_empty();
+                for name in names {
                     self.look_up(name);
                 }
                 return false;
@@ -180,8 +183,8 @@ mod tests {
         // The IP address is in at once, the names once their lookups answer.
         assert_eq!(providers(&m).unwrap(), ["10.0.0.1 Some(10.0.0.1:9090)"]);
         let mut r = Resolver::default();
-        r.ask(&m);
-        r.ask(&m); // nothing asked twice
+        r.ask(&mut m);
+        r.ask(&mut m); // nothing asked twice
         assert_eq!(r.in_flight.len(), 2);
         let mut changed = false;
         for _ in 0..2 {
@@ -196,13 +199,13 @@ mod tests {
             "{now:?}"
         );
         // The failed name is not asked again before the refresh.
-        r.ask(&m);
+        r.ask(&mut m);
         assert!(r.in_flight.is_empty());
         assert!(r.warned.contains(&("nowhere.invalid".to_string(), 9090)));
         // The node read again keeps the address found, with no new lookup.
         m.replace(FOLDER, vec![node("localhost")]);
         assert_eq!(providers(&m).unwrap().len(), 1);
-        r.ask(&m);
+        r.ask(&mut m);
         assert!(r.in_flight.is_empty());
         // A refresh looks every name up again and forgets names no longer used.
         assert!(!r.handle(Event::Refresh, &mut m));
@@ -221,6 +224,33 @@ mod tests {
         assert_eq!(providers(&m).unwrap().len(), 1);
     }
 
+    /// An ask goes through only the names read since the last one: a value that is
+    /// not a provider's, or a provider read again whose name was looked up, asks
+    /// nothing and costs no walk over every provider.
+    #[tokio::test]
+    async fn an_ask_goes_through_only_the_names_read_since() {
+        let mut m = Mirror::new(Layout::new("/r").unwrap(), "demo", "main");
+        m.replace(FOLDER, vec![node("localhost"), node("10.0.0.1")]);
+        let mut r = Resolver::default();
+        r.ask(&mut m);
+        assert_eq!(r.in_flight.len(), 1);
+        let event = r.next().await;
+        assert!(r.handle(event, &mut m));
+        assert!(m.take_fresh().is_empty());
+        assert!(m.set("/r/apps/demo/config/k", b"v".to_vec()));
+        let (child, data) = node("localhost");
+        m.set(&format!("{FOLDER}/{child}"), data);
+        assert!(m.take_fresh().is_empty());
+        let (child, data) = node("nowhere.invalid");
+        assert!(m.set(&format!("{FOLDER}/{child}"), data));
+        m.replace(FOLDER, vec![node("localhost"), node("nowhere.invalid")]);
+        let fresh = m.clone().take_fresh();
+        assert_eq!(fresh, vec![("nowhere.invalid".to_string(), 9090); 2]);
+        r.ask(&mut m);
+        assert_eq!(r.in_flight.len(), 1, "asked once");
+        assert!(m.take_fresh().is_empty());
+    }
+
     /// A service whose providers are all names not looked up yet is not loaded
     /// (a caller waits for it), where one with only names that failed is loaded
     /// and empty ("no live provider").
@@ -230,7 +260,7 @@ mod tests {
         m.replace(FOLDER, vec![node("nowhere.invalid")]);
         assert_eq!(providers(&m), None);
         let mut r = Resolver::default();
-        r.ask(&m);
+        r.ask(&mut m);
         let event = r.next().await;
         assert!(r.handle(event, &mut m));
         assert_eq!(providers(&m), Some(vec![]));

@@ -184,7 +184,7 @@ impl ServerHandle {
                 for sig in signals.forever() {
                     if let Some(&(_, name, why, handover)) = ignored.iter().find(|i| i.0 == sig) {
                         let instead = match handover {
-                            true => "; to restart, start the new process with handover (ringsoa-demo --handover) and SIGTERM this one",
+                            true => "; to restart, start the new process with handover (ServerBuilder::handover, or ringsoa-demo --handover) and SIGTERM this one",
                             false => "",
                         };
                         tracing::warn!("{name} ignored: {why}{instead}");
