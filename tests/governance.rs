@@ -1103,6 +1103,103 @@ fn credentials_hold_across_a_reconnect_and_a_new_session() {
     assert!(!g.log_text().contains("not authorized"), "{}", g.log_text());
 }
 
+/// ZooKeeper over TLS, as `tools/zk.sh --tls` sets it up (its secureClientPort,
+/// a client certificate required): the demo registers and follows config through
+/// it, the CLI writes and reads through it, and what cannot work is named in one
+/// line: another CA, no client certificate, the plain port, a `tcp+tls://` host
+/// with no CA. A demo that cannot make its session serves on, with the reason in
+/// `/governance`.
+#[test]
+fn zookeeper_over_tls_registers_follows_config_and_names_what_fails() {
+    let zk = ZooKeeper::start_tls();
+    let zkc = zk.client();
+    let secure = zk.secure_connect();
+    let (ca, other) = (zk.tls_file("ca.pem"), zk.tls_file("other-ca.pem"));
+    let (cert, key) = (zk.tls_file("client.pem"), zk.tls_file("client.key"));
+    let tls = [
+        "--zk-tls-ca",
+        &ca,
+        "--zk-tls-cert",
+        &cert,
+        "--zk-tls-key",
+        &key,
+    ];
+    let dir = Scratch::new("tls");
+    let g = Governed::on_zk(&secure, &dir.0, &tls);
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()),
+        "not registered over TLS: {}",
+        g.log_text()
+    );
+    assert_eq!(
+        g.get("/governance")["tls"],
+        "with a client certificate",
+        "{}",
+        g.log_text()
+    );
+    let over_tls = |args: &[&str]| ringsoa(&[args, &["--zk", &secure], &tls[..]].concat());
+    let (ok, _, err) = over_tls(&["config", "set", APP, "channel", "tls"]);
+    assert!(ok, "{err}");
+    g.wait_view("/config", "the value set over TLS", |c| {
+        c["channel"] == "tls"
+    });
+    let (ok, out, err) = over_tls(&["registry", "ls", APP, "main"]);
+    let port = g.demo.addr.port().to_string();
+    assert!(ok && out.contains(&port), "{out} {err}");
+
+    // What cannot work: one line that says why, exit status 2.
+    let plain = zk.connect.as_str();
+    let tls_host = format!("tcp+tls://{secure}");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--zk",
+                &secure,
+                "--zk-tls-ca",
+                &other,
+                "--zk-tls-cert",
+                &cert,
+                "--zk-tls-key",
+                &key,
+            ],
+            "must be signed by the CA of --zk-tls-ca",
+        ),
+        (
+            &["--zk", &secure, "--zk-tls-ca", &ca],
+            "wants --zk-tls-cert and --zk-tls-key",
+        ),
+        (
+            &["--zk", plain, "--zk-tls-ca", &ca],
+            "is this port ZooKeeper's secureClientPort?",
+        ),
+        (
+            &["--zk", &tls_host],
+            "no CA is given for it (--zk-tls-ca FILE",
+        ),
+    ];
+    for (args, why) in cases {
+        let (ok, _, err) = ringsoa(&[&["registry", "ls"], args].concat());
+        assert!(
+            !ok && err.contains(why) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+
+    // A demo given another CA serves, unregistered, and says why.
+    let other_dir = Scratch::new("tls-other-ca");
+    let bad = Governed::on_zk(&secure, &other_dir.0, &["--zk-tls-ca", &other]);
+    bad.wait_view("/governance", "the TLS failure", |v| {
+        v["connected"] == false
+            && v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("invalid peer certificate"))
+    });
+    let mut s = TcpStream::connect(bad.demo.addr).unwrap();
+    assert!(is_reply(
+        &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
+    ));
+}
+
 #[test]
 fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
     let (zk, zkc, dir, g) = registered(1, "outage");

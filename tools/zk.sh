@@ -2,11 +2,15 @@
 # A real ZooKeeper (Debian's `zookeeper` package) on loopback ports, for development
 # and tests. Installs the package when missing.
 #
-#   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N]
+#   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N] [--tls]
 #       starts one server (or an N-node ensemble) with its data under DIR (default
 #       target/zk), client ports PORT, PORT+1, … (default 2181), waits until every
 #       node answers `ruok` with `imok` (and the ensemble has a leader), and prints the
-#       connect string (127.0.0.1:PORT,…).
+#       connect string (127.0.0.1:PORT,…). With --tls, each node also serves TLS on
+#       its client port + 500 and requires a client certificate: DIR/tls holds a CA
+#       (ca.pem), the servers' certificate (for 127.0.0.1 and localhost), a client
+#       certificate and key (client.pem, client.key), and another CA that signed
+#       none of them (other-ca.pem); DIR/secure_connect holds the TLS connect string.
 #   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
 #   tools/zk.sh start-node K [--dir DIR]   starts node K again (after a test killed it)
 #   tools/zk.sh status [--dir DIR]    prints each node's port, PID and mode
@@ -23,21 +27,28 @@ if [ "$cmd" = start-node ]; then node=${1:?start-node needs a node number}; shif
 dir=target/zk
 port=2181
 nodes=1
+tls=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --ensemble) nodes=$2; shift 2 ;;
+    --tls) tls=1; shift ;;
     *) echo "zk.sh: unknown argument $1 (see the header of tools/zk.sh)" >&2; exit 2 ;;
     esac
 done
 
 install() {
-    [ -f /usr/share/java/zookeeper.jar ] && return
-    echo "zk.sh: installing Debian's zookeeper package" >&2
+    # --tls makes its certificates with openssl.
+    local want=""
+    [ -f /usr/share/java/zookeeper.jar ] || want=zookeeper
+    [ -n "$tls" ] && ! command -v openssl >/dev/null && want+=" openssl"
+    [ -z "$want" ] && return
+    echo "zk.sh: installing Debian's $want" >&2
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper >/dev/null ||
-        { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper >/dev/null; }
+    # shellcheck disable=SC2086 # one word per package
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $want >/dev/null ||
+        { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $want >/dev/null; }
 }
 
 # Answer of the four-letter word $2 on port $1 (empty when none).
@@ -47,7 +58,9 @@ mode_of() { four "$1" srvr | sed -n 's/^Mode: //p'; }
 
 # Starts the node in folder $1 from its zoo.cfg.
 launch() {
-    local n=$1 cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+    # Netty (for --tls) also needs its codec and resolver, which the jar's
+    # manifest leaves out.
+    local n=$1 cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar"
     nohup java -Xmx256m -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
         -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
         -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$n/zoo.cfg" \
@@ -65,6 +78,28 @@ await() {
         fi
         sleep 0.2
     done
+}
+
+# Makes the CA, server and client certificates of --tls under $1 (openssl).
+make_certs() {
+    local t=$1
+    mkdir -p "$t"
+    (
+        cd "$t"
+        ca() { openssl req -x509 -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.pem" -days 2 -subj "/CN=$1" 2>/dev/null; }
+        ca ca
+        ca other-ca
+        # leaf NAME SAN: a certificate for NAME signed by ca.
+        leaf() {
+            openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
+            printf 'subjectAltName=%s\n' "$2" >"$1.ext"
+            openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out "$1.pem" -extfile "$1.ext" 2>/dev/null
+        }
+        leaf server "IP:127.0.0.1,DNS:localhost"
+        leaf client "DNS:ringsoa-client"
+        # ZooKeeper's PEM key store: the key and its certificate in one file.
+        cat server.key server.pem >server-keystore.pem
+    )
 }
 
 start_node() {
@@ -90,6 +125,7 @@ start() {
         echo "zk.sh: $dir already has nodes; run tools/zk.sh stop --dir $dir first" >&2
         exit 1
     fi
+    [ -n "$tls" ] && make_certs "$dir/tls"
     local servers="" k
     for k in $(seq 1 "$nodes"); do
         servers+="server.$k=127.0.0.1:$((port + 1000 + k)):$((port + 2000 + k))"$'\n'
@@ -111,6 +147,16 @@ start() {
             echo "4lw.commands.whitelist=*"
             echo "admin.enableServer=false"
             [ "$nodes" -gt 1 ] && printf %s "$servers"
+            if [ -n "$tls" ]; then
+                echo "secureClientPort=$((p + 500))"
+                echo "secureClientPortAddress=127.0.0.1"
+                echo "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"
+                echo "ssl.keyStore.location=$dir/tls/server-keystore.pem"
+                echo "ssl.keyStore.type=PEM"
+                echo "ssl.trustStore.location=$dir/tls/ca.pem"
+                echo "ssl.trustStore.type=PEM"
+                echo "ssl.clientAuth=need"
+            fi
         } >"$n/zoo.cfg"
         launch "$n"
     done
@@ -121,6 +167,11 @@ start() {
         connect+="${connect:+,}127.0.0.1:$p"
     done
     echo "$connect" >"$dir/connect"
+    if [ -n "$tls" ]; then
+        local secure=""
+        for k in $(seq 1 "$nodes"); do secure+="${secure:+,}127.0.0.1:$((port + k - 1 + 500))"; done
+        echo "$secure" >"$dir/secure_connect"
+    fi
     echo "$connect"
 }
 
@@ -153,5 +204,5 @@ start) start ;;
 start-node) start_node ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N]" >&2; exit 2 ;;
+*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N] [--tls]" >&2; exit 2 ;;
 esac

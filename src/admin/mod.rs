@@ -254,6 +254,7 @@ fn governance_view(g: &Governance) -> serde_json::Value {
         "backend": backend,
         "at": at,
         "credentials": g.options().zk_auth.iter().map(|a| a.scheme()).collect::<Vec<_>>(),
+        "tls": g.options().zk_tls.as_ref().map(|t| if t.has_identity() { "with a client certificate" } else { "server verified" }),
         "connected": status.connected,
         "session": status.session.map(|s| format!("{s:#x}")),
         "registered": status.registered,

@@ -39,20 +39,26 @@ fn without_scheme(entry: &str) -> &str {
         .unwrap_or(entry)
 }
 
-fn check_host(entry: &str) -> Result<(), String> {
+/// One entry's host and port as written (`[v6]:port` unbracketed; no port when
+/// left out), its scheme dropped; `None` for an unclosed or misplaced bracket.
+pub(crate) fn host_and_port(entry: &str) -> Option<(&str, Option<&str>)> {
     let hostport = without_scheme(entry);
-    let (host, port) = match hostport.strip_prefix('[') {
+    match hostport.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
             Some((host, rest)) if rest.is_empty() || rest.starts_with(':') => {
-                (host, rest.strip_prefix(':'))
+                Some((host, rest.strip_prefix(':')))
             }
-            _ => return Err(format!("{entry:?} is not HOST:PORT")),
+            _ => None,
         },
-        None => match hostport.rsplit_once(':') {
+        None => Some(match hostport.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (hostport, None),
-        },
-    };
+        }),
+    }
+}
+
+fn check_host(entry: &str) -> Result<(), String> {
+    let (host, port) = host_and_port(entry).ok_or_else(|| format!("{entry:?} is not HOST:PORT"))?;
     if host.is_empty() || host.contains(['/', ' ']) {
         return Err(format!("{entry:?} is not HOST:PORT"));
     }

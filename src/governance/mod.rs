@@ -24,6 +24,7 @@ pub mod registrar;
 mod resolver;
 pub mod state_file;
 pub mod store;
+pub mod tls;
 mod zk;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use auth::ZkAuth;
 pub use registrar::Registration;
+pub use tls::ZkTls;
 
 use crate::control::latest::{self, Publisher};
 use crate::control::{Governed, Request, ServiceName, Snapshot};
@@ -72,6 +74,10 @@ pub struct GovernanceOptions {
     /// reading to anyone, and the shared folders (a chroot, `<root>/apps`) let
     /// anyone add too; without, everything it creates is open to all.
     pub zk_auth: Vec<ZkAuth>,
+    /// TLS to ZooKeeper's secure client port ([`ZkTls::from_files`]; none by
+    /// default: plain TCP). With it, every host of the connect string is reached
+    /// over TLS.
+    pub zk_tls: Option<ZkTls>,
     /// A connect (TCP and session handshake) that takes longer is abandoned.
     pub connect_timeout: Duration,
     /// How long a start waits for ZooKeeper before serving from the disk cache.
@@ -120,6 +126,7 @@ impl GovernanceOptions {
             cache_dir: None,
             session_timeout: Duration::from_secs(6),
             zk_auth: Vec::new(),
+            zk_tls: None,
             connect_timeout: Duration::from_secs(3),
             boot_wait: Duration::from_secs(3),
             deregister_grace: Duration::from_millis(1000),
@@ -209,6 +216,8 @@ impl Governance {
                         format!("ZooKeeper connect string {hosts:?}: {e}"),
                     )
                 })?;
+                tls::require(hosts, options.zk_tls.as_ref())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             }
         }
         let shared = Arc::new(Shared {

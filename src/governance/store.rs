@@ -12,6 +12,7 @@ use zookeeper_client::CreateMode;
 use super::auth::{self, ZkAuth};
 use super::layout::{Kind, Layout};
 use super::state_file;
+use super::tls::{self, ZkTls};
 use crate::control::{check_name, Provider, ServiceName};
 
 /// A value this large, written when ZooKeeper drops the connection, is said to be
@@ -44,34 +45,38 @@ pub enum Store {
 }
 
 impl Store {
-    /// Connects to ZooKeeper with credentials `auth`, giving up after `timeout`.
+    /// Connects to ZooKeeper with credentials `auth` (over TLS with `tls`), giving
+    /// up after `timeout`.
     pub async fn zookeeper(
         hosts: &str,
         root: &str,
         auth: &[ZkAuth],
+        tls: Option<&ZkTls>,
         timeout: Duration,
     ) -> Result<Store, String> {
         let layout = Layout::new(root)?;
         super::connect::check(hosts)
             .map_err(|e| format!("ZooKeeper connect string {hosts:?}: {e}"))?;
-        let connect = auth::connector(Duration::from_secs(6), auth)
-            .with_fail_eagerly()
-            .connect(hosts);
-        let client = match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(auth::connect_error(&e, hosts, auth)),
-            Err(_) => {
-                return Err(format!(
-                    "cannot reach ZooKeeper at {hosts}: no answer within {timeout:?}"
-                ))
+        tls::require(hosts, tls)?;
+        let connector = auth::connector(Duration::from_secs(6), auth).with_fail_eagerly();
+        let connect = tls::connect(connector, hosts, tls);
+        let why = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(client)) => {
+                return Ok(Store::ZooKeeper {
+                    client,
+                    layout,
+                    hosts: hosts.into(),
+                    auth: auth.to_vec(),
+                })
             }
+            Ok(Err(e)) => auth::connect_error(&e, hosts, auth),
+            Err(_) => format!("cannot reach ZooKeeper at {hosts}: no answer within {timeout:?}"),
         };
-        Ok(Store::ZooKeeper {
-            client,
-            layout,
-            hosts: hosts.into(),
-            auth: auth.to_vec(),
-        })
+        // A tool waits for its answer: the TLS check may block it.
+        match tls.and_then(|t| tls::diagnose(hosts, t, timeout)) {
+            Some(tls) => Err(format!("{why}; {tls}")),
+            None => Err(why),
+        }
     }
 
     /// A state file (created on the first write when missing).

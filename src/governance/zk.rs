@@ -17,6 +17,7 @@ use super::auth::{self, ZkAuth};
 use super::keeper::Keeper;
 use super::layout::Layout;
 use super::registrar::ping;
+use super::tls::{self, ZkTls};
 use super::Command;
 use crate::control::Source;
 
@@ -41,15 +42,19 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
     let mut boot = Some(tokio::time::Instant::now() + opts.boot_wait);
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
+    // Why TLS fails, when it does (found at the failures that are logged).
+    let mut tls_failure: Option<String> = None;
     loop {
         let connector = auth::connector(opts.session_timeout, &opts.auth);
-        let connect = tokio::time::timeout(opts.connect_timeout, connector.connect(&hosts));
+        let connect = tls::connect(connector, &hosts, opts.tls.as_ref());
+        let connect = tokio::time::timeout(opts.connect_timeout, connect);
         let Some(connected) = offline(&mut k, &mut commands, &mut boot, connect).await else {
             return;
         };
         let why = match connected {
             Ok(Ok(client)) => {
                 failures = 0;
+                tls_failure = None;
                 backoff = Duration::from_millis(100);
                 boot = None;
                 match session(&mut k, client, &mut commands).await {
@@ -64,8 +69,21 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
             ),
         };
         failures += 1;
+        let loud = failures == 1 || failures % 10 == 0;
+        if let (true, Some(tls)) = (loud, opts.tls.clone()) {
+            let (at, wait) = (hosts.clone(), opts.connect_timeout);
+            let probe = tokio::task::spawn_blocking(move || tls::diagnose(&at, &tls, wait));
+            let Some(found) = offline(&mut k, &mut commands, &mut boot, probe).await else {
+                return;
+            };
+            tls_failure = found.ok().flatten();
+        }
+        let why = match &tls_failure {
+            Some(tls) => format!("{why}; {tls}"),
+            None => why,
+        };
         k.status(|s| s.error = Some(why.clone()));
-        if failures == 1 || failures % 10 == 0 {
+        if loud {
             tracing::warn!(
                 attempts = failures,
                 "{why}: serving from what the process has, retrying"
@@ -122,6 +140,7 @@ struct Opts {
     connect_timeout: Duration,
     boot_wait: Duration,
     auth: Vec<ZkAuth>,
+    tls: Option<ZkTls>,
 }
 
 fn k_options(k: &Keeper) -> Opts {
@@ -131,6 +150,7 @@ fn k_options(k: &Keeper) -> Opts {
         connect_timeout: o.connect_timeout,
         boot_wait: o.boot_wait,
         auth: o.zk_auth.clone(),
+        tls: o.zk_tls.clone(),
     }
 }
 

@@ -26,6 +26,30 @@ fn zk_sh(args: &[&str]) -> std::process::Output {
 impl ZooKeeper {
     /// Starts `nodes` servers (1: standalone) on free ports.
     pub fn start(nodes: usize) -> ZooKeeper {
+        Self::start_with(nodes, false)
+    }
+
+    /// Starts one server that also serves TLS (`tools/zk.sh --tls`): on
+    /// [`ZooKeeper::secure_connect`], with a client certificate required.
+    pub fn start_tls() -> ZooKeeper {
+        Self::start_with(1, true)
+    }
+
+    /// The TLS connect string of a server started by [`ZooKeeper::start_tls`].
+    pub fn secure_connect(&self) -> String {
+        std::fs::read_to_string(self.dir.join("secure_connect"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// A file `tools/zk.sh --tls` made: `ca.pem`, `other-ca.pem`, `client.pem`,
+    /// `client.key`.
+    pub fn tls_file(&self, name: &str) -> String {
+        self.dir.join("tls").join(name).to_str().unwrap().into()
+    }
+
+    fn start_with(nodes: usize, tls: bool) -> ZooKeeper {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ringsoa-zk-{}-{n}", std::process::id()));
@@ -37,21 +61,22 @@ impl ZooKeeper {
             if nodes > 1 {
                 also.extend((1..=nodes as u16).flat_map(|k| [1000 + k, 2000 + k]));
             }
+            if tls {
+                also.extend((0..nodes as u16).map(|k| 500 + k));
+            }
             let base = loop {
                 let p = super::process::free_ports(&also);
                 if p < 60000 {
                     break p;
                 }
             };
-            let out = zk_sh(&[
-                "start",
-                "--dir",
-                dir.to_str().unwrap(),
-                "--port",
-                &base.to_string(),
-                "--ensemble",
-                &nodes.to_string(),
-            ]);
+            let (port, ensemble) = (base.to_string(), nodes.to_string());
+            let mut args = vec!["start", "--dir", dir.to_str().unwrap()];
+            args.extend(["--port", &port, "--ensemble", &ensemble]);
+            if tls {
+                args.push("--tls");
+            }
+            let out = zk_sh(&args);
             if out.status.success() {
                 let connect = String::from_utf8(out.stdout).unwrap().trim().to_string();
                 return ZooKeeper { dir, connect };

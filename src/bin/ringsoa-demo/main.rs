@@ -21,7 +21,7 @@ use idl::demo::*;
 use ringsoa::client::{Client, ClientConfig};
 use ringsoa::control::ClientControl;
 use ringsoa::control::{Governed, ServiceName};
-use ringsoa::governance::{Backend, Governance, GovernanceOptions};
+use ringsoa::governance::{Backend, Governance, GovernanceOptions, ZkTls};
 use ringsoa::logs::Router;
 use ringsoa::metrics::{CoreMetrics, Metrics, MetricsOptions};
 use ringsoa::protocol::Text;
@@ -80,6 +80,17 @@ struct Args {
     /// anyone.
     #[arg(long, env = "RINGSOA_ZK_AUTH", hide_env_values = true)]
     zk_auth: Option<ringsoa::governance::ZkAuth>,
+    /// TLS to ZooKeeper: the CA (PEM) that signs its certificate; every host of
+    /// --zk is then reached over TLS (its secureClientPort).
+    #[arg(long, env = "RINGSOA_ZK_TLS_CA")]
+    zk_tls_ca: Option<std::path::PathBuf>,
+    /// With --zk-tls-ca: this process's certificate (PEM), for a ZooKeeper that
+    /// asks for one (ssl.clientAuth=need).
+    #[arg(long, env = "RINGSOA_ZK_TLS_CERT")]
+    zk_tls_cert: Option<std::path::PathBuf>,
+    /// With --zk-tls-cert: its private key (PEM).
+    #[arg(long, env = "RINGSOA_ZK_TLS_KEY")]
+    zk_tls_key: Option<std::path::PathBuf>,
     /// A state file (TOML) with config, switches and static providers, watched for
     /// changes; used when --zk is not given.
     #[arg(long, conflicts_with = "zk")]
@@ -388,6 +399,12 @@ fn start_governance(args: &Args) -> std::io::Result<Governance> {
     o.cache_dir = args.cache_dir.clone();
     o.session_timeout = Duration::from_millis(args.zk_session_timeout_ms);
     o.zk_auth = Vec::from_iter(args.zk_auth.clone());
+    o.zk_tls = ZkTls::from_flags(
+        args.zk_tls_ca.as_deref(),
+        args.zk_tls_cert.as_deref(),
+        args.zk_tls_key.as_deref(),
+    )
+    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     o.deregister_grace = Duration::from_millis(args.deregister_grace_ms);
     o.weight = args.weight;
     o.advertise = args.advertise.clone();

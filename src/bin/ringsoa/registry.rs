@@ -8,7 +8,7 @@ use std::time::Duration;
 use ringsoa::control::Switch;
 use ringsoa::governance::layout::{Kind, DEFAULT_ROOT};
 use ringsoa::governance::store::Store;
-use ringsoa::governance::ZkAuth;
+use ringsoa::governance::{ZkAuth, ZkTls};
 
 /// How long a command waits for ZooKeeper.
 const ZK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,6 +35,17 @@ pub struct Root {
     /// them give everything to the same credentials and reading to anyone.
     #[arg(long = "zk-auth", env = "RINGSOA_ZK_AUTH", hide_env_values = true)]
     pub auth: Option<ZkAuth>,
+    /// TLS to ZooKeeper: the CA (PEM) that signs its certificate; every host of
+    /// --zk is then reached over TLS (its secureClientPort).
+    #[arg(long = "zk-tls-ca", env = "RINGSOA_ZK_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --zk-tls-ca: this client's certificate (PEM), for a ZooKeeper that
+    /// asks for one (ssl.clientAuth=need).
+    #[arg(long = "zk-tls-cert", env = "RINGSOA_ZK_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// With --zk-tls-cert: its private key (PEM).
+    #[arg(long = "zk-tls-key", env = "RINGSOA_ZK_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `ringsoa registry`.
@@ -111,7 +122,12 @@ pub async fn open(source: &Source, root: &Root) -> Result<Store, String> {
     match (&source.zk, &source.state) {
         (Some(hosts), _) => {
             let auth = Vec::from_iter(root.auth.clone());
-            Store::zookeeper(hosts, &root.root, &auth, ZK_TIMEOUT).await
+            let tls = ZkTls::from_flags(
+                root.tls_ca.as_deref(),
+                root.tls_cert.as_deref(),
+                root.tls_key.as_deref(),
+            )?;
+            Store::zookeeper(hosts, &root.root, &auth, tls.as_ref(), ZK_TIMEOUT).await
         }
         (None, Some(path)) => Store::file(path.clone(), &root.root),
         (None, None) => Err("say where the registry is: --zk HOSTS or --state FILE".into()),
