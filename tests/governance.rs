@@ -1186,18 +1186,67 @@ fn zookeeper_over_tls_registers_follows_config_and_names_what_fails() {
     }
 
     // A demo given another CA serves, unregistered, and says why.
-    let other_dir = Scratch::new("tls-other-ca");
-    let bad = Governed::on_zk(&secure, &other_dir.0, &["--zk-tls-ca", &other]);
-    bad.wait_view("/governance", "the TLS failure", |v| {
-        v["connected"] == false
-            && v["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("invalid peer certificate"))
+    let extra = ["--zk-tls-ca", &other];
+    serves_without_a_session(&secure, "tls-other-ca", &extra, "invalid peer certificate");
+}
+
+/// Starts a demo on `zk` with `extra` flags, which cannot make a session: it
+/// answers calls all the same, and `/governance` says `why`.
+fn serves_without_a_session(zk: &str, name: &str, extra: &[&str], why: &str) {
+    let dir = Scratch::new(name);
+    let g = Governed::on_zk(zk, &dir.0, extra);
+    g.wait_view("/governance", why, |v| {
+        v["connected"] == false && v["error"].as_str().is_some_and(|e| e.contains(why))
     });
-    let mut s = TcpStream::connect(bad.demo.addr).unwrap();
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
     assert!(is_reply(
         &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
     ));
+}
+
+/// A ZooKeeper that requires a SASL DIGEST-MD5 login of every session
+/// (`tools/zk.sh --sasl`): the demo logs in with `--zk-auth sasl:user:password`,
+/// registers and follows a value the CLI wrote with the login from
+/// `RINGSOA_ZK_AUTH`. Without a login, or with a wrong password, the CLI's line says
+/// which, and a demo without one serves on, unregistered, the cause in
+/// `/governance`.
+#[test]
+fn a_zookeeper_that_requires_a_sasl_login_is_logged_into() {
+    use support::zk::SASL_LOGIN;
+    let zk = ZooKeeper::start_sasl();
+    let dir = Scratch::new("sasl");
+    let g = Governed::on_zk(&zk.connect, &dir.0, &["--zk-auth", SASL_LOGIN]);
+    let port = g.demo.addr.port().to_string();
+    let ls = ["registry", "ls", APP, "main", "--zk", &zk.connect];
+    wait(Duration::from_secs(10), "the registration", || {
+        let (ok, out, _) = ringsoa_with_auth(&ls, Some(SASL_LOGIN));
+        ok && out.contains(&port)
+    });
+    let set = ["config", "set", APP, "login", "sasl", "--zk", &zk.connect];
+    let (ok, _, err) = ringsoa_with_auth(&set, Some(SASL_LOGIN));
+    assert!(ok, "{err}");
+    g.wait_view("/config", "the value set with the login", |c| {
+        c["login"] == "sasl"
+    });
+    assert_eq!(g.get("/governance")["credentials"][0], "sasl");
+
+    let cases = [
+        (None, "refused a session without credentials"),
+        (Some("sasl:ringsoa:wrong"), "refused the credentials (sasl)"),
+        (
+            Some("sasl:ringsoa"),
+            "a SASL credential is sasl:user:password",
+        ),
+    ];
+    for (login, why) in cases {
+        let (ok, _, err) = ringsoa_with_auth(&ls, login);
+        // The first line says it (clap adds a line on where to find help).
+        let first = err.lines().next().unwrap_or_default();
+        assert!(!ok && first.contains(why), "{login:?}: {err}");
+    }
+
+    let why = "refused a session without credentials";
+    serves_without_a_session(&zk.connect, "sasl-none", &[], why);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 # A real ZooKeeper (Debian's `zookeeper` package) on loopback ports, for development
 # and tests. Installs the package when missing.
 #
-#   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N] [--tls]
+#   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl]
 #       starts one server (or an N-node ensemble) with its data under DIR (default
 #       target/zk), client ports PORT, PORT+1, … (default 2181), waits until every
 #       node answers `ruok` with `imok` (and the ensemble has a leader), and prints the
@@ -11,6 +11,8 @@
 #       (ca.pem), the servers' certificate (for 127.0.0.1 and localhost), a client
 #       certificate and key (client.pem, client.key), and another CA that signed
 #       none of them (other-ca.pem); DIR/secure_connect holds the TLS connect string.
+#       With --sasl, each node requires a SASL DIGEST-MD5 login of every session
+#       (enforce.auth.schemes=sasl): user `ringsoa`, password `ringsoa-secret`.
 #   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
 #   tools/zk.sh start-node K [--dir DIR]   starts node K again (after a test killed it)
 #   tools/zk.sh status [--dir DIR]    prints each node's port, PID and mode
@@ -28,12 +30,14 @@ dir=target/zk
 port=2181
 nodes=1
 tls=""
+sasl=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --ensemble) nodes=$2; shift 2 ;;
     --tls) tls=1; shift ;;
+    --sasl) sasl=1; shift ;;
     *) echo "zk.sh: unknown argument $1 (see the header of tools/zk.sh)" >&2; exit 2 ;;
     esac
 done
@@ -61,7 +65,9 @@ launch() {
     # Netty (for --tls) also needs its codec and resolver, which the jar's
     # manifest leaves out.
     local n=$1 cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar"
-    nohup java -Xmx256m -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
+    local jaas=()
+    [ -f "$n/../jaas.conf" ] && jaas=("-Djava.security.auth.login.config=$n/../jaas.conf")
+    nohup java -Xmx256m "${jaas[@]}" -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
         -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
         -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$n/zoo.cfg" \
         >>"$n/server.log" 2>&1 &
@@ -126,6 +132,9 @@ start() {
         exit 1
     fi
     [ -n "$tls" ] && make_certs "$dir/tls"
+    if [ -n "$sasl" ]; then
+        printf 'Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_ringsoa="ringsoa-secret";\n};\n' >"$dir/jaas.conf"
+    fi
     local servers="" k
     for k in $(seq 1 "$nodes"); do
         servers+="server.$k=127.0.0.1:$((port + 1000 + k)):$((port + 2000 + k))"$'\n'
@@ -156,6 +165,11 @@ start() {
                 echo "ssl.trustStore.location=$dir/tls/ca.pem"
                 echo "ssl.trustStore.type=PEM"
                 echo "ssl.clientAuth=need"
+            fi
+            if [ -n "$sasl" ]; then
+                echo "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+                echo "enforce.auth.enabled=true"
+                echo "enforce.auth.schemes=sasl"
             fi
         } >"$n/zoo.cfg"
         launch "$n"
@@ -204,5 +218,5 @@ start) start ;;
 start-node) start_node ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N] [--tls]" >&2; exit 2 ;;
+*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl]" >&2; exit 2 ;;
 esac

@@ -9,7 +9,9 @@ use zookeeper_client as zk;
 use zookeeper_client::{Acl, Acls, AuthId, Permission};
 
 /// One credential, `SCHEME:AUTH`: `digest:user:password`, as zkCli's `addauth
-/// digest user:password` takes it. Its `Debug` shows the scheme, never the secret.
+/// digest user:password` takes it, or `sasl:user:password` for SASL DIGEST-MD5
+/// (a ZooKeeper with `SASLAuthenticationProvider` and a JAAS `Server` section).
+/// Its `Debug` shows the scheme, never the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ZkAuth {
     scheme: String,
@@ -37,6 +39,9 @@ impl FromStr for ZkAuth {
         {
             return Err(bad());
         }
+        if scheme == SASL && sasl_user(auth).is_none() {
+            return Err(format!("a SASL credential is sasl:user:password (got {} bytes with no user or no password)", s.len()));
+        }
         Ok(ZkAuth {
             scheme: scheme.into(),
             auth: auth.as_bytes().to_vec(),
@@ -50,11 +55,30 @@ impl std::fmt::Debug for ZkAuth {
     }
 }
 
-/// A session connector with the session timeout and `auths`.
+/// The scheme of a SASL DIGEST-MD5 credential, `sasl:user:password`.
+const SASL: &str = "sasl";
+
+/// The user and password of a SASL credential's `user:password`.
+fn sasl_user(auth: &str) -> Option<(&str, &str)> {
+    auth.split_once(':')
+        .filter(|(user, password)| !user.is_empty() && !password.is_empty())
+}
+
+/// A session connector with the session timeout and `auths` (a `sasl` one as a
+/// SASL DIGEST-MD5 login, the others as ZooKeeper's `addauth`).
 pub(crate) fn connector(session_timeout: Duration, auths: &[ZkAuth]) -> zk::Connector {
     auths.iter().fold(
         zk::Client::connector().with_session_timeout(session_timeout),
-        |c, a| c.with_auth(&a.scheme, &a.auth),
+        |c, a| match (
+            a.scheme.as_str(),
+            std::str::from_utf8(&a.auth).ok().and_then(sasl_user),
+        ) {
+            (SASL, Some((user, password))) => c.with_sasl(zk::SaslOptions::digest_md5(
+                user.to_string(),
+                password.to_string(),
+            )),
+            _ => c.with_auth(&a.scheme, &a.auth),
+        },
     )
 }
 
@@ -111,6 +135,9 @@ pub(crate) fn explain(e: &zk::Error, auths: &[ZkAuth]) -> String {
 /// Why a session with `auths` could not be made with ZooKeeper at `hosts`: it
 /// refused the credentials, or could not be reached (`e`).
 pub(crate) fn connect_error(e: &zk::Error, hosts: &str, auths: &[ZkAuth]) -> String {
+    if *e == zk::Error::AuthFailed && auths.is_empty() {
+        return format!("ZooKeeper at {hosts} refused a session without credentials: {e} (it requires a login: --zk-auth sasl:user:password for SASL DIGEST-MD5, or GovernanceOptions::zk_auth in code)");
+    }
     if *e == zk::Error::AuthFailed {
         let have = schemes(auths);
         return format!("ZooKeeper at {hosts} refused the credentials ({have}): {e} (a scheme it does not know, or credentials it rejects)");
@@ -139,6 +166,15 @@ mod tests {
         for bad in ["", "digest", "digest:", ":user:pw", "di gest:u:p"] {
             let e = bad.parse::<ZkAuth>().unwrap_err();
             assert!(e.contains("SCHEME:AUTH") && !e.contains("pw"), "{bad}: {e}");
+        }
+        let sasl: ZkAuth = "sasl:user:pw".parse().unwrap();
+        assert_eq!(format!("{sasl:?}"), "ZkAuth(sasl:…)");
+        for bad in ["sasl:user", "sasl:user:", "sasl::pw"] {
+            let e = bad.parse::<ZkAuth>().unwrap_err();
+            assert!(
+                e.contains("sasl:user:password") && !e.contains("pw"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -68,8 +68,8 @@ pub struct GovernanceOptions {
     pub cache_dir: Option<PathBuf>,
     /// ZooKeeper session timeout.
     pub session_timeout: Duration,
-    /// Credentials sent to ZooKeeper (`"digest:user:password".parse()`; none by
-    /// default). With any, what this process creates under an app (the app's
+    /// Credentials sent to ZooKeeper (`"digest:user:password".parse()`, or
+    /// `"sasl:user:password"` for a SASL DIGEST-MD5 login; none by default). With any, what this process creates under an app (the app's
     /// folders, its registration) gives everything to the same credentials and
     /// reading to anyone, and the shared folders (a chroot, `<root>/apps`) let
     /// anyone add too; without, everything it creates is open to all.

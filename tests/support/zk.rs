@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use zookeeper_client as zk;
 
+/// The login `tools/zk.sh --sasl` sets up, as `--zk-auth` takes it.
+pub const SASL_LOGIN: &str = "sasl:ringsoa:ringsoa-secret";
+
 /// A ZooKeeper server or ensemble, stopped on drop.
 pub struct ZooKeeper {
     dir: PathBuf,
@@ -26,13 +29,19 @@ fn zk_sh(args: &[&str]) -> std::process::Output {
 impl ZooKeeper {
     /// Starts `nodes` servers (1: standalone) on free ports.
     pub fn start(nodes: usize) -> ZooKeeper {
-        Self::start_with(nodes, false)
+        Self::start_with(nodes, &[])
     }
 
     /// Starts one server that also serves TLS (`tools/zk.sh --tls`): on
     /// [`ZooKeeper::secure_connect`], with a client certificate required.
     pub fn start_tls() -> ZooKeeper {
-        Self::start_with(1, true)
+        Self::start_with(1, &["--tls"])
+    }
+
+    /// Starts one server that requires a SASL DIGEST-MD5 login of every session
+    /// (`tools/zk.sh --sasl`): [`SASL_LOGIN`]. Its own CLI and [`Zk`] cannot use it.
+    pub fn start_sasl() -> ZooKeeper {
+        Self::start_with(1, &["--sasl"])
     }
 
     /// The TLS connect string of a server started by [`ZooKeeper::start_tls`].
@@ -49,7 +58,8 @@ impl ZooKeeper {
         self.dir.join("tls").join(name).to_str().unwrap().into()
     }
 
-    fn start_with(nodes: usize, tls: bool) -> ZooKeeper {
+    /// `nodes` servers started with `tools/zk.sh start`'s `flags` too.
+    fn start_with(nodes: usize, flags: &[&str]) -> ZooKeeper {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ringsoa-zk-{}-{n}", std::process::id()));
@@ -61,7 +71,7 @@ impl ZooKeeper {
             if nodes > 1 {
                 also.extend((1..=nodes as u16).flat_map(|k| [1000 + k, 2000 + k]));
             }
-            if tls {
+            if flags.contains(&"--tls") {
                 also.extend((0..nodes as u16).map(|k| 500 + k));
             }
             let base = loop {
@@ -73,9 +83,7 @@ impl ZooKeeper {
             let (port, ensemble) = (base.to_string(), nodes.to_string());
             let mut args = vec!["start", "--dir", dir.to_str().unwrap()];
             args.extend(["--port", &port, "--ensemble", &ensemble]);
-            if tls {
-                args.push("--tls");
-            }
+            args.extend(flags);
             let out = zk_sh(&args);
             if out.status.success() {
                 let connect = String::from_utf8(out.stdout).unwrap().trim().to_string();

@@ -75,7 +75,8 @@ struct Args {
     /// ZooKeeper session timeout.
     #[arg(long, default_value_t = 6000)]
     zk_session_timeout_ms: u64,
-    /// ZooKeeper credentials, SCHEME:AUTH (digest:user:password); the nodes this
+    /// ZooKeeper credentials, SCHEME:AUTH (digest:user:password, or
+    /// sasl:user:password for a SASL DIGEST-MD5 login); the nodes this
     /// process creates then give everything to the same credentials and reading to
     /// anyone.
     #[arg(long, env = "RINGSOA_ZK_AUTH", hide_env_values = true)]

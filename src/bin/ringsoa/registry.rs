@@ -31,7 +31,8 @@ pub struct Root {
     /// ZooKeeper root prefix.
     #[arg(long = "zk-root", default_value = DEFAULT_ROOT)]
     pub root: String,
-    /// ZooKeeper credentials, SCHEME:AUTH (digest:user:password); nodes written with
+    /// ZooKeeper credentials, SCHEME:AUTH (digest:user:password, or
+    /// sasl:user:password for a SASL DIGEST-MD5 login); nodes written with
     /// them give everything to the same credentials and reading to anyone.
     #[arg(long = "zk-auth", env = "RINGSOA_ZK_AUTH", hide_env_values = true)]
     pub auth: Option<ZkAuth>,
