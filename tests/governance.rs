@@ -1188,6 +1188,37 @@ fn zookeeper_over_tls_registers_follows_config_and_names_what_fails() {
     // A demo given another CA serves, unregistered, and says why.
     let extra = ["--zk-tls-ca", &other];
     serves_without_a_session(&secure, "tls-other-ca", &extra, "invalid peer certificate");
+
+    // A certificate renewed in place is used without a restart: a demo whose
+    // certificate ZooKeeper refuses (another CA signed it) registers once its
+    // files hold one that ZooKeeper takes.
+    let renewed = Scratch::new("tls-renewed");
+    let (cert, key) = (renewed.0.join("client.pem"), renewed.0.join("client.key"));
+    std::fs::copy(zk.tls_file("other-client.pem"), &cert).unwrap();
+    std::fs::copy(zk.tls_file("other-client.key"), &key).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let files = [
+        "--zk-tls-ca",
+        &ca,
+        "--zk-tls-cert",
+        cert,
+        "--zk-tls-key",
+        key,
+    ];
+    let g = Governed::on_zk(&secure, &renewed.0, &files);
+    g.wait_view("/governance", "the refused certificate", |v| {
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ZooKeeper refused this client"))
+    });
+    std::fs::copy(zk.tls_file("client.key"), key).unwrap();
+    std::fs::copy(zk.tls_file("client.pem"), cert).unwrap();
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(20), |n| n.is_some()),
+        "not registered after the renewal: {}",
+        g.log_text()
+    );
+    assert!(g.log_text().contains("ZooKeeper TLS files changed"));
 }
 
 /// Starts a demo on `zk` with `extra` flags, which cannot make a session: it

@@ -9,8 +9,9 @@
 #       connect string (127.0.0.1:PORT,…). With --tls, each node also serves TLS on
 #       its client port + 500 and requires a client certificate: DIR/tls holds a CA
 #       (ca.pem), the servers' certificate (for 127.0.0.1 and localhost), a client
-#       certificate and key (client.pem, client.key), and another CA that signed
-#       none of them (other-ca.pem); DIR/secure_connect holds the TLS connect string.
+#       certificate and key (client.pem, client.key), and another CA (other-ca.pem)
+#       with a client certificate it signed (other-client.pem, other-client.key),
+#       which the servers refuse; DIR/secure_connect holds the TLS connect string.
 #       With --sasl, each node requires a SASL DIGEST-MD5 login of every session
 #       (enforce.auth.schemes=sasl): user `ringsoa`, password `ringsoa-secret`.
 #   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
@@ -95,14 +96,16 @@ make_certs() {
         ca() { openssl req -x509 -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.pem" -days 2 -subj "/CN=$1" 2>/dev/null; }
         ca ca
         ca other-ca
-        # leaf NAME SAN: a certificate for NAME signed by ca.
+        # leaf NAME SAN [CA]: a certificate for NAME signed by CA (default ca).
         leaf() {
+            local by=${3:-ca}
             openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
             printf 'subjectAltName=%s\n' "$2" >"$1.ext"
-            openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out "$1.pem" -extfile "$1.ext" 2>/dev/null
+            openssl x509 -req -in "$1.csr" -CA "$by.pem" -CAkey "$by.key" -CAcreateserial -days 2 -out "$1.pem" -extfile "$1.ext" 2>/dev/null
         }
         leaf server "IP:127.0.0.1,DNS:localhost"
         leaf client "DNS:ringsoa-client"
+        leaf other-client "DNS:ringsoa-client" other-ca
         # ZooKeeper's PEM key store: the key and its certificate in one file.
         cat server.key server.pem >server-keystore.pem
     )

@@ -4,31 +4,66 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zookeeper_client as zk;
 
-/// TLS settings for ZooKeeper sessions, read from PEM files once, at start. With
-/// them, every host of the connect string is reached over TLS (a `tcp://HOST:PORT`
-/// entry stays plain); the server's certificate must be signed by the CA and name
-/// the host as it is written in the connect string (a DNS name or an IP address).
+/// TLS settings for ZooKeeper sessions, read from PEM files at start and again
+/// when one of them changes ([`ZkTls::reload`]). With them, every host of the
+/// connect string is reached over TLS (a `tcp://HOST:PORT` entry stays plain); the
+/// server's certificate must be signed by the CA and name the host as it is
+/// written in the connect string (a DNS name or an IP address).
 #[derive(Clone)]
 pub struct ZkTls {
-    ca: PathBuf,
-    identity: Option<PathBuf>,
-    options: zk::TlsOptions,
-    /// The files' text, for [`diagnose`]: the CA, and the certificate and key.
-    pems: (String, Option<(String, String)>),
+    files: Files,
+    /// What new connections use; updated in place on a reload.
+    certs: zk::TlsDynamicCerts,
+    loaded: Arc<Mutex<Loaded>>,
 }
 
-impl ZkTls {
-    /// Reads the CA certificates from `ca` and, when given, this process's
-    /// certificate chain and private key from `identity` (`(cert, key)`, both PEM).
-    /// An error is one line naming the file and what is wrong with it.
-    pub fn from_files(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ZkTls, String> {
+/// The PEM files.
+#[derive(Clone, Debug)]
+struct Files {
+    ca: PathBuf,
+    identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// What was read last, and when.
+struct Loaded {
+    /// Each file's modification time and size when it was read.
+    stamps: Vec<Option<(SystemTime, u64)>>,
+    pems: Pems,
+}
+
+/// The files' text: the CA, and the certificate and key.
+#[derive(Clone)]
+struct Pems {
+    ca: String,
+    identity: Option<(String, String)>,
+}
+
+impl Files {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        let identity = self.identity.iter().flat_map(|(c, k)| [c, k]);
+        std::iter::once(&self.ca)
+            .chain(identity)
+            .map(PathBuf::as_path)
+    }
+
+    fn stamps(&self) -> Vec<Option<(SystemTime, u64)>> {
+        let stamp = |p: &Path| {
+            let m = std::fs::metadata(p).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        };
+        self.paths().map(stamp).collect()
+    }
+
+    /// Reads and checks the files: one line naming the file and what is wrong
+    /// with it when they cannot be used.
+    fn read(&self) -> Result<(zk::TlsCerts, Pems), String> {
         let read = |path: &Path, what: &str| {
             std::fs::read_to_string(path).map_err(|e| {
                 format!(
@@ -37,32 +72,55 @@ impl ZkTls {
                 )
             })
         };
-        let pem = read(ca, "CA file")?;
-        let mut options = zk::TlsOptions::new().with_pem_ca(&pem).map_err(|e| {
+        let ca_pem = read(&self.ca, "CA file")?;
+        let ca = zk::TlsCa::from_pem(&ca_pem).map_err(|e| {
             format!(
                 "the ZooKeeper TLS CA file {} holds no usable PEM certificate: {e}",
-                ca.display()
+                self.ca.display()
             )
         })?;
-        let mut pems = (pem, None);
-        if let Some((cert, key)) = identity {
+        let mut builder = zk::TlsCerts::builder().with_ca(ca);
+        let mut pems = Pems {
+            ca: ca_pem,
+            identity: None,
+        };
+        if let Some((cert, key)) = &self.identity {
             let (cert_pem, key_pem) = (read(cert, "certificate")?, read(key, "key")?);
-            options = options
-                .with_pem_identity(&cert_pem, &key_pem)
-                .map_err(|e| {
-                    format!(
-                        "the ZooKeeper TLS certificate {} and key {} cannot be used: {e}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            pems.1 = Some((cert_pem, key_pem));
+            let unusable = |e: &dyn std::fmt::Display| {
+                format!(
+                    "the ZooKeeper TLS certificate {} and key {} cannot be used: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            };
+            let identity =
+                zk::TlsIdentity::from_pem(&cert_pem, &key_pem).map_err(|e| unusable(&e))?;
+            builder = builder.with_identity(identity);
+            pems.identity = Some((cert_pem, key_pem));
+            // A key that is not the certificate's (one file rewritten before the
+            // other) is caught here, not at the next connection.
+            rustls_config(&pems).map_err(|e| unusable(&e))?;
         }
-        Ok(ZkTls {
+        let certs = builder.build().map_err(|e| e.to_string())?;
+        Ok((certs, pems))
+    }
+}
+
+impl ZkTls {
+    /// Reads the CA certificates from `ca` and, when given, this process's
+    /// certificate chain and private key from `identity` (`(cert, key)`, both PEM).
+    /// An error is one line naming the file and what is wrong with it.
+    pub fn from_files(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ZkTls, String> {
+        let files = Files {
             ca: ca.into(),
-            identity: identity.map(|(cert, _)| cert.into()),
-            options,
-            pems,
+            identity: identity.map(|(c, k)| (c.into(), k.into())),
+        };
+        let stamps = files.stamps();
+        let (certs, pems) = files.read()?;
+        Ok(ZkTls {
+            files,
+            certs: zk::TlsDynamicCerts::new(certs),
+            loaded: Arc::new(Mutex::new(Loaded { stamps, pems })),
         })
     }
 
@@ -87,44 +145,73 @@ impl ZkTls {
         }
     }
 
-    /// A rustls client set up as zookeeper-client's is, for [`diagnose`].
-    fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.pems.0.as_bytes()) {
-            let cert = cert.map_err(|e| e.to_string())?;
-            roots.add(cert).map_err(|e| e.to_string())?;
+    /// Reads the files again when one of them changed (its modification time or
+    /// size) since they were last read, so that a renewed certificate is used by
+    /// the next connection without a restart. Files that cannot be used are
+    /// logged once a change, and what was read before stays in use. Cheap when
+    /// nothing changed: a `stat` a file.
+    pub fn reload(&self) {
+        let stamps = self.files.stamps();
+        let mut loaded = self.loaded.lock().expect("not poisoned");
+        if loaded.stamps == stamps {
+            return;
         }
-        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-        let config = match &self.pems.1 {
-            Some((cert, key)) => {
-                let certs: Result<Vec<_>, _> =
-                    CertificateDer::pem_slice_iter(cert.as_bytes()).collect();
-                let key = PrivateKeyDer::from_pem_slice(key.as_bytes());
-                builder
-                    .with_client_auth_cert(
-                        certs.map_err(|e| e.to_string())?,
-                        key.map_err(|e| e.to_string())?,
-                    )
-                    .map_err(|e| e.to_string())?
+        loaded.stamps = stamps;
+        match self.files.read() {
+            Ok((certs, pems)) => {
+                self.certs.update(certs);
+                loaded.pems = pems;
+                tracing::info!(ca = %self.files.ca.display(), "ZooKeeper TLS files changed: read again for the next connection");
             }
-            None => builder.with_no_client_auth(),
-        };
-        Ok(Arc::new(config))
+            Err(e) => {
+                tracing::warn!("{e}: the ZooKeeper TLS files read before stay in use")
+            }
+        }
+    }
+
+    /// The options for zookeeper-client, which follow [`ZkTls::reload`].
+    fn options(&self) -> zk::TlsOptions {
+        zk::TlsOptions::new().with_certs(self.certs.clone())
     }
 
     /// Whether this process shows a certificate of its own.
     pub fn has_identity(&self) -> bool {
-        self.identity.is_some()
+        self.files.identity.is_some()
     }
 }
 
 impl std::fmt::Debug for ZkTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZkTls")
-            .field("ca", &self.ca)
-            .field("cert", &self.identity)
+            .field("files", &self.files)
             .finish_non_exhaustive()
     }
+}
+
+/// A rustls client set up with `pems` as zookeeper-client's is, for [`diagnose`]
+/// and to check a certificate against its key.
+fn rustls_config(pems: &Pems) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pems.ca.as_bytes()) {
+        let cert = cert.map_err(|e| e.to_string())?;
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match &pems.identity {
+        Some((cert, key)) => {
+            let certs: Result<Vec<_>, _> =
+                CertificateDer::pem_slice_iter(cert.as_bytes()).collect();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes());
+            builder
+                .with_client_auth_cert(
+                    certs.map_err(|e| e.to_string())?,
+                    key.map_err(|e| e.to_string())?,
+                )
+                .map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
 }
 
 /// Refuses a connect string that names a `tcp+tls://` host when no TLS settings
@@ -152,7 +239,8 @@ pub(crate) fn diagnose(hosts: &str, tls: &ZkTls, timeout: Duration) -> Option<St
     let fail = |e: &dyn std::fmt::Display, hint: &str| {
         Some(format!("TLS with {host}:{port} fails: {e} ({hint})"))
     };
-    let config = match tls.rustls_config() {
+    let pems = tls.loaded.lock().expect("not poisoned").pems.clone();
+    let config = match rustls_config(&pems) {
         Ok(c) => c,
         Err(e) => return fail(&e, "the PEM files"),
     };
@@ -185,7 +273,8 @@ fn first_tls_host(hosts: &str) -> Option<(String, u16)> {
 }
 
 /// Connects `connector` to `hosts`: over TLS with `tls` (every host, but those
-/// written `tcp://HOST:PORT`), else in plain TCP.
+/// written `tcp://HOST:PORT`; its files read again first when they changed), else
+/// in plain TCP.
 pub(crate) async fn connect(
     connector: zk::Connector,
     hosts: &str,
@@ -193,10 +282,8 @@ pub(crate) async fn connect(
 ) -> Result<zk::Client, zk::Error> {
     match tls {
         Some(t) => {
-            connector
-                .with_tls(t.options.clone())
-                .secure_connect(hosts)
-                .await
+            t.reload();
+            connector.with_tls(t.options()).secure_connect(hosts).await
         }
         None => connector.connect(hosts).await,
     }

@@ -26,6 +26,11 @@ const RETRY_REGISTER: Duration = Duration::from_millis(200);
 /// The longest wait between connect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How often a session looks whether its TLS files changed, for the client's
+/// next connection (a reconnect to another server); each connect attempt
+/// without a session looks too.
+const TLS_RECHECK: Duration = Duration::from_secs(10);
+
 /// How a session ended.
 enum End {
     /// Expired or closed by the server: build a new one.
@@ -196,10 +201,14 @@ async fn session(
     reread(&client, k).await;
     let mut attempts = Attempts::default();
     let mut registered = attempts.note(ensure_registered(&client, k).await, k);
+    let tls = k.options().zk_tls.clone();
+    let mut recheck = tokio::time::interval(TLS_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         k.look_up();
         tokio::select! {
             event = k.resolver.next() => k.resolved(event),
+            _ = recheck.tick(), if tls.is_some() => tls.iter().for_each(ZkTls::reload),
             Some(ev) = events.recv() => {
                 let seen = SystemTime::now();
                 let own = k.registration_path();

@@ -53,7 +53,7 @@ impl ZooKeeper {
     }
 
     /// A file `tools/zk.sh --tls` made: `ca.pem`, `other-ca.pem`, `client.pem`,
-    /// `client.key`.
+    /// `client.key`, `other-client.pem`, `other-client.key`.
     pub fn tls_file(&self, name: &str) -> String {
         self.dir.join("tls").join(name).to_str().unwrap().into()
     }
