@@ -83,14 +83,14 @@ struct Args {
     zk_auth: Option<ringsoa::governance::ZkAuth>,
     /// TLS to ZooKeeper: the CA (PEM) that signs its certificate; every host of
     /// --zk is then reached over TLS (its secureClientPort).
-    #[arg(long, env = "RINGSOA_ZK_TLS_CA")]
+    #[arg(long, env = "RINGSOA_ZK_TLS_CA", value_name = "FILE")]
     zk_tls_ca: Option<std::path::PathBuf>,
     /// With --zk-tls-ca: this process's certificate (PEM), for a ZooKeeper that
     /// asks for one (ssl.clientAuth=need).
-    #[arg(long, env = "RINGSOA_ZK_TLS_CERT")]
+    #[arg(long, env = "RINGSOA_ZK_TLS_CERT", value_name = "FILE")]
     zk_tls_cert: Option<std::path::PathBuf>,
     /// With --zk-tls-cert: its private key (PEM).
-    #[arg(long, env = "RINGSOA_ZK_TLS_KEY")]
+    #[arg(long, env = "RINGSOA_ZK_TLS_KEY", value_name = "FILE")]
     zk_tls_key: Option<std::path::PathBuf>,
     /// A state file (TOML) with config, switches and static providers, watched for
     /// changes; used when --zk is not given.

@@ -38,14 +38,14 @@ pub struct Root {
     pub auth: Option<ZkAuth>,
     /// TLS to ZooKeeper: the CA (PEM) that signs its certificate; every host of
     /// --zk is then reached over TLS (its secureClientPort).
-    #[arg(long = "zk-tls-ca", env = "RINGSOA_ZK_TLS_CA")]
+    #[arg(long = "zk-tls-ca", env = "RINGSOA_ZK_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// With --zk-tls-ca: this client's certificate (PEM), for a ZooKeeper that
     /// asks for one (ssl.clientAuth=need).
-    #[arg(long = "zk-tls-cert", env = "RINGSOA_ZK_TLS_CERT")]
+    #[arg(long = "zk-tls-cert", env = "RINGSOA_ZK_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
     /// With --zk-tls-cert: its private key (PEM).
-    #[arg(long = "zk-tls-key", env = "RINGSOA_ZK_TLS_KEY")]
+    #[arg(long = "zk-tls-key", env = "RINGSOA_ZK_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 }
 
