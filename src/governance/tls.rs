@@ -110,7 +110,15 @@ impl ZkTls {
     /// Reads the CA certificates from `ca` and, when given, this process's
     /// certificate chain and private key from `identity` (`(cert, key)`, both PEM).
     /// An error is one line naming the file and what is wrong with it.
+    ///
+    /// Makes aws-lc-rs rustls's process-wide crypto provider when the process has
+    /// none yet: zookeeper-client asks rustls for the default one, which panics
+    /// when an application's other crates build rustls with a second provider.
     pub fn from_files(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ZkTls, String> {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Another thread may have installed one in between: that one stands.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
         let files = Files {
             ca: ca.into(),
             identity: identity.map(|(c, k)| (c.into(), k.into())),
