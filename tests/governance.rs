@@ -1260,6 +1260,16 @@ fn a_zookeeper_that_requires_a_sasl_login_is_logged_into() {
         c["login"] == "sasl"
     });
     assert_eq!(g.get("/governance")["credentials"][0], "sasl");
+    // What the login created is guarded under its SASL identity, as zkCli (logged
+    // in too) reads the ACLs.
+    let node = format!("{PROVIDERS}/{}", g.demo.addr);
+    for path in [node.as_str(), "/ringsoa/apps/ringsoa-demo/config/login"] {
+        let acl = zk.cli(&["getAcl", path]);
+        assert!(
+            acl.contains("'sasl,'ringsoa\n: cdrwa") && acl.contains("'world,'anyone\n: r"),
+            "{path}: {acl}"
+        );
+    }
 
     let cases = [
         (None, "refused a session without credentials"),

@@ -13,7 +13,9 @@
 #       with a client certificate it signed (other-client.pem, other-client.key),
 #       which the servers refuse; DIR/secure_connect holds the TLS connect string.
 #       With --sasl, each node requires a SASL DIGEST-MD5 login of every session
-#       (enforce.auth.schemes=sasl): user `ringsoa`, password `ringsoa-secret`.
+#       (enforce.auth.schemes=sasl): user `ringsoa`, password `ringsoa-secret`;
+#       DIR/client.jaas is that login for zkCli.sh
+#       (CLIENT_JVMFLAGS=-Djava.security.auth.login.config=DIR/client.jaas).
 #   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
 #   tools/zk.sh start-node K [--dir DIR]   starts node K again (after a test killed it)
 #   tools/zk.sh status [--dir DIR]    prints each node's port, PID and mode
@@ -137,6 +139,7 @@ start() {
     [ -n "$tls" ] && make_certs "$dir/tls"
     if [ -n "$sasl" ]; then
         printf 'Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_ringsoa="ringsoa-secret";\n};\n' >"$dir/jaas.conf"
+        printf 'Client {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  username="ringsoa"\n  password="ringsoa-secret";\n};\n' >"$dir/client.jaas"
     fi
     local servers="" k
     for k in $(seq 1 "$nodes"); do

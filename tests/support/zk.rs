@@ -39,7 +39,8 @@ impl ZooKeeper {
     }
 
     /// Starts one server that requires a SASL DIGEST-MD5 login of every session
-    /// (`tools/zk.sh --sasl`): [`SASL_LOGIN`]. Its own CLI and [`Zk`] cannot use it.
+    /// (`tools/zk.sh --sasl`): [`SASL_LOGIN`]. [`ZooKeeper::cli`] logs in with it;
+    /// [`Zk`] cannot.
     pub fn start_sasl() -> ZooKeeper {
         Self::start_with(1, &["--sasl"])
     }
@@ -217,6 +218,12 @@ impl ZooKeeper {
         );
         let mut cmd = Command::new(cli);
         cmd.args(["-server", &self.connect]);
+        // A server of `start_sasl`: zkCli logs in too.
+        let login = self.dir.join("client.jaas");
+        if login.exists() {
+            let flag = format!("-Djava.security.auth.login.config={}", login.display());
+            cmd.env("CLIENT_JVMFLAGS", flag);
+        }
         cmd
     }
 }
