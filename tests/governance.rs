@@ -1147,7 +1147,7 @@ fn zookeeper_over_tls_registers_follows_config_and_names_what_fails() {
     let port = g.demo.addr.port().to_string();
     assert!(ok && out.contains(&port), "{out} {err}");
 
-    // What cannot work: one line that says why, exit status 2.
+    // What cannot work: a failed command, its one line saying why.
     let plain = zk.connect.as_str();
     let tls_host = format!("tcp+tls://{secure}");
     let cases: [(&[&str], &str); 4] = [

@@ -269,16 +269,6 @@ impl Mirror {
         std::mem::take(&mut self.fresh)
     }
 
-    /// Whether a provider has host name and port `name`.
-    pub fn uses(&self, name: &Name) -> bool {
-        let mut providers = self.folders.values().flat_map(|f| f.children.values());
-        providers.any(|v| {
-            v.provider
-                .as_ref()
-                .is_some_and(|p| (&p.host, p.port) == (&name.0, name.1))
-        })
-    }
-
     /// What the last lookup of `name` found: `None` before any, `Some(None)` when
     /// it has never resolved.
     pub fn looked_up(&self, name: &Name) -> Option<Option<SocketAddr>> {
@@ -286,23 +276,26 @@ impl Mirror {
     }
 
     /// Takes what a lookup of `name` found (a failure leaves an address found
-    /// before as it is); whether the snapshot changed.
-    pub fn learn(&mut self, name: &Name, found: Option<SocketAddr>) -> bool {
+    /// before as it is): whether the snapshot changed, or `None` (nothing kept)
+    /// when no provider has the name any more.
+    pub fn learn(&mut self, name: &Name, found: Option<SocketAddr>) -> Option<bool> {
         let before = self.addrs.get(name).copied();
         let now = found.or(before.flatten());
-        self.addrs.insert(name.clone(), now);
         let providers = self
             .folders
             .values_mut()
-            .flat_map(|f| f.children.values_mut());
-        let mut changed = before.is_none();
-        for p in providers.filter_map(|v| v.provider.as_mut()) {
-            if (&p.host, p.port) == (&name.0, name.1) && p.addr != now {
-                p.addr = now;
-                changed = true;
-            }
+            .flat_map(|f| f.children.values_mut())
+            .filter_map(|v| v.provider.as_mut());
+        let (mut used, mut changed) = (false, before.is_none());
+        for p in providers.filter(|p| (&p.host, p.port) == (&name.0, name.1)) {
+            used = true;
+            changed |= p.addr != now;
+            p.addr = now;
         }
-        changed
+        if used {
+            self.addrs.insert(name.clone(), now);
+        }
+        used.then_some(changed)
     }
 
     /// Forgets the lookups of names no provider has any more.

@@ -24,7 +24,7 @@ pub mod registrar;
 mod resolver;
 pub mod state_file;
 pub mod store;
-pub mod tls;
+mod tls;
 mod zk;
 
 use std::path::PathBuf;
@@ -69,10 +69,11 @@ pub struct GovernanceOptions {
     /// ZooKeeper session timeout.
     pub session_timeout: Duration,
     /// Credentials sent to ZooKeeper (`"digest:user:password".parse()`, or
-    /// `"sasl:user:password"` for a SASL DIGEST-MD5 login; none by default). With any, what this process creates under an app (the app's
-    /// folders, its registration) gives everything to the same credentials and
-    /// reading to anyone, and the shared folders (a chroot, `<root>/apps`) let
-    /// anyone add too; without, everything it creates is open to all.
+    /// `"sasl:user:password"` for a SASL DIGEST-MD5 login; none by default). With
+    /// any, what this process creates under an app (the app's folders, its
+    /// registration) gives everything to the same credentials and reading to
+    /// anyone, and the shared folders (a chroot, `<root>/apps`) let anyone add
+    /// too; without, everything it creates is open to all.
     pub zk_auth: Vec<ZkAuth>,
     /// TLS to ZooKeeper's secure client port ([`ZkTls::from_files`]; none by
     /// default: plain TCP). With it, every host of the connect string is reached

@@ -108,28 +108,27 @@ impl Resolver {
             }
         };
         self.in_flight.remove(&name);
-        if !mirror.uses(&name) {
-            return false;
-        }
+        let before = mirror.looked_up(&name).flatten();
+        let Some(changed) = mirror.learn(&name, addr.as_ref().ok().copied()) else {
+            return false; // no provider has the name any more
+        };
         let (host, port) = (&name.0, name.1);
         match addr {
             Ok(addr) => {
                 if self.warned.remove(&name) {
                     tracing::info!(%host, port, %addr, "provider host resolves now");
                 }
-                mirror.learn(&name, Some(addr))
             }
-            Err(why) if matches!(mirror.looked_up(&name), Some(Some(_))) => {
+            Err(why) if before.is_some() => {
                 tracing::debug!(%host, port, %why, "provider host lookup failed: the address last found stands");
-                false
             }
             Err(why) => {
                 if self.warned.insert(name.clone()) {
                     tracing::warn!(%host, port, %why, every = ?REFRESH, "provider host does not resolve: left out, and looked up again");
                 }
-                mirror.learn(&name, None)
             }
         }
+        changed
     }
 
     fn look_up(&mut self, name: Name) {

@@ -224,7 +224,7 @@ fn rustls_config(pems: &Pems) -> Result<Arc<rustls::ClientConfig>, String> {
 
 /// Refuses a connect string that names a `tcp+tls://` host when no TLS settings
 /// are given: that host could never be reached.
-pub fn require(hosts: &str, tls: Option<&ZkTls>) -> Result<(), String> {
+pub(crate) fn require(hosts: &str, tls: Option<&ZkTls>) -> Result<(), String> {
     if tls.is_none() && hosts.contains("tcp+tls://") {
         return Err(format!(
             "ZooKeeper connect string {hosts:?} names a tcp+tls:// host, but no CA is given for it (--zk-tls-ca FILE, or GovernanceOptions::zk_tls)"
