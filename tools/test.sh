@@ -28,6 +28,14 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "the library as a service builds it (default-features = false: no CLI, no TLS)"
+cargo clippy -p ringsoa --no-default-features --lib --tests --quiet -- -D warnings
+if cargo tree -p ringsoa --no-default-features -e normal --prefix none | grep -E '^(rustls|aws-lc-sys|aws-lc-rs) '; then
+  echo "tools/test.sh: without its zk-tls feature the library still depends on the crates above" >&2
+  exit 1
+fi
+cargo test -p ringsoa --no-default-features --lib --quiet governance::
+
 step "fuzz smoke run"
 tools/fuzz.sh "${FUZZ_SECONDS:-10}"
 

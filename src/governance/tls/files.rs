@@ -1,6 +1,6 @@
-//! [`ZkTls`]: TLS to ZooKeeper (its `secureClientPort`), with the CA that signs
-//! its servers' certificates and, for a server that asks for one
-//! (`ssl.clientAuth=need`), this process's own certificate and key.
+//! [`ZkTls`] with the `zk-tls` feature: the PEM files read with rustls (and again
+//! when they change), the connect over TLS, and a handshake of its own that says
+//! why TLS fails.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -132,27 +132,6 @@ impl ZkTls {
         })
     }
 
-    /// From a command line's `--zk-tls-ca`, `--zk-tls-cert` and `--zk-tls-key`:
-    /// none without a CA; a certificate and its key go together.
-    pub fn from_flags(
-        ca: Option<&Path>,
-        cert: Option<&Path>,
-        key: Option<&Path>,
-    ) -> Result<Option<ZkTls>, String> {
-        let identity = match (cert, key) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => return Err("--zk-tls-cert and --zk-tls-key go together".into()),
-        };
-        match ca {
-            Some(ca) => ZkTls::from_files(ca, identity).map(Some),
-            None if identity.is_some() => {
-                Err("--zk-tls-cert and --zk-tls-key need --zk-tls-ca, the CA that signs ZooKeeper's certificate".into())
-            }
-            None => Ok(None),
-        }
-    }
-
     /// Reads the files again when one of them changed (its modification time or
     /// size) since they were last read, so that a renewed certificate is used by
     /// the next connection without a restart. Files that cannot be used are
@@ -222,17 +201,6 @@ fn rustls_config(pems: &Pems) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Refuses a connect string that names a `tcp+tls://` host when no TLS settings
-/// are given: that host could never be reached.
-pub(crate) fn require(hosts: &str, tls: Option<&ZkTls>) -> Result<(), String> {
-    if tls.is_none() && hosts.contains("tcp+tls://") {
-        return Err(format!(
-            "ZooKeeper connect string {hosts:?} names a tcp+tls:// host, but no CA is given for it (--zk-tls-ca FILE, or GovernanceOptions::zk_tls)"
-        ));
-    }
-    Ok(())
-}
-
 /// Why no TLS session can be made with the first TLS host of `hosts`, found by
 /// making one as the ZooKeeper client does (zookeeper-client only says "no
 /// available hosts"): `None` when the handshake succeeds or the host cannot be
@@ -275,7 +243,7 @@ pub(crate) fn diagnose(hosts: &str, tls: &ZkTls, timeout: Duration) -> Option<St
 fn first_tls_host(hosts: &str) -> Option<(String, u16)> {
     let entry = hosts.split(',').find(|e| !e.starts_with("tcp://"))?;
     let entry = entry.strip_prefix("tcp+tls://").unwrap_or(entry);
-    let (host, port) = super::connect::host_and_port(entry.split('/').next()?)?;
+    let (host, port) = crate::governance::connect::host_and_port(entry.split('/').next()?)?;
     let port = port.map_or(Some(2181), |p| p.parse().ok())?;
     Some((host.to_string(), port))
 }
@@ -327,12 +295,5 @@ mod tests {
         assert_eq!(first("tcp://a:1,tcp+tls://b/c").unwrap(), "b 2181");
         assert_eq!(first("[::1]:3").unwrap(), "::1 3");
         assert_eq!(first("tcp://a:1"), None);
-    }
-
-    #[test]
-    fn a_tls_host_needs_a_ca() {
-        assert!(require("127.0.0.1:2181", None).is_ok());
-        let e = require("a:1,tcp+tls://b:2", None).unwrap_err();
-        assert!(e.contains("--zk-tls-ca"), "{e}");
     }
 }

@@ -1,0 +1,89 @@
+//! [`ZkTls`]: TLS to ZooKeeper (its `secureClientPort`), with the CA that signs
+//! its servers' certificates and, for a server that asks for one
+//! (`ssl.clientAuth=need`), this process's own certificate and key.
+//!
+//! TLS is ringsoa's `zk-tls` feature (on in the bundled binaries through `cli`):
+//! it brings rustls with aws-lc-rs, a C library. A build without it has the same
+//! API, and [`ZkTls::from_files`] answers that the feature is off.
+
+#[cfg(not(feature = "zk-tls"))]
+mod absent;
+#[cfg(feature = "zk-tls")]
+mod files;
+
+#[cfg(not(feature = "zk-tls"))]
+pub use absent::ZkTls;
+#[cfg(not(feature = "zk-tls"))]
+pub(crate) use absent::{connect, diagnose};
+#[cfg(feature = "zk-tls")]
+pub use files::ZkTls;
+#[cfg(feature = "zk-tls")]
+pub(crate) use files::{connect, diagnose};
+
+use std::path::Path;
+
+impl ZkTls {
+    /// From a command line's `--zk-tls-ca`, `--zk-tls-cert` and `--zk-tls-key`:
+    /// none without a CA; a certificate and its key go together.
+    pub fn from_flags(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<ZkTls>, String> {
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("--zk-tls-cert and --zk-tls-key go together".into()),
+        };
+        match ca {
+            Some(ca) => ZkTls::from_files(ca, identity).map(Some),
+            None if identity.is_some() => {
+                Err("--zk-tls-cert and --zk-tls-key need --zk-tls-ca, the CA that signs ZooKeeper's certificate".into())
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Refuses a connect string that names a `tcp+tls://` host when no TLS settings
+/// are given: that host could never be reached.
+pub(crate) fn require(hosts: &str, tls: Option<&ZkTls>) -> Result<(), String> {
+    if tls.is_none() && hosts.contains("tcp+tls://") {
+        let how = if cfg!(feature = "zk-tls") {
+            "--zk-tls-ca FILE, or GovernanceOptions::zk_tls"
+        } else {
+            "this build has no TLS to ZooKeeper: ringsoa's `zk-tls` feature is off"
+        };
+        return Err(format!(
+            "ZooKeeper connect string {hosts:?} names a tcp+tls:// host, but no CA is given for it ({how})"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_host_needs_a_ca() {
+        assert!(require("127.0.0.1:2181", None).is_ok());
+        let e = require("a:1,tcp+tls://b:2", None).unwrap_err();
+        let how = if cfg!(feature = "zk-tls") {
+            "--zk-tls-ca"
+        } else {
+            "`zk-tls` feature is off"
+        };
+        assert!(e.contains(how), "{e}");
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key_and_a_ca() {
+        let (ca, cert, key) = (Path::new("ca.pem"), Path::new("c.pem"), Path::new("c.key"));
+        assert!(ZkTls::from_flags(None, None, None).unwrap().is_none());
+        let e = ZkTls::from_flags(Some(ca), Some(cert), None).unwrap_err();
+        assert!(e.contains("go together"), "{e}");
+        let e = ZkTls::from_flags(None, Some(cert), Some(key)).unwrap_err();
+        assert!(e.contains("need --zk-tls-ca"), "{e}");
+    }
+}
