@@ -1290,6 +1290,53 @@ fn a_zookeeper_that_requires_a_sasl_login_is_logged_into() {
     serves_without_a_session(&zk.connect, "sasl-none", &[], why);
 }
 
+/// A ZooKeeper older than 3.6 (3.4.13 here, `tools/zk.sh --release 3.4`) knows no
+/// persistent watches, and drops the connection of a request it does not know.
+/// The demo says so in one line, serves what its disk cache holds and tries again
+/// at the connect backoff; before, it re-watched on every reconnect in a tight
+/// loop (some 90,000 log lines in 18 s, thousands of reconnects a second). A CLI
+/// write says what the server lacks.
+#[test]
+fn a_zookeeper_older_than_3_6_is_named_and_not_hammered() {
+    let dir = Scratch::new("zk-3-4");
+    {
+        // A value seen on a current ZooKeeper, kept in the disk cache.
+        let zk = ZooKeeper::start(1);
+        let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+        zk.client()
+            .set("/ringsoa/apps/ringsoa-demo/config/greeting", b"cached");
+        g.wait_view("/config", "the value", |c| c["greeting"] == "cached");
+    }
+    let old = ZooKeeper::start_3_4();
+    let g = Governed::on_zk(&old.connect, &dir.0, &[]);
+    let why = "ringsoa needs ZooKeeper 3.6 or newer";
+    g.wait_view("/governance", "the version named", |v| {
+        v["connected"] == false && v["error"].as_str().is_some_and(|e| e.contains(why))
+    });
+    g.wait_view("/config", "the cached value", |c| c["greeting"] == "cached");
+    assert_eq!(g.get("/governance")["source"], "cache");
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    assert!(is_reply(
+        &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
+    ));
+    // Over the next 3 s: a few sessions at the connect backoff (0.1, 0.2, 0.4, …
+    // s apart), and the cause said once.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = g.log_text();
+    let sessions = log.matches("ZooKeeper session established").count();
+    let said = log.lines().filter(|l| l.contains(why)).count();
+    assert!((1..=8).contains(&sessions), "{sessions} sessions:\n{log}");
+    assert_eq!(said, 1, "{log}");
+    assert!(log.lines().count() < 300, "{log}");
+
+    let set = ["config", "set", APP, "greeting", "x", "--zk", &old.connect];
+    let (ok, _, err) = ringsoa(&set);
+    assert!(
+        !ok && err.lines().next().unwrap_or_default().contains(why),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
     let (zk, zkc, dir, g) = registered(1, "outage");

@@ -2,7 +2,7 @@
 # A real ZooKeeper (Debian's `zookeeper` package) on loopback ports, for development
 # and tests. Installs the package when missing.
 #
-#   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl]
+#   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl] [--release 3.4]
 #       starts one server (or an N-node ensemble) with its data under DIR (default
 #       target/zk), client ports PORT, PORT+1, … (default 2181), waits until every
 #       node answers `ruok` with `imok` (and the ensemble has a leader), and prints the
@@ -16,6 +16,9 @@
 #       (enforce.auth.schemes=sasl): user `ringsoa`, password `ringsoa-secret`;
 #       DIR/client.jaas is that login for zkCli.sh
 #       (CLIENT_JVMFLAGS=-Djava.security.auth.login.config=DIR/client.jaas).
+#       With --release 3.4, the nodes run ZooKeeper 3.4.13 instead, from Debian
+#       bullseye's libzookeeper-java (downloaded once into target/zk-3.4), for
+#       tests of what an older ensemble does to ringsoa (not with --tls or --sasl).
 #   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
 #   tools/zk.sh start-node K [--dir DIR]   starts node K again (after a test killed it)
 #   tools/zk.sh status [--dir DIR]    prints each node's port, PID and mode
@@ -34,6 +37,7 @@ port=2181
 nodes=1
 tls=""
 sasl=""
+release=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -41,15 +45,17 @@ while [ $# -gt 0 ]; do
     --ensemble) nodes=$2; shift 2 ;;
     --tls) tls=1; shift ;;
     --sasl) sasl=1; shift ;;
+    --release) release=$2; shift 2 ;;
     *) echo "zk.sh: unknown argument $1 (see the header of tools/zk.sh)" >&2; exit 2 ;;
     esac
 done
 
 install() {
-    # --tls makes its certificates with openssl.
+    # --tls makes its certificates with openssl; --release downloads with curl.
     local want=""
     [ -f /usr/share/java/zookeeper.jar ] || want=zookeeper
     [ -n "$tls" ] && ! command -v openssl >/dev/null && want+=" openssl"
+    [ -n "$release" ] && ! command -v curl >/dev/null && want+=" curl"
     [ -z "$want" ] && return
     echo "zk.sh: installing Debian's $want" >&2
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
@@ -70,6 +76,11 @@ launch() {
     local n=$1 cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar"
     local jaas=()
     [ -f "$n/../jaas.conf" ] && jaas=("-Djava.security.auth.login.config=$n/../jaas.conf")
+    if [ -f "$n/release-jar" ]; then
+        # 3.4 logs through slf4j-simple; its log4j JMX beans are left out.
+        cp="$(cat "$n/release-jar"):/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/log4j-1.2.jar"
+        jaas=(-Dzookeeper.jmx.log4j.disable=true)
+    fi
     nohup java -Xmx256m "${jaas[@]}" -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
         -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
         -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$n/zoo.cfg" \
@@ -85,8 +96,38 @@ await() {
             echo "zk.sh: node $2 (port $1) did not answer within 60 s; log: $dir/node-$2/server.log" >&2
             exit 1
         fi
+        if ! kill -0 "$(cat "$dir/node-$2/pid")" 2>/dev/null; then
+            echo "zk.sh: node $2 (port $1) exited at start; log: $dir/node-$2/server.log" >&2
+            exit 1
+        fi
         sleep 0.2
     done
+}
+
+# ZooKeeper 3.4.13's jar (Debian bullseye's libzookeeper-java), downloaded once;
+# prints its path. Its logging jars (slf4j, log4j 1.2) come with Debian's
+# zookeeper package.
+release_jar() {
+    [ "$release" = 3.4 ] || { echo "zk.sh: --release knows 3.4 only" >&2; exit 2; }
+    local cache jar
+    cache="$(cd "$(dirname "$0")/.." && pwd)/target/zk-3.4"
+    jar="$cache/zookeeper.jar"
+    if [ ! -f "$jar" ]; then
+        mkdir -p "$cache"
+        local base file=""
+        for base in http://deb.debian.org/debian http://archive.debian.org/debian; do
+            file=$(curl -fsS --max-time 60 "$base/dists/bullseye/main/binary-all/Packages.gz" | gzip -dc |
+                awk '/^Package: /{p = ($2 == "libzookeeper-java")} p && /^Filename: /{print $2; exit}') || true
+            [ -n "$file" ] && curl -fsS --max-time 120 -o "$cache/zk.deb" "$base/$file" && break
+            file=""
+        done
+        [ -n "$file" ] || { echo "zk.sh: cannot download ZooKeeper 3.4 (Debian bullseye's libzookeeper-java)" >&2; exit 1; }
+        rm -rf "$cache/x"
+        dpkg-deb -x "$cache/zk.deb" "$cache/x"
+        cp "$(find "$cache/x" -name 'zookeeper-3.4*.jar' | head -1)" "$jar"
+        rm -rf "$cache/x" "$cache/zk.deb"
+    fi
+    echo "$jar"
 }
 
 # Makes the CA, server and client certificates of --tls under $1 (openssl).
@@ -137,6 +178,11 @@ start() {
         exit 1
     fi
     [ -n "$tls" ] && make_certs "$dir/tls"
+    local jar=""
+    if [ -n "$release" ]; then
+        [ -n "$tls$sasl" ] && { echo "zk.sh: --release goes without --tls and --sasl" >&2; exit 2; }
+        jar=$(release_jar)
+    fi
     if [ -n "$sasl" ]; then
         printf 'Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_ringsoa="ringsoa-secret";\n};\n' >"$dir/jaas.conf"
         printf 'Client {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  username="ringsoa"\n  password="ringsoa-secret";\n};\n' >"$dir/client.jaas"
@@ -150,6 +196,7 @@ start() {
         mkdir -p "$n/data"
         echo "$k" >"$n/data/myid"
         echo "$p" >"$n/port"
+        if [ -n "$jar" ]; then echo "$jar" >"$n/release-jar"; else rm -f "$n/release-jar"; fi
         {
             echo "tickTime=500"
             echo "initLimit=20"
@@ -161,6 +208,8 @@ start() {
             echo "minSessionTimeout=1000"
             echo "4lw.commands.whitelist=*"
             echo "admin.enableServer=false"
+            # 3.4 wants the maximum given with the minimum (20 ticks, as by default).
+            [ -n "$jar" ] && echo "maxSessionTimeout=10000"
             [ "$nodes" -gt 1 ] && printf %s "$servers"
             if [ -n "$tls" ]; then
                 echo "secureClientPort=$((p + 500))"
@@ -224,5 +273,5 @@ start) start ;;
 start-node) start_node ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl]" >&2; exit 2 ;;
+*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl] [--release 3.4]" >&2; exit 2 ;;
 esac

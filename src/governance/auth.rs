@@ -125,12 +125,18 @@ pub(crate) fn folder_acls(auths: &[ZkAuth]) -> Acls<'static> {
 /// `e` for an error message; a refusal for a node's ACL says which credentials
 /// the session has and where they are given.
 pub(crate) fn explain(e: &zk::Error, auths: &[ZkAuth]) -> String {
+    if *e == zk::Error::Unimplemented {
+        return format!("{e}: {TOO_OLD}");
+    }
     if *e != zk::Error::NoAuth {
         return e.to_string();
     }
     let have = schemes(auths);
     format!("{e}: the node's ACL refuses this session's credentials ({have}; given by --zk-auth or RINGSOA_ZK_AUTH, or GovernanceOptions::zk_auth in code)")
 }
+
+/// What a ZooKeeper that answers "unimplemented operation" lacks.
+pub(crate) const TOO_OLD: &str = "ringsoa needs ZooKeeper 3.6 or newer (3.4 and 3.5 lack addWatch, the persistent watches it follows folders with, and 3.4 also create2)";
 
 /// Why a session with `auths` could not be made with ZooKeeper at `hosts`: it
 /// refused the credentials, or could not be reached (`e`).
@@ -191,6 +197,8 @@ mod tests {
             explain(&zk::Error::NoNode, &[]),
             zk::Error::NoNode.to_string()
         );
+        let said = explain(&zk::Error::Unimplemented, &[]);
+        assert!(said.contains("ZooKeeper 3.6 or newer"), "{said}");
         let auth = ["foo:bar".parse().unwrap()];
         let said = connect_error(&zk::Error::AuthFailed, "h:1", &auth);
         assert!(

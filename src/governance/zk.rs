@@ -3,7 +3,7 @@
 //! everything after every reconnect (events can be lost across one) and on every
 //! new session, keep the registration alive (registered again when someone else
 //! deletes its node), and boot from the disk cache when ZooKeeper does not answer
-//! at start.
+//! at start, or is too old to watch (before 3.6).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -35,9 +35,18 @@ const TLS_RECHECK: Duration = Duration::from_secs(10);
 enum End {
     /// Expired or closed by the server: build a new one.
     Lost,
+    /// The server does not know `addWatch` (ZooKeeper before 3.6): try again
+    /// later, as after a failed connect, in case the ensemble is upgraded.
+    TooOld,
     /// Nobody can ask anything any more.
     Stopped,
 }
+
+/// ZooKeeper answered a watch with "unimplemented operation": it is older than
+/// 3.6, which brought the persistent watches governance follows its folders with.
+/// Such a server also drops the connection, so going on would reconnect and fail
+/// again in a tight loop.
+struct TooOld;
 
 /// Runs until the process ends (see the module docs).
 pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<Command>) {
@@ -58,13 +67,23 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
         };
         let why = match connected {
             Ok(Ok(client)) => {
-                failures = 0;
                 tls_failure = None;
-                backoff = Duration::from_millis(100);
-                boot = None;
+                let booting = boot.take();
                 match session(&mut k, client, &mut commands).await {
-                    End::Lost => continue,
+                    End::Lost => {
+                        failures = 0;
+                        backoff = Duration::from_millis(100);
+                        continue;
+                    }
                     End::Stopped => return,
+                    End::TooOld => {
+                        // Nothing was read: a start serves its disk cache now.
+                        boot = booting.map(|_| tokio::time::Instant::now());
+                        format!(
+                            "ZooKeeper at {hosts} does not know addWatch: {}",
+                            auth::TOO_OLD
+                        )
+                    }
                 }
             }
             Ok(Err(e)) => auth::connect_error(&e, &hosts, &opts.auth),
@@ -129,10 +148,10 @@ async fn offline<F: std::future::Future>(
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 *boot = None;
                 if k.load_cache() {
-                    tracing::warn!("ZooKeeper did not answer at start: serving from the disk cache");
+                    tracing::warn!("no usable ZooKeeper session at start: serving from the disk cache");
                     k.publish(Source::Cache, SystemTime::now());
                 } else {
-                    tracing::warn!("ZooKeeper did not answer at start and there is no disk cache: serving with no config, switches or providers until it does");
+                    tracing::warn!("no usable ZooKeeper session at start and no disk cache: serving with no config, switches or providers until there is one");
                     k.publish(Source::Empty, SystemTime::now());
                 }
             }
@@ -194,10 +213,9 @@ async fn session(
     let mut states = client.state_watcher();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let mut watches = Watches::default();
-    for path in k.mirror.paths() {
-        watches.add(&client, &path, &events_tx).await;
+    if watches.all(&client, k, &events_tx).await.is_err() {
+        return too_old(k);
     }
-    watches.registration(&client, k, &events_tx).await;
     reread(&client, k).await;
     let mut attempts = Attempts::default();
     let mut registered = attempts.note(ensure_registered(&client, k).await, k);
@@ -237,10 +255,9 @@ async fn session(
                 SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
                     k.status(|s| s.connected = true);
                     tracing::info!("ZooKeeper connection back: re-watching and re-reading everything");
-                    for path in k.mirror.paths() {
-                        watches.add(&client, &path, &events_tx).await;
+                    if watches.all(&client, k, &events_tx).await.is_err() {
+                        return too_old(k);
                     }
-                    watches.registration(&client, k, &events_tx).await;
                     reread(&client, k).await;
                     registered = attempts.note(ensure_registered(&client, k).await, k);
                 }
@@ -255,7 +272,9 @@ async fn session(
                 Some(Command::Watch(s)) => {
                     if k.mirror.watch(&s) {
                         let path = k.mirror.layout().providers(&s);
-                        watches.add(&client, &path, &events_tx).await;
+                        if watches.add(&client, &path, &events_tx).await.is_err() {
+                            return too_old(k);
+                        }
                         if let Some(children) = read_folder(&client, &path).await {
                             k.mirror.replace(&path, children);
                             k.publish(Source::ZooKeeper, SystemTime::now());
@@ -265,7 +284,9 @@ async fn session(
                 }
                 Some(Command::Register(r)) => {
                     k.want(r);
-                    watches.registration(&client, k, &events_tx).await;
+                    if watches.registration(&client, k, &events_tx).await.is_err() {
+                        return too_old(k);
+                    }
                     registered = attempts.note(ensure_registered(&client, k).await, k);
                 }
                 Some(Command::Yield) => k.yielded = true,
@@ -284,6 +305,13 @@ async fn session(
             }
         }
     }
+}
+
+/// Ends a session with a server too old to watch: its status cleared, as for a
+/// lost session; the caller says why and tries again later.
+fn too_old(k: &Keeper) -> End {
+    k.status(|s| *s = Default::default());
+    End::TooOld
 }
 
 /// Consecutive registration attempts that failed, logged without flooding: each at
@@ -372,10 +400,28 @@ pub(super) async fn make_app_folder(
 struct Watches(HashMap<String, JoinHandle<()>>);
 
 impl Watches {
+    /// Watches every followed folder and the wanted registration (again).
+    async fn all(
+        &mut self,
+        client: &zk::Client,
+        k: &Keeper,
+        tx: &UnboundedSender<WatchedEvent>,
+    ) -> Result<(), TooOld> {
+        for path in k.mirror.paths() {
+            self.add(client, &path, tx).await?;
+        }
+        self.registration(client, k, tx).await
+    }
+
     /// Watches `path` and everything under it (again); events go to `tx`.
-    async fn add(&mut self, client: &zk::Client, path: &str, tx: &UnboundedSender<WatchedEvent>) {
+    async fn add(
+        &mut self,
+        client: &zk::Client,
+        path: &str,
+        tx: &UnboundedSender<WatchedEvent>,
+    ) -> Result<(), TooOld> {
         self.add_in(client, path, AddWatchMode::PersistentRecursive, tx)
-            .await;
+            .await
     }
 
     /// Watches the wanted registration's node (again), so that its deletion by
@@ -385,10 +431,13 @@ impl Watches {
         client: &zk::Client,
         k: &Keeper,
         tx: &UnboundedSender<WatchedEvent>,
-    ) {
-        if let Some(path) = k.registration_path() {
-            self.add_in(client, &path, AddWatchMode::Persistent, tx)
-                .await;
+    ) -> Result<(), TooOld> {
+        match k.registration_path() {
+            Some(path) => {
+                self.add_in(client, &path, AddWatchMode::Persistent, tx)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -398,12 +447,13 @@ impl Watches {
         path: &str,
         mode: AddWatchMode,
         tx: &UnboundedSender<WatchedEvent>,
-    ) {
+    ) -> Result<(), TooOld> {
         let mut w = match client.watch(path, mode).await {
             Ok(w) => w,
+            Err(zk::Error::Unimplemented) => return Err(TooOld),
             Err(e) => {
                 tracing::warn!(%path, error = %e, "cannot watch: re-watched on the next reconnect");
-                return;
+                return Ok(());
             }
         };
         let tx = tx.clone();
@@ -420,6 +470,7 @@ impl Watches {
         if let Some(old) = self.0.insert(path.to_string(), task) {
             old.abort();
         }
+        Ok(())
     }
 }
 

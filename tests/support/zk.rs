@@ -45,6 +45,12 @@ impl ZooKeeper {
         Self::start_with(1, &["--sasl"])
     }
 
+    /// Starts one ZooKeeper 3.4.13 server (`tools/zk.sh --release 3.4`, Debian
+    /// bullseye's jar, downloaded once), which knows no persistent watches.
+    pub fn start_3_4() -> ZooKeeper {
+        Self::start_with(1, &["--release", "3.4"])
+    }
+
     /// The TLS connect string of a server started by [`ZooKeeper::start_tls`].
     pub fn secure_connect(&self) -> String {
         std::fs::read_to_string(self.dir.join("secure_connect"))
