@@ -1337,6 +1337,45 @@ fn a_zookeeper_older_than_3_6_is_named_and_not_hammered() {
     );
 }
 
+/// A storm of changes sent at once: 5,000 writes of one value, 300 providers
+/// appearing and 100 of them replaced in place (deleted and created again, as a
+/// handover does). The demo ends holding what ZooKeeper holds, its events applied
+/// in batches that read each node once.
+#[test]
+fn a_storm_of_changes_ends_as_zookeeper_holds_it() {
+    use support::zk::Write;
+    let (_zk, zkc, _dir, g) = registered(1, "storm");
+    let key = "/ringsoa/apps/ringsoa-demo/config/storm";
+    zkc.set(key, b"0");
+    g.wait_view("/config", "the first value", |c| c["storm"] == "0");
+    let provider = |i: usize, weight: u32| {
+        let host = format!("10.0.{}.{}", i / 256, i % 256);
+        let node = serde_json::json!({"host": host, "port": 9090, "cores": 1,
+            "weight": weight, "version": "1", "pid": i, "started_at_ms": 1});
+        (
+            format!("{PROVIDERS}/{host}:9090"),
+            node.to_string().into_bytes(),
+        )
+    };
+    let first: Vec<_> = (0..300).map(|i| provider(i, 100)).collect();
+    let again: Vec<_> = (0..300).step_by(3).map(|i| provider(i, 7)).collect();
+    let mut writes: Vec<Write> = (1..=5000)
+        .map(|v: u32| Write::Set(key, v.to_string().into_bytes()))
+        .collect();
+    writes.extend(first.iter().map(|(p, d)| Write::Ephemeral(p, d.clone())));
+    for (p, d) in &again {
+        writes.extend([Write::Delete(p), Write::Ephemeral(p, d.clone())]);
+    }
+    zkc.pipelined(&writes);
+    g.wait_view("/config", "the last value", |c| c["storm"] == "5000");
+    g.wait_view("/registry", "every provider, as last written", |r| {
+        let list = r[APP]["main"].as_array().cloned().unwrap_or_default();
+        let replaced = list.iter().filter(|p| p["weight"] == 7).count();
+        list.len() == 301 && replaced == 100
+    });
+    assert!(!g.log_text().contains("cannot read a changed node"));
+}
+
 #[test]
 fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
     let (zk, zkc, dir, g) = registered(1, "outage");

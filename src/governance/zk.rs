@@ -21,6 +21,10 @@ use super::tls::{self, ZkTls};
 use super::Command;
 use crate::control::Source;
 
+/// The most watch events applied together: their nodes are read in one round
+/// trip, and a storm of changes is published at least every this many events.
+const MAX_BATCH: usize = 1024;
+
 /// How often a registration whose health check failed is tried again.
 const RETRY_REGISTER: Duration = Duration::from_millis(200);
 /// The longest wait between connect attempts.
@@ -230,15 +234,15 @@ async fn session(
             Some(ev) = events.recv() => {
                 let seen = SystemTime::now();
                 let own = k.registration_path();
-                let (mut changed, mut own_deleted) = (false, false);
-                let mut next = Some(ev);
-                while let Some(ev) = next {
-                    tracing::debug!(?ev, "watch event");
-                    own_deleted |= ev.event_type == EventType::NodeDeleted
-                        && own.as_deref() == Some(ev.path.as_str());
-                    changed |= apply(&client, k, ev).await;
-                    next = events.try_recv().ok();
+                let mut batch = vec![ev];
+                while batch.len() < MAX_BATCH {
+                    let Ok(ev) = events.try_recv() else { break };
+                    batch.push(ev);
                 }
+                let own_deleted = batch.iter().any(|ev| {
+                    ev.event_type == EventType::NodeDeleted && own.as_deref() == Some(ev.path.as_str())
+                });
+                let changed = apply(&client, k, batch).await;
                 if changed {
                     k.publish(Source::ZooKeeper, seen);
                     k.save();
@@ -534,34 +538,63 @@ async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec
 /// Why a node below a key, switch or provider is not read.
 const NESTED: &str = "nested node not read: only the nodes directly in a folder are keys, switches or providers (a value is the node's data)";
 
-/// Applies one watch event to the mirror; whether it changed.
+/// Applies a batch of watch events to the mirror; whether it changed. Each path
+/// is read once, whatever number of events it had, and the reads go out together
+/// (one round trip): what a node holds when read is what counts.
 ///
 /// A deleted child is read before it is dropped: a node replaced in one
 /// transaction (a handover's registration) is deleted and created at once, and the
 /// two events may come in separate batches, which would publish a snapshot without
 /// it in between.
-async fn apply(client: &zk::Client, k: &mut Keeper, ev: WatchedEvent) -> bool {
-    let deleted = match ev.event_type {
-        EventType::NodeCreated | EventType::NodeDataChanged => false,
-        EventType::NodeDeleted => true,
-        EventType::NodeChildrenChanged | EventType::Session => return false,
-    };
-    if k.mirror.split(&ev.path).is_none() {
-        if let (false, Some(folder)) = (deleted, k.mirror.nested_in(&ev.path)) {
-            tracing::warn!(path = %ev.path, %folder, "{NESTED}");
+async fn apply(client: &zk::Client, k: &mut Keeper, events: Vec<WatchedEvent>) -> bool {
+    let mut changed = false;
+    let mut reads = Vec::new();
+    for (path, deleted) in last_per_path(events) {
+        if k.mirror.split(&path).is_none() {
+            if let (false, Some(folder)) = (deleted, k.mirror.nested_in(&path)) {
+                tracing::warn!(%path, %folder, "{NESTED}");
+            }
+            // Not a child: a followed folder itself may have been deleted.
+            changed |= deleted && remove(k, &path);
+            continue;
         }
-        // Not a child: a followed folder itself may have been deleted.
-        return deleted && remove(k, &ev.path);
+        reads.push((client.get_data(&path), path, deleted));
     }
-    match client.get_data(&ev.path).await {
-        Ok((data, _)) => k.mirror.set(&ev.path, data),
-        Err(zk::Error::NoNode) => remove(k, &ev.path),
-        Err(_) if deleted => remove(k, &ev.path),
-        Err(e) => {
-            tracing::warn!(path = %ev.path, error = %e, "cannot read a changed node: re-read on reconnect");
-            false
+    for (read, path, deleted) in reads {
+        changed |= match read.await {
+            Ok((data, _)) => k.mirror.set(&path, data),
+            Err(zk::Error::NoNode) => remove(k, &path),
+            Err(_) if deleted => remove(k, &path),
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "cannot read a changed node: re-read on reconnect");
+                false
+            }
+        };
+    }
+    changed
+}
+
+/// The paths of node events, each once, in the order they first changed, with
+/// whether the last event of each was a deletion.
+fn last_per_path(events: Vec<WatchedEvent>) -> Vec<(String, bool)> {
+    let mut last: Vec<(String, bool)> = Vec::with_capacity(events.len());
+    let mut at: HashMap<String, usize> = HashMap::with_capacity(events.len());
+    for ev in events {
+        tracing::debug!(?ev, "watch event");
+        let deleted = match ev.event_type {
+            EventType::NodeCreated | EventType::NodeDataChanged => false,
+            EventType::NodeDeleted => true,
+            EventType::NodeChildrenChanged | EventType::Session => continue,
+        };
+        match at.get(&ev.path) {
+            Some(&i) => last[i].1 = deleted,
+            None => {
+                at.insert(ev.path.clone(), last.len());
+                last.push((ev.path, deleted));
+            }
         }
     }
+    last
 }
 
 /// Drops `path` from the mirror; whether it changed.
@@ -747,5 +780,32 @@ async fn deregister(client: &zk::Client, k: &mut Keeper) -> bool {
             tracing::warn!(%path, error = %e, "cannot delete the provider node: it goes with the session");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_each_path_once_and_keeps_its_last_event() {
+        let ev = |t, p: &str| WatchedEvent::new(t, p);
+        let batch = vec![
+            ev(EventType::NodeDataChanged, "/a/config/k"),
+            ev(EventType::NodeCreated, "/a/providers/h:1"),
+            ev(EventType::NodeDataChanged, "/a/config/k"),
+            ev(EventType::NodeChildrenChanged, "/a/config"),
+            ev(EventType::NodeDeleted, "/a/config/k"),
+            ev(EventType::NodeDeleted, "/a/providers/h:2"),
+            ev(EventType::NodeCreated, "/a/providers/h:2"),
+        ];
+        let last = last_per_path(batch);
+        let want = [
+            ("/a/config/k", true),
+            ("/a/providers/h:1", false),
+            ("/a/providers/h:2", false),
+        ];
+        let want: Vec<_> = want.iter().map(|&(p, d)| (p.to_string(), d)).collect();
+        assert_eq!(last, want);
     }
 }

@@ -2,7 +2,9 @@
 //! ensemble on free loopback ports, stopped on drop; and a blocking client to look
 //! at it and change it the way an operator's tool would.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -260,6 +262,17 @@ fn cli_text(bytes: &[u8]) -> String {
         .join("\n")
 }
 
+/// One write of [`Zk::pipelined`].
+#[derive(Debug)]
+pub enum Write<'a> {
+    /// Sets an existing node's data.
+    Set(&'a str, Vec<u8>),
+    /// Creates an ephemeral node of the client's session.
+    Ephemeral(&'a str, Vec<u8>),
+    /// Deletes a node.
+    Delete(&'a str),
+}
+
 /// A blocking ZooKeeper client.
 pub struct Zk {
     rt: tokio::runtime::Runtime,
@@ -330,6 +343,39 @@ impl Zk {
                 self.client.mkdir(parent, &dir).await.unwrap();
             }
             self.client.create(path, b"", &locked).await.unwrap();
+        });
+    }
+
+    /// Sends `writes` at once, each without waiting for the one before
+    /// (ZooKeeper applies a session's requests in order), then waits for every
+    /// answer.
+    pub fn pipelined(&self, writes: &[Write]) {
+        type Answer<'a> = Pin<Box<dyn Future<Output = Result<(), zk::Error>> + Send + 'a>>;
+        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let c = &self.client;
+        // Each request goes out as its future is made.
+        let answers: Vec<Answer> = writes
+            .iter()
+            .map(|w| -> Answer {
+                match w {
+                    Write::Set(p, d) => {
+                        let f = c.set_data(p, d, None);
+                        Box::pin(async move { f.await.map(drop) })
+                    }
+                    Write::Ephemeral(p, d) => {
+                        let f = c.create(p, d, &ephemeral);
+                        Box::pin(async move { f.await.map(drop) })
+                    }
+                    Write::Delete(p) => Box::pin(c.delete(p, None)),
+                }
+            })
+            .collect();
+        self.rt.block_on(async {
+            for (w, answer) in writes.iter().zip(answers) {
+                if let Err(e) = answer.await {
+                    panic!("{w:?}: {e}");
+                }
+            }
         });
     }
 
