@@ -30,6 +30,10 @@ const RETRY_REGISTER: Duration = Duration::from_millis(200);
 /// The longest wait between connect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long to wait before trying a server too old to watch again (it may be
+/// upgraded, or the next connect may reach a newer one of its ensemble).
+const TOO_OLD_RETRY: Duration = Duration::from_secs(30);
+
 /// How often a session looks whether its TLS files changed, for the client's
 /// next connection (a reconnect to another server); each connect attempt
 /// without a session looks too.
@@ -83,6 +87,7 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
                     End::TooOld => {
                         // Nothing was read: a start serves its disk cache now.
                         boot = booting.map(|_| tokio::time::Instant::now());
+                        backoff = TOO_OLD_RETRY;
                         format!(
                             "ZooKeeper at {hosts} does not know addWatch: {}",
                             auth::TOO_OLD
