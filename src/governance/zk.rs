@@ -44,7 +44,7 @@ enum End {
     /// Expired or closed by the server: build a new one.
     Lost,
     /// The server does not know `addWatch` (ZooKeeper before 3.6): try again
-    /// later, as after a failed connect, in case the ensemble is upgraded.
+    /// after [`TOO_OLD_RETRY`].
     TooOld,
     /// Nobody can ask anything any more.
     Stopped,

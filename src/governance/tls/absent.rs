@@ -31,23 +31,20 @@ impl ZkTls {
     pub fn has_identity(&self) -> bool {
         match self.0 {}
     }
+
+    /// Never called: there are no TLS settings to connect with.
+    pub(crate) async fn connect(
+        &self,
+        _connector: zk::Connector,
+        _hosts: &str,
+    ) -> Result<zk::Client, zk::Error> {
+        match self.0 {}
+    }
 }
 
 /// Never called: there are no TLS settings to try.
 pub(crate) fn diagnose(_hosts: &str, tls: &ZkTls, _timeout: Duration) -> Option<String> {
     match tls.0 {}
-}
-
-/// Connects `connector` to `hosts` in plain TCP.
-pub(crate) async fn connect(
-    connector: zk::Connector,
-    hosts: &str,
-    tls: Option<&ZkTls>,
-) -> Result<zk::Client, zk::Error> {
-    match tls {
-        Some(t) => match t.0 {},
-        None => connector.connect(hosts).await,
-    }
 }
 
 #[cfg(test)]

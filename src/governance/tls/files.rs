@@ -156,6 +156,20 @@ impl ZkTls {
         }
     }
 
+    /// Connects `connector` to `hosts` over TLS (every host, but those written
+    /// `tcp://HOST:PORT`), the files read again first when they changed.
+    pub(crate) async fn connect(
+        &self,
+        connector: zk::Connector,
+        hosts: &str,
+    ) -> Result<zk::Client, zk::Error> {
+        self.reload();
+        connector
+            .with_tls(self.options())
+            .secure_connect(hosts)
+            .await
+    }
+
     /// The options for zookeeper-client, which follow [`ZkTls::reload`].
     fn options(&self) -> zk::TlsOptions {
         zk::TlsOptions::new().with_certs(self.certs.clone())
@@ -246,23 +260,6 @@ fn first_tls_host(hosts: &str) -> Option<(String, u16)> {
     let (host, port) = crate::governance::connect::host_and_port(entry.split('/').next()?)?;
     let port = port.map_or(Some(2181), |p| p.parse().ok())?;
     Some((host.to_string(), port))
-}
-
-/// Connects `connector` to `hosts`: over TLS with `tls` (every host, but those
-/// written `tcp://HOST:PORT`; its files read again first when they changed), else
-/// in plain TCP.
-pub(crate) async fn connect(
-    connector: zk::Connector,
-    hosts: &str,
-    tls: Option<&ZkTls>,
-) -> Result<zk::Client, zk::Error> {
-    match tls {
-        Some(t) => {
-            t.reload();
-            connector.with_tls(t.options()).secure_connect(hosts).await
-        }
-        None => connector.connect(hosts).await,
-    }
 }
 
 #[cfg(test)]

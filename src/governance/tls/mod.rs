@@ -12,15 +12,17 @@ mod absent;
 mod files;
 
 #[cfg(not(feature = "zk-tls"))]
-pub use absent::ZkTls;
+pub(crate) use absent::diagnose;
 #[cfg(not(feature = "zk-tls"))]
-pub(crate) use absent::{connect, diagnose};
+pub use absent::ZkTls;
+#[cfg(feature = "zk-tls")]
+pub(crate) use files::diagnose;
 #[cfg(feature = "zk-tls")]
 pub use files::ZkTls;
-#[cfg(feature = "zk-tls")]
-pub(crate) use files::{connect, diagnose};
 
 use std::path::Path;
+
+use zookeeper_client as zk;
 
 impl ZkTls {
     /// From a command line's `--zk-tls-ca`, `--zk-tls-cert` and `--zk-tls-key`:
@@ -42,6 +44,18 @@ impl ZkTls {
             }
             None => Ok(None),
         }
+    }
+}
+
+/// Connects `connector` to `hosts`: over TLS with `tls`, else in plain TCP.
+pub(crate) async fn connect(
+    connector: zk::Connector,
+    hosts: &str,
+    tls: Option<&ZkTls>,
+) -> Result<zk::Client, zk::Error> {
+    match tls {
+        Some(t) => t.connect(connector, hosts).await,
+        None => connector.connect(hosts).await,
     }
 }
 
