@@ -74,14 +74,14 @@ launch() {
     # Netty (for --tls) also needs its codec and resolver, which the jar's
     # manifest leaves out.
     local n=$1 cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar"
-    local jaas=()
-    [ -f "$n/../jaas.conf" ] && jaas=("-Djava.security.auth.login.config=$n/../jaas.conf")
+    local flags=()
+    [ -f "$n/../jaas.conf" ] && flags=("-Djava.security.auth.login.config=$n/../jaas.conf")
     if [ -f "$n/release-jar" ]; then
         # 3.4 logs through slf4j-simple; its log4j JMX beans are left out.
         cp="$(cat "$n/release-jar"):/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/log4j-1.2.jar"
-        jaas=(-Dzookeeper.jmx.log4j.disable=true)
+        flags=(-Dzookeeper.jmx.log4j.disable=true)
     fi
-    nohup java -Xmx256m "${jaas[@]}" -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
+    nohup java -Xmx256m "${flags[@]}" -Dzookeeper.log.dir="$n" -Dzookeeper.root.logger=INFO,CONSOLE \
         -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
         -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$n/zoo.cfg" \
         >>"$n/server.log" 2>&1 &
@@ -124,7 +124,9 @@ release_jar() {
         [ -n "$file" ] || { echo "zk.sh: cannot download ZooKeeper 3.4 (Debian bullseye's libzookeeper-java)" >&2; exit 1; }
         rm -rf "$cache/x"
         dpkg-deb -x "$cache/zk.deb" "$cache/x"
-        cp "$(find "$cache/x" -name 'zookeeper-3.4*.jar' | head -1)" "$jar"
+        # Whole or not at all: an interrupted copy leaves no jar to start from.
+        cp "$(find "$cache/x" -name 'zookeeper-3.4*.jar' | head -1)" "$jar.tmp"
+        mv "$jar.tmp" "$jar"
         rm -rf "$cache/x" "$cache/zk.deb"
     fi
     echo "$jar"
