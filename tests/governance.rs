@@ -1336,6 +1336,21 @@ fn a_zookeeper_older_than_3_6_is_named_and_not_hammered() {
     );
 }
 
+/// A ZooKeeper that closes every new connection at once, as it does to a client
+/// host over its maxClientCnxns (here 1, held by another client): the CLI's line
+/// and the demo's `/governance` say so; before, both said only "no answer within
+/// 3s".
+#[test]
+fn a_zookeeper_that_takes_no_more_connections_from_this_host_is_named() {
+    let zk = ZooKeeper::start_max_conns(1);
+    let _held = zk.client();
+    let why = "closes new connections at once (ZooKeeper does so to a client host over its maxClientCnxns";
+    let (ok, _, err) = ringsoa(&["registry", "ls", "--zk", &zk.connect]);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(!ok && first.contains(why), "{err}");
+    serves_without_a_session(&zk.connect, "max-conns", &[], why);
+}
+
 /// A storm of changes sent at once: 5,000 writes of one value, 300 providers
 /// appearing and 100 of them replaced in place (deleted and created again, as a
 /// handover does). The demo ends holding what ZooKeeper holds, its events applied

@@ -3,6 +3,7 @@
 # and tests. Installs the package when missing.
 #
 #   tools/zk.sh start  [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl] [--release 3.4]
+#                      [--max-conns N]
 #       starts one server (or an N-node ensemble) with its data under DIR (default
 #       target/zk), client ports PORT, PORT+1, … (default 2181), waits until every
 #       node answers `ruok` with `imok` (and the ensemble has a leader), and prints the
@@ -19,6 +20,8 @@
 #       With --release 3.4, the nodes run ZooKeeper 3.4.13 instead, from Debian
 #       bullseye's libzookeeper-java (downloaded once into target/zk-3.4), for
 #       tests of what an older ensemble does to ringsoa (not with --tls or --sasl).
+#       With --max-conns N, each node serves at most N connections from one client
+#       host (maxClientCnxns; default 0, no limit) and closes more at once.
 #   tools/zk.sh stop   [--dir DIR]    stops every node started under DIR, by PID
 #   tools/zk.sh start-node K [--dir DIR]   starts node K again (after a test killed it)
 #   tools/zk.sh status [--dir DIR]    prints each node's port, PID and mode
@@ -38,6 +41,7 @@ nodes=1
 tls=""
 sasl=""
 release=""
+max_conns=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
     --tls) tls=1; shift ;;
     --sasl) sasl=1; shift ;;
     --release) release=$2; shift 2 ;;
+    --max-conns) max_conns=$2; shift 2 ;;
     *) echo "zk.sh: unknown argument $1 (see the header of tools/zk.sh)" >&2; exit 2 ;;
     esac
 done
@@ -206,7 +211,7 @@ start() {
             echo "dataDir=$n/data"
             echo "clientPort=$p"
             echo "clientPortAddress=127.0.0.1"
-            echo "maxClientCnxns=0"
+            echo "maxClientCnxns=$max_conns"
             echo "minSessionTimeout=1000"
             echo "4lw.commands.whitelist=*"
             echo "admin.enableServer=false"
@@ -275,5 +280,5 @@ start) start ;;
 start-node) start_node ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl] [--release 3.4]" >&2; exit 2 ;;
+*) echo "usage: tools/zk.sh install|start|stop|status|start-node K [--dir DIR] [--port PORT] [--ensemble N] [--tls] [--sasl] [--release 3.4] [--max-conns N]" >&2; exit 2 ;;
 esac

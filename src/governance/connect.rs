@@ -1,6 +1,13 @@
 //! The ZooKeeper connect string, `HOST[:PORT][,HOST[:PORT]…][/CHROOT]`, checked
 //! before use: a malformed one is a setting to fix, refused at start with one line,
-//! not a ZooKeeper to retry for ever.
+//! not a ZooKeeper to retry for ever. And [`diagnose`], which says why no session
+//! can be made where zookeeper-client does not.
+
+use std::io::{ErrorKind, Read};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use super::tls::{self, ZkTls};
 
 /// Checks `hosts` as zookeeper-client reads it: comma-separated `host:port` (port
 /// 2181 when left out; `[v6]:port`; a `tcp://` prefix allowed), the last one
@@ -57,6 +64,55 @@ pub(crate) fn host_and_port(entry: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
+/// The host and port (2181 when left out) of the first entry of `hosts` that
+/// `pick` takes, given the entry as written.
+pub(crate) fn first_host(hosts: &str, pick: impl Fn(&str) -> bool) -> Option<(String, u16)> {
+    let (list, _) = split_chroot(hosts);
+    let entry = list.split(',').find(|e| pick(e))?;
+    let (host, port) = host_and_port(entry)?;
+    let port = port.map_or(Some(2181), |p| p.parse().ok())?;
+    Some((host.to_string(), port))
+}
+
+/// Why no session can be made with `hosts`, found by making one connection as
+/// the client does (zookeeper-client only reports "no available hosts", or a
+/// connect that never ends): with `tls`, why the TLS handshake fails
+/// ([`tls::diagnose`]); in plain TCP, a server that closes every new connection
+/// at once. `None` when nothing of the kind shows, or the host cannot be reached
+/// at all. Blocks for at most `timeout` (1 s at most in plain TCP: a server
+/// that answers at all accepts in far less) to connect, and as long as
+/// `timeout` again (2 s at most) to see the connection closed.
+pub(crate) fn diagnose(hosts: &str, tls: Option<&ZkTls>, timeout: Duration) -> Option<String> {
+    if let Some(t) = tls {
+        return tls::diagnose(hosts, t, timeout);
+    }
+    let (host, port) = first_host(hosts, |e| !e.starts_with("tcp+tls://"))?;
+    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+    let connect = timeout.min(Duration::from_secs(1));
+    // A server waits for the session request; one that will not serve this
+    // client closes the connection unasked: at once (so fast, now and then,
+    // that the connect itself reports it, as a broken pipe), or after a moment
+    // when its JVM is busy.
+    let reset = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+        )
+    };
+    let closed = match TcpStream::connect_timeout(&addr, connect) {
+        Err(e) => reset(&e),
+        Ok(mut sock) => {
+            sock.set_read_timeout(Some(timeout.min(Duration::from_secs(2))))
+                .ok()?;
+            match sock.read(&mut [0u8; 1]) {
+                Ok(n) => n == 0,
+                Err(e) => reset(&e),
+            }
+        }
+    };
+    closed.then(|| format!("{host}:{port} closes new connections at once (ZooKeeper does so to a client host over its maxClientCnxns connections, 60 by default; its log then says \"Too many connections\")"))
+}
+
 fn check_host(entry: &str) -> Result<(), String> {
     let (host, port) = host_and_port(entry).ok_or_else(|| format!("{entry:?} is not HOST:PORT"))?;
     if host.is_empty() || host.contains(['/', ' ']) {
@@ -86,7 +142,7 @@ fn check_chroot(path: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, first_host};
     use crate::governance::{Backend, Governance, GovernanceOptions};
 
     #[test]
@@ -118,6 +174,15 @@ mod tests {
             let e = check(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
+        let first = |h, tls: bool| {
+            let pick = |e: &str| !e.starts_with(if tls { "tcp://" } else { "tcp+tls://" });
+            first_host(h, pick).map(|(h, p)| format!("{h} {p}"))
+        };
+        assert_eq!(first("a:1,b:2/chroot", true).unwrap(), "a 1");
+        assert_eq!(first("tcp://a:1,tcp+tls://b/c", true).unwrap(), "b 2181");
+        assert_eq!(first("tcp+tls://a:1,tcp://b/c", false).unwrap(), "b 2181");
+        assert_eq!(first("[::1]:3", false).unwrap(), "::1 3");
+        assert_eq!(first("tcp://a:1", true), None);
         // A library user gets the same refusal at start.
         let zk = Backend::ZooKeeper("h:2181/a//b".into());
         let e = Governance::start(GovernanceOptions::new("app", "c", zk)).err();

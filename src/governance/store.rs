@@ -72,9 +72,9 @@ impl Store {
             Ok(Err(e)) => auth::connect_error(&e, hosts, auth),
             Err(_) => format!("cannot reach ZooKeeper at {hosts}: no answer within {timeout:?}"),
         };
-        // A tool waits for its answer: the TLS check may block it.
-        match tls.and_then(|t| tls::diagnose(hosts, t, timeout)) {
-            Some(tls) => Err(format!("{why}; {tls}")),
+        // A tool waits for its answer: the probe may block it.
+        match super::connect::diagnose(hosts, tls, timeout) {
+            Some(cause) => Err(format!("{why}; {cause}")),
             None => Err(why),
         }
     }

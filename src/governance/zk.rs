@@ -14,6 +14,7 @@ use zookeeper_client as zk;
 use zookeeper_client::{AddWatchMode, CreateMode, EventType, SessionState, WatchedEvent};
 
 use super::auth::{self, ZkAuth};
+use super::connect;
 use super::keeper::Keeper;
 use super::layout::Layout;
 use super::registrar::ping;
@@ -64,8 +65,9 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
     let mut boot = Some(tokio::time::Instant::now() + opts.boot_wait);
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
-    // Why TLS fails, when it does (found at the failures that are logged).
-    let mut tls_failure: Option<String> = None;
+    // Why no session can be made, when a probe finds it (at the failures that
+    // are logged).
+    let mut cause: Option<String> = None;
     loop {
         let connector = auth::connector(opts.session_timeout, &opts.auth);
         let connect = tls::connect(connector, &hosts, opts.tls.as_ref());
@@ -73,9 +75,11 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
         let Some(connected) = offline(&mut k, &mut commands, &mut boot, connect).await else {
             return;
         };
+        // Whether a probe may say more (not when the session said why).
+        let mut probe = true;
         let why = match connected {
             Ok(Ok(client)) => {
-                tls_failure = None;
+                cause = None;
                 let booting = boot.take();
                 match session(&mut k, client, &mut commands).await {
                     End::Lost => {
@@ -88,6 +92,7 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
                         // Nothing was read: a start serves its disk cache now.
                         boot = booting.map(|_| tokio::time::Instant::now());
                         backoff = TOO_OLD_RETRY;
+                        probe = false;
                         format!(
                             "ZooKeeper at {hosts} does not know addWatch: {}",
                             auth::TOO_OLD
@@ -103,16 +108,17 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
         };
         failures += 1;
         let loud = failures == 1 || failures % 10 == 0;
-        if let (true, Some(tls)) = (loud, opts.tls.clone()) {
-            let (at, wait) = (hosts.clone(), opts.connect_timeout);
-            let probe = tokio::task::spawn_blocking(move || tls::diagnose(&at, &tls, wait));
+        if loud && probe {
+            let (at, wait, tls) = (hosts.clone(), opts.connect_timeout, opts.tls.clone());
+            let probe =
+                tokio::task::spawn_blocking(move || connect::diagnose(&at, tls.as_ref(), wait));
             let Some(found) = offline(&mut k, &mut commands, &mut boot, probe).await else {
                 return;
             };
-            tls_failure = found.ok().flatten();
+            cause = found.ok().flatten();
         }
-        let why = match &tls_failure {
-            Some(tls) => format!("{why}; {tls}"),
+        let why = match &cause {
+            Some(cause) => format!("{why}; {cause}"),
             None => why,
         };
         k.status(|s| s.error = Some(why.clone()));

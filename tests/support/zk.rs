@@ -53,6 +53,12 @@ impl ZooKeeper {
         Self::start_with(1, &["--release", "3.4"])
     }
 
+    /// Starts one server that serves at most `n` connections from a client host
+    /// and closes more at once (`tools/zk.sh --max-conns`, its maxClientCnxns).
+    pub fn start_max_conns(n: usize) -> ZooKeeper {
+        Self::start_with(1, &["--max-conns", &n.to_string()])
+    }
+
     /// The TLS connect string of a server started by [`ZooKeeper::start_tls`].
     pub fn secure_connect(&self) -> String {
         std::fs::read_to_string(self.dir.join("secure_connect"))

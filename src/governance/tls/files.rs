@@ -11,6 +11,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zookeeper_client as zk;
 
+use crate::governance::connect;
+
 /// TLS settings for ZooKeeper sessions, read from PEM files at start and again
 /// when one of them changes ([`ZkTls::reload`]). With them, every host of the
 /// connect string is reached over TLS (a `tcp://HOST:PORT` entry stays plain); the
@@ -221,7 +223,7 @@ fn rustls_config(pems: &Pems) -> Result<Arc<rustls::ClientConfig>, String> {
 /// reached at all, so the cause lies elsewhere. Blocks for at most `timeout` a
 /// step.
 pub(crate) fn diagnose(hosts: &str, tls: &ZkTls, timeout: Duration) -> Option<String> {
-    let (host, port) = first_tls_host(hosts)?;
+    let (host, port) = connect::first_host(hosts, |e| !e.starts_with("tcp://"))?;
     let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
     let mut sock = TcpStream::connect_timeout(&addr, timeout).ok()?;
     sock.set_read_timeout(Some(timeout)).ok()?;
@@ -252,16 +254,6 @@ pub(crate) fn diagnose(hosts: &str, tls: &ZkTls, timeout: Duration) -> Option<St
     None
 }
 
-/// The host and port of the first entry of `hosts` reached over TLS with TLS
-/// settings (any but `tcp://` ones).
-fn first_tls_host(hosts: &str) -> Option<(String, u16)> {
-    let entry = hosts.split(',').find(|e| !e.starts_with("tcp://"))?;
-    let entry = entry.strip_prefix("tcp+tls://").unwrap_or(entry);
-    let (host, port) = crate::governance::connect::host_and_port(entry.split('/').next()?)?;
-    let port = port.map_or(Some(2181), |p| p.parse().ok())?;
-    Some((host.to_string(), port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,14 +275,5 @@ mod tests {
         assert!(e.contains("holds no usable PEM certificate"), "{e}");
         assert!(!e.contains('\n'), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_first_tls_host_is_found() {
-        let first = |h| first_tls_host(h).map(|(h, p)| format!("{h} {p}"));
-        assert_eq!(first("a:1,b:2/chroot").unwrap(), "a 1");
-        assert_eq!(first("tcp://a:1,tcp+tls://b/c").unwrap(), "b 2181");
-        assert_eq!(first("[::1]:3").unwrap(), "::1 3");
-        assert_eq!(first("tcp://a:1"), None);
     }
 }
