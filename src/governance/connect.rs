@@ -1,6 +1,6 @@
 //! The ZooKeeper connect string, `HOST[:PORT][,HOST[:PORT]…][/CHROOT]`, checked
 //! before use: a malformed one is a setting to fix, refused at start with one line,
-//! not a ZooKeeper to retry for ever. And [`diagnose`], which says why no session
+//! not a ZooKeeper to retry for ever. And `diagnose`, which says why no session
 //! can be made where zookeeper-client does not.
 
 use std::io::{ErrorKind, Read};
