@@ -59,8 +59,8 @@ impl Store {
             .map_err(|e| format!("ZooKeeper connect string {hosts:?}: {e}"))?;
         tls::require(hosts, tls)?;
         let connector = auth::connector(Duration::from_secs(6), auth).with_fail_eagerly();
-        let connect = tls::connect(connector, hosts, tls);
-        let why = match tokio::time::timeout(timeout, connect).await {
+        let attempt = tls::connect(connector, hosts, tls);
+        let why = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(client)) => {
                 return Ok(Store::ZooKeeper {
                     client,

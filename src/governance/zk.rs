@@ -70,9 +70,9 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
     let mut cause: Option<String> = None;
     loop {
         let connector = auth::connector(opts.session_timeout, &opts.auth);
-        let connect = tls::connect(connector, &hosts, opts.tls.as_ref());
-        let connect = tokio::time::timeout(opts.connect_timeout, connect);
-        let Some(connected) = offline(&mut k, &mut commands, &mut boot, connect).await else {
+        let attempt = tls::connect(connector, &hosts, opts.tls.as_ref());
+        let attempt = tokio::time::timeout(opts.connect_timeout, attempt);
+        let Some(connected) = offline(&mut k, &mut commands, &mut boot, attempt).await else {
             return;
         };
         // Whether a probe may say more (not when the session said why).
