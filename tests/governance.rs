@@ -1294,7 +1294,7 @@ fn a_zookeeper_that_requires_a_sasl_login_is_logged_into() {
 /// persistent watches, and drops the connection of a request it does not know.
 /// The demo says so in one line, serves what its disk cache holds and tries again
 /// 30 s later; before, it re-watched on every reconnect in a tight
-/// loop (some 90,000 log lines in 18 s, thousands of reconnects a second). A CLI
+/// loop, reconnecting without a pause (some 90,000 log lines in 18 s). A CLI
 /// write says what the server lacks.
 #[test]
 fn a_zookeeper_older_than_3_6_is_named_and_not_hammered() {
