@@ -1766,6 +1766,75 @@ fn bad_values_and_bad_cache_dirs_are_logged_and_serving_goes_on() {
     ));
 }
 
+/// Thousands of nodes in another format (some tool writing its own), read at
+/// start or arriving in a burst of changes, log one line per reason, naming the
+/// first node and counting the rest, not a line each (2,500 lines at start before).
+#[test]
+fn thousands_of_bad_nodes_log_a_line_per_reason_not_a_line_each() {
+    use support::zk::Write;
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("many-bad");
+    let config = "/ringsoa/apps/ringsoa-demo/config";
+    zkc.set(&format!("{config}/good"), b"1");
+    zkc.set(&format!("{PROVIDERS}/bad-0"), b"{not json");
+    let bad = |from: usize, n: usize| -> Vec<String> {
+        (from..from + n)
+            .map(|i| format!("{PROVIDERS}/bad-{i}"))
+            .collect()
+    };
+    let binary: Vec<String> = (0..500).map(|i| format!("{config}/bin-{i}")).collect();
+    let first = bad(1, 1999);
+    let mut writes: Vec<Write> = first
+        .iter()
+        .map(|p| Write::Ephemeral(p, b"{not json".to_vec()))
+        .collect();
+    writes.extend(binary.iter().map(|p| Write::Ephemeral(p, vec![0xff, 0xfe])));
+    zkc.pipelined(&writes);
+
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    g.wait_view("/config", "the good value", |c| c["good"] == "1");
+    // Warnings only: the tests' log has debug lines too, where each node is named.
+    let count = |log: &str, what: &str| {
+        let warns = log.lines().filter(|l| l.contains(" WARN "));
+        warns.filter(|l| l.contains(what)).count()
+    };
+    wait(Duration::from_secs(5), "the start's lines", || {
+        let log = g.log_text();
+        log.contains(&format!("1999 more nodes of {PROVIDERS} left out"))
+            && log.contains(&format!("499 more nodes of {config} left out"))
+    });
+    let log = g.log_text();
+    assert_eq!(count(&log, "provider node is not valid JSON"), 1, "{log}");
+    assert_eq!(count(&log, "value is not UTF-8"), 1, "{log}");
+    let names = count(&log, "path=");
+
+    // A burst of 1,000 more, taken as one batch: the process is stopped while
+    // ZooKeeper queues their events (well within its session timeout).
+    let burst = bad(2000, 1000);
+    let mut writes: Vec<Write> = burst
+        .iter()
+        .map(|p| Write::Ephemeral(p, b"[]".to_vec()))
+        .collect();
+    let good = format!("{config}/good");
+    writes.push(Write::Set(&good, b"2".to_vec()));
+    g.demo.signal("STOP");
+    zkc.pipelined(&writes);
+    std::thread::sleep(Duration::from_millis(300));
+    g.demo.signal("CONT");
+    g.wait_view("/config", "the value after the burst", |c| c["good"] == "2");
+    wait(Duration::from_secs(5), "the burst's line", || {
+        count(&g.log_text(), "provider node is not valid JSON") > 1
+    });
+    let log = g.log_text();
+    let lines = count(&log, "provider node is not valid JSON");
+    assert!(lines <= 3, "{lines} lines for a burst of 1,000: {log}");
+    assert!(count(&log, "path=") - names <= 3, "{log}");
+    assert!(g.get("/registry")[APP]["main"]
+        .as_array()
+        .is_some_and(|l| l.len() == 1));
+}
+
 #[test]
 fn a_chroot_in_the_connect_string_is_created_and_a_refused_registration_logs_without_flooding() {
     let zk = ZooKeeper::start(1);

@@ -190,6 +190,7 @@ fn apply(k: &mut Keeper, folders: &Folders) {
             k.status(|s| s.registered = Some(path));
         }
     }
+    k.mirror.log_ignored("the state file");
 }
 
 /// Adds the registration once the health check passes; whether it did.

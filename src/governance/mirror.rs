@@ -3,8 +3,9 @@
 //! their children as last read, and the [`Snapshot`] they make.
 //!
 //! Every value is checked as it comes in: a value that is not UTF-8, a switch that
-//! is not on, off or JSON, or a provider node that is not valid JSON, is logged
-//! once and left out; the rest stands. A provider named by a host name is in the
+//! is not on, off or JSON, or a provider node that is not valid JSON, is left out
+//! and noted ([`Ignored`]), to be logged by the caller for the whole read; the rest
+//! stands. A provider named by a host name is in the
 //! snapshot once [`super::resolver`] has found its address.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::ignored::{Ignored, Why};
 use super::layout::{Kind, Layout};
 use crate::control::{Provider, ServiceName, Snapshot, Source, Switch, MAX_SERVICES};
 
@@ -50,6 +52,8 @@ pub struct Mirror {
     fresh: Vec<Name>,
     /// The service limit was reached (logged once).
     full: bool,
+    /// The nodes left out since the last [`Mirror::log_ignored`].
+    ignored: Ignored,
 }
 
 /// The disk cache's form of a mirror: folder path → child → value.
@@ -73,6 +77,7 @@ impl Mirror {
             addrs: HashMap::new(),
             fresh: Vec::new(),
             full: false,
+            ignored: Ignored::default(),
         };
         for c in [None, Some(cluster)] {
             for kind in [Kind::Config, Kind::Switches] {
@@ -143,18 +148,28 @@ impl Mirror {
         folder.loaded = true;
         folder.children = children
             .into_iter()
-            .filter_map(|(name, data)| {
-                let value = check(
-                    folder.kind,
-                    &format!("{path}/{name}"),
-                    &name,
-                    data,
-                    &self.addrs,
-                )?;
-                note_fresh(&mut self.fresh, &self.addrs, &value);
-                Some((name, value))
+            .filter_map(|(name, data)| match check(folder.kind, data, &self.addrs) {
+                Ok(value) => {
+                    note_fresh(&mut self.fresh, &self.addrs, &value);
+                    Some((name, value))
+                }
+                Err(why) => {
+                    self.ignored.note(format!("{path}/{name}"), why);
+                    None
+                }
             })
             .collect();
+    }
+
+    /// Notes a node left out by the caller (one nested below a child).
+    pub fn ignore(&mut self, path: String, why: Why) {
+        self.ignored.note(path, why);
+    }
+
+    /// Logs the nodes left out since the last call, a line per reason (`within`:
+    /// where they were read); how many there were.
+    pub fn log_ignored(&mut self, within: &str) -> usize {
+        self.ignored.log(within)
     }
 
     /// The folder and child name of `path`, when it is a child of a followed folder.
@@ -184,14 +199,17 @@ impl Mirror {
         };
         let (folder, child) = (folder.to_string(), child.to_string());
         let f = self.folders.get_mut(&folder).expect("split found it");
-        match check(f.kind, path, &child, data, &self.addrs) {
-            Some(v) => {
+        match check(f.kind, data, &self.addrs) {
+            Ok(v) => {
                 note_fresh(&mut self.fresh, &self.addrs, &v);
                 let same = f.children.get(&child).is_some_and(|old| old.raw == v.raw);
                 f.children.insert(child, v);
                 !same
             }
-            None => f.children.remove(&child).is_some(),
+            Err(why) => {
+                self.ignored.note(path.into(), why);
+                f.children.remove(&child).is_some()
+            }
         }
     }
 
@@ -339,6 +357,7 @@ impl Mirror {
             let children = children.into_iter().map(|(k, v)| (k, v.into_bytes()));
             self.replace(&path, children.collect());
         }
+        self.log_ignored("the disk cache");
     }
 
     /// The service whose providers folder `path` is.
@@ -378,42 +397,27 @@ fn note_fresh(fresh: &mut Vec<Name>, addrs: &HashMap<Name, Option<SocketAddr>>, 
 /// looked up for it in `addrs` (none yet: the lookup happens off this thread).
 fn check(
     kind: Kind,
-    path: &str,
-    name: &str,
     data: Vec<u8>,
     addrs: &HashMap<Name, Option<SocketAddr>>,
-) -> Option<Value> {
-    let raw = match String::from_utf8(data) {
-        Ok(s) => s,
-        Err(_) => {
-            tracing::warn!(%path, "value is not UTF-8: ignored");
-            return None;
-        }
-    };
+) -> Result<Value, Why> {
+    let raw = String::from_utf8(data).map_err(|_| Why::NotUtf8)?;
     let provider = match kind {
-        Kind::Providers => match serde_json::from_str::<Provider>(&raw) {
-            Ok(mut p) => {
-                p.addr = match p.host.parse::<IpAddr>() {
-                    Ok(ip) => Some(SocketAddr::new(ip, p.port)),
-                    Err(_) => addrs.get(&(p.host.clone(), p.port)).copied().flatten(),
-                };
-                Some(p)
-            }
-            Err(e) => {
-                tracing::warn!(%path, node = name, error = %e, "provider node is not valid JSON {{\"host\",\"port\",…}}: ignored");
-                return None;
-            }
-        },
+        Kind::Providers => {
+            let mut p = serde_json::from_str::<Provider>(&raw)
+                .map_err(|e| Why::NotProvider(e.to_string()))?;
+            p.addr = match p.host.parse::<IpAddr>() {
+                Ok(ip) => Some(SocketAddr::new(ip, p.port)),
+                Err(_) => addrs.get(&(p.host.clone(), p.port)).copied().flatten(),
+            };
+            Some(p)
+        }
         Kind::Switches => {
-            if let Err(e) = Switch::parse(&raw) {
-                tracing::warn!(%path, "{e}: ignored");
-                return None;
-            }
+            Switch::parse(&raw).map_err(Why::NotSwitch)?;
             None
         }
         Kind::Config => None,
     };
-    Some(Value { raw, provider })
+    Ok(Value { raw, provider })
 }
 
 #[cfg(test)]
@@ -465,6 +469,7 @@ mod tests {
         // A cluster's switch that is not one: left out, so the app-wide value stands.
         assert!(m.set("/r/apps/demo/switches/s", b"on".to_vec()));
         assert!(!m.set("/r/apps/demo/clusters/main/switches/s", b"maybe".to_vec()));
+        assert_eq!(m.log_ignored("the test"), 4, "each one noted");
         let snap = m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
         let ps = snap.providers(&svc).unwrap();
         assert_eq!(ps.len(), 1);

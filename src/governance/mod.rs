@@ -3,8 +3,9 @@
 //! immutable snapshots.
 //!
 //! - [`layout`]: where things live in ZooKeeper.
-//! - `mirror`: the followed folders and the snapshot they make; `cache`: the disk
-//!   cache; [`state_file`]: the TOML file used without ZooKeeper.
+//! - `mirror`: the followed folders and the snapshot they make; `ignored`: the
+//!   nodes it leaves out, logged a few lines at a time; `cache`: the disk cache;
+//!   [`state_file`]: the TOML file used without ZooKeeper.
 //! - [`connect`]: the ZooKeeper connect string, checked before use.
 //! - `keeper`: what both backends share — the mirror, publishing to the cores, the
 //!   wanted registration; `zk`: the ZooKeeper session loop; `file`: the state-file
@@ -17,6 +18,7 @@ mod auth;
 mod cache;
 pub mod connect;
 mod file;
+mod ignored;
 mod keeper;
 pub mod layout;
 mod mirror;

@@ -15,8 +15,10 @@ use zookeeper_client::{AddWatchMode, CreateMode, EventType, SessionState, Watche
 
 use super::auth::{self, ZkAuth};
 use super::connect;
+use super::ignored::Why;
 use super::keeper::Keeper;
 use super::layout::Layout;
+use super::mirror::Mirror;
 use super::registrar::ping;
 use super::tls::{self, ZkTls};
 use super::Command;
@@ -290,8 +292,7 @@ async fn session(
                         if watches.add(&client, &path, &events_tx).await.is_err() {
                             return too_old(k);
                         }
-                        if let Some(children) = read_folder(&client, &path).await {
-                            k.mirror.replace(&path, children);
+                        if load_folder(&client, &mut k.mirror, &path).await {
                             k.publish(Source::ZooKeeper, SystemTime::now());
                             k.save();
                         }
@@ -501,24 +502,23 @@ impl Drop for Watches {
 async fn reread(client: &zk::Client, k: &mut Keeper) {
     let seen = SystemTime::now();
     for path in k.mirror.paths() {
-        if let Some(children) = read_folder(client, &path).await {
-            k.mirror.replace(&path, children);
-        }
+        load_folder(client, &mut k.mirror, &path).await;
     }
     k.publish(Source::ZooKeeper, seen);
     k.save();
     tracing::debug!(folders = k.mirror.paths().len(), "re-read done");
 }
 
-/// A folder's children and their values (a missing folder is empty); `None` when
-/// ZooKeeper could not be read (the mirror keeps what it had).
-async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec<u8>)>> {
+/// Reads a folder's children and their values into `mirror` (a missing folder is
+/// empty) and logs the nodes left out; false when ZooKeeper could not be read (the
+/// mirror keeps what it had).
+async fn load_folder(client: &zk::Client, mirror: &mut Mirror, path: &str) -> bool {
     let names = match client.list_children(path).await {
         Ok(n) => n,
-        Err(zk::Error::NoNode) => return Some(Vec::new()),
+        Err(zk::Error::NoNode) => Vec::new(),
         Err(e) => {
             tracing::warn!(%path, error = %e, "cannot read: keeping the previous values");
-            return None;
+            return false;
         }
     };
     // The requests go out as the futures are made: one round trip for the folder.
@@ -526,28 +526,27 @@ async fn read_folder(client: &zk::Client, path: &str) -> Option<Vec<(String, Vec
         .iter()
         .map(|n| client.get_data(&format!("{path}/{n}")))
         .collect();
-    let mut out = Vec::with_capacity(names.len());
+    let mut children = Vec::with_capacity(names.len());
     for (name, read) in names.into_iter().zip(reads) {
         match read.await {
             Ok((data, stat)) => {
                 if stat.num_children > 0 {
-                    let nested = format!("{path}/{name}/…");
-                    tracing::warn!(path = %nested, folder = %path, "{NESTED}");
+                    mirror.ignore(format!("{path}/{name}/…"), Why::Nested);
                 }
-                out.push((name, data))
+                children.push((name, data))
             }
             Err(zk::Error::NoNode) => {}
             Err(e) => {
                 tracing::warn!(%path, error = %e, "cannot read: keeping the previous values");
-                return None;
+                mirror.log_ignored(path);
+                return false;
             }
         }
     }
-    Some(out)
+    mirror.replace(path, children);
+    mirror.log_ignored(path);
+    true
 }
-
-/// Why a node below a key, switch or provider is not read.
-const NESTED: &str = "nested node not read: only the nodes directly in a folder are keys, switches or providers (a value is the node's data)";
 
 /// Applies a batch of watch events to the mirror; whether it changed. Each path
 /// is read once, whatever number of events it had, and the reads go out together
@@ -562,8 +561,9 @@ async fn apply(client: &zk::Client, k: &mut Keeper, events: Vec<WatchedEvent>) -
     let mut reads = Vec::new();
     for (path, deleted) in last_per_path(events) {
         if k.mirror.split(&path).is_none() {
-            if let (false, Some(folder)) = (deleted, k.mirror.nested_in(&path)) {
-                tracing::warn!(%path, %folder, "{NESTED}");
+            if !deleted && k.mirror.nested_in(&path).is_some() {
+                k.mirror.ignore(path, Why::Nested);
+                continue;
             }
             // Not a child: a followed folder itself may have been deleted.
             changed |= deleted && remove(k, &path);
@@ -571,17 +571,26 @@ async fn apply(client: &zk::Client, k: &mut Keeper, events: Vec<WatchedEvent>) -
         }
         reads.push((client.get_data(&path), path, deleted));
     }
+    // Reads that fail (the connection lost under a storm) are logged as one line.
+    let mut unread: Option<(String, zk::Error, usize)> = None;
     for (read, path, deleted) in reads {
         changed |= match read.await {
             Ok((data, _)) => k.mirror.set(&path, data),
             Err(zk::Error::NoNode) => remove(k, &path),
             Err(_) if deleted => remove(k, &path),
             Err(e) => {
-                tracing::warn!(%path, error = %e, "cannot read a changed node: re-read on reconnect");
+                match &mut unread {
+                    Some((_, _, n)) => *n += 1,
+                    None => unread = Some((path, e, 1)),
+                }
                 false
             }
         };
     }
+    if let Some((path, error, n)) = unread {
+        tracing::warn!(%path, %error, more = n - 1, "cannot read a changed node (and {} more): re-read on reconnect", n - 1);
+    }
+    k.mirror.log_ignored("the changes just read");
     changed
 }
 

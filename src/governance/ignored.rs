@@ -1,0 +1,111 @@
+//! [`Ignored`]: nodes left out of the mirror, logged a few lines at a time. A
+//! folder may hold thousands of nodes some other tool wrote in its own format, and
+//! a line each would bury everything else in the log (60,000 lines for one read of
+//! such a folder before this was gathered).
+
+use std::fmt;
+
+/// Why a node was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Its value is not UTF-8.
+    NotUtf8,
+    /// A provider node that is not valid JSON with a host and port (the parser's
+    /// error).
+    NotProvider(String),
+    /// A switch that is not one (why not).
+    NotSwitch(String),
+    /// A node below a key, switch or provider: keys do not nest.
+    Nested,
+}
+
+impl Why {
+    const KINDS: usize = 4;
+
+    fn kind(&self) -> usize {
+        match self {
+            Why::NotUtf8 => 0,
+            Why::NotProvider(_) => 1,
+            Why::NotSwitch(_) => 2,
+            Why::Nested => 3,
+        }
+    }
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::NotUtf8 => f.write_str("value is not UTF-8: ignored"),
+            Why::NotProvider(e) => write!(
+                f,
+                "provider node is not valid JSON {{\"host\",\"port\",…}}: ignored ({e})"
+            ),
+            Why::NotSwitch(e) => write!(f, "{e}: ignored"),
+            Why::Nested => f.write_str("nested node not read: only the nodes directly in a folder are keys, switches or providers (a value is the node's data)"),
+        }
+    }
+}
+
+/// The nodes left out since the last [`Ignored::log`]: each is logged at debug
+/// level as it is noted, and `log` gives, for each reason, one warning that names
+/// the first such node and counts the rest.
+#[derive(Debug, Clone, Default)]
+pub struct Ignored {
+    /// Per reason: the first node (its path) and how many there were.
+    kinds: [Option<(String, Why, usize)>; Why::KINDS],
+}
+
+impl Ignored {
+    /// Notes the node at `path`, left out for `why`.
+    pub fn note(&mut self, path: String, why: Why) {
+        tracing::debug!(%path, "{why}");
+        match &mut self.kinds[why.kind()] {
+            Some((_, _, n)) => *n += 1,
+            slot => *slot = Some((path, why, 1)),
+        }
+    }
+
+    /// Logs what was noted, at most one warning per reason (`within`: where the
+    /// nodes were read, for the count), and starts again; how many were noted.
+    pub fn log(&mut self, within: &str) -> usize {
+        let mut total = 0;
+        for (path, why, n) in self.kinds.iter_mut().filter_map(Option::take) {
+            total += n;
+            match n - 1 {
+                0 => tracing::warn!(%path, "{why}"),
+                more => tracing::warn!(
+                    %path,
+                    more,
+                    "{why}; {more} more nodes of {within} left out for the same reason (each logged at debug level)"
+                ),
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reason_keeps_its_first_node_and_counts_the_rest() {
+        let mut ignored = Ignored::default();
+        for i in 0..1000 {
+            ignored.note(format!("/f/bad{i}"), Why::NotProvider(format!("error {i}")));
+        }
+        ignored.note("/f/x".into(), Why::NotUtf8);
+        ignored.note("/f/y/…".into(), Why::Nested);
+        let kept: Vec<_> = ignored.kinds.iter().flatten().cloned().collect();
+        assert_eq!(
+            kept,
+            [
+                ("/f/x".into(), Why::NotUtf8, 1),
+                ("/f/bad0".into(), Why::NotProvider("error 0".into()), 1000),
+                ("/f/y/…".into(), Why::Nested, 1),
+            ]
+        );
+        assert_eq!(ignored.log("/f"), 1002);
+        assert_eq!(ignored.log("/f"), 0, "logging starts again");
+    }
+}
