@@ -94,6 +94,10 @@ pub fn build() -> std::io::Result<Runtime> {
         .into())
 }
 
+/// The most threads a control-plane thread's blocking pool starts (host-name
+/// lookups, probes).
+const CONTROL_BLOCKING_THREADS: usize = 64;
+
 /// Starts a control-plane thread named `name` that runs the future `make` builds on
 /// a current-thread tokio runtime (never a core: the governance and admin threads).
 pub fn spawn_control_thread<F>(
@@ -105,6 +109,10 @@ where
 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Tokio's default is 512: host-name lookups of thousands of providers (32
+        // at a time, `governance::resolver`) made some 160 threads, since a finished
+        // lookup's thread is not idle yet when the next one starts.
+        .max_blocking_threads(CONTROL_BLOCKING_THREADS)
         .build()?;
     std::thread::Builder::new()
         .name(name.into())

@@ -1530,6 +1530,43 @@ fn providers_named_by_host_name_are_looked_up_and_one_that_never_resolves_harms_
     assert!(log.contains("nowhere.invalid"), "{log}");
 }
 
+/// Two thousand providers named by host name, read at once: the answers of their
+/// lookups are published together, in a few snapshots, not one each (10,000 names
+/// answered one by one were 10,000 snapshots of every provider, 45 s of CPU).
+#[test]
+fn thousands_of_host_named_providers_are_published_in_a_few_snapshots() {
+    use support::zk::Write;
+    let (_zk, zkc, _dir, g) = registered(1, "many-names");
+    let folder = "/ringsoa/apps/ringsoa-demo/clusters/many/providers";
+    let node = |port: u16| {
+        let json = format!(r#"{{"host":"localhost","port":{port}}}"#);
+        (format!("{folder}/localhost:{port}"), json.into_bytes())
+    };
+    let (first, data) = node(1);
+    zkc.set(&first, &data);
+    let nodes: Vec<_> = (2..=2000).map(node).collect();
+    let writes: Vec<_> = nodes
+        .iter()
+        .map(|(p, d)| Write::Ephemeral(p, d.clone()))
+        .collect();
+    zkc.pipelined(&writes);
+    let version = || g.get("/governance")["version"].as_u64().unwrap();
+    let before = version();
+    // Followed from the first call that asks for it.
+    let mut s = TcpStream::connect(g.demo.addr).unwrap();
+    let args = DemoRelayWhoamiArgs {
+        target: Some("ringsoa-demo/many".into()),
+    };
+    call_raw(&mut s, "relay_whoami", 1, &args).unwrap();
+    g.wait_view("/registry", "every named provider", |r| {
+        r["ringsoa-demo"]["many"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2000)
+    });
+    let published = version() - before;
+    assert!(published <= 30, "{published} snapshots for 2,000 lookups");
+}
+
 /// A DNS server that never answers: each lookup blocks for 9 s (3 tries of 3 s).
 /// Made on the governance thread, a lookup of a provider's host name held up the
 /// ZooKeeper session's pings until the session expired, the process's own

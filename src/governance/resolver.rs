@@ -9,13 +9,19 @@
 //! that did not resolve is taken once it does and a changed address is followed;
 //! a lookup that fails keeps the address last found, so a DNS outage takes no
 //! provider away.
+//!
+//! A service may have thousands of providers named by host name. At most
+//! [`MAX_RUNNING`] lookups run at once (the rest wait their turn), and the answers
+//! that come within [`GATHER`] of each other are one event, so one snapshot is
+//! published for many: 10,000 names answered one by one were 10,000 snapshots of
+//! every provider and 45 s of CPU.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior};
 
 use super::mirror::{Mirror, Name};
 
@@ -24,6 +30,12 @@ pub const REFRESH: Duration = Duration::from_secs(10);
 
 /// A lookup that takes longer counts as failed.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most lookups running at once.
+const MAX_RUNNING: usize = 32;
+
+/// How long after an answer the ones that follow are gathered into its event.
+const GATHER: Duration = Duration::from_millis(100);
 
 /// A finished lookup.
 #[derive(Debug)]
@@ -35,8 +47,8 @@ pub struct Lookup {
 /// What the loop is told.
 #[derive(Debug)]
 pub enum Event {
-    /// A lookup finished.
-    Found(Lookup),
+    /// Lookups finished.
+    Found(Vec<Lookup>),
     /// Time to look every name up again.
     Refresh,
 }
@@ -45,7 +57,15 @@ pub enum Event {
 pub struct Resolver {
     tx: UnboundedSender<Lookup>,
     rx: UnboundedReceiver<Lookup>,
+    /// Names asked for and not answered yet: running or waiting their turn.
     in_flight: HashSet<Name>,
+    /// The names waiting their turn, in the order asked.
+    waiting: VecDeque<Name>,
+    /// Lookups running, their answers not taken yet.
+    running: usize,
+    /// Answers taken, not yet handed out, and when they will be at the latest.
+    gathered: Vec<Lookup>,
+    gather_until: Instant,
     /// Names that have never resolved, warned of once.
     warned: HashSet<Name>,
     /// Whether a provider had a host name at the last refresh or has one read
@@ -63,6 +83,10 @@ impl Default for Resolver {
             tx,
             rx,
             in_flight: HashSet::new(),
+            waiting: VecDeque::new(),
+            running: 0,
+            gathered: Vec::new(),
+            gather_until: Instant::now(),
             warned: HashSet::new(),
             names: false,
             refresh,
@@ -83,19 +107,36 @@ impl Resolver {
         }
     }
 
-    /// The next event (see [`Event`]); a lookup's answer comes as soon as it is
-    /// in, and no refresh while no provider has a host name.
+    /// The next event (see [`Event`]): the answers that came within [`GATHER`] of
+    /// the first (or all of those running), and no refresh while no provider has a
+    /// host name. Cancel-safe: answers taken are kept for the next call.
     pub async fn next(&mut self) -> Event {
-        tokio::select! {
-            Some(found) = self.rx.recv() => Event::Found(found),
-            _ = self.refresh.tick(), if self.names => Event::Refresh,
+        loop {
+            let gathering = !self.gathered.is_empty();
+            if gathering && self.running == 0 {
+                return Event::Found(std::mem::take(&mut self.gathered));
+            }
+            tokio::select! {
+                Some(found) = self.rx.recv() => {
+                    if !gathering {
+                        self.gather_until = Instant::now() + GATHER;
+                    }
+                    self.running = self.running.saturating_sub(1);
+                    self.gathered.push(found);
+                    self.start_waiting();
+                }
+                _ = sleep_until(self.gather_until), if gathering => {
+                    return Event::Found(std::mem::take(&mut self.gathered));
+                }
+                _ = self.refresh.tick(), if self.names && !gathering => return Event::Refresh,
+            }
         }
     }
 
     /// Takes `event` into `mirror`; whether its snapshot changed.
     pub fn handle(&mut self, event: Event, mirror: &mut Mirror) -> bool {
-        let Lookup { name, addr } = match event {
-            Event::Found(lookup) => lookup,
+        let found = match event {
+            Event::Found(found) => found,
             Event::Refresh => {
                 mirror.forget_unused();
                 self.warned.retain(|n| mirror.looked_up(n).is_some());
@@ -107,44 +148,71 @@ impl Resolver {
                 return false;
             }
         };
-        self.in_flight.remove(&name);
-        let before = mirror.looked_up(&name).flatten();
-        let Some(changed) = mirror.learn(&name, addr.as_ref().ok().copied()) else {
-            return false; // no provider has the name any more
-        };
-        let (host, port) = (&name.0, name.1);
-        match addr {
-            Ok(addr) => {
-                if self.warned.remove(&name) {
-                    tracing::info!(%host, port, %addr, "provider host resolves now");
+        let mut changed = false;
+        // Names that fail for the first time: the first, and how many.
+        let mut unresolved: Option<(Name, String, usize)> = None;
+        for Lookup { name, addr } in found {
+            self.in_flight.remove(&name);
+            let before = mirror.looked_up(&name).flatten();
+            let Some(change) = mirror.learn(&name, addr.as_ref().ok().copied()) else {
+                continue; // no provider has the name any more
+            };
+            changed |= change;
+            let (host, port) = (&name.0, name.1);
+            match addr {
+                Ok(addr) => {
+                    if self.warned.remove(&name) {
+                        tracing::info!(%host, port, %addr, "provider host resolves now");
+                    }
+                }
+                Err(why) if before.is_some() => {
+                    tracing::debug!(%host, port, %why, "provider host lookup failed: the address last found stands");
+                }
+                Err(why) => {
+                    if self.warned.insert(name.clone()) {
+                        tracing::debug!(%host, port, %why, "provider host lookup failed: no address yet");
+                        match &mut unresolved {
+                            Some((_, _, n)) => *n += 1,
+                            None => unresolved = Some((name, why, 1)),
+                        }
+                    }
                 }
             }
-            Err(why) if before.is_some() => {
-                tracing::debug!(%host, port, %why, "provider host lookup failed: the address last found stands");
-            }
-            Err(why) => {
-                if self.warned.insert(name.clone()) {
-                    tracing::warn!(%host, port, %why, every = ?REFRESH, "provider host does not resolve: left out, and looked up again");
-                }
-            }
+        }
+        if let Some(((host, port), why, n)) = unresolved {
+            let more = n - 1;
+            tracing::warn!(%host, port, %why, more, every = ?REFRESH, "provider host does not resolve: left out, and looked up again ({more} more hosts answered in the same batch do not either; each is logged at debug level)");
         }
         changed
     }
 
+    /// Asks for `name`, unless it is already asked for: it starts now if fewer
+    /// than [`MAX_RUNNING`] run, else waits its turn.
     fn look_up(&mut self, name: Name) {
-        if !self.in_flight.insert(name.clone()) {
-            return;
+        if self.in_flight.insert(name.clone()) {
+            self.waiting.push_back(name);
+            self.start_waiting();
         }
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let lookup = tokio::net::lookup_host((name.0.as_str(), name.1));
-            let addr = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-                Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_string()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer in {LOOKUP_TIMEOUT:?}")),
+    }
+
+    /// Starts waiting lookups while fewer than [`MAX_RUNNING`] run.
+    fn start_waiting(&mut self) {
+        while self.running < MAX_RUNNING {
+            let Some(name) = self.waiting.pop_front() else {
+                return;
             };
-            let _ = tx.send(Lookup { name, addr });
-        });
+            self.running += 1;
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let lookup = tokio::net::lookup_host((name.0.as_str(), name.1));
+                let addr = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                    Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer in {LOOKUP_TIMEOUT:?}")),
+                };
+                let _ = tx.send(Lookup { name, addr });
+            });
+        }
     }
 }
 
@@ -164,8 +232,12 @@ mod tests {
     }
 
     fn node(host: &str) -> (String, Vec<u8>) {
-        let json = format!(r#"{{"host":"{host}","port":9090}}"#);
-        (format!("{host}:9090"), json.into_bytes())
+        node_at(host, 9090)
+    }
+
+    fn node_at(host: &str, port: u16) -> (String, Vec<u8>) {
+        let json = format!(r#"{{"host":"{host}","port":{port}}}"#);
+        (format!("{host}:{port}"), json.into_bytes())
     }
 
     const FOLDER: &str = "/r/apps/demo/clusters/main/providers";
@@ -186,7 +258,7 @@ mod tests {
         r.ask(&mut m); // nothing asked twice
         assert_eq!(r.in_flight.len(), 2);
         let mut changed = false;
-        for _ in 0..2 {
+        while !r.in_flight.is_empty() {
             let event = r.next().await;
             changed |= r.handle(event, &mut m);
         }
@@ -219,8 +291,33 @@ mod tests {
             name,
             addr: Err("no answer".into()),
         };
-        assert!(!r.handle(Event::Found(failed), &mut m));
+        assert!(!r.handle(Event::Found(vec![failed]), &mut m));
         assert_eq!(providers(&m).unwrap().len(), 1);
+    }
+
+    /// Hundreds of names: a few lookups run at a time, and their answers come in
+    /// a few events (one snapshot each), not one event per answer.
+    #[tokio::test]
+    async fn many_names_run_a_few_at_a_time_and_answer_in_few_events() {
+        let mut m = Mirror::new(Layout::new("/r").unwrap(), "demo", "main");
+        m.replace(
+            FOLDER,
+            (0..200).map(|i| node_at("localhost", 20000 + i)).collect(),
+        );
+        let mut r = Resolver::default();
+        r.ask(&mut m);
+        assert_eq!((r.in_flight.len(), r.running), (200, MAX_RUNNING));
+        let mut events = 0;
+        while !r.in_flight.is_empty() {
+            let event = r.next().await;
+            assert!(r.running <= MAX_RUNNING);
+            events += 1;
+            r.handle(event, &mut m);
+        }
+        let found = providers(&m).unwrap();
+        assert_eq!(found.len(), 200);
+        assert!(found.iter().all(|p| p.starts_with("localhost Some(")));
+        assert!(events <= 20, "{events} events for 200 answers");
     }
 
     /// An ask goes through only the names read since the last one: a value that is
