@@ -1306,6 +1306,13 @@ fn a_zookeeper_older_than_3_6_is_named_and_not_hammered() {
         zk.client()
             .set("/ringsoa/apps/ringsoa-demo/config/greeting", b"cached");
         g.wait_view("/config", "the value", |c| c["greeting"] == "cached");
+        // Written within a second of the last write (the writes are paced).
+        let cache = dir.0.join("cache/ringsoa-demo.main.json");
+        wait(
+            Duration::from_secs(5),
+            "the value in the disk cache",
+            || std::fs::read_to_string(&cache).is_ok_and(|c| c.contains("cached")),
+        );
     }
     let old = ZooKeeper::start_3_4();
     let g = Governed::on_zk(&old.connect, &dir.0, &[]);

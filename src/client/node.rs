@@ -11,7 +11,7 @@ use super::pool::{NodePool, PoolOptions, PoolStats};
 
 /// A node of a service: where it listens and its weight (from the registry when it
 /// has one; equal weights otherwise).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Node {
     /// The node's address.
     pub addr: SocketAddr,

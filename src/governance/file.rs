@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::keeper::Keeper;
+use super::keeper::{sleep_until_some, Keeper};
 use super::registrar::ping;
 use super::state_file::{self, Folders};
 use super::Command;
@@ -59,8 +59,10 @@ async fn serve(
     k.publish(Source::File, SystemTime::now());
     loop {
         k.look_up();
+        let due = k.due();
         tokio::select! {
             event = k.resolver.next() => k.resolved(event),
+            _ = sleep_until_some(due), if due.is_some() => k.flush_due(),
             // Without a file to follow or a registration to retry, nothing to check.
             _ = tokio::time::sleep(CHECK), if path.is_some() || pending => {
                 if let Some(p) = &path {

@@ -16,7 +16,7 @@ use zookeeper_client::{AddWatchMode, CreateMode, EventType, SessionState, Watche
 use super::auth::{self, ZkAuth};
 use super::connect;
 use super::ignored::Why;
-use super::keeper::Keeper;
+use super::keeper::{sleep_until_some, Keeper};
 use super::layout::Layout;
 use super::mirror::Mirror;
 use super::registrar::ping;
@@ -83,7 +83,9 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
             Ok(Ok(client)) => {
                 cause = None;
                 let booting = boot.take();
-                match session(&mut k, client, &mut commands).await {
+                let end = session(&mut k, client, &mut commands).await;
+                k.flush();
+                match end {
                     End::Lost => {
                         failures = 0;
                         backoff = Duration::from_millis(100);
@@ -158,9 +160,11 @@ async fn offline<F: std::future::Future>(
     loop {
         k.look_up();
         let deadline = *boot;
+        let due = k.due();
         tokio::select! {
             out = &mut f => return Some(out),
             event = k.resolver.next() => k.resolved(event),
+            _ = sleep_until_some(due), if due.is_some() => k.flush_due(),
             cmd = commands.recv() => remember(k, cmd?),
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 *boot = None;
@@ -241,9 +245,11 @@ async fn session(
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         k.look_up();
+        let due = k.due();
         tokio::select! {
             event = k.resolver.next() => k.resolved(event),
             _ = recheck.tick(), if tls.is_some() => tls.iter().for_each(ZkTls::reload),
+            _ = sleep_until_some(due), if due.is_some() => k.flush_due(),
             Some(ev) = events.recv() => {
                 let seen = SystemTime::now();
                 let own = k.registration_path();
@@ -313,6 +319,8 @@ async fn session(
                     };
                     let had = !left && deregister(&client, k).await;
                     registered = attempts.note(Ok(()), k);
+                    // The process is about to exit: what is held goes now.
+                    k.flush();
                     let _ = ack.send(had);
                 }
             },
