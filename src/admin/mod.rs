@@ -195,8 +195,8 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         "/governance" => json(&state.governance.as_ref().map(governance_view)),
-        "/config" => json(&snap.map(|s| s.config.clone()).unwrap_or_default()),
-        "/switches" => json(&snap.map(|s| s.switches.clone()).unwrap_or_default()),
+        "/config" => json(&snap.map(|s| (*s.config).clone()).unwrap_or_default()),
+        "/switches" => json(&snap.map(|s| (*s.switches).clone()).unwrap_or_default()),
         "/registry" => {
             let mut out: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
             for (svc, providers) in snap.iter().flat_map(|s| s.services.iter()) {

@@ -1,7 +1,6 @@
-//! [`Governed`]: one core's end of the governance thread — the core's own copy of
+//! [`Governed`]: one core's end of the governance thread — the core's own `Arc` of
 //! the latest [`Snapshot`], taken from a [`latest`](super::latest) mailbox by a light
-//! poll on the core, read
-//! with no lock, and the subscribers told of each new one.
+//! poll on the core, read with no lock, and the subscribers told of each new one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -69,7 +68,7 @@ impl Governed {
         }
     }
 
-    /// This core's current snapshot (its own copy: cloning it touches no other core).
+    /// This core's current snapshot (its own `Arc`: cloning it touches no other core).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.borrow().clone()
     }

@@ -1,11 +1,15 @@
 //! [`Snapshot`]: what the governance thread knows that a core needs — this app's
 //! effective config and switches, and the providers of every service the process
-//! serves or calls. Immutable; each core holds its own copy.
+//! serves or calls. Immutable; each core holds its own `Arc` of it (cloning that
+//! touches no other core), and the maps inside are shared by every core's copy:
+//! a copy per core of a large mirror's maps made each publish cost as many times
+//! over as the host has cores.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -129,11 +133,11 @@ pub struct Snapshot {
     /// When the change that made this snapshot was seen by the governance thread.
     pub seen_at: SystemTime,
     /// Effective config: app values with this cluster's overrides applied.
-    pub config: BTreeMap<String, String>,
+    pub config: Arc<BTreeMap<String, String>>,
     /// Effective switches, likewise.
-    pub switches: BTreeMap<String, String>,
+    pub switches: Arc<BTreeMap<String, String>>,
     /// Providers of each service loaded so far (an empty list: loaded, none).
-    pub services: BTreeMap<ServiceName, Vec<Provider>>,
+    pub services: Arc<BTreeMap<ServiceName, Vec<Provider>>>,
 }
 
 /// A switch's value: `on`, `off`, or any JSON.
@@ -170,9 +174,9 @@ impl Snapshot {
             source: Source::Empty,
             version: 0,
             seen_at: SystemTime::now(),
-            config: BTreeMap::new(),
-            switches: BTreeMap::new(),
-            services: BTreeMap::new(),
+            config: Arc::default(),
+            switches: Arc::default(),
+            services: Arc::default(),
         }
     }
 
@@ -248,7 +252,7 @@ mod tests {
     fn json_booleans_are_on_and_off_and_anything_else_is_the_default() {
         let mut snap = Snapshot::empty("a", "c");
         for (name, value) in [("t", "true"), ("f", "false"), ("n", "1"), ("bad", "maybe")] {
-            snap.switches.insert(name.into(), value.into());
+            Arc::make_mut(&mut snap.switches).insert(name.into(), value.into());
         }
         let on = |name, default| snap.switch_on(name, default);
         assert!(on("t", false) && !on("f", true));
@@ -259,12 +263,13 @@ mod tests {
     #[test]
     fn typed_config_reads_name_the_key_on_error() {
         let mut s = Snapshot::empty("a", "c");
-        s.config.insert("n".into(), " 42 ".into());
-        s.config.insert("bad".into(), "x".into());
+        let config = Arc::make_mut(&mut s.config);
+        config.insert("n".into(), " 42 ".into());
+        config.insert("bad".into(), "x".into());
         assert_eq!(s.config::<u32>("n"), Ok(Some(42)));
         assert_eq!(s.config::<u32>("absent"), Ok(None));
         assert!(s.config::<u32>("bad").unwrap_err().contains("config bad"));
-        s.switches.insert("j".into(), "[1]".into());
+        Arc::make_mut(&mut s.switches).insert("j".into(), "[1]".into());
         assert!(s.switch_on("j", true));
         assert!(!s.switch_on("absent", false));
     }

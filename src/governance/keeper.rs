@@ -100,7 +100,8 @@ impl Keeper {
         self.version += 1;
         self.source = source;
         let snap = self.mirror.snapshot(source, self.version, seen_at);
-        // Each core gets its own copy, so that cloning its `Arc` touches no other core.
+        // Each core gets its own `Arc`, so that cloning it touches no other core; the
+        // maps inside are shared (a shallow copy).
         let mut cores = self.shared.cores.lock().expect("not poisoned");
         cores.retain(|tx| tx.publish(Arc::new(snap.clone())));
         drop(cores);

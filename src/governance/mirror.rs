@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -240,10 +241,10 @@ impl Mirror {
         for cluster in [None, Some(self.cluster.as_str())] {
             for kind in [Kind::Config, Kind::Switches] {
                 let path = self.layout.folder(&self.app, cluster, kind);
-                let target = match kind {
+                let target = Arc::make_mut(match kind {
                     Kind::Config => &mut snap.config,
                     _ => &mut snap.switches,
-                };
+                });
                 if let Some(f) = self.folders.get(&path) {
                     for (k, v) in &f.children {
                         target.insert(k.clone(), v.raw.clone());
@@ -265,7 +266,7 @@ impl Mirror {
                     .filter_map(name_of)
                     .any(|n| !self.addrs.contains_key(&n));
                 if !reachable.is_empty() || !pending {
-                    snap.services.insert(service.clone(), reachable);
+                    Arc::make_mut(&mut snap.services).insert(service.clone(), reachable);
                 }
             }
         }

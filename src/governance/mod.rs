@@ -273,7 +273,7 @@ impl Governance {
         self.shared.status.lock().expect("not poisoned").clone()
     }
 
-    /// A view for the current core (or any one thread): its own copy of each new
+    /// A view for the current core (or any one thread): its own `Arc` of each new
     /// snapshot. Call [`Governed::follow`] on a monoio runtime to keep it current.
     pub fn core(&self) -> Governed {
         let (tx, rx) = latest::mailbox();

@@ -103,11 +103,12 @@ impl Acl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn acl(pairs: &[(&str, &str)]) -> Acl {
         let mut s = Snapshot::empty("a", "c");
         for (k, v) in pairs {
-            s.config.insert(k.to_string(), v.to_string());
+            Arc::make_mut(&mut s.config).insert(k.to_string(), v.to_string());
         }
         Acl::from_config(Some(&s))
     }

@@ -473,10 +473,9 @@ mod tests {
     #[test]
     fn the_initial_rules_hold_the_config_a_process_starts_with() {
         let mut snap = Snapshot::empty("a", "c");
-        snap.config.insert("acl.deny".into(), "evil".into());
-        snap.config.insert("limit.echo.qps".into(), "1000".into());
-        snap.config
-            .insert("breaker.probes_per_core".into(), "3".into());
+        Arc::make_mut(&mut snap.config).insert("acl.deny".into(), "evil".into());
+        Arc::make_mut(&mut snap.config).insert("limit.echo.qps".into(), "1000".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.probes_per_core".into(), "3".into());
         let rules = initial_rules("a", Some(&snap), &CoreInit::new(1, 2));
         assert!(rules.acl.check("evil", "a", "ping").is_err());
         assert!(rules.acl.check("good", "a", "ping").is_ok());

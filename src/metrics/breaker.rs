@@ -278,6 +278,7 @@ fn trips(c: &Counts, s: &Settings) -> Option<String> {
 mod tests {
     use super::*;
     use crate::control::Outcome;
+    use std::sync::Arc;
 
     fn counts(outcomes: &[(Outcome, usize)]) -> Counts {
         let mut c = Counts::default();
@@ -384,12 +385,10 @@ mod tests {
         b.decide(t0, 0, &mut w, Probes::default(), &s, Force::Closed);
         assert_eq!(b.state(), State::Unlocked);
         let mut snap = Snapshot::empty("a", "c");
-        snap.config
-            .insert("breaker.min_requests".into(), "3".into());
-        snap.config.insert("breaker.lock_ms".into(), "250".into());
-        snap.config
-            .insert("breaker.timeout_ratio".into(), "nonsense".into());
-        snap.switches.insert("breaker.m".into(), "\"open\"".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.min_requests".into(), "3".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.lock_ms".into(), "250".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.timeout_ratio".into(), "nonsense".into());
+        Arc::make_mut(&mut snap.switches).insert("breaker.m".into(), "\"open\"".into());
         let got = Settings::from_config(Some(&snap));
         assert_eq!(
             (got.min_requests, got.lock),

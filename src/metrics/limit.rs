@@ -248,6 +248,7 @@ impl CoreLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
@@ -322,11 +323,10 @@ mod tests {
     #[test]
     fn config_shares_and_buckets() {
         let mut s = Snapshot::empty("a", "c");
-        s.config.insert("limit.echo.qps".into(), "1000".into());
-        s.config.insert("limit.echo.concurrency".into(), "8".into());
-        s.config
-            .insert("limit.add.cluster_qps".into(), "300".into());
-        s.config.insert("limit.bad.qps".into(), "-1".into());
+        Arc::make_mut(&mut s.config).insert("limit.echo.qps".into(), "1000".into());
+        Arc::make_mut(&mut s.config).insert("limit.echo.concurrency".into(), "8".into());
+        Arc::make_mut(&mut s.config).insert("limit.add.cluster_qps".into(), "300".into());
+        Arc::make_mut(&mut s.config).insert("limit.bad.qps".into(), "-1".into());
         let l = from_config(Some(&s), 3);
         assert_eq!(
             l["echo"],
