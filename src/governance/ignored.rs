@@ -46,32 +46,58 @@ impl fmt::Display for Why {
     }
 }
 
+/// The first of a run of like things, and how many there were: what a line that
+/// stands for many of them names and counts.
+#[derive(Debug, Clone)]
+pub struct Tally<T> {
+    /// The first one noted.
+    pub first: T,
+    /// How many were noted, the first included.
+    pub count: usize,
+}
+
+impl<T> Tally<T> {
+    /// Notes `item` in `tally`: kept if it is the first, else counted.
+    pub fn note(tally: &mut Option<Tally<T>>, item: T) {
+        match tally {
+            Some(t) => t.count += 1,
+            None => {
+                *tally = Some(Tally {
+                    first: item,
+                    count: 1,
+                })
+            }
+        }
+    }
+}
+
 /// The nodes left out since the last [`Ignored::log`]: each is logged at debug
 /// level as it is noted, and `log` gives, for each reason, one warning that names
 /// the first such node and counts the rest.
 #[derive(Debug, Clone, Default)]
 pub struct Ignored {
     /// Per reason: the first node (its path) and how many there were.
-    kinds: [Option<(String, Why, usize)>; Why::KINDS],
+    kinds: [Option<Tally<(String, Why)>>; Why::KINDS],
 }
 
 impl Ignored {
     /// Notes the node at `path`, left out for `why`.
     pub fn note(&mut self, path: String, why: Why) {
         tracing::debug!(%path, "{why}");
-        match &mut self.kinds[why.kind()] {
-            Some((_, _, n)) => *n += 1,
-            slot => *slot = Some((path, why, 1)),
-        }
+        Tally::note(&mut self.kinds[why.kind()], (path, why));
     }
 
     /// Logs what was noted, at most one warning per reason (`within`: where the
     /// nodes were read, for the count), and starts again; how many were noted.
     pub fn log(&mut self, within: &str) -> usize {
         let mut total = 0;
-        for (path, why, n) in self.kinds.iter_mut().filter_map(Option::take) {
-            total += n;
-            match n - 1 {
+        for Tally {
+            first: (path, why),
+            count,
+        } in self.kinds.iter_mut().filter_map(Option::take)
+        {
+            total += count;
+            match count - 1 {
                 0 => tracing::warn!(%path, "{why}"),
                 more => tracing::warn!(
                     %path,
@@ -96,7 +122,12 @@ mod tests {
         }
         ignored.note("/f/x".into(), Why::NotUtf8);
         ignored.note("/f/y/…".into(), Why::Nested);
-        let kept: Vec<_> = ignored.kinds.iter().flatten().cloned().collect();
+        let kept: Vec<_> = ignored
+            .kinds
+            .iter()
+            .flatten()
+            .map(|t| (t.first.0.clone(), t.first.1.clone(), t.count))
+            .collect();
         assert_eq!(
             kept,
             [

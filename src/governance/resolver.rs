@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior};
 
+use super::ignored::Tally;
 use super::mirror::{Mirror, Name};
 
 /// How often every provider host name in use is looked up again.
@@ -150,7 +151,7 @@ impl Resolver {
         };
         let mut changed = false;
         // Names that fail for the first time: the first, and how many.
-        let mut unresolved: Option<(Name, String, usize)> = None;
+        let mut unresolved = None;
         for Lookup { name, addr } in found {
             self.in_flight.remove(&name);
             let before = mirror.looked_up(&name).flatten();
@@ -171,15 +172,16 @@ impl Resolver {
                 Err(why) => {
                     if self.warned.insert(name.clone()) {
                         tracing::debug!(%host, port, %why, "provider host lookup failed: no address yet");
-                        match &mut unresolved {
-                            Some((_, _, n)) => *n += 1,
-                            None => unresolved = Some((name, why, 1)),
-                        }
+                        Tally::note(&mut unresolved, (name, why));
                     }
                 }
             }
         }
-        if let Some(((host, port), why, n)) = unresolved {
+        if let Some(Tally {
+            first: ((host, port), why),
+            count: n,
+        }) = unresolved
+        {
             let more = n - 1;
             tracing::warn!(%host, port, %why, more, every = ?REFRESH, "provider host does not resolve: left out, and looked up again ({more} more hosts answered in the same batch do not either; each is logged at debug level)");
         }

@@ -15,7 +15,7 @@ use zookeeper_client::{AddWatchMode, CreateMode, EventType, SessionState, Watche
 
 use super::auth::{self, ZkAuth};
 use super::connect;
-use super::ignored::Why;
+use super::ignored::{Tally, Why};
 use super::keeper::{sleep_until_some, Keeper};
 use super::layout::Layout;
 use super::mirror::Mirror;
@@ -580,22 +580,23 @@ async fn apply(client: &zk::Client, k: &mut Keeper, events: Vec<WatchedEvent>) -
         reads.push((client.get_data(&path), path, deleted));
     }
     // Reads that fail (the connection lost under a storm) are logged as one line.
-    let mut unread: Option<(String, zk::Error, usize)> = None;
+    let mut unread = None;
     for (read, path, deleted) in reads {
         changed |= match read.await {
             Ok((data, _)) => k.mirror.set(&path, data),
             Err(zk::Error::NoNode) => remove(k, &path),
             Err(_) if deleted => remove(k, &path),
             Err(e) => {
-                match &mut unread {
-                    Some((_, _, n)) => *n += 1,
-                    None => unread = Some((path, e, 1)),
-                }
+                Tally::note(&mut unread, (path, e));
                 false
             }
         };
     }
-    if let Some((path, error, n)) = unread {
+    if let Some(Tally {
+        first: (path, error),
+        count: n,
+    }) = unread
+    {
         tracing::warn!(%path, %error, more = n - 1, "cannot read a changed node (and {} more): re-read on reconnect", n - 1);
     }
     k.mirror.log_ignored("the changes just read");
