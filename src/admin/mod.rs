@@ -5,8 +5,8 @@
 //! providers as registered, for every service this process serves or calls), and
 //! `/breakers` (method → breaker state, window, lifetime counts and latency),
 //! `/limits` (each rate limit and its split over the cores), `/anomalies` (methods
-//! flagged now), `/pools` (the clients' pools by service and
-//! node) and `/metrics` (Prometheus text format).
+//! flagged now), `/pools` (the clients' pools by service and node, asked of the
+//! cores when requested) and `/metrics` (Prometheus text format).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -24,6 +24,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use crate::governance::{Backend, Governance};
 use crate::logs::throttle::{warn_throttled, Throttle};
 use crate::metrics::Metrics;
+
+/// How long `/pools` waits for every core to report its pools; a core that has
+/// not answered by then (busy, or stopping) shows what it last reported.
+const POOLS_WAIT: Duration = Duration::from_millis(500);
 
 /// Whether the process serves now, else why not in one line (for `/health`; see
 /// [`ServerHandle::health`](crate::server::ServerHandle::health)).
@@ -145,7 +149,14 @@ async fn accept(listener: std::net::TcpListener, state: AdminState, limits: Admi
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &req)) }
+                async move {
+                    if req.uri().path() == "/pools" {
+                        if let Some(m) = &state.metrics {
+                            fresh_pools(m).await;
+                        }
+                    }
+                    Ok::<_, Infallible>(route(&state, &req))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -170,6 +181,20 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Asks the cores for their pools and waits for the answers, at most
+/// [`POOLS_WAIT`].
+async fn fresh_pools(metrics: &Metrics) {
+    let asked = metrics.ask_pools();
+    let end = tokio::time::Instant::now() + POOLS_WAIT;
+    while !metrics.pools_answered(asked) {
+        if tokio::time::Instant::now() >= end {
+            tracing::debug!("admin /pools: not every core answered within {POOLS_WAIT:?}; showing what they last reported");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -200,7 +225,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/registry" => {
             let mut out: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
             for (svc, providers) in snap.iter().flat_map(|s| s.services.iter()) {
-                let list = serde_json::to_value(providers).expect("providers serialise");
+                let list = serde_json::to_value(&providers[..]).expect("providers serialise");
                 out.entry(svc.app.clone())
                     .or_default()
                     .insert(svc.cluster.clone(), list);

@@ -7,7 +7,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use super::node::{Node, NodeState, NodeStats};
 use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
 use super::upkeep;
-use crate::control::{Governed, Outcome, ServiceName, Snapshot, Ticket};
+use crate::control::{Governed, Outcome, PoolStats, Provider, ServiceName, Snapshot, Ticket};
 use crate::protocol::{Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::{CallContext, CallError, Channel};
@@ -60,13 +61,8 @@ impl Client {
         };
         client.set_nodes(nodes);
         if let Some(c) = &client.inner.config.control {
-            let weak = Rc::downgrade(&client.inner);
-            let stats = move || {
-                let inner = weak.upgrade()?;
-                let nodes = inner.nodes.borrow();
-                Some(nodes.iter().map(|n| n.stats()).collect())
-            };
-            c.watch_pools(&client.inner.config.service, Box::new(stats));
+            let stats: Weak<dyn PoolStats> = Rc::downgrade(&client.inner) as _;
+            c.watch_pools(&client.inner.config.service, stats);
         }
         client
     }
@@ -92,13 +88,27 @@ impl Client {
         if config.service.is_empty() {
             config.service = service.to_string();
         }
-        let nodes = governance.with(|s| nodes_of(s, &service));
+        let (nodes, seen) = governance.with(|s| (nodes_of(s, &service), providers(s, &service)));
         let client = Client::with_view(nodes, config, Some(governance.clone()));
         let weak = Rc::downgrade(&client.inner);
+        let seen = RefCell::new(seen);
         governance.subscribe(move |snap| {
             let Some(inner) = weak.upgrade() else {
                 return false;
             };
+            // The same list as last time (a snapshot shares what did not change): a
+            // service of thousands of nodes costs a core nothing when only config
+            // or another service changed.
+            let now = providers(snap, &service);
+            let mut seen = seen.borrow_mut();
+            let unchanged = match (&*seen, &now) {
+                (Some(before), Some(now)) => Arc::ptr_eq(before, now),
+                (before, now) => before.is_none() && now.is_none(),
+            };
+            if unchanged {
+                return true;
+            }
+            *seen = now;
             let nodes = nodes_of(snap, &service);
             let same = inner
                 .nodes
@@ -117,12 +127,7 @@ impl Client {
 
     /// Every node's health and pool counters on this core.
     pub fn stats(&self) -> Vec<NodeStats> {
-        self.inner
-            .nodes
-            .borrow()
-            .iter()
-            .map(|n| n.stats())
-            .collect()
+        self.inner.node_stats()
     }
 
     /// The protocol replies are encoded in.
@@ -147,6 +152,12 @@ impl Client {
     ) -> Result<Option<(Bytes, i32)>, CallError> {
         let call = std::pin::pin!(self.inner.call(cx, method, oneway, args));
         Ok(call.await?.map(|r| (r.msg, r.seqid)))
+    }
+}
+
+impl PoolStats for Inner {
+    fn node_stats(&self) -> Vec<NodeStats> {
+        self.nodes.borrow().iter().map(|n| n.stats()).collect()
     }
 }
 
@@ -445,6 +456,11 @@ impl Channel for Client {
     ) -> Result<(), CallError> {
         self.inner.call(cx, method, true, args).await.map(|_| ())
     }
+}
+
+/// The list of `service`'s providers in `snap`, if loaded.
+fn providers(snap: &Snapshot, service: &ServiceName) -> Option<Arc<[Provider]>> {
+    snap.services.get(service).cloned()
 }
 
 /// The nodes of `service` in `snap` (none until loaded), in a stable order.

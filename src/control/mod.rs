@@ -137,10 +137,16 @@ pub trait ClientControl {
         elapsed: Duration,
     );
 
-    /// Asks to be sent `service`'s pool statistics now and then, from `stats`
-    /// (which returns `None` once the client is gone).
+    /// Reports `service`'s pool statistics, read from `stats` while the client
+    /// lives, whenever they are asked for.
     fn watch_pools(&self, service: &str, stats: PoolSource);
 }
 
 /// A client's pool statistics, while it lives.
-pub type PoolSource = Box<dyn Fn() -> Option<Vec<crate::client::NodeStats>>>;
+pub type PoolSource = std::rc::Weak<dyn PoolStats>;
+
+/// What a client's pools report.
+pub trait PoolStats {
+    /// Every node's health and pool counters on this core.
+    fn node_stats(&self) -> Vec<crate::client::NodeStats>;
+}

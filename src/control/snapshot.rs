@@ -136,8 +136,10 @@ pub struct Snapshot {
     pub config: Arc<BTreeMap<String, String>>,
     /// Effective switches, likewise.
     pub switches: Arc<BTreeMap<String, String>>,
-    /// Providers of each service loaded so far (an empty list: loaded, none).
-    pub services: Arc<BTreeMap<ServiceName, Vec<Provider>>>,
+    /// Providers of each service loaded so far (an empty list: loaded, none). A
+    /// service's list is the same `Arc` from one snapshot to the next while it
+    /// does not change.
+    pub services: Arc<BTreeMap<ServiceName, Arc<[Provider]>>>,
 }
 
 /// A switch's value: `on`, `off`, or any JSON.
@@ -218,7 +220,7 @@ impl Snapshot {
 
     /// The providers of `service`, or `None` when they are not loaded (yet).
     pub fn providers(&self, service: &ServiceName) -> Option<&[Provider]> {
-        self.services.get(service).map(Vec::as_slice)
+        self.services.get(service).map(|p| &p[..])
     }
 }
 

@@ -7,6 +7,10 @@
 //! and noted ([`Ignored`]), to be logged by the caller for the whole read; the rest
 //! stands. A provider named by a host name is in the
 //! snapshot once [`super::resolver`] has found its address.
+//!
+//! A snapshot shares with the one before it every part no change touched (the
+//! config, the switches, each service's providers), so that a change makes only
+//! its own part again, and a core can tell by pointer that a part stayed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +32,16 @@ struct Folder {
     /// Whether it has been read at least once (or came from a cache).
     loaded: bool,
     children: BTreeMap<String, Value>,
+    /// Changed since the last snapshot, which made its part of it.
+    changed: bool,
+}
+
+impl Folder {
+    /// Its children, to change: the next snapshot makes its part again.
+    fn children_mut(&mut self) -> &mut BTreeMap<String, Value> {
+        self.changed = true;
+        &mut self.children
+    }
 }
 
 /// One child's value, checked.
@@ -55,6 +69,16 @@ pub struct Mirror {
     full: bool,
     /// The nodes left out since the last [`Mirror::log_ignored`].
     ignored: Ignored,
+    /// The parts of the last snapshot, shared with the next where unchanged.
+    made: Made,
+}
+
+/// A snapshot's parts that the mirror makes.
+#[derive(Debug, Clone, Default)]
+struct Made {
+    config: Arc<BTreeMap<String, String>>,
+    switches: Arc<BTreeMap<String, String>>,
+    services: Arc<BTreeMap<ServiceName, Arc<[Provider]>>>,
 }
 
 /// The disk cache's form of a mirror: folder path → child → value.
@@ -79,6 +103,7 @@ impl Mirror {
             fresh: Vec::new(),
             full: false,
             ignored: Ignored::default(),
+            made: Made::default(),
         };
         for c in [None, Some(cluster)] {
             for kind in [Kind::Config, Kind::Switches] {
@@ -103,6 +128,7 @@ impl Mirror {
                 service,
                 loaded: false,
                 children: BTreeMap::new(),
+                changed: true,
             },
         );
         true
@@ -147,7 +173,7 @@ impl Mirror {
             return;
         };
         folder.loaded = true;
-        folder.children = children
+        *folder.children_mut() = children
             .into_iter()
             .filter_map(|(name, data)| match check(folder.kind, data, &self.addrs) {
                 Ok(value) => {
@@ -204,12 +230,12 @@ impl Mirror {
             Ok(v) => {
                 note_fresh(&mut self.fresh, &self.addrs, &v);
                 let same = f.children.get(&child).is_some_and(|old| old.raw == v.raw);
-                f.children.insert(child, v);
+                f.children_mut().insert(child, v);
                 !same
             }
             Err(why) => {
                 self.ignored.note(path.into(), why);
-                f.children.remove(&child).is_some()
+                f.children_mut().remove(&child).is_some()
             }
         }
     }
@@ -219,7 +245,7 @@ impl Mirror {
     pub fn remove(&mut self, path: &str) -> bool {
         if let Some(f) = self.folders.get_mut(path) {
             let changed = !f.children.is_empty();
-            f.children.clear();
+            f.children_mut().clear();
             return changed;
         }
         let Some((folder, child)) = self.split(path) else {
@@ -228,49 +254,61 @@ impl Mirror {
         let (folder, child) = (folder.to_string(), child.to_string());
         self.folders
             .get_mut(&folder)
-            .is_some_and(|f| f.children.remove(&child).is_some())
+            .is_some_and(|f| f.children_mut().remove(&child).is_some())
     }
 
-    /// The snapshot the mirror makes now.
-    pub fn snapshot(&self, source: Source, version: u64, seen_at: SystemTime) -> Snapshot {
-        let mut snap = Snapshot::empty(&self.app, &self.cluster);
-        snap.source = source;
-        snap.version = version;
-        snap.seen_at = seen_at;
-        // App values first, then the cluster's overrides on top.
-        for cluster in [None, Some(self.cluster.as_str())] {
-            for kind in [Kind::Config, Kind::Switches] {
-                let path = self.layout.folder(&self.app, cluster, kind);
-                let target = Arc::make_mut(match kind {
-                    Kind::Config => &mut snap.config,
-                    _ => &mut snap.switches,
-                });
-                if let Some(f) = self.folders.get(&path) {
-                    for (k, v) in &f.children {
-                        target.insert(k.clone(), v.raw.clone());
+    /// The snapshot the mirror makes now: the parts of the last one that no
+    /// change touched are shared with it (see the module docs).
+    pub fn snapshot(&mut self, source: Source, version: u64, seen_at: SystemTime) -> Snapshot {
+        let (folders, made) = (&mut self.folders, &mut self.made);
+        let changed = |services: bool| {
+            let folders = folders.values();
+            folders
+                .clone()
+                .any(|f| f.changed && f.service.is_some() == services)
+        };
+        if changed(false) {
+            // App values first, then the cluster's overrides on top.
+            let (mut config, mut switches) = (BTreeMap::new(), BTreeMap::new());
+            for cluster in [None, Some(self.cluster.as_str())] {
+                for kind in [Kind::Config, Kind::Switches] {
+                    let path = self.layout.folder(&self.app, cluster, kind);
+                    let target = match kind {
+                        Kind::Config => &mut config,
+                        _ => &mut switches,
+                    };
+                    if let Some(f) = folders.get(&path) {
+                        for (k, v) in &f.children {
+                            target.insert(k.clone(), v.raw.clone());
+                        }
                     }
                 }
             }
+            (made.config, made.switches) = (Arc::new(config), Arc::new(switches));
         }
-        for f in self.folders.values() {
-            if let (Some(service), true) = (&f.service, f.loaded) {
-                // A provider without an address is left out. A service whose
-                // providers are all host names not looked up yet is not loaded yet.
-                let providers = f.children.values().filter_map(|v| v.provider.as_ref());
-                let reachable: Vec<Provider> = providers
-                    .clone()
-                    .filter(|p| p.addr.is_some())
-                    .cloned()
-                    .collect();
-                let pending = providers
-                    .filter_map(name_of)
-                    .any(|n| !self.addrs.contains_key(&n));
-                if !reachable.is_empty() || !pending {
-                    Arc::make_mut(&mut snap.services).insert(service.clone(), reachable);
-                }
+        if changed(true) {
+            let services = Arc::make_mut(&mut made.services);
+            for f in folders.values().filter(|f| f.changed) {
+                let Some(service) = &f.service else { continue };
+                match providers_of(f, &self.addrs) {
+                    Some(list) => services.insert(service.clone(), list),
+                    None => services.remove(service),
+                };
             }
         }
-        snap
+        for f in folders.values_mut() {
+            f.changed = false;
+        }
+        Snapshot {
+            app: self.app.clone(),
+            cluster: self.cluster.clone(),
+            source,
+            version,
+            seen_at,
+            config: made.config.clone(),
+            switches: made.switches.clone(),
+            services: made.services.clone(),
+        }
     }
 
     /// Every provider host name (not an IP address) in use, with its port.
@@ -300,16 +338,22 @@ impl Mirror {
     pub fn learn(&mut self, name: &Name, found: Option<SocketAddr>) -> Option<bool> {
         let before = self.addrs.get(name).copied();
         let now = found.or(before.flatten());
-        let providers = self
-            .folders
-            .values_mut()
-            .flat_map(|f| f.children.values_mut())
-            .filter_map(|v| v.provider.as_mut());
         let (mut used, mut changed) = (false, before.is_none());
-        for p in providers.filter(|p| (&p.host, p.port) == (&name.0, name.1)) {
-            used = true;
-            changed |= p.addr != now;
-            p.addr = now;
+        for f in self.folders.values_mut() {
+            let named = |v: &Value| {
+                let p = v.provider.as_ref();
+                p.is_some_and(|p| (&p.host, p.port) == (&name.0, name.1))
+            };
+            if !f.children.values().any(named) {
+                continue;
+            }
+            // Whether its service waits for lookups may change too.
+            let providers = f.children_mut().values_mut().filter(|v| named(v));
+            for p in providers.filter_map(|v| v.provider.as_mut()) {
+                used = true;
+                changed |= p.addr != now;
+                p.addr = now;
+            }
         }
         if used {
             self.addrs.insert(name.clone(), now);
@@ -375,6 +419,25 @@ impl Mirror {
 
 /// A provider host name and port.
 pub type Name = (String, u16);
+
+/// A providers folder's part of a snapshot: its providers with an address, or
+/// `None` when it is not loaded yet (nor is a folder whose providers are all host
+/// names not looked up yet).
+fn providers_of(f: &Folder, addrs: &HashMap<Name, Option<SocketAddr>>) -> Option<Arc<[Provider]>> {
+    if !f.loaded {
+        return None;
+    }
+    let providers = f.children.values().filter_map(|v| v.provider.as_ref());
+    let reachable: Arc<[Provider]> = providers
+        .clone()
+        .filter(|p| p.addr.is_some())
+        .cloned()
+        .collect();
+    let pending = providers
+        .filter_map(name_of)
+        .any(|n| !addrs.contains_key(&n));
+    (!reachable.is_empty() || !pending).then_some(reachable)
+}
 
 /// `p`'s host name and port, when its host is not an IP address.
 fn name_of(p: &Provider) -> Option<Name> {
@@ -536,5 +599,61 @@ mod tests {
             .snapshot(Source::Cache, 1, SystemTime::now())
             .switches
             .is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_shares_every_part_no_change_touched() {
+        let mut m = mirror();
+        let (a, b): (ServiceName, ServiceName) = ("a/c".parse().unwrap(), "b/c".parse().unwrap());
+        let provider = |host: &str| format!(r#"{{"host":"{host}","port":1}}"#).into_bytes();
+        for s in [&a, &b] {
+            m.watch(s);
+            let dir = m.layout.providers(s);
+            m.replace(&dir, vec![("p:1".into(), provider("127.0.0.1"))]);
+        }
+        m.replace(
+            "/r/apps/a/clusters/c/providers",
+            vec![("n:1".into(), provider("one.test"))],
+        );
+        assert!(
+            m.learn(
+                &("one.test".into(), 1),
+                Some("127.0.0.9:1".parse().unwrap())
+            ) == Some(true)
+        );
+        let now = SystemTime::now();
+        let first = m.snapshot(Source::ZooKeeper, 1, now);
+        let shared = |x: &Snapshot, y: &Snapshot, s: &ServiceName| {
+            Arc::ptr_eq(&x.services[s], &y.services[s])
+        };
+        // A config value: the providers stay the same lists.
+        assert!(m.set("/r/apps/demo/config/k", b"v".to_vec()));
+        let second = m.snapshot(Source::ZooKeeper, 2, now);
+        assert_eq!(second.config_str("k"), Some("v"));
+        assert!(Arc::ptr_eq(&first.services, &second.services));
+        // One service's providers: the other's list and the config stay.
+        assert!(m.set("/r/apps/b/clusters/c/providers/p:2", provider("127.0.0.2")));
+        let third = m.snapshot(Source::ZooKeeper, 3, now);
+        assert_eq!(third.providers(&b).unwrap().len(), 2);
+        assert!(shared(&second, &third, &a) && !shared(&second, &third, &b));
+        assert!(Arc::ptr_eq(&second.config, &third.config));
+        // A host name's new address: the service that uses it only.
+        assert!(
+            m.learn(
+                &("one.test".into(), 1),
+                Some("127.0.0.8:1".parse().unwrap())
+            ) == Some(true)
+        );
+        let fourth = m.snapshot(Source::ZooKeeper, 4, now);
+        assert_eq!(
+            fourth.providers(&a).unwrap()[0].addr,
+            Some("127.0.0.8:1".parse().unwrap())
+        );
+        assert!(!shared(&third, &fourth, &a) && shared(&third, &fourth, &b));
+        // Emptied: loaded, with no providers.
+        assert!(m.remove("/r/apps/a/clusters/c/providers"));
+        let fifth = m.snapshot(Source::ZooKeeper, 5, now);
+        assert_eq!(fifth.providers(&a).map(<[Provider]>::len), Some(0));
+        assert!(shared(&fourth, &fifth, &b));
     }
 }

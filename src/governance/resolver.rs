@@ -226,7 +226,7 @@ mod tests {
     use std::time::SystemTime;
 
     /// The service's providers in `m`'s snapshot (`None`: not loaded yet).
-    fn providers(m: &Mirror) -> Option<Vec<String>> {
+    fn providers(m: &mut Mirror) -> Option<Vec<String>> {
         let snap = m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
         let service: ServiceName = "demo/main".parse().unwrap();
         let list = snap.providers(&service)?.iter();
@@ -254,7 +254,7 @@ mod tests {
             vec![node("localhost"), node("nowhere.invalid"), node("10.0.0.1")],
         );
         // The IP address is in at once, the names once their lookups answer.
-        assert_eq!(providers(&m).unwrap(), ["10.0.0.1 Some(10.0.0.1:9090)"]);
+        assert_eq!(providers(&mut m).unwrap(), ["10.0.0.1 Some(10.0.0.1:9090)"]);
         let mut r = Resolver::default();
         r.ask(&mut m);
         r.ask(&mut m); // nothing asked twice
@@ -265,7 +265,7 @@ mod tests {
             changed |= r.handle(event, &mut m);
         }
         assert!(changed);
-        let now = providers(&m).unwrap();
+        let now = providers(&mut m).unwrap();
         assert_eq!(now.len(), 2, "{now:?}");
         assert!(
             now.iter().any(|p| p.starts_with("localhost Some(")),
@@ -277,7 +277,7 @@ mod tests {
         assert!(r.warned.contains(&("nowhere.invalid".to_string(), 9090)));
         // The node read again keeps the address found, with no new lookup.
         m.replace(FOLDER, vec![node("localhost")]);
-        assert_eq!(providers(&m).unwrap().len(), 1);
+        assert_eq!(providers(&mut m).unwrap().len(), 1);
         r.ask(&mut m);
         assert!(r.in_flight.is_empty());
         // A refresh looks every name up again and forgets names no longer used.
@@ -294,7 +294,7 @@ mod tests {
             addr: Err("no answer".into()),
         };
         assert!(!r.handle(Event::Found(vec![failed]), &mut m));
-        assert_eq!(providers(&m).unwrap().len(), 1);
+        assert_eq!(providers(&mut m).unwrap().len(), 1);
     }
 
     /// Hundreds of names: a few lookups run at a time, and their answers come in
@@ -316,7 +316,7 @@ mod tests {
             events += 1;
             r.handle(event, &mut m);
         }
-        let found = providers(&m).unwrap();
+        let found = providers(&mut m).unwrap();
         assert_eq!(found.len(), 200);
         assert!(found.iter().all(|p| p.starts_with("localhost Some(")));
         assert!(events <= 20, "{events} events for 200 answers");
@@ -356,12 +356,12 @@ mod tests {
     async fn a_service_of_names_loads_once_they_are_looked_up() {
         let mut m = Mirror::new(Layout::new("/r").unwrap(), "demo", "main");
         m.replace(FOLDER, vec![node("nowhere.invalid")]);
-        assert_eq!(providers(&m), None);
+        assert_eq!(providers(&mut m), None);
         let mut r = Resolver::default();
         r.ask(&mut m);
         let event = r.next().await;
         assert!(r.handle(event, &mut m));
-        assert_eq!(providers(&m), Some(vec![]));
+        assert_eq!(providers(&mut m), Some(vec![]));
         // Looked up again at the refresh, and still failing: warned of once only.
         r.handle(Event::Refresh, &mut m);
         assert_eq!(r.in_flight.len(), 1);

@@ -77,7 +77,7 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
             }
             demand.add(&d);
             second.add(&d);
-            shared.set_pools(&d);
+            shared.set_pools(&mut d);
             merge(&mut methods, d, now_ms, &settings);
             news = true;
         }
@@ -516,7 +516,7 @@ mod tests {
                 let delta = Delta {
                     core,
                     methods: vec![("m".to_string(), d)],
-                    pools: Vec::new(),
+                    pools: None,
                 };
                 merge(&mut methods, delta, 0, &s);
             }
@@ -547,7 +547,7 @@ mod tests {
         Delta {
             core: 0,
             methods,
-            pools: Vec::new(),
+            pools: None,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod limit;
 mod recorder;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
@@ -31,12 +32,11 @@ pub use breaker::State;
 pub use counts::Counts;
 pub use recorder::CoreMetrics;
 
-use crate::client::NodeStats;
 use crate::control::latest::{self, Publisher};
 use crate::control::CoreInit;
 use crate::governance::Governance;
 use aggregator::{state_name, MethodRecord};
-use recorder::{Delta, Rules};
+use recorder::{Delta, PoolsAnswer, Rules};
 
 /// Told of every breaker change: method, state before, state after, reason.
 pub type OnChange = Arc<dyn Fn(&str, State, State, &str) + Send + Sync>;
@@ -123,18 +123,19 @@ struct Shared {
     anomalies: Mutex<BTreeMap<String, Vec<anomaly::Anomaly>>>,
     /// The limits and their current shares.
     limits: Mutex<BTreeMap<String, LimitReport>>,
-    /// The latest pool statistics by core and client service.
-    pools: Mutex<BTreeMap<(usize, String), Vec<NodeStats>>>,
+    /// The latest request for the cores' pools ([`Metrics::ask_pools`]).
+    pools_asked: Arc<AtomicU64>,
+    /// Each core's latest answer.
+    pools: Mutex<BTreeMap<usize, PoolsAnswer>>,
 }
 
 impl Shared {
-    fn set_pools(&self, d: &Delta) {
-        if d.pools.is_empty() {
-            return;
-        }
-        let mut pools = self.pools.lock().expect("not poisoned");
-        for (service, stats) in &d.pools {
-            pools.insert((d.core, service.clone()), stats.clone());
+    fn set_pools(&self, d: &mut Delta) {
+        if let Some(answer) = d.pools.take() {
+            self.pools
+                .lock()
+                .expect("not poisoned")
+                .insert(d.core, answer);
         }
     }
 
@@ -211,6 +212,7 @@ impl Metrics {
             cores: Mutex::default(),
             report: Mutex::default(),
             anomalies: Mutex::default(),
+            pools_asked: Arc::default(),
             pools: Mutex::default(),
             limits: Mutex::default(),
         });
@@ -264,7 +266,8 @@ impl Metrics {
         });
         cores.push((init.index, tx));
         drop(cores);
-        CoreMetrics::new(init.index, self.deltas.clone(), rx, initial)
+        let asked = self.shared.pools_asked.clone();
+        CoreMetrics::new(init.index, self.deltas.clone(), rx, initial, asked)
     }
 
     /// Every method seen so far: its breaker, window, totals and latency.
@@ -277,11 +280,28 @@ impl Metrics {
         self.shared.limits.lock().expect("not poisoned").clone()
     }
 
-    /// The clients' pools, summed over the cores: service → node → counters (and
-    /// whether any core has the node on its failed list).
+    /// Asks every core for its clients' pools (answered within a core's tick,
+    /// [`recorder::TICK`]); returns the request's number for
+    /// [`Metrics::pools_answered`]. Pools are read only when asked: a service of
+    /// thousands of nodes has as many counters per core.
+    pub fn ask_pools(&self) -> u64 {
+        self.shared.pools_asked.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether every core has answered request `asked` (or a later one).
+    pub fn pools_answered(&self, asked: u64) -> bool {
+        let answers = self.shared.pools.lock().expect("not poisoned");
+        let answered = |core| answers.get(&core).is_some_and(|a| a.asked >= asked);
+        self.shared.core_indexes().into_iter().all(answered)
+    }
+
+    /// The clients' pools as the cores last reported them ([`Metrics::ask_pools`]),
+    /// summed over the cores: service → node → counters (and whether any core has
+    /// the node on its failed list).
     pub fn pools(&self) -> BTreeMap<String, BTreeMap<String, PoolReport>> {
         let mut out: BTreeMap<String, BTreeMap<String, PoolReport>> = BTreeMap::new();
-        for ((_, service), nodes) in self.shared.pools.lock().expect("not poisoned").iter() {
+        let answers = self.shared.pools.lock().expect("not poisoned");
+        for (service, nodes) in answers.values().flat_map(|a| &a.pools) {
             for n in nodes {
                 let r = out
                     .entry(service.clone())
@@ -316,7 +336,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{CoreControl, Outcome};
+    use crate::client::{Node, NodeStats, PoolStats as Counters};
+    use crate::control::{CoreControl, Outcome, PoolStats};
     use crate::governance::{Backend, GovernanceOptions};
     use crate::rpc::CallContext;
     use std::time::{Duration, Instant};
@@ -418,7 +439,7 @@ mod tests {
         let delta = Delta {
             core: 0,
             methods: vec![("m".into(), d)],
-            pools: Vec::new(),
+            pools: None,
         };
         metrics.deltas.send(delta).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -439,5 +460,61 @@ mod tests {
         assert!(metrics
             .prometheus()
             .contains("ringsoa_breaker_state{app=\"app\",method=\"m\"} 1"));
+    }
+
+    #[test]
+    fn pools_are_read_only_when_asked_and_a_gone_client_leaves_the_answer() {
+        struct Counted(std::cell::Cell<usize>);
+        impl PoolStats for Counted {
+            fn node_stats(&self) -> Vec<NodeStats> {
+                self.0.set(self.0.get() + 1);
+                let pool = Counters {
+                    created: self.0.get() as u64,
+                    ..Counters::default()
+                };
+                let node = Node::from(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
+                vec![NodeStats {
+                    node,
+                    failed: false,
+                    consecutive_failures: 0,
+                    version: None,
+                    pool,
+                }]
+            }
+        }
+        let metrics = Metrics::start(MetricsOptions::new("app")).unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let metrics = &metrics;
+            let answered = |asked| async move {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !metrics.pools_answered(asked) {
+                    assert!(Instant::now() < deadline, "the core did not answer");
+                    monoio::time::sleep(Duration::from_millis(2)).await;
+                }
+            };
+            let core = metrics.core(&CoreInit::new(0, 1));
+            let client = std::rc::Rc::new(Counted(Default::default()));
+            crate::control::ClientControl::watch_pools(
+                &core,
+                "svc",
+                std::rc::Rc::downgrade(&client) as _,
+            );
+            // Flushes go by (the core's calls are sent): its pools are not read.
+            monoio::time::sleep(recorder::FLUSH * 3).await;
+            assert_eq!(client.0.get(), 0, "pools read unasked");
+            answered(metrics.ask_pools()).await;
+            assert_eq!(client.0.get(), 1, "read once when asked");
+            let report = metrics.pools();
+            assert_eq!(report["svc"]["127.0.0.1:9"].pool.created, 1, "{report:?}");
+            answered(metrics.ask_pools()).await;
+            assert_eq!(metrics.pools()["svc"]["127.0.0.1:9"].pool.created, 2);
+            drop(client);
+            answered(metrics.ask_pools()).await;
+            assert!(metrics.pools().is_empty(), "{:?}", metrics.pools());
+        });
     }
 }

@@ -1,13 +1,16 @@
 //! [`CoreMetrics`]: one core's recorder and breaker check — plain per-method
 //! counters and a latency histogram (no atomics), sent to the aggregator as deltas
 //! every [`FLUSH`]; the breaker states the aggregator pushes, read with no lock; the
-//! core's probes in flight, each with its timeout.
+//! core's probes in flight, each with its timeout. The core's client pools are
+//! reported only when asked ([`super::Metrics::ask_pools`]): a client of a service
+//! with thousands of nodes would otherwise copy all their counters every flush.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 // foldhash: a method name is looked up on every call, and SipHash cost more than
 // the rest of the lookup.
 use foldhash::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,7 +80,16 @@ pub struct Delta {
     /// Method → news. Server methods by name; a client's calls as
     /// `client:<service>.<method>`, its attempts per node as `node:<service>@<addr>`.
     pub methods: Vec<(String, MethodDelta)>,
-    /// The pools of this core's clients: service → nodes.
+    /// The pools of this core's clients, when they were asked for.
+    pub pools: Option<PoolsAnswer>,
+}
+
+/// A core's pools, as asked for by [`super::Metrics::ask_pools`].
+#[derive(Debug, Default)]
+pub struct PoolsAnswer {
+    /// The request answered (or a later one).
+    pub asked: u64,
+    /// Its clients' pools: service → nodes.
     pub pools: Vec<(String, Vec<NodeStats>)>,
 }
 
@@ -135,6 +147,9 @@ struct Inner {
     next_ticket: std::cell::Cell<u64>,
     /// The clients' pool statistics, while they live.
     pools: RefCell<Vec<(String, PoolSource)>>,
+    /// The latest request for the pools, and the latest this core answered.
+    pools_asked: Arc<AtomicU64>,
+    pools_answered: Cell<u64>,
     /// Where a client call's key is built (no allocation per call).
     key: RefCell<String>,
 }
@@ -201,13 +216,15 @@ fn limits_of(rules: &Rules) -> CoreLimits {
 pub struct CoreMetrics(Rc<Inner>);
 
 impl CoreMetrics {
-    /// A core's recorder, sending to `deltas` and told breaker states by `states`;
-    /// starts its tick on the current monoio runtime.
+    /// A core's recorder, sending to `deltas`, told breaker states by `states`
+    /// and asked for its pools by `pools_asked`; starts its tick on the current
+    /// monoio runtime.
     pub fn new(
         core: usize,
         deltas: Sender<Delta>,
         states: Mailbox<Arc<Rules>>,
         initial: Arc<Rules>,
+        pools_asked: Arc<AtomicU64>,
     ) -> Self {
         let inner = Rc::new(Inner {
             core,
@@ -220,6 +237,8 @@ impl CoreMetrics {
             probes: RefCell::default(),
             next_ticket: std::cell::Cell::new(1),
             pools: RefCell::default(),
+            pools_answered: Cell::new(pools_asked.load(Ordering::Relaxed)),
+            pools_asked,
             key: RefCell::default(),
         });
         let weak: Weak<Inner> = Rc::downgrade(&inner);
@@ -229,7 +248,9 @@ impl CoreMetrics {
                 monoio::time::sleep(TICK).await;
                 let Some(inner) = weak.upgrade() else { break };
                 inner.tick();
-                if last_flush.elapsed() >= FLUSH {
+                // Pools asked for are answered within a tick, not a flush.
+                let asked = inner.pools_asked.load(Ordering::Relaxed);
+                if asked != inner.pools_answered.get() || last_flush.elapsed() >= FLUSH {
                     last_flush = Instant::now();
                     inner.flush();
                 }
@@ -278,17 +299,18 @@ impl Inner {
     fn flush(&self) {
         // The whole table goes: it holds only what was called since the last flush.
         let news = self.methods.borrow_mut().take();
-        let mut pools = Vec::new();
-        self.pools
-            .borrow_mut()
-            .retain(|(service, stats)| match stats() {
-                Some(s) => {
-                    pools.push((service.clone(), s));
-                    true
-                }
-                None => false,
+        let asked = self.pools_asked.load(Ordering::Relaxed);
+        let pools = (asked != self.pools_answered.replace(asked)).then(|| {
+            let live = self.pools.borrow();
+            let pools = live.iter().filter_map(|(service, stats)| {
+                Some((service.clone(), stats.upgrade()?.node_stats()))
             });
-        if !news.is_empty() || !pools.is_empty() {
+            PoolsAnswer {
+                asked,
+                pools: pools.collect(),
+            }
+        });
+        if !news.is_empty() || pools.is_some() {
             let _ = self.deltas.send(Delta {
                 core: self.core,
                 methods: news,
@@ -504,7 +526,9 @@ impl ClientControl for CoreMetrics {
     }
 
     fn watch_pools(&self, service: &str, stats: PoolSource) {
-        self.0.pools.borrow_mut().push((service.to_string(), stats));
+        let mut pools = self.0.pools.borrow_mut();
+        pools.retain(|(_, stats)| stats.strong_count() > 0);
+        pools.push((service.to_string(), stats));
     }
 }
 
