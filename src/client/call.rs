@@ -52,6 +52,7 @@ impl Client {
             inner: Rc::new(Inner {
                 config,
                 nodes: RefCell::new(Rc::new([])),
+                tended: RefCell::default(),
                 view,
                 budget: RefCell::new(budget),
                 root_calls: Cell::new(0),
@@ -182,12 +183,17 @@ impl Inner {
                     .get(&node.addr)
                     .map(|o| o.health.borrow().clone())
                     .unwrap_or_default();
-                Rc::new(NodeState::new(node, &self.config.pool, health))
+                let failed = health.is_failed();
+                let fresh = Rc::new(NodeState::new(node, &self.config.pool, health));
+                if failed {
+                    self.tend(&fresh);
+                }
+                fresh
             })
             .collect();
         let kept: HashSet<*const NodeState> = fresh.iter().map(Rc::as_ptr).collect();
         for o in old.iter().filter(|o| !kept.contains(&Rc::as_ptr(o))) {
-            o.generation.set(o.generation.get() + 1);
+            o.retire();
             self.with_pool(o, |pool, closed| pool.clear(closed));
         }
         tracing::debug!(nodes = fresh.len(), "client node list set");
@@ -405,7 +411,7 @@ impl Inner {
     /// ran out of time while connecting) says nothing about the node.
     pub(super) fn record(
         &self,
-        node: &NodeState,
+        node: &Rc<NodeState>,
         result: Result<(), &CallError>,
         elapsed: Duration,
         sent: bool,
@@ -421,6 +427,7 @@ impl Inner {
             Err(e) => {
                 let b = &self.config.balance;
                 if health.failure(b.failure_threshold, b.probe_interval, now) {
+                    self.tend(node);
                     tracing::warn!(node = %node.node.addr, "node failed after {} consecutive failures (last: {e}); probing every {:?}", b.failure_threshold, b.probe_interval);
                 }
             }
@@ -494,6 +501,7 @@ fn outcome_of(result: Result<(), &CallError>) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conn::Conn;
     use super::*;
     use std::net::SocketAddr;
 
@@ -528,5 +536,56 @@ mod tests {
             .zip(&before[2..])
             .all(|(a, b)| Rc::ptr_eq(a, b) && b.generation.get() == 0));
         assert_eq!(after[19_999].node.addr, at(20_001));
+    }
+
+    /// A client of thousands of nodes tends only those that need it: a failed node
+    /// until it is restored, a node whose pool holds a connection until it is
+    /// empty, and not a node that left.
+    #[test]
+    fn only_failed_nodes_and_nodes_with_idle_connections_are_tended() {
+        let mut rt = crate::runtime::build().unwrap();
+        rt.block_on(async {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let live = listener.local_addr().unwrap();
+            let mut config = ClientConfig::new("t");
+            config.pool.max_idle_time = Some(Duration::from_millis(20));
+            config.conn.tracking = false;
+            let client = Client::new((1..=20_000).map(at).chain([live]), config);
+            let inner = &client.inner;
+            let tended = || -> Vec<SocketAddr> {
+                inner.tended.borrow().iter().map(|n| n.node.addr).collect()
+            };
+            let nodes = inner.nodes.borrow().clone();
+            inner.upkeep();
+            assert_eq!(tended(), [], "nothing to tend");
+            let down = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            let err = CallError::Transport(down);
+            let threshold = inner.config.balance.failure_threshold;
+            for _ in 0..threshold {
+                inner.record(&nodes[0], Err(&err), Duration::ZERO, true, Instant::now());
+            }
+            assert_eq!(tended(), [at(1)], "failed");
+            inner.upkeep();
+            assert_eq!(tended(), [at(1)], "still failed, its probe not due");
+            nodes[0].health.borrow_mut().restore();
+            inner.upkeep();
+            assert_eq!(tended(), [], "restored");
+            let node = &nodes[20_000];
+            let conn = Conn::open(live, &inner.config.conn, 0).await.unwrap();
+            node.pool.borrow_mut().opened();
+            inner.checkin(node, conn, Ok(()));
+            assert_eq!((tended(), node.pool.borrow().idle()), (vec![live], 1));
+            inner.upkeep();
+            assert_eq!(tended(), [live], "its connection not idle long yet");
+            monoio::time::sleep(Duration::from_millis(30)).await;
+            inner.upkeep();
+            assert_eq!((tended(), node.pool.borrow().idle()), (vec![], 0), "reaped");
+            for _ in 0..threshold {
+                inner.record(&nodes[1], Err(&err), Duration::ZERO, true, Instant::now());
+            }
+            client.set_nodes((3..=20_000).map(at));
+            inner.upkeep();
+            assert_eq!(tended(), [], "port 2 left the list");
+        });
     }
 }

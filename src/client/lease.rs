@@ -3,6 +3,7 @@
 //! so that a hook may look at the client).
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::conn::Conn;
@@ -13,7 +14,7 @@ use crate::rpc::CallError;
 
 impl Inner {
     /// A pooled connection that passes its checks at `now`, if there is one.
-    pub(super) fn pooled<'a>(&'a self, node: &'a NodeState, now: Instant) -> Option<Lease<'a>> {
+    pub(super) fn pooled<'a>(&'a self, node: &'a Rc<NodeState>, now: Instant) -> Option<Lease<'a>> {
         let generation = node.generation.get();
         let conn = self.with_pool(node, |pool, closed| {
             pool.checkout(&self.config.pool, generation, now, closed)
@@ -28,7 +29,7 @@ impl Inner {
     /// A pooled connection that passes its checks at `now`, or a new one.
     pub(super) async fn checkout<'a>(
         &'a self,
-        node: &'a NodeState,
+        node: &'a Rc<NodeState>,
         now: Instant,
     ) -> Result<Lease<'a>, CallError> {
         if let Some(lease) = self.pooled(node, now) {
@@ -67,12 +68,19 @@ impl Inner {
         r
     }
 
-    /// Ends a checkout (see [`NodePool::checkin`]).
-    pub(super) fn checkin(&self, node: &NodeState, conn: Conn, verdict: Result<(), CloseReason>) {
+    /// Ends a checkout (see [`NodePool::checkin`]); the node is tended while its
+    /// pool may hold the connection.
+    pub(super) fn checkin(
+        &self,
+        node: &Rc<NodeState>,
+        conn: Conn,
+        verdict: Result<(), CloseReason>,
+    ) {
         let generation = node.generation.get();
         self.with_pool(node, |pool, closed| {
             pool.checkin(conn, verdict, &self.config.pool, generation, closed)
         });
+        self.tend(node);
     }
 
     fn closed(&self, addr: SocketAddr, reason: CloseReason) {
@@ -103,7 +111,7 @@ impl Drop for Connecting<'_> {
 /// or an attempt cancelled by its timeout — it closes the connection.
 pub(super) struct Lease<'a> {
     pub client: &'a Inner,
-    pub node: &'a NodeState,
+    pub node: &'a Rc<NodeState>,
     pub conn: Option<Conn>,
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct NodeState {
     /// Bumped when the node leaves the client's list: its connections still in
     /// use are closed when they come back.
     pub generation: Cell<u64>,
+    /// On its client's list of nodes to tend ([`super::inner::Inner::tended`]).
+    pub tended: Cell<bool>,
 }
 
 impl NodeState {
@@ -69,7 +71,19 @@ impl NodeState {
             health: RefCell::new(health),
             version: Cell::new(None),
             generation: Cell::new(0),
+            tended: Cell::new(false),
         }
+    }
+
+    /// Takes the node out of its client's list: its idle connections are for the
+    /// caller to close; the ones in use close when they come back.
+    pub fn retire(&self) {
+        self.generation.set(self.generation.get() + 1);
+    }
+
+    /// Whether the node has left its client's list.
+    pub fn retired(&self) -> bool {
+        self.generation.get() > 0
     }
 
     /// The weight used for balancing (never 0).

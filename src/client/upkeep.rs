@@ -31,12 +31,20 @@ impl Inner {
         .clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
-    /// One round of upkeep: reap idle connections, start due probes and pings.
+    /// One round of upkeep of the nodes tended ([`Inner::tended`]): reap idle
+    /// connections, start due probes and pings. A node with no idle connection
+    /// that is not failed leaves the list until a connection comes back to its
+    /// pool or it fails.
     pub(super) fn upkeep(self: &Rc<Self>) {
         let now = Instant::now();
-        let nodes = self.nodes.borrow().clone();
-        for node in nodes.iter() {
-            self.with_pool(node, |pool, closed| {
+        let nodes = std::mem::take(&mut *self.tended.borrow_mut());
+        let mut kept = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            if node.retired() {
+                node.tended.set(false);
+                continue;
+            }
+            self.with_pool(&node, |pool, closed| {
                 pool.reap(&self.config.pool, now, closed)
             });
             if node.health.borrow().probe_due(now) {
@@ -49,7 +57,16 @@ impl Inner {
                     monoio::spawn(ping_all(self.clone(), node.clone(), stale));
                 }
             }
+            if node.pool.borrow().idle() > 0 || node.health.borrow().is_failed() {
+                kept.push(node);
+            } else {
+                node.tended.set(false);
+            }
         }
+        // Checkins while the hooks ran may have added nodes: they stay too.
+        let mut tended = self.tended.borrow_mut();
+        kept.append(&mut tended);
+        *tended = kept;
     }
 
     /// A health-check call on `conn`: any reply that matches proves it works.
