@@ -586,6 +586,19 @@ mod tests {
             client.set_nodes((3..=20_000).map(at));
             inner.upkeep();
             assert_eq!(tended(), [], "port 2 left the list");
+            let now = Instant::now();
+            let list = inner.nodes.borrow().clone();
+            for _ in 0..threshold {
+                inner.record(&list[0], Err(&err), Duration::ZERO, true, now);
+            }
+            assert_eq!(tended(), [at(3)], "port 3 failed");
+            let mut next: Vec<Node> = (3..=20_000).map(|p| Node::from(at(p))).collect();
+            next[0].weight = 7;
+            client.set_nodes(next);
+            inner.upkeep();
+            let fresh = inner.tended.borrow().clone();
+            assert_eq!(fresh.len(), 1, "port 3 with its new weight, still failed");
+            assert_eq!((fresh[0].node.addr, fresh[0].node.weight), (at(3), 7));
         });
     }
 }
