@@ -64,30 +64,67 @@ pub(crate) fn host_and_port(entry: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-/// The host and port (2181 when left out) of the first entry of `hosts` that
-/// `pick` takes, given the entry as written.
-pub(crate) fn first_host(hosts: &str, pick: impl Fn(&str) -> bool) -> Option<(String, u16)> {
+/// The most hosts of a connect string [`first_finding`] checks.
+const MAX_CHECKED: usize = 8;
+
+/// The hosts and ports (2181 when left out) of the entries of `hosts` that `pick`
+/// takes, given each entry as written.
+pub(crate) fn hosts_of(hosts: &str, pick: impl Fn(&str) -> bool) -> Vec<(String, u16)> {
     let (list, _) = split_chroot(hosts);
-    let entry = list.split(',').find(|e| pick(e))?;
-    let (host, port) = host_and_port(entry)?;
-    let port = port.map_or(Some(2181), |p| p.parse().ok())?;
-    Some((host.to_string(), port))
+    let entries = list.split(',').filter(|e| pick(e));
+    let parsed = entries.filter_map(|e| {
+        let (host, port) = host_and_port(e)?;
+        let port = port.map_or(Some(2181), |p| p.parse().ok())?;
+        Some((host.to_string(), port))
+    });
+    parsed.collect()
 }
 
-/// Why no session can be made with `hosts`, found by making one connection as
-/// the client does (zookeeper-client only reports "no available hosts", or a
-/// connect that never ends): with `tls`, why the TLS handshake fails
+/// What `check` finds first, in the connect string's order, among the hosts of
+/// `hosts` that `pick` takes (the first [`MAX_CHECKED`]), each checked at the
+/// same time on a thread of its own: one host down says nothing of the others.
+pub(crate) fn first_finding(
+    hosts: &str,
+    pick: impl Fn(&str) -> bool,
+    check: impl Fn(&str, u16) -> Option<String> + Sync,
+) -> Option<String> {
+    let list = hosts_of(hosts, pick);
+    let check = &check;
+    std::thread::scope(|s| {
+        let checks = list.iter().take(MAX_CHECKED);
+        let running: Vec<_> = checks.map(|(h, p)| s.spawn(move || check(h, *p))).collect();
+        let mut found = running.into_iter().map(|t| t.join().ok().flatten());
+        found.find_map(|f| f)
+    })
+}
+
+/// Why no session can be made with `hosts`, found by making one connection to
+/// each host as the client does (zookeeper-client only reports "no available
+/// hosts", or a connect that never ends), the first finding in the connect
+/// string's order ([`first_finding`]): with `tls`, why the TLS handshake fails
 /// ([`tls::diagnose`]); in plain TCP, a server that closes every new connection
-/// at once. `None` when nothing of the kind shows, or the host cannot be reached
-/// at all. Blocks for at most `timeout` (1 s at most in plain TCP: a server
-/// that answers at all accepts in far less) to connect, and as long as
-/// `timeout` again (2 s at most) to see the connection closed.
+/// at once. `None` when nothing of the kind shows, or no host can be reached at
+/// all. Blocks for at most `timeout` (1 s at most in plain TCP: a server that
+/// answers at all accepts in far less) to connect, and as long as `timeout`
+/// again (2 s at most) to see the connection closed.
 pub(crate) fn diagnose(hosts: &str, tls: Option<&ZkTls>, timeout: Duration) -> Option<String> {
-    if let Some(t) = tls {
-        return tls::diagnose(hosts, t, timeout);
+    match tls {
+        Some(t) => first_finding(
+            hosts,
+            |e| !e.starts_with("tcp://"),
+            |host, port| tls::diagnose(host, port, t, timeout),
+        ),
+        None => first_finding(
+            hosts,
+            |e| !e.starts_with("tcp+tls://"),
+            |host, port| closes_at_once(host, port, timeout),
+        ),
     }
-    let (host, port) = first_host(hosts, |e| !e.starts_with("tcp+tls://"))?;
-    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+}
+
+/// Whether `host`:`port` closes a new connection at once, said as a cause.
+fn closes_at_once(host: &str, port: u16, timeout: Duration) -> Option<String> {
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
     let connect = timeout.min(Duration::from_secs(1));
     // A server waits for the session request; one that will not serve this
     // client closes the connection unasked: at once (so fast, now and then,
@@ -142,7 +179,7 @@ fn check_chroot(path: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check, first_host};
+    use super::{check, hosts_of};
     use crate::governance::{Backend, Governance, GovernanceOptions};
 
     #[test]
@@ -174,15 +211,18 @@ mod tests {
             let e = check(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
-        let first = |h, tls: bool| {
+        let hosts = |h, tls: bool| {
             let pick = |e: &str| !e.starts_with(if tls { "tcp://" } else { "tcp+tls://" });
-            first_host(h, pick).map(|(h, p)| format!("{h} {p}"))
+            let list = hosts_of(h, pick)
+                .into_iter()
+                .map(|(h, p)| format!("{h} {p}"));
+            list.collect::<Vec<_>>()
         };
-        assert_eq!(first("a:1,b:2/chroot", true).unwrap(), "a 1");
-        assert_eq!(first("tcp://a:1,tcp+tls://b/c", true).unwrap(), "b 2181");
-        assert_eq!(first("tcp+tls://a:1,tcp://b/c", false).unwrap(), "b 2181");
-        assert_eq!(first("[::1]:3", false).unwrap(), "::1 3");
-        assert_eq!(first("tcp://a:1", true), None);
+        assert_eq!(hosts("a:1,b:2/chroot", true), ["a 1", "b 2"]);
+        assert_eq!(hosts("tcp://a:1,tcp+tls://b/c", true), ["b 2181"]);
+        assert_eq!(hosts("tcp+tls://a:1,tcp://b/c", false), ["b 2181"]);
+        assert_eq!(hosts("[::1]:3", false), ["::1 3"]);
+        assert!(hosts("tcp://a:1", true).is_empty());
         // A library user gets the same refusal at start.
         let zk = Backend::ZooKeeper("h:2181/a//b".into());
         let e = Governance::start(GovernanceOptions::new("app", "c", zk)).err();

@@ -43,7 +43,7 @@ impl ZkTls {
 }
 
 /// Never called: there are no TLS settings to try.
-pub(crate) fn diagnose(_hosts: &str, tls: &ZkTls, _timeout: Duration) -> Option<String> {
+pub(crate) fn diagnose(_host: &str, _port: u16, tls: &ZkTls, _timeout: Duration) -> Option<String> {
     match tls.0 {}
 }
 

@@ -11,7 +11,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zookeeper_client as zk;
 
-use crate::governance::connect;
 
 /// TLS settings for ZooKeeper sessions, read from PEM files at start and again
 /// when one of them changes ([`ZkTls::reload`]). With them, every host of the
@@ -217,14 +216,12 @@ fn rustls_config(pems: &Pems) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Why no TLS session can be made with the first TLS host of `hosts`, found by
-/// making one as the ZooKeeper client does (zookeeper-client only says "no
-/// available hosts"): `None` when the handshake succeeds or the host cannot be
-/// reached at all, so the cause lies elsewhere. Blocks for at most `timeout` a
-/// step.
-pub(crate) fn diagnose(hosts: &str, tls: &ZkTls, timeout: Duration) -> Option<String> {
-    let (host, port) = connect::first_host(hosts, |e| !e.starts_with("tcp://"))?;
-    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+/// Why no TLS session can be made with `host`:`port`, found by making one as the
+/// ZooKeeper client does (zookeeper-client only says "no available hosts"):
+/// `None` when the handshake succeeds or the host cannot be reached at all, so
+/// the cause lies elsewhere. Blocks for at most `timeout` a step.
+pub(crate) fn diagnose(host: &str, port: u16, tls: &ZkTls, timeout: Duration) -> Option<String> {
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
     let mut sock = TcpStream::connect_timeout(&addr, timeout).ok()?;
     sock.set_read_timeout(Some(timeout)).ok()?;
     sock.set_write_timeout(Some(timeout)).ok()?;
@@ -236,7 +233,7 @@ pub(crate) fn diagnose(hosts: &str, tls: &ZkTls, timeout: Duration) -> Option<St
         Ok(c) => c,
         Err(e) => return fail(&e, "the PEM files"),
     };
-    let name = ServerName::try_from(host.clone()).ok()?;
+    let name = ServerName::try_from(host.to_string()).ok()?;
     let mut conn = match rustls::ClientConnection::new(config, name) {
         Ok(c) => c,
         Err(e) => return fail(&e, "the PEM files"),
