@@ -6,7 +6,6 @@
 //! first call on the core's runtime and ends when the client is dropped).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,10 +67,10 @@ impl Client {
         client
     }
 
-    /// Replaces the node list. A node that stays with the same weight keeps its
-    /// pool, limiter and health; one whose weight changed keeps its health; a node
-    /// that left is retired: its idle connections close now, the ones in use when
-    /// their call ends.
+    /// Replaces the node list (a node given twice counts once). A node that stays
+    /// with the same weight keeps its pool, limiter and health; one whose weight
+    /// changed keeps its health; a node that left is retired: its idle connections
+    /// close now, the ones in use when their call ends.
     pub fn set_nodes<N: Into<Node>>(&self, nodes: impl IntoIterator<Item = N>) {
         self.inner.set_nodes(nodes.into_iter().map(Into::into));
     }
@@ -111,15 +110,9 @@ impl Client {
             }
             *seen = now;
             let nodes = nodes_of(snap, &service);
-            let same = inner
-                .nodes
-                .borrow()
-                .iter()
-                .map(|n| n.node)
-                .eq(nodes.iter().copied());
-            if !same {
-                tracing::info!(%service, nodes = nodes.len(), "providers changed");
-                inner.set_nodes(nodes.into_iter());
+            let count = nodes.len();
+            if inner.set_nodes(nodes.into_iter()) {
+                tracing::info!(%service, nodes = count, "providers changed");
             }
             true
         });
@@ -163,43 +156,58 @@ impl PoolStats for Inner {
 }
 
 impl Inner {
-    fn set_nodes(&self, nodes: impl Iterator<Item = Node>) {
-        let old = self.nodes.borrow().clone();
-        // Looked up, not searched: a service may have thousands of nodes, and a
-        // search per node (quadratic) took half of a core while 200 of 20,000
-        // providers changed a second.
-        let mut same = HashMap::with_capacity(old.len());
-        let mut at = HashMap::with_capacity(old.len());
-        for o in old.iter() {
-            same.entry(o.node).or_insert(o);
-            at.entry(o.node.addr).or_insert(o);
+    /// Sets the node list; whether it changed. The list is kept in address order,
+    /// each node once, so that matching the new list against the old is one pass
+    /// over both: a service may have thousands of nodes and each core matches them
+    /// at every change (hash lookups took a sixth of each core while 200 of 20,000
+    /// providers changed a second; a search per node, half).
+    fn set_nodes(&self, nodes: impl Iterator<Item = Node>) -> bool {
+        let key = |n: &Node| (n.addr, n.weight);
+        let mut nodes: Vec<Node> = nodes.collect();
+        if !nodes.is_sorted_by_key(key) {
+            nodes.sort_unstable_by_key(key);
         }
-        let fresh: Rc<[Rc<NodeState>]> = nodes
-            .map(|node| {
-                if let Some(&same) = same.get(&node) {
-                    return same.clone();
-                }
-                let health = at
-                    .get(&node.addr)
-                    .map(|o| o.health.borrow().clone())
-                    .unwrap_or_default();
-                let failed = health.is_failed();
-                let fresh = Rc::new(NodeState::new(node, &self.config.pool, health));
-                if failed {
-                    self.tend(&fresh);
-                }
-                fresh
-            })
-            .collect();
-        let kept: HashSet<*const NodeState> = fresh.iter().map(Rc::as_ptr).collect();
-        for o in old.iter().filter(|o| !kept.contains(&Rc::as_ptr(o))) {
+        nodes.dedup();
+        let old = self.nodes.borrow().clone();
+        let mut rest = old.iter().peekable();
+        let mut fresh = Vec::with_capacity(nodes.len());
+        let mut left = Vec::new();
+        for node in nodes {
+            let mut passed = None;
+            while let Some(o) = rest.next_if(|o| key(&o.node) < key(&node)) {
+                left.push(o);
+                passed = Some(o);
+            }
+            if let Some(same) = rest.next_if(|o| o.node == node) {
+                fresh.push(same.clone());
+                continue;
+            }
+            // A new weight keeps the node's health.
+            let before = [passed, rest.peek().copied()].into_iter().flatten();
+            let health = before
+                .into_iter()
+                .find(|o| o.node.addr == node.addr)
+                .map(|o| o.health.borrow().clone())
+                .unwrap_or_default();
+            let failed = health.is_failed();
+            let new = Rc::new(NodeState::new(node, &self.config.pool, health));
+            if failed {
+                self.tend(&new);
+            }
+            fresh.push(new);
+        }
+        left.extend(rest);
+        if left.is_empty() && fresh.len() == old.len() {
+            return false;
+        }
+        for o in left {
             o.retire();
             self.with_pool(o, |pool, closed| pool.clear(closed));
         }
         tracing::debug!(nodes = fresh.len(), "client node list set");
-        *self.nodes.borrow_mut() = fresh;
+        *self.nodes.borrow_mut() = fresh.into();
+        true
     }
-
     /// The call loop: pick a node, attempt, retry when safe, within one deadline.
     async fn call<A: Encode>(
         self: &Rc<Self>,
@@ -470,10 +478,9 @@ fn providers(snap: &Snapshot, service: &ServiceName) -> Option<Arc<[Provider]>> 
     snap.services.get(service).cloned()
 }
 
-/// The nodes of `service` in `snap` (none until loaded), in a stable order.
+/// The nodes of `service` in `snap` (none until loaded), in address order.
 fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
-    let mut nodes: Vec<Node> = snap
-        .providers(service)
+    snap.providers(service)
         .unwrap_or_default()
         .iter()
         .filter_map(|p| {
@@ -482,9 +489,7 @@ fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
                 weight: p.weight,
             })
         })
-        .collect();
-    nodes.sort_by_key(|n| n.addr);
-    nodes
+        .collect()
 }
 
 /// How a call or attempt ended, in the recorders' terms (declared exceptions are
@@ -536,6 +541,45 @@ mod tests {
             .zip(&before[2..])
             .all(|(a, b)| Rc::ptr_eq(a, b) && b.generation.get() == 0));
         assert_eq!(after[19_999].node.addr, at(20_001));
+    }
+
+    /// A node list in any order, with a node given twice and an address at two
+    /// weights: kept in address order, each node once; the same list again
+    /// changes nothing.
+    #[test]
+    fn a_node_list_in_any_order_is_kept_in_address_order_once_each() {
+        let node = |port, weight| Node {
+            addr: at(port),
+            weight,
+        };
+        let client = Client::new([at(3), at(1), at(2), at(1)], ClientConfig::new("t"));
+        let list = || -> Vec<(u16, u32)> {
+            let nodes = client.inner.nodes.borrow().clone();
+            nodes
+                .iter()
+                .map(|n| (n.node.addr.port(), n.node.weight))
+                .collect()
+        };
+        assert_eq!(list(), [(1, 100), (2, 100), (3, 100)]);
+        let before = client.inner.nodes.borrow().clone();
+        let same = [node(2, 100), node(3, 100), node(1, 100)];
+        assert!(!client.inner.set_nodes(same.into_iter()), "nothing changed");
+        assert!(Rc::ptr_eq(&before, &client.inner.nodes.borrow()));
+        let now = Instant::now();
+        before[1]
+            .health
+            .borrow_mut()
+            .failure(1, Duration::from_secs(1), now);
+        let next = [node(3, 100), node(2, 7), node(2, 200), node(1, 100)];
+        assert!(client.inner.set_nodes(next.into_iter()));
+        assert_eq!(list(), [(1, 100), (2, 7), (2, 200), (3, 100)]);
+        let after = client.inner.nodes.borrow().clone();
+        assert!(Rc::ptr_eq(&after[0], &before[0]) && Rc::ptr_eq(&after[3], &before[2]));
+        assert!(
+            after[1..3].iter().all(|n| n.health.borrow().is_failed()),
+            "port 2's health kept"
+        );
+        assert!(before[1].retired() && !before[0].retired() && !before[2].retired());
     }
 
     /// A client of thousands of nodes tends only those that need it: a failed node

@@ -420,7 +420,8 @@ impl Mirror {
 /// A provider host name and port.
 pub type Name = (String, u16);
 
-/// A providers folder's part of a snapshot: its providers with an address, or
+/// A providers folder's part of a snapshot: its providers with an address (in
+/// address order), or
 /// `None` when it is not loaded yet (nor is a folder whose providers are all host
 /// names not looked up yet).
 fn providers_of(f: &Folder, addrs: &HashMap<Name, Option<SocketAddr>>) -> Option<Arc<[Provider]>> {
@@ -428,15 +429,18 @@ fn providers_of(f: &Folder, addrs: &HashMap<Name, Option<SocketAddr>>) -> Option
         return None;
     }
     let providers = f.children.values().filter_map(|v| v.provider.as_ref());
-    let reachable: Arc<[Provider]> = providers
+    let mut reachable: Vec<Provider> = providers
         .clone()
         .filter(|p| p.addr.is_some())
         .cloned()
         .collect();
+    // In address order, as a client keeps its nodes: each core's clients take it
+    // as it is, with no sort of their own.
+    reachable.sort_unstable_by_key(|p| (p.addr, p.weight));
     let pending = providers
         .filter_map(name_of)
         .any(|n| !addrs.contains_key(&n));
-    (!reachable.is_empty() || !pending).then_some(reachable)
+    (!reachable.is_empty() || !pending).then(|| reachable.into())
 }
 
 /// `p`'s host name and port, when its host is not an IP address.

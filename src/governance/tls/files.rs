@@ -11,7 +11,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zookeeper_client as zk;
 
-
 /// TLS settings for ZooKeeper sessions, read from PEM files at start and again
 /// when one of them changes ([`ZkTls::reload`]). With them, every host of the
 /// connect string is reached over TLS (a `tcp://HOST:PORT` entry stays plain); the
