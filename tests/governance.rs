@@ -1359,7 +1359,10 @@ fn a_zookeeper_that_takes_no_more_connections_from_this_host_is_named() {
     let down_first = format!("127.0.0.1:{},{}", free_port(), zk.connect);
     let (ok, _, err) = ringsoa(&["registry", "ls", "--zk", &down_first]);
     let first = err.lines().next().unwrap_or_default();
-    assert!(!ok && first.contains(why) && first.contains(&zk.connect), "{err}");
+    assert!(
+        !ok && first.contains(why) && first.contains(&zk.connect),
+        "{err}"
+    );
     serves_without_a_session(&down_first, "max-conns", &[], why);
 }
 
