@@ -137,8 +137,8 @@ pub struct Snapshot {
     /// Effective switches, likewise.
     pub switches: Arc<BTreeMap<String, String>>,
     /// Providers of each service loaded so far, in address order (an empty list:
-    /// loaded, none). A service's list is the same `Arc` from one snapshot to the next while it
-    /// does not change.
+    /// loaded, none). A service's list is the same `Arc` from one snapshot to the
+    /// next while it does not change.
     pub services: Arc<BTreeMap<ServiceName, Arc<[Provider]>>>,
 }
 

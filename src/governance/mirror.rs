@@ -262,10 +262,8 @@ impl Mirror {
     pub fn snapshot(&mut self, source: Source, version: u64, seen_at: SystemTime) -> Snapshot {
         let (folders, made) = (&mut self.folders, &mut self.made);
         let changed = |services: bool| {
-            let folders = folders.values();
-            folders
-                .clone()
-                .any(|f| f.changed && f.service.is_some() == services)
+            let mut all = folders.values();
+            all.any(|f| f.changed && f.service.is_some() == services)
         };
         if changed(false) {
             // App values first, then the cluster's overrides on top.
@@ -420,10 +418,9 @@ impl Mirror {
 /// A provider host name and port.
 pub type Name = (String, u16);
 
-/// A providers folder's part of a snapshot: its providers with an address (in
-/// address order), or
-/// `None` when it is not loaded yet (nor is a folder whose providers are all host
-/// names not looked up yet).
+/// A providers folder's part of a snapshot: its providers with an address, in
+/// address order; `None` when it is not loaded yet (nor is a folder whose
+/// providers are all host names not looked up yet).
 fn providers_of(f: &Folder, addrs: &HashMap<Name, Option<SocketAddr>>) -> Option<Arc<[Provider]>> {
     if !f.loaded {
         return None;

@@ -280,8 +280,8 @@ impl Metrics {
         self.shared.limits.lock().expect("not poisoned").clone()
     }
 
-    /// Asks every core for its clients' pools (answered within a core's tick,
-    /// [`recorder::TICK`]); returns the request's number for
+    /// Asks every core for its clients' pools (answered within a core's 10 ms
+    /// tick); returns the request's number for
     /// [`Metrics::pools_answered`]. Pools are read only when asked: a service of
     /// thousands of nodes has as many counters per core.
     pub fn ask_pools(&self) -> u64 {

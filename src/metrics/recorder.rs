@@ -85,7 +85,7 @@ pub struct Delta {
 }
 
 /// A core's pools, as asked for by [`super::Metrics::ask_pools`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PoolsAnswer {
     /// The request answered (or a later one).
     pub asked: u64,
@@ -237,7 +237,7 @@ impl CoreMetrics {
             probes: RefCell::default(),
             next_ticket: std::cell::Cell::new(1),
             pools: RefCell::default(),
-            pools_answered: Cell::new(pools_asked.load(Ordering::Relaxed)),
+            pools_answered: Cell::new(0),
             pools_asked,
             key: RefCell::default(),
         });
