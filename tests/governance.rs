@@ -1366,6 +1366,38 @@ fn a_zookeeper_that_takes_no_more_connections_from_this_host_is_named() {
     serves_without_a_session(&down_first, "max-conns", &[], why);
 }
 
+/// A disk cache write that never ends (a FIFO where the write's temporary file
+/// goes: opening it waits for a reader, as a write to a hung disk waits): the demo
+/// stays registered in its first session past three session timeouts, follows a
+/// change made meanwhile, and says once that the write is slow. Before, the write
+/// held the governance thread: the session expired, the node left the registry,
+/// and changes stopped reaching the view, with no line in the log.
+#[test]
+fn a_hung_disk_cache_write_holds_neither_the_session_nor_the_view() {
+    let (_zk, zkc, dir, g) = registered(1, "hung-cache");
+    let key = "/ringsoa/apps/ringsoa-demo/config/hung";
+    let pid = g.demo.child.id();
+    let tmp = dir.0.join(format!("cache/ringsoa-demo.main.json.tmp{pid}"));
+    assert!(Command::new("mkfifo").arg(&tmp).status().unwrap().success());
+    zkc.set(key, b"first");
+    g.wait_view("/config", "the first value", |c| c["hung"] == "first");
+    // The next write of the cache, within a second, hangs; sessions last 2 s.
+    std::thread::sleep(Duration::from_secs(6));
+    zkc.set(key, b"second");
+    g.wait_view("/config", "a value set while the write hangs", |c| {
+        c["hung"] == "second"
+    });
+    let log = g.log_text();
+    assert!(zkc.get(&g.node()).is_some(), "not registered: {log}");
+    let sessions = log.matches("ZooKeeper session established").count();
+    assert_eq!(sessions, 1, "{log}");
+    let slow = log
+        .lines()
+        .filter(|l| l.contains("a disk cache write has taken"));
+    assert_eq!(slow.count(), 1, "{log}");
+    let _ = std::fs::remove_file(&tmp);
+}
+
 /// A storm of changes sent at once: 5,000 writes of one value, 300 providers
 /// appearing and 100 of them replaced in place (deleted and created again, as a
 /// handover does). The demo ends holding what ZooKeeper holds, its events applied

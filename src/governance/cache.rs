@@ -1,11 +1,13 @@
 //! The disk cache: the mirror, written atomically (temporary file, fsync, rename,
-//! fsync of the folder) after every change, and read at start when ZooKeeper does
-//! not answer. A missing, unwritable or corrupt cache is logged and skipped; it
-//! never stops the process.
+//! fsync of the folder) after changes, and read at start when ZooKeeper does not
+//! answer. A missing, unwritable or corrupt cache is logged and skipped; it never
+//! stops the process. Writes run off the governance thread
+//! ([`super::keeper::Keeper::save`]), so that a slow or hung disk holds only them.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::mirror::{Mirror, Saved};
 
@@ -14,7 +16,7 @@ use super::mirror::{Mirror, Saved};
 pub struct Cache {
     file: PathBuf,
     /// The last save failed (logged once until a save succeeds again).
-    failing: bool,
+    failing: AtomicBool,
 }
 
 impl Cache {
@@ -22,12 +24,11 @@ impl Cache {
     pub fn new(dir: &Path, app: &str, cluster: &str) -> Self {
         Cache {
             file: dir.join(format!("{app}.{cluster}.json")),
-            failing: false,
+            failing: AtomicBool::new(false),
         }
     }
 
     /// The cache file's path.
-    #[cfg(test)]
     pub fn file(&self) -> &Path {
         &self.file
     }
@@ -57,26 +58,26 @@ impl Cache {
         }
     }
 
-    /// Writes `mirror` (see the module docs).
-    pub fn save(&mut self, mirror: &Mirror) {
-        match self.write(mirror) {
+    /// Writes `saved`, a mirror's form (see the module docs). Blocks.
+    pub fn save(&self, saved: &Saved) {
+        match self.write(saved) {
             Ok(()) => {
-                if std::mem::take(&mut self.failing) {
+                if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(file = %self.file.display(), "disk cache written again");
                 }
             }
             Err(e) => {
-                if !std::mem::replace(&mut self.failing, true) {
+                if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::error!(file = %self.file.display(), error = %e, "cannot write the disk cache: serving goes on, but a restart while ZooKeeper is down would start without it");
                 }
             }
         }
     }
 
-    fn write(&self, mirror: &Mirror) -> std::io::Result<()> {
+    fn write(&self, saved: &Saved) -> std::io::Result<()> {
         let dir = self.file.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
-        let body = serde_json::to_vec_pretty(&mirror.save())?;
+        let body = serde_json::to_vec_pretty(saved)?;
         let tmp = self
             .file
             .with_extension(format!("json.tmp{}", std::process::id()));
@@ -107,8 +108,8 @@ mod tests {
         let layout = Layout::new("/r").unwrap();
         let mut m = Mirror::new(layout.clone(), "a", "c");
         m.replace("/r/apps/a/config", vec![("k".into(), b"v".to_vec())]);
-        let mut cache = Cache::new(&dir.join("sub"), "a", "c");
-        cache.save(&m);
+        let cache = Cache::new(&dir.join("sub"), "a", "c");
+        cache.save(&m.save());
         let mut back = Mirror::new(layout.clone(), "a", "c");
         assert!(cache.load(&mut back));
         let now = std::time::SystemTime::now();

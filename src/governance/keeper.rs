@@ -20,7 +20,9 @@ pub struct Keeper {
     pub mirror: Mirror,
     /// Looks up the providers' host names.
     pub resolver: Resolver,
-    cache: Option<Cache>,
+    cache: Option<Arc<Cache>>,
+    /// The disk cache write under way, if any.
+    writing: Option<Writing>,
     version: u64,
     /// Where the last snapshot's values came from.
     source: Source,
@@ -50,6 +52,23 @@ const PUBLISH_SHARE: u32 = 10;
 /// provider changes a second in a folder of 20,000 wrote 1.4 GB in 20 s.
 const SAVE_PACE: Duration = Duration::from_secs(1);
 
+/// How often the loop looks at a disk cache write under way: to start the write
+/// held behind it once it ends, and to say when it takes long.
+const WRITE_POLL: Duration = Duration::from_millis(100);
+
+/// A disk cache write under way this long is logged (once): a slow or hung disk.
+const WRITE_SLOW: Duration = Duration::from_secs(5);
+
+/// A disk cache write under way, on a blocking thread: a slow or hung disk holds
+/// it, never the governance thread (whose ZooKeeper session would expire with it,
+/// the process's node gone from the registry).
+struct Writing {
+    task: tokio::task::JoinHandle<()>,
+    since: Instant,
+    /// Logged as slow.
+    told: bool,
+}
+
 impl Keeper {
     /// A keeper for the thread's options.
     pub fn new(shared: Arc<Shared>, layout: Layout) -> Self {
@@ -58,11 +77,12 @@ impl Keeper {
         let cache = o
             .cache_dir
             .as_deref()
-            .map(|d| Cache::new(d, &o.app, &o.cluster));
+            .map(|d| Arc::new(Cache::new(d, &o.app, &o.cluster)));
         Keeper {
             mirror,
             resolver: Resolver::default(),
             cache,
+            writing: None,
             version: 0,
             source: Source::Empty,
             registration: None,
@@ -126,7 +146,8 @@ impl Keeper {
     }
 
     /// Writes the disk cache (when there is one), or, within [`SAVE_PACE`] of the
-    /// last write, holds the write until then ([`Keeper::due`]).
+    /// last write or while a write is under way, holds the write until then
+    /// ([`Keeper::due`]). Writes run on a blocking thread, one at a time.
     pub fn save(&mut self) {
         match self.saved_at {
             Some(at) if at.elapsed() < SAVE_PACE => self.save_held = true,
@@ -138,10 +159,13 @@ impl Keeper {
     /// held: the loop then calls [`Keeper::flush_due`].
     pub fn due(&self) -> Option<tokio::time::Instant> {
         let publish = self.publish_after.filter(|_| self.publish_held.is_some());
-        let save = self
-            .saved_at
-            .filter(|_| self.save_held)
-            .map(|at| at + SAVE_PACE);
+        let save = match &self.writing {
+            Some(_) => Some(Instant::now() + WRITE_POLL),
+            None => self
+                .saved_at
+                .filter(|_| self.save_held)
+                .map(|at| at + SAVE_PACE),
+        };
         let due = match (publish, save) {
             (Some(p), Some(s)) => p.min(s),
             (p, s) => p.or(s)?,
@@ -151,6 +175,7 @@ impl Keeper {
 
     /// Publishes and writes what is held and due.
     pub fn flush_due(&mut self) {
+        self.writing();
         let now = Instant::now();
         if let (Some((source, seen)), true) = (self.publish_held, self.publish_after <= Some(now)) {
             self.publish_now(source, seen);
@@ -170,13 +195,45 @@ impl Keeper {
         }
     }
 
-    /// Writes the disk cache now.
+    /// Starts writing the disk cache now, or holds the write while another is
+    /// under way.
     fn save_now(&mut self) {
-        if let Some(c) = &mut self.cache {
-            c.save(&self.mirror);
+        if self.writing() {
+            self.save_held = true;
+            return;
+        }
+        if let Some(c) = &self.cache {
+            let (c, saved) = (c.clone(), self.mirror.save());
+            self.writing = Some(Writing {
+                task: tokio::task::spawn_blocking(move || c.save(&saved)),
+                since: Instant::now(),
+                told: false,
+            });
         }
         self.saved_at = Some(Instant::now());
         self.save_held = false;
+    }
+
+    /// Whether a disk cache write is under way; one under way for [`WRITE_SLOW`]
+    /// is logged, once.
+    fn writing(&mut self) -> bool {
+        let Some(w) = &mut self.writing else {
+            return false;
+        };
+        let took = w.since.elapsed();
+        let file = self.cache.as_ref().map(|c| c.file().display().to_string());
+        if w.task.is_finished() {
+            if w.told {
+                tracing::info!(file, "the slow disk cache write ended after {took:?}");
+            }
+            self.writing = None;
+            return false;
+        }
+        if !w.told && took >= WRITE_SLOW {
+            w.told = true;
+            tracing::warn!(file, "a disk cache write has taken {took:?} and is still under way (a slow or hung disk?): governance goes on, and the cache is written again once it ends");
+        }
+        true
     }
 
     /// Reads the disk cache into the mirror; whether there was one.
