@@ -1378,6 +1378,7 @@ fn a_hung_disk_cache_write_holds_neither_the_session_nor_the_view() {
     let key = "/ringsoa/apps/ringsoa-demo/config/hung";
     let pid = g.demo.child.id();
     let tmp = dir.0.join(format!("cache/ringsoa-demo.main.json.tmp{pid}"));
+    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
     assert!(Command::new("mkfifo").arg(&tmp).status().unwrap().success());
     zkc.set(key, b"first");
     g.wait_view("/config", "the first value", |c| c["hung"] == "first");

@@ -175,7 +175,7 @@ impl Keeper {
 
     /// Publishes and writes what is held and due.
     pub fn flush_due(&mut self) {
-        self.writing();
+        self.write_under_way();
         let now = Instant::now();
         if let (Some((source, seen)), true) = (self.publish_held, self.publish_after <= Some(now)) {
             self.publish_now(source, seen);
@@ -198,7 +198,7 @@ impl Keeper {
     /// Starts writing the disk cache now, or holds the write while another is
     /// under way.
     fn save_now(&mut self) {
-        if self.writing() {
+        if self.write_under_way() {
             self.save_held = true;
             return;
         }
@@ -216,22 +216,25 @@ impl Keeper {
 
     /// Whether a disk cache write is under way; one under way for [`WRITE_SLOW`]
     /// is logged, once.
-    fn writing(&mut self) -> bool {
+    fn write_under_way(&mut self) -> bool {
         let Some(w) = &mut self.writing else {
             return false;
         };
         let took = w.since.elapsed();
-        let file = self.cache.as_ref().map(|c| c.file().display().to_string());
+        let file = || self.cache.as_ref().map(|c| c.file().display().to_string());
         if w.task.is_finished() {
             if w.told {
-                tracing::info!(file, "the slow disk cache write ended after {took:?}");
+                tracing::info!(
+                    file = file(),
+                    "the slow disk cache write ended after {took:?}"
+                );
             }
             self.writing = None;
             return false;
         }
         if !w.told && took >= WRITE_SLOW {
             w.told = true;
-            tracing::warn!(file, "a disk cache write has taken {took:?} and is still under way (a slow or hung disk?): governance goes on, and the cache is written again once it ends");
+            tracing::warn!(file = file(), "a disk cache write has taken {took:?} and is still under way (a slow or hung disk?): governance goes on, and the cache is written again once it ends");
         }
         true
     }
