@@ -1,7 +1,7 @@
 //! The disk cache: the mirror, written atomically (temporary file, fsync, rename,
 //! fsync of the folder) after changes, and read at start when ZooKeeper does not
 //! answer. A missing, unwritable or corrupt cache is logged and skipped; it never
-//! stops the process. Writes run off the governance thread
+//! stops the process. Writes run on a thread of their own
 //! ([`super::keeper::Keeper::save`]), so that a slow or hung disk holds only them.
 
 use std::fs;
@@ -60,7 +60,12 @@ impl Cache {
 
     /// Writes `saved`, a mirror's form (see the module docs). Blocks.
     pub fn save(&self, saved: &Saved) {
-        match self.write(saved) {
+        self.report(self.write(saved));
+    }
+
+    /// Logs a write that failed, once until one succeeds again (then that too).
+    pub fn report(&self, written: std::io::Result<()>) {
+        match written {
             Ok(()) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(file = %self.file.display(), "disk cache written again");

@@ -59,11 +59,12 @@ const WRITE_POLL: Duration = Duration::from_millis(100);
 /// A disk cache write under way this long is logged (once): a slow or hung disk.
 const WRITE_SLOW: Duration = Duration::from_secs(5);
 
-/// A disk cache write under way, on a blocking thread: a slow or hung disk holds
+/// A disk cache write under way, on a thread of its own: a slow or hung disk holds
 /// it, never the governance thread (whose ZooKeeper session would expire with it,
-/// the process's node gone from the registry).
+/// the process's node gone from the registry), nor the blocking threads that look
+/// up host names (a hung DNS can fill them).
 struct Writing {
-    task: tokio::task::JoinHandle<()>,
+    task: std::thread::JoinHandle<()>,
     since: Instant,
     /// Logged as slow.
     told: bool,
@@ -147,7 +148,7 @@ impl Keeper {
 
     /// Writes the disk cache (when there is one), or, within [`SAVE_PACE`] of the
     /// last write or while a write is under way, holds the write until then
-    /// ([`Keeper::due`]). Writes run on a blocking thread, one at a time.
+    /// ([`Keeper::due`]). Writes run on a thread of their own, one at a time.
     pub fn save(&mut self) {
         match self.saved_at {
             Some(at) if at.elapsed() < SAVE_PACE => self.save_held = true,
@@ -203,12 +204,22 @@ impl Keeper {
             return;
         }
         if let Some(c) = &self.cache {
-            let (c, saved) = (c.clone(), self.mirror.save());
-            self.writing = Some(Writing {
-                task: tokio::task::spawn_blocking(move || c.save(&saved)),
-                since: Instant::now(),
-                told: false,
-            });
+            let (cache, saved) = (c.clone(), self.mirror.save());
+            let thread = std::thread::Builder::new().name("ringsoa-cache".into());
+            match thread.spawn(move || cache.save(&saved)) {
+                Ok(task) => {
+                    let since = Instant::now();
+                    let told = false;
+                    self.writing = Some(Writing { task, since, told });
+                }
+                Err(e) => {
+                    // Tried again after the pace.
+                    c.report(Err(e));
+                    self.saved_at = Some(Instant::now());
+                    self.save_held = true;
+                    return;
+                }
+            }
         }
         self.saved_at = Some(Instant::now());
         self.save_held = false;
