@@ -1399,6 +1399,145 @@ fn a_hung_disk_cache_write_holds_neither_the_session_nor_the_view() {
     let _ = std::fs::remove_file(&tmp);
 }
 
+/// A TCP relay to `target` that cuts each connection `life` after the server's
+/// first bytes: a flapping network between a process and ZooKeeper. Counts the
+/// connections made through it.
+struct Flapping {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Flapping {
+    fn start(target: &str, life: Duration) -> Flapping {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target: SocketAddr = target.parse().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let (Ok(client), Ok(server)) = (client, TcpStream::connect(target)) else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                let answered = Arc::new(AtomicBool::new(false));
+                let pipe =
+                    |mut from: TcpStream, mut to: TcpStream, seen: Option<Arc<AtomicBool>>| {
+                        std::thread::spawn(move || {
+                            let mut buf = [0u8; 65536];
+                            while let Ok(n @ 1..) = std::io::Read::read(&mut from, &mut buf) {
+                                if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                    break;
+                                }
+                                seen.iter().for_each(|s| s.store(true, Ordering::SeqCst));
+                            }
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        })
+                    };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                );
+                pipe(s2, c2, Some(answered.clone()));
+                std::thread::spawn(move || {
+                    while !answered.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    std::thread::sleep(life);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Flapping { addr, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// A network that drops the connection to ZooKeeper moments after every
+/// reconnect. Each reconnect re-reads everything (the client library does not
+/// restore persistent watches), but a re-read that finds nothing changed used to
+/// publish a snapshot to every core and rewrite the disk cache each time, and each
+/// drop logged its two lines. Now nothing unchanged is published or written, a
+/// change still arrives, and the drops are logged a line per 10 s.
+#[test]
+fn a_flapping_connection_publishes_nothing_unchanged_and_logs_a_line_per_interval() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let key = "/ringsoa/apps/ringsoa-demo/config/flap";
+    zkc.set(key, b"before");
+    let flapping = Flapping::start(&zk.connect, Duration::from_millis(300));
+    let dir = Scratch::new("flapping");
+    let started = Instant::now();
+    let g = Governed::on_zk(&flapping.addr.to_string(), &dir.0, &[]);
+    g.wait_view("/config", "the first value", |c| c["flap"] == "before");
+    wait(Duration::from_secs(10), "registered", || {
+        zkc.get(&g.node()).is_some()
+    });
+    // Settled: the registration's own event applied, and the disk cache write
+    // held behind the first (at most one a second) done.
+    let settled = flapping.connections() + 2;
+    wait(Duration::from_secs(20), "two reconnects", || {
+        flapping.connections() >= settled
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let version = || g.get("/governance")["version"].as_u64().unwrap();
+    let cache = dir.0.join("cache/ringsoa-demo.main.json");
+    let modified = || std::fs::metadata(&cache).unwrap().modified().unwrap();
+    let (v0, m0, c0) = (version(), modified(), flapping.connections());
+    wait(Duration::from_secs(30), "six more reconnects", || {
+        flapping.connections() >= c0 + 6
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = g.log_text();
+    assert_eq!(
+        version(),
+        v0,
+        "snapshots published for nothing changed: {log}"
+    );
+    assert_eq!(
+        modified(),
+        m0,
+        "the disk cache rewritten for nothing changed"
+    );
+    assert!(zkc.get(&g.node()).is_some(), "not registered: {log}");
+    zkc.set(key, b"after");
+    g.wait_view("/config", "a change made while it flaps", |c| {
+        c["flap"] == "after"
+    });
+    assert!(version() > v0);
+    let log = g.log_text();
+    let (lost, back) = (
+        log.matches("ZooKeeper connection lost").count(),
+        log.matches("ZooKeeper connection back").count(),
+    );
+    let allowed = 1 + started.elapsed().as_secs() as usize / 10;
+    let drops = flapping.connections() - 1;
+    println!(
+        "{drops} drops in {:?}: {lost} lines lost, {back} back",
+        started.elapsed()
+    );
+    assert!(drops > allowed, "too few drops to tell: {drops}");
+    assert!(
+        (1..=allowed).contains(&lost),
+        "{lost} lines for {drops} drops: {log}"
+    );
+    assert!(
+        (1..=allowed).contains(&back),
+        "{back} lines for {drops} drops: {log}"
+    );
+    assert_eq!(
+        log.matches("ZooKeeper session established").count(),
+        1,
+        "{log}"
+    );
+}
+
 /// A storm of changes sent at once: 5,000 writes of one value, 300 providers
 /// appearing and 100 of them replaced in place (deleted and created again, as a
 /// handover does). The demo ends holding what ZooKeeper holds, its events applied

@@ -132,6 +132,15 @@ impl Keeper {
         cv.notify_all();
     }
 
+    /// Whether the snapshot published last, or the one held, has its values from
+    /// `source`.
+    pub fn publishes(&self, source: Source) -> bool {
+        match self.publish_held {
+            Some((held, _)) => held == source,
+            None => self.version > 0 && self.source == source,
+        }
+    }
+
     /// Looks up the mirror's new host names (see [`Resolver::ask`]).
     pub fn look_up(&mut self) {
         self.resolver.ask(&mut self.mirror);

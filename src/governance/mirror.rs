@@ -167,25 +167,49 @@ impl Mirror {
         self.folders.keys().cloned().collect()
     }
 
-    /// Sets a folder's children as just read (a missing folder reads as empty).
-    pub fn replace(&mut self, path: &str, children: Vec<(String, Vec<u8>)>) {
+    /// Sets a folder's children as just read (a missing folder reads as empty);
+    /// whether that changed what the folder gives a snapshot (a first read does).
+    /// A value read again as it was is kept as it was checked, not parsed again: a
+    /// reconnect re-reads every folder, mostly unchanged.
+    pub fn replace(&mut self, path: &str, children: Vec<(String, Vec<u8>)>) -> bool {
         let Some(folder) = self.folders.get_mut(path) else {
-            return;
+            return false;
         };
-        folder.loaded = true;
-        *folder.children_mut() = children
+        let mut old = std::mem::take(&mut folder.children);
+        let mut same = folder.loaded;
+        let (kind, addrs, fresh, ignored) =
+            (folder.kind, &self.addrs, &mut self.fresh, &mut self.ignored);
+        let children = children
             .into_iter()
-            .filter_map(|(name, data)| match check(folder.kind, data, &self.addrs) {
-                Ok(value) => {
-                    note_fresh(&mut self.fresh, &self.addrs, &value);
-                    Some((name, value))
+            .filter_map(|(name, data)| {
+                match old.remove(&name) {
+                    Some(v) if v.raw.as_bytes() == data => return Some((name, v)),
+                    Some(_) => same = false,
+                    None => {}
                 }
-                Err(why) => {
-                    self.ignored.note(format!("{path}/{name}"), why);
-                    None
+                match check(kind, data, addrs) {
+                    Ok(value) => {
+                        same = false;
+                        note_fresh(fresh, addrs, &value);
+                        Some((name, value))
+                    }
+                    // Left out now as before, or newly left out (then its old
+                    // value is gone: not the same).
+                    Err(why) => {
+                        ignored.note(format!("{path}/{name}"), why);
+                        None
+                    }
                 }
             })
             .collect();
+        same &= old.is_empty();
+        folder.loaded = true;
+        if same {
+            folder.children = children;
+        } else {
+            *folder.children_mut() = children;
+        }
+        !same
     }
 
     /// Notes a node left out by the caller (one nested below a child).
@@ -603,6 +627,45 @@ mod tests {
             .snapshot(Source::Cache, 1, SystemTime::now())
             .switches
             .is_empty());
+    }
+
+    /// A reconnect re-reads every folder: a read that finds what the folder holds
+    /// changes nothing (its part of the next snapshot stays shared), whatever it
+    /// holds that is left out; any value new, changed, gone or newly left out does.
+    #[test]
+    fn a_folder_read_again_as_it_was_is_unchanged() {
+        let mut m = mirror();
+        let dir = "/r/apps/demo/switches";
+        let read = |pairs: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+            let pairs = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()));
+            pairs.collect()
+        };
+        assert!(m.replace(dir, read(&[])), "a first read, even of nothing");
+        assert!(!m.replace(dir, read(&[])));
+        let held = [("a", "on"), ("b", "off"), ("bad", "maybe")];
+        assert!(m.replace(dir, read(&held)));
+        m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
+        assert!(!m.replace(dir, read(&held)), "read again as it was");
+        assert!(!m.folders[dir].changed, "not marked for the next snapshot");
+        assert_eq!(
+            m.log_ignored("the test"),
+            2,
+            "the bad one noted at each read"
+        );
+        let changes: [&[(&str, &str)]; 4] = [
+            &[("a", "on"), ("b", "on"), ("bad", "maybe")],
+            &[("a", "on"), ("bad", "maybe")],
+            &[("a", "on"), ("b", "off"), ("c", "on"), ("bad", "maybe")],
+            &[("a", "on"), ("b", "what")],
+        ];
+        for change in changes {
+            m.replace(dir, read(&held));
+            m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
+            assert!(m.replace(dir, read(change)), "{change:?}");
+            assert!(m.folders[dir].changed, "{change:?}");
+        }
     }
 
     #[test]

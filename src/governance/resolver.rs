@@ -341,7 +341,10 @@ mod tests {
         assert!(m.take_fresh().is_empty());
         let (child, data) = node("nowhere.invalid");
         assert!(m.set(&format!("{FOLDER}/{child}"), data));
-        m.replace(FOLDER, vec![node("localhost"), node("nowhere.invalid")]);
+        // Read again with a weight: checked again, so noted again (a value read
+        // again as it was is not).
+        let weighted = br#"{"host":"nowhere.invalid","port":9090,"weight":5}"#.to_vec();
+        m.replace(FOLDER, vec![node("localhost"), (child, weighted)]);
         let fresh = m.clone().take_fresh();
         assert_eq!(fresh, vec![("nowhere.invalid".to_string(), 9090); 2]);
         r.ask(&mut m);

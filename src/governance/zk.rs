@@ -23,6 +23,8 @@ use super::registrar::ping;
 use super::tls::{self, ZkTls};
 use super::Command;
 use crate::control::Source;
+use crate::logs::throttle::{log_throttled, warn_throttled, Throttle};
+use tracing::Level;
 
 /// The most watch events applied together: their nodes are read in one round
 /// trip, and a storm of changes is published at least every this many events.
@@ -70,6 +72,7 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
     // Why no session can be made, when a probe finds it (at the failures that
     // are logged).
     let mut cause: Option<String> = None;
+    let flaps = Flaps::default();
     loop {
         let connector = auth::connector(opts.session_timeout, &opts.auth);
         let attempt = tls::connect(connector, &hosts, opts.tls.as_ref());
@@ -83,7 +86,7 @@ pub async fn run(mut k: Keeper, hosts: String, mut commands: UnboundedReceiver<C
             Ok(Ok(client)) => {
                 cause = None;
                 let booting = boot.take();
-                let end = session(&mut k, client, &mut commands).await;
+                let end = session(&mut k, client, &mut commands, &flaps).await;
                 k.flush();
                 match end {
                     End::Lost => {
@@ -215,11 +218,20 @@ fn remember(k: &mut Keeper, cmd: Command) {
     }
 }
 
+/// A connection lost and back, each logged at most a line per 10 s, whatever
+/// number of times a flapping network drops it.
+#[derive(Default)]
+struct Flaps {
+    lost: Throttle,
+    back: Throttle,
+}
+
 /// Serves one session until it is lost.
 async fn session(
     k: &mut Keeper,
     client: zk::Client,
     commands: &mut UnboundedReceiver<Command>,
+    flaps: &Flaps,
 ) -> End {
     let id = client.session_id().0;
     tracing::info!(
@@ -273,11 +285,11 @@ async fn session(
             state = states.changed() => match state {
                 SessionState::Disconnected => {
                     k.status(|s| s.connected = false);
-                    tracing::warn!("ZooKeeper connection lost: serving from the mirror while the client reconnects");
+                    warn_throttled!(flaps.lost, "ZooKeeper connection lost: serving from the mirror while the client reconnects");
                 }
                 SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
                     k.status(|s| s.connected = true);
-                    tracing::info!("ZooKeeper connection back: re-watching and re-reading everything");
+                    log_throttled!(Level::INFO, flaps.back, "ZooKeeper connection back: re-watching and re-reading everything");
                     if watches.all(&client, k, &events_tx).await.is_err() {
                         return too_old(k);
                     }
@@ -509,17 +521,23 @@ impl Drop for Watches {
 /// Re-reads every followed folder, then publishes and saves.
 async fn reread(client: &zk::Client, k: &mut Keeper) {
     let seen = SystemTime::now();
+    let mut changed = false;
     for path in k.mirror.paths() {
-        load_folder(client, &mut k.mirror, &path).await;
+        changed |= load_folder(client, &mut k.mirror, &path).await;
     }
-    k.publish(Source::ZooKeeper, seen);
-    k.save();
-    tracing::debug!(folders = k.mirror.paths().len(), "re-read done");
+    // A reconnect mostly finds what the mirror holds: then the cores, the control
+    // threads and the disk cache already have it, unless what they have came from
+    // elsewhere (the disk cache) or nothing was published yet.
+    if changed || !k.publishes(Source::ZooKeeper) {
+        k.publish(Source::ZooKeeper, seen);
+        k.save();
+    }
+    tracing::debug!(folders = k.mirror.paths().len(), changed, "re-read done");
 }
 
 /// Reads a folder's children and their values into `mirror` (a missing folder is
-/// empty) and logs the nodes left out; false when ZooKeeper could not be read (the
-/// mirror keeps what it had).
+/// empty) and logs the nodes left out; whether the folder changed (not when
+/// ZooKeeper could not be read: the mirror keeps what it had).
 async fn load_folder(client: &zk::Client, mirror: &mut Mirror, path: &str) -> bool {
     let names = match client.list_children(path).await {
         Ok(n) => n,
@@ -551,9 +569,9 @@ async fn load_folder(client: &zk::Client, mirror: &mut Mirror, path: &str) -> bo
             }
         }
     }
-    mirror.replace(path, children);
+    let changed = mirror.replace(path, children);
     mirror.log_ignored(path);
-    true
+    changed
 }
 
 /// Applies a batch of watch events to the mirror; whether it changed. Each path
