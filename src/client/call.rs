@@ -112,7 +112,7 @@ impl Client {
             let nodes = nodes_of(snap, &service);
             let count = nodes.len();
             if inner.set_nodes(nodes.into_iter()) {
-                tracing::info!(%service, nodes = count, "providers changed");
+                tracing::debug!(%service, nodes = count, "providers changed");
             }
             true
         });

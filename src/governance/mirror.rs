@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::ignored::{Ignored, Why};
 use super::layout::{Kind, Layout};
 use crate::control::{Provider, ServiceName, Snapshot, Source, Switch, MAX_SERVICES};
+use crate::logs::throttle::{log_throttled, Throttle};
+use tracing::Level;
 
 /// One followed folder.
 #[derive(Debug, Clone)]
@@ -32,6 +34,9 @@ struct Folder {
     /// Whether it has been read at least once (or came from a cache).
     loaded: bool,
     children: BTreeMap<String, Value>,
+    /// The children left out, each with its value's [`fingerprint`]: one read
+    /// again as it was is not logged again (a reconnect re-reads everything).
+    left_out: HashMap<String, u64>,
     /// Changed since the last snapshot, which made its part of it.
     changed: bool,
 }
@@ -71,6 +76,8 @@ pub struct Mirror {
     ignored: Ignored,
     /// The parts of the last snapshot, shared with the next where unchanged.
     made: Made,
+    /// Per service, how often a change of its providers is logged.
+    told: HashMap<ServiceName, Throttle>,
 }
 
 /// A snapshot's parts that the mirror makes.
@@ -104,6 +111,7 @@ impl Mirror {
             full: false,
             ignored: Ignored::default(),
             made: Made::default(),
+            told: HashMap::new(),
         };
         for c in [None, Some(cluster)] {
             for kind in [Kind::Config, Kind::Switches] {
@@ -128,6 +136,7 @@ impl Mirror {
                 service,
                 loaded: false,
                 children: BTreeMap::new(),
+                left_out: HashMap::new(),
                 changed: true,
             },
         );
@@ -176,9 +185,11 @@ impl Mirror {
             return false;
         };
         let mut old = std::mem::take(&mut folder.children);
+        let was_left_out = std::mem::take(&mut folder.left_out);
         let mut same = folder.loaded;
         let (kind, addrs, fresh, ignored) =
             (folder.kind, &self.addrs, &mut self.fresh, &mut self.ignored);
+        let left_out = &mut folder.left_out;
         let children = children
             .into_iter()
             .filter_map(|(name, data)| {
@@ -187,16 +198,22 @@ impl Mirror {
                     Some(_) => same = false,
                     None => {}
                 }
+                let print = fingerprint(&data);
+                if was_left_out.get(&name) == Some(&print) {
+                    left_out.insert(name, print);
+                    return None;
+                }
                 match check(kind, data, addrs) {
                     Ok(value) => {
                         same = false;
                         note_fresh(fresh, addrs, &value);
                         Some((name, value))
                     }
-                    // Left out now as before, or newly left out (then its old
-                    // value is gone: not the same).
+                    // Newly left out: if it had a value, that is gone (not the
+                    // same).
                     Err(why) => {
                         ignored.note(format!("{path}/{name}"), why);
+                        left_out.insert(name, print);
                         None
                     }
                 }
@@ -250,16 +267,25 @@ impl Mirror {
         };
         let (folder, child) = (folder.to_string(), child.to_string());
         let f = self.folders.get_mut(&folder).expect("split found it");
+        if f.children
+            .get(&child)
+            .is_some_and(|old| old.raw.as_bytes() == data)
+        {
+            return false;
+        }
+        let print = fingerprint(&data);
         match check(f.kind, data, &self.addrs) {
             Ok(v) => {
                 note_fresh(&mut self.fresh, &self.addrs, &v);
-                let same = f.children.get(&child).is_some_and(|old| old.raw == v.raw);
+                f.left_out.remove(&child);
                 f.children_mut().insert(child, v);
-                !same
+                true
             }
             Err(why) => {
-                self.ignored.note(path.into(), why);
-                f.children_mut().remove(&child).is_some()
+                if f.left_out.insert(child.clone(), print) != Some(print) {
+                    self.ignored.note(path.into(), why);
+                }
+                f.children.contains_key(&child) && f.children_mut().remove(&child).is_some()
             }
         }
     }
@@ -268,17 +294,22 @@ impl Mirror {
     /// the mirror changed.
     pub fn remove(&mut self, path: &str) -> bool {
         if let Some(f) = self.folders.get_mut(path) {
+            f.left_out.clear();
             let changed = !f.children.is_empty();
-            f.children_mut().clear();
+            if changed {
+                f.children_mut().clear();
+            }
             return changed;
         }
         let Some((folder, child)) = self.split(path) else {
             return false;
         };
         let (folder, child) = (folder.to_string(), child.to_string());
-        self.folders
-            .get_mut(&folder)
-            .is_some_and(|f| f.children_mut().remove(&child).is_some())
+        let Some(f) = self.folders.get_mut(&folder) else {
+            return false;
+        };
+        f.left_out.remove(&child);
+        f.children.contains_key(&child) && f.children_mut().remove(&child).is_some()
     }
 
     /// The snapshot the mirror makes now: the parts of the last one that no
@@ -312,10 +343,22 @@ impl Mirror {
             let services = Arc::make_mut(&mut made.services);
             for f in folders.values().filter(|f| f.changed) {
                 let Some(service) = &f.service else { continue };
-                match providers_of(f, &self.addrs) {
-                    Some(list) => services.insert(service.clone(), list),
-                    None => services.remove(service),
+                let Some(list) = providers_of(f, &self.addrs) else {
+                    services.remove(service);
+                    continue;
                 };
+                let n = list.len();
+                let before = services.insert(service.clone(), list);
+                if before.is_none_or(|b| b.len() != n || b != services[service]) {
+                    // Once for the process, not once per core and client; a line
+                    // per 10 s while they churn.
+                    let throttle = self.told.entry(service.clone()).or_default();
+                    log_throttled!(
+                        Level::INFO,
+                        throttle,
+                        "providers of {service}: {n} with an address"
+                    );
+                }
             }
         }
         for f in folders.values_mut() {
@@ -484,6 +527,14 @@ fn note_fresh(fresh: &mut Vec<Name>, addrs: &HashMap<Name, Option<SocketAddr>>, 
     }
 }
 
+/// A value's fingerprint: tells a node left out again with the same value.
+fn fingerprint(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish()
+}
+
 /// Checks one value: UTF-8, and for a provider, valid JSON with a host and port;
 /// a provider's address is its host's if that is an IP address, else the one last
 /// looked up for it in `addrs` (none yet: the lookup happens off this thread).
@@ -649,11 +700,30 @@ mod tests {
         m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
         assert!(!m.replace(dir, read(&held)), "read again as it was");
         assert!(!m.folders[dir].changed, "not marked for the next snapshot");
+        assert_eq!(m.log_ignored("the test"), 1, "the bad one noted once");
+        let bad = format!("{dir}/bad");
+        assert!(!m.set(&bad, b"maybe".to_vec()));
         assert_eq!(
             m.log_ignored("the test"),
-            2,
-            "the bad one noted at each read"
+            0,
+            "nor when an event brings it again"
         );
+        assert!(!m.set(&bad, b"perhaps".to_vec()));
+        assert!(
+            !m.folders[dir].changed,
+            "nothing it gives a snapshot changed"
+        );
+        assert!(!m.replace(dir, read(&[("a", "on"), ("b", "off"), ("bad", "nah")])));
+        assert_eq!(m.log_ignored("the test"), 2, "each new bad value noted");
+        m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
+        let empty = "/r/apps/demo/config";
+        assert!(
+            !m.set(&format!("{dir}/a"), b"on".to_vec()),
+            "the same value"
+        );
+        assert!(!m.remove(&format!("{dir}/none")), "a child it never had");
+        assert!(!m.remove(empty), "an empty folder deleted");
+        assert!(!m.folders[dir].changed && !m.folders[empty].changed);
         let changes: [&[(&str, &str)]; 4] = [
             &[("a", "on"), ("b", "on"), ("bad", "maybe")],
             &[("a", "on"), ("bad", "maybe")],
@@ -666,6 +736,46 @@ mod tests {
             assert!(m.replace(dir, read(change)), "{change:?}");
             assert!(m.folders[dir].changed, "{change:?}");
         }
+    }
+
+    /// A change of a service's providers is logged by the governance thread,
+    /// once for the process (each core's clients used to log it, a line per core),
+    /// and a line per 10 s while they churn.
+    #[test]
+    fn provider_changes_are_logged_a_line_per_interval() {
+        use std::sync::Mutex;
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+        /// Counts the INFO lines.
+        struct Count(Arc<Mutex<usize>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+            fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
+                if *e.metadata().level() == Level::INFO {
+                    *self.0.lock().unwrap() += 1;
+                }
+            }
+        }
+        let lines = Arc::new(Mutex::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(lines.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let mut m = mirror();
+            let (a, b): (ServiceName, ServiceName) =
+                ("a/c".parse().unwrap(), "b/c".parse().unwrap());
+            for s in [&a, &b] {
+                m.watch(s);
+            }
+            let provider = |i: usize| {
+                let json = format!(r#"{{"host":"127.0.0.{i}","port":1}}"#);
+                (format!("p{i}:1"), json.into_bytes())
+            };
+            for i in 1..50 {
+                for s in [&a, &b] {
+                    let dir = m.layout.providers(s);
+                    m.replace(&dir, (1..=i).map(provider).collect());
+                }
+                m.snapshot(Source::ZooKeeper, i as u64, SystemTime::now());
+            }
+        });
+        assert_eq!(*lines.lock().unwrap(), 2, "a line for each service");
     }
 
     #[test]
