@@ -480,16 +480,15 @@ fn providers(snap: &Snapshot, service: &ServiceName) -> Option<Arc<[Provider]>> 
 
 /// The nodes of `service` in `snap` (none until loaded), in address order.
 fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
-    snap.providers(service)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| {
-            Some(Node {
-                addr: p.addr?,
-                weight: p.weight,
-            })
+    let providers = snap.providers(service).unwrap_or_default();
+    let mut nodes = Vec::with_capacity(providers.len());
+    nodes.extend(providers.iter().filter_map(|p| {
+        Some(Node {
+            addr: p.addr?,
+            weight: p.weight,
         })
-        .collect()
+    }));
+    nodes
 }
 
 /// How a call or attempt ended, in the recorders' terms (declared exceptions are

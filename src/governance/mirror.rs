@@ -493,13 +493,12 @@ fn providers_of(f: &Folder, addrs: &HashMap<Name, Option<SocketAddr>>) -> Option
         return None;
     }
     let providers = f.children.values().filter_map(|v| v.provider.as_ref());
-    let mut reachable: Vec<Provider> = providers
-        .clone()
-        .filter(|p| p.addr.is_some())
-        .cloned()
-        .collect();
+    let mut reachable = Vec::with_capacity(f.children.len());
+    reachable.extend(providers.clone().filter(|p| p.addr.is_some()));
     // In address order, as a client keeps its nodes: each core's clients take it
-    // as it is, with no sort of their own.
+    // as it is, with no sort of their own. References are sorted, then cloned once
+    // into the list: a list of thousands built by growing a vector and moved into
+    // the `Arc` took a large allocation, page faults and two copies at every change.
     reachable.sort_unstable_by_key(|p| (p.addr, p.weight));
     // Only a provider without an address can wait for a lookup (parsing every
     // host to tell took a tenth of a large service's snapshot).
@@ -507,7 +506,7 @@ fn providers_of(f: &Folder, addrs: &HashMap<Name, Option<SocketAddr>>) -> Option
         .filter(|p| p.addr.is_none())
         .filter_map(name_of)
         .any(|n| !addrs.contains_key(&n));
-    (!reachable.is_empty() || !pending).then(|| reachable.into())
+    (!reachable.is_empty() || !pending).then(|| reachable.into_iter().cloned().collect())
 }
 
 /// `p`'s host name and port, when its host is not an IP address.
