@@ -165,8 +165,8 @@ impl Keeper {
         }
     }
 
-    /// When the first held publish or write of the disk cache is due, if one is
-    /// held: the loop then calls [`Keeper::flush_due`].
+    /// When the first held publish, write of the disk cache or log line is due, if
+    /// one is held: the loop then calls [`Keeper::flush_due`].
     pub fn due(&self) -> Option<tokio::time::Instant> {
         let publish = self.publish_after.filter(|_| self.publish_held.is_some());
         let save = match &self.writing {
@@ -176,17 +176,16 @@ impl Keeper {
                 .filter(|_| self.save_held)
                 .map(|at| at + SAVE_PACE),
         };
-        let due = match (publish, save) {
-            (Some(p), Some(s)) => p.min(s),
-            (p, s) => p.or(s)?,
-        };
+        let log = self.mirror.log_due();
+        let due = [publish, save, log].into_iter().flatten().min()?;
         Some(due.into())
     }
 
-    /// Publishes and writes what is held and due.
+    /// Publishes, writes and logs what is held and due.
     pub fn flush_due(&mut self) {
         self.write_under_way();
         let now = Instant::now();
+        self.mirror.log_held(now);
         if let (Some((source, seen)), true) = (self.publish_held, self.publish_after <= Some(now)) {
             self.publish_now(source, seen);
         }

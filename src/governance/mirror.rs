@@ -15,15 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::ignored::{Ignored, Why};
 use super::layout::{Kind, Layout};
 use crate::control::{Provider, ServiceName, Snapshot, Source, Switch, MAX_SERVICES};
-use crate::logs::throttle::{log_throttled, Throttle};
-use tracing::Level;
+use crate::logs::throttle::INTERVAL;
 
 /// One followed folder.
 #[derive(Debug, Clone)]
@@ -76,8 +75,8 @@ pub struct Mirror {
     ignored: Ignored,
     /// The parts of the last snapshot, shared with the next where unchanged.
     made: Made,
-    /// Per service, how often a change of its providers is logged.
-    told: HashMap<ServiceName, Throttle>,
+    /// Per service, the changes of its providers logged and held ([`Told`]).
+    told: HashMap<ServiceName, Told>,
 }
 
 /// A snapshot's parts that the mirror makes.
@@ -350,14 +349,8 @@ impl Mirror {
                 let n = list.len();
                 let before = services.insert(service.clone(), list);
                 if before.is_none_or(|b| b.len() != n || b != services[service]) {
-                    // Once for the process, not once per core and client; a line
-                    // per 10 s while they churn.
-                    let throttle = self.told.entry(service.clone()).or_default();
-                    log_throttled!(
-                        Level::INFO,
-                        throttle,
-                        "providers of {service}: {n} with an address"
-                    );
+                    let told = self.told.entry(service.clone()).or_default();
+                    told.change(service, n, Instant::now());
                 }
             }
         }
@@ -432,6 +425,21 @@ impl Mirror {
         self.addrs.retain(|name, _| names.contains(name));
     }
 
+    /// When the first change of providers held back from the log is due to be
+    /// logged ([`Mirror::log_held`]).
+    pub fn log_due(&self) -> Option<Instant> {
+        let held = self.told.values().filter(|t| t.held.is_some());
+        held.filter_map(|t| t.at).min().map(|at| at + INTERVAL)
+    }
+
+    /// Logs the changes of providers held back from the log whose interval has
+    /// passed at `now`.
+    pub fn log_held(&mut self, now: Instant) {
+        for (service, told) in &mut self.told {
+            told.flush(service, now);
+        }
+    }
+
     /// The disk cache's form.
     pub fn save(&self) -> Saved {
         Saved {
@@ -484,6 +492,43 @@ impl Mirror {
 
 /// A provider host name and port.
 pub type Name = (String, u16);
+
+/// A service's provider changes in the log: logged by the governance thread, once
+/// for the process (each core's clients used to log them, a line per core and
+/// change), the first at once and those that follow within [`INTERVAL`] as one
+/// line at its end, with the count as it is then.
+#[derive(Debug, Clone, Default)]
+struct Told {
+    /// When a line was last logged.
+    at: Option<Instant>,
+    /// Held back: the providers with an address now, and how many changes.
+    held: Option<(usize, u64)>,
+}
+
+impl Told {
+    /// Logs a change to `n` providers with an address, or holds it.
+    fn change(&mut self, service: &ServiceName, n: usize, now: Instant) {
+        if self.at.is_some_and(|at| now < at + INTERVAL) {
+            let changes = self.held.map_or(0, |(_, c)| c);
+            self.held = Some((n, changes + 1));
+            return;
+        }
+        tracing::info!("providers of {service}: {n} with an address");
+        self.at = Some(now);
+    }
+
+    /// Logs what is held once its interval has passed at `now`.
+    fn flush(&mut self, service: &ServiceName, now: Instant) {
+        let (Some(at), Some((n, changes))) = (self.at, self.held) else {
+            return;
+        };
+        if now >= at + INTERVAL {
+            let (secs, s) = (INTERVAL.as_secs(), if changes == 1 { "" } else { "s" });
+            tracing::info!("providers of {service}: {n} with an address ({changes} change{s} in the last {secs} s)");
+            (self.at, self.held) = (Some(now), None);
+        }
+    }
+}
 
 /// A providers folder's part of a snapshot: its providers with an address, in
 /// address order; `None` when it is not loaded yet (nor is a folder whose
@@ -737,24 +782,35 @@ mod tests {
         }
     }
 
-    /// A change of a service's providers is logged by the governance thread,
-    /// once for the process (each core's clients used to log it, a line per core),
-    /// and a line per 10 s while they churn.
+    /// A change of a service's providers is logged by the governance thread, once
+    /// for the process; while they churn, the first change at once and the rest
+    /// of an interval as one line at its end, with the count as it is then.
     #[test]
     fn provider_changes_are_logged_a_line_per_interval() {
         use std::sync::Mutex;
         use tracing_subscriber::layer::{Context, SubscriberExt};
-        /// Counts the INFO lines.
-        struct Count(Arc<Mutex<usize>>);
-        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        /// Collects the INFO lines' messages.
+        struct Lines(Arc<Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Lines {
             fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
-                if *e.metadata().level() == Level::INFO {
-                    *self.0.lock().unwrap() += 1;
+                struct Message<'a>(&'a mut String);
+                impl tracing::field::Visit for Message<'_> {
+                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                        if f.name() == "message" {
+                            *self.0 = format!("{v:?}");
+                        }
+                    }
+                }
+                if *e.metadata().level() == tracing::Level::INFO {
+                    let mut line = String::new();
+                    e.record(&mut Message(&mut line));
+                    self.0.lock().unwrap().push(line);
                 }
             }
         }
-        let lines = Arc::new(Mutex::new(0));
-        let subscriber = tracing_subscriber::registry().with(Count(lines.clone()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let taken = || std::mem::take(&mut *lines.lock().unwrap());
+        let subscriber = tracing_subscriber::registry().with(Lines(lines.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let mut m = mirror();
             let (a, b): (ServiceName, ServiceName) =
@@ -766,15 +822,36 @@ mod tests {
                 let json = format!(r#"{{"host":"127.0.0.{i}","port":1}}"#);
                 (format!("p{i}:1"), json.into_bytes())
             };
-            for i in 1..50 {
-                for s in [&a, &b] {
-                    let dir = m.layout.providers(s);
-                    m.replace(&dir, (1..=i).map(provider).collect());
-                }
-                m.snapshot(Source::ZooKeeper, i as u64, SystemTime::now());
+            let churn = |m: &mut Mirror, s: &ServiceName, n: usize| {
+                let dir = m.layout.providers(s);
+                m.replace(&dir, (1..=n).map(provider).collect());
+                m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
+            };
+            for n in 1..50 {
+                churn(&mut m, &a, n);
             }
+            churn(&mut m, &b, 7);
+            assert_eq!(
+                taken(),
+                [
+                    "providers of a/c: 1 with an address",
+                    "providers of b/c: 7 with an address"
+                ]
+            );
+            let due = m.log_due().expect("a/c's last 48 changes held");
+            m.log_held(due - std::time::Duration::from_millis(1));
+            assert!(taken().is_empty(), "not due yet");
+            m.log_held(due);
+            assert_eq!(
+                taken(),
+                ["providers of a/c: 49 with an address (48 changes in the last 10 s)"]
+            );
+            assert_eq!(m.log_due(), None, "nothing held");
+            let dir = m.layout.providers(&b);
+            m.replace(&dir, (1..=7).map(provider).collect());
+            m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
+            assert_eq!(m.log_due(), None, "the same list: no change to log");
         });
-        assert_eq!(*lines.lock().unwrap(), 2, "a line for each service");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
 /// One kind of warning on one core.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Throttle {
     last: Cell<Option<Instant>>,
     suppressed: Cell<u64>,
