@@ -496,7 +496,8 @@ pub type Name = (String, u16);
 /// A service's provider changes in the log: logged by the governance thread, once
 /// for the process (each core's clients used to log them, a line per core and
 /// change), the first at once and those that follow within [`INTERVAL`] as one
-/// line at its end, with the count as it is then.
+/// line at its end, with the count as it is then. A change long after the line
+/// before is logged at once.
 #[derive(Debug, Clone, Default)]
 struct Told {
     /// When a line was last logged.
@@ -506,27 +507,30 @@ struct Told {
 }
 
 impl Told {
-    /// Logs a change to `n` providers with an address, or holds it.
+    /// Notes a change to `n` providers with an address: logged now, or held until
+    /// an interval has passed since the line before.
     fn change(&mut self, service: &ServiceName, n: usize, now: Instant) {
-        if self.at.is_some_and(|at| now < at + INTERVAL) {
-            let changes = self.held.map_or(0, |(_, c)| c);
-            self.held = Some((n, changes + 1));
-            return;
-        }
-        tracing::info!("providers of {service}: {n} with an address");
-        self.at = Some(now);
+        let changes = self.held.map_or(0, |(_, c)| c);
+        self.held = Some((n, changes + 1));
+        self.flush(service, now);
     }
 
-    /// Logs what is held once its interval has passed at `now`.
+    /// Logs what is held, unless the line before is less than an interval before
+    /// `now`.
     fn flush(&mut self, service: &ServiceName, now: Instant) {
-        let (Some(at), Some((n, changes))) = (self.at, self.held) else {
+        let Some((n, changes)) = self.held else {
             return;
         };
-        if now >= at + INTERVAL {
-            let (secs, s) = (INTERVAL.as_secs(), if changes == 1 { "" } else { "s" });
-            tracing::info!("providers of {service}: {n} with an address ({changes} change{s} in the last {secs} s)");
-            (self.at, self.held) = (Some(now), None);
+        if self.at.is_some_and(|at| now < at + INTERVAL) {
+            return;
         }
+        match changes {
+            1 => tracing::info!("providers of {service}: {n} with an address"),
+            _ => tracing::info!(
+                "providers of {service}: {n} with an address ({changes} changes since the line before)"
+            ),
+        }
+        (self.at, self.held) = (Some(now), None);
     }
 }
 
@@ -844,13 +848,27 @@ mod tests {
             m.log_held(due);
             assert_eq!(
                 taken(),
-                ["providers of a/c: 49 with an address (48 changes in the last 10 s)"]
+                ["providers of a/c: 49 with an address (48 changes since the line before)"]
             );
             assert_eq!(m.log_due(), None, "nothing held");
             let dir = m.layout.providers(&b);
             m.replace(&dir, (1..=7).map(provider).collect());
             m.snapshot(Source::ZooKeeper, 1, SystemTime::now());
             assert_eq!(m.log_due(), None, "the same list: no change to log");
+            // A change after the interval, its held one never flushed: logged at
+            // once, counting both.
+            let (mut told, t0) = (Told::default(), Instant::now());
+            told.change(&a, 1, t0);
+            told.change(&a, 2, t0 + std::time::Duration::from_secs(1));
+            told.change(&a, 3, t0 + INTERVAL);
+            assert_eq!(told.held, None);
+            assert_eq!(
+                taken(),
+                [
+                    "providers of a/c: 1 with an address",
+                    "providers of a/c: 3 with an address (2 changes since the line before)"
+                ]
+            );
         });
     }
 
