@@ -1434,13 +1434,9 @@ impl Flapping {
                             let _ = to.shutdown(std::net::Shutdown::Both);
                         })
                     };
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(
-                    client.try_clone().unwrap(),
-                    server.try_clone().unwrap(),
-                    None,
-                );
-                pipe(s2, c2, Some(answered.clone()));
+                let clone = |s: &TcpStream| s.try_clone().unwrap();
+                pipe(clone(&client), clone(&server), None);
+                pipe(clone(&server), clone(&client), Some(answered.clone()));
                 std::thread::spawn(move || {
                     while !answered.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(5));
