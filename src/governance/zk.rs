@@ -518,7 +518,7 @@ impl Drop for Watches {
     }
 }
 
-/// Re-reads every followed folder, then publishes and saves.
+/// Re-reads every followed folder, then publishes and saves what changed.
 async fn reread(client: &zk::Client, k: &mut Keeper) {
     let seen = SystemTime::now();
     let mut changed = false;

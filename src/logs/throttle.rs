@@ -1,6 +1,6 @@
 //! Rate-limited warnings: a flood of the same event (garbage connections, refusals,
-//! accept errors, calls timing out) logs one line per interval and then how many
-//! were left out.
+//! accept errors, calls timing out, a ZooKeeper connection that keeps dropping) logs
+//! one line per interval and then how many were left out.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// How often one kind of warning may be logged.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
-/// One kind of warning on one core.
+/// One kind of line on one thread (a core's, or the governance thread's).
 #[derive(Debug, Default)]
 pub struct Throttle {
     last: Cell<Option<Instant>>,
