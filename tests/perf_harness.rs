@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::process::{free_port, wait_listening};
+use support::process::{free_port, wait_listening, Demo};
 
 const PERF: &str = env!("CARGO_BIN_EXE_ringsoa-perf");
 
@@ -312,6 +312,54 @@ fn a_person_gets_a_readable_summary_and_scripts_get_json_in_a_file() {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(v["calls"].as_u64().unwrap() > 10, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--nodes` gives the full client many nodes, all one server on loopback addresses:
+/// the calls spread over every one (the soft load sends each to a node with fewer
+/// connections than the average), and an address with no room for them after it is
+/// refused in one line.
+#[test]
+fn many_nodes_of_one_server_spread_the_full_clients_calls() {
+    let port = free_port();
+    let _demo = Demo::start_on(
+        format!("0.0.0.0:{port}").parse().unwrap(),
+        &["--cores", "1"],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let flags = [
+        "--addr",
+        &addr,
+        "--full-stack",
+        "--nodes",
+        "40",
+        "--conns",
+        "4",
+    ];
+    let (out, v) = load(&[&flags[..], &["--duration-s", "0.5"]].concat());
+    assert!(out.status.success(), "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(
+        (&v["nodes"], &v["nodes_connected"]),
+        (&40.into(), &40.into()),
+        "{v}"
+    );
+    let out = Command::new(PERF)
+        .args([
+            "load",
+            "--full-stack",
+            "--nodes",
+            "3",
+            "--addr",
+            "10.1.2.3:9",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("--nodes 3 needs --addr on an IPv4 loopback address"),
+        "{err}"
+    );
 }
 
 /// A server that reads whatever comes and then answers with a short exception,

@@ -11,6 +11,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::list::NodeList;
 use super::node::NodeState;
 
 /// How a node is chosen among the candidates.
@@ -53,14 +54,62 @@ impl Default for BalanceOptions {
     }
 }
 
+/// Draws tried before the exact choice goes through every node.
+const DRAWS: usize = 8;
+
 /// Picks a node for a call that has already tried `tried`; `None` with no nodes.
-/// Allocates nothing: candidate sets are filters over the node list.
-pub(crate) fn pick(
-    nodes: &[Rc<NodeState>],
-    tried: &[usize],
-    opts: &BalanceOptions,
-) -> Option<usize> {
-    let healthy = |i: usize| !nodes[i].health.borrow().is_failed();
+/// Allocates nothing: candidate sets are filters over the node list. A first
+/// attempt while two or more nodes can serve costs a few draws by weight
+/// ([`quick`]); a retry, or a list with at most one node that can serve, goes
+/// through every node ([`exact`]). Both choose with the same odds.
+pub(crate) fn pick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
+    if tried.is_empty() && nodes.tally().ok() >= 2 {
+        if let Some(i) = quick(nodes, opts) {
+            return Some(i);
+        }
+    }
+    exact(nodes, tried, opts)
+}
+
+/// The choice among the nodes of weight above 0 not on the failed list (the
+/// candidates of a first attempt when there are any), from the list's tally: a
+/// node drawn by weight and kept only if it is a candidate is a draw by weight
+/// among the candidates. `None` when [`DRAWS`] draws found none.
+fn quick(nodes: &NodeList, opts: &BalanceOptions) -> Option<usize> {
+    let healthy = |i: &usize| !nodes[*i].counted().failed;
+    let draw = |also: &dyn Fn(usize) -> bool| {
+        (0..DRAWS)
+            .filter_map(|_| nodes.draw())
+            .find(|&i| healthy(&i) && also(i))
+    };
+    match opts.policy {
+        Policy::SoftLoad => {
+            let t = nodes.tally();
+            let (sum, n) = (t.load(), t.ok() as u128);
+            // Below the average: from the list of them while it is current, else
+            // drawn at once while such nodes are common, else from the list made
+            // again. With none below, by weight among all.
+            let below = if nodes.below_known() {
+                nodes.draw_below()
+            } else {
+                draw(&|i| (nodes[i].counted().load as u128) * n < sum)
+                    .or_else(|| nodes.draw_below())
+            };
+            below.or_else(|| draw(&|_| true))
+        }
+        Policy::P2cEwma => {
+            let a = draw(&|_| true)?;
+            let b = draw(&|i| i != a)?;
+            let mean = nodes.tally().mean_latency();
+            Some(lower_score(nodes, a, b, mean, opts.initial_latency))
+        }
+    }
+}
+
+/// The choice going through every node: the candidates are the nodes not yet tried
+/// by this call and not failed, else (see the module docs) the wider sets.
+fn exact(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
+    let healthy = |i: usize| !nodes[i].health().is_failed();
     let fresh = |i: usize| healthy(i) && !tried.contains(&i);
     let level: &dyn Fn(usize) -> bool = if (0..nodes.len()).any(fresh) {
         &fresh
@@ -76,12 +125,17 @@ pub(crate) fn pick(
         level
     };
     let candidates = || (0..nodes.len()).filter(|&i| level(i));
-    match candidates().count() {
+    match candidates().take(2).count() {
         0 => None,
         1 => candidates().next(),
         _ => Some(match opts.policy {
             Policy::SoftLoad => soft_load(nodes, candidates),
-            Policy::P2cEwma => p2c(nodes, candidates, opts.initial_latency),
+            Policy::P2cEwma => {
+                let a = by_weight(nodes, candidates, fastrand::f64());
+                let b = by_weight(nodes, || candidates().filter(|&i| i != a), fastrand::f64());
+                let mean = nodes.tally().mean_latency();
+                lower_score(nodes, a, b, mean, opts.initial_latency)
+            }
         }),
     }
 }
@@ -90,13 +144,12 @@ fn soft_load<I: Iterator<Item = usize>>(
     nodes: &[Rc<NodeState>],
     candidates: impl Fn() -> I,
 ) -> usize {
-    let load = |i: usize| nodes[i].pool.borrow().open() as f64 / nodes[i].weight();
-    let (sum, n) = candidates().fold((0.0, 0), |(s, n), i| (s + load(i), n + 1));
-    let average = sum / n as f64;
-    if candidates().any(|i| load(i) < average) {
+    let load = |i: usize| nodes[i].load() as u128;
+    let (sum, n) = candidates().fold((0, 0), |(s, n), i| (s + load(i), n + 1));
+    if candidates().any(|i| load(i) * n < sum) {
         by_weight(
             nodes,
-            || candidates().filter(|&i| load(i) < average),
+            || candidates().filter(|&i| load(i) * n < sum),
             fastrand::f64(),
         )
     } else {
@@ -104,28 +157,20 @@ fn soft_load<I: Iterator<Item = usize>>(
     }
 }
 
-fn p2c<I: Iterator<Item = usize>>(
+/// P2C: of nodes `a` and `b`, the one with the lower latency × (1 + calls in
+/// flight) ÷ weight. A node with no reply yet is scored with `mean`, the mean
+/// latency of the nodes with one, else with `initial`.
+fn lower_score(
     nodes: &[Rc<NodeState>],
-    candidates: impl Fn() -> I,
+    a: usize,
+    b: usize,
+    mean: Option<f64>,
     initial: Duration,
 ) -> usize {
-    let a = by_weight(nodes, &candidates, fastrand::f64());
-    let b = by_weight(nodes, || candidates().filter(|&i| i != a), fastrand::f64());
-    let latency = |i: usize| nodes[i].health.borrow().latency_ns();
-    let unknown = || {
-        // A node with no reply yet: the average of those with one, else the default.
-        let (sum, n) = (0..nodes.len())
-            .filter_map(latency)
-            .fold((0.0, 0u32), |(s, n), l| (s + l, n + 1));
-        if n == 0 {
-            initial.as_nanos() as f64
-        } else {
-            sum / n as f64
-        }
-    };
     let score = |i: usize| {
         let n = &nodes[i];
-        let l = latency(i).unwrap_or_else(unknown);
+        let latency = n.health().latency_ns();
+        let l = latency.or(mean).unwrap_or(initial.as_nanos() as f64);
         l * (n.limiter.in_flight() + 1) as f64 / n.weight()
     };
     if score(b) < score(a) {
@@ -159,14 +204,15 @@ fn by_weight<I: Iterator<Item = usize>>(
 mod tests {
     use super::*;
     use crate::client::node::{Health, Node};
-    use crate::client::pool::PoolOptions;
+    use crate::client::pool::{NodePool, PoolOptions};
+    use std::net::SocketAddr;
 
-    fn nodes(weights: &[u32]) -> Vec<Rc<NodeState>> {
-        weights
+    fn nodes(weights: &[u32]) -> NodeList {
+        let list = weights
             .iter()
             .enumerate()
             .map(|(i, &weight)| {
-                let addr = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
+                let addr = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 9090));
                 let node = Node { addr, weight };
                 Rc::new(NodeState::new(
                     node,
@@ -174,7 +220,8 @@ mod tests {
                     Health::default(),
                 ))
             })
-            .collect()
+            .collect();
+        NodeList::new(list)
     }
 
     fn soft() -> BalanceOptions {
@@ -190,9 +237,7 @@ mod tests {
 
     fn fail(n: &NodeState) {
         let now = std::time::Instant::now();
-        n.health
-            .borrow_mut()
-            .failure(1, Duration::from_secs(1), now);
+        n.health_mut(|h| h.failure(1, Duration::from_secs(1), now));
     }
 
     #[test]
@@ -235,9 +280,9 @@ mod tests {
     #[test]
     fn soft_load_prefers_nodes_below_the_average() {
         let ns = nodes(&[100, 100, 100]);
-        ns[0].pool.borrow_mut().opened();
-        ns[0].pool.borrow_mut().opened();
-        ns[1].pool.borrow_mut().opened();
+        ns[0].pool_mut(NodePool::opened);
+        ns[0].pool_mut(NodePool::opened);
+        ns[1].pool_mut(NodePool::opened);
         for _ in 0..200 {
             assert_eq!(pick(&ns, &[], &soft()), Some(2), "only node 2 is below");
         }
@@ -258,21 +303,15 @@ mod tests {
         fail(&ns[0]);
         fail(&ns[2]);
         assert!(pick(&ns, &[], &soft()).is_some(), "all failed: fail open");
-        assert_eq!(pick(&[], &[], &soft()), None);
+        assert_eq!(pick(&NodeList::default(), &[], &soft()), None);
     }
 
     #[test]
     fn p2c_picks_the_faster_of_two() {
         let ns = nodes(&[100, 100]);
         let now = std::time::Instant::now();
-        ns[0]
-            .health
-            .borrow_mut()
-            .success(Duration::from_millis(5), now);
-        ns[1]
-            .health
-            .borrow_mut()
-            .success(Duration::from_millis(1), now);
+        ns[0].health_mut(|h| h.success(Duration::from_millis(5), now));
+        ns[1].health_mut(|h| h.success(Duration::from_millis(1), now));
         for _ in 0..100 {
             assert_eq!(pick(&ns, &[], &p2c_opts()), Some(1));
         }
@@ -283,10 +322,7 @@ mod tests {
         let ns = nodes(&[100, 100, 100]);
         let now = std::time::Instant::now();
         for (n, ms) in [(0, 2), (1, 4)] {
-            ns[n]
-                .health
-                .borrow_mut()
-                .success(Duration::from_millis(ms), now);
+            ns[n].health_mut(|h| h.success(Duration::from_millis(ms), now));
         }
         // Node 2 has no reply yet: scored 3 ms, between the two. With 0 it would win
         // every draw it is in (about two thirds of the calls).
@@ -296,5 +332,135 @@ mod tests {
         }
         assert!(picks[2] > 600 && picks[2] < 1400, "{picks:?}");
         assert!(picks[0] > picks[2] && picks[2] > picks[1], "{picks:?}");
+    }
+
+    /// Opens `n` connections' worth of load on `node`.
+    fn open(node: &NodeState, n: usize) {
+        for _ in 0..n {
+            node.pool_mut(NodePool::opened);
+        }
+    }
+
+    /// How often each node is chosen in `n` choices.
+    fn shares(len: usize, n: u32, mut choose: impl FnMut() -> usize) -> Vec<f64> {
+        let mut seen = vec![0u32; len];
+        for _ in 0..n {
+            seen[choose()] += 1;
+        }
+        seen.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    /// A first attempt's choice (quick, falling back to going through every node
+    /// when its draws find nothing) chooses each node as often as going through
+    /// every node does, whatever the weights, loads and failed nodes.
+    #[test]
+    fn the_quick_choice_has_the_odds_of_the_exact_one() {
+        let ns = nodes(&[100, 300, 0, 100, 50, 100, 300, 100, 100, 200]);
+        for (i, conns) in [0, 3, 0, 1, 0, 2, 1, 0, 4, 1].into_iter().enumerate() {
+            open(&ns[i], conns);
+        }
+        fail(&ns[7]);
+        let now = std::time::Instant::now();
+        for (i, ms) in [(0, 3), (1, 1), (3, 2), (5, 9), (8, 1)] {
+            ns[i].health_mut(|h| h.success(Duration::from_millis(ms), now));
+        }
+        for opts in [soft(), p2c_opts()] {
+            let quick = shares(ns.len(), 60_000, || pick(&ns, &[], &opts).unwrap());
+            let exact = shares(ns.len(), 60_000, || exact(&ns, &[], &opts).unwrap());
+            for (i, (q, e)) in quick.iter().zip(&exact).enumerate() {
+                assert!(
+                    (q - e).abs() < 0.015,
+                    "{:?} node {i}: {quick:?} against {exact:?}",
+                    opts.policy
+                );
+            }
+            assert_eq!(
+                (quick[2], quick[7]),
+                (0.0, 0.0),
+                "weight 0 and failed: never"
+            );
+        }
+        // Soft load: only the nodes below the average load (0.0110 connections per
+        // unit of weight over the 8 nodes that count), by weight (1,050 in all).
+        let chosen = shares(ns.len(), 30_000, || pick(&ns, &[], &soft()).unwrap());
+        let below: Vec<usize> = (0..ns.len()).filter(|&i| chosen[i] > 0.0).collect();
+        assert_eq!(below, [0, 1, 3, 4, 6, 9]);
+        assert!(
+            (chosen[1] - 300.0 / 1050.0).abs() < 0.02,
+            "by weight: {chosen:?}"
+        );
+    }
+
+    /// Of thousands of nodes, the one below the average gets every call until it is
+    /// level with the rest; then they share the calls.
+    #[test]
+    fn among_thousands_the_one_node_below_the_average_is_found() {
+        let ns = nodes(&[100; 2000]);
+        for (i, node) in ns.iter().enumerate() {
+            open(node, usize::from(i != 1234));
+        }
+        for _ in 0..200 {
+            assert_eq!(pick(&ns, &[], &soft()), Some(1234));
+        }
+        open(&ns[1234], 1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(pick(&ns, &[], &soft()).unwrap());
+        }
+        assert!(
+            seen.len() > 150,
+            "all level: shared ({} nodes chosen)",
+            seen.len()
+        );
+        fail(&ns[1234]);
+        ns[77].pool_mut(|p| p.clear(&mut |_| {}));
+        ns[77].pool_mut(|p| p.connecting += 1);
+        open(&ns[9], 3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            seen.insert(pick(&ns, &[], &soft()).unwrap());
+        }
+        assert!(
+            !seen.contains(&1234) && !seen.contains(&9),
+            "failed, and above"
+        );
+        assert!(seen.len() > 300, "the rest level, below the average");
+    }
+
+    /// The list's sums follow every change of a node's pool and health.
+    #[test]
+    fn the_tally_follows_the_nodes_pools_and_health() {
+        let ns = nodes(&[100, 0, 300, 100]);
+        let check = |what: &str| {
+            let t = ns.tally();
+            let counts = |n: &Rc<NodeState>| n.node.weight > 0 && !n.health().is_failed();
+            let ok: Vec<_> = ns.iter().filter(|n| counts(n)).collect();
+            let load: u128 = ok.iter().map(|n| n.load() as u128).sum();
+            let known: Vec<f64> = ns.iter().filter_map(|n| n.health().latency_ns()).collect();
+            let mean = (!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64);
+            assert_eq!((t.ok(), t.load()), (ok.len(), load), "{what}");
+            let close = match (t.mean_latency(), mean) {
+                (Some(a), Some(b)) => (a - b).abs() < 1.0,
+                (a, b) => a == b,
+            };
+            assert!(close, "{what}: {:?} against {mean:?}", t.mean_latency());
+        };
+        check("new");
+        open(&ns[0], 2);
+        open(&ns[1], 1);
+        ns[2].pool_mut(|p| p.connecting += 1);
+        check("opened");
+        let now = std::time::Instant::now();
+        ns[3].health_mut(|h| h.success(Duration::from_millis(3), now));
+        ns[0].health_mut(|h| h.success(Duration::from_millis(5), now));
+        ns[0].health_mut(|h| h.success(Duration::from_millis(7), now));
+        check("latencies");
+        fail(&ns[0]);
+        check("failed");
+        ns[2].pool_mut(|p| p.connecting -= 1);
+        open(&ns[0], 1);
+        check("a failed node's load");
+        ns[0].health_mut(Health::restore);
+        check("restored");
     }
 }

@@ -16,6 +16,7 @@ use super::balance;
 use super::config::{Attempt, ClientConfig};
 use super::conn::{read_body, Call, Failed, Reply};
 use super::inner::Inner;
+use super::list::NodeList;
 use super::node::{Node, NodeState, NodeStats};
 use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
@@ -50,7 +51,7 @@ impl Client {
         let client = Client {
             inner: Rc::new(Inner {
                 config,
-                nodes: RefCell::new(Rc::new([])),
+                nodes: RefCell::default(),
                 tended: RefCell::default(),
                 view,
                 budget: RefCell::new(budget),
@@ -186,7 +187,7 @@ impl Inner {
             let mut before = [passed, rest.peek().copied()].into_iter().flatten();
             let health = before
                 .find(|o| o.node.addr == node.addr)
-                .map(|o| o.health.borrow().clone())
+                .map(|o| o.health().clone())
                 .unwrap_or_default();
             let failed = health.is_failed();
             let new = Rc::new(NodeState::new(node, &self.config.pool, health));
@@ -204,7 +205,7 @@ impl Inner {
             self.with_pool(o, |pool, closed| pool.clear(closed));
         }
         tracing::debug!(nodes = fresh.len(), "client node list set");
-        *self.nodes.borrow_mut() = fresh.into();
+        *self.nodes.borrow_mut() = Rc::new(NodeList::new(fresh));
         true
     }
 
@@ -425,16 +426,15 @@ impl Inner {
         sent: bool,
         now: Instant,
     ) {
-        let mut health = node.health.borrow_mut();
         match result {
             Ok(()) | Err(CallError::Application(_) | CallError::Declared(_)) => {
-                health.success(elapsed, now)
+                node.health_mut(|h| h.success(elapsed, now))
             }
             Err(CallError::Rejected(_) | CallError::ShuttingDown) => {}
             Err(CallError::Timeout) if !sent => {}
             Err(e) => {
                 let b = &self.config.balance;
-                if health.failure(b.failure_threshold, b.probe_interval, now) {
+                if node.health_mut(|h| h.failure(b.failure_threshold, b.probe_interval, now)) {
                     self.tend(node);
                     tracing::warn!(node = %node.node.addr, "node failed after {} consecutive failures (last: {e}); probing every {:?}", b.failure_threshold, b.probe_interval);
                 }
@@ -506,6 +506,8 @@ fn outcome_of(result: Result<(), &CallError>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::super::conn::Conn;
+    use super::super::node::Health;
+    use super::super::pool::NodePool;
     use super::*;
     use std::net::SocketAddr;
 
@@ -521,10 +523,7 @@ mod tests {
         let client = Client::new((1..=20_000).map(at), ClientConfig::new("t"));
         let before = client.inner.nodes.borrow().clone();
         let now = Instant::now();
-        before[1]
-            .health
-            .borrow_mut()
-            .failure(1, Duration::from_secs(1), now);
+        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), now));
         let mut next: Vec<Node> = (2..=20_000).map(|p| Node::from(at(p))).collect();
         next[0].weight = 5; // port 2
         next.push(Node::from(at(20_001)));
@@ -534,7 +533,7 @@ mod tests {
         assert_eq!(before[0].generation.get(), 1, "port 1 left: retired");
         assert!(!Rc::ptr_eq(&after[0], &before[1]), "port 2: a new weight");
         assert_eq!(after[0].node.weight, 5);
-        assert!(after[0].health.borrow().is_failed(), "its health kept");
+        assert!(after[0].health().is_failed(), "its health kept");
         assert!(after[1..19_999]
             .iter()
             .zip(&before[2..])
@@ -565,17 +564,14 @@ mod tests {
         assert!(!client.inner.set_nodes(same.into_iter()), "nothing changed");
         assert!(Rc::ptr_eq(&before, &client.inner.nodes.borrow()));
         let now = Instant::now();
-        before[1]
-            .health
-            .borrow_mut()
-            .failure(1, Duration::from_secs(1), now);
+        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), now));
         let next = [node(3, 100), node(2, 7), node(2, 200), node(1, 100)];
         assert!(client.inner.set_nodes(next.into_iter()));
         assert_eq!(list(), [(1, 100), (2, 7), (2, 200), (3, 100)]);
         let after = client.inner.nodes.borrow().clone();
         assert!(Rc::ptr_eq(&after[0], &before[0]) && Rc::ptr_eq(&after[3], &before[2]));
         assert!(
-            after[1..3].iter().all(|n| n.health.borrow().is_failed()),
+            after[1..3].iter().all(|n| n.health().is_failed()),
             "port 2's health kept"
         );
         assert!(before[1].retired() && !before[0].retired() && !before[2].retired());
@@ -610,19 +606,19 @@ mod tests {
             assert_eq!(tended(), [at(1)], "failed");
             inner.upkeep();
             assert_eq!(tended(), [at(1)], "still failed, its probe not due");
-            nodes[0].health.borrow_mut().restore();
+            nodes[0].health_mut(Health::restore);
             inner.upkeep();
             assert_eq!(tended(), [], "restored");
             let node = &nodes[20_000];
             let conn = Conn::open(live, &inner.config.conn, 0).await.unwrap();
-            node.pool.borrow_mut().opened();
+            node.pool_mut(NodePool::opened);
             inner.checkin(node, conn, Ok(()));
-            assert_eq!((tended(), node.pool.borrow().idle()), (vec![live], 1));
+            assert_eq!((tended(), node.pool().idle()), (vec![live], 1));
             inner.upkeep();
             assert_eq!(tended(), [live], "its connection not idle long yet");
             monoio::time::sleep(Duration::from_millis(30)).await;
             inner.upkeep();
-            assert_eq!((tended(), node.pool.borrow().idle()), (vec![], 0), "reaped");
+            assert_eq!((tended(), node.pool().idle()), (vec![], 0), "reaped");
             for _ in 0..threshold {
                 inner.record(&nodes[1], Err(&err), Duration::ZERO, true, Instant::now());
             }

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::config::ClientConfig;
+use super::list::NodeList;
 use super::node::NodeState;
 use super::retry::RetryBudget;
 use super::upkeep::Stop;
@@ -13,7 +14,7 @@ use crate::control::Governed;
 /// The client's state; see the module docs.
 pub(super) struct Inner {
     pub config: ClientConfig,
-    pub nodes: RefCell<Rc<[Rc<NodeState>]>>,
+    pub nodes: RefCell<Rc<NodeList>>,
     /// The nodes the background task looks at: those that may have idle
     /// connections or are on the failed list. A service may have thousands of
     /// nodes and a client use few; going through 20,000 each tick took

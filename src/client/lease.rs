@@ -43,7 +43,7 @@ impl Inner {
         let conn = open.await?;
         drop(connecting);
         node.version.set(Some(conn.version));
-        node.pool.borrow_mut().opened();
+        node.pool_mut(NodePool::opened);
         Ok(Lease {
             client: self,
             node,
@@ -59,9 +59,7 @@ impl Inner {
         f: impl FnOnce(&mut NodePool, &mut dyn FnMut(CloseReason)) -> R,
     ) -> R {
         let mut reasons = Vec::new();
-        let r = f(&mut node.pool.borrow_mut(), &mut |reason| {
-            reasons.push(reason)
-        });
+        let r = node.pool_mut(|pool| f(pool, &mut |reason| reasons.push(reason)));
         for reason in reasons {
             self.closed(node.node.addr, reason);
         }
@@ -96,14 +94,14 @@ struct Connecting<'a>(&'a NodeState);
 
 impl<'a> Connecting<'a> {
     fn new(node: &'a NodeState) -> Self {
-        node.pool.borrow_mut().connecting += 1;
+        node.pool_mut(|p| p.connecting += 1);
         Connecting(node)
     }
 }
 
 impl Drop for Connecting<'_> {
     fn drop(&mut self) {
-        self.0.pool.borrow_mut().connecting -= 1;
+        self.0.pool_mut(|p| p.connecting -= 1);
     }
 }
 

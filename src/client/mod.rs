@@ -6,6 +6,7 @@
 //! - [`pool`]: the idle connections to one node and the rules that retire them.
 //! - `limit`: the per-node cap on concurrent calls, with waiters.
 //! - [`node`]: a node's pool, limiter and health (failure count, failed list, EWMA).
+//! - `list`: a client's node list and the sums kept over it as its nodes change.
 //! - [`balance`]: which node gets a call (soft load or P2C).
 //! - [`retry`]: when a failure may be retried, and the retry budget.
 //! - `config`: [`ClientConfig`] and the operator [`Hooks`].
@@ -27,6 +28,7 @@ mod envelope;
 mod inner;
 mod lease;
 mod limit;
+mod list;
 pub mod node;
 pub mod pool;
 pub mod retry;

@@ -2,11 +2,13 @@
 //! health — consecutive failures (passive), the failed list and the next probe
 //! (active), and a peak-EWMA of latency for the P2C policy.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::limit::Limiter;
+use super::list::{Counted, Tally, LOAD_ONE};
 use super::pool::{NodePool, PoolOptions, PoolStats};
 
 /// A node of a service: where it listens and its weight (from the registry when it
@@ -47,12 +49,14 @@ pub struct NodeStats {
     pub pool: PoolStats,
 }
 
-/// A node's state on this core.
+/// A node's state on this core. Its pool and health change only through
+/// [`NodeState::pool_mut`] and [`NodeState::health_mut`], which keep what the node
+/// adds to its list's [`Tally`] up to date.
 pub(crate) struct NodeState {
     pub node: Node,
-    pub pool: RefCell<NodePool>,
+    pool: RefCell<NodePool>,
     pub limiter: Limiter,
-    pub health: RefCell<Health>,
+    health: RefCell<Health>,
     /// Tracking version of the last connection opened.
     pub version: Cell<Option<i32>>,
     /// Bumped when the node leaves the client's list: its connections still in
@@ -60,6 +64,10 @@ pub(crate) struct NodeState {
     pub generation: Cell<u64>,
     /// On its client's list of nodes to tend ([`super::inner::Inner::tended`]).
     pub tended: Cell<bool>,
+    /// The tally of the list the node is on (a retired node's counts in no list
+    /// in use), and what the node adds to it (`None` before it joins a list).
+    tally: RefCell<Rc<Tally>>,
+    counted: Cell<Option<Counted>>,
 }
 
 impl NodeState {
@@ -72,6 +80,81 @@ impl NodeState {
             version: Cell::new(None),
             generation: Cell::new(0),
             tended: Cell::new(false),
+            tally: RefCell::default(),
+            counted: Cell::default(),
+        }
+    }
+
+    /// The node's pool.
+    pub fn pool(&self) -> Ref<'_, NodePool> {
+        self.pool.borrow()
+    }
+
+    /// The node's health.
+    pub fn health(&self) -> Ref<'_, Health> {
+        self.health.borrow()
+    }
+
+    /// Changes the node's pool; its tally follows (only its count of open
+    /// connections counts there).
+    pub fn pool_mut<R>(&self, f: impl FnOnce(&mut NodePool) -> R) -> R {
+        let mut pool = self.pool.borrow_mut();
+        let open = pool.open();
+        let r = f(&mut pool);
+        let changed = pool.open() != open;
+        drop(pool);
+        if changed {
+            self.recount();
+        }
+        r
+    }
+
+    /// Changes the node's health; its tally follows.
+    pub fn health_mut<R>(&self, f: impl FnOnce(&mut Health) -> R) -> R {
+        let r = f(&mut self.health.borrow_mut());
+        self.recount();
+        r
+    }
+
+    /// The node's load: open connections per unit of weight, in fixed point.
+    pub fn load(&self) -> u64 {
+        let per_connection = LOAD_ONE / self.node.weight.max(1) as u64;
+        self.pool.borrow().open() as u64 * per_connection
+    }
+
+    /// What the node adds to its list's tally.
+    pub fn counted(&self) -> Counted {
+        self.counted.get().unwrap_or_default()
+    }
+
+    /// Counts the node in `tally` (its list's, from now on).
+    pub fn join(&self, tally: &Rc<Tally>) {
+        let now = self.counting();
+        self.counted.set(Some(now));
+        *self.tally.borrow_mut() = tally.clone();
+        tally.change(self.node.weight > 0, None, Some(now));
+    }
+
+    fn recount(&self) {
+        let Some(before) = self.counted.get() else {
+            return;
+        };
+        let now = self.counting();
+        if before != now {
+            self.counted.set(Some(now));
+            let weighted = self.node.weight > 0;
+            self.tally
+                .borrow()
+                .change(weighted, Some(before), Some(now));
+        }
+    }
+
+    fn counting(&self) -> Counted {
+        let health = self.health.borrow();
+        Counted {
+            load: self.load(),
+            failed: health.is_failed(),
+            latency: health.latency_ns(),
         }
     }
 

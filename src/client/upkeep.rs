@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::conn::{Call, Conn, NoArgs};
 use super::inner::Inner;
 use super::lease::Lease;
-use super::node::NodeState;
-use super::pool::CloseReason;
+use super::node::{Health, NodeState};
+use super::pool::{CloseReason, NodePool};
 use crate::race::{race, Either};
 use crate::rpc::CallError;
 use crate::tracking::OutgoingHeader;
@@ -47,17 +47,17 @@ impl Inner {
             self.with_pool(&node, |pool, closed| {
                 pool.reap(&self.config.pool, now, closed)
             });
-            if node.health.borrow().probe_due(now) {
-                node.health.borrow_mut().probing = true;
+            if node.health().probe_due(now) {
+                node.health_mut(|h| h.probing = true);
                 monoio::spawn(probe(self.clone(), node.clone()));
             }
             if let Some(interval) = self.config.pool.ping_interval {
-                let stale = node.pool.borrow_mut().take_for_ping(interval, now);
+                let stale = node.pool_mut(|p| p.take_for_ping(interval, now));
                 if !stale.is_empty() {
                     monoio::spawn(ping_all(self.clone(), node.clone(), stale));
                 }
             }
-            if node.pool.borrow().idle() > 0 || node.health.borrow().is_failed() {
+            if node.pool().idle() > 0 || node.health().is_failed() {
                 kept.push(node);
             } else {
                 node.tended.set(false);
@@ -143,7 +143,7 @@ async fn probe(client: Rc<Inner>, node: Rc<NodeState>) {
         Ok(mut conn) => {
             let alive = client.ping(&mut conn).await;
             if alive {
-                node.pool.borrow_mut().opened();
+                node.pool_mut(NodePool::opened);
                 Lease {
                     client: &client,
                     node: &node,
@@ -155,12 +155,12 @@ async fn probe(client: Rc<Inner>, node: Rc<NodeState>) {
         }
         Err(_) => false,
     };
-    let mut health = node.health.borrow_mut();
     if ok {
-        health.restore();
+        node.health_mut(Health::restore);
         tracing::info!(node = %addr, "node restored by a probe");
     } else {
-        health.probe_failed(client.config.balance.probe_interval, Instant::now());
+        let interval = client.config.balance.probe_interval;
+        node.health_mut(|h| h.probe_failed(interval, Instant::now()));
         tracing::debug!(node = %addr, "probe failed; node stays failed");
     }
 }

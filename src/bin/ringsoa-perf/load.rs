@@ -16,7 +16,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -108,6 +108,11 @@ pub struct Args {
     /// With --full-stack: native Thrift, no tracking handshake or headers.
     #[arg(long, requires = "full_stack")]
     no_tracking: bool,
+    /// With --full-stack: give the client this many nodes, all the one server — its
+    /// port on 127.0.0.1, 127.0.0.2, … (it must listen on 0.0.0.0) — to measure
+    /// the choice of a node among many.
+    #[arg(long, default_value_t = 1, requires = "full_stack", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    nodes: u32,
     /// Print progress to stderr every second (on by itself for runs of 10 s or more
     /// when stderr is a terminal).
     #[arg(long)]
@@ -377,11 +382,21 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         args.addr = d.addr;
         args.server_pid = Some(d.pid());
     }
+    let last = match args.addr {
+        SocketAddr::V4(a) => u32::from(*a.ip()).checked_add(args.nodes - 1),
+        SocketAddr::V6(_) => None,
+    };
+    if args.nodes > 1 && !last.is_some_and(|l| l >> 24 == 127 && args.addr.ip().is_loopback()) {
+        return Err(std::io::Error::other(format!(
+            "--nodes {} needs --addr on an IPv4 loopback address with room for them after it (e.g. 127.0.0.1:PORT, the server listening on 0.0.0.0), not {}",
+            args.nodes, args.addr
+        )));
+    }
     super::pin(args.cpu);
     let msg = "x".repeat(args.payload);
     let mut rt = ringsoa::runtime::build()?;
     let me = std::process::id();
-    let (run, window, cpu, own_cpu) = rt.block_on(async {
+    let (run, window, cpu, own_cpu, connected) = rt.block_on(async {
         let mut learnt = None;
         let (request, reply) = match (&args.idl, &args.call) {
             (Some(idl), Some(call)) => {
@@ -443,8 +458,8 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
             })
         };
         let mut tasks = Vec::new();
-        if args.full_stack {
-            let client = Rc::new(full_stack_client(&args));
+        let client = args.full_stack.then(|| Rc::new(full_stack_client(&args)));
+        if let Some(client) = &client {
             for i in 0..args.conns {
                 let task = match &learnt {
                     Some(x) => monoio::spawn(idl_caller(
@@ -493,7 +508,9 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         for t in tasks {
             t.await;
         }
-        Ok::<_, std::io::Error>((run, window, cpu0.zip(cpu1).map(|(a, b)| b - a), own))
+        let connected = client.map(|c| c.stats().iter().filter(|s| s.pool.created > 0).count());
+        let cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
+        Ok::<_, std::io::Error>((run, window, cpu, own, connected))
     })?;
     drop(demo);
     let calls = run.calls.get();
@@ -517,6 +534,8 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         .with("server_system_us_per_call", cpu.map(|c| per_call(c.system)))
         .with("client_cpu_us_per_call", per_call(own_cpu.total()))
         .with("mode", if args.full_stack { "full-stack" } else { "raw" })
+        .with("nodes", args.nodes)
+        .with("nodes_connected", connected)
         .with(
             "transport",
             match args.transport {
@@ -599,7 +618,19 @@ fn full_stack_client(args: &Args) -> Client {
     }
     config.conn.call_timeout = GRACE;
     config.pool.max_idle = args.conns;
-    Client::new([args.addr], config)
+    Client::new(nodes(args.addr, args.nodes), config)
+}
+
+/// `addr` and the same port on the `n - 1` loopback addresses after it.
+fn nodes(addr: SocketAddr, n: u32) -> Vec<SocketAddr> {
+    match addr {
+        SocketAddr::V4(a) if n > 1 => (0..n)
+            .map(|i| {
+                SocketAddr::from((Ipv4Addr::from(u32::from(*a.ip()).wrapping_add(i)), a.port()))
+            })
+            .collect(),
+        _ => vec![addr],
+    }
 }
 
 /// One caller: calls through the client, checking each answer.

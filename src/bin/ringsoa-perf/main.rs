@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Load against a Thrift server (closed or open loop, raw or full stack).
-    Load(load::Args),
+    Load(Box<load::Args>),
     /// The raw monoio echo server (the limit).
     EchoServer(echo_server::Args),
     /// How fast ZooKeeper changes reach every core, and every consumer at scale.
@@ -96,7 +96,7 @@ fn run() -> std::io::Result<()> {
     // Thousands of connections on either side need more than a soft limit of 1,024.
     ringsoa::runtime::raise_open_file_limit();
     match cli.command {
-        Command::Load(a) => load::run(a),
+        Command::Load(a) => load::run(*a),
         Command::EchoServer(a) => echo_server::run(a),
         Command::Plot(a) => plot(a),
         Command::Governance(a) => governance::run(a),

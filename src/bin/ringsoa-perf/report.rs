@@ -110,6 +110,11 @@ impl Report {
             );
             out += &self.cpu_line();
         }
+        if let (Some(n), Some(c)) = (f("nodes"), f("nodes_connected")) {
+            if n > 1.0 {
+                out += &format!("  nodes    {n:.0}, {c:.0} of them connected to\n");
+            }
+        }
         if let Some(e) = self.fields.get("first_error").and_then(Value::as_str) {
             out += &format!("  first error: {e}\n");
         }

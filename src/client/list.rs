@@ -1,0 +1,194 @@
+//! A client's node list and the sums kept over it as its nodes change, so that a
+//! call chooses a node without going through every node: a service may have
+//! thousands of providers, and going through 2,000 of them took about 25 µs a call
+//! (20,000: 0.6 ms), several times what the call itself costs.
+//!
+//! Each listed node adds what it [`Counted`] to its list's [`Tally`] and changes it
+//! whenever its pool or health changes ([`NodeState::recount`]); the list holds
+//! the running totals of its weights, so that a draw by weight is a binary search.
+
+use std::cell::{Cell, RefCell};
+use std::ops::Deref;
+use std::rc::Rc;
+
+use super::node::NodeState;
+
+/// A node's load in fixed point: open connections × [`LOAD_ONE`] ÷ weight.
+pub(crate) const LOAD_ONE: u64 = 1 << 32;
+
+/// What a listed node adds to its list's [`Tally`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Counted {
+    /// Its load ([`LOAD_ONE`] per connection per unit of weight).
+    pub load: u64,
+    /// On the failed list.
+    pub failed: bool,
+    /// Its latency estimate in nanoseconds, once it has one.
+    pub latency: Option<f64>,
+}
+
+/// Sums over a list's nodes, kept as they change.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Nodes of weight above 0 not on the failed list.
+    ok: Cell<usize>,
+    /// The sum of their loads.
+    load: Cell<u128>,
+    /// The sum and count of the latency estimates known (every node).
+    latency: Cell<(f64, usize)>,
+    /// Changes with every change of `ok` or `load` (and of which nodes they count).
+    version: Cell<u64>,
+}
+
+impl Tally {
+    /// Nodes of weight above 0 not on the failed list.
+    pub fn ok(&self) -> usize {
+        self.ok.get()
+    }
+
+    /// The sum of those nodes' loads.
+    pub fn load(&self) -> u128 {
+        self.load.get()
+    }
+
+    /// The mean of the latency estimates known, if any is.
+    pub fn mean_latency(&self) -> Option<f64> {
+        let (sum, n) = self.latency.get();
+        (n > 0).then(|| sum / n as f64)
+    }
+
+    fn version(&self) -> u64 {
+        self.version.get()
+    }
+
+    /// Replaces what a node of weight above 0 (`weighted`) added, `before`, by `now`.
+    pub fn change(&self, weighted: bool, before: Option<Counted>, now: Option<Counted>) {
+        let counts = |c: &Counted| weighted && !c.failed;
+        let (was, is) = (before.filter(counts), now.filter(counts));
+        if was.map(|c| c.load) != is.map(|c| c.load) {
+            if let Some(c) = was {
+                self.ok.set(self.ok.get() - 1);
+                self.load.set(self.load.get() - c.load as u128);
+            }
+            if let Some(c) = is {
+                self.ok.set(self.ok.get() + 1);
+                self.load.set(self.load.get() + c.load as u128);
+            }
+            self.version.set(self.version.get() + 1);
+        }
+        let (was, is) = (before.and_then(|c| c.latency), now.and_then(|c| c.latency));
+        if was != is {
+            let (mut sum, mut n) = self.latency.get();
+            if let Some(l) = was {
+                (sum, n) = (sum - l, n - 1);
+            }
+            if let Some(l) = is {
+                (sum, n) = (sum + l, n + 1);
+            }
+            // Once no estimate is left, no rounding is either.
+            self.latency.set(if n == 0 { (0.0, 0) } else { (sum, n) });
+        }
+    }
+}
+
+/// A client's nodes in address order, with the running totals of their weights and
+/// the sums of their [`Tally`].
+#[derive(Default)]
+pub(crate) struct NodeList {
+    nodes: Box<[Rc<NodeState>]>,
+    /// The sum of the weights of the nodes up to each one (weight 0 adds nothing).
+    running: Box<[u64]>,
+    tally: Rc<Tally>,
+    /// The nodes below the average load, as of a version of the tally.
+    below: RefCell<Below>,
+}
+
+/// The nodes of weight above 0, not failed, whose load is below the average, with
+/// the running totals of their weights; as of `version` of the tally.
+#[derive(Default)]
+struct Below {
+    version: Option<u64>,
+    nodes: Vec<usize>,
+    running: Vec<u64>,
+}
+
+impl NodeList {
+    /// The list of `nodes`, each of which now counts in the list's tally.
+    pub fn new(nodes: Vec<Rc<NodeState>>) -> Self {
+        let tally = Rc::new(Tally::default());
+        let mut total = 0u64;
+        let running = nodes
+            .iter()
+            .map(|n| {
+                n.join(&tally);
+                total += n.node.weight as u64;
+                total
+            })
+            .collect();
+        NodeList {
+            nodes: nodes.into(),
+            running,
+            tally,
+            below: RefCell::default(),
+        }
+    }
+
+    /// The sums over the list.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// A node drawn at random by weight among those of weight above 0 (`None` when
+    /// there are none).
+    pub fn draw(&self) -> Option<usize> {
+        draw(&self.running)
+    }
+
+    /// Whether the nodes below the average load are known as of the tally's
+    /// latest change ([`NodeList::draw_below`] goes through no node then).
+    pub fn below_known(&self) -> bool {
+        self.below.borrow().version == Some(self.tally.version())
+    }
+
+    /// A node drawn at random by weight among the nodes below the average load
+    /// (counted as in the tally; of weight above 0, not failed), or `None` when
+    /// there are none; going through the list only when a node's load or
+    /// health changed since the last time.
+    pub fn draw_below(&self) -> Option<usize> {
+        let t = &self.tally;
+        let mut below = self.below.borrow_mut();
+        if below.version != Some(t.version()) {
+            let (sum, n) = (t.load(), t.ok() as u128);
+            let Below { nodes, running, .. } = &mut *below;
+            nodes.clear();
+            running.clear();
+            let mut total = 0u64;
+            for (i, node) in self.nodes.iter().enumerate() {
+                let c = node.counted();
+                if node.node.weight > 0 && !c.failed && c.load as u128 * n < sum {
+                    nodes.push(i);
+                    total += node.node.weight as u64;
+                    running.push(total);
+                }
+            }
+            below.version = Some(t.version());
+        }
+        draw(&below.running).map(|i| below.nodes[i])
+    }
+}
+
+impl Deref for NodeList {
+    type Target = [Rc<NodeState>];
+
+    fn deref(&self) -> &[Rc<NodeState>] {
+        &self.nodes
+    }
+}
+
+/// The index where a uniform draw falls on the weight line of `running` (the
+/// running totals of the weights), by binary search.
+fn draw(running: &[u64]) -> Option<usize> {
+    let total = *running.last().filter(|&&t| t > 0)?;
+    let point = fastrand::u64(0..total);
+    Some(running.partition_point(|&t| t <= point))
+}
