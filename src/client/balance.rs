@@ -58,49 +58,60 @@ impl Default for BalanceOptions {
 const DRAWS: usize = 8;
 
 /// Picks a node for a call that has already tried `tried`; `None` with no nodes.
-/// Allocates nothing: candidate sets are filters over the node list. A first
-/// attempt while two or more nodes can serve costs a few draws by weight
-/// ([`quick`]); a retry, or a list with at most one node that can serve, goes
-/// through every node ([`exact`]). Both choose with the same odds.
+/// Allocates nothing: candidate sets are filters over the node list. While two or
+/// more nodes it has not tried can serve, a few draws by weight ([`quick`]) almost
+/// always choose; otherwise the choice goes through every node ([`exact`]). Both
+/// choose with the same odds.
 pub(crate) fn pick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
-    if tried.is_empty() && nodes.tally().ok() >= 2 {
-        if let Some(i) = quick(nodes, opts) {
-            return Some(i);
-        }
-    }
-    exact(nodes, tried, opts)
+    quick(nodes, tried, opts).or_else(|| exact(nodes, tried, opts))
 }
 
-/// The choice among the nodes of weight above 0 not on the failed list (the
-/// candidates of a first attempt when there are any), from the list's tally: a
-/// node drawn by weight and kept only if it is a candidate is a draw by weight
-/// among the candidates. `None` when [`DRAWS`] draws found none.
-fn quick(nodes: &NodeList, opts: &BalanceOptions) -> Option<usize> {
-    let healthy = |i: &usize| !nodes[*i].counted().failed;
+/// The choice among the nodes of weight above 0, not failed and not in `tried` (the
+/// candidates when there are two or more), from the list's tally less the tried
+/// nodes: a node drawn by weight and kept only if it is a candidate is a draw by
+/// weight among the candidates. `None` when there are fewer candidates, or the
+/// draws found none (for the soft load: none below the average, after a call
+/// tried a node; a first attempt looks in the list of the nodes below it).
+fn quick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
+    let counts = |i: usize| nodes[i].node.weight > 0 && !nodes[i].counted().failed;
+    let load = |i: usize| nodes[i].counted().load as u128;
+    let t = nodes.tally();
+    let (mut sum, mut n) = (t.load(), t.ok() as u128);
+    for (k, &i) in tried.iter().enumerate() {
+        if counts(i) && !tried[..k].contains(&i) {
+            (sum, n) = (sum - load(i), n - 1);
+        }
+    }
+    if n < 2 {
+        return None;
+    }
     let draw = |also: &dyn Fn(usize) -> bool| {
         (0..DRAWS)
             .filter_map(|_| nodes.draw())
-            .find(|&i| healthy(&i) && also(i))
+            .find(|&i| counts(i) && !tried.contains(&i) && also(i))
     };
     match opts.policy {
         Policy::SoftLoad => {
-            let t = nodes.tally();
-            let (sum, n) = (t.load(), t.ok() as u128);
             // Below the average: from the list of them while it is current, else
             // drawn at once while such nodes are common, else from the list made
             // again. With none below, by weight among all.
-            let below = if nodes.below_known() {
+            let first = tried.is_empty();
+            let below = if first && nodes.below_known() {
                 nodes.draw_below()
             } else {
-                draw(&|i| (nodes[i].counted().load as u128) * n < sum)
-                    .or_else(|| nodes.draw_below())
+                let drawn = draw(&|i| load(i) * n < sum);
+                match drawn {
+                    None if first => nodes.draw_below(),
+                    None => return None,
+                    some => some,
+                }
             };
             below.or_else(|| draw(&|_| true))
         }
         Policy::P2cEwma => {
             let a = draw(&|_| true)?;
             let b = draw(&|i| i != a)?;
-            let mean = nodes.tally().mean_latency();
+            let mean = t.mean_latency();
             Some(lower_score(nodes, a, b, mean, opts.initial_latency))
         }
     }
@@ -350,9 +361,9 @@ mod tests {
         seen.iter().map(|&c| c as f64 / n as f64).collect()
     }
 
-    /// A first attempt's choice (quick, falling back to going through every node
-    /// when its draws find nothing) chooses each node as often as going through
-    /// every node does, whatever the weights, loads and failed nodes.
+    /// The choice (quick, falling back to going through every node when its draws
+    /// find nothing) chooses each node as often as going through every node does,
+    /// whatever the weights, loads, failed and tried nodes.
     #[test]
     fn the_quick_choice_has_the_odds_of_the_exact_one() {
         let ns = nodes(&[100, 300, 0, 100, 50, 100, 300, 100, 100, 200]);
@@ -364,21 +375,24 @@ mod tests {
         for (i, ms) in [(0, 3), (1, 1), (3, 2), (5, 9), (8, 1)] {
             ns[i].health_mut(|h| h.success(Duration::from_millis(ms), now));
         }
-        for opts in [soft(), p2c_opts()] {
-            let quick = shares(ns.len(), 60_000, || pick(&ns, &[], &opts).unwrap());
-            let exact = shares(ns.len(), 60_000, || exact(&ns, &[], &opts).unwrap());
-            for (i, (q, e)) in quick.iter().zip(&exact).enumerate() {
+        // A first attempt, and retries (a node tried twice counts once): without\n        // node 8's load the average is lower than nodes 1 and 3, with it higher.
+        for tried in [&[][..], &[1, 6], &[8], &[8, 8, 6]] {
+            for opts in [soft(), p2c_opts()] {
+                let quick = shares(ns.len(), 60_000, || pick(&ns, tried, &opts).unwrap());
+                let exact = shares(ns.len(), 60_000, || exact(&ns, tried, &opts).unwrap());
+                for (i, (q, e)) in quick.iter().zip(&exact).enumerate() {
+                    assert!(
+                        (q - e).abs() < 0.015,
+                        "{:?} after {tried:?}, node {i}: {quick:?} against {exact:?}",
+                        opts.policy
+                    );
+                }
+                let never = [2, 7].iter().chain(tried);
                 assert!(
-                    (q - e).abs() < 0.015,
-                    "{:?} node {i}: {quick:?} against {exact:?}",
-                    opts.policy
+                    never.map(|&i| quick[i]).all(|q| q == 0.0),
+                    "weight 0, failed and tried: never ({quick:?})"
                 );
             }
-            assert_eq!(
-                (quick[2], quick[7]),
-                (0.0, 0.0),
-                "weight 0 and failed: never"
-            );
         }
         // Soft load: only the nodes below the average load (0.0110 connections per
         // unit of weight over the 8 nodes that count), by weight (1,050 in all).
