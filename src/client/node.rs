@@ -64,8 +64,9 @@ pub(crate) struct NodeState {
     pub generation: Cell<u64>,
     /// On its client's list of nodes to tend ([`super::inner::Inner::tended`]).
     pub tended: Cell<bool>,
-    /// The tally of the list the node is on (a retired node's counts in no list
-    /// in use), and what the node adds to it (`None` before it joins a list).
+    /// The tally of the list the node is on (a retired node's is that of a list
+    /// no longer in use), and what the node adds to it (`None` before it joins
+    /// a list).
     tally: RefCell<Rc<Tally>>,
     counted: Cell<Option<Counted>>,
 }
