@@ -232,7 +232,7 @@ mod tests {
                 ))
             })
             .collect();
-        NodeList::new(list)
+        NodeList::new(list, true)
     }
 
     fn soft() -> BalanceOptions {
@@ -476,5 +476,19 @@ mod tests {
         check("a failed node's load");
         ns[0].health_mut(Health::restore);
         check("restored");
+        // A soft-load client's list sums no latencies: its calls change nothing there.
+        let node = Rc::new(NodeState::new(
+            ns[0].node,
+            &PoolOptions::default(),
+            Health::default(),
+        ));
+        let soft_list = NodeList::new(vec![node.clone()], false);
+        node.health_mut(|h| h.success(Duration::from_millis(3), now));
+        assert_eq!(soft_list.tally().mean_latency(), None);
+        assert_eq!(node.counted().latency, None);
+        // A node joining a list with a latency already known (a new weight keeps
+        // the health) counts it at once.
+        let p2c_list = NodeList::new(vec![node], true);
+        assert_eq!(p2c_list.tally().mean_latency(), Some(3e6));
     }
 }

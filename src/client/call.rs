@@ -205,7 +205,8 @@ impl Inner {
             self.with_pool(o, |pool, closed| pool.clear(closed));
         }
         tracing::debug!(nodes = fresh.len(), "client node list set");
-        *self.nodes.borrow_mut() = Rc::new(NodeList::new(fresh));
+        let latencies = self.config.balance.policy == balance::Policy::P2cEwma;
+        *self.nodes.borrow_mut() = Rc::new(NodeList::new(fresh, latencies));
         true
     }
 

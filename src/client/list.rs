@@ -30,6 +30,9 @@ pub(crate) struct Counted {
 /// Sums over a list's nodes, kept as they change.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
+    /// Whether the latencies are summed (only P2C reads them: a soft-load client's
+    /// calls then change nothing here).
+    latencies: bool,
     /// Nodes of weight above 0 not on the failed list.
     ok: Cell<usize>,
     /// The sum of their loads.
@@ -51,7 +54,13 @@ impl Tally {
         self.load.get()
     }
 
-    /// The mean of the latency estimates known, if any is.
+    /// Whether the nodes' latencies count.
+    pub fn latencies(&self) -> bool {
+        self.latencies
+    }
+
+    /// The mean of the latency estimates known, if any is (summed only when the
+    /// list was made to sum them).
     pub fn mean_latency(&self) -> Option<f64> {
         let (sum, n) = self.latency.get();
         (n > 0).then(|| sum / n as f64)
@@ -113,9 +122,13 @@ struct Below {
 }
 
 impl NodeList {
-    /// The list of `nodes`, each of which now counts in the list's tally.
-    pub fn new(nodes: Vec<Rc<NodeState>>) -> Self {
-        let tally = Rc::new(Tally::default());
+    /// The list of `nodes`, each of which now counts in the list's tally (their
+    /// latencies too if `latencies`).
+    pub fn new(nodes: Vec<Rc<NodeState>>, latencies: bool) -> Self {
+        let tally = Rc::new(Tally {
+            latencies,
+            ..Tally::default()
+        });
         let mut total = 0u64;
         let running = nodes
             .iter()

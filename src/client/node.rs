@@ -69,6 +69,8 @@ pub(crate) struct NodeState {
     /// a list).
     tally: RefCell<Rc<Tally>>,
     counted: Cell<Option<Counted>>,
+    /// The load of one connection ([`LOAD_ONE`] ÷ weight, weight 0 as 1).
+    per_connection: u64,
 }
 
 impl NodeState {
@@ -83,6 +85,7 @@ impl NodeState {
             tended: Cell::new(false),
             tally: RefCell::default(),
             counted: Cell::default(),
+            per_connection: LOAD_ONE / node.weight.max(1) as u64,
         }
     }
 
@@ -119,8 +122,7 @@ impl NodeState {
 
     /// The node's load: open connections per unit of weight, in fixed point.
     pub fn load(&self) -> u64 {
-        let per_connection = LOAD_ONE / self.node.weight.max(1) as u64;
-        self.pool.borrow().open() as u64 * per_connection
+        self.pool.borrow().open() as u64 * self.per_connection
     }
 
     /// What the node adds to its list's tally.
@@ -130,9 +132,9 @@ impl NodeState {
 
     /// Counts the node in `tally` (its list's, from now on).
     pub fn join(&self, tally: &Rc<Tally>) {
+        *self.tally.borrow_mut() = tally.clone();
         let now = self.counting();
         self.counted.set(Some(now));
-        *self.tally.borrow_mut() = tally.clone();
         tally.change(self.node.weight > 0, None, Some(now));
     }
 
@@ -155,7 +157,9 @@ impl NodeState {
         Counted {
             load: self.load(),
             failed: health.is_failed(),
-            latency: health.latency_ns(),
+            latency: health
+                .latency_ns()
+                .filter(|_| self.tally.borrow().latencies()),
         }
     }
 
