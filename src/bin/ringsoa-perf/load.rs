@@ -110,8 +110,9 @@ pub struct Args {
     no_tracking: bool,
     /// With --full-stack: give the client this many nodes, all the one server — its
     /// port on 127.0.0.1, 127.0.0.2, … (it must listen on 0.0.0.0) — to measure
-    /// the choice of a node among many.
-    #[arg(long, default_value_t = 1, requires = "full_stack", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    /// the choice of a node among many (the demo --spawn-demo starts listens on
+    /// 127.0.0.1 only).
+    #[arg(long, default_value_t = 1, requires = "full_stack", conflicts_with = "spawn_demo", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     nodes: u32,
     /// Print progress to stderr every second (on by itself for runs of 10 s or more
     /// when stderr is a terminal).
