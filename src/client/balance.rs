@@ -11,7 +11,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::list::NodeList;
+use super::list::{below_average, NodeList};
 use super::node::NodeState;
 
 /// How a node is chosen among the candidates.
@@ -74,12 +74,12 @@ pub(crate) fn pick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> 
 /// tried a node; a first attempt looks in the list of the nodes below it).
 fn quick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
     let counts = |i: usize| nodes[i].node.weight > 0 && !nodes[i].counted().failed;
-    let load = |i: usize| nodes[i].counted().load as u128;
+    let load = |i: usize| nodes[i].counted().load;
     let t = nodes.tally();
     let (mut sum, mut n) = (t.load(), t.ok() as u128);
     for (k, &i) in tried.iter().enumerate() {
         if counts(i) && !tried[..k].contains(&i) {
-            (sum, n) = (sum - load(i), n - 1);
+            (sum, n) = (sum - load(i) as u128, n - 1);
         }
     }
     if n < 2 {
@@ -99,7 +99,7 @@ fn quick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usi
             let below = if first && nodes.below_known() {
                 nodes.draw_below()
             } else {
-                let drawn = draw(&|i| load(i) * n < sum);
+                let drawn = draw(&|i| below_average(load(i), sum, n));
                 match drawn {
                     None if first => nodes.draw_below(),
                     None => return None,
@@ -155,12 +155,13 @@ fn soft_load<I: Iterator<Item = usize>>(
     nodes: &[Rc<NodeState>],
     candidates: impl Fn() -> I,
 ) -> usize {
-    let load = |i: usize| nodes[i].load() as u128;
-    let (sum, n) = candidates().fold((0, 0), |(s, n), i| (s + load(i), n + 1));
-    if candidates().any(|i| load(i) * n < sum) {
+    let load = |i: usize| nodes[i].load();
+    let (sum, n) = candidates().fold((0, 0), |(s, n), i| (s + load(i) as u128, n + 1));
+    let below = |i: usize| below_average(load(i), sum, n);
+    if candidates().any(below) {
         by_weight(
             nodes,
-            || candidates().filter(|&i| load(i) * n < sum),
+            || candidates().filter(|&i| below(i)),
             fastrand::f64(),
         )
     } else {

@@ -17,6 +17,12 @@ use super::node::NodeState;
 /// A node's load in fixed point: open connections × [`LOAD_ONE`] ÷ weight.
 pub(crate) const LOAD_ONE: u64 = 1 << 32;
 
+/// Whether a node's `load` is below the average of `n` nodes' loads summing to
+/// `sum` (the soft load's rule, in integers: `load < sum / n`).
+pub(crate) fn below_average(load: u64, sum: u128, n: u128) -> bool {
+    load as u128 * n < sum
+}
+
 /// What a listed node adds to its list's [`Tally`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Counted {
@@ -179,7 +185,7 @@ impl NodeList {
             let mut total = 0u64;
             for (i, node) in self.nodes.iter().enumerate() {
                 let c = node.counted();
-                if node.node.weight > 0 && !c.failed && c.load as u128 * n < sum {
+                if node.node.weight > 0 && !c.failed && below_average(c.load, sum, n) {
                     nodes.push(i);
                     total += node.node.weight as u64;
                     running.push(total);
