@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hdrhistogram::Histogram;
 
 use super::acl::Acl;
-use super::anomaly::{Kind, Series, MIN_CALLS};
+use super::anomaly::{Anomaly, Kind, Series, MIN_CALLS, MIN_CALLS_P99};
 use super::breaker::{Breaker, Force, Probes, Settings, State};
 use super::counts::{Counts, Window};
 use super::export::Statsd;
@@ -386,20 +386,8 @@ impl Second {
             return;
         }
         self.started = Instant::now();
-        for (m, (c, h)) in &self.calls {
-            if c.requests < MIN_CALLS {
-                continue;
-            }
-            let failed = (c.timeouts + c.system + c.application) as f64 / c.requests as f64;
-            let p99 = h.value_at_quantile(0.99) as f64;
-            let series = self.series.entry(m.clone()).or_default();
-            let raised = [
-                series[0].observe(Kind::ErrorRatio, failed, 0.01, 0.0),
-                series[1].observe(Kind::P99, p99, 100.0, 0.1),
-            ];
-            for a in raised.into_iter().flatten() {
-                tracing::warn!(method = m.as_str(), kind = ?a.kind, value = a.value, mean = a.mean, stddev = a.stddev, "anomaly: departs more than 3 standard deviations from its recent mean");
-            }
+        for (m, a) in self.observe() {
+            tracing::warn!(method = m.as_str(), kind = ?a.kind, value = a.value, mean = a.mean, stddev = a.stddev, "anomaly: departs more than 3 standard deviations from its recent mean");
         }
         let flags = self
             .series
@@ -420,6 +408,32 @@ impl Second {
             statsd.send(&self.calls);
         }
         self.calls.clear();
+    }
+
+    /// Adds the second's points to each method's history (the error ratio of a
+    /// second with [`MIN_CALLS`] calls, the p99 of one with [`MIN_CALLS_P99`]);
+    /// returns the flags raised.
+    fn observe(&mut self) -> Vec<(String, Anomaly)> {
+        let mut raised = Vec::new();
+        for (m, (c, h)) in &self.calls {
+            if c.requests < MIN_CALLS {
+                continue;
+            }
+            let series = self.series.entry(m.clone()).or_default();
+            let failed = (c.timeouts + c.system + c.application) as f64 / c.requests as f64;
+            let ratio = series[0].observe(Kind::ErrorRatio, failed, 0.01, 0.0);
+            let p99 = (c.requests >= MIN_CALLS_P99).then(|| {
+                let p99 = h.value_at_quantile(0.99) as f64;
+                series[1].observe(Kind::P99, p99, 100.0, 0.1)
+            });
+            raised.extend(
+                ratio
+                    .into_iter()
+                    .chain(p99.flatten())
+                    .map(|a| (m.clone(), a)),
+            );
+        }
+        raised
     }
 }
 
@@ -532,6 +546,67 @@ mod tests {
             );
         }
         assert_eq!(m.latency.len(), reference.len());
+    }
+
+    /// Adds a second of `n` calls of `m` (80–119 µs, `slow` of them 5 ms instead,
+    /// `failed` of them application errors); the flags raised.
+    fn second(s: &mut Second, n: u64, slow: u64, failed: u64) -> Vec<(String, Anomaly)> {
+        let mut d = MethodDelta::new();
+        for i in 0..n {
+            let o = if i < failed {
+                Outcome::Application(crate::protocol::ApplicationExceptionKind::InternalError)
+            } else {
+                Outcome::Result
+            };
+            d.counts.add(o);
+            d.latency
+                .record(if i < slow { 5_000 } else { 80 + i % 40 })
+                .unwrap();
+        }
+        s.add(&Delta {
+            core: 0,
+            methods: vec![("m".into(), d)],
+            pools: None,
+        });
+        let raised = s.observe();
+        s.calls.clear();
+        raised
+    }
+
+    fn quiet_second() -> Second {
+        Second {
+            started: Instant::now(),
+            calls: BTreeMap::new(),
+            series: BTreeMap::new(),
+            statsd: None,
+        }
+    }
+
+    #[test]
+    fn one_slow_call_flags_nothing_a_slow_share_and_an_error_burst_do() {
+        // 50 calls a second: their p99 would be the slowest call, and one call the
+        // machine slowed is no anomaly; an error burst is.
+        let mut s = quiet_second();
+        for i in 0..15 {
+            assert_eq!(second(&mut s, 50, 0, 0), [], "steady second {i}");
+        }
+        assert_eq!(second(&mut s, 50, 1, 0), [], "one slow call of 50");
+        let raised = second(&mut s, 50, 0, 25);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!((&*raised[0].0, raised[0].1.kind), ("m", Kind::ErrorRatio));
+        // 200 calls a second: one slow call is within the p99, 5% are not.
+        let mut s = quiet_second();
+        for i in 0..15 {
+            assert_eq!(second(&mut s, 200, 0, 0), [], "steady second {i}");
+        }
+        assert_eq!(second(&mut s, 200, 1, 0), [], "one slow call of 200");
+        let raised = second(&mut s, 200, 10, 0);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!((&*raised[0].0, raised[0].1.kind), ("m", Kind::P99));
+        assert!(
+            (5_000.0..5_100.0).contains(&raised[0].1.value),
+            "{raised:?}"
+        );
     }
 
     /// A delta of one call of each of `names`.

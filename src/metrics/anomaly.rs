@@ -11,8 +11,12 @@ use serde::Serialize;
 const HISTORY: usize = 60;
 /// Points needed before anything is flagged.
 const MIN_HISTORY: usize = 10;
-/// Calls a second needs to count.
+/// Calls a second needs for its error ratio to count.
 pub const MIN_CALLS: u64 = 20;
+/// Calls a second needs for its p99 to count: with fewer, the 99th percentile is
+/// the second's slowest call, and one call the machine slowed (a descheduled
+/// thread, a page fault) would flag a steady method.
+pub const MIN_CALLS_P99: u64 = 100;
 
 /// What departed from its recent mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
