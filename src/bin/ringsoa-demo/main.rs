@@ -430,12 +430,31 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `RUST_LOG`'s levels (default `info`). zookeeper-client's own lines count only
+/// from `warn` unless `RUST_LOG` names it: it logs two INFO lines at every
+/// reconnect, and governance logs a lost and a returned connection itself, once
+/// per interval.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV).unwrap_or_default();
+    let spec = if spec.trim().is_empty() {
+        "info"
+    } else {
+        &spec
+    };
+    let spec = if spec.contains("zookeeper_client") {
+        spec.to_string()
+    } else {
+        format!("{spec},zookeeper_client=warn")
+    };
+    tracing_subscriber::EnvFilter::try_new(spec)
+        .unwrap_or_else(|_| "info,zookeeper_client=warn".into())
+}
+
 fn run() -> std::io::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let filter =
-        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = log_filter;
     let router = Router::default();
     // Written by a thread of its own: a stderr nobody reads never stops a core.
     let (stderr, _flushed_at_exit) = ringsoa::logs::non_blocking(std::io::stderr(), "stderr");
