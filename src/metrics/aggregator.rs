@@ -573,40 +573,40 @@ mod tests {
         raised
     }
 
-    fn quiet_second() -> Second {
-        Second {
+    /// A history of 15 steady seconds of `n` calls each.
+    fn steady(n: u64) -> Second {
+        let mut s = Second {
             started: Instant::now(),
             calls: BTreeMap::new(),
             series: BTreeMap::new(),
             statsd: None,
+        };
+        for i in 0..15 {
+            assert_eq!(second(&mut s, n, 0, 0), [], "steady second {i}");
         }
+        s
+    }
+
+    /// The one flag in `raised`.
+    fn one(raised: Vec<(String, Anomaly)>) -> (String, Anomaly) {
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        raised.into_iter().next().unwrap()
     }
 
     #[test]
     fn one_slow_call_flags_nothing_a_slow_share_and_an_error_burst_do() {
         // 50 calls a second: their p99 would be the slowest call, and one call the
         // machine slowed is no anomaly; an error burst is.
-        let mut s = quiet_second();
-        for i in 0..15 {
-            assert_eq!(second(&mut s, 50, 0, 0), [], "steady second {i}");
-        }
+        let mut s = steady(50);
         assert_eq!(second(&mut s, 50, 1, 0), [], "one slow call of 50");
-        let raised = second(&mut s, 50, 0, 25);
-        assert_eq!(raised.len(), 1, "{raised:?}");
-        assert_eq!((&*raised[0].0, raised[0].1.kind), ("m", Kind::ErrorRatio));
+        let (m, a) = one(second(&mut s, 50, 0, 25));
+        assert_eq!((&*m, a.kind), ("m", Kind::ErrorRatio));
         // 200 calls a second: one slow call is within the p99, 5% are not.
-        let mut s = quiet_second();
-        for i in 0..15 {
-            assert_eq!(second(&mut s, 200, 0, 0), [], "steady second {i}");
-        }
+        let mut s = steady(200);
         assert_eq!(second(&mut s, 200, 1, 0), [], "one slow call of 200");
-        let raised = second(&mut s, 200, 10, 0);
-        assert_eq!(raised.len(), 1, "{raised:?}");
-        assert_eq!((&*raised[0].0, raised[0].1.kind), ("m", Kind::P99));
-        assert!(
-            (5_000.0..5_100.0).contains(&raised[0].1.value),
-            "{raised:?}"
-        );
+        let (m, a) = one(second(&mut s, 200, 10, 0));
+        assert_eq!((&*m, a.kind), ("m", Kind::P99));
+        assert!((5_000.0..5_100.0).contains(&a.value), "{a:?}");
     }
 
     /// A delta of one call of each of `names`.
