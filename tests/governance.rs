@@ -1222,8 +1222,14 @@ fn zookeeper_over_tls_registers_follows_config_and_names_what_fails() {
 }
 
 /// Starts a demo on `zk` with `extra` flags, which cannot make a session: it
-/// answers calls all the same, and `/governance` says `why`.
-fn serves_without_a_session(zk: &str, name: &str, extra: &[&str], why: &str) {
+/// answers calls all the same, and `/governance` says `why`. Returns the demo
+/// and its directory.
+fn serves_without_a_session(
+    zk: &str,
+    name: &str,
+    extra: &[&str],
+    why: &str,
+) -> (Governed, Scratch) {
     let dir = Scratch::new(name);
     let g = Governed::on_zk(zk, &dir.0, extra);
     g.wait_view("/governance", why, |v| {
@@ -1233,6 +1239,32 @@ fn serves_without_a_session(zk: &str, name: &str, extra: &[&str], why: &str) {
     assert!(is_reply(
         &call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap()
     ));
+    (g, dir)
+}
+
+/// An ensemble that has lost its quorum (two of its three nodes killed): the
+/// node left accepts connections and closes each at the session request. The
+/// CLI's line and the demo's `/governance` say so, and zookeeper-client's
+/// warning at each of its connect attempts is logged once per 10 s. Before, they
+/// said only "no available hosts" and "no answer within 3s", and the log had one
+/// of zookeeper-client's lines about every second.
+#[test]
+fn an_ensemble_without_its_quorum_is_named_and_its_clients_attempts_do_not_flood_the_log() {
+    let zk = ZooKeeper::start(3);
+    zk.kill(1);
+    zk.kill(2);
+    let why = "closes connections at the session request (a ZooKeeper server that is not serving";
+    let (ok, _, err) = ringsoa(&["registry", "ls", "--zk", &zk.connect]);
+    assert!(
+        !ok && err.lines().next().unwrap_or_default().contains(why),
+        "{err}"
+    );
+    let started = Instant::now();
+    let (g, _dir) = serves_without_a_session(&zk.connect, "no-quorum", &[], why);
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(started.elapsed()));
+    let log = g.log_text();
+    let lines = log.lines().filter(|l| l.contains("zookeeper_client"));
+    assert!(lines.count() <= 4, "{log}");
 }
 
 /// A ZooKeeper that requires a SASL DIGEST-MD5 login of every session

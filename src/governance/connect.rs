@@ -3,7 +3,7 @@
 //! not a ZooKeeper to retry for ever. And `diagnose`, which says why no session
 //! can be made where zookeeper-client does not.
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -103,10 +103,11 @@ pub(crate) fn first_finding(
 /// hosts", or a connect that never ends), the first finding in the connect
 /// string's order ([`first_finding`]): with `tls`, why the TLS handshake fails
 /// ([`tls::diagnose`]); in plain TCP, a server that closes every new connection
-/// at once. `None` when nothing of the kind shows, or no host can be reached at
-/// all. Blocks for at most `timeout` (1 s at most in plain TCP: a server that
-/// answers at all accepts in far less) to connect, and as long as `timeout`
-/// again (2 s at most) to see the connection closed.
+/// at once, or that closes it at the session request ([`refuses`]). `None` when
+/// nothing of the kind shows, or no host can be reached at all. Blocks for at
+/// most `timeout` (1 s at most in plain TCP: a server that answers at all accepts
+/// in far less) to connect, and twice as long as `timeout` again (2 s at most
+/// each) to see the connection closed.
 pub(crate) fn diagnose(hosts: &str, tls: Option<&ZkTls>, timeout: Duration) -> Option<String> {
     match tls {
         Some(t) => first_finding(
@@ -117,13 +118,30 @@ pub(crate) fn diagnose(hosts: &str, tls: Option<&ZkTls>, timeout: Duration) -> O
         None => first_finding(
             hosts,
             |e| !e.starts_with("tcp+tls://"),
-            |host, port| closes_at_once(host, port, timeout),
+            |host, port| refuses(host, port, timeout),
         ),
     }
 }
 
-/// Whether `host`:`port` closes a new connection at once, said as a cause.
-fn closes_at_once(host: &str, port: u16, timeout: Duration) -> Option<String> {
+/// A session request as the client sends it (length, protocol version 0, last
+/// zxid 0, a 4 s timeout, session id 0, an empty 16-byte password, not
+/// read-only).
+const SESSION_REQUEST: [u8; 49] = {
+    let mut r = [0u8; 49];
+    r[3] = 45;
+    let timeout = 4000u32.to_be_bytes();
+    (r[16], r[17], r[18], r[19]) = (timeout[0], timeout[1], timeout[2], timeout[3]);
+    r[31] = 16;
+    r
+};
+
+/// A close request (length, xid 1, op closeSession −11): the probe's session, if
+/// it got one, ends at once rather than at its timeout.
+const CLOSE_REQUEST: [u8; 12] = [0, 0, 0, 8, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xf5];
+
+/// Why `host`:`port` will not give this client a session, if it closes the
+/// connection unasked, or at the session request, said as a cause.
+fn refuses(host: &str, port: u16, timeout: Duration) -> Option<String> {
     let addr = (host, port).to_socket_addrs().ok()?.next()?;
     let connect = timeout.min(Duration::from_secs(1));
     // A server waits for the session request; one that will not serve this
@@ -136,18 +154,41 @@ fn closes_at_once(host: &str, port: u16, timeout: Duration) -> Option<String> {
             ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
         )
     };
-    let closed = match TcpStream::connect_timeout(&addr, connect) {
-        Err(e) => reset(&e),
-        Ok(mut sock) => {
-            sock.set_read_timeout(Some(timeout.min(Duration::from_secs(2))))
-                .ok()?;
-            match sock.read(&mut [0u8; 1]) {
-                Ok(n) => n == 0,
-                Err(e) => reset(&e),
-            }
-        }
+    let mut sock = match TcpStream::connect_timeout(&addr, connect) {
+        Err(e) if reset(&e) => return Some(closes_at_once(host, port)),
+        Err(_) => return None,
+        Ok(sock) => sock,
     };
-    closed.then(|| format!("{host}:{port} closes new connections at once (ZooKeeper does so to a client host over its maxClientCnxns connections, 60 by default; its log then says \"Too many connections\")"))
+    sock.set_read_timeout(Some(timeout.min(Duration::from_secs(2))))
+        .ok()?;
+    match sock.read(&mut [0u8; 1]) {
+        Ok(0) => return Some(closes_at_once(host, port)),
+        Err(e) if reset(&e) => return Some(closes_at_once(host, port)),
+        // Something that speaks first is not ZooKeeper.
+        Ok(_) => return None,
+        Err(_) => {}
+    }
+    // Still open: ask for a session. A server that is not serving (its ensemble
+    // lost its quorum, or it is still starting) closes the connection instead.
+    let answered = match sock.write_all(&SESSION_REQUEST) {
+        Err(e) if reset(&e) => Ok(0),
+        Err(_) => return None,
+        Ok(()) => sock.read(&mut [0u8; 4]),
+    };
+    match answered {
+        Ok(0) => {}
+        Err(e) if reset(&e) => {}
+        Ok(_) => {
+            let _ = sock.write_all(&CLOSE_REQUEST);
+            return None;
+        }
+        Err(_) => return None,
+    }
+    Some(format!("{host}:{port} closes connections at the session request (a ZooKeeper server that is not serving: its ensemble has lost its quorum, or it is still starting)"))
+}
+
+fn closes_at_once(host: &str, port: u16) -> String {
+    format!("{host}:{port} closes new connections at once (ZooKeeper does so to a client host over its maxClientCnxns connections, 60 by default; its log then says \"Too many connections\")")
 }
 
 fn check_host(entry: &str) -> Result<(), String> {

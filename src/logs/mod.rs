@@ -4,13 +4,16 @@
 //! `[{"target": "ringsoa::access", "level": "info", "file": "/var/log/app/access.log"}]`
 //! — and can change while the process runs ([`Router::set`]).
 //!
-//! Also: `output`, a writer that never makes a core wait for the log's reader, and
+//! Also: `output`, a writer that never makes a core wait for the log's reader;
 //! `throttle`, warnings that would repeat for every call or connection logged once
-//! per interval with a count of the rest.
+//! per interval with a count of the rest; and `sparse`, the same for a
+//! dependency's lines, as a filter.
 
 mod output;
 mod router;
+mod sparse;
 pub(crate) mod throttle;
 
 pub use output::{non_blocking, WorkerGuard};
 pub use router::{RouteLayer, RouteSpec, Router};
+pub use sparse::Sparse;

@@ -431,10 +431,12 @@ fn main() -> std::process::ExitCode {
 }
 
 /// `RUST_LOG`'s levels (default `info`). zookeeper-client's own lines count only
-/// from `warn` unless `RUST_LOG` names it: it logs two INFO lines at every
+/// from `warn` unless `RUST_LOG` names it (it logs two INFO lines at every
 /// reconnect, and governance logs a lost and a returned connection itself, once
-/// per interval.
-fn log_filter() -> tracing_subscriber::EnvFilter {
+/// per interval), and each of its lines at most once per 10 s (it warns at every
+/// connect attempt, about once a second while an ensemble has lost its quorum).
+fn log_filter<S>() -> impl tracing_subscriber::layer::Filter<S> {
+    use tracing_subscriber::filter::FilterExt;
     let spec = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV).unwrap_or_default();
     let spec = if spec.trim().is_empty() {
         "info"
@@ -446,15 +448,15 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     } else {
         format!("{spec},zookeeper_client=warn")
     };
-    tracing_subscriber::EnvFilter::try_new(spec)
-        .unwrap_or_else(|_| "info,zookeeper_client=warn".into())
+    let levels = tracing_subscriber::EnvFilter::try_new(spec)
+        .unwrap_or_else(|_| "info,zookeeper_client=warn".into());
+    levels.and(ringsoa::logs::Sparse::new("zookeeper_client"))
 }
 
 fn run() -> std::io::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let filter = log_filter;
     let router = Router::default();
     // Written by a thread of its own: a stderr nobody reads never stops a core.
     let (stderr, _flushed_at_exit) = ringsoa::logs::non_blocking(std::io::stderr(), "stderr");
@@ -464,10 +466,10 @@ fn run() -> std::io::Result<()> {
                 .with_writer(stderr)
                 // Colour only on a terminal: no escape codes in redirected logs.
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_filter(filter()),
+                .with_filter(log_filter()),
         )
         // Routed copies of what is logged (config `log.routes`).
-        .with(router.layer().with_filter(filter()))
+        .with(router.layer().with_filter(log_filter()))
         .init();
     let args = Args::parse();
     let governance = if args.no_governance {
