@@ -1265,6 +1265,15 @@ fn an_ensemble_without_its_quorum_is_named_and_its_clients_attempts_do_not_flood
     let log = g.log_text();
     let lines = log.lines().filter(|l| l.contains("zookeeper_client"));
     assert!(lines.count() <= 4, "{log}");
+    // The quorum back: the demo registers.
+    zk.start_node(1);
+    zk.start_node(2);
+    assert!(
+        zk.client()
+            .wait_for(&g.node(), Duration::from_secs(30), |n| n.is_some()),
+        "not registered once the quorum is back: {}",
+        g.log_text()
+    );
 }
 
 /// A ZooKeeper that requires a SASL DIGEST-MD5 login of every session
