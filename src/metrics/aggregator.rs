@@ -421,7 +421,11 @@ impl Second {
             }
             let series = self.series.entry(m.clone()).or_default();
             let failed = (c.timeouts + c.system + c.application) as f64 / c.requests as f64;
-            let ratio = series[0].observe(Kind::ErrorRatio, failed, 0.01, 0.0);
+            // The ratio's deviation is at least one call's share of the second: a
+            // second of 20 calls cannot tell a ratio more finely, and one or two
+            // sporadic failures in it are not a burst.
+            let floor = (1.0 / c.requests as f64).max(0.01);
+            let ratio = series[0].observe(Kind::ErrorRatio, failed, floor, 0.0);
             let p99 = (c.requests >= MIN_CALLS_P99).then(|| {
                 let p99 = h.value_at_quantile(0.99) as f64;
                 series[1].observe(Kind::P99, p99, 100.0, 0.1)
@@ -594,12 +598,14 @@ mod tests {
     }
 
     #[test]
-    fn one_slow_call_flags_nothing_a_slow_share_and_an_error_burst_do() {
+    fn a_slow_call_or_three_failures_flag_nothing_a_slow_share_and_an_error_burst_do() {
         // 50 calls a second: their p99 would be the slowest call, and one call the
-        // machine slowed is no anomaly; an error burst is.
+        // machine slowed is no anomaly; three failed calls are not a burst, four
+        // and more are.
         let mut s = steady(50);
         assert_eq!(second(&mut s, 50, 1, 0), [], "one slow call of 50");
-        let (m, a) = one(second(&mut s, 50, 0, 25));
+        assert_eq!(second(&mut s, 50, 0, 3), [], "three failed calls of 50");
+        let (m, a) = one(second(&mut s, 50, 0, 4));
         assert_eq!((&*m, a.kind), ("m", Kind::ErrorRatio));
         // 200 calls a second: one slow call is within the p99, 5% are not.
         let mut s = steady(200);
