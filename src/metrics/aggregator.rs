@@ -422,7 +422,7 @@ impl Second {
             let series = self.series.entry(m.clone()).or_default();
             let failed = (c.timeouts + c.system + c.application) as f64 / c.requests as f64;
             // The ratio's deviation is at least one call's share of the second: a
-            // second of 20 calls cannot tell a ratio more finely, and one or two
+            // second of 20 calls cannot tell a ratio more finely, and up to three
             // sporadic failures in it are not a burst.
             let floor = (1.0 / c.requests as f64).max(0.01);
             let ratio = series[0].observe(Kind::ErrorRatio, failed, floor, 0.0);
