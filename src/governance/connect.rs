@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use super::tls::{self, ZkTls};
+use super::tls::{self, Unshaken, ZkTls};
 
 /// Checks `hosts` as zookeeper-client reads it: comma-separated `host:port` (port
 /// 2181 when left out; `[v6]:port`; a `tcp://` prefix allowed), the last one
@@ -101,19 +101,19 @@ pub(crate) fn first_finding(
 /// Why no session can be made with `hosts`, found by making one connection to
 /// each host as the client does (zookeeper-client only reports "no available
 /// hosts", or a connect that never ends), the first finding in the connect
-/// string's order ([`first_finding`]): with `tls`, why the TLS handshake fails
-/// ([`tls::diagnose`]); in plain TCP, a server that closes every new connection
-/// at once, or that closes it at the session request ([`refuses`]). `None` when
-/// nothing of the kind shows, or no host can be reached at all. Blocks for at
-/// most `timeout` (1 s at most in plain TCP: a server that answers at all accepts
-/// in far less) to connect, and twice as long as `timeout` again (2 s at most
-/// each) to see the connection closed.
+/// string's order ([`first_finding`]): a server that closes every new connection
+/// at once, or that closes it at the session request ([`refuses`]), and with
+/// `tls`, why the TLS handshake fails ([`refuses_tls`]). `None` when nothing of
+/// the kind shows, or no host can be reached at all. Blocks for at most `timeout`
+/// (1 s at most in plain TCP: a server that answers at all accepts in far less)
+/// to connect, and twice as long as `timeout` again (2 s at most each in plain
+/// TCP) to see the connection closed or to shake hands.
 pub(crate) fn diagnose(hosts: &str, tls: Option<&ZkTls>, timeout: Duration) -> Option<String> {
     match tls {
         Some(t) => first_finding(
             hosts,
             |e| !e.starts_with("tcp://"),
-            |host, port| tls::diagnose(host, port, t, timeout),
+            |host, port| refuses_tls(host, port, t, timeout),
         ),
         None => first_finding(
             hosts,
@@ -142,49 +142,94 @@ const CLOSE_REQUEST: [u8; 12] = [0, 0, 0, 8, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xf5]
 /// Why `host`:`port` will not give this client a session, if it closes the
 /// connection unasked, or at the session request, said as a cause.
 fn refuses(host: &str, port: u16, timeout: Duration) -> Option<String> {
-    let addr = (host, port).to_socket_addrs().ok()?.next()?;
+    match open_quiet(host, port, timeout) {
+        Ok(mut sock) => refuses_session(&mut sock, host, port),
+        Err(found) => found,
+    }
+}
+
+/// Why `host`:`port` will not give this client a session over `tls`: its
+/// handshake fails, it closes new connections at once (which cuts the handshake
+/// short), or it closes the connection at the session request.
+fn refuses_tls(host: &str, port: u16, tls: &ZkTls, timeout: Duration) -> Option<String> {
+    match tls::handshake(host, port, tls, timeout) {
+        Ok(mut conn) => refuses_session(&mut conn, host, port),
+        Err(Unshaken::Unreachable) => None,
+        Err(Unshaken::Said(why)) => Some(why),
+        Err(Unshaken::CutShort(why)) => match open_quiet(host, port, timeout) {
+            Err(Some(closes)) => Some(closes),
+            _ => Some(why),
+        },
+    }
+}
+
+/// A connection to `host`:`port` that its server keeps open unasked, as ZooKeeper
+/// does while it waits for the session request. Otherwise, why not said as a
+/// cause when it closes the connection at once; `None` when it cannot be reached
+/// or speaks first (it is not ZooKeeper). Blocks for at most `timeout` (1 s at
+/// most) to connect and as long again (2 s at most) to see it closed.
+fn open_quiet(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Option<String>> {
+    let addr = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or(None)?;
     let connect = timeout.min(Duration::from_secs(1));
     // A server waits for the session request; one that will not serve this
     // client closes the connection unasked: at once (so fast, now and then,
     // that the connect itself reports it, as a broken pipe), or after a moment
     // when its JVM is busy.
-    let reset = |e: &std::io::Error| {
-        matches!(
-            e.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
-        )
-    };
     let mut sock = match TcpStream::connect_timeout(&addr, connect) {
-        Err(e) if reset(&e) => return Some(closes_at_once(host, port)),
-        Err(_) => return None,
+        Err(e) if closed(&e) => return Err(Some(closes_at_once(host, port))),
+        Err(_) => return Err(None),
         Ok(sock) => sock,
     };
     sock.set_read_timeout(Some(timeout.min(Duration::from_secs(2))))
-        .ok()?;
+        .map_err(|_| None)?;
     match sock.read(&mut [0u8; 1]) {
-        Ok(0) => return Some(closes_at_once(host, port)),
-        Err(e) if reset(&e) => return Some(closes_at_once(host, port)),
+        Ok(0) => Err(Some(closes_at_once(host, port))),
+        Err(e) if closed(&e) => Err(Some(closes_at_once(host, port))),
         // Something that speaks first is not ZooKeeper.
-        Ok(_) => return None,
-        Err(_) => {}
+        Ok(_) => Err(None),
+        Err(_) => Ok(sock),
     }
-    // Still open: ask for a session. A server that is not serving (its ensemble
-    // lost its quorum, or it is still starting) closes the connection instead.
-    let answered = match sock.write_all(&SESSION_REQUEST) {
-        Err(e) if reset(&e) => Ok(0),
+}
+
+/// Why the server at the other end of `conn` (plain or TLS, open and quiet) will
+/// not give this client a session, if it closes the connection at the session
+/// request instead of answering, said as a cause. A session it gives is closed
+/// at once (closeSession) rather than at its timeout. Blocks for at most the
+/// socket's timeouts.
+fn refuses_session(conn: &mut (impl Read + Write), host: &str, port: u16) -> Option<String> {
+    // A server that is not serving (its ensemble lost its quorum, or it is still
+    // starting) closes the connection instead of answering.
+    let answered = match conn.write_all(&SESSION_REQUEST).and_then(|()| conn.flush()) {
+        Err(e) if closed(&e) => Ok(0),
         Err(_) => return None,
-        Ok(()) => sock.read(&mut [0u8; 4]),
+        Ok(()) => conn.read(&mut [0u8; 4]),
     };
     match answered {
         Ok(0) => {}
-        Err(e) if reset(&e) => {}
+        Err(e) if closed(&e) => {}
         Ok(_) => {
-            let _ = sock.write_all(&CLOSE_REQUEST);
+            let _ = conn.write_all(&CLOSE_REQUEST).and_then(|()| conn.flush());
             return None;
         }
         Err(_) => return None,
     }
     Some(format!("{host}:{port} closes connections at the session request (a ZooKeeper server that is not serving: its ensemble has lost its quorum, or it is still starting)"))
+}
+
+/// Whether `e` says the other end closed the connection (over TLS, a close
+/// without TLS's own closing message is an unexpected end of file).
+fn closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof
+    )
 }
 
 fn closes_at_once(host: &str, port: u16) -> String {

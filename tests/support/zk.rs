@@ -34,10 +34,10 @@ impl ZooKeeper {
         Self::start_with(nodes, &[])
     }
 
-    /// Starts one server that also serves TLS (`tools/zk.sh --tls`): on
+    /// Starts `nodes` servers that also serve TLS (`tools/zk.sh --tls`): on
     /// [`ZooKeeper::secure_connect`], with a client certificate required.
-    pub fn start_tls() -> ZooKeeper {
-        Self::start_with(1, &["--tls"])
+    pub fn start_tls(nodes: usize) -> ZooKeeper {
+        Self::start_with(nodes, &["--tls"])
     }
 
     /// Starts one server that requires a SASL DIGEST-MD5 login of every session
@@ -54,9 +54,10 @@ impl ZooKeeper {
     }
 
     /// Starts one server that serves at most `n` connections from a client host
-    /// and closes more at once (`tools/zk.sh --max-conns`, its maxClientCnxns).
+    /// and closes more at once (`tools/zk.sh --max-conns`, its maxClientCnxns),
+    /// on its plain port and, counted apart, over TLS as [`ZooKeeper::start_tls`].
     pub fn start_max_conns(n: usize) -> ZooKeeper {
-        Self::start_with(1, &["--max-conns", &n.to_string()])
+        Self::start_with(1, &["--max-conns", &n.to_string(), "--tls"])
     }
 
     /// The TLS connect string of a server started by [`ZooKeeper::start_tls`].
@@ -65,6 +66,18 @@ impl ZooKeeper {
             .unwrap()
             .trim()
             .to_string()
+    }
+
+    /// The flags that reach a server started with TLS: its CA, and the client
+    /// certificate and key it takes.
+    pub fn tls_flags(&self) -> Vec<String> {
+        let files = ["ca.pem", "client.pem", "client.key"].map(|f| self.tls_file(f));
+        let flags = ["--zk-tls-ca", "--zk-tls-cert", "--zk-tls-key"].map(String::from);
+        flags
+            .into_iter()
+            .zip(files)
+            .flat_map(|(f, v)| [f, v])
+            .collect()
     }
 
     /// A file `tools/zk.sh --tls` made: `ca.pem`, `other-ca.pem`, `client.pem`,

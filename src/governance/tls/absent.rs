@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
+use super::Unshaken;
+
 /// TLS settings for ZooKeeper sessions. This build leaves TLS out (ringsoa's
 /// `zk-tls` feature is off): [`ZkTls::from_files`] says so, and no value exists.
 #[derive(Clone, Debug)]
@@ -43,7 +45,12 @@ impl ZkTls {
 }
 
 /// Never called: there are no TLS settings to try.
-pub(crate) fn diagnose(_host: &str, _port: u16, tls: &ZkTls, _timeout: Duration) -> Option<String> {
+pub(crate) fn handshake(
+    _host: &str,
+    _port: u16,
+    tls: &ZkTls,
+    _timeout: Duration,
+) -> Result<std::net::TcpStream, Unshaken> {
     match tls.0 {}
 }
 

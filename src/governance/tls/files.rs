@@ -11,6 +11,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zookeeper_client as zk;
 
+use super::Unshaken;
+
 /// TLS settings for ZooKeeper sessions, read from PEM files at start and again
 /// when one of them changes ([`ZkTls::reload`]). With them, every host of the
 /// connect string is reached over TLS (a `tcp://HOST:PORT` entry stays plain); the
@@ -215,39 +217,43 @@ fn rustls_config(pems: &Pems) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Why no TLS session can be made with `host`:`port`, found by making one as the
-/// ZooKeeper client does (zookeeper-client only says "no available hosts"):
-/// `None` when the handshake succeeds or the host cannot be reached at all, so
-/// the cause lies elsewhere. Blocks for at most `timeout` a step.
-pub(crate) fn diagnose(host: &str, port: u16, tls: &ZkTls, timeout: Duration) -> Option<String> {
-    let addr = (host, port).to_socket_addrs().ok()?.next()?;
-    let mut sock = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    sock.set_read_timeout(Some(timeout)).ok()?;
-    sock.set_write_timeout(Some(timeout)).ok()?;
+/// A TLS connection to `host`:`port` made as the ZooKeeper client makes one, its
+/// handshake done; or why not (zookeeper-client only says "no available hosts").
+/// Blocks for at most `timeout` a step.
+pub(crate) fn handshake(
+    host: &str,
+    port: u16,
+    tls: &ZkTls,
+    timeout: Duration,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, Unshaken> {
+    let addr = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next());
+    let addr = addr.ok_or(Unshaken::Unreachable)?;
+    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|_| Unshaken::Unreachable)?;
+    let set = sock
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| sock.set_write_timeout(Some(timeout)));
+    set.map_err(|_| Unshaken::Unreachable)?;
     let fail = |e: &dyn std::fmt::Display, hint: &str| {
-        Some(format!("TLS with {host}:{port} fails: {e} ({hint})"))
+        format!("TLS with {host}:{port} fails: {e} ({hint})")
     };
     let pems = tls.loaded.lock().expect("not poisoned").pems.clone();
-    let config = match rustls_config(&pems) {
-        Ok(c) => c,
-        Err(e) => return fail(&e, "the PEM files"),
-    };
-    let name = ServerName::try_from(host.to_string()).ok()?;
-    let mut conn = match rustls::ClientConnection::new(config, name) {
-        Ok(c) => c,
-        Err(e) => return fail(&e, "the PEM files"),
-    };
+    let config = rustls_config(&pems).map_err(|e| Unshaken::Said(fail(&e, "the PEM files")))?;
+    let name = ServerName::try_from(host.to_string()).map_err(|_| Unshaken::Unreachable)?;
+    let mut conn = rustls::ClientConnection::new(config, name)
+        .map_err(|e| Unshaken::Said(fail(&e, "the PEM files")))?;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
-            let hint = match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                Some(rustls::Error::InvalidCertificate(_)) => "ZooKeeper's certificate must be signed by the CA of --zk-tls-ca and name the host as the connect string writes it",
-                Some(rustls::Error::AlertReceived(_)) => "ZooKeeper refused this client: with ssl.clientAuth=need it wants --zk-tls-cert and --zk-tls-key, signed by a CA it trusts",
-                _ => "is this port ZooKeeper's secureClientPort?",
-            };
-            return fail(&e, hint);
+            return Err(match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::InvalidCertificate(_)) => Unshaken::Said(fail(&e, "ZooKeeper's certificate must be signed by the CA of --zk-tls-ca and name the host as the connect string writes it")),
+                Some(rustls::Error::AlertReceived(_)) => Unshaken::Said(fail(&e, "ZooKeeper refused this client: with ssl.clientAuth=need it wants --zk-tls-cert and --zk-tls-key, signed by a CA it trusts")),
+                _ => Unshaken::CutShort(fail(&e, "is this port ZooKeeper's secureClientPort?")),
+            });
         }
     }
-    None
+    Ok(rustls::StreamOwned::new(conn, sock))
 }
 
 #[cfg(test)]

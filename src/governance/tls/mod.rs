@@ -12,11 +12,11 @@ mod absent;
 mod files;
 
 #[cfg(not(feature = "zk-tls"))]
-pub(crate) use absent::diagnose;
+pub(crate) use absent::handshake;
 #[cfg(not(feature = "zk-tls"))]
 pub use absent::ZkTls;
 #[cfg(feature = "zk-tls")]
-pub(crate) use files::diagnose;
+pub(crate) use files::handshake;
 #[cfg(feature = "zk-tls")]
 pub use files::ZkTls;
 
@@ -45,6 +45,19 @@ impl ZkTls {
             None => Ok(None),
         }
     }
+}
+
+/// Why a probe's TLS handshake ([`handshake`]) did not complete.
+// Made only by the `zk-tls` feature's handshake.
+#[cfg_attr(not(feature = "zk-tls"), expect(dead_code))]
+pub(crate) enum Unshaken {
+    /// The host cannot be reached: the cause lies elsewhere.
+    Unreachable,
+    /// Why, said as a cause.
+    Said(String),
+    /// Cut short for no reason TLS names, said as a cause: a port that does not
+    /// speak TLS, or a server that closes every new connection at once.
+    CutShort(String),
 }
 
 /// Connects `connector` to `hosts`: over TLS with `tls`, else in plain TCP.
