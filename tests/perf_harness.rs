@@ -316,8 +316,8 @@ fn a_person_gets_a_readable_summary_and_scripts_get_json_in_a_file() {
 
 /// `--nodes` gives the full client many nodes, all one server on loopback addresses:
 /// the calls spread over every one (the soft load sends each to a node with fewer
-/// connections than the average), and an address with no room for them after it is
-/// refused in one line.
+/// connections than the average), or with `--aperture` over that many of them,
+/// and an address with no room for them after it is refused in one line.
 #[test]
 fn many_nodes_of_one_server_spread_the_full_clients_calls() {
     let port = free_port();
@@ -343,6 +343,10 @@ fn many_nodes_of_one_server_spread_the_full_clients_calls() {
         (&40.into(), &40.into()),
         "{v}"
     );
+    let (out, v) = load(&[&flags[..], &["--duration-s", "0.5", "--aperture", "5"]].concat());
+    assert!(out.status.success(), "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["nodes_connected"], 5, "{v}");
     let out = Command::new(PERF)
         .args([
             "load",

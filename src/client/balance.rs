@@ -7,6 +7,10 @@
 //! weight 0 are left out while any node of a higher weight is in it (as Dubbo's and
 //! Kitex's weighted choices do): weight 0 takes a node out of rotation without
 //! deregistering it, and when only such nodes are left they share the calls evenly.
+//!
+//! With an aperture ([`BalanceOptions::aperture`]), a call first chooses the same
+//! way among the candidates in the client's window, and among all nodes only when
+//! the window has none.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -41,6 +45,20 @@ pub struct BalanceOptions {
     /// scored with their average, so it neither takes every call (as with 0) nor
     /// starves (as with a large guess) before its own replies count.
     pub initial_latency: Duration,
+    /// Nodes a client keeps its calls on (0, the default: every node). With
+    /// thousands of nodes, every client of a service otherwise holds a connection
+    /// to each node on each core, and its calls are spread so thin that each finds
+    /// a cold connection. With an aperture of N, each client (on each core) keeps
+    /// its calls on N nodes of weight above 0, a window at a random place on a ring
+    /// of the nodes' address hashes, so that its service's clients share the
+    /// nodes; a call goes beyond the window only when no node in it can take the
+    /// call (failed, or already tried by the call). A node that joins or leaves
+    /// moves at most one node into or out of a window. Choose N so that the
+    /// service's clients × cores × N is ten times its nodes or more: a node's
+    /// share of the calls then stays near the average (the README has figures; a
+    /// node covered by no window gets none).
+    /// A call goes through the window's nodes to choose: keep N to tens.
+    pub aperture: usize,
 }
 
 impl Default for BalanceOptions {
@@ -50,6 +68,7 @@ impl Default for BalanceOptions {
             failure_threshold: 5,
             probe_interval: Duration::from_secs(5),
             initial_latency: Duration::from_millis(1),
+            aperture: 0,
         }
     }
 }
@@ -63,7 +82,21 @@ const DRAWS: usize = 8;
 /// always choose; otherwise the choice goes through every node ([`exact`]). Both
 /// choose with the same odds.
 pub(crate) fn pick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
-    quick(nodes, tried, opts).or_else(|| exact(nodes, tried, opts))
+    (in_window(nodes, tried, opts))
+        .or_else(|| quick(nodes, tried, opts))
+        .or_else(|| exact(nodes, tried, opts))
+}
+
+/// The choice among the nodes of the aperture's window not failed and not in
+/// `tried` (all of weight above 0); `None` without a window, or when none of its
+/// nodes can serve.
+fn in_window(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
+    let fresh = |i: usize| !nodes[i].health().is_failed() && !tried.contains(&i);
+    choose(
+        nodes,
+        || nodes.window().iter().copied().filter(|&i| fresh(i)),
+        opts,
+    )
 }
 
 /// The choice among the nodes of weight above 0, not failed and not in `tried` (the
@@ -135,14 +168,23 @@ fn exact(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usi
     } else {
         level
     };
-    let candidates = || (0..nodes.len()).filter(|&i| level(i));
+    choose(nodes, || (0..nodes.len()).filter(|&i| level(i)), opts)
+}
+
+/// The policy's choice among `candidates`, going through them; `None` when there
+/// are none.
+fn choose<I: Iterator<Item = usize>>(
+    nodes: &NodeList,
+    candidates: impl Fn() -> I,
+    opts: &BalanceOptions,
+) -> Option<usize> {
     match candidates().take(2).count() {
         0 => None,
         1 => candidates().next(),
         _ => Some(match opts.policy {
             Policy::SoftLoad => soft_load(nodes, candidates),
             Policy::P2cEwma => {
-                let a = by_weight(nodes, candidates, fastrand::f64());
+                let a = by_weight(nodes, &candidates, fastrand::f64());
                 let b = by_weight(nodes, || candidates().filter(|&i| i != a), fastrand::f64());
                 let mean = nodes.tally().mean_latency();
                 lower_score(nodes, a, b, mean, opts.initial_latency)
@@ -215,11 +257,16 @@ fn by_weight<I: Iterator<Item = usize>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::list::Aperture;
     use crate::client::node::{Health, Node};
     use crate::client::pool::{NodePool, PoolOptions};
     use std::net::SocketAddr;
 
     fn nodes(weights: &[u32]) -> NodeList {
+        with_aperture(weights, None)
+    }
+
+    fn with_aperture(weights: &[u32], aperture: Option<Aperture>) -> NodeList {
         let list = weights
             .iter()
             .enumerate()
@@ -233,7 +280,7 @@ mod tests {
                 ))
             })
             .collect();
-        NodeList::new(list, true)
+        NodeList::new(list, true, aperture)
     }
 
     fn soft() -> BalanceOptions {
@@ -344,6 +391,79 @@ mod tests {
         }
         assert!(picks[2] > 600 && picks[2] < 1400, "{picks:?}");
         assert!(picks[0] > picks[2] && picks[2] > picks[1], "{picks:?}");
+    }
+
+    /// With an aperture of 5 among 100 nodes, every call goes to the window (each
+    /// of its nodes gets some, the soft load's and P2C's rules apply inside it); a
+    /// retry stays in it while a node there can take it; with every node of the
+    /// window failed or tried, the calls go to the others.
+    #[test]
+    fn an_aperture_keeps_calls_in_its_window_until_no_node_there_can_take_them() {
+        let ns = with_aperture(&[100; 100], Aperture::at_random(5));
+        let window = ns.window().to_vec();
+        assert_eq!(window.len(), 5);
+        for opts in [soft(), p2c_opts()] {
+            let chosen = shares(ns.len(), 5_000, || pick(&ns, &[], &opts).unwrap());
+            let outside = (0..ns.len()).filter(|i| !window.contains(i));
+            assert!(outside.map(|i| chosen[i]).all(|c| c == 0.0), "{chosen:?}");
+            assert!(window.iter().all(|&i| chosen[i] > 0.1), "{chosen:?}");
+        }
+        // The soft load within the window: the one node there below its average.
+        for &i in &window[1..] {
+            open(&ns[i], 1);
+        }
+        for _ in 0..100 {
+            assert_eq!(pick(&ns, &[], &soft()), Some(window[0]));
+        }
+        for _ in 0..100 {
+            let retry = pick(&ns, &window[..4], &soft()).unwrap();
+            assert_eq!(retry, window[4], "a retry stays in the window");
+        }
+        let beyond = pick(&ns, &window, &soft()).unwrap();
+        assert!(!window.contains(&beyond), "every node of the window tried");
+        for &i in &window {
+            fail(&ns[i]);
+        }
+        for opts in [soft(), p2c_opts()] {
+            let chosen = shares(ns.len(), 2_000, || pick(&ns, &[], &opts).unwrap());
+            assert!(window.iter().all(|&i| chosen[i] == 0.0), "{chosen:?}");
+        }
+    }
+
+    /// A window holds nodes of weight above 0 only and is every node when they are
+    /// no more than the aperture; a node that joins or leaves moves at most one
+    /// node into or out of it; clients at random points share the nodes.
+    #[test]
+    fn windows_move_little_as_nodes_come_and_go_and_clients_share_the_nodes() {
+        let addrs = |ns: &NodeList, w: &[usize]| -> std::collections::BTreeSet<SocketAddr> {
+            w.iter().map(|&i| ns[i].node.addr).collect()
+        };
+        for _ in 0..50 {
+            let aperture = Aperture::at_random(8);
+            let mut weights = vec![100; 60];
+            weights[7] = 0;
+            let ns = with_aperture(&weights, aperture);
+            assert_eq!(ns.window().len(), 8);
+            assert!(!ns.window().contains(&7), "weight 0 is never in a window");
+            let ns = with_aperture(&[100; 60], aperture);
+            let before = addrs(&ns, ns.window());
+            for more in [59, 61] {
+                let other = with_aperture(&vec![100; more], aperture);
+                let after = addrs(&other, other.window());
+                let moved = before.symmetric_difference(&after).count();
+                assert!(moved <= 2, "{more} nodes: {before:?} against {after:?}");
+            }
+        }
+        let few = with_aperture(&[100, 0, 100, 100], Aperture::at_random(3));
+        assert!(few.window().is_empty(), "3 nodes can serve: every node");
+        let mut covered = vec![0u32; 100];
+        for _ in 0..200 {
+            let ns = with_aperture(&[100; 100], Aperture::at_random(10));
+            for &i in ns.window() {
+                covered[i] += 1;
+            }
+        }
+        assert!(covered.iter().all(|&c| c > 0), "{covered:?}");
     }
 
     /// Opens `n` connections' worth of load on `node`.
@@ -483,13 +603,13 @@ mod tests {
             &PoolOptions::default(),
             Health::default(),
         ));
-        let soft_list = NodeList::new(vec![node.clone()], false);
+        let soft_list = NodeList::new(vec![node.clone()], false, None);
         node.health_mut(|h| h.success(Duration::from_millis(3), now));
         assert_eq!(soft_list.tally().mean_latency(), None);
         assert_eq!(node.counted().latency, None);
         // A node joining a list with a latency already known (a new weight keeps
         // the health) counts it at once.
-        let p2c_list = NodeList::new(vec![node], true);
+        let p2c_list = NodeList::new(vec![node], true, None);
         assert_eq!(p2c_list.tally().mean_latency(), Some(3e6));
     }
 }

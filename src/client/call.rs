@@ -16,7 +16,7 @@ use super::balance;
 use super::config::{Attempt, ClientConfig};
 use super::conn::{read_body, Call, Failed, Reply};
 use super::inner::Inner;
-use super::list::NodeList;
+use super::list::{Aperture, NodeList};
 use super::node::{Node, NodeState, NodeStats};
 use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
@@ -48,9 +48,11 @@ impl Client {
         }
         config.bound_waits();
         let budget = RetryBudget::new(&config.retry, Instant::now());
+        let aperture = Aperture::at_random(config.balance.aperture);
         let client = Client {
             inner: Rc::new(Inner {
                 config,
+                aperture,
                 nodes: RefCell::default(),
                 tended: RefCell::default(),
                 view,
@@ -206,7 +208,7 @@ impl Inner {
         }
         tracing::debug!(nodes = fresh.len(), "client node list set");
         let latencies = self.config.balance.policy == balance::Policy::P2cEwma;
-        *self.nodes.borrow_mut() = Rc::new(NodeList::new(fresh, latencies));
+        *self.nodes.borrow_mut() = Rc::new(NodeList::new(fresh, latencies, self.aperture));
         true
     }
 

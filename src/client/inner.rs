@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::config::ClientConfig;
-use super::list::NodeList;
+use super::list::{Aperture, NodeList};
 use super::node::NodeState;
 use super::retry::RetryBudget;
 use super::upkeep::Stop;
@@ -14,6 +14,8 @@ use crate::control::Governed;
 /// The client's state; see the module docs.
 pub(super) struct Inner {
     pub config: ClientConfig,
+    /// Where the client's window is, with an aperture.
+    pub aperture: Option<Aperture>,
     pub nodes: RefCell<Rc<NodeList>>,
     /// The nodes the background task looks at: those that may have idle
     /// connections or are on the failed list. A service may have thousands of

@@ -7,8 +7,13 @@
 //! that whenever its pool or health changes (they change only through
 //! [`NodeState::pool_mut`] and [`NodeState::health_mut`]); the list holds the
 //! running totals of its weights, so that a draw by weight is a binary search.
+//!
+//! With an [`Aperture`], the list also holds its window: the nodes a client keeps
+//! its calls on.
 
 use std::cell::{Cell, RefCell};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::rc::Rc;
 
@@ -107,11 +112,58 @@ impl Tally {
     }
 }
 
+/// A client's aperture: how many nodes its window holds, and where on the ring
+/// of the nodes' address hashes it starts (drawn once per client, so that the
+/// clients of a service, each on its own part of the ring, share its nodes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Aperture {
+    pub size: usize,
+    pub point: u64,
+}
+
+impl Aperture {
+    /// An aperture of `size` nodes at a random point; `None` for 0 (every node).
+    pub fn at_random(size: usize) -> Option<Aperture> {
+        (size > 0).then(|| Aperture {
+            size,
+            point: fastrand::u64(..),
+        })
+    }
+
+    /// The window among `nodes`: the `size` nodes of weight above 0 whose address
+    /// hashes follow the point on the ring, in list order; empty (every node) when
+    /// there are no more than `size` of them. A node that joins or leaves the list
+    /// moves at most one node into or out of the window.
+    fn window(&self, nodes: &[Rc<NodeState>]) -> Box<[usize]> {
+        let mut ring: Vec<(u64, usize)> = (nodes.iter().enumerate())
+            .filter(|(_, n)| n.node.weight > 0)
+            .map(|(i, n)| (ring_hash(n.node.addr).wrapping_sub(self.point), i))
+            .collect();
+        if ring.len() <= self.size {
+            return Box::default();
+        }
+        ring.select_nth_unstable(self.size - 1);
+        let mut window: Box<[usize]> = ring[..self.size].iter().map(|&(_, i)| i).collect();
+        window.sort_unstable();
+        window
+    }
+}
+
+/// A node's place on the aperture's ring.
+fn ring_hash(addr: SocketAddr) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    addr.hash(&mut h);
+    h.finish()
+}
+
 /// A client's nodes in address order, with the running totals of their weights and
 /// the sums of their [`Tally`].
 #[derive(Default)]
 pub(crate) struct NodeList {
     nodes: Box<[Rc<NodeState>]>,
+    /// With an aperture, the nodes of its window (indices, in list order); empty
+    /// for every node.
+    window: Box<[usize]>,
     /// The sum of the weights of the nodes up to each one (weight 0 adds nothing).
     running: Box<[u64]>,
     tally: Rc<Tally>,
@@ -130,8 +182,8 @@ struct Below {
 
 impl NodeList {
     /// The list of `nodes`, each of which now counts in the list's tally (their
-    /// latencies too if `latencies`).
-    pub fn new(nodes: Vec<Rc<NodeState>>, latencies: bool) -> Self {
+    /// latencies too if `latencies`), with the window of `aperture`.
+    pub fn new(nodes: Vec<Rc<NodeState>>, latencies: bool, aperture: Option<Aperture>) -> Self {
         let tally = Rc::new(Tally {
             latencies,
             ..Tally::default()
@@ -146,11 +198,17 @@ impl NodeList {
             })
             .collect();
         NodeList {
+            window: aperture.map_or_else(Box::default, |a| a.window(&nodes)),
             nodes: nodes.into(),
             running,
             tally,
             below: RefCell::default(),
         }
+    }
+
+    /// The nodes of the aperture's window; empty when calls may go to every node.
+    pub fn window(&self) -> &[usize] {
+        &self.window
     }
 
     /// The sums over the list.

@@ -114,6 +114,10 @@ pub struct Args {
     /// 127.0.0.1 only).
     #[arg(long, default_value_t = 1, requires = "full_stack", conflicts_with = "spawn_demo", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     nodes: u32,
+    /// With --full-stack: the client's aperture (`BalanceOptions::aperture`), the
+    /// nodes it keeps its calls on (0: every node).
+    #[arg(long, default_value_t = 0, requires = "full_stack")]
+    aperture: usize,
     /// Print progress to stderr every second (on by itself for runs of 10 s or more
     /// when stderr is a terminal).
     #[arg(long)]
@@ -537,6 +541,7 @@ pub fn run(mut args: Args) -> std::io::Result<()> {
         .with("mode", if args.full_stack { "full-stack" } else { "raw" })
         .with("nodes", args.nodes)
         .with("nodes_connected", connected)
+        .with("aperture", args.aperture)
         .with(
             "transport",
             match args.transport {
@@ -619,6 +624,7 @@ fn full_stack_client(args: &Args) -> Client {
     }
     config.conn.call_timeout = GRACE;
     config.pool.max_idle = args.conns;
+    config.balance.aperture = args.aperture;
     Client::new(nodes(args.addr, args.nodes), config)
 }
 
