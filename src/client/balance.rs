@@ -56,8 +56,8 @@ pub struct BalanceOptions {
     /// moves at most one node into or out of a window. Choose N so that the
     /// service's clients × cores × N is ten times its nodes or more: a node's
     /// share of the calls then stays near the average (the README has figures; a
-    /// node covered by no window gets none).
-    /// A call goes through the window's nodes to choose: keep N to tens.
+    /// node covered by no window gets none). A call goes through the window's
+    /// nodes to choose: keep N to tens.
     pub aperture: usize,
 }
 
@@ -80,9 +80,10 @@ const DRAWS: usize = 8;
 /// Allocates nothing: candidate sets are filters over the node list. While two or
 /// more nodes it has not tried can serve, a few draws by weight ([`quick`]) almost
 /// always choose; otherwise the choice goes through every node ([`exact`]). Both
-/// choose with the same odds.
+/// choose with the same odds. With an aperture, the window's nodes come first
+/// ([`in_window`]).
 pub(crate) fn pick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> Option<usize> {
-    (in_window(nodes, tried, opts))
+    in_window(nodes, tried, opts)
         .or_else(|| quick(nodes, tried, opts))
         .or_else(|| exact(nodes, tried, opts))
 }
