@@ -1,6 +1,7 @@
 //! Node management against three real `ringsoa-demo` processes: a node killed or
 //! frozen under load leaves rotation after at most K failures, a probe restores it
-//! after a restart or a thaw, and soft load keeps connection counts level.
+//! after a restart or a thaw, soft load keeps connection counts level, and an
+//! aperture keeps the calls in its window while a node there can take them.
 
 mod idl {
     ringsoa::include_idl!();
@@ -247,5 +248,68 @@ fn frozen(policy: Policy) {
             "{policy:?}: {failed} attempts failed on the frozen node ({failed_calls} calls failed), restored {:?} after the thaw",
             thawed_at.elapsed(),
         );
+    });
+}
+
+/// An aperture of 2 among 3 nodes under load: the calls go to the two nodes of
+/// the client's window only; with both killed, to the third, no call failing
+/// (retries go beyond the window); once both are restarted and a probe restores
+/// them, the calls leave the third node again.
+#[test]
+fn an_aperture_keeps_the_calls_in_its_window_and_goes_beyond_it_only_while_it_is_down() {
+    let mut demos: Vec<Option<Demo>> = (0..3).map(|_| Some(Demo::start(&[]))).collect();
+    let addrs: Vec<SocketAddr> = demos.iter().map(|d| d.as_ref().unwrap().addr).collect();
+    support::block_on(async {
+        let (client, seen) = client(&addrs, Policy::SoftLoad, |c| c.balance.aperture = 2);
+        let called = |from: Instant| -> Vec<SocketAddr> {
+            let mut nodes: Vec<SocketAddr> = (seen.borrow().iter())
+                .filter(|s| s.1 >= from)
+                .map(|s| s.0)
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            nodes
+        };
+        let started = Instant::now();
+        let stop = Rc::new(Cell::new(false));
+        let workers = load(&client, &stop);
+        monoio::time::sleep(Duration::from_millis(400)).await;
+        let window = called(started);
+        assert_eq!(window.len(), 2, "calls went to {window:?}");
+        let (outside, i) = (addrs.iter().enumerate())
+            .find_map(|(i, a)| (!window.contains(a)).then_some((*a, i)))
+            .unwrap();
+
+        let killed_at = Instant::now();
+        for (k, demo) in demos.iter_mut().enumerate() {
+            if k != i {
+                demo.take().unwrap().kill();
+            }
+        }
+        monoio::time::sleep(Duration::from_millis(500)).await;
+        let settled = Instant::now();
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(called(settled), [outside], "the window down");
+        assert!(called(killed_at).contains(&outside));
+
+        for (k, demo) in demos.iter_mut().enumerate() {
+            if k != i {
+                *demo = Some(Demo::start_on(addrs[k], &[]));
+            }
+        }
+        let restarted_at = Instant::now();
+        let deadline = restarted_at + T + Duration::from_secs(1);
+        while client.stats().iter().any(|s| s.failed) {
+            assert!(Instant::now() < deadline, "{:?}", client.stats());
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The calls already on their way to the third node end.
+        monoio::time::sleep(Duration::from_millis(100)).await;
+        let back = Instant::now();
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(called(back), window, "the window back");
+
+        let failed_calls = stop_load(&stop, workers).await;
+        assert_eq!(failed_calls, 0, "retries went beyond the window");
     });
 }
