@@ -6,8 +6,10 @@
 //! - [`pool`]: the idle connections to one node and the rules that retire them.
 //! - `limit`: the per-node cap on concurrent calls, with waiters.
 //! - [`node`]: a node's pool, limiter and health (failure count, failed list, EWMA).
-//! - `list`: a client's node list and the sums kept over it as its nodes change.
-//! - [`balance`]: which node gets a call (soft load or P2C).
+//! - `list`: a client's node list and the sums kept over it as its nodes change, and
+//!   its aperture's window.
+//! - [`balance`]: which node gets a call (soft load or P2C, within an aperture if
+//!   one is set).
 //! - [`retry`]: when a failure may be retried, and the retry budget.
 //! - `config`: [`ClientConfig`] and the operator [`Hooks`].
 //! - `call`: [`Client`] itself and its call loop; `tracker` makes a call's tracking
