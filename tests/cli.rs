@@ -459,6 +459,54 @@ fn a_missing_argument_is_an_error_null_sends_it_absent_and_hosts_resolve() {
     );
 }
 
+/// `--service` with providers whose hosts do not resolve: with none left, the
+/// line says so and names the host (before: "no live provider", as if the
+/// registry listed none); with one left, the call goes to it and a line says
+/// which were left out.
+#[test]
+fn a_service_whose_provider_hosts_do_not_resolve_is_named_as_such() {
+    let demo = Demo::start(&[]);
+    let dir = scratch("unresolved");
+    let state = dir.join("state.toml");
+    // `.invalid` names cannot exist (RFC 6761).
+    let nowhere = "[[apps.x.clusters.main.providers]]\nhost = \"nowhere.invalid\"\nport = 9\n";
+    std::fs::write(&state, nowhere).unwrap();
+    let state = state.to_str().unwrap();
+    let call = [
+        "call",
+        "--idl",
+        IDL,
+        "--state",
+        state,
+        "--service",
+        "x/main",
+    ];
+    let (code, _, err) = ringsoa(&[&call[..], &["Demo.ping"]].concat(), b"");
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no provider of x/main can be called: 1 listed, and no host of theirs resolves (nowhere.invalid: "),
+        "{err}"
+    );
+    let here = format!(
+        "{nowhere}[[apps.x.clusters.main.providers]]\nhost = \"localhost\"\nport = {}\n",
+        demo.addr.port()
+    );
+    std::fs::write(dir.join("state.toml"), here).unwrap();
+    let (code, out, err) = ringsoa(
+        &[&call[..], &["Demo.echo", r#"{"msg": "x"}"#]].concat(),
+        b"",
+    );
+    assert_eq!((code, out.trim()), (0, "\"x\""), "{err}");
+    assert!(
+        err.contains(
+            "1 of the 2 providers of x/main left out, their hosts not resolving (nowhere.invalid: "
+        ),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Counts that cannot be zero, an advertised address nobody can reach and a
 /// malformed ZooKeeper connect string are refused with one line naming the flag, and more cores than CPUs start with a
 /// warning that they share CPUs.

@@ -403,7 +403,8 @@ fn call(a: CallArgs) -> ExitCode {
     }
 }
 
-/// The live providers of `service`, read once from the registry.
+/// The live providers of `service`, read once from the registry, their hosts
+/// looked up; an error names a host that does not resolve when none does.
 fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
     let source = a
         .registry
@@ -419,26 +420,45 @@ fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
             .providers(Some(&service.app), Some(&service.cluster))
             .await
     })?;
-    let nodes: Vec<Node> = reg
+    let listed = reg
         .get(&service.app)
         .and_then(|c| c.get(&service.cluster))
         .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let host = p.get("host")?.as_str()?;
-            let port = u16::try_from(p.get("port")?.as_u64()?).ok()?;
-            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-                .ok()?
-                .next()?;
-            let weight = p
-                .get("weight")
-                .and_then(|w| w.as_u64())
-                .map_or(100, |w| w as u32);
-            Some(Node { addr, weight })
-        })
-        .collect();
-    if nodes.is_empty() {
-        return Err(format!("no live provider of {service}"));
+        .flatten();
+    let (mut nodes, mut unresolved) = (Vec::new(), Vec::new());
+    for p in listed {
+        let (Some(host), Some(port)) = (
+            p.get("host").and_then(|h| h.as_str()),
+            p.get("port")
+                .and_then(|p| p.as_u64())
+                .and_then(|p| u16::try_from(p).ok()),
+        ) else {
+            continue;
+        };
+        let weight = p
+            .get("weight")
+            .and_then(|w| w.as_u64())
+            .map_or(100, |w| w as u32);
+        match std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).map(|mut a| a.next()) {
+            Ok(Some(addr)) => nodes.push(Node { addr, weight }),
+            Ok(None) => unresolved.push(format!("{host}: no address")),
+            Err(e) => unresolved.push(format!("{host}: {e}")),
+        }
+    }
+    match (nodes.is_empty(), unresolved.first()) {
+        (true, None) => return Err(format!("no live provider of {service}")),
+        (true, Some(first)) => {
+            return Err(format!(
+                "no provider of {service} can be called: {} listed, and no host of theirs resolves ({first})",
+                unresolved.len()
+            ))
+        }
+        (false, Some(first)) => eprintln!(
+            "ringsoa call: {} of the {} providers of {service} left out, their hosts not resolving ({first})",
+            unresolved.len(),
+            unresolved.len() + nodes.len()
+        ),
+        (false, None) => {}
     }
     Ok(nodes)
 }
