@@ -52,7 +52,7 @@ pub fn check_name(s: &str, what: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "bad {what} name {s:?}: use letters, digits, '-', '_' and '.'"
+            "bad {what} name {s:?}: use 1 to 255 letters, digits, '-', '_' and '.' (not \".\" or \"..\" alone)"
         ))
     }
 }
@@ -248,6 +248,15 @@ mod tests {
         assert!(Switch::parse("maybe")
             .unwrap_err()
             .contains("on, off or JSON"));
+        assert!(check_name(&"a".repeat(255), "key").is_ok());
+        for bad in ["", ".", "..", "a/b", &"a".repeat(256)] {
+            let e = check_name(bad, "key").unwrap_err();
+            assert!(
+                e.contains("1 to 255 letters") && e.contains("\"..\" alone"),
+                "{e}"
+            );
+        }
+        assert!(check_name("...", "key").is_ok());
     }
 
     #[test]
