@@ -1391,6 +1391,44 @@ fn a_zookeeper_older_than_3_6_is_named_and_not_hammered() {
     );
 }
 
+/// A ZooKeeper that cannot be reached at all is named why: a port where nothing
+/// listens, a name that does not resolve (in the CLI's line and the demo's
+/// `/governance`). Before, both said only "no available hosts". One host that
+/// can be reached keeps the others' reasons out of the line (the cause is
+/// elsewhere).
+#[test]
+fn a_zookeeper_that_cannot_be_reached_is_named_why() {
+    let closed = format!("127.0.0.1:{}", free_port());
+    let refused = format!("{closed} refuses connections (nothing listens there)");
+    let nowhere = "nowhere.invalid does not resolve (";
+    let both = format!("{closed},nowhere.invalid:2181");
+    let cases = [
+        (closed.as_str(), refused.clone()),
+        ("nowhere.invalid:2181", nowhere.to_string()),
+        (
+            both.as_str(),
+            format!("{refused}, and the other host cannot be reached either"),
+        ),
+    ];
+    for (hosts, why) in &cases {
+        let (ok, _, err) = ringsoa(&["registry", "ls", "--zk", hosts]);
+        assert!(
+            !ok && err.lines().count() == 1 && err.contains(why.as_str()),
+            "{hosts}: {err}"
+        );
+    }
+    // A host that accepts and never answers (its kernel completes the connects).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let reachable = format!("{closed},{}", silent.local_addr().unwrap());
+    let (ok, _, err) = ringsoa(&["registry", "ls", "--zk", &reachable]);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        !ok && first.contains("cannot reach ZooKeeper") && !first.contains("refuses connections"),
+        "{err}"
+    );
+    serves_without_a_session(&closed, "unreached", &[], &refused);
+}
+
 /// A ZooKeeper that closes every new connection at once, as it does to a client
 /// host over its maxClientCnxns (here 1, held by another client): the CLI's line
 /// and the demo's `/governance` say so; before, both said only "no answer within

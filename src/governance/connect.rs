@@ -3,10 +3,11 @@
 //! not a ZooKeeper to retry for ever. And `diagnose`, which says why no session
 //! can be made where zookeeper-client does not.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
+use super::reach::{self, closed, NoConnection};
 use super::tls::{self, Unshaken, ZkTls};
 
 /// Checks `hosts` as zookeeper-client reads it: comma-separated `host:port` (port
@@ -80,34 +81,71 @@ pub(crate) fn hosts_of(hosts: &str, pick: impl Fn(&str) -> bool) -> Vec<(String,
     parsed.collect()
 }
 
-/// What `check` finds first, in the connect string's order, among the hosts of
-/// `hosts` that `pick` takes (the first [`MAX_CHECKED`]), each checked at the
-/// same time on a thread of its own: one host down says nothing of the others.
-pub(crate) fn first_finding(
+/// What a probe found at one host.
+enum Finding {
+    /// Nothing that keeps a session from being made.
+    Nothing,
+    /// No connection could be made, said as a cause.
+    Unreached(String),
+    /// The server will not give this client a session, said as a cause.
+    Refuses(String),
+}
+
+/// What `check` finds, among the hosts of `hosts` that `pick` takes (the first
+/// [`MAX_CHECKED`]), each checked at the same time on a thread of its own: the
+/// first host that refuses, in the connect string's order (one host down says
+/// nothing of the others); else, when no host could be reached at all, why the
+/// first could not.
+fn first_finding(
     hosts: &str,
     pick: impl Fn(&str) -> bool,
-    check: impl Fn(&str, u16) -> Option<String> + Sync,
+    check: impl Fn(&str, u16) -> Finding + Sync,
 ) -> Option<String> {
     let list = hosts_of(hosts, pick);
     let check = &check;
-    std::thread::scope(|s| {
+    let found: Vec<Finding> = std::thread::scope(|s| {
         let checks = list.iter().take(MAX_CHECKED);
         let running: Vec<_> = checks.map(|(h, p)| s.spawn(move || check(h, *p))).collect();
-        let mut found = running.into_iter().map(|t| t.join().ok().flatten());
-        found.find_map(|f| f)
-    })
+        let joined = running
+            .into_iter()
+            .map(|t| t.join().unwrap_or(Finding::Nothing));
+        joined.collect()
+    });
+    let refuses = found.iter().find_map(|f| match f {
+        Finding::Refuses(why) => Some(why.clone()),
+        _ => None,
+    });
+    let unreached = || {
+        let mut why = found.iter().map(|f| match f {
+            Finding::Unreached(why) => Some(why),
+            _ => None,
+        });
+        let first = why.next()??;
+        let others = found.len() - 1;
+        if why.all(|w| w.is_some()) {
+            Some(match others {
+                0 => first.clone(),
+                1 => format!("{first}, and the other host cannot be reached either"),
+                n => format!("{first}, and the other {n} hosts cannot be reached either"),
+            })
+        } else {
+            None
+        }
+    };
+    refuses.or_else(unreached)
 }
 
 /// Why no session can be made with `hosts`, found by making one connection to
 /// each host as the client does (zookeeper-client only reports "no available
-/// hosts", or a connect that never ends), the first finding in the connect
-/// string's order ([`first_finding`]): a server that closes every new connection
-/// at once, or that closes it at the session request ([`refuses`]), and with
-/// `tls`, why the TLS handshake fails ([`refuses_tls`]). `None` when nothing of
-/// the kind shows, or no host can be reached at all. Blocks for at most `timeout`
-/// (1 s at most in plain TCP: a server that answers at all accepts in far less)
-/// to connect, and twice as long as `timeout` again (2 s at most each in plain
-/// TCP) to see the connection closed or to shake hands.
+/// hosts", or a connect that never ends), as [`first_finding`] chooses: a server
+/// that closes every new connection at once, or that closes it at the session
+/// request ([`refuses`]), and with `tls`, why the TLS handshake fails
+/// ([`refuses_tls`]); or, when no host can be reached, why not (a name that does
+/// not resolve, a port where nothing listens). `None` when nothing of the kind
+/// shows. Blocks for at most `timeout` (1 s at most in plain TCP: a server that
+/// answers at all accepts in far less) to connect, and twice as long as `timeout`
+/// again (2 s at most each in plain TCP) to see the connection closed or to shake
+/// hands.
 pub(crate) fn diagnose(hosts: &str, tls: Option<&ZkTls>, timeout: Duration) -> Option<String> {
     match tls {
         Some(t) => first_finding(
@@ -139,58 +177,57 @@ const SESSION_REQUEST: [u8; 49] = {
 /// it got one, ends at once rather than at its timeout.
 const CLOSE_REQUEST: [u8; 12] = [0, 0, 0, 8, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xf5];
 
-/// Why `host`:`port` will not give this client a session, if it closes the
-/// connection unasked, or at the session request, said as a cause.
-fn refuses(host: &str, port: u16, timeout: Duration) -> Option<String> {
+/// What `host`:`port` shows this client in plain TCP: it closes the connection
+/// unasked, or at the session request, or it cannot be reached.
+fn refuses(host: &str, port: u16, timeout: Duration) -> Finding {
     match open_quiet(host, port, timeout) {
-        Ok(mut sock) => refuses_session(&mut sock, host, port),
+        Ok(mut sock) => {
+            refuses_session(&mut sock, host, port).map_or(Finding::Nothing, Finding::Refuses)
+        }
         Err(found) => found,
     }
 }
 
-/// Why `host`:`port` will not give this client a session over `tls`: its
-/// handshake fails, it closes new connections at once (which cuts the handshake
-/// short), or it closes the connection at the session request.
-fn refuses_tls(host: &str, port: u16, tls: &ZkTls, timeout: Duration) -> Option<String> {
+/// What `host`:`port` shows this client over `tls`: its handshake fails, it
+/// closes new connections at once (which cuts the handshake short), or it closes
+/// the connection at the session request; or it cannot be reached.
+fn refuses_tls(host: &str, port: u16, tls: &ZkTls, timeout: Duration) -> Finding {
     match tls::handshake(host, port, tls, timeout) {
-        Ok(mut conn) => refuses_session(&mut conn, host, port),
-        Err(Unshaken::Unreachable) => None,
-        Err(Unshaken::Said(why)) => Some(why),
+        Ok(mut conn) => {
+            refuses_session(&mut conn, host, port).map_or(Finding::Nothing, Finding::Refuses)
+        }
+        Err(Unshaken::Unreached(why)) => Finding::Unreached(why),
+        Err(Unshaken::Said(why)) => Finding::Refuses(why),
         Err(Unshaken::CutShort(why)) => match open_quiet(host, port, timeout) {
-            Err(Some(closes)) => Some(closes),
-            _ => Some(why),
+            Err(Finding::Refuses(closes)) => Finding::Refuses(closes),
+            _ => Finding::Refuses(why),
         },
     }
 }
 
 /// A connection to `host`:`port` that its server keeps open unasked, as ZooKeeper
-/// does while it waits for the session request. Otherwise, why not said as a
-/// cause when it closes the connection at once; `None` when it cannot be reached
-/// or speaks first (it is not ZooKeeper). Blocks for at most `timeout` (1 s at
-/// most) to connect and as long again (2 s at most) to see it closed.
-fn open_quiet(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Option<String>> {
-    let addr = (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or(None)?;
-    let connect = timeout.min(Duration::from_secs(1));
+/// does while it waits for the session request. Otherwise what was found: a
+/// server that closes it at once refuses; one that cannot be reached is said so;
+/// one that speaks first is not ZooKeeper (nothing found). Blocks for at most
+/// `timeout` (1 s at most) to connect and as long again (2 s at most) to see it
+/// closed.
+fn open_quiet(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Finding> {
     // A server waits for the session request; one that will not serve this
     // client closes the connection unasked: at once (so fast, now and then,
     // that the connect itself reports it, as a broken pipe), or after a moment
     // when its JVM is busy.
-    let mut sock = match TcpStream::connect_timeout(&addr, connect) {
-        Err(e) if closed(&e) => return Err(Some(closes_at_once(host, port))),
-        Err(_) => return Err(None),
+    let mut sock = match reach::connect(host, port, timeout.min(Duration::from_secs(1))) {
+        Err(NoConnection::Closed) => return Err(Finding::Refuses(closes_at_once(host, port))),
+        Err(NoConnection::Unreached(why)) => return Err(Finding::Unreached(why)),
         Ok(sock) => sock,
     };
     sock.set_read_timeout(Some(timeout.min(Duration::from_secs(2))))
-        .map_err(|_| None)?;
+        .map_err(|_| Finding::Nothing)?;
     match sock.read(&mut [0u8; 1]) {
-        Ok(0) => Err(Some(closes_at_once(host, port))),
-        Err(e) if closed(&e) => Err(Some(closes_at_once(host, port))),
+        Ok(0) => Err(Finding::Refuses(closes_at_once(host, port))),
+        Err(e) if closed(&e) => Err(Finding::Refuses(closes_at_once(host, port))),
         // Something that speaks first is not ZooKeeper.
-        Ok(_) => Err(None),
+        Ok(_) => Err(Finding::Nothing),
         Err(_) => Ok(sock),
     }
 }
@@ -218,18 +255,6 @@ fn refuses_session(conn: &mut (impl Read + Write), host: &str, port: u16) -> Opt
         Err(_) => return None,
     }
     Some(format!("{host}:{port} closes connections at the session request (a ZooKeeper server that is not serving: its ensemble has lost its quorum, or it is still starting)"))
-}
-
-/// Whether `e` says the other end closed the connection (over TLS, a close
-/// without TLS's own closing message is an unexpected end of file).
-fn closed(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-            | ErrorKind::UnexpectedEof
-    )
 }
 
 fn closes_at_once(host: &str, port: u16) -> String {

@@ -22,6 +22,7 @@ mod ignored;
 mod keeper;
 pub mod layout;
 mod mirror;
+mod reach;
 pub mod registrar;
 mod resolver;
 pub mod state_file;

@@ -2,7 +2,7 @@
 //! when they change), the connect over TLS, and a handshake of its own that says
 //! why TLS fails.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zookeeper_client as zk;
 
 use super::Unshaken;
+use crate::governance::reach::{self, NoConnection};
 
 /// TLS settings for ZooKeeper sessions, read from PEM files at start and again
 /// when one of them changes ([`ZkTls::reload`]). With them, every host of the
@@ -226,22 +227,23 @@ pub(crate) fn handshake(
     tls: &ZkTls,
     timeout: Duration,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, Unshaken> {
-    let addr = (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next());
-    let addr = addr.ok_or(Unshaken::Unreachable)?;
-    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|_| Unshaken::Unreachable)?;
+    let mut sock = reach::connect(host, port, timeout).map_err(|e| match e {
+        NoConnection::Closed => Unshaken::CutShort(format!(
+            "{host}:{port} closed the connection as it was made"
+        )),
+        NoConnection::Unreached(why) => Unshaken::Unreached(why),
+    })?;
     let set = sock
         .set_read_timeout(Some(timeout))
         .and_then(|()| sock.set_write_timeout(Some(timeout)));
-    set.map_err(|_| Unshaken::Unreachable)?;
+    set.map_err(|e| Unshaken::Unreached(format!("{host}:{port}: {e}")))?;
     let fail = |e: &dyn std::fmt::Display, hint: &str| {
         format!("TLS with {host}:{port} fails: {e} ({hint})")
     };
     let pems = tls.loaded.lock().expect("not poisoned").pems.clone();
     let config = rustls_config(&pems).map_err(|e| Unshaken::Said(fail(&e, "the PEM files")))?;
-    let name = ServerName::try_from(host.to_string()).map_err(|_| Unshaken::Unreachable)?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| Unshaken::Said(fail(&e, "TLS needs a DNS name or an IP address")))?;
     let mut conn = rustls::ClientConnection::new(config, name)
         .map_err(|e| Unshaken::Said(fail(&e, "the PEM files")))?;
     while conn.is_handshaking() {

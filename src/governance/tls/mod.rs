@@ -51,8 +51,8 @@ impl ZkTls {
 // Made only by the `zk-tls` feature's handshake.
 #[cfg_attr(not(feature = "zk-tls"), expect(dead_code))]
 pub(crate) enum Unshaken {
-    /// The host cannot be reached: the cause lies elsewhere.
-    Unreachable,
+    /// The host cannot be reached, said as a cause.
+    Unreached(String),
     /// Why, said as a cause.
     Said(String),
     /// Cut short for no reason TLS names, said as a cause: a port that does not
