@@ -16,21 +16,21 @@ pub(crate) enum NoConnection {
 
 /// A connection to `host`:`port` within `timeout`.
 pub(crate) fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, NoConnection> {
-    let unreached = |why: String| NoConnection::Unreached(why);
+    use NoConnection::Unreached;
     let addr = match (host, port).to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(addr)) => addr,
-        Ok(None) => return Err(unreached(format!("{host} does not resolve (no address)"))),
-        Err(e) => return Err(unreached(format!("{host} does not resolve ({e})"))),
+        Ok(None) => return Err(Unreached(format!("{host} does not resolve (no address)"))),
+        Err(e) => return Err(Unreached(format!("{host} does not resolve ({e})"))),
     };
     TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
         _ if closed(&e) => NoConnection::Closed,
-        ErrorKind::ConnectionRefused => unreached(format!(
+        ErrorKind::ConnectionRefused => Unreached(format!(
             "{host}:{port} refuses connections (nothing listens there)"
         )),
-        ErrorKind::TimedOut | ErrorKind::WouldBlock => unreached(format!(
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Unreached(format!(
             "{host}:{port} does not answer a connect within {timeout:?}"
         )),
-        _ => unreached(format!("{host}:{port}: {e}")),
+        _ => Unreached(format!("{host}:{port}: {e}")),
     })
 }
 
