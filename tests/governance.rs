@@ -1245,10 +1245,9 @@ fn serves_without_a_session(
 /// An ensemble that has lost its quorum (two of its three nodes killed): the
 /// node left accepts connections and closes each at the session request, over
 /// TLS too. The CLI's line (either way) and the demo's `/governance` say so, and
-/// zookeeper-client's
-/// warning at each of its connect attempts is logged once per 10 s. Before, they
-/// said only "no available hosts" and "no answer within 3s", and the log had one
-/// of zookeeper-client's lines about every second.
+/// zookeeper-client's warning at each of its connect attempts is logged once per
+/// 10 s. Before, they said only "no available hosts" and "no answer within 3s",
+/// and the log had one of zookeeper-client's lines about every second.
 #[test]
 fn an_ensemble_without_its_quorum_is_named_and_its_clients_attempts_do_not_flood_the_log() {
     let zk = ZooKeeper::start_tls(3);
