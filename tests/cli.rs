@@ -489,7 +489,8 @@ fn a_service_whose_provider_hosts_do_not_resolve_is_named_as_such() {
         "{err}"
     );
     let here = format!(
-        "{nowhere}[[apps.x.clusters.main.providers]]\nhost = \"localhost\"\nport = {}\n",
+        "{nowhere}[[apps.x.clusters.main.providers]]\nhost = \"{}\"\nport = {}\n",
+        demo.addr.ip(),
         demo.addr.port()
     );
     std::fs::write(dir.join("state.toml"), here).unwrap();
