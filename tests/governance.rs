@@ -2157,6 +2157,92 @@ fn thousands_of_bad_nodes_log_a_line_per_reason_not_a_line_each() {
         .is_some_and(|l| l.len() == 1));
 }
 
+/// A node whose ACL refuses the session's reading is left out with a line naming
+/// it, and the rest of its folder is read: by the demo at start and as nodes
+/// change, and by the CLI, which names what it left out.
+#[test]
+fn a_node_the_session_may_not_read_is_left_out_and_the_rest_of_its_folder_is_read() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("unreadable");
+    let config = "/ringsoa/apps/ringsoa-demo/config";
+    let (open, secret) = (format!("{config}/open"), format!("{config}/secret"));
+    zkc.set(&open, b"1");
+    zkc.set(&secret, b"2");
+    zkc.refuse_reading(&secret);
+    let hidden = format!("{PROVIDERS}/10.0.0.1:1");
+    zkc.set(&hidden, br#"{"host":"10.0.0.1","port":1}"#);
+    zkc.refuse_reading(&hidden);
+
+    let g = Governed::on_zk(&zk.connect, &dir.0, &[]);
+    g.wait_view("/config", "the readable value", |c| c["open"] == "1");
+    assert!(g.get("/config").get("secret").is_none());
+    let port = g.demo.addr.port();
+    g.wait_view("/registry", "itself, the only readable provider", |r| {
+        r[APP]["main"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["port"] == port)
+    });
+    let refused = |log: &str, path: &str| {
+        log.lines().any(|l| {
+            l.contains(" WARN ")
+                && l.contains(
+                    "not authorized: the node's ACL refuses this session's credentials (none",
+                )
+                && l.contains(&format!("path={path}"))
+        })
+    };
+    let log = g.log_text();
+    assert!(refused(&log, &secret) && refused(&log, &hidden), "{log}");
+
+    // A node changed, then shut to this session before it reads the change (the
+    // process stopped meanwhile, its events waiting): dropped, with a line.
+    g.demo.signal("STOP");
+    zkc.set(&open, b"3");
+    zkc.refuse_reading(&open);
+    zkc.set(&format!("{config}/later"), b"4");
+    g.demo.signal("CONT");
+    g.wait_view(
+        "/config",
+        "the shut value dropped, the later one read",
+        |c| c.get("open").is_none() && c["later"] == "4",
+    );
+    wait(Duration::from_secs(5), "the dropped value's line", || {
+        refused(&g.log_text(), &open)
+    });
+
+    let (ok, out, err) = ringsoa(&["config", "get", APP, "--zk", &zk.connect]);
+    assert!(
+        ok && out.contains("\"later\": \"4\"") && !out.contains("secret"),
+        "{out}{err}"
+    );
+    for key in ["open", "secret"] {
+        assert!(
+            err.contains(&format!(
+                "ringsoa-demo's config {key} left out: not authorized"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(err.lines().count(), 2, "{err}");
+    let (ok, _, err) = ringsoa(&["config", "get", APP, "secret", "--zk", &zk.connect]);
+    assert!(!ok && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("secret cannot be read: not authorized") && err.contains("--zk-auth"),
+        "{err}"
+    );
+    let (ok, out, err) = ringsoa(&["registry", "ls", APP, "main", "--zk", &zk.connect]);
+    assert!(
+        ok && out.contains(&format!("\"port\": {port}")),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("\"node\": \"10.0.0.1:1\"")
+            && out.contains("\"unreadable\": \"not authorized"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_chroot_in_the_connect_string_is_created_and_a_refused_registration_logs_without_flooding() {
     let zk = ZooKeeper::start(1);

@@ -17,10 +17,12 @@ pub enum Why {
     NotSwitch(String),
     /// A node below a key, switch or provider: keys do not nest.
     Nested,
+    /// A node whose ACL refuses this session reading it (why, credentials named).
+    Unreadable(String),
 }
 
 impl Why {
-    const KINDS: usize = 4;
+    const KINDS: usize = 5;
 
     fn kind(&self) -> usize {
         match self {
@@ -28,6 +30,7 @@ impl Why {
             Why::NotProvider(_) => 1,
             Why::NotSwitch(_) => 2,
             Why::Nested => 3,
+            Why::Unreadable(_) => 4,
         }
     }
 }
@@ -42,6 +45,7 @@ impl fmt::Display for Why {
             ),
             Why::NotSwitch(e) => write!(f, "{e}: ignored"),
             Why::Nested => f.write_str("nested node not read: only the nodes directly in a folder are keys, switches or providers (a value is the node's data)"),
+            Why::Unreadable(e) => write!(f, "{e}: left out (the other nodes of its folder are read)"),
         }
     }
 }

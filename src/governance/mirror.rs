@@ -33,9 +33,10 @@ struct Folder {
     /// Whether it has been read at least once (or came from a cache).
     loaded: bool,
     children: BTreeMap<String, Value>,
-    /// The children left out, each with its value's [`fingerprint`]: one read
-    /// again as it was is not logged again (a reconnect re-reads everything).
-    left_out: HashMap<String, u64>,
+    /// The children left out, each with its value's [`fingerprint`] (`None`: one
+    /// this session may not read): one read again as it was is not logged again (a
+    /// reconnect re-reads everything).
+    left_out: HashMap<String, Option<u64>>,
     /// Changed since the last snapshot, which made its part of it.
     changed: bool,
 }
@@ -180,6 +181,18 @@ impl Mirror {
     /// A value read again as it was is kept as it was checked, not parsed again: a
     /// reconnect re-reads every folder, mostly unchanged.
     pub fn replace(&mut self, path: &str, children: Vec<(String, Vec<u8>)>) -> bool {
+        self.replace_read(path, children, Vec::new())
+    }
+
+    /// [`Mirror::replace`], with the children this session may not read
+    /// (`unreadable`, each with why): left out, and noted unless they were at the
+    /// last read too.
+    pub fn replace_read(
+        &mut self,
+        path: &str,
+        children: Vec<(String, Vec<u8>)>,
+        unreadable: Vec<(String, Why)>,
+    ) -> bool {
         let Some(folder) = self.folders.get_mut(path) else {
             return false;
         };
@@ -189,6 +202,13 @@ impl Mirror {
         let (kind, addrs, fresh, ignored) =
             (folder.kind, &self.addrs, &mut self.fresh, &mut self.ignored);
         let left_out = &mut folder.left_out;
+        for (name, why) in unreadable {
+            same &= old.remove(&name).is_none();
+            if was_left_out.get(&name) != Some(&None) {
+                ignored.note(format!("{path}/{name}"), why);
+            }
+            left_out.insert(name, None);
+        }
         let children = children
             .into_iter()
             .filter_map(|(name, data)| {
@@ -197,7 +217,7 @@ impl Mirror {
                     Some(_) => same = false,
                     None => {}
                 }
-                let print = fingerprint(&data);
+                let print = Some(fingerprint(&data));
                 if was_left_out.get(&name) == Some(&print) {
                     left_out.insert(name, print);
                     return None;
@@ -272,7 +292,7 @@ impl Mirror {
         {
             return false;
         }
-        let print = fingerprint(&data);
+        let print = Some(fingerprint(&data));
         match check(f.kind, data, &self.addrs) {
             Ok(v) => {
                 note_fresh(&mut self.fresh, &self.addrs, &v);
@@ -287,6 +307,20 @@ impl Mirror {
                 f.children.contains_key(&child) && f.children_mut().remove(&child).is_some()
             }
         }
+    }
+
+    /// Drops one child this session may not read (why: `why`), noted unless it
+    /// was already; whether the mirror changed.
+    pub fn unreadable(&mut self, path: &str, why: Why) -> bool {
+        let Some((folder, child)) = self.split(path) else {
+            return false;
+        };
+        let (folder, child) = (folder.to_string(), child.to_string());
+        let f = self.folders.get_mut(&folder).expect("split found it");
+        if f.left_out.insert(child.clone(), None) != Some(None) {
+            self.ignored.note(path.into(), why);
+        }
+        f.children.contains_key(&child) && f.children_mut().remove(&child).is_some()
     }
 
     /// Removes one child, or empties a followed folder that was deleted; whether
@@ -784,6 +818,42 @@ mod tests {
             assert!(m.replace(dir, read(change)), "{change:?}");
             assert!(m.folders[dir].changed, "{change:?}");
         }
+    }
+
+    /// A node this session may not read is left out and noted once while it stays
+    /// so, at re-reads and events alike; its value, if it had one, is gone (a
+    /// change); readable again, it is back.
+    #[test]
+    fn an_unreadable_node_is_left_out_and_noted_once_while_it_stays_so() {
+        let mut m = mirror();
+        let dir = "/r/apps/demo/config";
+        let (a, b) = (
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        );
+        let refused = || vec![("b".to_string(), Why::Unreadable("not authorized".into()))];
+        assert!(m.replace(dir, vec![a.clone(), b.clone()]));
+        assert!(
+            m.replace_read(dir, vec![a.clone()], refused()),
+            "b's value gone"
+        );
+        assert!(!m.folders[dir].children.contains_key("b"));
+        assert_eq!(m.log_ignored("the test"), 1);
+        assert!(
+            !m.replace_read(dir, vec![a.clone()], refused()),
+            "read again as it was"
+        );
+        assert!(!m.unreadable(&format!("{dir}/b"), refused().remove(0).1));
+        assert_eq!(m.log_ignored("the test"), 0, "not noted again");
+        assert!(m.replace(dir, vec![a.clone(), b.clone()]), "readable again");
+        assert!(m.folders[dir].children.contains_key("b"));
+        assert!(
+            m.unreadable(&format!("{dir}/b"), refused().remove(0).1),
+            "shut by an event's read"
+        );
+        assert_eq!(m.log_ignored("the test"), 1);
+        assert!(!m.replace_read(dir, vec![a], refused()));
+        assert_eq!(m.log_ignored("the test"), 0);
     }
 
     /// A change of a service's providers is logged by the governance thread, once

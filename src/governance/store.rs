@@ -22,6 +22,10 @@ const LARGE_VALUE: usize = 512 * 1024;
 /// Providers as registered: app → cluster → provider JSON objects.
 pub type Registry = BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>>;
 
+/// A folder's nodes by name: each one's value, or why it cannot be read (its ACL
+/// refuses the session, or it is not UTF-8).
+pub type Values = BTreeMap<String, Result<String, String>>;
+
 /// Where the registry is (see the module docs).
 pub enum Store {
     /// A ZooKeeper session.
@@ -133,6 +137,10 @@ impl Store {
                 };
                 let folder = self.layout().providers(&service);
                 let list = self.read(&folder).await?.into_iter().map(|(name, raw)| {
+                    let raw = match raw {
+                        Ok(raw) => raw,
+                        Err(why) => return serde_json::json!({ "node": name, "unreadable": why }),
+                    };
                     serde_json::from_str::<Provider>(&raw)
                         .ok()
                         .and_then(|p| serde_json::to_value(p).ok())
@@ -150,7 +158,7 @@ impl Store {
         app: &str,
         cluster: Option<&str>,
         kind: Kind,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<Values, String> {
         check_name(app, "app")?;
         if !self.app_exists(app).await? {
             return Err(format!("no app {app} in the {}", self.where_()));
@@ -246,7 +254,7 @@ impl Store {
                     Ok(names)
                 }
                 Err(zk::Error::NoNode) => Ok(Vec::new()),
-                Err(e) => Err(format!("cannot list {folder}: {e}")),
+                Err(e) => Err(format!("cannot list {folder}: {}", self.explain(&e))),
             },
             Store::File { .. } => {
                 let prefix = format!("{folder}/");
@@ -263,18 +271,20 @@ impl Store {
         }
     }
 
-    /// A folder's children and their values (UTF-8; others are skipped).
-    async fn read(&self, folder: &str) -> Result<BTreeMap<String, String>, String> {
-        let text = |(k, v): (String, Vec<u8>)| String::from_utf8(v).ok().map(|v| (k, v));
+    /// A folder's children and their values (or why each cannot be read).
+    async fn read(&self, folder: &str) -> Result<Values, String> {
+        let text = |v: Vec<u8>| String::from_utf8(v).map_err(|_| "value is not UTF-8".to_string());
         match self {
             Store::ZooKeeper { client, .. } => {
-                let mut out = BTreeMap::new();
+                let mut out = Values::new();
                 for name in self.children(folder).await? {
-                    match client.get_data(&format!("{folder}/{name}")).await {
-                        Ok((data, _)) => out.extend(text((name, data))),
-                        Err(zk::Error::NoNode) => {}
-                        Err(e) => return Err(format!("cannot read {folder}/{name}: {e}")),
-                    }
+                    let path = format!("{folder}/{name}");
+                    match client.get_data(&path).await {
+                        Ok((data, _)) => out.insert(name, text(data)),
+                        Err(zk::Error::NoNode) => None,
+                        Err(e @ zk::Error::NoAuth) => out.insert(name, Err(self.explain(&e))),
+                        Err(e) => return Err(format!("cannot read {path}: {}", self.explain(&e))),
+                    };
                 }
                 Ok(out)
             }
@@ -283,8 +293,17 @@ impl Store {
                 .remove(folder)
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(text)
+                .map(|(k, v)| (k, text(v)))
                 .collect()),
+        }
+    }
+
+    /// `e` for a message, with the session's credentials when a node's ACL refused
+    /// it.
+    fn explain(&self, e: &zk::Error) -> String {
+        match self {
+            Store::ZooKeeper { auth, .. } => auth::explain(e, auth),
+            Store::File { .. } => e.to_string(),
         }
     }
 

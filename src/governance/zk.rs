@@ -310,7 +310,8 @@ async fn session(
                         if watches.add(&client, &path, &events_tx).await.is_err() {
                             return too_old(k);
                         }
-                        if load_folder(&client, &mut k.mirror, &path).await {
+                        let auth = k.options().zk_auth.clone();
+                        if load_folder(&client, &auth, &mut k.mirror, &path).await {
                             k.publish(Source::ZooKeeper, SystemTime::now());
                             k.save();
                         }
@@ -522,8 +523,9 @@ impl Drop for Watches {
 async fn reread(client: &zk::Client, k: &mut Keeper) {
     let seen = SystemTime::now();
     let mut changed = false;
+    let auth = k.options().zk_auth.clone();
     for path in k.mirror.paths() {
-        changed |= load_folder(client, &mut k.mirror, &path).await;
+        changed |= load_folder(client, &auth, &mut k.mirror, &path).await;
     }
     // A reconnect mostly finds what the mirror holds: then the cores, the control
     // threads and the disk cache already have it, unless what they have came from
@@ -537,13 +539,20 @@ async fn reread(client: &zk::Client, k: &mut Keeper) {
 
 /// Reads a folder's children and their values into `mirror` (a missing folder is
 /// empty) and logs the nodes left out; whether the folder changed (not when
-/// ZooKeeper could not be read: the mirror keeps what it had).
-async fn load_folder(client: &zk::Client, mirror: &mut Mirror, path: &str) -> bool {
+/// ZooKeeper could not be read: the mirror keeps what it had). A child whose ACL
+/// refuses this session (`auth`) is left out, not the folder.
+async fn load_folder(
+    client: &zk::Client,
+    auth: &[ZkAuth],
+    mirror: &mut Mirror,
+    path: &str,
+) -> bool {
     let names = match client.list_children(path).await {
         Ok(n) => n,
         Err(zk::Error::NoNode) => Vec::new(),
         Err(e) => {
-            tracing::warn!(%path, error = %e, "cannot read: keeping the previous values");
+            let error = auth::explain(&e, auth);
+            tracing::warn!(%path, %error, "cannot read: keeping the previous values");
             return false;
         }
     };
@@ -553,6 +562,7 @@ async fn load_folder(client: &zk::Client, mirror: &mut Mirror, path: &str) -> bo
         .map(|n| client.get_data(&format!("{path}/{n}")))
         .collect();
     let mut children = Vec::with_capacity(names.len());
+    let mut unreadable = Vec::new();
     for (name, read) in names.into_iter().zip(reads) {
         match read.await {
             Ok((data, stat)) => {
@@ -562,6 +572,7 @@ async fn load_folder(client: &zk::Client, mirror: &mut Mirror, path: &str) -> bo
                 children.push((name, data))
             }
             Err(zk::Error::NoNode) => {}
+            Err(e @ zk::Error::NoAuth) => unreadable.push((name, refused(&e, auth))),
             Err(e) => {
                 tracing::warn!(%path, error = %e, "cannot read: keeping the previous values");
                 mirror.log_ignored(path);
@@ -569,9 +580,14 @@ async fn load_folder(client: &zk::Client, mirror: &mut Mirror, path: &str) -> bo
             }
         }
     }
-    let changed = mirror.replace(path, children);
+    let changed = mirror.replace_read(path, children, unreadable);
     mirror.log_ignored(path);
     changed
+}
+
+/// Why a node refused to this session (`auth`) is left out.
+fn refused(e: &zk::Error, auth: &[ZkAuth]) -> Why {
+    Why::Unreadable(auth::explain(e, auth))
 }
 
 /// Applies a batch of watch events to the mirror; whether it changed. Each path
@@ -604,6 +620,10 @@ async fn apply(client: &zk::Client, k: &mut Keeper, events: Vec<WatchedEvent>) -
             Ok((data, _)) => k.mirror.set(&path, data),
             Err(zk::Error::NoNode) => remove(k, &path),
             Err(_) if deleted => remove(k, &path),
+            Err(e @ zk::Error::NoAuth) => {
+                let why = refused(&e, &k.options().zk_auth);
+                k.mirror.unreadable(&path, why)
+            }
             Err(e) => {
                 Tally::note(&mut unread, (path, e));
                 false

@@ -365,6 +365,19 @@ impl Zk {
         });
     }
 
+    /// Sets `path`'s ACL to let anyone do anything but read it.
+    pub fn refuse_reading(&self, path: &str) {
+        use zk::Permission as P;
+        let acl = zk::Acl::new(
+            P::WRITE | P::CREATE | P::DELETE | P::ADMIN,
+            zk::AuthId::anyone(),
+        );
+        let set = self.client.set_acl(path, &[acl], None);
+        self.rt
+            .block_on(set)
+            .unwrap_or_else(|e| panic!("setAcl {path}: {e}"));
+    }
+
     /// Sends `writes` at once, each without waiting for the one before
     /// (ZooKeeper applies a session's requests in order), then waits for every
     /// answer.

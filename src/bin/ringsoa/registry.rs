@@ -1,6 +1,7 @@
 //! `ringsoa registry|config|switch`: read and write the registry, config and
 //! switches in ZooKeeper (`--zk`) or a state file (`--state`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -175,12 +176,27 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
             ValueCmd::Get { app, key, at } => {
                 let store = open(&at.source, &at.root).await?;
                 let values = store.values(&app, at.cluster.as_deref(), kind).await?;
+                let at = at.cluster.map_or(app.clone(), |c| format!("{app}/{c}"));
                 match key {
-                    None => Ok(serde_json::to_string_pretty(&values).expect("JSON")),
-                    Some(k) => values.get(&k).cloned().ok_or_else(|| {
-                        let at = at.cluster.map_or(app.clone(), |c| format!("{app}/{c}"));
-                        format!("{at} has no {name} {k}")
-                    }),
+                    None => {
+                        let mut readable = BTreeMap::new();
+                        for (k, v) in values {
+                            match v {
+                                Ok(v) => {
+                                    readable.insert(k, v);
+                                }
+                                Err(why) => {
+                                    eprintln!("ringsoa {name}: {at}'s {name} {k} left out: {why}")
+                                }
+                            }
+                        }
+                        Ok(serde_json::to_string_pretty(&readable).expect("JSON"))
+                    }
+                    Some(k) => match values.get(&k) {
+                        Some(Ok(v)) => Ok(v.clone()),
+                        Some(Err(why)) => Err(format!("{at}'s {name} {k} cannot be read: {why}")),
+                        None => Err(format!("{at} has no {name} {k}")),
+                    },
                 }
             }
             ValueCmd::Set {
