@@ -19,7 +19,7 @@ use ringsoa::control::ServiceName;
 use ringsoa::governance::{Backend, Governance, GovernanceOptions, Registration};
 use ringsoa::protocol::MessageType;
 use ringsoa::rpc::CallContext;
-use support::process::{free_port, http, http_get, Demo};
+use support::process::{free_port, http, http_get, Demo, SilentDns};
 use support::wire::call_raw;
 use support::zk::ZooKeeper;
 use zookeeper_client as zk;
@@ -1860,45 +1860,11 @@ fn thousands_of_host_named_providers_are_published_in_a_few_snapshots() {
 /// its own `/etc/resolv.conf` (a mount namespace of its own: needs root).
 #[test]
 fn a_dns_that_never_answers_holds_up_no_session() {
-    use std::os::unix::process::CommandExt;
-    let dns = std::net::UdpSocket::bind("127.53.0.1:53")
-        .expect("the DNS drill needs root, for port 53 and a mount namespace");
     let (zk, zkc, dir, _) = registered(1, "dns");
     drop(zk.client());
-    let resolv = dir.0.join("resolv.conf");
-    std::fs::write(
-        &resolv,
-        "nameserver 127.53.0.1\noptions timeout:3 attempts:3\n",
-    )
-    .unwrap();
-    let resolv = std::ffi::CString::new(resolv.to_str().unwrap()).unwrap();
+    let dns = SilentDns::start("127.53.0.1", &dir.0);
     let g = Governed::on_zk_with(&zk.connect, &dir.0, None, &["--name", "dns-app"], |cmd| {
-        // SAFETY: between fork and exec only system calls run, no allocation.
-        unsafe {
-            cmd.pre_exec(move || {
-                let target = c"/etc/resolv.conf";
-                let private = libc::MS_REC | libc::MS_PRIVATE;
-                if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        private,
-                        std::ptr::null(),
-                    ) != 0
-                    || libc::mount(
-                        resolv.as_ptr(),
-                        target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        dns.apply(cmd)
     });
     let providers = "/ringsoa/apps/dns-app/clusters/main/providers";
     let node = format!("{providers}/{}", g.demo.addr);

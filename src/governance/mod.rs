@@ -39,6 +39,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use auth::ZkAuth;
 pub use registrar::Registration;
+pub use resolver::look_up_all;
 pub use tls::ZkTls;
 
 use crate::control::latest::{self, Publisher};

@@ -206,16 +206,46 @@ impl Resolver {
             self.running += 1;
             let tx = self.tx.clone();
             tokio::spawn(async move {
-                let lookup = tokio::net::lookup_host((name.0.as_str(), name.1));
-                let addr = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-                    Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_string()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer in {LOOKUP_TIMEOUT:?}")),
-                };
+                let addr = look_up(&name.0, name.1).await;
                 let _ = tx.send(Lookup { name, addr });
             });
         }
     }
+}
+
+/// `host`'s first address (with `port`), or why there is none; a lookup that
+/// takes longer than [`LOOKUP_TIMEOUT`] counts as failed.
+async fn look_up(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let lookup = tokio::net::lookup_host((host, port));
+    match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer in {LOOKUP_TIMEOUT:?}")),
+    }
+}
+
+/// Looks up every host of `names` (with its port), at most 32 at once, each for
+/// at most 5 s: each one's first address or why none, in order. A lookup
+/// given up still holds a thread of the runtime's blocking pool until the system
+/// resolver returns: a runtime that made it should be shut down in the
+/// background.
+pub async fn look_up_all(names: Vec<(String, u16)>) -> Vec<Result<SocketAddr, String>> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING));
+    let lookups: Vec<_> = names
+        .into_iter()
+        .map(|(host, port)| {
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                let _turn = permits.acquire_owned().await;
+                look_up(&host, port).await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(lookups.len());
+    for lookup in lookups {
+        out.push(lookup.await.unwrap_or_else(|e| Err(e.to_string())));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -404,3 +404,60 @@ pub fn stdout_ok(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A DNS server that never answers, and a resolv.conf naming it: a command given
+/// [`SilentDns::apply`] runs with that file as its `/etc/resolv.conf`, in a mount
+/// namespace of its own (needs root: port 53 and the namespace).
+pub struct SilentDns {
+    _socket: std::net::UdpSocket,
+    resolv: std::ffi::CString,
+}
+
+impl SilentDns {
+    /// Listens on `ip`:53 (a loopback address of the 127.53/16 range) and writes
+    /// `dir/resolv.conf` (3 tries of 3 s each per name, as a user's might).
+    pub fn start(ip: &str, dir: &std::path::Path) -> SilentDns {
+        let socket = std::net::UdpSocket::bind((ip, 53))
+            .expect("the DNS drill needs root, for port 53 and a mount namespace");
+        let resolv = dir.join("resolv.conf");
+        let conf = format!("nameserver {ip}\noptions timeout:3 attempts:3\n");
+        std::fs::write(&resolv, conf).unwrap();
+        let resolv = std::ffi::CString::new(resolv.to_str().unwrap()).unwrap();
+        SilentDns {
+            _socket: socket,
+            resolv,
+        }
+    }
+
+    /// Makes `cmd` run with this resolv.conf.
+    pub fn apply(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        let resolv = self.resolv.clone();
+        // SAFETY: between fork and exec only system calls run, no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                let target = c"/etc/resolv.conf";
+                let private = libc::MS_REC | libc::MS_PRIVATE;
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        private,
+                        std::ptr::null(),
+                    ) != 0
+                    || libc::mount(
+                        resolv.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}

@@ -20,6 +20,7 @@ use ringsoa::client::{Client, ClientConfig, ConnOptions, Node, RetryOptions};
 use ringsoa::control::ServiceName;
 use ringsoa::dynamic::{self, encode_fields, Reply};
 use ringsoa::governance::layout::Kind;
+use ringsoa::governance::look_up_all;
 use ringsoa::idl::model::{Field, Program, StructKind};
 use ringsoa::protocol::{Encode, Protocol, ProtocolWriter, DEFAULT_MAX_DECODED};
 use ringsoa::rpc::{CallContext, CallError};
@@ -404,7 +405,8 @@ fn call(a: CallArgs) -> ExitCode {
 }
 
 /// The live providers of `service`, read once from the registry, their hosts
-/// looked up; an error names a host that does not resolve when none does.
+/// looked up (at once, each for at most 5 s); an error names a host that does not
+/// resolve when none does.
 fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
     let source = a
         .registry
@@ -414,34 +416,48 @@ fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let reg = rt.block_on(async {
+    let found = rt.block_on(async {
         let store = registry::open(source, &a.root).await?;
-        store
+        let reg = store
             .providers(Some(&service.app), Some(&service.cluster))
-            .await
-    })?;
-    let listed = reg
-        .get(&service.app)
-        .and_then(|c| c.get(&service.cluster))
-        .into_iter()
-        .flatten();
+            .await?;
+        let listed = reg
+            .get(&service.app)
+            .and_then(|c| c.get(&service.cluster))
+            .into_iter()
+            .flatten();
+        let (mut names, mut weights) = (Vec::new(), Vec::new());
+        for p in listed {
+            let (Some(host), Some(port)) = (
+                p.get("host").and_then(|h| h.as_str()),
+                p.get("port")
+                    .and_then(|p| p.as_u64())
+                    .and_then(|p| u16::try_from(p).ok()),
+            ) else {
+                continue;
+            };
+            names.push((host.to_string(), port));
+            weights.push(
+                p.get("weight")
+                    .and_then(|w| w.as_u64())
+                    .map_or(100, |w| w as u32),
+            );
+        }
+        let addrs = look_up_all(names.clone()).await;
+        Ok::<_, String>(
+            names
+                .into_iter()
+                .zip(weights)
+                .zip(addrs)
+                .collect::<Vec<_>>(),
+        )
+    });
+    // A lookup given up may still hold a thread in the system resolver.
+    rt.shutdown_background();
     let (mut nodes, mut unresolved) = (Vec::new(), Vec::new());
-    for p in listed {
-        let (Some(host), Some(port)) = (
-            p.get("host").and_then(|h| h.as_str()),
-            p.get("port")
-                .and_then(|p| p.as_u64())
-                .and_then(|p| u16::try_from(p).ok()),
-        ) else {
-            continue;
-        };
-        let weight = p
-            .get("weight")
-            .and_then(|w| w.as_u64())
-            .map_or(100, |w| w as u32);
-        match std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).map(|mut a| a.next()) {
-            Ok(Some(addr)) => nodes.push(Node { addr, weight }),
-            Ok(None) => unresolved.push(format!("{host}: no address")),
+    for (((host, _), weight), addr) in found? {
+        match addr {
+            Ok(addr) => nodes.push(Node { addr, weight }),
             Err(e) => unresolved.push(format!("{host}: {e}")),
         }
     }
