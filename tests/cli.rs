@@ -560,9 +560,9 @@ fn provider_hosts_are_looked_up_at_once_and_a_silent_dns_is_given_up() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Counts that cannot be zero, an advertised address nobody can reach and a
-/// malformed ZooKeeper connect string are refused with one line naming the flag, and more cores than CPUs start with a
-/// warning that they share CPUs.
+/// Counts that cannot be zero, an advertised address nobody can reach, a
+/// malformed ZooKeeper connect string and root are refused with one line naming
+/// the flag, and more cores than CPUs start with a warning that they share CPUs.
 #[test]
 fn the_demo_refuses_values_it_cannot_use_and_warns_of_more_cores_than_cpus() {
     for flag in ["--cores", "--max-connections", "--read-timeout-ms"] {
@@ -588,6 +588,14 @@ fn the_demo_refuses_values_it_cannot_use_and_warns_of_more_cores_than_cpus() {
     let (code, err) = demo_refused(&["--zk", "127.0.0.1:2181/team//a"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is not a ZooKeeper path"), "{err}");
+    // So is a root ZooKeeper refuses every path under (before, the process served
+    // and logged that it could not watch, read or register, for ever).
+    let (code, err) = demo_refused(&["--zk", "127.0.0.1:2181", "--zk-root", "/team//a"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the ZooKeeper root \"/team//a\" is not a ZooKeeper path"),
+        "{err}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_ringsoa"))
         .args(["registry", "ls", "--zk", "zk1:21x81"])
         .output()

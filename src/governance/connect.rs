@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use super::layout::{is_zk_path, PATH_RULE};
 use super::reach::{self, closed, NoConnection};
 use super::tls::{self, Unshaken, ZkTls};
 
@@ -273,19 +274,12 @@ fn check_host(entry: &str) -> Result<(), String> {
 }
 
 fn check_chroot(path: &str) -> Result<(), String> {
-    if path == "/" {
-        return Ok(());
+    match is_zk_path(path) {
+        true => Ok(()),
+        false => Err(format!(
+            "chroot {path:?} is not a ZooKeeper path ({PATH_RULE})"
+        )),
     }
-    let bad = path.ends_with('/')
-        || path[1..]
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..");
-    if bad {
-        return Err(format!(
-            "chroot {path:?} is not a ZooKeeper path (/a/b: no empty, `.` or `..` parts, no trailing /)"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -45,11 +45,18 @@ pub struct Layout {
 impl Layout {
     /// Paths under `root` (`/` and a trailing `/` are normalised away).
     pub fn new(root: &str) -> Result<Self, String> {
-        let root = root.trim_end_matches('/');
-        if !root.is_empty() && !root.starts_with('/') {
+        let trimmed = root.trim_end_matches('/');
+        if !trimmed.is_empty() && !trimmed.starts_with('/') {
             return Err(format!("the ZooKeeper root {root:?} must start with '/'"));
         }
-        Ok(Layout { root: root.into() })
+        if !trimmed.is_empty() && !is_zk_path(trimmed) {
+            return Err(format!(
+                "the ZooKeeper root {root:?} is not a ZooKeeper path ({PATH_RULE})"
+            ));
+        }
+        Ok(Layout {
+            root: trimmed.into(),
+        })
     }
 
     /// The root prefix ("" for `/`).
@@ -90,6 +97,32 @@ pub fn provider_node(host: &str, port: u16) -> String {
     }
 }
 
+/// `root` if it can be a [`Layout`]'s root, else why not (a flag's parser).
+pub fn check_root(root: &str) -> Result<String, String> {
+    Layout::new(root).map(|_| root.to_string())
+}
+
+/// What [`is_zk_path`] asks of a path, for messages.
+pub(crate) const PATH_RULE: &str =
+    "/a/b: no empty, `.` or `..` parts, no trailing /, no control characters";
+
+/// Whether ZooKeeper takes `path` as a node's path: `/`, or `/`-separated parts,
+/// none empty, `.` or `..`, and no character it refuses (controls, surrogates and
+/// the private-use and special ranges its `PathUtils` names).
+pub(crate) fn is_zk_path(path: &str) -> bool {
+    let refused = |c: char| matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{e000}'..='\u{f8ff}' | '\u{fff0}'..='\u{ffff}');
+    match path.strip_prefix('/') {
+        Some("") => true,
+        Some(rest) => {
+            !path.contains(refused)
+                && rest
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "." && part != "..")
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +150,15 @@ mod tests {
             "/ringsoa/apps/demo/clusters/main/providers"
         );
         assert_eq!(Layout::new("/").unwrap().apps(), "/apps");
+        assert_eq!(Layout::new("").unwrap().apps(), "/apps");
         assert!(Layout::new("ringsoa").is_err());
+        for bad in ["//x", "/a//b", "/a/./b", "/..", "/a\u{1}b", "/a\u{e000}"] {
+            let e = Layout::new(bad).unwrap_err();
+            assert!(
+                e.contains("is not a ZooKeeper path (/a/b: no empty"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(Layout::new("/a b/c.d/").unwrap().root(), "/a b/c.d");
     }
 }

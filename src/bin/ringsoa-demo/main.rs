@@ -70,7 +70,7 @@ struct Args {
     #[arg(long, default_value = "default")]
     cluster: String,
     /// ZooKeeper root prefix.
-    #[arg(long, default_value = ringsoa::governance::layout::DEFAULT_ROOT)]
+    #[arg(long, default_value = ringsoa::governance::layout::DEFAULT_ROOT, value_parser = ringsoa::governance::layout::check_root)]
     zk_root: String,
     /// ZooKeeper session timeout.
     #[arg(long, default_value_t = 6000)]

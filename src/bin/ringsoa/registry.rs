@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ringsoa::control::Switch;
-use ringsoa::governance::layout::{Kind, DEFAULT_ROOT};
+use ringsoa::governance::layout::{check_root, Kind, DEFAULT_ROOT};
 use ringsoa::governance::store::Store;
 use ringsoa::governance::{ZkAuth, ZkTls};
 
@@ -30,7 +30,7 @@ pub struct Source {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Root {
     /// ZooKeeper root prefix.
-    #[arg(long = "zk-root", default_value = DEFAULT_ROOT)]
+    #[arg(long = "zk-root", default_value = DEFAULT_ROOT, value_parser = check_root)]
     pub root: String,
     /// ZooKeeper credentials, SCHEME:AUTH (digest:user:password, or
     /// sasl:user:password for a SASL DIGEST-MD5 login); nodes written with
