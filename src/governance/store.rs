@@ -277,9 +277,13 @@ impl Store {
         match self {
             Store::ZooKeeper { client, .. } => {
                 let mut out = Values::new();
-                for name in self.children(folder).await? {
-                    let path = format!("{folder}/{name}");
-                    match client.get_data(&path).await {
+                let names = self.children(folder).await?;
+                // The requests go out as the futures are made: one round trip for
+                // the folder, not one a node.
+                let paths = Vec::from_iter(names.iter().map(|name| format!("{folder}/{name}")));
+                let reads = Vec::from_iter(paths.iter().map(|path| client.get_data(path)));
+                for ((name, path), read) in names.into_iter().zip(&paths).zip(reads) {
+                    match read.await {
                         Ok((data, _)) => out.insert(name, text(data)),
                         Err(zk::Error::NoNode) => None,
                         Err(e @ zk::Error::NoAuth) => out.insert(name, Err(self.explain(&e))),
