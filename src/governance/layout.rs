@@ -107,8 +107,8 @@ pub(crate) const PATH_RULE: &str =
     "/a/b: no empty, `.` or `..` parts, no trailing /, no control characters";
 
 /// Whether ZooKeeper takes `path` as a node's path: `/`, or `/`-separated parts,
-/// none empty, `.` or `..`, and no character it refuses (controls, surrogates and
-/// the private-use and special ranges its `PathUtils` names).
+/// none empty, `.` or `..`, and no character it refuses (the controls, and the
+/// private-use and special ranges its `PathUtils` names).
 pub(crate) fn is_zk_path(path: &str) -> bool {
     let refused = |c: char| matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{e000}'..='\u{f8ff}' | '\u{fff0}'..='\u{ffff}');
     match path.strip_prefix('/') {
