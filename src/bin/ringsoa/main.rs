@@ -426,36 +426,25 @@ fn providers(a: &CallArgs, service: &ServiceName) -> Result<Vec<Node>, String> {
             .and_then(|c| c.get(&service.cluster))
             .into_iter()
             .flatten();
-        let (mut names, mut weights) = (Vec::new(), Vec::new());
-        for p in listed {
-            let (Some(host), Some(port)) = (
-                p.get("host").and_then(|h| h.as_str()),
-                p.get("port")
-                    .and_then(|p| p.as_u64())
-                    .and_then(|p| u16::try_from(p).ok()),
-            ) else {
-                continue;
-            };
-            names.push((host.to_string(), port));
-            weights.push(
-                p.get("weight")
-                    .and_then(|w| w.as_u64())
-                    .map_or(100, |w| w as u32),
-            );
-        }
-        let addrs = look_up_all(names.clone()).await;
-        Ok::<_, String>(
-            names
-                .into_iter()
-                .zip(weights)
-                .zip(addrs)
-                .collect::<Vec<_>>(),
-        )
+        // Each provider's host, port and weight; nodes without a host or port
+        // are left out.
+        let wanted = Vec::from_iter(listed.filter_map(|p| {
+            let host = p.get("host")?.as_str()?.to_string();
+            let port = u16::try_from(p.get("port")?.as_u64()?).ok()?;
+            let weight = p
+                .get("weight")
+                .and_then(|w| w.as_u64())
+                .map_or(100, |w| w as u32);
+            Some((host, port, weight))
+        }));
+        let names = Vec::from_iter(wanted.iter().map(|(host, port, _)| (host.clone(), *port)));
+        let addrs = look_up_all(names).await;
+        Ok::<_, String>(Vec::from_iter(wanted.into_iter().zip(addrs)))
     });
     // A lookup given up may still hold a thread in the system resolver.
     rt.shutdown_background();
     let (mut nodes, mut unresolved) = (Vec::new(), Vec::new());
-    for (((host, _), weight), addr) in found? {
+    for ((host, _, weight), addr) in found? {
         match addr {
             Ok(addr) => nodes.push(Node { addr, weight }),
             Err(e) => unresolved.push(format!("{host}: {e}")),
