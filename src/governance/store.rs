@@ -201,7 +201,7 @@ impl Store {
                 let folder = layout.folder(app, cluster, kind);
                 let path = format!("{folder}/{key}");
                 let refused = |e: zk::Error| {
-                    let why = auth::explain(&e, auth);
+                    let why = self.explain(&e);
                     match (e, value) {
                         (zk::Error::ConnectionLoss, Some(v)) if v.len() >= LARGE_VALUE => format!(
                             "{why} (ZooKeeper drops the connection of a request over its jute.maxbuffer, about 1 MiB by default, and this value is {} bytes)",
