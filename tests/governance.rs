@@ -117,11 +117,12 @@ impl Governed {
             zk,
             "--cluster",
             "main",
-            "--zk-session-timeout-ms",
-            "2000",
             "--deregister-grace-ms",
             "500",
         ];
+        if !extra.contains(&"--zk-session-timeout-ms") {
+            args.extend(["--zk-session-timeout-ms", "2000"]);
+        }
         if !extra.contains(&"--cache-dir") {
             args.extend(["--cache-dir", cache.to_str().unwrap()]);
         }
@@ -1724,9 +1725,32 @@ fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
     );
 }
 
-/// Someone else (an operator, a cleanup script) deletes a running provider's node:
-/// the same session registers it again, after the health check; the node the
-/// process deletes itself when it drains stays deleted.
+/// A drain while ZooKeeper cannot be reached: the node cannot be deleted, and the
+/// process says so (and that it goes with the session) and exits after the
+/// deregistration's bound, not at some later time.
+#[test]
+fn a_drain_while_zookeeper_is_unreachable_says_the_node_stays_until_the_session_ends() {
+    let zk = ZooKeeper::start(1);
+    let zkc = zk.client();
+    let dir = Scratch::new("drain-unreachable");
+    let mut g = Governed::on_zk(&zk.connect, &dir.0, &["--zk-session-timeout-ms", "30000"]);
+    assert!(
+        zkc.wait_for(&g.node(), Duration::from_secs(10), |n| n.is_some()),
+        "not registered in 10 s: {}",
+        g.log_text()
+    );
+    drop(zkc);
+    zk.kill(1);
+    stops_cleanly(&mut g);
+    let log = g.log_text();
+    assert!(
+        log.contains("ZooKeeper did not confirm the deregistration in time"),
+        "{log}"
+    );
+}
+
+/// A provider listening on IPv6 registers its address in brackets, and a caller
+/// finds it through the registry.
 #[test]
 fn an_ipv6_provider_is_named_in_brackets_and_called_through_the_registry() {
     let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
@@ -1888,6 +1912,9 @@ fn a_dns_that_never_answers_holds_up_no_session() {
     drop(dns);
 }
 
+/// Someone else (an operator, a cleanup script) deletes a running provider's node:
+/// the same session registers it again, after the health check; the node the
+/// process deletes itself when it drains stays deleted.
 #[test]
 fn a_provider_node_deleted_by_someone_else_is_registered_again() {
     let (_zk, zkc, _dir, mut g) = registered(1, "deleted");

@@ -356,10 +356,21 @@ impl Governance {
         if self
             .commands
             .send(Command::Deregister { ack, successor })
-            .is_ok()
-            && rx.recv_timeout(timeout) == Ok(true)
+            .is_err()
         {
-            std::thread::sleep(self.shared.options.deregister_grace);
+            return;
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(true) => std::thread::sleep(self.shared.options.deregister_grace),
+            Err(mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
+                ?timeout,
+                session_timeout = ?self.shared.options.session_timeout,
+                "ZooKeeper did not confirm the deregistration in time (connection lost?): \
+                 the provider node goes when ZooKeeper ends this session, at most the \
+                 session timeout after it last heard from this process, and consumers \
+                 may call this address until then"
+            ),
+            _ => {}
         }
     }
 }

@@ -212,7 +212,11 @@ fn remember(k: &mut Keeper, cmd: Command) {
         Command::Yield => k.yielded = true,
         Command::Deregister { ack, .. } => {
             // An ephemeral node of a lost connection goes with its session.
-            k.registration = None;
+            if k.registration.take().is_some() {
+                tracing::info!(
+                    "no ZooKeeper session: the provider node goes with the one that ended"
+                );
+            }
             let _ = ack.send(false);
         }
     }
