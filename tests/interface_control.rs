@@ -73,13 +73,18 @@ impl Breaking {
                 std::thread::sleep(Duration::from_millis(30));
                 return;
             }
-            let log = std::fs::read_to_string(self.dir.join("demo.log")).unwrap_or_default();
             assert!(
                 Instant::now() < deadline,
-                "{method}: {got}, not {want}; log:\n{log}"
+                "{method}: {got}, not {want}; log:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// What the demo logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("demo.log")).unwrap_or_default()
     }
 
     /// Rewrites the state file's config lines (applied live).
@@ -341,6 +346,29 @@ fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_po
     eventually("refusals counted", || {
         b.report("ping")["lifetime"]["refused"].as_u64() >= Some(3)
     });
+    // Values their keys do not take are left out, each with one WARN: a broken
+    // JSON list is not taken as the names `["good"` and `"other"` (which refused
+    // every caller), and `Deny` is not `deny`.
+    b.set_config("\"acl.deny\" = \"evil\"\n\"acl.allow\" = '[\"good\", \"other\"'\n\"acl.native\" = \"Deny\"");
+    eventually("the broken allow list and native policy left out", || {
+        (0..16).all(|_| ping_native(addr).is_ok() && ping_as(addr, "good").is_ok())
+    });
+    assert_eq!(ping_as(addr, "other"), Ok(()));
+    assert!(ping_as(addr, "evil").is_err(), "the rest holds");
+    // A change elsewhere in the config logs nothing again.
+    b.set_config("\"acl.deny\" = \"evil, worse\"\n\"acl.allow\" = '[\"good\", \"other\"'\n\"acl.native\" = \"Deny\"");
+    eventually("the new deny list", || ping_as(addr, "worse").is_err());
+    let log = b.log();
+    let left_out: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("config value left out"))
+        .collect();
+    assert_eq!(left_out.len(), 2, "{log}");
+    assert!(
+        left_out[0].contains("not a JSON list of app ids") && left_out[0].contains("key=acl.allow"),
+        "{log}"
+    );
+    assert!(left_out[1].contains("neither allow nor deny"), "{log}");
 }
 
 /// Calls `echo` on every connection for `run`; returns each connection's admitted

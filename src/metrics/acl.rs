@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::bad_value::BadValues;
 use crate::control::Snapshot;
 
 /// One allow list (absent: everyone) and one deny list.
@@ -26,40 +27,64 @@ pub struct Acl {
     deny_native: bool,
 }
 
-fn list(v: &str) -> Vec<String> {
-    match serde_json::from_str::<Vec<String>>(v) {
-        Ok(l) => l,
-        Err(_) => v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
+/// A list's names: a JSON array of strings, or comma-separated names; a value
+/// that opens a JSON array but is not one is an error, not a name `[a`.
+fn list(v: &str) -> Result<Vec<String>, String> {
+    if v.trim_start().starts_with('[') {
+        return serde_json::from_str(v).map_err(|e| format!("not a JSON list of app ids ({e})"));
     }
+    Ok(v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 impl Acl {
-    /// The rules in `snap`'s config (none: everyone may call everything).
-    pub fn from_config(snap: Option<&Snapshot>) -> Acl {
+    /// The rules in `snap`'s config (none: everyone may call everything). A key
+    /// that is none of the module docs' keys, or a value that is not what its key
+    /// takes, is left out and noted in `bad`.
+    pub fn from_config(snap: Option<&Snapshot>, bad: &mut BadValues) -> Acl {
         let mut acl = Acl::default();
         let Some(snap) = snap else { return acl };
         for (key, value) in snap.config.range("acl.".to_string()..) {
             let Some(rest) = key.strip_prefix("acl.") else {
                 break;
             };
-            match rest {
-                "allow" => acl.service.allow = Some(list(value)),
-                "deny" => acl.service.deny = list(value),
-                "native" => acl.deny_native = value.trim() == "deny",
-                other => {
-                    if let Some(m) = other.strip_suffix(".allow") {
-                        acl.methods.entry(m.into()).or_default().allow = Some(list(value));
-                    } else if let Some(m) = other.strip_suffix(".deny") {
-                        acl.methods.entry(m.into()).or_default().deny = list(value);
+            let (lists, which) = match rest.rsplit_once('.') {
+                None if rest == "native" => {
+                    match value.trim() {
+                        "allow" => acl.deny_native = false,
+                        "deny" => acl.deny_native = true,
+                        _ => bad.note(
+                            key,
+                            value,
+                            "neither allow nor deny: native callers are allowed",
+                        ),
                     }
+                    continue;
                 }
+                None => (&mut acl.service, rest),
+                Some((method, which)) if !method.is_empty() => {
+                    (acl.methods.entry(method.into()).or_default(), which)
+                }
+                Some(_) => (&mut acl.service, ""),
+            };
+            let names = list(value);
+            match (which, names) {
+                ("allow", Ok(names)) => lists.allow = Some(names),
+                ("deny", Ok(names)) => lists.deny = names,
+                ("allow" | "deny", Err(why)) => {
+                    bad.note(key, value, format!("{why}: the key is not in force"));
+                }
+                _ => bad.note(
+                    key,
+                    value,
+                    "not acl.allow, acl.deny, acl.native, acl.<method>.allow or acl.<method>.deny: not in force",
+                ),
             }
         }
+        acl.methods.retain(|_, l| *l != Lists::default());
         acl
     }
 
@@ -105,12 +130,21 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn acl(pairs: &[(&str, &str)]) -> Acl {
+    /// The rules of config `pairs`, and the keys they left out.
+    fn parsed(pairs: &[(&str, &str)]) -> (Acl, Vec<String>) {
         let mut s = Snapshot::empty("a", "c");
         for (k, v) in pairs {
             Arc::make_mut(&mut s.config).insert(k.to_string(), v.to_string());
         }
-        Acl::from_config(Some(&s))
+        let mut bad = BadValues::default();
+        let acl = Acl::from_config(Some(&s), &mut bad);
+        (acl, bad.iter().map(|b| b.key.clone()).collect())
+    }
+
+    fn acl(pairs: &[(&str, &str)]) -> Acl {
+        let (acl, bad) = parsed(pairs);
+        assert!(bad.is_empty(), "{bad:?}");
+        acl
     }
 
     #[test]
@@ -147,5 +181,33 @@ mod tests {
             .unwrap_err()
             .contains("native callers"));
         assert!(n.check("anyone", "svc", "ping").is_ok());
+    }
+
+    #[test]
+    fn a_value_its_key_does_not_take_is_left_out_and_noted() {
+        let (a, bad) = parsed(&[
+            ("acl.allow", "[\"web\", \"api\""),
+            ("acl.deny", "evil"),
+            ("acl.native", "Deny"),
+            ("acl.echo.alow", "web"),
+            ("acl.echo", "web"),
+            ("acl..deny", "web"),
+        ]);
+        assert_eq!(
+            bad,
+            [
+                "acl..deny",
+                "acl.allow",
+                "acl.echo",
+                "acl.echo.alow",
+                "acl.native"
+            ]
+        );
+        // A broken JSON list is no list of the names "[\"web\"" and "\"api\"",
+        // which would have refused every caller.
+        assert!(a.check("web", "svc", "ping").is_ok());
+        assert!(a.check("evil", "svc", "ping").is_err(), "the rest holds");
+        assert!(a.check("", "svc", "ping").is_ok(), "native: the default");
+        assert_eq!(a, acl(&[("acl.deny", "evil")]), "no method rules made");
     }
 }

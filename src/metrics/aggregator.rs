@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 
 use super::acl::Acl;
 use super::anomaly::{Anomaly, Kind, Series, MIN_CALLS, MIN_CALLS_P99};
+use super::bad_value::BadValues;
 use super::breaker::{Breaker, Force, Probes, Settings, State};
 use super::counts::{Counts, Window};
 use super::export::Statsd;
@@ -51,6 +52,8 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let mut second = Second::new(&shared);
     let mut acl = Acl::default();
     let mut limits: HashMap<String, Limit> = HashMap::new();
+    // The config values the last parse left out (each logged once while it stays).
+    let mut left_out = BadValues::default();
     // Deltas merged since the last decision; a breaker whose timers run.
     let (mut news, mut timed) = (false, false);
     loop {
@@ -93,7 +96,9 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         let mut rules_changed = false;
         if parsed != Some(version) {
             parsed = Some(version);
-            let (fresh, fresh_acl, fresh_limits) = parse(snap.as_deref());
+            let (fresh, fresh_acl, fresh_limits, bad) = parse(snap.as_deref());
+            bad.log_new(&left_out);
+            left_out = bad;
             rules_changed = fresh.probes_per_core != settings.probes_per_core
                 || fresh.probe_timeout != settings.probe_timeout
                 || fresh_acl != acl
@@ -451,24 +456,28 @@ pub fn state_name(s: State) -> &'static str {
     }
 }
 
-/// The settings, ACL and limits in `snap`'s config.
-fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, Limit>) {
+/// The settings, ACL and limits in `snap`'s config, and the values they leave out
+/// (breaker switches included).
+fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
     let own = snap.and_then(|s| {
         let own = ServiceName::new(&s.app, &s.cluster).ok()?;
         s.providers(&own).map(<[_]>::len)
     });
-    (
-        Settings::from_config(snap),
-        Acl::from_config(snap),
-        limit::from_config(snap, own.unwrap_or(1)),
-    )
+    let mut bad = BadValues::default();
+    let parsed = (
+        Settings::from_config(snap, &mut bad),
+        Acl::from_config(snap, &mut bad),
+        limit::from_config(snap, own.unwrap_or(1), &mut bad),
+    );
+    Force::check(snap, &mut bad);
+    (parsed.0, parsed.1, parsed.2, bad)
 }
 
 /// Core `init`'s rules before the aggregator's first publish: nothing locked, and
 /// the settings, ACL and limits (split equally) of `snap`'s config, so that the
 /// config a process starts with holds from its first call.
 pub fn initial_rules(app: &str, snap: Option<&Snapshot>, init: &CoreInit) -> Rules {
-    let (s, acl, limits) = parse(snap);
+    let (s, acl, limits, _) = parse(snap);
     Rules {
         app: app.into(),
         breakers: Default::default(),

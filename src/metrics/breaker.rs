@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::bad_value::BadValues;
 use super::counts::{Counts, Window};
 use crate::control::{Snapshot, Switch};
 
@@ -64,40 +65,83 @@ impl Default for Settings {
     }
 }
 
+/// The breaker settings there are, as `breaker.<name>` config keys.
+const SETTINGS: &str = "min_requests, timeout_ratio, system_ratio, application_ratio, \
+     lock_ms, max_lock_ms, ramp_ms, probes_per_core, probe_timeout_ms, window_buckets, bucket_ms";
+
 impl Settings {
-    /// The settings in `snap`'s config over the defaults (a value that does not
-    /// parse keeps the default).
-    pub fn from_config(snap: Option<&Snapshot>) -> Settings {
+    /// The settings in `snap`'s config over the defaults; a value that does not
+    /// parse, or is out of its range, keeps the default and is noted in `bad`, as
+    /// is a `breaker.*` key that names no setting.
+    pub fn from_config(snap: Option<&Snapshot>, bad: &mut BadValues) -> Settings {
         let mut s = Settings::default();
         let Some(snap) = snap else { return s };
-        let get = |k: &str| snap.config_str(&format!("breaker.{k}")).map(str::trim);
-        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
-        let ratio = |k: &str| {
-            get(k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|r| *r > 0.0)
-        };
-        let ms = |k: &str| num(k).map(Duration::from_millis);
-        s.min_requests = num("min_requests").unwrap_or(s.min_requests);
-        s.timeout_ratio = ratio("timeout_ratio").unwrap_or(s.timeout_ratio);
-        s.system_ratio = ratio("system_ratio").unwrap_or(s.system_ratio);
-        s.application_ratio = ratio("application_ratio").unwrap_or(s.application_ratio);
-        s.lock = ms("lock_ms").unwrap_or(s.lock);
-        s.max_lock = ms("max_lock_ms").unwrap_or(s.max_lock).max(s.lock);
-        s.ramp = ms("ramp_ms").unwrap_or(s.ramp);
-        s.probes_per_core = num("probes_per_core").map_or(s.probes_per_core, |n| n.max(1) as usize);
-        s.probe_timeout = ms("probe_timeout_ms").unwrap_or(s.probe_timeout);
-        s.buckets = num("window_buckets").map_or(s.buckets, |n| n.clamp(1, 600) as usize);
-        s.bucket_ms = num("bucket_ms").map_or(s.bucket_ms, |n| n.max(10));
-        s.key_idle = (snap.config_str("metrics.key_idle_ms").map(str::trim))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(s.key_idle, Duration::from_millis);
+        for (key, value) in snap.config.range("breaker.".to_string()..) {
+            let Some(name) = key.strip_prefix("breaker.") else {
+                break;
+            };
+            let v = value.trim();
+            let whole = |least: u64, most: u64| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (least..=most).contains(n))
+                    .ok_or_else(|| match (least, most) {
+                        (0, u64::MAX) => "not a whole number".to_string(),
+                        (_, u64::MAX) => format!("not a whole number of at least {least}"),
+                        _ => format!("not a whole number from {least} to {most}"),
+                    })
+            };
+            let ms = || {
+                (whole(0, u64::MAX).map(Duration::from_millis))
+                    .map_err(|_| "not a whole number of milliseconds".to_string())
+            };
+            let ratio = || {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|r| *r > 0.0 && *r <= 1.0)
+                    .ok_or_else(|| "not a ratio above 0 and at most 1".to_string())
+            };
+            let set = match name {
+                "min_requests" => whole(0, u64::MAX).map(|n| s.min_requests = n),
+                "timeout_ratio" => ratio().map(|r| s.timeout_ratio = r),
+                "system_ratio" => ratio().map(|r| s.system_ratio = r),
+                "application_ratio" => ratio().map(|r| s.application_ratio = r),
+                "lock_ms" => ms().map(|d| s.lock = d),
+                "max_lock_ms" => ms().map(|d| s.max_lock = d),
+                "ramp_ms" => ms().map(|d| s.ramp = d),
+                "probes_per_core" => {
+                    whole(1, u32::MAX.into()).map(|n| s.probes_per_core = n as usize)
+                }
+                "probe_timeout_ms" => ms().map(|d| s.probe_timeout = d),
+                "window_buckets" => whole(1, 600).map(|n| s.buckets = n as usize),
+                "bucket_ms" => whole(10, u64::MAX).map(|n| s.bucket_ms = n),
+                _ => {
+                    bad.note(key, value, format!("no such breaker setting (breaker.<method> is a switch, not config; the settings are {SETTINGS})"));
+                    continue;
+                }
+            };
+            if let Err(why) = set {
+                bad.note(key, value, format!("{why}: the default is in force"));
+            }
+        }
+        s.max_lock = s.max_lock.max(s.lock);
+        if let Some(value) = snap.config_str("metrics.key_idle_ms") {
+            match value.trim().parse::<u64>() {
+                Ok(ms) => s.key_idle = Duration::from_millis(ms),
+                Err(_) => bad.note(
+                    "metrics.key_idle_ms",
+                    value,
+                    "not a whole number of milliseconds: the default (10 minutes) is in force",
+                ),
+            }
+        }
         s
     }
 }
 
-/// A switch over one breaker: `breaker.<method>` = `off` (never locks), `on` or
-/// absent (normal), or `"open"` (JSON: locked until the switch changes).
+/// A switch over one breaker: `breaker.<method>` = `off` or `false` (never locks),
+/// `on`, `true` or absent (normal), or `"open"` (JSON: locked until the switch
+/// changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Force {
     /// Normal.
@@ -111,10 +155,36 @@ pub enum Force {
 impl Force {
     /// The switch for `method` in `snap`.
     pub fn of(snap: Option<&Snapshot>, method: &str) -> Force {
-        match snap.and_then(|s| s.switch(&format!("breaker.{method}"))) {
-            Some(Switch::Off) => Force::Closed,
-            Some(Switch::Json(serde_json::Value::String(s))) if s == "open" => Force::Open,
-            _ => Force::None,
+        snap.and_then(|s| s.switch(&format!("breaker.{method}")))
+            .and_then(Force::from_switch)
+            .unwrap_or(Force::None)
+    }
+
+    /// Notes in `bad` each `breaker.<method>` switch in `snap` that is none of the
+    /// values above (it counts as absent: normal).
+    pub fn check(snap: Option<&Snapshot>, bad: &mut BadValues) {
+        let Some(snap) = snap else { return };
+        for (key, value) in snap.switches.range("breaker.".to_string()..) {
+            if !key.starts_with("breaker.") {
+                break;
+            }
+            if let Ok(switch) = Switch::parse(value) {
+                if Force::from_switch(switch).is_none() {
+                    let why = "a breaker switch is off, on, false, true or \"open\": the breaker runs normally";
+                    bad.note(key, value, why);
+                }
+            }
+        }
+    }
+
+    /// What `switch` asks of a breaker; `None` when it asks nothing it knows.
+    fn from_switch(switch: Switch) -> Option<Force> {
+        use serde_json::Value;
+        match switch {
+            Switch::Off | Switch::Json(Value::Bool(false)) => Some(Force::Closed),
+            Switch::On | Switch::Json(Value::Bool(true)) => Some(Force::None),
+            Switch::Json(Value::String(s)) if s == "open" => Some(Force::Open),
+            Switch::Json(_) => None,
         }
     }
 }
@@ -388,14 +458,47 @@ mod tests {
         Arc::make_mut(&mut snap.config).insert("breaker.min_requests".into(), "3".into());
         Arc::make_mut(&mut snap.config).insert("breaker.lock_ms".into(), "250".into());
         Arc::make_mut(&mut snap.config).insert("breaker.timeout_ratio".into(), "nonsense".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.system_ratio".into(), "2".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.window_buckets".into(), "0".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.ramp_ms".into(), "1e3".into());
+        Arc::make_mut(&mut snap.config).insert("breaker.echo".into(), "off".into());
+        Arc::make_mut(&mut snap.config).insert("metrics.key_idle_ms".into(), "-1".into());
         Arc::make_mut(&mut snap.switches).insert("breaker.m".into(), "\"open\"".into());
-        let got = Settings::from_config(Some(&snap));
+        Arc::make_mut(&mut snap.switches).insert("breaker.n".into(), "false".into());
+        Arc::make_mut(&mut snap.switches).insert("breaker.o".into(), "\"closed\"".into());
+        let mut bad = BadValues::default();
+        let got = Settings::from_config(Some(&snap), &mut bad);
         assert_eq!(
             (got.min_requests, got.lock),
             (3, Duration::from_millis(250))
         );
-        assert_eq!(got.timeout_ratio, 0.5);
+        let defaults = Settings::default();
+        assert_eq!(
+            (got.timeout_ratio, got.system_ratio, got.buckets, got.ramp),
+            (0.5, 0.5, defaults.buckets, defaults.ramp)
+        );
+        assert_eq!(got.key_idle, defaults.key_idle);
+        Force::check(Some(&snap), &mut bad);
+        let keys: Vec<&str> = bad.iter().map(|b| b.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "breaker.echo",
+                "breaker.o",
+                "breaker.ramp_ms",
+                "breaker.system_ratio",
+                "breaker.timeout_ratio",
+                "breaker.window_buckets",
+                "metrics.key_idle_ms"
+            ]
+        );
         assert_eq!(Force::of(Some(&snap), "m"), Force::Open);
+        assert_eq!(
+            Force::of(Some(&snap), "n"),
+            Force::Closed,
+            "JSON false is off"
+        );
+        assert_eq!(Force::of(Some(&snap), "o"), Force::None);
         assert_eq!(Force::of(Some(&snap), "other"), Force::None);
     }
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::bad_value::BadValues;
 use crate::clock::Stamp;
 use crate::control::Snapshot;
 
@@ -24,23 +25,48 @@ pub struct Limit {
 }
 
 /// The limits in `snap`'s config; `providers` live providers of this service
-/// share a cluster-wide limit.
-pub fn from_config(snap: Option<&Snapshot>, providers: usize) -> HashMap<String, Limit> {
+/// share a cluster-wide limit. A key that is not `limit.<method>.qps`,
+/// `.cluster_qps` or `.concurrency`, or whose value is not a number above 0 (a
+/// whole one for a concurrency), is left out and noted in `bad`.
+pub fn from_config(
+    snap: Option<&Snapshot>,
+    providers: usize,
+    bad: &mut BadValues,
+) -> HashMap<String, Limit> {
     let mut out: HashMap<String, Limit> = HashMap::new();
     let Some(snap) = snap else { return out };
     for (key, value) in snap.config.range("limit.".to_string()..) {
         let Some(rest) = key.strip_prefix("limit.") else {
             break;
         };
-        let Some((method, what)) = rest.rsplit_once('.') else {
+        let what = rest.rsplit_once('.').filter(|(method, what)| {
+            !method.is_empty() && matches!(*what, "qps" | "cluster_qps" | "concurrency")
+        });
+        let Some((method, what)) = what else {
+            bad.note(
+                key,
+                value,
+                "not limit.<method>.qps, .cluster_qps or .concurrency: no limit from it",
+            );
             continue;
         };
-        let Ok(n) = value.trim().parse::<f64>() else {
+        let n = value
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n > 0.0);
+        let n = match (n, what) {
+            (Some(n), "concurrency") if n.fract() != 0.0 => None,
+            (n, _) => n,
+        };
+        let Some(n) = n else {
+            let number = match what {
+                "concurrency" => "a whole number of calls above 0",
+                _ => "a number of calls a second above 0",
+            };
+            bad.note(key, value, format!("not {number}: no limit from it"));
             continue;
         };
-        if !(n.is_finite() && n > 0.0) {
-            continue;
-        }
         let l = out.entry(method.to_string()).or_default();
         match what {
             "qps" => l.qps = Some(l.qps.map_or(n, |q: f64| q.min(n))),
@@ -48,8 +74,7 @@ pub fn from_config(snap: Option<&Snapshot>, providers: usize) -> HashMap<String,
                 let per = n / providers.max(1) as f64;
                 l.qps = Some(l.qps.map_or(per, |q| q.min(per)));
             }
-            "concurrency" => l.concurrency = Some(n as u32).filter(|c| *c > 0),
-            _ => {}
+            _ => l.concurrency = Some(n.min(u32::MAX.into()) as u32),
         }
     }
     out
@@ -327,7 +352,26 @@ mod tests {
         Arc::make_mut(&mut s.config).insert("limit.echo.concurrency".into(), "8".into());
         Arc::make_mut(&mut s.config).insert("limit.add.cluster_qps".into(), "300".into());
         Arc::make_mut(&mut s.config).insert("limit.bad.qps".into(), "-1".into());
-        let l = from_config(Some(&s), 3);
+        Arc::make_mut(&mut s.config).insert("limit.half.concurrency".into(), "0.5".into());
+        Arc::make_mut(&mut s.config).insert("limit.zero.qps".into(), "0".into());
+        Arc::make_mut(&mut s.config).insert("limit.word.qps".into(), "ten".into());
+        Arc::make_mut(&mut s.config).insert("limit.echo.qsp".into(), "5".into());
+        Arc::make_mut(&mut s.config).insert("limit.echo".into(), "5".into());
+        let mut bad = BadValues::default();
+        let l = from_config(Some(&s), 3, &mut bad);
+        let keys: Vec<&str> = bad.iter().map(|b| b.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "limit.bad.qps",
+                "limit.echo",
+                "limit.echo.qsp",
+                "limit.half.concurrency",
+                "limit.word.qps",
+                "limit.zero.qps"
+            ]
+        );
+        assert_eq!(l.len(), 2, "{l:?}");
         assert_eq!(
             l["echo"],
             Limit {

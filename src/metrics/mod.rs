@@ -8,6 +8,7 @@
 //!   decides the breakers.
 //! - [`breaker`]: the breaker rules and their settings (config `breaker.*`, switch
 //!   `breaker.<method>`).
+//! - [`bad_value`]: the control config values the parsers leave out, logged once.
 //!
 //! Data flows one way each: deltas cores → aggregator, breaker states aggregator →
 //! cores; a core never waits on the aggregator.
@@ -15,6 +16,7 @@
 pub mod acl;
 mod aggregator;
 pub mod anomaly;
+pub mod bad_value;
 pub mod breaker;
 mod counts;
 mod export;

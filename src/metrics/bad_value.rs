@@ -1,0 +1,67 @@
+//! Control config values left out, and why: each parser of `acl.*`, `limit.*`,
+//! `breaker.*` and `metrics.*` notes what it refuses (the key then counts as
+//! absent), and the aggregator logs each one once while it stays.
+
+use std::collections::BTreeSet;
+
+/// The longest part of a value a log line shows.
+const SHOWN: usize = 100;
+
+/// One value left out: its key, the value (cut to 100 characters) and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BadValue {
+    /// The config or switch key.
+    pub key: String,
+    /// The value, cut short.
+    pub value: String,
+    /// Why it is left out, and what is in force instead.
+    pub why: String,
+}
+
+/// The values a parse left out.
+#[derive(Debug, Default)]
+pub struct BadValues(BTreeSet<BadValue>);
+
+impl BadValues {
+    /// Notes `key = value` as left out, for `why`.
+    pub fn note(&mut self, key: &str, value: &str, why: impl Into<String>) {
+        let value = match value.char_indices().nth(SHOWN) {
+            Some((at, _)) => format!("{}…", &value[..at]),
+            None => value.to_string(),
+        };
+        self.0.insert(BadValue {
+            key: key.to_string(),
+            value,
+            why: why.into(),
+        });
+    }
+
+    /// The values left out, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &BadValue> {
+        self.0.iter()
+    }
+
+    /// Logs, one WARN each, the values not in `before` (what was logged at the
+    /// last parse); a value is logged again only after it was mended and came back.
+    pub fn log_new(&self, before: &BadValues) {
+        for b in self.0.difference(&before.0) {
+            tracing::warn!(key = %b.key, value = ?b.value, "config value left out: {}", b.why);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_and_each_is_kept_once() {
+        let mut bad = BadValues::default();
+        bad.note("k", &"é".repeat(150), "why");
+        bad.note("k", &"é".repeat(150), "why");
+        let all: Vec<_> = bad.iter().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].value.chars().count(), SHOWN + 1);
+        assert!(all[0].value.ends_with('…'));
+    }
+}
