@@ -342,6 +342,45 @@ fn values_come_from_a_file_or_stdin_and_a_reader_that_leaves_is_no_error() {
         "config", "set", "app", "k", "v", "--file", "-", "--state", state,
     ];
     assert_eq!(ringsoa(&both, b"").0, 2);
+    // A value of interface control that every process would leave out is refused,
+    // nothing written; its own key's value is taken, and other keys are not judged.
+    for (kind, key, value, why) in [
+        (
+            "config",
+            "acl.allow",
+            "[\"web\"",
+            "not a JSON list of app ids",
+        ),
+        (
+            "config",
+            "limit.echo.qps",
+            "0",
+            "not a number of calls a second above 0",
+        ),
+        ("config", "breaker.lock", "5", "no such breaker setting"),
+        ("config", "log.routes", "[1]", "not a JSON list of {"),
+        (
+            "switch",
+            "breaker.echo",
+            "\"closed\"",
+            "a breaker switch is off, on",
+        ),
+    ] {
+        let (code, _, err) = ringsoa(&[kind, "set", "app", key, value, "--state", state], b"");
+        assert_eq!(code, 2, "{key}: {err}");
+        assert!(err.contains(&format!("{key}: {why}")), "{err}");
+        assert!(err.contains("nothing written"), "{err}");
+        let (code, _, _) = ringsoa(&[kind, "get", "app", key, "--state", state], b"");
+        assert_eq!(code, 2, "{key} was written");
+    }
+    for (kind, key, value) in [
+        ("config", "acl.allow", "[\"web\"]"),
+        ("config", "greeting", "[not json"),
+        ("switch", "breaker.echo", "false"),
+    ] {
+        let (code, _, err) = ringsoa(&[kind, "set", "app", key, value, "--state", state], b"");
+        assert_eq!(code, 0, "{key}: {err}");
+    }
     // A reader that leaves before the output is written (`| head`): no panic, exit
     // 0. The generated code is larger than a pipe holds, so a write meets the close.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringsoa"))

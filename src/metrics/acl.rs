@@ -59,7 +59,8 @@ impl Acl {
                         _ => bad.note(
                             key,
                             value,
-                            "neither allow nor deny: native callers are allowed",
+                            "neither allow nor deny",
+                            "native callers are allowed",
                         ),
                     }
                     continue;
@@ -75,12 +76,13 @@ impl Acl {
                 ("allow", Ok(names)) => lists.allow = Some(names),
                 ("deny", Ok(names)) => lists.deny = names,
                 ("allow" | "deny", Err(why)) => {
-                    bad.note(key, value, format!("{why}: the key is not in force"));
+                    bad.note(key, value, why, "the key is not in force");
                 }
                 _ => bad.note(
                     key,
                     value,
-                    "not acl.allow, acl.deny, acl.native, acl.<method>.allow or acl.<method>.deny: not in force",
+                    "not acl.allow, acl.deny, acl.native, acl.<method>.allow or acl.<method>.deny",
+                    "the key is not in force",
                 ),
             }
         }

@@ -458,7 +458,7 @@ pub fn state_name(s: State) -> &'static str {
 
 /// The settings, ACL and limits in `snap`'s config, and the values they leave out
 /// (breaker switches included).
-fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
+pub(super) fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
     let own = snap.and_then(|s| {
         let own = ServiceName::new(&s.app, &s.cluster).ok()?;
         s.providers(&own).map(<[_]>::len)

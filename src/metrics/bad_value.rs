@@ -7,15 +7,18 @@ use std::collections::BTreeSet;
 /// The longest part of a value a log line shows.
 const SHOWN: usize = 100;
 
-/// One value left out: its key, the value (cut to 100 characters) and why.
+/// One value left out: its key, the value (cut to 100 characters), why, and what
+/// is in force instead.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BadValue {
     /// The config or switch key.
     pub key: String,
     /// The value, cut short.
     pub value: String,
-    /// Why it is left out, and what is in force instead.
+    /// Why it is left out.
     pub why: String,
+    /// What is in force instead.
+    pub then: &'static str,
 }
 
 /// The values a parse left out.
@@ -23,8 +26,8 @@ pub struct BadValue {
 pub struct BadValues(BTreeSet<BadValue>);
 
 impl BadValues {
-    /// Notes `key = value` as left out, for `why`.
-    pub fn note(&mut self, key: &str, value: &str, why: impl Into<String>) {
+    /// Notes `key = value` as left out, for `why`, `then` being in force.
+    pub fn note(&mut self, key: &str, value: &str, why: impl Into<String>, then: &'static str) {
         let value = match value.char_indices().nth(SHOWN) {
             Some((at, _)) => format!("{}…", &value[..at]),
             None => value.to_string(),
@@ -33,6 +36,7 @@ impl BadValues {
             key: key.to_string(),
             value,
             why: why.into(),
+            then,
         });
     }
 
@@ -45,7 +49,7 @@ impl BadValues {
     /// last parse); a value is logged again only after it was mended and came back.
     pub fn log_new(&self, before: &BadValues) {
         for b in self.0.difference(&before.0) {
-            tracing::warn!(key = %b.key, value = ?b.value, "config value left out: {}", b.why);
+            tracing::warn!(key = %b.key, value = ?b.value, "config value left out: {}: {}", b.why, b.then);
         }
     }
 }
@@ -57,8 +61,8 @@ mod tests {
     #[test]
     fn long_values_are_cut_and_each_is_kept_once() {
         let mut bad = BadValues::default();
-        bad.note("k", &"é".repeat(150), "why");
-        bad.note("k", &"é".repeat(150), "why");
+        bad.note("k", &"é".repeat(150), "why", "then");
+        bad.note("k", &"é".repeat(150), "why", "then");
         let all: Vec<_> = bad.iter().collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].value.chars().count(), SHOWN + 1);

@@ -116,12 +116,13 @@ impl Settings {
                 "window_buckets" => whole(1, 600).map(|n| s.buckets = n as usize),
                 "bucket_ms" => whole(10, u64::MAX).map(|n| s.bucket_ms = n),
                 _ => {
-                    bad.note(key, value, format!("no such breaker setting (breaker.<method> is a switch, not config; the settings are {SETTINGS})"));
+                    let why = format!("no such breaker setting (breaker.<method> is a switch, not config; the settings are {SETTINGS})");
+                    bad.note(key, value, why, "nothing is set by it");
                     continue;
                 }
             };
             if let Err(why) = set {
-                bad.note(key, value, format!("{why}: the default is in force"));
+                bad.note(key, value, why, "the default is in force");
             }
         }
         s.max_lock = s.max_lock.max(s.lock);
@@ -131,7 +132,8 @@ impl Settings {
                 Err(_) => bad.note(
                     "metrics.key_idle_ms",
                     value,
-                    "not a whole number of milliseconds: the default (10 minutes) is in force",
+                    "not a whole number of milliseconds",
+                    "the default (10 minutes) is in force",
                 ),
             }
         }
@@ -170,8 +172,8 @@ impl Force {
             }
             if let Ok(switch) = Switch::parse(value) {
                 if Force::from_switch(switch).is_none() {
-                    let why = "a breaker switch is off, on, false, true or \"open\": the breaker runs normally";
-                    bad.note(key, value, why);
+                    let why = "a breaker switch is off, on, false, true or \"open\"";
+                    bad.note(key, value, why, "the breaker runs normally");
                 }
             }
         }

@@ -46,7 +46,8 @@ pub fn from_config(
             bad.note(
                 key,
                 value,
-                "not limit.<method>.qps, .cluster_qps or .concurrency: no limit from it",
+                "not limit.<method>.qps, .cluster_qps or .concurrency",
+                "no limit from it",
             );
             continue;
         };
@@ -64,7 +65,7 @@ pub fn from_config(
                 "concurrency" => "a whole number of calls above 0",
                 _ => "a number of calls a second above 0",
             };
-            bad.note(key, value, format!("not {number}: no limit from it"));
+            bad.note(key, value, format!("not {number}"), "no limit from it");
             continue;
         };
         let l = out.entry(method.to_string()).or_default();

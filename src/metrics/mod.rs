@@ -35,9 +35,10 @@ pub use counts::Counts;
 pub use recorder::CoreMetrics;
 
 use crate::control::latest::{self, Publisher};
-use crate::control::CoreInit;
+use crate::control::{CoreInit, Snapshot};
 use crate::governance::Governance;
 use aggregator::{state_name, MethodRecord};
+use bad_value::{BadValue, BadValues};
 use recorder::{Delta, PoolsAnswer, Rules};
 
 /// Told of every breaker change: method, state before, state after, reason.
@@ -333,6 +334,34 @@ impl Metrics {
     pub fn app(&self) -> &str {
         &self.shared.options.app
     }
+}
+
+/// Why a process would leave out config value `key = value` (a switch when
+/// `switch`) of interface control (`acl.*`, `limit.*`, `breaker.*`,
+/// `metrics.key_idle_ms`, `log.routes`, switches `breaker.<method>`), and what it
+/// would use instead; `None` when it takes it or the key is none of these. For
+/// tools that write values, so that a typo is refused before any process reads it.
+pub fn check_value(key: &str, value: &str, switch: bool) -> Option<BadValue> {
+    if !switch && key == "log.routes" {
+        let why = crate::logs::Router::parse(value).err()?;
+        // Its errors name the key; the caller does too.
+        let why = (why.strip_prefix("log.routes: "))
+            .or_else(|| why.strip_prefix("log.routes is "))
+            .unwrap_or(&why);
+        let mut bad = BadValues::default();
+        bad.note(key, value, why, "the routes before it stay");
+        return bad.iter().next().cloned();
+    }
+    let mut snap = Snapshot::empty("check", "check");
+    let values = if switch {
+        &mut snap.switches
+    } else {
+        &mut snap.config
+    };
+    Arc::make_mut(values).insert(key.to_string(), value.to_string());
+    let (.., bad) = aggregator::parse(Some(&snap));
+    let first = bad.iter().next().cloned();
+    first
 }
 
 #[cfg(test)]

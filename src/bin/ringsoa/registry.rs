@@ -218,6 +218,13 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                 if kind == Kind::Switches {
                     Switch::parse(&value)?;
                 }
+                let switch = kind == Kind::Switches;
+                if let Some(bad) = ringsoa::metrics::check_value(&key, &value, switch) {
+                    return Err(format!(
+                        "{key}: {}; nothing written (a process would leave the value out: {})",
+                        bad.why, bad.then
+                    ));
+                }
                 let store = open(&at.source, &at.root).await?;
                 store
                     .set(&app, at.cluster.as_deref(), kind, &key, Some(&value))
