@@ -278,6 +278,9 @@ impl ServerBuilder {
                 tracing::warn!(app = %config.app, cores = config.cores, listen = %config.listen, "starting on the epoll driver, not io_uring ({why})")
             }
         }
+        if cfg!(panic = "abort") {
+            tracing::warn!("built with panic = \"abort\": a handler that panics ends the process (each call's panic is answered with an exception only where panics unwind)");
+        }
         if let Some(g) = &self.governance {
             // Load before listen: config and switches first (bounded: ZooKeeper's
             // loss falls back to the disk cache after the boot wait).
