@@ -46,15 +46,15 @@ pub struct Router {
 }
 
 impl Router {
-    /// Parses `log.routes`' value.
+    /// Parses `log.routes`' value; an error says what is wrong with it (the
+    /// caller names the key).
     pub fn parse(json: &str) -> Result<Vec<RouteSpec>, String> {
-        let specs: Vec<RouteSpec> = serde_json::from_str(json).map_err(|e| {
-            format!("log.routes is not a JSON list of {{\"target\", \"level\", \"file\"}}: {e}")
-        })?;
+        let specs: Vec<RouteSpec> = serde_json::from_str(json)
+            .map_err(|e| format!("not a JSON list of {{\"target\", \"level\", \"file\"}}: {e}"))?;
         for s in &specs {
             s.level
                 .parse::<Level>()
-                .map_err(|_| format!("log.routes: bad level {:?}", s.level))?;
+                .map_err(|_| format!("bad level {:?}", s.level))?;
         }
         Ok(specs)
     }

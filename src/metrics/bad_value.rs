@@ -1,6 +1,7 @@
 //! Control config values left out, and why: each parser of `acl.*`, `limit.*`,
-//! `breaker.*` and `metrics.*` notes what it refuses (the key then counts as
-//! absent), and the aggregator logs each one once while it stays.
+//! `breaker.*` (config and switches) and `metrics.key_idle_ms` notes what it
+//! refuses (the key then counts as absent), and the aggregator logs each one once
+//! while it stays.
 
 use std::collections::BTreeSet;
 
@@ -43,6 +44,11 @@ impl BadValues {
     /// The values left out, in key order.
     pub fn iter(&self) -> impl Iterator<Item = &BadValue> {
         self.0.iter()
+    }
+
+    /// The first value left out, in key order.
+    pub fn into_first(self) -> Option<BadValue> {
+        self.0.into_iter().next()
     }
 
     /// Logs, one WARN each, the values not in `before` (what was logged at the

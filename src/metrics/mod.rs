@@ -344,13 +344,9 @@ impl Metrics {
 pub fn check_value(key: &str, value: &str, switch: bool) -> Option<BadValue> {
     if !switch && key == "log.routes" {
         let why = crate::logs::Router::parse(value).err()?;
-        // Its errors name the key; the caller does too.
-        let why = (why.strip_prefix("log.routes: "))
-            .or_else(|| why.strip_prefix("log.routes is "))
-            .unwrap_or(&why);
         let mut bad = BadValues::default();
         bad.note(key, value, why, "the routes before it stay");
-        return bad.iter().next().cloned();
+        return bad.into_first();
     }
     let mut snap = Snapshot::empty("check", "check");
     let values = if switch {
@@ -359,9 +355,7 @@ pub fn check_value(key: &str, value: &str, switch: bool) -> Option<BadValue> {
         &mut snap.config
     };
     Arc::make_mut(values).insert(key.to_string(), value.to_string());
-    let (.., bad) = aggregator::parse(Some(&snap));
-    let first = bad.iter().next().cloned();
-    first
+    aggregator::parse(Some(&snap)).3.into_first()
 }
 
 #[cfg(test)]

@@ -378,7 +378,7 @@ fn follow_log_routes(governance: Governance, router: Router) {
             if now != last {
                 let specs = now.as_deref().map_or(Ok(Vec::new()), Router::parse);
                 if let Err(e) = specs.and_then(|s| router.set(s)) {
-                    tracing::error!(error = %e, "log routes not applied");
+                    tracing::error!(error = %e, "log.routes not applied");
                 }
                 last = now;
             }
