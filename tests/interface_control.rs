@@ -737,6 +737,21 @@ fn a_downstream_method_gets_its_own_breaker_and_the_pools_show_the_clients() {
         "{text}"
     );
     assert!(relay(&mut s, &live).0, "another downstream is not touched");
+    // Its switch, named in /breakers, holds it closed: the relays reach the dead
+    // node again (before, a downstream breaker's switch could not be named: its
+    // key's `:` and `/` are no part of a switch name).
+    let switch = b.report(&breaker)["switch"].as_str().unwrap().to_string();
+    assert_eq!(
+        switch,
+        format!("breaker.client_{}.whoami", dead.replace(':', "_"))
+    );
+    b.set_config(&format!("{config}\n\"{switch}\" = \"off\""));
+    b.wait_state(&breaker, "UNLOCKED");
+    let (ok, text) = relay(&mut s, &dead);
+    assert!(
+        !ok && text.contains("relay to") && !text.contains("circuit breaker"),
+        "{text}"
+    );
     // Per node: the attempts on the dead node, as system errors (no connection).
     let node = b.report(&format!("node:{dead}@{dead}"));
     assert!(node["lifetime"]["system"].as_u64() >= Some(6), "{node}");

@@ -141,9 +141,10 @@ impl Settings {
     }
 }
 
-/// A switch over one breaker: `breaker.<method>` = `off` or `false` (never locks),
+/// A switch over one breaker: `breaker.<key>` = `off` or `false` (never locks),
 /// `on`, `true` or absent (normal), or `"open"` (JSON: locked until the switch
-/// changes).
+/// changes); the key is a method, or a downstream method `client:<service>.<method>`
+/// with every character a switch name does not take made `_` ([`switch_name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Force {
     /// Normal.
@@ -155,9 +156,9 @@ pub enum Force {
 }
 
 impl Force {
-    /// The switch for `method` in `snap`.
-    pub fn of(snap: Option<&Snapshot>, method: &str) -> Force {
-        snap.and_then(|s| s.switch(&format!("breaker.{method}")))
+    /// The switch over breaker `key` in `snap`.
+    pub fn of(snap: Option<&Snapshot>, key: &str) -> Force {
+        snap.and_then(|s| s.switch(&switch_name(key)))
             .and_then(Force::from_switch)
             .unwrap_or(Force::None)
     }
@@ -189,6 +190,12 @@ impl Force {
             Switch::Json(_) => None,
         }
     }
+}
+
+/// The name of the switch over breaker `key`: `breaker.echo`, or
+/// `breaker.client_app_cluster.echo` for `client:app/cluster.echo`.
+pub fn switch_name(key: &str) -> String {
+    format!("breaker.{}", super::export::plain_name(key))
 }
 
 /// A breaker's state as the cores see it.

@@ -119,10 +119,11 @@ fn label_value(text: &str) -> String {
     out
 }
 
-/// `text` as part of a statsd name: any character but ASCII letters, digits, `_`,
-/// `-` and `.` becomes `_` (a `:` ends the name in a statsd line, `|` and a line
-/// break end more: `client:host:port.method` made lines statsd could not parse).
-fn statsd_name(text: &str) -> std::borrow::Cow<'_, str> {
+/// `text` as part of a statsd name or a switch name: any character but ASCII
+/// letters, digits, `_`, `-` and `.` becomes `_` (a `:` ends the name in a statsd
+/// line, `|` and a line break end more: `client:host:port.method` made lines statsd
+/// could not parse; a switch name takes no `:` or `/`).
+pub(super) fn plain_name(text: &str) -> std::borrow::Cow<'_, str> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     if text.chars().all(plain) {
         return text.into();
@@ -152,7 +153,7 @@ impl Statsd {
         Ok(Statsd {
             socket,
             to,
-            prefix: statsd_name(prefix.trim_end_matches('.')).into_owned(),
+            prefix: plain_name(prefix.trim_end_matches('.')).into_owned(),
             buf: String::with_capacity(DATAGRAM),
         })
     }
@@ -163,7 +164,7 @@ impl Statsd {
         self.buf.clear();
         let mut line = String::with_capacity(128);
         for (m, (c, h)) in calls {
-            let m = statsd_name(m);
+            let m = plain_name(m);
             for (outcome, n) in outcomes(c).into_iter().filter(|(_, n)| *n > 0) {
                 line.clear();
                 let _ = write!(line, "{}.{m}.{outcome}:{n}|c", self.prefix);

@@ -114,6 +114,9 @@ pub struct MethodReport {
     pub lifetime: Counts,
     /// Latency percentiles so far (µs): p50, p90, p99, p99.9, max.
     pub latency_us: [u64; 5],
+    /// The switch that holds the breaker open or closed (none for a node: a
+    /// node's health is its client's).
+    pub switch: Option<String>,
 }
 
 struct Shared {
@@ -183,6 +186,7 @@ impl Shared {
                     window: m.window.total(now_ms),
                     lifetime: m.lifetime,
                     latency_us: [q(0.5), q(0.9), q(0.99), q(0.999), h.max()],
+                    switch: (!name.starts_with("node:")).then(|| breaker::switch_name(name)),
                 };
                 (name.clone(), r)
             })
