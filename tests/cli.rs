@@ -373,6 +373,24 @@ fn values_come_from_a_file_or_stdin_and_a_reader_that_leaves_is_no_error() {
         let (code, _, _) = ringsoa(&[kind, "get", "app", key, "--state", state], b"");
         assert_eq!(code, 2, "{key} was written");
     }
+    // A bare `open` for a breaker says how to write it.
+    let (code, _, err) = ringsoa(
+        &[
+            "switch",
+            "set",
+            "app",
+            "breaker.echo",
+            "open",
+            "--state",
+            state,
+        ],
+        b"",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("a breaker is held open by the JSON string \"open\""),
+        "{err}"
+    );
     for (kind, key, value) in [
         ("config", "acl.allow", "[\"web\"]"),
         ("config", "greeting", "[not json"),

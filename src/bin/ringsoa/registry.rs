@@ -216,7 +216,12 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                     (None, None) => unreachable!("clap requires a value or --file"),
                 };
                 if kind == Kind::Switches {
-                    Switch::parse(&value)?;
+                    Switch::parse(&value).map_err(|e| match value.trim() {
+                        "open" if key.starts_with("breaker.") => format!(
+                            "{e}; a breaker is held open by the JSON string \"open\" (quoted: '\"open\"')"
+                        ),
+                        _ => e,
+                    })?;
                 }
                 let switch = kind == Kind::Switches;
                 if let Some(bad) = ringsoa::metrics::check_value(&key, &value, switch) {
