@@ -342,7 +342,7 @@ impl Metrics {
 
 /// Why a process would leave out config value `key = value` (a switch when
 /// `switch`) of interface control (`acl.*`, `limit.*`, `breaker.*`,
-/// `metrics.key_idle_ms`, `log.routes`, switches `breaker.<method>`), and what it
+/// `metrics.key_idle_ms`, `log.routes`, switches `breaker.*`), and what it
 /// would use instead; `None` when it takes it or the key is none of these. For
 /// tools that write values, so that a typo is refused before any process reads it.
 pub fn check_value(key: &str, value: &str, switch: bool) -> Option<BadValue> {
