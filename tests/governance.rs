@@ -1726,8 +1726,7 @@ fn a_zookeeper_outage_costs_no_call_and_a_restart_boots_from_the_cache() {
 }
 
 /// A drain while ZooKeeper cannot be reached: the node cannot be deleted, and the
-/// process says so (and that it goes with the session) and exits after the
-/// deregistration's bound, not at some later time.
+/// process says so (and that it goes with the session), then drains and exits.
 #[test]
 fn a_drain_while_zookeeper_is_unreachable_says_the_node_stays_until_the_session_ends() {
     let zk = ZooKeeper::start(1);

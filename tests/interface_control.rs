@@ -358,11 +358,15 @@ fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_po
     // A change elsewhere in the config logs nothing again.
     b.set_config("\"acl.deny\" = \"evil, worse\"\n\"acl.allow\" = '[\"good\", \"other\"'\n\"acl.native\" = \"Deny\"");
     eventually("the new deny list", || ping_as(addr, "worse").is_err());
+    // The log is written by a thread of its own: give it time to catch up.
+    let left_out = |log: &str| -> Vec<String> {
+        let lines = log.lines().filter(|l| l.contains("config value left out"));
+        lines.map(str::to_string).collect()
+    };
+    eventually("the two lines logged", || left_out(&b.log()).len() >= 2);
+    std::thread::sleep(Duration::from_millis(200));
     let log = b.log();
-    let left_out: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("config value left out"))
-        .collect();
+    let left_out = left_out(&log);
     assert_eq!(left_out.len(), 2, "{log}");
     assert!(
         left_out[0].contains("not a JSON list of app ids") && left_out[0].contains("key=acl.allow"),
