@@ -76,6 +76,7 @@ fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let governance = Governance::start(options)?;
     let mut options = ringsoa::metrics::MetricsOptions::new("my-app");
     options.governance = Some(governance.clone()); // live breaker settings and switches
+    options.knows_method = Some(MyServer::<MyHandler>::knows_method); // typos in rules are named
     let metrics = ringsoa::metrics::Metrics::start(options)?;
     let server = ringsoa::server::ServerBuilder::new("my-app")
         .listen(addr)

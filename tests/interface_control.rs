@@ -348,31 +348,36 @@ fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_po
     });
     // Values their keys do not take are left out, each with one WARN: a broken
     // JSON list is not taken as the names `["good"` and `"other"` (which refused
-    // every caller), and `Deny` is not `deny`.
-    b.set_config("\"acl.deny\" = \"evil\"\n\"acl.allow\" = '[\"good\", \"other\"'\n\"acl.native\" = \"Deny\"");
+    // every caller), `Deny` is not `deny`, and the demo has no method `ecoh`.
+    let bad = "\"acl.allow\" = '[\"good\", \"other\"'\n\"acl.native\" = \"Deny\"\n\"acl.ecoh.deny\" = \"x\"";
+    b.set_config(&format!("\"acl.deny\" = \"evil\"\n{bad}"));
     eventually("the broken allow list and native policy left out", || {
         (0..16).all(|_| ping_native(addr).is_ok() && ping_as(addr, "good").is_ok())
     });
     assert_eq!(ping_as(addr, "other"), Ok(()));
     assert!(ping_as(addr, "evil").is_err(), "the rest holds");
     // A change elsewhere in the config logs nothing again.
-    b.set_config("\"acl.deny\" = \"evil, worse\"\n\"acl.allow\" = '[\"good\", \"other\"'\n\"acl.native\" = \"Deny\"");
+    b.set_config(&format!("\"acl.deny\" = \"evil, worse\"\n{bad}"));
     eventually("the new deny list", || ping_as(addr, "worse").is_err());
     // The log is written by a thread of its own: give it time to catch up.
     let left_out = |log: &str| -> Vec<String> {
         let lines = log.lines().filter(|l| l.contains("config value left out"));
         lines.map(str::to_string).collect()
     };
-    eventually("the two lines logged", || left_out(&b.log()).len() >= 2);
+    eventually("the three lines logged", || left_out(&b.log()).len() >= 3);
     std::thread::sleep(Duration::from_millis(200));
     let log = b.log();
     let left_out = left_out(&log);
-    assert_eq!(left_out.len(), 2, "{log}");
+    assert_eq!(left_out.len(), 3, "{log}");
     assert!(
         left_out[0].contains("not a JSON list of app ids") && left_out[0].contains("key=acl.allow"),
         "{log}"
     );
-    assert!(left_out[1].contains("neither allow nor deny"), "{log}");
+    assert!(
+        left_out[1].contains("ecoh is no method of this service"),
+        "{log}"
+    );
+    assert!(left_out[2].contains("neither allow nor deny"), "{log}");
 }
 
 /// Calls `echo` on every connection for `run`; returns each connection's admitted

@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 
-use super::bad_value::BadValues;
+use super::bad_value::{self, BadValues};
+use super::KnowsMethod;
 use crate::control::Snapshot;
 
 /// One allow list (absent: everyone) and one deny list.
@@ -42,9 +43,14 @@ fn list(v: &str) -> Result<Vec<String>, String> {
 
 impl Acl {
     /// The rules in `snap`'s config (none: everyone may call everything). A key
-    /// that is none of the module docs' keys, or a value that is not what its key
+    /// that is none of the module docs' keys, names a method the service does not
+    /// have (by `knows`, when given), or has a value that is not what its key
     /// takes, is left out and noted in `bad`.
-    pub fn from_config(snap: Option<&Snapshot>, bad: &mut BadValues) -> Acl {
+    pub fn from_config(
+        snap: Option<&Snapshot>,
+        knows: Option<KnowsMethod>,
+        bad: &mut BadValues,
+    ) -> Acl {
         let mut acl = Acl::default();
         let Some(snap) = snap else { return acl };
         for (key, value) in snap.config.range("acl.".to_string()..) {
@@ -66,6 +72,11 @@ impl Acl {
                     continue;
                 }
                 None => (&mut acl.service, rest),
+                Some((method, _)) if bad_value::unknown(knows, method) => {
+                    let why = format!("{method} is no method of this service");
+                    bad.note(key, value, why, "the key is not in force");
+                    continue;
+                }
                 Some((method, which)) if !method.is_empty() => {
                     (acl.methods.entry(method.into()).or_default(), which)
                 }
@@ -139,7 +150,8 @@ mod tests {
             Arc::make_mut(&mut s.config).insert(k.to_string(), v.to_string());
         }
         let mut bad = BadValues::default();
-        let acl = Acl::from_config(Some(&s), &mut bad);
+        let knows: KnowsMethod = |m| m != b"nope";
+        let acl = Acl::from_config(Some(&s), Some(knows), &mut bad);
         (acl, bad.iter().map(|b| b.key.clone()).collect())
     }
 
@@ -194,6 +206,7 @@ mod tests {
             ("acl.echo.alow", "web"),
             ("acl.echo", "web"),
             ("acl..deny", "web"),
+            ("acl.nope.deny", "evil"),
         ]);
         assert_eq!(
             bad,
@@ -202,7 +215,8 @@ mod tests {
                 "acl.allow",
                 "acl.echo",
                 "acl.echo.alow",
-                "acl.native"
+                "acl.native",
+                "acl.nope.deny"
             ]
         );
         // A broken JSON list is no list of the names "[\"web\"" and "\"api\"",

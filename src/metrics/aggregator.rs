@@ -19,7 +19,7 @@ use super::counts::{Counts, Window};
 use super::export::Statsd;
 use super::limit::{self, Limit};
 use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
-use super::{LimitReport, Shared};
+use super::{KnowsMethod, LimitReport, MetricsOptions, Shared};
 use crate::control::{CoreInit, ServiceName, Snapshot};
 
 /// One method's merged record.
@@ -96,7 +96,8 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         let mut rules_changed = false;
         if parsed != Some(version) {
             parsed = Some(version);
-            let (fresh, fresh_acl, fresh_limits, bad) = parse(snap.as_deref());
+            let knows = shared.options.knows_method;
+            let (fresh, fresh_acl, fresh_limits, bad) = parse(snap.as_deref(), knows);
             bad.log_new(&left_out);
             left_out = bad;
             rules_changed = fresh.probes_per_core != settings.probes_per_core
@@ -457,8 +458,11 @@ pub fn state_name(s: State) -> &'static str {
 }
 
 /// The settings, ACL and limits in `snap`'s config, and the values they leave out
-/// (breaker switches included).
-pub(super) fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
+/// (breaker switches included); `knows` tells the service's methods, when given.
+pub(super) fn parse(
+    snap: Option<&Snapshot>,
+    knows: Option<KnowsMethod>,
+) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
     let own = snap.and_then(|s| {
         let own = ServiceName::new(&s.app, &s.cluster).ok()?;
         s.providers(&own).map(<[_]>::len)
@@ -466,20 +470,20 @@ pub(super) fn parse(snap: Option<&Snapshot>) -> (Settings, Acl, HashMap<String, 
     let mut bad = BadValues::default();
     let parsed = (
         Settings::from_config(snap, &mut bad),
-        Acl::from_config(snap, &mut bad),
-        limit::from_config(snap, own.unwrap_or(1), &mut bad),
+        Acl::from_config(snap, knows, &mut bad),
+        limit::from_config(snap, own.unwrap_or(1), knows, &mut bad),
     );
-    Force::check(snap, &mut bad);
+    Force::check(snap, knows, &mut bad);
     (parsed.0, parsed.1, parsed.2, bad)
 }
 
 /// Core `init`'s rules before the aggregator's first publish: nothing locked, and
 /// the settings, ACL and limits (split equally) of `snap`'s config, so that the
 /// config a process starts with holds from its first call.
-pub fn initial_rules(app: &str, snap: Option<&Snapshot>, init: &CoreInit) -> Rules {
-    let (s, acl, limits, _) = parse(snap);
+pub fn initial_rules(o: &MetricsOptions, snap: Option<&Snapshot>, init: &CoreInit) -> Rules {
+    let (s, acl, limits, _) = parse(snap, o.knows_method);
     Rules {
-        app: app.into(),
+        app: o.app.clone(),
         breakers: Default::default(),
         probes_per_core: s.probes_per_core,
         probe_timeout: s.probe_timeout,
@@ -503,12 +507,12 @@ mod tests {
         Arc::make_mut(&mut snap.config).insert("acl.deny".into(), "evil".into());
         Arc::make_mut(&mut snap.config).insert("limit.echo.qps".into(), "1000".into());
         Arc::make_mut(&mut snap.config).insert("breaker.probes_per_core".into(), "3".into());
-        let rules = initial_rules("a", Some(&snap), &CoreInit::new(1, 2));
+        let rules = initial_rules(&MetricsOptions::new("a"), Some(&snap), &CoreInit::new(1, 2));
         assert!(rules.acl.check("evil", "a", "ping").is_err());
         assert!(rules.acl.check("good", "a", "ping").is_ok());
         assert_eq!(rules.limits["echo"].qps, Some(500.0), "an equal share");
         assert_eq!(rules.probes_per_core, 3);
-        let open = initial_rules("a", None, &CoreInit::new(0, 2));
+        let open = initial_rules(&MetricsOptions::new("a"), None, &CoreInit::new(0, 2));
         assert!(open.acl.is_open() && open.limits.is_empty());
     }
 

@@ -22,6 +22,12 @@ pub struct BadValue {
     pub then: &'static str,
 }
 
+/// Whether `method` is none of the service's methods (`knows`; every name is one
+/// when it is not given).
+pub fn unknown(knows: Option<super::KnowsMethod>, method: &str) -> bool {
+    knows.is_some_and(|knows| !knows(method.as_bytes()))
+}
+
 /// The values a parse left out.
 #[derive(Debug, Default)]
 pub struct BadValues(BTreeSet<BadValue>);

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::bad_value::BadValues;
+use super::bad_value::{self, BadValues};
 use super::counts::{Counts, Window};
+use super::KnowsMethod;
 use crate::control::{Snapshot, Switch};
 
 /// Breaker settings: config keys `breaker.<name>` (changed live) over defaults.
@@ -163,13 +164,19 @@ impl Force {
             .unwrap_or(Force::None)
     }
 
-    /// Notes in `bad` each `breaker.<method>` switch in `snap` that is none of the
-    /// values above (it counts as absent: normal).
-    pub fn check(snap: Option<&Snapshot>, bad: &mut BadValues) {
+    /// Notes in `bad` each `breaker.*` switch in `snap` that is none of the values
+    /// above, or names a method the service does not have (by `knows`, when given;
+    /// a downstream breaker's `breaker.client_…` aside): it counts as absent.
+    pub fn check(snap: Option<&Snapshot>, knows: Option<KnowsMethod>, bad: &mut BadValues) {
         let Some(snap) = snap else { return };
         for (key, value) in snap.switches.range("breaker.".to_string()..) {
-            if !key.starts_with("breaker.") {
+            let Some(method) = key.strip_prefix("breaker.") else {
                 break;
+            };
+            if !method.starts_with("client_") && bad_value::unknown(knows, method) {
+                let why = format!("{method} is no method of this service (a downstream breaker's switch is breaker.client_<service>.<method>)");
+                bad.note(key, value, why, "nothing is held by it");
+                continue;
             }
             if let Ok(switch) = Switch::parse(value) {
                 if Force::from_switch(switch).is_none() {
@@ -487,12 +494,16 @@ mod tests {
             (0.5, 0.5, defaults.buckets, defaults.ramp)
         );
         assert_eq!(got.key_idle, defaults.key_idle);
-        Force::check(Some(&snap), &mut bad);
+        Arc::make_mut(&mut snap.switches).insert("breaker.nope".into(), "off".into());
+        Arc::make_mut(&mut snap.switches).insert("breaker.client_x.nope".into(), "off".into());
+        let knows: KnowsMethod = |m| m != b"nope";
+        Force::check(Some(&snap), Some(knows), &mut bad);
         let keys: Vec<&str> = bad.iter().map(|b| b.key.as_str()).collect();
         assert_eq!(
             keys,
             [
                 "breaker.echo",
+                "breaker.nope",
                 "breaker.o",
                 "breaker.ramp_ms",
                 "breaker.system_ratio",

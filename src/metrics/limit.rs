@@ -11,7 +11,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::bad_value::BadValues;
+use super::bad_value::{self, BadValues};
+use super::KnowsMethod;
 use crate::clock::Stamp;
 use crate::control::Snapshot;
 
@@ -26,11 +27,13 @@ pub struct Limit {
 
 /// The limits in `snap`'s config; `providers` live providers of this service
 /// share a cluster-wide limit. A key that is not `limit.<method>.qps`,
-/// `.cluster_qps` or `.concurrency`, or whose value is not a number above 0 (a
-/// whole one for a concurrency), is left out and noted in `bad`.
+/// `.cluster_qps` or `.concurrency` of one of the service's methods (by `knows`,
+/// when given), or whose value is not a number above 0 (a whole one for a
+/// concurrency), is left out and noted in `bad`.
 pub fn from_config(
     snap: Option<&Snapshot>,
     providers: usize,
+    knows: Option<KnowsMethod>,
     bad: &mut BadValues,
 ) -> HashMap<String, Limit> {
     let mut out: HashMap<String, Limit> = HashMap::new();
@@ -51,6 +54,11 @@ pub fn from_config(
             );
             continue;
         };
+        if bad_value::unknown(knows, method) {
+            let why = format!("{method} is no method of this service");
+            bad.note(key, value, why, "no limit from it");
+            continue;
+        }
         let n = value
             .trim()
             .parse::<f64>()
@@ -359,7 +367,9 @@ mod tests {
         Arc::make_mut(&mut s.config).insert("limit.echo.qsp".into(), "5".into());
         Arc::make_mut(&mut s.config).insert("limit.echo".into(), "5".into());
         let mut bad = BadValues::default();
-        let l = from_config(Some(&s), 3, &mut bad);
+        Arc::make_mut(&mut s.config).insert("limit.nope.qps".into(), "5".into());
+        let knows: KnowsMethod = |m| m != b"nope";
+        let l = from_config(Some(&s), 3, Some(knows), &mut bad);
         let keys: Vec<&str> = bad.iter().map(|b| b.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -368,6 +378,7 @@ mod tests {
                 "limit.echo",
                 "limit.echo.qsp",
                 "limit.half.concurrency",
+                "limit.nope.qps",
                 "limit.word.qps",
                 "limit.zero.qps"
             ]

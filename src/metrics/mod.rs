@@ -55,7 +55,15 @@ pub struct MetricsOptions {
     pub on_change: Option<OnChange>,
     /// A statsd agent and the prefix of every name sent to it.
     pub statsd: Option<(std::net::SocketAddr, String)>,
+    /// Whether a name is one of the service's methods (the generated
+    /// `<Service>Server::knows_method`): an ACL rule, a limit or a breaker switch
+    /// of a method the service does not have (a typo) is then left out with a
+    /// WARN. `None` takes every name.
+    pub knows_method: Option<KnowsMethod>,
 }
+
+/// Whether a method name (as called) is one of a service's.
+pub type KnowsMethod = fn(&[u8]) -> bool;
 
 impl MetricsOptions {
     /// Defaults for `app`.
@@ -65,6 +73,7 @@ impl MetricsOptions {
             governance: None,
             on_change: None,
             statsd: None,
+            knows_method: None,
         }
     }
 }
@@ -268,7 +277,7 @@ impl Metrics {
             None => {
                 let o = &self.shared.options;
                 let snap = o.governance.as_ref().map(|g| g.snapshot());
-                aggregator::initial_rules(&o.app, snap.as_deref(), init)
+                aggregator::initial_rules(o, snap.as_deref(), init)
             }
         });
         cores.push((init.index, tx));
@@ -359,7 +368,7 @@ pub fn check_value(key: &str, value: &str, switch: bool) -> Option<BadValue> {
         &mut snap.config
     };
     Arc::make_mut(values).insert(key.to_string(), value.to_string());
-    aggregator::parse(Some(&snap)).3.into_first()
+    aggregator::parse(Some(&snap), None).3.into_first()
 }
 
 #[cfg(test)]

@@ -503,6 +503,7 @@ fn run() -> std::io::Result<()> {
     } else {
         let mut o = MetricsOptions::new(&args.name);
         o.governance = governance.clone();
+        o.knows_method = Some(DemoServer::<Demo>::knows_method);
         o.statsd = args.statsd.map(|to| {
             (
                 to,
