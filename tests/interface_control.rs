@@ -360,14 +360,16 @@ fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_po
     b.set_config(&format!("\"acl.deny\" = \"evil, worse\"\n{bad}"));
     eventually("the new deny list", || ping_as(addr, "worse").is_err());
     // The log is written by a thread of its own: give it time to catch up.
-    let left_out = |log: &str| -> Vec<String> {
+    let lines_left_out = |log: &str| -> Vec<String> {
         let lines = log.lines().filter(|l| l.contains("config value left out"));
         lines.map(str::to_string).collect()
     };
-    eventually("the three lines logged", || left_out(&b.log()).len() >= 3);
+    eventually("the three lines logged", || {
+        lines_left_out(&b.log()).len() >= 3
+    });
     std::thread::sleep(Duration::from_millis(200));
     let log = b.log();
-    let left_out = left_out(&log);
+    let left_out = lines_left_out(&log);
     assert_eq!(left_out.len(), 3, "{log}");
     assert!(
         left_out[0].contains("not a JSON list of app ids") && left_out[0].contains("key=acl.allow"),
@@ -378,6 +380,20 @@ fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_po
         "{log}"
     );
     assert!(left_out[2].contains("neither allow nor deny"), "{log}");
+    // Thirty at once (a bulk import): twenty lines and a count, not thirty.
+    let many: Vec<String> = (0..30)
+        .map(|i| format!("\"limit.echo{i:02}.qps\" = \"x\""))
+        .collect();
+    b.set_config(&format!(
+        "\"acl.deny\" = \"evil, worse\"\n{bad}\n{}",
+        many.join("\n")
+    ));
+    eventually("the count logged", || {
+        b.log().contains("10 more config values left out")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let log = b.log();
+    assert_eq!(lines_left_out(&log).len(), 3 + 20, "{log}");
 }
 
 /// Calls `echo` on every connection for `run`; returns each connection's admitted

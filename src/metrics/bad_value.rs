@@ -8,6 +8,10 @@ use std::collections::BTreeSet;
 /// The longest part of a value a log line shows.
 const SHOWN: usize = 100;
 
+/// Values left out that one parse logs at WARN; the rest at debug, counted in one
+/// more WARN (a bulk import of thousands of bad keys is a few lines, not thousands).
+const LOGGED: usize = 20;
+
 /// One value left out: its key, the value (cut to 100 characters), why, and what
 /// is in force instead.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,11 +61,24 @@ impl BadValues {
         self.0.into_iter().next()
     }
 
-    /// Logs, one WARN each, the values not in `before` (what was logged at the
-    /// last parse); a value is logged again only after it was mended and came back.
+    /// Logs the values not in `before` (what was logged at the last parse), the
+    /// first 20 at WARN and the rest at debug with a count; a value is
+    /// logged again only after it was mended and came back.
     pub fn log_new(&self, before: &BadValues) {
-        for b in self.0.difference(&before.0) {
-            tracing::warn!(key = %b.key, value = ?b.value, "config value left out: {}: {}", b.why, b.then);
+        let mut more = 0;
+        for (i, b) in self.0.difference(&before.0).enumerate() {
+            if i < LOGGED {
+                tracing::warn!(key = %b.key, value = ?b.value, "config value left out: {}: {}", b.why, b.then);
+            } else {
+                more += 1;
+                tracing::debug!(key = %b.key, value = ?b.value, "config value left out: {}: {}", b.why, b.then);
+            }
+        }
+        if more > 0 {
+            tracing::warn!(
+                more,
+                "{more} more config values left out (each logged at debug level)"
+            );
         }
     }
 }
