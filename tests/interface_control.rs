@@ -583,6 +583,21 @@ for family in text_string_to_metric_families(text):
             && !text.contains("forged")
             && text.contains(&format!("client:{target}.whoami success 1"))
     });
+    // /breakers names the switch of each method's breaker, and none for the pool
+    // of unknown names (no method a switch could name) or for a node.
+    assert_eq!(b.report("fail")["switch"], "breaker.fail");
+    let client = format!("client:{target}.whoami");
+    assert_eq!(
+        b.report(&client)["switch"],
+        format!("breaker.client_{}.whoami", target.replace(':', "_"))
+    );
+    for key in ["(unknown)".to_string(), format!("node:{target}@{target}")] {
+        let report = b.report(&key);
+        assert!(
+            report["lifetime"].is_object() && report["switch"].is_null(),
+            "{key}: {report}"
+        );
+    }
 }
 
 #[test]

@@ -123,8 +123,8 @@ pub struct MethodReport {
     pub lifetime: Counts,
     /// Latency percentiles so far (µs): p50, p90, p99, p99.9, max.
     pub latency_us: [u64; 5],
-    /// The switch that holds the breaker open or closed (none for a node: a
-    /// node's health is its client's).
+    /// The switch that holds the breaker open or closed (none for a node, whose
+    /// health is its client's, or for the `(unknown)` and `(other)` pools).
     pub switch: Option<String>,
 }
 
@@ -195,7 +195,8 @@ impl Shared {
                     window: m.window.total(now_ms),
                     lifetime: m.lifetime,
                     latency_us: [q(0.5), q(0.9), q(0.99), q(0.999), h.max()],
-                    switch: (!name.starts_with("node:")).then(|| breaker::switch_name(name)),
+                    switch: (!name.starts_with("node:") && !name.starts_with('('))
+                        .then(|| breaker::switch_name(name)),
                 };
                 (name.clone(), r)
             })
