@@ -1,6 +1,7 @@
 //! `client::Client` pools and retries against real `ringsoa-demo` processes: dead
 //! connections never handed out, the response-shift hazard, the pool's limits and
-//! resets, deadlines sent and honoured, and which failures are retried.
+//! resets, deadlines sent and honoured, which failures are retried, and large
+//! buffers kept between large calls.
 
 mod idl {
     ringsoa::include_idl!();
@@ -614,5 +615,87 @@ fn a_request_over_the_servers_size_limit_is_answered_and_its_connection_reused()
                 "{header:?}: one connection for every call"
             );
         }
+    });
+}
+
+/// Counts the bytes each thread allocates (a realloc counts its new size), so
+/// that a test can see what a call costs in memory whatever the other tests do.
+struct Counting;
+
+thread_local! {
+    static ALLOCATED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count(bytes: usize) {
+    // Not while the thread is being torn down.
+    let _ = ALLOCATED.try_with(|a| a.set(a.get() + bytes as u64));
+}
+
+// SAFETY: every call is handed to the system allocator as it came.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        count(size);
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// A client making large calls on several connections at once reuses its
+/// buffers (`PoolOptions::spare_buffers`). Before, each 1 MiB echo grew a
+/// request buffer and a reply buffer afresh, step by step, copying as they
+/// grew: about 9 MiB allocated a call, where the caller's own copy of the
+/// argument and the decoded result are 2 MiB. Kept buffers are let go once unused.
+#[test]
+fn large_calls_on_several_connections_reuse_the_clients_buffers() {
+    let demo = Demo::start(&["--cores", "1"]);
+    let addr = demo.addr;
+    block_on(async move {
+        let mut config = config();
+        config.conn.framing = ringsoa::transport::Framing::Framed;
+        let client = Rc::new(Client::new([addr], config));
+        let msg = Rc::new("x".repeat(1 << 20));
+        let calls = |n| {
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let (echo, msg) = (DemoClient::new(client.clone()), msg.clone());
+                    monoio::spawn(async move {
+                        for _ in 0..n {
+                            let got = echo.echo(None, (*msg).clone()).await.unwrap();
+                            assert_eq!(got.len(), msg.len());
+                        }
+                    })
+                })
+                .collect();
+            async move {
+                for t in tasks {
+                    t.await;
+                }
+            }
+        };
+        calls(3).await;
+        let before = ALLOCATED.with(|a| a.get());
+        calls(10).await;
+        let per_call = (ALLOCATED.with(|a| a.get()) - before) / 40;
+        let kib = per_call >> 10;
+        // 2,048 KiB of them are the caller's own.
+        eprintln!("{kib} KiB allocated a 1 MiB echo, four at once");
+        assert!(kib < 3 << 10, "{kib} KiB allocated a 1 MiB echo");
+        // Kept buffers are let go after a second in which none was used: the
+        // next large call grows its buffers again.
+        monoio::time::sleep(Duration::from_millis(2500)).await;
+        let before = ALLOCATED.with(|a| a.get());
+        let echo = DemoClient::new(client.clone());
+        echo.echo(None, (*msg).clone()).await.unwrap();
+        let kib = (ALLOCATED.with(|a| a.get()) - before) >> 10;
+        assert!(kib > 4 << 10, "{kib} KiB allocated: buffers still kept");
     });
 }

@@ -25,6 +25,8 @@ use crate::control::{Governed, Outcome, PoolStats, Provider, ServiceName, Snapsh
 use crate::protocol::{Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::{CallContext, CallError, Channel};
+use crate::transport::conn::KEEP_CAPACITY;
+use crate::transport::spare::SpareBuffers;
 
 /// One core's client of one service (see the module docs). Generated client stubs
 /// take it (or an `Rc` of it, to share it between stubs) as their channel.
@@ -49,6 +51,7 @@ impl Client {
         config.bound_waits();
         let budget = RetryBudget::new(&config.retry, Instant::now());
         let aperture = Aperture::at_random(config.balance.aperture);
+        let spares = Rc::new(SpareBuffers::new(config.pool.spare_buffers));
         let client = Client {
             inner: Rc::new(Inner {
                 config,
@@ -60,6 +63,7 @@ impl Client {
                 root_calls: Cell::new(0),
                 maintenance: Cell::new(false),
                 stop: Rc::default(),
+                spares,
             }),
         };
         client.set_nodes(nodes);
@@ -463,7 +467,14 @@ impl Channel for Client {
         // would copy all of it.
         let call = std::pin::pin!(self.inner.call(cx, method, false, args));
         let reply = call.await?.expect("a CALL has a reply");
-        read_body(self.protocol(), self.max_decoded(), reply)
+        // A large reply's buffer is kept for the next large message once decoded
+        // (unless the result still holds a view of it).
+        let large = (reply.msg.len() > KEEP_CAPACITY).then(|| reply.msg.clone());
+        let body = read_body(self.protocol(), self.max_decoded(), reply);
+        if let Some(unit) = large {
+            self.inner.spares.recycle(unit);
+        }
+        body
     }
 
     async fn oneway<A: Encode>(
@@ -613,7 +624,9 @@ mod tests {
             inner.upkeep();
             assert_eq!(tended(), [], "restored");
             let node = &nodes[20_000];
-            let conn = Conn::open(live, &inner.config.conn, 0).await.unwrap();
+            let conn = Conn::open(live, &inner.config.conn, 0, &inner.spares)
+                .await
+                .unwrap();
             node.pool_mut(NodePool::opened);
             inner.checkin(node, conn, Ok(()));
             assert_eq!((tended(), node.pool().idle()), (vec![live], 1));

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
@@ -27,6 +28,7 @@ use crate::rpc::CallError;
 use crate::tracking::{self, OutgoingHeader, UpgradeReply};
 use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};
 use crate::transport::header::{self, HeaderKind};
+use crate::transport::spare::SpareBuffers;
 use crate::transport::{Framing, DEFAULT_MAX_MESSAGE};
 
 /// How to reach and talk to a service's nodes.
@@ -175,6 +177,7 @@ impl Conn {
         addr: SocketAddr,
         opts: &ConnOptions,
         generation: u64,
+        spares: &Rc<SpareBuffers>,
     ) -> Result<Conn, CallError> {
         let connect_err = |source| CallError::Connect { addr, source };
         let stream = monoio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
@@ -192,8 +195,10 @@ impl Conn {
             Some(_) => Framing::Framed,
             None => opts.framing,
         };
+        let mut io = MessageConn::new(stream, framing, opts.protocol, opts.max_message);
+        io.set_spares(spares.clone());
         let mut conn = Conn {
-            io: MessageConn::new(stream, framing, opts.protocol, opts.max_message),
+            io,
             protocol: opts.protocol,
             header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
             header_in_frame: opts.header_in_frame && opts.header.is_some(),

@@ -10,6 +10,7 @@ use super::node::NodeState;
 use super::retry::RetryBudget;
 use super::upkeep::Stop;
 use crate::control::Governed;
+use crate::transport::spare::SpareBuffers;
 
 /// The client's state; see the module docs.
 pub(super) struct Inner {
@@ -32,6 +33,8 @@ pub(super) struct Inner {
     pub maintenance: Cell<bool>,
     /// Ends the background task when the client is dropped.
     pub stop: Rc<Stop>,
+    /// Large buffers its connections share between large messages.
+    pub spares: Rc<SpareBuffers>,
 }
 
 impl Inner {

@@ -39,7 +39,12 @@ impl Inner {
         let connecting = Connecting::new(node);
         // Boxed: connecting is the rare path, and its future (connect plus handshake)
         // would otherwise double the size of every call's future.
-        let open = Box::pin(Conn::open(node.node.addr, &self.config.conn, generation));
+        let open = Box::pin(Conn::open(
+            node.node.addr,
+            &self.config.conn,
+            generation,
+            &self.spares,
+        ));
         let conn = open.await?;
         drop(connecting);
         node.version.set(Some(conn.version));

@@ -37,6 +37,7 @@ impl Inner {
     /// pool or it fails.
     pub(super) fn upkeep(self: &Rc<Self>) {
         let now = Instant::now();
+        self.spares.trim(now);
         let nodes = std::mem::take(&mut *self.tended.borrow_mut());
         let mut kept = Vec::with_capacity(nodes.len());
         for node in nodes {
@@ -139,7 +140,7 @@ impl Stop {
 async fn probe(client: Rc<Inner>, node: Rc<NodeState>) {
     let addr = node.node.addr;
     let generation = node.generation.get();
-    let ok = match Conn::open(addr, &client.config.conn, generation).await {
+    let ok = match Conn::open(addr, &client.config.conn, generation, &client.spares).await {
         Ok(mut conn) => {
             let alive = client.ping(&mut conn).await;
             if alive {

@@ -181,10 +181,8 @@ impl MessageConn {
     /// the spare buffers (when nothing else holds a part of it: a handler may keep
     /// one). A small one is simply dropped.
     pub fn recycle(&self, unit: Bytes) {
-        if let (Some(spares), true) = (&self.spares, unit.len() > KEEP_CAPACITY) {
-            if let Ok(buf) = unit.try_into_mut() {
-                spares.give(buf);
-            }
+        if let Some(spares) = &self.spares {
+            spares.recycle(unit);
         }
     }
 

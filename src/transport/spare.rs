@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::conn::KEEP_CAPACITY;
 
@@ -71,6 +71,17 @@ impl SpareBuffers {
         self.held.set(self.held.get() + size);
         self.bufs.borrow_mut().push(buf);
         self.used.set(Instant::now());
+    }
+
+    /// Keeps the buffer of a large message cut from a connection's read buffer,
+    /// once its reader is done with it and nothing else holds a part of it (a
+    /// handler or a decoded reply may keep one). A small one is simply dropped.
+    pub fn recycle(&self, unit: Bytes) {
+        if unit.len() > KEEP_CAPACITY {
+            if let Ok(buf) = unit.try_into_mut() {
+                self.give(buf);
+            }
+        }
     }
 
     /// Lets every buffer go when none was given or taken for [`SPARE_IDLE`].
