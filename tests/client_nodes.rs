@@ -1,7 +1,8 @@
 //! Node management against three real `ringsoa-demo` processes: a node killed or
 //! frozen under load leaves rotation after at most K failures, a probe restores it
 //! after a restart or a thaw, soft load keeps connection counts level, and an
-//! aperture keeps the calls in its window while a node there can take them.
+//! aperture keeps the calls in its window while a node there can take them, and
+//! apertures placed by plan share the nodes among the clients.
 
 mod idl {
     ringsoa::include_idl!();
@@ -14,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use idl::demo::DemoClient;
-use ringsoa::client::{Attempt, BalanceOptions, Client, ClientConfig, Hooks, Policy};
+use ringsoa::client::{Attempt, BalanceOptions, Client, ClientConfig, Coordinate, Hooks, Policy};
 use support::process::Demo;
 
 /// Consecutive failures that fail a node (K) and the probe period (T) under test.
@@ -311,5 +312,39 @@ fn an_aperture_keeps_the_calls_in_its_window_and_goes_beyond_it_only_while_it_is
 
         let failed_calls = stop_load(&stop, workers).await;
         assert_eq!(failed_calls, 0, "retries went beyond the window");
+    });
+}
+
+/// Apertures placed by plan (`BalanceOptions::coordinate`): three clients with
+/// an aperture of 2 among six nodes, at places 0, 1 and 2 of 3, keep their calls
+/// on windows that do not overlap and together hold every node. (Placed by
+/// chance, three windows of two among six are that way one time in fifteen.)
+#[test]
+fn planned_apertures_share_the_nodes_among_the_clients() {
+    let demos: Vec<Demo> = (0..6).map(|_| Demo::start(&[])).collect();
+    let addrs: Vec<SocketAddr> = demos.iter().map(|d| d.addr).collect();
+    support::block_on(async {
+        let mut windows: Vec<Vec<SocketAddr>> = Vec::new();
+        for i in 0..3 {
+            let (client, seen) = client(&addrs, Policy::SoftLoad, |c| {
+                c.balance.aperture = 2;
+                c.balance.coordinate = Coordinate::new(i, 3);
+            });
+            let demo = DemoClient::new(client);
+            for k in 0..60 {
+                let msg = format!("{i}/{k}");
+                assert_eq!(demo.echo(None, msg.clone()).await.unwrap(), msg);
+            }
+            let mut called: Vec<SocketAddr> = seen.borrow().iter().map(|s| s.0).collect();
+            called.sort();
+            called.dedup();
+            assert_eq!(called.len(), 2, "client {i} called {called:?}");
+            windows.push(called);
+        }
+        let mut all: Vec<SocketAddr> = windows.concat();
+        all.sort();
+        let mut every = addrs.clone();
+        every.sort();
+        assert_eq!(all, every, "windows {windows:?}");
     });
 }

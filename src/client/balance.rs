@@ -50,15 +50,56 @@ pub struct BalanceOptions {
     /// to each node on each core, and its calls are spread so thin that each finds
     /// a cold connection. With an aperture of N, each client (on each core) keeps
     /// its calls on N nodes of weight above 0, a window at a random place on a ring
-    /// of the nodes' address hashes, so that its service's clients share the
-    /// nodes; a call goes beyond the window only when no node in it can take the
-    /// call (failed, or already tried by the call). A node that joins or leaves
-    /// moves at most one node into or out of a window. Choose N so that the
+    /// of the nodes' address hashes (or by plan: `coordinate`), so that its
+    /// service's clients share the nodes; a call goes beyond the window only when
+    /// no node in it can take the call (failed, or already tried by the call). A
+    /// node that joins or leaves moves at most one node into or out of a window
+    /// placed by chance. Choose N so that the
     /// service's clients × cores × N is ten times its nodes or more: a node's
     /// share of the calls then stays near the average (the README has figures; a
     /// node covered by no window gets none). A call goes through the window's
     /// nodes to choose: keep N to tens.
     pub aperture: usize,
+    /// This client's place among its service's clients, for an aperture placed by
+    /// plan rather than by chance (Finagle's deterministic aperture): client `i`
+    /// of `n` starts its window at node ⌊i·M/n⌋ of the M nodes of weight above 0
+    /// in address order, so every node is in as many windows as any other, give or
+    /// take one. Each client must have its own place, and every client the same
+    /// count: on a server, core `c` of `C` in instance `i` of `n` is
+    /// `Coordinate::new(i, n)?.split(c, C)`. A node that joins or leaves shifts
+    /// every window by a node or so (by chance, at most one node of one window
+    /// moves). `None` (the default): by chance.
+    pub coordinate: Option<Coordinate>,
+}
+
+/// A client's place among the clients of a service ([`BalanceOptions::coordinate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coordinate {
+    index: usize,
+    count: usize,
+}
+
+impl Coordinate {
+    /// Client `index` of `count` (from 0); `None` unless `index < count`.
+    pub fn new(index: usize, count: usize) -> Option<Coordinate> {
+        (index < count).then_some(Coordinate { index, count })
+    }
+
+    /// Part `part` of `parts` of this client's place (a core's client of a
+    /// process with `parts` cores): place `index·parts + part` of `count·parts`;
+    /// `None` unless `part < parts`, or past `usize`.
+    pub fn split(self, part: usize, parts: usize) -> Option<Coordinate> {
+        if part >= parts {
+            return None;
+        }
+        let index = self.index.checked_mul(parts)?.checked_add(part)?;
+        Coordinate::new(index, self.count.checked_mul(parts)?)
+    }
+
+    /// The first of `m` nodes in this client's window.
+    pub(crate) fn start(self, m: usize) -> usize {
+        (self.index as u128 * m as u128 / self.count as u128) as usize
+    }
 }
 
 impl Default for BalanceOptions {
@@ -69,6 +110,7 @@ impl Default for BalanceOptions {
             probe_interval: Duration::from_secs(5),
             initial_latency: Duration::from_millis(1),
             aperture: 0,
+            coordinate: None,
         }
     }
 }
@@ -400,7 +442,7 @@ mod tests {
     /// window failed or tried, the calls go to the others.
     #[test]
     fn an_aperture_keeps_calls_in_its_window_until_no_node_there_can_take_them() {
-        let ns = with_aperture(&[100; 100], Aperture::at_random(5));
+        let ns = with_aperture(&[100; 100], Aperture::new(5, None));
         let window = ns.window().to_vec();
         assert_eq!(window.len(), 5);
         for opts in [soft(), p2c_opts()] {
@@ -440,7 +482,7 @@ mod tests {
             w.iter().map(|&i| ns[i].node.addr).collect()
         };
         for _ in 0..50 {
-            let aperture = Aperture::at_random(8);
+            let aperture = Aperture::new(8, None);
             let mut weights = vec![100; 60];
             weights[7] = 0;
             let ns = with_aperture(&weights, aperture);
@@ -455,16 +497,62 @@ mod tests {
                 assert!(moved <= 2, "{more} nodes: {before:?} against {after:?}");
             }
         }
-        let few = with_aperture(&[100, 0, 100, 100], Aperture::at_random(3));
+        let few = with_aperture(&[100, 0, 100, 100], Aperture::new(3, None));
         assert!(few.window().is_empty(), "3 nodes can serve: every node");
         let mut covered = vec![0u32; 100];
         for _ in 0..200 {
-            let ns = with_aperture(&[100; 100], Aperture::at_random(10));
+            let ns = with_aperture(&[100; 100], Aperture::new(10, None));
             for &i in ns.window() {
                 covered[i] += 1;
             }
         }
         assert!(covered.iter().all(|&c| c > 0), "{covered:?}");
+    }
+
+    /// Planned windows: every node is in as many clients' windows as any other,
+    /// give or take one, whatever the numbers of clients, nodes and the aperture
+    /// (nodes of weight 0 left out); a node that joins shifts each window by
+    /// little; a coordinate is a place among its count, and split per core.
+    #[test]
+    fn planned_windows_cover_every_node_evenly() {
+        for (clients, nodes, size) in [
+            (3, 6, 2),
+            (10, 7, 3),
+            (7, 100, 8),
+            (64, 1000, 16),
+            (5, 12, 11),
+        ] {
+            let mut weights = vec![100; nodes + 1];
+            weights[nodes / 2] = 0;
+            let mut covered = vec![0u32; nodes + 1];
+            for i in 0..clients {
+                let c = Coordinate::new(i, clients).unwrap();
+                let ns = with_aperture(&weights, Aperture::new(size, Some(c)));
+                assert_eq!(ns.window().len(), size);
+                for &n in ns.window() {
+                    covered[n] += 1;
+                }
+                // One more node (at the end of the address order): the window
+                // keeps most of its nodes.
+                let more = with_aperture(&vec![100; nodes + 2], Aperture::new(size, Some(c)));
+                let kept = (more.window().iter())
+                    .filter(|n| ns.window().contains(n))
+                    .count();
+                assert!(kept + 2 >= size.min(nodes - 1), "{kept} of {size} kept");
+            }
+            assert_eq!(covered[nodes / 2], 0, "weight 0 is in no window");
+            covered.remove(nodes / 2);
+            let (min, max) = (covered.iter().min().unwrap(), covered.iter().max().unwrap());
+            assert!(
+                max - min <= 1,
+                "{clients} clients, {nodes} nodes, {size}: {covered:?}"
+            );
+        }
+        assert_eq!(Coordinate::new(3, 3), None);
+        let c = Coordinate::new(2, 3).unwrap();
+        assert_eq!(c.split(1, 4), Coordinate::new(9, 12));
+        assert_eq!(c.split(4, 4), None);
+        assert_eq!(Coordinate::new(1, usize::MAX).unwrap().split(0, 2), None);
     }
 
     /// Opens `n` connections' worth of load on `node`.

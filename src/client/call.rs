@@ -50,7 +50,7 @@ impl Client {
         }
         config.bound_waits();
         let budget = RetryBudget::new(&config.retry, Instant::now());
-        let aperture = Aperture::at_random(config.balance.aperture);
+        let aperture = Aperture::new(config.balance.aperture, config.balance.coordinate);
         let spares = Rc::new(SpareBuffers::new(config.pool.spare_buffers));
         let client = Client {
             inner: Rc::new(Inner {

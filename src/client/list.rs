@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::rc::Rc;
 
+use super::balance::Coordinate;
 use super::node::NodeState;
 
 /// A node's load in fixed point: open connections × [`LOAD_ONE`] ÷ weight.
@@ -112,38 +113,66 @@ impl Tally {
     }
 }
 
-/// A client's aperture: how many nodes its window holds, and where on the ring
-/// of the nodes' address hashes it starts (drawn once per client, so that the
-/// clients of a service, each on its own part of the ring, share its nodes).
+/// A client's aperture: how many nodes its window holds, and where it is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Aperture {
     pub size: usize,
-    pub point: u64,
+    place: Place,
+}
+
+/// Where an aperture's window is.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// After a point on the ring of the nodes' address hashes, drawn once per
+    /// client, so that the clients of a service, each on its own part of the ring,
+    /// share its nodes by chance.
+    Drawn(u64),
+    /// By the client's place among the service's clients.
+    Planned(Coordinate),
 }
 
 impl Aperture {
-    /// An aperture of `size` nodes at a random point; `None` for 0 (every node).
-    pub fn at_random(size: usize) -> Option<Aperture> {
-        (size > 0).then(|| Aperture {
-            size,
-            point: fastrand::u64(..),
-        })
+    /// An aperture of `size` nodes placed by `coordinate`, or at a random point
+    /// without one; `None` for 0 (every node).
+    pub fn new(size: usize, coordinate: Option<Coordinate>) -> Option<Aperture> {
+        let place = coordinate.map_or_else(|| Place::Drawn(fastrand::u64(..)), Place::Planned);
+        (size > 0).then_some(Aperture { size, place })
     }
 
-    /// The window among `nodes`: the `size` nodes of weight above 0 whose address
-    /// hashes follow the point on the ring, in list order; empty (every node) when
-    /// there are no more than `size` of them. A node that joins or leaves the list
-    /// moves at most one node into or out of the window.
+    /// The window among `nodes`, in list order: `size` of the nodes of weight
+    /// above 0, or empty (every node) when there are no more than `size` of them.
+    /// Drawn, the nodes whose address hashes follow the point on the ring (a node
+    /// that joins or leaves the list moves at most one node into or out of the
+    /// window); planned, the `size` nodes from the coordinate's start on, in list
+    /// order and round.
     fn window(&self, nodes: &[Rc<NodeState>]) -> Box<[usize]> {
-        let mut ring: Vec<(u64, usize)> = (nodes.iter().enumerate())
-            .filter(|(_, n)| n.node.weight > 0)
-            .map(|(i, n)| (ring_hash(n.node.addr).wrapping_sub(self.point), i))
-            .collect();
-        if ring.len() <= self.size {
-            return Box::default();
-        }
-        ring.select_nth_unstable(self.size - 1);
-        let mut window: Box<[usize]> = ring[..self.size].iter().map(|&(_, i)| i).collect();
+        let weighted = (nodes.iter().enumerate()).filter(|(_, n)| n.node.weight > 0);
+        let mut window: Box<[usize]> = match self.place {
+            Place::Drawn(point) => {
+                let mut ring: Vec<(u64, usize)> = weighted
+                    .map(|(i, n)| (ring_hash(n.node.addr).wrapping_sub(point), i))
+                    .collect();
+                if ring.len() <= self.size {
+                    return Box::default();
+                }
+                ring.select_nth_unstable(self.size - 1);
+                ring[..self.size].iter().map(|&(_, i)| i).collect()
+            }
+            Place::Planned(c) => {
+                let listed: Vec<usize> = weighted.map(|(i, _)| i).collect();
+                if listed.len() <= self.size {
+                    return Box::default();
+                }
+                let start = c.start(listed.len());
+                listed
+                    .iter()
+                    .cycle()
+                    .skip(start)
+                    .take(self.size)
+                    .copied()
+                    .collect()
+            }
+        };
         window.sort_unstable();
         window
     }
