@@ -276,6 +276,26 @@ fn framed_echo(len: usize) -> Vec<u8> {
     [&(body.len() as u32).to_be_bytes()[..], &body].concat()
 }
 
+/// `n` connections, each sending all but the last byte of a framed 15 MiB echo
+/// (on threads of their own, which end when the connections are shut down).
+fn unfinished_requests(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut part = framed_echo(15 << 20);
+    part.pop();
+    let part = Arc::new(part);
+    (0..n)
+        .map(|_| {
+            let s = connect(addr);
+            s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+            let held = s.try_clone().unwrap();
+            let part = part.clone();
+            std::thread::spawn(move || {
+                let _ = (&s).write_all(&part);
+            });
+            held
+        })
+        .collect()
+}
+
 /// Connections each sending all but the last byte of a 15 MiB request hold at most
 /// the core's budget for requests still arriving (256 MiB) and one message past it
 /// (the overdraft) beyond 64 KiB each: 40 of them raised RSS to 625 MB before it. Small calls are answered meanwhile, and once those
@@ -285,20 +305,7 @@ fn requests_still_arriving_take_at_most_the_cores_buffer_budget() {
     let demo = Demo::start(&["--cores", "1"]);
     let pid = demo.child.id();
     let before = rss_kb(pid);
-    // All but its last byte.
-    let mut part = framed_echo(15 << 20);
-    part.pop();
-    let part = std::sync::Arc::new(part);
-    let mut held = Vec::new();
-    for _ in 0..40 {
-        let s = connect(demo.addr);
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        held.push(s.try_clone().unwrap());
-        let part = part.clone();
-        std::thread::spawn(move || {
-            let _ = (&s).write_all(&part);
-        });
-    }
+    let held = unfinished_requests(demo.addr, 40);
     std::thread::sleep(Duration::from_secs(3));
     let during = rss_kb(pid);
     eprintln!("RSS {before} kB -> {during} kB with 40 requests of 15 MiB arriving");
@@ -876,6 +883,108 @@ fn a_low_open_file_limit_is_fitted_and_sheds_load_cleanly() {
         text.lines().filter(|l| l.contains("accept failed")).count() <= 2,
         "{text}"
     );
+}
+
+/// A memory cgroup of its own under this process's, with a limit (needs root and
+/// a writable memory hierarchy: cgroup v1's, or v2 with the memory controller
+/// given to children). Removed when dropped, once its processes have ended.
+struct MemoryCgroup {
+    dir: std::path::PathBuf,
+    procs: std::ffi::CString,
+}
+
+impl MemoryCgroup {
+    fn new(name: &str, limit: u64) -> MemoryCgroup {
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let (parent, file) = cgroups
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':').skip(1);
+                let (controllers, path) = (f.next()?, f.next()?.trim_start_matches('/'));
+                if controllers.split(',').any(|c| c == "memory") {
+                    Some((
+                        format!("/sys/fs/cgroup/memory/{path}"),
+                        "memory.limit_in_bytes",
+                    ))
+                } else if controllers.is_empty() && !cgroups.contains(":memory:") {
+                    Some((format!("/sys/fs/cgroup/{path}"), "memory.max"))
+                } else {
+                    None
+                }
+            })
+            .expect("no memory cgroup in /proc/self/cgroup");
+        let dir =
+            std::path::Path::new(&parent).join(format!("ringsoa-{name}-{}", std::process::id()));
+        let made = std::fs::create_dir(&dir)
+            .and_then(|()| std::fs::write(dir.join(file), limit.to_string()));
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir(&dir);
+            panic!(
+                "this drill needs root and a writable memory cgroup ({}: {e})",
+                dir.display()
+            );
+        }
+        let procs = dir.join("cgroup.procs");
+        let procs = std::ffi::CString::new(procs.to_str().unwrap()).unwrap();
+        MemoryCgroup { dir, procs }
+    }
+
+    /// Makes `cmd` start in this cgroup.
+    fn apply(&self, cmd: &mut std::process::Command) {
+        let procs = self.procs.clone();
+        // SAFETY: between fork and exec only system calls run, no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                // "0": the process that writes it.
+                let wrote = fd >= 0 && libc::write(fd, c"0".as_ptr().cast(), 1) == 1;
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                if !wrote {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// In a container whose memory limit (256 MiB) is below what the cores' buffer
+/// budgets may hold (2 × 576 MiB by default), the budgets are lowered to fit
+/// half of it, with a WARN, and 40 connections each sending all but the last
+/// byte of a 15 MiB request are held to them: the process stays up and answers.
+/// Before, the same flood got it killed by the kernel's OOM killer.
+#[test]
+fn budgets_are_fitted_to_a_containers_memory_limit() {
+    let cgroup = MemoryCgroup::new("memory", 256 << 20);
+    let mut logged = Logged::start("memory", |cmd| cgroup.apply(cmd));
+    let held = unfinished_requests(logged.demo.addr, 40);
+    std::thread::sleep(Duration::from_secs(4));
+    let exited = logged.demo.child.try_wait().unwrap();
+    assert!(exited.is_none(), "the demo ended: {exited:?}");
+    let mut s = connect(logged.demo.addr);
+    assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
+    for s in held {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    let text = logged.text();
+    assert!(
+        text.contains("the memory limit of 256 MiB (cgroup) is below twice what 2 cores' buffer budgets may hold (1152 MiB): each core's lowered from 576 to 63 MiB"),
+        "{text}"
+    );
+    drop(cgroup);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::handover::{self, Offer};
 use super::hooks::Hooks;
 use super::shutdown::{CoreEnded, Shutdown};
 use super::state::ControlFactory;
-use super::{alloc, fds, watchdog, Config};
+use super::{alloc, fds, memory, watchdog, Config};
 use crate::control::{CoreControl, CoreInit};
 use crate::governance::Governance;
 use crate::rpc::{CallContext, Dispatch};
@@ -112,7 +112,9 @@ impl ServerBuilder {
     }
 
     /// Memory the decoded containers of one request may take, and of all the calls
-    /// in flight on one core.
+    /// in flight on one core. The per-core budgets (this, [`Self::max_buffered`]
+    /// and [`Self::spare_buffers`]) are lowered at start, with a warning, when all
+    /// cores' together would hold more than half the process's cgroup memory limit.
     pub fn max_decoded(mut self, per_request: usize, per_core: usize) -> Self {
         self.config.max_decoded = per_request;
         self.config.core_decoded = per_core;
@@ -123,7 +125,8 @@ impl ServerBuilder {
     /// beyond each connection's first 64 KiB; past it, one connection at a time
     /// goes on (so that partly arrived requests never wait on each other) and the
     /// others wait, within their read timeout, for requests to arrive whole. At
-    /// least `max_message` less 64 KiB (checked at start).
+    /// least `max_message` less 64 KiB (checked at start). Fitted to the memory
+    /// limit (see [`Self::max_decoded`]).
     pub fn max_buffered(mut self, per_core: usize) -> Self {
         self.config.core_buffered = per_core;
         self
@@ -133,7 +136,7 @@ impl ServerBuilder {
     /// after the large messages that grew them, for the next large request or reply
     /// on any of its connections to take whole: no pages faulted in afresh, no
     /// growing step by step. Those nobody takes for a second are let go. Default
-    /// 64 MiB; 0 keeps none.
+    /// 64 MiB; 0 keeps none. Fitted to the memory limit (see [`Self::max_decoded`]).
     pub fn spare_buffers(mut self, per_core: usize) -> Self {
         self.config.spare_buffers = per_core;
         self
@@ -266,6 +269,7 @@ impl ServerBuilder {
             }
         }
         self.config.max_connections = fds::fit_connections(&self.config);
+        memory::fit_budgets(&mut self.config);
         if let Some(pad) = self.config.malloc_top_pad {
             alloc::keep_top_pad(pad);
         }

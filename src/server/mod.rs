@@ -16,7 +16,7 @@
 //! - [`core`]: one core: runtime, listener, accept loop, drain; `state` is what its
 //!   connections share, `conns` its connection table (idle eviction), `fds` fits the
 //!   connection limit to the open-file limit (its warnings are rate-limited by
-//!   `logs::throttle`).
+//!   `logs::throttle`), `memory` the buffer budgets to the memory limit.
 //! - [`detect`]: first-bytes detection.
 //! - `conn`: one connection's request loop; `call`: one call on it.
 //! - `handover`: a zero-downtime restart hands the listening sockets to the new
@@ -51,6 +51,7 @@ mod fds;
 mod handle;
 mod handover;
 mod hooks;
+mod memory;
 pub mod shutdown;
 mod state;
 pub mod watchdog;
