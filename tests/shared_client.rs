@@ -101,3 +101,23 @@ fn plain_threads_wait_on_a_shared_client() {
     let echoed = wait(d.echo(None, "ü".repeat(10_000))).unwrap();
     assert_eq!(echoed, "ü".repeat(10_000));
 }
+
+/// `SharedClient::spawn_each` gives each thread's client its index: the clients
+/// made with app ids of their own are each seen by the server, calls going to
+/// the threads in turn.
+#[test]
+fn each_thread_builds_its_client_with_its_index() {
+    let demo = Demo::start(&[]);
+    let addr = demo.addr;
+    let client = SharedClient::spawn_each(3, Protocol::Binary, move |i| {
+        Client::new([addr], ClientConfig::new(format!("thread-{i}")))
+    })
+    .unwrap();
+    let d = DemoClient::new(client);
+    let mut callers: Vec<String> = (0..6)
+        .map(|_| wait(d.whoami(None)).unwrap()["client"].clone())
+        .collect();
+    callers.sort();
+    callers.dedup();
+    assert_eq!(callers, ["thread-0", "thread-1", "thread-2"]);
+}

@@ -86,6 +86,20 @@ impl SharedClient {
     where
         F: Fn() -> Client + Send + Sync + 'static,
     {
+        SharedClient::spawn_each(threads, protocol, move |_| make())
+    }
+
+    /// [`SharedClient::spawn`], `make` given each thread's index (from 0): for
+    /// what must differ between the threads' clients, such as an aperture's place
+    /// (`Coordinate::split(thread, threads)`).
+    pub fn spawn_each<F>(
+        threads: usize,
+        protocol: Protocol,
+        make: F,
+    ) -> std::io::Result<SharedClient>
+    where
+        F: Fn(usize) -> Client + Send + Sync + 'static,
+    {
         let make = Arc::new(make);
         let mut mailboxes = Vec::new();
         let mut max_decoded = crate::protocol::DEFAULT_MAX_DECODED;
@@ -107,7 +121,7 @@ impl SharedClient {
                         Ok(rt) => rt,
                         Err(e) => return drop(ready_tx.send(Err(e))),
                     };
-                    let client = make();
+                    let client = make(i);
                     let _ = ready_tx.send(Ok(client.max_decoded()));
                     rt.block_on(serve(client, rx, theirs, asleep));
                 })?;
