@@ -296,6 +296,20 @@ fn unfinished_requests(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
         .collect()
 }
 
+/// Connections each sending all but the last byte of a 15 MiB request, held
+/// until the process is seen alive and answering after `hold`.
+fn survives_a_flood_of_unfinished_requests(demo: &mut Demo, hold: Duration) {
+    let held = unfinished_requests(demo.addr, 40);
+    std::thread::sleep(hold);
+    let exited = demo.child.try_wait().unwrap();
+    assert!(exited.is_none(), "the demo ended: {exited:?}");
+    let mut s = connect(demo.addr);
+    assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
+    for s in held {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// Connections each sending all but the last byte of a 15 MiB request hold at most
 /// the core's budget for requests still arriving (256 MiB) and one message past it
 /// (the overdraft) beyond 64 KiB each: 40 of them raised RSS to 625 MB before it. Small calls are answered meanwhile, and once those
@@ -890,6 +904,8 @@ fn a_low_open_file_limit_is_fitted_and_sheds_load_cleanly() {
 /// given to children). Removed when dropped, once its processes have ended.
 struct MemoryCgroup {
     dir: std::path::PathBuf,
+    /// Its limit's file.
+    limit: std::path::PathBuf,
     procs: std::ffi::CString,
 }
 
@@ -917,6 +933,7 @@ impl MemoryCgroup {
             std::path::Path::new(&parent).join(format!("ringsoa-{name}-{}", std::process::id()));
         let made = std::fs::create_dir(&dir)
             .and_then(|()| std::fs::write(dir.join(file), limit.to_string()));
+        let limit = dir.join(file);
         if let Err(e) = made {
             let _ = std::fs::remove_dir(&dir);
             panic!(
@@ -926,7 +943,12 @@ impl MemoryCgroup {
         }
         let procs = dir.join("cgroup.procs");
         let procs = std::ffi::CString::new(procs.to_str().unwrap()).unwrap();
-        MemoryCgroup { dir, procs }
+        MemoryCgroup { dir, limit, procs }
+    }
+
+    /// Changes its limit, as a container resized in place has it changed.
+    fn set_limit(&self, bytes: u64) {
+        std::fs::write(&self.limit, bytes.to_string()).unwrap();
     }
 
     /// Makes `cmd` start in this cgroup.
@@ -970,20 +992,43 @@ impl Drop for MemoryCgroup {
 fn budgets_are_fitted_to_a_containers_memory_limit() {
     let cgroup = MemoryCgroup::new("memory", 256 << 20);
     let mut logged = Logged::start("memory", |cmd| cgroup.apply(cmd));
-    let held = unfinished_requests(logged.demo.addr, 40);
-    std::thread::sleep(Duration::from_secs(4));
-    let exited = logged.demo.child.try_wait().unwrap();
-    assert!(exited.is_none(), "the demo ended: {exited:?}");
-    let mut s = connect(logged.demo.addr);
-    assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
-    for s in held {
-        let _ = s.shutdown(std::net::Shutdown::Both);
-    }
+    survives_a_flood_of_unfinished_requests(&mut logged.demo, Duration::from_secs(4));
     let text = logged.text();
     assert!(
         text.contains("the memory limit of 256 MiB (cgroup) is below twice what 2 cores' buffer budgets may hold (1152 MiB): each core's lowered from 576 to 63 MiB"),
         "{text}"
     );
+    drop(cgroup);
+}
+
+/// A container's memory limit changed while the process runs (Kubernetes resizing
+/// a pod in place, `systemctl set-property MemoryMax=`) is followed: lowered from
+/// 4 GiB, which the budgets fit, to 256 MiB, the budgets are lowered within a
+/// second or two and the flood above is held to them; raised again, they are back
+/// as set. Before, the budgets were fitted once at start and the flood got the
+/// process killed by the kernel's OOM killer.
+#[test]
+fn budgets_follow_a_memory_limit_changed_while_running() {
+    let cgroup = MemoryCgroup::new("resized", 4 << 30);
+    let mut logged = Logged::start("resized", |cmd| {
+        cgroup.apply(cmd);
+        cmd.env("RUST_LOG", "warn,ringsoa::server::memory=info");
+    });
+    cgroup.set_limit(256 << 20);
+    let lowered = "the memory limit (cgroup) is now 256 MiB: each core's buffer budgets go from 576 to 63 MiB";
+    assert!(
+        logged.logs_within(lowered, Duration::from_secs(5)),
+        "no line: {lowered}"
+    );
+    // Each core takes the new budgets in at its next upkeep, within a second.
+    std::thread::sleep(Duration::from_secs(2));
+    survives_a_flood_of_unfinished_requests(&mut logged.demo, Duration::from_secs(4));
+    cgroup.set_limit(4 << 30);
+    let back = "the memory limit (cgroup) is now 4096 MiB: each core's buffer budgets are back to 576 MiB as set";
+    let restored = logged.logs_within(back, Duration::from_secs(5));
+    let text = logged.text();
+    assert!(restored, "no line: {back}\n{text}");
+    assert!(!text.contains("is below twice"), "fitted at start:\n{text}");
     drop(cgroup);
 }
 

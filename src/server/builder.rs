@@ -113,8 +113,10 @@ impl ServerBuilder {
 
     /// Memory the decoded containers of one request may take, and of all the calls
     /// in flight on one core. The per-core budgets (this, [`Self::max_buffered`]
-    /// and [`Self::spare_buffers`]) are lowered at start, with a warning, when all
-    /// cores' together would hold more than half the process's cgroup memory limit.
+    /// and [`Self::spare_buffers`]) are lowered, with a warning, when all cores'
+    /// together would hold more than half the process's cgroup memory limit: at
+    /// start, and within a second or two of the limit changing while it runs
+    /// (raised again, they are back as set).
     pub fn max_decoded(mut self, per_request: usize, per_core: usize) -> Self {
         self.config.max_decoded = per_request;
         self.config.core_decoded = per_core;
@@ -269,7 +271,8 @@ impl ServerBuilder {
             }
         }
         self.config.max_connections = fds::fit_connections(&self.config);
-        memory::fit_budgets(&mut self.config);
+        let memory = memory::fit_budgets(&mut self.config);
+        let budgets = memory.live();
         if let Some(pad) = self.config.malloc_top_pad {
             alloc::keep_top_pad(pad);
         }
@@ -302,6 +305,10 @@ impl ServerBuilder {
                 .name("ringsoa-watchdog".into())
                 .spawn(move || watchdog::watch(beats, threshold, on_stall, || sd.stopped()))?;
         }
+        let sd = shutdown.clone();
+        std::thread::Builder::new()
+            .name("ringsoa-memory".into())
+            .spawn(move || memory.run(|| sd.stopped()))?;
         let hooks = Arc::new(self.hooks);
         let factory = Arc::new(factory);
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -329,6 +336,7 @@ impl ServerBuilder {
                 shutdown: shutdown.clone(),
                 hooks: hooks.clone(),
                 beats: beats.clone(),
+                budgets: budgets.clone(),
                 listeners,
                 offer: offer.clone(),
                 ready: tx.clone(),

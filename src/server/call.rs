@@ -59,7 +59,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         let core = self.core.clone();
         let cfg = &*core.config;
         let r = &mut C::reader(frame);
-        *r.budget() = DecodeBudget::new(cfg.max_decoded, Some(core.decode_pool.clone()));
+        *r.budget() = DecodeBudget::new(cfg.max_decoded, Some(core.memory.decode_pool.clone()));
         let (msg, over_limits) = self.begin::<C>(cx, r)?;
         if !matches!(msg.kind, MessageType::Call | MessageType::Oneway) {
             return Err(ProtocolError::new(

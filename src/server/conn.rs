@@ -54,8 +54,8 @@ pub async fn serve<S: Dispatch>(
         Protocol::Binary,
         core.config.max_message,
     );
-    conn.set_budget(core.buffer_budget.clone());
-    conn.set_spares(core.spare_buffers.clone());
+    conn.set_budget(core.memory.buffer_budget.clone());
+    conn.set_spares(core.memory.spare_buffers.clone());
     let mut session = Session {
         core: core.clone(),
         conn,

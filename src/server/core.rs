@@ -16,6 +16,7 @@ use socket2::{Domain, Socket, Type};
 
 use super::handover::Offer;
 use super::hooks::Hooks;
+use super::memory::{CoreMemory, LiveBudgets};
 use super::shutdown::Shutdown;
 use super::state::{ControlFactory, CoreState, Warnings};
 use super::watchdog::{self, Beats};
@@ -24,8 +25,6 @@ use crate::control::CoreInit;
 use crate::governance::Governance;
 use crate::logs::throttle::warn_throttled;
 use crate::rpc::Dispatch;
-use crate::transport::budget::BufferBudget;
-use crate::transport::spare::SpareBuffers;
 
 /// How often an idle core looks at the drain flag.
 const TICK: Duration = Duration::from_millis(20);
@@ -40,6 +39,8 @@ pub(super) struct CoreRun<F> {
     pub shutdown: Arc<Shutdown>,
     pub hooks: Arc<Hooks>,
     pub beats: Arc<Beats>,
+    /// The buffer budgets as the memory limit has them now.
+    pub budgets: Arc<LiveBudgets>,
     /// Listeners handed over by the process this one replaces; the core binds its
     /// own when there are none.
     pub listeners: Vec<std::net::TcpListener>,
@@ -119,9 +120,7 @@ where
             beats: run.beats.clone(),
             hooks: run.hooks.clone(),
             warnings: Warnings::default(),
-            decode_pool: Rc::new(std::cell::Cell::new(run.config.core_decoded)),
-            buffer_budget: Rc::new(BufferBudget::new(run.config.core_buffered)),
-            spare_buffers: Rc::new(SpareBuffers::new(run.config.spare_buffers)),
+            memory: CoreMemory::new(run.budgets),
         });
         let canceller = Canceller::new();
         let mut offered: Vec<OwnedFd> = Vec::new();
@@ -161,7 +160,8 @@ where
 /// Closes the connections whose replies make no progress within the write timeout,
 /// looking every tenth of it (at most every second, at least every 10 ms): a peer
 /// that stops reading would otherwise hold its replies, and its socket's buffers,
-/// for as long as it stays connected. Also lets go of spare buffers nobody took.
+/// for as long as it stays connected. Also takes in buffer budgets changed with the
+/// memory limit and lets go of spare buffers nobody took.
 async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
     let timeout = state.config.write_timeout;
     let period = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -169,7 +169,7 @@ async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
     loop {
         monoio::time::sleep(period).await;
         state.conns.advance(periods);
-        state.spare_buffers.trim(Instant::now());
+        state.memory.upkeep();
     }
 }
 

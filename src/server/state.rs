@@ -1,18 +1,16 @@
 //! What the connections of one core share (through an `Rc`: never across threads).
 
 use std::cell::Cell;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use super::conns::Conns;
 use super::hooks::Hooks;
+use super::memory::CoreMemory;
 use super::shutdown::Shutdown;
 use super::watchdog::Beats;
 use super::Config;
 use crate::control::{CoreControl, CoreInit};
 use crate::logs::throttle::Throttle;
-use crate::transport::budget::BufferBudget;
-use crate::transport::spare::SpareBuffers;
 
 /// Builds a [`CoreControl`] on each core.
 pub(crate) type ControlFactory = dyn Fn(&CoreInit) -> Box<dyn CoreControl> + Send + Sync;
@@ -39,12 +37,8 @@ pub struct CoreState<S> {
     pub hooks: Arc<Hooks>,
     /// Rate limits on this core's repeated warnings.
     pub warnings: Warnings,
-    /// What the decoded containers of this core's calls in flight may still take.
-    pub decode_pool: Rc<Cell<usize>>,
-    /// What this core's connections may still buffer of requests still arriving.
-    pub buffer_budget: Rc<BufferBudget>,
-    /// This core's large buffers kept between large messages.
-    pub spare_buffers: Rc<SpareBuffers>,
+    /// This core's buffer budgets.
+    pub memory: CoreMemory,
 }
 
 /// One [`Throttle`] per kind of repeated warning.

@@ -12,11 +12,13 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::protocol::budget::Allowance;
+
 /// Bytes of partly arrived requests a core may hold beyond each connection's own
 /// first [`super::conn::KEEP_CAPACITY`], and one connection's overdraft past them.
 #[derive(Debug)]
 pub struct BufferBudget {
-    left: Cell<usize>,
+    left: Allowance,
     /// Whether a connection is past the budget.
     overdrawn: Cell<bool>,
     waiting: RefCell<Vec<Waker>>,
@@ -35,7 +37,7 @@ impl BufferBudget {
     /// A budget of `bytes`.
     pub fn new(bytes: usize) -> Self {
         BufferBudget {
-            left: Cell::new(bytes),
+            left: Allowance::new(bytes),
             overdrawn: Cell::new(false),
             waiting: RefCell::new(Vec::new()),
         }
@@ -44,8 +46,7 @@ impl BufferBudget {
     /// Takes `n` bytes, or the overdraft when the budget lacks them and nobody has
     /// it, or says when to try again.
     pub fn poll_take(&self, n: usize, task: &mut Context<'_>) -> Poll<Taken> {
-        if let Some(rest) = self.left.get().checked_sub(n) {
-            self.left.set(rest);
+        if self.left.take(n) {
             return Poll::Ready(Taken::Bytes);
         }
         if !self.overdrawn.replace(true) {
@@ -60,10 +61,23 @@ impl BufferBudget {
         if n == 0 && !overdraft {
             return;
         }
-        self.left.set(self.left.get() + n);
+        self.left.give(n);
         if overdraft {
             self.overdrawn.set(false);
         }
+        self.wake_all();
+    }
+
+    /// Changes the budget from `from` bytes to `to` (see [`Allowance::resize`]);
+    /// wakes whoever waits when it grew.
+    pub fn resize(&self, from: usize, to: usize) {
+        self.left.resize(from, to);
+        if to > from {
+            self.wake_all();
+        }
+    }
+
+    fn wake_all(&self) {
         for w in std::mem::take(&mut *self.waiting.borrow_mut()) {
             w.wake();
         }
@@ -148,33 +162,38 @@ mod tests {
         }
     }
 
+    /// A budget of 100 bytes, and a waker that counts its wakes.
+    fn budget_and_waker() -> (Rc<BufferBudget>, Arc<Count>, Waker) {
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        (Rc::new(BufferBudget::new(100)), woken, waker)
+    }
+
     fn ready(f: impl Future<Output = ()>, task: &mut Context<'_>) -> bool {
         std::pin::pin!(f).poll(task).is_ready()
     }
 
     #[test]
     fn a_charge_takes_bytes_then_the_overdraft_then_waits_and_gives_everything_back() {
-        let budget = Rc::new(BufferBudget::new(100));
-        let woken = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(woken.clone());
+        let (budget, woken, waker) = budget_and_waker();
         let mut task = Context::from_waker(&waker);
         let [mut a, mut b, mut c, mut d] = [(); 4].map(|_| Charge::new(budget.clone()));
         assert!(ready(a.hold(60), &mut task));
         assert!(a.covers(60) && !a.covers(61));
         // Holding less than it has takes nothing.
         assert!(ready(a.hold(50), &mut task));
-        assert_eq!(budget.left.get(), 40);
+        assert_eq!(budget.left.left(), 40);
         // More than is left: the overdraft, which covers any size.
         assert!(ready(b.hold(70), &mut task));
         assert!(b.covers(1 << 40) && b.holds());
-        assert_eq!(budget.left.get(), 40, "the overdraft takes no bytes");
+        assert_eq!(budget.left.left(), 40, "the overdraft takes no bytes");
         // What is left still goes to whoever it suffices for.
         assert!(ready(c.hold(30), &mut task));
         {
             // Neither bytes nor the overdraft: wait, taking nothing.
             let mut more = std::pin::pin!(d.hold(20));
             assert!(more.as_mut().poll(&mut task).is_pending());
-            assert_eq!(budget.left.get(), 10);
+            assert_eq!(budget.left.left(), 10);
             b.release();
             assert_eq!(woken.0.load(Ordering::Relaxed), 1, "the waiter is woken");
             assert!(!b.holds());
@@ -182,10 +201,10 @@ mod tests {
         }
         assert!(d.covers(1 << 40), "the overdraft given back is taken again");
         a.release();
-        assert_eq!(budget.left.get(), 70);
+        assert_eq!(budget.left.left(), 70);
         drop((c, d));
         assert_eq!(
-            budget.left.get(),
+            budget.left.left(),
             100,
             "a dropped charge gives back what it held"
         );
@@ -194,5 +213,25 @@ mod tests {
         let mut free = Charge::default();
         assert!(free.covers(1 << 40));
         assert!(ready(free.hold(1 << 40), &mut task));
+    }
+
+    #[test]
+    fn a_budget_lowered_while_held_owes_and_a_raised_one_wakes_the_waiters() {
+        let (budget, woken, waker) = budget_and_waker();
+        let mut task = Context::from_waker(&waker);
+        let [mut a, mut b, mut c] = [(); 3].map(|_| Charge::new(budget.clone()));
+        assert!(ready(a.hold(80), &mut task));
+        assert!(ready(b.hold(50), &mut task), "the overdraft");
+        budget.resize(100, 40);
+        a.release();
+        assert_eq!(budget.left.left(), 40, "the new total once all is back");
+        {
+            let mut more = std::pin::pin!(c.hold(60));
+            assert!(more.as_mut().poll(&mut task).is_pending());
+            budget.resize(40, 60);
+            assert_eq!(woken.0.load(Ordering::Relaxed), 1, "raised: woken");
+            assert!(more.as_mut().poll(&mut task).is_ready());
+        }
+        assert_eq!(budget.left.left(), 0);
     }
 }

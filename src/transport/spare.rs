@@ -27,7 +27,7 @@ pub struct SpareBuffers {
     /// Their capacities together.
     held: Cell<usize>,
     /// The most they may hold together.
-    cap: usize,
+    cap: Cell<usize>,
     /// When one was last given or taken.
     used: Cell<Instant>,
 }
@@ -38,7 +38,7 @@ impl SpareBuffers {
         SpareBuffers {
             bufs: RefCell::new(Vec::new()),
             held: Cell::new(0),
-            cap,
+            cap: Cell::new(cap),
             used: Cell::new(Instant::now()),
         }
     }
@@ -65,7 +65,7 @@ impl SpareBuffers {
         // memory, or starts where its memory does, stays as it is.
         let _ = buf.try_reclaim(buf.capacity() + 1);
         let size = buf.capacity();
-        if size <= KEEP_CAPACITY || self.held.get() + size > self.cap {
+        if size <= KEEP_CAPACITY || self.held.get() + size > self.cap.get() {
             return;
         }
         self.held.set(self.held.get() + size);
@@ -89,6 +89,18 @@ impl SpareBuffers {
         if self.held.get() > 0 && now.duration_since(self.used.get()) >= SPARE_IDLE {
             self.bufs.borrow_mut().clear();
             self.held.set(0);
+        }
+    }
+
+    /// Keeps at most `cap` bytes from now on, letting go of the largest buffers
+    /// until what is kept fits.
+    pub fn set_cap(&self, cap: usize) {
+        self.cap.set(cap);
+        let mut bufs = self.bufs.borrow_mut();
+        bufs.sort_unstable_by_key(BytesMut::capacity);
+        while self.held.get() > cap {
+            let Some(buf) = bufs.pop() else { break };
+            self.held.set(self.held.get() - buf.capacity());
         }
     }
 
@@ -131,6 +143,12 @@ mod tests {
         let b = s.take(MIB).unwrap();
         assert!(b.is_empty());
         assert_eq!(b.as_ptr(), at, "the same memory");
+        s.give(BytesMut::with_capacity(MIB));
+        s.give(BytesMut::with_capacity(2 * MIB));
+        s.set_cap(2 * MIB);
+        assert_eq!(s.held(), MIB, "a lowered cap lets the largest go");
+        s.give(BytesMut::with_capacity(2 * MIB));
+        assert_eq!(s.held(), MIB, "and holds");
         let none = SpareBuffers::new(0);
         none.give(BytesMut::with_capacity(MIB));
         assert_eq!(none.held(), 0);

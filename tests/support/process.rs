@@ -191,6 +191,21 @@ impl Logged {
         Logged { demo, log }
     }
 
+    /// Waits up to `timeout` for a line holding `what` in the log written so far.
+    pub fn logs_within(&self, what: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.contains(what) {
+                return true;
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the demo (if it still runs) and returns its whole log. Stopped with
     /// SIGINT (a drain of at most 1 s): at its exit the log's writer thread has
     /// written every line, so that a line's absence means it was never logged
