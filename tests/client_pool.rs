@@ -624,11 +624,19 @@ struct Counting;
 
 thread_local! {
     static ALLOCATED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Whether this thread's allocations count in `WATCHED_THREADS` too.
+    static WATCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
+
+/// What the threads that set `WATCHED` allocated, together (readable from any).
+static WATCHED_THREADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn count(bytes: usize) {
     // Not while the thread is being torn down.
     let _ = ALLOCATED.try_with(|a| a.set(a.get() + bytes as u64));
+    if WATCHED.try_with(|w| w.get()) == Ok(true) {
+        WATCHED_THREADS.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 // SAFETY: every call is handed to the system allocator as it came.
@@ -698,4 +706,50 @@ fn large_calls_on_several_connections_reuse_the_clients_buffers() {
         let kib = (ALLOCATED.with(|a| a.get()) - before) >> 10;
         assert!(kib > 4 << 10, "{kib} KiB allocated: buffers still kept");
     });
+}
+
+/// A shared client's thread keeps the buffers of large replies too: its
+/// callers decode them on their own threads and hand the buffers back. Before,
+/// each 1 MiB echo through a `SharedClient` grew a reply buffer afresh on the
+/// client thread.
+#[test]
+fn a_shared_clients_thread_gets_its_large_reply_buffers_back() {
+    use ringsoa::client::SharedClient;
+    use std::sync::atomic::Ordering;
+    let demo = Demo::start(&["--cores", "1"]);
+    let addr = demo.addr;
+    let shared = SharedClient::spawn(1, ringsoa::protocol::Protocol::Binary, move || {
+        WATCHED.with(|w| w.set(true));
+        let mut config = config();
+        config.conn.framing = ringsoa::transport::Framing::Framed;
+        Client::new([addr], config)
+    })
+    .unwrap();
+    let msg = std::sync::Arc::new("x".repeat(1 << 20));
+    let calls = |n| {
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let (echo, msg) = (DemoClient::new(shared.clone()), msg.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..n {
+                        let got =
+                            ringsoa::client::shared::wait(echo.echo(None, (*msg).clone())).unwrap();
+                        assert_eq!(got.len(), msg.len());
+                    }
+                })
+            })
+            .collect();
+        for c in callers {
+            c.join().unwrap();
+        }
+    };
+    calls(3);
+    let before = WATCHED_THREADS.load(Ordering::Relaxed);
+    calls(10);
+    let kib = ((WATCHED_THREADS.load(Ordering::Relaxed) - before) / 40) >> 10;
+    eprintln!("{kib} KiB allocated by the client thread a 1 MiB echo, four at once");
+    assert!(
+        kib < 256,
+        "{kib} KiB allocated by the client thread a 1 MiB echo"
+    );
 }

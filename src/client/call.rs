@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::balance;
 use super::config::{Attempt, ClientConfig};
@@ -453,6 +453,15 @@ impl Inner {
 impl Drop for Client {
     fn drop(&mut self) {
         self.inner.stop.stop();
+    }
+}
+
+impl Client {
+    /// Keeps a large reply's buffer for the next large message, once its result
+    /// is decoded (and holds no view of it), as [`Channel::call`] does; for
+    /// replies decoded elsewhere (a [`super::SharedClient`]'s caller).
+    pub(crate) fn keep_spare(&self, buf: BytesMut) {
+        self.inner.spares.give(buf);
     }
 }
 

@@ -26,10 +26,19 @@ use super::conn::reply_reader;
 use super::Client;
 use crate::protocol::{with_codec, Codec, Decode, Encode, Encoded, Protocol, ProtocolReader};
 use crate::rpc::{CallContext, CallError, Channel};
+use crate::transport::conn::KEEP_CAPACITY;
 
 /// What comes back from a client thread: the reply from its message header on
 /// (`None` for oneway), and the call's context with its child counter and reply meta.
 type Answer = (Result<Option<Bytes>, CallError>, Option<CallContext>);
+
+/// What a client thread is sent.
+enum Mail {
+    /// A call to make.
+    Call(Job),
+    /// A large reply's buffer, its result decoded: kept for the next large message.
+    Spare(BytesMut),
+}
 
 /// One call handed to a client thread.
 struct Job {
@@ -58,7 +67,7 @@ struct Inner {
 
 /// One client thread's mailbox.
 struct Thread {
-    jobs: Sender<Job>,
+    jobs: Sender<Mail>,
     /// Set by the thread before it waits on its socket.
     sleeping: Arc<AtomicBool>,
     /// Our end of its socket pair: a byte here wakes it.
@@ -66,8 +75,8 @@ struct Thread {
 }
 
 impl Thread {
-    fn send(&self, job: Job) -> Result<(), ()> {
-        self.jobs.send(job).map_err(drop)?;
+    fn send(&self, mail: Mail) -> Result<(), ()> {
+        self.jobs.send(mail).map_err(drop)?;
         if self.sleeping.swap(false, Ordering::SeqCst) {
             // Non-blocking: a full socket already holds a wake-up.
             let _ = (&self.wake).write(&[1]);
@@ -104,7 +113,7 @@ impl SharedClient {
         let mut mailboxes = Vec::new();
         let mut max_decoded = crate::protocol::DEFAULT_MAX_DECODED;
         for i in 0..threads.max(1) {
-            let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+            let (jobs, rx) = crossbeam_channel::unbounded::<Mail>();
             let (wake, theirs) = UnixStream::pair()?;
             wake.set_nonblocking(true)?;
             // On the epoll driver a blocking socket's read would block the thread
@@ -144,14 +153,15 @@ impl SharedClient {
         })
     }
 
-    /// Sends one call to a client thread and waits for its answer.
+    /// Sends one call to a client thread and waits for its answer; returns the
+    /// thread's index with it.
     async fn send<A: Encode>(
         &self,
         cx: Option<&mut CallContext>,
         method: &'static str,
         oneway: bool,
         args: &A,
-    ) -> Result<Option<Bytes>, CallError> {
+    ) -> Result<(usize, Option<Bytes>), CallError> {
         let mut buf = BytesMut::new();
         with_codec!(self.inner.protocol, C => args.encode(&mut C::writer(&mut buf)));
         let (answer, answered) = oneshot::channel();
@@ -167,7 +177,7 @@ impl SharedClient {
             cx: cx_in,
             answer,
         };
-        if self.inner.threads[n].send(job).is_err() {
+        if self.inner.threads[n].send(Mail::Call(job)).is_err() {
             return Err(CallError::Rejected(
                 "the shared client's thread has ended".into(),
             ));
@@ -178,13 +188,23 @@ impl SharedClient {
         if let (Some(back), Some(cx)) = (back, cx_out) {
             *back = cx;
         }
-        result
+        result.map(|reply| (n, reply))
+    }
+
+    /// Hands thread `n` back the buffer of a large reply it read, once decoded,
+    /// unless the result still holds a view of it.
+    fn give_back(&self, n: usize, msg: Bytes) {
+        if msg.len() > KEEP_CAPACITY {
+            if let Ok(buf) = msg.try_into_mut() {
+                let _ = self.inner.threads[n].send(Mail::Spare(buf));
+            }
+        }
     }
 }
 
 /// A client thread's loop: start every job that came, then sleep on the socket
 /// until a byte says more came; ends when every handle is gone.
-async fn serve(client: Client, jobs: Receiver<Job>, wake: UnixStream, sleeping: Arc<AtomicBool>) {
+async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping: Arc<AtomicBool>) {
     let client = Rc::new(client);
     let Ok(mut wake) = monoio::net::UnixStream::from_std(wake) else {
         return;
@@ -193,7 +213,8 @@ async fn serve(client: Client, jobs: Receiver<Job>, wake: UnixStream, sleeping: 
     loop {
         loop {
             match jobs.try_recv() {
-                Ok(job) => drop(monoio::spawn(run(client.clone(), job))),
+                Ok(Mail::Call(job)) => drop(monoio::spawn(run(client.clone(), job))),
+                Ok(Mail::Spare(buf)) => client.keep_spare(buf),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }
@@ -228,17 +249,19 @@ impl Channel for SharedClient {
         method: &'static str,
         args: &A,
     ) -> Result<T, CallError> {
-        let msg = self
-            .send(cx, method, false, args)
-            .await?
-            .ok_or_else(|| CallError::Rejected("a call came back without a reply".into()))?;
+        let (n, msg) = self.send(cx, method, false, args).await?;
+        let msg =
+            msg.ok_or_else(|| CallError::Rejected("a call came back without a reply".into()))?;
         fn body<C: Codec, T: Decode>(msg: Bytes, max_decoded: usize) -> Result<T, CallError> {
             let mut r = reply_reader::<C>(msg, max_decoded);
             r.read_message_begin()?;
             Ok(T::decode(&mut r)?)
         }
         let max_decoded = self.inner.max_decoded;
-        with_codec!(self.inner.protocol, C => body::<C, T>(msg, max_decoded))
+        let kept = msg.clone();
+        let body = with_codec!(self.inner.protocol, C => body::<C, T>(msg, max_decoded));
+        self.give_back(n, kept);
+        body
     }
 
     async fn oneway<A: Encode>(
