@@ -1032,6 +1032,35 @@ fn budgets_follow_a_memory_limit_changed_while_running() {
     drop(cgroup);
 }
 
+/// A call whose method name is not UTF-8 gets UNKNOWN_METHOD under the name it
+/// sent, byte for byte, as Apache's servers answer (a client that checks the
+/// reply's name, as Apache's Go does, would otherwise see a wrong name). Before,
+/// each bad byte came back as U+FFFD.
+#[test]
+fn a_method_name_that_is_not_utf8_comes_back_unchanged() {
+    let demo = Demo::start(&["--cores", "1"]);
+    let mut s = connect(demo.addr);
+    let name: &[u8] = b"ech\xffo\xc3";
+    let mut call = vec![0x80, 0x01, 0x00, 0x01];
+    call.extend((name.len() as u32).to_be_bytes());
+    call.extend(name);
+    call.extend(7i32.to_be_bytes());
+    call.push(0); // the arguments: an empty struct
+    s.write_all(&call).unwrap();
+    let reply = read_reply(&mut s).unwrap();
+    let msg = BinaryReader::new(reply.clone())
+        .read_message_begin()
+        .unwrap();
+    assert_eq!(&msg.name[..], name);
+    assert_eq!(msg.seqid, 7);
+    let exc = exception(reply);
+    assert_eq!(
+        exc.kind,
+        ringsoa::protocol::ApplicationExceptionKind::UnknownMethod
+    );
+    assert_eq!(reply_kind(&ping(&mut s).unwrap()), MessageType::Reply);
+}
+
 #[test]
 fn a_request_that_would_decode_to_far_more_than_its_size_is_refused() {
     let demo = Demo::start(&[]);

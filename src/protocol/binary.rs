@@ -35,9 +35,9 @@ impl<'a, B: BufMut> BinaryWriter<'a, B> {
 }
 
 impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
-    fn write_message_begin(&mut self, name: &str, kind: MessageType, seqid: i32) {
+    fn write_message_begin_bytes(&mut self, name: &[u8], kind: MessageType, seqid: i32) {
         self.buf.put_u32(VERSION_1 | kind as u32);
-        self.write_string(name);
+        self.write_binary(name);
         self.buf.put_i32(seqid);
     }
 

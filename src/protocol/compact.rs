@@ -144,11 +144,11 @@ impl<'a, B: BufMut> CompactWriter<'a, B> {
 }
 
 impl<B: BufMut> ProtocolWriter for CompactWriter<'_, B> {
-    fn write_message_begin(&mut self, name: &str, kind: MessageType, seqid: i32) {
+    fn write_message_begin_bytes(&mut self, name: &[u8], kind: MessageType, seqid: i32) {
         self.byte(PROTOCOL_ID);
         self.byte((VERSION & VERSION_MASK) | ((kind as u8) << TYPE_SHIFT));
         self.varint(seqid as u32 as u64);
-        self.write_string(name);
+        self.write_binary(name);
     }
 
     #[inline]

@@ -86,7 +86,12 @@ pub enum Protocol {
 /// there), so writers need no heap stack.
 pub trait ProtocolWriter {
     /// Begins a message.
-    fn write_message_begin(&mut self, name: &str, kind: MessageType, seqid: i32);
+    fn write_message_begin(&mut self, name: &str, kind: MessageType, seqid: i32) {
+        self.write_message_begin_bytes(name.as_bytes(), kind, seqid);
+    }
+    /// Begins a message whose name is bytes as they came (a reply to a call
+    /// whose method name is not UTF-8 echoes it unchanged).
+    fn write_message_begin_bytes(&mut self, name: &[u8], kind: MessageType, seqid: i32);
     /// Begins a struct; returns the mark for [`ProtocolWriter::write_struct_end`].
     fn write_struct_begin(&mut self) -> i16;
     /// Writes the field-stop marker and ends the struct begun with `mark`.

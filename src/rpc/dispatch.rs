@@ -72,10 +72,21 @@ pub fn begin_reply<W: ProtocolWriter>(
     kind: MessageType,
     seqid: i32,
 ) {
+    begin_reply_bytes(cx, w, name.as_bytes(), kind, seqid);
+}
+
+/// [`begin_reply`] for a method name as it came.
+fn begin_reply_bytes<W: ProtocolWriter>(
+    cx: &CallContext,
+    w: &mut W,
+    name: &[u8],
+    kind: MessageType,
+    seqid: i32,
+) {
     if cx.version >= 2 {
         crate::tracking::write_response_header(w, &cx.response_meta);
     }
-    w.write_message_begin(name, kind, seqid);
+    w.write_message_begin_bytes(name, kind, seqid);
 }
 
 /// Writes a whole `TApplicationException` reply for the call `msg`.
@@ -85,8 +96,7 @@ pub fn write_exception<W: ProtocolWriter>(
     msg: &MessageHeader,
     exc: &ApplicationException,
 ) {
-    let name = String::from_utf8_lossy(&msg.name);
-    begin_reply(cx, w, &name, MessageType::Exception, msg.seqid);
+    begin_reply_bytes(cx, w, &msg.name, MessageType::Exception, msg.seqid);
     exc.encode(w);
 }
 
