@@ -396,6 +396,38 @@ fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_po
     assert_eq!(lines_left_out(&log).len(), 3 + 20, "{log}");
 }
 
+/// A cluster's override that its key does not take gives way to the app-wide
+/// value: a deny list broken in the override leaves the app-wide deny list in
+/// force (before, the key was left out and every caller let in), with a WARN
+/// that says so.
+#[test]
+fn a_bad_cluster_override_leaves_the_app_wide_value_in_force() {
+    let config = "\"acl.deny\" = \"evil\"\n\
+        [apps.ringsoa-demo.clusters.default.config]\n\
+        \"acl.deny\" = '[\"evil\", \"worse\"'";
+    let b = Breaking::start("override", config, &[]);
+    let addr = b.demo.addr;
+    let err = ping_as(addr, "evil").unwrap_err();
+    assert!(err.contains("caller evil may not call"), "{err}");
+    assert_eq!(ping_as(addr, "worse"), Ok(()), "the override is not read");
+    eventually("the WARN", || {
+        b.log().lines().any(|l| {
+            l.contains("config value left out")
+                && l.contains("the app-wide value is in force")
+                && l.contains("key=acl.deny")
+        })
+    });
+    // Mended, the override is in force.
+    b.set_config(
+        "\"acl.deny\" = \"evil\"\n\
+        [apps.ringsoa-demo.clusters.default.config]\n\
+        \"acl.deny\" = '[\"evil\", \"worse\"]'",
+    );
+    eventually("the mended override", || {
+        (0..16).all(|_| ping_as(addr, "worse").is_err())
+    });
+}
+
 /// Calls `echo` on every connection for `run`; returns each connection's admitted
 /// calls' times.
 fn echo_load(conns: &[TcpStream], run: Duration) -> Vec<Vec<Instant>> {

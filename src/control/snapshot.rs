@@ -136,6 +136,11 @@ pub struct Snapshot {
     pub config: Arc<BTreeMap<String, String>>,
     /// Effective switches, likewise.
     pub switches: Arc<BTreeMap<String, String>>,
+    /// The app's own config, before this cluster's overrides: what a rule falls
+    /// back to when an override is a value its key does not take.
+    pub app_config: Arc<BTreeMap<String, String>>,
+    /// The app's own switches, likewise.
+    pub app_switches: Arc<BTreeMap<String, String>>,
     /// Providers of each service loaded so far, in address order (an empty list:
     /// loaded, none). A service's list is the same `Arc` from one snapshot to the
     /// next while it does not change.
@@ -178,6 +183,8 @@ impl Snapshot {
             seen_at: SystemTime::now(),
             config: Arc::default(),
             switches: Arc::default(),
+            app_config: Arc::default(),
+            app_switches: Arc::default(),
             services: Arc::default(),
         }
     }

@@ -85,6 +85,8 @@ pub struct Mirror {
 struct Made {
     config: Arc<BTreeMap<String, String>>,
     switches: Arc<BTreeMap<String, String>>,
+    app_config: Arc<BTreeMap<String, String>>,
+    app_switches: Arc<BTreeMap<String, String>>,
     services: Arc<BTreeMap<ServiceName, Arc<[Provider]>>>,
 }
 
@@ -357,6 +359,10 @@ impl Mirror {
             // App values first, then the cluster's overrides on top.
             let (mut config, mut switches) = (BTreeMap::new(), BTreeMap::new());
             for cluster in [None, Some(self.cluster.as_str())] {
+                if cluster.is_some() {
+                    made.app_config = Arc::new(config.clone());
+                    made.app_switches = Arc::new(switches.clone());
+                }
                 for kind in [Kind::Config, Kind::Switches] {
                     let path = self.layout.folder(&self.app, cluster, kind);
                     let target = match kind {
@@ -399,6 +405,8 @@ impl Mirror {
             seen_at,
             config: made.config.clone(),
             switches: made.switches.clone(),
+            app_config: made.app_config.clone(),
+            app_switches: made.app_switches.clone(),
             services: made.services.clone(),
         }
     }

@@ -457,9 +457,48 @@ pub fn state_name(s: State) -> &'static str {
     }
 }
 
+/// What a cluster override left out as bad gives way to.
+const APP_WIDE: &str = "the app-wide value is in force";
+
 /// The settings, ACL and limits in `snap`'s config, and the values they leave out
 /// (breaker switches included); `knows` tells the service's methods, when given.
+/// A cluster's override left out gives way to the app-wide value of its key, when
+/// that one is taken.
 pub(super) fn parse(
+    snap: Option<&Snapshot>,
+    knows: Option<KnowsMethod>,
+) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
+    let first = parse_once(snap, knows);
+    let Some(snap) = snap else { return first };
+    let mut mended = snap.clone();
+    let mut keys = Vec::new();
+    for b in first.3.iter() {
+        let layers = [
+            (&snap.config, &snap.app_config, &mut mended.config),
+            (&snap.switches, &snap.app_switches, &mut mended.switches),
+        ];
+        for (now, app, into) in layers {
+            let (Some(v), Some(app_v)) = (now.get(&b.key), app.get(&b.key)) else {
+                continue;
+            };
+            if v != app_v && b.is(v) {
+                Arc::make_mut(into).insert(b.key.clone(), app_v.clone());
+                keys.push(b.key.clone());
+            }
+        }
+    }
+    if keys.is_empty() {
+        return first;
+    }
+    let (settings, acl, limits, again) = parse_once(Some(&mended), knows);
+    // An override whose app-wide value is bad too stays left out, as it was.
+    keys.retain(|k| !again.iter().any(|a| &a.key == k));
+    let mut bad = first.3;
+    bad.say_then(&keys, APP_WIDE);
+    (settings, acl, limits, bad)
+}
+
+fn parse_once(
     snap: Option<&Snapshot>,
     knows: Option<KnowsMethod>,
 ) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
@@ -514,6 +553,42 @@ mod tests {
         assert_eq!(rules.probes_per_core, 3);
         let open = initial_rules(&MetricsOptions::new("a"), None, &CoreInit::new(0, 2));
         assert!(open.acl.is_open() && open.limits.is_empty());
+    }
+
+    #[test]
+    fn a_cluster_override_left_out_gives_way_to_the_app_wide_value() {
+        use crate::metrics::breaker::Force;
+        let mut snap = Snapshot::empty("a", "c");
+        let set = |m: &mut Arc<std::collections::BTreeMap<String, String>>, k: &str, v: &str| {
+            Arc::make_mut(m).insert(k.into(), v.into());
+        };
+        set(&mut snap.app_config, "limit.echo.qps", "1000");
+        set(&mut snap.app_config, "breaker.min_requests", "7");
+        set(&mut snap.app_config, "limit.add.qps", "x");
+        set(&mut snap.app_switches, "breaker.echo", "\"open\"");
+        (snap.config, snap.switches) = (snap.app_config.clone(), snap.app_switches.clone());
+        // The cluster's overrides: three bad ones over good app-wide values, one
+        // over a bad app-wide value, one with no app-wide value.
+        set(&mut snap.config, "limit.echo.qps", "lots");
+        set(&mut snap.config, "breaker.min_requests", "-1");
+        set(&mut snap.switches, "breaker.echo", "\"sideways\"");
+        set(&mut snap.config, "limit.add.qps", "y");
+        set(&mut snap.config, "limit.ping.qps", "z");
+        let (settings, _, limits, bad) = parse(Some(&snap), None);
+        assert_eq!(limits["echo"].qps, Some(1000.0));
+        assert_eq!(settings.min_requests, 7);
+        assert_eq!(Force::of(Some(&snap), "echo"), Force::Open);
+        assert!(!limits.contains_key("add") && !limits.contains_key("ping"));
+        let then: HashMap<&str, (&str, &str)> = bad
+            .iter()
+            .map(|b| (b.key.as_str(), (b.value.as_str(), b.then)))
+            .collect();
+        assert_eq!(then.len(), 5, "{then:?}");
+        assert_eq!(then["limit.echo.qps"], ("lots", APP_WIDE));
+        assert_eq!(then["breaker.min_requests"], ("-1", APP_WIDE));
+        assert_eq!(then["breaker.echo"], ("\"sideways\"", APP_WIDE));
+        assert_eq!(then["limit.add.qps"], ("y", "no limit from it"));
+        assert_eq!(then["limit.ping.qps"], ("z", "no limit from it"));
     }
 
     #[test]

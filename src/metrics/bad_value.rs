@@ -26,6 +26,21 @@ pub struct BadValue {
     pub then: &'static str,
 }
 
+/// `value` as a log line shows it: cut to [`SHOWN`] characters.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
+    }
+}
+
+impl BadValue {
+    /// Whether it is `value` (as shown).
+    pub fn is(&self, value: &str) -> bool {
+        self.value == shown(value)
+    }
+}
+
 /// Whether `method` is none of the service's methods (`knows`; every name is one
 /// when it is not given).
 pub fn unknown(knows: Option<super::KnowsMethod>, method: &str) -> bool {
@@ -39,16 +54,24 @@ pub struct BadValues(BTreeSet<BadValue>);
 impl BadValues {
     /// Notes `key = value` as left out, for `why`, `then` being in force.
     pub fn note(&mut self, key: &str, value: &str, why: impl Into<String>, then: &'static str) {
-        let value = match value.char_indices().nth(SHOWN) {
-            Some((at, _)) => format!("{}…", &value[..at]),
-            None => value.to_string(),
-        };
         self.0.insert(BadValue {
             key: key.to_string(),
-            value,
+            value: shown(value),
             why: why.into(),
             then,
         });
+    }
+
+    /// Says `then` is in force instead of each value left out whose key is in
+    /// `keys`.
+    pub fn say_then(&mut self, keys: &[String], then: &'static str) {
+        let all = std::mem::take(&mut self.0).into_iter();
+        self.0 = all
+            .map(|b| match keys.contains(&b.key) {
+                true => BadValue { then, ..b },
+                false => b,
+            })
+            .collect();
     }
 
     /// The values left out, in key order.

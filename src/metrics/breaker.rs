@@ -7,6 +7,7 @@
 //! that passes starts a ramp of admitted traffic, unlocked at its end; a probe that
 //! fails or times out locks it again.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -157,11 +158,18 @@ pub enum Force {
 }
 
 impl Force {
-    /// The switch over breaker `key` in `snap`.
+    /// The switch over breaker `key` in `snap`: the app-wide one when a cluster's
+    /// override asks nothing this knows.
     pub fn of(snap: Option<&Snapshot>, key: &str) -> Force {
-        snap.and_then(|s| s.switch(&switch_name(key)))
-            .and_then(Force::from_switch)
-            .unwrap_or(Force::None)
+        let Some(snap) = snap else {
+            return Force::None;
+        };
+        let name = switch_name(key);
+        let read = |switches: &BTreeMap<String, String>| {
+            let value = switches.get(&name)?;
+            Force::from_switch(Switch::parse(value).ok()?)
+        };
+        (read(&snap.switches).or_else(|| read(&snap.app_switches))).unwrap_or(Force::None)
     }
 
     /// Notes in `bad` each `breaker.*` switch in `snap` that is none of the values
