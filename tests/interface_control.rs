@@ -399,13 +399,28 @@ fn the_acl_refuses_denied_callers_follows_live_changes_and_applies_the_native_po
 /// A cluster's override that its key does not take gives way to the app-wide
 /// value: a deny list broken in the override leaves the app-wide deny list in
 /// force (before, the key was left out and every caller let in), with a WARN
-/// that says so.
+/// that says so; log routes likewise (before, none were applied).
 #[test]
 fn a_bad_cluster_override_leaves_the_app_wide_value_in_force() {
-    let config = "\"acl.deny\" = \"evil\"\n\
-        [apps.ringsoa-demo.clusters.default.config]\n\
-        \"acl.deny\" = '[\"evil\", \"worse\"'";
-    let b = Breaking::start("override", config, &[]);
+    let dir = std::env::temp_dir().join(format!("ringsoa-override-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let access = dir.join("access.log");
+    let routes = format!(
+        "\"log.routes\" = '[{{\"target\": \"ringsoa::access\", \"level\": \"info\", \"file\": \"{}\"}}]'",
+        access.display()
+    );
+    let config = |deny: &str| {
+        format!(
+            "\"acl.deny\" = \"evil\"\n{routes}\n\
+            [apps.ringsoa-demo.clusters.default.config]\n\
+            \"acl.deny\" = '{deny}'\n\"log.routes\" = '[1]'"
+        )
+    };
+    let b = Breaking::start(
+        "override",
+        &config("[\"evil\", \"worse\""),
+        &["--access-log"],
+    );
     let addr = b.demo.addr;
     let err = ping_as(addr, "evil").unwrap_err();
     assert!(err.contains("caller evil may not call"), "{err}");
@@ -417,15 +432,22 @@ fn a_bad_cluster_override_leaves_the_app_wide_value_in_force() {
                 && l.contains("key=acl.deny")
         })
     });
-    // Mended, the override is in force.
-    b.set_config(
-        "\"acl.deny\" = \"evil\"\n\
-        [apps.ringsoa-demo.clusters.default.config]\n\
-        \"acl.deny\" = '[\"evil\", \"worse\"]'",
+    eventually("the app-wide log routes", || {
+        let _ = ping_as(addr, "good");
+        std::fs::read_to_string(&access).is_ok_and(|a| a.contains("method=ping"))
+    });
+    assert!(
+        b.log()
+            .contains("this cluster's log.routes not applied: the app-wide value is in force"),
+        "{}",
+        b.log()
     );
+    // Mended, the override is in force.
+    b.set_config(&config("[\"evil\", \"worse\"]"));
     eventually("the mended override", || {
         (0..16).all(|_| ping_as(addr, "worse").is_err())
     });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Calls `echo` on every connection for `run`; returns each connection's admitted
