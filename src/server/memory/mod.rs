@@ -4,21 +4,16 @@
 //! start and every second after (a container resized in place); each core takes
 //! in changed budgets at its upkeep.
 
-use std::cell::Cell;
-use std::path::Path;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod cgroup;
+mod live;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::Config;
-use crate::protocol::budget::Allowance;
-use crate::transport::budget::BufferBudget;
 use crate::transport::conn::KEEP_CAPACITY;
-use crate::transport::spare::SpareBuffers;
-
-/// A limit at or above this is no limit (cgroup v1 writes one near `i64::MAX`).
-const NO_LIMIT: u64 = 1 << 62;
+use cgroup::cgroup_limit;
+pub use live::{CoreMemory, LiveBudgets};
 
 /// The least a core's decode pool is lowered to.
 const MIN_DECODED: usize = 1 << 20;
@@ -90,82 +85,6 @@ impl Fit {
             decoded: scale(w.decoded).max(MIN_DECODED.min(w.decoded)),
             spares: scale(w.spares),
         }
-    }
-}
-
-/// The budgets every core should have now: set by the memory follower, read by
-/// each core's upkeep (one atomic load, and a lock only when they changed).
-#[derive(Debug)]
-pub struct LiveBudgets {
-    version: AtomicU64,
-    budgets: Mutex<Budgets>,
-}
-
-impl LiveBudgets {
-    fn new(budgets: Budgets) -> Self {
-        LiveBudgets {
-            version: AtomicU64::new(0),
-            budgets: Mutex::new(budgets),
-        }
-    }
-
-    /// The budgets and their version, if it is not `seen`.
-    pub fn since(&self, seen: u64) -> Option<(u64, Budgets)> {
-        (self.version.load(Ordering::Acquire) != seen).then(|| self.current())
-    }
-
-    /// The budgets and their version.
-    fn current(&self) -> (u64, Budgets) {
-        let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        (self.version.load(Ordering::Acquire), *budgets)
-    }
-
-    fn set(&self, to: Budgets) {
-        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        *budgets = to;
-        self.version.fetch_add(1, Ordering::Release);
-    }
-}
-
-/// One core's buffer budgets, following the [`LiveBudgets`].
-#[derive(Debug)]
-pub struct CoreMemory {
-    /// What the decoded containers of this core's calls in flight may still take.
-    pub decode_pool: Rc<Allowance>,
-    /// What this core's connections may still buffer of requests still arriving.
-    pub buffer_budget: Rc<BufferBudget>,
-    /// This core's large buffers kept between large messages.
-    pub spare_buffers: Rc<SpareBuffers>,
-    live: Arc<LiveBudgets>,
-    /// The version of the budgets in force, and they.
-    now: Cell<(u64, Budgets)>,
-}
-
-impl CoreMemory {
-    /// Budgets as `live` has them now.
-    pub fn new(live: Arc<LiveBudgets>) -> Self {
-        let now = live.current();
-        let b = now.1;
-        CoreMemory {
-            decode_pool: Rc::new(Allowance::new(b.decoded)),
-            buffer_budget: Rc::new(BufferBudget::new(b.buffered)),
-            spare_buffers: Rc::new(SpareBuffers::new(b.spares)),
-            live,
-            now: Cell::new(now),
-        }
-    }
-
-    /// Takes in budgets changed since the last look, and lets go of spare buffers
-    /// nobody took: the core's upkeep.
-    pub fn upkeep(&self) {
-        let (seen, was) = self.now.get();
-        if let Some((version, to)) = self.live.since(seen) {
-            self.buffer_budget.resize(was.buffered, to.buffered);
-            self.decode_pool.resize(was.decoded, to.decoded);
-            self.spare_buffers.set_cap(to.spares);
-            self.now.set((version, to));
-        }
-        self.spare_buffers.trim(Instant::now());
     }
 }
 
@@ -260,86 +179,9 @@ impl Follower {
     }
 }
 
-/// This process's memory limit: the least of its cgroup's and its ancestors'
-/// (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`); `None` without one.
-fn cgroup_limit() -> Option<u64> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    limit_in(&cgroups, |p| std::fs::read_to_string(p).ok())
-}
-
-/// The least limit set for the cgroups `proc_cgroup` (the text of
-/// `/proc/self/cgroup`) names, reading files with `read`: each cgroup on its way
-/// down from its hierarchy's mount, and the mount itself (a container with no
-/// namespace of its own sees its cgroup there, not at the path named).
-fn limit_in(proc_cgroup: &str, read: impl Fn(&Path) -> Option<String>) -> Option<u64> {
-    let mut least: Option<u64> = None;
-    for line in proc_cgroup.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let (mount, file) = if controllers.is_empty() {
-            ("/sys/fs/cgroup", "memory.max")
-        } else if controllers.split(',').any(|c| c == "memory") {
-            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
-        } else {
-            continue;
-        };
-        let mut dir = Path::new(mount).join(path.trim_start_matches('/'));
-        loop {
-            let value = read(&dir.join(file)).and_then(|v| v.trim().parse::<u64>().ok());
-            if let Some(v) = value.filter(|&v| v < NO_LIMIT) {
-                least = Some(least.map_or(v, |l| l.min(v)));
-            }
-            if dir == Path::new(mount) || !dir.pop() {
-                break;
-            }
-        }
-    }
-    least
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn files(pairs: &[(&str, &str)]) -> impl Fn(&Path) -> Option<String> {
-        let map: HashMap<String, String> = (pairs.iter())
-            .map(|(p, v)| (p.to_string(), v.to_string()))
-            .collect();
-        move |p: &Path| map.get(p.to_str().unwrap()).cloned()
-    }
-
-    #[test]
-    fn the_least_limit_up_the_hierarchy_is_found_in_either_version() {
-        let v2 = "0::/kubepods/pod1/ctr\n";
-        let read = files(&[
-            ("/sys/fs/cgroup/kubepods/pod1/ctr/memory.max", "max\n"),
-            ("/sys/fs/cgroup/kubepods/pod1/memory.max", "536870912\n"),
-            ("/sys/fs/cgroup/kubepods/memory.max", "1073741824\n"),
-        ]);
-        assert_eq!(limit_in(v2, read), Some(512 << 20));
-        let v1 = "5:cpu,cpuacct:/x\n4:memory:/docker/abc\n0::/\n";
-        let read = files(&[
-            (
-                "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
-                "268435456",
-            ),
-            (
-                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                "9223372036854771712",
-            ),
-        ]);
-        assert_eq!(limit_in(v1, read), Some(256 << 20));
-        // A container's own cgroup at the mount, not at the host's path named.
-        let read = files(&[("/sys/fs/cgroup/memory/memory.limit_in_bytes", "134217728")]);
-        assert_eq!(limit_in(v1, read), Some(128 << 20));
-        assert_eq!(limit_in(v1, files(&[])), None);
-        assert_eq!(limit_in("garbage\n4:memory\n", files(&[])), None);
-    }
 
     #[test]
     fn budgets_are_fitted_to_a_limit_that_changes_and_restored_without_one() {
