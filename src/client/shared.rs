@@ -194,10 +194,8 @@ impl SharedClient {
     /// Hands thread `n` back the buffer of a large reply it read, once decoded,
     /// unless the result still holds a view of it.
     fn give_back(&self, n: usize, msg: Bytes) {
-        if msg.len() > KEEP_CAPACITY {
-            if let Ok(buf) = msg.try_into_mut() {
-                let _ = self.inner.threads[n].send(Mail::Spare(buf));
-            }
+        if let Ok(buf) = msg.try_into_mut() {
+            let _ = self.inner.threads[n].send(Mail::Spare(buf));
         }
     }
 }
@@ -258,9 +256,11 @@ impl Channel for SharedClient {
             Ok(T::decode(&mut r)?)
         }
         let max_decoded = self.inner.max_decoded;
-        let kept = msg.clone();
+        let large = (msg.len() > KEEP_CAPACITY).then(|| msg.clone());
         let body = with_codec!(self.inner.protocol, C => body::<C, T>(msg, max_decoded));
-        self.give_back(n, kept);
+        if let Some(msg) = large {
+            self.give_back(n, msg);
+        }
         body
     }
 
