@@ -150,7 +150,7 @@ impl DecodeBudget {
 
 impl Drop for DecodeBudget {
     fn drop(&mut self) {
-        if let Some(pool) = &self.pool {
+        if let Some(pool) = self.pool.as_ref().filter(|_| self.used > 0) {
             pool.give(self.used);
         }
     }
