@@ -22,7 +22,7 @@ use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
 use super::upkeep;
 use crate::control::{Governed, Outcome, PoolStats, Provider, ServiceName, Snapshot, Ticket};
-use crate::protocol::{Decode, Encode, Protocol};
+use crate::protocol::{ApplicationExceptionKind, Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::{CallContext, CallError, Channel};
 use crate::transport::conn::KEEP_CAPACITY;
@@ -422,9 +422,12 @@ impl Inner {
         result
     }
 
-    /// Passive health: answers count as successes, connection-level failures against
-    /// the node. A timeout before anything was sent (the call waited for a slot, or
-    /// ran out of time while connecting) says nothing about the node.
+    /// Passive health: answers count as successes, connection-level failures and
+    /// the node's own failures (INTERNAL_ERROR, MISSING_RESULT: a handler that
+    /// failed, panicked or timed out, a breaker of its own open) against the node,
+    /// so that a node failing every call fast does not draw the calls as the
+    /// fastest would. A timeout before anything was sent (the call waited for a
+    /// slot, or ran out of time while connecting) says nothing about the node.
     pub(super) fn record(
         &self,
         node: &Rc<NodeState>,
@@ -434,20 +437,33 @@ impl Inner {
         now: Instant,
     ) {
         match result {
+            Err(CallError::Application(e)) if node_failed(e.kind) => self.failed(node, e, now),
             Ok(()) | Err(CallError::Application(_) | CallError::Declared(_)) => {
                 node.health_mut(|h| h.success(elapsed, now))
             }
             Err(CallError::Rejected(_) | CallError::ShuttingDown) => {}
             Err(CallError::Timeout) if !sent => {}
-            Err(e) => {
-                let b = &self.config.balance;
-                if node.health_mut(|h| h.failure(b.failure_threshold, b.probe_interval, now)) {
-                    self.tend(node);
-                    tracing::warn!(node = %node.node.addr, "node failed after {} consecutive failures (last: {e}); probing every {:?}", b.failure_threshold, b.probe_interval);
-                }
-            }
+            Err(e) => self.failed(node, e, now),
         }
     }
+
+    /// A failure of `node`: on the failed list after the threshold's in a row.
+    fn failed(&self, node: &Rc<NodeState>, e: &dyn std::fmt::Display, now: Instant) {
+        let b = &self.config.balance;
+        if node.health_mut(|h| h.failure(b.failure_threshold, b.probe_interval, now)) {
+            self.tend(node);
+            tracing::warn!(node = %node.node.addr, "node failed after {} consecutive failures (last: {e}); probing every {:?}", b.failure_threshold, b.probe_interval);
+        }
+    }
+}
+
+/// Whether an application exception says the node failed the call, rather than
+/// the caller (an unknown method, bad arguments).
+fn node_failed(kind: ApplicationExceptionKind) -> bool {
+    matches!(
+        kind,
+        ApplicationExceptionKind::InternalError | ApplicationExceptionKind::MissingResult
+    )
 }
 
 impl Drop for Client {
