@@ -216,6 +216,43 @@ fn a_node_failing_every_call_fast_leaves_rotation() {
     }
 }
 
+/// Under P2C, a node failing half its calls fast (INTERNAL_ERROR after 1 ms, its
+/// other calls answered at once; no breaker of its own to refuse them) is not
+/// drawn to as the fastest: each failure doubles its latency estimate. Before,
+/// only its successes were measured and about 700 of 2,400 calls failed (all on
+/// that node); now 5 or 6.
+#[test]
+fn under_p2c_a_node_failing_half_its_calls_fast_does_not_draw_them() {
+    let (a, b) = (Demo::start(&[]), Demo::start(&[]));
+    let failing = Demo::start(&["--call-timeout-ms", "1", "--no-metrics"]);
+    support::block_on(async {
+        let addrs = [a.addr, failing.addr, b.addr];
+        // Never failed by consecutive failures: the estimate alone is under test.
+        let (client, _) = client(&addrs, Policy::P2cEwma, |c| {
+            c.balance.failure_threshold = 1_000
+        });
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let demo = DemoClient::new(client.clone());
+                monoio::spawn(async move {
+                    let mut failed = 0;
+                    for i in 0..300 {
+                        let ms = if i % 2 == 0 { 0 } else { 5 };
+                        failed += u32::from(demo.sleep_ms(None, ms).await.is_err());
+                    }
+                    failed
+                })
+            })
+            .collect();
+        let mut failed = 0;
+        for c in callers {
+            failed += c.await;
+        }
+        eprintln!("{failed} of 2,400 calls failed");
+        assert!(failed < 240, "{failed} of 2,400 calls failed");
+    });
+}
+
 /// A node that freezes (SIGSTOP: its kernel still completes connects, nothing
 /// answers) under load: after K timed-out calls it leaves rotation, its probes fail
 /// while it stays frozen (a connect alone does not restore it), and once it thaws a

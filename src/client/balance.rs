@@ -264,9 +264,10 @@ fn lower_score(
     mean: Option<f64>,
     initial: Duration,
 ) -> usize {
+    let now = std::time::Instant::now();
     let score = |i: usize| {
         let n = &nodes[i];
-        let latency = n.health().latency_ns();
+        let latency = n.health().latency_at(now);
         let l = latency.or(mean).unwrap_or(initial.as_nanos() as f64);
         l * (n.limiter.in_flight() + 1) as f64 / n.weight()
     };
@@ -339,7 +340,7 @@ mod tests {
 
     fn fail(n: &NodeState) {
         let now = std::time::Instant::now();
-        n.health_mut(|h| h.failure(1, Duration::from_secs(1), now));
+        n.health_mut(|h| h.failure(1, Duration::from_secs(1), Duration::ZERO, now));
     }
 
     #[test]

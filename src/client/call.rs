@@ -437,20 +437,29 @@ impl Inner {
         now: Instant,
     ) {
         match result {
-            Err(CallError::Application(e)) if node_failed(e.kind) => self.failed(node, e, now),
+            Err(CallError::Application(e)) if node_failed(e.kind) => {
+                self.failed(node, e, elapsed, now)
+            }
             Ok(()) | Err(CallError::Application(_) | CallError::Declared(_)) => {
                 node.health_mut(|h| h.success(elapsed, now))
             }
             Err(CallError::Rejected(_) | CallError::ShuttingDown) => {}
             Err(CallError::Timeout) if !sent => {}
-            Err(e) => self.failed(node, e, now),
+            Err(e) => self.failed(node, e, elapsed, now),
         }
     }
 
     /// A failure of `node`: on the failed list after the threshold's in a row.
-    fn failed(&self, node: &Rc<NodeState>, e: &dyn std::fmt::Display, now: Instant) {
+    fn failed(
+        &self,
+        node: &Rc<NodeState>,
+        e: &dyn std::fmt::Display,
+        elapsed: Duration,
+        now: Instant,
+    ) {
         let b = &self.config.balance;
-        if node.health_mut(|h| h.failure(b.failure_threshold, b.probe_interval, now)) {
+        let (k, t) = (b.failure_threshold, b.probe_interval);
+        if node.health_mut(|h| h.failure(k, t, elapsed, now)) {
             self.tend(node);
             tracing::warn!(node = %node.node.addr, "node failed after {} consecutive failures (last: {e}); probing every {:?}", b.failure_threshold, b.probe_interval);
         }
@@ -562,7 +571,7 @@ mod tests {
         let client = Client::new((1..=20_000).map(at), ClientConfig::new("t"));
         let before = client.inner.nodes.borrow().clone();
         let now = Instant::now();
-        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), now));
+        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), Duration::ZERO, now));
         let mut next: Vec<Node> = (2..=20_000).map(|p| Node::from(at(p))).collect();
         next[0].weight = 5; // port 2
         next.push(Node::from(at(20_001)));
@@ -603,7 +612,7 @@ mod tests {
         assert!(!client.inner.set_nodes(same.into_iter()), "nothing changed");
         assert!(Rc::ptr_eq(&before, &client.inner.nodes.borrow()));
         let now = Instant::now();
-        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), now));
+        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), Duration::ZERO, now));
         let next = [node(3, 100), node(2, 7), node(2, 200), node(1, 100)];
         assert!(client.inner.set_nodes(next.into_iter()));
         assert_eq!(list(), [(1, 100), (2, 7), (2, 200), (3, 100)]);

@@ -229,8 +229,17 @@ impl Health {
     }
 
     /// A call or connect failed; true when this failure puts the node on the failed
-    /// list (the `threshold`-th in a row).
-    pub fn failure(&mut self, threshold: u32, probe_interval: Duration, now: Instant) -> bool {
+    /// list (the `threshold`-th in a row). The latency estimate doubles (at least
+    /// the failure's own time): a node failing some of its calls fast does not
+    /// look the fastest.
+    pub fn failure(
+        &mut self,
+        threshold: u32,
+        probe_interval: Duration,
+        elapsed: Duration,
+        now: Instant,
+    ) -> bool {
+        self.latency.penalize(elapsed, now);
         self.consecutive = self.consecutive.saturating_add(1);
         if self.is_failed() || self.consecutive < threshold.max(1) {
             return false;
@@ -245,16 +254,29 @@ impl Health {
         self.next_probe = Some(now + probe_interval);
     }
 
-    /// A probe worked: back in rotation with a clean record.
+    /// A probe worked: back in rotation with a clean record (its latency estimate
+    /// too: scored as a node with no reply yet, not by the failures that took it
+    /// out).
     pub fn restore(&mut self) {
         self.probing = false;
         self.next_probe = None;
         self.consecutive = 0;
+        self.latency = PeakEwma::default();
     }
 
-    /// The latency estimate in nanoseconds (`None` before any reply).
+    /// The latency estimate in nanoseconds as last observed (`None` before any
+    /// reply).
     pub fn latency_ns(&self) -> Option<f64> {
         self.latency.stamp.map(|_| self.latency.cost_ns)
+    }
+
+    /// The latency estimate decayed to `now` (`None` before any reply): a node
+    /// passed over after a slow reply is tried again as its estimate fades, as
+    /// Finagle's and tower's peak EWMA do.
+    pub fn latency_at(&self, now: Instant) -> Option<f64> {
+        self.latency
+            .stamp
+            .map(|t| self.latency.cost_ns * decay(t, now))
     }
 }
 
@@ -270,19 +292,30 @@ struct PeakEwma {
 /// The EWMA time constant (Finagle's `decayTime` default).
 const DECAY: Duration = Duration::from_secs(10);
 
+/// The weight an estimate stamped at `then` keeps at `now`.
+fn decay(then: Instant, now: Instant) -> f64 {
+    let elapsed = now.saturating_duration_since(then).as_secs_f64();
+    (-elapsed / DECAY.as_secs_f64()).exp()
+}
+
 impl PeakEwma {
     fn observe(&mut self, rtt: Duration, now: Instant) {
         let rtt = rtt.as_nanos() as f64;
-        let elapsed = self
-            .stamp
-            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let w = self.stamp.map_or(1.0, |t| decay(t, now));
         self.stamp = Some(now);
         if rtt > self.cost_ns {
             self.cost_ns = rtt;
         } else {
-            let w = (-elapsed / DECAY.as_secs_f64()).exp();
             self.cost_ns = self.cost_ns * w + rtt * (1.0 - w);
         }
+    }
+
+    /// A failure: the estimate, decayed to `now`, doubles, and is at least the
+    /// failure's time (a node with no reply yet starts from that).
+    fn penalize(&mut self, elapsed: Duration, now: Instant) {
+        let was = self.stamp.map_or(0.0, |t| self.cost_ns * decay(t, now));
+        self.cost_ns = (2.0 * was).max(elapsed.as_nanos() as f64);
+        self.stamp = Some(now);
     }
 }
 
@@ -295,18 +328,49 @@ mod tests {
         let now = Instant::now();
         let t = Duration::from_secs(1);
         let mut h = Health::default();
-        assert!(!h.failure(3, t, now) && !h.failure(3, t, now));
-        h.success(Duration::from_millis(1), now);
-        assert!(!h.failure(3, t, now) && !h.failure(3, t, now));
-        assert!(h.failure(3, t, now), "the third in a row fails it");
+        let ms = Duration::from_millis(1);
+        assert!(!h.failure(3, t, ms, now) && !h.failure(3, t, ms, now));
+        h.success(ms, now);
+        assert!(!h.failure(3, t, ms, now) && !h.failure(3, t, ms, now));
+        assert!(h.failure(3, t, ms, now), "the third in a row fails it");
         assert!(h.is_failed() && !h.probe_due(now) && h.probe_due(now + t));
-        assert!(!h.failure(3, t, now), "already failed: reported once");
+        assert!(!h.failure(3, t, ms, now), "already failed: reported once");
         h.probing = true;
         assert!(!h.probe_due(now + t), "one probe at a time");
         h.probe_failed(t, now + t);
         assert!(h.is_failed() && h.probe_due(now + 2 * t));
         h.restore();
         assert!(!h.is_failed() && h.consecutive == 0);
+        assert_eq!(h.latency_at(now), None, "a clean record");
+    }
+
+    #[test]
+    fn the_latency_estimate_fades_with_time_and_doubles_at_each_failure() {
+        let now = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n).as_nanos() as f64;
+        let mut h = Health::default();
+        assert_eq!(h.latency_at(now), None);
+        h.success(Duration::from_millis(300), now);
+        assert_eq!(h.latency_at(now), Some(ms(300)));
+        let later = h.latency_at(now + DECAY).unwrap();
+        assert!(
+            (later - ms(300) / std::f64::consts::E).abs() < 1.0,
+            "{later}"
+        );
+        assert_eq!(h.latency_ns(), Some(ms(300)), "as last observed");
+        let mut h = Health::default();
+        h.success(Duration::from_millis(1), now);
+        h.failure(5, DECAY, Duration::from_micros(100), now);
+        assert_eq!(h.latency_at(now), Some(ms(2)), "doubled");
+        h.failure(5, DECAY, Duration::from_millis(50), now);
+        assert_eq!(
+            h.latency_at(now),
+            Some(ms(50)),
+            "at least the failure's time"
+        );
+        let mut fresh = Health::default();
+        fresh.failure(5, DECAY, Duration::from_millis(3), now);
+        assert_eq!(fresh.latency_at(now), Some(ms(3)));
     }
 
     #[test]
