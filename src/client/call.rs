@@ -461,7 +461,7 @@ impl Inner {
         let (k, t) = (b.failure_threshold, b.probe_interval);
         if node.health_mut(|h| h.failure(k, t, elapsed, now)) {
             self.tend(node);
-            tracing::warn!(node = %node.node.addr, "node failed after {} consecutive failures (last: {e}); probing every {:?}", b.failure_threshold, b.probe_interval);
+            tracing::warn!(node = %node.node.addr, "node failed after {k} consecutive failures (last: {e}); probing every {t:?}");
         }
     }
 }

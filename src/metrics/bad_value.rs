@@ -67,9 +67,12 @@ impl BadValues {
     pub fn say_then(&mut self, keys: &[String], then: &'static str) {
         let all = std::mem::take(&mut self.0).into_iter();
         self.0 = all
-            .map(|b| match keys.contains(&b.key) {
-                true => BadValue { then, ..b },
-                false => b,
+            .map(|b| {
+                if keys.contains(&b.key) {
+                    BadValue { then, ..b }
+                } else {
+                    b
+                }
             })
             .collect();
     }
