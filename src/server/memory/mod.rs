@@ -74,7 +74,7 @@ impl Fit {
     fn to(&self, limit: Option<u64>) -> Budgets {
         let w = self.wanted;
         let Some(limit) = limit else { return w };
-        let share = (limit / 2 / self.cores.max(1) as u64) as usize;
+        let share = self.share(limit);
         let wanted = w.total();
         if wanted <= share {
             return w;
@@ -84,6 +84,22 @@ impl Fit {
             buffered: scale(w.buffered).max(self.max_message.saturating_sub(KEEP_CAPACITY)),
             decoded: scale(w.decoded).max(MIN_DECODED.min(w.decoded)),
             spares: scale(w.spares),
+        }
+    }
+
+    /// What one core's budgets may hold under `limit`: half of it, shared.
+    fn share(&self, limit: u64) -> usize {
+        (limit / 2 / self.cores.max(1) as u64) as usize
+    }
+
+    /// Advice for a warning when `budgets`, held up by their floors, still do not
+    /// fit `limit`.
+    fn advice(&self, budgets: Budgets, limit: Option<u64>) -> &'static str {
+        match limit {
+            Some(l) if budgets.total() > self.share(l) => {
+                "; lower max_message for budgets that fit"
+            }
+            _ => "",
         }
     }
 }
@@ -99,11 +115,7 @@ pub fn fit_budgets(config: &mut Config) -> Follower {
     let limit = cgroup_limit();
     let now = fit.to(limit);
     if now != fit.wanted {
-        let lower = if now.total() > (limit.unwrap_or(0) / 2 / fit.cores.max(1) as u64) as usize {
-            "; lower max_message for budgets that fit"
-        } else {
-            ""
-        };
+        let lower = fit.advice(now, limit);
         tracing::warn!(
             "the memory limit of {} MiB (cgroup) is below twice what {} cores' buffer budgets may hold ({} MiB): each core's lowered from {} to {} MiB ({}){lower}",
             limit.unwrap_or(0) / MIB as u64,
@@ -168,10 +180,11 @@ impl Follower {
             );
         } else {
             tracing::warn!(
-                "the memory limit (cgroup) is now {said}: each core's buffer budgets go from {} to {} MiB ({})",
+                "the memory limit (cgroup) is now {said}: each core's buffer budgets go from {} to {} MiB ({}){}",
                 self.now.total() / MIB,
                 to.total() / MIB,
-                to.describe()
+                to.describe(),
+                self.fit.advice(to, limit)
             );
         }
         self.now = to;
