@@ -38,6 +38,10 @@ pub struct BalanceOptions {
     /// Consecutive connect or call failures that put a node on the failed list
     /// (Finagle's failure accrual: 5).
     pub failure_threshold: u32,
+    /// A node whose recent calls succeed less often than this goes on the failed
+    /// list too, though its failures never run `failure_threshold` in a row (a node
+    /// failing half its calls); `None`: consecutive failures only.
+    pub success_rate: Option<SuccessRate>,
     /// How often a failed node is probed (connect and ping) to restore it.
     pub probe_interval: Duration,
     /// P2C: the latency a node is scored with before its first reply, when no node
@@ -70,6 +74,32 @@ pub struct BalanceOptions {
     /// every window by a node or so (by chance, at most one node of one window
     /// moves). `None` (the default): by chance.
     pub coordinate: Option<Coordinate>,
+}
+
+/// Success-rate failure accrual ([`BalanceOptions::success_rate`]), as Finagle's
+/// `successRate` policy: once a node has had `window` calls since it joined or was
+/// last restored, it goes on the failed list when fewer than `required` of its last
+/// `window` calls succeeded. Failures count as for consecutive failures (connect
+/// and transport failures, timeouts after sending, the node's own INTERNAL_ERROR
+/// and MISSING_RESULT); answers, declared exceptions included, count as successes.
+/// The window is counted in calls, not time, so the evidence is the same at any
+/// call rate: Finagle's default window of 30 s takes about 15 s to notice a node
+/// failing half its calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SuccessRate {
+    /// The share of calls that must succeed (Finagle's: 0.8).
+    pub required: f64,
+    /// The calls looked at: the node's last ones (100; at most 128).
+    pub window: u32,
+}
+
+impl Default for SuccessRate {
+    fn default() -> Self {
+        SuccessRate {
+            required: 0.8,
+            window: 100,
+        }
+    }
 }
 
 /// A client's place among the clients of a service ([`BalanceOptions::coordinate`]).
@@ -107,6 +137,7 @@ impl Default for BalanceOptions {
         BalanceOptions {
             policy: Policy::SoftLoad,
             failure_threshold: 5,
+            success_rate: Some(SuccessRate::default()),
             probe_interval: Duration::from_secs(5),
             initial_latency: Duration::from_millis(1),
             aperture: 0,
@@ -339,8 +370,7 @@ mod tests {
     }
 
     fn fail(n: &NodeState) {
-        let now = std::time::Instant::now();
-        n.health_mut(|h| h.failure(1, Duration::from_secs(1), Duration::ZERO, now));
+        n.health_mut(|h| h.fail(std::time::Instant::now()));
     }
 
     #[test]

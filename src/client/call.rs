@@ -22,6 +22,7 @@ use super::retry::{self, RetryBudget};
 use super::tracker::Tracker;
 use super::upkeep;
 use crate::control::{Governed, Outcome, PoolStats, Provider, ServiceName, Snapshot, Ticket};
+use crate::logs::throttle::warn_throttled;
 use crate::protocol::{ApplicationExceptionKind, Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::{CallContext, CallError, Channel};
@@ -449,7 +450,8 @@ impl Inner {
         }
     }
 
-    /// A failure of `node`: on the failed list after the threshold's in a row.
+    /// A failure of `node`: on the failed list after the threshold's in a row, or
+    /// below the required success rate.
     fn failed(
         &self,
         node: &Rc<NodeState>,
@@ -457,11 +459,15 @@ impl Inner {
         elapsed: Duration,
         now: Instant,
     ) {
-        let b = &self.config.balance;
-        let (k, t) = (b.failure_threshold, b.probe_interval);
-        if node.health_mut(|h| h.failure(k, t, elapsed, now)) {
+        let opts = &self.config.balance;
+        if let Some(why) = node.health_mut(|h| h.failure(opts, elapsed, now)) {
             self.tend(node);
-            tracing::warn!(node = %node.node.addr, "node failed after {k} consecutive failures (last: {e}); probing every {t:?}");
+            let t = opts.probe_interval;
+            let addr = node.node.addr;
+            warn_throttled!(
+                node.warnings,
+                "node {addr} failed: {why} (last: {e}); probing every {t:?}"
+            );
         }
     }
 }
@@ -563,6 +569,27 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// A node put back by its answers (the client failing open) and failed again,
+    /// twenty times: one WARN, not twenty.
+    #[test]
+    fn a_node_failing_again_and_again_logs_a_line_not_a_line_each() {
+        let client = Client::new((1..=3).map(at), ClientConfig::new("t"));
+        let inner = &client.inner;
+        let node = inner.nodes.borrow()[0].clone();
+        let err = CallError::Transport(std::io::ErrorKind::ConnectionReset.into());
+        let now = Instant::now();
+        let lines = crate::logs::throttle::lines_logged("ringsoa::client::call", || {
+            for _ in 0..20 {
+                for _ in 0..inner.config.balance.failure_threshold {
+                    inner.record(&node, Err(&err), Duration::ZERO, true, now);
+                }
+                assert!(node.health().is_failed());
+                inner.record(&node, Ok(()), Duration::ZERO, true, now);
+            }
+        });
+        assert_eq!(lines, 1);
+    }
+
     /// Thousands of nodes replaced by a list with a few changed: a node that stays
     /// keeps its state, one whose weight changed keeps its health only, and one
     /// that left is retired.
@@ -571,7 +598,7 @@ mod tests {
         let client = Client::new((1..=20_000).map(at), ClientConfig::new("t"));
         let before = client.inner.nodes.borrow().clone();
         let now = Instant::now();
-        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), Duration::ZERO, now));
+        before[1].health_mut(|h| h.fail(now));
         let mut next: Vec<Node> = (2..=20_000).map(|p| Node::from(at(p))).collect();
         next[0].weight = 5; // port 2
         next.push(Node::from(at(20_001)));
@@ -612,7 +639,7 @@ mod tests {
         assert!(!client.inner.set_nodes(same.into_iter()), "nothing changed");
         assert!(Rc::ptr_eq(&before, &client.inner.nodes.borrow()));
         let now = Instant::now();
-        before[1].health_mut(|h| h.failure(1, Duration::from_secs(1), Duration::ZERO, now));
+        before[1].health_mut(|h| h.fail(now));
         let next = [node(3, 100), node(2, 7), node(2, 200), node(1, 100)];
         assert!(client.inner.set_nodes(next.into_iter()));
         assert_eq!(list(), [(1, 100), (2, 7), (2, 200), (3, 100)]);

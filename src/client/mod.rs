@@ -38,7 +38,7 @@ pub mod shared;
 mod tracker;
 mod upkeep;
 
-pub use balance::{BalanceOptions, Coordinate, Policy};
+pub use balance::{BalanceOptions, Coordinate, Policy, SuccessRate};
 pub use call::Client;
 pub use config::{AfterCall, Attempt, BeforeCall, ClientConfig, Hooks, OnClose};
 pub use conn::ConnOptions;

@@ -3,13 +3,16 @@
 //! (active), and a peak-EWMA of latency for the P2C policy.
 
 use std::cell::{Cell, Ref, RefCell};
+use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::balance::BalanceOptions;
 use super::limit::Limiter;
 use super::list::{Counted, Tally, LOAD_ONE};
 use super::pool::{NodePool, PoolOptions, PoolStats};
+use crate::logs::throttle::Throttle;
 
 /// A node of a service: where it listens and its weight (from the registry when it
 /// has one; equal weights otherwise).
@@ -71,6 +74,9 @@ pub(crate) struct NodeState {
     counted: Cell<Option<Counted>>,
     /// The load of one connection ([`LOAD_ONE`] ÷ weight, weight 0 as 1).
     per_connection: u64,
+    /// Its "node failed" warnings: with every node failing and the client failing
+    /// open, a node an answer put back fails again within calls.
+    pub warnings: Throttle,
 }
 
 impl NodeState {
@@ -86,6 +92,7 @@ impl NodeState {
             tally: RefCell::default(),
             counted: Cell::default(),
             per_connection: LOAD_ONE / node.weight.max(1) as u64,
+            warnings: Throttle::default(),
         }
     }
 
@@ -203,6 +210,7 @@ impl NodeState {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Health {
     consecutive: u32,
+    recent: Outcomes,
     /// Set while the node is on the failed list: when to probe it next.
     next_probe: Option<Instant>,
     /// A probe is under way.
@@ -221,31 +229,47 @@ impl Health {
     }
 
     /// A call or connect worked (a failed node that answers, when every node had
-    /// failed and the client failed open, is back in rotation).
+    /// failed and the client failed open, is back in rotation, its recent failures
+    /// forgotten as after a probe: a full window again before it fails by its
+    /// success rate, rather than at its next failure).
     pub fn success(&mut self, latency: Duration, now: Instant) {
         self.consecutive = 0;
-        self.next_probe = None;
+        if self.next_probe.take().is_some() {
+            self.recent = Outcomes::default();
+        }
+        self.recent.push(false);
         self.latency.observe(latency, now);
     }
 
-    /// A call or connect failed; true when this failure puts the node on the failed
-    /// list (the `threshold`-th in a row). The latency estimate doubles (at least
-    /// the failure's own time): a node failing some of its calls fast does not
-    /// look the fastest.
+    /// A call or connect failed; `Some` (why) when this failure puts the node on
+    /// the failed list: the `failure_threshold`-th in a row, or one that brings
+    /// its recent calls below the required success rate. The latency estimate
+    /// doubles (at least the failure's own time): a node failing some of its
+    /// calls fast does not look the fastest.
     pub fn failure(
         &mut self,
-        threshold: u32,
-        probe_interval: Duration,
+        opts: &BalanceOptions,
         elapsed: Duration,
         now: Instant,
-    ) -> bool {
+    ) -> Option<Tripped> {
         self.latency.penalize(elapsed, now);
         self.consecutive = self.consecutive.saturating_add(1);
-        if self.is_failed() || self.consecutive < threshold.max(1) {
-            return false;
+        self.recent.push(true);
+        if self.is_failed() {
+            return None;
         }
-        self.next_probe = Some(now + probe_interval);
-        true
+        let why = if self.consecutive >= opts.failure_threshold.max(1) {
+            Tripped::Consecutive(self.consecutive)
+        } else {
+            let rate = opts.success_rate?;
+            let (failed, of) = self.recent.last(rate.window)?;
+            if f64::from(of - failed) >= rate.required * f64::from(of) {
+                return None;
+            }
+            Tripped::SuccessRate { failed, of }
+        };
+        self.next_probe = Some(now + opts.probe_interval);
+        Some(why)
     }
 
     /// A probe failed: try again after `probe_interval`.
@@ -261,6 +285,7 @@ impl Health {
         self.probing = false;
         self.next_probe = None;
         self.consecutive = 0;
+        self.recent = Outcomes::default();
         self.latency = PeakEwma::default();
     }
 
@@ -277,6 +302,64 @@ impl Health {
         self.latency
             .stamp
             .map(|t| self.latency.cost_ns * decay(t, now))
+    }
+}
+
+#[cfg(test)]
+impl Health {
+    /// Puts the node on the failed list at once (probed a second later).
+    pub fn fail(&mut self, now: Instant) {
+        let once = BalanceOptions {
+            failure_threshold: 1,
+            probe_interval: Duration::from_secs(1),
+            ..BalanceOptions::default()
+        };
+        self.failure(&once, Duration::ZERO, now);
+    }
+}
+
+/// Why a node went on the failed list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tripped {
+    /// This many failures in a row.
+    Consecutive(u32),
+    /// `failed` of its last `of` calls failed.
+    SuccessRate { failed: u32, of: u32 },
+}
+
+impl fmt::Display for Tripped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tripped::Consecutive(k) => write!(f, "{k} consecutive failures"),
+            Tripped::SuccessRate { failed, of } => {
+                write!(f, "{failed} of its last {of} calls failed")
+            }
+        }
+    }
+}
+
+/// The most calls a success-rate window looks at.
+const WINDOW_MAX: u32 = u128::BITS;
+
+/// Whether each of a node's last calls failed, the latest in the lowest bit.
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcomes {
+    failed: u128,
+    seen: u32,
+}
+
+impl Outcomes {
+    fn push(&mut self, failed: bool) {
+        self.failed = self.failed << 1 | u128::from(failed);
+        self.seen = self.seen.saturating_add(1);
+    }
+
+    /// Of the last `window` calls (at most [`WINDOW_MAX`]): how many failed, and
+    /// `window`; `None` before that many calls.
+    fn last(&self, window: u32) -> Option<(u32, u32)> {
+        let window = window.clamp(1, WINDOW_MAX);
+        let mask = u128::MAX >> (WINDOW_MAX - window);
+        (self.seen >= window).then(|| ((self.failed & mask).count_ones(), window))
     }
 }
 
@@ -322,19 +405,30 @@ impl PeakEwma {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::SuccessRate;
 
     #[test]
     fn k_consecutive_failures_fail_a_node_and_a_success_resets_the_count() {
         let now = Instant::now();
         let t = Duration::from_secs(1);
+        let opts = BalanceOptions {
+            failure_threshold: 3,
+            probe_interval: t,
+            ..BalanceOptions::default()
+        };
         let mut h = Health::default();
         let ms = Duration::from_millis(1);
-        assert!(!h.failure(3, t, ms, now) && !h.failure(3, t, ms, now));
+        let fail = |h: &mut Health| h.failure(&opts, ms, now);
+        assert!(fail(&mut h).is_none() && fail(&mut h).is_none());
         h.success(ms, now);
-        assert!(!h.failure(3, t, ms, now) && !h.failure(3, t, ms, now));
-        assert!(h.failure(3, t, ms, now), "the third in a row fails it");
+        assert!(fail(&mut h).is_none() && fail(&mut h).is_none());
+        assert_eq!(
+            fail(&mut h),
+            Some(Tripped::Consecutive(3)),
+            "the third in a row fails it"
+        );
         assert!(h.is_failed() && !h.probe_due(now) && h.probe_due(now + t));
-        assert!(!h.failure(3, t, ms, now), "already failed: reported once");
+        assert_eq!(fail(&mut h), None, "already failed: reported once");
         h.probing = true;
         assert!(!h.probe_due(now + t), "one probe at a time");
         h.probe_failed(t, now + t);
@@ -358,19 +452,93 @@ mod tests {
             "{later}"
         );
         assert_eq!(h.latency_ns(), Some(ms(300)), "as last observed");
+        let opts = BalanceOptions::default();
         let mut h = Health::default();
         h.success(Duration::from_millis(1), now);
-        h.failure(5, DECAY, Duration::from_micros(100), now);
+        h.failure(&opts, Duration::from_micros(100), now);
         assert_eq!(h.latency_at(now), Some(ms(2)), "doubled");
-        h.failure(5, DECAY, Duration::from_millis(50), now);
+        h.failure(&opts, Duration::from_millis(50), now);
         assert_eq!(
             h.latency_at(now),
             Some(ms(50)),
             "at least the failure's time"
         );
         let mut fresh = Health::default();
-        fresh.failure(5, DECAY, Duration::from_millis(3), now);
+        fresh.failure(&opts, Duration::from_millis(3), now);
         assert_eq!(fresh.latency_at(now), Some(ms(3)));
+    }
+
+    #[test]
+    fn a_node_below_the_success_rate_over_its_last_calls_fails() {
+        let now = Instant::now();
+        let opts = BalanceOptions {
+            failure_threshold: 3,
+            success_rate: Some(SuccessRate {
+                required: 0.8,
+                window: 10,
+            }),
+            ..BalanceOptions::default()
+        };
+        let ms = Duration::from_millis(1);
+        let mut h = Health::default();
+        // Every other call fails: never 3 in a row, but 5 of the last 10.
+        for i in 0..9 {
+            if i % 2 == 0 {
+                assert_eq!(
+                    h.failure(&opts, ms, now),
+                    None,
+                    "call {i}: too few calls yet"
+                );
+            } else {
+                h.success(ms, now);
+            }
+        }
+        h.success(ms, now);
+        assert_eq!(
+            h.failure(&opts, ms, now),
+            Some(Tripped::SuccessRate { failed: 5, of: 10 })
+        );
+        assert!(h.is_failed());
+        h.success(ms, now);
+        assert!(!h.is_failed(), "back, as when the client failed open");
+        assert_eq!(h.failure(&opts, ms, now), None, "its failures forgotten");
+        h.restore();
+        // A clean record: the window fills again before it judges.
+        for _ in 0..2 {
+            h.success(ms, now);
+            assert_eq!(h.failure(&opts, ms, now), None);
+        }
+        // 2 of the last 10 failed: 80% succeeded, as required.
+        for _ in 0..6 {
+            h.success(ms, now);
+        }
+        assert_eq!(h.recent.last(10), Some((2, 10)));
+        assert_eq!(
+            h.failure(&opts, ms, now),
+            Some(Tripped::SuccessRate { failed: 3, of: 10 })
+        );
+        // One call in five fails: 80% succeed, as required; failures older than
+        // the window no longer count.
+        let mut h = Health::default();
+        for i in 0..200 {
+            if i % 5 == 0 {
+                assert_eq!(h.failure(&opts, ms, now), None, "call {i}");
+            } else {
+                h.success(ms, now);
+            }
+        }
+        assert_eq!(h.recent.last(128), Some((25, 128)), "calls 72 to 199");
+        assert_eq!(h.recent.last(1_000), Some((25, 128)), "at most 128");
+        // Without the rule, only consecutive failures count.
+        let consecutive_only = BalanceOptions {
+            success_rate: None,
+            ..opts
+        };
+        for _ in 0..2 {
+            h.failure(&consecutive_only, ms, now);
+            h.success(ms, now);
+        }
+        assert!(!h.is_failed());
     }
 
     #[test]

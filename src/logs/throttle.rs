@@ -64,6 +64,27 @@ macro_rules! log_throttled {
 }
 pub(crate) use log_throttled;
 
+/// Runs `f` and counts the events it logs under `target`: a test of a line that
+/// must not repeat.
+#[cfg(test)]
+pub(crate) fn lines_logged(target: &'static str, f: impl FnOnce()) -> usize {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    struct Count(&'static str, Arc<Mutex<usize>>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
+            if e.metadata().target() == self.0 {
+                *self.1.lock().unwrap() += 1;
+            }
+        }
+    }
+    let lines = Arc::new(Mutex::new(0));
+    let subscriber = tracing_subscriber::registry().with(Count(target, lines.clone()));
+    tracing::subscriber::with_default(subscriber, f);
+    let n = *lines.lock().unwrap();
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
