@@ -717,6 +717,14 @@ mod tests {
         check("a failed node's load");
         ns[0].health_mut(Health::restore);
         check("restored");
+        // Failing through an outage, its estimate doubled at each failure, while
+        // its pool changes: the mean stays a number.
+        for i in 0..2_000 {
+            ns[3].health_mut(|h| h.failure(&p2c_opts(), Duration::ZERO, now));
+            ns[3].pool_mut(|p| p.connecting = i % 2);
+        }
+        check("failed through an outage");
+        assert!(ns.tally().mean_latency().is_some_and(f64::is_finite));
         // A soft-load client's list sums no latencies: its calls change nothing there.
         let node = Rc::new(NodeState::new(
             ns[0].node,

@@ -229,13 +229,15 @@ impl Health {
     }
 
     /// A call or connect worked (a failed node that answers, when every node had
-    /// failed and the client failed open, is back in rotation, its recent failures
-    /// forgotten as after a probe: a full window again before it fails by its
-    /// success rate, rather than at its next failure).
+    /// failed and the client failed open, is back in rotation with a clean record
+    /// as after a probe: a full window again before it fails by its success rate,
+    /// rather than at its next failure, and its latency estimate from this answer,
+    /// not from the failures).
     pub fn success(&mut self, latency: Duration, now: Instant) {
         self.consecutive = 0;
         if self.next_probe.take().is_some() {
             self.recent = Outcomes::default();
+            self.latency = PeakEwma::default();
         }
         self.recent.push(false);
         self.latency.observe(latency, now);
@@ -375,6 +377,11 @@ struct PeakEwma {
 /// The EWMA time constant (Finagle's `decayTime` default).
 const DECAY: Duration = Duration::from_secs(10);
 
+/// The most that failures double an estimate to: unbounded, a thousand failures
+/// in a row (a client failing open through an outage) made it infinite, and with
+/// it the mean latency that a node with no reply yet is scored with.
+const PENALTY_MAX: Duration = Duration::from_secs(60);
+
 /// The weight an estimate stamped at `then` keeps at `now`.
 fn decay(then: Instant, now: Instant) -> f64 {
     let elapsed = now.saturating_duration_since(then).as_secs_f64();
@@ -393,11 +400,13 @@ impl PeakEwma {
         }
     }
 
-    /// A failure: the estimate, decayed to `now`, doubles, and is at least the
-    /// failure's time (a node with no reply yet starts from that).
+    /// A failure: the estimate, decayed to `now`, doubles up to [`PENALTY_MAX`],
+    /// and is at least the failure's time (a node with no reply yet starts from
+    /// that).
     fn penalize(&mut self, elapsed: Duration, now: Instant) {
         let was = self.stamp.map_or(0.0, |t| self.cost_ns * decay(t, now));
-        self.cost_ns = (2.0 * was).max(elapsed.as_nanos() as f64);
+        let doubled = (2.0 * was).min(PENALTY_MAX.as_nanos() as f64);
+        self.cost_ns = doubled.max(elapsed.as_nanos() as f64);
         self.stamp = Some(now);
     }
 }
@@ -466,6 +475,17 @@ mod tests {
         let mut fresh = Health::default();
         fresh.failure(&opts, Duration::from_millis(3), now);
         assert_eq!(fresh.latency_at(now), Some(ms(3)));
+        for _ in 0..2_000 {
+            fresh.failure(&opts, Duration::from_millis(3), now);
+        }
+        let most = PENALTY_MAX.as_nanos() as f64;
+        assert_eq!(fresh.latency_at(now), Some(most), "doubled up to a bound");
+        fresh.success(Duration::from_millis(1), now);
+        assert_eq!(
+            fresh.latency_at(now),
+            Some(ms(1)),
+            "back by an answer: afresh"
+        );
     }
 
     #[test]
