@@ -84,7 +84,10 @@ pub struct BalanceOptions {
 /// and MISSING_RESULT); answers, declared exceptions included, count as successes.
 /// The window is counted in calls, not time, so the evidence is the same at any
 /// call rate: Finagle's default window of 30 s takes about 15 s to notice a node
-/// failing half its calls.
+/// failing half its calls. Nodes leave rotation by their success rates only while
+/// more than half the nodes (of weight above 0) stay in it, as Envoy caps its
+/// outlier ejection: calls that every node fails (a fault of the caller's own, or
+/// of what they all depend on) do not crowd onto the last few nodes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SuccessRate {
     /// The share of calls that must succeed (Finagle's: 0.8).
@@ -720,7 +723,7 @@ mod tests {
         // Failing through an outage, its estimate doubled at each failure, while
         // its pool changes: the mean stays a number.
         for i in 0..2_000 {
-            ns[3].health_mut(|h| h.failure(&p2c_opts(), Duration::ZERO, now));
+            ns[3].health_mut(|h| h.failure(&p2c_opts(), true, Duration::ZERO, now));
             ns[3].pool_mut(|p| p.connecting = i % 2);
         }
         check("failed through an outage");

@@ -460,7 +460,8 @@ impl Inner {
         now: Instant,
     ) {
         let opts = &self.config.balance;
-        if let Some(why) = node.health_mut(|h| h.failure(opts, elapsed, now)) {
+        let spare = node.can_be_spared();
+        if let Some(why) = node.health_mut(|h| h.failure(opts, spare, elapsed, now)) {
             self.tend(node);
             let t = opts.probe_interval;
             let addr = node.node.addr;
@@ -588,6 +589,32 @@ mod tests {
             }
         });
         assert_eq!(lines, 1);
+    }
+
+    /// Every node failing half its calls (a fault of the caller's own, or of what
+    /// they all depend on): by their success rates, nodes leave rotation only
+    /// while more than half the list stays; a node that cannot be reached still
+    /// leaves by its consecutive failures.
+    #[test]
+    fn success_rates_take_no_more_than_half_the_nodes_out_of_rotation() {
+        let client = Client::new((1..=5).map(at), ClientConfig::new("t"));
+        let inner = &client.inner;
+        let nodes = inner.nodes.borrow().clone();
+        let err = CallError::Transport(std::io::ErrorKind::ConnectionReset.into());
+        let now = Instant::now();
+        for _ in 0..100 {
+            for node in nodes.iter() {
+                inner.record(node, Ok(()), Duration::ZERO, true, now);
+                inner.record(node, Err(&err), Duration::ZERO, true, now);
+            }
+        }
+        let failed = || nodes.iter().filter(|n| n.health().is_failed()).count();
+        assert_eq!(failed(), 2, "3 of 5 stay");
+        let up = nodes.iter().find(|n| !n.health().is_failed()).unwrap();
+        for _ in 0..inner.config.balance.failure_threshold {
+            inner.record(up, Err(&err), Duration::ZERO, true, now);
+        }
+        assert_eq!(failed(), 3);
     }
 
     /// Thousands of nodes replaced by a list with a few changed: a node that stays

@@ -46,6 +46,8 @@ pub(crate) struct Tally {
     /// Whether the latencies are summed (only P2C reads them: a soft-load client's
     /// calls then change nothing here).
     latencies: bool,
+    /// Nodes of weight above 0 on the list.
+    weighted: usize,
     /// Nodes of weight above 0 not on the failed list.
     ok: Cell<usize>,
     /// The sum of their loads.
@@ -60,6 +62,14 @@ impl Tally {
     /// Nodes of weight above 0 not on the failed list.
     pub fn ok(&self) -> usize {
         self.ok.get()
+    }
+
+    /// Whether a node of weight above 0 in rotation may leave it by its success
+    /// rate: only while more than half the list's nodes of weight above 0 stay,
+    /// so that calls every node fails (a fault of the caller's own, or of what
+    /// they all depend on) do not crowd onto the last few.
+    pub fn can_spare_one(&self) -> bool {
+        2 * self.ok.get().saturating_sub(1) >= self.weighted
     }
 
     /// The sum of those nodes' loads.
@@ -215,6 +225,7 @@ impl NodeList {
     pub fn new(nodes: Vec<Rc<NodeState>>, latencies: bool, aperture: Option<Aperture>) -> Self {
         let tally = Rc::new(Tally {
             latencies,
+            weighted: nodes.iter().filter(|n| n.node.weight > 0).count(),
             ..Tally::default()
         });
         let mut total = 0u64;

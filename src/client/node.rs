@@ -132,6 +132,12 @@ impl NodeState {
         self.pool.borrow().open() as u64 * self.per_connection
     }
 
+    /// Whether the node may leave rotation by its success rate: one of weight 0
+    /// always; else while its list can spare it ([`Tally::can_spare_one`]).
+    pub fn can_be_spared(&self) -> bool {
+        self.node.weight == 0 || self.tally.borrow().can_spare_one()
+    }
+
     /// What the node adds to its list's tally.
     pub fn counted(&self) -> Counted {
         self.counted.get().unwrap_or_default()
@@ -244,13 +250,14 @@ impl Health {
     }
 
     /// A call or connect failed; `Some` (why) when this failure puts the node on
-    /// the failed list: the `failure_threshold`-th in a row, or one that brings
-    /// its recent calls below the required success rate. The latency estimate
-    /// doubles (at least the failure's own time): a node failing some of its
-    /// calls fast does not look the fastest.
+    /// the failed list: the `failure_threshold`-th in a row, or, if its list can
+    /// `spare` it, one that brings its recent calls below the required success
+    /// rate. The latency estimate doubles (at least the failure's own time): a
+    /// node failing some of its calls fast does not look the fastest.
     pub fn failure(
         &mut self,
         opts: &BalanceOptions,
+        spare: bool,
         elapsed: Duration,
         now: Instant,
     ) -> Option<Tripped> {
@@ -263,7 +270,7 @@ impl Health {
         let why = if self.consecutive >= opts.failure_threshold.max(1) {
             Tripped::Consecutive(self.consecutive)
         } else {
-            let rate = opts.success_rate?;
+            let rate = opts.success_rate.filter(|_| spare)?;
             let (failed, of) = self.recent.last(rate.window)?;
             if f64::from(of - failed) >= rate.required * f64::from(of) {
                 return None;
@@ -316,7 +323,7 @@ impl Health {
             probe_interval: Duration::from_secs(1),
             ..BalanceOptions::default()
         };
-        self.failure(&once, Duration::ZERO, now);
+        self.failure(&once, true, Duration::ZERO, now);
     }
 }
 
@@ -427,7 +434,7 @@ mod tests {
         };
         let mut h = Health::default();
         let ms = Duration::from_millis(1);
-        let fail = |h: &mut Health| h.failure(&opts, ms, now);
+        let fail = |h: &mut Health| h.failure(&opts, true, ms, now);
         assert!(fail(&mut h).is_none() && fail(&mut h).is_none());
         h.success(ms, now);
         assert!(fail(&mut h).is_none() && fail(&mut h).is_none());
@@ -464,19 +471,19 @@ mod tests {
         let opts = BalanceOptions::default();
         let mut h = Health::default();
         h.success(Duration::from_millis(1), now);
-        h.failure(&opts, Duration::from_micros(100), now);
+        h.failure(&opts, true, Duration::from_micros(100), now);
         assert_eq!(h.latency_at(now), Some(ms(2)), "doubled");
-        h.failure(&opts, Duration::from_millis(50), now);
+        h.failure(&opts, true, Duration::from_millis(50), now);
         assert_eq!(
             h.latency_at(now),
             Some(ms(50)),
             "at least the failure's time"
         );
         let mut fresh = Health::default();
-        fresh.failure(&opts, Duration::from_millis(3), now);
+        fresh.failure(&opts, true, Duration::from_millis(3), now);
         assert_eq!(fresh.latency_at(now), Some(ms(3)));
         for _ in 0..2_000 {
-            fresh.failure(&opts, Duration::from_millis(3), now);
+            fresh.failure(&opts, true, Duration::from_millis(3), now);
         }
         let most = PENALTY_MAX.as_nanos() as f64;
         assert_eq!(fresh.latency_at(now), Some(most), "doubled up to a bound");
@@ -505,7 +512,7 @@ mod tests {
         for i in 0..9 {
             if i % 2 == 0 {
                 assert_eq!(
-                    h.failure(&opts, ms, now),
+                    h.failure(&opts, true, ms, now),
                     None,
                     "call {i}: too few calls yet"
                 );
@@ -515,18 +522,28 @@ mod tests {
         }
         h.success(ms, now);
         assert_eq!(
-            h.failure(&opts, ms, now),
+            h.failure(&opts, false, ms, now),
+            None,
+            "its list cannot spare it"
+        );
+        h.success(ms, now);
+        assert_eq!(
+            h.failure(&opts, true, ms, now),
             Some(Tripped::SuccessRate { failed: 5, of: 10 })
         );
         assert!(h.is_failed());
         h.success(ms, now);
         assert!(!h.is_failed(), "back, as when the client failed open");
-        assert_eq!(h.failure(&opts, ms, now), None, "its failures forgotten");
+        assert_eq!(
+            h.failure(&opts, true, ms, now),
+            None,
+            "its failures forgotten"
+        );
         h.restore();
         // A clean record: the window fills again before it judges.
         for _ in 0..2 {
             h.success(ms, now);
-            assert_eq!(h.failure(&opts, ms, now), None);
+            assert_eq!(h.failure(&opts, true, ms, now), None);
         }
         // 2 of the last 10 failed: 80% succeeded, as required.
         for _ in 0..6 {
@@ -534,7 +551,7 @@ mod tests {
         }
         assert_eq!(h.recent.last(10), Some((2, 10)));
         assert_eq!(
-            h.failure(&opts, ms, now),
+            h.failure(&opts, true, ms, now),
             Some(Tripped::SuccessRate { failed: 3, of: 10 })
         );
         // One call in five fails: 80% succeed, as required; failures older than
@@ -542,7 +559,7 @@ mod tests {
         let mut h = Health::default();
         for i in 0..200 {
             if i % 5 == 0 {
-                assert_eq!(h.failure(&opts, ms, now), None, "call {i}");
+                assert_eq!(h.failure(&opts, true, ms, now), None, "call {i}");
             } else {
                 h.success(ms, now);
             }
@@ -555,7 +572,7 @@ mod tests {
             ..opts
         };
         for _ in 0..2 {
-            h.failure(&consecutive_only, ms, now);
+            h.failure(&consecutive_only, true, ms, now);
             h.success(ms, now);
         }
         assert!(!h.is_failed());
