@@ -194,24 +194,35 @@ impl Snapshot {
         self.config.get(key).map(String::as_str)
     }
 
-    /// A config value parsed as `T` (`None` when absent; an error names the key).
+    /// A config value parsed as `T` (`None` when absent). This cluster's value,
+    /// or, when that one does not parse as `T` and the app-wide value does, the
+    /// app-wide value, as the control rules fall back: a cluster's override
+    /// mistyped in ZooKeeper does not leave a service on its built-in default.
+    /// An error, naming the key and the value in force, when neither parses.
     pub fn config<T: FromStr>(&self, key: &str) -> Result<Option<T>, String>
     where
         T::Err: fmt::Display,
     {
-        self.config
-            .get(key)
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .map_err(|e| format!("config {key} = {v:?}: {e}"))
-            })
-            .transpose()
+        let parse = |v: &String| {
+            v.trim()
+                .parse()
+                .map_err(|e| format!("config {key} = {v:?}: {e}"))
+        };
+        let here = self.config.get(key);
+        match here.map(parse).transpose() {
+            Err(e) => match self.app_config.get(key).filter(|&v| Some(v) != here) {
+                Some(app) => parse(app).map(Some).map_err(|_| e),
+                None => Err(e),
+            },
+            read => read,
+        }
     }
 
-    /// A switch (`None` when absent or not a valid switch value).
+    /// A switch (`None` when absent or not a valid switch value). This
+    /// cluster's value, or the app-wide one when that one is not valid.
     pub fn switch(&self, name: &str) -> Option<Switch> {
-        self.switches.get(name).and_then(|v| Switch::parse(v).ok())
+        let valid = |m: &BTreeMap<String, String>| m.get(name).and_then(|v| Switch::parse(v).ok());
+        valid(&self.switches).or_else(|| valid(&self.app_switches))
     }
 
     /// Whether switch `name` is `on` (or the JSON `true`); `default` when it is
@@ -290,5 +301,36 @@ mod tests {
         Arc::make_mut(&mut s.switches).insert("j".into(), "[1]".into());
         assert!(s.switch_on("j", true));
         assert!(!s.switch_on("absent", false));
+    }
+
+    /// A cluster's override that does not parse gives way to the app-wide value
+    /// when that one parses; one that parses holds.
+    #[test]
+    fn a_cluster_override_that_does_not_parse_gives_way_to_the_app_wide_value() {
+        let mut s = Snapshot::empty("a", "c");
+        let pairs = [
+            ("n", "7", "x"),
+            ("m", "7", "8"),
+            ("both", "y", "x"),
+            ("t", "on", "maybe"),
+        ];
+        for (key, app, here) in pairs {
+            Arc::make_mut(&mut s.app_config).insert(key.into(), app.into());
+            Arc::make_mut(&mut s.config).insert(key.into(), here.into());
+            Arc::make_mut(&mut s.app_switches).insert(key.into(), app.into());
+            Arc::make_mut(&mut s.switches).insert(key.into(), here.into());
+        }
+        Arc::make_mut(&mut s.config).insert("only_here".into(), "x".into());
+        assert_eq!(s.config::<u32>("n"), Ok(Some(7)), "the app-wide value");
+        assert_eq!(s.config::<u32>("m"), Ok(Some(8)), "the override");
+        let e = s.config::<u32>("both").unwrap_err();
+        assert!(
+            e.contains(r#"config both = "x""#),
+            "the value in force: {e}"
+        );
+        assert!(s.config::<u32>("only_here").is_err());
+        assert_eq!(s.switch("t"), Some(Switch::On), "the app-wide switch");
+        assert!(s.switch_on("t", false));
+        assert_eq!(s.switch("both"), None, "neither is a switch value");
     }
 }
