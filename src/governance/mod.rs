@@ -10,6 +10,8 @@
 //! - `keeper`: what both backends share — the mirror, publishing to the cores, the
 //!   wanted registration; `zk`: the ZooKeeper session loop; `file`: the state-file
 //!   loop; [`registrar`]: the registration and its health check.
+//! - `log_routes`: config `log.routes` applied as it changes
+//!   ([`Governance::follow_log_routes`]).
 //!
 //! The thread never touches a core's state and a core never waits on it: cores take
 //! the newest snapshot from a mailbox on their own tick ([`crate::control::Governed`]).
@@ -21,6 +23,7 @@ mod file;
 mod ignored;
 mod keeper;
 pub mod layout;
+mod log_routes;
 mod mirror;
 mod reach;
 pub mod registrar;

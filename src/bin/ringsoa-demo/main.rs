@@ -366,37 +366,6 @@ impl DemoHandler for Demo {
     }
 }
 
-/// Applies config `log.routes` now and whenever it changes (checked every 200 ms);
-/// a cluster's override that does not parse gives way to the app-wide value.
-fn follow_log_routes(governance: Governance, router: Router) {
-    std::thread::spawn(move || {
-        let mut last: Option<String> = None;
-        loop {
-            let snap = governance.snapshot();
-            let now = snap.config_str("log.routes").map(str::to_string);
-            if now != last {
-                let specs = now.as_deref().map_or(Ok(Vec::new()), Router::parse);
-                let app = snap
-                    .app_config
-                    .get("log.routes")
-                    .filter(|a| Some(*a) != now.as_ref());
-                let specs = match (specs, app) {
-                    (Err(e), Some(app)) => {
-                        tracing::warn!(error = %e, "this cluster's log.routes not applied: the app-wide value is in force");
-                        Router::parse(app)
-                    }
-                    (specs, _) => specs,
-                };
-                if let Err(e) = specs.and_then(|s| router.set(s)) {
-                    tracing::error!(error = %e, "log.routes not applied");
-                }
-                last = now;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    });
-}
-
 /// Starts the governance thread on ZooKeeper, the state file, or the embedded
 /// defaults.
 fn start_governance(args: &Args) -> std::io::Result<Governance> {
@@ -488,7 +457,7 @@ fn run() -> std::io::Result<()> {
         Some(start_governance(&args)?)
     };
     if let Some(g) = &governance {
-        follow_log_routes(g.clone(), router);
+        g.follow_log_routes(router)?;
     }
     let mut builder = ServerBuilder::new(args.name.clone())
         .listen(args.listen)
