@@ -52,3 +52,63 @@ fn apply(router: &Router, now: Option<&str>, app: Option<&String>) {
         tracing::error!(error = %e, "log.routes not applied");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::{Backend, GovernanceOptions};
+    use std::time::Instant;
+
+    /// Threads of this process named `name` (as the kernel keeps it, at most 15
+    /// bytes).
+    fn threads(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == &name[..name.len().min(15)])
+            .count()
+    }
+
+    #[test]
+    fn the_app_wide_routes_hold_and_the_follower_ends_with_the_governance_thread() {
+        let dir = std::env::temp_dir().join(format!("ringsoa-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("routed.log");
+        let state = format!(
+            "[apps.demo.config]\n\"log.routes\" = '[{{\"target\": \"routed\", \"level\": \"info\", \"file\": \"{}\"}}]'\n\
+             [apps.demo.clusters.main.config]\n\"log.routes\" = '[1]'\n",
+            file.display()
+        );
+        let options = GovernanceOptions::new("demo", "main", Backend::Embedded(state));
+        let governance = Governance::start(options).unwrap();
+        assert!(governance.wait_ready(Duration::from_secs(5)));
+        let router = Router::default();
+        let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+            tracing_subscriber::registry(),
+            router.layer(),
+        );
+        governance.follow_log_routes(router).unwrap();
+        let name = "ringsoa-log-routes";
+        let deadline = Instant::now() + Duration::from_secs(5);
+        tracing::subscriber::with_default(subscriber, || {
+            while std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .is_empty()
+            {
+                tracing::info!(target: "routed", "a routed line");
+                assert!(Instant::now() < deadline, "no line in {}", file.display());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        assert_eq!(threads(name), 1);
+        drop(governance);
+        while threads(name) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the follower outlived governance"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
