@@ -399,6 +399,58 @@ fn values_come_from_a_file_or_stdin_and_a_reader_that_leaves_is_no_error() {
         let (code, _, err) = ringsoa(&[kind, "set", "app", key, value, "--state", state], b"");
         assert_eq!(code, 0, "{key}: {err}");
     }
+    // Given the service's IDL, a key naming a method it does not have (a typo) is
+    // refused too; without it, any name is taken.
+    let with_idl = |kind: &str, key: &str, value: &str, more: &[&str]| {
+        let mut args = vec![
+            kind, "set", "app", key, value, "--state", state, "--idl", IDL,
+        ];
+        args.extend(more);
+        ringsoa(&args, b"")
+    };
+    for (kind, key, value) in [
+        ("config", "limit.ech.qps", "100"),
+        ("config", "acl.ech.allow", "[\"web\"]"),
+        ("switch", "breaker.ech", "on"),
+    ] {
+        let (code, _, err) = with_idl(kind, key, value, &[]);
+        assert_eq!(code, 2, "{key}: {err}");
+        assert!(err.contains("ech is no method of this service"), "{err}");
+        assert!(err.contains("nothing written"), "{err}");
+    }
+    let (code, _, err) = with_idl(
+        "config",
+        "limit.echo.qps",
+        "100",
+        &["--idl-service", "Demo"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = with_idl(
+        "config",
+        "limit.echo.qps",
+        "100",
+        &["--idl-service", "Nope"],
+    );
+    assert_eq!(
+        (code, err.trim()),
+        (
+            2,
+            format!("ringsoa config: no service `Nope` in {IDL}").as_str()
+        )
+    );
+    let (code, _, err) = ringsoa(
+        &[
+            "config",
+            "set",
+            "app",
+            "limit.ech.qps",
+            "100",
+            "--state",
+            state,
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
     // A reader that leaves before the output is written (`| head`): no panic, exit
     // 0. The generated code is larger than a pipe holds, so a write meets the close.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringsoa"))

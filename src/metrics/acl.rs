@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::bad_value::{self, BadValues};
-use super::KnowsMethod;
+use super::Knows;
 use crate::control::Snapshot;
 
 /// One allow list (absent: everyone) and one deny list.
@@ -46,11 +46,7 @@ impl Acl {
     /// that is none of the module docs' keys, names a method the service does not
     /// have (by `knows`, when given), or has a value that is not what its key
     /// takes, is left out and noted in `bad`.
-    pub fn from_config(
-        snap: Option<&Snapshot>,
-        knows: Option<KnowsMethod>,
-        bad: &mut BadValues,
-    ) -> Acl {
+    pub fn from_config(snap: Option<&Snapshot>, knows: Knows<'_>, bad: &mut BadValues) -> Acl {
         let mut acl = Acl::default();
         let Some(snap) = snap else { return acl };
         for (key, value) in snap.config.range("acl.".to_string()..) {
@@ -150,8 +146,8 @@ mod tests {
             Arc::make_mut(&mut s.config).insert(k.to_string(), v.to_string());
         }
         let mut bad = BadValues::default();
-        let knows: KnowsMethod = |m| m != b"nope";
-        let acl = Acl::from_config(Some(&s), Some(knows), &mut bad);
+        let knows = |m: &[u8]| m != b"nope";
+        let acl = Acl::from_config(Some(&s), Some(&knows), &mut bad);
         (acl, bad.iter().map(|b| b.key.clone()).collect())
     }
 

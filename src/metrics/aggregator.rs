@@ -19,7 +19,7 @@ use super::counts::{Counts, Window};
 use super::export::Statsd;
 use super::limit::{self, Limit};
 use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
-use super::{KnowsMethod, LimitReport, MetricsOptions, Shared};
+use super::{Knows, KnowsMethod, LimitReport, MetricsOptions, Shared};
 use crate::control::{CoreInit, ServiceName, Snapshot};
 
 /// One method's merged record.
@@ -97,7 +97,7 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         if parsed != Some(version) {
             parsed = Some(version);
             let knows = shared.options.knows_method;
-            let (fresh, fresh_acl, fresh_limits, bad) = parse(snap.as_deref(), knows);
+            let (fresh, fresh_acl, fresh_limits, bad) = parse(snap.as_deref(), known(&knows));
             bad.log_new(&left_out);
             left_out = bad;
             rules_changed = fresh.probes_per_core != settings.probes_per_core
@@ -457,6 +457,11 @@ pub fn state_name(s: State) -> &'static str {
     }
 }
 
+/// `knows` as [`Knows`].
+fn known(knows: &Option<KnowsMethod>) -> Knows<'_> {
+    knows.as_ref().map(|f| f as &dyn Fn(&[u8]) -> bool)
+}
+
 /// What a cluster override left out as bad gives way to.
 const APP_WIDE: &str = "the app-wide value is in force";
 
@@ -466,7 +471,7 @@ const APP_WIDE: &str = "the app-wide value is in force";
 /// that one is taken.
 pub(super) fn parse(
     snap: Option<&Snapshot>,
-    knows: Option<KnowsMethod>,
+    knows: Knows<'_>,
 ) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
     let first = parse_once(snap, knows);
     let Some(snap) = snap else { return first };
@@ -500,7 +505,7 @@ pub(super) fn parse(
 
 fn parse_once(
     snap: Option<&Snapshot>,
-    knows: Option<KnowsMethod>,
+    knows: Knows<'_>,
 ) -> (Settings, Acl, HashMap<String, Limit>, BadValues) {
     let own = snap.and_then(|s| {
         let own = ServiceName::new(&s.app, &s.cluster).ok()?;
@@ -520,7 +525,7 @@ fn parse_once(
 /// the settings, ACL and limits (split equally) of `snap`'s config, so that the
 /// config a process starts with holds from its first call.
 pub fn initial_rules(o: &MetricsOptions, snap: Option<&Snapshot>, init: &CoreInit) -> Rules {
-    let (s, acl, limits, _) = parse(snap, o.knows_method);
+    let (s, acl, limits, _) = parse(snap, known(&o.knows_method));
     Rules {
         app: o.app.clone(),
         breakers: Default::default(),

@@ -43,7 +43,7 @@ impl BadValue {
 
 /// Whether `method` is none of the service's methods (`knows`; every name is one
 /// when it is not given).
-pub fn unknown(knows: Option<super::KnowsMethod>, method: &str) -> bool {
+pub fn unknown(knows: super::Knows<'_>, method: &str) -> bool {
     knows.is_some_and(|knows| !knows(method.as_bytes()))
 }
 

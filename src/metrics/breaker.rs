@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::bad_value::{self, BadValues};
 use super::counts::{Counts, Window};
-use super::KnowsMethod;
+use super::Knows;
 use crate::control::{Snapshot, Switch};
 
 /// Breaker settings: config keys `breaker.<name>` (changed live) over defaults.
@@ -175,7 +175,7 @@ impl Force {
     /// Notes in `bad` each `breaker.*` switch in `snap` that is none of the values
     /// above, or names a method the service does not have (by `knows`, when given;
     /// a downstream breaker's `breaker.client_…` aside): it counts as absent.
-    pub fn check(snap: Option<&Snapshot>, knows: Option<KnowsMethod>, bad: &mut BadValues) {
+    pub fn check(snap: Option<&Snapshot>, knows: Knows<'_>, bad: &mut BadValues) {
         let Some(snap) = snap else { return };
         for (key, value) in snap.switches.range("breaker.".to_string()..) {
             let Some(method) = key.strip_prefix("breaker.") else {
@@ -504,8 +504,8 @@ mod tests {
         assert_eq!(got.key_idle, defaults.key_idle);
         Arc::make_mut(&mut snap.switches).insert("breaker.nope".into(), "off".into());
         Arc::make_mut(&mut snap.switches).insert("breaker.client_x.nope".into(), "off".into());
-        let knows: KnowsMethod = |m| m != b"nope";
-        Force::check(Some(&snap), Some(knows), &mut bad);
+        let knows = |m: &[u8]| m != b"nope";
+        Force::check(Some(&snap), Some(&knows), &mut bad);
         let keys: Vec<&str> = bad.iter().map(|b| b.key.as_str()).collect();
         assert_eq!(
             keys,

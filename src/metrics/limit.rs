@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::bad_value::{self, BadValues};
-use super::KnowsMethod;
+use super::Knows;
 use crate::clock::Stamp;
 use crate::control::Snapshot;
 
@@ -33,7 +33,7 @@ pub struct Limit {
 pub fn from_config(
     snap: Option<&Snapshot>,
     providers: usize,
-    knows: Option<KnowsMethod>,
+    knows: Knows<'_>,
     bad: &mut BadValues,
 ) -> HashMap<String, Limit> {
     let mut out: HashMap<String, Limit> = HashMap::new();
@@ -368,8 +368,8 @@ mod tests {
         Arc::make_mut(&mut s.config).insert("limit.echo".into(), "5".into());
         let mut bad = BadValues::default();
         Arc::make_mut(&mut s.config).insert("limit.nope.qps".into(), "5".into());
-        let knows: KnowsMethod = |m| m != b"nope";
-        let l = from_config(Some(&s), 3, Some(knows), &mut bad);
+        let knows = |m: &[u8]| m != b"nope";
+        let l = from_config(Some(&s), 3, Some(&knows), &mut bad);
         let keys: Vec<&str> = bad.iter().map(|b| b.key.as_str()).collect();
         assert_eq!(
             keys,

@@ -65,6 +65,11 @@ pub struct MetricsOptions {
 /// Whether a method name (as called) is one of a service's.
 pub type KnowsMethod = fn(&[u8]) -> bool;
 
+/// Whether a method name is one of a service's, when that is known: a
+/// [`KnowsMethod`], or a set of names read from an IDL (`ringsoa config set
+/// --idl`).
+pub type Knows<'a> = Option<&'a dyn Fn(&[u8]) -> bool>;
+
 impl MetricsOptions {
     /// Defaults for `app`.
     pub fn new(app: &str) -> Self {
@@ -354,8 +359,9 @@ impl Metrics {
 /// `switch`) of interface control (`acl.*`, `limit.*`, `breaker.*`,
 /// `metrics.key_idle_ms`, `log.routes`, switches `breaker.*`), and what it
 /// would use instead; `None` when it takes it or the key is none of these. For
-/// tools that write values, so that a typo is refused before any process reads it.
-pub fn check_value(key: &str, value: &str, switch: bool) -> Option<BadValue> {
+/// tools that write values, so that a typo is refused before any process reads it;
+/// with `knows`, a key naming a method the service does not have is refused too.
+pub fn check_value(key: &str, value: &str, switch: bool, knows: Knows<'_>) -> Option<BadValue> {
     if !switch && key == "log.routes" {
         let why = crate::logs::Router::parse(value).err()?;
         let mut bad = BadValues::default();
@@ -369,7 +375,7 @@ pub fn check_value(key: &str, value: &str, switch: bool) -> Option<BadValue> {
         &mut snap.config
     };
     Arc::make_mut(values).insert(key.to_string(), value.to_string());
-    aggregator::parse(Some(&snap), None).3.into_first()
+    aggregator::parse(Some(&snap), knows).3.into_first()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `ringsoa registry|config|switch`: read and write the registry, config and
 //! switches in ZooKeeper (`--zk`) or a state file (`--state`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -94,6 +94,8 @@ pub enum ValueCmd {
         #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
         #[command(flatten)]
+        methods: Methods,
+        #[command(flatten)]
         at: At,
     },
     /// Remove a value, app-wide or (with --cluster) the cluster's override.
@@ -105,6 +107,60 @@ pub enum ValueCmd {
         #[command(flatten)]
         at: At,
     },
+}
+
+/// The service whose methods a value's key may name.
+#[derive(clap::Args, Debug)]
+pub struct Methods {
+    /// The IDL file of the app's service: a value whose key names a method the
+    /// service does not have (an ACL rule, a limit, a breaker switch: a typo) is
+    /// refused, as a process that knows its methods would leave it out.
+    #[arg(long)]
+    idl: Option<PathBuf>,
+    /// The service in --idl, Name or module.Name (default: the only one its file
+    /// declares).
+    #[arg(long = "idl-service", requires = "idl")]
+    idl_service: Option<String>,
+    /// Directories searched for the IDL's includes (after the including file's
+    /// own).
+    #[arg(long = "include-dir", requires = "idl")]
+    include_dirs: Vec<PathBuf>,
+}
+
+impl Methods {
+    /// The names of the service's methods (inherited ones included), when an IDL
+    /// was given.
+    fn names(&self) -> Result<Option<HashSet<Vec<u8>>>, String> {
+        let Some(idl) = &self.idl else {
+            return Ok(None);
+        };
+        let program = ringsoa::idl::load(&[idl], &self.include_dirs).map_err(|e| e.to_string())?;
+        let id = match &self.idl_service {
+            Some(name) => program
+                .find_service(name)
+                .ok_or_else(|| format!("no service `{name}` in {}", idl.display()))?,
+            None => {
+                let root = program.roots[0];
+                match &program.files[root].services[..] {
+                    [_] => ringsoa::idl::model::DefId {
+                        file: root,
+                        index: 0,
+                    },
+                    [] => return Err(format!("{} declares no service", idl.display())),
+                    many => {
+                        let names: Vec<&str> = many.iter().map(|s| s.name.as_str()).collect();
+                        return Err(format!(
+                            "{} declares services {}: say which with --idl-service",
+                            idl.display(),
+                            names.join(", ")
+                        ));
+                    }
+                }
+            }
+        };
+        let names = program.all_functions(id).into_iter();
+        Ok(Some(names.map(|f| f.name.as_bytes().to_vec()).collect()))
+    }
 }
 
 /// Which level and where.
@@ -204,8 +260,11 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                 key,
                 value,
                 file,
+                methods,
                 at,
             } => {
+                let names = methods.names()?;
+                let knows = names.map(|n| move |m: &[u8]| n.contains(m));
                 let (value, shown) = match (value, file) {
                     (Some(v), _) => (v.clone(), v),
                     (None, Some(path)) => {
@@ -224,7 +283,8 @@ pub fn values(kind: Kind, cmd: ValueCmd) -> ExitCode {
                     })?;
                 }
                 let switch = kind == Kind::Switches;
-                if let Some(bad) = ringsoa::metrics::check_value(&key, &value, switch) {
+                let knows = knows.as_ref().map(|k| k as &dyn Fn(&[u8]) -> bool);
+                if let Some(bad) = ringsoa::metrics::check_value(&key, &value, switch, knows) {
                     return Err(format!(
                         "{key}: {}; nothing written (a process would leave the value out: {})",
                         bad.why, bad.then
