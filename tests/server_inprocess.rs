@@ -306,6 +306,30 @@ fn port_zero_picks_one_free_port_for_every_core() {
     server.join();
 }
 
+/// Each core's factory runs with the core's spare buffers as its thread's, so
+/// that the clients it makes keep their large buffers within the core's budget.
+#[test]
+fn a_cores_clients_find_its_spare_buffers() {
+    let caps = Arc::new(Mutex::new(Vec::new()));
+    let seen = caps.clone();
+    let server = builder("spares")
+        .cores(2)
+        .spare_buffers(3 << 20)
+        .start(move |_| {
+            let spares = ringsoa::transport::spare::SpareBuffers::of_this_thread();
+            seen.lock().unwrap().push(spares.map(|s| s.cap()));
+            DerivedServer::new(Misbehaving)
+        })
+        .unwrap();
+    assert_eq!(*caps.lock().unwrap(), [Some(3 << 20); 2]);
+    assert_eq!(
+        ringsoa::transport::spare::SpareBuffers::of_this_thread().map(|s| s.cap()),
+        None
+    );
+    server.shutdown();
+    server.join();
+}
+
 /// A server whose service factory fails on some cores.
 fn start_failing(cores: usize, failing: usize) -> std::io::Result<ServerHandle> {
     builder("failing").cores(cores).start(move |init| {

@@ -52,7 +52,12 @@ impl Client {
         config.bound_waits();
         let budget = RetryBudget::new(&config.retry, Instant::now());
         let aperture = Aperture::new(config.balance.aperture, config.balance.coordinate);
-        let spares = Rc::new(SpareBuffers::new(config.pool.spare_buffers));
+        let spares = match config.pool.spare_buffers {
+            0 => Rc::new(SpareBuffers::new(0)),
+            cap => {
+                SpareBuffers::of_this_thread().unwrap_or_else(|| Rc::new(SpareBuffers::new(cap)))
+            }
+        };
         let client = Client {
             inner: Rc::new(Inner {
                 config,
@@ -568,6 +573,22 @@ mod tests {
 
     fn at(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A client made on a server core keeps its large buffers with the core's;
+    /// elsewhere, or with `spare_buffers` 0, its own.
+    #[test]
+    fn a_client_on_a_server_core_keeps_its_spare_buffers_with_the_cores() {
+        let own = Client::new([at(1)], ClientConfig::new("t"));
+        assert_eq!(own.inner.spares.cap(), 16 << 20);
+        let core = Rc::new(SpareBuffers::new(5 << 20));
+        SpareBuffers::adopt(&core);
+        let on_core = Client::new([at(1)], ClientConfig::new("t"));
+        assert!(Rc::ptr_eq(&on_core.inner.spares, &core));
+        let mut none = ClientConfig::new("t");
+        none.pool.spare_buffers = 0;
+        let none = Client::new([at(1)], none);
+        assert_eq!(none.inner.spares.cap(), 0);
     }
 
     /// A node put back by its answers (the client failing open) and failed again,

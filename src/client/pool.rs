@@ -43,7 +43,10 @@ pub struct PoolOptions {
     /// Bytes of large buffers (past 64 KiB) the client keeps between large
     /// messages, shared by its connections on this core (16 MiB; 0: none): the
     /// next large request or reply takes one rather than growing a buffer and
-    /// faulting its pages in afresh. Let go after 1 s in which none was used.
+    /// faulting its pages in afresh. Let go after 1 s in which none was used. A
+    /// client made on a server core keeps them with the core's instead
+    /// ([`crate::server::ServerBuilder::spare_buffers`], fitted to a memory limit),
+    /// unless this is 0.
     pub spare_buffers: usize,
 }
 

@@ -25,6 +25,7 @@ use crate::control::CoreInit;
 use crate::governance::Governance;
 use crate::logs::throttle::warn_throttled;
 use crate::rpc::Dispatch;
+use crate::transport::spare::SpareBuffers;
 
 /// How often an idle core looks at the drain flag.
 const TICK: Duration = Duration::from_millis(20);
@@ -89,6 +90,9 @@ where
     };
     rt.block_on(async {
         // Load before listen: the service (pools, caches) is built first.
+        // The core's clients keep their large buffers with the core's.
+        let memory = CoreMemory::new(run.budgets);
+        SpareBuffers::adopt(&memory.spare_buffers);
         let mut init = CoreInit::new(index, run.config.cores);
         init.governance = run.governance.as_ref().map(Governance::follow_here);
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -120,7 +124,7 @@ where
             beats: run.beats.clone(),
             hooks: run.hooks.clone(),
             warnings: Warnings::default(),
-            memory: CoreMemory::new(run.budgets),
+            memory,
         });
         let canceller = Canceller::new();
         let mut offered: Vec<OwnedFd> = Vec::new();

@@ -10,6 +10,7 @@
 //! Shared through an `Rc`: never across threads.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +19,11 @@ use super::conn::KEEP_CAPACITY;
 
 /// How long spare buffers are kept when none is taken.
 pub const SPARE_IDLE: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// The spare buffers of the server core running on this thread, if one is.
+    static THIS_CORE: RefCell<Option<Rc<SpareBuffers>>> = const { RefCell::new(None) };
+}
 
 /// One core's spare large buffers (see the module docs).
 #[derive(Debug)]
@@ -107,6 +113,23 @@ impl SpareBuffers {
     /// Bytes of buffers kept now.
     pub fn held(&self) -> usize {
         self.held.get()
+    }
+
+    /// The most they may hold together now.
+    pub fn cap(&self) -> usize {
+        self.cap.get()
+    }
+
+    /// Makes `spares` this thread's: a server core's, so that the clients made on
+    /// it keep their large buffers there, within the core's budget.
+    pub(crate) fn adopt(spares: &Rc<SpareBuffers>) {
+        THIS_CORE.with(|c| *c.borrow_mut() = Some(spares.clone()));
+    }
+
+    /// The spare buffers of the server core running on this thread (its
+    /// `ServerBuilder::spare_buffers`, fitted to a memory limit), if one is.
+    pub fn of_this_thread() -> Option<Rc<SpareBuffers>> {
+        THIS_CORE.with(|c| c.borrow().clone())
     }
 }
 
