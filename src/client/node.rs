@@ -216,6 +216,7 @@ impl NodeState {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Health {
     consecutive: u32,
+    /// Its last calls' outcomes, for the success rate.
     recent: Outcomes,
     /// Set while the node is on the failed list: when to probe it next.
     next_probe: Option<Instant>,

@@ -96,8 +96,8 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
         let mut rules_changed = false;
         if parsed != Some(version) {
             parsed = Some(version);
-            let knows = shared.options.knows_method;
-            let (fresh, fresh_acl, fresh_limits, bad) = parse(snap.as_deref(), known(&knows));
+            let knows = known(&shared.options.knows_method);
+            let (fresh, fresh_acl, fresh_limits, bad) = parse(snap.as_deref(), knows);
             bad.log_new(&left_out);
             left_out = bad;
             rules_changed = fresh.probes_per_core != settings.probes_per_core

@@ -89,10 +89,10 @@ where
         Err(e) => return failed(format!("core {index}: no runtime: {e}")),
     };
     rt.block_on(async {
-        // Load before listen: the service (pools, caches) is built first.
         // The core's clients keep their large buffers with the core's.
         let memory = CoreMemory::new(run.budgets);
         SpareBuffers::adopt(&memory.spare_buffers);
+        // Load before listen: the service (pools, caches) is built first.
         let mut init = CoreInit::new(index, run.config.cores);
         init.governance = run.governance.as_ref().map(Governance::follow_here);
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
