@@ -451,6 +451,14 @@ fn values_come_from_a_file_or_stdin_and_a_reader_that_leaves_is_no_error() {
         b"",
     );
     assert_eq!(code, 0, "{err}");
+    // A negative number is a value, not a flag.
+    let (code, _, err) = ringsoa(
+        &["config", "set", "app", "offset", "-5", "--state", state],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = ringsoa(&["config", "get", "app", "offset", "--state", state], b"");
+    assert_eq!((code, out.trim()), (0, "-5"));
     // A reader that leaves before the output is written (`| head`): no panic, exit
     // 0. The generated code is larger than a pipe holds, so a write meets the close.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringsoa"))

@@ -85,8 +85,9 @@ pub enum ValueCmd {
         app: String,
         /// The key.
         key: String,
-        /// The value (a switch: on, off or JSON).
-        #[arg(required_unless_present = "file")]
+        /// The value (a switch: on, off or JSON); a negative number is a value,
+        /// not a flag.
+        #[arg(required_unless_present = "file", allow_negative_numbers = true)]
         value: Option<String>,
         /// Read the value from FILE (`-`: standard input), for values larger than
         /// a command line holds; ZooKeeper keeps at most its jute.maxbuffer (1 MiB by
