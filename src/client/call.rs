@@ -612,6 +612,28 @@ mod tests {
         assert_eq!(lines, 1);
     }
 
+    /// A node failed while other calls to it were in flight: their answers leave
+    /// it failed; an answer to a call sent to it afterwards (the client failing
+    /// open) puts it back.
+    #[test]
+    fn answers_to_calls_sent_before_a_node_failed_leave_it_failed() {
+        let client = Client::new((1..=3).map(at), ClientConfig::new("t"));
+        let inner = &client.inner;
+        let node = inner.nodes.borrow()[0].clone();
+        let err = CallError::Transport(std::io::ErrorKind::ConnectionReset.into());
+        let failed_at = Instant::now();
+        for _ in 0..inner.config.balance.failure_threshold {
+            inner.record(&node, Err(&err), Duration::ZERO, true, failed_at);
+        }
+        let ms = Duration::from_millis(1);
+        for _ in 0..10 {
+            inner.record(&node, Ok(()), 2 * ms, true, failed_at + ms);
+        }
+        assert!(node.health().is_failed(), "put back by calls in flight");
+        inner.record(&node, Ok(()), ms, true, failed_at + 2 * ms);
+        assert!(!node.health().is_failed());
+    }
+
     /// Every node failing half its calls (a fault of the caller's own, or of what
     /// they all depend on): by their success rates, nodes leave rotation only
     /// while more than half the list stays; a node that cannot be reached still

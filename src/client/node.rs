@@ -218,8 +218,8 @@ pub(crate) struct Health {
     consecutive: u32,
     /// Its last calls' outcomes, for the success rate.
     recent: Outcomes,
-    /// Set while the node is on the failed list: when to probe it next.
-    next_probe: Option<Instant>,
+    /// Set while the node is on the failed list.
+    failed: Option<Failed>,
     /// A probe is under way.
     pub probing: bool,
     latency: PeakEwma,
@@ -227,22 +227,27 @@ pub(crate) struct Health {
 
 impl Health {
     pub fn is_failed(&self) -> bool {
-        self.next_probe.is_some()
+        self.failed.is_some()
     }
 
     /// Whether a probe is due.
     pub fn probe_due(&self, now: Instant) -> bool {
-        !self.probing && self.next_probe.is_some_and(|t| t <= now)
+        !self.probing && self.failed.is_some_and(|f| f.next_probe <= now)
     }
 
-    /// A call or connect worked (a failed node that answers, when every node had
-    /// failed and the client failed open, is back in rotation with a clean record
-    /// as after a probe: a full window again before it fails by its success rate,
-    /// rather than at its next failure, and its latency estimate from this answer,
-    /// not from the failures).
+    /// A call or connect that took `latency` until `now` worked. A failed node
+    /// that answers a call sent to it while failed (every node had failed, and
+    /// the client failed open) is back in rotation with a clean record, as after a
+    /// probe: a full window again before it fails by its success rate, rather
+    /// than at its next failure, and its latency estimate from this answer, not
+    /// from the failures. An answer to a call sent before it failed leaves it
+    /// failed: a node failing half its calls would otherwise be put back by the
+    /// other half, still in flight.
     pub fn success(&mut self, latency: Duration, now: Instant) {
         self.consecutive = 0;
-        if self.next_probe.take().is_some() {
+        let sent = now.checked_sub(latency).unwrap_or(now);
+        if self.failed.is_some_and(|f| sent >= f.since) {
+            self.failed = None;
             self.recent = Outcomes::default();
             self.latency = PeakEwma::default();
         }
@@ -278,14 +283,21 @@ impl Health {
             }
             Tripped::SuccessRate { failed, of }
         };
-        self.next_probe = Some(now + opts.probe_interval);
+        self.failed = Some(Failed {
+            since: now,
+            next_probe: now + opts.probe_interval,
+        });
         Some(why)
     }
 
     /// A probe failed: try again after `probe_interval`.
     pub fn probe_failed(&mut self, probe_interval: Duration, now: Instant) {
         self.probing = false;
-        self.next_probe = Some(now + probe_interval);
+        let since = self.failed.map_or(now, |f| f.since);
+        self.failed = Some(Failed {
+            since,
+            next_probe: now + probe_interval,
+        });
     }
 
     /// A probe worked: back in rotation with a clean record (its latency estimate
@@ -293,7 +305,7 @@ impl Health {
     /// out).
     pub fn restore(&mut self) {
         self.probing = false;
-        self.next_probe = None;
+        self.failed = None;
         self.consecutive = 0;
         self.recent = Outcomes::default();
         self.latency = PeakEwma::default();
@@ -326,6 +338,13 @@ impl Health {
         };
         self.failure(&once, true, Duration::ZERO, now);
     }
+}
+
+/// A node on the failed list: since when, and when to probe it next.
+#[derive(Debug, Clone, Copy)]
+struct Failed {
+    since: Instant,
+    next_probe: Instant,
 }
 
 /// Why a node went on the failed list.
@@ -488,9 +507,10 @@ mod tests {
         }
         let most = PENALTY_MAX.as_nanos() as f64;
         assert_eq!(fresh.latency_at(now), Some(most), "doubled up to a bound");
-        fresh.success(Duration::from_millis(1), now);
+        let later = now + Duration::from_millis(1);
+        fresh.success(Duration::from_millis(1), later);
         assert_eq!(
-            fresh.latency_at(now),
+            fresh.latency_at(later),
             Some(ms(1)),
             "back by an answer: afresh"
         );
@@ -534,7 +554,12 @@ mod tests {
         );
         assert!(h.is_failed());
         h.success(ms, now);
-        assert!(!h.is_failed(), "back, as when the client failed open");
+        assert!(h.is_failed(), "an answer to a call sent before it failed");
+        h.success(ms, now + ms);
+        assert!(
+            !h.is_failed(),
+            "one sent after: back, as when the client failed open"
+        );
         assert_eq!(
             h.failure(&opts, true, ms, now),
             None,

@@ -3,12 +3,16 @@
 by tests/server_peers.rs for ringsoa-demo to relay to).
 
 Usage: demo_server.py IDL PORT native|tracked|aio [binary|compact] [buffered|framed]
+With DEMO_FAIL_ODD_SLEEPS=1 in the environment, sleep_ms of an odd ms raises an
+undeclared exception (thriftpy2 then closes the connection): a node failing half
+its calls.
 `tracked` serves through TTrackedProcessor (one connection at a time: its version
 state lives on the processor); whoami reports what the tracking header said. `aio`
 is thriftpy2's asyncio server (`make_aio_server`: its own protocols and transports,
 coroutine handlers), natively.
 """
 import asyncio
+import os
 import sys
 
 import thriftpy2
@@ -50,6 +54,8 @@ class Handler:
             raise demo.DemoError(code=code, message="fail %d" % code)
 
     def sleep_ms(self, ms):
+        if ms % 2 and os.environ.get("DEMO_FAIL_ODD_SLEEPS") == "1":
+            raise RuntimeError("odd sleeps fail")
         return "slept %d" % ms
 
     def fire(self, note):
