@@ -575,6 +575,18 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// A connection reset: a failure of the node.
+    fn reset() -> CallError {
+        CallError::Transport(std::io::ErrorKind::ConnectionReset.into())
+    }
+
+    /// Records as many failures of `node`, ending at `end`, as fail it.
+    fn fail_in_a_row(inner: &Inner, node: &Rc<NodeState>, end: Instant) {
+        for _ in 0..inner.config.balance.failure_threshold {
+            inner.record(node, Err(&reset()), Duration::ZERO, true, end);
+        }
+    }
+
     /// A client made on a server core keeps its large buffers with the core's;
     /// elsewhere, or with `spare_buffers` 0, its own.
     #[test]
@@ -598,13 +610,10 @@ mod tests {
         let client = Client::new((1..=3).map(at), ClientConfig::new("t"));
         let inner = &client.inner;
         let node = inner.nodes.borrow()[0].clone();
-        let err = CallError::Transport(std::io::ErrorKind::ConnectionReset.into());
         let now = Instant::now();
         let lines = crate::logs::throttle::lines_logged("ringsoa::client::call", || {
             for _ in 0..20 {
-                for _ in 0..inner.config.balance.failure_threshold {
-                    inner.record(&node, Err(&err), Duration::ZERO, true, now);
-                }
+                fail_in_a_row(inner, &node, now);
                 assert!(node.health().is_failed());
                 inner.record(&node, Ok(()), Duration::ZERO, true, now);
             }
@@ -620,11 +629,8 @@ mod tests {
         let client = Client::new((1..=3).map(at), ClientConfig::new("t"));
         let inner = &client.inner;
         let node = inner.nodes.borrow()[0].clone();
-        let err = CallError::Transport(std::io::ErrorKind::ConnectionReset.into());
         let failed_at = Instant::now();
-        for _ in 0..inner.config.balance.failure_threshold {
-            inner.record(&node, Err(&err), Duration::ZERO, true, failed_at);
-        }
+        fail_in_a_row(inner, &node, failed_at);
         let ms = Duration::from_millis(1);
         for _ in 0..10 {
             inner.record(&node, Ok(()), 2 * ms, true, failed_at + ms);
@@ -643,20 +649,17 @@ mod tests {
         let client = Client::new((1..=5).map(at), ClientConfig::new("t"));
         let inner = &client.inner;
         let nodes = inner.nodes.borrow().clone();
-        let err = CallError::Transport(std::io::ErrorKind::ConnectionReset.into());
         let now = Instant::now();
         for _ in 0..100 {
             for node in nodes.iter() {
                 inner.record(node, Ok(()), Duration::ZERO, true, now);
-                inner.record(node, Err(&err), Duration::ZERO, true, now);
+                inner.record(node, Err(&reset()), Duration::ZERO, true, now);
             }
         }
         let failed = || nodes.iter().filter(|n| n.health().is_failed()).count();
         assert_eq!(failed(), 2, "3 of 5 stay");
         let up = nodes.iter().find(|n| !n.health().is_failed()).unwrap();
-        for _ in 0..inner.config.balance.failure_threshold {
-            inner.record(up, Err(&err), Duration::ZERO, true, now);
-        }
+        fail_in_a_row(inner, up, now);
         assert_eq!(failed(), 3);
     }
 
@@ -742,12 +745,7 @@ mod tests {
             let nodes = inner.nodes.borrow().clone();
             inner.upkeep();
             assert_eq!(tended(), [], "nothing to tend");
-            let down = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-            let err = CallError::Transport(down);
-            let threshold = inner.config.balance.failure_threshold;
-            for _ in 0..threshold {
-                inner.record(&nodes[0], Err(&err), Duration::ZERO, true, Instant::now());
-            }
+            fail_in_a_row(inner, &nodes[0], Instant::now());
             assert_eq!(tended(), [at(1)], "failed");
             inner.upkeep();
             assert_eq!(tended(), [at(1)], "still failed, its probe not due");
@@ -766,17 +764,12 @@ mod tests {
             monoio::time::sleep(Duration::from_millis(30)).await;
             inner.upkeep();
             assert_eq!((tended(), node.pool().idle()), (vec![], 0), "reaped");
-            for _ in 0..threshold {
-                inner.record(&nodes[1], Err(&err), Duration::ZERO, true, Instant::now());
-            }
+            fail_in_a_row(inner, &nodes[1], Instant::now());
             client.set_nodes((3..=20_000).map(at));
             inner.upkeep();
             assert_eq!(tended(), [], "port 2 left the list");
-            let now = Instant::now();
             let list = inner.nodes.borrow().clone();
-            for _ in 0..threshold {
-                inner.record(&list[0], Err(&err), Duration::ZERO, true, now);
-            }
+            fail_in_a_row(inner, &list[0], Instant::now());
             assert_eq!(tended(), [at(3)], "port 3 failed");
             let mut next: Vec<Node> = (3..=20_000).map(|p| Node::from(at(p))).collect();
             next[0].weight = 7;
