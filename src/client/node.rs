@@ -247,9 +247,11 @@ impl Health {
         self.consecutive = 0;
         let sent = now.checked_sub(latency).unwrap_or(now);
         if self.failed.is_some_and(|f| sent >= f.since) {
-            self.failed = None;
-            self.recent = Outcomes::default();
-            self.latency = PeakEwma::default();
+            // A probe under way finishes as it would.
+            *self = Health {
+                probing: self.probing,
+                ..Health::default()
+            };
         }
         self.recent.push(false);
         self.latency.observe(latency, now);
@@ -304,11 +306,7 @@ impl Health {
     /// too: scored as a node with no reply yet, not by the failures that took it
     /// out).
     pub fn restore(&mut self) {
-        self.probing = false;
-        self.failed = None;
-        self.consecutive = 0;
-        self.recent = Outcomes::default();
-        self.latency = PeakEwma::default();
+        *self = Health::default();
     }
 
     /// The latency estimate in nanoseconds as last observed (`None` before any
