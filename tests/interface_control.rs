@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use ringsoa::client::{Client, ClientConfig};
+use ringsoa::client::{Attempt, Client, ClientConfig};
 use ringsoa::control::CoreInit;
 use ringsoa::governance::{Backend, Governance, GovernanceOptions};
 use ringsoa::metrics::{Metrics, MetricsOptions};
@@ -895,4 +895,101 @@ fn downstreams_long_gone_make_room_for_new_ones_in_a_full_key_table() {
     assert!(now.len() <= 257, "{} keys", now.len());
     assert!(now.contains_key(&format!("node:{live}@{live}")));
     assert!(now.contains_key("relay_whoami"), "a key with calls stays");
+}
+
+/// Three nodes, each with a rate limit of 500 `echo` calls a second, and a
+/// ringsoa client's eight callers pacing about 1,100 calls a second through them
+/// for 6 s: a node's refusal ("rate limit … reached: call refused") takes it out of
+/// no rotation, and the call is sent again to another node. Then a caller the ACL
+/// denies: its calls fail with the ACL's message, and no node leaves rotation by
+/// them either. Before, both refusals counted as the nodes' failures: nodes went
+/// on the failed list, calls crowded onto the rest and 535-1,263 of about 6,400
+/// failed (three runs); the denied caller failed all three nodes. Now 8-309
+/// (eight runs), and no node fails.
+#[test]
+fn a_services_limits_and_acl_take_none_of_its_nodes_out_of_a_clients_rotation() {
+    let config = "\"limit.echo.qps\" = \"500\"\n\"acl.deny\" = \"evil\"";
+    let nodes: Vec<Breaking> = (0..3)
+        .map(|i| Breaking::start(&format!("limited{i}"), config, &[]))
+        .collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.demo.addr).collect();
+    support::block_on(async {
+        let client = Rc::new(Client::new(addrs.clone(), ClientConfig::new("paced")));
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let callers: Vec<_> = (0..8)
+            .map(|c| {
+                let (demo, stop) = (DemoClient::new(client.clone()), stop.clone());
+                monoio::spawn(async move {
+                    let (mut calls, mut failed) = (0u32, Vec::new());
+                    while !stop.get() {
+                        calls += 1;
+                        if let Err(e) = demo.echo(None, format!("{c}/{calls}")).await {
+                            failed.push(e.to_string());
+                        }
+                        monoio::time::sleep(Duration::from_millis(6)).await;
+                    }
+                    (calls, failed)
+                })
+            })
+            .collect();
+        let (start, mut most_failed) = (Instant::now(), 0);
+        while start.elapsed() < Duration::from_secs(6) {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            let failed = client.stats().iter().filter(|s| s.failed).count();
+            most_failed = most_failed.max(failed);
+        }
+        stop.set(true);
+        let (mut calls, mut failed) = (0, Vec::new());
+        for c in callers {
+            let (n, f) = c.await;
+            calls += n;
+            failed.extend(f);
+        }
+        eprintln!(
+            "{} of {calls} calls failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert_eq!(most_failed, 0, "nodes went on the failed list");
+        assert!(
+            failed.len() < 640,
+            "{} of {calls} calls failed",
+            failed.len()
+        );
+
+        let evil = ClientConfig::new("evil");
+        let evil = DemoClient::new(Rc::new(Client::new(addrs.clone(), evil)));
+        for _ in 0..30 {
+            let err = evil.echo(None, "x".into()).await.unwrap_err().to_string();
+            assert!(err.contains("caller evil may not call"), "{err}");
+        }
+        let stats = evil.channel().stats();
+        assert!(stats.iter().all(|s| !s.failed), "{stats:?}");
+    });
+
+    // One node down to a call a second: the calls it refuses go to the others
+    // (fewer a second than the retry budget's floor of 10).
+    nodes[0].set_config("\"limit.echo.qps\" = \"1\"");
+    let mut s = conn(addrs[0]);
+    let args = DemoEchoArgs {
+        msg: Some("x".into()),
+    };
+    eventually("node 0 takes its new limit", || {
+        let reply = call_raw(&mut s, "echo", 1, &args).unwrap();
+        reply[3] == MessageType::Exception as u8
+    });
+    support::block_on(async {
+        let refused = Rc::new(std::cell::Cell::new(0));
+        let mut config = ClientConfig::new("paced");
+        let (seen, limited) = (refused.clone(), addrs[0]);
+        config.hooks.after_call = Some(Rc::new(move |a: &Attempt<'_>, _, r| {
+            seen.set(seen.get() + u32::from(a.node == limited && r.is_err()))
+        }));
+        let demo = DemoClient::new(Rc::new(Client::new(addrs.clone(), config)));
+        for i in 0..20 {
+            demo.echo(None, i.to_string()).await.unwrap();
+            monoio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(refused.get() > 0, "node 0 refused none");
+    });
 }

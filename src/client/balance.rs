@@ -164,6 +164,12 @@ pub(crate) fn pick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> 
         .or_else(|| exact(nodes, tried, opts))
 }
 
+/// Whether a node other than `index`, not in `tried` and not failed, can take a
+/// call.
+pub(crate) fn untried(nodes: &NodeList, tried: &[usize], index: usize) -> bool {
+    (0..nodes.len()).any(|i| i != index && !tried.contains(&i) && !nodes[i].health().is_failed())
+}
+
 /// The choice among the nodes of the aperture's window not failed and not in
 /// `tried` (all of weight above 0); `None` without a window, or when none of its
 /// nodes can serve.
@@ -374,6 +380,19 @@ mod tests {
 
     fn fail(n: &NodeState) {
         n.health_mut(|h| h.fail(std::time::Instant::now()));
+    }
+
+    /// A node refused the call: another may take it only if the call has not
+    /// tried it and it has not failed.
+    #[test]
+    fn untried_finds_a_node_neither_tried_nor_failed() {
+        let ns = nodes(&[100, 100, 100]);
+        assert!(untried(&ns, &[], 0));
+        assert!(untried(&ns, &[1], 0));
+        assert!(!untried(&ns, &[1, 2], 0));
+        fail(&ns[2]);
+        assert!(!untried(&ns, &[1], 0), "node 2 failed");
+        assert!(!untried(&nodes(&[100]), &[], 0), "one node");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::control::{Governed, Outcome, PoolStats, Provider, ServiceName, Snapsh
 use crate::logs::throttle::warn_throttled;
 use crate::protocol::{ApplicationExceptionKind, Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
-use crate::rpc::{CallContext, CallError, Channel};
+use crate::rpc::{CallContext, CallError, Channel, Refusal};
 use crate::transport::conn::KEEP_CAPACITY;
 use crate::transport::spare::SpareBuffers;
 
@@ -311,6 +311,8 @@ impl Inner {
                 }
                 let retry = tried.len() < cfg.retry.max_retries as usize
                     && retry::is_safe(&failed.error, failed.sent, idempotent)
+                    && (!retry::only_elsewhere(&failed.error)
+                        || balance::untried(&nodes, &tried, index))
                     && self.budget.borrow_mut().withdraw(end);
                 if !retry {
                     break Err(failed.error);
@@ -430,10 +432,15 @@ impl Inner {
 
     /// Passive health: answers count as successes, connection-level failures and
     /// the node's own failures (INTERNAL_ERROR, MISSING_RESULT: a handler that
-    /// failed, panicked or timed out, a breaker of its own open) against the node,
-    /// so that a node failing every call fast does not draw the calls as the
-    /// fastest would. A timeout before anything was sent (the call waited for a
-    /// slot, or ran out of time while connecting) says nothing about the node.
+    /// failed, panicked or timed out) against the node, so that a node failing
+    /// every call fast does not draw the calls as the fastest would. A timeout
+    /// before anything was sent (the call waited for a slot, or ran out of time
+    /// while connecting) says nothing about the node. Of a ringsoa server's
+    /// refusals ([`crate::rpc::refusal`]): by a limit, nothing either; by a
+    /// breaker, a failure while its list can spare the node
+    /// ([`NodeState::can_be_spared`]: breakers open on every node, as when they
+    /// share a failing dependency, do not take them all out of rotation); by
+    /// access control, an answer.
     pub(super) fn record(
         &self,
         node: &Rc<NodeState>,
@@ -442,13 +449,16 @@ impl Inner {
         sent: bool,
         now: Instant,
     ) {
+        let success = || node.health_mut(|h| h.success(elapsed, now));
         match result {
-            Err(CallError::Application(e)) if node_failed(e.kind) => {
-                self.failed(node, e, elapsed, now)
-            }
-            Ok(()) | Err(CallError::Application(_) | CallError::Declared(_)) => {
-                node.health_mut(|h| h.success(elapsed, now))
-            }
+            Err(CallError::Application(e)) => match Refusal::of(e) {
+                None if node_failed(e.kind) => self.failed(node, e, elapsed, now),
+                Some(Refusal::Limited) => {}
+                Some(Refusal::Breaker) if !node.can_be_spared() => {}
+                Some(Refusal::Breaker) => self.failed(node, e, elapsed, now),
+                _ => success(),
+            },
+            Ok(()) | Err(CallError::Declared(_)) => success(),
             Err(CallError::Rejected(_) | CallError::ShuttingDown) => {}
             Err(CallError::Timeout) if !sent => {}
             Err(e) => self.failed(node, e, elapsed, now),
@@ -478,8 +488,8 @@ impl Inner {
     }
 }
 
-/// Whether an application exception says the node failed the call, rather than
-/// the caller (an unknown method, bad arguments).
+/// Whether an application exception (not a refusal) says the node failed the
+/// call, rather than the caller (an unknown method, bad arguments).
 fn node_failed(kind: ApplicationExceptionKind) -> bool {
     matches!(
         kind,
@@ -661,6 +671,54 @@ mod tests {
         let up = nodes.iter().find(|n| !n.health().is_failed()).unwrap();
         fail_in_a_row(inner, up, now);
         assert_eq!(failed(), 3);
+    }
+
+    /// A ringsoa server's refusals: by a limit, none of its node's health; by
+    /// access control, an answer (it clears a run of failures); by a breaker, a
+    /// failure while the list can spare the node, nothing once it cannot.
+    #[test]
+    fn refusals_by_limits_and_acl_fail_no_node_and_breakers_only_while_it_can_be_spared() {
+        use crate::protocol::ApplicationException;
+        use crate::rpc::refusal;
+        let client = Client::new((1..=3).map(at), ClientConfig::new("t"));
+        let inner = &client.inner;
+        let nodes = inner.nodes.borrow().clone();
+        let now = Instant::now();
+        let refused = |m: String| CallError::Application(ApplicationException::internal(m));
+        let limit = refused(refusal::limited("rate", format_args!("a.echo")));
+        let acl = refused(refusal::denied(
+            format_args!("caller x"),
+            format_args!("a.echo"),
+            "acl",
+        ));
+        let breaker = refused(refusal::breaker(
+            format_args!("a.echo"),
+            format_args!("open"),
+        ));
+        let node = &nodes[0];
+        for _ in 0..1_000 {
+            inner.record(node, Err(&limit), Duration::ZERO, true, now);
+        }
+        assert!(!node.health().is_failed(), "failed by a rate limit");
+        let threshold = inner.config.balance.failure_threshold;
+        for _ in 0..10 {
+            for _ in 1..threshold {
+                inner.record(node, Err(&reset()), Duration::ZERO, true, now);
+            }
+            inner.record(node, Err(&acl), Duration::ZERO, true, now);
+        }
+        assert!(!node.health().is_failed(), "a denial is no failure");
+        for _ in 0..threshold {
+            inner.record(node, Err(&breaker), Duration::ZERO, true, now);
+        }
+        assert!(
+            node.health().is_failed(),
+            "2 of 3 stay: a breaker's refusals fail it"
+        );
+        for _ in 0..threshold {
+            inner.record(&nodes[1], Err(&breaker), Duration::ZERO, true, now);
+        }
+        assert!(!nodes[1].health().is_failed(), "1 of 3 would stay");
     }
 
     /// Thousands of nodes replaced by a list with a few changed: a node that stays

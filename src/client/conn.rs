@@ -23,7 +23,7 @@ use crate::protocol::{
     ProtocolError, ProtocolErrorKind, ProtocolReader, ProtocolWriter, DEFAULT_MAX_DECODED,
 };
 use crate::rpc::channel::check_reply;
-use crate::rpc::dispatch::is_shutting_down;
+use crate::rpc::refusal::is_shutting_down;
 use crate::rpc::CallError;
 use crate::tracking::{self, OutgoingHeader, UpgradeReply};
 use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};

@@ -1,15 +1,17 @@
 //! When a failed call may be sent again, and how many retries a client may spend.
 //!
 //! A retry is safe when the server cannot have executed the call: nothing was sent
-//! (no connection, or the first write failed), or a draining ringsoa server answered
-//! that it did not run it. Other failures are retried only for methods marked
+//! (no connection, or the first write failed), or a ringsoa server answered that it
+//! did not run it: it drains, or its load control refused the call (a limit
+//! reached, a breaker open; retried only on a node the call has not tried, see
+//! [`crate::rpc::refusal`]). Other failures are retried only for methods marked
 //! idempotent. Every retry also needs a token from the retry budget, so a failing
 //! dependency sees at most `floor + ratio × calls` retries per second, never a
 //! multiple of the load.
 
 use std::time::{Duration, Instant};
 
-use crate::rpc::CallError;
+use crate::rpc::{CallError, Refusal};
 
 /// Retry settings.
 #[derive(Debug, Clone)]
@@ -46,11 +48,19 @@ pub(crate) fn is_safe<E>(error: &CallError<E>, sent: bool, idempotent: bool) -> 
         CallError::Transport(_) | CallError::Timeout | CallError::Protocol(_) => {
             !sent || idempotent
         }
-        // Answers: the server ran the call (or refused it on purpose).
-        CallError::Declared(_) | CallError::Application(_) => false,
+        // Not run: a node's limit or breaker; another node may take it.
+        CallError::Application(e) => Refusal::of(e).is_some_and(Refusal::elsewhere),
+        // Answers: the server ran the call.
+        CallError::Declared(_) => false,
         // The client's own refusal: another try would be refused too.
         CallError::Rejected(_) => false,
     }
+}
+
+/// Whether a retry after `error` must go to a node the call has not tried: a
+/// node's load control refuses a call sent again at once as it did the first time.
+pub(crate) fn only_elsewhere<E>(error: &CallError<E>) -> bool {
+    matches!(error, CallError::Application(e) if Refusal::of(e).is_some_and(Refusal::elsewhere))
 }
 
 /// A token bucket refilled by calls: per one-second window, `floor + ratio × calls`
@@ -137,6 +147,25 @@ mod tests {
         let app =
             CallError::<Never>::Application(crate::protocol::ApplicationException::internal("x"));
         assert!(!is_safe(&app, true, true), "an answer is final");
+        assert!(!only_elsewhere(&app));
+        // A ringsoa server's load control did not run it: to another node.
+        use crate::rpc::refusal;
+        let refusal = |m: String| {
+            CallError::<Never>::Application(crate::protocol::ApplicationException::internal(m))
+        };
+        for m in [
+            refusal::limited("concurrency", format_args!("a.echo")),
+            refusal::breaker(format_args!("a.echo"), format_args!("open")),
+        ] {
+            assert!(is_safe(&refusal(m.clone()), true, false), "{m}");
+            assert!(only_elsewhere(&refusal(m)));
+        }
+        let denied = refusal::denied(format_args!("caller x"), format_args!("a.echo"), "acl");
+        assert!(
+            !is_safe(&refusal(denied), true, true),
+            "denied on every node"
+        );
+        assert!(!only_elsewhere(&CallError::<Never>::ShuttingDown));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use super::bad_value::{self, BadValues};
 use super::Knows;
 use crate::control::Snapshot;
+use crate::rpc::refusal;
 
 /// One allow list (absent: everyone) and one deny list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,7 +111,11 @@ impl Acl {
     pub fn check(&self, caller: &str, app: &str, method: &str) -> Result<(), String> {
         if caller.is_empty() {
             return if self.deny_native {
-                Err(format!("ringsoa: native callers (no tracking handshake, so no app id) may not call {app}.{method} (acl.native = deny)"))
+                Err(refusal::denied(
+                    format_args!("native callers (no tracking handshake, so no app id)"),
+                    format_args!("{app}.{method}"),
+                    "acl.native = deny",
+                ))
             } else {
                 Ok(())
             };
@@ -126,8 +131,11 @@ impl Acl {
             .and_then(|m| m.allow.as_ref())
             .or(self.service.allow.as_ref());
         if denied || allow.is_some_and(|a| !a.iter().any(|x| x == caller)) {
-            return Err(format!(
-                "ringsoa: caller {caller} may not call {app}.{method} (acl)"
+            let method = format_args!("{app}.{method}");
+            return Err(refusal::denied(
+                format_args!("caller {caller}"),
+                method,
+                "acl",
             ));
         }
         Ok(())

@@ -21,6 +21,7 @@ use super::limit::{self, Limit};
 use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
 use super::{Knows, KnowsMethod, LimitReport, MetricsOptions, Shared};
 use crate::control::{CoreInit, ServiceName, Snapshot};
+use crate::rpc::refusal::breaker;
 
 /// One method's merged record.
 pub struct MethodRecord {
@@ -247,17 +248,11 @@ fn publish(
         .filter(|(_, m)| m.breaker.state() != State::Unlocked)
         .map(|(method, m)| {
             let state = m.breaker.state();
+            let name = format_args!("{app}.{method}");
             let message = match state {
-                State::Locked => format!(
-                    "ringsoa: circuit breaker {app}.{method} is open ({}): call refused",
-                    m.breaker.reason
-                ),
-                State::Probing => format!(
-                    "ringsoa: circuit breaker {app}.{method} is recovering (probing): call refused"
-                ),
-                _ => format!(
-                    "ringsoa: circuit breaker {app}.{method} is recovering (ramp): call refused"
-                ),
+                State::Locked => breaker(name, format_args!("open ({})", m.breaker.reason)),
+                State::Probing => breaker(name, format_args!("recovering (probing)")),
+                _ => breaker(name, format_args!("recovering (ramp)")),
             };
             let view = BreakerView {
                 state,

@@ -29,6 +29,7 @@ use crate::clock::Stamp;
 use crate::control::latest::Mailbox;
 use crate::control::{ClientControl, CoreControl, Outcome, PoolSource, Ticket};
 use crate::protocol::ApplicationException;
+use crate::rpc::refusal;
 use crate::rpc::CallContext;
 
 /// How often a core looks for new breaker states and timed-out probes.
@@ -438,10 +439,8 @@ impl Inner {
                 Over::Concurrency => "concurrency",
                 Over::Rate => "rate",
             };
-            ApplicationException::internal(format!(
-                "ringsoa: {what} limit of {}.{method} reached: call refused",
-                rules.app
-            ))
+            let app = &rules.app;
+            ApplicationException::internal(refusal::limited(what, format_args!("{app}.{method}")))
         })?;
         let probe = match self.breaker(rules, method) {
             Ok(probe) => probe,

@@ -141,16 +141,3 @@ pub fn bad_arguments<W: ProtocolWriter>(
     write_exception(cx, w, msg, &exc);
     Dispatched::Application(exc.kind)
 }
-
-/// The message of the `TApplicationException` INTERNAL_ERROR that a draining server
-/// answers its health check with (and a call it did not execute); clients read it as
-/// "not executed: retry elsewhere", i.e. [`super::CallError::ShuttingDown`].
-pub const SHUTTING_DOWN: &str = "ringsoa: server is shutting down";
-
-/// Whether an application exception is a draining server's shutting-down answer.
-pub fn is_shutting_down(e: &ApplicationException) -> bool {
-    e.kind == ApplicationExceptionKind::InternalError
-        && e.message
-            .as_deref()
-            .is_some_and(|m| m.starts_with(SHUTTING_DOWN))
-}

@@ -9,15 +9,19 @@
 //! - [`channel`]: the [`Channel`] trait a generated client stub calls through.
 //! - [`multiplex`]: [`Multiplexed`], several services on one port (Apache's
 //!   `TMultiplexedProcessor` naming).
+//! - [`refusal`]: the answers of a server that chose not to run a call (draining,
+//!   load control, access control), and how a client reads them.
 
 pub mod channel;
 pub mod context;
 pub mod dispatch;
 pub mod error;
 pub mod multiplex;
+pub mod refusal;
 
 pub use channel::Channel;
 pub use context::CallContext;
-pub use dispatch::{Dispatch, Dispatched, SHUTTING_DOWN, UNKNOWN_METHOD};
+pub use dispatch::{Dispatch, Dispatched, UNKNOWN_METHOD};
 pub use error::{CallError, MethodError, Never};
 pub use multiplex::Multiplexed;
+pub use refusal::{Refusal, SHUTTING_DOWN};
