@@ -993,3 +993,30 @@ fn a_services_limits_and_acl_take_none_of_its_nodes_out_of_a_clients_rotation() 
         assert!(refused.get() > 0, "node 0 refused none");
     });
 }
+
+/// A relay to a node whose ACL denies the caller: the caller's breaker of that
+/// downstream method does not lock on the refusals, so every relay keeps failing
+/// with the ACL's message. Before, they counted as application errors: after
+/// `breaker.min_requests` (5 here) relays the breaker locked, and the caller's
+/// errors read "circuit breaker … is open (9 of 9 calls ended in an application
+/// exception)", hiding the reason; a downstream's rate limit locked it likewise,
+/// refusing the calls the downstream would have taken.
+#[test]
+fn a_downstreams_refusals_lock_no_breaker_of_the_callers() {
+    let config =
+        format!("{FAST}\n[apps.ringsoa-demo.switches]\n\"breaker.relay_whoami\" = \"off\"");
+    let caller = Breaking::start("denied-caller", &config, &[]);
+    let denier = Breaking::start("denier", "\"acl.deny\" = \"ringsoa-demo\"", &[]);
+    let mut s = conn(caller.demo.addr);
+    let target = denier.demo.addr.to_string();
+    let breaker = format!("client:{target}.whoami");
+    for i in 0..30 {
+        let (ok, text) = relay(&mut s, &target);
+        assert!(
+            !ok && text.contains("may not call ringsoa-demo.whoami (acl)"),
+            "relay {i}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_ne!(caller.state(&breaker), "LOCKED");
+}

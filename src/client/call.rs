@@ -566,6 +566,10 @@ fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
 fn outcome_of(result: Result<(), &CallError>) -> Outcome {
     match result {
         Ok(()) | Err(CallError::Declared(_)) => Outcome::Result,
+        // A downstream's refusal (its limit, breaker or ACL) is its own control at
+        // work: counted as an application error, it would lock the caller's
+        // breaker, whose message then hides the reason.
+        Err(CallError::Application(e)) if Refusal::of(e).is_some() => Outcome::Refused,
         Err(CallError::Application(e)) => Outcome::Application(e.kind),
         Err(CallError::Timeout) => Outcome::Timeout,
         Err(CallError::Rejected(_)) => Outcome::Refused,

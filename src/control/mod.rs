@@ -59,7 +59,8 @@ pub enum Outcome {
     Panic,
     /// The call ran out of time.
     Timeout,
-    /// The call was refused before it ran (admission, or a header over the limits).
+    /// The call was refused before it ran (admission, or a header over the limits;
+    /// client side, also by the downstream's limits, breaker or ACL).
     Refused,
     /// (Client side) the call could not be made or its answer was lost: no
     /// connection, a transport or protocol error, or a draining server.
