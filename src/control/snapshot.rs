@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -197,8 +197,9 @@ impl Snapshot {
     /// A config value parsed as `T` (`None` when absent). This cluster's value,
     /// or, when that one does not parse as `T` and the app-wide value does, the
     /// app-wide value, as the control rules fall back: a cluster's override
-    /// mistyped in ZooKeeper does not leave a service on its built-in default.
-    /// An error, naming the key and the value in force, when neither parses.
+    /// mistyped in ZooKeeper does not leave a service on its built-in default
+    /// (logged once per key and snapshot). An error, naming the key and the value
+    /// in force, when neither parses.
     pub fn config<T: FromStr>(&self, key: &str) -> Result<Option<T>, String>
     where
         T::Err: fmt::Display,
@@ -211,18 +212,50 @@ impl Snapshot {
         let here = self.config.get(key);
         match here.map(parse).transpose() {
             Err(e) => match self.app_config.get(key).filter(|&v| Some(v) != here) {
-                Some(app) => parse(app).map(Some).map_err(|_| e),
+                Some(app) => {
+                    let read = parse(app).map(Some).map_err(|_| e.clone())?;
+                    self.fell_back("config", key, &e, app);
+                    Ok(read)
+                }
                 None => Err(e),
             },
             read => read,
         }
     }
 
+    /// Logs that this cluster's override of `key` gave way to the app-wide
+    /// value, once per key and snapshot (its values never change): a handler may
+    /// read the key on every call.
+    fn fell_back(&self, kind: &str, key: &str, why: &str, app: &str) {
+        static TOLD: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
+        let mut told = TOLD.lock().unwrap_or_else(|e| e.into_inner());
+        let place = (kind.to_string(), key.to_string());
+        if told.insert(place, self.version) == Some(self.version) {
+            return;
+        }
+        drop(told);
+        let cluster = &self.cluster;
+        tracing::warn!("{why} (cluster {cluster}): the app-wide value {app:?} is in force");
+    }
+
     /// A switch (`None` when absent or not a valid switch value). This
     /// cluster's value, or the app-wide one when that one is not valid.
     pub fn switch(&self, name: &str) -> Option<Switch> {
         let valid = |m: &BTreeMap<String, String>| m.get(name).and_then(|v| Switch::parse(v).ok());
-        valid(&self.switches).or_else(|| valid(&self.app_switches))
+        valid(&self.switches).or_else(|| {
+            let app = valid(&self.app_switches)?;
+            if let (Some(here), Some(v)) = (self.switches.get(name), self.app_switches.get(name)) {
+                if here != v {
+                    self.fell_back(
+                        "switch",
+                        name,
+                        &format!("switch {name} = {here:?}: not on, off or JSON"),
+                        v,
+                    );
+                }
+            }
+            Some(app)
+        })
     }
 
     /// Whether switch `name` is `on` (or the JSON `true`); `default` when it is
@@ -332,5 +365,33 @@ mod tests {
         assert_eq!(s.switch("t"), Some(Switch::On), "the app-wide switch");
         assert!(s.switch_on("t", false));
         assert_eq!(s.switch("both"), None, "neither is a switch value");
+    }
+
+    /// A handler reading a key whose override gives way on every call: one line
+    /// per snapshot, for config and switches alike.
+    #[test]
+    fn a_fallback_is_logged_once_per_key_and_snapshot() {
+        let mut s = Snapshot::empty("a", "c");
+        s.version = 7;
+        for key in ["logged_n", "logged_t"] {
+            let value = if key == "logged_n" { "7" } else { "on" };
+            Arc::make_mut(&mut s.app_config).insert(key.into(), value.into());
+            Arc::make_mut(&mut s.config).insert(key.into(), "x".into());
+            Arc::make_mut(&mut s.app_switches).insert(key.into(), value.into());
+            Arc::make_mut(&mut s.switches).insert(key.into(), "maybe".into());
+        }
+        let read = |s: &Snapshot| {
+            for _ in 0..5 {
+                assert_eq!(s.config::<u32>("logged_n"), Ok(Some(7)));
+                assert!(s.switch_on("logged_t", false));
+            }
+        };
+        let lines = |s: &Snapshot| {
+            crate::logs::throttle::lines_logged("ringsoa::control::snapshot", || read(s))
+        };
+        assert_eq!(lines(&s), 2);
+        assert_eq!(lines(&s), 0, "told already");
+        s.version = 8;
+        assert_eq!(lines(&s), 2, "a new snapshot");
     }
 }
