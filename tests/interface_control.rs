@@ -1020,3 +1020,39 @@ fn a_downstreams_refusals_lock_no_breaker_of_the_callers() {
     }
     assert_ne!(caller.state(&breaker), "LOCKED");
 }
+
+/// A caller whose time budget (sent with each call, as ringsoa clients do) is
+/// shorter than the method takes: the calls it gives up on are cut off at its
+/// deadline and counted as expired, not as timeouts of the method, so its
+/// breaker stays unlocked for the callers who wait. Before, they counted as
+/// timeouts: after `breaker.min_requests` (5 here) of them the breaker locked,
+/// and a patient caller's call was refused.
+#[test]
+fn an_impatient_callers_deadlines_lock_no_breaker() {
+    let b = Breaking::start("impatient", FAST, &[]);
+    support::block_on(async {
+        let mut config = ClientConfig::new("impatient");
+        config.conn.call_timeout = Duration::from_millis(20);
+        let demo = DemoClient::new(Rc::new(Client::new([b.demo.addr], config)));
+        for _ in 0..10 {
+            // The server's answer at the deadline, or the client's own timeout.
+            let err = demo.sleep_ms(None, 200).await.unwrap_err();
+            let expired = err.to_string().contains("(the caller's deadline)");
+            assert!(
+                expired || matches!(err, ringsoa::rpc::CallError::Timeout),
+                "{err}"
+            );
+        }
+    });
+    // The server cut each off at the deadline: the last has ended there too.
+    eventually("the expired calls are counted", || {
+        b.report("sleep_ms")["lifetime"]["expired"].as_u64() >= Some(10)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(b.state("sleep_ms"), "LOCKED");
+    assert_eq!(
+        sleep_ms(&mut conn(b.demo.addr), 30),
+        Ok(()),
+        "a patient caller"
+    );
+}

@@ -24,6 +24,9 @@ pub struct Counts {
     pub system: u64,
     /// Calls cut off by their timeout.
     pub timeouts: u64,
+    /// Calls cut off by their caller's deadline, shorter than the server's own
+    /// timeout (requests, not failures).
+    pub expired: u64,
     /// Calls refused before they ran (not counted in `requests`).
     pub refused: u64,
 }
@@ -43,6 +46,7 @@ impl Counts {
             Outcome::Application(_) => self.application += 1,
             Outcome::Panic | Outcome::Unavailable => self.system += 1,
             Outcome::Timeout => self.timeouts += 1,
+            Outcome::Expired => self.expired += 1,
             Outcome::Refused => unreachable!("counted above"),
         }
     }
@@ -55,6 +59,7 @@ impl Counts {
         self.application += o.application;
         self.system += o.system;
         self.timeouts += o.timeouts;
+        self.expired += o.expired;
         self.refused += o.refused;
     }
 
@@ -165,5 +170,9 @@ mod tests {
         assert!(w.total(30_000).is_empty());
         assert!(!is_failure(Outcome::Declared));
         assert!(is_failure(Outcome::Timeout));
+        // Cut off by its caller's deadline: a request, not a failure.
+        assert!(!is_failure(Outcome::Expired));
+        let e = one(Outcome::Expired);
+        assert_eq!((e.requests, e.expired, e.timeouts), (1, 1, 0));
     }
 }

@@ -20,13 +20,14 @@ use super::MethodReport;
 type Labels = Vec<(&'static str, String)>;
 
 /// The outcomes of `c`, by name.
-fn outcomes(c: &Counts) -> [(&'static str, u64); 6] {
+fn outcomes(c: &Counts) -> [(&'static str, u64); 7] {
     [
         ("success", c.successes),
         ("declared", c.declared),
         ("application", c.application),
         ("system", c.system),
         ("timeout", c.timeouts),
+        ("expired", c.expired),
         ("refused", c.refused),
     ]
 }

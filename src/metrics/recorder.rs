@@ -472,11 +472,14 @@ impl Inner {
         let probe = ticket.0 >> SLOT_BITS;
         if probe != 0 {
             let mut probes = inner.probes.borrow_mut();
-            // A probe that already timed out was counted as failed then.
+            // A probe that already timed out was counted as failed then; one cut
+            // off by its caller's deadline proved nothing: its place is free.
             if let Some(i) = probes.iter().position(|p| p.ticket == probe) {
                 probes.swap_remove(i);
                 drop(probes);
-                inner.probe_ended(method, !is_failure(outcome));
+                if outcome != Outcome::Expired {
+                    inner.probe_ended(method, !is_failure(outcome));
+                }
             }
         }
     }

@@ -150,7 +150,7 @@ impl<S: Dispatch> CallSite<'_, S> {
             if let Some(h) = &hooks.after_call {
                 let normal = !matches!(
                     outcome,
-                    Outcome::Panic | Outcome::Timeout | Outcome::Refused
+                    Outcome::Panic | Outcome::Timeout | Outcome::Expired | Outcome::Refused
                 );
                 h(cx, method, elapsed, normal);
             }
@@ -321,15 +321,23 @@ impl<S: Dispatch> CallSite<'_, S> {
             }
             Ended::TimedOut => {
                 let ms = timeout.map_or(0, |t| t.as_millis());
-                let (i, m) = (core.index, method());
-                warn_throttled!(
-                    core.warnings.timed_out,
-                    "core {i}: {m}: call timed out after {ms} ms"
-                );
-                (
-                    Outcome::Timeout,
-                    format!("ringsoa: call timed out after {ms} ms"),
-                )
+                // The caller's deadline, not the server's own timeout, ended it.
+                let sent = cx.sent_budget();
+                if sent.is_some_and(|s| core.config.call_timeout.is_none_or(|own| s < own)) {
+                    let message =
+                        format!("ringsoa: call timed out after {ms} ms (the caller's deadline)");
+                    (Outcome::Expired, message)
+                } else {
+                    let (i, m) = (core.index, method());
+                    warn_throttled!(
+                        core.warnings.timed_out,
+                        "core {i}: {m}: call timed out after {ms} ms"
+                    );
+                    (
+                        Outcome::Timeout,
+                        format!("ringsoa: call timed out after {ms} ms"),
+                    )
+                }
             }
             Ended::CutOff => {
                 let (i, m) = (core.index, method());
