@@ -1022,14 +1022,15 @@ fn a_downstreams_refusals_lock_no_breaker_of_the_callers() {
 }
 
 /// A caller whose time budget (sent with each call, as ringsoa clients do) is
-/// shorter than the method takes: the calls it gives up on are cut off at its
-/// deadline and counted as expired, not as timeouts of the method, so its
-/// breaker stays unlocked for the callers who wait. Before, they counted as
-/// timeouts: after `breaker.min_requests` (5 here) of them the breaker locked,
-/// and a patient caller's call was refused.
+/// shorter than the method takes and than the server's own call timeout (1 s
+/// here): the calls it gives up on are cut off at its deadline and counted as
+/// expired, not as timeouts of the method, so its breaker stays unlocked for the
+/// callers who wait. Before, they counted as timeouts: after
+/// `breaker.min_requests` (5 here) of them the breaker locked, and a patient
+/// caller's call was refused.
 #[test]
 fn an_impatient_callers_deadlines_lock_no_breaker() {
-    let b = Breaking::start("impatient", FAST, &[]);
+    let b = Breaking::start("impatient", FAST, &["--call-timeout-ms", "1000"]);
     support::block_on(async {
         let mut config = ClientConfig::new("impatient");
         config.conn.call_timeout = Duration::from_millis(20);

@@ -350,10 +350,13 @@ impl Breaker {
 
 /// Why `c` locks a breaker under `s`, if it does.
 fn trips(c: &Counts, s: &Settings) -> Option<String> {
-    if c.requests < s.min_requests.max(1) {
+    // Calls cut off by their callers' deadlines tell nothing either way: counted,
+    // impatient callers would thin out the timeouts of a method that hangs.
+    let ran = c.requests - c.expired;
+    if ran < s.min_requests.max(1) {
         return None;
     }
-    let n = c.requests as f64;
+    let n = ran as f64;
     [
         (c.timeouts, s.timeout_ratio, "timed out"),
         (c.system, s.system_ratio, "failed with a system error"),
@@ -365,7 +368,7 @@ fn trips(c: &Counts, s: &Settings) -> Option<String> {
     ]
     .into_iter()
     .find(|(k, ratio, _)| *k as f64 / n >= *ratio)
-    .map(|(k, _, what)| format!("{k} of {} calls {what}", c.requests))
+    .map(|(k, _, what)| format!("{k} of {ran} calls {what}"))
 }
 
 #[cfg(test)]
@@ -393,6 +396,20 @@ mod tests {
         }
     }
 
+    /// A method that hangs, called by patient callers and by many more impatient
+    /// ones: the calls cut off by their deadlines do not thin out the timeouts.
+    #[test]
+    fn expired_calls_thin_out_no_ratio() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut w = Window::new(s.buckets, s.bucket_ms);
+        let mut b = Breaker::new(t0);
+        w.add(0, &counts(&[(Outcome::Timeout, 30), (Outcome::Expired, 300)]));
+        let none = Probes::default();
+        assert!(b.decide(t0, 0, &mut w, none, &s, Force::None).is_some());
+        assert!(b.reason.contains("30 of 30 calls timed out"), "{}", b.reason);
+    }
+
     #[test]
     fn locks_probes_ramps_and_unlocks() {
         let s = settings();
@@ -400,8 +417,12 @@ mod tests {
         let mut w = Window::new(s.buckets, s.bucket_ms);
         let mut b = Breaker::new(t0);
         let none = Probes::default();
-        // Too few calls: no decision; declared exceptions are healthy.
-        w.add(0, &counts(&[(Outcome::Timeout, 9)]));
+        // Too few calls: no decision; declared exceptions are healthy; calls cut
+        // off by their callers' deadlines count neither way.
+        w.add(
+            0,
+            &counts(&[(Outcome::Timeout, 9), (Outcome::Expired, 500)]),
+        );
         assert_eq!(b.decide(t0, 0, &mut w, none, &s, Force::None), None);
         w.add(0, &counts(&[(Outcome::Declared, 100)]));
         assert_eq!(b.decide(t0, 0, &mut w, none, &s, Force::None), None);

@@ -321,9 +321,10 @@ impl<S: Dispatch> CallSite<'_, S> {
             }
             Ended::TimedOut => {
                 let ms = timeout.map_or(0, |t| t.as_millis());
-                // The caller's deadline, not the server's own timeout, ended it.
+                // The caller's deadline, before the server's own timeout, ended it
+                // (without a timeout of its own, the server takes its callers').
                 let sent = cx.sent_budget();
-                if sent.is_some_and(|s| core.config.call_timeout.is_none_or(|own| s < own)) {
+                if sent.is_some_and(|s| core.config.call_timeout.is_some_and(|own| s < own)) {
                     let message =
                         format!("ringsoa: call timed out after {ms} ms (the caller's deadline)");
                     (Outcome::Expired, message)
