@@ -1057,3 +1057,44 @@ fn an_impatient_callers_deadlines_lock_no_breaker() {
         "a patient caller"
     );
 }
+
+/// A client on a server core calls a slow downstream with the deadline its own
+/// caller sent (shorter than the client's call timeout): the calls cut off there
+/// count as expired in its breaker of the downstream method, not as timeouts
+/// (the server's "timed out" answer included), so an impatient caller upstream
+/// does not lock it for the patient ones. Before, ten such calls locked it.
+#[test]
+fn deadlines_passed_down_lock_no_breaker_of_the_downstream() {
+    let down = Demo::start(&[]);
+    let state = format!("[apps.consumer.config]\n{FAST}\n");
+    let backend = Backend::Embedded(state);
+    let gov = Governance::start(GovernanceOptions::new("consumer", "c", backend)).unwrap();
+    let mut options = MetricsOptions::new("consumer");
+    options.governance = Some(gov);
+    let metrics = Metrics::start(options).unwrap();
+    support::block_on(async {
+        let mut config = ClientConfig::new("consumer");
+        config.service = "down".into();
+        config.control = Some(Rc::new(metrics.core(&CoreInit::new(0, 1))));
+        let demo = DemoClient::new(Rc::new(Client::new([down.addr], config)));
+        for _ in 0..10 {
+            let mut cx = ringsoa::rpc::CallContext {
+                deadline: Some(Instant::now() + Duration::from_millis(20)),
+                ..Default::default()
+            };
+            assert!(demo.sleep_ms(Some(&mut cx), 200).await.is_err());
+        }
+        let key = "client:down.sleep_ms";
+        let expired = || metrics.report().get(key).map(|r| r.lifetime.expired);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while expired() != Some(10) {
+            assert!(Instant::now() < deadline, "{:?}", metrics.report().get(key));
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let report = &metrics.report()[key];
+        assert_eq!(report.lifetime.timeouts, 0);
+        assert_ne!(report.state, "LOCKED", "{report:?}");
+        demo.sleep_ms(None, 30).await.expect("a patient call");
+    });
+}

@@ -25,7 +25,7 @@ use crate::control::{Governed, Outcome, PoolStats, Provider, ServiceName, Snapsh
 use crate::logs::throttle::warn_throttled;
 use crate::protocol::{ApplicationExceptionKind, Decode, Encode, Protocol};
 use crate::rpc::context::DRAINING_META;
-use crate::rpc::{CallContext, CallError, Channel, Refusal};
+use crate::rpc::{refusal, CallContext, CallError, Channel, Refusal};
 use crate::transport::conn::KEEP_CAPACITY;
 use crate::transport::spare::SpareBuffers;
 
@@ -240,9 +240,12 @@ impl Inner {
         };
         let started = Instant::now();
         let mut deadline = started + cfg.conn.call_timeout;
-        if let Some(d) = cx.as_ref().and_then(|cx| cx.deadline) {
-            deadline = deadline.min(d);
-        }
+        // A deadline passed down, before the client's own timeout, binds the call.
+        let inherited = cx
+            .as_ref()
+            .and_then(|cx| cx.deadline)
+            .filter(|&d| d < deadline);
+        deadline = inherited.unwrap_or(deadline);
         self.budget.borrow_mut().deposit(started);
         let idempotent = cfg.retry.idempotent.iter().any(|m| m == method);
         let mut nodes = self.nodes.borrow().clone();
@@ -326,7 +329,11 @@ impl Inner {
             cx.reply_meta = meta.unwrap_or_default();
         }
         if let Some(c) = &cfg.control {
-            let outcome = outcome_of(result.as_ref().map(|_| ()));
+            let mut outcome = outcome_of(result.as_ref().map(|_| ()));
+            if inherited.is_some() && timed_out(&result) {
+                // The caller's impatience, not the downstream's failure.
+                outcome = Outcome::Expired;
+            }
             c.record(&cfg.service, method, ticket, outcome, started.elapsed());
         }
         result
@@ -561,6 +568,16 @@ fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
     nodes
 }
 
+/// Whether a call ran out of time: its own timeout, or the server's answer that
+/// it cut the call off at a timeout.
+fn timed_out<T>(result: &Result<T, CallError>) -> bool {
+    match result {
+        Err(CallError::Timeout) => true,
+        Err(CallError::Application(e)) => refusal::is_timeout(e),
+        _ => false,
+    }
+}
+
 /// How a call or attempt ended, in the recorders' terms (declared exceptions are
 /// decoded later, by the stub: here they are answers, so successes).
 fn outcome_of(result: Result<(), &CallError>) -> Outcome {
@@ -570,6 +587,7 @@ fn outcome_of(result: Result<(), &CallError>) -> Outcome {
         // work: counted as an application error, it would lock the caller's
         // breaker, whose message then hides the reason.
         Err(CallError::Application(e)) if Refusal::of(e).is_some() => Outcome::Refused,
+        Err(CallError::Application(e)) if refusal::is_timeout(e) => Outcome::Timeout,
         Err(CallError::Application(e)) => Outcome::Application(e.kind),
         Err(CallError::Timeout) => Outcome::Timeout,
         Err(CallError::Rejected(_)) => Outcome::Refused,

@@ -59,11 +59,12 @@ pub enum Outcome {
     Panic,
     /// The call ran out of time.
     Timeout,
-    /// (Server side) the call ran out of the time its caller sent, shorter than
-    /// the server's own call timeout, and was cut off. A request, but no failure of
-    /// the method, and left out of the breaker's ratios: counted as a timeout, a
-    /// caller with a budget shorter than the method takes would lock its breaker for
-    /// every caller. (A server without a call timeout of its own takes its callers'
+    /// The call ran out of the time its caller gave it, shorter than the server's
+    /// own call timeout (client side: a deadline passed down, shorter than the
+    /// client's call timeout), and was cut off. A request, but no failure of the
+    /// method, and left out of the breaker's ratios: counted as a timeout, a caller
+    /// with a budget shorter than the method takes would lock its breaker for every
+    /// caller. (A server without a call timeout of its own takes its callers'
     /// deadlines as its timeouts.)
     Expired,
     /// The call was refused before it ran (admission, or a header over the limits;

@@ -404,10 +404,17 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Window::new(s.buckets, s.bucket_ms);
         let mut b = Breaker::new(t0);
-        w.add(0, &counts(&[(Outcome::Timeout, 30), (Outcome::Expired, 300)]));
+        w.add(
+            0,
+            &counts(&[(Outcome::Timeout, 30), (Outcome::Expired, 300)]),
+        );
         let none = Probes::default();
         assert!(b.decide(t0, 0, &mut w, none, &s, Force::None).is_some());
-        assert!(b.reason.contains("30 of 30 calls timed out"), "{}", b.reason);
+        assert!(
+            b.reason.contains("30 of 30 calls timed out"),
+            "{}",
+            b.reason
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //! - Access control: `ringsoa: <caller> may not call <method> (<rule>)`
 //!   ([`denied`]). The caller's own fault, the same on every node: an answer, never
 //!   retried.
+//!
+//! A call the server ran and cut off at a timeout ([`timed_out`]) is no refusal,
+//! but a client reads its answer here too: as a timeout, and, when the deadline
+//! was the caller's, as the caller's impatience rather than the method's failure.
 
 use std::fmt;
 
@@ -100,6 +104,29 @@ pub fn denied(who: fmt::Arguments<'_>, method: fmt::Arguments<'_>, rule: &str) -
     format!("{PREFIX}{who}{DENIED}{method} ({rule})")
 }
 
+/// The message of a call a server cut off after `ms`: at its own call timeout,
+/// or (`callers`) at its caller's deadline, before its own. Not a refusal (the
+/// call ran), but a client reads it too: as a timeout, not an application error.
+pub fn timed_out(ms: u128, callers: bool) -> String {
+    let whose = if callers { EXPIRED } else { "" };
+    format!("{PREFIX}{TIMED_OUT}{ms} ms{whose}")
+}
+
+/// How [`timed_out`]'s message starts, after [`PREFIX`].
+const TIMED_OUT: &str = "call timed out after ";
+
+/// How [`timed_out`]'s message ends when the caller's deadline ended the call.
+const EXPIRED: &str = " (the caller's deadline)";
+
+/// Whether an application exception is a server's answer that it cut the call
+/// off at a timeout ([`timed_out`]).
+pub fn is_timeout(e: &ApplicationException) -> bool {
+    let m = e.message.as_deref().unwrap_or("");
+    e.kind == ApplicationExceptionKind::InternalError
+        && m.strip_prefix(PREFIX)
+            .is_some_and(|m| m.starts_with(TIMED_OUT))
+}
+
 /// Whether an application exception is a draining server's shutting-down answer.
 pub fn is_shutting_down(e: &ApplicationException) -> bool {
     Refusal::of(e) == Some(Refusal::ShuttingDown)
@@ -135,6 +162,14 @@ mod tests {
         assert_eq!(read(&acl), Some(Refusal::Denied));
         assert_eq!(read(SHUTTING_DOWN), Some(Refusal::ShuttingDown));
         assert!(is_shutting_down(&internal(SHUTTING_DOWN)));
+        let (own, callers) = (timed_out(20, false), timed_out(20, true));
+        assert_eq!(
+            callers,
+            "ringsoa: call timed out after 20 ms (the caller's deadline)"
+        );
+        assert!(is_timeout(&internal(&own)) && is_timeout(&internal(&callers)));
+        assert_eq!(read(&callers), None, "the call ran");
+        assert!(!is_timeout(&internal("call timed out after 20 ms")));
         // A handler's own failures, and other peers' messages, are no refusals.
         for m in [
             "ringsoa: call timed out after 5 ms",

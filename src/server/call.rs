@@ -28,7 +28,7 @@ use crate::protocol::{
 use crate::race::{race, Either};
 use crate::rpc::context::DRAINING_META;
 use crate::rpc::dispatch::{write_exception, UNKNOWN_METHOD};
-use crate::rpc::{CallContext, Dispatch, SHUTTING_DOWN};
+use crate::rpc::{refusal, CallContext, Dispatch, SHUTTING_DOWN};
 use crate::tracking::server::{read_request_header, Handshake};
 use crate::transport::conn::MessageConn;
 use crate::transport::header::Header;
@@ -325,19 +325,14 @@ impl<S: Dispatch> CallSite<'_, S> {
                 // (without a timeout of its own, the server takes its callers').
                 let sent = cx.sent_budget();
                 if sent.is_some_and(|s| core.config.call_timeout.is_some_and(|own| s < own)) {
-                    let message =
-                        format!("ringsoa: call timed out after {ms} ms (the caller's deadline)");
-                    (Outcome::Expired, message)
+                    (Outcome::Expired, refusal::timed_out(ms, true))
                 } else {
                     let (i, m) = (core.index, method());
                     warn_throttled!(
                         core.warnings.timed_out,
                         "core {i}: {m}: call timed out after {ms} ms"
                     );
-                    (
-                        Outcome::Timeout,
-                        format!("ringsoa: call timed out after {ms} ms"),
-                    )
+                    (Outcome::Timeout, refusal::timed_out(ms, false))
                 }
             }
             Ended::CutOff => {
