@@ -1098,3 +1098,45 @@ fn deadlines_passed_down_lock_no_breaker_of_the_downstream() {
         demo.sleep_ms(None, 30).await.expect("a patient call");
     });
 }
+
+/// `echo`'s argument as bytes that are not UTF-8 (what a Python 2 caller sends
+/// for a `str` of Latin-1 text).
+struct Latin1Echo;
+
+impl ringsoa::protocol::Encode for Latin1Echo {
+    fn encode<W: ringsoa::protocol::ProtocolWriter>(&self, w: &mut W) {
+        let mark = w.write_struct_begin();
+        w.write_field_begin(ringsoa::protocol::TType::String, 1);
+        w.write_binary(b"caf\xe9");
+        w.write_struct_end(mark);
+    }
+}
+
+/// A caller whose arguments do not decode (a `string` that is not UTF-8) gets
+/// PROTOCOL_ERROR "bad arguments" each time, and the method's breaker does not
+/// count its calls: the caller's fault, not the method's. Before, ten such calls
+/// locked `echo` ("10 of 10 calls ended in an application exception") and every
+/// other caller's echo was refused.
+#[test]
+fn a_callers_bad_arguments_lock_no_breaker() {
+    let b = Breaking::start("bad-args", FAST, &[]);
+    let mut s = conn(b.demo.addr);
+    for _ in 0..10 {
+        let reply = call_raw(&mut s, "echo", 1, &Latin1Echo).unwrap();
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.contains("bad arguments: string is not valid UTF-8"),
+            "{text}"
+        );
+    }
+    eventually("the bad calls are counted", || {
+        b.report("echo")["lifetime"]["bad_arguments"].as_u64() == Some(10)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(b.state("echo"), "LOCKED");
+    let args = DemoEchoArgs {
+        msg: Some("fine".into()),
+    };
+    let reply = call_raw(&mut conn(b.demo.addr), "echo", 1, &args).unwrap();
+    assert_eq!(reply[3], MessageType::Reply as u8, "another caller's echo");
+}

@@ -350,9 +350,10 @@ impl Breaker {
 
 /// Why `c` locks a breaker under `s`, if it does.
 fn trips(c: &Counts, s: &Settings) -> Option<String> {
-    // Calls cut off by their callers' deadlines tell nothing either way: counted,
-    // impatient callers would thin out the timeouts of a method that hangs.
-    let ran = c.requests - c.expired;
+    // Calls cut off by their callers' deadlines, and the callers' own errors, tell
+    // nothing either way: counted, impatient or broken callers would thin out the
+    // failures of a method that fails.
+    let ran = c.requests - c.expired - c.bad_arguments;
     if ran < s.min_requests.max(1) {
         return None;
     }
@@ -397,18 +398,22 @@ mod tests {
     }
 
     /// A method that hangs, called by patient callers and by many more impatient
-    /// ones: the calls cut off by their deadlines do not thin out the timeouts.
+    /// or broken ones: the calls cut off by their deadlines and the callers' bad
+    /// arguments do not thin out the timeouts, nor lock it on their own.
     #[test]
-    fn expired_calls_thin_out_no_ratio() {
+    fn expired_calls_and_callers_errors_thin_out_no_ratio() {
         let s = settings();
         let t0 = Instant::now();
         let mut w = Window::new(s.buckets, s.bucket_ms);
         let mut b = Breaker::new(t0);
+        let bad = Outcome::Application(crate::protocol::ApplicationExceptionKind::ProtocolError);
+        w.add(0, &counts(&[(bad, 300)]));
+        let none = Probes::default();
+        assert_eq!(b.decide(t0, 0, &mut w, none, &s, Force::None), None);
         w.add(
             0,
             &counts(&[(Outcome::Timeout, 30), (Outcome::Expired, 300)]),
         );
-        let none = Probes::default();
         assert!(b.decide(t0, 0, &mut w, none, &s, Force::None).is_some());
         assert!(
             b.reason.contains("30 of 30 calls timed out"),

@@ -19,6 +19,9 @@ pub struct Counts {
     pub declared: u64,
     /// `TApplicationException`s from the handler or the framework.
     pub application: u64,
+    /// PROTOCOL_ERRORs: arguments that did not decode, the caller's fault rather
+    /// than the method's (requests, not failures).
+    pub bad_arguments: u64,
     /// Panics (server side); no connection, transport or protocol errors (client
     /// side).
     pub system: u64,
@@ -43,6 +46,9 @@ impl Counts {
         match outcome {
             Outcome::Result | Outcome::Oneway => self.successes += 1,
             Outcome::Declared => self.declared += 1,
+            Outcome::Application(ApplicationExceptionKind::ProtocolError) => {
+                self.bad_arguments += 1
+            }
             Outcome::Application(_) => self.application += 1,
             Outcome::Panic | Outcome::Unavailable => self.system += 1,
             Outcome::Timeout => self.timeouts += 1,
@@ -57,6 +63,7 @@ impl Counts {
         self.successes += o.successes;
         self.declared += o.declared;
         self.application += o.application;
+        self.bad_arguments += o.bad_arguments;
         self.system += o.system;
         self.timeouts += o.timeouts;
         self.expired += o.expired;
@@ -71,10 +78,21 @@ impl Counts {
 
 /// Whether an outcome counts against a breaker.
 pub fn is_failure(outcome: Outcome) -> bool {
+    match outcome {
+        Outcome::Timeout | Outcome::Panic | Outcome::Unavailable => true,
+        Outcome::Application(k) => !callers_fault(k),
+        _ => false,
+    }
+}
+
+/// Whether a `TApplicationException` of this kind is the caller's fault: an
+/// unknown method, or arguments that do not decode (PROTOCOL_ERROR; counted as
+/// [`Counts::bad_arguments`]).
+fn callers_fault(kind: ApplicationExceptionKind) -> bool {
     matches!(
-        outcome,
-        Outcome::Timeout | Outcome::Panic | Outcome::Unavailable | Outcome::Application(_)
-    ) && outcome != Outcome::Application(ApplicationExceptionKind::UnknownMethod)
+        kind,
+        ApplicationExceptionKind::UnknownMethod | ApplicationExceptionKind::ProtocolError
+    )
 }
 
 /// The last `len` aligned buckets of `width_ms` (bucket k covers
@@ -172,6 +190,20 @@ mod tests {
         assert!(is_failure(Outcome::Timeout));
         // Cut off by its caller's deadline: a request, not a failure.
         assert!(!is_failure(Outcome::Expired));
+        // The caller's fault: counted apart, no failure of the method.
+        let bad = one(Outcome::Application(
+            ApplicationExceptionKind::ProtocolError,
+        ));
+        assert_eq!(
+            (bad.requests, bad.bad_arguments, bad.application),
+            (1, 1, 0)
+        );
+        assert!(!is_failure(Outcome::Application(
+            ApplicationExceptionKind::ProtocolError
+        )));
+        assert!(is_failure(Outcome::Application(
+            ApplicationExceptionKind::InternalError
+        )));
         let e = one(Outcome::Expired);
         assert_eq!((e.requests, e.expired, e.timeouts), (1, 1, 0));
     }

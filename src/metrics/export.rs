@@ -20,11 +20,12 @@ use super::MethodReport;
 type Labels = Vec<(&'static str, String)>;
 
 /// The outcomes of `c`, by name.
-fn outcomes(c: &Counts) -> [(&'static str, u64); 7] {
+fn outcomes(c: &Counts) -> [(&'static str, u64); 8] {
     [
         ("success", c.successes),
         ("declared", c.declared),
         ("application", c.application),
+        ("bad_arguments", c.bad_arguments),
         ("system", c.system),
         ("timeout", c.timeouts),
         ("expired", c.expired),
