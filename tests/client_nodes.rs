@@ -467,3 +467,32 @@ fn planned_apertures_share_the_nodes_among_the_clients() {
         assert_eq!(all, every, "windows {windows:?}");
     });
 }
+
+/// A deadline passed down from the client's own caller cuts calls off in less
+/// time than the node usually takes (about 50 ms): the node stays in rotation,
+/// the caller's impatience is not its failure. Before, five such calls put it on
+/// the failed list, so that one impatient caller upstream took healthy nodes out
+/// of rotation for every caller. The same deadline on a node that usually
+/// answers within it still fails the node.
+#[test]
+fn deadlines_passed_down_fail_only_nodes_that_usually_answer_within_them() {
+    let demo = Demo::start(&[]);
+    support::block_on(async {
+        for usual in [50, 0] {
+            let client = Rc::new(Client::new([demo.addr], ClientConfig::new("nodes-test")));
+            let api = DemoClient::new(client.clone());
+            for _ in 0..3 {
+                api.sleep_ms(None, usual).await.unwrap();
+            }
+            for _ in 0..10 {
+                let mut cx = ringsoa::rpc::CallContext {
+                    deadline: Some(Instant::now() + Duration::from_millis(20)),
+                    ..Default::default()
+                };
+                assert!(api.sleep_ms(Some(&mut cx), 50).await.is_err());
+            }
+            let failed = client.stats()[0].failed;
+            assert_eq!(failed, usual == 0, "usually {usual} ms: failed {failed}");
+        }
+    });
+}

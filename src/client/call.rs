@@ -292,7 +292,14 @@ impl Inner {
                     Ok(_) => (Ok(()), true),
                     Err(f) => (Err(&f.error), f.sent),
                 };
-                self.record(node, outcome, elapsed, sent, end);
+                // Cut off by a deadline passed down, in less time than the node
+                // usually takes: the caller's impatience, not the node's failure.
+                let impatient = inherited.is_some()
+                    && outcome.is_err_and(is_timeout)
+                    && node.health().answers_slower_than(elapsed);
+                if !impatient {
+                    self.record(node, outcome, elapsed, sent, end);
+                }
                 if let Some(h) = &cfg.hooks.after_call {
                     h(&attempt, elapsed, outcome);
                 }
@@ -330,7 +337,7 @@ impl Inner {
         }
         if let Some(c) = &cfg.control {
             let mut outcome = outcome_of(result.as_ref().map(|_| ()));
-            if inherited.is_some() && timed_out(&result) {
+            if inherited.is_some() && result.as_ref().is_err_and(is_timeout) {
                 // The caller's impatience, not the downstream's failure.
                 outcome = Outcome::Expired;
             }
@@ -570,10 +577,10 @@ fn nodes_of(snap: &Snapshot, service: &ServiceName) -> Vec<Node> {
 
 /// Whether a call ran out of time: its own timeout, or the server's answer that
 /// it cut the call off at a timeout.
-fn timed_out<T>(result: &Result<T, CallError>) -> bool {
-    match result {
-        Err(CallError::Timeout) => true,
-        Err(CallError::Application(e)) => refusal::is_timeout(e),
+fn is_timeout(e: &CallError) -> bool {
+    match e {
+        CallError::Timeout => true,
+        CallError::Application(e) => refusal::is_timeout(e),
         _ => false,
     }
 }

@@ -223,6 +223,9 @@ pub(crate) struct Health {
     /// A probe is under way.
     pub probing: bool,
     latency: PeakEwma,
+    /// How long its answers take: a moving average of their latencies (ns), with
+    /// none of the failures that raise `latency`.
+    answers_ns: Option<f64>,
 }
 
 impl Health {
@@ -255,6 +258,15 @@ impl Health {
         }
         self.recent.push(false);
         self.latency.observe(latency, now);
+        let ns = latency.as_nanos() as f64;
+        self.answers_ns = Some(self.answers_ns.map_or(ns, |was| 0.8 * was + 0.2 * ns));
+    }
+
+    /// Whether its answers usually take `elapsed` or more (`false` before any):
+    /// a call cut off sooner by its caller's deadline says nothing of the node.
+    pub fn answers_slower_than(&self, elapsed: Duration) -> bool {
+        self.answers_ns
+            .is_some_and(|ns| ns >= elapsed.as_nanos() as f64)
     }
 
     /// A call or connect failed; `Some` (why) when this failure puts the node on
