@@ -49,7 +49,7 @@ pub(crate) fn is_safe<E>(error: &CallError<E>, sent: bool, idempotent: bool) -> 
             !sent || idempotent
         }
         // Not run: a node's limit or breaker; another node may take it.
-        CallError::Application(e) => Refusal::of(e).is_some_and(Refusal::elsewhere),
+        CallError::Application(_) => only_elsewhere(error),
         // Answers: the server ran the call.
         CallError::Declared(_) => false,
         // The client's own refusal: another try would be refused too.
