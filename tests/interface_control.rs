@@ -166,6 +166,25 @@ fn timeouts_lock_it_a_probe_reopens_it_and_a_timed_out_probe_locks_it_again() {
         .contains("probe"));
 }
 
+/// The metrics of an app `consumer` with the `FAST` breaker settings.
+fn consumer() -> Metrics {
+    let state = format!("[apps.consumer.config]\n{FAST}\n");
+    let backend = Backend::Embedded(state);
+    let gov = Governance::start(GovernanceOptions::new("consumer", "c", backend)).unwrap();
+    let mut options = MetricsOptions::new("consumer");
+    options.governance = Some(gov);
+    Metrics::start(options).unwrap()
+}
+
+/// A client config of `consumer` for the service `down`, its calls recorded by
+/// core 0 of 1 (a breaker per downstream method).
+fn client_of_down(metrics: &Metrics) -> ClientConfig {
+    let mut config = ClientConfig::new("consumer");
+    config.service = "down".into();
+    config.control = Some(Rc::new(metrics.core(&CoreInit::new(0, 1))));
+    config
+}
+
 /// A caller that retries a call its client's breaker refused, awaiting nothing
 /// else, never lets the core's tick take the aggregator's news; the refusal takes
 /// them itself, so the lock still ends in a probe (without it the loop spun on
@@ -173,20 +192,9 @@ fn timeouts_lock_it_a_probe_reopens_it_and_a_timed_out_probe_locks_it_again() {
 #[test]
 fn a_caller_retrying_at_once_still_gets_the_probe() {
     let down = Demo::start(&[]);
-    let state = format!("[apps.consumer.config]\n{FAST}\n");
-    let gov = Governance::start(GovernanceOptions::new(
-        "consumer",
-        "c",
-        Backend::Embedded(state),
-    ))
-    .unwrap();
-    let mut options = MetricsOptions::new("consumer");
-    options.governance = Some(gov);
-    let metrics = Metrics::start(options).unwrap();
+    let metrics = consumer();
     support::block_on(async {
-        let mut config = ClientConfig::new("consumer");
-        config.service = "down".into();
-        config.control = Some(Rc::new(metrics.core(&CoreInit::new(0, 1))));
+        let mut config = client_of_down(&metrics);
         config.conn.call_timeout = Duration::from_millis(50);
         let demo = DemoClient::new(Rc::new(Client::new([down.addr], config)));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1066,16 +1074,9 @@ fn an_impatient_callers_deadlines_lock_no_breaker() {
 #[test]
 fn deadlines_passed_down_lock_no_breaker_of_the_downstream() {
     let down = Demo::start(&[]);
-    let state = format!("[apps.consumer.config]\n{FAST}\n");
-    let backend = Backend::Embedded(state);
-    let gov = Governance::start(GovernanceOptions::new("consumer", "c", backend)).unwrap();
-    let mut options = MetricsOptions::new("consumer");
-    options.governance = Some(gov);
-    let metrics = Metrics::start(options).unwrap();
+    let metrics = consumer();
     support::block_on(async {
-        let mut config = ClientConfig::new("consumer");
-        config.service = "down".into();
-        config.control = Some(Rc::new(metrics.core(&CoreInit::new(0, 1))));
+        let config = client_of_down(&metrics);
         let demo = DemoClient::new(Rc::new(Client::new([down.addr], config)));
         for _ in 0..10 {
             let mut cx = ringsoa::rpc::CallContext {
