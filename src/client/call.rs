@@ -292,14 +292,7 @@ impl Inner {
                     Ok(_) => (Ok(()), true),
                     Err(f) => (Err(&f.error), f.sent),
                 };
-                // Cut off by a deadline passed down, in less time than the node
-                // usually takes: the caller's impatience, not the node's failure.
-                let impatient = inherited.is_some()
-                    && outcome.is_err_and(is_timeout)
-                    && node.health().answers_slower_than(elapsed);
-                if !impatient {
-                    self.record(node, outcome, elapsed, sent, end);
-                }
+                self.record(node, outcome, elapsed, sent, inherited.is_some(), end);
                 if let Some(h) = &cfg.hooks.after_call {
                     h(&attempt, elapsed, outcome);
                 }
@@ -449,7 +442,9 @@ impl Inner {
     /// failed, panicked or timed out) against the node, so that a node failing
     /// every call fast does not draw the calls as the fastest would. A timeout
     /// before anything was sent (the call waited for a slot, or ran out of time
-    /// while connecting) says nothing about the node. Of a ringsoa server's
+    /// while connecting) says nothing about the node, nor does one under a deadline
+    /// `passed_down` from the client's own caller, in less time than the node's
+    /// answers usually take: the caller's impatience. Of a ringsoa server's
     /// refusals ([`crate::rpc::refusal`]): by a limit, nothing either; by a
     /// breaker, a failure while its list can spare the node
     /// ([`NodeState::can_be_spared`]: breakers open on every node, as when they
@@ -461,10 +456,15 @@ impl Inner {
         result: Result<(), &CallError>,
         elapsed: Duration,
         sent: bool,
+        passed_down: bool,
         now: Instant,
     ) {
         let success = || node.health_mut(|h| h.success(elapsed, now));
+        let impatient = |e: &CallError| {
+            passed_down && is_timeout(e) && node.health().answers_slower_than(elapsed)
+        };
         match result {
+            Err(e) if impatient(e) => {}
             Err(CallError::Application(e)) => match Refusal::of(e) {
                 None if node_failed(e.kind) => self.failed(node, e, elapsed, now),
                 Some(Refusal::Limited) => {}
@@ -622,7 +622,7 @@ mod tests {
     /// Records as many failures of `node`, ending at `end`, as fail it.
     fn fail_in_a_row(inner: &Inner, node: &Rc<NodeState>, end: Instant) {
         for _ in 0..inner.config.balance.failure_threshold {
-            inner.record(node, Err(&reset()), Duration::ZERO, true, end);
+            inner.record(node, Err(&reset()), Duration::ZERO, true, false, end);
         }
     }
 
@@ -654,7 +654,7 @@ mod tests {
             for _ in 0..20 {
                 fail_in_a_row(inner, &node, now);
                 assert!(node.health().is_failed());
-                inner.record(&node, Ok(()), Duration::ZERO, true, now);
+                inner.record(&node, Ok(()), Duration::ZERO, true, false, now);
             }
         });
         assert_eq!(lines, 1);
@@ -672,10 +672,10 @@ mod tests {
         fail_in_a_row(inner, &node, failed_at);
         let ms = Duration::from_millis(1);
         for _ in 0..10 {
-            inner.record(&node, Ok(()), 2 * ms, true, failed_at + ms);
+            inner.record(&node, Ok(()), 2 * ms, true, false, failed_at + ms);
         }
         assert!(node.health().is_failed(), "put back by calls in flight");
-        inner.record(&node, Ok(()), ms, true, failed_at + 2 * ms);
+        inner.record(&node, Ok(()), ms, true, false, failed_at + 2 * ms);
         assert!(!node.health().is_failed());
     }
 
@@ -691,8 +691,8 @@ mod tests {
         let now = Instant::now();
         for _ in 0..100 {
             for node in nodes.iter() {
-                inner.record(node, Ok(()), Duration::ZERO, true, now);
-                inner.record(node, Err(&reset()), Duration::ZERO, true, now);
+                inner.record(node, Ok(()), Duration::ZERO, true, false, now);
+                inner.record(node, Err(&reset()), Duration::ZERO, true, false, now);
             }
         }
         let failed = || nodes.iter().filter(|n| n.health().is_failed()).count();
@@ -726,26 +726,26 @@ mod tests {
         ));
         let node = &nodes[0];
         for _ in 0..1_000 {
-            inner.record(node, Err(&limit), Duration::ZERO, true, now);
+            inner.record(node, Err(&limit), Duration::ZERO, true, false, now);
         }
         assert!(!node.health().is_failed(), "failed by a rate limit");
         let threshold = inner.config.balance.failure_threshold;
         for _ in 0..10 {
             for _ in 1..threshold {
-                inner.record(node, Err(&reset()), Duration::ZERO, true, now);
+                inner.record(node, Err(&reset()), Duration::ZERO, true, false, now);
             }
-            inner.record(node, Err(&acl), Duration::ZERO, true, now);
+            inner.record(node, Err(&acl), Duration::ZERO, true, false, now);
         }
         assert!(!node.health().is_failed(), "a denial is no failure");
         for _ in 0..threshold {
-            inner.record(node, Err(&breaker), Duration::ZERO, true, now);
+            inner.record(node, Err(&breaker), Duration::ZERO, true, false, now);
         }
         assert!(
             node.health().is_failed(),
             "2 of 3 stay: a breaker's refusals fail it"
         );
         for _ in 0..threshold {
-            inner.record(&nodes[1], Err(&breaker), Duration::ZERO, true, now);
+            inner.record(&nodes[1], Err(&breaker), Duration::ZERO, true, false, now);
         }
         assert!(!nodes[1].health().is_failed(), "1 of 3 would stay");
     }
