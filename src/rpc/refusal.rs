@@ -42,6 +42,12 @@ const BREAKER: &str = "circuit breaker ";
 /// What sits between an access-control denial's caller and method.
 const DENIED: &str = " may not call ";
 
+/// How [`timed_out`]'s message starts, after [`PREFIX`].
+const TIMED_OUT: &str = "call timed out after ";
+
+/// How [`timed_out`]'s message ends when the caller's deadline ended the call.
+const EXPIRED: &str = " (the caller's deadline)";
+
 /// A server's refusal, as read from its application exception ([`Refusal::of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -111,12 +117,6 @@ pub fn timed_out(ms: u128, callers: bool) -> String {
     let whose = if callers { EXPIRED } else { "" };
     format!("{PREFIX}{TIMED_OUT}{ms} ms{whose}")
 }
-
-/// How [`timed_out`]'s message starts, after [`PREFIX`].
-const TIMED_OUT: &str = "call timed out after ";
-
-/// How [`timed_out`]'s message ends when the caller's deadline ended the call.
-const EXPIRED: &str = " (the caller's deadline)";
 
 /// Whether an application exception is a server's answer that it cut the call
 /// off at a timeout ([`timed_out`]).
