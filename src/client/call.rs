@@ -241,11 +241,11 @@ impl Inner {
         let started = Instant::now();
         let mut deadline = started + cfg.conn.call_timeout;
         // A deadline passed down, before the client's own timeout, binds the call.
-        let inherited = cx
+        let passed_down = cx
             .as_ref()
             .and_then(|cx| cx.deadline)
             .filter(|&d| d < deadline);
-        deadline = inherited.unwrap_or(deadline);
+        deadline = passed_down.unwrap_or(deadline);
         self.budget.borrow_mut().deposit(started);
         let idempotent = cfg.retry.idempotent.iter().any(|m| m == method);
         let mut nodes = self.nodes.borrow().clone();
@@ -292,7 +292,7 @@ impl Inner {
                     Ok(_) => (Ok(()), true),
                     Err(f) => (Err(&f.error), f.sent),
                 };
-                self.record(node, outcome, elapsed, sent, inherited.is_some(), end);
+                self.record(node, outcome, elapsed, sent, passed_down.is_some(), end);
                 if let Some(h) = &cfg.hooks.after_call {
                     h(&attempt, elapsed, outcome);
                 }
@@ -330,7 +330,7 @@ impl Inner {
         }
         if let Some(c) = &cfg.control {
             let mut outcome = outcome_of(result.as_ref().map(|_| ()));
-            if inherited.is_some() && result.as_ref().is_err_and(is_timeout) {
+            if passed_down.is_some() && result.as_ref().is_err_and(is_timeout) {
                 // The caller's impatience, not the downstream's failure.
                 outcome = Outcome::Expired;
             }
