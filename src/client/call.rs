@@ -261,7 +261,7 @@ impl Inner {
         let result = {
             let mut tracker = Tracker::new(cx.as_deref_mut(), &self.root_calls);
             loop {
-                let Some(index) = balance::pick(&nodes, &tried, &cfg.balance) else {
+                let Some(index) = balance::pick_awake(&nodes, &mut tried, &cfg.balance, now) else {
                     break Err(CallError::Rejected("the service has no nodes".into()));
                 };
                 let node = &nodes[index];
@@ -445,11 +445,12 @@ impl Inner {
     /// while connecting) says nothing about the node, nor does one under a deadline
     /// `passed_down` from the client's own caller, in less time than the node's
     /// answers usually take: the caller's impatience. Of a ringsoa server's
-    /// refusals ([`crate::rpc::refusal`]): by a limit, nothing either; by a
+    /// refusals ([`crate::rpc::refusal`]): by a limit, no failure (it rests the node); by a
     /// breaker, a failure while its list can spare the node
     /// ([`NodeState::can_be_spared`]: breakers open on every node, as when they
     /// share a failing dependency, do not take them all out of rotation); by
-    /// access control, an answer.
+    /// access control, an answer. An answer shortens a node's rest
+    /// ([`super::node::Rest`]).
     pub(super) fn record(
         &self,
         node: &Rc<NodeState>,
@@ -459,7 +460,10 @@ impl Inner {
         passed_down: bool,
         now: Instant,
     ) {
-        let success = || node.health_mut(|h| h.success(elapsed, now));
+        let success = || {
+            node.rest.answered();
+            node.health_mut(|h| h.success(elapsed, now))
+        };
         let impatient = |e: &CallError| {
             passed_down && is_timeout(e) && node.health().answers_slower_than(elapsed)
         };
@@ -467,7 +471,7 @@ impl Inner {
             Err(e) if impatient(e) => {}
             Err(CallError::Application(e)) => match Refusal::of(e) {
                 None if node_failed(e.kind) => self.failed(node, e, elapsed, now),
-                Some(Refusal::Limited) => {}
+                Some(Refusal::Limited) => node.rest.refused(now),
                 Some(Refusal::Breaker) if !node.can_be_spared() => {}
                 Some(Refusal::Breaker) => self.failed(node, e, elapsed, now),
                 _ => success(),

@@ -1,6 +1,7 @@
-//! A node as one core's client sees it: its pool, its concurrency limiter, and its
+//! A node as one core's client sees it: its pool, its concurrency limiter, its
 //! health — consecutive failures (passive), the failed list and the next probe
-//! (active), and a peak-EWMA of latency for the P2C policy.
+//! (active), and a peak-EWMA of latency for the P2C policy — and its rest after
+//! its limits refused calls.
 
 use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
@@ -77,6 +78,8 @@ pub(crate) struct NodeState {
     /// Its "node failed" warnings: with every node failing and the client failing
     /// open, a node an answer put back fails again within calls.
     pub warnings: Throttle,
+    /// Its rest after its limits refused calls.
+    pub rest: Rest,
 }
 
 impl NodeState {
@@ -93,6 +96,7 @@ impl NodeState {
             counted: Cell::default(),
             per_connection: LOAD_ONE / node.weight.max(1) as u64,
             warnings: Throttle::default(),
+            rest: Rest::default(),
         }
     }
 
@@ -209,6 +213,53 @@ impl NodeState {
                 waiters: self.limiter.waiting(),
             },
         }
+    }
+}
+
+/// The shortest rest of a node whose limit refused a call.
+pub(crate) const REST_MIN: Duration = Duration::from_millis(5);
+
+/// The longest rest.
+pub(crate) const REST_MAX: Duration = Duration::from_secs(1);
+
+/// A node whose limits refuse calls (a ringsoa server's rate or concurrency limit,
+/// [`crate::rpc::Refusal::Limited`]) is not failing, but its share of the calls is
+/// more than it takes, as when its limit is lower than its peers': it rests, passed
+/// over while another node can take the call ([`super::balance::pick`]). Each
+/// refusal doubles its rest (from [`REST_MIN`] to [`REST_MAX`]) and each answer
+/// halves it, so that a node's share settles near what its limit admits, with
+/// about as many refusals (sent to other nodes within the retry budget) as calls
+/// admitted. The rest is the node's, not a method's: a node limited on one method
+/// is passed over for all while it rests, a preference only.
+#[derive(Debug, Default)]
+pub(crate) struct Rest {
+    until: Cell<Option<Instant>>,
+    length: Cell<Duration>,
+}
+
+impl Rest {
+    /// Its limit refused a call at `now`.
+    pub fn refused(&self, now: Instant) {
+        let length = (self.length.get() * 2).clamp(REST_MIN, REST_MAX);
+        self.length.set(length);
+        self.until.set(Some(now + length));
+    }
+
+    /// It answered a call.
+    pub fn answered(&self) {
+        if self.until.get().is_some() {
+            let length = self.length.get() / 2;
+            self.length.set(length);
+            if length < REST_MIN {
+                self.until.set(None);
+                self.length.set(Duration::ZERO);
+            }
+        }
+    }
+
+    /// Whether it rests at `now`.
+    pub fn resting(&self, now: Instant) -> bool {
+        self.until.get().is_some_and(|t| now < t)
     }
 }
 
@@ -452,6 +503,35 @@ impl PeakEwma {
 mod tests {
     use super::*;
     use crate::client::SuccessRate;
+
+    #[test]
+    fn a_rest_doubles_with_each_refusal_and_halves_with_each_answer() {
+        let (rest, now) = (Rest::default(), Instant::now());
+        let ms = Duration::from_millis;
+        assert!(!rest.resting(now));
+        rest.refused(now);
+        assert!(rest.resting(now + ms(4)) && !rest.resting(now + ms(5)));
+        rest.refused(now);
+        rest.refused(now);
+        assert!(rest.resting(now + ms(19)) && !rest.resting(now + ms(20)));
+        for _ in 0..20 {
+            rest.refused(now);
+        }
+        assert!(rest.resting(now + REST_MAX - ms(1)) && !rest.resting(now + REST_MAX));
+        // Answers halve it; below the shortest, the rest ends.
+        let rest = Rest::default();
+        rest.refused(now);
+        rest.refused(now);
+        rest.answered();
+        rest.refused(now);
+        assert!(rest.resting(now + ms(9)) && !rest.resting(now + ms(10)));
+        rest.answered();
+        assert!(rest.resting(now), "the rest under way goes on");
+        rest.answered();
+        assert!(!rest.resting(now));
+        rest.refused(now);
+        assert!(!rest.resting(now + REST_MIN), "from the shortest again");
+    }
 
     #[test]
     fn k_consecutive_failures_fail_a_node_and_a_success_resets_the_count() {
