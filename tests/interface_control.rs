@@ -1095,31 +1095,81 @@ fn a_downstreams_refusals_lock_no_breaker_of_the_callers() {
 #[test]
 fn an_impatient_callers_deadlines_lock_no_breaker() {
     let b = Breaking::start("impatient", FAST, &["--call-timeout-ms", "1000"]);
+    expired_and_unlocked(&b, cut_off(&b, &[], 200, 20));
+    assert_eq!(
+        sleep_ms(&mut conn(b.demo.addr), 30),
+        Ok(()),
+        "a patient caller"
+    );
+}
+
+/// The same on a server without a call timeout of its own, once a patient caller
+/// has seen the method answer (in 200 ms): the impatient calls are cut off sooner
+/// than it usually answers. Before, the server took its callers' deadlines as its
+/// timeouts, and the breaker locked.
+#[test]
+fn without_a_timeout_of_its_own_a_server_tells_impatient_callers_by_the_methods_answers() {
+    let b = Breaking::start("impatient-untimed", FAST, &["--cores", "1"]);
+    expired_and_unlocked(&b, cut_off(&b, &[200, 200], 200, 20));
+}
+
+/// A method that usually answers at once (1 ms) and now hangs (500 ms), called
+/// by ringsoa clients whose budgets (50 ms) are shorter than the server's own
+/// call timeout (1 s): the calls cut off at their deadlines are the method's
+/// timeouts, since it usually answers well within them, and its breaker locks.
+/// Before, every call cut off before the server's own timeout counted as
+/// expired: a hanging method called by ringsoa clients, which always send their
+/// budgets, never locked its breaker.
+#[test]
+fn a_method_that_hangs_locks_its_breaker_though_callers_deadlines_come_first() {
+    let flags = ["--call-timeout-ms", "1000", "--cores", "1"];
+    let b = Breaking::start("hangs", FAST, &flags);
+    let errors = cut_off(&b, &[1; 5], 500, 50);
+    eventually("the breaker locks", || b.state("sleep_ms") == "LOCKED");
+    let timeouts = b.report("sleep_ms")["lifetime"]["timeouts"].as_u64();
+    assert!(timeouts >= Some(5), "{timeouts:?} timeouts");
+    let expired = errors.iter().filter(|e| e.contains(EXPIRED)).count();
+    assert_eq!(expired, 0, "{errors:?}");
+}
+
+/// How a ringsoa server's answer to a call cut off at its caller's deadline ends.
+const EXPIRED: &str = "(the caller's deadline)";
+
+/// Calls of `sleep_ms` on `b`: first each of `first` (ms) from a patient caller,
+/// then ten of `ms` from a ringsoa client whose budget is `budget` (ms); returns
+/// the ten errors.
+fn cut_off(b: &Breaking, first: &[i32], ms: i32, budget: u64) -> Vec<String> {
+    let mut s = conn(b.demo.addr);
+    for &ms in first {
+        sleep_ms(&mut s, ms).unwrap();
+    }
     support::block_on(async {
         let mut config = ClientConfig::new("impatient");
-        config.conn.call_timeout = Duration::from_millis(20);
+        config.conn.call_timeout = Duration::from_millis(budget);
         let demo = DemoClient::new(Rc::new(Client::new([b.demo.addr], config)));
+        let mut errors = Vec::new();
         for _ in 0..10 {
-            // The server's answer at the deadline, or the client's own timeout.
-            let err = demo.sleep_ms(None, 200).await.unwrap_err();
-            let expired = err.to_string().contains("(the caller's deadline)");
-            assert!(
-                expired || matches!(err, ringsoa::rpc::CallError::Timeout),
-                "{err}"
-            );
+            let err = demo.sleep_ms(None, ms).await.unwrap_err();
+            errors.push(err.to_string());
         }
-    });
+        errors
+    })
+}
+
+/// The calls of [`cut_off`] ended at their deadlines, `b` counted them as
+/// expired, and its breaker stays unlocked.
+fn expired_and_unlocked(b: &Breaking, errors: Vec<String>) {
+    for err in errors {
+        // The server's answer at the deadline, or the client's own timeout.
+        let timed_out = err == "call timed out";
+        assert!(err.contains(EXPIRED) || timed_out, "{err}");
+    }
     // The server cut each off at the deadline: the last has ended there too.
     eventually("the expired calls are counted", || {
         b.report("sleep_ms")["lifetime"]["expired"].as_u64() >= Some(10)
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_ne!(b.state("sleep_ms"), "LOCKED");
-    assert_eq!(
-        sleep_ms(&mut conn(b.demo.addr), 30),
-        Ok(()),
-        "a patient caller"
-    );
 }
 
 /// A client on a server core calls a slow downstream with the deadline its own

@@ -60,12 +60,13 @@ pub enum Outcome {
     /// The call ran out of time.
     Timeout,
     /// The call ran out of the time its caller gave it, shorter than the server's
-    /// own call timeout (client side: a deadline passed down, shorter than the
-    /// client's call timeout), and was cut off. A request, but no failure of the
-    /// method, and left out of the breaker's ratios: counted as a timeout, a caller
-    /// with a budget shorter than the method takes would lock its breaker for every
-    /// caller. (A server without a call timeout of its own takes its callers'
-    /// deadlines as its timeouts.)
+    /// own call timeout (if it has one) and than the method usually takes to
+    /// answer ([`CoreControl::usually_answers_within`]; before its first answer,
+    /// only on a server with a timeout of its own), and was cut off (client side: a
+    /// deadline passed down, shorter than the client's call timeout). A request,
+    /// but no failure of the method, and left out of the breaker's ratios: counted
+    /// as a timeout, a caller with a budget shorter than the method takes would
+    /// lock its breaker for every caller.
     Expired,
     /// The call was refused before it ran (admission, or a header over the limits;
     /// client side, also by the downstream's limits, breaker or ACL).
@@ -113,6 +114,15 @@ pub trait CoreControl {
         elapsed: Duration,
     ) {
         let _ = (cx, method, ticket, outcome, elapsed);
+    }
+
+    /// Whether `method`'s calls that ran to an answer on this core usually took
+    /// `elapsed` or less (`None` before any): a call its caller's deadline cut off
+    /// sooner than the method usually answers is the caller's impatience
+    /// ([`Outcome::Expired`]), one cut off later the method's timeout.
+    fn usually_answers_within(&self, method: &str, elapsed: Duration) -> Option<bool> {
+        let _ = (method, elapsed);
+        None
     }
 }
 

@@ -610,6 +610,7 @@ mod tests {
                     latency: histogram(),
                     probes_passed: 0,
                     probes_failed: 0,
+                    answered_us: 0,
                 };
                 for i in 0..1000u64 {
                     let o = outcomes[(i as usize + core) % outcomes.len()];

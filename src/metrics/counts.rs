@@ -27,8 +27,8 @@ pub struct Counts {
     pub system: u64,
     /// Calls cut off by their timeout.
     pub timeouts: u64,
-    /// Calls cut off by their caller's deadline, shorter than the server's own
-    /// timeout (requests, not failures).
+    /// Calls cut off by their caller's deadline, sooner than the method usually
+    /// answers ([`Outcome::Expired`]; requests, not failures).
     pub expired: u64,
     /// Calls refused before they ran (not counted in `requests`).
     pub refused: u64,

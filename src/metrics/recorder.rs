@@ -56,6 +56,10 @@ pub struct MethodDelta {
     pub probes_passed: u64,
     /// See `probes_passed`.
     pub probes_failed: u64,
+    /// The latencies (µs) of the server's calls that ran to an answer (results,
+    /// declared exceptions, oneway calls), summed: how long the method usually
+    /// takes ([`Answers`]).
+    pub answered_us: u64,
 }
 
 impl MethodDelta {
@@ -65,6 +69,7 @@ impl MethodDelta {
             latency: histogram(),
             probes_passed: 0,
             probes_failed: 0,
+            answered_us: 0,
         }
     }
 
@@ -153,6 +158,43 @@ struct Inner {
     pools_answered: Cell<u64>,
     /// Where a client call's key is built (no allocation per call).
     key: RefCell<String>,
+    /// How long the server's methods usually take to answer on this core.
+    answers: RefCell<Answers>,
+}
+
+/// How long each server method's calls that ran to an answer took on a core: a
+/// moving average of each flush's mean (µs), so that a call its caller's deadline
+/// cut off can be told from the method's own timeout
+/// ([`CoreControl::usually_answers_within`]). Keys are the service's methods (and
+/// the unknown method's key): client keys never answer here.
+#[derive(Default)]
+struct Answers(HashMap<String, f64>);
+
+impl Answers {
+    /// Takes in a flush's `news`.
+    fn learn(&mut self, news: &[(String, MethodDelta)]) {
+        for (method, d) in news {
+            if let Some(mean) = answered_mean(d) {
+                match self.0.get_mut(method) {
+                    Some(usual) => *usual = blend(*usual, mean),
+                    None => {
+                        self.0.insert(method.clone(), mean);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The mean latency (µs) of the answered calls in `d`, if any.
+fn answered_mean(d: &MethodDelta) -> Option<f64> {
+    let n = d.counts.successes + d.counts.declared;
+    (n > 0 && d.answered_us > 0).then(|| d.answered_us as f64 / n as f64)
+}
+
+/// The moving average `usual` with a newer `mean` taken in.
+fn blend(usual: f64, mean: f64) -> f64 {
+    0.8 * usual + 0.2 * mean
 }
 
 /// A core's deltas by key since the last flush, with the last key used checked
@@ -191,6 +233,11 @@ impl MethodTable {
             };
         }
         &mut self.deltas[self.last].1
+    }
+
+    /// The delta of `method` since the last flush, if it has one.
+    fn peek(&self, method: &str) -> Option<&MethodDelta> {
+        self.index.get(method).map(|&i| &self.deltas[i].1)
     }
 
     /// Everything with news, leaving the table empty.
@@ -241,6 +288,7 @@ impl CoreMetrics {
             pools_answered: Cell::new(0),
             pools_asked,
             key: RefCell::default(),
+            answers: RefCell::default(),
         });
         let weak: Weak<Inner> = Rc::downgrade(&inner);
         monoio::spawn(async move {
@@ -300,6 +348,7 @@ impl Inner {
     fn flush(&self) {
         // The whole table goes: it holds only what was called since the last flush.
         let news = self.methods.borrow_mut().take();
+        self.answers.borrow_mut().learn(&news);
         let asked = self.pools_asked.load(Ordering::Relaxed);
         let pools = (asked != self.pools_answered.replace(asked)).then(|| {
             let live = self.pools.borrow();
@@ -413,7 +462,18 @@ impl CoreControl for CoreMetrics {
         outcome: Outcome,
         elapsed: Duration,
     ) {
-        self.0.record(method, ticket, outcome, elapsed);
+        self.0.record(method, ticket, outcome, elapsed, true);
+    }
+
+    fn usually_answers_within(&self, method: &str, elapsed: Duration) -> Option<bool> {
+        let inner = &self.0;
+        let known = inner.answers.borrow().0.get(method).copied();
+        let pending = inner.methods.borrow().peek(method).and_then(answered_mean);
+        let usual = match (known, pending) {
+            (Some(usual), Some(mean)) => blend(usual, mean),
+            (known, pending) => known.or(pending)?,
+        };
+        Some(usual <= elapsed.as_micros() as f64)
     }
 }
 
@@ -457,12 +517,29 @@ impl Inner {
 }
 
 impl Inner {
-    fn record(&self, method: &str, ticket: Ticket, outcome: Outcome, elapsed: Duration) {
+    /// Records a call of `method` (a `server`'s own, or a client's key).
+    fn record(
+        &self,
+        method: &str,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed: Duration,
+        server: bool,
+    ) {
         let inner = self;
         inner.with_method(method, |d| {
             d.counts.add(outcome);
             if outcome != Outcome::Refused {
-                let _ = d.latency.record((elapsed.as_micros() as u64).max(1));
+                let us = (elapsed.as_micros() as u64).max(1);
+                let _ = d.latency.record(us);
+                if server
+                    && matches!(
+                        outcome,
+                        Outcome::Result | Outcome::Declared | Outcome::Oneway
+                    )
+                {
+                    d.answered_us += us;
+                }
             }
         });
         let held = ticket.0 & SLOT_MASK;
@@ -516,14 +593,14 @@ impl ClientControl for CoreMetrics {
     ) {
         let inner = &self.0;
         inner.key("client:", service, '.', &method, |key| {
-            inner.record(key, ticket, outcome, elapsed)
+            inner.record(key, ticket, outcome, elapsed, false)
         });
     }
 
     fn record_node(&self, service: &str, node: SocketAddr, outcome: Outcome, elapsed: Duration) {
         let inner = &self.0;
         inner.key("node:", service, '@', &node, |key| {
-            inner.record(key, Ticket::default(), outcome, elapsed)
+            inner.record(key, Ticket::default(), outcome, elapsed, false)
         });
     }
 
@@ -537,6 +614,66 @@ impl ClientControl for CoreMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_learns_how_long_its_methods_usually_take_to_answer() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (deltas, _rx) = crossbeam_channel::unbounded();
+            let (_publish, states) = crate::control::latest::mailbox();
+            let options = super::super::MetricsOptions::new("app");
+            let init = crate::control::CoreInit::new(0, 1);
+            let rules = Arc::new(super::super::aggregator::initial_rules(
+                &options, None, &init,
+            ));
+            let core = CoreMetrics::new(0, deltas, states, rules, Arc::default());
+            let cx = CallContext::default();
+            let ms = Duration::from_millis;
+            let within = |method: &str, t| core.usually_answers_within(method, ms(t));
+            let record = |method: &str, outcome, t| {
+                CoreControl::record(&core, &cx, method, Ticket::default(), outcome, ms(t))
+            };
+            // Cut-off calls, failures and refusals teach nothing; answers do, before
+            // and after a flush.
+            record("echo", Outcome::Timeout, 500);
+            record("echo", Outcome::Panic, 1);
+            assert_eq!(within("echo", 10), None);
+            record("echo", Outcome::Result, 20);
+            record("echo", Outcome::Declared, 40);
+            assert_eq!(
+                (within("echo", 29), within("echo", 30)),
+                (Some(false), Some(true))
+            );
+            core.0.flush();
+            assert_eq!(
+                (within("echo", 29), within("echo", 30)),
+                (Some(false), Some(true))
+            );
+            // Newer answers move it a fifth of the way.
+            record("echo", Outcome::Oneway, 130);
+            assert_eq!(
+                (within("echo", 49), within("echo", 50)),
+                (Some(false), Some(true))
+            );
+            core.0.flush();
+            assert_eq!(within("echo", 50), Some(true));
+            // A client's calls are not the server's methods.
+            ClientControl::record(
+                &core,
+                "svc",
+                "echo",
+                Ticket::default(),
+                Outcome::Result,
+                ms(1),
+            );
+            core.0.flush();
+            assert_eq!(within("client:svc.echo", 10), None);
+            assert_eq!(within("sleep_ms", 10), None);
+        });
+    }
 
     #[test]
     fn the_method_table_keeps_each_key_apart_up_to_its_bound_then_pools_the_rest() {

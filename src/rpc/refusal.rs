@@ -110,8 +110,9 @@ pub fn denied(who: fmt::Arguments<'_>, method: fmt::Arguments<'_>, rule: &str) -
     format!("{PREFIX}{who}{DENIED}{method} ({rule})")
 }
 
-/// The message of a call a server cut off after `ms`: at its own call timeout,
-/// or (`callers`) at its caller's deadline, before its own. Not a refusal (the
+/// The message of a call a server cut off after `ms`: at a timeout, or
+/// (`callers`) at its caller's deadline, sooner than the method usually answers
+/// ([`crate::control::Outcome::Expired`]). Not a refusal (the
 /// call ran), but a client reads it too: as a timeout, not an application error.
 pub fn timed_out(ms: u128, callers: bool) -> String {
     let whose = if callers { EXPIRED } else { "" };

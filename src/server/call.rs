@@ -320,11 +320,22 @@ impl<S: Dispatch> CallSite<'_, S> {
                 (Outcome::Panic, format!("handler panicked: {what}"))
             }
             Ended::TimedOut => {
-                let ms = timeout.map_or(0, |t| t.as_millis());
-                // The caller's deadline, before the server's own timeout, ended it
-                // (without a timeout of its own, the server takes its callers').
-                let sent = cx.sent_budget();
-                if sent.is_some_and(|s| core.config.call_timeout.is_some_and(|own| s < own)) {
+                let t = timeout.unwrap_or_default();
+                let ms = t.as_millis();
+                // The caller's deadline ended it, before the server's own timeout:
+                // the caller's impatience if the method usually takes longer (a
+                // method that usually answers sooner, as one that hangs did, timed
+                // out); without its answers to go by, if the server has a timeout
+                // of its own (else it takes its callers' deadlines as its own).
+                let own = core.config.call_timeout;
+                let callers = cx
+                    .sent_budget()
+                    .is_some_and(|s| own.is_none_or(|own| s < own));
+                let within = || {
+                    let c = core.control.as_ref()?;
+                    c.usually_answers_within(method(), t)
+                };
+                if callers && within().map_or(own.is_some(), |within| !within) {
                     (Outcome::Expired, refusal::timed_out(ms, true))
                 } else {
                     let (i, m) = (core.index, method());
