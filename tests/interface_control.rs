@@ -1182,15 +1182,7 @@ fn deadlines_passed_down_lock_no_breaker_of_the_downstream() {
     let down = Demo::start(&[]);
     let metrics = consumer();
     support::block_on(async {
-        let config = client_of_down(&metrics);
-        let demo = DemoClient::new(Rc::new(Client::new([down.addr], config)));
-        for _ in 0..10 {
-            let mut cx = ringsoa::rpc::CallContext {
-                deadline: Some(Instant::now() + Duration::from_millis(20)),
-                ..Default::default()
-            };
-            assert!(demo.sleep_ms(Some(&mut cx), 200).await.is_err());
-        }
+        let demo = under_deadlines(&metrics, &down, &[], 200, 20).await;
         let key = "client:down.sleep_ms";
         let expired = || metrics.report().get(key).map(|r| r.lifetime.expired);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -1204,6 +1196,55 @@ fn deadlines_passed_down_lock_no_breaker_of_the_downstream() {
         assert_ne!(report.state, "LOCKED", "{report:?}");
         demo.sleep_ms(None, 30).await.expect("a patient call");
     });
+}
+
+/// A downstream method that usually answers at once (1 ms) and now hangs
+/// (500 ms), called under deadlines passed down (50 ms): the calls cut off there
+/// are its timeouts, since it usually answers well within them, and the caller's
+/// breaker of it locks. Before, every timeout under a deadline passed down
+/// counted as expired: a relay (whose calls carry its own caller's deadline,
+/// which ringsoa clients always send) never locked its breaker of a downstream
+/// that hangs.
+#[test]
+fn a_downstream_that_hangs_locks_the_callers_breaker_under_deadlines_passed_down() {
+    let down = Demo::start(&[]);
+    let metrics = consumer();
+    support::block_on(async {
+        under_deadlines(&metrics, &down, &[1; 5], 500, 50).await;
+        let key = "client:down.sleep_ms";
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metrics.report().get(key).map(|r| r.state) != Some("LOCKED") {
+            assert!(Instant::now() < deadline, "{:?}", metrics.report().get(key));
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.report()[key].lifetime.expired, 0);
+    });
+}
+
+/// A client of `down` recorded by `metrics` (its breakers `FAST`), and calls of
+/// `sleep_ms` through it, each under a deadline passed down from a caller: first
+/// each of `first` (ms) under 1 s, then ten of `ms` under `deadline` (ms), all
+/// failing.
+async fn under_deadlines(
+    metrics: &Metrics,
+    down: &Demo,
+    first: &[i32],
+    ms: i32,
+    deadline: u64,
+) -> DemoClient<Rc<Client>> {
+    let config = client_of_down(metrics);
+    let demo = DemoClient::new(Rc::new(Client::new([down.addr], config)));
+    let cx = |ms| ringsoa::rpc::CallContext {
+        deadline: Some(Instant::now() + Duration::from_millis(ms)),
+        ..Default::default()
+    };
+    for &ms in first {
+        demo.sleep_ms(Some(&mut cx(1000)), ms).await.unwrap();
+    }
+    for _ in 0..10 {
+        assert!(demo.sleep_ms(Some(&mut cx(deadline)), ms).await.is_err());
+    }
+    demo
 }
 
 /// `echo`'s argument as bytes that are not UTF-8 (what a Python 2 caller sends

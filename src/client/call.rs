@@ -330,11 +330,17 @@ impl Inner {
         }
         if let Some(c) = &cfg.control {
             let mut outcome = outcome_of(result.as_ref().map(|_| ()));
-            if passed_down.is_some() && result.as_ref().is_err_and(is_timeout) {
-                // The caller's impatience, not the downstream's failure.
+            let elapsed = started.elapsed();
+            // Cut off by the deadline passed down: the caller's impatience, not the
+            // downstream's failure, unless the downstream usually answers sooner
+            // (as one that hangs did).
+            if passed_down.is_some()
+                && result.as_ref().is_err_and(is_timeout)
+                && c.usually_answers_within(&cfg.service, method, elapsed) != Some(true)
+            {
                 outcome = Outcome::Expired;
             }
-            c.record(&cfg.service, method, ticket, outcome, started.elapsed());
+            c.record(&cfg.service, method, ticket, outcome, elapsed);
         }
         result
     }
@@ -445,12 +451,11 @@ impl Inner {
     /// while connecting) says nothing about the node, nor does one under a deadline
     /// `passed_down` from the client's own caller, in less time than the node's
     /// answers usually take: the caller's impatience. Of a ringsoa server's
-    /// refusals ([`crate::rpc::refusal`]): by a limit, no failure (it rests the node); by a
-    /// breaker, a failure while its list can spare the node
-    /// ([`NodeState::can_be_spared`]: breakers open on every node, as when they
-    /// share a failing dependency, do not take them all out of rotation); by
-    /// access control, an answer. An answer shortens a node's rest
-    /// ([`super::node::Rest`]).
+    /// refusals ([`crate::rpc::refusal`]): by a limit, no failure, but a rest of
+    /// the node ([`super::node::Rest`], which answers shorten); by a breaker, a
+    /// failure while its list can spare the node ([`NodeState::can_be_spared`]:
+    /// breakers open on every node, as when they share a failing dependency, do
+    /// not take them all out of rotation); by access control, an answer.
     pub(super) fn record(
         &self,
         node: &Rc<NodeState>,

@@ -147,6 +147,21 @@ pub trait ClientControl {
         elapsed: Duration,
     );
 
+    /// Whether calls of `service`'s `method` that ran to an answer usually took
+    /// `elapsed` or less (`None` before any, or when this control does not
+    /// know): a call a deadline passed down cut off sooner than the downstream
+    /// usually answers is the caller's impatience ([`Outcome::Expired`]), one cut
+    /// off later the downstream's timeout.
+    fn usually_answers_within(
+        &self,
+        service: &str,
+        method: &str,
+        elapsed: Duration,
+    ) -> Option<bool> {
+        let _ = (service, method, elapsed);
+        None
+    }
+
     /// How one attempt on `node` ended.
     fn record_node(
         &self,

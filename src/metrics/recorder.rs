@@ -56,9 +56,9 @@ pub struct MethodDelta {
     pub probes_passed: u64,
     /// See `probes_passed`.
     pub probes_failed: u64,
-    /// The latencies (µs) of the server's calls that ran to an answer (results,
-    /// declared exceptions, oneway calls), summed: how long the method usually
-    /// takes ([`Answers`]).
+    /// The latencies (µs) of the calls that ran to an answer (results, declared
+    /// exceptions, oneway calls), summed: how long the method usually takes
+    /// ([`Answers`]). Not counted for a client's attempts on a node.
     pub answered_us: u64,
 }
 
@@ -158,15 +158,17 @@ struct Inner {
     pools_answered: Cell<u64>,
     /// Where a client call's key is built (no allocation per call).
     key: RefCell<String>,
-    /// How long the server's methods usually take to answer on this core.
+    /// How long the methods usually take to answer on this core.
     answers: RefCell<Answers>,
 }
 
-/// How long each server method's calls that ran to an answer took on a core: a
-/// moving average of each flush's mean (µs), so that a call its caller's deadline
-/// cut off can be told from the method's own timeout
-/// ([`CoreControl::usually_answers_within`]). Keys are the service's methods (and
-/// the unknown method's key): client keys never answer here.
+/// How long each method's calls that ran to an answer took on a core: a moving
+/// average of each flush's mean (µs), so that a call its caller's deadline cut off
+/// can be told from the method's own timeout
+/// ([`CoreControl::usually_answers_within`], and the client's twin). Keys are the
+/// service's methods and its clients' calls (`client:<service>.<method>`), as many
+/// as the IDLs have (and OTHER, where the method table puts the keys past its
+/// bound); not the attempts on nodes, which come and go.
 #[derive(Default)]
 struct Answers(HashMap<String, f64>);
 
@@ -466,14 +468,7 @@ impl CoreControl for CoreMetrics {
     }
 
     fn usually_answers_within(&self, method: &str, elapsed: Duration) -> Option<bool> {
-        let inner = &self.0;
-        let known = inner.answers.borrow().0.get(method).copied();
-        let pending = inner.methods.borrow().peek(method).and_then(answered_mean);
-        let usual = match (known, pending) {
-            (Some(usual), Some(mean)) => blend(usual, mean),
-            (known, pending) => known.or(pending)?,
-        };
-        Some(usual <= elapsed.as_micros() as f64)
+        self.0.usually_answers_within(method, elapsed)
     }
 }
 
@@ -517,14 +512,15 @@ impl Inner {
 }
 
 impl Inner {
-    /// Records a call of `method` (a `server`'s own, or a client's key).
+    /// Records a call of `method` (a key), its answer's latency in [`Answers`] if
+    /// it `learns` them.
     fn record(
         &self,
         method: &str,
         ticket: Ticket,
         outcome: Outcome,
         elapsed: Duration,
-        server: bool,
+        learns: bool,
     ) {
         let inner = self;
         inner.with_method(method, |d| {
@@ -532,7 +528,7 @@ impl Inner {
             if outcome != Outcome::Refused {
                 let us = (elapsed.as_micros() as u64).max(1);
                 let _ = d.latency.record(us);
-                if server
+                if learns
                     && matches!(
                         outcome,
                         Outcome::Result | Outcome::Declared | Outcome::Oneway
@@ -559,6 +555,20 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+impl Inner {
+    /// See [`CoreControl::usually_answers_within`]: for key `method`, from what
+    /// the flushes taught and what came since.
+    fn usually_answers_within(&self, method: &str, elapsed: Duration) -> Option<bool> {
+        let known = self.answers.borrow().0.get(method).copied();
+        let pending = self.methods.borrow().peek(method).and_then(answered_mean);
+        let usual = match (known, pending) {
+            (Some(usual), Some(mean)) => blend(usual, mean),
+            (known, pending) => known.or(pending)?,
+        };
+        Some(usual <= elapsed.as_micros() as f64)
     }
 }
 
@@ -593,8 +603,20 @@ impl ClientControl for CoreMetrics {
     ) {
         let inner = &self.0;
         inner.key("client:", service, '.', &method, |key| {
-            inner.record(key, ticket, outcome, elapsed, false)
+            inner.record(key, ticket, outcome, elapsed, true)
         });
+    }
+
+    fn usually_answers_within(
+        &self,
+        service: &str,
+        method: &str,
+        elapsed: Duration,
+    ) -> Option<bool> {
+        let inner = &self.0;
+        inner.key("client:", service, '.', &method, |key| {
+            inner.usually_answers_within(key, elapsed)
+        })
     }
 
     fn record_node(&self, service: &str, node: SocketAddr, outcome: Outcome, elapsed: Duration) {
@@ -632,7 +654,8 @@ mod tests {
             let core = CoreMetrics::new(0, deltas, states, rules, Arc::default());
             let cx = CallContext::default();
             let ms = Duration::from_millis;
-            let within = |method: &str, t| core.usually_answers_within(method, ms(t));
+            let within =
+                |method: &str, t| CoreControl::usually_answers_within(&core, method, ms(t));
             let record = |method: &str, outcome, t| {
                 CoreControl::record(&core, &cx, method, Ticket::default(), outcome, ms(t))
             };
@@ -660,18 +683,25 @@ mod tests {
             );
             core.0.flush();
             assert_eq!(within("echo", 50), Some(true));
-            // A client's calls are not the server's methods.
-            ClientControl::record(
-                &core,
-                "svc",
-                "echo",
-                Ticket::default(),
-                Outcome::Result,
-                ms(1),
-            );
-            core.0.flush();
-            assert_eq!(within("client:svc.echo", 10), None);
             assert_eq!(within("sleep_ms", 10), None);
+            // A client's calls have theirs, under their own keys; its attempts on
+            // nodes none.
+            let client = |t| ClientControl::usually_answers_within(&core, "svc", "echo", ms(t));
+            assert_eq!(client(10), None);
+            let (ok, addr) = (Outcome::Result, "127.0.0.1:1".parse().unwrap());
+            ClientControl::record(&core, "svc", "echo", Ticket::default(), ok, ms(10));
+            core.record_node("svc", addr, ok, ms(10));
+            assert_eq!((client(9), client(10)), (Some(false), Some(true)));
+            core.0.flush();
+            assert_eq!(client(10), Some(true));
+            assert_eq!(within("echo", 50), Some(true), "the server's own apart");
+            assert!(core
+                .0
+                .answers
+                .borrow()
+                .0
+                .keys()
+                .all(|k| !k.starts_with("node:")));
         });
     }
 
