@@ -166,25 +166,49 @@ struct Inner {
 /// average of each flush's mean (µs), so that a call its caller's deadline cut off
 /// can be told from the method's own timeout
 /// ([`CoreControl::usually_answers_within`], and the client's twin). Keys are the
-/// service's methods and its clients' calls (`client:<service>.<method>`), as many
-/// as the IDLs have (and OTHER, where the method table puts the keys past its
-/// bound); not the attempts on nodes, which come and go.
+/// service's methods and its clients' calls (`client:<service>.<method>`; and
+/// OTHER, where the method table puts the keys past its bound), not the attempts
+/// on nodes. A client's service may be an address (the demo's relay targets), so
+/// at [`MAX_ANSWERS`] keys those not answered for [`ANSWERS_IDLE`] flushes go, and
+/// while none has, new keys are not learned.
 #[derive(Default)]
-struct Answers(HashMap<String, f64>);
+struct Answers {
+    /// Key → (moving average, the flush that last moved it).
+    usual: HashMap<String, (f64, u64)>,
+    flushes: u64,
+}
+
+/// The most keys [`Answers`] holds.
+const MAX_ANSWERS: usize = 1024;
+
+/// Flushes (a minute's) after which a key [`Answers`] has not seen answer may go.
+const ANSWERS_IDLE: u64 = 600;
 
 impl Answers {
     /// Takes in a flush's `news`.
     fn learn(&mut self, news: &[(String, MethodDelta)]) {
+        self.flushes += 1;
+        let now = self.flushes;
         for (method, d) in news {
-            if let Some(mean) = answered_mean(d) {
-                match self.0.get_mut(method) {
-                    Some(usual) => *usual = blend(*usual, mean),
-                    None => {
-                        self.0.insert(method.clone(), mean);
-                    }
-                }
+            let Some(mean) = answered_mean(d) else {
+                continue;
+            };
+            if let Some((usual, seen)) = self.usual.get_mut(method) {
+                (*usual, *seen) = (blend(*usual, mean), now);
+                continue;
+            }
+            if self.usual.len() >= MAX_ANSWERS {
+                self.usual.retain(|_, (_, seen)| now - *seen < ANSWERS_IDLE);
+            }
+            if self.usual.len() < MAX_ANSWERS {
+                self.usual.insert(method.clone(), (mean, now));
             }
         }
+    }
+
+    /// The moving average of `method`, if known.
+    fn of(&self, method: &str) -> Option<f64> {
+        self.usual.get(method).map(|&(usual, _)| usual)
     }
 }
 
@@ -562,7 +586,7 @@ impl Inner {
     /// See [`CoreControl::usually_answers_within`]: for key `method`, from what
     /// the flushes taught and what came since.
     fn usually_answers_within(&self, method: &str, elapsed: Duration) -> Option<bool> {
-        let known = self.answers.borrow().0.get(method).copied();
+        let known = self.answers.borrow().of(method);
         let pending = self.methods.borrow().peek(method).and_then(answered_mean);
         let usual = match (known, pending) {
             (Some(usual), Some(mean)) => blend(usual, mean),
@@ -695,14 +719,34 @@ mod tests {
             core.0.flush();
             assert_eq!(client(10), Some(true));
             assert_eq!(within("echo", 50), Some(true), "the server's own apart");
-            assert!(core
-                .0
-                .answers
-                .borrow()
-                .0
-                .keys()
-                .all(|k| !k.starts_with("node:")));
+            let answers = core.0.answers.borrow();
+            assert!(answers.usual.keys().all(|k| !k.starts_with("node:")));
         });
+    }
+
+    #[test]
+    fn answers_keep_at_most_their_bound_of_keys_making_room_from_idle_ones() {
+        let answered = |key: String| {
+            let mut d = MethodDelta::new();
+            d.counts.add(Outcome::Result);
+            d.answered_us = 10;
+            (key, d)
+        };
+        let mut a = Answers::default();
+        let keys: Vec<_> = (0..MAX_ANSWERS + 5)
+            .map(|i| answered(format!("client:{i}.m")))
+            .collect();
+        a.learn(&keys);
+        assert_eq!(a.usual.len(), MAX_ANSWERS, "the bound");
+        assert_eq!(a.of("client:5.m"), Some(10.0));
+        assert_eq!(a.of(&format!("client:{}.m", MAX_ANSWERS)), None, "past it");
+        // The first key goes on answering; the rest fall idle and make room.
+        for _ in 0..ANSWERS_IDLE {
+            a.learn(&keys[..1]);
+        }
+        a.learn(&[answered("echo".into())]);
+        assert_eq!((a.of("echo"), a.of("client:0.m")), (Some(10.0), Some(10.0)));
+        assert_eq!(a.usual.len(), 2);
     }
 
     #[test]
