@@ -181,7 +181,7 @@ struct Answers {
 /// The most keys [`Answers`] holds.
 const MAX_ANSWERS: usize = 1024;
 
-/// Flushes (a minute's) after which a key [`Answers`] has not seen answer may go.
+/// Flushes (a minute's) without an answer after which a key of [`Answers`] may go.
 const ANSWERS_IDLE: u64 = 600;
 
 impl Answers {
