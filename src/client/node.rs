@@ -225,12 +225,16 @@ pub(crate) const REST_MAX: Duration = Duration::from_secs(1);
 /// A node whose limits refuse calls (a ringsoa server's rate or concurrency limit,
 /// [`crate::rpc::Refusal::Limited`]) is not failing, but its share of the calls is
 /// more than it takes, as when its limit is lower than its peers': it rests, passed
-/// over while another node can take the call ([`super::balance::pick`]). Each
-/// refusal doubles its rest (from [`REST_MIN`] to [`REST_MAX`]) and each answer
-/// halves it, so that a node's share settles near what its limit admits, with
-/// about as many refusals (sent to other nodes within the retry budget) as calls
-/// admitted. The rest is the node's, not a method's: a node limited on one method
-/// is passed over for all while it rests, a preference only.
+/// over while another node can take the call ([`super::balance::pick_awake`]).
+/// Each refusal after a rest doubles the next (from [`REST_MIN`] to [`REST_MAX`]),
+/// and each answer halves it, so that a node's share settles near what its limit
+/// admits, with a refusal or two (sent to other nodes within the retry budget) for
+/// each call admitted. Refusals while it rests (calls sent before it, or while
+/// every node rested) lengthen nothing: counted, the refusals of the calls in
+/// flight doubled it again and again, and under an overload of every node rests
+/// grew long enough to leave a node's capacity unused. The rest is the node's, not
+/// a method's: a node limited on one method is passed over for all while it rests,
+/// a preference only.
 #[derive(Debug, Default)]
 pub(crate) struct Rest {
     until: Cell<Option<Instant>>,
@@ -238,8 +242,13 @@ pub(crate) struct Rest {
 }
 
 impl Rest {
-    /// Its limit refused a call at `now`.
+    /// Its limit refused a call at `now`. While it rests this says nothing new
+    /// (the call was sent before the rest began, or while every node rested):
+    /// only a refusal after a rest lengthens the next.
     pub fn refused(&self, now: Instant) {
+        if self.resting(now) {
+            return;
+        }
         let length = (self.length.get() * 2).clamp(REST_MIN, REST_MAX);
         self.length.set(length);
         self.until.set(Some(now + length));
@@ -505,32 +514,39 @@ mod tests {
     use crate::client::SuccessRate;
 
     #[test]
-    fn a_rest_doubles_with_each_refusal_and_halves_with_each_answer() {
-        let (rest, now) = (Rest::default(), Instant::now());
+    fn a_rest_doubles_with_each_refusal_after_a_rest_and_halves_with_each_answer() {
+        let (rest, t0) = (Rest::default(), Instant::now());
         let ms = Duration::from_millis;
-        assert!(!rest.resting(now));
-        rest.refused(now);
-        assert!(rest.resting(now + ms(4)) && !rest.resting(now + ms(5)));
-        rest.refused(now);
-        rest.refused(now);
-        assert!(rest.resting(now + ms(19)) && !rest.resting(now + ms(20)));
+        assert!(!rest.resting(t0));
+        rest.refused(t0);
+        assert!(rest.resting(t0 + ms(4)) && !rest.resting(t0 + ms(5)));
+        // A refusal while it rests (a call sent before) says nothing new.
+        rest.refused(t0 + ms(1));
+        assert!(!rest.resting(t0 + ms(5)));
+        let t1 = t0 + ms(5);
+        rest.refused(t1);
+        let t2 = t1 + ms(10);
+        rest.refused(t2);
+        assert!(rest.resting(t2 + ms(19)) && !rest.resting(t2 + ms(20)));
+        let mut t = t2;
         for _ in 0..20 {
-            rest.refused(now);
+            t += REST_MAX;
+            rest.refused(t);
         }
-        assert!(rest.resting(now + REST_MAX - ms(1)) && !rest.resting(now + REST_MAX));
+        assert!(rest.resting(t + REST_MAX - ms(1)) && !rest.resting(t + REST_MAX));
         // Answers halve it; below the shortest, the rest ends.
         let rest = Rest::default();
-        rest.refused(now);
-        rest.refused(now);
+        rest.refused(t0);
+        rest.refused(t1);
         rest.answered();
-        rest.refused(now);
-        assert!(rest.resting(now + ms(9)) && !rest.resting(now + ms(10)));
+        rest.refused(t2);
+        assert!(rest.resting(t2 + ms(9)) && !rest.resting(t2 + ms(10)));
         rest.answered();
-        assert!(rest.resting(now), "the rest under way goes on");
+        assert!(rest.resting(t2), "the rest under way goes on");
         rest.answered();
-        assert!(!rest.resting(now));
-        rest.refused(now);
-        assert!(!rest.resting(now + REST_MIN), "from the shortest again");
+        assert!(!rest.resting(t2));
+        rest.refused(t2);
+        assert!(!rest.resting(t2 + REST_MIN), "from the shortest again");
     }
 
     #[test]
