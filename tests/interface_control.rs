@@ -1028,9 +1028,9 @@ fn a_services_limits_and_acl_take_none_of_its_nodes_out_of_a_clients_rotation() 
 /// peers' (none), and the paced callers of [`Paced`]: the node rests after its
 /// refusals, passed over while the others can take the calls, so that its share
 /// comes near what it admits (it admitted 248-284 calls and refused 429-514 in
-/// six runs); the calls it refuses are sent again elsewhere. Before, it kept a third of the calls
-/// and refused most of them: 471-552 of about 6,400 failed (three runs), beyond
-/// the retry budget.
+/// six runs); the calls it refuses are sent again elsewhere. Before, it kept a
+/// third of the calls and refused most of them: 471-552 of about 6,400 failed
+/// (three runs), beyond the retry budget.
 #[test]
 fn a_node_whose_limit_is_lower_than_its_peers_rests_and_few_calls_fail() {
     let nodes = [
