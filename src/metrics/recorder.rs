@@ -189,6 +189,7 @@ impl Answers {
     fn learn(&mut self, news: &[(String, MethodDelta)]) {
         self.flushes += 1;
         let now = self.flushes;
+        let mut swept = false;
         for (method, d) in news {
             let Some(mean) = answered_mean(d) else {
                 continue;
@@ -197,8 +198,11 @@ impl Answers {
                 (*usual, *seen) = (blend(*usual, mean), now);
                 continue;
             }
-            if self.usual.len() >= MAX_ANSWERS {
+            // Swept once a flush at most: a full table of keys still answering
+            // costs one pass, not one per new key.
+            if self.usual.len() >= MAX_ANSWERS && !swept {
                 self.usual.retain(|_, (_, seen)| now - *seen < ANSWERS_IDLE);
+                swept = true;
             }
             if self.usual.len() < MAX_ANSWERS {
                 self.usual.insert(method.clone(), (mean, now));
