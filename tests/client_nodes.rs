@@ -15,7 +15,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use idl::demo::DemoClient;
-use ringsoa::client::{Attempt, BalanceOptions, Client, ClientConfig, Coordinate, Hooks, Policy};
+use ringsoa::client::{
+    Attempt, BalanceOptions, Client, ClientConfig, Coordinate, Hooks, NodeStats, Policy,
+};
 use std::process::Command;
 use support::process::{Demo, Peer};
 
@@ -77,13 +79,24 @@ fn load(client: &Rc<Client>, stop: &Rc<Cell<bool>>) -> Vec<monoio::task::JoinHan
         .collect()
 }
 
-/// Waits until node 1's failed flag is `want`, failing at `deadline`.
-async fn node_failed(client: &Client, want: bool, deadline: Instant) {
-    while client.stats()[1].failed != want {
+/// The stats of the node at `addr`: a client keeps its nodes in address order,
+/// which is not the order they were started in (the test ports wrap around).
+fn stats_of(client: &Client, addr: SocketAddr) -> NodeStats {
+    let stats = client.stats();
+    let found = stats.iter().find(|s| s.node.addr == addr);
+    found
+        .cloned()
+        .unwrap_or_else(|| panic!("{addr} is not listed"))
+}
+
+/// Waits until the failed flag of the node at `addr` is `want`, failing at
+/// `deadline`.
+async fn node_failed(client: &Client, addr: SocketAddr, want: bool, deadline: Instant) {
+    while stats_of(client, addr).failed != want {
         assert!(
             Instant::now() < deadline,
-            "node 1 still not failed = {want}: {:?}",
-            client.stats()[1]
+            "{addr} still not failed = {want}: {:?}",
+            stats_of(client, addr)
         );
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -139,7 +152,8 @@ fn run(policy: Policy) {
         let killed_at = Instant::now();
         demos[1].take().unwrap().kill();
         monoio::time::sleep(Duration::from_millis(500)).await;
-        assert!(client.stats()[1].failed, "{:?}", client.stats()[1]);
+        let stats = stats_of(&client, victim);
+        assert!(stats.failed, "{stats:?}");
         let failures = seen
             .borrow()
             .iter()
@@ -161,7 +175,13 @@ fn run(policy: Policy) {
         // Restart it: a probe restores it within T plus a tolerance.
         demos[1] = Some(Demo::start_on(victim, &[]));
         let restarted_at = Instant::now();
-        node_failed(&client, false, restarted_at + T + Duration::from_secs(1)).await;
+        node_failed(
+            &client,
+            victim,
+            false,
+            restarted_at + T + Duration::from_secs(1),
+        )
+        .await;
         let restored_in = restarted_at.elapsed();
         monoio::time::sleep(Duration::from_millis(300)).await;
         let back = seen
@@ -336,13 +356,13 @@ fn frozen(policy: Policy) {
 
         let frozen_at = Instant::now();
         demos[1].signal("STOP");
-        node_failed(&client, true, frozen_at + Duration::from_secs(5)).await;
+        node_failed(&client, victim, true, frozen_at + Duration::from_secs(5)).await;
         // The calls sent there before it failed time out by then.
         monoio::time::sleep(timeout + Duration::from_millis(100)).await;
         let settled = Instant::now();
         // Frozen for 10 probe periods: no call goes there.
         monoio::time::sleep(T * 10).await;
-        let stats = client.stats()[1].clone();
+        let stats = stats_of(&client, victim);
         assert!(stats.failed, "restored while frozen: {stats:?}");
         let (late, failed) = {
             let seen = seen.borrow();
@@ -365,6 +385,7 @@ fn frozen(policy: Policy) {
         let thawed_at = Instant::now();
         node_failed(
             &client,
+            victim,
             false,
             thawed_at + T + timeout * 2 + Duration::from_secs(1),
         )

@@ -132,7 +132,8 @@ impl Client {
         client
     }
 
-    /// Every node's health and pool counters on this core.
+    /// Every node's health and pool counters on this core, in address order (not
+    /// the order the nodes were given in).
     pub fn stats(&self) -> Vec<NodeStats> {
         self.inner.node_stats()
     }
