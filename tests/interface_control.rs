@@ -1024,6 +1024,19 @@ fn a_services_limits_and_acl_take_none_of_its_nodes_out_of_a_clients_rotation() 
     });
 }
 
+/// Three nodes named `name`0-2, the first limited to `qps` `echo` calls a second,
+/// and their addresses.
+fn skewed(name: &str, qps: u32) -> ([Breaking; 3], Vec<SocketAddr>) {
+    let limit = format!("\"limit.echo.qps\" = \"{qps}\"");
+    let nodes = [
+        Breaking::start(&format!("{name}0"), &limit, &[]),
+        Breaking::start(&format!("{name}1"), "", &[]),
+        Breaking::start(&format!("{name}2"), "", &[]),
+    ];
+    let addrs = nodes.iter().map(|n| n.demo.addr).collect();
+    (nodes, addrs)
+}
+
 /// One node whose rate limit (50 `echo` calls a second) is lower than its two
 /// peers' (none), and the paced callers of [`Paced`]: the node rests after its
 /// refusals, passed over while the others can take the calls, so that its share
@@ -1033,12 +1046,7 @@ fn a_services_limits_and_acl_take_none_of_its_nodes_out_of_a_clients_rotation() 
 /// (three runs), beyond the retry budget.
 #[test]
 fn a_node_whose_limit_is_lower_than_its_peers_rests_and_few_calls_fail() {
-    let nodes = [
-        Breaking::start("skewed0", "\"limit.echo.qps\" = \"50\"", &[]),
-        Breaking::start("skewed1", "", &[]),
-        Breaking::start("skewed2", "", &[]),
-    ];
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.demo.addr).collect();
+    let (nodes, addrs) = skewed("skewed", 50);
     let run = support::block_on(async {
         let client = Rc::new(Client::new(addrs, ClientConfig::new("paced")));
         Paced::run(&client).await
@@ -1056,6 +1064,56 @@ fn a_node_whose_limit_is_lower_than_its_peers_rests_and_few_calls_fail() {
     // It still takes calls, and refuses a call or two for each it admits.
     let (admitted, refused) = (requests.unwrap(), refused.unwrap());
     assert!(admitted > 0 && refused < 3 * admitted, "node 0: {echo}");
+}
+
+/// The node of the test above limited to 20 `echo` calls a second, and two more
+/// callers pacing `add` calls beside [`Paced`]'s, through a P2C client: the node
+/// rests for `echo` only, and takes at least its share of the `add` calls (it has
+/// fewer calls in flight than its peers). Before, the rest was the node's: it
+/// took 10-14% of them (two runs), now 56-61% (four).
+#[test]
+fn a_limit_on_one_method_leaves_the_node_its_share_of_the_others() {
+    let (nodes, addrs) = skewed("one-limit", 20);
+    let (run, adds) = support::block_on(async {
+        let mut config = ClientConfig::new("paced");
+        config.balance.policy = ringsoa::client::Policy::P2cEwma;
+        let client = Rc::new(Client::new(addrs, config));
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let adders: Vec<_> = (0..2)
+            .map(|_| {
+                let (demo, stop) = (DemoClient::new(client.clone()), stop.clone());
+                monoio::spawn(async move {
+                    let mut calls = 0;
+                    while !stop.get() {
+                        assert_eq!(demo.add(None, 40, 2).await.unwrap(), 42);
+                        calls += 1;
+                        monoio::time::sleep(Duration::from_millis(6)).await;
+                    }
+                    calls
+                })
+            })
+            .collect();
+        let run = Paced::run(&client).await;
+        stop.set(true);
+        let mut adds = 0;
+        for a in adders {
+            adds += a.await;
+        }
+        (run, adds)
+    });
+    let on_node = |n: &Breaking| {
+        n.report("add")["lifetime"]["requests"]
+            .as_u64()
+            .unwrap_or(0) as f64
+    };
+    let share = on_node(&nodes[0]) / f64::from(adds);
+    eprintln!("{adds} add calls, {share:.2} of them on node 0");
+    assert!(
+        run.failed.len() < 64,
+        "{} echo calls failed",
+        run.failed.len()
+    );
+    assert!(share > 0.25, "node 0 took {share:.2} of the add calls");
 }
 
 /// A relay to a node whose ACL denies the caller: the caller's breaker of that

@@ -167,18 +167,21 @@ pub(crate) fn pick(nodes: &NodeList, tried: &[usize], opts: &BalanceOptions) -> 
 /// Draws past resting nodes before [`pick_awake`] takes one that rests.
 const REDRAWS: usize = 3;
 
-/// [`pick`], passing over a node resting at `now` ([`super::node::Rest`]) while a
-/// node the call has not tried, not failed, not resting and of weight above 0 (or
-/// of any weight, when the one drawn has 0) can take the call; with none, the node
-/// first drawn. `tried` is as it came when this returns.
+/// [`pick`] for a call of `method`, passing over a node where the method rests at
+/// `now` ([`super::node::Rests`]) while a node the call has not tried, not failed,
+/// not resting and of weight above 0 (or of any weight, when the one drawn has 0)
+/// can take the call; with none, the node first drawn. `tried` is as it came when
+/// this returns.
 pub(crate) fn pick_awake(
     nodes: &NodeList,
     tried: &mut Vec<usize>,
     opts: &BalanceOptions,
+    method: &str,
     now: Instant,
 ) -> Option<usize> {
     let first = pick(nodes, tried, opts)?;
-    if !nodes[first].rest.resting(now) {
+    let resting = |i: usize| nodes[i].rests.resting(method, now);
+    if !resting(first) {
         return Some(first);
     }
     let (len, weighted) = (tried.len(), nodes[first].node.weight > 0);
@@ -188,7 +191,7 @@ pub(crate) fn pick_awake(
         tried.push(drawn);
         match pick(nodes, tried, opts) {
             Some(i) if tried.contains(&i) || (weighted && nodes[i].node.weight == 0) => break,
-            Some(i) if nodes[i].rest.resting(now) => drawn = i,
+            Some(i) if resting(i) => drawn = i,
             Some(i) => {
                 awake = Some(i);
                 break;
@@ -435,31 +438,36 @@ mod tests {
     fn a_resting_node_is_passed_over_while_another_can_take_the_call() {
         let now = std::time::Instant::now();
         let ns = nodes(&[100, 100, 100, 0]);
-        ns[0].rest.refused(now);
+        ns[0].rests.refused("m", now);
         for opts in [soft(), p2c_opts()] {
             let mut tried = Vec::new();
             let mut seen = [0u32; 4];
             for _ in 0..300 {
-                seen[pick_awake(&ns, &mut tried, &opts, now).unwrap()] += 1;
+                seen[pick_awake(&ns, &mut tried, &opts, "m", now).unwrap()] += 1;
             }
             assert!(seen[0] == 0 && seen[1] > 0 && seen[2] > 0 && seen[3] == 0);
+            // The rest is the method's: another's calls go there too.
+            let others =
+                (0..300).filter(|_| pick_awake(&ns, &mut tried, &opts, "n", now) == Some(0));
+            assert!(others.count() > 0);
             // The others tried: the resting node rather than one of weight 0.
             let mut tried = vec![1, 2];
-            assert_eq!(pick_awake(&ns, &mut tried, &opts, now), Some(0));
+            assert_eq!(pick_awake(&ns, &mut tried, &opts, "m", now), Some(0));
             assert_eq!(tried, [1, 2]);
             // All resting: as if none were.
-            ns[1].rest.refused(now);
-            ns[2].rest.refused(now);
+            ns[1].rests.refused("m", now);
+            ns[2].rests.refused("m", now);
             let mut seen = [0u32; 4];
             for _ in 0..300 {
-                seen[pick_awake(&ns, &mut Vec::new(), &opts, now).unwrap()] += 1;
+                seen[pick_awake(&ns, &mut Vec::new(), &opts, "m", now).unwrap()] += 1;
             }
             assert!(seen[..3].iter().all(|&n| n > 0) && seen[3] == 0, "{seen:?}");
             // Rested.
             let later = now + crate::client::node::REST_MIN;
-            assert!((0..300).any(|_| pick_awake(&ns, &mut Vec::new(), &opts, later) == Some(0)));
-            ns[1].rest.answered();
-            ns[2].rest.answered();
+            let drawn = |_| pick_awake(&ns, &mut Vec::new(), &opts, "m", later) == Some(0);
+            assert!((0..300).any(drawn));
+            ns[1].rests.answered("m");
+            ns[2].rests.answered("m");
         }
     }
 

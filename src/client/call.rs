@@ -262,7 +262,9 @@ impl Inner {
         let result = {
             let mut tracker = Tracker::new(cx.as_deref_mut(), &self.root_calls);
             loop {
-                let Some(index) = balance::pick_awake(&nodes, &mut tried, &cfg.balance, now) else {
+                let Some(index) =
+                    balance::pick_awake(&nodes, &mut tried, &cfg.balance, method, now)
+                else {
                     break Err(CallError::Rejected("the service has no nodes".into()));
                 };
                 let node = &nodes[index];
@@ -293,7 +295,15 @@ impl Inner {
                     Ok(_) => (Ok(()), true),
                     Err(f) => (Err(&f.error), f.sent),
                 };
-                self.record(node, outcome, elapsed, sent, passed_down.is_some(), end);
+                self.record(
+                    node,
+                    method,
+                    outcome,
+                    elapsed,
+                    sent,
+                    passed_down.is_some(),
+                    end,
+                );
                 if let Some(h) = &cfg.hooks.after_call {
                     h(&attempt, elapsed, outcome);
                 }
@@ -453,13 +463,16 @@ impl Inner {
     /// `passed_down` from the client's own caller, in less time than the node's
     /// answers usually take: the caller's impatience. Of a ringsoa server's
     /// refusals ([`crate::rpc::refusal`]): by a limit, no failure, but a rest of
-    /// the node ([`super::node::Rest`], which answers shorten); by a breaker, a
-    /// failure while its list can spare the node ([`NodeState::can_be_spared`]:
+    /// the `method` on the node ([`super::node::Rests`], which its answers
+    /// shorten); by a breaker, a failure while its list can spare the node, and a
+    /// rest of the method on it once it cannot ([`NodeState::can_be_spared`]:
     /// breakers open on every node, as when they share a failing dependency, do
     /// not take them all out of rotation); by access control, an answer.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn record(
         &self,
         node: &Rc<NodeState>,
+        method: &str,
         result: Result<(), &CallError>,
         elapsed: Duration,
         sent: bool,
@@ -467,7 +480,7 @@ impl Inner {
         now: Instant,
     ) {
         let success = || {
-            node.rest.answered();
+            node.rests.answered(method);
             node.health_mut(|h| h.success(elapsed, now))
         };
         let impatient = |e: &CallError| {
@@ -477,8 +490,8 @@ impl Inner {
             Err(e) if impatient(e) => {}
             Err(CallError::Application(e)) => match Refusal::of(e) {
                 None if node_failed(e.kind) => self.failed(node, e, elapsed, now),
-                Some(Refusal::Limited) => node.rest.refused(now),
-                Some(Refusal::Breaker) if !node.can_be_spared() => {}
+                Some(Refusal::Limited) => node.rests.refused(method, now),
+                Some(Refusal::Breaker) if !node.can_be_spared() => node.rests.refused(method, now),
                 Some(Refusal::Breaker) => self.failed(node, e, elapsed, now),
                 _ => success(),
             },
@@ -629,10 +642,15 @@ mod tests {
         CallError::Transport(std::io::ErrorKind::ConnectionReset.into())
     }
 
+    /// Records how a call of `echo` on `node` ended at `now`.
+    fn seen(inner: &Inner, node: &Rc<NodeState>, result: Result<(), &CallError>, now: Instant) {
+        inner.record(node, "echo", result, Duration::ZERO, true, false, now);
+    }
+
     /// Records as many failures of `node`, ending at `end`, as fail it.
     fn fail_in_a_row(inner: &Inner, node: &Rc<NodeState>, end: Instant) {
         for _ in 0..inner.config.balance.failure_threshold {
-            inner.record(node, Err(&reset()), Duration::ZERO, true, false, end);
+            seen(inner, node, Err(&reset()), end);
         }
     }
 
@@ -664,7 +682,7 @@ mod tests {
             for _ in 0..20 {
                 fail_in_a_row(inner, &node, now);
                 assert!(node.health().is_failed());
-                inner.record(&node, Ok(()), Duration::ZERO, true, false, now);
+                seen(inner, &node, Ok(()), now);
             }
         });
         assert_eq!(lines, 1);
@@ -682,10 +700,10 @@ mod tests {
         fail_in_a_row(inner, &node, failed_at);
         let ms = Duration::from_millis(1);
         for _ in 0..10 {
-            inner.record(&node, Ok(()), 2 * ms, true, false, failed_at + ms);
+            inner.record(&node, "echo", Ok(()), 2 * ms, true, false, failed_at + ms);
         }
         assert!(node.health().is_failed(), "put back by calls in flight");
-        inner.record(&node, Ok(()), ms, true, false, failed_at + 2 * ms);
+        inner.record(&node, "echo", Ok(()), ms, true, false, failed_at + 2 * ms);
         assert!(!node.health().is_failed());
     }
 
@@ -701,8 +719,8 @@ mod tests {
         let now = Instant::now();
         for _ in 0..100 {
             for node in nodes.iter() {
-                inner.record(node, Ok(()), Duration::ZERO, true, false, now);
-                inner.record(node, Err(&reset()), Duration::ZERO, true, false, now);
+                seen(inner, node, Ok(()), now);
+                seen(inner, node, Err(&reset()), now);
             }
         }
         let failed = || nodes.iter().filter(|n| n.health().is_failed()).count();
@@ -714,7 +732,8 @@ mod tests {
 
     /// A ringsoa server's refusals: by a limit, none of its node's health; by
     /// access control, an answer (it clears a run of failures); by a breaker, a
-    /// failure while the list can spare the node, nothing once it cannot.
+    /// failure while the list can spare the node, a rest of the method once it
+    /// cannot.
     #[test]
     fn refusals_by_limits_and_acl_fail_no_node_and_breakers_only_while_it_can_be_spared() {
         use crate::protocol::ApplicationException;
@@ -736,28 +755,30 @@ mod tests {
         ));
         let node = &nodes[0];
         for _ in 0..1_000 {
-            inner.record(node, Err(&limit), Duration::ZERO, true, false, now);
+            seen(inner, node, Err(&limit), now);
         }
         assert!(!node.health().is_failed(), "failed by a rate limit");
         let threshold = inner.config.balance.failure_threshold;
         for _ in 0..10 {
             for _ in 1..threshold {
-                inner.record(node, Err(&reset()), Duration::ZERO, true, false, now);
+                seen(inner, node, Err(&reset()), now);
             }
-            inner.record(node, Err(&acl), Duration::ZERO, true, false, now);
+            seen(inner, node, Err(&acl), now);
         }
         assert!(!node.health().is_failed(), "a denial is no failure");
         for _ in 0..threshold {
-            inner.record(node, Err(&breaker), Duration::ZERO, true, false, now);
+            seen(inner, node, Err(&breaker), now);
         }
         assert!(
             node.health().is_failed(),
             "2 of 3 stay: a breaker's refusals fail it"
         );
         for _ in 0..threshold {
-            inner.record(&nodes[1], Err(&breaker), Duration::ZERO, true, false, now);
+            seen(inner, &nodes[1], Err(&breaker), now);
         }
         assert!(!nodes[1].health().is_failed(), "1 of 3 would stay");
+        assert!(nodes[1].rests.resting("echo", now), "it rests");
+        assert!(!nodes[1].rests.resting("add", now), "for that method only");
     }
 
     /// Thousands of nodes replaced by a list with a few changed: a node that stays

@@ -1,7 +1,7 @@
 //! A node as one core's client sees it: its pool, its concurrency limiter, its
 //! health — consecutive failures (passive), the failed list and the next probe
-//! (active), and a peak-EWMA of latency for the P2C policy — and its rest after
-//! its limits refused calls.
+//! (active), and a peak-EWMA of latency for the P2C policy — and its methods'
+//! rests after its limits refused their calls.
 
 use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
@@ -78,8 +78,8 @@ pub(crate) struct NodeState {
     /// Its "node failed" warnings: with every node failing and the client failing
     /// open, a node an answer put back fails again within calls.
     pub warnings: Throttle,
-    /// Its rest after its limits refused calls.
-    pub rest: Rest,
+    /// Its methods' rests after its limits refused their calls.
+    pub rests: Rests,
 }
 
 impl NodeState {
@@ -96,7 +96,7 @@ impl NodeState {
             counted: Cell::default(),
             per_connection: LOAD_ONE / node.weight.max(1) as u64,
             warnings: Throttle::default(),
-            rest: Rest::default(),
+            rests: Rests::default(),
         }
     }
 
@@ -232,11 +232,11 @@ pub(crate) const REST_MAX: Duration = Duration::from_secs(1);
 /// each call admitted. Refusals while it rests (calls sent before it, or while
 /// every node rested) lengthen nothing: counted, the refusals of the calls in
 /// flight doubled it again and again, and under an overload of every node rests
-/// grew long enough to leave a node's capacity unused. The rest is the node's, not
-/// a method's: a node limited on one method is passed over for all while it rests,
-/// a preference only.
+/// grew long enough to leave a node's capacity unused. The rest is a method's
+/// ([`Rests`]): a node whose limit on one method refuses its calls still takes
+/// its share of the others.
 #[derive(Debug, Default)]
-pub(crate) struct Rest {
+struct Rest {
     until: Cell<Option<Instant>>,
     length: Cell<Duration>,
 }
@@ -254,8 +254,9 @@ impl Rest {
         self.until.set(Some(now + length));
     }
 
-    /// It answered a call.
-    pub fn answered(&self) {
+    /// It answered a call; whether its rests are over (the next refusal brings
+    /// the shortest).
+    fn answered(&self) -> bool {
         if self.until.get().is_some() {
             let length = self.length.get() / 2;
             self.length.set(length);
@@ -264,11 +265,57 @@ impl Rest {
                 self.length.set(Duration::ZERO);
             }
         }
+        self.until.get().is_none()
     }
 
     /// Whether it rests at `now`.
-    pub fn resting(&self, now: Instant) -> bool {
+    fn resting(&self, now: Instant) -> bool {
         self.until.get().is_some_and(|t| now < t)
+    }
+}
+
+/// The most methods a node keeps rests of; past it, a method's refusals start a
+/// rest only in place of one that has ended.
+const MOST_RESTS: usize = 64;
+
+/// A node's rests ([`Rest`]), one per method its limits refused calls of, kept
+/// until answers end them: empty, as it is while no limit refuses, a call looks
+/// at it once to choose the node and once to record its answer.
+#[derive(Debug, Default)]
+pub(crate) struct Rests(RefCell<Vec<(Box<str>, Rest)>>);
+
+impl Rests {
+    /// Its limit refused a call of `method` at `now`.
+    pub fn refused(&self, method: &str, now: Instant) {
+        let mut rests = self.0.borrow_mut();
+        if let Some((_, rest)) = rests.iter().find(|(m, _)| **m == *method) {
+            return rest.refused(now);
+        }
+        if rests.len() >= MOST_RESTS {
+            let Some(ended) = rests.iter().position(|(_, r)| !r.resting(now)) else {
+                return;
+            };
+            rests.swap_remove(ended);
+        }
+        let rest = Rest::default();
+        rest.refused(now);
+        rests.push((method.into(), rest));
+    }
+
+    /// It answered a call of `method`.
+    pub fn answered(&self, method: &str) {
+        let mut rests = self.0.borrow_mut();
+        let Some(i) = rests.iter().position(|(m, _)| **m == *method) else {
+            return;
+        };
+        if rests[i].1.answered() {
+            rests.swap_remove(i);
+        }
+    }
+
+    /// Whether `method` rests on it at `now`.
+    pub fn resting(&self, method: &str, now: Instant) -> bool {
+        (self.0.borrow().iter()).any(|(m, rest)| **m == *method && rest.resting(now))
     }
 }
 
@@ -547,6 +594,26 @@ mod tests {
         assert!(!rest.resting(t2));
         rest.refused(t2);
         assert!(!rest.resting(t2 + REST_MIN), "from the shortest again");
+    }
+
+    #[test]
+    fn a_nodes_rests_are_its_methods_and_end_with_their_answers() {
+        let (rests, t0) = (Rests::default(), Instant::now());
+        rests.refused("a", t0);
+        assert!(rests.resting("a", t0) && !rests.resting("b", t0));
+        rests.answered("b");
+        assert!(rests.resting("a", t0), "another method's answer");
+        rests.answered("a");
+        assert!(!rests.resting("a", t0) && rests.0.borrow().is_empty());
+        // Past the most kept, a method rests only in place of one whose rest ended.
+        for i in 0..MOST_RESTS {
+            rests.refused(&format!("m{i}"), t0);
+        }
+        rests.refused("late", t0);
+        assert!(!rests.resting("late", t0));
+        let t1 = t0 + REST_MIN;
+        rests.refused("late", t1);
+        assert!(rests.resting("late", t1) && rests.0.borrow().len() == MOST_RESTS);
     }
 
     #[test]
