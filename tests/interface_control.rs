@@ -916,6 +916,14 @@ struct Paced {
 }
 
 impl Paced {
+    /// Asserts that no node went on the failed list and fewer than `most` calls
+    /// failed.
+    fn failed_fewer_than(&self, most: usize) {
+        assert_eq!(self.most_failed, 0, "nodes went on the failed list");
+        let failed = self.failed.len();
+        assert!(failed < most, "{failed} of {} calls failed", self.calls);
+    }
+
     async fn run(client: &Rc<Client>) -> Paced {
         let stop = Rc::new(std::cell::Cell::new(false));
         let callers: Vec<_> = (0..8)
@@ -979,13 +987,7 @@ fn a_services_limits_and_acl_take_none_of_its_nodes_out_of_a_clients_rotation() 
     support::block_on(async {
         let client = Rc::new(Client::new(addrs.clone(), ClientConfig::new("paced")));
         let run = Paced::run(&client).await;
-        assert_eq!(run.most_failed, 0, "nodes went on the failed list");
-        assert!(
-            run.failed.len() < 320,
-            "{} of {} calls failed",
-            run.failed.len(),
-            run.calls
-        );
+        run.failed_fewer_than(320);
 
         let evil = ClientConfig::new("evil");
         let evil = DemoClient::new(Rc::new(Client::new(addrs.clone(), evil)));
@@ -1054,13 +1056,7 @@ fn a_node_whose_limit_is_lower_than_its_peers_rests_and_few_calls_fail() {
     let echo = nodes[0].report("echo")["lifetime"].clone();
     let (requests, refused) = (echo["requests"].as_u64(), echo["refused"].as_u64());
     eprintln!("node 0: {echo}");
-    assert_eq!(run.most_failed, 0, "nodes went on the failed list");
-    assert!(
-        run.failed.len() < 64,
-        "{} of {} calls failed",
-        run.failed.len(),
-        run.calls
-    );
+    run.failed_fewer_than(64);
     // It still takes calls, and refuses a call or two for each it admits.
     let (admitted, refused) = (requests.unwrap(), refused.unwrap());
     assert!(admitted > 0 && refused < 3 * admitted, "node 0: {echo}");
@@ -1108,11 +1104,7 @@ fn a_limit_on_one_method_leaves_the_node_its_share_of_the_others() {
     };
     let share = on_node(&nodes[0]) / f64::from(adds);
     eprintln!("{adds} add calls, {share:.2} of them on node 0");
-    assert!(
-        run.failed.len() < 64,
-        "{} echo calls failed",
-        run.failed.len()
-    );
+    run.failed_fewer_than(64);
     assert!(share > 0.25, "node 0 took {share:.2} of the add calls");
 }
 
