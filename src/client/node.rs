@@ -237,40 +237,37 @@ pub(crate) const REST_MAX: Duration = Duration::from_secs(1);
 /// its share of the others.
 #[derive(Debug, Default)]
 struct Rest {
-    until: Cell<Option<Instant>>,
-    length: Cell<Duration>,
+    until: Option<Instant>,
+    length: Duration,
 }
 
 impl Rest {
     /// Its limit refused a call at `now`. While it rests this says nothing new
     /// (the call was sent before the rest began, or while every node rested):
     /// only a refusal after a rest lengthens the next.
-    pub fn refused(&self, now: Instant) {
+    fn refused(&mut self, now: Instant) {
         if self.resting(now) {
             return;
         }
-        let length = (self.length.get() * 2).clamp(REST_MIN, REST_MAX);
-        self.length.set(length);
-        self.until.set(Some(now + length));
+        self.length = (self.length * 2).clamp(REST_MIN, REST_MAX);
+        self.until = Some(now + self.length);
     }
 
     /// It answered a call; whether its rests are over (the next refusal brings
     /// the shortest).
-    fn answered(&self) -> bool {
-        if self.until.get().is_some() {
-            let length = self.length.get() / 2;
-            self.length.set(length);
-            if length < REST_MIN {
-                self.until.set(None);
-                self.length.set(Duration::ZERO);
+    fn answered(&mut self) -> bool {
+        if self.until.is_some() {
+            self.length /= 2;
+            if self.length < REST_MIN {
+                *self = Rest::default();
             }
         }
-        self.until.get().is_none()
+        self.until.is_none()
     }
 
     /// Whether it rests at `now`.
     fn resting(&self, now: Instant) -> bool {
-        self.until.get().is_some_and(|t| now < t)
+        self.until.is_some_and(|t| now < t)
     }
 }
 
@@ -288,7 +285,7 @@ impl Rests {
     /// Its limit refused a call of `method` at `now`.
     pub fn refused(&self, method: &str, now: Instant) {
         let mut rests = self.0.borrow_mut();
-        if let Some((_, rest)) = rests.iter().find(|(m, _)| **m == *method) {
+        if let Some((_, rest)) = rests.iter_mut().find(|(m, _)| **m == *method) {
             return rest.refused(now);
         }
         if rests.len() >= MOST_RESTS {
@@ -297,7 +294,7 @@ impl Rests {
             };
             rests.swap_remove(ended);
         }
-        let rest = Rest::default();
+        let mut rest = Rest::default();
         rest.refused(now);
         rests.push((method.into(), rest));
     }
@@ -571,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_rest_doubles_with_each_refusal_after_a_rest_and_halves_with_each_answer() {
-        let (rest, t0) = (Rest::default(), Instant::now());
+        let (mut rest, t0) = (Rest::default(), Instant::now());
         let ms = Duration::from_millis;
         assert!(!rest.resting(t0));
         rest.refused(t0);
@@ -591,7 +588,7 @@ mod tests {
         }
         assert!(rest.resting(t + REST_MAX - ms(1)) && !rest.resting(t + REST_MAX));
         // Answers halve it; below the shortest, the rest ends.
-        let rest = Rest::default();
+        let mut rest = Rest::default();
         rest.refused(t0);
         rest.refused(t1);
         rest.answered();
