@@ -80,7 +80,13 @@ pub(crate) fn lines_logged(target: &'static str, f: impl FnOnce()) -> usize {
     }
     let lines = Arc::new(Mutex::new(0));
     let subscriber = tracing_subscriber::registry().with(Count(target, lines.clone()));
-    tracing::subscriber::with_default(subscriber, f);
+    tracing::subscriber::with_default(subscriber, || {
+        // A callsite first reached on another test's thread, before this
+        // subscriber existed, may have its interest cached as "never": this
+        // test then counted no line (seen once in CI).
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     let n = *lines.lock().unwrap();
     n
 }
