@@ -12,6 +12,8 @@ use super::ProtocolError;
 
 /// Immutable UTF-8 text sharing its bytes (with the request buffer it was decoded
 /// from, or with its clones). Derefs to `str`; cloning is a reference-count increment.
+/// While it lives it keeps the whole buffer it was decoded from: keep a copy
+/// (`String::from(&*text)`) of text that outlives its call.
 /// Equality, order and hash are `str`'s, so a `HashMap<Text, _>` is searched by `&str`.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Text(Bytes);
