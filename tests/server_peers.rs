@@ -541,6 +541,39 @@ fn idle_connections_do_not_delay_exit_and_the_timeout_cancels() {
     );
 }
 
+/// Connections waiting for a request when a drain begins are closed at its grace
+/// (100 ms), long before a call in flight lets the process exit, whether or not
+/// they have served a call; the call in flight still gets its reply.
+#[test]
+fn a_drain_closes_waiting_connections_at_its_grace() {
+    let mut demo = Demo::start(&["--cores", "1", "--drain-timeout-ms", "10000"]);
+    let mut waiting: Vec<TcpStream> = (0..8).map(|_| connect(demo.addr)).collect();
+    for s in &mut waiting[..4] {
+        let reply = call_raw(s, "ping", 1, &DemoPingArgs {}).unwrap();
+        let kind = BinaryReader::new(reply).read_message_begin().unwrap().kind;
+        assert_eq!(kind, MessageType::Reply);
+    }
+    let mut busy = connect(demo.addr);
+    busy.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    send_sleep(&mut busy, 3, 4000);
+    std::thread::sleep(Duration::from_millis(100));
+    demo.sigterm();
+    let began = Instant::now();
+    for s in &mut waiting {
+        assert!(closed(s), "a waiting connection is still open");
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "waiting connections closed only after {:?}",
+        began.elapsed()
+    );
+    let mut r = BinaryReader::new(read_reply(&mut busy).unwrap());
+    assert_eq!(r.read_message_begin().unwrap().seqid, 3);
+    let (code, _) = demo.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
+
 #[test]
 fn a_second_process_without_handover_is_refused_the_port() {
     let first = Demo::start(&[]);

@@ -7,17 +7,15 @@
 //! wrong inside a call becomes a `TApplicationException` for that call only
 //! ([`super::call`]).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use super::call::CallSite;
-use super::conns::{Signal, Slot};
+use super::conns::Slot;
 use super::detect::{detect, Detected};
 use super::end::End;
 use super::envelope;
@@ -351,10 +349,12 @@ impl<S: Dispatch> Session<S> {
         );
     }
 
-    /// Reads more, within the timeouts; while waiting for a request the core may
-    /// evict the connection, and once the drain starts an idle connection gets only
-    /// the drain's grace. The read in flight is never dropped for a drain signal (it
-    /// may already hold a request): it is only given a deadline.
+    /// Reads more, within the timeouts. While the connection waits for a request
+    /// the core may close it (to make room, or at the drain's grace: it shuts the
+    /// socket's read side, [`Conns::close_idle_since`]); once the drain starts, a
+    /// wait for a request gets only the drain's grace.
+    ///
+    /// [`Conns::close_idle_since`]: super::conns::Conns::close_idle_since
     async fn fill(&mut self) -> Result<(), End> {
         let Session {
             core, conn, slot, ..
@@ -374,33 +374,11 @@ impl<S: Dispatch> Session<S> {
             },
             message: Some(cfg.read_timeout),
         };
-        let mut fill = std::pin::pin!(conn.fill(timeouts));
-        let mut grace: Option<std::pin::Pin<Box<monoio::time::Sleep>>> = None;
-        // One poll function, not a race of futures: this runs for every read.
-        let result = std::future::poll_fn(|task| {
-            if let Poll::Ready(r) = fill.as_mut().poll(task) {
-                return Poll::Ready(r.map_err(End::from));
-            }
-            loop {
-                match slot.poll_signal(task) {
-                    Poll::Ready(Signal::Evicted) => return Poll::Ready(Err(End::Evicted)),
-                    Poll::Ready(Signal::Drain) if idle && grace.is_none() => {
-                        grace = Some(Box::pin(monoio::time::sleep(cfg.drain_grace)));
-                    }
-                    Poll::Ready(Signal::Drain) => {}
-                    Poll::Pending => break,
-                }
-            }
-            match grace.as_mut().map(|g| g.as_mut().poll(task)) {
-                Some(Poll::Ready(())) => Poll::Ready(Err(End::Idle)),
-                _ => Poll::Pending,
-            }
-        })
-        .await;
+        let result = conn.fill(timeouts).await;
         if idle {
             slot.set_idle(None);
         }
-        result
+        result.map_err(|e| slot.closed_by_core().unwrap_or_else(|| e.into()))
     }
 
     /// Sends the replies, marking the connection as writing while they go out, so

@@ -10,6 +10,8 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use super::end::End;
+
 /// One connection's entry: its idle and writing state and the signals the core
 /// sends it.
 pub struct Slot {
@@ -23,12 +25,15 @@ pub struct Slot {
     /// Closed because its replies made no progress within the write timeout.
     stalled: Cell<bool>,
     evicted: Cell<bool>,
+    /// Closed by the drain: idle for its grace.
+    idled: Cell<bool>,
     /// The drain started: look at the connection's state again.
     nudged: Cell<bool>,
     waker: Cell<Option<Waker>>,
 }
 
-/// What woke a connection waiting for a request.
+/// What the core tells a connection whose call is still running (a read waiting
+/// for a request is ended by shutting its socket instead: [`Slot::closed_by_core`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     /// Close: the core needs room for a new connection.
@@ -45,6 +50,7 @@ impl Slot {
             writing_since: Cell::new(None),
             stalled: Cell::new(false),
             evicted: Cell::new(false),
+            idled: Cell::new(false),
             nudged: Cell::new(false),
             waker: Cell::new(None),
         }
@@ -66,16 +72,43 @@ impl Slot {
         self.stalled.get()
     }
 
+    /// Why the core closed the connection while it waited for a request, if it
+    /// did: the read that was waiting ends as if the peer had closed.
+    pub fn closed_by_core(&self) -> Option<End> {
+        if self.evicted.get() {
+            Some(End::Evicted)
+        } else if self.idled.get() {
+            Some(End::Idle)
+        } else {
+            None
+        }
+    }
+
     /// Resets the socket under its pending send, which then fails, ending the
     /// connection; the unsent replies and the socket's buffers are dropped at once.
     fn stall(&self) {
         self.stalled.set(true);
+        self.shutdown(std::net::Shutdown::Both, true);
+    }
+
+    /// Shuts the socket down (`how`), with the linger of a reset if `reset`.
+    fn shutdown(&self, how: std::net::Shutdown, reset: bool) {
         // SAFETY: the socket is open while its slot is registered (the slot is
         // removed, on this thread, right after the connection's stream is dropped).
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         let sock = socket2::SockRef::from(&fd);
-        let _ = sock.set_linger(Some(std::time::Duration::ZERO));
-        let _ = sock.shutdown(std::net::Shutdown::Both);
+        if reset {
+            let _ = sock.set_linger(Some(std::time::Duration::ZERO));
+        }
+        let _ = sock.shutdown(how);
+    }
+
+    /// Ends the connection's wait for a request by shutting its socket's read side:
+    /// the read in flight ends as at the peer's close, so that a read need not
+    /// listen for the core besides (a request already read is still answered).
+    fn close_waiting(&self, why: &Cell<bool>) {
+        why.set(true);
+        self.shutdown(std::net::Shutdown::Read, false);
     }
 
     /// Waits for the core's next signal to this connection.
@@ -102,7 +135,8 @@ impl Slot {
     }
 
     fn evict(&self) {
-        self.evicted.set(true);
+        self.close_waiting(&self.evicted);
+        // A busy one (a call's slow handler listens) finishes its call first.
         self.wake();
     }
 
@@ -191,12 +225,27 @@ impl Conns {
         }
     }
 
+    /// Closes the connections waiting for a request since `tick` (of
+    /// [`Conns::tick`]) or before: the drain's grace for those already idle when it
+    /// began (a wait that starts later has the grace as its own timeout). Returns
+    /// how many it closed.
+    pub fn close_idle_since(&self, tick: u64) -> usize {
+        let mut closed = 0;
+        for s in self.slots.borrow().values() {
+            if s.idle_since.get().is_some_and(|t| t <= tick) && s.closed_by_core().is_none() {
+                s.close_waiting(&s.idled);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Evicts the connection idle for longest; false if none is idle.
     pub fn evict_longest_idle(&self) -> bool {
         let slots = self.slots.borrow();
         let oldest = slots
             .values()
-            .filter(|s| !s.evicted.get())
+            .filter(|s| s.closed_by_core().is_none())
             .filter_map(|s| s.idle_since.get().map(|t| (s, t)))
             .min_by_key(|(_, t)| *t);
         match oldest {
@@ -216,9 +265,8 @@ mod tests {
     #[test]
     fn the_longest_idle_connection_is_evicted_and_busy_ones_never() {
         let conns = Conns::default();
-        let (_, busy) = conns.add(-1);
-        let (_, old) = conns.add(-1);
-        let (_, young) = conns.add(-1);
+        let socks = waiting(&conns, 3);
+        let [busy, old, young] = [0, 1, 2].map(|i| &socks[i].2);
         old.set_idle(Some(conns.tick()));
         young.set_idle(Some(conns.tick()));
         assert!(conns.evict_longest_idle());
@@ -227,6 +275,52 @@ mod tests {
         assert!(young.evicted.get());
         assert!(!conns.evict_longest_idle(), "only busy ones are left");
         assert_eq!(conns.len(), 3);
+    }
+
+    type Pair = std::os::unix::net::UnixStream;
+
+    /// `n` connections registered with `conns`: the server's end of each (reads do
+    /// not wait), its peer, and its slot.
+    fn waiting(conns: &Conns, n: usize) -> Vec<(Pair, Pair, Rc<Slot>)> {
+        use std::os::fd::AsRawFd;
+        (0..n)
+            .map(|_| {
+                let (end, peer) = Pair::pair().unwrap();
+                end.set_nonblocking(true).unwrap();
+                let slot = conns.add(end.as_raw_fd()).1;
+                (end, peer, slot)
+            })
+            .collect()
+    }
+
+    /// Whether a read on `end` ends (shut), not waits.
+    fn shut(end: &mut Pair) -> bool {
+        use std::io::Read;
+        matches!(end.read(&mut [0u8; 1]), Ok(0))
+    }
+
+    #[test]
+    fn an_evicted_or_graced_connection_stops_waiting_and_says_why() {
+        let conns = Conns::default();
+        let mut socks = waiting(&conns, 4);
+        let [before, at, after] = [0, 1, 2].map(|i| {
+            let t = conns.tick();
+            socks[i].2.set_idle(Some(t));
+            t
+        });
+        // Waiting since the drain's tick or before: closed; since after, or busy, not.
+        assert_eq!(conns.close_idle_since(at), 2);
+        assert!(before < at && at < after);
+        let shut_now: Vec<bool> = socks.iter_mut().map(|(end, ..)| shut(end)).collect();
+        assert_eq!(shut_now, [true, true, false, false]);
+        assert!(matches!(socks[0].2.closed_by_core(), Some(End::Idle)));
+        assert!(socks[2].2.closed_by_core().is_none());
+        assert_eq!(conns.close_idle_since(at), 0, "closed once");
+        // Eviction takes the longest-waiting one left, and says so.
+        assert!(conns.evict_longest_idle());
+        assert!(shut(&mut socks[2].0));
+        assert!(matches!(socks[2].2.closed_by_core(), Some(End::Evicted)));
+        assert!(!shut(&mut socks[3].0), "a busy one is left alone");
     }
 
     #[test]

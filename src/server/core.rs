@@ -322,6 +322,12 @@ async fn drain_when_asked<S: Dispatch + 'static>(
     }
     drop(controls);
     state.conns.nudge_all();
+    // Connections already waiting for a request get the drain's grace from now.
+    let (idle_before, grace_ends) = (
+        state.conns.tick(),
+        Instant::now() + state.config.drain_grace,
+    );
+    let mut graced = false;
     let mut deadline = state.shutdown.deadline();
     tracing::info!(
         core = state.index,
@@ -341,6 +347,10 @@ async fn drain_when_asked<S: Dispatch + 'static>(
         if now_due < deadline {
             deadline = now_due;
             state.conns.nudge_all();
+        }
+        if !graced && Instant::now() >= grace_ends {
+            state.conns.close_idle_since(idle_before);
+            graced = true;
         }
         let mine_done = state.in_flight.get() == 0 && state.conns.is_empty();
         // The cut-off replies need a moment to go out after the deadline.
