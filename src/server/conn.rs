@@ -391,7 +391,8 @@ impl<S: Dispatch> Session<S> {
                 Ok(true) => break,
                 Ok(false) => self.slot.set_writing(Some(conns.now())),
                 Err(_) if self.slot.stalled() => return Err(End::Stalled),
-                Err(e) => return Err(End::Io(e.error)),
+                // A request that came in as the core closed its connection.
+                Err(e) => return Err(self.slot.closed_by_core().unwrap_or(End::Io(e.error))),
             }
         }
         self.slot.set_writing(None);

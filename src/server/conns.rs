@@ -103,12 +103,13 @@ impl Slot {
         let _ = sock.shutdown(how);
     }
 
-    /// Ends the connection's wait for a request by shutting its socket's read side:
-    /// the read in flight ends as at the peer's close, so that a read need not
-    /// listen for the core besides (a request already read is still answered).
-    fn close_waiting(&self, why: &Cell<bool>) {
+    /// Ends the connection's wait for a request by shutting its socket down
+    /// (`how`): the read in flight ends as at the peer's close, so that a read need
+    /// not listen for the core besides. Shut for reading only, a request already
+    /// read is still answered; shut both ways, the peer sees the close at once.
+    fn close_waiting(&self, why: &Cell<bool>, how: std::net::Shutdown) {
         why.set(true);
-        self.shutdown(std::net::Shutdown::Read, false);
+        self.shutdown(how, false);
     }
 
     /// Waits for the core's next signal to this connection.
@@ -135,9 +136,9 @@ impl Slot {
     }
 
     fn evict(&self) {
-        self.close_waiting(&self.evicted);
-        // A busy one (a call's slow handler listens) finishes its call first.
-        self.wake();
+        // Both ways: the peer sees the close before the newcomer it makes room
+        // for is served, whichever driver runs the ring.
+        self.close_waiting(&self.evicted, std::net::Shutdown::Both);
     }
 
     fn nudge(&self) {
@@ -233,7 +234,7 @@ impl Conns {
         let mut closed = 0;
         for s in self.slots.borrow().values() {
             if s.idle_since.get().is_some_and(|t| t <= tick) && s.closed_by_core().is_none() {
-                s.close_waiting(&s.idled);
+                s.close_waiting(&s.idled, std::net::Shutdown::Read);
                 closed += 1;
             }
         }
