@@ -350,11 +350,9 @@ impl<S: Dispatch> Session<S> {
     }
 
     /// Reads more, within the timeouts. While the connection waits for a request
-    /// the core may close it (to make room, or at the drain's grace: it shuts the
-    /// socket's read side, [`Conns::close_idle_since`]); once the drain starts, a
-    /// wait for a request gets only the drain's grace.
-    ///
-    /// [`Conns::close_idle_since`]: super::conns::Conns::close_idle_since
+    /// the core may close it, to make room or at the drain's grace, by shutting its
+    /// socket ([`Slot::closed_by_core`] then says why the read ended); once the
+    /// drain starts, a wait for a request gets only the drain's grace.
     async fn fill(&mut self) -> Result<(), End> {
         let Session {
             core, conn, slot, ..
