@@ -22,6 +22,7 @@ pub struct ServerBuilder {
     hooks: Hooks,
     control: Option<Arc<ControlFactory>>,
     governance: Option<Governance>,
+    catch_signals: bool,
 }
 
 impl ServerBuilder {
@@ -32,7 +33,19 @@ impl ServerBuilder {
             hooks: Hooks::default(),
             control: None,
             governance: None,
+            catch_signals: false,
         }
+    }
+
+    /// Catches the signals [`ServerHandle::run_until_signal`] answers (SIGTERM,
+    /// SIGINT, SIGQUIT, and those it ignores) from the start, before the cores
+    /// listen: one that comes before that call waits for it, where it would
+    /// otherwise have its default action (SIGTERM: the process ends without a
+    /// drain). For a process that calls `run_until_signal`; one that does not
+    /// would not stop on SIGTERM.
+    pub fn catch_signals(mut self) -> Self {
+        self.catch_signals = true;
+        self
     }
 
     /// Address to listen on. Port 0 picks one free port, which every core serves
@@ -253,6 +266,10 @@ impl ServerBuilder {
         self.config
             .check()
             .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
+        let signals = match self.catch_signals {
+            true => Some(super::handle::catch_signals()?),
+            false => None,
+        };
         let mut inherited = Vec::new();
         if self.config.listen.port() == 0 {
             // Port 0: one free port for every core (each would otherwise get a port
@@ -373,6 +390,7 @@ impl ServerBuilder {
             threads,
             self.governance.clone(),
             offer.clone(),
+            signals,
         );
         if failures.len() * 3 > config.cores {
             handle.abort();

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use signal_hook::iterator::Signals;
+
 use super::handover::Offer;
 use super::shutdown::Shutdown;
 use super::watchdog::Beats;
@@ -31,6 +33,9 @@ pub struct ServerHandle {
     beats: Arc<Beats>,
     /// The watchdog's threshold (none: no heartbeats).
     watchdog: Option<Duration>,
+    /// The signals caught since before the cores listened
+    /// ([`ServerBuilder::catch_signals`](super::ServerBuilder::catch_signals)).
+    signals: Option<Signals>,
 }
 
 /// What starting the drain takes, shared with the signal thread.
@@ -78,6 +83,7 @@ impl ServerHandle {
         threads: Vec<JoinHandle<()>>,
         governance: Option<Governance>,
         offer: Arc<Offer>,
+        signals: Option<Signals>,
     ) -> Self {
         ServerHandle {
             addr: config.listen,
@@ -90,6 +96,7 @@ impl ServerHandle {
             },
             beats,
             watchdog: config.watchdog,
+            signals,
         }
     }
 
@@ -162,21 +169,15 @@ impl ServerHandle {
     /// instead. Config is followed live, and a restart is a new process taking over with
     /// [`ServerBuilder::handover`](super::ServerBuilder::handover).
     /// An error when a core was left blocked (see [`ServerHandle::join`]).
-    pub fn run_until_signal(self) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
-        let stops = [
-            (SIGTERM, "SIGTERM"),
-            (SIGINT, "SIGINT"),
-            (SIGQUIT, "SIGQUIT"),
-        ];
+    /// The signals are caught from this call on, or from before the cores listened
+    /// with [`ServerBuilder::catch_signals`](super::ServerBuilder::catch_signals)
+    /// (without it, a SIGTERM between the two ends the process without a drain).
+    pub fn run_until_signal(mut self) -> std::io::Result<()> {
+        let mut signals = match self.signals.take() {
+            Some(caught) => caught,
+            None => catch_signals()?,
+        };
         let ignored = ignored_signals();
-        let all: Vec<i32> = stops
-            .iter()
-            .map(|s| s.0)
-            .chain(ignored.iter().map(|i| i.0))
-            .collect();
-        let mut signals = signal_hook::iterator::Signals::new(all)?;
-        ignore_job_control();
         let (drain, timeout) = (self.drain.clone(), self.drain_timeout);
         std::thread::Builder::new()
             .name("ringsoa-signals".into())
@@ -190,12 +191,12 @@ impl ServerHandle {
                         tracing::warn!("{name} ignored: {why}{instead}");
                         continue;
                     }
-                    let timeout = if sig == SIGTERM {
+                    let timeout = if sig == signal_hook::consts::SIGTERM {
                         timeout
                     } else {
                         timeout.min(Duration::from_secs(1))
                     };
-                    let name = stops.iter().find(|s| s.0 == sig).map_or("?", |s| s.1);
+                    let name = STOPS.iter().find(|s| s.0 == sig).map_or("?", |s| s.1);
                     tracing::info!(signal = name, ?timeout, "draining");
                     drain.begin(timeout);
                 }
@@ -219,6 +220,23 @@ impl ServerHandle {
 /// The signals gunicorn gives a meaning that ringsoa does not share, caught and
 /// logged: each number, name, why it changes nothing, and whether a handover is
 /// what to do instead.
+/// The signals that drain, and their names.
+const STOPS: [(i32, &str); 3] = [
+    (signal_hook::consts::SIGTERM, "SIGTERM"),
+    (signal_hook::consts::SIGINT, "SIGINT"),
+    (signal_hook::consts::SIGQUIT, "SIGQUIT"),
+];
+
+/// Catches the signals [`ServerHandle::run_until_signal`] answers, from now on (those
+/// that come before it runs wait for it), and ignores the job-control ones.
+pub(crate) fn catch_signals() -> std::io::Result<Signals> {
+    let ignored = ignored_signals();
+    let all = STOPS.iter().map(|s| s.0).chain(ignored.iter().map(|i| i.0));
+    let signals = Signals::new(all)?;
+    ignore_job_control();
+    Ok(signals)
+}
+
 fn ignored_signals() -> [(i32, &'static str, &'static str, bool); 3] {
     use signal_hook::consts::{SIGHUP, SIGUSR1, SIGUSR2};
     [

@@ -460,6 +460,7 @@ fn run() -> std::io::Result<()> {
         g.follow_log_routes(router)?;
     }
     let mut builder = ServerBuilder::new(args.name.clone())
+        .catch_signals()
         .listen(args.listen)
         .drain_timeout(Duration::from_millis(args.drain_timeout_ms))
         .call_timeout(

@@ -353,7 +353,7 @@ fn main_rs(name: &str, krate: &str, program: &Program, root: usize, service: usi
          let addr: std::net::SocketAddr = match listen.parse() {{\n        Ok(a) => a,\n        \
          Err(e) => {{\n            eprintln!(\"{name}: {{listen:?}} is not HOST:PORT: {{e}}\");\n            \
          return std::process::ExitCode::from(2);\n        }}\n    }};\n    \
-         let started = ringsoa::server::ServerBuilder::new(\"{name}\")\n        .listen(addr)\n        \
+         let started = ringsoa::server::ServerBuilder::new(\"{name}\")\n        .catch_signals()\n        .listen(addr)\n        \
          .start(|_| {s}Server::new({s}Impl));\n    \
          match started.and_then(|server| server.run_until_signal()) {{\n        \
          Ok(()) => std::process::ExitCode::SUCCESS,\n        Err(e) => {{\n            \
