@@ -18,7 +18,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::AsyncWriteRent;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::budget::{BufferBudget, Charge};
@@ -332,10 +333,19 @@ impl MessageConn {
         if self.rbuf.len() + room > self.rbuf.capacity().max(KEEP_CAPACITY) {
             self.take_spare_read(room);
         }
-        let buf = std::mem::take(&mut self.rbuf);
-        let read = read_append(&mut self.stream, buf, room);
-        let (res, buf) = with_limit(limit, read).await.ok_or_else(expired)?;
-        self.rbuf = buf;
+        // The read is awaited where it is made, not passed through a helper: each
+        // move of its future is a copy on every request.
+        let mut buf = std::mem::take(&mut self.rbuf);
+        buf.reserve(room);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let spare = buf.slice_mut(len..cap);
+        let (res, buf) = match limit {
+            None => self.stream.read(spare).await,
+            Some(t) => Box::pin(monoio::time::timeout(t, self.stream.read(spare)))
+                .await
+                .map_err(|_| expired())?,
+        };
+        self.rbuf = buf.into_inner();
         self.holds_buffer = true;
         // A message that is still incomplete gets its deadline when the next read
         // starts (moments from now): no clock read for one that came whole.
