@@ -81,6 +81,7 @@ fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let server = ringsoa::server::ServerBuilder::new("my-app")
         .listen(addr)
         .governance(governance.clone()) // wait for config, register after ping, deregister first on drain
+        .catch_signals() // a SIGTERM from now on drains
         .control(move |init| metrics.core(init)) // each core's recorder and breaker check
         .start(|init| {
             let gov = init.governance.clone().expect("governed"); // this core's view

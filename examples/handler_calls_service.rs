@@ -59,6 +59,7 @@ fn main() -> std::process::ExitCode {
     let started = ringsoa::server::ServerBuilder::new("front")
         .listen(listen)
         .cores(1)
+        .catch_signals()
         .start(move |_| {
             // One client per core, built on that core: pools, health and budget are core-local.
             let mut config = ClientConfig::new("front"); // app_id sent in the handshake

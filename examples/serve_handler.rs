@@ -163,6 +163,7 @@ fn serve(addr: std::net::SocketAddr) -> std::io::Result<()> {
         .listen(addr)
         .cores(1)
         .call_timeout(Some(std::time::Duration::from_secs(2)))
+        .catch_signals() // a SIGTERM from now on drains (run_until_signal below)
         // Optional, built on each core: admit or refuse each call, and be told how
         // every call ended (result, declared or application exception, panic,
         // timeout, refused).
