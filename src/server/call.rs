@@ -296,7 +296,8 @@ impl<S: Dispatch> CallSite<'_, S> {
                 // Most handlers finish without waiting: polled once here, such a
                 // call skips the timer, the drain race and their wakers.
                 _ => match poll_once(call.as_mut()).await {
-                    Poll::Ready(done) => Some(done).into(),
+                    Poll::Ready(Ok(done)) => Ended::Done(done),
+                    Poll::Ready(Err(panic)) => Ended::Panicked(panic_message(&panic)),
                     Poll::Pending => {
                         wait_out(&core.shutdown, self.slot, self.timer, call, deadline).await
                     }
