@@ -236,7 +236,7 @@ fn server(g: &Gen, out: &mut String, id: DefId, s: &Service) {
         known.join(" || ")
     };
     let _ = writeln!(out, "    /// Whether `name` is a method of this service (or of one it extends).\n    pub fn knows_method(name: &[u8]) -> bool {{\n        {known}\n    }}\n}}\n");
-    let _ = writeln!(out, "impl<H: {name}Handler> __rs::rpc::Dispatch for {name}Server<H> {{\n    const NAME: &'static str = {name:?};\n\n    fn knows(&self, method: &[u8]) -> bool {{\n        Self::knows_method(method)\n    }}\n\n    async fn dispatch<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(&self, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError> {{\n        Self::dispatch_with(&self.handler, cx, msg, r, w).await\n    }}\n}}\n");
+    let _ = writeln!(out, "impl<H: {name}Handler> __rs::rpc::Dispatch for {name}Server<H> {{\n    const NAME: &'static str = {name:?};\n\n    fn knows(&self, method: &[u8]) -> bool {{\n        Self::knows_method(method)\n    }}\n\n    fn dispatch<R: __rs::protocol::ProtocolReader, W: __rs::protocol::ProtocolWriter>(&self, cx: &mut __rs::rpc::CallContext, msg: &__rs::protocol::MessageHeader, r: &mut R, w: &mut W) -> impl __std::future::Future<Output = __std::result::Result<__rs::rpc::Dispatched, __rs::protocol::ProtocolError>> {{\n        Self::dispatch_with(&self.handler, cx, msg, r, w)\n    }}\n}}\n");
 }
 
 fn client(g: &Gen, out: &mut String, id: DefId, s: &Service) {
