@@ -39,12 +39,13 @@ const DISCARD_FACTOR: usize = 4;
 /// The most of a refused request's first bytes searched for its message header.
 const HEAD_MAX: usize = 64 * 1024;
 
-/// Serves one accepted connection until it ends.
+/// Serves one accepted connection until it ends, then takes it off the core's
+/// list (`id`, `slot`: its place there) and calls the `on_closed` hook.
 pub async fn serve<S: Dispatch>(
     core: Rc<CoreState<S>>,
     stream: TcpStream,
     peer: SocketAddr,
-    slot: Rc<Slot>,
+    (id, slot): (u64, Rc<Slot>),
 ) {
     let mut conn = MessageConn::new(
         stream,
@@ -67,9 +68,25 @@ pub async fn serve<S: Dispatch>(
         cx: CallContext::default(),
         persistent: Vec::new(),
     };
-    let Err(end) = session.run().await else {
-        return;
+    // The codec's loop is awaited here, not in a function of its own: one future
+    // less to enter on every poll.
+    let served = match session.detect().await {
+        Ok(None) => session.serve::<NonStrictBinaryCodec>().await,
+        Ok(Some(protocol)) => with_codec!(protocol, C => session.serve::<C>().await),
+        Err(end) => Err(end),
     };
+    drop(session);
+    if let Err(end) = served {
+        log_end(&core, peer, end);
+    }
+    core.conns.remove(id);
+    if let Some(h) = &core.hooks.on_closed {
+        h(core.index, peer);
+    }
+}
+
+/// Logs why the connection with `peer` ended.
+fn log_end<S>(core: &CoreState<S>, peer: SocketAddr, end: End) {
     let i = core.index;
     match end {
         End::Closed => tracing::trace!(%peer, core = i, "connection closed"),
@@ -119,7 +136,9 @@ struct Session<S> {
 }
 
 impl<S: Dispatch> Session<S> {
-    async fn run(&mut self) -> Result<(), End> {
+    /// Reads until the first bytes tell the framing and protocol, and sets the
+    /// connection to them: the protocol, or `None` for non-strict binary.
+    async fn detect(&mut self) -> Result<Option<Protocol>, End> {
         let non_strict = self.core.config.accept_non_strict_binary;
         let (framing, protocol, strict) = loop {
             match detect(self.conn.buffered(), non_strict) {
@@ -132,9 +151,9 @@ impl<S: Dispatch> Session<S> {
         self.conn.set_form(framing, protocol);
         if !strict {
             self.conn.accept_non_strict();
-            return self.serve::<NonStrictBinaryCodec>().await;
+            return Ok(None);
         }
-        with_codec!(protocol, C => self.serve::<C>().await)
+        Ok(Some(protocol))
     }
 
     async fn serve<C: Codec>(&mut self) -> Result<(), End> {

@@ -254,14 +254,9 @@ fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, pee
         h(state.index, peer);
     }
     let (id, slot) = state.conns.add(stream.as_raw_fd());
-    let st = state.clone();
-    monoio::spawn(async move {
-        conn::serve(st.clone(), stream, peer, slot).await;
-        st.conns.remove(id);
-        if let Some(h) = &st.hooks.on_closed {
-            h(st.index, peer);
-        }
-    });
+    // The connection's own future is the task: no wrapper to pass through on
+    // every poll.
+    monoio::spawn(conn::serve(state.clone(), stream, peer, (id, slot)));
 }
 
 /// Marks an accepted socket close-on-exec, as std's accept and monoio's own
