@@ -749,3 +749,53 @@ fn a_process_the_application_spawns_does_not_keep_its_connections_open() {
     server.shutdown();
     server.join();
 }
+
+/// Waits up to 10 s for `done` to hold.
+fn wait_until(done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_connection_hooks_see_each_connection_open_once_and_close_once() {
+    type Events = Arc<Mutex<Vec<(&'static str, SocketAddr)>>>;
+    let events = Events::default();
+    let (opened, closed) = (events.clone(), events.clone());
+    let server = builder("hooks")
+        .on_connected(move |_, peer| opened.lock().unwrap().push(("connected", peer)))
+        .on_closed(move |_, peer| closed.lock().unwrap().push(("closed", peer)))
+        .start(|_| DerivedServer::new(Misbehaving))
+        .unwrap();
+    let seen = || events.lock().unwrap().clone();
+    let closed = |peer| move || seen().contains(&("closed", peer));
+    let mut a = connect(&server);
+    ok(get(&mut a, 1), 1);
+    let mut b = connect(&server);
+    ok(get(&mut b, 2), 2);
+    let (a_at, b_at) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    drop(a);
+    wait_until(closed(a_at));
+    // Bytes that are no Thrift: the server ends the connection before its first call.
+    let mut c = connect(&server);
+    c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let c_at = c.local_addr().unwrap();
+    wait_until(closed(c_at));
+    ok(get(&mut b, 3), 3);
+    drop(b);
+    wait_until(closed(b_at));
+    assert_eq!(
+        seen(),
+        [
+            ("connected", a_at),
+            ("connected", b_at),
+            ("closed", a_at),
+            ("connected", c_at),
+            ("closed", c_at),
+            ("closed", b_at),
+        ]
+    );
+    server.shutdown();
+    server.join();
+}
