@@ -165,74 +165,83 @@ impl<S: Dispatch> Session<S> {
         } else {
             Some(first)
         };
+        // Every complete request already here is answered before the replies go
+        // out with one write (bytes that are not a request are reported by `next`,
+        // after these replies). `served`: a request was, so replies may wait to go.
+        let (mut close, mut served) = (false, false);
         loop {
-            let expect = self.expect();
-            let request = match pending.take() {
-                Some(r) => r,
-                None => self.next::<C>(expect).await?,
+            let ready = match pending.take() {
+                Some(r) => Some(r),
+                None if served && !close => self.conn.try_cut(self.expect()).ok().flatten(),
+                None => None,
             };
-            let mut close = self.request::<C>(request).await?;
-            // Answer every complete request already here, then write once (bytes that
-            // are not a request are reported by `next`, after these replies).
-            while !close {
-                match self.conn.try_cut(self.expect()) {
-                    Ok(Some(r)) => close = self.request::<C>(r).await?,
-                    _ => break,
+            let request = match ready {
+                Some(r) => r,
+                None => {
+                    if served {
+                        self.flush().await?;
+                        if close {
+                            return Err(End::Closed);
+                        }
+                    }
+                    self.next::<C>(self.expect()).await?
                 }
-            }
-            self.flush().await?;
-            if close {
-                return Err(End::Closed);
-            }
+            };
+            // A plain message is served here, not in a function of its own: one
+            // future less to enter on every poll.
+            close = if self.conn.framing() == Framing::Framed && HeaderKind::of(&request).is_some()
+            {
+                self.enveloped(request).await?
+            } else {
+                // A large request's buffer goes to the spare buffers after its call.
+                let large = (request.len() > KEEP_CAPACITY).then(|| request.clone());
+                // Pinned where it is made: a call's future is kilobytes, and awaiting
+                // it as a value copied all of it on every call.
+                let close = {
+                    let (mut site, cx) = self.site();
+                    let call = std::pin::pin!(site.request::<C>(cx, request));
+                    call.await?
+                };
+                if let Some(frame) = large {
+                    self.conn.recycle(frame);
+                }
+                close
+            };
+            served = true;
         }
     }
 
-    /// Serves one request: a frame that starts with a TTHeader or THeader is
-    /// unwrapped (its payload in the protocol the header names) and answered in the
-    /// same header; anything else is a plain message in the connection's protocol.
-    async fn request<C: Codec>(&mut self, frame: Bytes) -> Result<bool, End> {
-        if self.conn.framing() == Framing::Framed && HeaderKind::of(&frame).is_some() {
-            let limits = envelope::limits(&self.core.config.tracking_limits);
-            let (mut h, mut payload) = header::decode(&frame, &limits)?;
-            if !(h.persistent.is_empty() && self.persistent.is_empty()) {
-                envelope::persist(&mut self.persistent, &mut h, limits.entries)?;
-            }
-            if h.zlib {
-                payload = match header::inflate(&payload, self.conn.max_message()) {
-                    Ok(p) => p,
-                    // Answered as a request over the maximum size is; nothing of it
-                    // is held past the limit, so the connection goes on.
-                    Err(e) if e.kind == ProtocolErrorKind::SizeLimit => {
-                        let why = e.message.into_owned();
-                        let told = self
-                            .refuse_in_header(&h, payload, &why)
-                            .map_err(|_| End::Bad(why.clone()))?;
-                        self.refused(&why, told);
-                        return Ok(false);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-            }
-            let (mut site, cx) = self.site();
-            site.envelope = Some(&h);
-            return with_codec!(h.protocol, P => {
-                let call = std::pin::pin!(site.request::<P>(cx, payload));
-                call.await
-            });
+    /// Serves a request in a TTHeader or THeader frame: unwrapped (its payload in
+    /// the protocol the header names) and answered in the same header. Returns
+    /// whether the connection closes after the reply.
+    async fn enveloped(&mut self, frame: Bytes) -> Result<bool, End> {
+        let limits = envelope::limits(&self.core.config.tracking_limits);
+        let (mut h, mut payload) = header::decode(&frame, &limits)?;
+        if !(h.persistent.is_empty() && self.persistent.is_empty()) {
+            envelope::persist(&mut self.persistent, &mut h, limits.entries)?;
         }
-        // A large request's buffer goes to the spare buffers after its call.
-        let large = (frame.len() > KEEP_CAPACITY).then(|| frame.clone());
-        // Pinned where it is made: a call's future is kilobytes, and awaiting it
-        // as a value copied all of it on every call.
-        let close = {
-            let (mut site, cx) = self.site();
-            let call = std::pin::pin!(site.request::<C>(cx, frame));
+        if h.zlib {
+            payload = match header::inflate(&payload, self.conn.max_message()) {
+                Ok(p) => p,
+                // Answered as a request over the maximum size is; nothing of it
+                // is held past the limit, so the connection goes on.
+                Err(e) if e.kind == ProtocolErrorKind::SizeLimit => {
+                    let why = e.message.into_owned();
+                    let told = self
+                        .refuse_in_header(&h, payload, &why)
+                        .map_err(|_| End::Bad(why.clone()))?;
+                    self.refused(&why, told);
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            };
+        }
+        let (mut site, cx) = self.site();
+        site.envelope = Some(&h);
+        with_codec!(h.protocol, P => {
+            let call = std::pin::pin!(site.request::<P>(cx, payload));
             call.await
-        };
-        if let Some(frame) = large {
-            self.conn.recycle(frame);
-        }
-        close
+        })
     }
 
     /// Where the next call runs: this connection's parts, and its call context.
