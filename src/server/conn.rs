@@ -157,23 +157,16 @@ impl<S: Dispatch> Session<S> {
     }
 
     async fn serve<C: Codec>(&mut self) -> Result<(), End> {
-        // The tracking handshake is a connection's first message, if it comes.
-        let first = self.next::<C>(Expect::Message).await?;
-        let mut pending = if HeaderKind::of(&first).is_none() && self.handshake::<C>(&first)? {
-            self.flush().await?;
-            None
-        } else {
-            Some(first)
-        };
         // Every complete request already here is answered before the replies go
-        // out with one write (bytes that are not a request are reported by `next`,
-        // after these replies). `served`: a request was, so replies may wait to go.
-        let (mut close, mut served) = (false, false);
+        // out with one write (bytes that are not a request are reported when no
+        // request is left, after these replies). `served`: a request was, so
+        // replies may wait to go; `first`: the connection's first message, the
+        // tracking handshake if it comes, is still to come.
+        let (mut first, mut close, mut served) = (true, false, false);
         loop {
-            let ready = match pending.take() {
-                Some(r) => Some(r),
-                None if served && !close => self.conn.try_cut(self.expect()).ok().flatten(),
-                None => None,
+            let ready = match served && !close {
+                true => self.conn.try_cut(self.expect()).ok().flatten(),
+                false => None,
             };
             let request = match ready {
                 Some(r) => r,
@@ -184,9 +177,37 @@ impl<S: Dispatch> Session<S> {
                             return Err(End::Closed);
                         }
                     }
-                    self.next::<C>(self.expect()).await?
+                    // The next whole request, read here rather than in a function
+                    // of its own: one future less to enter on every poll. One over
+                    // the maximum message size is refused, and the next one looked
+                    // for when the connection can go on.
+                    let expect = self.expect();
+                    loop {
+                        match self.conn.try_cut(expect) {
+                            Ok(Some(r)) => break r,
+                            Ok(None) => {
+                                let (idle, timeouts) = self.before_read();
+                                let result = self.conn.fill(timeouts).await;
+                                self.after_read(idle, result)?
+                            }
+                            // Boxed: rare, and its timers would enlarge every
+                            // connection's task.
+                            Err(e) if e.kind == ProtocolErrorKind::SizeLimit => {
+                                let why = e.message.into_owned();
+                                Box::pin(self.refuse_too_large::<C>(expect, why)).await?
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                 }
             };
+            if std::mem::take(&mut first)
+                && HeaderKind::of(&request).is_none()
+                && self.handshake::<C>(&request)?
+            {
+                served = true;
+                continue;
+            }
             // A plain message is served here, not in a function of its own: one
             // future less to enter on every poll.
             close = if self.conn.framing() == Framing::Framed && HeaderKind::of(&request).is_some()
@@ -288,27 +309,6 @@ impl<S: Dispatch> Session<S> {
         Ok(true)
     }
 
-    /// The next whole request. One over the maximum message size is refused
-    /// ([`Self::refuse_too_large`]), and the next one looked for when the
-    /// connection can go on.
-    async fn next<C: Codec>(&mut self, expect: Expect) -> Result<Bytes, End> {
-        loop {
-            match self.conn.try_cut(expect) {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => {
-                    let (idle, timeouts) = self.before_read();
-                    let result = self.conn.fill(timeouts).await;
-                    self.after_read(idle, result)?
-                }
-                // Boxed: rare, and its timers would enlarge every connection's task.
-                Err(e) if e.kind == ProtocolErrorKind::SizeLimit => {
-                    Box::pin(self.refuse_too_large::<C>(expect, e.message.into_owned())).await?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// Answers a request over the maximum message size (`expect`ed as such), once
     /// its message header has arrived, with a PROTOCOL_ERROR that names both sizes
     /// (a oneway call gets nothing), and drops the rest of it as it comes
@@ -393,7 +393,8 @@ impl<S: Dispatch> Session<S> {
 
     /// [`Self::fill`]'s part before the read: whether the connection waits for a
     /// request (marked idle for the core), and the read's timeouts. Apart so that
-    /// [`Self::next`] awaits the read itself: one future less to enter per poll.
+    /// the connection's loop ([`Self::serve`]) awaits the read itself: one future
+    /// less to enter per poll.
     #[inline(always)]
     fn before_read(&mut self) -> (bool, ReadTimeouts) {
         let (core, slot) = (&self.core, &self.slot);
