@@ -18,12 +18,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::budget::{BufferBudget, Charge};
-use super::io::read_append;
+use super::io::{read_append, spare};
 use super::scan::Scanner;
 use super::spare::SpareBuffers;
 use super::{framed, Framing};
@@ -335,10 +334,7 @@ impl MessageConn {
         }
         // The read is awaited where it is made, not passed through a helper: each
         // move of its future is a copy on every request.
-        let mut buf = std::mem::take(&mut self.rbuf);
-        buf.reserve(room);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let spare = buf.slice_mut(len..cap);
+        let spare = spare(std::mem::take(&mut self.rbuf), room);
         let (res, buf) = match limit {
             None => self.stream.read(spare).await,
             Some(t) => Box::pin(monoio::time::timeout(t, self.stream.read(spare)))
