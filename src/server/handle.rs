@@ -217,9 +217,6 @@ impl ServerHandle {
     }
 }
 
-/// The signals gunicorn gives a meaning that ringsoa does not share, caught and
-/// logged: each number, name, why it changes nothing, and whether a handover is
-/// what to do instead.
 /// The signals that drain, and their names.
 const STOPS: [(i32, &str); 3] = [
     (signal_hook::consts::SIGTERM, "SIGTERM"),
@@ -237,6 +234,9 @@ pub(crate) fn catch_signals() -> std::io::Result<Signals> {
     Ok(signals)
 }
 
+/// The signals gunicorn gives a meaning that ringsoa does not share, caught and
+/// logged: each number, name, why it changes nothing, and whether a handover is
+/// what to do instead.
 fn ignored_signals() -> [(i32, &'static str, &'static str, bool); 3] {
     use signal_hook::consts::{SIGHUP, SIGUSR1, SIGUSR2};
     [
