@@ -1,43 +1,46 @@
-//! The monotonic clock read as nanoseconds, for timing a call: the same clock as
-//! `Instant` (`CLOCK_MONOTONIC`), without its checked, normalising arithmetic,
-//! which cost about 80 instructions a call on the server's request path.
+//! The clock that times calls: the CPU's time-stamp counter scaled to nanoseconds
+//! where the CPU says it is invariant (quanta's calibrated source), else
+//! `CLOCK_MONOTONIC`. A call on the server reads it twice; on an AMD EPYC VM two
+//! readings took 20–24 ns against 48–52 ns through `clock_gettime` (a loop of ten
+//! million, pinned), and `Instant`'s checked, normalising arithmetic cost about 80
+//! instructions a call besides.
 
 use std::time::Duration;
 
-/// A reading of the monotonic clock.
+/// A reading of the clock.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Stamp(u64);
+pub(crate) struct Stamp(quanta::Instant);
 
 impl Stamp {
     /// Now.
     #[inline]
     pub fn now() -> Stamp {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        Stamp((ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64)
+        Stamp(quanta::Instant::now())
     }
 
     /// The time since this reading.
     #[inline]
     pub fn elapsed(self) -> Duration {
-        Duration::from_nanos(Stamp::now().0.saturating_sub(self.0))
+        Stamp::now().0.saturating_duration_since(self.0)
     }
 
     /// Seconds from `earlier` to this reading (0 when `earlier` is later).
     #[inline]
     pub fn secs_since(self, earlier: Stamp) -> f64 {
-        self.0.saturating_sub(earlier.0) as f64 * 1e-9
+        self.0.saturating_duration_since(earlier.0).as_secs_f64()
     }
 
     /// The reading `d` after this one.
     #[cfg(test)]
     pub fn after(self, d: Duration) -> Stamp {
-        Stamp(self.0 + d.as_nanos() as u64)
+        Stamp(self.0 + d)
     }
+}
+
+/// Calibrates the clock against `CLOCK_MONOTONIC` now (under a millisecond, once a
+/// process) rather than in the first call timed.
+pub(crate) fn calibrate() {
+    Stamp::now();
 }
 
 #[cfg(test)]

@@ -270,6 +270,7 @@ impl ServerBuilder {
             true => Some(super::handle::catch_signals()?),
             false => None,
         };
+        crate::clock::calibrate();
         let mut inherited = Vec::new();
         if self.config.listen.port() == 0 {
             // Port 0: one free port for every core (each would otherwise get a port
