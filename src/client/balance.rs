@@ -628,8 +628,11 @@ mod tests {
         }
         let few = with_aperture(&[100, 0, 100, 100], Aperture::new(3, None));
         assert!(few.window().is_empty(), "3 nodes can serve: every node");
+        // A thousand clients: the narrowest stretch of the ring that puts a node in a
+        // window is 3.7% of it (these addresses' hashes), so 200 clients left some
+        // node out in about 0.15% of runs (reckoned from the stretches; seen once).
         let mut covered = vec![0u32; 100];
-        for _ in 0..200 {
+        for _ in 0..1_000 {
             let ns = with_aperture(&[100; 100], Aperture::new(10, None));
             for &i in ns.window() {
                 covered[i] += 1;
