@@ -1,7 +1,8 @@
 //! What timing a call costs: two readings of a clock and the time between them, as
 //! the server takes for every call it records. `CLOCK_MONOTONIC` through
 //! `clock_gettime` (the vDSO), `std::time::Instant`, and quanta's calibrated
-//! time-stamp counter, which ringsoa's call timing uses (`src/clock.rs`).
+//! time-stamp counter: as its `Instant` (scaled at every reading) and as ringsoa's
+//! call timing reads it (`src/clock.rs`: raw readings, their difference scaled).
 //!
 //! Run: `cargo bench --bench clock`. Results and method: `perf/RESULTS.md`.
 
@@ -23,6 +24,7 @@ fn monotonic() -> u64 {
 
 fn timing(c: &mut Criterion) {
     let _ = quanta::Instant::now(); // calibrated before measuring
+    let clock = quanta::Clock::new();
     let mut g = c.benchmark_group("two readings");
     g.bench_function("clock_gettime", |b| {
         b.iter(|| {
@@ -33,8 +35,11 @@ fn timing(c: &mut Criterion) {
     g.bench_function("std Instant", |b| {
         b.iter(|| black_box(std::time::Instant::now()).elapsed())
     });
-    g.bench_function("quanta (ringsoa)", |b| {
+    g.bench_function("quanta Instant", |b| {
         b.iter(|| black_box(quanta::Instant::now()).elapsed())
+    });
+    g.bench_function("quanta raw (ringsoa)", |b| {
+        b.iter(|| clock.delta(black_box(clock.raw()), clock.raw()))
     });
     g.finish();
 }

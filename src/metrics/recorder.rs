@@ -128,6 +128,13 @@ pub struct Rules {
     pub limits: HashMap<String, Limit>,
 }
 
+impl Rules {
+    /// Whether there is anything to enforce: a breaker, a limit or an ACL.
+    fn enforces(&self) -> bool {
+        !(self.breakers.is_empty() && self.limits.is_empty() && self.acl.is_open())
+    }
+}
+
 /// Ticket bits 0–23: the concurrency slot the call holds, plus one (0: none); the
 /// bits above: its probe id (0: none).
 const SLOT_BITS: u32 = 24;
@@ -146,6 +153,9 @@ struct Inner {
     states_rx: Mailbox<Arc<Rules>>,
     methods: RefCell<MethodTable>,
     states: RefCell<Arc<Rules>>,
+    /// Whether `states` has anything to enforce (a breaker, a limit or an ACL),
+    /// kept beside it so that the usual call, with nothing, looks at one flag.
+    enforcing: Cell<bool>,
     limited: RefCell<CoreLimits>,
     /// Methods whose probe failed here: refused until the aggregator decides.
     relocked: RefCell<Vec<String>>,
@@ -310,6 +320,7 @@ impl CoreMetrics {
             states_rx: states,
             methods: RefCell::default(),
             limited: RefCell::new(limits_of(&initial)),
+            enforcing: Cell::new(initial.enforces()),
             states: RefCell::new(initial),
             relocked: RefCell::default(),
             probes: RefCell::default(),
@@ -349,6 +360,7 @@ impl Inner {
         self.limited
             .borrow_mut()
             .set_shares(&latest.limits, Stamp::now());
+        self.enforcing.set(latest.enforces());
         *self.states.borrow_mut() = latest;
         self.relocked.borrow_mut().clear();
         true
@@ -476,12 +488,11 @@ impl Inner {
 
 impl CoreControl for CoreMetrics {
     fn admit(&self, cx: &CallContext, method: &str) -> Result<Ticket, ApplicationException> {
-        let rules = self.0.states.borrow();
-        if rules.breakers.is_empty() && rules.limits.is_empty() && rules.acl.is_open() {
+        if !self.0.enforcing.get() {
             // Nothing to enforce: the usual case, kept apart to stay cheap.
             return Ok(Ticket::default());
         }
-        self.0.enforce(&rules, cx, method)
+        self.0.enforce(&self.0.states.borrow(), cx, method)
     }
 
     fn record(
