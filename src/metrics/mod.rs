@@ -20,6 +20,7 @@ pub mod bad_value;
 pub mod breaker;
 mod counts;
 mod export;
+mod latencies;
 pub mod limit;
 mod recorder;
 

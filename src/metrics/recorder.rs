@@ -21,6 +21,7 @@ use super::acl::Acl;
 use super::aggregator::OTHER;
 use super::breaker::State;
 use super::counts::{is_failure, Counts};
+use super::latencies::Latencies;
 use super::limit::{CoreLimits, Limit, Over};
 use std::net::SocketAddr;
 
@@ -36,6 +37,9 @@ use crate::rpc::CallContext;
 pub const TICK: Duration = Duration::from_millis(10);
 /// The most keys a core keeps apart between two flushes.
 const KEYS_PER_FLUSH: usize = 64;
+/// The most latency counters (26 KiB each) a core keeps from one flush for the
+/// next; more keys get new ones.
+const KEPT_LATENCIES: usize = 8;
 
 /// How often a core sends its deltas.
 pub const FLUSH: Duration = Duration::from_millis(100);
@@ -241,22 +245,32 @@ fn blend(usual: f64, mean: f64) -> f64 {
 /// first (a core's calls mostly repeat one method: one compare, not a hash).
 #[derive(Default)]
 struct MethodTable {
-    deltas: Vec<(String, MethodDelta)>,
+    entries: Vec<Entry>,
     index: HashMap<String, usize>,
     last: usize,
+    /// Latency counters of keys flushed, for the next flush's keys.
+    spare: Vec<Latencies>,
+}
+
+/// A key's news since the last flush.
+struct Entry {
+    key: String,
+    delta: MethodDelta,
+    /// Drained into `delta`'s histogram at the flush.
+    latencies: Latencies,
 }
 
 impl MethodTable {
-    /// The delta of `method`, made on first use. Between two flushes a core keeps
-    /// at most KEYS_PER_FLUSH keys apart (each holds a histogram); the rest are
-    /// counted together under OTHER.
-    fn get(&mut self, method: &str) -> &mut MethodDelta {
-        let hit = matches!(self.deltas.get(self.last), Some((k, _)) if k == method);
+    /// The delta of `method` and its latencies, made on first use. Between two
+    /// flushes a core keeps at most KEYS_PER_FLUSH keys apart (each holds a
+    /// histogram); the rest are counted together under OTHER.
+    fn get(&mut self, method: &str) -> &mut Entry {
+        let hit = matches!(self.entries.get(self.last), Some(e) if e.key == method);
         if !hit {
             self.last = match self.index.get(method) {
                 Some(&i) => i,
                 None => {
-                    let key = if self.deltas.len() < KEYS_PER_FLUSH {
+                    let key = if self.entries.len() < KEYS_PER_FLUSH {
                         method
                     } else {
                         OTHER
@@ -264,28 +278,40 @@ impl MethodTable {
                     match self.index.get(key) {
                         Some(&i) => i,
                         None => {
-                            self.index.insert(key.to_string(), self.deltas.len());
-                            self.deltas.push((key.to_string(), MethodDelta::new()));
-                            self.deltas.len() - 1
+                            self.index.insert(key.to_string(), self.entries.len());
+                            self.entries.push(Entry {
+                                key: key.to_string(),
+                                delta: MethodDelta::new(),
+                                latencies: self.spare.pop().unwrap_or_else(Latencies::new),
+                            });
+                            self.entries.len() - 1
                         }
                     }
                 }
             };
         }
-        &mut self.deltas[self.last].1
+        &mut self.entries[self.last]
     }
 
     /// The delta of `method` since the last flush, if it has one.
     fn peek(&self, method: &str) -> Option<&MethodDelta> {
-        self.index.get(method).map(|&i| &self.deltas[i].1)
+        self.index.get(method).map(|&i| &self.entries[i].delta)
     }
 
     /// Everything with news, leaving the table empty.
     fn take(&mut self) -> Vec<(String, MethodDelta)> {
         self.index.clear();
         self.last = 0;
-        let mut news = std::mem::take(&mut self.deltas);
-        news.retain(|(_, d)| !d.is_empty());
+        let mut news = Vec::with_capacity(self.entries.len());
+        for mut e in self.entries.drain(..) {
+            e.latencies.drain_into(&mut e.delta.latency);
+            if self.spare.len() < KEPT_LATENCIES {
+                self.spare.push(e.latencies);
+            }
+            if !e.delta.is_empty() {
+                news.push((e.key, e.delta));
+            }
+        }
         news
     }
 }
@@ -427,12 +453,18 @@ impl Inner {
         f(&key)
     }
 
-    fn with_method<R>(&self, method: &str, f: impl FnOnce(&mut MethodDelta) -> R) -> R {
-        f(self.methods.borrow_mut().get(method))
+    fn with_method<R>(
+        &self,
+        method: &str,
+        f: impl FnOnce(&mut MethodDelta, &mut Latencies) -> R,
+    ) -> R {
+        let mut table = self.methods.borrow_mut();
+        let e = table.get(method);
+        f(&mut e.delta, &mut e.latencies)
     }
 
     fn probe_ended(&self, method: &str, passed: bool) {
-        self.with_method(method, |d| {
+        self.with_method(method, |d, _| {
             if passed {
                 d.probes_passed += 1;
             } else {
@@ -562,11 +594,11 @@ impl Inner {
         learns: bool,
     ) {
         let inner = self;
-        inner.with_method(method, |d| {
+        inner.with_method(method, |d, latencies| {
             d.counts.add(outcome);
             if outcome != Outcome::Refused {
                 let us = (elapsed.as_micros() as u64).max(1);
-                let _ = d.latency.record(us);
+                latencies.record(us);
                 if learns
                     && matches!(
                         outcome,
@@ -767,15 +799,15 @@ mod tests {
     #[test]
     fn the_method_table_keeps_each_key_apart_up_to_its_bound_then_pools_the_rest() {
         let mut t = MethodTable::default();
-        t.get("a").probes_passed += 1;
-        t.get("b").probes_passed += 1;
-        t.get("a").probes_passed += 1; // not the last key used
-        t.get("a").probes_passed += 1; // the last key used
+        t.get("a").delta.probes_passed += 1;
+        t.get("b").delta.probes_passed += 1;
+        t.get("a").delta.probes_passed += 1; // not the last key used
+        t.get("a").delta.probes_passed += 1; // the last key used
         for i in 2..KEYS_PER_FLUSH + 5 {
-            t.get(&format!("m{i}")).probes_passed += 1;
+            t.get(&format!("m{i}")).delta.probes_passed += 1;
         }
-        t.get("b").probes_passed += 1; // kept apart before the bound
-        t.get("z").probes_failed += 1; // past the bound
+        t.get("b").delta.probes_passed += 1; // kept apart before the bound
+        t.get("z").delta.probes_failed += 1; // past the bound
         let news = t.take();
         let of = |k: &str| news.iter().find(|(n, _)| n == k).map(|(_, d)| d.clone());
         assert_eq!(news.len(), KEYS_PER_FLUSH + 1, "the bound, and OTHER");
@@ -785,7 +817,37 @@ mod tests {
         assert_eq!((other.probes_passed, other.probes_failed), (5, 1));
         assert!(of("z").is_none());
         assert!(t.take().is_empty(), "a flush leaves the table empty");
-        t.get("z").probes_failed += 1;
+        t.get("z").delta.probes_failed += 1;
         assert_eq!(t.take()[0].0, "z", "after a flush every key starts afresh");
+    }
+
+    #[test]
+    fn latencies_reach_each_keys_histogram_at_the_flush_and_only_once() {
+        let mut t = MethodTable::default();
+        for (key, us) in [("a", 10), ("b", 2_000), ("a", 30), ("a", 5_000_000)] {
+            let e = t.get(key);
+            e.delta.counts.add(Outcome::Result);
+            e.latencies.record(us);
+        }
+        for i in 0..KEYS_PER_FLUSH {
+            let e = t.get(&format!("m{i}"));
+            e.delta.counts.add(Outcome::Result);
+            e.latencies.record(7);
+        }
+        let news = t.take();
+        let of = |k: &str| &news.iter().find(|(n, _)| n == k).unwrap().1.latency;
+        let a = of("a");
+        assert_eq!((a.len(), a.min(), a.value_at_quantile(0.5)), (3, 10, 30));
+        assert!(a.equivalent(a.max(), 5_000_000), "{}", a.max());
+        assert_eq!((of("b").len(), of("b").min()), (1, 2_000));
+        assert_eq!(of(OTHER).len(), 2, "past the bound, counted together");
+        assert_eq!(t.spare.len(), KEPT_LATENCIES);
+        t.get("a").delta.counts.add(Outcome::Result);
+        let news = t.take();
+        assert_eq!(
+            news[0].1.latency.len(),
+            0,
+            "a flush hands each latency on once"
+        );
     }
 }
