@@ -73,9 +73,8 @@ impl<S> Filter<S> for Sparse {
 
     /// Every level may pass: combined with a level filter (`and`), the level's
     /// own hint stands. Without a hint the combination had none, so the process's
-    /// maximum level was TRACE and every disabled `debug!` or span on the request
-    /// path asked the subscriber about its callsite (about 30 instructions each)
-    /// instead of comparing one level.
+    /// maximum level was TRACE, and every disabled `debug!` or span went on past
+    /// the comparison of levels to its callsite's interest.
     fn max_level_hint(&self) -> Option<LevelFilter> {
         Some(LevelFilter::TRACE)
     }
