@@ -16,7 +16,7 @@ const HALF: u64 = 1 << HALF_BITS;
 /// with its lowest 8 bits set.
 const ZEROS_BASE: u32 = 56;
 /// Counters in [`histogram`](super::recorder::histogram): 26 halves of 128.
-pub(super) const COUNTERS: usize = 26 << HALF_BITS;
+const COUNTERS: usize = 26 << HALF_BITS;
 
 /// Latencies (µs) counted by bucket.
 pub(super) struct Latencies {

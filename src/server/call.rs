@@ -257,6 +257,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         self.make_call_span(cx, msg)
     }
 
+    /// [`Self::call_span`]'s span, made when its level is enabled.
     #[inline(never)]
     fn make_call_span(&self, cx: &CallContext, msg: &MessageHeader) -> Option<tracing::Span> {
         let span = tracing::debug_span!(
