@@ -224,11 +224,11 @@ fn merge(methods: &mut BTreeMap<String, MethodRecord>, d: Delta, now_ms: u64, s:
         if !m.window.has_shape(s.buckets, s.bucket_ms) {
             m.window = Window::new(s.buckets, s.bucket_ms);
         }
-        m.window.add(now_ms, &delta.counts);
-        m.lifetime.merge(&delta.counts);
+        m.window.add(now_ms, &delta.tally.counts);
+        m.lifetime.merge(&delta.tally.counts);
         let _ = m.latency.add(&delta.latency);
-        m.probes.passed += delta.probes_passed;
-        m.probes.failed += delta.probes_failed;
+        m.probes.passed += delta.tally.probes_passed;
+        m.probes.failed += delta.tally.probes_failed;
     }
 }
 
@@ -303,7 +303,7 @@ impl Demand {
                 .entry(m.clone())
                 .or_default()
                 .entry(d.core)
-                .or_default() += delta.counts.requests + delta.counts.refused;
+                .or_default() += delta.tally.counts.requests + delta.tally.counts.refused;
         }
     }
 
@@ -370,7 +370,7 @@ impl Second {
                 .calls
                 .entry(m.clone())
                 .or_insert_with(|| (Counts::default(), histogram()));
-            c.merge(&delta.counts);
+            c.merge(&delta.tally.counts);
             let _ = h.add(&delta.latency);
         }
     }
@@ -605,17 +605,11 @@ mod tests {
         ];
         for core in 0..2 {
             for tick in 0..5 {
-                let mut d = MethodDelta {
-                    counts: Counts::default(),
-                    latency: histogram(),
-                    probes_passed: 0,
-                    probes_failed: 0,
-                    answered_us: 0,
-                };
+                let mut d = MethodDelta::new();
                 for i in 0..1000u64 {
                     let o = outcomes[(i as usize + core) % outcomes.len()];
                     let us = 1 + (i * 7919 + tick * 104_729 + core as u64 * 13) % 250_000;
-                    d.counts.add(o);
+                    d.tally.counts.add(o);
                     want.add(o);
                     d.latency.record(us).unwrap();
                     reference.record(us).unwrap();
@@ -651,7 +645,7 @@ mod tests {
             } else {
                 Outcome::Result
             };
-            d.counts.add(o);
+            d.tally.counts.add(o);
             d.latency
                 .record(if i < slow { 5_000 } else { 80 + i % 40 })
                 .unwrap();
@@ -710,7 +704,7 @@ mod tests {
             .iter()
             .map(|n| {
                 let mut d = MethodDelta::new();
-                d.counts.add(Outcome::Result);
+                d.tally.counts.add(Outcome::Result);
                 (n.to_string(), d)
             })
             .collect();

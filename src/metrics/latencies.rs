@@ -2,11 +2,12 @@
 //! [`histogram`] (1 µs to 1 hour, 2 significant digits): a shift and an add a
 //! call where `Histogram::record` runs about 70 instructions (its range checks, its
 //! minimum and maximum, its total), and handed over at the flush as that histogram,
-//! bucket for bucket the same as if each call had been recorded in it.
-//!
-//! [`histogram`]: super::recorder::histogram
+//! bucket for bucket the same as if each call had been recorded in it. The
+//! histogram is made only then: between flushes a key holds these counters alone.
 
 use hdrhistogram::Histogram;
+
+use super::recorder::histogram;
 
 /// Sub-buckets in half a bucket (2 significant digits: 256 sub-buckets, of which
 /// every bucket after the first uses the upper half).
@@ -15,7 +16,7 @@ const HALF: u64 = 1 << HALF_BITS;
 /// `64 - log2(256)`: a value's bucket is this less the leading zeros of the value
 /// with its lowest 8 bits set.
 const ZEROS_BASE: u32 = 56;
-/// Counters in [`histogram`](super::recorder::histogram): 26 halves of 128.
+/// Counters in [`histogram`]: 26 halves of 128.
 const COUNTERS: usize = 26 << HALF_BITS;
 
 /// Latencies (µs) counted by bucket.
@@ -40,15 +41,16 @@ impl Latencies {
         }
     }
 
-    /// Moves the counts into `h` (a [`histogram`](super::recorder::histogram)),
-    /// leaving none here.
-    pub fn drain_into(&mut self, h: &mut Histogram<u64>) {
+    /// Moves the counts into a new [`histogram`], leaving none here.
+    pub fn drain(&mut self) -> Histogram<u64> {
+        let mut h = histogram();
         for (i, c) in self.counts.iter_mut().enumerate() {
             if *c != 0 {
                 // Each counter's lowest value lands in the histogram's same counter.
                 let _ = h.record_n(lowest(i), std::mem::take(c));
             }
         }
+        h
     }
 }
 
@@ -73,7 +75,6 @@ fn lowest(i: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::recorder::histogram;
     use super::*;
     use proptest::prelude::*;
 
@@ -91,21 +92,18 @@ mod tests {
         fn drained_counts_equal_the_histogram_recorded_directly(
             values in proptest::collection::vec((0u32..64, any::<u64>()), 0..400)
         ) {
-            let (mut direct, mut drained, mut counted) =
-                (histogram(), histogram(), Latencies::new());
+            let (mut direct, mut counted) = (histogram(), Latencies::new());
             for (bits, v) in values {
                 let us = (v >> bits).max(1);
                 let _ = direct.record(us);
                 counted.record(us);
             }
-            counted.drain_into(&mut drained);
+            let drained = counted.drain();
             prop_assert!(drained == direct, "{} against {} values", drained.len(), direct.len());
             prop_assert_eq!(drained.max(), direct.max());
             prop_assert_eq!(drained.value_at_quantile(0.99), direct.value_at_quantile(0.99));
             // Drained: nothing is counted twice.
-            let mut again = histogram();
-            counted.drain_into(&mut again);
-            prop_assert_eq!(again.len(), 0);
+            prop_assert_eq!(counted.drain().len(), 0);
         }
     }
 }

@@ -480,7 +480,7 @@ mod tests {
         let metrics = Metrics::start(o).unwrap();
         let mut d = recorder::MethodDelta::new();
         for _ in 0..30 {
-            d.counts.add(Outcome::Timeout);
+            d.tally.counts.add(Outcome::Timeout);
         }
         let delta = Delta {
             core: 0,

@@ -49,13 +49,12 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
 }
 
-/// One method's news from one core since its last delta.
-#[derive(Debug, Clone)]
-pub struct MethodDelta {
+/// How one method's calls went on one core since its last delta, counted call by
+/// call.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
     /// How the calls ended.
     pub counts: Counts,
-    /// Their latencies (µs).
-    pub latency: Histogram<u64>,
     /// Breaker probes that passed, and that failed or timed out.
     pub probes_passed: u64,
     /// See `probes_passed`.
@@ -66,19 +65,30 @@ pub struct MethodDelta {
     pub answered_us: u64,
 }
 
-impl MethodDelta {
-    pub(super) fn new() -> Self {
-        MethodDelta {
-            counts: Counts::default(),
-            latency: histogram(),
-            probes_passed: 0,
-            probes_failed: 0,
-            answered_us: 0,
-        }
-    }
-
+impl Tally {
     fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.probes_passed == 0 && self.probes_failed == 0
+    }
+}
+
+/// One method's news from one core since its last delta.
+#[derive(Debug, Clone)]
+pub struct MethodDelta {
+    /// The calls' outcomes and the breaker's probes.
+    pub tally: Tally,
+    /// The calls' latencies (µs), made at the flush (a key's [`Latencies`] count
+    /// them until then).
+    pub latency: Histogram<u64>,
+}
+
+#[cfg(test)]
+impl MethodDelta {
+    /// No news.
+    pub(super) fn new() -> Self {
+        MethodDelta {
+            tally: Tally::default(),
+            latency: histogram(),
+        }
     }
 }
 
@@ -205,7 +215,7 @@ impl Answers {
         let now = self.flushes;
         let mut swept = false;
         for (method, d) in news {
-            let Some(mean) = answered_mean(d) else {
+            let Some(mean) = answered_mean(&d.tally) else {
                 continue;
             };
             if let Some((usual, seen)) = self.usual.get_mut(method) {
@@ -231,7 +241,7 @@ impl Answers {
 }
 
 /// The mean latency (µs) of the answered calls in `d`, if any.
-fn answered_mean(d: &MethodDelta) -> Option<f64> {
+fn answered_mean(d: &Tally) -> Option<f64> {
     let n = d.counts.successes + d.counts.declared;
     (n > 0 && d.answered_us > 0).then(|| d.answered_us as f64 / n as f64)
 }
@@ -255,15 +265,15 @@ struct MethodTable {
 /// A key's news since the last flush.
 struct Entry {
     key: String,
-    delta: MethodDelta,
-    /// Drained into `delta`'s histogram at the flush.
+    tally: Tally,
+    /// Drained into the delta's histogram at the flush.
     latencies: Latencies,
 }
 
 impl MethodTable {
-    /// The delta of `method` and its latencies, made on first use. Between two
-    /// flushes a core keeps at most KEYS_PER_FLUSH keys apart (each holds a
-    /// histogram); the rest are counted together under OTHER.
+    /// The tally of `method` and its latencies, made on first use. Between two
+    /// flushes a core keeps at most KEYS_PER_FLUSH keys apart (each holds 26 KiB
+    /// of latency counters); the rest are counted together under OTHER.
     fn get(&mut self, method: &str) -> &mut Entry {
         let hit = matches!(self.entries.get(self.last), Some(e) if e.key == method);
         if !hit {
@@ -281,7 +291,7 @@ impl MethodTable {
                             self.index.insert(key.to_string(), self.entries.len());
                             self.entries.push(Entry {
                                 key: key.to_string(),
-                                delta: MethodDelta::new(),
+                                tally: Tally::default(),
                                 latencies: self.spare.pop().unwrap_or_else(Latencies::new),
                             });
                             self.entries.len() - 1
@@ -293,9 +303,9 @@ impl MethodTable {
         &mut self.entries[self.last]
     }
 
-    /// The delta of `method` since the last flush, if it has one.
-    fn peek(&self, method: &str) -> Option<&MethodDelta> {
-        self.index.get(method).map(|&i| &self.entries[i].delta)
+    /// The tally of `method` since the last flush, if it has one.
+    fn peek(&self, method: &str) -> Option<&Tally> {
+        self.index.get(method).map(|&i| &self.entries[i].tally)
     }
 
     /// Everything with news, leaving the table empty.
@@ -304,12 +314,18 @@ impl MethodTable {
         self.last = 0;
         let mut news = Vec::with_capacity(self.entries.len());
         for mut e in self.entries.drain(..) {
-            e.latencies.drain_into(&mut e.delta.latency);
+            let latency = e.latencies.drain();
             if self.spare.len() < KEPT_LATENCIES {
                 self.spare.push(e.latencies);
             }
-            if !e.delta.is_empty() {
-                news.push((e.key, e.delta));
+            if !e.tally.is_empty() {
+                news.push((
+                    e.key,
+                    MethodDelta {
+                        tally: e.tally,
+                        latency,
+                    },
+                ));
             }
         }
         news
@@ -453,14 +469,10 @@ impl Inner {
         f(&key)
     }
 
-    fn with_method<R>(
-        &self,
-        method: &str,
-        f: impl FnOnce(&mut MethodDelta, &mut Latencies) -> R,
-    ) -> R {
+    fn with_method<R>(&self, method: &str, f: impl FnOnce(&mut Tally, &mut Latencies) -> R) -> R {
         let mut table = self.methods.borrow_mut();
         let e = table.get(method);
-        f(&mut e.delta, &mut e.latencies)
+        f(&mut e.tally, &mut e.latencies)
     }
 
     fn probe_ended(&self, method: &str, passed: bool) {
@@ -775,8 +787,8 @@ mod tests {
     fn answers_keep_at_most_their_bound_of_keys_making_room_from_idle_ones() {
         let answered = |key: String| {
             let mut d = MethodDelta::new();
-            d.counts.add(Outcome::Result);
-            d.answered_us = 10;
+            d.tally.counts.add(Outcome::Result);
+            d.tally.answered_us = 10;
             (key, d)
         };
         let mut a = Answers::default();
@@ -799,17 +811,21 @@ mod tests {
     #[test]
     fn the_method_table_keeps_each_key_apart_up_to_its_bound_then_pools_the_rest() {
         let mut t = MethodTable::default();
-        t.get("a").delta.probes_passed += 1;
-        t.get("b").delta.probes_passed += 1;
-        t.get("a").delta.probes_passed += 1; // not the last key used
-        t.get("a").delta.probes_passed += 1; // the last key used
+        t.get("a").tally.probes_passed += 1;
+        t.get("b").tally.probes_passed += 1;
+        t.get("a").tally.probes_passed += 1; // not the last key used
+        t.get("a").tally.probes_passed += 1; // the last key used
         for i in 2..KEYS_PER_FLUSH + 5 {
-            t.get(&format!("m{i}")).delta.probes_passed += 1;
+            t.get(&format!("m{i}")).tally.probes_passed += 1;
         }
-        t.get("b").delta.probes_passed += 1; // kept apart before the bound
-        t.get("z").delta.probes_failed += 1; // past the bound
+        t.get("b").tally.probes_passed += 1; // kept apart before the bound
+        t.get("z").tally.probes_failed += 1; // past the bound
         let news = t.take();
-        let of = |k: &str| news.iter().find(|(n, _)| n == k).map(|(_, d)| d.clone());
+        let of = |k: &str| {
+            news.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, d)| d.tally.clone())
+        };
         assert_eq!(news.len(), KEYS_PER_FLUSH + 1, "the bound, and OTHER");
         assert_eq!(of("a").unwrap().probes_passed, 3);
         assert_eq!(of("b").unwrap().probes_passed, 2);
@@ -817,7 +833,7 @@ mod tests {
         assert_eq!((other.probes_passed, other.probes_failed), (5, 1));
         assert!(of("z").is_none());
         assert!(t.take().is_empty(), "a flush leaves the table empty");
-        t.get("z").delta.probes_failed += 1;
+        t.get("z").tally.probes_failed += 1;
         assert_eq!(t.take()[0].0, "z", "after a flush every key starts afresh");
     }
 
@@ -826,12 +842,12 @@ mod tests {
         let mut t = MethodTable::default();
         for (key, us) in [("a", 10), ("b", 2_000), ("a", 30), ("a", 5_000_000)] {
             let e = t.get(key);
-            e.delta.counts.add(Outcome::Result);
+            e.tally.counts.add(Outcome::Result);
             e.latencies.record(us);
         }
         for i in 0..KEYS_PER_FLUSH {
             let e = t.get(&format!("m{i}"));
-            e.delta.counts.add(Outcome::Result);
+            e.tally.counts.add(Outcome::Result);
             e.latencies.record(7);
         }
         let news = t.take();
@@ -842,7 +858,7 @@ mod tests {
         assert_eq!((of("b").len(), of("b").min()), (1, 2_000));
         assert_eq!(of(OTHER).len(), 2, "past the bound, counted together");
         assert_eq!(t.spare.len(), KEPT_LATENCIES);
-        t.get("a").delta.counts.add(Outcome::Result);
+        t.get("a").tally.counts.add(Outcome::Result);
         let news = t.take();
         assert_eq!(
             news[0].1.latency.len(),
