@@ -182,8 +182,12 @@ impl<S: Dispatch> Session<S> {
                                 break;
                             }
                         }
-                        if close {
-                            return Err(End::Closed);
+                        // Closed after these replies: at the drain, or when the core
+                        // closed the connection as its requests came in (evicted, or
+                        // past the drain's grace).
+                        let by_core = self.slot.closed_by_core();
+                        if close || by_core.is_some() {
+                            return Err(by_core.unwrap_or(End::Closed));
                         }
                     }
                     // The next whole request, read here rather than in a function
@@ -461,7 +465,8 @@ impl<S: Dispatch> Session<S> {
                 Ok(all)
             }
             Err(_) if self.slot.stalled() => Err(End::Stalled),
-            // A request that came in as the core closed its connection.
+            // The peer gone from a connection the core had closed: told as the
+            // core's close.
             Err(e) => Err(self.slot.closed_by_core().unwrap_or(End::Io(e.error))),
         }
     }

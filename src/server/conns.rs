@@ -136,9 +136,10 @@ impl Slot {
     }
 
     fn evict(&self) {
-        // Both ways: the peer sees the close before the newcomer it makes room
-        // for is served, whichever driver runs the ring.
-        self.close_waiting(&self.evicted, std::net::Shutdown::Both);
+        // The read side only: a request that came in as the core chose this
+        // connection (read already, its completion not yet seen, or still in the
+        // socket) is answered, and the connection ends after that reply.
+        self.close_waiting(&self.evicted, std::net::Shutdown::Read);
     }
 
     fn nudge(&self) {
@@ -322,6 +323,31 @@ mod tests {
         assert!(shut(&mut socks[2].0));
         assert!(matches!(socks[2].2.closed_by_core(), Some(End::Evicted)));
         assert!(!shut(&mut socks[3].0), "a busy one is left alone");
+    }
+
+    #[test]
+    fn an_evicted_connection_still_answers_the_request_that_came_in_as_it_was_chosen() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut end, _) = listener.accept().unwrap();
+        let conns = Conns::default();
+        let slot = conns.add(end.as_raw_fd()).1;
+        slot.set_idle(Some(conns.tick()));
+        // The request reaches the server's socket before its read is seen.
+        peer.write_all(b"request").unwrap();
+        end.peek(&mut [0u8; 1]).unwrap();
+        assert!(conns.evict_longest_idle());
+        let mut request = [0u8; 7];
+        end.read_exact(&mut request).unwrap();
+        assert_eq!(&request, b"request");
+        assert_eq!(end.read(&mut [0u8; 1]).unwrap(), 0, "then the read ends");
+        end.write_all(b"reply").expect("the reply can still go");
+        drop(end);
+        let mut reply = String::new();
+        peer.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "reply", "the peer gets it, then the close");
     }
 
     #[test]
