@@ -649,15 +649,7 @@ async fn caller(
     mut schedule: Option<Schedule>,
 ) {
     let demo = DemoClient::new(client);
-    while run.phase.get() != Phase::Stop {
-        let start = match &mut schedule {
-            Some(s) => s.wait().await,
-            None => Instant::now(),
-        };
-        // A low rate's wait may end at the run's end: then nothing is sent.
-        if run.phase.get() == Phase::Stop {
-            break;
-        }
+    while let Some(start) = next_start(&run, &mut schedule).await {
         let result = match method {
             Method::Echo => demo.echo(None, msg.clone()).await.and_then(|got| {
                 if got == msg {
@@ -676,6 +668,20 @@ async fn caller(
     }
 }
 
+/// When a client caller's next call is meant to start (now in a closed loop, its
+/// time on the schedule in an open one), or `None` once the run has stopped: a low
+/// rate's wait may end at the run's end, and then nothing is sent.
+async fn next_start(run: &Run, schedule: &mut Option<Schedule>) -> Option<Instant> {
+    if run.phase.get() == Phase::Stop {
+        return None;
+    }
+    let start = match schedule {
+        Some(s) => s.wait().await,
+        None => Instant::now(),
+    };
+    (run.phase.get() != Phase::Stop).then_some(start)
+}
+
 /// One caller of any method (`--idl`): calls through the client with the encoded
 /// arguments, and checks that each reply ends with the first one's result.
 async fn idl_caller(
@@ -684,15 +690,7 @@ async fn idl_caller(
     run: Rc<Run>,
     mut schedule: Option<Schedule>,
 ) {
-    while run.phase.get() != Phase::Stop {
-        let start = match &mut schedule {
-            Some(s) => s.wait().await,
-            None => Instant::now(),
-        };
-        // A low rate's wait may end at the run's end: then nothing is sent.
-        if run.phase.get() == Phase::Stop {
-            break;
-        }
+    while let Some(start) = next_start(&run, &mut schedule).await {
         let args = Encoded(&call.args);
         let result = match client.call_raw(None, &call.method, false, &args).await {
             Ok(Some((reply, _))) if reply.ends_with(&call.result) => Ok(()),
