@@ -103,13 +103,13 @@ impl Slot {
         let _ = sock.shutdown(how);
     }
 
-    /// Ends the connection's wait for a request by shutting its socket down
-    /// (`how`): the read in flight ends as at the peer's close, so that a read need
-    /// not listen for the core besides. Shut for reading only, a request already
-    /// read is still answered; shut both ways, the peer sees the close at once.
-    fn close_waiting(&self, why: &Cell<bool>, how: std::net::Shutdown) {
+    /// Ends the connection's wait for a request by shutting its socket's read
+    /// side: the read in flight ends as at the peer's close, so that a read need
+    /// not listen for the core besides, while a request already read, or already
+    /// in the socket, is still answered (the connection then ends after the reply).
+    fn close_waiting(&self, why: &Cell<bool>) {
         why.set(true);
-        self.shutdown(how, false);
+        self.shutdown(std::net::Shutdown::Read, false);
     }
 
     /// Waits for the core's next signal to this connection.
@@ -136,10 +136,9 @@ impl Slot {
     }
 
     fn evict(&self) {
-        // The read side only: a request that came in as the core chose this
-        // connection (read already, its completion not yet seen, or still in the
-        // socket) is answered, and the connection ends after that reply.
-        self.close_waiting(&self.evicted, std::net::Shutdown::Read);
+        // A request that came in as the core chose this connection (read already,
+        // its completion not yet seen, or still in the socket) is answered.
+        self.close_waiting(&self.evicted);
     }
 
     fn nudge(&self) {
@@ -235,7 +234,7 @@ impl Conns {
         let mut closed = 0;
         for s in self.slots.borrow().values() {
             if s.idle_since.get().is_some_and(|t| t <= tick) && s.closed_by_core().is_none() {
-                s.close_waiting(&s.idled, std::net::Shutdown::Read);
+                s.close_waiting(&s.idled);
                 closed += 1;
             }
         }
