@@ -145,19 +145,11 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
     DemoPingArgs {}.encode(&mut w);
     let mut lost = 0;
     for _ in 0..50 {
-        // The core's only connection, idle after a call (once the last round's
-        // newcomer, which a new connection may find not yet started and so busy,
-        // has made room).
-        let mut oldest = (0..100)
-            .find_map(|_| {
-                let mut s = connect(demo.addr);
-                let answered = ping(&mut s).is_ok_and(|r| reply_kind(&r) == MessageType::Reply);
-                answered.then_some(s).or_else(|| {
-                    std::thread::sleep(Duration::from_millis(10));
-                    None
-                })
-            })
-            .expect("a connection to the core");
+        // The core's only connection, idle after a call (the last round's
+        // survivor, idle or not yet started, made room for it).
+        let mut oldest = connect(demo.addr);
+        let answered = ping(&mut oldest).expect("the core makes room for a newcomer");
+        assert_eq!(reply_kind(&answered), MessageType::Reply);
         // Its request and a newcomer come in together: the core evicts it, or
         // sees its request first and refuses the newcomer.
         oldest.write_all(&request).unwrap();
@@ -182,6 +174,21 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
         );
     }
     assert_eq!(lost, 0, "requests lost to the eviction, of 50");
+}
+
+#[test]
+fn a_connection_accepted_but_not_yet_started_makes_room_for_the_next() {
+    // Two connections that arrive together: the core may accept the second before
+    // the first one's task has run. The first, waiting for its first request, makes
+    // room; the second is served.
+    let demo = Demo::start(&["--cores", "1", "--max-connections", "1"]);
+    for round in 0..30 {
+        let mut first = connect(demo.addr);
+        let mut second = connect(demo.addr);
+        let reply = ping(&mut second).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(reply_kind(&reply), MessageType::Reply);
+        assert!(is_closed(&mut first), "round {round}: the first made room");
+    }
 }
 
 /// Whether `s` has been closed by the server already (no wait for one still open).

@@ -205,11 +205,15 @@ impl Conns {
     }
 
     /// Registers a new connection on socket `fd`; its slot is removed by
-    /// [`Conns::remove`] once the socket is closed.
+    /// [`Conns::remove`] once the socket is closed. It waits for its first request
+    /// from now, so one accepted but not yet started can make room as well (nginx
+    /// counts a new connection reusable too); a request already in its socket is
+    /// still answered.
     pub fn add(&self, fd: RawFd) -> (u64, Rc<Slot>) {
         let id = self.next.get();
         self.next.set(id + 1);
         let slot = Rc::new(Slot::new(fd));
+        slot.set_idle(Some(self.tick()));
         self.slots.borrow_mut().insert(id, slot.clone());
         (id, slot)
     }
@@ -268,6 +272,7 @@ mod tests {
         let conns = Conns::default();
         let socks = waiting(&conns, 3);
         let [busy, old, young] = [0, 1, 2].map(|i| &socks[i].2);
+        busy.set_idle(None);
         old.set_idle(Some(conns.tick()));
         young.set_idle(Some(conns.tick()));
         assert!(conns.evict_longest_idle());
@@ -276,6 +281,24 @@ mod tests {
         assert!(young.evicted.get());
         assert!(!conns.evict_longest_idle(), "only busy ones are left");
         assert_eq!(conns.len(), 3);
+    }
+
+    #[test]
+    fn a_connection_not_yet_started_can_make_room_in_its_turn() {
+        let conns = Conns::default();
+        let socks = waiting(&conns, 3);
+        let [busy, unstarted, idle] = [0, 1, 2].map(|i| &socks[i].2);
+        busy.set_idle(None);
+        idle.set_idle(Some(conns.tick()));
+        assert!(conns.evict_longest_idle());
+        assert!(
+            unstarted.evicted.get(),
+            "waiting since it was accepted: the longest"
+        );
+        assert!(!idle.evicted.get() && !busy.evicted.get());
+        assert!(conns.evict_longest_idle());
+        assert!(idle.evicted.get() && !busy.evicted.get());
+        assert!(!conns.evict_longest_idle());
     }
 
     type Pair = std::os::unix::net::UnixStream;
@@ -304,6 +327,7 @@ mod tests {
     fn an_evicted_or_graced_connection_stops_waiting_and_says_why() {
         let conns = Conns::default();
         let mut socks = waiting(&conns, 4);
+        socks[3].2.set_idle(None);
         let [before, at, after] = [0, 1, 2].map(|i| {
             let t = conns.tick();
             socks[i].2.set_idle(Some(t));
