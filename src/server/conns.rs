@@ -270,35 +270,20 @@ mod tests {
     #[test]
     fn the_longest_idle_connection_is_evicted_and_busy_ones_never() {
         let conns = Conns::default();
-        let socks = waiting(&conns, 3);
-        let [busy, old, young] = [0, 1, 2].map(|i| &socks[i].2);
+        let socks = waiting(&conns, 4);
+        let [busy, unstarted, old, young] = [0, 1, 2, 3].map(|i| &socks[i].2);
         busy.set_idle(None);
         old.set_idle(Some(conns.tick()));
         young.set_idle(Some(conns.tick()));
+        // One accepted but not yet started waits for its first request since then.
+        assert!(conns.evict_longest_idle());
+        assert!(unstarted.evicted.get() && !old.evicted.get() && !young.evicted.get());
         assert!(conns.evict_longest_idle());
         assert!(old.evicted.get() && !young.evicted.get() && !busy.evicted.get());
         assert!(conns.evict_longest_idle());
         assert!(young.evicted.get());
         assert!(!conns.evict_longest_idle(), "only busy ones are left");
-        assert_eq!(conns.len(), 3);
-    }
-
-    #[test]
-    fn a_connection_not_yet_started_can_make_room_in_its_turn() {
-        let conns = Conns::default();
-        let socks = waiting(&conns, 3);
-        let [busy, unstarted, idle] = [0, 1, 2].map(|i| &socks[i].2);
-        busy.set_idle(None);
-        idle.set_idle(Some(conns.tick()));
-        assert!(conns.evict_longest_idle());
-        assert!(
-            unstarted.evicted.get(),
-            "waiting since it was accepted: the longest"
-        );
-        assert!(!idle.evicted.get() && !busy.evicted.get());
-        assert!(conns.evict_longest_idle());
-        assert!(idle.evicted.get() && !busy.evicted.get());
-        assert!(!conns.evict_longest_idle());
+        assert_eq!(conns.len(), 4);
     }
 
     type Pair = std::os::unix::net::UnixStream;
