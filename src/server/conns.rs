@@ -341,8 +341,7 @@ mod tests {
         let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut end, _) = listener.accept().unwrap();
         let conns = Conns::default();
-        let slot = conns.add(end.as_raw_fd()).1;
-        slot.set_idle(Some(conns.tick()));
+        conns.add(end.as_raw_fd());
         // The request reaches the server's socket before its read is seen.
         peer.write_all(b"request").unwrap();
         end.peek(&mut [0u8; 1]).unwrap();
