@@ -17,6 +17,13 @@
 #   FOOTPRINT=1 also the hot code's footprint (perf/footprint.py): the cache lines
 #               of the instructions run at least every other call, and how they
 #               fall on a 32 KiB 8-way L1 instruction cache's sets
+#   CORES       ringsoa-demo's cores (default 1). valgrind runs a process's threads
+#               one at a time, so the count a call with 2 cores against 1 shows what
+#               a second core adds to each call's work, not what it costs in time
+#   THREADS=1   each thread's instructions a call apart (valgrind's
+#               --separate-threads, threads numbered as valgrind made them), and the
+#               top functions of each thread with over a tenth of the instructions
+#               (FOOTPRINT is then left out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind > /dev/null || { echo "perf/callgrind.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -34,10 +41,11 @@ load() {
 for name in limit ringsoa; do
   case $name in
     limit) cmd=("$bin_dir/ringsoa-perf" echo-server --listen "127.0.0.1:{port}") ;;
-    ringsoa) cmd=("$bin_dir/ringsoa-demo" --listen "127.0.0.1:{port}" --cores 1 "${demo_flags[@]}") ;;
+    ringsoa) cmd=("$bin_dir/ringsoa-demo" --listen "127.0.0.1:{port}" --cores "${CORES:-1}" "${demo_flags[@]}") ;;
   esac
   extra=()
-  [ "${FOOTPRINT:-}" = 1 ] && extra=(--dump-instr=yes)
+  [ "${FOOTPRINT:-}" = 1 ] && extra+=(--dump-instr=yes)
+  [ "${THREADS:-}" = 1 ] && extra+=(--separate-threads=yes)
   start_cmd valgrind --tool=callgrind --cache-sim=yes "${extra[@]}" --callgrind-out-file="$work/$name.out" "${cmd[@]}"
   load --duration-s 2 > /dev/null
   callgrind_control --zero "$started" > /dev/null 2>&1
@@ -48,6 +56,10 @@ for name in limit ringsoa; do
   kill -KILL "$started"; wait "$started" 2>/dev/null || true
   calls=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['calls'])" "$work/$name.json")
   echo "== $name: echo $payload B, $conns connections, $calls calls measured"
+  if [ "${THREADS:-}" = 1 ]; then
+    python3 perf/callgrind_top.py --threads "$calls" "${TOP:-25}" "$work/$name.out".*
+    continue
+  fi
   python3 perf/callgrind_top.py "$work/$name.out".* "$calls" "${TOP:-25}"
   if [ "${FOOTPRINT:-}" = 1 ]; then
     python3 perf/footprint.py "$work/$name.out".* "$calls"

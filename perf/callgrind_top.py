@@ -1,6 +1,9 @@
 """Reads a callgrind dump; prints its events per call and the top functions by
 their own (exclusive) instructions per call. Used by perf/callgrind.sh.
-Usage: callgrind_top.py DUMP CALLS [TOP]"""
+Usage: callgrind_top.py DUMP CALLS [TOP]
+       callgrind_top.py --threads CALLS TOP DUMP... (one dump per thread, as
+       valgrind's --separate-threads writes them: each thread's instructions a
+       call, then the top functions of each with over a tenth of the total)"""
 
 import re
 import sys
@@ -68,19 +71,48 @@ def exclusive_costs(path):
     return events, costs
 
 
-def main():
-    path, calls = sys.argv[1], int(sys.argv[2])
-    top = int(sys.argv[3]) if len(sys.argv) > 3 else 25
-    events, costs = exclusive_costs(path)
+LABELS = {"Ir": "instructions", "Dr": "data reads", "Dw": "data writes",
+          "I1mr": "L1i misses", "D1mr": "L1d read misses", "D1mw": "L1d write misses"}
+
+
+def report(events, costs, calls, top):
+    """Prints the events per call and the `top` functions by own instructions."""
     totals = [sum(c[i] for c in costs.values()) for i in range(len(events))]
-    labels = {"Ir": "instructions", "Dr": "data reads", "Dw": "data writes",
-              "I1mr": "L1i misses", "D1mr": "L1d read misses", "D1mw": "L1d write misses"}
     print("per call: " + ", ".join(
-        f"{labels[e]} {t / calls:,.0f}" for e, t in zip(events, totals) if e in labels))
+        f"{LABELS[e]} {t / calls:,.0f}" for e, t in zip(events, totals) if e in LABELS))
     ir = events.index("Ir")
     print("  Ir/call  function")
     for fn, c in sorted(costs.items(), key=lambda kv: -kv[1][ir])[:top]:
         print(f"{c[ir] / calls:9.0f}  {fn[:130]}")
+
+
+def threads(calls, top, paths):
+    """Each thread's instructions a call, and the top functions of the busy ones."""
+    dumps = []
+    for path in sorted(paths):
+        events, costs = exclusive_costs(path)
+        if events:
+            ir = events.index("Ir")
+            dumps.append((path.rsplit("-", 1)[-1], events, costs,
+                          sum(c[ir] for c in costs.values())))
+    total = sum(d[3] for d in dumps)
+    print(f"all threads: {total / calls:,.1f} instructions a call")
+    for thread, _, _, ir in dumps:
+        if ir:
+            print(f"  thread {thread}: {ir / calls:,.1f}")
+    for thread, events, costs, ir in dumps:
+        if ir * 10 > total:
+            print(f"-- thread {thread}")
+            report(events, costs, calls, top)
+
+
+def main():
+    if sys.argv[1] == "--threads":
+        threads(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
+        return
+    path, calls = sys.argv[1], int(sys.argv[2])
+    top = int(sys.argv[3]) if len(sys.argv) > 3 else 25
+    report(*exclusive_costs(path), calls, top)
 
 
 if __name__ == "__main__":
