@@ -1273,17 +1273,24 @@ fn framed_client(addr: SocketAddr) -> ringsoa::client::Client {
 fn a_reply_header_over_the_limits_fails_its_call() {
     use ringsoa::rpc::CallError;
     support::block_on(async {
+        // A call with a context keeps the reply's meta; one without reads it past,
+        // held to the same limits.
         let within = framed_client(meta_server(64));
         assert_eq!(DemoClient::new(&within).add(None, 40, 2).await.unwrap(), 42);
+        let mut cx = ringsoa::rpc::CallContext::default();
+        let added = DemoClient::new(&within).add(Some(&mut cx), 40, 2).await;
+        assert_eq!((added.unwrap(), cx.reply_meta.len()), (42, 64));
         let over = framed_client(meta_server(100_000));
-        match DemoClient::new(&over).add(None, 40, 2).await {
-            Err(CallError::Protocol(e)) => assert!(
-                e.to_string().contains(
-                    "the reply's tracking header is over the limits: the tracking header's meta has 100000 entries; the limit is 64"
+        for cx in [None, Some(&mut cx)] {
+            match DemoClient::new(&over).add(cx, 40, 2).await {
+                Err(CallError::Protocol(e)) => assert!(
+                    e.to_string().contains(
+                        "the reply's tracking header is over the limits: the tracking header's meta has 100000 entries; the limit is 64"
+                    ),
+                    "{e}"
                 ),
-                "{e}"
-            ),
-            other => panic!("{other:?}"),
+                other => panic!("{other:?}"),
+            }
         }
     });
 }

@@ -466,24 +466,14 @@ fn the_shutting_down_answer_is_retried_on_another_node() {
         ];
         let client = Rc::new(Client::new(nodes, cfg));
         // Idle connections to both nodes.
-        let warm: Vec<_> = (0..8)
-            .map(|_| {
-                let c = client.clone();
-                monoio::spawn(async move { DemoClient::new(c).sleep_ms(None, 100).await })
-            })
-            .collect();
-        for w in warm {
-            w.await.unwrap();
-        }
+        warm(&client, 8).await;
         let stats = client.stats();
         assert!(
             stats[0].pool.idle > 0 && stats[1].pool.idle > 0,
             "{stats:?}"
         );
         // A long call keeps the draining server up while it refuses new work.
-        let long = Client::new([draining_addr], config());
-        let long_call =
-            monoio::spawn(async move { DemoClient::new(&long).sleep_ms(None, 1500).await });
+        let long_call = long_call(draining_addr, 1500);
         monoio::time::sleep(Duration::from_millis(100)).await;
         draining.sigterm();
         // Within the drain's 100 ms grace for idle connections.
@@ -511,6 +501,62 @@ fn the_shutting_down_answer_is_retried_on_another_node() {
         assert_eq!(long_result.unwrap(), "slept 1500", "in-flight calls finish");
     });
     assert_eq!(draining.wait(Duration::from_secs(10)).0, Some(0));
+}
+
+/// Leaves idle connections in `client`'s pool: `n` calls of 100 ms at once.
+async fn warm(client: &Rc<Client>, n: usize) {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let c = client.clone();
+            monoio::spawn(async move { DemoClient::new(c).sleep_ms(None, 100).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+}
+
+/// A call of `ms` to `addr` on a client of its own, under way: it keeps a draining
+/// server up that long.
+fn long_call(addr: SocketAddr, ms: i32) -> monoio::task::JoinHandle<Result<String, CallError>> {
+    let long = Client::new([addr], config());
+    monoio::spawn(async move { DemoClient::new(&long).sleep_ms(None, ms).await })
+}
+
+/// A draining server's reply says it closes the connection after it (response meta
+/// `ringsoa.draining`), and the client then lets go of the node's idle connections
+/// at once, with or without a context to take the reply's meta: a call without one
+/// reads the response header without keeping it.
+#[test]
+fn a_reply_that_says_draining_empties_the_nodes_pool_with_or_without_a_context() {
+    for with_context in [false, true] {
+        let mut draining = Demo::start(&["--drain-timeout-ms", "5000"]);
+        let addr = draining.addr;
+        block_on(async {
+            let client = Rc::new(Client::new([addr], config()));
+            warm(&client, 4).await;
+            assert_eq!(client.stats()[0].pool.idle, 4);
+            // A long call keeps the draining server up.
+            let long_call = long_call(addr, 1000);
+            monoio::time::sleep(Duration::from_millis(100)).await;
+            draining.sigterm();
+            // Within the drain's grace for idle connections: the four are still open.
+            monoio::time::sleep(Duration::from_millis(30)).await;
+            let mut cx = CallContext::default();
+            let cx = with_context.then_some(&mut cx);
+            let echoed = DemoClient::new(client.clone())
+                .echo(cx, "last".into())
+                .await;
+            assert_eq!(echoed.unwrap(), "last");
+            assert_eq!(
+                client.stats()[0].pool.idle,
+                0,
+                "with a context: {with_context}"
+            );
+            assert_eq!(long_call.await.unwrap(), "slept 1000");
+        });
+        assert_eq!(draining.wait(Duration::from_secs(10)).0, Some(0));
+    }
 }
 
 #[test]

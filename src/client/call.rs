@@ -24,7 +24,6 @@ use super::upkeep;
 use crate::control::{Governed, Outcome, PoolStats, Provider, ServiceName, Snapshot, Ticket};
 use crate::logs::throttle::warn_throttled;
 use crate::protocol::{ApplicationExceptionKind, Decode, Encode, Protocol};
-use crate::rpc::context::DRAINING_META;
 use crate::rpc::{refusal, CallContext, CallError, Channel, Refusal};
 use crate::transport::conn::KEEP_CAPACITY;
 use crate::transport::spare::SpareBuffers;
@@ -407,6 +406,7 @@ impl Inner {
             .map_err(unsent)?,
         };
         let conn = lease.conn();
+        let keep_meta = tracker.has_context();
         // The tracking fields are made only for a tracked connection. The budget
         // sent is the attempt's whole budget, time spent waiting for a slot or a
         // connection included, so the server gives up no sooner than the client.
@@ -431,9 +431,10 @@ impl Inner {
             },
             oneway,
             header: &header,
+            keep_meta,
         };
         let result = conn.call_until(&call, args, now + left).await;
-        let draining = matches!(&result, Ok(Some(r)) if r.meta.as_ref().is_some_and(|m| m.contains_key(DRAINING_META)));
+        let draining = matches!(&result, Ok(Some(r)) if r.draining);
         if draining {
             // The server closes this connection after the reply, and drains.
             drop(lease);

@@ -25,7 +25,7 @@ use crate::protocol::{
 use crate::rpc::channel::check_reply;
 use crate::rpc::refusal::is_shutting_down;
 use crate::rpc::CallError;
-use crate::tracking::{self, OutgoingHeader, UpgradeReply};
+use crate::tracking::{self, OutgoingHeader, ResponseMeta, UpgradeReply, DRAINING_META};
 use crate::transport::conn::{Expect, MessageConn, ReadError, ReadTimeouts};
 use crate::transport::header::{self, HeaderKind};
 use crate::transport::spare::SpareBuffers;
@@ -144,12 +144,14 @@ pub(crate) struct Conn {
 }
 
 /// A reply that matched its call: the message from its header on (the response
-/// header removed), where its body starts, its seqid, and the response header's meta.
+/// header removed), where its body starts, its seqid, the response header's meta
+/// (when the call kept it), and whether the server closes the connection after it.
 pub(crate) struct Reply {
     pub msg: Bytes,
     pub body: usize,
     pub seqid: i32,
     pub meta: Option<BTreeMap<String, String>>,
+    pub draining: bool,
 }
 
 /// A call that failed on a connection, and whether its request may have left: after
@@ -244,6 +246,7 @@ impl Conn {
             method: tracking::HANDSHAKE_METHOD,
             oneway: false,
             header: &OutgoingHeader::default(),
+            keep_meta: false,
         };
         let reply = match self.call(&call, &args).await {
             Ok(Some(reply)) => reply,
@@ -364,7 +367,7 @@ impl Conn {
                 return Err(Failed::sent(eof));
             }
         };
-        let mut meta = None;
+        let mut head = ResponseMeta::default();
         if self.header.is_some() && HeaderKind::of(&msg).is_some() {
             let (h, mut payload) =
                 header::decode(&msg, &envelope::REPLY_LIMITS).map_err(Failed::sent)?;
@@ -383,11 +386,15 @@ impl Conn {
             }
             // A reply's persistent pairs count for this reply only; its own win.
             let pairs = h.persistent.into_iter().chain(h.strings);
-            meta = Some(pairs.collect()).filter(|m: &BTreeMap<_, _>| !m.is_empty());
+            head.meta = Some(pairs.collect()).filter(|m: &BTreeMap<_, _>| !m.is_empty());
+            head.draining = head
+                .meta
+                .as_ref()
+                .is_some_and(|m| m.contains_key(DRAINING_META));
             msg = payload;
         } else if self.version >= 2 && !matches!(msg.first(), Some(0x80 | 0x82)) {
             let mut r = C::reader(msg.clone());
-            meta = tracking::read_response_header(&mut r).map_err(Failed::sent)?;
+            head = tracking::read_response_header(&mut r, call.keep_meta).map_err(Failed::sent)?;
             let used = msg.len() - r.remaining();
             bytes::Buf::advance(&mut msg, used);
         }
@@ -397,7 +404,8 @@ impl Conn {
                 body: msg.len() - r.remaining(),
                 msg,
                 seqid,
-                meta,
+                meta: head.meta,
+                draining: head.draining,
             })),
             Err(CallError::Application(e)) if is_shutting_down(&e) => {
                 Err(Failed::sent(CallError::ShuttingDown))
@@ -442,11 +450,13 @@ impl Conn {
 }
 
 /// What to send: the method, whether it is oneway, and the tracking header's fields
-/// (written only on tracked connections).
+/// (written only on tracked connections); and whether the reply's tracking meta is
+/// kept (its caller has a context to put it in).
 pub(crate) struct Call<'a> {
     pub method: &'a str,
     pub oneway: bool,
     pub header: &'a OutgoingHeader<'a>,
+    pub keep_meta: bool,
 }
 
 /// Decodes the body `T` of a reply that [`Conn::call`] has already checked (its

@@ -5,6 +5,7 @@
 use std::cell::Cell;
 
 use crate::rpc::CallContext;
+use crate::tracking::client::format_u64;
 use crate::tracking::OutgoingHeader;
 
 /// A call's request id and rpc id: a child of the caller's context, or a new
@@ -15,10 +16,17 @@ pub(super) struct Tracker<'a> {
     made: Option<Made>,
 }
 
-struct Made {
-    seq: String,
-    /// A new request id (top-level calls); child calls borrow the context's.
-    request_id: Option<[u8; 36]>,
+enum Made {
+    /// A child of the context's chain: its rpc id (the request id is the context's).
+    Child(String),
+    /// A new top-level chain: its request id and root rpc id, written out at each
+    /// header into buffers of their own (no allocation, no UTF-8 check).
+    Root {
+        request_id: uuid::Uuid,
+        seq: u64,
+        id_text: [u8; uuid::fmt::Hyphenated::LENGTH],
+        seq_text: [u8; 20],
+    },
 }
 
 impl<'a> Tracker<'a> {
@@ -30,19 +38,32 @@ impl<'a> Tracker<'a> {
         }
     }
 
+    /// Whether the call has a context (which takes the reply's meta).
+    pub fn has_context(&self) -> bool {
+        self.cx.is_some()
+    }
+
     /// The header's fields with this attempt's remaining budget.
     pub fn header(&mut self, budget_ms: Option<u64>) -> OutgoingHeader<'_> {
         if self.made.is_none() {
             self.made = Some(self.make());
         }
-        let made = self.made.as_ref().expect("made above");
         let cx = self.cx.as_deref();
+        let (request_id, seq) = match self.made.as_mut().expect("made above") {
+            Made::Child(seq) => (cx.map_or("", |cx| cx.request_id.as_str()), &**seq),
+            Made::Root {
+                request_id,
+                seq,
+                id_text,
+                seq_text,
+            } => (
+                &*request_id.hyphenated().encode_lower(id_text),
+                format_u64(*seq, seq_text),
+            ),
+        };
         OutgoingHeader {
-            request_id: Some(match &made.request_id {
-                Some(id) => std::str::from_utf8(id).expect("a hyphenated uuid is ASCII"),
-                None => cx.map_or("", |cx| cx.request_id.as_str()),
-            }),
-            seq: Some(&made.seq),
+            request_id: Some(request_id),
+            seq: Some(seq),
             meta: Some(cx.map_or(&EMPTY, |cx| &cx.meta)),
             budget_ms,
         }
@@ -50,20 +71,19 @@ impl<'a> Tracker<'a> {
 
     fn make(&mut self) -> Made {
         match self.cx.as_deref_mut() {
-            Some(cx) if !cx.request_id.is_empty() || !cx.seq.is_empty() => Made {
-                seq: cx.next_child_seq(),
-                request_id: None,
-            },
+            Some(cx) if !cx.request_id.is_empty() || !cx.seq.is_empty() => {
+                Made::Child(cx.next_child_seq())
+            }
             _ => {
                 let n = self.root_calls.get() + 1;
                 self.root_calls.set(n);
                 // A uuid4 from the core's own generator: no getrandom syscall per call.
                 let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes());
-                let mut text = [0u8; 36];
-                id.into_uuid().hyphenated().encode_lower(&mut text);
-                Made {
-                    seq: n.to_string(),
-                    request_id: Some(text),
+                Made::Root {
+                    request_id: id.into_uuid(),
+                    seq: n,
+                    id_text: [0; uuid::fmt::Hyphenated::LENGTH],
+                    seq_text: [0; 20],
                 }
             }
         }

@@ -77,6 +77,7 @@ impl Inner {
             method: &cfg.pool.ping_method,
             oneway: false,
             header: &OutgoingHeader::default(),
+            keep_meta: false,
         };
         let ping = conn.call(&call, &NoArgs);
         matches!(

@@ -4,13 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-pub use crate::tracking::TIMEOUT_META;
-
-/// The response-meta key a draining ringsoa server sets (value `1`) on the replies
-/// of tracked connections it closes right after the reply, so that a ringsoa client
-/// does not pool the connection (nor the node's other idle ones) in the moment
-/// before the close arrives.
-pub const DRAINING_META: &str = "ringsoa.draining";
+pub use crate::tracking::{DRAINING_META, TIMEOUT_META};
 
 /// What a handler knows about the call it serves, and what it hands to downstream
 /// calls so that they carry the same request id and a derived rpc id.

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::server::{read_meta, Limits};
-use super::TIMEOUT_META;
 use super::{UpgradeArgs, UpgradeReply, CURRENT_VERSION};
+use super::{DRAINING_META, TIMEOUT_META};
 use crate::protocol::{ProtocolError, ProtocolErrorKind, ProtocolReader, ProtocolWriter, TType};
 
 /// The handshake's arguments: this caller's app id, version 2 offered.
@@ -82,7 +82,7 @@ pub fn write_request_header<W: ProtocolWriter>(w: &mut W, h: &OutgoingHeader<'_>
 }
 
 /// Formats `n` in decimal into `buf`, without allocating.
-fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -95,31 +95,49 @@ fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&buf[i..]).expect("ASCII digits")
 }
 
+/// What a client takes from a version-2 response header.
+#[derive(Debug, Default)]
+pub struct ResponseMeta {
+    /// The header's meta, when kept and not empty.
+    pub meta: Option<BTreeMap<String, String>>,
+    /// Whether the server said it closes the connection after this reply
+    /// ([`DRAINING_META`]).
+    pub draining: bool,
+}
+
 /// Reads a version-2 `ResponseHeader {1: meta}` within the limits a server holds
-/// request headers to (64 entries of at most 4 KiB): its meta (none when absent).
-/// A header over them is an error, for that call: a reply of a few megabytes of
-/// tiny entries would otherwise take some ten times its size in memory.
+/// request headers to (64 entries of at most 4 KiB), keeping its meta only when
+/// `keep` (a call whose caller has a context to put it in): otherwise each entry is
+/// checked where it lies and let go, with no copy. A header over the limits, or
+/// with text that is not UTF-8, is an error, for that call either way: a reply of a
+/// few megabytes of tiny entries would otherwise take some ten times its size in
+/// memory.
 pub fn read_response_header<R: ProtocolReader>(
     r: &mut R,
-) -> Result<Option<BTreeMap<String, String>>, ProtocolError> {
+    keep: bool,
+) -> Result<ResponseMeta, ProtocolError> {
     let (limits, mut over) = (Limits::default(), None);
-    let mut meta = None;
+    let (mut head, mut taken) = (ResponseMeta::default(), 0);
     let mark = r.read_struct_begin()?;
     loop {
         match r.read_field_begin()? {
             (TType::Stop, _) => break,
-            (TType::Map, 1) => read_meta(
-                r,
-                meta.get_or_insert_with(BTreeMap::new),
-                &limits,
-                &mut over,
-            )?,
+            (TType::Map, 1) => {
+                let (meta, draining) = (&mut head.meta, &mut head.draining);
+                taken += read_meta(r, taken, &limits, &mut over, |k, v| {
+                    *draining |= k == DRAINING_META;
+                    if keep {
+                        meta.get_or_insert_with(BTreeMap::new)
+                            .insert(k.into(), v.into());
+                    }
+                })?;
+            }
             (other, _) => r.skip(other)?,
         }
     }
     r.read_struct_end(mark);
     match over {
-        None => Ok(meta),
+        None => Ok(head),
         Some(why) => Err(ProtocolError::new(
             ProtocolErrorKind::SizeLimit,
             format!("the reply's tracking header is over the limits: {why}"),

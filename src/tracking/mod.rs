@@ -23,7 +23,7 @@ mod generated {
 pub mod client;
 pub mod server;
 
-pub use client::{read_response_header, write_request_header, OutgoingHeader};
+pub use client::{read_response_header, write_request_header, OutgoingHeader, ResponseMeta};
 pub use server::{write_response_header, Limits};
 
 pub use generated::tracking::{RequestHeader, ResponseHeader, UpgradeArgs, UpgradeReply};
@@ -37,6 +37,12 @@ pub const HANDSHAKE_METHOD: &str = "__thriftpy_tracing_method_name__v2";
 /// deadline, so hosts need not share a clock. ringsoa clients set it on every tracked
 /// call and ringsoa servers shorten the call's timeout to it.
 pub const TIMEOUT_META: &str = "ringsoa.timeout_ms";
+
+/// The response-meta key a draining ringsoa server sets (value `1`) on the replies
+/// of tracked connections it closes right after the reply, so that a ringsoa client
+/// does not pool the connection (nor the node's other idle ones) in the moment
+/// before the close arrives.
+pub const DRAINING_META: &str = "ringsoa.draining";
 
 /// The highest tracking version ringsoa speaks: request and response headers.
 pub const CURRENT_VERSION: i32 = 2;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{negotiate, UpgradeArgs, UpgradeReply, HANDSHAKE_METHOD};
 use crate::protocol::{
-    Decode, Encode, MessageType, ProtocolError, ProtocolReader, ProtocolWriter, TType,
+    Decode, Encode, MessageType, ProtocolError, ProtocolReader, ProtocolWriter, TType, Text,
 };
 
 /// What a peer may put in tracking fields. Larger values are refused with a clear
@@ -98,9 +98,14 @@ pub fn read_request_header<R: ProtocolReader>(
     loop {
         match r.read_field_begin()? {
             (TType::Stop, _) => break,
-            (TType::String, 1) => h.request_id = bounded(r, limits.id, "request id", over)?,
-            (TType::String, 2) => h.seq = bounded(r, limits.id, "rpc id", over)?,
-            (TType::Map, 3) => read_meta(r, &mut h.meta, limits, over)?,
+            (TType::String, 1) => h.request_id = bounded(r, limits.id, "request id", over)?.into(),
+            (TType::String, 2) => h.seq = bounded(r, limits.id, "rpc id", over)?.into(),
+            (TType::Map, 3) => {
+                let meta = &mut h.meta;
+                read_meta(r, meta.len(), limits, over, |k, v| {
+                    meta.insert(k.into(), v.into());
+                })?;
+            }
             (other, _) => r.skip(other)?,
         }
     }
@@ -108,19 +113,21 @@ pub fn read_request_header<R: ProtocolReader>(
     Ok(h)
 }
 
-/// Reads a header's meta map into `meta`, within `limits` (past them, it is read
-/// past and `over` says why).
+/// Reads a header's meta map, handing each entry to `each`, within `limits`: past
+/// them it is read past and `over` says why. `taken` is how many entries the
+/// header's meta fields before this one held (a header may repeat its meta field:
+/// the limit is on all of them together). Returns this map's entries.
 pub(super) fn read_meta<R: ProtocolReader>(
     r: &mut R,
-    meta: &mut BTreeMap<String, String>,
+    taken: usize,
     limits: &Limits,
     over: &mut Option<String>,
-) -> Result<(), ProtocolError> {
+    mut each: impl FnMut(&str, &str),
+) -> Result<usize, ProtocolError> {
     let (k, v, n) = r.read_map_begin()?;
     // An empty map carries no element types in the compact protocol.
     let strings = n == 0 || (k == TType::String && v == TType::String);
-    // A header may repeat its meta field: the limit is on all of them together.
-    let n_all = meta.len() + n;
+    let n_all = taken + n;
     if n_all > limits.meta_entries || !strings {
         if over.is_none() {
             *over = Some(if strings {
@@ -136,26 +143,26 @@ pub(super) fn read_meta<R: ProtocolReader>(
             r.skip(k)?;
             r.skip(v)?;
         }
-        return Ok(());
+        return Ok(n);
     }
     for _ in 0..n {
         let key = bounded(r, limits.meta_item, "meta key", over)?;
         let value = bounded(r, limits.meta_item, "meta value", over)?;
         if over.is_none() {
-            meta.insert(key, value);
+            each(&key, &value);
         }
     }
-    Ok(())
+    Ok(n)
 }
 
-/// A string of at most `limit` bytes; a longer one is noted in `over` (and read as
-/// empty, without copying it).
+/// A string of at most `limit` bytes, checked as UTF-8 where it lies in the input
+/// (no copy); a longer one is noted in `over` (and read as empty, unchecked).
 fn bounded<R: ProtocolReader>(
     r: &mut R,
     limit: usize,
     what: &str,
     over: &mut Option<String>,
-) -> Result<String, ProtocolError> {
+) -> Result<Text, ProtocolError> {
     let raw = r.read_binary()?;
     if raw.len() > limit {
         if over.is_none() {
@@ -164,9 +171,9 @@ fn bounded<R: ProtocolReader>(
                 raw.len()
             ));
         }
-        return Ok(String::new());
+        return Ok(Text::default());
     }
-    String::from_utf8(raw.to_vec()).map_err(|_| {
+    Text::from_utf8(raw).map_err(|_| {
         ProtocolError::new(
             crate::protocol::ProtocolErrorKind::InvalidData,
             format!("a tracking {what} is not UTF-8"),
