@@ -145,11 +145,20 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
     DemoPingArgs {}.encode(&mut w);
     let mut lost = 0;
     for _ in 0..50 {
-        // The core's only connection, idle after a call (the last round's
-        // survivor, idle or not yet started, made room for it).
-        let mut oldest = connect(demo.addr);
-        let answered = ping(&mut oldest).expect("the core makes room for a newcomer");
-        assert_eq!(reply_kind(&answered), MessageType::Reply);
+        // The core's only connection, idle after a call, once the last round's
+        // survivor has made room: that one may still be between sending its reply
+        // and waiting for the next request, busy for that moment, and then the
+        // core refuses a newcomer (seen once in a loaded run of the suite).
+        let mut oldest = (0..100)
+            .find_map(|_| {
+                let mut s = connect(demo.addr);
+                let answered = ping(&mut s).is_ok_and(|r| reply_kind(&r) == MessageType::Reply);
+                answered.then_some(s).or_else(|| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                })
+            })
+            .expect("a connection to the core");
         // Its request and a newcomer come in together: the core evicts it, or
         // sees its request first and refuses the newcomer.
         oldest.write_all(&request).unwrap();
