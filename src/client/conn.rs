@@ -180,7 +180,7 @@ impl Conn {
         opts: &ConnOptions,
         generation: u64,
         spares: &Rc<SpareBuffers>,
-    ) -> Result<Conn, CallError> {
+    ) -> Result<Box<Conn>, CallError> {
         let connect_err = |source| CallError::Connect { addr, source };
         let stream = monoio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
             .await
@@ -199,7 +199,8 @@ impl Conn {
         };
         let mut io = MessageConn::new(stream, framing, opts.protocol, opts.max_message);
         io.set_spares(spares.clone());
-        let mut conn = Conn {
+        // Boxed from the start: pools and leases move the pointer, not the connection.
+        let mut conn = Box::new(Conn {
             io,
             protocol: opts.protocol,
             header: opts.header.map(|k| (k, opts.app_id.as_str().into())),
@@ -216,7 +217,7 @@ impl Conn {
             uses: 0,
             generation,
             timer: None,
-        };
+        });
         if opts.tracking && opts.header.is_none() {
             let handshake = conn.handshake(&opts.app_id);
             let outcome = monoio::time::timeout(opts.connect_timeout, handshake)

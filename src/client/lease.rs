@@ -76,7 +76,7 @@ impl Inner {
     pub(super) fn checkin(
         &self,
         node: &Rc<NodeState>,
-        conn: Conn,
+        conn: Box<Conn>,
         verdict: Result<(), CloseReason>,
     ) {
         let generation = node.generation.get();
@@ -115,7 +115,7 @@ impl Drop for Connecting<'_> {
 pub(super) struct Lease<'a> {
     pub client: &'a Inner,
     pub node: &'a Rc<NodeState>,
-    pub conn: Option<Conn>,
+    pub conn: Option<Box<Conn>>,
 }
 
 impl Lease<'_> {
@@ -134,7 +134,7 @@ impl Lease<'_> {
         }
     }
 
-    fn checkin(&self, conn: Conn, healthy: bool) {
+    fn checkin(&self, conn: Box<Conn>, healthy: bool) {
         let verdict = if healthy {
             Ok(())
         } else {

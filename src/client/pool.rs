@@ -121,7 +121,8 @@ impl PoolStats {
 /// Idle connections to one node, newest at the back, and its counters.
 #[derive(Default)]
 pub(crate) struct NodePool {
-    idle: VecDeque<Conn>,
+    /// Boxed: a checkout and a checkin move a pointer, not the connection.
+    idle: VecDeque<Box<Conn>>,
     pub in_use: usize,
     /// Connections being opened now (counted as open, so that a burst of new
     /// calls spreads over the nodes instead of all connecting to one).
@@ -148,7 +149,7 @@ impl NodePool {
         generation: u64,
         now: Instant,
         closed: &mut dyn FnMut(CloseReason),
-    ) -> Option<Conn> {
+    ) -> Option<Box<Conn>> {
         while let Some(conn) = self.idle.pop_back() {
             let verdict = retire(&conn, opts, generation, now).or_else(|| {
                 let peek = opts.check_on_checkout && conn.idle_for(now) >= opts.peek_idle_after;
@@ -175,7 +176,7 @@ impl NodePool {
     /// this generation and there is room; otherwise it is closed.
     pub fn checkin(
         &mut self,
-        conn: Conn,
+        conn: Box<Conn>,
         verdict: Result<(), CloseReason>,
         opts: &PoolOptions,
         generation: u64,
@@ -215,13 +216,13 @@ impl NodePool {
 
     /// Takes out the idle connections unused for `interval`, to be pinged; they
     /// count as checked out until they come back through [`NodePool::checkin`].
-    pub fn take_for_ping(&mut self, interval: Duration, now: Instant) -> Vec<Conn> {
-        let (stale, fresh): (VecDeque<Conn>, VecDeque<Conn>) = std::mem::take(&mut self.idle)
+    pub fn take_for_ping(&mut self, interval: Duration, now: Instant) -> VecDeque<Box<Conn>> {
+        let (stale, fresh): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.idle)
             .into_iter()
             .partition(|c| c.idle_for(now) >= interval);
         self.idle = fresh;
         self.in_use += stale.len();
-        stale.into()
+        stale
     }
 
     /// Closes every idle connection (the node left the list or the pool was reset).
@@ -231,7 +232,7 @@ impl NodePool {
         }
     }
 
-    fn close(&mut self, conn: Conn, reason: CloseReason, closed: &mut dyn FnMut(CloseReason)) {
+    fn close(&mut self, conn: Box<Conn>, reason: CloseReason, closed: &mut dyn FnMut(CloseReason)) {
         drop(conn);
         self.closed += 1;
         if matches!(reason, CloseReason::PeerClosed | CloseReason::PingFailed) {

@@ -2,6 +2,7 @@
 //! probing failed nodes.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -168,7 +169,7 @@ async fn probe(client: Rc<Inner>, node: Rc<NodeState>) {
 }
 
 /// Pings idle connections that were taken out of the pool; keeps those that answer.
-async fn ping_all(client: Rc<Inner>, node: Rc<NodeState>, conns: Vec<Conn>) {
+async fn ping_all(client: Rc<Inner>, node: Rc<NodeState>, conns: VecDeque<Box<Conn>>) {
     for mut conn in conns {
         let alive = client.ping(&mut conn).await;
         let verdict = if alive {
