@@ -5,7 +5,6 @@
 use std::cell::Cell;
 
 use crate::rpc::CallContext;
-use crate::tracking::client::format_u64;
 use crate::tracking::OutgoingHeader;
 
 /// A call's request id and rpc id: a child of the caller's context, or a new
@@ -25,7 +24,7 @@ enum Made {
         request_id: uuid::Uuid,
         seq: u64,
         id_text: [u8; uuid::fmt::Hyphenated::LENGTH],
-        seq_text: [u8; 20],
+        seq_text: itoa::Buffer,
     },
 }
 
@@ -58,7 +57,7 @@ impl<'a> Tracker<'a> {
                 seq_text,
             } => (
                 &*request_id.hyphenated().encode_lower(id_text),
-                format_u64(*seq, seq_text),
+                seq_text.format(*seq),
             ),
         };
         OutgoingHeader {
@@ -83,7 +82,7 @@ impl<'a> Tracker<'a> {
                     request_id: id.into_uuid(),
                     seq: n,
                     id_text: [0; uuid::fmt::Hyphenated::LENGTH],
-                    seq_text: [0; 20],
+                    seq_text: itoa::Buffer::new(),
                 }
             }
         }

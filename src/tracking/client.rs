@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::server::{read_meta, Limits};
+use super::server::{insert_meta, read_meta, Limits};
 use super::{UpgradeArgs, UpgradeReply, CURRENT_VERSION};
 use super::{DRAINING_META, TIMEOUT_META};
 use crate::protocol::{ProtocolError, ProtocolErrorKind, ProtocolReader, ProtocolWriter, TType};
@@ -51,8 +51,8 @@ pub fn write_request_header<W: ProtocolWriter>(w: &mut W, h: &OutgoingHeader<'_>
     let empty = BTreeMap::new();
     let meta = h.meta.unwrap_or(&empty);
     if h.meta.is_some() || h.budget_ms.is_some() {
-        let mut digits = [0u8; 20];
-        let budget = h.budget_ms.map(|ms| format_u64(ms, &mut digits));
+        let mut digits = itoa::Buffer::new();
+        let budget = h.budget_ms.map(|ms| digits.format(ms));
         let inherited = meta.contains_key(TIMEOUT_META);
         let len = meta.len() + usize::from(budget.is_some() && !inherited);
         w.write_field_begin(TType::Map, 3);
@@ -81,20 +81,6 @@ pub fn write_request_header<W: ProtocolWriter>(w: &mut W, h: &OutgoingHeader<'_>
     w.write_struct_end(mark);
 }
 
-/// Formats `n` in decimal into `buf`, without allocating.
-pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
-}
-
 /// What a client takes from a version-2 response header.
 #[derive(Debug, Default)]
 pub struct ResponseMeta {
@@ -107,11 +93,11 @@ pub struct ResponseMeta {
 
 /// Reads a version-2 `ResponseHeader {1: meta}` within the limits a server holds
 /// request headers to (64 entries of at most 4 KiB), keeping its meta only when
-/// `keep` (a call whose caller has a context to put it in): otherwise each entry is
-/// checked where it lies and let go, with no copy. A header over the limits, or
-/// with text that is not UTF-8, is an error, for that call either way: a reply of a
-/// few megabytes of tiny entries would otherwise take some ten times its size in
-/// memory.
+/// `keep` (a call whose caller has a context to put it in; a kept key or value that
+/// is not UTF-8 is an error): otherwise it is read past as a skipped field is, each
+/// entry looked at where it lies for [`DRAINING_META`] alone. A header over the
+/// limits is an error for that call either way: a reply of a few megabytes of tiny
+/// entries would otherwise take some ten times its size in memory.
 pub fn read_response_header<R: ProtocolReader>(
     r: &mut R,
     keep: bool,
@@ -125,10 +111,10 @@ pub fn read_response_header<R: ProtocolReader>(
             (TType::Map, 1) => {
                 let (meta, draining) = (&mut head.meta, &mut head.draining);
                 taken += read_meta(r, taken, &limits, &mut over, |k, v| {
-                    *draining |= k == DRAINING_META;
-                    if keep {
-                        meta.get_or_insert_with(BTreeMap::new)
-                            .insert(k.into(), v.into());
+                    *draining |= k == DRAINING_META.as_bytes();
+                    match keep {
+                        true => insert_meta(meta.get_or_insert_with(BTreeMap::new), k, v),
+                        false => Ok(()),
                     }
                 })?;
             }
@@ -200,12 +186,5 @@ mod tests {
         }
         let empty = bytes_of(|w| write_request_header(w, &OutgoingHeader::default()));
         assert_eq!(empty, [0]);
-    }
-
-    #[test]
-    fn numbers_format_without_allocating() {
-        let mut b = [0; 20];
-        assert_eq!(format_u64(0, &mut b), "0");
-        assert_eq!(format_u64(u64::MAX, &mut b), u64::MAX.to_string());
     }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use super::{negotiate, UpgradeArgs, UpgradeReply, HANDSHAKE_METHOD};
 use crate::protocol::{
     Decode, Encode, MessageType, ProtocolError, ProtocolReader, ProtocolWriter, TType, Text,
@@ -102,9 +104,7 @@ pub fn read_request_header<R: ProtocolReader>(
             (TType::String, 2) => h.seq = bounded(r, limits.id, "rpc id", over)?.into(),
             (TType::Map, 3) => {
                 let meta = &mut h.meta;
-                read_meta(r, meta.len(), limits, over, |k, v| {
-                    meta.insert(k.into(), v.into());
-                })?;
+                read_meta(r, meta.len(), limits, over, |k, v| insert_meta(meta, k, v))?;
             }
             (other, _) => r.skip(other)?,
         }
@@ -113,16 +113,17 @@ pub fn read_request_header<R: ProtocolReader>(
     Ok(h)
 }
 
-/// Reads a header's meta map, handing each entry to `each`, within `limits`: past
-/// them it is read past and `over` says why. `taken` is how many entries the
-/// header's meta fields before this one held (a header may repeat its meta field:
-/// the limit is on all of them together). Returns this map's entries.
+/// Reads a header's meta map, handing each entry to `each` as it lies in the input
+/// (not yet checked as UTF-8: see [`text`]), within `limits`: past them it is read
+/// past and `over` says why. `taken` is how many entries the header's meta fields
+/// before this one held (a header may repeat its meta field: the limit is on all of
+/// them together). Returns this map's entries.
 pub(super) fn read_meta<R: ProtocolReader>(
     r: &mut R,
     taken: usize,
     limits: &Limits,
     over: &mut Option<String>,
-    mut each: impl FnMut(&str, &str),
+    mut each: impl FnMut(Bytes, Bytes) -> Result<(), ProtocolError>,
 ) -> Result<usize, ProtocolError> {
     let (k, v, n) = r.read_map_begin()?;
     // An empty map carries no element types in the compact protocol.
@@ -146,23 +147,23 @@ pub(super) fn read_meta<R: ProtocolReader>(
         return Ok(n);
     }
     for _ in 0..n {
-        let key = bounded(r, limits.meta_item, "meta key", over)?;
-        let value = bounded(r, limits.meta_item, "meta value", over)?;
+        let key = bounded_raw(r, limits.meta_item, "meta key", over)?;
+        let value = bounded_raw(r, limits.meta_item, "meta value", over)?;
         if over.is_none() {
-            each(&key, &value);
+            each(key, value)?;
         }
     }
     Ok(n)
 }
 
-/// A string of at most `limit` bytes, checked as UTF-8 where it lies in the input
-/// (no copy); a longer one is noted in `over` (and read as empty, unchecked).
-fn bounded<R: ProtocolReader>(
+/// The bytes of a string of at most `limit` bytes, as they lie in the input (no
+/// copy); a longer one is noted in `over` and read as empty.
+fn bounded_raw<R: ProtocolReader>(
     r: &mut R,
     limit: usize,
     what: &str,
     over: &mut Option<String>,
-) -> Result<Text, ProtocolError> {
+) -> Result<Bytes, ProtocolError> {
     let raw = r.read_binary()?;
     if raw.len() > limit {
         if over.is_none() {
@@ -171,14 +172,42 @@ fn bounded<R: ProtocolReader>(
                 raw.len()
             ));
         }
-        return Ok(Text::default());
+        return Ok(Bytes::new());
     }
+    Ok(raw)
+}
+
+/// A string of at most `limit` bytes, checked as UTF-8 ([`bounded_raw`]).
+fn bounded<R: ProtocolReader>(
+    r: &mut R,
+    limit: usize,
+    what: &str,
+    over: &mut Option<String>,
+) -> Result<Text, ProtocolError> {
+    text(bounded_raw(r, limit, what, over)?, what)
+}
+
+/// A tracking field's bytes (a `what`) checked as UTF-8.
+fn text(raw: Bytes, what: &str) -> Result<Text, ProtocolError> {
     Text::from_utf8(raw).map_err(|_| {
         ProtocolError::new(
             crate::protocol::ProtocolErrorKind::InvalidData,
             format!("a tracking {what} is not UTF-8"),
         )
     })
+}
+
+/// Takes a meta entry read by [`read_meta`] into `meta`, checked as UTF-8.
+pub(super) fn insert_meta(
+    meta: &mut BTreeMap<String, String>,
+    key: Bytes,
+    value: Bytes,
+) -> Result<(), ProtocolError> {
+    meta.insert(
+        text(key, "meta key")?.into(),
+        text(value, "meta value")?.into(),
+    );
+    Ok(())
 }
 
 /// Writes the version-2 `ResponseHeader {1: map<string, string> meta}` (meta omitted
@@ -264,5 +293,48 @@ mod tests {
         assert!(over.is_some_and(|m| m.contains("80 entries")), "{over:?}");
         assert!(h.meta.len() <= Limits::default().meta_entries);
         assert_eq!(r.remaining(), 0, "the whole header is consumed");
+    }
+
+    /// Meta whose one entry is `key` → `value`, as a request header's field 3 or a
+    /// response header's field 1.
+    fn meta_header(field: i16, key: &[u8], value: &[u8]) -> bytes::Bytes {
+        let mut buf = bytes::BytesMut::new();
+        let w = &mut BinaryWriter::new(&mut buf);
+        let mark = w.write_struct_begin();
+        w.write_field_begin(TType::Map, field);
+        w.write_map_begin(TType::String, TType::String, 1);
+        w.write_binary(key);
+        w.write_binary(value);
+        w.write_struct_end(mark);
+        buf.freeze()
+    }
+
+    #[test]
+    fn meta_that_is_not_utf8_is_an_error_where_it_is_kept() {
+        let bad = meta_header(3, b"k", b"\xff");
+        let e = read_request_header(&mut BinaryReader::new(bad), &Limits::default()).unwrap_err();
+        assert!(
+            e.message.contains("a tracking meta value is not UTF-8"),
+            "{e}"
+        );
+        // A client keeps a reply's meta only for a call with a context; without
+        // one it reads it past, noting only whether the server drains.
+        let read = |key: &[u8], keep| {
+            let h = meta_header(1, key, b"1");
+            crate::tracking::read_response_header(&mut BinaryReader::new(h), keep)
+        };
+        let e = read(b"\xfe", true).unwrap_err();
+        assert!(
+            e.message.contains("a tracking meta key is not UTF-8"),
+            "{e}"
+        );
+        let passed = read(b"\xfe", false).unwrap();
+        assert_eq!((passed.meta, passed.draining), (None, false));
+        let draining = crate::tracking::DRAINING_META.as_bytes();
+        for keep in [false, true] {
+            let h = read(draining, keep).unwrap();
+            assert!(h.draining, "kept: {keep}");
+            assert_eq!(h.meta.is_some(), keep);
+        }
     }
 }
