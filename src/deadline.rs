@@ -111,6 +111,9 @@ impl Deadline {
             }
             None => slot.insert(Deadline::new(at)),
         };
+        // Pinned here: the race then moves a pointer, not `f` (a call's future is
+        // hundreds of bytes).
+        let f = std::pin::pin!(f);
         let result = match race(f, timer.elapsed()).await {
             Either::Left(v) => Some(v),
             Either::Right(()) => None,
