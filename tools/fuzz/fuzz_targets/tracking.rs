@@ -1,12 +1,13 @@
-//! The tracking extension's server side on arbitrary bytes (binary or compact, by
-//! the first byte): the request header and the handshake. Never a panic, and what
-//! is kept stays within the limits.
+//! The tracking extension on arbitrary bytes (binary or compact, by the first
+//! byte): the server's request header and handshake, and the client's response
+//! header, kept and read past. Never a panic, and what is kept stays within the
+//! limits.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use ringsoa::protocol::{BinaryCodec, Codec, CompactCodec, ProtocolReader};
 use ringsoa::tracking::server::{answer_handshake, read_request_header};
-use ringsoa::tracking::Limits;
+use ringsoa::tracking::{read_response_header, Limits};
 
 const LIMITS: Limits = Limits {
     caller: 16,
@@ -24,6 +25,15 @@ fn check<C: Codec>(data: &[u8]) {
         for (k, v) in &h.meta {
             assert!(k.len() <= LIMITS.meta_item && v.len() <= LIMITS.meta_item);
         }
+    }
+    // A reply's header read past says whether the server drains as the kept one
+    // does, when both read.
+    let heads = [false, true].map(|keep| read_response_header(&mut C::reader(bytes.clone()), keep));
+    if let [Ok(passed), Ok(kept)] = &heads {
+        assert_eq!(passed.draining, kept.draining);
+        assert!(passed.meta.is_none());
+        let meta = kept.meta.as_ref().map_or(0, |m| m.len());
+        assert!(meta <= Limits::default().meta_entries);
     }
     let mut out = BytesMut::new();
     let answered = answer_handshake(&mut C::reader(bytes), &mut C::writer(&mut out), 7, &LIMITS);
