@@ -36,6 +36,7 @@ pub use ringsoa_build::{codegen, idl};
 
 pub mod addr;
 pub mod admin;
+mod bell;
 pub mod client;
 mod clock;
 pub mod control;

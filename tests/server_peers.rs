@@ -1141,3 +1141,56 @@ fn header_round(addr: SocketAddr) {
         }
     });
 }
+
+/// The voluntary context switches of each of `demo`'s core threads so far.
+fn core_wakeups(demo: &Demo) -> BTreeMap<String, u64> {
+    let tasks = format!("/proc/{}/task", demo.child.id());
+    let mut out = BTreeMap::new();
+    for task in std::fs::read_dir(tasks).unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("ringsoa-core-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap();
+        out.insert(comm.trim().to_string(), switches);
+    }
+    out
+}
+
+/// An idle core sleeps: new snapshots, breaker rules, pool requests and the drain
+/// ring it awake, and its recorder sends its calls and then waits, rather than
+/// each waking the core on a timer to look (they woke each core about 290 times a
+/// second between them). What still wakes it: the watchdog's heartbeat (4 a
+/// second) and the write-timeout check (1 a second), among others.
+#[test]
+fn an_idle_core_sleeps_and_still_drains_at_once() {
+    let mut demo = Demo::start(&[]);
+    let mut s = TcpStream::connect(demo.addr).unwrap();
+    call_raw(&mut s, "ping", 1, &DemoPingArgs {}).unwrap();
+    drop(s);
+    // The call's flush and the start's work are done.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = core_wakeups(&demo);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = core_wakeups(&demo);
+    assert_eq!(before.len(), 2, "{before:?}");
+    for (core, n) in &after {
+        let woke = n - before[core];
+        eprintln!("{core}: {woke} wake-ups in 2 s idle");
+        assert!(woke <= 40, "{core} woke {woke} times in 2 s while idle");
+    }
+    // The drain rings the cores: no tick to wait for.
+    let asked = Instant::now();
+    demo.sigterm();
+    assert_eq!(demo.wait(Duration::from_secs(5)).0, Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+}

@@ -1,6 +1,6 @@
 //! [`Governed`]: one core's end of the governance thread — the core's own `Arc` of
-//! the latest [`Snapshot`], taken from a [`latest`](super::latest) mailbox by a light
-//! poll on the core, read with no lock, and the subscribers told of each new one.
+//! the latest [`Snapshot`], taken from a [`latest`](super::latest) mailbox when its
+//! publish rings the core, read with no lock, and the subscribers told of each new one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::latest::Mailbox;
 use super::snapshot::{ServiceName, Snapshot};
 
-/// How often a core looks for a new snapshot (bounds how late a change is seen).
+/// How often [`Governed::loaded`] looks for a service's providers.
 pub const POLL: Duration = Duration::from_millis(5);
 
 /// The most services a process follows (a bound on what callers naming
@@ -109,16 +109,19 @@ impl Governed {
         }
     }
 
-    /// Starts polling for new snapshots on this core's runtime (once; the task ends
-    /// when the view is dropped).
+    /// Starts taking each new snapshot on this core's runtime as it is published
+    /// (once; the task ends at the first publish after the view is dropped).
     pub fn follow(self: &Rc<Self>) {
         if self.following.replace(true) {
             return;
         }
+        let Some(mut bell) = self.updates.bell() else {
+            return;
+        };
         let weak: Weak<Self> = Rc::downgrade(self);
         monoio::spawn(async move {
             loop {
-                monoio::time::sleep(POLL).await;
+                bell.rung().await;
                 let Some(view) = weak.upgrade() else { break };
                 view.refresh();
             }

@@ -308,7 +308,11 @@ impl Metrics {
     /// [`Metrics::pools_answered`]. Pools are read only when asked: a service of
     /// thousands of nodes has as many counters per core.
     pub fn ask_pools(&self) -> u64 {
-        self.shared.pools_asked.fetch_add(1, Ordering::Relaxed) + 1
+        let asked = self.shared.pools_asked.fetch_add(1, Ordering::Relaxed) + 1;
+        for (_, core) in self.shared.cores.lock().expect("not poisoned").iter() {
+            core.ring();
+        }
+        asked
     }
 
     /// Whether every core has answered request `asked` (or a later one).

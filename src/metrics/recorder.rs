@@ -12,6 +12,7 @@ use foldhash::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -30,10 +31,11 @@ use crate::clock::Stamp;
 use crate::control::latest::Mailbox;
 use crate::control::{ClientControl, CoreControl, Outcome, PoolSource, Ticket};
 use crate::protocol::ApplicationException;
+use crate::race::race;
 use crate::rpc::refusal;
 use crate::rpc::CallContext;
 
-/// How often a core looks for new breaker states and timed-out probes.
+/// How often the aggregator decides while news comes in.
 pub const TICK: Duration = Duration::from_millis(10);
 /// The most keys a core keeps apart between two flushes.
 const KEYS_PER_FLUSH: usize = 64;
@@ -260,6 +262,8 @@ struct MethodTable {
     last: usize,
     /// Latency counters of keys flushed, for the next flush's keys.
     spare: Vec<Latencies>,
+    /// The idle upkeep's waker, woken by the first key after a flush.
+    waiting: Option<Waker>,
 }
 
 /// A key's news since the last flush.
@@ -277,6 +281,9 @@ impl MethodTable {
     fn get(&mut self, method: &str) -> &mut Entry {
         let hit = matches!(self.entries.get(self.last), Some(e) if e.key == method);
         if !hit {
+            if self.entries.is_empty() {
+                self.wake_upkeep();
+            }
             self.last = match self.index.get(method) {
                 Some(&i) => i,
                 None => {
@@ -301,6 +308,13 @@ impl MethodTable {
             };
         }
         &mut self.entries[self.last]
+    }
+
+    /// Wakes the recorder's upkeep if it waits idle ([`news`]).
+    fn wake_upkeep(&mut self) {
+        if let Some(w) = self.waiting.take() {
+            w.wake();
+        }
     }
 
     /// The tally of `method` since the last flush, if it has one.
@@ -373,23 +387,52 @@ impl CoreMetrics {
             key: RefCell::default(),
             answers: RefCell::default(),
         });
-        let weak: Weak<Inner> = Rc::downgrade(&inner);
-        monoio::spawn(async move {
-            let mut last_flush = Instant::now();
-            loop {
-                monoio::time::sleep(TICK).await;
-                let Some(inner) = weak.upgrade() else { break };
-                inner.tick();
-                // Pools asked for are answered within a tick, not a flush.
-                let asked = inner.pools_asked.load(Ordering::Relaxed);
-                if asked != inner.pools_answered.get() || last_flush.elapsed() >= FLUSH {
-                    last_flush = Instant::now();
-                    inner.flush();
-                }
-            }
-        });
+        monoio::spawn(upkeep(Rc::downgrade(&inner)));
         CoreMetrics(inner)
     }
+}
+
+/// A core's recorder's upkeep (ending at its first wake-up after the recorder is
+/// dropped): the aggregator's breaker states taken and the pools answered when it
+/// rings, the deltas sent every [`FLUSH`] while there are any, and probes timed
+/// out when due. An idle core has nothing due and is not woken.
+async fn upkeep(weak: Weak<Inner>) {
+    let Some(mut bell) = weak.upgrade().and_then(|inner| inner.states_rx.bell()) else {
+        return;
+    };
+    let mut last_flush = Instant::now();
+    while let Some(due) = weak.upgrade().map(|inner| inner.due(last_flush)) {
+        let woken = async {
+            match due {
+                Some(at) => monoio::time::sleep(at.saturating_duration_since(Instant::now())).await,
+                None => news(&weak).await,
+            }
+        };
+        race(bell.rung(), woken).await;
+        let Some(inner) = weak.upgrade() else { break };
+        inner.tick();
+        let asked = inner.pools_asked.load(Ordering::Relaxed);
+        if asked != inner.pools_answered.get() || last_flush.elapsed() >= FLUSH {
+            last_flush = Instant::now();
+            inner.flush();
+        }
+    }
+}
+
+/// Waits until the recorder has something to flush or a probe to time: a call
+/// recorded, a probe started, or the recorder dropped.
+async fn news(weak: &Weak<Inner>) {
+    std::future::poll_fn(|task| {
+        let Some(inner) = weak.upgrade() else {
+            return Poll::Ready(());
+        };
+        if inner.due(Instant::now()).is_some() {
+            return Poll::Ready(());
+        }
+        inner.methods.borrow_mut().waiting = Some(task.waker().clone());
+        Poll::Pending
+    })
+    .await
 }
 
 impl Inner {
@@ -406,6 +449,20 @@ impl Inner {
         *self.states.borrow_mut() = latest;
         self.relocked.borrow_mut().clear();
         true
+    }
+
+    /// When the upkeep is next due (`last_flush`: its last flush): the next flush
+    /// while calls are recorded, or the first probe's timeout; `None` when idle.
+    fn due(&self, last_flush: Instant) -> Option<Instant> {
+        let flush = (!self.methods.borrow().entries.is_empty()).then(|| last_flush + FLUSH);
+        let timeout = self.states.borrow().probe_timeout;
+        let probe = self
+            .probes
+            .borrow()
+            .iter()
+            .map(|p| p.started + timeout)
+            .min();
+        flush.into_iter().chain(probe).min()
     }
 
     fn tick(&self) {
@@ -515,6 +572,7 @@ impl Inner {
                     method: method.to_string(),
                     started: Instant::now(),
                 });
+                self.methods.borrow_mut().wake_upkeep();
                 Ok(id)
             }
             State::Ramp => {
@@ -780,6 +838,54 @@ mod tests {
             assert_eq!(within("echo", 50), Some(true), "the server's own apart");
             let answers = core.0.answers.borrow();
             assert!(answers.usual.keys().all(|k| !k.starts_with("node:")));
+        });
+    }
+
+    #[test]
+    fn an_idle_recorder_waits_for_a_call_or_a_ring_not_a_timer() {
+        let mut rt = crate::runtime::build().unwrap();
+        rt.block_on(async {
+            let (deltas, rx) = crossbeam_channel::unbounded();
+            let (publish, states) = crate::control::latest::mailbox();
+            let options = super::super::MetricsOptions::new("app");
+            let init = crate::control::CoreInit::new(0, 1);
+            let rules = Arc::new(super::super::aggregator::initial_rules(
+                &options, None, &init,
+            ));
+            let asked = Arc::new(AtomicU64::new(0));
+            let core = CoreMetrics::new(0, deltas, states, rules.clone(), asked.clone());
+            let settle = || monoio::time::sleep(Duration::from_millis(20));
+            monoio::time::sleep(FLUSH).await;
+            assert_eq!(core.0.due(Instant::now()), None, "idle: nothing due");
+            // A call after an idle flush's time is sent at once; the next then waits
+            // for the flush.
+            let cx = CallContext::default();
+            CoreControl::record(
+                &core,
+                &cx,
+                "echo",
+                Ticket::default(),
+                Outcome::Result,
+                Duration::from_millis(1),
+            );
+            assert!(core.0.due(Instant::now()).is_some());
+            settle().await;
+            let sent = rx
+                .try_recv()
+                .expect("the call's delta, sent when it woke the upkeep");
+            assert_eq!(sent.methods.len(), 1);
+            assert_eq!(core.0.due(Instant::now()), None, "idle again");
+            // The aggregator's rules and a request for the pools ring it.
+            let mut newer = (*rules).clone();
+            newer.probe_timeout = Duration::from_secs(7);
+            publish.publish(Arc::new(newer));
+            settle().await;
+            assert_eq!(core.0.states.borrow().probe_timeout, Duration::from_secs(7));
+            asked.store(1, Ordering::Relaxed);
+            publish.ring();
+            settle().await;
+            let answer = rx.try_recv().expect("the pools' answer");
+            assert_eq!(answer.pools.map(|p| p.asked), Some(1));
         });
     }
 

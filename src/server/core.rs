@@ -27,9 +27,6 @@ use crate::logs::throttle::warn_throttled;
 use crate::rpc::Dispatch;
 use crate::transport::spare::SpareBuffers;
 
-/// How often an idle core looks at the drain flag.
-const TICK: Duration = Duration::from_millis(20);
-
 /// Everything a core thread starts from.
 pub(super) struct CoreRun<F> {
     pub index: usize,
@@ -279,8 +276,9 @@ async fn drain_when_asked<S: Dispatch + 'static>(
     accepting: Accepting,
     offer: &Offer,
 ) {
+    let mut bell = state.shutdown.bell();
     while !state.shutdown.draining() {
-        monoio::time::sleep(TICK).await;
+        bell.rung().await;
     }
     if let Some(h) = &state.hooks.on_drain_start {
         h(state.index);

@@ -1,11 +1,14 @@
 //! The drain signal, shared by the control thread and every core.
 //!
-//! Written once (when the drain starts) and read by each core's tick and once per
-//! request: an uncontended cache line that stays shared in every core's cache.
+//! Written once (when the drain starts, which rings every core's bell) and read
+//! once per request: an uncontended cache line that stays shared in every core's
+//! cache.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::bell::{doorbell, Bell, Ringer};
 
 /// The process-wide drain state.
 #[derive(Debug)]
@@ -25,6 +28,8 @@ pub struct Shutdown {
     finished: Vec<AtomicBool>,
     /// Told when the drain starts or a core's thread ends (for [`Shutdown::wait_cores`]).
     changed: (Mutex<()>, Condvar),
+    /// Rung when the drain starts or its deadline changes: the cores' bells.
+    bells: Mutex<Vec<Ringer>>,
 }
 
 impl Shutdown {
@@ -40,7 +45,19 @@ impl Shutdown {
             stopped: AtomicBool::new(false),
             finished: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             changed: Default::default(),
+            bells: Mutex::default(),
         }
+    }
+
+    /// A bell rung when the drain starts or its deadline changes, for a core's
+    /// task that waits for either.
+    pub(crate) fn bell(&self) -> Bell {
+        let (ringer, bell) = doorbell();
+        self.bells
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ringer);
+        bell
     }
 
     /// Marks core `core`'s thread as ended.
@@ -123,6 +140,8 @@ impl Shutdown {
         }
         self.changed.1.notify_all();
         drop(held);
+        let bells = self.bells.lock().unwrap_or_else(PoisonError::into_inner);
+        bells.iter().for_each(Ringer::ring);
     }
 
     /// Whether the drain has started.
