@@ -3,11 +3,17 @@
 
 use super::Config;
 
-/// Descriptors kept free for everything but accepted connections (listeners, the
-/// ring, clients, logs, the registry): a quarter of the limit, at most 256.
+/// Descriptors kept free for everything but accepted connections and the cores'
+/// own (clients, logs, the registry, the admin endpoint): a quarter of the limit,
+/// at most 256.
 fn reserve(limit: u64) -> u64 {
     (limit / 4).min(256)
 }
+
+/// Descriptors each core holds for itself: its ring, its listener and the
+/// listener's copies for the drain and for a successor's handover, and both ends
+/// of its three bells (governance, the recorder, the drain).
+const PER_CORE: u64 = 1 + 3 + 3 * 2;
 
 /// Raises the soft open-file limit to the hard limit where allowed, and returns the
 /// per-core connection limit that fits in it (the configured one, lowered with a
@@ -18,8 +24,9 @@ pub fn fit_connections(config: &Config) -> usize {
     let Some(limit) = limit else {
         return wanted;
     };
-    let reserve = reserve(limit);
-    let fit = (limit.saturating_sub(reserve) / config.cores.max(1) as u64).max(1) as usize;
+    let cores = config.cores.max(1) as u64;
+    let reserve = reserve(limit) + cores * PER_CORE;
+    let fit = (limit.saturating_sub(reserve) / cores).max(1) as usize;
     if fit < wanted {
         tracing::warn!(
             "{} cores × {wanted} connections exceed the open-file limit of {limit} (less {reserve} reserved): each core takes at most {fit}; raise `ulimit -n` for more",
