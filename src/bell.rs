@@ -47,8 +47,9 @@ impl Ringer {
     /// is not rung twice).
     pub(crate) fn ring(&self) {
         if let Some(s) = &self.0 {
-            // An error is a socket full of rings not yet heard, or a bell gone:
-            // either way there is nothing to add.
+            // An error is a socket full of rings not yet heard, or a bell gone
+            // (std sends with MSG_NOSIGNAL: no SIGPIPE for that): either way
+            // there is nothing to add.
             let _ = (&**s).write(&[1]);
         }
     }
@@ -181,6 +182,35 @@ mod tests {
             ringer.ring();
             bell.rung().await;
         });
+    }
+
+    /// Run by [`ringing_a_bell_that_is_gone_raises_no_sigpipe`] in a process of
+    /// its own: SIGPIPE's default action is process-wide, and it ends the process.
+    #[test]
+    fn ring_a_gone_bell_with_sigpipe_at_its_default() {
+        if std::env::var_os("RINGSOA_BELL_SIGPIPE").is_none() {
+            return;
+        }
+        let (ringer, bell) = doorbell();
+        drop(bell);
+        // SAFETY: this process runs this test alone.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        ringer.ring();
+        ringer.ring();
+    }
+
+    #[test]
+    fn ringing_a_bell_that_is_gone_raises_no_sigpipe() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "bell::tests::ring_a_gone_bell_with_sigpipe_at_its_default",
+            ])
+            .env("RINGSOA_BELL_SIGPIPE", "1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
     }
 
     #[test]
