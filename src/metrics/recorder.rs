@@ -778,6 +778,28 @@ impl ClientControl for CoreMetrics {
 mod tests {
     use super::*;
 
+    /// A core's recorder with the default rules, on the current runtime, asked for
+    /// its pools by `asked`; with where its deltas go and its rules' publisher.
+    fn recorder(
+        asked: Arc<AtomicU64>,
+    ) -> (
+        CoreMetrics,
+        (
+            crossbeam_channel::Receiver<Delta>,
+            crate::control::latest::Publisher<Arc<Rules>>,
+        ),
+    ) {
+        let (deltas, rx) = crossbeam_channel::unbounded();
+        let (publish, states) = crate::control::latest::mailbox();
+        let options = super::super::MetricsOptions::new("app");
+        let init = crate::control::CoreInit::new(0, 1);
+        let rules = Arc::new(super::super::aggregator::initial_rules(
+            &options, None, &init,
+        ));
+        let core = CoreMetrics::new(0, deltas, states, rules, asked);
+        (core, (rx, publish))
+    }
+
     #[test]
     fn a_core_learns_how_long_its_methods_usually_take_to_answer() {
         let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
@@ -785,14 +807,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (deltas, _rx) = crossbeam_channel::unbounded();
-            let (_publish, states) = crate::control::latest::mailbox();
-            let options = super::super::MetricsOptions::new("app");
-            let init = crate::control::CoreInit::new(0, 1);
-            let rules = Arc::new(super::super::aggregator::initial_rules(
-                &options, None, &init,
-            ));
-            let core = CoreMetrics::new(0, deltas, states, rules, Arc::default());
+            let (core, _ends) = recorder(Arc::default());
             let cx = CallContext::default();
             let ms = Duration::from_millis;
             let within =
@@ -845,15 +860,9 @@ mod tests {
     fn an_idle_recorder_waits_for_a_call_or_a_ring_not_a_timer() {
         let mut rt = crate::runtime::build().unwrap();
         rt.block_on(async {
-            let (deltas, rx) = crossbeam_channel::unbounded();
-            let (publish, states) = crate::control::latest::mailbox();
-            let options = super::super::MetricsOptions::new("app");
-            let init = crate::control::CoreInit::new(0, 1);
-            let rules = Arc::new(super::super::aggregator::initial_rules(
-                &options, None, &init,
-            ));
             let asked = Arc::new(AtomicU64::new(0));
-            let core = CoreMetrics::new(0, deltas, states, rules.clone(), asked.clone());
+            let (core, (rx, publish)) = recorder(asked.clone());
+            let rules = core.0.states.borrow().clone();
             let settle = || monoio::time::sleep(Duration::from_millis(20));
             monoio::time::sleep(FLUSH).await;
             assert_eq!(core.0.due(Instant::now()), None, "idle: nothing due");
