@@ -274,7 +274,12 @@ impl Conn {
         deadline: Instant,
     ) -> Result<Option<Reply>, Failed> {
         let mut timer = self.timer.take();
-        let result = Deadline::run(&mut timer, deadline, self.call(call, args)).await;
+        let result = {
+            // Pinned where it is made: passed by value, the call's future was
+            // copied into the race and again where the race pins it.
+            let call = std::pin::pin!(self.call(call, args));
+            Deadline::run(&mut timer, deadline, call).await
+        };
         self.timer = timer;
         result.unwrap_or(Err(Failed::sent(CallError::Timeout)))
     }
