@@ -4,16 +4,16 @@
 //! the ring (a read of a socket pair) instead of waking on a timer to look, so an
 //! idle core sleeps until something happens.
 
-use std::cell::Cell;
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream as StdStream;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use monoio::io::AsyncReadRent;
 use monoio::net::UnixStream;
+
+use crate::flag::Flag;
 
 /// How often a bell without its sockets (the process was out of file descriptors
 /// when it was made) looks instead.
@@ -69,20 +69,8 @@ enum Side {
     Polling,
 }
 
-/// What a bell's listener has heard, for its waiter.
-#[derive(Default)]
-struct Heard {
-    rung: Cell<bool>,
-    waiter: Cell<Option<Waker>>,
-}
-
-impl std::fmt::Debug for Heard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Heard")
-            .field("rung", &self.rung.get())
-            .finish_non_exhaustive()
-    }
-}
+/// Raised by a bell's listener at each ring, for its waiter.
+type Heard = Flag;
 
 impl Bell {
     /// Waits until the bell rings (the rings since the last wait are heard
@@ -107,16 +95,7 @@ impl Bell {
             };
         }
         match &self.0 {
-            Side::Heard(heard) => {
-                std::future::poll_fn(|task| {
-                    if heard.rung.replace(false) {
-                        return Poll::Ready(());
-                    }
-                    heard.waiter.set(Some(task.waker().clone()));
-                    Poll::Pending
-                })
-                .await
-            }
+            Side::Heard(heard) => heard.lowered().await,
             Side::Std(_) | Side::Polling => monoio::time::sleep(FALLBACK).await,
         }
     }
@@ -132,12 +111,7 @@ async fn listen(mut io: UnixStream, heard: Weak<Heard>) {
         buf.clear();
         let Some(heard) = heard.upgrade() else { return };
         match res {
-            Ok(n) if n > 0 => {
-                heard.rung.set(true);
-                if let Some(w) = heard.waiter.take() {
-                    w.wake();
-                }
-            }
+            Ok(n) if n > 0 => heard.raise(),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // Every ringer dropped (or the socket failed): it never rings again.
             _ => return,

@@ -42,6 +42,7 @@ mod clock;
 pub mod control;
 mod deadline;
 pub mod dynamic;
+mod flag;
 pub mod governance;
 pub mod logs;
 pub mod metrics;

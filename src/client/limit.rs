@@ -4,7 +4,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+
+use crate::flag::Flag;
 
 /// Counts calls in flight to a node and, when capped, makes the excess wait.
 #[derive(Default)]
@@ -15,12 +16,8 @@ pub(crate) struct Limiter {
     waiters: RefCell<VecDeque<Rc<Waiter>>>,
 }
 
-#[derive(Default)]
-struct Waiter {
-    /// Set when a finishing call hands its slot to this waiter.
-    granted: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
+/// Raised when a finishing call hands its slot to this waiter.
+type Waiter = Flag;
 
 /// A slot for one call; dropping it frees the slot (or hands it to the next waiter).
 pub(crate) struct Permit<'a>(&'a Limiter);
@@ -45,7 +42,7 @@ impl Drop for Waiting<'_> {
         if !self.armed {
             return;
         }
-        if self.waiter.granted.get() {
+        if self.waiter.is_up() {
             self.limiter.release();
         } else {
             let mut line = self.limiter.waiters.borrow_mut();
@@ -97,15 +94,7 @@ impl Limiter {
             waiter: waiter.clone(),
             armed: true,
         };
-        std::future::poll_fn(|cx| {
-            if waiter.granted.get() {
-                Poll::Ready(())
-            } else {
-                waiter.waker.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await;
+        waiter.up().await;
         // The slot passed from the finished call to this one: in_flight is unchanged.
         waiting.armed = false;
         Some(Permit(self))
@@ -114,12 +103,7 @@ impl Limiter {
     fn release(&self) {
         let next = self.waiters.borrow_mut().pop_front();
         match next {
-            Some(w) => {
-                w.granted.set(true);
-                if let Some(waker) = w.waker.take() {
-                    waker.wake();
-                }
-            }
+            Some(w) => w.raise(),
             None => self.in_flight.set(self.in_flight.get() - 1),
         }
     }
@@ -130,7 +114,7 @@ mod tests {
     use super::*;
     use std::future::Future;
     use std::pin::pin;
-    use std::task::Context;
+    use std::task::{Context, Poll, Waker};
 
     fn poll<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
         f.poll(&mut Context::from_waker(Waker::noop()))

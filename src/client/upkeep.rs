@@ -1,10 +1,8 @@
 //! The client's background task: reaping idle connections, pinging stale ones,
 //! probing failed nodes.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
-use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::conn::{Call, Conn, NoArgs};
@@ -12,6 +10,7 @@ use super::inner::Inner;
 use super::lease::Lease;
 use super::node::{Health, NodeState};
 use super::pool::{CloseReason, NodePool};
+use crate::flag::Flag;
 use crate::race::{race, Either};
 use crate::rpc::CallError;
 use crate::tracking::OutgoingHeader;
@@ -112,28 +111,16 @@ pub(super) async fn maintain(client: Weak<Inner>, stop: Rc<Stop>) {
 /// next tick (a service that makes many short-lived clients would otherwise keep a
 /// sleeping task for each for up to a second).
 #[derive(Default)]
-pub(super) struct Stop {
-    stopped: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
+pub(super) struct Stop(Flag);
 
 impl Stop {
     /// Stops the task.
     pub fn stop(&self) {
-        self.stopped.set(true);
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
+        self.0.raise();
     }
 
     fn stopped(&self) -> impl std::future::Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.stopped.get() {
-                return Poll::Ready(());
-            }
-            self.waker.set(Some(cx.waker().clone()));
-            Poll::Pending
-        })
+        self.0.up()
     }
 }
 

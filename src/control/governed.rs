@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::latest::Mailbox;
 use super::snapshot::{ServiceName, Snapshot};
+use crate::flag::Flag;
 
-/// How often [`Governed::loaded`] looks for a service's providers.
+/// How often [`Governed::loaded`] looks for a service's providers on a view that
+/// does not follow its snapshots.
 pub const POLL: Duration = Duration::from_millis(5);
 
 /// The most services a process follows (a bound on what callers naming
@@ -92,32 +94,52 @@ impl Governed {
         }
     }
 
-    /// Waits (polling) until `service`'s providers are loaded, at most `timeout`;
-    /// whether they are.
+    /// Waits until `service`'s providers are loaded, at most `timeout`; whether
+    /// they are. A view that [follows](Self::follow) its snapshots hears of each as
+    /// it comes; one that does not looks every [`POLL`].
     pub async fn loaded(self: &Rc<Self>, service: &ServiceName, timeout: Duration) -> bool {
         self.watch(service);
-        let end = Instant::now() + timeout;
-        loop {
-            self.refresh();
-            if self.with(|s| s.services.contains_key(service)) {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            monoio::time::sleep(POLL).await;
+        self.refresh();
+        let here = |s: &Snapshot| s.services.contains_key(service);
+        if self.with(here) {
+            return true;
         }
+        if !self.following.get() {
+            let end = Instant::now() + timeout;
+            while Instant::now() < end {
+                monoio::time::sleep(POLL).await;
+                self.refresh();
+                if self.with(here) {
+                    return true;
+                }
+            }
+            return false;
+        }
+        let arrived = Rc::new(Flag::default());
+        let (told, wanted) = (Rc::downgrade(&arrived), service.clone());
+        // Unsubscribes at the snapshot that has them, or the first one after the
+        // wait gave up.
+        self.subscribe(move |snap| match told.upgrade() {
+            Some(flag) if snap.services.contains_key(&wanted) => {
+                flag.raise();
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        monoio::time::timeout(timeout, arrived.up()).await.is_ok()
     }
 
     /// Starts taking each new snapshot on this core's runtime as it is published
     /// (once; the task ends at the first publish after the view is dropped).
     pub fn follow(self: &Rc<Self>) {
-        if self.following.replace(true) {
+        if self.following.get() {
             return;
         }
         let Some(mut bell) = self.updates.bell() else {
             return;
         };
+        self.following.set(true);
         let weak: Weak<Self> = Rc::downgrade(self);
         monoio::spawn(async move {
             loop {
@@ -145,6 +167,8 @@ impl Governed {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -180,5 +204,53 @@ mod tests {
         g.watch(&svc);
         g.watch(&svc);
         assert_eq!(*asked.lock().unwrap(), vec![Request::Watch(svc)]);
+    }
+
+    /// A snapshot with `service`'s providers (none), at `version`.
+    fn with_service(service: &ServiceName, version: u64) -> Arc<Snapshot> {
+        let mut snap = Snapshot::empty("a", "c");
+        snap.version = version;
+        let mut services = BTreeMap::new();
+        services.insert(service.clone(), Arc::from(Vec::new()));
+        snap.services = Arc::new(services);
+        Arc::new(snap)
+    }
+
+    #[test]
+    fn loaded_hears_of_the_providers_as_they_come_followed_or_not() {
+        let svc: ServiceName = "x/y".parse().unwrap();
+        for follows in [true, false] {
+            let (tx, rx) = crate::control::latest::mailbox();
+            let g = Rc::new(Governed::new(
+                Arc::new(Snapshot::empty("a", "c")),
+                rx,
+                Arc::new(|_| {}),
+            ));
+            let mut rt = crate::runtime::build().unwrap();
+            rt.block_on(async {
+                if follows {
+                    g.follow();
+                }
+                // Nothing comes: the wait ends at its timeout, and a later
+                // snapshot finds no waiter (its subscriber leaves).
+                assert!(!g.loaded(&svc, Duration::from_millis(30)).await);
+                assert!(tx.publish(Arc::new(Snapshot::empty("a", "c"))));
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                assert_eq!(g.subscribers.borrow().len(), 0, "follows: {follows}");
+                let publisher = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    assert!(tx.publish(with_service(&"x/y".parse().unwrap(), 2)));
+                    tx
+                });
+                let started = Instant::now();
+                assert!(g.loaded(&svc, Duration::from_secs(10)).await);
+                assert!(started.elapsed() < Duration::from_secs(5));
+                assert_eq!(g.snapshot().version, 2);
+                assert_eq!(g.subscribers.borrow().len(), 0, "unsubscribed once told");
+                // Already here: no wait.
+                assert!(g.loaded(&svc, Duration::ZERO).await);
+                drop(publisher.join().unwrap());
+            });
+        }
     }
 }
