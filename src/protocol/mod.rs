@@ -167,6 +167,7 @@ pub trait ProtocolReader {
     /// Reads binary data as a slice of the input (no copy).
     fn read_binary(&mut self) -> Result<Bytes, ProtocolError>;
     /// Reads a string as a checked slice of the input (no copy).
+    #[inline]
     fn read_text(&mut self) -> Result<Text, ProtocolError> {
         Text::from_utf8(self.read_binary()?)
     }

@@ -25,6 +25,7 @@ impl Text {
     }
 
     /// Text over `bytes`, checked to be UTF-8.
+    #[inline]
     pub fn from_utf8(bytes: Bytes) -> Result<Text, ProtocolError> {
         super::check_utf8(&bytes)?;
         Ok(Text(bytes))
