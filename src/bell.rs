@@ -1,9 +1,12 @@
-//! A doorbell another thread rings to wake one task on a core: the governance
-//! thread when it publishes a snapshot, the aggregator when it sends breaker rules
-//! or asks for the pools, a signal when the drain starts. The core waits for it in
-//! the ring (a read of a socket pair) instead of waking on a timer to look, so an
-//! idle core sleeps until something happens.
+//! A doorbell another thread rings to wake tasks on a core: the governance thread
+//! when it publishes a snapshot, the aggregator when it sends breaker rules or asks
+//! for the pools, a signal when the drain starts. The core waits for it in the ring
+//! (a read of a socket pair) instead of waking on a timer to look, so an idle core
+//! sleeps until something happens. A thread has one socket pair, whatever number
+//! of bells it makes: a ring wakes every waiting task on the thread, and each looks
+//! at what it waits for (rings are rare: state changes, not calls).
 
+use std::cell::RefCell;
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream as StdStream;
 use std::rc::{Rc, Weak};
@@ -22,20 +25,27 @@ const FALLBACK: Duration = Duration::from_millis(5);
 /// Rings heard by one read (any more make one more wake-up, which finds nothing).
 const DRAIN: usize = 4096;
 
-/// A bell's two ends: the ringer for any thread, the bell for the core that waits.
+thread_local! {
+    /// This thread's socket pair, while a bell made here lives.
+    static HUB: RefCell<Weak<Hub>> = const { RefCell::new(Weak::new()) };
+}
+
+/// A bell's two ends, made on the thread whose tasks wait for it: the ringer for
+/// any thread, the bell for one task of this thread's runtime.
 pub(crate) fn doorbell() -> (Ringer, Bell) {
-    match StdStream::pair().and_then(|(ring, wait)| {
-        ring.set_nonblocking(true)?;
-        Ok((ring, wait))
-    }) {
-        Ok((ring, wait)) => (Ringer(Some(Arc::new(ring))), Bell(Side::Std(Some(wait)))),
-        Err(e) => {
-            tracing::warn!(
-                "no sockets for a core's doorbell ({e}): the core looks every {FALLBACK:?} instead"
-            );
-            (Ringer(None), Bell(Side::Polling))
-        }
-    }
+    let hub = HUB.with_borrow_mut(|mine| {
+        mine.upgrade().unwrap_or_else(|| {
+            let hub = Rc::new(Hub::new());
+            *mine = Rc::downgrade(&hub);
+            hub
+        })
+    });
+    let flag = Rc::new(Flag::default());
+    let mut flags = hub.flags.borrow_mut();
+    flags.retain(|f| f.strong_count() > 0);
+    flags.push(Rc::downgrade(&flag));
+    drop(flags);
+    (hub.ringer.clone(), Bell { hub, flag })
 }
 
 /// Rings a [`Bell`]; cheap to clone, for any thread.
@@ -57,64 +67,117 @@ impl Ringer {
 
 /// The waiting end of a doorbell, for one task on a core's runtime.
 #[derive(Debug)]
-pub(crate) struct Bell(Side);
+pub(crate) struct Bell {
+    hub: Rc<Hub>,
+    flag: Rc<Flag>,
+}
 
+/// A thread's socket pair, and the flags of its bells.
 #[derive(Debug)]
-enum Side {
-    /// Made on another thread: taken into the core's runtime at the first wait.
-    Std(Option<StdStream>),
-    /// Listened to by a task of the core's runtime ([`listen`]).
-    Heard(Rc<Heard>),
-    /// No sockets: every wait ends after [`FALLBACK`].
+struct Hub {
+    ringer: Ringer,
+    ear: RefCell<Ear>,
+    flags: RefCell<Vec<Weak<Flag>>>,
+}
+
+#[derive(Debug, Default)]
+enum Ear {
+    /// Not yet listened to: taken into the runtime at the first wait.
+    Std(StdStream),
+    /// Listened to by a task of the thread's runtime ([`listen`]).
+    Listening,
+    /// No sockets, or no listener: every wait ends after [`FALLBACK`].
+    #[default]
     Polling,
 }
 
-/// Raised by a bell's listener at each ring, for its waiter.
-type Heard = Flag;
-
-impl Bell {
-    /// Waits until the bell rings (the rings since the last wait are heard
-    /// together). Never returns once every ringer is gone. Cancel-safe: a wait
-    /// dropped loses no ring, which the next wait hears.
-    pub(crate) async fn rung(&mut self) {
-        if let Side::Std(std) = &mut self.0 {
-            let std = std.take().expect("taken once");
-            self.0 = match std
-                .set_nonblocking(true)
-                .and_then(|()| UnixStream::from_std(std))
-            {
-                Ok(io) => {
-                    let heard = Rc::new(Heard::default());
-                    monoio::spawn(listen(io, Rc::downgrade(&heard)));
-                    Side::Heard(heard)
+impl Hub {
+    fn new() -> Self {
+        match StdStream::pair().and_then(|(ring, wait)| {
+            ring.set_nonblocking(true)?;
+            wait.set_nonblocking(true)?;
+            Ok((ring, wait))
+        }) {
+            Ok((ring, wait)) => Hub {
+                ringer: Ringer(Some(Arc::new(ring))),
+                ear: RefCell::new(Ear::Std(wait)),
+                flags: RefCell::default(),
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "no sockets for a core's doorbell ({e}): the core looks every {FALLBACK:?} instead"
+                );
+                Hub {
+                    ringer: Ringer(None),
+                    ear: RefCell::new(Ear::Polling),
+                    flags: RefCell::default(),
                 }
-                Err(e) => {
-                    tracing::warn!("a core's doorbell could not join its runtime ({e}): the core looks every {FALLBACK:?} instead");
-                    Side::Polling
-                }
-            };
+            }
         }
-        match &self.0 {
-            Side::Heard(heard) => heard.lowered().await,
-            Side::Std(_) | Side::Polling => monoio::time::sleep(FALLBACK).await,
+    }
+
+    /// Raises every live bell's flag, and forgets the bells gone.
+    fn rung(&self) {
+        self.flags.borrow_mut().retain(|f| match f.upgrade() {
+            Some(flag) => {
+                flag.raise();
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Starts listening on the current runtime, if nothing does yet.
+    fn listen(self: &Rc<Self>) {
+        let mut ear = self.ear.borrow_mut();
+        match std::mem::take(&mut *ear) {
+            Ear::Std(std) => match UnixStream::from_std(std) {
+                Ok(io) => {
+                    *ear = Ear::Listening;
+                    monoio::spawn(listen(io, Rc::downgrade(self)));
+                }
+                Err(e) => tracing::warn!("a core's doorbell could not join its runtime ({e}): the core looks every {FALLBACK:?} instead"),
+            },
+            other => *ear = other,
         }
     }
 }
 
-/// Reads a bell's socket, telling its waiter of each ring, until every ringer is
-/// gone (or the bell is, at the ring after).
-async fn listen(mut io: UnixStream, heard: Weak<Heard>) {
+impl Bell {
+    /// Waits until the bell rings (the rings since the last wait are heard
+    /// together; a ring of another bell of this thread may end the wait too).
+    /// Never returns while nothing rings. Cancel-safe: a wait dropped loses
+    /// no ring, which the next wait hears.
+    pub(crate) async fn rung(&mut self) {
+        self.hub.listen();
+        let listening = matches!(*self.hub.ear.borrow(), Ear::Listening);
+        if listening {
+            self.flag.lowered().await
+        } else {
+            monoio::time::sleep(FALLBACK).await
+        }
+    }
+}
+
+/// Reads a thread's socket, raising its bells' flags at each ring, until the bells
+/// are gone (seen at the ring after). Should the socket fail, the bells look every
+/// [`FALLBACK`] from then on.
+async fn listen(mut io: UnixStream, hub: Weak<Hub>) {
     let mut buf = Vec::with_capacity(DRAIN);
     loop {
         let (res, back) = io.read(buf).await;
         buf = back;
         buf.clear();
-        let Some(heard) = heard.upgrade() else { return };
+        let Some(hub) = hub.upgrade() else { return };
         match res {
-            Ok(n) if n > 0 => heard.raise(),
+            Ok(n) if n > 0 => hub.rung(),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            // Every ringer dropped (or the socket failed): it never rings again.
-            _ => return,
+            // The socket failed (its writing end is the hub's own: it does not
+            // end while the hub lives).
+            _ => {
+                *hub.ear.borrow_mut() = Ear::Polling;
+                return hub.rung();
+            }
         }
     }
 }
@@ -199,6 +262,22 @@ mod tests {
                 matches!(waited.await, crate::race::Either::Right(())),
                 "rang with no ringer"
             );
+        });
+    }
+
+    #[test]
+    fn bells_of_one_thread_share_one_socket_pair_and_each_hears_a_ring() {
+        let (first, mut one) = doorbell();
+        let (second, mut two) = doorbell();
+        let (a, b) = (first.0.as_ref().unwrap(), second.0.as_ref().unwrap());
+        assert!(Arc::ptr_eq(a, b), "one socket pair a thread");
+        let elsewhere = std::thread::spawn(|| doorbell().0).join().unwrap();
+        assert!(!Arc::ptr_eq(a, elsewhere.0.as_ref().unwrap()));
+        let mut rt = runtime();
+        rt.block_on(async move {
+            first.ring();
+            one.rung().await;
+            two.rung().await;
         });
     }
 }

@@ -953,7 +953,7 @@ fn a_low_open_file_limit_is_fitted_and_sheds_load_cleanly() {
             });
         }
     });
-    // 200 descriptors less 50 reserved and 10 for each core's own: 65 per core.
+    // 200 descriptors less 50 reserved and 6 for each core's own: 69 per core.
     // Hold 250 connections open.
     let demo = &logged.demo;
     let held: Vec<TcpStream> = (0..250).map(|_| connect(demo.addr)).collect();

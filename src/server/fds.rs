@@ -12,8 +12,8 @@ fn reserve(limit: u64) -> u64 {
 
 /// Descriptors each core holds for itself: its ring, its listener and the
 /// listener's copies for the drain and for a successor's handover, and both ends
-/// of its three bells (governance, the recorder, the drain).
-const PER_CORE: u64 = 1 + 3 + 3 * 2;
+/// of its doorbell (one socket pair a thread, for all its bells).
+const PER_CORE: u64 = 1 + 3 + 2;
 
 /// Raises the soft open-file limit to the hard limit where allowed, and returns the
 /// per-core connection limit that fits in it (the configured one, lowered with a
