@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_channel::TrySendError;
+
 use super::cache::Cache;
 use super::layout::Layout;
 use super::mirror::Mirror;
@@ -127,6 +129,10 @@ impl Keeper {
         cores.retain(|tx| tx.publish(Arc::new(snap.clone())));
         drop(cores);
         *self.shared.latest.lock().expect("not poisoned") = Arc::new(snap);
+        let mut watchers = self.shared.watchers.lock().expect("not poisoned");
+        // Full: told already, and not yet received.
+        watchers.retain(|tx| !matches!(tx.try_send(()), Err(TrySendError::Disconnected(()))));
+        drop(watchers);
         let (lock, cv) = &self.shared.ready;
         *lock.lock().expect("not poisoned") = true;
         cv.notify_all();
@@ -309,6 +315,7 @@ mod tests {
         let shared = Arc::new(Shared {
             latest: Mutex::new(Arc::new(crate::control::Snapshot::empty("demo", "main"))),
             cores: Mutex::default(),
+            watchers: Mutex::default(),
             status: Mutex::default(),
             ready: Default::default(),
             options,

@@ -1,22 +1,19 @@
 //! Config `log.routes` applied to a [`Router`] as it changes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::Governance;
 use crate::logs::Router;
 
-/// How often the follower looks at the latest snapshot.
-const LOOK_EVERY: Duration = Duration::from_millis(200);
-
 impl Governance {
     /// Applies config `log.routes` to `router` now and whenever it changes, by a
-    /// thread of its own that looks every 200 ms and ends once the governance
-    /// thread has. A cluster's override that does not parse gives way to the
-    /// app-wide routes, with a WARN; routes that cannot be applied (a file that
-    /// cannot be opened) are logged, and the others stand.
+    /// thread of its own that wakes at each new snapshot and ends once the
+    /// governance thread has. A cluster's override that does not parse gives way
+    /// to the app-wide routes, with a WARN; routes that cannot be applied (a file
+    /// that cannot be opened) are logged, and the others stand.
     pub fn follow_log_routes(&self, router: Router) -> std::io::Result<()> {
         let shared = Arc::downgrade(&self.shared);
+        let changes = self.changes();
         std::thread::Builder::new()
             .name("ringsoa-log-routes".into())
             .spawn(move || {
@@ -29,7 +26,9 @@ impl Governance {
                         apply(&router, now.as_deref(), snap.app_config.get("log.routes"));
                         last = now;
                     }
-                    std::thread::sleep(LOOK_EVERY);
+                    if changes.recv().is_err() {
+                        break;
+                    }
                 }
             })
             .map(drop)
@@ -57,7 +56,10 @@ fn apply(router: &Router, now: Option<&str>, app: Option<&String>) {
 mod tests {
     use super::*;
     use crate::governance::{Backend, GovernanceOptions};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
+
+    /// Held by each test: the first counts the followers' threads in the process.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Threads of this process named `name` (as the kernel keeps it, at most 15
     /// bytes).
@@ -71,6 +73,7 @@ mod tests {
 
     #[test]
     fn the_app_wide_routes_hold_and_the_follower_ends_with_the_governance_thread() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("ringsoa-routes-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("routed.log");
@@ -109,6 +112,44 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn routes_set_later_are_followed_as_the_snapshot_comes() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = std::env::temp_dir().join(format!("ringsoa-routes-later-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (state, file) = (dir.join("state.toml"), dir.join("later.log"));
+        std::fs::write(&state, "[apps.demo.config]\nother = \"1\"\n").unwrap();
+        let options = GovernanceOptions::new("demo", "main", Backend::File(state.clone()));
+        let governance = Governance::start(options).unwrap();
+        assert!(governance.wait_ready(Duration::from_secs(5)));
+        let router = Router::default();
+        let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+            tracing_subscriber::registry(),
+            router.layer(),
+        );
+        governance.follow_log_routes(router).unwrap();
+        // Given time to look at the first snapshot and wait for the next.
+        std::thread::sleep(Duration::from_millis(100));
+        let routes = format!(
+            "[apps.demo.config]\n\"log.routes\" = '[{{\"target\": \"later\", \"level\": \"info\", \"file\": \"{}\"}}]'\n",
+            file.display()
+        );
+        std::fs::write(&state, routes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        tracing::subscriber::with_default(subscriber, || {
+            while std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .is_empty()
+            {
+                tracing::info!(target: "later", "a routed line");
+                assert!(Instant::now() < deadline, "no line in {}", file.display());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        drop(governance);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

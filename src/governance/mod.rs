@@ -180,6 +180,8 @@ enum Command {
 struct Shared {
     latest: Mutex<Arc<Snapshot>>,
     cores: Mutex<Vec<Publisher<Arc<Snapshot>>>>,
+    /// Told of each new snapshot: the control threads that follow them.
+    watchers: Mutex<Vec<crossbeam_channel::Sender<()>>>,
     status: Mutex<Status>,
     /// Set once the first snapshot is published.
     ready: (Mutex<bool>, Condvar),
@@ -231,6 +233,7 @@ impl Governance {
         let shared = Arc::new(Shared {
             latest: Mutex::new(Arc::new(Snapshot::empty(&options.app, &options.cluster))),
             cores: Mutex::default(),
+            watchers: Mutex::default(),
             status: Mutex::default(),
             ready: Default::default(),
             options,
@@ -259,6 +262,15 @@ impl Governance {
     /// The latest snapshot (for control threads; cores use [`Governance::core`]).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.latest.lock().expect("not poisoned").clone()
+    }
+
+    /// A message after each new snapshot (those published since the last receive
+    /// make one), for a control thread that waits for them; disconnected once the
+    /// governance thread has ended and every handle is dropped.
+    pub fn changes(&self) -> crossbeam_channel::Receiver<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared.watchers.lock().expect("not poisoned").push(tx);
+        rx
     }
 
     /// Waits until the first snapshot is published (from the backend, or from the

@@ -1,14 +1,15 @@
 //! The aggregator thread: merges the cores' deltas into per-method windows and
 //! lifetime totals, decides the breakers, and pushes their states to the cores
-//! when they change. It decides a tick after news from the cores, and every tick
-//! while a breaker is not unlocked (its timers run); otherwise it wakes only every
-//! flush, for switches and rules, so a quiet process costs a few wake-ups a second.
+//! when they change. It decides a tick after news from the cores or a new
+//! governance snapshot (switches and rules), and every tick while a breaker is not
+//! unlocked (its timers run); otherwise it wakes every flush while rate limits'
+//! shares follow demand, and else once a second, for the series and statsd.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use hdrhistogram::Histogram;
 
 use super::acl::Acl;
@@ -21,6 +22,7 @@ use super::limit::{self, Limit};
 use super::recorder::{histogram, BreakerView, Delta, Rules, FLUSH, TICK};
 use super::{Knows, KnowsMethod, LimitReport, MetricsOptions, Shared};
 use crate::control::{CoreInit, ServiceName, Snapshot};
+use crate::governance::Governance;
 use crate::rpc::refusal::breaker;
 
 /// One method's merged record.
@@ -55,18 +57,37 @@ pub fn run(shared: Arc<Shared>, deltas: Receiver<Delta>) {
     let mut limits: HashMap<String, Limit> = HashMap::new();
     // The config values the last parse left out (each logged once while it stays).
     let mut left_out = BadValues::default();
-    // Deltas merged since the last decision; a breaker whose timers run.
+    // Deltas merged (or a snapshot published) since the last decision; a breaker
+    // whose timers run.
     let (mut news, mut timed) = (false, false);
+    let mut changes = shared
+        .options
+        .governance
+        .as_ref()
+        .map_or_else(crossbeam_channel::never, Governance::changes);
     loop {
+        // Idle, it wakes for the next second's series (and every flush while
+        // limits' shares follow demand), or at news.
         let wait = if news || timed {
             TICK.saturating_sub(last_decide.elapsed())
-        } else {
+        } else if !limits.is_empty() {
             FLUSH
+        } else {
+            Second::LENGTH.saturating_sub(second.started.elapsed())
         };
-        let first = match deltas.recv_timeout(wait) {
-            Ok(d) => Some(d),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+        let first = crossbeam_channel::select! {
+            recv(deltas) -> d => match d {
+                Ok(d) => Some(d),
+                Err(_) => return,
+            },
+            recv(changes) -> c => {
+                if c.is_err() {
+                    changes = crossbeam_channel::never();
+                }
+                news = true;
+                None
+            }
+            default(wait) => None,
         };
         for mut d in first.into_iter().chain(deltas.try_iter()) {
             let now_ms = started.elapsed().as_millis() as u64;
@@ -348,6 +369,9 @@ struct Second {
 }
 
 impl Second {
+    /// How often the series take a point and statsd gets its lines.
+    const LENGTH: Duration = Duration::from_secs(1);
+
     fn new(shared: &Shared) -> Self {
         let statsd = shared.options.statsd.as_ref().and_then(|(to, prefix)| match Statsd::new(*to, prefix) {
             Ok(s) => Some(s),
@@ -383,7 +407,7 @@ impl Second {
 
     /// Once a second: anomaly points and flags, and the statsd lines.
     fn roll(&mut self, shared: &Shared) {
-        if self.started.elapsed() < Duration::from_secs(1) {
+        if self.started.elapsed() < Self::LENGTH {
             return;
         }
         self.started = Instant::now();
