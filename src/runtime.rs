@@ -17,6 +17,9 @@
 //! missing or blocked (Docker's default seccomp profile blocks it), for trying a
 //! service there. The raw echo limit (`ringsoa-perf echo-server`) uses the same list.
 
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
 use monoio::time::TimeDriver;
 use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
@@ -77,6 +80,12 @@ pub fn why_not_io_uring() -> Option<String> {
 
 /// Builds the runtime for the calling thread.
 pub fn build() -> std::io::Result<Runtime> {
+    let rt = build_runtime()?;
+    ORIGIN.set(Some(Instant::now()));
+    Ok(rt)
+}
+
+fn build_runtime() -> std::io::Result<Runtime> {
     for (name, setup) in ring_setups() {
         match RuntimeBuilder::<FusionDriver>::new()
             .enable_timer()
@@ -92,6 +101,35 @@ pub fn build() -> std::io::Result<Runtime> {
         .enable_timer()
         .build()?
         .into())
+}
+
+thread_local! {
+    /// When [`build`] last built this thread's runtime: its timer wheel's origin,
+    /// which monoio reads as the last step of the build, to within microseconds.
+    static ORIGIN: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The width of the timer wheel's second level (its first holds 64 slots of 1 ms).
+const SLOT: Duration = Duration::from_millis(64);
+
+/// The first deadline at or after `at` at which this thread's timer wheel wakes
+/// once: the start of one of its 64 ms slots. monoio's wheel (tokio's) wakes for a
+/// timer 64 ms or more away first at the start of its slot, to move it to the
+/// finest level, and again at its deadline: two wake-ups of an idle core for each
+/// of its periodic timers, where one does when the deadline is the slot's start.
+/// Half a millisecond early, as the wheel rounds a deadline up to the next
+/// millisecond from its origin. `at` itself on a runtime [`build`] did not make.
+pub(crate) fn wheel_slot(at: Instant) -> Instant {
+    let Some(origin) = ORIGIN.get() else {
+        return at;
+    };
+    let half = Duration::from_micros(500);
+    let since = (at + half).saturating_duration_since(origin);
+    let slots = since.as_nanos().div_ceil(SLOT.as_nanos()) as u32;
+    (origin + SLOT * slots)
+        .checked_sub(half)
+        .unwrap_or(at)
+        .max(at)
 }
 
 /// The most threads a control-plane thread's blocking pool starts (host-name
@@ -149,4 +187,44 @@ pub fn raise_open_file_limit() -> Option<u64> {
         }
     }
     (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_fall_on_the_wheels_slots_and_a_periodic_timer_wakes_once() {
+        let mut rt = build().unwrap();
+        let origin = ORIGIN.get().unwrap();
+        let now = Instant::now();
+        for ms in [0, 1, 63, 64, 250, 1000, 4097] {
+            let at = now + Duration::from_millis(ms);
+            let slot = wheel_slot(at);
+            assert!(slot >= at && slot < at + SLOT, "{ms} ms");
+            let from_origin = (slot + Duration::from_micros(500) - origin).as_micros();
+            assert_eq!(from_origin % SLOT.as_micros(), 0, "{ms} ms");
+        }
+        // Five sleeps of a quarter second: five wake-ups of this thread, where
+        // the same sleeps unaligned take about ten (a slot's start, then the
+        // deadline).
+        let switches = || {
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap()
+        };
+        rt.block_on(async {
+            monoio::time::sleep_until(wheel_slot(Instant::now()).into()).await;
+            let before = switches();
+            for _ in 0..5 {
+                let next = wheel_slot(Instant::now() + Duration::from_millis(250));
+                monoio::time::sleep_until(next.into()).await;
+            }
+            let woke = switches() - before;
+            assert!(woke <= 7, "{woke} wake-ups for 5 sleeps");
+        });
+    }
 }

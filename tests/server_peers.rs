@@ -1166,7 +1166,9 @@ fn core_wakeups(demo: &Demo) -> BTreeMap<String, u64> {
 /// ring it awake, and its recorder sends its calls and then waits, rather than
 /// each waking the core on a timer to look (they woke each core about 290 times a
 /// second between them). What still wakes it: the watchdog's heartbeat (4 a
-/// second) and the write-timeout check (1 a second), among others.
+/// second), and the write-timeout check (once a second) at the same wake-up, their
+/// deadlines on the timer wheel's slots (before, each timer woke the core twice:
+/// about 10 wake-ups a second).
 #[test]
 fn an_idle_core_sleeps_and_still_drains_at_once() {
     let mut demo = Demo::start(&[]);
@@ -1182,7 +1184,7 @@ fn an_idle_core_sleeps_and_still_drains_at_once() {
     for (core, n) in &after {
         let woke = n - before[core];
         eprintln!("{core}: {woke} wake-ups in 2 s idle");
-        assert!(woke <= 40, "{core} woke {woke} times in 2 s while idle");
+        assert!(woke <= 16, "{core} woke {woke} times in 2 s while idle");
     }
     // The drain rings the cores: no tick to wait for.
     let asked = Instant::now();

@@ -25,6 +25,7 @@ use crate::control::CoreInit;
 use crate::governance::Governance;
 use crate::logs::throttle::warn_throttled;
 use crate::rpc::Dispatch;
+use crate::runtime::wheel_slot;
 use crate::transport::spare::SpareBuffers;
 
 /// Everything a core thread starts from.
@@ -168,7 +169,8 @@ async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
     let period = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let periods = timeout.as_nanos().div_ceil(period.as_nanos()) as u32;
     loop {
-        monoio::time::sleep(period).await;
+        let next = wheel_slot(Instant::now() + period);
+        monoio::time::sleep_until(next.into()).await;
         state.conns.advance(periods);
         state.memory.upkeep();
     }
@@ -178,7 +180,8 @@ async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
 async fn heartbeat<S: Dispatch + 'static>(state: Rc<CoreState<S>>, every: Duration) {
     loop {
         state.beats.tick(state.index);
-        monoio::time::sleep(every).await;
+        let next = wheel_slot(Instant::now() + every);
+        monoio::time::sleep_until(next.into()).await;
     }
 }
 
