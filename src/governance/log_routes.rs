@@ -71,6 +71,37 @@ mod tests {
             .count()
     }
 
+    /// Starts governance from `backend`, with its log routes followed by a router
+    /// whose subscriber is returned.
+    fn routed(backend: Backend) -> (Governance, impl tracing::Subscriber) {
+        let governance =
+            Governance::start(GovernanceOptions::new("demo", "main", backend)).unwrap();
+        assert!(governance.wait_ready(Duration::from_secs(5)));
+        let router = Router::default();
+        let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+            tracing_subscriber::registry(),
+            router.layer(),
+        );
+        governance.follow_log_routes(router).unwrap();
+        (governance, subscriber)
+    }
+
+    /// Logs lines of target `routed` through `subscriber` until `file` has one,
+    /// within 5 s.
+    fn log_until_routed(
+        subscriber: impl tracing::Subscriber + Send + Sync,
+        file: &std::path::Path,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        tracing::subscriber::with_default(subscriber, || {
+            while std::fs::read_to_string(file).unwrap_or_default().is_empty() {
+                tracing::info!(target: "routed", "a routed line");
+                assert!(Instant::now() < deadline, "no line in {}", file.display());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
+
     #[test]
     fn the_app_wide_routes_hold_and_the_follower_ends_with_the_governance_thread() {
         let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -82,27 +113,10 @@ mod tests {
              [apps.demo.clusters.main.config]\n\"log.routes\" = '[1]'\n",
             file.display()
         );
-        let options = GovernanceOptions::new("demo", "main", Backend::Embedded(state));
-        let governance = Governance::start(options).unwrap();
-        assert!(governance.wait_ready(Duration::from_secs(5)));
-        let router = Router::default();
-        let subscriber = tracing_subscriber::layer::SubscriberExt::with(
-            tracing_subscriber::registry(),
-            router.layer(),
-        );
-        governance.follow_log_routes(router).unwrap();
+        let (governance, subscriber) = routed(Backend::Embedded(state));
         let name = "ringsoa-log-routes";
+        log_until_routed(subscriber, &file);
         let deadline = Instant::now() + Duration::from_secs(5);
-        tracing::subscriber::with_default(subscriber, || {
-            while std::fs::read_to_string(&file)
-                .unwrap_or_default()
-                .is_empty()
-            {
-                tracing::info!(target: "routed", "a routed line");
-                assert!(Instant::now() < deadline, "no line in {}", file.display());
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
         assert_eq!(threads(name), 1);
         drop(governance);
         while threads(name) > 0 {
@@ -122,33 +136,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (state, file) = (dir.join("state.toml"), dir.join("later.log"));
         std::fs::write(&state, "[apps.demo.config]\nother = \"1\"\n").unwrap();
-        let options = GovernanceOptions::new("demo", "main", Backend::File(state.clone()));
-        let governance = Governance::start(options).unwrap();
-        assert!(governance.wait_ready(Duration::from_secs(5)));
-        let router = Router::default();
-        let subscriber = tracing_subscriber::layer::SubscriberExt::with(
-            tracing_subscriber::registry(),
-            router.layer(),
-        );
-        governance.follow_log_routes(router).unwrap();
+        let (governance, subscriber) = routed(Backend::File(state.clone()));
         // Given time to look at the first snapshot and wait for the next.
         std::thread::sleep(Duration::from_millis(100));
         let routes = format!(
-            "[apps.demo.config]\n\"log.routes\" = '[{{\"target\": \"later\", \"level\": \"info\", \"file\": \"{}\"}}]'\n",
+            "[apps.demo.config]\n\"log.routes\" = '[{{\"target\": \"routed\", \"level\": \"info\", \"file\": \"{}\"}}]'\n",
             file.display()
         );
         std::fs::write(&state, routes).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        tracing::subscriber::with_default(subscriber, || {
-            while std::fs::read_to_string(&file)
-                .unwrap_or_default()
-                .is_empty()
-            {
-                tracing::info!(target: "later", "a routed line");
-                assert!(Instant::now() < deadline, "no line in {}", file.display());
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+        log_until_routed(subscriber, &file);
         drop(governance);
         std::fs::remove_dir_all(&dir).unwrap();
     }
