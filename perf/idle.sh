@@ -27,17 +27,18 @@ wakeups() {
     esac
   done
 }
-cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-hz=$(getconf CLK_TCK)
+# Each thread's time on a CPU in nanoseconds (schedstat), summed: the process's
+# stat counts in clock ticks of 10 ms, too coarse for an idle process.
+cpu() { cat /proc/"$pid"/task/*/schedstat | awk '{s += $1} END {print s}'; }
 before=$(wakeups); c0=$(cpu)
 sleep "$secs"
 after=$(wakeups); c1=$(cpu)
-python3 - "$secs" "$hz" "$c0" "$c1" "$before" "$after" <<'PY'
+python3 - "$secs" "$c0" "$c1" "$before" "$after" <<'PY'
 import sys
-secs, hz, c0, c1 = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+secs, c0, c1 = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 parse = lambda text: dict((l.split()[0], int(l.split()[1])) for l in text.splitlines() if l.strip())
-before, after = parse(sys.argv[5]), parse(sys.argv[6])
+before, after = parse(sys.argv[4]), parse(sys.argv[5])
 for core in sorted(after):
     print(f"{core}: {(after[core] - before.get(core, 0)) / secs:.1f} wake-ups a second")
-print(f"process CPU: {(c1 - c0) * 1000 / hz / secs:.2f} ms a second ({secs:g} s idle)")
+print(f"process CPU: {(c1 - c0) / 1e6 / secs:.3f} ms a second ({secs:g} s idle)")
 PY
