@@ -112,24 +112,44 @@ thread_local! {
 /// The width of the timer wheel's second level (its first holds 64 slots of 1 ms).
 const SLOT: Duration = Duration::from_millis(64);
 
-/// The first deadline at or after `at` at which this thread's timer wheel wakes
-/// once: the start of one of its 64 ms slots. monoio's wheel (tokio's) wakes for a
-/// timer 64 ms or more away first at the start of its slot, to move it to the
-/// finest level, and again at its deadline: two wake-ups of an idle core for each
-/// of its periodic timers, where one does when the deadline is the slot's start.
-/// Half a millisecond early, as the wheel rounds a deadline up to the next
-/// millisecond from its origin. `at` itself on a runtime [`build`] did not make.
-pub(crate) fn wheel_slot(at: Instant) -> Instant {
-    let Some(origin) = ORIGIN.get() else {
-        return at;
-    };
+/// `period` in whole slots of the timer wheel's second level (rounded up) when it
+/// is at least one slot long; a shorter one as it is.
+pub(crate) fn in_slots(period: Duration) -> Duration {
+    if period < SLOT {
+        return period;
+    }
+    SLOT * period.as_nanos().div_ceil(SLOT.as_nanos()) as u32
+}
+
+/// When a periodic timer of `period` ([`in_slots`]) next ticks: about `period` from
+/// now (more than half of it, at most one and a half), on a whole number of
+/// periods from the timer wheel's origin (so on the start of one of its 64 ms
+/// slots, and with every timer whose period divides it) when it is at least one
+/// slot long; a tick taken at the last one's deadline comes exactly `period` later.
+/// monoio's wheel (tokio's) wakes for a timer 64 ms or more away first at the
+/// start of its slot, to move it to the finest level, and again at its deadline:
+/// two wake-ups of an idle core for each tick, where one does when the deadline is
+/// the slot's start. Half a millisecond early, as the wheel rounds a deadline up to
+/// the next millisecond from its origin. Unaligned on a runtime [`build`] did not
+/// make.
+pub(crate) fn next_tick(period: Duration) -> Instant {
+    let now = Instant::now();
+    match ORIGIN.get() {
+        Some(origin) if period >= SLOT => on_grid(now + period / 2, origin, period),
+        _ => now + period,
+    }
+}
+
+/// The first whole number of `grid`s from `origin`, less half a millisecond, after
+/// `after` (see [`next_tick`]).
+fn on_grid(after: Instant, origin: Instant, grid: Duration) -> Instant {
     let half = Duration::from_micros(500);
-    let since = (at + half).saturating_duration_since(origin);
-    let slots = since.as_nanos().div_ceil(SLOT.as_nanos()) as u32;
-    (origin + SLOT * slots)
-        .checked_sub(half)
-        .unwrap_or(at)
-        .max(at)
+    let since = (after + half).saturating_duration_since(origin);
+    match u32::try_from(since.as_nanos() / grid.as_nanos() + 1) {
+        Ok(steps) => origin + grid * steps - half,
+        // Billions of periods on: unaligned.
+        Err(_) => after + grid / 2,
+    }
 }
 
 /// The most threads a control-plane thread's blocking pool starts (host-name
@@ -194,20 +214,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadlines_fall_on_the_wheels_slots_and_a_periodic_timer_wakes_once() {
+    fn ticks_fall_on_the_wheels_slots_and_a_periodic_timer_wakes_once() {
+        assert_eq!(
+            in_slots(Duration::from_millis(10)),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            in_slots(Duration::from_millis(250)),
+            Duration::from_millis(256)
+        );
+        assert_eq!(
+            in_slots(Duration::from_secs(1)),
+            Duration::from_millis(1024)
+        );
         let mut rt = build().unwrap();
         let origin = ORIGIN.get().unwrap();
         let now = Instant::now();
         for ms in [0, 1, 63, 64, 250, 1000, 4097] {
             let at = now + Duration::from_millis(ms);
-            let slot = wheel_slot(at);
-            assert!(slot >= at && slot < at + SLOT, "{ms} ms");
+            let slot = on_grid(at, origin, SLOT);
+            assert!(slot > at && slot <= at + SLOT, "{ms} ms");
+            let tick = on_grid(at, origin, 4 * SLOT);
+            let from_origin = (tick + Duration::from_micros(500) - origin).as_micros();
+            assert_eq!(from_origin % (4 * SLOT).as_micros(), 0, "{ms} ms");
             let from_origin = (slot + Duration::from_micros(500) - origin).as_micros();
             assert_eq!(from_origin % SLOT.as_micros(), 0, "{ms} ms");
         }
-        // Five sleeps of a quarter second: five wake-ups of this thread, where
-        // the same sleeps unaligned take about ten (a slot's start, then the
-        // deadline).
+        let short = Duration::from_millis(20);
+        let late = next_tick(short).saturating_duration_since(Instant::now());
+        assert!(late <= short, "a short period is not stretched");
+        // Five ticks of a quarter second: five wake-ups of this thread, where the
+        // same sleeps unaligned take about ten (a slot's start, then the deadline).
         let switches = || {
             let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
             status
@@ -217,14 +254,19 @@ mod tests {
                 .unwrap()
         };
         rt.block_on(async {
-            monoio::time::sleep_until(wheel_slot(Instant::now()).into()).await;
-            let before = switches();
+            let every = in_slots(Duration::from_millis(250));
+            monoio::time::sleep_until(next_tick(every).into()).await;
+            let (before, started) = (switches(), Instant::now());
             for _ in 0..5 {
-                let next = wheel_slot(Instant::now() + Duration::from_millis(250));
-                monoio::time::sleep_until(next.into()).await;
+                monoio::time::sleep_until(next_tick(every).into()).await;
             }
-            let woke = switches() - before;
-            assert!(woke <= 7, "{woke} wake-ups for 5 sleeps");
+            let (woke, took) = (switches() - before, started.elapsed());
+            assert!(woke <= 7, "{woke} wake-ups for 5 ticks");
+            // A period apart, not more (at most a slot late each, as timers are).
+            assert!(
+                took >= every * 5 - SLOT && took < every * 5 + SLOT,
+                "{took:?}"
+            );
         });
     }
 }

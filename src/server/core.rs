@@ -25,7 +25,7 @@ use crate::control::CoreInit;
 use crate::governance::Governance;
 use crate::logs::throttle::warn_throttled;
 use crate::rpc::Dispatch;
-use crate::runtime::wheel_slot;
+use crate::runtime::{in_slots, next_tick};
 use crate::transport::spare::SpareBuffers;
 
 /// Everything a core thread starts from.
@@ -160,17 +160,17 @@ where
 }
 
 /// Closes the connections whose replies make no progress within the write timeout,
-/// looking every tenth of it (at most every second, at least every 10 ms): a peer
+/// looking every tenth of it (at least every 10 ms, at most every 1,024 ms; from 64
+/// ms on, in whole slots of the timer wheel, [`in_slots`]): a peer
 /// that stops reading would otherwise hold its replies, and its socket's buffers,
 /// for as long as it stays connected. Also takes in buffer budgets changed with the
 /// memory limit and lets go of spare buffers nobody took.
 async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
     let timeout = state.config.write_timeout;
-    let period = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let period = in_slots((timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
     let periods = timeout.as_nanos().div_ceil(period.as_nanos()) as u32;
     loop {
-        let next = wheel_slot(Instant::now() + period);
-        monoio::time::sleep_until(next.into()).await;
+        monoio::time::sleep_until(next_tick(period).into()).await;
         state.conns.advance(periods);
         state.memory.upkeep();
     }
@@ -178,10 +178,12 @@ async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
 
 /// Ticks this core's heartbeat while its loop runs.
 async fn heartbeat<S: Dispatch + 'static>(state: Rc<CoreState<S>>, every: Duration) {
+    // A tick may come up to a slot (64 ms) later than `every` asks, when that
+    // is a slot or more: still within half the watchdog's threshold (4 periods).
+    let every = in_slots(every);
     loop {
         state.beats.tick(state.index);
-        let next = wheel_slot(Instant::now() + every);
-        monoio::time::sleep_until(next.into()).await;
+        monoio::time::sleep_until(next_tick(every).into()).await;
     }
 }
 
