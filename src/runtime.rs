@@ -104,8 +104,9 @@ fn build_runtime() -> std::io::Result<Runtime> {
 }
 
 thread_local! {
-    /// When [`build`] last built this thread's runtime: its timer wheel's origin,
-    /// which monoio reads as the last step of the build, to within microseconds.
+    /// When [`build`] last built this thread's runtime, just after monoio read
+    /// its timer wheel's origin near the end of the build: the origin, a little
+    /// late (a tick's half millisecond early covers the gap, [`next_tick`]).
     static ORIGIN: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
