@@ -135,7 +135,10 @@ fn at_the_connection_limit_the_longest_idle_connection_makes_room() {
 /// A request that reaches the longest-idle connection just as a newcomer at the
 /// connection limit makes the core evict it is still answered (the connection
 /// closes after the reply): the eviction does not lose a call that came in. Before
-/// the fix, the evicted socket was shut both ways and such a reply was lost.
+/// the fix, the evicted socket was shut both ways and such a reply was lost; and
+/// before the connection's last look, a request that reached the socket just after
+/// the core's choice (its packet handled late by a loaded kernel, seen once in 50 in
+/// a CI run) was met by a reset.
 #[test]
 fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
     let demo = Demo::start(&["--cores", "1", "--max-connections", "1"]);
@@ -143,8 +146,8 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
     let mut w = BinaryWriter::new(&mut request);
     w.write_message_begin("ping", MessageType::Call, 1);
     DemoPingArgs {}.encode(&mut w);
-    let mut lost = 0;
-    for _ in 0..50 {
+    let mut lost = Vec::new();
+    for round in 0..50 {
         // The core's only connection, idle after a call, once the last round's
         // survivor has made room: that one may still be between sending its reply
         // and waiting for the next request, busy for that moment, and then the
@@ -160,12 +163,22 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
             })
             .expect("a connection to the core");
         // Its request and a newcomer come in together: the core evicts it, or
-        // sees its request first and refuses the newcomer.
-        oldest.write_all(&request).unwrap();
+        // sees its request first and refuses the newcomer. Every other round the
+        // request goes a few milliseconds after the newcomer, so that it mostly
+        // reaches a connection the core has already closed to the reads: the
+        // connection's last look still takes it.
+        let request_first = round % 2 == 0;
+        if request_first {
+            oldest.write_all(&request).unwrap();
+        }
         let mut newcomer = connect(demo.addr);
+        if !request_first {
+            std::thread::sleep(Duration::from_millis(5));
+            oldest.write_all(&request).unwrap();
+        }
         match read_reply(&mut oldest) {
             Ok(reply) => assert_eq!(reply_kind(&reply), MessageType::Reply),
-            Err(_) => lost += 1,
+            Err(e) => lost.push(e.kind()),
         }
         // Then one of the two closes: the evicted one after its reply, or the
         // newcomer refused; the other stays.
@@ -182,7 +195,10 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
             "{closed:?}"
         );
     }
-    assert_eq!(lost, 0, "requests lost to the eviction, of 50");
+    assert!(
+        lost.is_empty(),
+        "requests lost to the eviction, of 50: {lost:?}"
+    );
 }
 
 #[test]

@@ -41,6 +41,13 @@ const DISCARD_FACTOR: usize = 4;
 /// The most of a refused request's first bytes searched for its message header.
 const HEAD_MAX: usize = 64 * 1024;
 
+/// How long a connection the core closed while it waited for a request still
+/// takes a request that was on its way ([`Session::last_look`]): its client sent it
+/// before it could see the close, and it reached the socket only after the core
+/// chose the connection (on loopback too, when the kernel's network work runs
+/// late on a loaded machine).
+const LAST_LOOK: Duration = Duration::from_millis(50);
+
 /// Serves one accepted connection until it ends, then takes it off the core's
 /// list (`id`, `slot`: its place there) and calls the `on_closed` hook.
 pub async fn serve<S: Dispatch>(
@@ -201,7 +208,11 @@ impl<S: Dispatch> Session<S> {
                             Ok(None) => {
                                 let (idle, timeouts) = self.before_read();
                                 let result = self.conn.fill(timeouts).await;
-                                self.after_read(idle, result)?
+                                if let Err(end) = self.after_read(idle, result) {
+                                    // Boxed: rare, and its timer would enlarge
+                                    // every connection's task.
+                                    Box::pin(self.last_look(end, timeouts)).await?
+                                }
                             }
                             // Boxed: rare, and its timers would enlarge every
                             // connection's task.
@@ -401,7 +412,29 @@ impl<S: Dispatch> Session<S> {
     async fn fill(&mut self) -> Result<(), End> {
         let (idle, timeouts) = self.before_read();
         let result = self.conn.fill(timeouts).await;
-        self.after_read(idle, result)
+        match self.after_read(idle, result) {
+            Err(end) => Box::pin(self.last_look(end, timeouts)).await,
+            ok => ok,
+        }
+    }
+
+    /// After a read that ended: when the core ended it (to make room, or at the
+    /// drain's grace) while the connection waited for a request, one more read
+    /// [`LAST_LOOK`] later, so that a request its client sent before the close but
+    /// that reached the socket just after the core's choice is answered (the
+    /// connection then closes after the reply) rather than met by a reset. Any
+    /// other end is returned as it is.
+    async fn last_look(&mut self, end: End, timeouts: ReadTimeouts) -> Result<(), End> {
+        if self.slot.closed_by_core().is_none() || !self.conn.buffered().is_empty() {
+            return Err(end);
+        }
+        monoio::time::sleep(LAST_LOOK).await;
+        // The socket's read side is shut: this read returns at once, with what
+        // came in since, or as at a close.
+        match self.conn.fill(timeouts).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(end),
+        }
     }
 
     /// [`Self::fill`]'s part before the read: whether the connection waits for a
