@@ -164,7 +164,7 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
             .expect("a connection to the core");
         // Its request and a newcomer come in together: the core evicts it, or
         // sees its request first and refuses the newcomer. Every other round the
-        // request goes a few milliseconds after the newcomer, so that it mostly
+        // request goes a millisecond after the newcomer, so that it mostly
         // reaches a connection the core has already closed to the reads: the
         // connection's last look still takes it.
         let request_first = round % 2 == 0;
@@ -173,7 +173,7 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
         }
         let mut newcomer = connect(demo.addr);
         if !request_first {
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
             oldest.write_all(&request).unwrap();
         }
         match read_reply(&mut oldest) {
