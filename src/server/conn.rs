@@ -208,10 +208,14 @@ impl<S: Dispatch> Session<S> {
                             Ok(None) => {
                                 let (idle, timeouts) = self.before_read();
                                 let result = self.conn.fill(timeouts).await;
-                                if let Err(end) = self.after_read(idle, result) {
+                                match self.after_read(idle, result) {
+                                    Ok(()) => {}
                                     // Boxed: rare, and its timer would enlarge
                                     // every connection's task.
-                                    Box::pin(self.last_look(end, timeouts)).await?
+                                    Err(end) if self.closed_waiting() => {
+                                        Box::pin(self.last_look(timeouts)).await.ok_or(end)?
+                                    }
+                                    Err(end) => return Err(end),
                                 }
                             }
                             // Boxed: rare, and its timers would enlarge every
@@ -413,28 +417,30 @@ impl<S: Dispatch> Session<S> {
         let (idle, timeouts) = self.before_read();
         let result = self.conn.fill(timeouts).await;
         match self.after_read(idle, result) {
-            Err(end) => Box::pin(self.last_look(end, timeouts)).await,
-            ok => ok,
+            Err(end) if self.closed_waiting() => {
+                Box::pin(self.last_look(timeouts)).await.ok_or(end)
+            }
+            done => done,
         }
     }
 
-    /// After a read that ended: when the core ended it (to make room, or at the
-    /// drain's grace) while the connection waited for a request, one more read
-    /// [`LAST_LOOK`] later, so that a request its client sent before the close but
-    /// that reached the socket just after the core's choice is answered (the
-    /// connection then closes after the reply) rather than met by a reset. Any
-    /// other end is returned as it is.
-    async fn last_look(&mut self, end: End, timeouts: ReadTimeouts) -> Result<(), End> {
-        if self.slot.closed_by_core().is_none() || !self.conn.buffered().is_empty() {
-            return Err(end);
-        }
+    /// Whether the core closed the connection (to make room, or at the drain's
+    /// grace) while it waited for a request: a read that then ends gets a
+    /// [`Self::last_look`].
+    fn closed_waiting(&self) -> bool {
+        self.slot.closed_by_core().is_some() && self.conn.buffered().is_empty()
+    }
+
+    /// One more read [`LAST_LOOK`] after the core closed a waiting connection, so
+    /// that a request its client sent before the close but that reached the
+    /// socket just after the core's choice is answered (the connection then
+    /// closes after the reply) rather than met by a reset. `None` when nothing
+    /// came.
+    async fn last_look(&mut self, timeouts: ReadTimeouts) -> Option<()> {
         monoio::time::sleep(LAST_LOOK).await;
         // The socket's read side is shut: this read returns at once, with what
         // came in since, or as at a close.
-        match self.conn.fill(timeouts).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(end),
-        }
+        self.conn.fill(timeouts).await.ok()
     }
 
     /// [`Self::fill`]'s part before the read: whether the connection waits for a
