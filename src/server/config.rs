@@ -22,7 +22,8 @@ pub struct Config {
     /// connection to admit a new one, and refuses the newcomer only when none is
     /// idle. Lowered at start when the process's open-file limit cannot hold it.
     pub max_connections: usize,
-    /// Time a connection may sit between requests (`None`: forever).
+    /// Time a connection may sit between requests (`None`: forever). The core
+    /// closes it up to about an eighth of this later, looking every sixteenth.
     pub idle_timeout: Option<Duration>,
     /// Time a started request has to arrive completely, however its bytes trickle
     /// in (slow-loris defence).

@@ -190,8 +190,8 @@ impl<S: Dispatch> Session<S> {
                             }
                         }
                         // Closed after these replies: at the drain, or when the core
-                        // closed the connection as its requests came in (evicted, or
-                        // past the drain's grace).
+                        // closed the connection as its requests came in (evicted,
+                        // idle too long, or past the drain's grace).
                         let by_core = self.slot.closed_by_core();
                         if close || by_core.is_some() {
                             return Err(by_core.unwrap_or(End::Closed));
@@ -409,10 +409,10 @@ impl<S: Dispatch> Session<S> {
         );
     }
 
-    /// Reads more, within the timeouts. While the connection waits for a request
-    /// the core may close it, to make room or at the drain's grace, by shutting its
-    /// socket ([`Slot::closed_by_core`] then says why the read ended); once the
-    /// drain starts, a wait for a request gets only the drain's grace.
+    /// Reads more, a started request within the read timeout. While the connection
+    /// waits for a request the core may close it (to make room, past the idle
+    /// timeout, or at the drain's grace) by shutting its socket's read side
+    /// ([`Slot::closed_by_core`] then says why the read ended).
     async fn fill(&mut self) -> Result<(), End> {
         let (idle, timeouts) = self.before_read();
         let result = self.conn.fill(timeouts).await;
@@ -424,8 +424,8 @@ impl<S: Dispatch> Session<S> {
         }
     }
 
-    /// Whether the core closed the connection (to make room, or at the drain's
-    /// grace) while it waited for a request: a read that then ends gets a
+    /// Whether the core closed the connection (to make room, past the idle timeout,
+    /// or at the drain's grace) while it waited for a request: a read that then ends gets a
     /// [`Self::last_look`].
     fn closed_waiting(&self) -> bool {
         self.slot.closed_by_core().is_some() && self.conn.buffered().is_empty()
@@ -449,21 +449,15 @@ impl<S: Dispatch> Session<S> {
     /// less to enter per poll.
     #[inline(always)]
     fn before_read(&mut self) -> (bool, ReadTimeouts) {
-        let (core, slot) = (&self.core, &self.slot);
-        let cfg = &core.config;
+        let core = &self.core;
         let idle = self.conn.buffered().is_empty();
         if idle {
-            slot.set_idle(Some(core.conns.tick()));
+            self.slot.set_idle(Some(core.conns.tick()));
         }
-        let grace_only =
-            |t: Option<Duration>| Some(t.map_or(cfg.drain_grace, |t| t.min(cfg.drain_grace)));
+        // No timer on a wait for a request: the core ends it ([`IdleSweep`]).
         let timeouts = ReadTimeouts {
-            idle: if core.shutdown.draining() {
-                grace_only(cfg.idle_timeout)
-            } else {
-                cfg.idle_timeout
-            },
-            message: Some(cfg.read_timeout),
+            idle: None,
+            message: Some(core.config.read_timeout),
         };
         (idle, timeouts)
     }

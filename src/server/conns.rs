@@ -1,14 +1,16 @@
 //! A core's open connections: how many, which are idle since when, closing the
 //! longest-idle one to make room for a newcomer (as nginx reuses keep-alive
-//! connections) instead of refusing it, and closing those whose peer has stopped
+//! connections) instead of refusing it, closing those that wait for a request too
+//! long (the idle timeout, the drain's grace), and those whose peer has stopped
 //! taking their replies (the write timeout).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use super::end::End;
 
@@ -231,9 +233,7 @@ impl Conns {
     }
 
     /// Closes the connections waiting for a request since `tick` (of
-    /// [`Conns::tick`]) or before: the drain's grace for those already idle when it
-    /// began (a wait that starts later has the grace as its own timeout). Returns
-    /// how many it closed.
+    /// [`Conns::tick`]) or before ([`IdleSweep`]). Returns how many it closed.
     pub fn close_idle_since(&self, tick: u64) -> usize {
         let mut closed = 0;
         for s in self.slots.borrow().values() {
@@ -260,6 +260,47 @@ impl Conns {
             }
             None => false,
         }
+    }
+}
+
+/// Closes the connections that have waited for a request for `after` or longer,
+/// by marks of the core's idle-ordering counter taken as time goes by: the idle
+/// timeout and the drain's grace. The core ends such a wait by shutting the
+/// socket's read side ([`Slot::closed_by_core`]), not by a timer on each read: a
+/// read is never dropped in flight (a request the kernel had just read would go
+/// with it), and a request that was on its way is still answered.
+pub struct IdleSweep {
+    after: Duration,
+    /// (when, tick) marks, oldest first, at least `after / 16` apart: a wait is
+    /// closed at most that much (and a sweep's period) past `after`.
+    marks: VecDeque<(Instant, u64)>,
+}
+
+impl IdleSweep {
+    /// A sweep for waits of `after` or longer.
+    pub fn new(after: Duration) -> Self {
+        IdleSweep {
+            after,
+            marks: VecDeque::new(),
+        }
+    }
+
+    /// Marks `now` (when the last mark is old enough) and closes the connections
+    /// waiting since a mark taken `after` or more ago. Returns how many it closed.
+    pub fn sweep(&mut self, conns: &Conns, now: Instant) -> usize {
+        let gap = self.after / 16;
+        if (self.marks.back()).is_none_or(|&(at, _)| now.saturating_duration_since(at) >= gap) {
+            self.marks.push_back((now, conns.tick()));
+        }
+        let mut due = None;
+        while let Some(&(at, tick)) = self.marks.front() {
+            if now.saturating_duration_since(at) < self.after {
+                break;
+            }
+            due = Some(tick);
+            self.marks.pop_front();
+        }
+        due.map_or(0, |tick| conns.close_idle_since(tick))
     }
 }
 
@@ -331,6 +372,38 @@ mod tests {
         assert!(shut(&mut socks[2].0));
         assert!(matches!(socks[2].2.closed_by_core(), Some(End::Evicted)));
         assert!(!shut(&mut socks[3].0), "a busy one is left alone");
+    }
+
+    #[test]
+    fn a_sweep_closes_the_waits_of_its_time_or_longer_and_keeps_few_marks() {
+        let conns = Conns::default();
+        let mut socks = waiting(&conns, 3);
+        let (t0, after) = (Instant::now(), Duration::from_millis(160));
+        let mut sweep = IdleSweep::new(after);
+        // Waiting since before the first mark (accepted), busy, and waiting since
+        // just after it.
+        socks[1].2.set_idle(None);
+        assert_eq!(sweep.sweep(&conns, t0), 0);
+        socks[2].2.set_idle(Some(conns.tick()));
+        let ms = |n| t0 + Duration::from_millis(n);
+        // Swept every sixteenth of its time (10 ms), as the core does.
+        for n in (10..160).step_by(10) {
+            assert_eq!(sweep.sweep(&conns, ms(n)), 0, "not yet at {n} ms");
+        }
+        assert_eq!(sweep.sweep(&conns, ms(160)), 1);
+        assert!(matches!(socks[0].2.closed_by_core(), Some(End::Idle)));
+        assert!(shut(&mut socks[0].0));
+        // The later one at the first mark taken after its wait began: a sixteenth
+        // late.
+        assert_eq!(sweep.sweep(&conns, ms(169)), 0);
+        assert_eq!(sweep.sweep(&conns, ms(170)), 1);
+        assert!(shut(&mut socks[2].0));
+        assert!(!shut(&mut socks[1].0), "a busy one is left alone");
+        // Marks at least a sixteenth of the time apart, however often it sweeps.
+        for n in 171..2000 {
+            sweep.sweep(&conns, ms(n));
+        }
+        assert!(sweep.marks.len() <= 17, "{} marks", sweep.marks.len());
     }
 
     #[test]

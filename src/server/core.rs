@@ -14,6 +14,7 @@ use monoio::net::{TcpListener, TcpStream};
 use monoio::task::JoinHandle;
 use socket2::{Domain, Socket, Type};
 
+use super::conns::IdleSweep;
 use super::handover::Offer;
 use super::hooks::Hooks;
 use super::memory::{CoreMemory, LiveBudgets};
@@ -160,18 +161,27 @@ where
 }
 
 /// Closes the connections whose replies make no progress within the write timeout,
-/// looking every tenth of it (at least every 10 ms, at most every 1,024 ms; from 64
-/// ms on, in whole slots of the timer wheel, [`in_slots`]): a peer
-/// that stops reading would otherwise hold its replies, and its socket's buffers,
-/// for as long as it stays connected. Also takes in buffer budgets changed with the
-/// memory limit and lets go of spare buffers nobody took.
+/// and those idle past the idle timeout, looking every tenth of the one and every
+/// sixteenth of the other (at least every 10 ms, at most every 1,024 ms; from 64
+/// ms on, in whole slots of the timer wheel, [`in_slots`]): a peer that stops
+/// reading would otherwise hold its replies, and its socket's buffers, for as long
+/// as it stays connected. Also takes in buffer budgets changed with the memory
+/// limit and lets go of spare buffers nobody took.
 async fn upkeep<S: Dispatch + 'static>(state: Rc<CoreState<S>>) {
-    let timeout = state.config.write_timeout;
-    let period = in_slots((timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+    let cfg = &state.config;
+    let timeout = cfg.write_timeout;
+    let every = cfg
+        .idle_timeout
+        .map_or(timeout / 10, |t| (timeout / 10).min(t / 16));
+    let period = in_slots(every.clamp(Duration::from_millis(10), Duration::from_secs(1)));
     let periods = timeout.as_nanos().div_ceil(period.as_nanos()) as u32;
+    let mut idle = cfg.idle_timeout.map(IdleSweep::new);
     loop {
         monoio::time::sleep_until(next_tick(period).into()).await;
         state.conns.advance(periods);
+        if let Some(idle) = &mut idle {
+            idle.sweep(&state.conns, Instant::now());
+        }
         state.memory.upkeep();
     }
 }
@@ -320,12 +330,9 @@ async fn drain_when_asked<S: Dispatch + 'static>(
     }
     drop(controls);
     state.conns.nudge_all();
-    // Connections already waiting for a request get the drain's grace from now.
-    let (idle_before, grace_ends) = (
-        state.conns.tick(),
-        Instant::now() + state.config.drain_grace,
-    );
-    let mut graced = false;
+    // Connections waiting for a request get the drain's grace: those already
+    // waiting from now.
+    let mut grace = IdleSweep::new(state.config.drain_grace);
     let mut deadline = state.shutdown.deadline();
     tracing::info!(
         core = state.index,
@@ -346,10 +353,7 @@ async fn drain_when_asked<S: Dispatch + 'static>(
             deadline = now_due;
             state.conns.nudge_all();
         }
-        if !graced && Instant::now() >= grace_ends {
-            state.conns.close_idle_since(idle_before);
-            graced = true;
-        }
+        grace.sweep(&state.conns, Instant::now());
         let mine_done = state.in_flight.get() == 0 && state.conns.is_empty();
         // The cut-off replies need a moment to go out after the deadline.
         let last = deadline + Duration::from_millis(50);
