@@ -425,8 +425,8 @@ impl<S: Dispatch> Session<S> {
     }
 
     /// Whether the core closed the connection (to make room, past the idle timeout,
-    /// or at the drain's grace) while it waited for a request: a read that then ends gets a
-    /// [`Self::last_look`].
+    /// or at the drain's grace) while it waited for a request: a read that then
+    /// ends gets a [`Self::last_look`].
     fn closed_waiting(&self) -> bool {
         self.slot.closed_by_core().is_some() && self.conn.buffered().is_empty()
     }
@@ -454,7 +454,7 @@ impl<S: Dispatch> Session<S> {
         if idle {
             self.slot.set_idle(Some(core.conns.tick()));
         }
-        // No timer on a wait for a request: the core ends it ([`IdleSweep`]).
+        // No timer on a wait for a request: the core ends it (`IdleSweep`).
         let timeouts = ReadTimeouts {
             idle: None,
             message: Some(core.config.read_timeout),

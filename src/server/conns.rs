@@ -289,7 +289,8 @@ impl IdleSweep {
     /// waiting since a mark taken `after` or more ago. Returns how many it closed.
     pub fn sweep(&mut self, conns: &Conns, now: Instant) -> usize {
         let gap = self.after / 16;
-        if (self.marks.back()).is_none_or(|&(at, _)| now.saturating_duration_since(at) >= gap) {
+        let last = self.marks.back();
+        if last.is_none_or(|&(at, _)| now.saturating_duration_since(at) >= gap) {
             self.marks.push_back((now, conns.tick()));
         }
         let mut due = None;
