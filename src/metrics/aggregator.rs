@@ -247,7 +247,7 @@ fn merge(methods: &mut BTreeMap<String, MethodRecord>, d: Delta, now_ms: u64, s:
         }
         m.window.add(now_ms, &delta.tally.counts);
         m.lifetime.merge(&delta.tally.counts);
-        let _ = m.latency.add(&delta.latency);
+        delta.latency.add_to(&mut m.latency);
         m.probes.passed += delta.tally.probes_passed;
         m.probes.failed += delta.tally.probes_failed;
     }
@@ -395,7 +395,7 @@ impl Second {
                 .entry(m.clone())
                 .or_insert_with(|| (Counts::default(), histogram()));
             c.merge(&delta.tally.counts);
-            let _ = h.add(&delta.latency);
+            delta.latency.add_to(h);
         }
     }
 
@@ -562,6 +562,7 @@ pub fn initial_rules(o: &MetricsOptions, snap: Option<&Snapshot>, init: &CoreIni
 mod tests {
     use super::*;
     use crate::control::Outcome;
+    use crate::metrics::latencies::Latencies;
     use crate::metrics::recorder::MethodDelta;
 
     #[test]
@@ -629,15 +630,16 @@ mod tests {
         ];
         for core in 0..2 {
             for tick in 0..5 {
-                let mut d = MethodDelta::new();
+                let (mut d, mut latencies) = (MethodDelta::new(), Latencies::new());
                 for i in 0..1000u64 {
                     let o = outcomes[(i as usize + core) % outcomes.len()];
                     let us = 1 + (i * 7919 + tick * 104_729 + core as u64 * 13) % 250_000;
                     d.tally.counts.add(o);
                     want.add(o);
-                    d.latency.record(us).unwrap();
+                    latencies.record(us);
                     reference.record(us).unwrap();
                 }
+                d.latency = latencies.drain();
                 let delta = Delta {
                     core,
                     methods: vec![("m".to_string(), d)],
@@ -662,7 +664,7 @@ mod tests {
     /// Adds a second of `n` calls of `m` (80–119 µs, `slow` of them 5 ms instead,
     /// `failed` of them application errors); the flags raised.
     fn second(s: &mut Second, n: u64, slow: u64, failed: u64) -> Vec<(String, Anomaly)> {
-        let mut d = MethodDelta::new();
+        let (mut d, mut latencies) = (MethodDelta::new(), Latencies::new());
         for i in 0..n {
             let o = if i < failed {
                 Outcome::Application(crate::protocol::ApplicationExceptionKind::InternalError)
@@ -670,10 +672,9 @@ mod tests {
                 Outcome::Result
             };
             d.tally.counts.add(o);
-            d.latency
-                .record(if i < slow { 5_000 } else { 80 + i % 40 })
-                .unwrap();
+            latencies.record(if i < slow { 5_000 } else { 80 + i % 40 });
         }
+        d.latency = latencies.drain();
         s.add(&Delta {
             core: 0,
             methods: vec![("m".into(), d)],

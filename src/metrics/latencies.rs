@@ -1,13 +1,12 @@
 //! A core's call latencies between two flushes, counted in the very buckets of
-//! [`histogram`] (1 µs to 1 hour, 2 significant digits): a shift and an add a
+//! [`histogram`](super::recorder::histogram) (1 µs to 1 hour, 2 significant digits): a shift and an add a
 //! call where `Histogram::record` runs about 70 instructions (its range checks, its
-//! minimum and maximum, its total), and handed over at the flush as that histogram,
-//! bucket for bucket the same as if each call had been recorded in it. The
-//! histogram is made only then: between flushes a key holds these counters alone.
+//! minimum and maximum, its total). At the flush only the counters in use go to
+//! the aggregator ([`LatencyCounts`], a few hundred bytes where the histogram is 26
+//! KiB), which adds them to its histograms bucket for bucket, the same as if each
+//! call had been recorded there.
 
 use hdrhistogram::Histogram;
-
-use super::recorder::histogram;
 
 /// Sub-buckets in half a bucket (2 significant digits: 256 sub-buckets, of which
 /// every bucket after the first uses the upper half).
@@ -16,7 +15,7 @@ const HALF: u64 = 1 << HALF_BITS;
 /// `64 - log2(256)`: a value's bucket is this less the leading zeros of the value
 /// with its lowest 8 bits set.
 const ZEROS_BASE: u32 = 56;
-/// Counters in [`histogram`]: 26 halves of 128.
+/// Counters in [`histogram`](super::recorder::histogram): 26 halves of 128.
 const COUNTERS: usize = 26 << HALF_BITS;
 
 /// Latencies (µs) counted by bucket.
@@ -41,16 +40,25 @@ impl Latencies {
         }
     }
 
-    /// Moves the counts into a new [`histogram`], leaving none here.
-    pub fn drain(&mut self) -> Histogram<u64> {
-        let mut h = histogram();
-        for (i, c) in self.counts.iter_mut().enumerate() {
-            if *c != 0 {
-                // Each counter's lowest value lands in the histogram's same counter.
-                let _ = h.record_n(lowest(i), std::mem::take(c));
-            }
+    /// Moves the counters in use out, leaving none here.
+    pub fn drain(&mut self) -> LatencyCounts {
+        let used = self.counts.iter_mut().enumerate().filter(|(_, c)| **c != 0);
+        LatencyCounts(used.map(|(i, c)| (i as u16, std::mem::take(c))).collect())
+    }
+}
+
+/// Latencies handed on at a flush: the counters in use, by their place in
+/// [`histogram`](super::recorder::histogram).
+#[derive(Debug, Clone, Default)]
+pub struct LatencyCounts(Vec<(u16, u64)>);
+
+impl LatencyCounts {
+    /// Adds them to `h`, a [`histogram`](super::recorder::histogram).
+    pub fn add_to(&self, h: &mut Histogram<u64>) {
+        for &(i, n) in &self.0 {
+            // Each counter's lowest value lands in the histogram's same counter.
+            let _ = h.record_n(lowest(i.into()), n);
         }
-        h
     }
 }
 
@@ -75,6 +83,7 @@ fn lowest(i: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::recorder::histogram;
     use super::*;
     use proptest::prelude::*;
 
@@ -98,12 +107,13 @@ mod tests {
                 let _ = direct.record(us);
                 counted.record(us);
             }
-            let drained = counted.drain();
+            let mut drained = histogram();
+            counted.drain().add_to(&mut drained);
             prop_assert!(drained == direct, "{} against {} values", drained.len(), direct.len());
             prop_assert_eq!(drained.max(), direct.max());
             prop_assert_eq!(drained.value_at_quantile(0.99), direct.value_at_quantile(0.99));
             // Drained: nothing is counted twice.
-            prop_assert_eq!(counted.drain().len(), 0);
+            prop_assert!(counted.drain().0.is_empty());
         }
     }
 }

@@ -22,7 +22,7 @@ use super::acl::Acl;
 use super::aggregator::OTHER;
 use super::breaker::State;
 use super::counts::{is_failure, Counts};
-use super::latencies::Latencies;
+use super::latencies::{Latencies, LatencyCounts};
 use super::limit::{CoreLimits, Limit, Over};
 use std::net::SocketAddr;
 
@@ -78,9 +78,8 @@ impl Tally {
 pub struct MethodDelta {
     /// The calls' outcomes and the breaker's probes.
     pub tally: Tally,
-    /// The calls' latencies (µs), made at the flush (a key's [`Latencies`] count
-    /// them until then).
-    pub latency: Histogram<u64>,
+    /// The calls' latencies (µs): a key's [`Latencies`], drained at the flush.
+    pub latency: LatencyCounts,
 }
 
 #[cfg(test)]
@@ -89,7 +88,7 @@ impl MethodDelta {
     pub(super) fn new() -> Self {
         MethodDelta {
             tally: Tally::default(),
-            latency: histogram(),
+            latency: LatencyCounts::default(),
         }
     }
 }
@@ -966,7 +965,16 @@ mod tests {
             e.latencies.record(7);
         }
         let news = t.take();
-        let of = |k: &str| &news.iter().find(|(n, _)| n == k).unwrap().1.latency;
+        let of = |k: &str| {
+            let mut h = histogram();
+            news.iter()
+                .find(|(n, _)| n == k)
+                .unwrap()
+                .1
+                .latency
+                .add_to(&mut h);
+            h
+        };
         let a = of("a");
         assert_eq!((a.len(), a.min(), a.value_at_quantile(0.5)), (3, 10, 30));
         assert!(a.equivalent(a.max(), 5_000_000), "{}", a.max());
@@ -975,10 +983,8 @@ mod tests {
         assert_eq!(t.spare.len(), KEPT_LATENCIES);
         t.get("a").tally.counts.add(Outcome::Result);
         let news = t.take();
-        assert_eq!(
-            news[0].1.latency.len(),
-            0,
-            "a flush hands each latency on once"
-        );
+        let mut again = histogram();
+        news[0].1.latency.add_to(&mut again);
+        assert_eq!(again.len(), 0, "a flush hands each latency on once");
     }
 }
