@@ -81,6 +81,23 @@ fn load(client: &Rc<Client>, stop: &Rc<Cell<bool>>) -> Vec<monoio::task::JoinHan
 
 /// The stats of the node at `addr`: a client keeps its nodes in address order,
 /// which is not the order they were started in (the test ports wrap around).
+/// `node`'s attempts that ended from `from` on, in the order the client saw them
+/// end (`F` failed, `S` answered), and how many failed after its last answer.
+/// An answer a node sent just before it went down may be read after some
+/// failures, and an answer resets its count of failures in a row: from its last
+/// answer on, K failures in a row take it out, and then only the attempts
+/// already under way there fail, one a caller at most.
+fn failures_after_last_answer(seen: &Seen, node: SocketAddr, from: Instant) -> (usize, String) {
+    let ended: String = seen
+        .borrow()
+        .iter()
+        .filter(|s| s.0 == node && s.1 >= from)
+        .map(|s| if s.2 { 'F' } else { 'S' })
+        .collect();
+    let after = ended.rsplit('S').next().unwrap_or_default().len();
+    (after, ended)
+}
+
 fn stats_of(client: &Client, addr: SocketAddr) -> NodeStats {
     let stats = client.stats();
     let found = stats.iter().find(|s| s.node.addr == addr);
@@ -154,15 +171,10 @@ fn run(policy: Policy) {
         monoio::time::sleep(Duration::from_millis(500)).await;
         let stats = stats_of(&client, victim);
         assert!(stats.failed, "{stats:?}");
-        let failures = seen
-            .borrow()
-            .iter()
-            .filter(|s| s.0 == victim && s.1 >= killed_at && s.2)
-            .count();
-        // Besides K failed connects, only the calls already in flight there fail.
+        let (failed, ended) = failures_after_last_answer(&seen, victim, killed_at);
         assert!(
-            failures <= K as usize + CALLERS,
-            "{failures} failed attempts on the killed node"
+            failed <= K as usize + CALLERS,
+            "{failed} failed attempts on the killed node after its last answer: {ended}"
         );
         let quiet_from = killed_at + Duration::from_millis(150);
         let late = seen
@@ -364,21 +376,18 @@ fn frozen(policy: Policy) {
         monoio::time::sleep(T * 10).await;
         let stats = stats_of(&client, victim);
         assert!(stats.failed, "restored while frozen: {stats:?}");
-        let (late, failed) = {
-            let seen = seen.borrow();
-            let on_victim =
-                |from: Instant| seen.iter().filter(move |s| s.0 == victim && s.1 >= from);
-            (
-                on_victim(settled).count(),
-                on_victim(frozen_at).filter(|s| s.2).count(),
-            )
-        };
+        let late = seen
+            .borrow()
+            .iter()
+            .filter(|s| s.0 == victim && s.1 >= settled)
+            .count();
         assert_eq!(late, 0, "calls went to the frozen node");
         // The calls in flight there (one per caller at most), and a caller whose
         // call timed out before the K-th may have picked it again.
+        let (failed, ended) = failures_after_last_answer(&seen, victim, frozen_at);
         assert!(
             failed <= K as usize + CALLERS,
-            "{failed} failed attempts on the frozen node"
+            "{failed} failed attempts on the frozen node after its last answer: {ended}"
         );
 
         demos[1].signal("CONT");
