@@ -277,6 +277,48 @@ fn a_request_just_after_the_idle_timeout_is_answered() {
     );
 }
 
+/// thriftpy2 clients (buffered and framed) against ringsoa-demo with a 300 ms
+/// idle timeout at argv[1]: each pings, waits 325 ms, echoes, and prints
+/// `answered`, `late` (the echo went past the last look: this side ran late) or
+/// `lost` with the exception.
+const IDLE_CLIENTS: &str = r#"
+import sys, time, thriftpy2
+from thriftpy2.rpc import make_client
+from thriftpy2.protocol import TBinaryProtocolFactory
+from thriftpy2.transport import TBufferedTransportFactory, TFramedTransportFactory
+demo = thriftpy2.load("src/bin/ringsoa-demo/demo.thrift", module_name="demo_thrift")
+host, port = sys.argv[1].rsplit(":", 1)
+for tf in (TBufferedTransportFactory(), TFramedTransportFactory()):
+    for _ in range(3):
+        c = make_client(demo.Demo, host, int(port), proto_factory=TBinaryProtocolFactory(),
+                        trans_factory=tf, timeout=3000)
+        c.ping()
+        replied = time.monotonic()
+        time.sleep(0.325)
+        sent_after = time.monotonic() - replied
+        try:
+            assert c.echo("late") == "late"
+            print("answered")
+        except Exception as e:
+            print("late" if sent_after > 0.345 else "lost %s %r %.3f" % (type(e).__name__, e, sent_after))
+        c.close()
+"#;
+
+/// What a peer's pooled client meets: thriftpy2 clients whose call reaches the
+/// connection just after the idle timeout closed it get their answer.
+#[test]
+fn thriftpy2_clients_just_after_the_idle_timeout_are_answered() {
+    let demo = Demo::start(&["--idle-timeout-ms", "300"]);
+    let out = support::process::python_script(IDLE_CLIENTS, &[&demo.addr.to_string()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    let lost: Vec<&&str> = lines.iter().filter(|l| l.starts_with("lost")).collect();
+    assert!(
+        lost.is_empty(),
+        "thriftpy2 calls lost to the idle timeout: {out}"
+    );
+}
+
 #[test]
 fn connections_give_back_large_buffers() {
     let demo = Demo::start(&[]);
