@@ -1,10 +1,10 @@
 //! A core's call latencies between two flushes, counted in the very buckets of
-//! [`histogram`](super::recorder::histogram) (1 µs to 1 hour, 2 significant digits): a shift and an add a
-//! call where `Histogram::record` runs about 70 instructions (its range checks, its
-//! minimum and maximum, its total). At the flush only the counters in use go to
-//! the aggregator ([`LatencyCounts`], a few hundred bytes where the histogram is 26
-//! KiB), which adds them to its histograms bucket for bucket, the same as if each
-//! call had been recorded there.
+//! [`histogram`](super::recorder::histogram) (1 µs to 1 hour, 2 significant
+//! digits): a shift and an add a call where `Histogram::record` runs about 70
+//! instructions (its range checks, its minimum and maximum, its total). At the
+//! flush only the counters in use go to the aggregator ([`LatencyCounts`], 16 bytes
+//! each, where a histogram is 26 KiB), which adds them to its histograms bucket for
+//! bucket, the same as if each call had been recorded there.
 
 use hdrhistogram::Histogram;
 
