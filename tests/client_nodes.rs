@@ -79,8 +79,6 @@ fn load(client: &Rc<Client>, stop: &Rc<Cell<bool>>) -> Vec<monoio::task::JoinHan
         .collect()
 }
 
-/// The stats of the node at `addr`: a client keeps its nodes in address order,
-/// which is not the order they were started in (the test ports wrap around).
 /// `node`'s attempts that ended from `from` on, in the order the client saw them
 /// end (`F` failed, `S` answered), and how many failed after its last answer.
 /// An answer a node sent just before it went down may be read after some
@@ -98,6 +96,8 @@ fn failures_after_last_answer(seen: &Seen, node: SocketAddr, from: Instant) -> (
     (after, ended)
 }
 
+/// The stats of the node at `addr`: a client keeps its nodes in address order,
+/// which is not the order they were started in (the test ports wrap around).
 fn stats_of(client: &Client, addr: SocketAddr) -> NodeStats {
     let stats = client.stats();
     let found = stats.iter().find(|s| s.node.addr == addr);
