@@ -234,7 +234,7 @@ impl Conns {
 
     /// Closes the connections waiting for a request since `tick` (of
     /// [`Conns::tick`]) or before ([`IdleSweep`]). Returns how many it closed.
-    pub fn close_idle_since(&self, tick: u64) -> usize {
+    fn close_idle_since(&self, tick: u64) -> usize {
         let mut closed = 0;
         for s in self.slots.borrow().values() {
             if s.idle_since.get().is_some_and(|t| t <= tick) && s.closed_by_core().is_none() {
