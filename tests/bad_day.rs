@@ -201,6 +201,67 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
     );
 }
 
+/// Connections the idle timeout has closed do not count toward the connection
+/// limit while their last look runs: a newcomer then takes the place of one of
+/// them rather than evict a live connection. Before, a newcomer in those 50 ms
+/// found the core at its limit and evicted the longest-idle connection still in
+/// use. 49 connections go quiet at once (the limit is 50), one keeps calling, and
+/// newcomers arrive every 10 ms around the idle timeout; every live connection
+/// calls every 100 ms to the end.
+#[test]
+fn newcomers_take_the_place_of_connections_closed_for_idleness() {
+    let demo = Demo::start(&[
+        "--cores",
+        "1",
+        "--max-connections",
+        "50",
+        "--idle-timeout-ms",
+        "1000",
+    ]);
+    let mut quiet: Vec<TcpStream> = (0..49).map(|_| connect(demo.addr)).collect();
+    for s in &mut quiet {
+        assert_eq!(reply_kind(&ping(s).unwrap()), MessageType::Reply);
+    }
+    // The quiet ones close 1,000 to about 1,125 ms from now (the core sweeps every
+    // sixteenth of the timeout), each then in its last look for 50 ms.
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut live = vec![("keeper".to_string(), connect(demo.addr))];
+    let (mut next_newcomer, mut next_round) = (ms(900), t0);
+    let mut dropped = Vec::new();
+    while Instant::now() < ms(1600) {
+        let now = Instant::now();
+        if now >= next_newcomer && next_newcomer < ms(1300) {
+            let name = format!("newcomer at {:?}", now - t0);
+            live.push((name, connect(demo.addr)));
+            next_newcomer += Duration::from_millis(10);
+            next_round = now;
+        }
+        if now >= next_round {
+            // Every live connection calls: a newcomer at once, the rest every
+            // 100 ms, far within the idle timeout.
+            live.retain_mut(|(name, s)| match ping(s) {
+                Ok(reply) if reply_kind(&reply) == MessageType::Reply => true,
+                other => {
+                    dropped.push(format!("{name}: {other:?} at {:?}", t0.elapsed()));
+                    false
+                }
+            });
+            next_round = now + Duration::from_millis(100);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        dropped.is_empty(),
+        "live connections closed to make room ({} of {}): {dropped:?}",
+        dropped.len(),
+        live.len() + dropped.len()
+    );
+    assert!(live.len() > 30, "{} live connections", live.len());
+    let open = quiet.iter_mut().map(is_closed_now).filter(|c| !c).count();
+    assert_eq!(open, 0, "quiet connections left open");
+}
+
 #[test]
 fn a_connection_accepted_but_not_yet_started_makes_room_for_the_next() {
     // Two connections that arrive together: the core may accept the second before

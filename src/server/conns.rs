@@ -114,6 +114,12 @@ impl Slot {
         self.shutdown(std::net::Shutdown::Read, false);
     }
 
+    /// Whether the core has closed the connection (its socket is still open
+    /// for a last look or the reset's end): it no longer counts toward the limit.
+    fn leaving(&self) -> bool {
+        self.stalled.get() || self.closed_by_core().is_some()
+    }
+
     /// Waits for the core's next signal to this connection.
     pub fn signal(&self) -> impl Future<Output = Signal> + '_ {
         std::future::poll_fn(move |task| self.poll_signal(task))
@@ -159,6 +165,8 @@ impl Slot {
 #[derive(Default)]
 pub struct Conns {
     slots: RefCell<HashMap<u64, Rc<Slot>>>,
+    /// Of those, how many the core has closed but are not yet gone.
+    leaving: Cell<usize>,
     next: Cell<u64>,
     /// A counter that orders idle periods without reading the clock.
     ticks: Cell<u64>,
@@ -170,6 +178,13 @@ impl Conns {
     /// Open connections now.
     pub fn len(&self) -> usize {
         self.slots.borrow().len()
+    }
+
+    /// Open connections that count toward the connection limit: those the core
+    /// has closed (evicted, idle too long, stalled) are gone within their last
+    /// look, and a newcomer takes such a one's place rather than evict another.
+    pub fn staying(&self) -> usize {
+        self.len() - self.leaving.get()
     }
 
     /// Whether there are none.
@@ -199,7 +214,7 @@ impl Conns {
         for s in self.slots.borrow().values() {
             let since = s.writing_since.get();
             if since.is_some_and(|t| now.wrapping_sub(t) > periods) && !s.stalled.get() {
-                s.stall();
+                self.closing(s, Slot::stall);
                 closed += 1;
             }
         }
@@ -222,7 +237,19 @@ impl Conns {
 
     /// Forgets a closed connection.
     pub fn remove(&self, id: u64) {
-        self.slots.borrow_mut().remove(&id);
+        let gone = self.slots.borrow_mut().remove(&id);
+        if gone.is_some_and(|s| s.leaving()) {
+            self.leaving.set(self.leaving.get() - 1);
+        }
+    }
+
+    /// Closes `slot` by `close`, counting it as leaving if it was not already.
+    fn closing(&self, slot: &Slot, close: impl FnOnce(&Slot)) {
+        let was = slot.leaving();
+        close(slot);
+        if !was {
+            self.leaving.set(self.leaving.get() + 1);
+        }
     }
 
     /// Tells every connection that the drain started.
@@ -237,8 +264,8 @@ impl Conns {
     fn close_idle_since(&self, tick: u64) -> usize {
         let mut closed = 0;
         for s in self.slots.borrow().values() {
-            if s.idle_since.get().is_some_and(|t| t <= tick) && s.closed_by_core().is_none() {
-                s.close_waiting(&s.idled);
+            if s.idle_since.get().is_some_and(|t| t <= tick) && !s.leaving() {
+                self.closing(s, |s| s.close_waiting(&s.idled));
                 closed += 1;
             }
         }
@@ -250,12 +277,12 @@ impl Conns {
         let slots = self.slots.borrow();
         let oldest = slots
             .values()
-            .filter(|s| s.closed_by_core().is_none())
+            .filter(|s| !s.leaving())
             .filter_map(|s| s.idle_since.get().map(|t| (s, t)))
             .min_by_key(|(_, t)| *t);
         match oldest {
             Some((slot, _)) => {
-                slot.evict();
+                self.closing(slot, Slot::evict);
                 true
             }
             None => false,
@@ -373,6 +400,35 @@ mod tests {
         assert!(shut(&mut socks[2].0));
         assert!(matches!(socks[2].2.closed_by_core(), Some(End::Evicted)));
         assert!(!shut(&mut socks[3].0), "a busy one is left alone");
+    }
+
+    #[test]
+    fn connections_the_core_closed_no_longer_count_toward_the_limit() {
+        let conns = Conns::default();
+        let socks = waiting(&conns, 4);
+        let ids: Vec<u64> = (0..4).collect();
+        socks[3].2.set_idle(None);
+        assert_eq!(conns.staying(), 4);
+        // Idle too long (the first two), then evicted (the third): each counts
+        // once, however often the core closes it.
+        assert_eq!(
+            conns.close_idle_since(socks[1].2.idle_since.get().unwrap()),
+            2
+        );
+        assert_eq!(conns.staying(), 2);
+        assert!(conns.evict_longest_idle());
+        assert!(!conns.evict_longest_idle(), "only the busy one stays");
+        assert_eq!((conns.len(), conns.staying()), (4, 1));
+        // Gone after their last look; the count of those leaving goes with them.
+        for &id in &ids[..3] {
+            conns.remove(id);
+        }
+        assert_eq!((conns.len(), conns.staying()), (1, 1));
+        socks[3].2.set_writing(Some(conns.now()));
+        conns.advance(0);
+        assert_eq!(conns.staying(), 0, "stalled");
+        conns.remove(ids[3]);
+        assert_eq!((conns.len(), conns.staying()), (0, 0));
     }
 
     #[test]

@@ -249,10 +249,11 @@ async fn accept_loop<S: Dispatch + 'static>(
 
 /// Starts serving an accepted connection. At the connection limit the core closes
 /// its longest-idle connection to make room, and refuses the newcomer only when
-/// every connection is busy.
+/// every connection is busy. Connections the core has already closed do not
+/// count: they are gone within their last look.
 fn adopt<S: Dispatch + 'static>(state: &Rc<CoreState<S>>, stream: TcpStream, peer: SocketAddr) {
     let limit = state.config.max_connections;
-    if state.conns.len() >= limit && !state.conns.evict_longest_idle() {
+    if state.conns.staying() >= limit && !state.conns.evict_longest_idle() {
         warn_throttled!(
             state.warnings.refused,
             "core {}: connection limit {limit} reached and every connection is busy: refused {peer}",
