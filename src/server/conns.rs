@@ -26,8 +26,10 @@ pub struct Slot {
     writing_since: Cell<Option<u32>>,
     /// Closed because its replies made no progress within the write timeout.
     stalled: Cell<bool>,
+    /// Closed to make room for a newcomer at the connection limit.
     evicted: Cell<bool>,
-    /// Closed by the drain: idle for its grace.
+    /// Closed for waiting too long for a request: the idle timeout, or the
+    /// drain's grace.
     idled: Cell<bool>,
     /// The drain started: look at the connection's state again.
     nudged: Cell<bool>,
