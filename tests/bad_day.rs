@@ -207,7 +207,7 @@ fn a_request_on_the_connection_evicted_as_it_came_in_is_answered() {
 /// found the core at its limit and evicted the longest-idle connection still in
 /// use. 49 connections go quiet at once (the limit is 50), one keeps calling, and
 /// newcomers arrive every 10 ms around the idle timeout; every live connection
-/// calls every 100 ms to the end.
+/// calls at least every 100 ms to the end.
 #[test]
 fn newcomers_take_the_place_of_connections_closed_for_idleness() {
     let demo = Demo::start(&[
@@ -238,8 +238,8 @@ fn newcomers_take_the_place_of_connections_closed_for_idleness() {
             next_round = now;
         }
         if now >= next_round {
-            // Every live connection calls: a newcomer at once, the rest every
-            // 100 ms, far within the idle timeout.
+            // Every live connection calls as each newcomer comes (the newcomer
+            // at once), and at least every 100 ms: far within the idle timeout.
             live.retain_mut(|(name, s)| match ping(s) {
                 Ok(reply) if reply_kind(&reply) == MessageType::Reply => true,
                 other => {
