@@ -421,6 +421,10 @@ mod tests {
         assert!(conns.evict_longest_idle());
         assert!(!conns.evict_longest_idle(), "only the busy one stays");
         assert_eq!((conns.len(), conns.staying()), (4, 1));
+        // One closed for idleness whose last look's reply then stalls.
+        socks[0].2.set_writing(Some(conns.now()));
+        assert_eq!(conns.advance(0), 1);
+        assert_eq!(conns.staying(), 1, "counted once");
         // Gone after their last look; the count of those leaving goes with them.
         for &id in &ids[..3] {
             conns.remove(id);
