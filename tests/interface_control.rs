@@ -602,7 +602,7 @@ fn statsd_lines_and_prometheus_metrics_count_the_calls_made() {
             match (name, kind) {
                 ("t.ping.success", "c") => pings += value as u64,
                 ("t.fail.declared", "c") => declared += value as u64,
-                ("t._unknown_.application", "c") => unknown += value as u64,
+                ("t._unknown_.unknown_method", "c") => unknown += value as u64,
                 (_, "ms") => timers += 1,
                 _ => {}
             }
@@ -641,7 +641,7 @@ for family in text_string_to_metric_families(text):
             .lines()
             .any(|l| l == "ping success 50" || l == "ping success 51");
         ping && text.lines().any(|l| l == "fail declared 7")
-            && text.lines().any(|l| l == "(unknown) application 2")
+            && text.lines().any(|l| l == "(unknown) unknown_method 2")
             && !text.contains("forged")
             && text.contains(&format!("client:{target}.whoami success 1"))
     });
@@ -1337,4 +1337,60 @@ fn a_callers_bad_arguments_lock_no_breaker() {
     };
     let reply = call_raw(&mut conn(b.demo.addr), "echo", 1, &args).unwrap();
     assert_eq!(reply[3], MessageType::Reply as u8, "another caller's echo");
+}
+
+/// Calls of a method the service does not have (a caller with a newer IDL) get
+/// UNKNOWN_METHOD each time, and lock no breaker: the caller's fault, not the
+/// service's. Before, they counted as application exceptions: after
+/// `breaker.min_requests` (5 here) of them the `(unknown)` breaker locked, with a
+/// WARN "circuit breaker locked" and a call of `on_change` for no fault of the
+/// service.
+#[test]
+fn calls_of_a_method_the_service_lacks_lock_no_breaker() {
+    let b = Breaking::start("unknown-method", FAST, &[]);
+    let mut s = conn(b.demo.addr);
+    for i in 0..10 {
+        let reply = call_raw(&mut s, "nope", i, &DemoPingArgs {}).unwrap();
+        assert_eq!(reply[3], MessageType::Exception as u8, "call {i}");
+    }
+    eventually("the calls are counted", || {
+        b.report("(unknown)")["lifetime"]["requests"].as_u64() == Some(10)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(b.state("(unknown)"), "LOCKED");
+    let log = std::fs::read_to_string(b.dir.join("demo.log")).unwrap();
+    assert!(!log.contains("circuit breaker locked"), "{log}");
+    let lifetime = &b.report("(unknown)")["lifetime"];
+    assert_eq!(lifetime["unknown_method"], 10, "{lifetime}");
+    assert_eq!(lifetime["application"], 0, "{lifetime}");
+}
+
+/// A downstream that lacks the method called (the caller's IDL is newer than the
+/// server's) answers UNKNOWN_METHOD each time, and the caller's breaker of that
+/// downstream method stays unlocked, so every call gets the server's own answer.
+/// Before, `breaker.min_requests` (5) such calls locked it, and the calls after
+/// were refused as "circuit breaker consumer.client:down.nope is open (5 of 5
+/// calls ended in an application exception)".
+#[test]
+fn a_method_the_downstream_lacks_locks_no_breaker_of_the_callers() {
+    use ringsoa::protocol::ApplicationExceptionKind;
+    use ringsoa::rpc::{CallError, Channel};
+    let down = Demo::start(&[]);
+    let metrics = consumer();
+    support::block_on(async {
+        let client = Rc::new(Client::new([down.addr], client_of_down(&metrics)));
+        // A second: the core's flushes (every 100 ms) reach the aggregator, and
+        // its decision the core, many times over (the code before the fix was
+        // refusing by the eighth call).
+        for i in 0..40 {
+            let e = Channel::call::<_, DemoPingResult>(&client, None, "nope", &DemoPingArgs {})
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, CallError::Application(x) if x.kind == ApplicationExceptionKind::UnknownMethod),
+                "call {i}: {e}"
+            );
+            monoio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
 }

@@ -353,7 +353,7 @@ fn trips(c: &Counts, s: &Settings) -> Option<String> {
     // Calls cut off by their callers' deadlines, and the callers' own errors, tell
     // nothing either way: counted, impatient or broken callers would thin out the
     // failures of a method that fails.
-    let ran = c.requests - c.expired - c.bad_arguments;
+    let ran = c.requests - c.expired - c.bad_arguments - c.unknown_method;
     if ran < s.min_requests.max(1) {
         return None;
     }
@@ -398,16 +398,21 @@ mod tests {
     }
 
     /// A method that hangs, called by patient callers and by many more impatient
-    /// or broken ones: the calls cut off by their deadlines and the callers' bad
-    /// arguments do not thin out the timeouts, nor lock it on their own.
+    /// or broken ones: the calls cut off by their deadlines, the callers' bad
+    /// arguments and their calls of methods the service lacks do not thin out the
+    /// timeouts, nor lock it on their own.
     #[test]
     fn expired_calls_and_callers_errors_thin_out_no_ratio() {
+        use crate::protocol::ApplicationExceptionKind::{ProtocolError, UnknownMethod};
         let s = settings();
         let t0 = Instant::now();
         let mut w = Window::new(s.buckets, s.bucket_ms);
         let mut b = Breaker::new(t0);
-        let bad = Outcome::Application(crate::protocol::ApplicationExceptionKind::ProtocolError);
-        w.add(0, &counts(&[(bad, 300)]));
+        let (bad, unknown) = (
+            Outcome::Application(ProtocolError),
+            Outcome::Application(UnknownMethod),
+        );
+        w.add(0, &counts(&[(bad, 300), (unknown, 300)]));
         let none = Probes::default();
         assert_eq!(b.decide(t0, 0, &mut w, none, &s, Force::None), None);
         w.add(

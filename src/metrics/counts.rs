@@ -22,6 +22,9 @@ pub struct Counts {
     /// PROTOCOL_ERRORs: arguments that did not decode, the caller's fault rather
     /// than the method's (requests, not failures).
     pub bad_arguments: u64,
+    /// UNKNOWN_METHODs: calls of a method the service does not have, the caller's
+    /// fault too (requests, not failures).
+    pub unknown_method: u64,
     /// Panics (server side); no connection, transport or protocol errors (client
     /// side).
     pub system: u64,
@@ -49,6 +52,9 @@ impl Counts {
             Outcome::Application(ApplicationExceptionKind::ProtocolError) => {
                 self.bad_arguments += 1
             }
+            Outcome::Application(ApplicationExceptionKind::UnknownMethod) => {
+                self.unknown_method += 1
+            }
             Outcome::Application(_) => self.application += 1,
             Outcome::Panic | Outcome::Unavailable => self.system += 1,
             Outcome::Timeout => self.timeouts += 1,
@@ -64,6 +70,7 @@ impl Counts {
         self.declared += o.declared;
         self.application += o.application;
         self.bad_arguments += o.bad_arguments;
+        self.unknown_method += o.unknown_method;
         self.system += o.system;
         self.timeouts += o.timeouts;
         self.expired += o.expired;
@@ -86,8 +93,8 @@ pub fn is_failure(outcome: Outcome) -> bool {
 }
 
 /// Whether a `TApplicationException` of this kind is the caller's fault: an
-/// unknown method, or arguments that do not decode (PROTOCOL_ERROR; counted as
-/// [`Counts::bad_arguments`]).
+/// unknown method ([`Counts::unknown_method`]), or arguments that do not decode
+/// (PROTOCOL_ERROR; [`Counts::bad_arguments`]).
 fn callers_fault(kind: ApplicationExceptionKind) -> bool {
     matches!(
         kind,
@@ -200,6 +207,20 @@ mod tests {
         );
         assert!(!is_failure(Outcome::Application(
             ApplicationExceptionKind::ProtocolError
+        )));
+        let unknown = one(Outcome::Application(
+            ApplicationExceptionKind::UnknownMethod,
+        ));
+        assert_eq!(
+            (
+                unknown.requests,
+                unknown.unknown_method,
+                unknown.application
+            ),
+            (1, 1, 0)
+        );
+        assert!(!is_failure(Outcome::Application(
+            ApplicationExceptionKind::UnknownMethod
         )));
         assert!(is_failure(Outcome::Application(
             ApplicationExceptionKind::InternalError

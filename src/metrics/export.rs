@@ -20,12 +20,13 @@ use super::MethodReport;
 type Labels = Vec<(&'static str, String)>;
 
 /// The outcomes of `c`, by name.
-fn outcomes(c: &Counts) -> [(&'static str, u64); 8] {
+fn outcomes(c: &Counts) -> [(&'static str, u64); 9] {
     [
         ("success", c.successes),
         ("declared", c.declared),
         ("application", c.application),
         ("bad_arguments", c.bad_arguments),
+        ("unknown_method", c.unknown_method),
         ("system", c.system),
         ("timeout", c.timeouts),
         ("expired", c.expired),
