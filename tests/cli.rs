@@ -218,6 +218,37 @@ fn errors_are_one_line_with_exit_2() {
     assert_eq!(code, 2);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("the peer is speaking HTTP"), "{err}");
+    // A server whose exception's message holds a line break and a terminal escape
+    // sequence: printed escaped, in one line. Before, both went to the terminal.
+    let evil = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let evil_addr = evil.local_addr().unwrap();
+    let answer = std::thread::spawn(move || {
+        use ringsoa::protocol::{
+            ApplicationException, BinaryReader, BinaryWriter, Encode, MessageType, ProtocolReader,
+            ProtocolWriter,
+        };
+        use std::io::{Read, Write};
+        let (mut c, _) = evil.accept().unwrap();
+        let mut request = vec![0u8; 256];
+        let n = c.read(&mut request).unwrap();
+        request.truncate(n);
+        let msg = BinaryReader::new(request.into())
+            .read_message_begin()
+            .unwrap();
+        let mut reply = bytes::BytesMut::new();
+        let mut w = BinaryWriter::new(&mut reply);
+        w.write_message_begin("ping", MessageType::Exception, msg.seqid);
+        ApplicationException::internal("evil\nforged line \u{1b}[31mred").encode(&mut w);
+        c.write_all(&reply).unwrap();
+    });
+    let (code, _, err) = call(evil_addr, &["--no-tracking"], "Demo.ping", json!({}));
+    answer.join().unwrap();
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("evil\\nforged line \\u{1b}[31mred") && !err.contains('\u{1b}'),
+        "{err}"
+    );
 }
 
 #[test]

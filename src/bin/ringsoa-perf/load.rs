@@ -184,9 +184,13 @@ impl Run {
         }
     }
 
+    /// Counts an error, and keeps the first's text (its control characters
+    /// escaped: it may hold what the server sent) for the report.
     fn error(&self, why: impl FnOnce() -> String) {
         self.errors.set(self.errors.get() + 1);
-        self.first_error.borrow_mut().get_or_insert_with(why);
+        self.first_error
+            .borrow_mut()
+            .get_or_insert_with(|| ringsoa::logs::escape_controls(&why()).into_owned());
     }
 
     /// Time left before the run must end.

@@ -212,8 +212,11 @@ impl Encode for JsonArgs<'_> {
     }
 }
 
+/// Prints `message` as one line and returns exit code 2. Its control characters
+/// are escaped: it may hold what a server sent (an exception's message).
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("ringsoa call: {message}");
+    let message = message.to_string();
+    eprintln!("ringsoa call: {}", ringsoa::logs::escape_controls(&message));
     ExitCode::from(2)
 }
 
