@@ -710,8 +710,10 @@ fn clients_that_take_no_replies_are_closed_after_the_write_timeout() {
 /// that sent nothing, one that trickled its headers and an idle keep-alive one were
 /// all open 45 s later, and 3,000 connections took 3,000 of the process's open
 /// files, which its cores' connections share. Now each is closed 10 s after it
-/// last had a request to read, at most 64 are open (past that a new one is closed
-/// at once), and the endpoint answers again once they go.
+/// last had a request to read, and at most 64 are open: past that a newcomer takes
+/// the place of the connection idle the longest. Before, a newcomer past 64 was
+/// closed at once, so that 64 connections that only waited kept every health check
+/// out.
 #[test]
 fn the_admin_endpoint_closes_idle_connections_and_holds_at_most_64() {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -722,17 +724,7 @@ fn the_admin_endpoint_closes_idle_connections_and_holds_at_most_64() {
     let mut kept = connect(admin);
     assert!(health(&mut kept));
     let started = Instant::now();
-    let mut more: Vec<TcpStream> = (0..70).map(|_| connect(admin)).collect();
     std::thread::sleep(Duration::from_millis(500));
-    let closed = closed_by_peer(&mut more);
-    assert_eq!(closed, 70 - (64 - 3), "connections past 64 closed at once");
-    drop(more);
-    // Answered once the server has seen the others go (moments later).
-    let answered = (0..20).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        health(&mut connect(admin))
-    });
-    assert!(answered, "answered once the others went");
     assert!(health(&mut kept), "keep-alive within the timeout");
     for mut s in [idle, slow, kept] {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -744,6 +736,21 @@ fn the_admin_endpoint_closes_idle_connections_and_holds_at_most_64() {
             "an idle admin connection still open after {after:?}"
         );
     }
+    // 70 connections that only wait: each past the 64th closes the one idle the
+    // longest, and a health check past them all is answered at once.
+    let mut waiting: Vec<TcpStream> = (0..70).map(|_| connect(admin)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        closed_by_peer(&mut waiting),
+        (0..6).collect::<Vec<_>>(),
+        "the six that waited the longest closed to make room"
+    );
+    assert!(health(&mut connect(admin)), "answered past 64 waiting");
+    assert_eq!(
+        closed_by_peer(&mut waiting),
+        (0..7).collect::<Vec<_>>(),
+        "and the seventh for the health check"
+    );
 }
 
 /// A stderr nobody reads (a stalled log shipper, a supervisor that stopped reading
@@ -807,11 +814,6 @@ fn the_admin_endpoint_limits_are_settings() {
     let _demo = Demo::start(&flags);
     let started = Instant::now();
     let mut idle = connect(admin);
-    let mut more: Vec<TcpStream> = (0..6).map(|_| connect(admin)).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let closed = closed_by_peer(&mut more);
-    assert_eq!(closed, 6 - (4 - 1), "connections past 4 closed at once");
-    drop(more);
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = idle.read_to_end(&mut Vec::new());
     let after = started.elapsed();
@@ -819,17 +821,26 @@ fn the_admin_endpoint_limits_are_settings() {
         after < Duration::from_secs(3),
         "an idle admin connection still open after {after:?}"
     );
+    let mut waiting: Vec<TcpStream> = (0..6).map(|_| connect(admin)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        closed_by_peer(&mut waiting),
+        [0, 1],
+        "past 4, the two that waited the longest closed"
+    );
 }
 
-/// How many of `conns` the peer has closed (read at once, without waiting).
-fn closed_by_peer(conns: &mut [TcpStream]) -> usize {
+/// Which of `conns` the peer has closed (read at once, without waiting), by index.
+fn closed_by_peer(conns: &mut [TcpStream]) -> Vec<usize> {
     conns
         .iter_mut()
-        .filter(|s| {
+        .enumerate()
+        .filter(|(_, s)| {
             s.set_nonblocking(true).unwrap();
             matches!((&**s).read(&mut [0u8; 1]), Ok(0))
         })
-        .count()
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// `GET /health` on `s`: whether it came back 200 `serving`.

@@ -8,10 +8,11 @@
 //! flagged now), `/pools` (the clients' pools by service and node, asked of the
 //! cores when requested) and `/metrics` (Prometheus text format).
 
+mod conns;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use crate::governance::{Backend, Governance};
 use crate::logs::throttle::{warn_throttled, Throttle};
 use crate::metrics::Metrics;
+use conns::{Admission, Conns};
 
 /// How long `/pools` waits for every core to report its pools; a core that has
 /// not answered by then (busy, or stopping) shows what it last reported.
@@ -56,8 +58,10 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 /// What the admin endpoint holds open at most.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminLimits {
-    /// Open connections (64); past it a new one is closed at once. The endpoint
-    /// shares the process's open files with the cores' connections.
+    /// Open connections (64); past it a new one takes the place of the one idle
+    /// the longest (closed), or is closed at once when every one is in a
+    /// request. The endpoint shares the process's open files with the cores'
+    /// connections.
     pub max_connections: usize,
     /// Time a connection has to send a request's headers, idle time before it
     /// included (10 s): one that sends nothing, or trickles, is closed after it.
@@ -122,12 +126,12 @@ impl AdminListener {
 
 async fn accept(listener: std::net::TcpListener, state: AdminState, limits: AdminLimits) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
-    let open = Arc::new(AtomicUsize::new(0));
-    let refused = Throttle::default();
     let AdminLimits {
         max_connections,
         header_timeout,
     } = limits;
+    let conns = Arc::new(Conns::new(max_connections));
+    let (evicted, full) = (Throttle::default(), Throttle::default());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -137,50 +141,51 @@ async fn accept(listener: std::net::TcpListener, state: AdminState, limits: Admi
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= max_connections {
-            warn_throttled!(
-                refused,
-                "admin endpoint: {max_connections} connections open: closed {peer}"
-            );
-            continue;
-        }
-        let held = Held::new(&open);
+        let conn = match conns.admit(peer) {
+            (Admission::Admitted, Some(conn)) => conn,
+            (Admission::Evicted(idle), Some(conn)) => {
+                warn_throttled!(
+                    evicted,
+                    "admin endpoint: {max_connections} connections open: closed the one idle the longest ({idle}) to admit {peer}"
+                );
+                conn
+            }
+            _ => {
+                warn_throttled!(
+                    full,
+                    "admin endpoint: {max_connections} connections open, all in a request: closed {peer}"
+                );
+                continue;
+            }
+        };
         let state = state.clone();
+        let conns = conns.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
+            let service = hyper::service::service_fn(|req| {
+                let (state, conn) = (state.clone(), conn.clone());
                 async move {
+                    conn.request_begins();
                     if req.uri().path() == "/pools" {
                         if let Some(m) = &state.metrics {
                             fresh_pools(m).await;
                         }
                     }
-                    Ok::<_, Infallible>(route(&state, &req))
+                    let response = route(&state, &req);
+                    conn.request_ends();
+                    Ok::<_, Infallible>(response)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(held);
+                .serve_connection(TokioIo::new(stream), service);
+            // Evicted: dropped, which closes the socket.
+            tokio::select! {
+                _ = served => {}
+                () = conn.evicted() => {}
+            }
+            conns.remove(&conn);
         });
-    }
-}
-
-/// One open admin connection, counted until dropped.
-struct Held(Arc<AtomicUsize>);
-
-impl Held {
-    fn new(open: &Arc<AtomicUsize>) -> Held {
-        open.fetch_add(1, Ordering::Relaxed);
-        Held(open.clone())
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
