@@ -195,6 +195,25 @@ impl DerivedHandler for Service {
     }
 }
 
+impl ShadowsHandler for Service {
+    #[allow(clippy::too_many_arguments)]
+    async fn shadow(
+        &self,
+        _cx: &mut CallContext,
+        a: i32,
+        b: i32,
+        c: i32,
+        d: i32,
+        e: i32,
+        f: i32,
+        g: i32,
+    ) -> Result<i64, MethodError> {
+        Ok([a, b, c, d, e, f, g]
+            .iter()
+            .fold(0, |n, &digit| n * 10 + i64::from(digit)))
+    }
+}
+
 #[test]
 fn generated_services_dispatch_through_the_codec() {
     for proto in [Protocol::Binary, Protocol::Compact] {
@@ -244,6 +263,12 @@ fn generated_services_dispatch_through_the_codec() {
             },
         ))
         .unwrap();
+        // Arguments named `Some`, `cx`, … each reach their own parameter, in order.
+        let shadows = ShadowsClient::new(InProcess::new(ShadowsServer::new(Service), proto));
+        assert_eq!(
+            block_on(shadows.shadow(None, 1, 2, 3, 4, 5, 6, 7)).unwrap(),
+            1_234_567
+        );
         // Inherited from shared.Base, dispatched by the base's server.
         assert_eq!(
             block_on(client.hello(None, "you".into())).unwrap(),

@@ -69,6 +69,12 @@ service Derived extends shared.Base {
   void type(1: Keywords in),
 }
 
+/** Arguments named as a pattern reads something else (the prelude's variants, a
+ *  constant), as the context's parameter, and as that name made safe. */
+service Shadows {
+  i64 shadow(1: i32 Some, 2: i32 None, 3: i32 Ok, 4: i32 Err, 5: i32 cx, 6: i32 cx_, 7: i32 TRACE_ID),
+}
+
 /** Apache Thrift 0.19's uuid, as a constant and a default. */
 const uuid TRACE_ID = "00112233-4455-6677-8899-aabbccddeeff"
 

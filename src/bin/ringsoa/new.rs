@@ -311,7 +311,7 @@ fn handler_rs(program: &Program, root: usize) -> String {
             let path = plain(&g.path(id, &format!("{}Handler", svc.name)));
             let _ = writeln!(
                 out,
-                "#[allow(unused_variables)]\nimpl {path} for {}Impl {{",
+                "#[allow(unused_variables, non_snake_case)]\nimpl {path} for {}Impl {{",
                 s.name
             );
             for f in &svc.functions {

@@ -61,9 +61,36 @@ fn param_from_args(a: &Field) -> String {
     }
 }
 
-/// The args-struct field value built from a client parameter.
-fn args_from_param(a: &Field) -> String {
-    let p = ident(&a.name);
+/// Names a parameter cannot take as it is: in a pattern the prelude's variants
+/// mean themselves and do not bind, and `cx` is the context's parameter.
+const TAKEN: &[&str] = &["Some", "None", "Ok", "Err", "cx"];
+
+/// The names `f`'s arguments are bound to as parameters: their own (keywords
+/// escaped), with `_` added while the name would not bind or is another's — one
+/// of [`TAKEN`], or an IDL constant or enum's (a Rust constant or tuple struct,
+/// which a pattern reads as itself; any file's, as a module may glob-import
+/// another's).
+fn bindings(g: &Gen, f: &Function) -> Vec<String> {
+    let items = |name: &str| {
+        g.program.files.iter().any(|file| {
+            file.consts.iter().any(|c| ident(&c.name) == name)
+                || file.enums.iter().any(|e| ident(&e.name) == name)
+        })
+    };
+    let mut names: Vec<String> = Vec::with_capacity(f.args.len());
+    for a in &f.args {
+        let mut name = ident(&a.name);
+        while TAKEN.contains(&name.as_str()) || items(&name) || names.contains(&name) {
+            name.push('_');
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// The args-struct field value built from a client parameter bound to `p`.
+fn args_from_param(a: &Field, p: &str) -> String {
+    let p = p.to_owned();
     if a.req != Requiredness::Optional && is_option(a) {
         format!("__std::option::Option::Some({p})")
     } else {
@@ -133,8 +160,8 @@ fn fn_structs(g: &Gen, out: &mut String, service: &str, f: &Function) {
 /// (also what `ringsoa new` writes a stub for).
 pub fn handler_method(g: &Gen, s: &Service, f: &Function) -> String {
     let mut params = String::new();
-    for a in &f.args {
-        let _ = write!(params, ", {}: {}", ident(&a.name), param_type(g, a));
+    for (a, name) in f.args.iter().zip(bindings(g, f)) {
+        let _ = write!(params, ", {name}: {}", param_type(g, a));
     }
     let err = if f.throws.is_empty() {
         "__rs::rpc::MethodError".to_string()
@@ -256,15 +283,18 @@ fn client(g: &Gen, out: &mut String, id: DefId, s: &Service) {
 fn client_method(g: &Gen, out: &mut String, sid: DefId, f: &Function) {
     let n = fn_names(g, sid, f);
     doc_lines(out, &f.doc, "    ");
+    let names = bindings(g, f);
     let params: String = f
         .args
         .iter()
-        .map(|a| format!(", {}: {}", ident(&a.name), param_type(g, a)))
+        .zip(&names)
+        .map(|(a, name)| format!(", {name}: {}", param_type(g, a)))
         .collect();
     let fields: String = f
         .args
         .iter()
-        .map(|a| format!("{}: {}, ", ident(&a.name), args_from_param(a)))
+        .zip(&names)
+        .map(|(a, name)| format!("{}: {}, ", ident(&a.name), args_from_param(a, name)))
         .collect();
     let args = format!("{} {{ {fields} }}", n.args);
     let cx = "cx: __std::option::Option<&mut __rs::rpc::CallContext>";
