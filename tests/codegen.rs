@@ -212,6 +212,14 @@ impl ShadowsHandler for Service {
             .iter()
             .fold(0, |n, &digit| n * 10 + i64::from(digit)))
     }
+
+    async fn new(&self, _cx: &mut CallContext, channel: i32) -> Result<i32, MethodError> {
+        Ok(channel)
+    }
+
+    async fn channel(&self, _cx: &mut CallContext) -> Result<i32, MethodError> {
+        Ok(7)
+    }
 }
 
 #[test]
@@ -269,12 +277,27 @@ fn generated_services_dispatch_through_the_codec() {
             block_on(shadows.shadow(None, 1, 2, 3, 4, 5, 6, 7)).unwrap(),
             1_234_567
         );
+        // Methods named as the client's own: `new_` and `channel_` on the client.
+        assert_eq!(block_on(shadows.new_(None, 5)).unwrap(), 5);
+        assert_eq!(block_on(shadows.channel_(None)).unwrap(), 7);
+        let _: &InProcess<_> = shadows.channel();
         // Inherited from shared.Base, dispatched by the base's server.
         assert_eq!(
             block_on(client.hello(None, "you".into())).unwrap(),
             "hello you"
         );
     }
+}
+
+/// Enum values named as the type's own items take a trailing `_` in Rust; their
+/// names stay the IDL's.
+#[test]
+fn enum_values_named_as_the_types_own_items_are_apart() {
+    assert_eq!(Clashing::VALUES.len(), 4);
+    assert_eq!(Clashing::from_name("VALUES"), Some(Clashing::VALUES_));
+    assert_eq!(Clashing::name_.name(), Some("name"));
+    assert_eq!(format!("{:?}", Clashing::from_name_), "from_name");
+    assert_eq!(Clashing::KEYS, Clashing(1));
 }
 
 #[test]

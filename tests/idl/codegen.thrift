@@ -73,6 +73,17 @@ service Derived extends shared.Base {
  *  constant), as the context's parameter, and as that name made safe. */
 service Shadows {
   i64 shadow(1: i32 Some, 2: i32 None, 3: i32 Ok, 4: i32 Err, 5: i32 cx, 6: i32 cx_, 7: i32 TRACE_ID),
+  /** Named as the client's own `new` and `channel`. */
+  i32 new(1: i32 channel),
+  i32 channel(),
+}
+
+/** Values named as the enum type's own items. */
+enum Clashing {
+  KEYS = 1,
+  VALUES = 2,
+  name = 3,
+  from_name = 4,
 }
 
 /** Apache Thrift 0.19's uuid, as a constant and a default. */

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ringsoa::codegen::names::module;
-use ringsoa::codegen::service::handler_method;
+use ringsoa::codegen::service::{client_method_name, handler_method};
 use ringsoa::codegen::types::Gen;
 use ringsoa::idl::load;
 use ringsoa::idl::model::{DefId, Program};
@@ -371,7 +371,7 @@ fn client_rs(name: &str, krate: &str, program: &Program, root: usize, service: u
             format!(
                 "        let reply = service.{}(None{args}).await?;\n        \
                  println!(\"{}.{}: {{reply:?}}\");\n",
-                ringsoa::codegen::names::ident(&f.name),
+                client_method_name(f),
                 s.name,
                 f.name
             )

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use crate::idl::model::{DefId, Enum, Field, Requiredness, Struct, StructKind, Ty};
 
 use super::fields::{box_field, is_boxed, is_option, wrap_field};
-use super::names::ident;
+use super::names::{apart, ident};
 use super::types::{ttype, Gen};
 
 /// Doc comment lines for `doc`, indented by `indent`.
@@ -202,26 +202,39 @@ pub fn union(g: &Gen, out: &mut String, id: DefId, s: &Struct) {
     let _ = writeln!(out, "                (_, t) => {{ r.skip(t)?; continue; }}\n            }};\n            if out.replace(v).is_some() {{\n                return __std::result::Result::Err(__rs::protocol::ProtocolError::new(__rs::protocol::ProtocolErrorKind::InvalidData, \"union {} has more than one field set\"));\n            }}\n        }}\n        r.read_struct_end(mark);\n        out.ok_or_else(|| __rs::protocol::ProtocolError::new(__rs::protocol::ProtocolErrorKind::InvalidData, \"union {} has no field set\"))\n    }}\n}}\n", s.name, s.name);
 }
 
+/// The enum type's own items, which a value of the same name would clash with.
+const ENUM_ITEMS: &[&str] = &["VALUES", "name", "from_name"];
+
+/// The Rust names of `e`'s values: their own, with `_` added to one that is one of
+/// the type's own items (`VALUES` → `VALUES_`) while another value has the result.
+fn value_names(e: &Enum) -> Vec<String> {
+    let own: Vec<String> = e.values.iter().map(|v| ident(&v.name)).collect();
+    own.iter()
+        .map(|id| {
+            if !ENUM_ITEMS.contains(&id.as_str()) {
+                return id.clone();
+            }
+            apart(format!("{id}_"), |n| own.iter().any(|o| o == n))
+        })
+        .collect()
+}
+
 /// An enum: a newtype over `i32` with a constant per value; unknown numbers are kept.
 pub fn enumeration(g: &Gen, out: &mut String, e: &Enum) {
     let name = ident(&e.name);
+    let values = value_names(e);
     doc_lines(out, &e.doc, "");
     let _ = writeln!(out, "#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n{}pub struct {name}(pub i32);\n\nimpl {name} {{", g.attributes_for(&e.name));
-    for v in &e.values {
+    for (v, id) in e.values.iter().zip(&values) {
         doc_lines(out, &v.doc, "    ");
-        let _ = writeln!(
-            out,
-            "    pub const {}: {name} = {name}({});",
-            ident(&v.name),
-            v.value
-        );
+        let _ = writeln!(out, "    pub const {id}: {name} = {name}({});", v.value);
     }
     let _ = writeln!(
         out,
         "    /// Every declared value, in order.\n    pub const VALUES: &'static [{name}] = &[{}];",
-        e.values
+        values
             .iter()
-            .map(|v| format!("{name}::{}", ident(&v.name)))
+            .map(|id| format!("{name}::{id}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -238,12 +251,11 @@ pub fn enumeration(g: &Gen, out: &mut String, e: &Enum) {
         }
     }
     out.push_str("            _ => __std::option::Option::None,\n        }\n    }\n    /// The value with this declared name.\n    pub fn from_name(name: &str) -> __std::option::Option<Self> {\n        match name {\n");
-    for v in &e.values {
+    for (v, id) in e.values.iter().zip(&values) {
         let _ = writeln!(
             out,
-            "            {:?} => __std::option::Option::Some({name}::{}),",
-            v.name,
-            ident(&v.name)
+            "            {:?} => __std::option::Option::Some({name}::{id}),",
+            v.name
         );
     }
     out.push_str("            _ => __std::option::Option::None,\n        }\n    }\n}\n\n");

@@ -24,6 +24,15 @@ pub fn ident(name: &str) -> String {
     }
 }
 
+/// `id` with `_` added while `taken` says another item has the name (a generated
+/// item's, a pattern's, another argument's).
+pub fn apart(mut id: String, taken: impl Fn(&str) -> bool) -> String {
+    while taken(&id) {
+        id.push('_');
+    }
+    id
+}
+
 /// The Rust module for an IDL file named `name` (which may hold dots or dashes, as
 /// in `name_conflicts.enum`): other characters become `_`, a leading digit gets a `_`
 /// before it, keywords are escaped.

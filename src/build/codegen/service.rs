@@ -15,7 +15,7 @@ use crate::idl::model::{DefId, Field, Function, Requiredness, Service, Struct, S
 
 use super::fields::is_option;
 use super::items::{doc_lines, structure};
-use super::names::{camel, ident};
+use super::names::{apart, camel, ident};
 use super::types::Gen;
 
 /// Stand-in id for the synthetic argument and result structs (never boxed).
@@ -79,13 +79,22 @@ fn bindings(g: &Gen, f: &Function) -> Vec<String> {
     };
     let mut names: Vec<String> = Vec::with_capacity(f.args.len());
     for a in &f.args {
-        let mut name = ident(&a.name);
-        while TAKEN.contains(&name.as_str()) || items(&name) || names.contains(&name) {
-            name.push('_');
-        }
+        let name = apart(ident(&a.name), |n| {
+            TAKEN.contains(&n) || items(n) || names.iter().any(|m| m == n)
+        });
         names.push(name);
     }
     names
+}
+
+/// The client's own methods, which a client method of the same name would clash
+/// with.
+const CLIENT_ITEMS: &[&str] = &["new", "channel"];
+
+/// The name of `f`'s client method: its own, with `_` added when it is one of the
+/// client's own methods (`new` → `new_`; also what `ringsoa new`'s example calls).
+pub fn client_method_name(f: &Function) -> String {
+    apart(ident(&f.name), |n| CLIENT_ITEMS.contains(&n))
 }
 
 /// The args-struct field value built from a client parameter bound to `p`.
@@ -299,7 +308,7 @@ fn client_method(g: &Gen, out: &mut String, sid: DefId, f: &Function) {
     let args = format!("{} {{ {fields} }}", n.args);
     let cx = "cx: __std::option::Option<&mut __rs::rpc::CallContext>";
     if f.oneway {
-        let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<(), __rs::rpc::CallError> {{\n        self.channel.oneway(cx, {:?}, &{args}).await\n    }}\n", ident(&f.name), f.name);
+        let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<(), __rs::rpc::CallError> {{\n        self.channel.oneway(cx, {:?}, &{args}).await\n    }}\n", client_method_name(f), f.name);
         return;
     }
     let err = n
@@ -313,7 +322,7 @@ fn client_method(g: &Gen, out: &mut String, sid: DefId, f: &Function) {
     } else {
         ""
     };
-    let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<{}, {err}> {{\n        let res: {} = self.channel.call(cx, {:?}, &{args}).await{widen}?;", ident(&f.name), ok_type(g, f), n.result, f.name);
+    let _ = writeln!(out, "    pub async fn {}(&self, {cx}{params}) -> __std::result::Result<{}, {err}> {{\n        let res: {} = self.channel.call(cx, {:?}, &{args}).await{widen}?;", client_method_name(f), ok_type(g, f), n.result, f.name);
     if let Some(exc) = &n.exception {
         for t in &f.throws {
             let _ = writeln!(out, "        if let __std::option::Option::Some(e) = res.{} {{\n            return __std::result::Result::Err(__rs::rpc::CallError::Declared({exc}::{}(e)));\n        }}", ident(&t.name), camel(&t.name));
