@@ -468,6 +468,31 @@ fn multiplexed_services_share_one_dispatcher() {
     );
 }
 
+/// Two items that would have one Rust name are refused at generation, by their
+/// IDL names and the later one's place; before, the generated code failed to
+/// compile with rustc's duplicate-definition errors.
+#[test]
+fn items_that_would_share_a_rust_name_are_refused_with_both_named() {
+    for (src, want) in [
+        (
+            "struct UserClient { 1: i32 x }\nservice User { void get() }",
+            "c.thrift:2:1: service `User`'s client and struct `UserClient` would both be `UserClient` in Rust: rename one",
+        ),
+        (
+            "service S {\n  void get_user(),\n  void getUser(),\n}",
+            "c.thrift:3:3: `S.getUser`'s args and `S.get_user`'s args would both be `SGetUserArgs` in Rust: rename one",
+        ),
+        (
+            "exception SGetException { 1: string m }\nservice S { void get() throws (1: SGetException e) }",
+            "c.thrift:2:13: `S.get`'s exception and exception `SGetException` would both be `SGetException` in Rust: rename one",
+        ),
+    ] {
+        let p = ringsoa::idl::load_str("c.thrift", src, &[] as &[&str]).unwrap();
+        let e = ringsoa::codegen::generate(&p, "::ringsoa").unwrap_err();
+        assert_eq!(e.to_string(), want);
+    }
+}
+
 #[test]
 fn type_attributes_reach_the_types_they_name() {
     // From the package's build script: `.type_attribute("shared.Point", "#[derive(Eq, Hash)]")`.
