@@ -840,3 +840,27 @@ fn demo_refused(args: &[&str]) -> (i32, String) {
     let code = out.status.code().unwrap_or(-1);
     (code, String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+/// `ringsoa idl check` refuses what the generator refuses, not only what does not
+/// parse or resolve: two items that would share a Rust name, named with the later
+/// one's place. Before, check accepted the file and only the build failed.
+#[test]
+fn idl_check_refuses_what_the_generator_refuses() {
+    let dir = scratch("idl-check");
+    let clash = dir.join("clash.thrift");
+    std::fs::write(
+        &clash,
+        "struct UserClient { 1: i32 x }\nservice User { void get() }\n",
+    )
+    .unwrap();
+    let (code, _, err) = ringsoa(&["idl", "check", clash.to_str().unwrap()], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.trim_end().ends_with(
+            "clash.thrift:2:1: service `User`'s client and struct `UserClient` would both be `UserClient` in Rust: rename one"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = ringsoa(&["idl", "check", IDL], b"");
+    assert_eq!((code, err.as_str()), (0, ""));
+}

@@ -10,8 +10,9 @@ use ringsoa::idl::load;
 /// `ringsoa idl …`.
 #[derive(Subcommand, Debug)]
 pub enum IdlCmd {
-    /// Parse and resolve IDL files (with their includes); print each refusal as
-    /// `file:line:col: message`. Exit 0 when every file is accepted, 2 otherwise.
+    /// Parse and resolve IDL files (with their includes), and generate their Rust
+    /// without writing it; print each refusal as `file:line:col: message`. Exit 0
+    /// when every file is accepted, 2 otherwise.
     Check {
         /// Directories searched for includes (after the including file's own).
         #[arg(long = "include-dir")]
@@ -42,8 +43,11 @@ pub fn idl(cmd: IdlCmd) -> ExitCode {
             files,
         } => {
             let mut ok = true;
+            // Loaded and generated (not written): what the generator refuses (an
+            // empty union, two items of one Rust name) is refused here too.
             for f in &files {
-                if let Err(e) = load(&[f], &include_dirs) {
+                let checked = load(&[f], &include_dirs).and_then(|p| generate(&p, "::ringsoa"));
+                if let Err(e) = checked {
                     eprintln!("{e}");
                     ok = false;
                 }
