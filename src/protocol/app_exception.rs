@@ -73,9 +73,10 @@ impl ApplicationExceptionKind {
 }
 
 /// A `TApplicationException`. `message` is optional on the wire: thriftpy2 omits it
-/// for UNKNOWN_METHOD, and it is written only when present.
+/// for UNKNOWN_METHOD, and it is written only when present. Shown on one line:
+/// the peer's control characters (line breaks, terminal escapes) are escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("TApplicationException {kind:?}: {}", message.as_deref().unwrap_or(""))]
+#[error("TApplicationException {kind:?}: {}", crate::logs::escape_controls(message.as_deref().unwrap_or("")))]
 pub struct ApplicationException {
     /// Field 2, `type`.
     pub kind: ApplicationExceptionKind,
@@ -128,5 +129,20 @@ impl Decode for ApplicationException {
         }
         r.read_struct_end(mark);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_message_is_shown_on_one_line() {
+        let e = ApplicationException::internal("boom\n\u{1b}[2Jsecond line");
+        assert_eq!(
+            e.to_string(),
+            "TApplicationException InternalError: boom\\n\\u{1b}[2Jsecond line"
+        );
+        assert_eq!(e.message.as_deref(), Some("boom\n\u{1b}[2Jsecond line"));
     }
 }

@@ -55,7 +55,7 @@ pub fn check_reply<R: ProtocolReader>(
             ProtocolErrorKind::InvalidData,
             format!(
                 "reply {}#{got} does not match call {method}#{seqid}",
-                String::from_utf8_lossy(&name)
+                crate::logs::escape_controls(&String::from_utf8_lossy(&name))
             ),
         )
         .into());
@@ -173,3 +173,27 @@ macro_rules! forward_channel {
 }
 
 forward_channel!(&C, std::rc::Rc<C>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{BinaryReader, BinaryWriter, ProtocolWriter};
+
+    #[test]
+    fn a_reply_to_another_call_is_refused_and_its_name_shown_on_one_line() {
+        let mut buf = Vec::new();
+        BinaryWriter::new(&mut buf).write_message_begin_bytes(
+            b"ec\nho\x1b[2J",
+            MessageType::Reply,
+            7,
+        );
+        let e = check_reply(&mut BinaryReader::new(buf.into()), "echo", 7).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "thrift protocol error (InvalidData): reply ec\\nho\\u{1b}[2J#7 does not match call echo#7"
+        );
+        let mut buf = Vec::new();
+        BinaryWriter::new(&mut buf).write_message_begin_bytes(b"Demo:echo", MessageType::Reply, 8);
+        check_reply(&mut BinaryReader::new(buf.into()), "echo", 8).unwrap();
+    }
+}
