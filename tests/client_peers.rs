@@ -188,6 +188,59 @@ fn tracks_against_ttrackedprocessor_and_survives_its_exception_replies() {
     });
 }
 
+/// The handshake is thriftpy2's own bytes (buffered strict binary, seqid 0, as
+/// captured from its tracked client), and the calls after it count from seqid 1.
+#[test]
+fn the_handshake_is_thriftpy2s_bytes_and_calls_count_from_seqid_1() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let name = b"__thriftpy_tracing_method_name__v2";
+    let mut handshake = b"\x80\x01\x00\x01\x00\x00\x00\x22".to_vec();
+    handshake.extend_from_slice(name);
+    handshake.extend_from_slice(b"\x00\x00\x00\x00");
+    handshake.extend_from_slice(b"\x0b\x00\x01\x00\x00\x00\x0brust-client");
+    handshake.extend_from_slice(b"\x08\x00\x02\x00\x00\x00\x02\x00");
+    let expected = handshake;
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = vec![0; expected.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected, "the handshake's bytes");
+        let mut reply = b"\x80\x01\x00\x02\x00\x00\x00\x22".to_vec();
+        reply.extend_from_slice(name);
+        reply.extend_from_slice(b"\x00\x00\x00\x00\x08\x00\x01\x00\x00\x00\x02\x00");
+        s.write_all(&reply).unwrap();
+        // The first call: its request header, then `ping`'s CALL: seqid, empty args.
+        let mut call = Vec::new();
+        let marker = b"\x80\x01\x00\x01\x00\x00\x00\x04ping";
+        let at = loop {
+            let mut byte = [0];
+            s.read_exact(&mut byte).unwrap();
+            call.push(byte[0]);
+            if let Some(at) = call.windows(marker.len()).position(|w| w == marker) {
+                if call.len() == at + marker.len() + 5 {
+                    break at;
+                }
+            }
+        };
+        let seqid = call[at + marker.len()..at + marker.len() + 4].to_vec();
+        let mut answer = b"\x0d\x00\x01\x0b\x0b\x00\x00\x00\x00\x00".to_vec();
+        answer.extend_from_slice(b"\x80\x01\x00\x02\x00\x00\x00\x04ping");
+        answer.extend_from_slice(&seqid);
+        answer.push(0);
+        s.write_all(&answer).unwrap();
+        seqid
+    });
+    block_on(async {
+        let client = client(addr, Protocol::Binary, Framing::Buffered);
+        DemoClient::new(&client).ping(None).await.unwrap();
+        assert_eq!(version(&client), Some(2));
+    });
+    let seqid = server.join().unwrap();
+    assert_eq!(seqid, [0, 0, 0, 1], "the first call's seqid");
+}
+
 /// A reply over the client's maximum message size fails its call with an error that
 /// says so and names the setting; `ConnOptions::max_message` raises the limit.
 #[test]

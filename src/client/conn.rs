@@ -128,7 +128,7 @@ pub(crate) struct Conn {
     persistent: Vec<(String, String)>,
     /// Tracking version: 0 native, 1 or 2.
     pub version: i32,
-    /// The last seqid sent; seqids increase per connection.
+    /// The last seqid sent: the handshake 0, calls from 1 up (after `i32::MAX`, 1).
     seqid: i32,
     /// When the connection was opened.
     pub opened: Instant,
@@ -243,6 +243,8 @@ impl Conn {
 
     async fn handshake(&mut self, app_id: &str) -> Result<i32, CallError> {
         let args = tracking::client::upgrade_args(app_id);
+        // Seqid 0, as thriftpy2's tracked client sends it; the calls count from 1.
+        self.seqid = -1;
         let call = Call {
             method: tracking::HANDSHAKE_METHOD,
             oneway: false,
@@ -304,7 +306,7 @@ impl Conn {
         } else {
             MessageType::Call
         };
-        self.seqid = self.seqid.wrapping_add(1).max(1);
+        self.seqid = self.seqid.checked_add(1).unwrap_or(1);
         let seqid = self.seqid;
         let mark = self.io.begin_message();
         let inner = self.io.out().len();
