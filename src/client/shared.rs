@@ -7,8 +7,12 @@
 //! A call's arguments are encoded on the calling thread and its reply decoded there;
 //! between them travel bytes, the call's context and a oneshot answer. A client
 //! thread that has nothing to do waits on a socket pair, written to (one byte) only
-//! when it sleeps: its runtime has no cross-thread wake-ups of its own.
+//! when it sleeps: its runtime has no cross-thread wake-ups of its own. A caller
+//! that stops waiting (its future dropped: a timeout, an aborted task) sends word to
+//! cancel the call, which then ends as a dropped call on a server's core does.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -25,6 +29,7 @@ use tokio::sync::oneshot;
 use super::conn::reply_reader;
 use super::Client;
 use crate::protocol::{with_codec, Codec, Decode, Encode, Encoded, Protocol, ProtocolReader};
+use crate::race::{race, Either};
 use crate::rpc::{CallContext, CallError, Channel};
 use crate::transport::conn::KEEP_CAPACITY;
 
@@ -32,16 +37,22 @@ use crate::transport::conn::KEEP_CAPACITY;
 /// (`None` for oneway), and the call's context with its child counter and reply meta.
 type Answer = (Result<Option<Bytes>, CallError>, Option<CallContext>);
 
-/// What a client thread is sent.
+/// What a client thread is sent. Calls are nearly all of it, moved by value: boxing
+/// them to shrink the rare variants would cost an allocation a call.
+#[allow(clippy::large_enum_variant)]
 enum Mail {
     /// A call to make.
     Call(Job),
     /// A large reply's buffer, its result decoded: kept for the next large message.
     Spare(BytesMut),
+    /// The caller of the job with this id stopped waiting for its answer.
+    Cancel(usize),
 }
 
 /// One call handed to a client thread.
 struct Job {
+    /// Unique among the thread's jobs.
+    id: usize,
     method: &'static str,
     oneway: bool,
     args: Bytes,
@@ -169,21 +180,29 @@ impl SharedClient {
             Some(cx) => (Some(std::mem::take(cx)), Some(cx)),
             None => (None, None),
         };
-        let n = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.threads.len();
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let n = id % self.inner.threads.len();
+        let thread = &self.inner.threads[n];
         let job = Job {
+            id,
             method,
             oneway,
             args: buf.freeze(),
             cx: cx_in,
             answer,
         };
-        if self.inner.threads[n].send(Mail::Call(job)).is_err() {
+        if thread.send(Mail::Call(job)).is_err() {
             return Err(CallError::Rejected(
                 "the shared client's thread has ended".into(),
             ));
         }
-        let (result, cx_out) = answered
-            .await
+        let waiting = Waiting {
+            thread,
+            id: Some(id),
+        };
+        let answer = answered.await;
+        waiting.answered();
+        let (result, cx_out) = answer
             .map_err(|_| CallError::Rejected("the shared client's thread has ended".into()))?;
         if let (Some(back), Some(cx)) = (back, cx_out) {
             *back = cx;
@@ -200,6 +219,59 @@ impl SharedClient {
     }
 }
 
+/// A call sent to a client thread and not answered yet: dropped so (its caller
+/// stopped waiting), it tells the thread to cancel the call.
+struct Waiting<'a> {
+    thread: &'a Thread,
+    /// The job's id; none once answered.
+    id: Option<usize>,
+}
+
+impl Waiting<'_> {
+    fn answered(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let _ = self.thread.send(Mail::Cancel(id));
+        }
+    }
+}
+
+/// A running job's cancellation, set on its client thread.
+#[derive(Default)]
+struct Cancel {
+    set: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Cancel {
+    fn fire(&self) {
+        self.set.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Ready once fired.
+    async fn fired(&self) {
+        std::future::poll_fn(|cx| {
+            if self.set.get() {
+                return Poll::Ready(());
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The jobs running on a client thread, by id.
+type Running = Rc<RefCell<HashMap<usize, Rc<Cancel>>>>;
+
 /// A client thread's loop: start every job that came, then sleep on the socket
 /// until a byte says more came; ends when every handle is gone.
 async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping: Arc<AtomicBool>) {
@@ -207,11 +279,26 @@ async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping:
     let Ok(mut wake) = monoio::net::UnixStream::from_std(wake) else {
         return;
     };
+    let running = Running::default();
     let mut buf = vec![0u8; 64];
     loop {
         loop {
             match jobs.try_recv() {
-                Ok(Mail::Call(job)) => drop(monoio::spawn(run(client.clone(), job))),
+                Ok(Mail::Call(job)) => {
+                    let cancel = Rc::new(Cancel::default());
+                    running.borrow_mut().insert(job.id, cancel.clone());
+                    drop(monoio::spawn(run(
+                        client.clone(),
+                        job,
+                        cancel,
+                        running.clone(),
+                    )));
+                }
+                Ok(Mail::Cancel(id)) => {
+                    if let Some(cancel) = running.borrow_mut().remove(&id) {
+                        cancel.fire();
+                    }
+                }
                 Ok(Mail::Spare(buf)) => client.keep_spare(buf),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
@@ -231,13 +318,17 @@ async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping:
     }
 }
 
-/// Runs one job on a client thread.
-async fn run(client: Rc<Client>, mut job: Job) {
-    let result = client
-        .call_raw(job.cx.as_mut(), job.method, job.oneway, &Encoded(&job.args))
-        .await
-        .map(|reply| reply.map(|(msg, _)| msg));
-    let _ = job.answer.send((result, job.cx));
+/// Runs one job on a client thread, unless its caller stops waiting first: then
+/// the call is dropped, its connection closed, as a caller's on a core would be.
+async fn run(client: Rc<Client>, mut job: Job, cancel: Rc<Cancel>, running: Running) {
+    let args = Encoded(&job.args);
+    let call = client.call_raw(job.cx.as_mut(), job.method, job.oneway, &args);
+    let outcome = race(call, cancel.fired()).await;
+    running.borrow_mut().remove(&job.id);
+    if let Either::Left(result) = outcome {
+        let result = result.map(|reply| reply.map(|(msg, _)| msg));
+        let _ = job.answer.send((result, job.cx));
+    }
 }
 
 impl Channel for SharedClient {
