@@ -124,7 +124,7 @@ fn each_thread_builds_its_client_with_its_index() {
 
 /// A caller that stops waiting (a tokio timeout drops the stub's future) cancels
 /// its call on the client thread: the call's connection closes at once, as a
-/// dropped call's does on a server's core. Before, the abandoned calls ran on to
+/// dropped call's does on a server's core, and the caller's context stays whole. Before, the abandoned calls ran on to
 /// their end: 50 tokio tasks timing out 20 ms into 1 s calls held about 2,400
 /// connections to the server (by hand).
 #[test]
@@ -165,5 +165,24 @@ fn a_caller_that_stops_waiting_cancels_its_call() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(d.echo(None, "after".into()).await.unwrap(), "after");
+        // The caller's context outlives an abandoned call whole, the call counted:
+        // the next call continues the chain with the next rpc id. (Before, the
+        // context went to the client thread and was lost with the call.)
+        let mut cx = CallContext {
+            request_id: "req-9".into(),
+            seq: "1".into(),
+            meta: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            ..CallContext::default()
+        };
+        let call = d.sleep_ms(Some(&mut cx), MAX_SLEEP_MS);
+        assert!(tokio::time::timeout(Duration::from_millis(20), call)
+            .await
+            .is_err());
+        let who = d.whoami(Some(&mut cx)).await.unwrap();
+        assert_eq!(
+            (who["request_id"].as_str(), who["seq"].as_str()),
+            ("req-9", "1.2")
+        );
+        assert_eq!(who["meta.k"], "v");
     });
 }

@@ -176,10 +176,8 @@ impl SharedClient {
         let mut buf = BytesMut::new();
         with_codec!(self.inner.protocol, C => args.encode(&mut C::writer(&mut buf)));
         let (answer, answered) = oneshot::channel();
-        let (cx_in, back) = match cx {
-            Some(cx) => (Some(std::mem::take(cx)), Some(cx)),
-            None => (None, None),
-        };
+        // A copy goes: the caller's context stays whole should it stop waiting.
+        let cx_in = cx.as_deref().cloned();
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let n = id % self.inner.threads.len();
         let thread = &self.inner.threads[n];
@@ -199,9 +197,10 @@ impl SharedClient {
         let waiting = Waiting {
             thread,
             id: Some(id),
+            cx,
         };
         let answer = answered.await;
-        waiting.answered();
+        let back = waiting.answered();
         let (result, cx_out) = answer
             .map_err(|_| CallError::Rejected("the shared client's thread has ended".into()))?;
         if let (Some(back), Some(cx)) = (back, cx_out) {
@@ -220,23 +219,32 @@ impl SharedClient {
 }
 
 /// A call sent to a client thread and not answered yet: dropped so (its caller
-/// stopped waiting), it tells the thread to cancel the call.
-struct Waiting<'a> {
+/// stopped waiting), it tells the thread to cancel the call, and counts the call
+/// in the caller's context as made (the next call gets the next rpc id, as after
+/// a dropped call on a core).
+struct Waiting<'a, 'c> {
     thread: &'a Thread,
     /// The job's id; none once answered.
     id: Option<usize>,
+    /// The caller's context.
+    cx: Option<&'c mut CallContext>,
 }
 
-impl Waiting<'_> {
-    fn answered(mut self) {
+impl<'c> Waiting<'_, 'c> {
+    /// The caller's context, for the answer's.
+    fn answered(mut self) -> Option<&'c mut CallContext> {
         self.id = None;
+        self.cx.take()
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting<'_, '_> {
     fn drop(&mut self) {
         if let Some(id) = self.id {
             let _ = self.thread.send(Mail::Cancel(id));
+            if let Some(cx) = self.cx.as_deref_mut().filter(|cx| cx.has_chain()) {
+                cx.calls_made += 1;
+            }
         }
     }
 }

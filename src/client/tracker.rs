@@ -70,9 +70,7 @@ impl<'a> Tracker<'a> {
 
     fn make(&mut self) -> Made {
         match self.cx.as_deref_mut() {
-            Some(cx) if !cx.request_id.is_empty() || !cx.seq.is_empty() => {
-                Made::Child(cx.next_child_seq())
-            }
+            Some(cx) if cx.has_chain() => Made::Child(cx.next_child_seq()),
             _ => {
                 let n = self.root_calls.get() + 1;
                 self.root_calls.set(n);

@@ -36,6 +36,12 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// Whether a downstream call made with this context continues its chain (it
+    /// has a request id or an rpc id), rather than starting a root call.
+    pub fn has_chain(&self) -> bool {
+        !self.request_id.is_empty() || !self.seq.is_empty()
+    }
+
     /// The rpc id for the next downstream call: `seq.i` with `i` counting from 1.
     pub fn next_child_seq(&mut self) -> String {
         self.calls_made += 1;
