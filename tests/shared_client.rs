@@ -186,3 +186,38 @@ fn a_caller_that_stops_waiting_cancels_its_call() {
         assert_eq!(who["meta.k"], "v");
     });
 }
+
+/// A shared client's threads build their clients on their own runtimes, so one
+/// may discover its service (`Governance::follow_here` starts a task there), and
+/// a call made at once, before the providers were first read, waits for them
+/// within its deadline rather than being refused. Before, building such a client
+/// panicked (no runtime yet: `a client thread ended while starting`), and a
+/// discovering client's first call right after it was made came back `the service
+/// has no nodes`.
+#[test]
+fn a_shared_client_discovers_and_its_first_call_waits_for_the_providers() {
+    use ringsoa::governance::{Backend, Governance, GovernanceOptions};
+    let demo = Demo::start(&[]);
+    let dir = std::env::temp_dir().join(format!("ringsoa-shared-discover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.toml");
+    std::fs::write(
+        &state,
+        format!(
+            "[[apps.back.clusters.main.providers]]\nhost = \"127.0.0.1\"\nport = {}\n",
+            demo.addr.port()
+        ),
+    )
+    .unwrap();
+    let options = GovernanceOptions::new("gateway", "main", Backend::File(state));
+    let gov = Governance::start(options).unwrap();
+    let g = gov.clone();
+    let client = SharedClient::spawn(1, Protocol::Binary, move || {
+        let service = "back/main".parse().unwrap();
+        Client::discover(&g.follow_here(), service, ClientConfig::new("gateway"))
+    })
+    .unwrap();
+    let d = DemoClient::new(client);
+    assert_eq!(wait(d.whoami(None)).unwrap()["client"], "gateway");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

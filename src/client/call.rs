@@ -43,7 +43,7 @@ impl Client {
     fn with_view<N: Into<Node>>(
         nodes: impl IntoIterator<Item = N>,
         mut config: ClientConfig,
-        view: Option<Rc<Governed>>,
+        view: Option<(Rc<Governed>, ServiceName)>,
     ) -> Self {
         if config.service.is_empty() {
             config.service = "downstream".into();
@@ -101,7 +101,8 @@ impl Client {
             config.service = service.to_string();
         }
         let (nodes, seen) = governance.with(|s| (nodes_of(s, &service), providers(s, &service)));
-        let client = Client::with_view(nodes, config, Some(governance.clone()));
+        let view = Some((governance.clone(), service.clone()));
+        let client = Client::with_view(nodes, config, view);
         let weak = Rc::downgrade(&client.inner);
         let seen = RefCell::new(seen);
         governance.subscribe(move |snap| {
@@ -249,10 +250,18 @@ impl Inner {
         self.budget.borrow_mut().deposit(started);
         let idempotent = cfg.retry.idempotent.iter().any(|m| m == method);
         let mut nodes = self.nodes.borrow().clone();
-        if let (true, Some(view)) = (nodes.is_empty(), &self.view) {
+        if let (true, Some((view, service))) = (nodes.is_empty(), &self.view) {
             // The refusal below would not yield: take the view's news here.
             view.refresh();
             nodes = self.nodes.borrow().clone();
+            // Made before the providers were first read (a process just started):
+            // wait for them, within the call's deadline, rather than refuse.
+            if nodes.is_empty() && !view.with(|s| s.services.contains_key(service)) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if view.loaded(service, left).await {
+                    nodes = self.nodes.borrow().clone();
+                }
+            }
         }
         let mut tried = Vec::new();
         let mut reply_meta = None;

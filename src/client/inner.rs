@@ -9,7 +9,7 @@ use super::list::{Aperture, NodeList};
 use super::node::NodeState;
 use super::retry::RetryBudget;
 use super::upkeep::Stop;
-use crate::control::Governed;
+use crate::control::{Governed, ServiceName};
 use crate::transport::spare::SpareBuffers;
 
 /// The client's state; see the module docs.
@@ -23,10 +23,11 @@ pub(super) struct Inner {
     /// nodes and a client use few; going through 20,000 each tick took
     /// 0.6–0.9 ms of the core.
     pub tended: RefCell<Vec<Rc<NodeState>>>,
-    /// The governance view the nodes follow (`Client::discover`), asked for news
-    /// when a call finds no node: a caller that retries a refused call without
-    /// awaiting anything else never lets the view's timer run.
-    pub view: Option<Rc<Governed>>,
+    /// The governance view the nodes follow (`Client::discover`) and the service
+    /// they are of, asked for news when a call finds no node: a caller that retries
+    /// a refused call without awaiting anything else never lets the view's timer
+    /// run, and a call made before the providers were first read waits for them.
+    pub view: Option<(Rc<Governed>, ServiceName)>,
     pub budget: RefCell<RetryBudget>,
     /// Top-level calls so far: their rpc ids are "1", "2", …
     pub root_calls: Cell<u64>,

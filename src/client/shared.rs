@@ -141,9 +141,13 @@ impl SharedClient {
                         Ok(rt) => rt,
                         Err(e) => return drop(ready_tx.send(Err(e))),
                     };
-                    let client = make(i);
-                    let _ = ready_tx.send(Ok(client.max_decoded()));
-                    rt.block_on(serve(client, rx, theirs, asleep));
+                    // Built on the thread's runtime: what `make` starts there (a
+                    // discovering client's view, `Governance::follow_here`) runs there.
+                    rt.block_on(async move {
+                        let client = make(i);
+                        let _ = ready_tx.send(Ok(client.max_decoded()));
+                        serve(client, rx, theirs, asleep).await
+                    });
                 })?;
             max_decoded = ready_rx
                 .recv()
