@@ -24,7 +24,28 @@ use monoio::time::TimeDriver;
 use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 /// A thread's runtime, with its timer.
-pub type Runtime = monoio::FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
+pub struct Runtime(monoio::FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>);
+
+impl Runtime {
+    /// Runs `future` to its end on this thread, with the tasks it spawns.
+    pub fn block_on<F: std::future::Future>(&mut self, future: F) -> F::Output {
+        /// Puts the mark back as it was, a panic included.
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                RUNNING.set(self.0);
+            }
+        }
+        let _restore = Restore(RUNNING.replace(true));
+        self.0.block_on(future)
+    }
+}
+
+/// Whether this thread is inside [`Runtime::block_on`]: its tasks then take no
+/// wake-ups from other threads (monoio without its `sync` feature).
+pub(crate) fn running_here() -> bool {
+    RUNNING.get()
+}
 
 /// The ring setups to try, best first, each with its name for the log.
 pub fn ring_setups() -> Vec<(&'static str, io_uring::Builder)> {
@@ -93,17 +114,19 @@ fn build_runtime() -> std::io::Result<Runtime> {
             .uring_builder(setup)
             .build()
         {
-            Ok(rt) => return Ok(rt),
+            Ok(rt) => return Ok(Runtime(rt)),
             Err(e) => tracing::debug!("io_uring setup {name} unavailable ({e})"),
         }
     }
-    Ok(RuntimeBuilder::<LegacyDriver>::new()
+    let legacy = RuntimeBuilder::<LegacyDriver>::new()
         .enable_timer()
-        .build()?
-        .into())
+        .build()?;
+    Ok(Runtime(legacy.into()))
 }
 
 thread_local! {
+    /// Whether this thread is inside [`Runtime::block_on`].
+    static RUNNING: Cell<bool> = const { Cell::new(false) };
     /// When [`build`] last built this thread's runtime, just after monoio read
     /// its timer wheel's origin near the end of the build: the origin, a little
     /// late (a tick's half millisecond early covers the gap, [`next_tick`]).

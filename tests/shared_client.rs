@@ -221,3 +221,27 @@ fn a_shared_client_discovers_and_its_first_call_waits_for_the_providers() {
     assert_eq!(wait(d.whoami(None)).unwrap()["client"], "gateway");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Awaited on a thread running ringsoa's runtime, whose tasks take no wake-ups
+/// from other threads, a shared client's call fails at once with what to do
+/// instead; before, it waited until something else woke the thread (here the
+/// timeout's timer, 5 s on; for ever on an idle thread). Once the runtime has
+/// ended, the thread may call through it again.
+#[test]
+fn a_shared_client_refuses_to_be_awaited_on_a_ringsoa_runtime() {
+    let demo = Demo::start(&[]);
+    let d = DemoClient::new(shared(demo.addr));
+    let on_runtime = ringsoa::runtime::build().unwrap().block_on(async {
+        let call = d.add(None, 1, 2);
+        monoio::time::timeout(std::time::Duration::from_secs(5), call).await
+    });
+    match on_runtime {
+        Ok(Err(CallError::Rejected(why))) => assert!(
+            why.contains("cannot be awaited on a thread running ringsoa's runtime")
+                && why.ends_with("call through a Client made on this thread"),
+            "{why}"
+        ),
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    assert_eq!(wait(d.add(None, 1, 2)).unwrap(), 3);
+}

@@ -33,6 +33,14 @@ use crate::race::{race, Either};
 use crate::rpc::{CallContext, CallError, Channel};
 use crate::transport::conn::KEEP_CAPACITY;
 
+/// Why a call awaited on a thread running ringsoa's runtime is refused: its answer's
+/// wake-up, from the client thread, would never reach the task, which would wait for
+/// ever.
+const ON_A_RUNTIME: &str = "a SharedClient's call cannot be awaited on a thread \
+    running ringsoa's runtime (a server's core, or `runtime::build`'s): its answer, \
+    sent from another thread, would never wake the task; call through a Client made \
+    on this thread";
+
 /// What comes back from a client thread: the reply from its message header on
 /// (`None` for oneway), and the call's context with its child counter and reply meta.
 type Answer = (Result<Option<Bytes>, CallError>, Option<CallContext>);
@@ -177,6 +185,9 @@ impl SharedClient {
         oneway: bool,
         args: &A,
     ) -> Result<(usize, Option<Bytes>), CallError> {
+        if crate::runtime::running_here() {
+            return Err(CallError::Rejected(ON_A_RUNTIME.into()));
+        }
         let mut buf = BytesMut::new();
         with_codec!(self.inner.protocol, C => args.encode(&mut C::writer(&mut buf)));
         let (answer, answered) = oneshot::channel();
