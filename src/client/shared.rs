@@ -346,9 +346,11 @@ async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping:
 async fn run(client: Rc<Client>, mut job: Job, cancel: Rc<Cancel>, running: Running) {
     let args = Encoded(&job.args);
     let call = client.call_raw(job.cx.as_mut(), job.method, job.oneway, &args);
-    let outcome = race(call, cancel.fired()).await;
+    // The cancellation looked at first: a job its caller gave up before it ran
+    // (its word came in the same batch) never starts its call.
+    let outcome = race(cancel.fired(), call).await;
     running.borrow_mut().remove(&job.id);
-    if let Either::Left(result) = outcome {
+    if let Either::Right(result) = outcome {
         let result = result.map(|reply| reply.map(|(msg, _)| msg));
         let _ = job.answer.send((result, job.cx));
     }
