@@ -307,6 +307,8 @@ async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping:
     loop {
         loop {
             match jobs.try_recv() {
+                // Its caller already gone: nothing to start (its word follows).
+                Ok(Mail::Call(job)) if job.answer.is_closed() => {}
                 Ok(Mail::Call(job)) => {
                     let cancel = Rc::new(Cancel::default());
                     running.borrow_mut().insert(job.id, cancel.clone());
