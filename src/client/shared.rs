@@ -11,7 +11,7 @@
 //! that stops waiting (its future dropped: a timeout, an aborted task) sends word to
 //! cancel the call, which then ends as a dropped call on a server's core does.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 use super::conn::reply_reader;
 use super::Client;
+use crate::flag::Flag;
 use crate::protocol::{with_codec, Codec, Decode, Encode, Encoded, Protocol, ProtocolReader};
 use crate::race::{race, Either};
 use crate::rpc::{CallContext, CallError, Channel};
@@ -264,36 +265,8 @@ impl Drop for Waiting<'_, '_> {
     }
 }
 
-/// A running job's cancellation, set on its client thread.
-#[derive(Default)]
-struct Cancel {
-    set: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
-
-impl Cancel {
-    fn fire(&self) {
-        self.set.set(true);
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-    }
-
-    /// Ready once fired.
-    async fn fired(&self) {
-        std::future::poll_fn(|cx| {
-            if self.set.get() {
-                return Poll::Ready(());
-            }
-            self.waker.set(Some(cx.waker().clone()));
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-/// The jobs running on a client thread, by id.
-type Running = Rc<RefCell<HashMap<usize, Rc<Cancel>>>>;
+/// The jobs running on a client thread, by id, each with the flag that cancels it.
+type Running = Rc<RefCell<HashMap<usize, Rc<Flag>>>>;
 
 /// A client thread's loop: start every job that came, then sleep on the socket
 /// until a byte says more came; ends when every handle is gone.
@@ -310,7 +283,7 @@ async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping:
                 // Its caller already gone: nothing to start (its word follows).
                 Ok(Mail::Call(job)) if job.answer.is_closed() => {}
                 Ok(Mail::Call(job)) => {
-                    let cancel = Rc::new(Cancel::default());
+                    let cancel = Rc::new(Flag::default());
                     running.borrow_mut().insert(job.id, cancel.clone());
                     drop(monoio::spawn(run(
                         client.clone(),
@@ -321,7 +294,7 @@ async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping:
                 }
                 Ok(Mail::Cancel(id)) => {
                     if let Some(cancel) = running.borrow_mut().remove(&id) {
-                        cancel.fire();
+                        cancel.raise();
                     }
                 }
                 Ok(Mail::Spare(buf)) => client.keep_spare(buf),
@@ -345,12 +318,12 @@ async fn serve(client: Client, jobs: Receiver<Mail>, wake: UnixStream, sleeping:
 
 /// Runs one job on a client thread, unless its caller stops waiting first: then
 /// the call is dropped, its connection closed, as a caller's on a core would be.
-async fn run(client: Rc<Client>, mut job: Job, cancel: Rc<Cancel>, running: Running) {
+async fn run(client: Rc<Client>, mut job: Job, cancel: Rc<Flag>, running: Running) {
     let args = Encoded(&job.args);
     let call = client.call_raw(job.cx.as_mut(), job.method, job.oneway, &args);
     // The cancellation looked at first: a job its caller gave up before it ran
     // (its word came in the same batch) never starts its call.
-    let outcome = race(cancel.fired(), call).await;
+    let outcome = race(cancel.up(), call).await;
     running.borrow_mut().remove(&job.id);
     if let Either::Right(result) = outcome {
         let result = result.map(|reply| reply.map(|(msg, _)| msg));
