@@ -48,7 +48,7 @@ cargo test --workspace
 step "cargo test on the epoll driver (RINGSOA_RING=epoll)"
 RINGSOA_RING=epoll cargo test --test server_peers --test server_inprocess \
   --test client_pool --test client_nodes --test client_peers --test shared_client \
-  --test bad_day --test examples
+  --test bad_day --test linked_replies --test examples
 
 step "Apache Thrift conformance: its IDL corpus and its cross-language test"
 tools/apache/conformance.sh

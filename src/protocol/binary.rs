@@ -5,23 +5,23 @@
 //! are accepted only with [`BinaryReader::with_strict_read`]`(false)`, because the
 //! server's auto-detection and the tracking header rely on the `0x80` marker.
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 
 use super::{
     check_len, ttype_from_u8, DecodeBudget, Depth, MessageHeader, MessageType, ProtocolError,
-    ProtocolErrorKind, ProtocolReader, ProtocolWriter, TType,
+    ProtocolErrorKind, ProtocolReader, ProtocolWriter, Sink, TType,
 };
 
 /// The strict version word's upper half.
 pub const VERSION_1: u32 = 0x8001_0000;
 const VERSION_MASK: u32 = 0xffff_0000;
 
-/// Writes TBinaryProtocol into any [`BufMut`].
-pub struct BinaryWriter<'a, B: BufMut> {
+/// Writes TBinaryProtocol into any [`Sink`] (a [`bytes::BufMut`]).
+pub struct BinaryWriter<'a, B: Sink> {
     buf: &'a mut B,
 }
 
-impl<'a, B: BufMut> BinaryWriter<'a, B> {
+impl<'a, B: Sink> BinaryWriter<'a, B> {
     /// A writer appending to `buf`.
     pub fn new(buf: &'a mut B) -> Self {
         BinaryWriter { buf }
@@ -34,7 +34,7 @@ impl<'a, B: BufMut> BinaryWriter<'a, B> {
     }
 }
 
-impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
+impl<B: Sink> ProtocolWriter for BinaryWriter<'_, B> {
     fn write_message_begin_bytes(&mut self, name: &[u8], kind: MessageType, seqid: i32) {
         self.buf.put_u32(VERSION_1 | kind as u32);
         self.write_binary(name);
@@ -115,6 +115,12 @@ impl<B: BufMut> ProtocolWriter for BinaryWriter<'_, B> {
     fn write_binary(&mut self, v: &[u8]) {
         self.put_len(v.len());
         self.buf.put_slice(v);
+    }
+
+    #[inline]
+    fn write_bytes(&mut self, v: &Bytes) {
+        self.put_len(v.len());
+        self.buf.put_shared(v);
     }
 
     #[inline]

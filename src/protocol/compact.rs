@@ -4,11 +4,11 @@
 //! which thriftpy2's `protocol/compact.py` implements: protocol id `0x82`, version 1,
 //! doubles little-endian, bool list elements as `1` (true) / `2` (false).
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 
 use super::{
     check_len, DecodeBudget, Depth, MessageHeader, MessageType, ProtocolError, ProtocolErrorKind,
-    ProtocolReader, ProtocolWriter, TType,
+    ProtocolReader, ProtocolWriter, Sink, TType,
 };
 
 /// First byte of every compact message.
@@ -89,13 +89,13 @@ fn zigzag64(n: i64) -> u64 {
     ((n << 1) ^ (n >> 63)) as u64
 }
 
-/// Writes TCompactProtocol into any [`BufMut`].
-pub struct CompactWriter<'a, B: BufMut> {
+/// Writes TCompactProtocol into any [`Sink`] (a [`bytes::BufMut`]).
+pub struct CompactWriter<'a, B: Sink> {
     buf: &'a mut B,
     last_field: i16,
 }
 
-impl<'a, B: BufMut> CompactWriter<'a, B> {
+impl<'a, B: Sink> CompactWriter<'a, B> {
     /// A writer appending to `buf`.
     pub fn new(buf: &'a mut B) -> Self {
         CompactWriter { buf, last_field: 0 }
@@ -143,7 +143,7 @@ impl<'a, B: BufMut> CompactWriter<'a, B> {
     }
 }
 
-impl<B: BufMut> ProtocolWriter for CompactWriter<'_, B> {
+impl<B: Sink> ProtocolWriter for CompactWriter<'_, B> {
     fn write_message_begin_bytes(&mut self, name: &[u8], kind: MessageType, seqid: i32) {
         self.byte(PROTOCOL_ID);
         self.byte((VERSION & VERSION_MASK) | ((kind as u8) << TYPE_SHIFT));
@@ -226,6 +226,12 @@ impl<B: BufMut> ProtocolWriter for CompactWriter<'_, B> {
     fn write_binary(&mut self, v: &[u8]) {
         self.varint(v.len() as u64);
         self.buf.put_slice(v);
+    }
+
+    #[inline]
+    fn write_bytes(&mut self, v: &Bytes) {
+        self.varint(v.len() as u64);
+        self.buf.put_shared(v);
     }
 
     #[inline]

@@ -124,6 +124,18 @@ pub trait ProtocolWriter {
     }
     /// Writes binary data.
     fn write_binary(&mut self, v: &[u8]);
+    /// Writes binary data held in shared bytes: as [`ProtocolWriter::write_binary`],
+    /// except that a writer whose [`Sink`] links large byte strings into its output
+    /// (a connection's write buffer) takes a reference instead of a copy.
+    #[inline]
+    fn write_bytes(&mut self, v: &Bytes) {
+        self.write_binary(v);
+    }
+    /// Writes a UTF-8 string held in shared bytes (see [`ProtocolWriter::write_bytes`]).
+    #[inline]
+    fn write_text(&mut self, v: &Text) {
+        self.write_bytes(v.shared());
+    }
     /// Writes a uuid (16 bytes, big-endian as in Apache Thrift 0.19+).
     fn write_uuid(&mut self, v: &[u8; 16]);
     /// Appends bytes already encoded in this protocol as one whole value (a
@@ -327,17 +339,39 @@ impl<T: Encode + ?Sized> Encode for &T {
     }
 }
 
+/// Where a writer puts its bytes: a [`bytes::BufMut`] that may also take large
+/// shared byte strings by reference ([`Sink::put_shared`]).
+pub trait Sink: bytes::BufMut {
+    /// Appends `v`; a sink that can send it from where it is keeps a reference
+    /// instead of copying it. By default it is copied.
+    #[inline]
+    fn put_shared(&mut self, v: &Bytes) {
+        self.put_slice(v);
+    }
+}
+
+impl Sink for bytes::BytesMut {}
+
+impl Sink for Vec<u8> {}
+
+impl<S: Sink + ?Sized> Sink for &mut S {
+    #[inline]
+    fn put_shared(&mut self, v: &Bytes) {
+        (**self).put_shared(v);
+    }
+}
+
 /// A protocol chosen at compile time: how to make its reader and writer. Lets a
 /// connection pick the protocol once and run monomorphised code from then on.
 pub trait Codec {
     /// The reader type.
     type Reader: ProtocolReader;
     /// The writer type, borrowing its buffer.
-    type Writer<'a>: ProtocolWriter;
+    type Writer<'a, B: Sink + 'a>: ProtocolWriter;
     /// A reader over `buf`.
     fn reader(buf: Bytes) -> Self::Reader;
     /// A writer appending to `buf`.
-    fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_>;
+    fn writer<B: Sink>(buf: &mut B) -> Self::Writer<'_, B>;
 }
 
 /// [`Codec`] for TBinaryProtocol: strict reads (`STRICT`), or reads that also take
@@ -356,22 +390,22 @@ pub struct CompactCodec;
 
 impl<const STRICT: bool> Codec for BinaryCodecOf<STRICT> {
     type Reader = BinaryReader;
-    type Writer<'a> = BinaryWriter<'a, bytes::BytesMut>;
+    type Writer<'a, B: Sink + 'a> = BinaryWriter<'a, B>;
     fn reader(buf: Bytes) -> BinaryReader {
         BinaryReader::new(buf).with_strict_read(STRICT)
     }
-    fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_> {
+    fn writer<B: Sink>(buf: &mut B) -> Self::Writer<'_, B> {
         BinaryWriter::new(buf)
     }
 }
 
 impl Codec for CompactCodec {
     type Reader = CompactReader;
-    type Writer<'a> = CompactWriter<'a, bytes::BytesMut>;
+    type Writer<'a, B: Sink + 'a> = CompactWriter<'a, B>;
     fn reader(buf: Bytes) -> CompactReader {
         CompactReader::new(buf)
     }
-    fn writer(buf: &mut bytes::BytesMut) -> Self::Writer<'_> {
+    fn writer<B: Sink>(buf: &mut B) -> Self::Writer<'_, B> {
         CompactWriter::new(buf)
     }
 }

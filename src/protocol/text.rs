@@ -37,6 +37,11 @@ impl Text {
         unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 
+    /// The bytes underneath, shared.
+    pub fn shared(&self) -> &Bytes {
+        &self.0
+    }
+
     /// The bytes underneath.
     pub fn into_bytes(self) -> Bytes {
         self.0

@@ -138,7 +138,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         };
         let len = self.finish(mark, cx);
         if len > cfg.max_message {
-            self.conn.out().truncate(mark);
+            self.conn.truncate(mark);
             let mark = self.conn.begin_message();
             let exc = ApplicationException::internal(format!(
                 "ringsoa: the reply of {len} bytes exceeds the maximum message size of {} bytes",
@@ -293,7 +293,8 @@ impl<S: Dispatch> CallSite<'_, S> {
         beat.enter(&msg.name);
         let deadline = cx.deadline;
         let result = {
-            let mut w = C::writer(self.conn.out());
+            let mut out = self.conn.out_linked(self.envelope.is_none());
+            let mut w = C::writer(&mut out);
             // Pinned where it is made: a handler's future can be kilobytes (it holds
             // its downstream calls), and each move would copy all of it.
             let mut call = std::pin::pin!(core.service.dispatch(cx, msg, r, &mut w));

@@ -6,7 +6,10 @@
 //! only when none is there. A started message must arrive whole within the message
 //! timeout, however its bytes trickle in; the wait for a message's first byte has
 //! the idle timeout. Writing appends messages to the write buffer (the frame length
-//! filled in) until [`MessageConn::flush`] sends them all with one write.
+//! filled in) until [`MessageConn::flush`] sends them all with one write; a reply
+//! written through [`MessageConn::out_linked`] links its large shared byte strings
+//! rather than copying them ([`super::gather`]), and goes out with one gathering
+//! write.
 //!
 //! A connection keeps no large buffer: one that grew past [`KEEP_CAPACITY`] is given
 //! back once it is empty (to the core's [`SpareBuffers`], when it has them, for the
@@ -22,6 +25,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::budget::{BufferBudget, Charge};
+use super::gather::{self, Gather, Link, Linking, LINK_MIN};
 use super::io::{read_append, spare};
 use super::scan::Scanner;
 use super::spare::SpareBuffers;
@@ -119,6 +123,15 @@ pub struct MessageConn {
     rbuf: BytesMut,
     /// Messages written and not yet sent.
     wbuf: BytesMut,
+    /// Large byte strings sent in place between the write buffer's bytes.
+    links: Vec<Link>,
+    /// The pieces of the last gathering write, kept for their capacity.
+    pieces: Vec<libc::iovec>,
+    /// The bytes of a linked batch that earlier writes sent (its buffer is not
+    /// advanced, so that the links keep their places).
+    wskip: usize,
+    /// Large requests the links point into, recycled once those are sent.
+    recycle_after: Vec<Bytes>,
     /// Whether the flush under way has sent part of them.
     wsent: bool,
     /// When the message partly in `rbuf` must be whole.
@@ -151,6 +164,10 @@ impl MessageConn {
             scanner: Scanner::new(protocol, max),
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
+            links: Vec::new(),
+            pieces: Vec::new(),
+            wskip: 0,
+            recycle_after: Vec::new(),
             wsent: false,
             deadline: None,
             want: READ_CHUNK,
@@ -180,9 +197,12 @@ impl MessageConn {
     /// Hands a large unit this connection cut, once its reader is done with it, to
     /// the spare buffers (when nothing else holds a part of it: a handler may keep
     /// one). A small one is simply dropped.
-    pub fn recycle(&self, unit: Bytes) {
-        if let Some(spares) = &self.spares {
-            spares.recycle(unit);
+    /// One that a reply waiting to go links into is recycled once it has gone.
+    pub fn recycle(&mut self, unit: Bytes) {
+        match &self.spares {
+            Some(_) if !self.links.is_empty() => self.recycle_after.push(unit),
+            Some(spares) => spares.recycle(unit),
+            None => {}
         }
     }
 
@@ -454,6 +474,15 @@ impl MessageConn {
         &mut self.wbuf
     }
 
+    /// The write buffer as a protocol writer's sink that, when `link` is true,
+    /// links shared byte strings of [`LINK_MIN`] bytes or more instead of copying
+    /// them (not for a message that is changed after it is written, as a header
+    /// transport's is).
+    pub fn out_linked(&mut self, link: bool) -> Linking<'_> {
+        let min = if link { LINK_MIN } else { usize::MAX };
+        Linking::new(&mut self.wbuf, &mut self.links, min)
+    }
+
     /// Starts a message in the write buffer; returns the mark for
     /// [`finish_message`](Self::finish_message) and
     /// [`discard_message`](Self::discard_message).
@@ -482,10 +511,20 @@ impl MessageConn {
     /// Ends the message begun at `mark` (the frame length filled in; an empty
     /// message leaves nothing). Returns its length without the frame header.
     pub fn finish_message(&mut self, mark: usize) -> usize {
+        let linked = match self.links.is_empty() {
+            true => 0,
+            false => gather::linked_after(&self.links, mark),
+        };
         match self.framing {
-            Framing::Framed => framed::finish_frame(&mut self.wbuf, mark),
-            Framing::Buffered => self.wbuf.len() - mark,
+            Framing::Framed => framed::finish_frame(&mut self.wbuf, mark, linked),
+            Framing::Buffered => self.wbuf.len() - mark + linked,
         }
+    }
+
+    /// Drops the message begun at `mark`, frame header and all.
+    pub fn truncate(&mut self, mark: usize) {
+        self.wbuf.truncate(mark);
+        gather::unlink_after(&mut self.links, mark);
     }
 
     /// Drops what was written of the message begun at `mark`, keeping the frame
@@ -496,6 +535,7 @@ impl MessageConn {
             Framing::Buffered => mark,
         };
         self.wbuf.truncate(body);
+        gather::unlink_after(&mut self.links, mark);
     }
 
     /// Whether messages wait in the write buffer.
@@ -515,6 +555,11 @@ impl MessageConn {
     pub async fn send_some(&mut self) -> Result<bool, WriteError> {
         if self.wbuf.is_empty() {
             return Ok(true);
+        }
+        if !self.links.is_empty() {
+            // Boxed: only replies with large strings come here, and inline its
+            // future would enlarge every connection's task.
+            return Box::pin(self.send_gathered()).await;
         }
         // Taken: a send dropped midway leaves an empty buffer and nothing sent.
         let sent = std::mem::take(&mut self.wsent);
@@ -541,7 +586,57 @@ impl MessageConn {
             out = self.let_go(out);
         }
         self.wbuf = out;
+        if !self.recycle_after.is_empty() {
+            self.recycle_deferred();
+        }
         done.map_err(|error| WriteError { error, sent })
+    }
+
+    /// [`Self::send_some`] for a batch with links: one gathering write of the
+    /// buffer's bytes and the linked strings in their places, from where the
+    /// batch's earlier writes stopped.
+    async fn send_gathered(&mut self) -> Result<bool, WriteError> {
+        let sent = std::mem::take(&mut self.wsent);
+        let skip = std::mem::take(&mut self.wskip);
+        if !sent {
+            self.large_out = large(self.wbuf.len());
+        }
+        let left = self.wbuf.len() + gather::linked_after(&self.links, 0) - skip;
+        let pieces = std::mem::take(&mut self.pieces);
+        let links = std::mem::take(&mut self.links);
+        let batch = Gather::new(std::mem::take(&mut self.wbuf), links, pieces, skip);
+        let (res, batch) = self.stream.writev(batch).await;
+        let (mut out, mut links, pieces) = batch.into_parts();
+        self.pieces = pieces;
+        let done = match res {
+            Ok(n) if n > 0 && n < left => {
+                self.wbuf = out;
+                self.links = links;
+                self.wskip = skip + n;
+                self.wsent = true;
+                return Ok(false);
+            }
+            Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(_) => Ok(true),
+            Err(error) => Err(error),
+        };
+        links.clear();
+        self.links = links;
+        out.clear();
+        if out.capacity() > KEEP_CAPACITY {
+            out = self.let_go(out);
+        }
+        self.wbuf = out;
+        self.recycle_deferred();
+        done.map_err(|error| WriteError { error, sent })
+    }
+
+    /// Recycles the large requests that links pointed into, now sent or dropped.
+    #[cold]
+    fn recycle_deferred(&mut self) {
+        for unit in std::mem::take(&mut self.recycle_after) {
+            self.recycle(unit);
+        }
     }
 
     /// Gives a large write buffer to the spare buffers, if any; an empty one to
@@ -588,7 +683,7 @@ async fn with_limit<F: std::future::Future>(limit: Option<Duration>, f: F) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monoio::io::AsyncWriteRentExt;
+    use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         crate::runtime::build().unwrap().block_on(f)
@@ -610,6 +705,53 @@ mod tests {
         m.extend_from_slice(b"ping");
         m.extend_from_slice(&[0, 0, 0, seqid, 0]);
         m
+    }
+
+    #[test]
+    fn linked_strings_go_out_in_their_frames_and_leave_with_a_dropped_message() {
+        use crate::protocol::Sink;
+        use bytes::BufMut;
+        block_on(async {
+            let (mut conn, mut peer) = pair(Framing::Framed).await;
+            let big = |b: u8| Bytes::from(vec![b; LINK_MIN + 5]);
+            let first = conn.begin_message();
+            let mut out = conn.out_linked(true);
+            out.put_slice(b"head");
+            out.put_shared(&big(b'a'));
+            out.put_shared(&Bytes::from_static(b"short"));
+            out.put_slice(b"tail");
+            assert_eq!(conn.finish_message(first), 4 + LINK_MIN + 5 + 5 + 4);
+            // Dropped whole (a reply over the size limit), and in part (a failed call).
+            let dropped = conn.begin_message();
+            conn.out_linked(true).put_shared(&big(b'b'));
+            conn.truncate(dropped);
+            let redone = conn.begin_message();
+            let mut out = conn.out_linked(true);
+            out.put_slice(b"x");
+            out.put_shared(&big(b'c'));
+            conn.discard_message(redone);
+            conn.out_linked(true).put_slice(b"y");
+            assert_eq!(conn.finish_message(redone), 1);
+            // Not linked when told not to.
+            let plain = conn.begin_message();
+            conn.out_linked(false).put_shared(&big(b'd'));
+            assert_eq!(conn.links.len(), 1);
+            conn.finish_message(plain);
+            conn.flush().await.unwrap();
+            assert!(conn.links.is_empty() && conn.wbuf.is_empty());
+            let mut want = BytesMut::new();
+            for body in [
+                [&b"head"[..], &big(b'a'), b"short", b"tail"].concat(),
+                b"y".to_vec(),
+                big(b'd').to_vec(),
+            ] {
+                want.put_u32(body.len() as u32);
+                want.extend_from_slice(&body);
+            }
+            let (res, got) = peer.read_exact(vec![0u8; want.len()]).await;
+            res.unwrap();
+            assert!(got == want[..], "the frames as written");
+        })
     }
 
     #[test]

@@ -45,10 +45,12 @@ pub fn begin_frame(buf: &mut BytesMut) -> usize {
     mark
 }
 
-/// Ends the frame begun at `mark`: fills in its length, or removes the prefix if
-/// nothing was written (a oneway call's empty answer). Returns the body length.
-pub fn finish_frame(buf: &mut BytesMut, mark: usize) -> usize {
-    let len = buf.len() - mark - HEADER_LEN;
+/// Ends the frame begun at `mark`, whose body is what `buf` holds after the prefix
+/// and `linked` bytes sent from elsewhere ([`super::gather`]): fills in its length,
+/// or removes the prefix if nothing was written (a oneway call's empty answer).
+/// Returns the body length.
+pub fn finish_frame(buf: &mut BytesMut, mark: usize, linked: usize) -> usize {
+    let len = buf.len() - mark - HEADER_LEN + linked;
     if len == 0 {
         buf.truncate(mark);
     } else {
@@ -62,5 +64,5 @@ pub fn finish_frame(buf: &mut BytesMut, mark: usize) -> usize {
 pub fn write_frame(buf: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) -> usize {
     let mark = begin_frame(buf);
     body(buf);
-    finish_frame(buf, mark)
+    finish_frame(buf, mark, 0)
 }

@@ -7,6 +7,7 @@
 //! - [`io`]: appending socket reads on monoio.
 //! - [`conn`]: [`conn::MessageConn`], one socket and its buffers: read one whole
 //!   message, write messages, for the server, the client and the perf harness.
+//! - [`gather`]: large shared byte strings linked into a write, not copied.
 //! - [`header`]: TTHeader and THeader, the header transports inside a frame.
 //! - [`budget`]: what a core's connections may hold together of requests still
 //!   arriving.
@@ -17,6 +18,7 @@
 pub mod budget;
 pub mod conn;
 pub mod framed;
+pub mod gather;
 pub mod header;
 pub mod io;
 pub mod scan;

@@ -173,8 +173,16 @@ impl Gen<'_> {
             Ty::I32 => format!("w.write_i32(*{e});"),
             Ty::I64 => format!("w.write_i64(*{e});"),
             Ty::Double => format!("w.write_double(*{e});"),
-            Ty::String => format!("w.write_string({e});"),
-            Ty::Binary => format!("w.write_binary({e});"),
+            // Shared bytes go to the writer as such: a connection's write buffer
+            // sends a large one from where it is instead of copying it.
+            Ty::String => match self.options.string {
+                StringType::String => format!("w.write_string({e});"),
+                StringType::Text => format!("w.write_text({e});"),
+            },
+            Ty::Binary => match self.options.binary {
+                BinaryType::Bytes => format!("w.write_bytes({e});"),
+                BinaryType::Vec => format!("w.write_binary({e});"),
+            },
             Ty::Uuid => format!("w.write_uuid({e});"),
             Ty::Enum(_) => format!("w.write_i32({e}.0);"),
             Ty::Struct(_) => format!("__rs::protocol::Encode::encode({e}, w);"),
