@@ -293,8 +293,7 @@ impl<S: Dispatch> CallSite<'_, S> {
         beat.enter(&msg.name);
         let deadline = cx.deadline;
         let result = {
-            let mut out = self.conn.out_linked(self.envelope.is_none());
-            let mut w = C::writer(&mut out);
+            let mut w = C::writer(self.conn.out_linked(self.envelope.is_none()));
             // Pinned where it is made: a handler's future can be kilobytes (it holds
             // its downstream calls), and each move would copy all of it.
             let mut call = std::pin::pin!(core.service.dispatch(cx, msg, r, &mut w));

@@ -25,7 +25,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::budget::{BufferBudget, Charge};
-use super::gather::{self, Gather, Link, Linking, LINK_MIN};
+use super::gather::{self, Gather, WriteBuf, LINK_MIN};
 use super::io::{read_append, spare};
 use super::scan::Scanner;
 use super::spare::SpareBuffers;
@@ -121,10 +121,9 @@ pub struct MessageConn {
     scanner: Scanner,
     /// Bytes read and not yet cut out.
     rbuf: BytesMut,
-    /// Messages written and not yet sent.
-    wbuf: BytesMut,
-    /// Large byte strings sent in place between the write buffer's bytes.
-    links: Vec<Link>,
+    /// Messages written and not yet sent, and the large byte strings sent in
+    /// place between their bytes.
+    out: WriteBuf,
     /// The pieces of the last gathering write, kept for their capacity.
     pieces: Vec<libc::iovec>,
     /// The bytes of a linked batch that earlier writes sent (its buffer is not
@@ -163,8 +162,7 @@ impl MessageConn {
             max,
             scanner: Scanner::new(protocol, max),
             rbuf: BytesMut::new(),
-            wbuf: BytesMut::new(),
-            links: Vec::new(),
+            out: WriteBuf::new(),
             pieces: Vec::new(),
             wskip: 0,
             recycle_after: Vec::new(),
@@ -200,7 +198,7 @@ impl MessageConn {
     /// One that a reply waiting to go links into is recycled once it has gone.
     pub fn recycle(&mut self, unit: Bytes) {
         match &self.spares {
-            Some(_) if !self.links.is_empty() => self.recycle_after.push(unit),
+            Some(_) if !self.out.links.is_empty() => self.recycle_after.push(unit),
             Some(spares) => spares.recycle(unit),
             None => {}
         }
@@ -239,7 +237,7 @@ impl MessageConn {
 
     /// Bytes of memory the buffers hold now.
     pub fn buffer_capacity(&self) -> usize {
-        self.rbuf.capacity() + self.wbuf.capacity()
+        self.rbuf.capacity() + self.out.buf.capacity()
     }
 
     /// Cuts one whole unit (per `expect`) from the read buffer if it has all
@@ -471,28 +469,28 @@ impl MessageConn {
 
     /// The write buffer, for a protocol writer.
     pub fn out(&mut self) -> &mut BytesMut {
-        &mut self.wbuf
+        &mut self.out.buf
     }
 
     /// The write buffer as a protocol writer's sink that, when `link` is true,
     /// links shared byte strings of [`LINK_MIN`] bytes or more instead of copying
     /// them (not for a message that is changed after it is written, as a header
     /// transport's is).
-    pub fn out_linked(&mut self, link: bool) -> Linking<'_> {
-        let min = if link { LINK_MIN } else { usize::MAX };
-        Linking::new(&mut self.wbuf, &mut self.links, min)
+    pub fn out_linked(&mut self, link: bool) -> &mut WriteBuf {
+        self.out.link_from(if link { LINK_MIN } else { usize::MAX });
+        &mut self.out
     }
 
     /// Starts a message in the write buffer; returns the mark for
     /// [`finish_message`](Self::finish_message) and
     /// [`discard_message`](Self::discard_message).
     pub fn begin_message(&mut self) -> usize {
-        if self.large_in.max(self.large_out) > self.wbuf.capacity() {
+        if self.large_in.max(self.large_out) > self.out.buf.capacity() {
             self.take_spare_write();
         }
         match self.framing {
-            Framing::Framed => framed::begin_frame(&mut self.wbuf),
-            Framing::Buffered => self.wbuf.len(),
+            Framing::Framed => framed::begin_frame(&mut self.out.buf),
+            Framing::Buffered => self.out.buf.len(),
         }
     }
 
@@ -501,9 +499,9 @@ impl MessageConn {
     #[cold]
     fn take_spare_write(&mut self) {
         let likely = self.large_in.max(self.large_out);
-        if self.wbuf.is_empty() {
+        if self.out.buf.is_empty() {
             if let Some(buf) = self.spares.as_ref().and_then(|s| s.take(likely)) {
-                self.wbuf = buf;
+                self.out.buf = buf;
             }
         }
     }
@@ -511,20 +509,20 @@ impl MessageConn {
     /// Ends the message begun at `mark` (the frame length filled in; an empty
     /// message leaves nothing). Returns its length without the frame header.
     pub fn finish_message(&mut self, mark: usize) -> usize {
-        let linked = match self.links.is_empty() {
+        let linked = match self.out.links.is_empty() {
             true => 0,
-            false => gather::linked_after(&self.links, mark),
+            false => gather::linked_after(&self.out.links, mark),
         };
         match self.framing {
-            Framing::Framed => framed::finish_frame(&mut self.wbuf, mark, linked),
-            Framing::Buffered => self.wbuf.len() - mark + linked,
+            Framing::Framed => framed::finish_frame(&mut self.out.buf, mark, linked),
+            Framing::Buffered => self.out.buf.len() - mark + linked,
         }
     }
 
     /// Drops the message begun at `mark`, frame header and all.
     pub fn truncate(&mut self, mark: usize) {
-        self.wbuf.truncate(mark);
-        gather::unlink_after(&mut self.links, mark);
+        self.out.buf.truncate(mark);
+        gather::unlink_after(&mut self.out.links, mark);
     }
 
     /// Drops what was written of the message begun at `mark`, keeping the frame
@@ -534,13 +532,13 @@ impl MessageConn {
             Framing::Framed => mark + framed::HEADER_LEN,
             Framing::Buffered => mark,
         };
-        self.wbuf.truncate(body);
-        gather::unlink_after(&mut self.links, mark);
+        self.out.buf.truncate(body);
+        gather::unlink_after(&mut self.out.links, mark);
     }
 
     /// Whether messages wait in the write buffer.
     pub fn has_output(&self) -> bool {
-        !self.wbuf.is_empty()
+        !self.out.buf.is_empty()
     }
 
     /// Sends everything in the write buffer.
@@ -553,17 +551,17 @@ impl MessageConn {
     /// the socket has no room at all; returns whether all of it has gone out (else
     /// call again). Lets a caller see a slow peer take its replies part by part.
     pub async fn send_some(&mut self) -> Result<bool, WriteError> {
-        if self.wbuf.is_empty() {
+        if self.out.buf.is_empty() {
             return Ok(true);
         }
-        if !self.links.is_empty() {
+        if !self.out.links.is_empty() {
             // Boxed: only replies with large strings come here, and inline its
             // future would enlarge every connection's task.
             return Box::pin(self.send_gathered()).await;
         }
         // Taken: a send dropped midway leaves an empty buffer and nothing sent.
         let sent = std::mem::take(&mut self.wsent);
-        let out = std::mem::take(&mut self.wbuf);
+        let out = std::mem::take(&mut self.out.buf);
         if !sent {
             self.large_out = large(out.len());
         }
@@ -573,7 +571,7 @@ impl MessageConn {
                 // The rest stays where it is (the buffer's front is reclaimed when
                 // the next message is written).
                 bytes::Buf::advance(&mut out, n);
-                self.wbuf = out;
+                self.out.buf = out;
                 self.wsent = true;
                 return Ok(false);
             }
@@ -585,7 +583,7 @@ impl MessageConn {
         if out.capacity() > KEEP_CAPACITY {
             out = self.let_go(out);
         }
-        self.wbuf = out;
+        self.out.buf = out;
         if !self.recycle_after.is_empty() {
             self.recycle_deferred();
         }
@@ -599,19 +597,19 @@ impl MessageConn {
         let sent = std::mem::take(&mut self.wsent);
         let skip = std::mem::take(&mut self.wskip);
         if !sent {
-            self.large_out = large(self.wbuf.len());
+            self.large_out = large(self.out.buf.len());
         }
-        let left = self.wbuf.len() + gather::linked_after(&self.links, 0) - skip;
+        let left = self.out.buf.len() + gather::linked_after(&self.out.links, 0) - skip;
         let pieces = std::mem::take(&mut self.pieces);
-        let links = std::mem::take(&mut self.links);
-        let batch = Gather::new(std::mem::take(&mut self.wbuf), links, pieces, skip);
+        let links = std::mem::take(&mut self.out.links);
+        let batch = Gather::new(std::mem::take(&mut self.out.buf), links, pieces, skip);
         let (res, batch) = self.stream.writev(batch).await;
         let (mut out, mut links, pieces) = batch.into_parts();
         self.pieces = pieces;
         let done = match res {
             Ok(n) if n > 0 && n < left => {
-                self.wbuf = out;
-                self.links = links;
+                self.out.buf = out;
+                self.out.links = links;
                 self.wskip = skip + n;
                 self.wsent = true;
                 return Ok(false);
@@ -621,12 +619,12 @@ impl MessageConn {
             Err(error) => Err(error),
         };
         links.clear();
-        self.links = links;
+        self.out.links = links;
         out.clear();
         if out.capacity() > KEEP_CAPACITY {
             out = self.let_go(out);
         }
-        self.wbuf = out;
+        self.out.buf = out;
         self.recycle_deferred();
         done.map_err(|error| WriteError { error, sent })
     }
@@ -715,7 +713,7 @@ mod tests {
             let (mut conn, mut peer) = pair(Framing::Framed).await;
             let big = |b: u8| Bytes::from(vec![b; LINK_MIN + 5]);
             let first = conn.begin_message();
-            let mut out = conn.out_linked(true);
+            let out = conn.out_linked(true);
             out.put_slice(b"head");
             out.put_shared(&big(b'a'));
             out.put_shared(&Bytes::from_static(b"short"));
@@ -726,7 +724,7 @@ mod tests {
             conn.out_linked(true).put_shared(&big(b'b'));
             conn.truncate(dropped);
             let redone = conn.begin_message();
-            let mut out = conn.out_linked(true);
+            let out = conn.out_linked(true);
             out.put_slice(b"x");
             out.put_shared(&big(b'c'));
             conn.discard_message(redone);
@@ -735,10 +733,10 @@ mod tests {
             // Not linked when told not to.
             let plain = conn.begin_message();
             conn.out_linked(false).put_shared(&big(b'd'));
-            assert_eq!(conn.links.len(), 1);
+            assert_eq!(conn.out.links.len(), 1);
             conn.finish_message(plain);
             conn.flush().await.unwrap();
-            assert!(conn.links.is_empty() && conn.wbuf.is_empty());
+            assert!(conn.out.links.is_empty() && conn.out.buf.is_empty());
             let mut want = BytesMut::new();
             for body in [
                 [&b"head"[..], &big(b'a'), b"short", b"tail"].concat(),

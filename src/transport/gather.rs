@@ -3,7 +3,7 @@
 //! A reply that returns a large `binary` or `string` it was given (an echo, a
 //! proxy's payload, a cached blob) would copy it into the connection's write
 //! buffer, and the kernel would copy it again into the socket. Written through
-//! [`Linking`], a string of at least [`LINK_MIN`] bytes is linked instead: the
+//! [`WriteBuf`], a string of at least [`LINK_MIN`] bytes is linked instead: the
 //! write buffer keeps a reference to it and where it goes, and the connection
 //! sends the buffer and its links with one gathering write ([`Gather`]).
 
@@ -13,7 +13,7 @@ use monoio::buf::IoVecBuf;
 
 use crate::protocol::Sink;
 
-/// The shortest byte string a [`Linking`] sink links rather than copies. Below
+/// The shortest byte string a [`WriteBuf`] sink links rather than copies. Below
 /// it links saved no CPU a call: echoes of 4 and 8 KiB over 128 connections took
 /// 2–9% more with them (the kernel's time rose more than the copy's fell), 12 KiB
 /// 3% less, 16 KiB 5–21% less (perf/RESULTS.md).
@@ -48,23 +48,53 @@ pub fn unlink_after(links: &mut Vec<Link>, mark: usize) {
     }
 }
 
-/// A write buffer and its links, as a writer's [`Sink`]: byte strings of at
-/// least `min` bytes given to [`Sink::put_shared`] are linked, not copied.
-pub struct Linking<'a> {
-    buf: &'a mut BytesMut,
-    links: &'a mut Vec<Link>,
+/// A connection's write buffer and its links, as a writer's [`Sink`]: byte
+/// strings of at least its threshold given to [`Sink::put_shared`] are linked,
+/// not copied.
+#[derive(Debug)]
+pub struct WriteBuf {
+    /// The bytes written.
+    pub buf: BytesMut,
+    /// The strings linked between them, in order.
+    pub links: Vec<Link>,
     min: usize,
 }
 
-impl<'a> Linking<'a> {
-    /// Appends to `buf`, linking into `links` shared strings of `min` bytes or more.
-    pub fn new(buf: &'a mut BytesMut, links: &'a mut Vec<Link>, min: usize) -> Self {
-        Linking { buf, links, min }
+impl WriteBuf {
+    /// An empty buffer that links nothing until [`WriteBuf::link_from`] says so.
+    pub fn new() -> Self {
+        WriteBuf {
+            buf: BytesMut::new(),
+            links: Vec::new(),
+            min: usize::MAX,
+        }
+    }
+
+    /// Links shared strings of `min` bytes or more from now on (`usize::MAX`: none).
+    #[inline]
+    pub fn link_from(&mut self, min: usize) {
+        self.min = min;
+    }
+
+    /// Links `v` where the buffer ends now.
+    #[cold]
+    #[inline(never)]
+    fn link(&mut self, v: &Bytes) {
+        self.links.push(Link {
+            at: self.buf.len(),
+            bytes: v.clone(),
+        });
+    }
+}
+
+impl Default for WriteBuf {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 // SAFETY: every method hands on to the `BytesMut`, whose implementation is sound.
-unsafe impl BufMut for Linking<'_> {
+unsafe impl BufMut for WriteBuf {
     #[inline]
     fn remaining_mut(&self) -> usize {
         self.buf.remaining_mut()
@@ -87,19 +117,7 @@ unsafe impl BufMut for Linking<'_> {
     }
 }
 
-impl Linking<'_> {
-    /// Links `v` where the buffer ends now.
-    #[cold]
-    #[inline(never)]
-    fn link(&mut self, v: &Bytes) {
-        self.links.push(Link {
-            at: self.buf.len(),
-            bytes: v.clone(),
-        });
-    }
-}
-
-impl Sink for Linking<'_> {
+impl Sink for WriteBuf {
     #[inline]
     fn put_shared(&mut self, v: &Bytes) {
         if v.len() >= self.min {
@@ -199,12 +217,12 @@ mod tests {
     }
 
     fn linked(parts: &[&[u8]], min: usize) -> (BytesMut, Vec<Link>) {
-        let (mut buf, mut links) = (BytesMut::new(), Vec::new());
-        let mut sink = Linking::new(&mut buf, &mut links, min);
+        let mut out = WriteBuf::new();
+        out.link_from(min);
         for part in parts {
-            sink.put_shared(&Bytes::copy_from_slice(part));
+            out.put_shared(&Bytes::copy_from_slice(part));
         }
-        (buf, links)
+        (out.buf, out.links)
     }
 
     #[test]
@@ -232,16 +250,16 @@ mod tests {
 
     #[test]
     fn a_message_s_links_are_counted_and_dropped_by_its_mark() {
-        let (mut buf, mut links) = linked(&[b"1", b"first link"], 5);
-        let mark = buf.len();
-        buf.extend_from_slice(b"head");
-        let mut sink = Linking::new(&mut buf, &mut links, 5);
-        sink.put_shared(&Bytes::from_static(b"second link"));
-        sink.put_slice(b"tail");
-        assert_eq!(linked_after(&links, mark), 11);
-        unlink_after(&mut links, mark);
-        assert_eq!(links.len(), 1);
-        assert_eq!(linked_after(&links, 0), 10);
+        let (buf, links) = linked(&[b"1", b"first link"], 5);
+        let mut out = WriteBuf { buf, links, min: 5 };
+        let mark = out.buf.len();
+        out.put_slice(b"head");
+        out.put_shared(&Bytes::from_static(b"second link"));
+        out.put_slice(b"tail");
+        assert_eq!(linked_after(&out.links, mark), 11);
+        unlink_after(&mut out.links, mark);
+        assert_eq!(out.links.len(), 1);
+        assert_eq!(linked_after(&out.links, 0), 10);
     }
 
     #[test]
