@@ -1,5 +1,6 @@
 //! `client::Client` against real thriftpy2 0.7.1 servers: it falls back to
-//! native Thrift on a plain server (every Demo method, every protocol and transport), speaks the tracking
+//! native Thrift on a plain server (every Demo method, every protocol and transport,
+//! large blobs linked into its writes), speaks the tracking
 //! protocol with `TTrackedProcessor` (root rpc ids "1", "2", …, a uuid request id),
 //! and survives the Python server's missing response header before EXCEPTION replies.
 
@@ -25,6 +26,7 @@ use proptest::test_runner::TestRunner;
 use ringsoa::client::{Client, ClientConfig, ConnOptions};
 use ringsoa::protocol::{to_bytes, ApplicationExceptionKind, Protocol};
 use ringsoa::rpc::CallError;
+use ringsoa::transport::gather::LINK_MIN;
 use ringsoa::transport::Framing;
 
 fn client(addr: std::net::SocketAddr, protocol: Protocol, framing: Framing) -> Client {
@@ -111,6 +113,20 @@ fn falls_back_to_native_on_a_plain_thriftpy2_server() {
                 item,
                 "{p}/{f}"
             );
+            // Blobs from 16 KiB on go out from where they are, not copied
+            // (`transport::gather`), framed or not, before and after other fields.
+            for len in [LINK_MIN - 1, LINK_MIN, 300_000] {
+                let blob: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let item = fit(Item {
+                    id: len as i64,
+                    name: Some("after the blob".into()),
+                    blob: Some(blob.into()),
+                    children: Some(vec![]),
+                    ..Item::default()
+                });
+                let back = demo.roundtrip(None, item.clone()).await.unwrap();
+                assert!(back == item, "{p}/{f}: a blob of {len} bytes");
+            }
             match demo.fail(None, 3).await {
                 Err(CallError::Declared(DemoFailException::Err(e))) => {
                     assert_eq!((e.code, e.message.as_deref()), (Some(3), Some("fail 3")))

@@ -322,7 +322,9 @@ impl Conn {
         }
         let payload = self.io.out().len();
         {
-            let mut w = C::writer(self.io.out());
+            // A header transport's payload may be rewritten (compressed, its
+            // length filled in) after it is written: nothing is linked into it.
+            let mut w = C::writer(self.io.out_linked(self.header.is_none()));
             if self.version >= 1 {
                 tracking::write_request_header(&mut w, call.header);
             }
