@@ -311,6 +311,11 @@ impl Governance {
     }
 
     /// [`Governance::core`], following on the current monoio runtime.
+    ///
+    /// # Panics
+    /// When called outside a runtime (not inside `Runtime::block_on`, a server
+    /// core's factory or a `SharedClient::spawn` closure), with monoio's message
+    /// "cannot access a scoped thread local variable without calling `set` first".
     pub fn follow_here(&self) -> Rc<Governed> {
         let g = Rc::new(self.core());
         g.follow();

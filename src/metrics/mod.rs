@@ -249,6 +249,10 @@ impl Metrics {
 
     /// The recorder of the core `init` describes; call it on that core (it starts
     /// a tick task on the core's runtime). Use with `ServerBuilder::control`.
+    ///
+    /// # Panics
+    /// When first called on a thread outside a runtime (see
+    /// [`Governance::follow_here`](crate::governance::Governance::follow_here)).
     pub fn core(&self, init: &CoreInit) -> CoreMetrics {
         thread_local! {
             static MINE: std::cell::RefCell<Vec<(std::sync::Weak<Shared>, CoreMetrics)>> =
