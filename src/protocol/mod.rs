@@ -354,13 +354,6 @@ impl Sink for bytes::BytesMut {}
 
 impl Sink for Vec<u8> {}
 
-impl<S: Sink + ?Sized> Sink for &mut S {
-    #[inline]
-    fn put_shared(&mut self, v: &Bytes) {
-        (**self).put_shared(v);
-    }
-}
-
 /// A protocol chosen at compile time: how to make its reader and writer. Lets a
 /// connection pick the protocol once and run monomorphised code from then on.
 pub trait Codec {

@@ -509,10 +509,7 @@ impl MessageConn {
     /// Ends the message begun at `mark` (the frame length filled in; an empty
     /// message leaves nothing). Returns its length without the frame header.
     pub fn finish_message(&mut self, mark: usize) -> usize {
-        let linked = match self.out.links.is_empty() {
-            true => 0,
-            false => gather::linked_after(&self.out.links, mark),
-        };
+        let linked = gather::linked_after(&self.out.links, mark);
         match self.framing {
             Framing::Framed => framed::finish_frame(&mut self.out.buf, mark, linked),
             Framing::Buffered => self.out.buf.len() - mark + linked,
@@ -599,10 +596,10 @@ impl MessageConn {
         if !sent {
             self.large_out = large(self.out.buf.len());
         }
-        let left = self.out.buf.len() + gather::linked_after(&self.out.links, 0) - skip;
         let pieces = std::mem::take(&mut self.pieces);
         let links = std::mem::take(&mut self.out.links);
         let batch = Gather::new(std::mem::take(&mut self.out.buf), links, pieces, skip);
+        let left = batch.left();
         let (res, batch) = self.stream.writev(batch).await;
         let (mut out, mut links, pieces) = batch.into_parts();
         self.pieces = pieces;

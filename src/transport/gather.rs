@@ -135,7 +135,7 @@ pub struct Gather {
     buf: BytesMut,
     links: Vec<Link>,
     pieces: Vec<libc::iovec>,
-    len: usize,
+    left: usize,
 }
 
 impl Gather {
@@ -143,7 +143,8 @@ impl Gather {
     /// `pieces` (emptied first; kept for its capacity).
     pub fn new(buf: BytesMut, links: Vec<Link>, mut pieces: Vec<libc::iovec>, skip: usize) -> Self {
         pieces.clear();
-        let mut len = 0;
+        let linked: usize = links.iter().map(|l| l.bytes.len()).sum();
+        let left = buf.len() + linked - skip;
         let mut skip = skip;
         let mut add = |piece: &[u8]| {
             if pieces.len() == MAX_PIECES || skip >= piece.len() {
@@ -152,7 +153,6 @@ impl Gather {
             }
             let piece = &piece[skip..];
             skip = 0;
-            len += piece.len();
             pieces.push(libc::iovec {
                 iov_base: piece.as_ptr() as *mut libc::c_void,
                 iov_len: piece.len(),
@@ -169,18 +169,14 @@ impl Gather {
             buf,
             links,
             pieces,
-            len,
+            left,
         }
     }
 
-    /// The bytes this write would send.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it would send nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// The bytes of the batch still to go. One write takes at most `IOV_MAX`
+    /// pieces, so it may send fewer even when the socket has room.
+    pub fn left(&self) -> usize {
+        self.left
     }
 
     /// The write buffer, the links and the pieces' vector, as given.
@@ -231,7 +227,7 @@ mod tests {
         assert_eq!(&buf[..], b"abcde");
         assert_eq!(linked_after(&links, 0), 15);
         let g = Gather::new(buf, links, Vec::new(), 0);
-        assert_eq!(g.len(), 20);
+        assert_eq!(g.left(), 20);
         let want: Vec<&[u8]> = vec![b"ab", b"long one", b"cd", b"another", b"e"];
         assert_eq!(pieces(&g), want);
     }
@@ -243,7 +239,7 @@ mod tests {
         for skip in 0..=whole.len() {
             let g = Gather::new(buf.clone(), links.clone(), Vec::new(), skip);
             assert_eq!(pieces(&g).concat(), &whole[skip..], "after {skip} bytes");
-            assert_eq!(g.len(), whole.len() - skip);
+            assert_eq!(g.left(), whole.len() - skip);
             assert!(pieces(&g).iter().all(|p| !p.is_empty()));
         }
     }
@@ -269,14 +265,13 @@ mod tests {
         let (buf, links) = linked(&refs, 8);
         let g = Gather::new(buf, links, Vec::new(), 0);
         assert_eq!(g.pieces.len(), MAX_PIECES);
-        assert_eq!(g.len(), MAX_PIECES * 8);
-        let (buf, links, pieces) = g.into_parts();
-        let g = Gather::new(buf, links, pieces, MAX_PIECES * 8);
-        assert_eq!(g.len(), (2000 - MAX_PIECES) * 8);
-        assert_eq!(pieces_of_first(&g), vec![MAX_PIECES as u8; 8]);
-    }
-
-    fn pieces_of_first(g: &Gather) -> Vec<u8> {
-        pieces(g).remove(0)
+        assert_eq!(pieces(&g).concat().len(), MAX_PIECES * 8);
+        assert_eq!(g.left(), 2000 * 8);
+        let (buf, links, kept) = g.into_parts();
+        let g = Gather::new(buf, links, kept, MAX_PIECES * 8);
+        assert_eq!(g.left(), (2000 - MAX_PIECES) * 8);
+        let rest = pieces(&g);
+        assert_eq!(rest.concat().len(), (2000 - MAX_PIECES) * 8);
+        assert_eq!(rest[0], vec![MAX_PIECES as u8; 8], "the next part first");
     }
 }
