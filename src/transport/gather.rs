@@ -1,8 +1,9 @@
 //! Large shared byte strings sent from where they are.
 //!
 //! A reply that returns a large `binary` or `string` it was given (an echo, a
-//! proxy's payload, a cached blob) would copy it into the connection's write
-//! buffer, and the kernel would copy it again into the socket. Written through
+//! proxy's payload, a cached blob), or a request that carries one (an upload),
+//! would copy it into the connection's write buffer, and the kernel would copy it
+//! again into the socket. Written through
 //! [`WriteBuf`], a string of at least [`LINK_MIN`] bytes is linked instead: the
 //! write buffer keeps a reference to it and where it goes, and the connection
 //! sends the buffer and its links with one gathering write ([`Gather`]).
