@@ -25,7 +25,7 @@ pub const LINK_MIN: usize = 16 * 1024;
 const MAX_PIECES: usize = 1024;
 
 /// A byte string sent in place, before the write buffer's byte `at`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Link {
     at: usize,
     bytes: Bytes,
@@ -55,9 +55,9 @@ pub fn unlink_after(links: &mut Vec<Link>, mark: usize) {
 #[derive(Debug)]
 pub struct WriteBuf {
     /// The bytes written.
-    pub buf: BytesMut,
+    pub(crate) buf: BytesMut,
     /// The strings linked between them, in order.
-    pub links: Vec<Link>,
+    pub(crate) links: Vec<Link>,
     min: usize,
 }
 
@@ -235,10 +235,10 @@ mod tests {
 
     #[test]
     fn a_batch_sent_in_part_resumes_where_it_stopped() {
-        let (buf, links) = linked(&[b"ab", b"long one", b"cd"], 5);
         let whole: Vec<u8> = b"ablong onecd".to_vec();
         for skip in 0..=whole.len() {
-            let g = Gather::new(buf.clone(), links.clone(), Vec::new(), skip);
+            let (buf, links) = linked(&[b"ab", b"long one", b"cd"], 5);
+            let g = Gather::new(buf, links, Vec::new(), skip);
             assert_eq!(pieces(&g).concat(), &whole[skip..], "after {skip} bytes");
             assert_eq!(g.left(), whole.len() - skip);
             assert!(pieces(&g).iter().all(|p| !p.is_empty()));
